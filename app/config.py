@@ -1,0 +1,229 @@
+"""Settings: every knob Lapak has, read once from ``LAPAK_*`` variables (and ``.env``).
+
+The defaults need no services at all: SQLite under ``./instance/``, jobs in a background thread,
+and a development secret generated once and kept in ``./instance/`` with a loud warning. In
+``LAPAK_ENV=production`` a missing or weak secret is refused instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENTS = ("development", "test", "production")
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :meth:`from_env`, never by hand in app code."""
+
+    env: str = "development"
+    instance_path: Path = field(default_factory=lambda: Path.cwd() / "instance")
+    database_url: str = ""
+    replica_urls: tuple[str, ...] = ()
+    redis_url: str | None = None
+    secret_key: str = ""
+    secret_is_generated: bool = False
+    modules: tuple[str, ...] | None = None
+    module_packages: tuple[str, ...] = ("modules",)
+    log_level: str = "INFO"
+    web_workers: int = field(default_factory=lambda: min(2 * (os.cpu_count() or 1) + 1, 8))
+    #: A replica that failed is not tried again for this many seconds.
+    replica_retry_seconds: float = 10.0
+    #: Connect timeout for replicas: a dead replica must not stall a read for long.
+    replica_connect_timeout: int = 2
+    #: In-process job threads when no Redis is configured.
+    embedded_job_threads: int = 2
+    outbox_max_attempts: int = 8
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        dotenv_path: Path | None = None,
+    ) -> Settings:
+        """Read ``LAPAK_*`` variables (a ``.env`` file fills the gaps), apply overrides, validate.
+
+        ``overrides`` uses field names (``database_url``...) and wins over the environment; it
+        is how tests and ``create_app(config)`` pass settings.
+        """
+        environ = dict(os.environ if environ is None else environ)
+        dotenv_file = dotenv_path or Path.cwd() / ".env"
+        if dotenv_file.is_file():
+            for key, value in dotenv_values(dotenv_file).items():
+                if value is not None:
+                    environ.setdefault(key, value)
+        raw = {k[len("LAPAK_") :].lower(): v for k, v in environ.items() if k.startswith("LAPAK_")}
+        values = _parse(raw)
+        known = {f.name for f in fields(cls)}
+        for key, value in (overrides or {}).items():
+            if key not in known:
+                raise SettingsError(f"unknown setting {key!r}; known: {', '.join(sorted(known))}")
+            values[key] = _coerce_override(key, value)
+        settings = cls(**values)
+        return settings._validated()
+
+    def _validated(self) -> Settings:
+        if self.env not in ENVIRONMENTS:
+            raise SettingsError(
+                f"LAPAK_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.env!r}"
+            )
+        instance = Path(self.instance_path).resolve()
+        settings = replace(self, instance_path=instance)
+        database_url = _normalise_database_url(
+            self.database_url or f"sqlite:///{instance / 'lapak.db'}", "LAPAK_DATABASE_URL"
+        )
+        replicas = tuple(
+            _normalise_database_url(u, "LAPAK_REPLICA_URLS") for u in self.replica_urls
+        )
+        if replicas and make_url(database_url).get_backend_name() != "postgresql":
+            raise SettingsError("LAPAK_REPLICA_URLS needs a PostgreSQL LAPAK_DATABASE_URL")
+        if self.redis_url is not None:
+            scheme = urlsplit(self.redis_url).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise SettingsError(
+                    "LAPAK_REDIS_URL must look like redis://host:6379/0 "
+                    f"(or rediss://, unix://), not scheme {scheme!r}"
+                )
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(f"LAPAK_LOG_LEVEL {self.log_level!r} is not a logging level")
+        for name in ("web_workers", "embedded_job_threads", "outbox_max_attempts"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
+        secret, generated = self.secret_key, self.secret_is_generated
+        if not secret:
+            if self.production:
+                raise SettingsError(
+                    "LAPAK_SECRET_KEY is required in production: set it to a random string of "
+                    f"at least {MIN_SECRET_LENGTH} characters (python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))')"
+                )
+            secret, generated = _development_secret(instance), True
+        elif len(secret) < MIN_SECRET_LENGTH and self.production:
+            raise SettingsError(f"LAPAK_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+        return replace(
+            settings,
+            database_url=database_url,
+            replica_urls=replicas,
+            secret_key=secret,
+            secret_is_generated=generated,
+            log_level=self.log_level.upper(),
+        )
+
+
+def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        text = text.strip()
+        if name in ("secret_is_generated",):
+            continue
+        if name == "env":
+            values["env"] = text.lower()
+        elif name == "instance_path":
+            values["instance_path"] = Path(text)
+        elif name in ("database_url", "secret_key", "log_level"):
+            values[name] = text
+        elif name == "redis_url":
+            values["redis_url"] = text or None
+        elif name in ("replica_urls", "module_packages"):
+            values[name] = _split(text)
+        elif name == "modules":
+            values["modules"] = _split(text) if text else None
+        elif name in (
+            "web_workers",
+            "replica_connect_timeout",
+            "embedded_job_threads",
+            "outbox_max_attempts",
+        ):
+            values[name] = _integer(name, text)
+        elif name == "replica_retry_seconds":
+            values[name] = _number(name, text)
+        # Other LAPAK_* variables belong to tests or tools (LAPAK_TEST_*); ignore them.
+    return values
+
+
+def _coerce_override(key: str, value: Any) -> Any:
+    if key in ("replica_urls", "module_packages") and isinstance(value, str):
+        return _split(value)
+    if key in ("replica_urls", "module_packages", "modules") and isinstance(value, list):
+        return tuple(value)
+    if key == "instance_path":
+        return Path(value)
+    return value
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"LAPAK_{name.upper()} must be a whole number, not {text!r}") from None
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"LAPAK_{name.upper()} must be a number, not {text!r}") from None
+
+
+def _normalise_database_url(url: str, variable: str) -> str:
+    """Read ``postgresql://`` and ``postgres://`` as psycopg 3 URLs; refuse unparseable ones."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SettingsError(
+            f"{variable} is not a database URL (expected postgresql://user@host:5432/db "
+            "or sqlite:///path)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres" or (
+        backend == "postgresql" and parsed.get_driver_name() in ("", "psycopg2")
+    ):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend not in ("postgresql", "sqlite"):
+        raise SettingsError(f"{variable}: Lapak runs on PostgreSQL or SQLite, not {backend!r}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _development_secret(instance: Path) -> str:
+    """A random secret kept in the instance folder, so restarts and workers share it."""
+    path = instance / "development-secret"
+    try:
+        if path.is_file():
+            return path.read_text().strip()
+        instance.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret)
+        return secret
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError:
+        return secrets.token_urlsafe(48)

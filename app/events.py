@@ -1,0 +1,173 @@
+"""Domain events through a transactional outbox.
+
+``emit(name, payload)`` inside a service's transaction adds a row to ``core_outbox_event``; the
+row commits or rolls back with the business change, so no event is delivered for a change that
+did not happen and none is lost if Redis or the workers are down. After the commit a dispatch job
+is enqueued on the ``events`` queue; a periodic sweep catches anything whose enqueue failed.
+
+Delivery is per subscriber and at least once: each subscriber runs in a savepoint of the same
+transaction that records it as delivered, so a subscriber that only writes to the database sees
+its effect exactly once. Failures are retried with exponential backoff, then the event is marked
+``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Index, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, JsonDocument, Session, after_commit, transaction, utcnow
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+SWEEP_EVERY = timedelta(seconds=15)
+BASE_BACKOFF_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+class OutboxEvent(Base):
+    """One business fact waiting for (or done with) delivery to subscribers."""
+
+    __tablename__ = "core_outbox_event"
+    __table_args__ = (Index("ix_core_outbox_event_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    status: Mapped[str] = mapped_column(String(12), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_to: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+def emit(name: str, payload: dict[str, Any]) -> OutboxEvent:
+    """Record ``name`` with ``payload`` in the current transaction (call inside ``transaction()``).
+
+    Decimals, UUIDs and datetimes become strings: money never turns into a float on the way.
+    """
+    session = Session()
+    event = OutboxEvent(name=name, payload=json.loads(json.dumps(payload, default=_jsonable)))
+    session.add(event)
+    if _schedule_dispatch not in session.info.get("after_commit", []):
+        after_commit(_schedule_dispatch)
+    return event
+
+
+def _jsonable(value: Any) -> str:
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"event payload value of type {type(value).__name__} is not JSON")
+
+
+def _schedule_dispatch() -> None:
+    from app.jobs import enqueue
+
+    enqueue(dispatch_outbox, queue="events")
+
+
+def subscribers() -> dict[str, list[Callable[[dict[str, Any]], None]]]:
+    return current_app.extensions["lapak.registry"].wiring.subscribers
+
+
+def dispatch_outbox(batch_size: int = 100) -> int:
+    """Deliver every due event; returns how many became ``delivered``. Safe to run concurrently."""
+    delivered = 0
+    while True:
+        now = utcnow()
+        with transaction() as session:
+            due_ids = list(
+                session.scalars(
+                    select(OutboxEvent.id)
+                    .where(OutboxEvent.status == PENDING, OutboxEvent.next_attempt_at <= now)
+                    .order_by(OutboxEvent.id)
+                    .limit(batch_size)
+                )
+            )
+        if not due_ids:
+            return delivered
+        for event_id in due_ids:
+            delivered += _deliver_one(event_id)
+        if len(due_ids) < batch_size:
+            return delivered
+
+
+def _deliver_one(event_id: int) -> int:
+    max_attempts = current_app.extensions["lapak.settings"].outbox_max_attempts
+    with transaction() as session:
+        event = session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.id == event_id, OutboxEvent.status == PENDING)
+            .with_for_update(skip_locked=True)
+        ).one_or_none()
+        if event is None or event.next_attempt_at > utcnow():
+            return 0
+        # Claim it: on SQLite there is no row lock, so a concurrent dispatcher loses here instead.
+        claimed = session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id == event.id, OutboxEvent.attempts == event.attempts)
+            .values(attempts=event.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            return 0
+        event.attempts += 1
+        done = list(event.delivered_to or [])
+        failures = []
+        for subscriber in subscribers().get(event.name, []):
+            subscriber_name = f"{subscriber.__module__}.{subscriber.__qualname__}"
+            if subscriber_name in done:
+                continue
+            try:
+                with session.begin_nested():
+                    subscriber(dict(event.payload))
+            except Exception as error:
+                log.warning(
+                    "event %s #%s: subscriber %s failed: %s",
+                    event.name,
+                    event.id,
+                    subscriber_name,
+                    error,
+                )
+                failures.append(f"{subscriber_name}: {type(error).__name__}: {error}"[:500])
+            else:
+                done.append(subscriber_name)
+        event.delivered_to = done
+        if not failures:
+            event.status, event.delivered_at, event.last_error = DELIVERED, utcnow(), None
+            return 1
+        event.last_error = "; ".join(failures)[:2000]
+        if event.attempts >= max_attempts:
+            event.status = FAILED
+            log.error(
+                "event %s #%s failed %d times; giving up: %s",
+                event.name,
+                event.id,
+                event.attempts,
+                event.last_error,
+            )
+        else:
+            event.next_attempt_at = utcnow() + timedelta(seconds=backoff_seconds(event.attempts))
+        return 0
+
+
+def backoff_seconds(attempts: int) -> float:
+    """5 s, 10 s, 20 s ... capped at an hour, with 20 % jitter so retries do not stampede."""
+    base = min(BASE_BACKOFF_SECONDS * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security

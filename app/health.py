@@ -1,0 +1,91 @@
+"""Load balancer probes and the list of loaded modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.http import API_PREFIX, ProblemSchema, problem, problem_type
+
+health = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
+core = Blueprint("core", __name__, url_prefix=API_PREFIX, description="The core of Lapak")
+
+
+class LiveSchema(ma.Schema):
+    status = ma.fields.String(metadata={"example": "ok"})
+
+
+class CheckSchema(ma.Schema):
+    ok = ma.fields.Boolean()
+    error = ma.fields.String()
+    latency_ms = ma.fields.Float()
+    mode = ma.fields.String()
+
+
+class ReadySchema(ma.Schema):
+    status = ma.fields.String(metadata={"example": "ok"})
+    checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
+
+
+class ModuleSchema(ma.Schema):
+    name = ma.fields.String()
+    version = ma.fields.String()
+    summary = ma.fields.String()
+    depends = ma.fields.List(ma.fields.String())
+    order = ma.fields.Integer(metadata={"description": "Position in the load order, from 0"})
+
+
+class ModuleListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(ModuleSchema))
+
+
+@health.route("/live")
+class Live(MethodView):
+    @health.response(200, LiveSchema)
+    def get(self) -> dict[str, str]:
+        """The process answers (no dependency is checked)."""
+        return {"status": "ok"}
+
+
+@health.route("/ready")
+class Ready(MethodView):
+    @health.response(200, ReadySchema)
+    @health.alt_response(503, schema=ProblemSchema, description="A dependency is down")
+    def get(self) -> dict[str, Any] | Response:
+        """The primary, every replica and Redis answer; a 503 problem names the ones that do not."""
+        checks = dict(current_app.extensions["lapak.db"].check())
+        checks["redis"] = current_app.extensions["lapak.jobs"].check()
+        down = sorted(name for name, check in checks.items() if not check["ok"])
+        if down:
+            return problem(
+                503,
+                "Not ready",
+                f"unavailable: {', '.join(down)}",
+                type_=problem_type("not-ready"),
+                checks=checks,
+            )
+        return {"status": "ok", "checks": checks}
+
+
+@core.route("/modules")
+class Modules(MethodView):
+    @core.response(200, ModuleListSchema)
+    def get(self) -> dict[str, Any]:
+        """The loaded modules in load order, with their versions."""
+        manifests = current_app.extensions["lapak.registry"].manifests
+        return {
+            "items": [
+                {
+                    "name": m.name,
+                    "version": m.version,
+                    "summary": m.summary,
+                    "depends": list(m.depends),
+                    "order": index,
+                }
+                for index, m in enumerate(manifests)
+            ]
+        }

@@ -1,0 +1,337 @@
+"""HTTP conventions shared by every module.
+
+* ``api``: the flask-smorest ``Api`` (OpenAPI 3.1 at ``/api/v1/openapi.json``, Swagger UI at
+  ``/api/v1/docs`` served from the installed ``flask-swagger-ui`` wheel, so it works offline).
+* Every error, ours or Werkzeug's, leaves as ``application/problem+json`` (RFC 9457), keeps its
+  headers (``Allow``, ``Retry-After``, ``WWW-Authenticate``) and never carries a traceback or SQL.
+* ``X-Request-ID`` on every response (the caller's, if it is sane, else a new one).
+* Cursor (keyset) pagination: :class:`PageArgs`, :func:`keyset_page`, :func:`page_schema`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import flask_swagger_ui
+import marshmallow as ma
+from flask import Blueprint as FlaskBlueprint
+from flask import Flask, Response, after_this_request, g, request
+from flask_smorest import Api
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+from werkzeug.exceptions import HTTPException
+
+from app import errors
+from app.config import Settings
+from app.db import Session
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+PROBLEM_MIMETYPE = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
+    errors.BadRequest: 400,
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.Invalid: 422,
+    errors.TooManyRequests: 429,
+    errors.UpstreamFailed: 502,
+    errors.ServiceUnavailable: 503,
+    errors.UpstreamTimeout: 504,
+}
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as every error response of this API."""
+
+    type = ma.fields.String(metadata={"description": "URI naming the problem type"})
+    title = ma.fields.String(metadata={"description": "Short summary of the problem type"})
+    status = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    detail = ma.fields.String(metadata={"description": "What went wrong this time"})
+    instance = ma.fields.String(metadata={"description": "The request path"})
+    request_id = ma.fields.String(metadata={"description": "Quote it when reporting a problem"})
+    errors = ma.fields.Dict(metadata={"description": "Field name -> messages (422 only)"})
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type_: str = "about:blank",
+    errors_: Any = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.path
+    body["request_id"] = g.get("request_id")
+    if errors_:
+        body["errors"] = errors_
+    body.update(extra)
+    response = Response(json.dumps(body, default=str), status=status, mimetype=PROBLEM_MIMETYPE)
+    for name, value in (headers or {}).items():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def problem_type(code: str) -> str:
+    return f"urn:lapak:problem:{code}"
+
+
+class LapakApi(Api):
+    """flask-smorest's Api with problem+json errors that keep their headers."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+        code = error.code or 500
+        headers = dict(error.get_headers()) if error.response is None else {}
+        data = getattr(error, "data", None) or {}
+        headers.update(data.get("headers") or {})
+        field_errors = data.get("errors") or data.get("messages")
+        if code == 422 and field_errors:
+            # webargs nests messages by location ({"json": {...}}); keep that, it names the part.
+            return problem(
+                422,
+                "The input is not valid",
+                "One or more fields are invalid; see errors.",
+                type_=problem_type("validation-failed"),
+                errors_=field_errors,
+                headers=headers,
+            )
+        detail = data.get("message") or (error.description if code != 500 else None)
+        if code >= 500:
+            detail = "An unexpected error occurred; quote the request id when reporting it."
+        return problem(code, error.name, detail, headers=headers)
+
+
+def handle_domain_error(error: errors.DomainError) -> Response:
+    status = next(
+        (STATUS_BY_ERROR[cls] for cls in type(error).__mro__ if cls in STATUS_BY_ERROR), 400
+    )
+    return problem(
+        status,
+        error.title,
+        error.detail,
+        type_=problem_type(error.code),
+        errors_=error.errors,
+        headers=error.headers,
+        **error.extra,
+    )
+
+
+def handle_unexpected_error(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return api_of().handle_http_exception(error)
+    log.exception("unhandled %s", type(error).__name__)
+    return problem(
+        500,
+        "Internal Server Error",
+        "An unexpected error occurred; quote the request id when reporting it.",
+    )
+
+
+def api_of() -> LapakApi:
+    from flask import current_app
+
+    return current_app.extensions["lapak.api"]
+
+
+def init_app(app: Flask, settings: Settings) -> LapakApi:
+    """Create the Api, the docs assets route, error handlers and request ids."""
+    app.config.update(
+        API_TITLE="Lapak",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=f"{API_PREFIX}/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Lapak: marketplace orders, invoices, payments, users and feeds. "
+                "Every error is application/problem+json (RFC 9457)."
+            }
+        },
+    )
+    api = LapakApi(app)
+    app.extensions["lapak.api"] = api
+    assets = Path(flask_swagger_ui.__file__).parent / "dist"
+    app.register_blueprint(
+        FlaskBlueprint(
+            "swagger_assets",
+            __name__,
+            static_folder=str(assets),
+            static_url_path=f"{API_PREFIX}/docs/assets",
+        )
+    )
+    app.register_error_handler(errors.DomainError, handle_domain_error)
+    app.register_error_handler(Exception, handle_unexpected_error)
+
+    @app.before_request
+    def _assign_request_id() -> None:
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+    @app.after_request
+    def _return_request_id(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        return response
+
+    return api
+
+
+# --- cursor pagination ----------------------------------------------------------------------
+
+
+class PageArgs(ma.Schema):
+    """``?limit=&cursor=`` of every list endpoint."""
+
+    limit = ma.fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"Items per page (1-{MAX_PAGE_SIZE})"},
+    )
+    cursor = ma.fields.String(
+        load_default=None,
+        metadata={"description": "The next_cursor of the previous page; omit for the first"},
+    )
+
+
+class InvalidCursor(errors.BadRequest):
+    code = "invalid-cursor"
+    title = "The cursor is not valid"
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def page_schema(item_schema: type[ma.Schema]) -> type[ma.Schema]:
+    """A ``{"items": [...], "next_cursor": ...}`` schema for ``item_schema``."""
+    return ma.Schema.from_dict(
+        {
+            "items": ma.fields.List(ma.fields.Nested(item_schema)),
+            "next_cursor": ma.fields.String(
+                allow_none=True,
+                metadata={"description": "Pass as ?cursor= for the next page; null on the last"},
+            ),
+        },
+        name=f"{item_schema.__name__.removesuffix('Schema')}PageSchema",
+    )
+
+
+def keyset_page(
+    statement: Select[Any],
+    order_by: Sequence[InstrumentedAttribute[Any]],
+    *,
+    limit: int,
+    cursor: str | None,
+    descending: bool = False,
+) -> Page:
+    """One page of ``statement`` ordered by ``order_by`` (unique together), after ``cursor``.
+
+    No OFFSET: the cursor holds the last row's sort key, signed with the app secret and bound
+    to this endpoint, so a client can neither forge nor reuse it elsewhere. Adds the ``Link``
+    header for the next page.
+    """
+    serializer = _cursor_serializer()
+    if cursor:
+        try:
+            last_key = [_decode_value(v) for v in serializer.loads(cursor)]
+        except (BadSignature, ValueError, TypeError, KeyError):
+            raise InvalidCursor(
+                "the cursor was altered, expired or belongs to another listing; "
+                "start again without it"
+            ) from None
+        if len(last_key) != len(order_by):
+            raise InvalidCursor("the cursor belongs to another listing; start again without it")
+        statement = statement.where(_after(order_by, last_key, descending))
+    ordering = [c.desc() if descending else c.asc() for c in order_by]
+    rows = list(Session().scalars(statement.order_by(*ordering).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = serializer.dumps([_encode_value(getattr(last, c.key)) for c in order_by])
+        _link_next(next_cursor)
+    return Page(rows, next_cursor)
+
+
+def _after(columns: Sequence[Any], values: Sequence[Any], descending: bool) -> Any:
+    # (a, b) > (x, y)  ==  a > x OR (a = x AND b > y); portable, index-friendly on the first key.
+    clauses = []
+    for index, column in enumerate(columns):
+        equal = [columns[i] == values[i] for i in range(index)]
+        beyond = column < values[index] if descending else column > values[index]
+        clauses.append(and_(*equal, beyond))
+    return or_(*clauses)
+
+
+def _cursor_serializer() -> URLSafeSerializer:
+    from flask import current_app
+
+    return URLSafeSerializer(current_app.secret_key, salt=f"lapak.cursor:{request.endpoint}")
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"d": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"u": str(value)}
+    if isinstance(value, bytes):
+        return {"b": base64.b64encode(value).decode()}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        ((tag, text),) = value.items()
+        decoders = {
+            "t": datetime.fromisoformat,
+            "d": Decimal,
+            "u": uuid.UUID,
+            "b": base64.b64decode,
+        }
+        return decoders[tag](text)
+    return value
+
+
+def _link_next(next_cursor: str) -> None:
+    query = request.args.to_dict()
+    query["cursor"] = next_cursor
+    url = f"{request.base_url}?{urlencode(query)}"
+
+    @after_this_request
+    def _add_link(response: Response) -> Response:
+        response.headers.add("Link", f'<{url}>; rel="next"')
+        return response

@@ -1,0 +1,216 @@
+"""The module registry: find manifests, order them by ``depends``, wire each module in.
+
+Like Odoo's loader, manifests are read first (a module's ``__init__.py`` holds only its
+``manifest`` and an optional ``load(hooks)`` function); code is imported only for the modules that
+are enabled, in dependency order. Every refusal is a :class:`RegistryError` with one line that
+says what to change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+import click
+from flask_smorest import Blueprint
+
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class RegistryError(RuntimeError):
+    """The set of modules cannot be loaded as configured."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a module says about itself. Plain data: no imports of the module's code."""
+
+    name: str
+    version: str
+    summary: str
+    depends: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or not set(self.name) <= NAME_CHARS:
+            raise RegistryError(
+                f"module name {self.name!r} must be lower-case letters, digits and underscores"
+            )
+        if isinstance(self.depends, str):
+            raise RegistryError(
+                f"module {self.name!r}: depends must be a tuple of names, e.g. ({self.depends!r},)"
+            )
+
+
+@dataclass
+class Discovered:
+    manifest: Manifest
+    package: str
+    module: ModuleType
+
+
+@dataclass
+class Periodic:
+    func: Callable[..., Any]
+    every: timedelta
+    queue: str
+
+
+@dataclass
+class Wiring:
+    """Everything the loaded modules registered, for the app factory, jobs and events."""
+
+    blueprints: list[tuple[str, Blueprint]] = field(default_factory=list)
+    commands: list[click.Command] = field(default_factory=list)
+    jobs: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    subscribers: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
+    periodic: list[Periodic] = field(default_factory=list)
+
+
+class ModuleHooks:
+    """The API a module's ``load(hooks)`` uses to plug itself into the application."""
+
+    def __init__(self, manifest: Manifest, wiring: Wiring) -> None:
+        self.manifest = manifest
+        self._wiring = wiring
+
+    def blueprint(self, blueprint: Blueprint) -> None:
+        """Serve ``blueprint`` under ``/api/v1/<module name>`` (plus the blueprint's own prefix)."""
+        self._wiring.blueprints.append((self.manifest.name, blueprint))
+
+    def command(self, command: click.Command) -> None:
+        """Add a click command or group to the ``lapak`` CLI."""
+        self._wiring.commands.append(command)
+
+    def job(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Declare a background job function (usable as a decorator)."""
+        self._wiring.jobs[f"{func.__module__}.{func.__qualname__}"] = func
+        return func
+
+    def subscribe(self, event: str, subscriber: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``subscriber(payload)`` for every committed ``event`` (at least once)."""
+        self._wiring.subscribers.setdefault(event, []).append(subscriber)
+
+    def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "default") -> None:
+        """Enqueue ``func()`` every ``every`` (by the worker's ticker, once across workers)."""
+        self.job(func)
+        self._wiring.periodic.append(Periodic(func, every, queue))
+
+
+@dataclass
+class Registry:
+    """The loaded modules, in load order, and what they registered."""
+
+    loaded: list[Discovered]
+    wiring: Wiring
+
+    @property
+    def manifests(self) -> list[Manifest]:
+        return [d.manifest for d in self.loaded]
+
+
+def discover(packages: Sequence[str]) -> dict[str, Discovered]:
+    """Import the manifest of every sub-package of ``packages``; refuse duplicate names."""
+    found: dict[str, Discovered] = {}
+    for package_name in packages:
+        try:
+            package = importlib.import_module(package_name)
+        except ImportError as error:
+            raise RegistryError(
+                f"module package {package_name!r} cannot be imported ({error}); "
+                "check LAPAK_MODULE_PACKAGES"
+            ) from None
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.ispkg or info.name.startswith("_"):
+                continue
+            dotted = f"{package_name}.{info.name}"
+            module = importlib.import_module(dotted)
+            manifest = getattr(module, "manifest", None)
+            if not isinstance(manifest, Manifest):
+                raise RegistryError(
+                    f"{dotted} has no `manifest = Manifest(...)` in its __init__.py; "
+                    "add one or move the package out of the modules folder"
+                )
+            if manifest.name in found:
+                raise RegistryError(
+                    f"duplicate module name {manifest.name!r} in {found[manifest.name].package} "
+                    f"and {dotted}; rename one of them"
+                )
+            found[manifest.name] = Discovered(manifest, dotted, module)
+    return found
+
+
+def resolve(manifests: Mapping[str, Manifest], enabled: Iterable[str] | None) -> list[str]:
+    """Return the enabled module names in load order (dependencies first, then by name)."""
+    if enabled is None:
+        wanted = set(manifests)
+    else:
+        wanted = set(enabled)
+        unknown = sorted(wanted - set(manifests))
+        if unknown:
+            raise RegistryError(
+                f"LAPAK_MODULES names unknown module(s) {', '.join(unknown)}; "
+                f"available: {', '.join(sorted(manifests))}"
+            )
+    for name in sorted(wanted):
+        for dependency in manifests[name].depends:
+            if dependency not in manifests:
+                raise RegistryError(
+                    f"module {name!r} depends on {dependency!r}, which is not installed; "
+                    f"add it or remove the dependency"
+                )
+            if dependency not in wanted:
+                raise RegistryError(
+                    f"module {name!r} needs {dependency!r}, which LAPAK_MODULES leaves out; "
+                    f"enable {dependency!r} too or disable {name!r}"
+                )
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = [*path[path.index(name) :], name]
+            raise RegistryError(
+                f"dependency cycle {' -> '.join(cycle)}; remove one of these depends"
+            )
+        state[name] = "visiting"
+        for dependency in sorted(manifests[name].depends):
+            visit(dependency, [*path, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in sorted(wanted):
+        visit(name, [])
+    return order
+
+
+def load(packages: Sequence[str], enabled: Iterable[str] | None) -> Registry:
+    """Discover, resolve and load modules; each one's ``models`` is imported, then ``load()``."""
+    found = discover(packages)
+    order = resolve({name: d.manifest for name, d in found.items()}, enabled)
+    wiring = Wiring()
+    loaded = []
+    for name in order:
+        discovered = found[name]
+        import_models(discovered.package)
+        hook = getattr(discovered.module, "load", None)
+        if hook is not None:
+            hook(ModuleHooks(discovered.manifest, wiring))
+        loaded.append(discovered)
+    return Registry(loaded, wiring)
+
+
+def import_models(package: str) -> ModuleType | None:
+    """Import ``<package>.models`` when the module has one, so its tables join the metadata."""
+    try:
+        return importlib.import_module(f"{package}.models")
+    except ModuleNotFoundError as error:
+        if error.name == f"{package}.models":
+            return None
+        raise
