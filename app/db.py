@@ -292,10 +292,15 @@ class RoutingSession(OrmSession):
 Session = scoped_session(sessionmaker(class_=RoutingSession, expire_on_commit=False))
 
 
-@event.listens_for(RoutingSession, "after_begin")
-def _remember_primary(session: OrmSession, _transaction: Any, connection: Any) -> None:
-    if connection.engine is get_database().primary:
-        session.info["primary_in_transaction"] = True
+@event.listens_for(RoutingSession, "after_flush")
+def _remember_flush(session: OrmSession, _context: Any) -> None:
+    session.info["primary_wrote"] = True
+
+
+@event.listens_for(RoutingSession, "do_orm_execute")
+def _remember_dml(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["primary_wrote"] = True
 
 
 @event.listens_for(RoutingSession, "before_flush")
@@ -306,8 +311,12 @@ def _refuse_writes_when_read_only(session: OrmSession, _context: Any, _instances
 
 @event.listens_for(RoutingSession, "after_commit")
 def _after_commit(session: OrmSession) -> None:
-    if session.info.get("primary_in_transaction") and has_request_context():
-        g.lapak_wrote = True
+    if session.info.get("primary_wrote"):
+        # Kept until the session is removed: later reads of this request or job stay on the
+        # primary, which has the write, instead of a replica that may not have it yet.
+        session.info["committed_writes"] = True
+        if has_request_context():
+            g.lapak_wrote = True
     callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         try:
@@ -324,9 +333,9 @@ def _after_rollback(session: OrmSession) -> None:
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")
-def _forget_primary(session: OrmSession, transaction: Any) -> None:
+def _forget_writes(session: OrmSession, transaction: Any) -> None:
     if transaction.parent is None:
-        session.info.pop("primary_in_transaction", None)
+        session.info.pop("primary_wrote", None)
 
 
 def after_commit(callback: Callable[[], None]) -> None:
@@ -345,12 +354,14 @@ def transaction() -> Iterator[OrmSession]:
         raise ReadOnlyViolation("transaction() inside read_only(): writes go to the primary")
     depth = session.info.get("transaction_depth", 0)
     session.info["transaction_depth"] = depth + 1
+    session.info["primary_wrote"] = True  # a write scope, even before its first flush
     try:
         yield session
         if depth == 0:
             session.commit()
     except BaseException:
         if depth == 0:
+            session.info.pop("after_commit", None)  # rollback() fires no event if nothing ran
             session.rollback()
         raise
     finally:
@@ -379,10 +390,13 @@ class read_only:
         self._outer = not session.info.get("read_only")
         if self._outer:
             database = get_database()
+            # Read-your-writes inside one unit of work: after a write, stay on the primary.
             if (
                 self.use_replica
                 and database.replicas
-                and not session.info.get("primary_in_transaction")
+                and not session.info.get("primary_wrote")
+                and not session.info.get("committed_writes")
+                and not session.info.get("transaction_depth")
             ):
                 self.replica = database.choose_replica(client_min_lsn())
             session.info["read_only"] = True

@@ -1,0 +1,161 @@
+"""Read/write routing against a real primary and streaming replica, and the transaction helper."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, text
+
+from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
+from tests.conftest import wait_for_replica
+from tests.sample_modules.notes.models import Note
+
+
+def in_recovery() -> bool:
+    return Session().execute(text("SELECT pg_is_in_recovery()")).scalar()
+
+
+def test_reads_inside_read_only_are_served_by_the_replica(app: Flask) -> None:
+    with app.app_context():
+        assert in_recovery() is False
+        with read_only():
+            assert in_recovery() is True
+        Session.remove()
+        assert in_recovery() is False
+
+
+def test_read_only_endpoint_reads_from_the_replica(client: FlaskClient) -> None:
+    assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
+
+
+def test_write_inside_read_only_is_refused(app: Flask) -> None:
+    with app.app_context(), read_only() as session:
+        session.add(Note(title="nope"))
+        with pytest.raises(ReadOnlyViolation):
+            session.flush()
+    with app.app_context(), read_only(), pytest.raises(ReadOnlyViolation), transaction():
+        pass
+
+
+def test_transaction_commits_at_the_outermost_block_and_rolls_back_on_error(app: Flask) -> None:
+    with app.app_context():
+        with transaction() as session:
+            session.add(Note(title="kept"))
+            with transaction():
+                session.add(Note(title="inner"))
+            assert session.in_transaction()  # the inner block did not commit
+        with pytest.raises(ZeroDivisionError), transaction() as session:
+            session.add(Note(title="lost"))
+            session.flush()
+            _ = 1 / 0
+        Session.remove()
+        titles = set(Session().scalars(select(Note.title)))
+    assert titles == {"kept", "inner"}
+
+
+def test_after_commit_runs_only_when_the_transaction_commits(app: Flask) -> None:
+    calls: list[str] = []
+    with app.app_context():
+        with pytest.raises(RuntimeError), transaction():
+            after_commit(lambda: calls.append("rolled back"))
+            raise RuntimeError
+        with transaction():
+            after_commit(lambda: calls.append("committed"))
+    assert calls == ["committed"]
+
+
+def test_a_client_reads_its_own_write_while_the_replica_lags(
+    app: Flask, paused_replica: object
+) -> None:
+    writer = app.test_client()
+    created = writer.post("/api/v1/notes/notes", json={"title": "fresh"})
+    assert created.status_code == 201
+    assert created.headers[LSN_HEADER]
+
+    # The writer (its cookie carries the LSN) is sent to the primary and sees its note ...
+    assert [n["title"] for n in writer.get("/api/v1/notes/notes").get_json()["items"]] == ["fresh"]
+    # ... and so is any client that sends the LSN header it was given.
+    other = app.test_client()
+    echoed = other.get("/api/v1/notes/notes", headers={LSN_HEADER: created.headers[LSN_HEADER]})
+    assert [n["title"] for n in echoed.get_json()["items"]] == ["fresh"]
+    # A client that has not seen the write still reads the (paused, stale) replica.
+    stranger = app.test_client()
+    assert stranger.get("/api/v1/notes/notes").get_json()["items"] == []
+    assert stranger.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
+
+
+def test_the_replica_serves_the_write_once_it_has_replayed_it(app: Flask, services: object) -> None:
+    writer = app.test_client()
+    writer.post("/api/v1/notes/notes", json={"title": "replayed"})
+    wait_for_replica(services)
+    assert writer.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
+    assert [n["title"] for n in writer.get("/api/v1/notes/notes").get_json()["items"]] == [
+        "replayed"
+    ]
+
+
+def test_reads_fall_back_to_the_primary_when_the_replica_is_down(
+    app: Flask, stopped_replica: object
+) -> None:
+    client = app.test_client()
+    client.post("/api/v1/notes/notes", json={"title": "still readable"})
+    fresh = app.test_client()
+    listed = fresh.get("/api/v1/notes/notes")
+    assert listed.status_code == 200
+    assert [n["title"] for n in listed.get_json()["items"]] == ["still readable"]
+    assert fresh.get("/api/v1/notes/where").get_json() == {"in_recovery": False}
+
+    ready = fresh.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.content_type == "application/problem+json"
+    body = ready.get_json()
+    assert body["checks"]["replica-0"]["ok"] is False
+    assert body["checks"]["primary"]["ok"] is True
+    assert "replica-0" in body["detail"]
+
+
+def test_readiness_reports_every_dependency(client: FlaskClient) -> None:
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert set(ready.get_json()["checks"]) == {"primary", "replica-0", "redis"}
+    assert all(check["ok"] for check in ready.get_json()["checks"].values())
+
+
+def test_readiness_fails_when_redis_is_unreachable(config: dict, services: object) -> None:
+    from app import create_app
+    from tests.servers import free_port
+
+    config["redis_url"] = f"redis://127.0.0.1:{free_port()}/0"
+    ready = create_app(config).test_client().get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["redis"]["ok"] is False
+
+
+def test_the_same_code_runs_on_sqlite_without_replicas(tmp_path: object) -> None:
+    from app import create_app
+    from app.db import Base
+    from app.migrate import upgrade
+
+    app = create_app(
+        {
+            "env": "test",
+            "instance_path": tmp_path,
+            "secret_key": "s" * 48,
+            "module_packages": ("modules", "tests.sample_modules"),
+        }
+    )
+    settings = app.extensions["lapak.settings"]
+    upgrade(settings)
+    engine = app.extensions["lapak.db"].primary
+    Base.metadata.create_all(
+        engine, tables=[t for n, t in Base.metadata.tables.items() if n.startswith("notes_")]
+    )
+    client = app.test_client()
+    assert client.post("/api/v1/notes/notes", json={"title": "local"}).status_code == 201
+    listed = client.get("/api/v1/notes/notes")
+    assert LSN_HEADER not in listed.headers
+    assert [n["title"] for n in listed.get_json()["items"]] == ["local"]
+    with app.app_context():
+        assert Session().scalar(select(func.count()).select_from(Note)) == 1
+    app.extensions["lapak.jobs"].wait_embedded()

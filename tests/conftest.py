@@ -1,0 +1,146 @@
+"""Shared fixtures: real PostgreSQL (primary + streaming replica) and Redis, per test session.
+
+Servers start only when a test asks for them (``services``), so tests that need no data run
+without them. Each data test gets a fresh ``app``; afterwards every table is truncated and Redis
+flushed, so tests do not see each other's rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, inspect, text
+
+from app import create_app
+from app.config import Settings
+from app.db import Base, parse_lsn
+from app.jobs import QUEUES, make_worker
+from app.migrate import upgrade
+from tests.servers import Services, start_services
+
+TEST_SECRET = "test-secret-" + "x" * 40
+MODULE_PACKAGES = ("modules", "tests.sample_modules")
+
+
+def base_config(services: Services, instance_path: Path) -> dict[str, Any]:
+    return {
+        "env": "test",
+        "database_url": services.database_url,
+        "replica_urls": tuple(services.replica_urls),
+        "redis_url": services.redis_url,
+        "secret_key": TEST_SECRET,
+        "instance_path": instance_path,
+        "module_packages": MODULE_PACKAGES,
+        "log_level": "WARNING",
+        "replica_retry_seconds": 0.0,
+    }
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    started = start_services()
+    try:
+        config = base_config(started, tmp_path_factory.mktemp("instance"))
+        settings = Settings.from_env(environ={}, overrides=config)
+        upgrade(settings)
+        create_app(settings)  # imports the sample modules' models into the metadata
+        engine = create_engine(settings.database_url)
+        sample_tables = [t for name, t in Base.metadata.tables.items() if name.startswith("notes_")]
+        Base.metadata.create_all(engine, tables=sample_tables)
+        engine.dispose()
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def config(services: Services, tmp_path: Path) -> dict[str, Any]:
+    """Settings overrides for this test's app; change them before asking for ``app``."""
+    return base_config(services, tmp_path / "instance")
+
+
+@pytest.fixture
+def app(config: dict[str, Any], services: Services) -> Iterator[Flask]:
+    application = create_app(config)
+    try:
+        yield application
+    finally:
+        application.extensions["lapak.jobs"].wait_embedded()
+        application.extensions["lapak.db"].dispose()
+        reset_data(services)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def reset_data(services: Services) -> None:
+    engine = create_engine(services.database_url)
+    try:
+        with engine.begin() as connection:
+            existing = set(inspect(connection).get_table_names())
+            names = [t.name for t in Base.metadata.sorted_tables if t.name in existing]
+            if names:
+                connection.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+    redis.Redis.from_url(services.redis_url).flushdb()
+
+
+def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUES) -> None:
+    """Run every queued job in this process (RQ's SimpleWorker, burst) inside the app."""
+    make_worker(app, queues, fork=False).work(burst=True, with_scheduler=False)
+
+
+def wait_for_replica(services: Services, timeout: float = 20) -> None:
+    """Block until the replica has replayed everything the primary has written so far."""
+    with psycopg.connect(services.database_url.replace("+psycopg", ""), autocommit=True) as c:
+        target = parse_lsn(c.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(services.replica_urls[0].replace("+psycopg", ""), autocommit=True) as c:
+        while True:
+            replayed = c.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]
+            if parse_lsn(replayed) >= target:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"replica stuck at {replayed}")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def own_replica(services: Services) -> Services:
+    """The harness's own replica, which tests may pause or stop (skip on an external one)."""
+    if services.replica is None:
+        pytest.skip("needs the harness-started replica (LAPAK_TEST_REPLICA_URLS is external)")
+    return services
+
+
+@pytest.fixture
+def paused_replica(own_replica: Services) -> Iterator[Services]:
+    """The replica with WAL replay paused: it stays connected but falls behind."""
+    wait_for_replica(own_replica)
+    own_replica.replica.execute("SELECT pg_wal_replay_pause()")
+    try:
+        yield own_replica
+    finally:
+        own_replica.replica.execute("SELECT pg_wal_replay_resume()")
+        wait_for_replica(own_replica)
+
+
+@pytest.fixture
+def stopped_replica(own_replica: Services) -> Iterator[Services]:
+    own_replica.replica.stop()
+    try:
+        yield own_replica
+    finally:
+        own_replica.replica.start()
+        wait_for_replica(own_replica)
