@@ -9,6 +9,7 @@ import click
 from alembic import command as alembic_command
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
+from werkzeug.serving import run_simple
 
 from app import create_app
 from app.config import Settings, SettingsError
@@ -57,7 +58,9 @@ def serve(host: str, port: int, dev: bool) -> None:
             raise click.UsageError("--dev is refused in LAPAK_ENV=production")
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         _start_embedded_ticker(app)
-        app.run(host=host, port=port, debug=True, use_reloader=False)
+        app.debug = True
+        # Werkzeug directly: Flask refuses app.run() inside its own CLI.
+        run_simple(host, port, app, use_debugger=True, use_reloader=False, threaded=True)
         return
     _Gunicorn(
         {
@@ -158,3 +161,7 @@ class _Gunicorn:
 
     def run(self) -> None:
         self.application.run()
+
+
+if __name__ == "__main__":
+    main()

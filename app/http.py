@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from app.config import Settings
 from app.db import Session
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("lapak.access")
 
 API_PREFIX = "/api/v1"
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -197,10 +199,20 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
     def _assign_request_id() -> None:
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
 
     @app.after_request
     def _return_request_id(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        started = g.get("request_started")
+        duration = round((time.perf_counter() - started) * 1000, 2) if started else None
+        access_log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"event": "request", "status": response.status_code, "duration_ms": duration},
+        )
         return response
 
     return api

@@ -8,7 +8,7 @@ flushed, so tests do not see each other's rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,31 @@ def config(services: Services, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(config: dict[str, Any], services: Services) -> Iterator[Flask]:
-    application = create_app(config)
+def make_app(config: dict[str, Any], services: Services) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test servers (``make_app(redis_url=...)`` overrides a setting).
+
+    Afterwards their job threads are finished, their engines closed, and every table
+    truncated and Redis flushed.
+    """
+    made: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        application = create_app({**config, **overrides})
+        made.append(application)
+        return application
+
     try:
-        yield application
+        yield build
     finally:
-        application.extensions["lapak.jobs"].wait_embedded()
-        application.extensions["lapak.db"].dispose()
+        for application in made:
+            application.extensions["lapak.jobs"].wait_embedded()
+            application.extensions["lapak.db"].dispose()
         reset_data(services)
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 @pytest.fixture

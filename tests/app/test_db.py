@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -10,6 +12,7 @@ from sqlalchemy import func, select, text
 from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
 from tests.conftest import wait_for_replica
 from tests.sample_modules.notes.models import Note
+from tests.servers import free_port
 
 
 def in_recovery() -> bool:
@@ -122,12 +125,10 @@ def test_readiness_reports_every_dependency(client: FlaskClient) -> None:
     assert all(check["ok"] for check in ready.get_json()["checks"].values())
 
 
-def test_readiness_fails_when_redis_is_unreachable(config: dict, services: object) -> None:
-    from app import create_app
-    from tests.servers import free_port
-
-    config["redis_url"] = f"redis://127.0.0.1:{free_port()}/0"
-    ready = create_app(config).test_client().get("/health/ready")
+def test_readiness_fails_when_redis_is_unreachable(make_app: Callable[..., Flask]) -> None:
+    ready = (
+        make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client().get("/health/ready")
+    )
     assert ready.status_code == 503
     assert ready.get_json()["checks"]["redis"]["ok"] is False
 
@@ -159,3 +160,11 @@ def test_the_same_code_runs_on_sqlite_without_replicas(tmp_path: object) -> None
     with app.app_context():
         assert Session().scalar(select(func.count()).select_from(Note)) == 1
     app.extensions["lapak.jobs"].wait_embedded()
+
+
+def test_a_replica_failing_mid_read_is_skipped_and_the_read_retried_on_the_primary(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/api/v1/notes/flaky")
+    assert response.status_code == 200
+    assert response.get_json() == {"served_by": "primary"}

@@ -47,3 +47,15 @@ class Where(MethodView):
         if session.get_bind().dialect.name != "postgresql":
             return {"in_recovery": False}
         return {"in_recovery": session.execute(text("SELECT pg_is_in_recovery()")).scalar()}
+
+
+@blp.route("/flaky")
+class Flaky(MethodView):
+    @read_only()
+    @blp.response(200)
+    def get(self) -> dict[str, Any]:
+        """On a replica, kill our own connection mid-read; on the primary, answer."""
+        session = Session()
+        if session.execute(text("SELECT pg_is_in_recovery()")).scalar():
+            session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return {"served_by": "primary"}

@@ -1,0 +1,140 @@
+"""Background jobs: RQ on real Redis, a real `lapak worker` process, and the embedded mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from app.db import Session
+from app.jobs import PeriodicTicker, enqueue
+from app.registry import Periodic
+from tests.conftest import run_jobs
+from tests.sample_modules.notes.models import Note, NoteDelivery
+from tests.sample_modules.notes.services import create_note_job
+from tests.servers import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def titles(app: Flask) -> list[str]:
+    with app.app_context():
+        Session.remove()
+        return list(Session().scalars(select(Note.title).order_by(Note.id)))
+
+
+def explode() -> None:
+    raise RuntimeError("boom")
+
+
+def test_without_redis_jobs_run_in_a_background_thread_inside_the_app(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redis_url=None)
+    with app.app_context():
+        job_id = enqueue(create_note_job, "in a thread", queue="imports")
+        enqueue(explode)  # a failing job is logged, it does not take the server down
+    assert job_id
+    app.extensions["lapak.jobs"].wait_embedded()
+    assert titles(app) == ["in a thread"]
+    # The note's event was dispatched in-process too.
+    app.extensions["lapak.jobs"].wait_embedded()
+    with app.app_context():
+        assert list(Session().scalars(select(NoteDelivery.title))) == ["in a thread"]
+
+
+def test_enqueue_puts_the_job_on_the_named_redis_queue(app: Flask) -> None:
+    with app.app_context():
+        job_id = enqueue(create_note_job, "queued", queue="imports")
+        with pytest.raises(ValueError, match="unknown queue"):
+            enqueue(create_note_job, "nowhere", queue="elsewhere")
+    jobs = app.extensions["lapak.jobs"]
+    assert jobs.queue("imports").job_ids == [job_id]
+    assert titles(app) == []
+    run_jobs(app, ("imports",))
+    assert titles(app) == ["queued"]
+
+
+def test_periodic_job_is_enqueued_once_per_interval_across_workers(app: Flask) -> None:
+    periodic = [Periodic(create_note_job, timedelta(seconds=30), "default")]
+    first, second = PeriodicTicker(app), PeriodicTicker(app)
+    assert first.tick(periodic) == ["tests.sample_modules.notes.services.create_note_job"]
+    assert second.tick(periodic) == []
+    assert first.tick(periodic) == []
+    assert app.extensions["lapak.jobs"].queue("default").count == 1
+
+
+def worker_environment(services: Services, tmp_path: Path) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
+    environment.update(
+        LAPAK_ENV="test",
+        LAPAK_DATABASE_URL=services.database_url,
+        LAPAK_REPLICA_URLS=",".join(services.replica_urls),
+        LAPAK_REDIS_URL=services.redis_url,
+        LAPAK_SECRET_KEY="w" * 48,
+        LAPAK_INSTANCE_PATH=str(tmp_path),
+        LAPAK_MODULE_PACKAGES="modules,tests.sample_modules",
+        PYTHONPATH=str(ROOT),
+    )
+    return environment
+
+
+def lapak_command() -> list[str]:
+    return [sys.executable, "-m", "app.cli"]
+
+
+@pytest.mark.slow
+def test_lapak_worker_process_runs_jobs_and_delivers_their_events(
+    app: Flask, services: Services, tmp_path: Path
+) -> None:
+    with app.app_context():
+        enqueue(create_note_job, "from the worker", queue="imports")
+    worker = subprocess.Popen(
+        [*lapak_command(), "worker"],
+        cwd=tmp_path,
+        env=worker_environment(services, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        delivered: list[str] = []
+        while time.monotonic() < deadline and not delivered:
+            time.sleep(0.2)
+            with app.app_context():
+                Session.remove()
+                delivered = list(Session().scalars(select(NoteDelivery.title)))
+            assert worker.poll() is None, worker.stdout.read().decode()
+        assert titles(app) == ["from the worker"]
+        assert delivered == ["from the worker"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def test_lapak_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
+    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path), PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [*lapak_command(), "worker", "--burst"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "LAPAK_REDIS_URL is not set" in result.stderr
