@@ -126,10 +126,12 @@ class LapakApi(Api):
                 errors_=field_errors,
                 headers=headers,
             )
-        detail = data.get("message") or (error.description if code != 500 else None)
+        detail = data.get("message") or error.description
+        if field_errors:
+            detail = "The request could not be read; see errors."
         if code >= 500:
             detail = "An unexpected error occurred; quote the request id when reporting it."
-        return problem(code, error.name, detail, headers=headers)
+        return problem(code, error.name, detail, errors_=field_errors, headers=headers)
 
 
 def handle_domain_error(error: errors.DomainError) -> Response:
