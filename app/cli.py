@@ -14,7 +14,7 @@ from werkzeug.serving import run_simple
 from app import create_app
 from app.config import Settings, SettingsError
 from app.jobs import QUEUES, PeriodicTicker, run_worker
-from app.migrate import alembic_config
+from app.migrate import alembic_config, is_up_to_date
 from app.registry import RegistryError
 
 
@@ -52,6 +52,11 @@ def main() -> None:
 def serve(host: str, port: int, dev: bool) -> None:
     """Serve the API (gunicorn; --dev for the development server)."""
     settings = _settings()
+    if not is_up_to_date(settings):
+        click.echo(
+            "lapak: the database is not at the newest revision; run `lapak db upgrade`", err=True
+        )
+        sys.exit(2)
     click.echo(f"Lapak on http://{host}:{port}/  API docs: http://{host}:{port}/api/v1/docs")
     if dev:
         if settings.production:

@@ -27,3 +27,19 @@ def upgrade(settings: Settings, revision: str = "head", url: str | None = None) 
 
 def downgrade(settings: Settings, revision: str = "-1", url: str | None = None) -> None:
     command.downgrade(alembic_config(settings, url), revision)
+
+
+def is_up_to_date(settings: Settings) -> bool:
+    """True when the database is at the newest revision (``lapak serve`` refuses otherwise)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine, pool
+
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    engine = create_engine(settings.database_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    finally:
+        engine.dispose()
+    return current == set(script.get_heads())

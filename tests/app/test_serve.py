@@ -83,3 +83,18 @@ def test_serve_answers_on_the_embedded_default(tmp_path: Path, mode: tuple[str, 
     assert f"{base}/api/v1/docs" in output
     access = [line for line in output.splitlines() if '"event": "request"' in line]
     assert any('"request_id": "trace-1"' in line and '"status": 404' in line for line in access)
+
+
+def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
+    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "run `lapak db upgrade`" in result.stderr
