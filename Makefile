@@ -15,4 +15,4 @@ format:
 	.venv/bin/ruff format .
 
 bench:  ## reproducible benchmarks; JSON lands in bench/results/
-	.venv/bin/python -m bench.http_overhead
+	.venv/bin/python -m bench
