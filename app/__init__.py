@@ -49,7 +49,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     api.register_blueprint(health)
     api.register_blueprint(core)
     for module_name, blueprint in registry.wiring.blueprints:
-        api.register_blueprint(blueprint, url_prefix=f"{http.API_PREFIX}/{module_name}")
+        # Flask's url_prefix option replaces the blueprint's own prefix; nest it instead.
+        own_prefix = (blueprint.url_prefix or "").strip("/")
+        url_prefix = f"{http.API_PREFIX}/{module_name}" + (f"/{own_prefix}" if own_prefix else "")
+        api.register_blueprint(blueprint, url_prefix=url_prefix)
     for command in registry.wiring.commands:
         app.cli.add_command(command)
     return app

@@ -165,6 +165,8 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _coerce_override(key: str, value: Any) -> Any:
+    if key == "modules" and isinstance(value, str):
+        return _split(value) or None
     if key in ("replica_urls", "module_packages") and isinstance(value, str):
         return _split(value)
     if key in ("replica_urls", "module_packages", "modules") and isinstance(value, list):
@@ -216,14 +218,25 @@ def _development_secret(instance: Path) -> str:
     path = instance / "development-secret"
     try:
         if path.is_file():
-            return path.read_text().strip()
+            kept = path.read_text().strip()
+            if len(kept) >= MIN_SECRET_LENGTH:
+                return kept
         instance.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Write a private file, then publish it whole: a concurrent reader never sees it empty.
+        draft = instance / f".development-secret.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secret)
-        return secret
-    except FileExistsError:
-        return path.read_text().strip()
+        try:
+            if path.exists():  # empty or truncated by a crash: replace it
+                os.replace(draft, path)
+                return secret
+            os.link(draft, path)  # fails if another process published first
+            return secret
+        except FileExistsError:
+            return path.read_text().strip()
+        finally:
+            draft.unlink(missing_ok=True)
     except OSError:
         return secrets.token_urlsafe(48)

@@ -134,7 +134,19 @@ class LapakApi(Api):
         return problem(code, error.name, detail, errors_=field_errors, headers=headers)
 
 
+PROBLEM_MEMBERS = frozenset(
+    {"type", "title", "status", "detail", "instance", "request_id", "errors"}
+)
+
+
 def handle_domain_error(error: errors.DomainError) -> Response:
+    extra = {k: v for k, v in error.extra.items() if k not in PROBLEM_MEMBERS}
+    if len(extra) < len(error.extra):
+        log.warning(
+            "%s: extra fields %s clash with problem members and were dropped",
+            type(error).__name__,
+            ", ".join(sorted(error.extra.keys() & PROBLEM_MEMBERS)),
+        )
     status = next(
         (STATUS_BY_ERROR[cls] for cls in type(error).__mro__ if cls in STATUS_BY_ERROR), 400
     )
@@ -145,7 +157,7 @@ def handle_domain_error(error: errors.DomainError) -> Response:
         type_=problem_type(error.code),
         errors_=error.errors,
         headers=error.headers,
-        **error.extra,
+        **extra,
     )
 
 
@@ -200,7 +212,7 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
     @app.before_request
     def _assign_request_id() -> None:
         offered = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        g.request_id = offered if _SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         g.request_started = time.perf_counter()
 
     @app.after_request
@@ -341,9 +353,9 @@ def _decode_value(value: Any) -> Any:
 
 
 def _link_next(next_cursor: str) -> None:
-    query = request.args.to_dict()
-    query["cursor"] = next_cursor
-    url = f"{request.base_url}?{urlencode(query)}"
+    query = request.args.copy()
+    query["cursor"] = next_cursor  # replaces any old cursor, keeps repeated filters
+    url = f"{request.base_url}?{urlencode(list(query.items(multi=True)))}"
 
     @after_this_request
     def _add_link(response: Response) -> Response:

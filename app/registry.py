@@ -124,6 +124,11 @@ def discover(packages: Sequence[str]) -> dict[str, Discovered]:
                 f"module package {package_name!r} cannot be imported ({error}); "
                 "check LAPAK_MODULE_PACKAGES"
             ) from None
+        if not hasattr(package, "__path__"):
+            raise RegistryError(
+                f"module package {package_name!r} is a single module, not a package (a folder "
+                "with __init__.py); check LAPAK_MODULE_PACKAGES"
+            )
         for info in pkgutil.iter_modules(package.__path__):
             if not info.ispkg or info.name.startswith("_"):
                 continue
