@@ -15,6 +15,7 @@ from app.health import core, health
 from app.jobs import Jobs
 from app.log import configure_logging
 from app.registry import Periodic, load
+from app.security import BEARER_SCHEME
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     registry.wiring.periodic.append(Periodic(dispatch_outbox, SWEEP_EVERY, "events"))
     app.extensions["lapak.registry"] = registry
 
+    api.spec.components.security_scheme(
+        BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
     api.register_blueprint(health)
     api.register_blueprint(core)
     for module_name, blueprint in registry.wiring.blueprints:

@@ -52,6 +52,9 @@ class Settings:
     #: In-process job threads when no Redis is configured.
     embedded_job_threads: int = 2
     outbox_max_attempts: int = 8
+    #: ``LAPAK_*`` variables the core does not know, by lower-case name without the prefix
+    #: (``LAPAK_JWT_ALGORITHM`` -> ``jwt_algorithm``): each module reads and validates its own.
+    module_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
@@ -82,6 +85,8 @@ class Settings:
             if key not in known:
                 raise SettingsError(f"unknown setting {key!r}; known: {', '.join(sorted(known))}")
             values[key] = _coerce_override(key, value)
+            if key == "module_env":
+                values[key] = {**_parse(raw).get("module_env", {}), **values[key]}
         settings = cls(**values)
         return settings._validated()
 
@@ -160,7 +165,8 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             values[name] = _integer(name, text)
         elif name == "replica_retry_seconds":
             values[name] = _number(name, text)
-        # Other LAPAK_* variables belong to tests or tools (LAPAK_TEST_*); ignore them.
+        elif not name.startswith("test_"):  # LAPAK_TEST_* belong to the test harness
+            values.setdefault("module_env", {})[name] = text
     return values
 
 
@@ -173,6 +179,8 @@ def _coerce_override(key: str, value: Any) -> Any:
         return tuple(value)
     if key == "instance_path":
         return Path(value)
+    if key == "module_env":
+        return {str(k).lower(): str(v) for k, v in value.items()}
     return value
 
 

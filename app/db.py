@@ -37,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import TypeDecorator
 
+from app import clock
 from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
+    """The current time, timezone-aware UTC (see :mod:`app.clock`)."""
+    return clock.now()
 
 
 #: JSON that is JSONB on PostgreSQL (indexable, compact) and plain JSON text on SQLite.

@@ -13,6 +13,7 @@ its effect exactly once. Failures are retried with exponential backoff, then the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -65,6 +66,8 @@ def emit(name: str, payload: dict[str, Any]) -> OutboxEvent:
     session.add(event)
     if _schedule_dispatch not in session.info.get("after_commit", []):
         after_commit(_schedule_dispatch)
+    for listener in current_app.extensions["lapak.registry"].wiring.on_commit.get(name, []):
+        after_commit(functools.partial(listener, dict(event.payload)))
     return event
 
 

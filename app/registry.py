@@ -69,6 +69,9 @@ class Wiring:
     jobs: dict[str, Callable[..., Any]] = field(default_factory=dict)
     subscribers: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
     periodic: list[Periodic] = field(default_factory=list)
+    on_commit: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
+    authenticator: Callable[[], Any] | None = None
+    authenticator_module: str | None = None
 
 
 class ModuleHooks:
@@ -78,9 +81,10 @@ class ModuleHooks:
         self.manifest = manifest
         self._wiring = wiring
 
-    def blueprint(self, blueprint: Blueprint) -> None:
-        """Serve ``blueprint`` under ``/api/v1/<module name>`` (plus the blueprint's own prefix)."""
-        self._wiring.blueprints.append((self.manifest.name, blueprint))
+    def blueprint(self, blueprint: Blueprint, prefix: str | None = None) -> None:
+        """Serve ``blueprint`` under ``/api/v1/<prefix>`` (default: the module's name), plus the
+        blueprint's own ``url_prefix``."""
+        self._wiring.blueprints.append((prefix or self.manifest.name, blueprint))
 
     def command(self, command: click.Command) -> None:
         """Add a click command or group to the ``lapak`` CLI."""
@@ -94,6 +98,23 @@ class ModuleHooks:
     def subscribe(self, event: str, subscriber: Callable[[dict[str, Any]], None]) -> None:
         """Call ``subscriber(payload)`` for every committed ``event`` (at least once)."""
         self._wiring.subscribers.setdefault(event, []).append(subscriber)
+
+    def on_commit(self, event: str, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(payload)`` in this process right after a transaction that emitted
+        ``event`` commits. Best effort (e.g. dropping a cache); use ``subscribe`` for work that
+        must happen."""
+        self._wiring.on_commit.setdefault(event, []).append(listener)
+
+    def authenticator(self, authenticate: Callable[[], Any]) -> None:
+        """Provide the function that turns the current request into an ``app.security.Principal``
+        (or raises ``Unauthenticated``). One module may do this."""
+        if self._wiring.authenticator_module not in (None, self.manifest.name):
+            raise RegistryError(
+                f"modules {self._wiring.authenticator_module!r} and {self.manifest.name!r} both "
+                "provide the authenticator; disable one of them"
+            )
+        self._wiring.authenticator = authenticate
+        self._wiring.authenticator_module = self.manifest.name
 
     def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "default") -> None:
         """Enqueue ``func()`` every ``every`` (by the worker's ticker, once across workers)."""
