@@ -59,4 +59,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         api.register_blueprint(blueprint, url_prefix=url_prefix)
     for command in registry.wiring.commands:
         app.cli.add_command(command)
+    for install in registry.wiring.setups:
+        install(app, settings)
     return app

@@ -98,6 +98,15 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
     run_worker(app, queues or QUEUES, burst=burst)
 
 
+@main.command()
+@with_appcontext
+def demo() -> None:
+    """Load demo data (each module adds its own) and print how to log in."""
+    for load_demo in current_app.extensions["lapak.registry"].wiring.demos:
+        for line in load_demo():
+            click.echo(line)
+
+
 @main.group()
 def db() -> None:
     """Database migrations (Alembic)."""

@@ -71,6 +71,8 @@ class Wiring:
     periodic: list[Periodic] = field(default_factory=list)
     on_commit: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
     authenticator: Callable[[], Any] | None = None
+    setups: list[Callable[[Any, Any], None]] = field(default_factory=list)
+    demos: list[Callable[[], list[str]]] = field(default_factory=list)
     authenticator_module: str | None = None
 
 
@@ -115,6 +117,15 @@ class ModuleHooks:
             )
         self._wiring.authenticator = authenticate
         self._wiring.authenticator_module = self.manifest.name
+
+    def setup(self, install: Callable[[Any, Any], None]) -> None:
+        """Call ``install(app, settings)`` once the app exists: read and validate the module's
+        own settings (raise ``SettingsError``) and keep per-app state in ``app.extensions``."""
+        self._wiring.setups.append(install)
+
+    def demo(self, load_demo: Callable[[], list[str]]) -> None:
+        """Add a step to ``lapak demo``; it returns lines to print (e.g. credentials)."""
+        self._wiring.demos.append(load_demo)
 
     def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "default") -> None:
         """Enqueue ``func()`` every ``every`` (by the worker's ticker, once across workers)."""
