@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import db, http
 from app.config import Settings
@@ -39,6 +40,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=None,
     )
     app.extensions["lapak.settings"] = settings
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     db.init_app(app, settings)
     api = http.init_app(app, settings)
     app.extensions["lapak.jobs"] = Jobs(app, settings)

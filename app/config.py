@@ -52,6 +52,9 @@ class Settings:
     #: In-process job threads when no Redis is configured.
     embedded_job_threads: int = 2
     outbox_max_attempts: int = 8
+    #: Reverse proxies in front of Lapak whose X-Forwarded-For/-Proto to trust (0: none). The
+    #: client IP feeds login throttling and audit logs, so it must not be spoofable.
+    trusted_proxy_hops: int = 0
     #: ``LAPAK_*`` variables the core does not know, by lower-case name without the prefix
     #: (``LAPAK_JWT_ALGORITHM`` -> ``jwt_algorithm``): each module reads and validates its own.
     module_env: dict[str, str] = field(default_factory=dict)
@@ -114,6 +117,8 @@ class Settings:
                 )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"LAPAK_LOG_LEVEL {self.log_level!r} is not a logging level")
+        if self.trusted_proxy_hops < 0:
+            raise SettingsError("LAPAK_TRUSTED_PROXY_HOPS must be 0 or more")
         for name in ("web_workers", "embedded_job_threads", "outbox_max_attempts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
@@ -157,6 +162,7 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
         elif name == "modules":
             values["modules"] = _split(text) if text else None
         elif name in (
+            "trusted_proxy_hops",
             "web_workers",
             "replica_connect_timeout",
             "embedded_job_threads",

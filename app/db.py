@@ -229,7 +229,7 @@ def _create_engine(url: str, application_name: str, connect_timeout: int = 5) ->
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN.
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
         url,
@@ -238,6 +238,14 @@ def _create_engine(url: str, application_name: str, connect_timeout: int = 5) ->
         max_overflow=10,
         connect_args={"connect_timeout": connect_timeout, "application_name": application_name},
     )
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A write transaction takes SQLite's write lock up front: it then waits for another writer
+    # (the busy timeout) instead of failing with "database is locked" when it reads first and
+    # another connection commits before its first write (WAL cannot upgrade a stale snapshot).
+    immediate = connection.get_execution_options().get("lapak_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -354,6 +362,11 @@ def transaction() -> Iterator[OrmSession]:
     if session.info.get("read_only"):
         raise ReadOnlyViolation("transaction() inside read_only(): writes go to the primary")
     depth = session.info.get("transaction_depth", 0)
+    if depth == 0 and get_database().primary.dialect.name == "sqlite":
+        if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+            session.commit()  # end a read snapshot that could not become a write (see above)
+        if not session.in_transaction():
+            session.connection(execution_options={"lapak_write": True})
     session.info["transaction_depth"] = depth + 1
     session.info["primary_wrote"] = True  # a write scope, even before its first flush
     try:

@@ -9,6 +9,11 @@ from datetime import UTC, datetime
 
 from flask import g, has_app_context, has_request_context, request
 
+# What every LogRecord has; anything else came in through ``extra=`` and joins the line.
+_STANDARD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+)
+
 
 class JsonLineFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, exception."""
@@ -24,9 +29,9 @@ class JsonLineFormatter(logging.Formatter):
             line["request_id"] = g.get("request_id") if has_app_context() else None
             line["method"] = request.method
             line["path"] = request.path
-        for key in ("event", "status", "duration_ms", "job_id"):
-            if hasattr(record, key):
-                line[key] = getattr(record, key)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)

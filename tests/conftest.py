@@ -41,7 +41,11 @@ def base_config(services: Services, instance_path: Path) -> dict[str, Any]:
         "module_packages": MODULE_PACKAGES,
         "log_level": "WARNING",
         # OWASP's argon2id minimum: fast enough for many logins per test.
-        "module_env": {"password_memory_kib": "19456", "password_time_cost": "2", "password_parallelism": "1"},
+        "module_env": {
+            "password_memory_kib": "19456",
+            "password_time_cost": "2",
+            "password_parallelism": "1",
+        },
         "replica_retry_seconds": 0.0,
     }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from app import create_app
 from app.config import MIN_SECRET_LENGTH, Settings, SettingsError
 
 SECRET = "k" * MIN_SECRET_LENGTH
@@ -444,3 +445,27 @@ def test_dotenv_changes_neither_the_environ_argument_nor_the_process(
 
     assert environ == {"LAPAK_INSTANCE_PATH": str(tmp_path)}
     assert "LAPAK_LOG_LEVEL" not in os.environ
+
+
+def test_forwarded_client_ip_is_trusted_only_behind_configured_proxies(tmp_path: Path) -> None:
+    from flask import request
+
+    def client_ip(hops: int) -> str:
+        app = create_app(
+            {
+                "env": "test",
+                "instance_path": tmp_path,
+                "secret_key": "p" * 48,
+                "trusted_proxy_hops": hops,
+            }
+        )
+        app.add_url_rule("/ip", "ip", lambda: request.remote_addr or "")
+        response = app.test_client().get(
+            "/ip",
+            headers={"X-Forwarded-For": "203.0.113.9"},
+            environ_base={"REMOTE_ADDR": "10.0.0.2"},
+        )
+        return response.get_data(as_text=True)
+
+    assert client_ip(0) == "10.0.0.2"  # a client cannot spoof its address by default
+    assert client_ip(1) == "203.0.113.9"
