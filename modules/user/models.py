@@ -20,6 +20,12 @@ class User(Base):
     __table_args__ = (
         CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role"),
         Index("ix_user_account_role_id", "role", "id"),
+        # Email prefix search (LIKE 'abc%') on PostgreSQL whatever the database collation.
+        Index(
+            "ix_user_account_email_key_pattern",
+            "email_key",
+            postgresql_ops={"email_key": "varchar_pattern_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -38,6 +44,7 @@ class User(Base):
 
     @property
     def has_password(self) -> bool:
+        """False for an imported user who has not activated yet."""
         return self.password_hash is not None
 
 
@@ -47,7 +54,9 @@ class ActivationToken(Base):
     __tablename__ = "user_activation_token"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()

@@ -8,6 +8,7 @@ parameters still verifies and is replaced at the next successful login.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
@@ -68,13 +69,12 @@ class Passwords:
             return True
 
     def _burn(self, password: str) -> None:
-        try:
+        with contextlib.suppress(VerificationError):
             self.hasher.verify(self.dummy_hash, password)
-        except VerificationError:
-            pass
 
 
 def passwords() -> Passwords:
+    """The current application's :class:`Passwords`."""
     return current_app.extensions["user.passwords"]
 
 

@@ -1,7 +1,8 @@
 """User operations: create, update, deactivate, activation tokens, passwords.
 
 Every function that changes data owns its transaction and emits the matching event
-(``user.created``, ``user.updated``, ``user.deactivated``, ``user.activated``).
+(``user.created``, ``user.updated``, ``user.deactivated``, ``user.activated``). No change may
+leave the installation without an active admin.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 
 from app.db import Session, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound
@@ -28,6 +32,11 @@ ACTIVATION_TTL = timedelta(hours=72)
 # Deliberately simple: one @, a dot in the domain, no spaces. Real checking is delivery.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _PHONE_CHARS = re.compile(r"[\s().-]")
+_PHONE_DIGITS = re.compile(r"[1-9][0-9]{7,14}")  # E.164 without the +: ASCII digits only
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+UPDATABLE_FIELDS = ("name", "phone", "role", "active")
+#: How PostgreSQL and SQLite name the unique email index in their errors.
+EMAIL_KEY_CONFLICT = ("uq_user_account_email_key", "user_account.email_key")
 INDONESIA_CALLING_CODE = "62"
 
 
@@ -51,10 +60,20 @@ class AlreadyActivated(Conflict):
     title = "This user already has a password"
 
 
+class UserInactive(Conflict):
+    code = "user-inactive"
+    title = "This user is deactivated"
+
+
+class LastAdmin(Conflict):
+    code = "last-admin"
+    title = "This would leave no active admin"
+
+
 def normalize_email(raw: str) -> tuple[str, str]:
     """``(display form, unique key)``: trimmed with the domain lower-cased, and all lower-case."""
     email = raw.strip()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > 254 or _CONTROL_CHARS.search(email) or not _EMAIL.match(email):
         raise Invalid(errors={"email": ["is not a valid email address"]})
     local, domain = email.rsplit("@", 1)
     display = f"{local}@{domain.lower()}"
@@ -72,30 +91,43 @@ def normalize_phone(raw: str | None) -> str | None:
         digits = digits[2:]
     elif digits.startswith("0"):
         digits = INDONESIA_CALLING_CODE + digits[1:]
-    if not digits.isdigit() or not 8 <= len(digits) <= 15 or digits.startswith("0"):
-        raise Invalid(errors={"phone": [f"{raw!r} is not a phone number (E.164, e.g. +62...)"]})
+    if not _PHONE_DIGITS.fullmatch(digits):
+        shown = raw.strip() if len(raw.strip()) <= 40 else raw.strip()[:40] + "..."
+        raise Invalid(
+            errors={
+                "phone": [
+                    f"{shown!r} is not a phone number; use 8-15 digits with the country code "
+                    "(+628123456789) or a local number (08123456789)"
+                ]
+            }
+        )
     return f"+{digits}"
 
 
 def check_password(password: str, email: str) -> None:
+    """Raise ``Invalid`` (``errors["password"]``) when the password breaks the policy."""
     problems = policy_errors(password, email)
     if problems:
         raise Invalid("The password does not meet the policy.", errors={"password": problems})
 
 
 def check_role(role: str) -> None:
+    """Raise ``Invalid`` (``errors["role"]``) unless ``role`` is one of :data:`ROLES`."""
     if role not in ROLES:
         raise Invalid(errors={"role": [f"must be one of {', '.join(ROLES)}"]})
 
 
 @dataclass(frozen=True)
 class UserFilter:
+    """What a user listing is narrowed to; ``None`` means no filter on that field."""
+
     role: str | None = None
     active: bool | None = None
     email_prefix: str | None = None
 
 
 def list_users(filters: UserFilter, *, limit: int, cursor: str | None) -> Page:
+    """One page of users, oldest first; ``%`` and ``_`` in the email prefix are literal."""
     statement = select(User)
     if filters.role is not None:
         statement = statement.where(User.role == filters.role)
@@ -109,9 +141,18 @@ def list_users(filters: UserFilter, *, limit: int, cursor: str | None) -> Page:
 
 
 def get_user(user_uuid: uuid.UUID) -> User:
+    """The user with this public id; ``UserNotFound`` otherwise."""
     user = Session().scalars(select(User).where(User.uuid == user_uuid)).one_or_none()
     if user is None:
         raise UserNotFound(f"no user {user_uuid}")
+    return user
+
+
+def get_user_by_id(user_id: int) -> User:
+    """The user with this internal id (e.g. ``Principal.user_id``); ``UserNotFound`` otherwise."""
+    user = Session().get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"no user #{user_id}")
     return user
 
 
@@ -133,14 +174,22 @@ def create_user(
     password: str | None = None,
     active: bool = True,
 ) -> User:
+    """Create a user, with a first password or none (then it needs an activation token).
+
+    ``Invalid`` names every field that breaks a rule; ``EmailTaken`` when the email is
+    registered in any letter case.
+    """
     display, key = normalize_email(email)
     check_role(role)
     normalized_phone = normalize_phone(phone)
+    password_hash = None
     if password is not None:
         check_password(password, display)
+        password_hash = passwords().hash(password)  # slow on purpose: outside the transaction
     with transaction() as session:
-        if session.scalars(select(User.id).where(User.email_key == key)).first() is not None:
-            raise EmailTaken(f"{display} is already registered", errors={"email": ["is taken"]})
+        # No "does it exist?" query first: the unique index answers that, also under concurrent
+        # creates, and a transaction that starts with its write waits for SQLite's write lock
+        # instead of failing on a stale read snapshot.
         user = User(
             email=display,
             email_key=key,
@@ -148,32 +197,59 @@ def create_user(
             role=role,
             phone=normalized_phone,
             active=active,
-            password_hash=passwords().hash(password) if password is not None else None,
+            password_hash=password_hash,
         )
         session.add(user)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError as error:
+            if not any(marker in str(error.orig) for marker in EMAIL_KEY_CONFLICT):
+                raise
+            raise _email_taken(display) from None
         emit("user.created", _event(user))
     return user
 
 
-def update_user(user_uuid: uuid.UUID, changes: dict[str, Any]) -> User:
-    """Change ``name``, ``phone``, ``role`` and/or ``active``; emits ``user.updated``."""
-    if "role" in changes:
-        check_role(changes["role"])
-    if "phone" in changes:
-        changes["phone"] = normalize_phone(changes["phone"])
-    with transaction():
-        user = get_user(user_uuid)
-        for field_name in ("name", "phone", "role", "active"):
-            if field_name in changes:
-                setattr(user, field_name, changes[field_name])
-        emit("user.updated", _event(user))
-        if changes.get("active") is False:
+def update_user(user_uuid: uuid.UUID, changes: Mapping[str, Any]) -> User:
+    """Change ``name``, ``phone``, ``role`` and/or ``active``.
+
+    Emits ``user.updated`` (with the changed field names) when something changed, and
+    ``user.deactivated`` when an active user becomes inactive. Refuses (``LastAdmin``) to demote
+    or deactivate the last active admin.
+    """
+    unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise Invalid(errors={name: ["cannot be changed here"] for name in unknown})
+    wanted = dict(changes)
+    if "role" in wanted:
+        check_role(wanted["role"])
+    if "phone" in wanted:
+        wanted["phone"] = normalize_phone(wanted["phone"])
+    if "name" in wanted:
+        wanted["name"] = (wanted["name"] or "").strip()
+    if "active" in wanted:
+        wanted["active"] = bool(wanted["active"])
+    with transaction() as session:
+        leaves_admins = wanted.get("role", "admin") != "admin" or wanted.get("active") is False
+        if leaves_admins:
+            _lock_active_admins(session)
+        user = _locked_user(session, user_uuid)
+        was_active = user.active
+        if leaves_admins and user.active and user.role == "admin":
+            _refuse_if_last_admin(session, user)
+        changed = [f for f in UPDATABLE_FIELDS if f in wanted and getattr(user, f) != wanted[f]]
+        for field_name in changed:
+            setattr(user, field_name, wanted[field_name])
+        if changed:
+            session.flush()  # updated_at
+            emit("user.updated", {**_event(user), "changed": changed})
+        if was_active and not user.active:
             emit("user.deactivated", _event(user))
     return user
 
 
 def deactivate_user(user_uuid: uuid.UUID) -> User:
+    """Deactivate a user (their tokens stop working); a no-op for an inactive user."""
     return update_user(user_uuid, {"active": False})
 
 
@@ -184,11 +260,17 @@ def set_password(user: User, password: str) -> None:
 
 
 def issue_activation_token(user_uuid: uuid.UUID) -> tuple[str, datetime]:
-    """A new one-time token for a user without a password; older unused ones stop working."""
+    """A new one-time token for an active user without a password, and when it expires.
+
+    Older unused tokens of the user stop working. Only the token's SHA-256 is stored; the
+    token itself exists only in the return value.
+    """
     with transaction() as session:
-        user = get_user(user_uuid)
+        user = _locked_user(session, user_uuid)  # concurrent issues end with one live token
         if user.has_password:
             raise AlreadyActivated(f"{user.email} already has a password")
+        if not user.active:
+            raise UserInactive(f"{user.email} is deactivated; reactivate the user first")
         now = utcnow()
         for old in session.scalars(
             select(ActivationToken).where(
@@ -222,6 +304,50 @@ def activate(token: str, password: str) -> User:
         record.used_at = now
         emit("user.activated", _event(user))
     return user
+
+
+def _locked_user(session: OrmSession, user_uuid: uuid.UUID) -> User:
+    # populate_existing: the row as locked, not a copy loaded earlier in this session (the
+    # authenticator may have loaded this very user for the same request).
+    user = session.scalars(
+        select(User)
+        .where(User.uuid == user_uuid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if user is None:
+        raise UserNotFound(f"no user {user_uuid}")
+    return user
+
+
+def _lock_active_admins(session: OrmSession) -> None:
+    # Lock every active admin in one statement, in id order: two concurrent demotions of the
+    # last two admins serialise here (and cannot deadlock), so the second sees only one left.
+    list(
+        session.scalars(
+            select(User.id)
+            .where(User.role == "admin", User.active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        )
+    )
+
+
+def _refuse_if_last_admin(session: OrmSession, user: User) -> None:
+    others = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == "admin", User.active.is_(True), User.id != user.id)
+    )
+    if not others:
+        raise LastAdmin(
+            f"{user.email} is the last active admin; make another user admin first",
+            errors={"role": ["the last active admin must stay an active admin"]},
+        )
+
+
+def _email_taken(display: str) -> EmailTaken:
+    return EmailTaken(f"{display} is already registered", errors={"email": ["is taken"]})
 
 
 def _digest(token: str) -> str:

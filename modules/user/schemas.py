@@ -1,0 +1,164 @@
+"""What crosses the HTTP boundary for users. The descriptions and examples are the API docs.
+
+The schemas check shapes (types, lengths, known roles); the services own the rules (email and
+phone normalisation, the password policy, uniqueness) so the CLI and imports obey them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from app.http import PageArgs
+
+from .models import ROLES
+from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
+_ROLE_DESCRIPTION = (
+    "admin: manages users and settings; staff: works on orders, invoices and payments; "
+    "customer: buys; seller: sells"
+)
+
+
+def _role_field(**options: Any) -> ma.fields.String:
+    return ma.fields.String(
+        validate=ma.validate.OneOf(ROLES),
+        metadata={"description": _ROLE_DESCRIPTION, "example": "staff"},
+        **options,
+    )
+
+
+class UserSchema(ma.Schema):
+    """A user as the API shows it. The password hash never leaves the server."""
+
+    id = ma.fields.UUID(
+        attribute="uuid",
+        dump_only=True,
+        metadata={
+            "description": "The user's public id",
+            "example": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        },
+    )
+    email = ma.fields.String(
+        dump_only=True,
+        metadata={
+            "description": "Unique in any letter case; stored with the domain in lower case",
+            "example": "sari@example.co.id",
+        },
+    )
+    name = ma.fields.String(dump_only=True, metadata={"example": "Sari Wulandari"})
+    phone = ma.fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "E.164, or null", "example": "+628123456789"},
+    )
+    role = ma.fields.String(
+        dump_only=True,
+        metadata={"description": _ROLE_DESCRIPTION, "enum": list(ROLES), "example": "customer"},
+    )
+    active = ma.fields.Boolean(
+        dump_only=True,
+        metadata={"description": "False once deactivated: the user can no longer log in"},
+    )
+    has_password = ma.fields.Boolean(
+        dump_only=True,
+        metadata={
+            "description": "False until the user has set a password (imported users activate "
+            "with a one-time token)"
+        },
+    )
+    created_at = ma.fields.DateTime(dump_only=True, metadata={"description": "RFC 3339, UTC"})
+    updated_at = ma.fields.DateTime(dump_only=True, metadata={"description": "RFC 3339, UTC"})
+
+
+class UserCreateSchema(ma.Schema):
+    """A new user, with a first password or without one (then issue an activation token)."""
+
+    email = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=3, max=254),
+        metadata={
+            "description": "Must be unique in any letter case",
+            "example": "sari@example.co.id",
+        },
+    )
+    name = ma.fields.String(
+        load_default="",
+        validate=ma.validate.Length(max=200),
+        metadata={"example": "Sari Wulandari"},
+    )
+    role = _role_field(load_default="customer")
+    phone = ma.fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Length(max=40),
+        metadata={
+            "description": "Stored as E.164; local Indonesian numbers (08...) get +62",
+            "example": "0812-3456-789",
+        },
+    )
+    password = ma.fields.String(
+        load_only=True,
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": f"Optional first password: {MIN_PASSWORD_LENGTH}-"
+            f"{MAX_PASSWORD_LENGTH} characters, not the email address. Without one the user "
+            "cannot log in until activated",
+            "format": "password",
+        },
+    )
+
+
+class UserUpdateSchema(ma.Schema):
+    """The fields to change; give at least one. Omitted fields stay as they are."""
+
+    name = ma.fields.String(validate=ma.validate.Length(max=200), metadata={"example": "Sari W."})
+    phone = ma.fields.String(
+        allow_none=True,
+        validate=ma.validate.Length(max=40),
+        metadata={"description": "E.164 or a local number; null removes it"},
+    )
+    role = _role_field()
+    active = ma.fields.Boolean(
+        metadata={"description": "false deactivates the user (their sessions stop working)"}
+    )
+
+    @ma.validates_schema
+    def _at_least_one_field(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError(
+                f"give at least one of {', '.join(self.fields)} to change", "_schema"
+            )
+
+
+class UserQuerySchema(PageArgs):
+    """Filters of the user list, with cursor pagination."""
+
+    role = _role_field(load_default=None)
+    active = ma.fields.Boolean(
+        load_default=None, metadata={"description": "Only active (true) or inactive (false) users"}
+    )
+    email_prefix = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=254),
+        metadata={
+            "description": "Only emails that start with this, in any letter case "
+            "(% and _ are literal characters)",
+            "example": "sari",
+        },
+    )
+
+
+class ActivationIssuedSchema(ma.Schema):
+    """A one-time activation token: give it to the user; it is shown only once."""
+
+    token = ma.fields.String(
+        metadata={
+            "description": "Pass to POST /api/v1/auth/activate with the new password; "
+            "works once, and a newer token replaces it",
+            "example": "q0Vt3bXk6fJ0d7v2mZyXo1rS9nWcE4hA5uLpQ8iT2gY",
+        }
+    )
+    expires_at = ma.fields.DateTime(metadata={"description": "RFC 3339, UTC"})
