@@ -1,10 +1,23 @@
 """Login with JWT, one live session per user, role checks for the other modules."""
 
-from app.registry import Manifest
+from app.registry import Manifest, ModuleHooks
+from app.security import requires
+
+__all__ = ["manifest", "requires"]
 
 manifest = Manifest(
     name="auth",
-    version="0.1.0",
+    version="0.2.0",
     summary="JWT login, single session, role checks",
     depends=("user",),
 )
+
+
+def load(hooks: ModuleHooks) -> None:
+    from . import api, services
+
+    hooks.setup(services.install)
+    hooks.blueprint(api.blp)
+    hooks.authenticator(services.authenticate_request)
+    hooks.on_commit("user.updated", services.forget_user_sessions)
+    hooks.subscribe("user.deactivated", services.end_sessions_of_deactivated_user)

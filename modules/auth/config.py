@@ -1,0 +1,120 @@
+"""The auth module's settings, read from ``LAPAK_*`` variables and validated at start.
+
+| variable | default |
+| --- | --- |
+| ``LAPAK_JWT_ALGORITHM`` | ``HS256``; or ``RS256``, ``ES256``, ``EdDSA`` with a key pair |
+| ``LAPAK_JWT_SECRET`` | derived from ``LAPAK_SECRET_KEY`` (HS256 only; at least 32 chars) |
+| ``LAPAK_JWT_PRIVATE_KEY_FILE`` / ``LAPAK_JWT_KEY_ID`` | the signing key (PEM) and its ``kid`` |
+| ``LAPAK_JWT_PUBLIC_KEYS`` | ``kid=/path/old.pem,...``: older keys that still verify |
+| ``LAPAK_JWT_ISSUER`` / ``LAPAK_JWT_AUDIENCE`` | ``lapak`` / ``lapak-api`` |
+| ``LAPAK_SESSION_IDLE_MINUTES`` / ``LAPAK_SESSION_ABSOLUTE_HOURS`` | ``30`` / ``12`` |
+| ``LAPAK_LOGIN_MAX_ACCOUNT_FAILURES`` / ``LAPAK_LOGIN_MAX_IP_FAILURES`` | ``5`` / ``20`` |
+| ``LAPAK_LOGIN_WINDOW_SECONDS`` | ``900``: how long failures are remembered |
+| ``LAPAK_LOGIN_LOCKOUT_SECONDS`` | ``30``: first lockout; doubles per further failure, max 15 min |
+| ``LAPAK_SESSION_CACHE_SECONDS`` | ``10``: how long a session check is cached in Redis |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from app.config import Settings, SettingsError
+
+ASYMMETRIC = ("RS256", "ES256", "EdDSA")
+ALGORITHMS = ("HS256", *ASYMMETRIC)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    algorithm: str
+    hmac_secret: str | None
+    private_key_pem: bytes | None
+    key_id: str | None
+    public_keys_pem: dict[str, bytes]
+    issuer: str
+    audience: str
+    idle_timeout: timedelta
+    absolute_lifetime: timedelta
+    max_account_failures: int
+    max_ip_failures: int
+    failure_window_seconds: int
+    lockout_seconds: int
+    max_lockout_seconds: int
+    session_cache_seconds: int
+    #: Tokens are clock-checked with this tolerance (exp, nbf, iat).
+    leeway_seconds: int = 30
+    #: Touch last_seen (and slide the idle expiry) at most this often.
+    touch_interval: timedelta = timedelta(minutes=1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthSettings:
+        env = settings.module_env
+        algorithm = env.get("jwt_algorithm", "HS256")
+        if algorithm not in ALGORITHMS:
+            raise SettingsError(f"LAPAK_JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}")
+        hmac_secret = private_key = key_id = None
+        public_keys: dict[str, bytes] = {}
+        if algorithm == "HS256":
+            hmac_secret = (
+                env.get("jwt_secret")
+                or hmac.new(
+                    settings.secret_key.encode(), b"lapak.auth.jwt", hashlib.sha256
+                ).hexdigest()
+            )
+            if len(hmac_secret) < 32:
+                raise SettingsError("LAPAK_JWT_SECRET must be at least 32 characters")
+        else:
+            private_key = _read(env.get("jwt_private_key_file"), "LAPAK_JWT_PRIVATE_KEY_FILE")
+            key_id = env.get("jwt_key_id")
+            if not key_id:
+                raise SettingsError(f"LAPAK_JWT_KEY_ID is required with {algorithm}")
+            for entry in filter(
+                None, (e.strip() for e in env.get("jwt_public_keys", "").split(","))
+            ):
+                kid, _, path = entry.partition("=")
+                if not kid or not path:
+                    raise SettingsError("LAPAK_JWT_PUBLIC_KEYS entries look like kid=/path/key.pem")
+                public_keys[kid.strip()] = _read(path.strip(), "LAPAK_JWT_PUBLIC_KEYS")
+        return cls(
+            algorithm=algorithm,
+            hmac_secret=hmac_secret,
+            private_key_pem=private_key,
+            key_id=key_id,
+            public_keys_pem=public_keys,
+            issuer=env.get("jwt_issuer", "lapak"),
+            audience=env.get("jwt_audience", "lapak-api"),
+            idle_timeout=timedelta(minutes=_number(env, "session_idle_minutes", 30)),
+            absolute_lifetime=timedelta(hours=_number(env, "session_absolute_hours", 12)),
+            max_account_failures=_number(env, "login_max_account_failures", 5),
+            max_ip_failures=_number(env, "login_max_ip_failures", 20),
+            failure_window_seconds=_number(env, "login_window_seconds", 900),
+            lockout_seconds=_number(env, "login_lockout_seconds", 30),
+            max_lockout_seconds=_number(env, "login_max_lockout_seconds", 900),
+            session_cache_seconds=_number(env, "session_cache_seconds", 10),
+        )
+
+
+def _read(path: str | None, variable: str) -> bytes:
+    if not path:
+        raise SettingsError(f"{variable} is required for asymmetric JWT algorithms")
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise SettingsError(f"{variable}: cannot read {path}: {error.strerror}") from None
+
+
+def _number(env: dict[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"LAPAK_{name.upper()} must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
+    return value

@@ -1,0 +1,455 @@
+"""Login, the per-request session check, logout and revocation.
+
+The check on every protected request (:func:`authenticate_request`) verifies the token, then
+the session: not revoked, not idle- or absolute-expired, its user still active. The session's
+state is cached in Redis for a few seconds; revocation and user changes overwrite the cache
+entry with a tombstone, so a request racing with a revocation cannot re-cache the old state.
+Session state is always read from the primary: a lagging replica must not resurrect a session.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app, request
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.config import Settings
+from app.db import Session, after_commit, get_database, transaction, utcnow
+from app.errors import Unauthenticated
+from app.security import Principal, current_principal
+from modules.user.models import User
+from modules.user.passwords import passwords
+from modules.user.services import find_by_email
+
+from .config import AuthSettings
+from .models import ADMIN, DEACTIVATED, LOGOUT, REPLACED, AuthSession
+from .throttle import LoginLocked, LoginThrottle
+from .tokens import WWW_AUTHENTICATE, KeyRing
+
+log = logging.getLogger("lapak.auth")
+TOMBSTONE = "revoked"
+# Cache the state unless a revocation left its tombstone there (atomically).
+_SET_UNLESS_TOMBSTONE = """
+if redis.call('GET', KEYS[1]) == ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+class AuthFailure(Unauthenticated):
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": WWW_AUTHENTICATE}, **extra)
+
+
+class MissingCredentials(AuthFailure):
+    code = "unauthenticated"
+    title = "Authentication is required"
+
+
+class InvalidCredentials(AuthFailure):
+    code = "invalid-credentials"
+    title = "The email or password is wrong"
+
+
+class SessionReplaced(AuthFailure):
+    code = "session-replaced"
+    title = "This session was ended by a newer login"
+
+
+class SessionRevoked(AuthFailure):
+    code = "session-revoked"
+    title = "This session has ended"
+
+
+class SessionExpired(AuthFailure):
+    code = "session-expired"
+    title = "This session has expired"
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What the per-request check needs, as stored in the cache."""
+
+    session_pk: int
+    sid: uuid.UUID
+    user_id: int
+    user_uuid: uuid.UUID
+    email: str
+    role: str
+    user_active: bool
+    revoked_reason: str | None
+    revoked: bool
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    last_seen_at: datetime
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> SessionState:
+        raw = json.loads(text)
+        for name in ("sid", "user_uuid"):
+            raw[name] = uuid.UUID(raw[name])
+        for name in ("idle_expires_at", "absolute_expires_at", "last_seen_at"):
+            raw[name] = datetime.fromisoformat(raw[name])
+        return cls(**raw)
+
+
+class SessionCache:
+    """Session states in Redis for ``ttl`` seconds; a no-op without Redis."""
+
+    def __init__(self, redis: Redis | None, ttl: int) -> None:
+        self.redis, self.ttl = redis, ttl
+        self._set = redis.register_script(_SET_UNLESS_TOMBSTONE) if redis is not None else None
+
+    @staticmethod
+    def key(sid: uuid.UUID) -> str:
+        return f"lapak:auth:session:{sid}"
+
+    def get(self, sid: uuid.UUID) -> SessionState | None:
+        if self.redis is None:
+            return None
+        try:
+            value = self.redis.get(self.key(sid))
+        except RedisError:
+            return None
+        if value is None or value == TOMBSTONE.encode():
+            return None
+        return SessionState.loads(value)
+
+    def put(self, state: SessionState) -> None:
+        if self._set is None:
+            return
+        try:
+            self._set(keys=[self.key(state.sid)], args=[state.dumps(), self.ttl, TOMBSTONE])
+        except RedisError:
+            log.warning("session cache unavailable; checks go to the database")
+
+    def invalidate(self, sids: Iterable[uuid.UUID]) -> None:
+        if self.redis is None:
+            return
+        pipe = self.redis.pipeline()
+        for sid in sids:
+            # The tombstone outlives any state a racing request could still try to cache.
+            pipe.set(self.key(sid), TOMBSTONE, ex=self.ttl * 3)
+        try:
+            pipe.execute()
+        except RedisError:
+            log.error("could not invalidate cached sessions; they expire within %ss", self.ttl)
+
+
+@dataclass
+class Auth:
+    """The auth module's per-app state."""
+
+    settings: AuthSettings
+    keyring: KeyRing
+    throttle: LoginThrottle
+    cache: SessionCache
+
+
+def install(app: Flask, settings: Settings) -> None:
+    auth_settings = AuthSettings.from_settings(settings)
+    redis = app.extensions["lapak.jobs"].redis
+    app.extensions["auth"] = Auth(
+        auth_settings,
+        KeyRing.from_settings(auth_settings),
+        LoginThrottle(auth_settings, redis),
+        SessionCache(redis, auth_settings.session_cache_seconds),
+    )
+
+
+def runtime() -> Auth:
+    return current_app.extensions["auth"]
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    session: AuthSession
+
+
+def login(email: str, password: str, *, ip: str | None, user_agent: str | None) -> LoginResult:
+    """Check the credentials, end every other session of the user, open a new one."""
+    auth = runtime()
+    email_key = email.strip().lower()
+    try:
+        auth.throttle.reserve(email_key, ip)
+    except LoginLocked as locked:
+        # Refused before any password check, but still an outcome: brute force must show.
+        audit("auth.login", "locked", email_hash=_hash(email_key), ip=ip,
+              retry_after=locked.extra.get("retry_after"))  # fmt: skip
+        raise
+    user = find_by_email(email)
+    # Unknown emails and users without a password spend the same argon2 time (dummy hash).
+    valid = passwords().verify(user.password_hash if user else None, password)
+    if user is None or not valid or not user.active:
+        reason = "unknown-email" if user is None else "inactive" if valid else "wrong-password"
+        audit("auth.login", "failure", reason=reason, email_hash=_hash(email_key), ip=ip)
+        raise InvalidCredentials("check the email and password and try again")
+    auth.throttle.succeeded(email_key, ip)
+    for attempt in range(3):
+        try:
+            session = _open_session(user.id, password, ip=ip, user_agent=user_agent)
+            break
+        except IntegrityError:
+            # A concurrent login of the same user won the single-live-session index; go again.
+            if attempt == 2:
+                raise
+    token = auth.keyring.issue(
+        user_uuid=user.uuid,
+        email=user.email,
+        role=user.role,
+        session_id=session.sid,
+        expires_at=session.absolute_expires_at,
+    )
+    audit("auth.login", "success", user=str(user.uuid), session=str(session.sid), ip=ip)
+    return LoginResult(token, session)
+
+
+def _open_session(
+    user_id: int, password: str, *, ip: str | None, user_agent: str | None
+) -> AuthSession:
+    settings = runtime().settings
+    with transaction() as session:
+        # The row lock serialises concurrent logins of one user: exactly one session survives.
+        user = session.scalars(
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        if user.password_hash and passwords().needs_rehash(user.password_hash):
+            user.password_hash = passwords().hash(password)
+        now = utcnow()
+        replaced = _end_sessions(session, [AuthSession.user_id == user.id], REPLACED, now)
+        absolute = now + settings.absolute_lifetime
+        opened = AuthSession(
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            idle_expires_at=min(now + settings.idle_timeout, absolute),
+            absolute_expires_at=absolute,
+            user_agent=(user_agent or "")[:300] or None,
+            ip=ip,
+        )
+        session.add(opened)
+        session.flush()
+    if replaced:
+        audit("auth.session", "replaced", sessions=[str(s) for s in replaced])
+    return opened
+
+
+def _end_sessions(session: Any, where: list[Any], reason: str, now: datetime) -> list[uuid.UUID]:
+    """Revoke the live sessions matching ``where``; drop them from the cache after commit."""
+    live = [AuthSession.revoked_at.is_(None), *where]
+    ended = list(session.scalars(select(AuthSession.sid).where(*live)))
+    if ended:
+        session.execute(
+            update(AuthSession)
+            .where(*live)
+            .values(revoked_at=now, revoked_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        after_commit(functools.partial(runtime().cache.invalidate, ended))
+    return ended
+
+
+# --- the per-request check -------------------------------------------------------------------
+
+
+def authenticate_request() -> Principal:
+    """The principal behind this request's bearer token (the core's authenticator)."""
+    try:
+        return _authenticate()
+    except Unauthenticated as refused:
+        audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
+        raise
+
+
+def _authenticate() -> Principal:
+    auth = runtime()
+    header = request.headers.get("Authorization", "").strip()
+    if not header:
+        raise MissingCredentials("send Authorization: Bearer <access token>")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise MissingCredentials("send Authorization: Bearer <access token>")
+    claims = auth.keyring.verify(token.strip())
+    state = _session_state(claims["sid"])
+    if state is None or state.user_uuid != claims["sub"]:
+        raise SessionRevoked("this session does not exist")
+    if state.revoked:
+        if state.revoked_reason == REPLACED:
+            raise SessionReplaced("you logged in elsewhere; log in again to continue here")
+        raise SessionRevoked(f"the session was ended ({state.revoked_reason})")
+    if not state.user_active:
+        raise SessionRevoked("the account is deactivated")
+    now = utcnow()
+    if now >= state.absolute_expires_at:
+        raise SessionExpired("the session reached its maximum lifetime; log in again")
+    if now >= state.idle_expires_at:
+        raise SessionExpired("the session was idle for too long; log in again")
+    if now - state.last_seen_at >= auth.settings.touch_interval:
+        _touch(state, now)
+    return Principal(
+        user_id=state.user_id,
+        user_uuid=state.user_uuid,
+        email=state.email,
+        role=state.role,
+        session_id=state.sid,
+    )
+
+
+def _session_state(sid: uuid.UUID) -> SessionState | None:
+    cache = runtime().cache
+    cached = cache.get(sid)
+    # The cache may lag on the sliding idle expiry; only trust it for sessions that are fine.
+    if cached is not None and (cached.revoked or utcnow() < cached.idle_expires_at):
+        return cached
+    state = _load_state(sid)
+    if state is not None:
+        cache.put(state)
+    return state
+
+
+def _load_state(sid: uuid.UUID) -> SessionState | None:
+    sessions, users = AuthSession.__table__, User.__table__
+    statement = (
+        select(
+            sessions.c.id,
+            sessions.c.sid,
+            sessions.c.user_id,
+            sessions.c.revoked_at,
+            sessions.c.revoked_reason,
+            sessions.c.idle_expires_at,
+            sessions.c.absolute_expires_at,
+            sessions.c.last_seen_at,
+            users.c.uuid,
+            users.c.email,
+            users.c.role,
+            users.c.active,
+        )
+        .join_from(sessions, users, sessions.c.user_id == users.c.id)
+        .where(sessions.c.sid == sid)
+    )
+    with get_database().primary.connect() as connection:
+        row = connection.execute(statement).one_or_none()
+    if row is None:
+        return None
+    return SessionState(
+        session_pk=row.id,
+        sid=row.sid,
+        user_id=row.user_id,
+        user_uuid=row.uuid,
+        email=row.email,
+        role=row.role,
+        user_active=row.active,
+        revoked_reason=row.revoked_reason,
+        revoked=row.revoked_at is not None,
+        idle_expires_at=row.idle_expires_at,
+        absolute_expires_at=row.absolute_expires_at,
+        last_seen_at=row.last_seen_at,
+    )
+
+
+def _touch(state: SessionState, now: datetime) -> None:
+    """Slide the idle expiry: written at most once per touch interval, whatever the traffic."""
+    settings = runtime().settings
+    sessions = AuthSession.__table__
+    idle_expires_at = min(now + settings.idle_timeout, state.absolute_expires_at)
+    with get_database().primary.begin() as connection:
+        touched = connection.execute(
+            update(sessions)
+            .where(
+                sessions.c.id == state.session_pk,
+                sessions.c.revoked_at.is_(None),
+                sessions.c.last_seen_at <= now - settings.touch_interval,
+            )
+            .values(last_seen_at=now, idle_expires_at=idle_expires_at)
+        ).rowcount
+    if touched:
+        runtime().cache.put(replace(state, last_seen_at=now, idle_expires_at=idle_expires_at))
+
+
+# --- ending sessions -------------------------------------------------------------------------
+
+
+def _caller() -> Principal:
+    principal = current_principal()
+    if principal is None or principal.session_id is None:
+        raise MissingCredentials("this needs a logged-in session")
+    return principal
+
+
+def current_session() -> AuthSession:
+    """The caller's session row (call behind ``@requires``)."""
+    sid = _caller().session_id
+    return Session().scalars(select(AuthSession).where(AuthSession.sid == sid)).one()
+
+
+def logout() -> None:
+    principal = _caller()
+    with transaction() as session:
+        _end_sessions(session, [AuthSession.sid == principal.session_id], LOGOUT, utcnow())
+    audit(
+        "auth.logout", "success", user=str(principal.user_uuid), session=str(principal.session_id)
+    )
+
+
+def revoke_user_sessions(user_uuid: uuid.UUID) -> int:
+    """End every live session of a user (an admin action); returns how many ended."""
+    from modules.user.services import get_user
+
+    with transaction() as session:
+        user = get_user(user_uuid)
+        ended = _end_sessions(session, [AuthSession.user_id == user.id], ADMIN, utcnow())
+    admin = current_principal()
+    audit("auth.revoke", "success", user=str(user_uuid), sessions=len(ended),
+          by=str(admin.user_uuid) if admin else None)  # fmt: skip
+    return len(ended)
+
+
+def end_sessions_of_deactivated_user(payload: dict[str, Any]) -> None:
+    """``user.deactivated`` subscriber: the sessions end for good (the check already refuses)."""
+    with transaction() as session:
+        _end_sessions(session, [AuthSession.user_id == payload["user_id"]], DEACTIVATED, utcnow())
+
+
+def forget_user_sessions(payload: dict[str, Any]) -> None:
+    """``user.updated`` on-commit listener: the next check re-reads role and active flag."""
+    sessions = AuthSession.__table__
+    with get_database().primary.connect() as connection:
+        sids = list(
+            connection.scalars(
+                select(sessions.c.sid).where(
+                    sessions.c.user_id == payload["user_id"], sessions.c.revoked_at.is_(None)
+                )
+            )
+        )
+    runtime().cache.invalidate(sids)
+
+
+def audit(event: str, outcome: str, **fields: Any) -> None:
+    """One structured log line per authentication outcome; never a password or a token."""
+    log.info("%s %s", event, outcome, extra={"event": event, "outcome": outcome, **fields})
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
