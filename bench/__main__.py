@@ -12,6 +12,7 @@ import sys
 #: Benchmark name -> module with a ``main(argv) -> int``; its results go to results/<name>.json.
 BENCHMARKS = {
     "http_overhead": "bench.http_overhead",
+    "auth": "bench.auth",
 }
 
 

@@ -201,13 +201,28 @@ def wait_ready(server: Server, timeout: float = READY_TIMEOUT_S) -> None:
         time.sleep(0.1)
 
 
-def load(port: int, path: str, requests: int, concurrency: int) -> Run:
-    """Send exactly ``requests`` GETs from ``concurrency`` threads; return what was measured."""
+def load(
+    port: int,
+    path: str,
+    requests: int,
+    concurrency: int,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    bodies: Sequence[bytes] = (),
+) -> Run:
+    """Send exactly ``requests`` requests from ``concurrency`` threads; return what was measured.
+
+    Every request carries ``headers``; with ``bodies``, client thread *i* sends
+    ``bodies[i % len(bodies)]`` each time (e.g. one login per thread, each as its own user).
+    Only a 200 counts as a success.
+    """
     concurrency = max(1, min(concurrency, requests))
     shares = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
     start = threading.Barrier(concurrency + 1, timeout=REQUEST_TIMEOUT_S)
+    sent_headers = dict(headers or {})
 
-    def client(count: int) -> tuple[list[float], int, int]:
+    def client(count: int, body: bytes | None) -> tuple[list[float], int, int]:
         latencies: list[float] = []
         errors = connects = 0
         conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
@@ -217,7 +232,7 @@ def load(port: int, path: str, requests: int, concurrency: int) -> Run:
                 connects += conn.sock is None
                 began = time.perf_counter()
                 try:
-                    conn.request("GET", path)
+                    conn.request(method, path, body=body, headers=sent_headers)
                     response = conn.getresponse()
                     response.read()
                     ok = response.status == 200
@@ -233,7 +248,10 @@ def load(port: int, path: str, requests: int, concurrency: int) -> Run:
         return latencies, errors, connects
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="bench-client") as pool:
-        futures = [pool.submit(client, share) for share in shares]
+        futures = [
+            pool.submit(client, share, bodies[index % len(bodies)] if bodies else None)
+            for index, share in enumerate(shares)
+        ]
         start.wait()
         began, cpu_began = time.perf_counter(), time.process_time()
         results = [future.result() for future in futures]
@@ -381,14 +399,14 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
-def _non_negative(text: str) -> int:
+def non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be at least 0")
@@ -402,33 +420,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--requests",
-        type=_positive,
+        type=positive,
         default=3000,
         help="measured requests per server and endpoint (default 3000)",
     )
     parser.add_argument(
-        "--concurrency", type=_positive, default=8, help="client threads (default 8)"
+        "--concurrency", type=positive, default=8, help="client threads (default 8)"
     )
     parser.add_argument(
         "--warmup",
-        type=_non_negative,
+        type=non_negative,
         default=200,
         help="unmeasured requests first, per server and endpoint (default 200)",
     )
     parser.add_argument(
         "--rounds",
-        type=_positive,
+        type=positive,
         default=6,
         help="split the requests into this many batches per server, alternating which server "
         "goes first (default 6)",
     )
     parser.add_argument(
-        "--workers", type=_positive, default=2, help="gunicorn workers per server (default 2)"
+        "--workers", type=positive, default=2, help="gunicorn workers per server (default 2)"
     )
     return parser.parse_args(argv)
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
+def exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
@@ -438,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM and SIGHUP (a CI timeout, a closed terminal) into an orderly exit, as Ctrl-C is.
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _exit_on_signal)
+            signal.signal(signum, exit_on_signal)
     inputs = {
         "requests": args.requests,
         "concurrency": args.concurrency,

@@ -1,0 +1,1 @@
+"""Modules that only benchmarks load (``LAPAK_MODULE_PACKAGES=modules,bench.modules``)."""
