@@ -194,6 +194,17 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def module_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """A whole-number module setting from :attr:`Settings.module_env`, validated by name."""
+    text = env.get(name)
+    if text is None:
+        return default
+    value = _integer(name, text)
+    if value < minimum:
+        raise SettingsError(f"LAPAK_{name.upper()} must be at least {minimum}")
+    return value
+
+
 def _integer(name: str, text: str) -> int:
     try:
         return int(text)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from app.config import Settings, SettingsError
+from app.config import Settings, SettingsError, module_int
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 ALGORITHMS = ("HS256", *ASYMMETRIC)
@@ -87,14 +87,14 @@ class AuthSettings:
             public_keys_pem=public_keys,
             issuer=env.get("jwt_issuer", "lapak"),
             audience=env.get("jwt_audience", "lapak-api"),
-            idle_timeout=timedelta(minutes=_number(env, "session_idle_minutes", 30)),
-            absolute_lifetime=timedelta(hours=_number(env, "session_absolute_hours", 12)),
-            max_account_failures=_number(env, "login_max_account_failures", 5),
-            max_ip_failures=_number(env, "login_max_ip_failures", 20),
-            failure_window_seconds=_number(env, "login_window_seconds", 900),
-            lockout_seconds=_number(env, "login_lockout_seconds", 30),
-            max_lockout_seconds=_number(env, "login_max_lockout_seconds", 900),
-            session_cache_seconds=_number(env, "session_cache_seconds", 10),
+            idle_timeout=timedelta(minutes=module_int(env, "session_idle_minutes", 30)),
+            absolute_lifetime=timedelta(hours=module_int(env, "session_absolute_hours", 12)),
+            max_account_failures=module_int(env, "login_max_account_failures", 5),
+            max_ip_failures=module_int(env, "login_max_ip_failures", 20),
+            failure_window_seconds=module_int(env, "login_window_seconds", 900),
+            lockout_seconds=module_int(env, "login_lockout_seconds", 30),
+            max_lockout_seconds=module_int(env, "login_max_lockout_seconds", 900),
+            session_cache_seconds=module_int(env, "session_cache_seconds", 10),
         )
 
 
@@ -105,16 +105,3 @@ def _read(path: str | None, variable: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise SettingsError(f"{variable}: cannot read {path}: {error.strerror}") from None
-
-
-def _number(env: dict[str, str], name: str, default: int) -> int:
-    text = env.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"LAPAK_{name.upper()} must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
-    return value

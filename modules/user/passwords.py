@@ -15,7 +15,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import Flask, current_app
 
-from app.config import Settings, SettingsError
+from app.config import Settings, SettingsError, module_int
 
 OWASP_MIN_MEMORY_KIB = 19_456
 OWASP_MIN_TIME_COST = 2
@@ -33,9 +33,9 @@ class Passwords:
     @classmethod
     def from_settings(cls, settings: Settings) -> Passwords:
         env = settings.module_env
-        time_cost = _positive(env, "password_time_cost", 3)
-        memory_kib = _positive(env, "password_memory_kib", 65_536)
-        parallelism = _positive(env, "password_parallelism", 4)
+        time_cost = module_int(env, "password_time_cost", 3)
+        memory_kib = module_int(env, "password_memory_kib", 65_536)
+        parallelism = module_int(env, "password_parallelism", 4)
         if memory_kib < OWASP_MIN_MEMORY_KIB or time_cost < OWASP_MIN_TIME_COST:
             raise SettingsError(
                 "LAPAK_PASSWORD_MEMORY_KIB / LAPAK_PASSWORD_TIME_COST are below OWASP's minimum "
@@ -92,19 +92,6 @@ def policy_errors(password: str, email: str | None = None) -> list[str]:
         if lowered in (email.lower(), email.lower().split("@")[0]):
             problems.append("must not be your email address")
     return problems
-
-
-def _positive(env: dict[str, str], name: str, default: int) -> int:
-    text = env.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"LAPAK_{name.upper()} must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
-    return value
 
 
 def install(app: Flask, settings: Settings) -> None:
