@@ -6,11 +6,15 @@ import marshmallow as ma
 
 
 class LoginSchema(ma.Schema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=254),
-                             metadata={"example": "admin@lapak.local"})  # fmt: skip
+    email = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=254),
+        metadata={"example": "admin@lapak.local"},
+    )
     # Bounded so a huge body cannot make argon2 hash megabytes.
-    password = ma.fields.String(required=True, load_only=True,
-                                validate=ma.validate.Length(min=1, max=1024))  # fmt: skip
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(min=1, max=1024)
+    )
 
 
 class SessionSchema(ma.Schema):
@@ -34,8 +38,9 @@ class TokenSchema(ma.Schema):
 
 class ActivateSchema(ma.Schema):
     token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    password = ma.fields.String(required=True, load_only=True,
-                                validate=ma.validate.Length(min=1, max=1024))  # fmt: skip
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(min=1, max=1024)
+    )
 
 
 class ActivatedSchema(ma.Schema):

@@ -193,8 +193,13 @@ def login(email: str, password: str, *, ip: str | None, user_agent: str | None) 
         auth.throttle.reserve(email_key, ip)
     except LoginLocked as locked:
         # Refused before any password check, but still an outcome: brute force must show.
-        audit("auth.login", "locked", email_hash=_hash(email_key), ip=ip,
-              retry_after=locked.extra.get("retry_after"))  # fmt: skip
+        audit(
+            "auth.login",
+            "locked",
+            email_hash=_hash(email_key),
+            ip=ip,
+            retry_after=locked.extra.get("retry_after"),
+        )
         raise
     user = find_by_email(email)
     # Unknown emails and users without a password spend the same argon2 time (dummy hash).
@@ -421,8 +426,13 @@ def revoke_user_sessions(user_uuid: uuid.UUID) -> int:
         user = get_user(user_uuid)
         ended = _end_sessions(session, [AuthSession.user_id == user.id], ADMIN, utcnow())
     admin = current_principal()
-    audit("auth.revoke", "success", user=str(user_uuid), sessions=len(ended),
-          by=str(admin.user_uuid) if admin else None)  # fmt: skip
+    audit(
+        "auth.revoke",
+        "success",
+        user=str(user_uuid),
+        sessions=len(ended),
+        by=str(admin.user_uuid) if admin else None,
+    )
     return len(ended)
 
 

@@ -68,16 +68,30 @@ class KeyRing:
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> KeyRing:
         if settings.algorithm == "HS256":
-            return cls("HS256", settings.hmac_secret, None, {None: settings.hmac_secret},
-                       settings.issuer, settings.audience, settings.leeway_seconds)  # fmt: skip
+            return cls(
+                "HS256",
+                settings.hmac_secret,
+                None,
+                {None: settings.hmac_secret},
+                settings.issuer,
+                settings.audience,
+                settings.leeway_seconds,
+            )
         assert settings.private_key_pem is not None
         private_key = load_pem_private_key(settings.private_key_pem, password=None)
         keys: dict[str | None, Any] = {
             kid: load_pem_public_key(pem) for kid, pem in settings.public_keys_pem.items()
         }
         keys[settings.key_id] = private_key.public_key()
-        return cls(settings.algorithm, private_key, settings.key_id, keys, settings.issuer,
-                   settings.audience, settings.leeway_seconds)  # fmt: skip
+        return cls(
+            settings.algorithm,
+            private_key,
+            settings.key_id,
+            keys,
+            settings.issuer,
+            settings.audience,
+            settings.leeway_seconds,
+        )
 
     def issue(
         self,

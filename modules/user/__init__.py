@@ -1,18 +1,23 @@
 """Users and roles; admins import user CSV files in the background."""
 
+from datetime import timedelta
+
 from app.registry import Manifest, ModuleHooks
 
 manifest = Manifest(
     name="user",
-    version="0.2.0",
-    summary="Users, roles and activation",
+    version="0.3.0",
+    summary="Users, roles, activation and CSV imports",
 )
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, cli, passwords
+    from . import api, cli, importer, jobs, passwords
 
     hooks.setup(passwords.install)
+    hooks.setup(importer.install)
     hooks.blueprint(api.blp, prefix="users")
     hooks.command(cli.users)
     hooks.demo(cli.load_demo)
+    hooks.job(jobs.run_import)
+    hooks.periodic(jobs.watch_imports, every=timedelta(seconds=5), queue="imports")

@@ -8,21 +8,30 @@ authenticator may record activity), before any input is parsed. Reads then run i
 
 from __future__ import annotations
 
+import functools
 import uuid
+from pathlib import Path
 from typing import Any
 
-from flask import url_for
+from flask import Response, request, stream_with_context, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import Page, ProblemSchema, page_schema
+from app.http import Page, PageArgs, ProblemSchema, page_schema
 from app.security import authenticate, requires
 
-from . import services
+from . import imports, services
+from .csvfile import template
+from .importer import import_settings
 from .models import User
 from .schemas import (
     ActivationIssuedSchema,
+    ErrorsQuerySchema,
+    ImportJobSchema,
+    ImportOptionsSchema,
+    ImportRowErrorSchema,
+    ImportUploadSchema,
     UserCreateSchema,
     UserQuerySchema,
     UserSchema,
@@ -142,3 +151,106 @@ class Activation(MethodView):
         """
         token, expires_at = services.issue_activation_token(user_id)
         return {"token": token, "expires_at": expires_at}, 201, NO_STORE
+
+
+# --- imports ---------------------------------------------------------------------------------
+
+
+def _refuse_oversized_uploads(view: Any) -> Any:
+    """413 before the body is read: the Content-Length, or a streamed body, over the limit."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        limit = import_settings().max_bytes
+        request.max_content_length = limit + 64 * 1024  # room for the multipart envelope
+        if request.content_length is not None and request.content_length > limit + 64 * 1024:
+            raise imports.ImportTooLarge(f"the file is larger than the limit of {limit} bytes")
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+@blp.route("/imports")
+class Imports(MethodView):
+    @requires("admin")
+    @read_only()
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(ImportJobSchema))
+    def get(self, args: dict[str, Any]) -> Page:
+        """List imports, newest first"""
+        return imports.list_imports(limit=args["limit"], cursor=args["cursor"])
+
+    @requires("admin")
+    @_refuse_oversized_uploads
+    @blp.arguments(ImportOptionsSchema, location="form")
+    @blp.arguments(ImportUploadSchema, location="files")
+    @blp.response(202, ImportJobSchema, headers={"Location": {"description": "The job's URL"}})
+    @blp.alt_response(413, schema=ProblemSchema, description="The file is too large")
+    @blp.alt_response(422, schema=ProblemSchema, description="Not a CSV file, empty, too long")
+    def post(self, options: dict[str, Any], files: dict[str, Any]) -> Any:
+        """Upload a CSV file of users to import in the background
+
+        Columns: email (required), name, role, phone, password_hash (an argon2 or bcrypt hash
+        from a previous system). Watch the job at the Location URL.
+        """
+        upload = files["file"]
+        job = imports.create_import(
+            upload.stream,
+            upload.filename or "upload.csv",
+            imports.ImportOptions(**options),
+            created_by_id=authenticate().user_id,
+        )
+        return job, 202, {"Location": url_for("user.ImportById", job_id=job.uuid)}
+
+
+@blp.route("/imports/<uuid:job_id>")
+class ImportById(MethodView):
+    @requires("admin")
+    @blp.response(200, ImportJobSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="No such import")
+    def get(self, job_id: uuid.UUID) -> Any:
+        """Show an import's progress and counts (read from the primary: it moves)"""
+        return imports.get_import(job_id)
+
+
+@blp.route("/imports/<uuid:job_id>/errors")
+class ImportErrors(MethodView):
+    @requires("admin")
+    @blp.arguments(ErrorsQuerySchema, location="query")
+    @blp.response(200, page_schema(ImportRowErrorSchema))
+    @blp.alt_response(200, description="text/csv with ?format=csv or Accept: text/csv")
+    def get(self, args: dict[str, Any], job_id: uuid.UUID) -> Any:
+        """The rows that failed, as JSON pages or as a CSV file to fix and upload again"""
+        wants_csv = args["format"] == "csv" or request.accept_mimetypes.best == "text/csv"
+        if not wants_csv:
+            return imports.import_errors(job_id, limit=args["limit"], cursor=args["cursor"])
+        job, lines = imports.errors_csv(job_id)
+        name = f"{Path(job.filename).stem}-errors.csv"
+        return Response(
+            stream_with_context(lines),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+
+@blp.route("/imports/<uuid:job_id>/cancel")
+class ImportCancel(MethodView):
+    @requires("admin")
+    @blp.response(200, ImportJobSchema)
+    @blp.alt_response(409, schema=ProblemSchema, description="The import has already finished")
+    def post(self, job_id: uuid.UUID) -> Any:
+        """Stop an import after its current chunk (rows already imported stay)"""
+        return imports.cancel_import(job_id)
+
+
+@blp.route("/import-template.csv")
+class ImportTemplate(MethodView):
+    @requires("admin")
+    @blp.response(200, description="The header row of an import file")
+    def get(self) -> Response:
+        """The CSV header an import file starts with"""
+        return Response(
+            template(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="users-import-template.csv"'},
+        )

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import secrets
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from app.db import Session
 from app.errors import DomainError, Invalid
 
 from . import services
+from .csvfile import ENCODINGS
+from .importer import process
+from .imports import ImportOptions, create_import, first_errors, get_import
+from .models import IMPORT_MODES, ROLES, ImportJob
 from .services import EmailTaken
 
 DEMO_ADMIN_EMAIL = "admin@lapak.local"
@@ -60,6 +66,53 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
     except Invalid as error:
         _fail(_describe(error))
     click.echo(f"Created admin {user.email} (id {user.uuid}).")
+
+
+@users.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mode", type=click.Choice(IMPORT_MODES), default="create", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Check and count everything, write nothing.")
+@click.option("--default-role", type=click.Choice(ROLES), default="customer", show_default=True)
+@click.option(
+    "--encoding",
+    type=click.Choice(ENCODINGS),
+    default=None,
+    help="Force an encoding (default: detected).",
+)
+@with_appcontext
+def import_users(
+    file: Path, mode: str, dry_run: bool, default_role: str, encoding: str | None
+) -> None:
+    """Import users from FILE now, in this process, with a progress bar."""
+    options = ImportOptions(
+        mode=mode, dry_run=dry_run, default_role=default_role, encoding=encoding
+    )
+    try:
+        with file.open("rb") as upload:
+            job = create_import(upload, file.name, options, created_by_id=None, queue=False)
+    except DomainError as error:
+        _fail(_describe(error))
+    with click.progressbar(length=job.total_rows, label=f"Importing {file.name}") as bar:
+        done = 0
+
+        def advance(progress: ImportJob) -> None:
+            nonlocal done
+            bar.update(progress.processed_rows - done)
+            done = progress.processed_rows
+
+        process(job.id, on_progress=advance)
+    Session.remove()
+    job = get_import(job.uuid)
+    click.echo(
+        f"{job.status}: {job.created} created, {job.updated} updated, {job.skipped} skipped, "
+        f"{job.failed} failed of {job.total_rows} rows" + (" (dry run)" if job.dry_run else "")
+    )
+    for error in first_errors(job):
+        click.echo(f"  row {error.row_number}: {error.column or 'row'}: {error.message}")
+    if job.error:
+        click.echo(f"  {job.error}", err=True)
+    if job.status == "failed":
+        sys.exit(1)
 
 
 def load_demo() -> list[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.db import Base, JsonDocument, utcnow
 
 ROLES = ("admin", "staff", "customer", "seller")
 
@@ -61,3 +61,78 @@ class ActivationToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
+
+
+IMPORT_STATUSES = ("queued", "running", "succeeded", "succeeded_with_errors", "failed", "cancelled")
+FINISHED_STATUSES = ("succeeded", "succeeded_with_errors", "failed", "cancelled")
+IMPORT_MODES = ("create", "upsert")
+
+
+class ImportJob(Base):
+    """One uploaded user CSV file and the progress of importing it.
+
+    ``next_row`` is the resume point: the number of data records (blank ones included) already
+    handled by committed chunks. It moves in the same transaction as the chunk's users, counts
+    and errors, so a job killed at any moment resumes exactly after its last committed chunk.
+    """
+
+    __tablename__ = "user_import_job"
+    __table_args__ = (
+        CheckConstraint(
+            f"status IN ({', '.join(repr(s) for s in IMPORT_STATUSES)})", name="status"
+        ),
+        CheckConstraint(f"mode IN ({', '.join(repr(m) for m in IMPORT_MODES)})", name="mode"),
+        Index("ix_user_import_job_status_heartbeat", "status", "heartbeat_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    status: Mapped[str] = mapped_column(String(24), default="queued")
+    mode: Mapped[str] = mapped_column(String(8), default="create")
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    default_role: Mapped[str] = mapped_column(String(16), default="customer")
+    filename: Mapped[str] = mapped_column(String(255))
+    file_path: Mapped[str] = mapped_column(String(1024))
+    size_bytes: Mapped[int] = mapped_column(default=0)
+    encoding: Mapped[str] = mapped_column(String(20))
+    delimiter: Mapped[str] = mapped_column(String(4))
+    chunk_rows: Mapped[int] = mapped_column(default=5000)
+    total_rows: Mapped[int] = mapped_column(default=0)
+    next_row: Mapped[int] = mapped_column(default=0)
+    processed_rows: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    #: The header row as uploaded, in order (the errors CSV repeats it).
+    header: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    unknown_columns: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class ImportRowError(Base):
+    """Why one row of an import failed; ``raw`` keeps the row as uploaded, to fix and re-upload."""
+
+    __tablename__ = "user_import_error"
+    __table_args__ = (Index("ix_user_import_error_job_row", "job_id", "row_number", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("user_import_job.id", ondelete="CASCADE"))
+    row_number: Mapped[int] = mapped_column()
+    column: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    raw: Mapped[dict[str, str]] = mapped_column(JsonDocument, default=dict)

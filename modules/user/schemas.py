@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask_smorest.fields import Upload
 
+from app.db import utcnow
 from app.http import PageArgs
 
-from .models import ROLES
+from .csvfile import ENCODINGS
+from .models import IMPORT_MODES, ROLES
 from .passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 _ROLE_DESCRIPTION = (
@@ -162,3 +165,96 @@ class ActivationIssuedSchema(ma.Schema):
         }
     )
     expires_at = ma.fields.DateTime(metadata={"description": "RFC 3339, UTC"})
+
+
+class ImportOptionsSchema(ma.Schema):
+    """The form fields sent with the uploaded file."""
+
+    mode = ma.fields.String(
+        load_default="create",
+        validate=ma.validate.OneOf(IMPORT_MODES),
+        metadata={
+            "description": "create: existing emails are row errors; upsert: they are "
+            "updated (name, phone, role: only the columns in the file)"
+        },
+    )
+    dry_run = ma.fields.Boolean(
+        load_default=False, metadata={"description": "Check and count everything, write nothing"}
+    )
+    default_role = ma.fields.String(
+        load_default="customer",
+        validate=ma.validate.OneOf(ROLES),
+        metadata={"description": "Role of new users whose role cell is blank"},
+    )
+    encoding = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.OneOf(ENCODINGS),
+        metadata={
+            "description": "Force an encoding; by default a BOM, else UTF-8, else "
+            "Windows-1252 is detected"
+        },
+    )
+
+
+class ImportUploadSchema(ma.Schema):
+    file = Upload(required=True, metadata={"description": "The CSV file (see import-template.csv)"})
+
+
+class ImportRowErrorSchema(ma.Schema):
+    row = ma.fields.Integer(
+        attribute="row_number", metadata={"description": "Spreadsheet row; the header is row 1"}
+    )
+    column = ma.fields.String(allow_none=True)
+    value = ma.fields.String(allow_none=True)
+    message = ma.fields.String()
+
+
+class ImportJobSchema(ma.Schema):
+    id = ma.fields.UUID(attribute="uuid")
+    status = ma.fields.String(
+        metadata={
+            "description": "queued, running, succeeded, succeeded_with_errors, failed, cancelled"
+        }
+    )
+    mode = ma.fields.String()
+    dry_run = ma.fields.Boolean()
+    default_role = ma.fields.String()
+    filename = ma.fields.String()
+    encoding = ma.fields.String()
+    delimiter = ma.fields.String()
+    total_rows = ma.fields.Integer(metadata={"description": "Non-blank data rows in the file"})
+    processed_rows = ma.fields.Integer()
+    created = ma.fields.Integer()
+    updated = ma.fields.Integer()
+    skipped = ma.fields.Integer(metadata={"description": "Existing users already up to date"})
+    failed = ma.fields.Integer()
+    percent = ma.fields.Method("_percent")
+    rows_per_second = ma.fields.Method("_rate", allow_none=True)
+    unknown_columns = ma.fields.List(ma.fields.String())
+    error = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+    started_at = ma.fields.DateTime(allow_none=True)
+    finished_at = ma.fields.DateTime(allow_none=True)
+    first_errors = ma.fields.Method("_first_errors")
+
+    def _percent(self, job: Any) -> float:
+        return round(100 * job.processed_rows / job.total_rows, 1) if job.total_rows else 0.0
+
+    def _rate(self, job: Any) -> float | None:
+        if job.started_at is None or not job.processed_rows:
+            return None
+        seconds = ((job.finished_at or utcnow()) - job.started_at).total_seconds()
+        return round(job.processed_rows / seconds, 1) if seconds > 0 else None
+
+    def _first_errors(self, job: Any) -> list[dict[str, Any]]:
+        from .imports import first_errors
+
+        return ImportRowErrorSchema(many=True).dump(first_errors(job))
+
+
+class ErrorsQuerySchema(PageArgs):
+    format = ma.fields.String(
+        load_default="json",
+        validate=ma.validate.OneOf(("json", "csv")),
+        metadata={"description": "csv: the failed rows as uploaded plus an error column"},
+    )

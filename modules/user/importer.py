@@ -1,0 +1,493 @@
+"""The user import engine: validate a chunk of rows, write it set-wise, record progress.
+
+Each chunk is one transaction that locks the job row, checks that the chunk is the next one
+(``next_row``), writes its users with multi-row ``INSERT ... ON CONFLICT`` (and ``UPDATE``s for
+upserts, rows locked in email order so concurrent imports cannot deadlock each other), stores
+its row errors and advances the counts. Killed anywhere, the job resumes after the last
+committed chunk; two runners of one job cannot both apply a chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session as OrmSession
+
+from app.config import Settings, module_int
+from app.db import Session, after_commit, transaction, utcnow
+from app.errors import Invalid
+from app.events import emit
+
+from .csvfile import FileShape, read_chunks, read_header
+from .models import ROLES, ImportJob, ImportRowError, User
+from .services import normalize_email, normalize_phone
+
+log = logging.getLogger(__name__)
+_PASSWORD_HASH = re.compile(
+    r"^(\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+"
+    r"|\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53})$"
+)
+MAX_NAME = 200
+MAX_VALUE_SHOWN = 500
+DEADLOCK_RETRIES = 5
+
+
+class ImportFailed(Exception):
+    """The file as a whole cannot be imported (the job ends ``failed`` with this message)."""
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    directory: Path
+    max_bytes: int
+    max_rows: int
+    chunk_rows: int
+    stale_after: timedelta
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImportSettings:
+        env = settings.module_env
+        return cls(
+            directory=Path(env.get("import_dir") or settings.instance_path / "imports"),
+            max_bytes=module_int(env, "import_max_bytes", 200 * 1024 * 1024),
+            max_rows=module_int(env, "import_max_rows", 2_000_000),
+            chunk_rows=module_int(env, "import_chunk_rows", 5000),
+            stale_after=timedelta(seconds=module_int(env, "import_stale_seconds", 120)),
+            max_attempts=module_int(env, "import_max_attempts", 3),
+        )
+
+
+def import_settings() -> ImportSettings:
+    return current_app.extensions["user.imports"]
+
+
+def install(app: Any, settings: Settings) -> None:
+    app.extensions["user.imports"] = ImportSettings.from_settings(settings)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkRows:
+    """A validated chunk: rows to write and errors, by spreadsheet row number."""
+
+    valid: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    failed_rows: set[int] = field(default_factory=set)
+    non_blank: int = 0
+
+
+def validate_chunk(
+    start: int,
+    records: Sequence[list[str]],
+    shape: FileShape,
+    default_role: str,
+    seen: dict[str, int],
+) -> ChunkRows:
+    """Check and normalise each record; ``seen`` (email key -> first row) spans the whole file."""
+    chunk = ChunkRows()
+    width = len(shape.header)
+    index = {key: shape.header.index(name) for key, name in shape.columns.items()}
+    for offset, cells in enumerate(records):
+        if not any(cell.strip() for cell in cells):
+            continue
+        chunk.non_blank += 1
+        row = start + offset + 2
+        raw = dict(zip(shape.header, cells, strict=False))
+        problems: list[tuple[str | None, str | None, str]] = []
+        if len(cells) > width:
+            problems.append((None, None, f"has {len(cells)} cells; the header has {width}"))
+        cells = [*cells, *[""] * (width - len(cells))]
+
+        def cell(key: str, cells: list[str] = cells) -> str:
+            return cells[index[key]].strip() if key in index else ""
+
+        email_text = cell("email")
+        email = email_key = None
+        if not email_text:
+            problems.append(("email", "", "email is required"))
+        else:
+            try:
+                email, email_key = normalize_email(email_text)
+            except Invalid:
+                problems.append(("email", email_text, "is not a valid email address"))
+        if email_key is not None:
+            first = seen.setdefault(email_key, row)
+            if first != row:
+                problems.append(("email", email_text, f"duplicates row {first}"))
+        role = cell("role").lower() or None
+        if role is not None and role not in ROLES:
+            problems.append(("role", cell("role"), f"must be one of {', '.join(ROLES)}"))
+        phone = None
+        try:
+            phone = normalize_phone(cell("phone"))
+        except Invalid as error:
+            problems.append(("phone", cell("phone"), error.errors["phone"][0]))  # type: ignore[index]
+        password_hash = cell("password_hash") or None
+        if password_hash is not None and not _PASSWORD_HASH.match(password_hash):
+            problems.append(
+                (
+                    "password_hash",
+                    "",
+                    "must be an argon2 or bcrypt hash; plain passwords are refused",
+                )
+            )
+        name = cell("name")
+        if len(name) > MAX_NAME:
+            problems.append(("name", name, f"is longer than {MAX_NAME} characters"))
+        if problems:
+            chunk.failed_rows.add(row)
+            chunk.errors += [
+                _error(row, column, value, message, raw) for column, value, message in problems
+            ]
+            continue
+        chunk.valid.append(
+            {
+                "row": row,
+                "email": email,
+                "email_key": email_key,
+                "name": name or None,
+                "phone": phone,
+                "role": role,
+                "password_hash": password_hash,
+                "raw": raw,
+            }
+        )
+    return chunk
+
+
+def remember_emails(
+    start: int, records: Sequence[list[str]], shape: FileShape, seen: dict[str, int]
+) -> None:
+    """Rebuild ``seen`` for chunks an earlier run already committed (on resume)."""
+    position = shape.header.index(shape.columns["email"])
+    for offset, cells in enumerate(records):
+        if position < len(cells) and cells[position].strip():
+            try:
+                _, key = normalize_email(cells[position])
+            except Invalid:
+                continue
+            seen.setdefault(key, start + offset + 2)
+
+
+def _error(
+    row: int, column: str | None, value: str | None, message: str, raw: dict[str, str]
+) -> dict[str, Any]:
+    shown = (
+        value if value is None or len(value) <= MAX_VALUE_SHOWN else value[:MAX_VALUE_SHOWN] + "..."
+    )
+    return {"row_number": row, "column": column, "value": shown, "message": message, "raw": raw}
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Written:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def write_chunk(
+    session: OrmSession, job: ImportJob, rows: list[dict[str, Any]], present: set[str]
+) -> Written:
+    """Create (and, for upserts, update) the chunk's users; dry runs only count."""
+    written = Written()
+    if not rows:
+        return written
+    rows = sorted(rows, key=lambda r: r["email_key"])  # one lock order for every import
+    keys = [r["email_key"] for r in rows]
+    if job.mode == "create":
+        if job.dry_run:
+            existing = set(session.scalars(select(User.email_key).where(User.email_key.in_(keys))))
+            inserted = set(keys) - existing
+        else:
+            inserted = _insert_new(session, rows, job.default_role)
+        for r in rows:
+            if r["email_key"] in inserted:
+                written.created += 1
+            else:
+                written.errors.append(
+                    _error(
+                        r["row"],
+                        "email",
+                        r["email"],
+                        "a user with this email already exists",
+                        r["raw"],
+                    )
+                )
+        return written
+    pending = rows
+    for _ in range(2):  # a concurrent import may insert one of ours between our two steps
+        existing = _lock_existing(session, [r["email_key"] for r in pending], job.dry_run)
+        updates = []
+        new = []
+        for r in pending:
+            current = existing.get(r["email_key"])
+            if current is None:
+                new.append(r)
+                continue
+            changes = {
+                column: r[column]
+                for column in ("name", "phone", "role")
+                if column in present and r[column] is not None and r[column] != current[column]
+            }
+            if changes:
+                updates.append({**current, **changes, "_id": current["id"]})
+            else:
+                written.skipped += 1
+        if updates and not job.dry_run:
+            session.execute(
+                update(User)
+                .where(User.id == bindparam("_id"))
+                .values(
+                    name=bindparam("name"),
+                    phone=bindparam("phone"),
+                    role=bindparam("role"),
+                    updated_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False),
+                updates,
+            )
+        written.updated += len(updates)
+        if job.dry_run:
+            written.created += len(new)
+            return written
+        inserted = _insert_new(session, new, job.default_role)
+        written.created += len(inserted)
+        pending = [r for r in new if r["email_key"] not in inserted]
+        if not pending:
+            return written
+    for r in pending:
+        written.errors.append(
+            _error(
+                r["row"],
+                "email",
+                r["email"],
+                "another import changed this user at the same time; import it again",
+                r["raw"],
+            )
+        )
+    return written
+
+
+def _insert_new(session: OrmSession, rows: list[dict[str, Any]], default_role: str) -> set[str]:
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
+    values = [
+        {
+            "uuid": uuid.uuid4(),
+            "email": r["email"],
+            "email_key": r["email_key"],
+            "name": r["name"] or "",
+            "phone": r["phone"],
+            "role": r["role"] or default_role,
+            "active": True,
+            "password_hash": r["password_hash"],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in rows
+    ]
+    statement = (
+        dialect_insert(User)
+        .on_conflict_do_nothing(index_elements=["email_key"])
+        .returning(User.email_key)
+    )
+    return set(session.scalars(statement, values))
+
+
+def _lock_existing(
+    session: OrmSession, keys: list[str], dry_run: bool
+) -> dict[str, dict[str, Any]]:
+    statement = (
+        select(User.id, User.email_key, User.name, User.phone, User.role)
+        .where(User.email_key.in_(keys))
+        .order_by(User.email_key)
+    )
+    if not dry_run:
+        statement = statement.with_for_update()
+    return {row.email_key: dict(row._mapping) for row in session.execute(statement)}
+
+
+# --- running a job ---------------------------------------------------------------------------
+
+
+def process(job_id: int, on_progress: Callable[[ImportJob], None] | None = None) -> None:
+    """Run (or resume) an import job; safe to call again after any crash."""
+    settings = import_settings()
+    job = _begin(job_id, settings)
+    if job is None:
+        return
+    path = Path(job.file_path)
+    try:
+        shape = read_header(path, job.encoding, job.delimiter)
+        if "email" not in shape.columns:
+            raise ImportFailed(f"the file has no email column (found: {', '.join(shape.header)})")
+        present = set(shape.columns)
+        seen: dict[str, int] = {}
+        for start, records in read_chunks(path, shape, job.chunk_rows):
+            end = start + len(records)
+            if end <= job.next_row:
+                remember_emails(start, records, shape, seen)
+                continue
+            chunk = validate_chunk(start, records, shape, job.default_role, seen)
+            job = _commit_chunk(job.id, start, end, chunk, present)
+            if job is None:
+                return  # cancelled, or another runner took over
+            if on_progress is not None:
+                on_progress(job)
+        _finish(job_id)
+    except ImportFailed as failure:
+        _end(job_id, "failed", str(failure))
+    except Exception as error:
+        log.exception("import %s stopped", job_id)
+        _stopped(job_id, settings, f"{type(error).__name__}: {error}")
+
+
+def _locked_job(session: OrmSession, job_id: int) -> ImportJob | None:
+    return session.scalars(
+        select(ImportJob)
+        .where(ImportJob.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def _begin(job_id: int, settings: ImportSettings) -> ImportJob | None:
+    with transaction() as session:
+        job = _locked_job(session, job_id)
+        now = utcnow()
+        if job is None or job.finished:
+            return None
+        if (
+            job.status == "running"
+            and job.heartbeat_at
+            and job.heartbeat_at > now - settings.stale_after
+        ):
+            return None  # another runner is alive
+        if job.attempts >= settings.max_attempts:
+            _close(
+                job,
+                "failed",
+                f"gave up after {job.attempts} attempts: {job.error or 'the worker stopped'}",
+            )
+            return None
+        job.attempts += 1
+        job.status = "running"
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+    return job
+
+
+def _commit_chunk(
+    job_id: int, start: int, end: int, chunk: ChunkRows, present: set[str]
+) -> ImportJob | None:
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            with transaction() as session:
+                job = _locked_job(session, job_id)
+                if job is None or job.status != "running" or job.next_row > start:
+                    return None
+                if job.next_row < start:
+                    raise RuntimeError(f"chunk at {start} but the job is at row {job.next_row}")
+                written = write_chunk(session, job, chunk.valid, present)
+                errors = chunk.errors + written.errors
+                if errors:
+                    session.execute(
+                        insert(ImportRowError), [{**e, "job_id": job.id} for e in errors]
+                    )
+                failed = len(chunk.failed_rows) + len(written.errors)
+                job.next_row = end
+                job.processed_rows += chunk.non_blank
+                job.created += written.created
+                job.updated += written.updated
+                job.skipped += written.skipped
+                job.failed += failed
+                job.heartbeat_at = utcnow()
+            return job
+        except OperationalError as error:
+            if "deadlock" not in str(error.orig).lower() or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            Session().rollback()
+    return None
+
+
+def _finish(job_id: int) -> None:
+    with transaction() as session:
+        job = _locked_job(session, job_id)
+        if job is None or job.status != "running":
+            return
+        _close(job, "succeeded_with_errors" if job.failed else "succeeded", None)
+
+
+def _end(job_id: int, status: str, reason: str | None) -> None:
+    with transaction() as session:
+        job = _locked_job(session, job_id)
+        if job is not None and not job.finished:
+            _close(job, status, reason)
+
+
+def _stopped(job_id: int, settings: ImportSettings, reason: str) -> None:
+    """An unexpected error: try again (it resumes) until the attempts run out."""
+    from .jobs import run_import
+
+    with transaction() as session:
+        job = _locked_job(session, job_id)
+        if job is None or job.finished:
+            return
+        job.error = reason[:2000]
+        if job.attempts >= settings.max_attempts:
+            _close(job, "failed", f"gave up after {job.attempts} attempts: {reason}"[:2000])
+            return
+        job.status = "queued"
+        job.heartbeat_at = None
+        job.enqueued_at = utcnow()
+        after_commit(functools.partial(_enqueue, run_import, str(job.uuid)))
+
+
+def _enqueue(run: Callable[[str], None], job_uuid: str) -> None:
+    from app.jobs import enqueue
+
+    enqueue(run, job_uuid, queue="imports")
+
+
+def _close(job: ImportJob, status: str, reason: str | None) -> None:
+    """Finish ``job`` in the caller's transaction: status, event, and the file goes."""
+    job.status = status
+    job.error = reason
+    job.finished_at = utcnow()
+    emit(
+        "user.imported",
+        {
+            "import_id": job.uuid,
+            "status": status,
+            "dry_run": job.dry_run,
+            "total_rows": job.total_rows,
+            "created": job.created,
+            "updated": job.updated,
+            "skipped": job.skipped,
+            "failed": job.failed,
+        },
+    )
+    path = Path(job.file_path)
+    after_commit(lambda: path.unlink(missing_ok=True))
