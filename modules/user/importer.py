@@ -40,6 +40,7 @@ _PASSWORD_HASH = re.compile(
     r"|\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53})$"
 )
 MAX_NAME = 200
+HASH_REQUIRED = "must be an argon2 or bcrypt hash; plain passwords are refused"
 MAX_VALUE_SHOWN = 500
 DEADLOCK_RETRIES = 5
 
@@ -64,7 +65,7 @@ class ImportSettings:
             directory=Path(env.get("import_dir") or settings.instance_path / "imports"),
             max_bytes=module_int(env, "import_max_bytes", 200 * 1024 * 1024),
             max_rows=module_int(env, "import_max_rows", 2_000_000),
-            chunk_rows=module_int(env, "import_chunk_rows", 5000),
+            chunk_rows=module_int(env, "import_chunk_rows", 10_000),
             stale_after=timedelta(seconds=module_int(env, "import_stale_seconds", 120)),
             max_attempts=module_int(env, "import_max_attempts", 3),
         )
@@ -98,25 +99,31 @@ def validate_chunk(
     default_role: str,
     seen: dict[str, int],
 ) -> ChunkRows:
-    """Check and normalise each record; ``seen`` (email key -> first row) spans the whole file."""
+    """Check and normalise each record; ``seen`` (email key -> first row) spans the whole file.
+
+    The hot loop of an import: it reads cells by position and builds the row-as-uploaded
+    mapping only for rows that need it (errors).
+    """
     chunk = ChunkRows()
-    width = len(shape.header)
-    index = {key: shape.header.index(name) for key, name in shape.columns.items()}
+    header = shape.header
+    width = len(header)
+    absent = width  # the index of an always-empty padding cell
+    position = {key: header.index(name) for key, name in shape.columns.items()}
+    at_email, at_name, at_role, at_phone, at_hash = (
+        position.get(key, absent) for key in ("email", "name", "role", "phone", "password_hash")
+    )
+    padding = [""] * (width + 1)
     for offset, cells in enumerate(records):
-        if not any(cell.strip() for cell in cells):
+        if not "".join(cells).strip():
             continue
         chunk.non_blank += 1
         row = start + offset + 2
-        raw = dict(zip(shape.header, cells, strict=False))
         problems: list[tuple[str | None, str | None, str]] = []
         if len(cells) > width:
             problems.append((None, None, f"has {len(cells)} cells; the header has {width}"))
-        cells = [*cells, *[""] * (width - len(cells))]
-
-        def cell(key: str, cells: list[str] = cells) -> str:
-            return cells[index[key]].strip() if key in index else ""
-
-        email_text = cell("email")
+            cells = cells[:width]
+        padded = cells + padding[len(cells) :]
+        email_text = padded[at_email].strip()
         email = email_key = None
         if not email_text:
             problems.append(("email", "", "email is required"))
@@ -129,27 +136,25 @@ def validate_chunk(
             first = seen.setdefault(email_key, row)
             if first != row:
                 problems.append(("email", email_text, f"duplicates row {first}"))
-        role = cell("role").lower() or None
+        role_text = padded[at_role].strip()
+        role = role_text.lower() or None
         if role is not None and role not in ROLES:
-            problems.append(("role", cell("role"), f"must be one of {', '.join(ROLES)}"))
+            problems.append(("role", role_text, f"must be one of {', '.join(ROLES)}"))
         phone = None
-        try:
-            phone = normalize_phone(cell("phone"))
-        except Invalid as error:
-            problems.append(("phone", cell("phone"), error.errors["phone"][0]))  # type: ignore[index]
-        password_hash = cell("password_hash") or None
+        phone_text = padded[at_phone].strip()
+        if phone_text:
+            try:
+                phone = normalize_phone(phone_text)
+            except Invalid as error:
+                problems.append(("phone", phone_text, error.errors["phone"][0]))  # type: ignore[index]
+        password_hash = padded[at_hash].strip() or None
         if password_hash is not None and not _PASSWORD_HASH.match(password_hash):
-            problems.append(
-                (
-                    "password_hash",
-                    "",
-                    "must be an argon2 or bcrypt hash; plain passwords are refused",
-                )
-            )
-        name = cell("name")
+            problems.append(("password_hash", "", HASH_REQUIRED))
+        name = padded[at_name].strip()
         if len(name) > MAX_NAME:
             problems.append(("name", name, f"is longer than {MAX_NAME} characters"))
         if problems:
+            raw = dict(zip(header, cells, strict=False))
             chunk.failed_rows.add(row)
             chunk.errors += [
                 _error(row, column, value, message, raw) for column, value, message in problems
@@ -164,7 +169,7 @@ def validate_chunk(
                 "phone": phone,
                 "role": role,
                 "password_hash": password_hash,
-                "raw": raw,
+                "cells": cells,
             }
         )
     return chunk
@@ -208,10 +213,130 @@ def write_chunk(
     session: OrmSession, job: ImportJob, rows: list[dict[str, Any]], present: set[str]
 ) -> Written:
     """Create (and, for upserts, update) the chunk's users; dry runs only count."""
-    written = Written()
     if not rows:
-        return written
+        return Written()
     rows = sorted(rows, key=lambda r: r["email_key"])  # one lock order for every import
+    if session.get_bind().dialect.name == "postgresql" and not job.dry_run:
+        return _write_postgresql(session, job, rows, present)
+    return _write_portable(session, job, rows, present)
+
+
+_STAGE_COLUMNS = (
+    "row_number",
+    "email",
+    "email_key",
+    "name",
+    "phone",
+    "role",
+    "password_hash",
+)
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS user_import_stage (
+    row_number integer, email text, email_key text, name text, phone text,
+    role text, password_hash text
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_FROM_STAGE = """
+INSERT INTO user_account
+    (uuid, email, email_key, name, phone, role, active, password_hash, created_at, updated_at)
+SELECT gen_random_uuid(), s.email, s.email_key, coalesce(s.name, ''), s.phone,
+       coalesce(s.role, %(default_role)s), true, s.password_hash, %(now)s, %(now)s
+FROM user_import_stage s
+WHERE NOT EXISTS (SELECT 1 FROM user_account u WHERE u.email_key = s.email_key)
+ORDER BY s.email_key
+ON CONFLICT (email_key) DO NOTHING
+RETURNING email_key
+"""
+_LOCK_EXISTING = """
+SELECT u.email_key FROM user_account u JOIN user_import_stage s ON s.email_key = u.email_key
+ORDER BY u.email_key FOR UPDATE OF u
+"""
+
+
+def _write_postgresql(
+    session: OrmSession, job: ImportJob, rows: list[dict[str, Any]], present: set[str]
+) -> Written:
+    """COPY the chunk into a temporary staging table, then set-based INSERT/UPDATE from it.
+
+    Several times faster than multi-row VALUES: psycopg parses no giant statements and the
+    server plans one statement per chunk (bench/user_import.py has the figures).
+    """
+    connection = session.connection().connection.driver_connection
+    written = Written()
+    now = utcnow()
+    with connection.cursor() as cursor:
+        cursor.execute(_CREATE_STAGE)
+        with cursor.copy(
+            f"COPY user_import_stage ({', '.join(_STAGE_COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r["row"],
+                        r["email"],
+                        r["email_key"],
+                        r["name"],
+                        r["phone"],
+                        r["role"],
+                        r["password_hash"],
+                    )
+                )
+        existing: set[str] = set()
+        if job.mode == "upsert":
+            for _ in range(2):  # once more if a concurrent import inserted one of ours
+                cursor.execute(_LOCK_EXISTING)
+                existing = {key for (key,) in cursor.fetchall()}
+                changes = [
+                    f"{column} = coalesce(s.{column}, u.{column})"
+                    for column in ("name", "phone", "role")
+                    if column in present
+                ]
+                if changes and existing:
+                    differs = " OR ".join(
+                        f"(s.{c} IS NOT NULL AND s.{c} IS DISTINCT FROM u.{c})"
+                        for c in ("name", "phone", "role")
+                        if c in present
+                    )
+                    # Only fixed column names are interpolated, never data.
+                    cursor.execute(
+                        f"UPDATE user_account u SET {', '.join(changes)}, updated_at = %(now)s "  # noqa: S608
+                        f"FROM user_import_stage s WHERE u.email_key = s.email_key AND ({differs})",
+                        {"now": now},
+                    )
+                    written.updated += cursor.rowcount
+                cursor.execute(_INSERT_FROM_STAGE, {"default_role": job.default_role, "now": now})
+                inserted = {key for (key,) in cursor.fetchall()}
+                written.created += len(inserted)
+                if len(existing) + written.created >= len(rows):
+                    break
+                cursor.execute(
+                    "DELETE FROM user_import_stage WHERE email_key = ANY(%(done)s)",
+                    {"done": list(existing | inserted)},
+                )
+            written.skipped = len(existing) - written.updated
+            return written
+        cursor.execute(_INSERT_FROM_STAGE, {"default_role": job.default_role, "now": now})
+        inserted = {key for (key,) in cursor.fetchall()}
+    written.created = len(inserted)
+    for r in rows:
+        if r["email_key"] not in inserted:
+            written.errors.append(
+                _error(
+                    r["row"],
+                    "email",
+                    r["email"],
+                    "a user with this email already exists",
+                    _as_uploaded(job, r),
+                )
+            )
+    return written
+
+
+def _write_portable(
+    session: OrmSession, job: ImportJob, rows: list[dict[str, Any]], present: set[str]
+) -> Written:
+    """Any database, and dry runs: row-wise SQL through SQLAlchemy (executemany)."""
+    written = Written()
     keys = [r["email_key"] for r in rows]
     if job.mode == "create":
         if job.dry_run:
@@ -229,7 +354,7 @@ def write_chunk(
                         "email",
                         r["email"],
                         "a user with this email already exists",
-                        r["raw"],
+                        _as_uploaded(job, r),
                     )
                 )
         return written
@@ -281,7 +406,7 @@ def write_chunk(
                 "email",
                 r["email"],
                 "another import changed this user at the same time; import it again",
-                r["raw"],
+                _as_uploaded(job, r),
             )
         )
     return written
@@ -491,3 +616,8 @@ def _close(job: ImportJob, status: str, reason: str | None) -> None:
     )
     path = Path(job.file_path)
     after_commit(lambda: path.unlink(missing_ok=True))
+
+
+def _as_uploaded(job: ImportJob, row: dict[str, Any]) -> dict[str, str]:
+    """The row as the admin uploaded it, column by column (for the errors CSV)."""
+    return dict(zip(job.header, row["cells"], strict=False))

@@ -96,7 +96,7 @@ class ImportJob(Base):
     size_bytes: Mapped[int] = mapped_column(default=0)
     encoding: Mapped[str] = mapped_column(String(20))
     delimiter: Mapped[str] = mapped_column(String(4))
-    chunk_rows: Mapped[int] = mapped_column(default=5000)
+    chunk_rows: Mapped[int] = mapped_column(default=10_000)
     total_rows: Mapped[int] = mapped_column(default=0)
     next_row: Mapped[int] = mapped_column(default=0)
     processed_rows: Mapped[int] = mapped_column(default=0)
