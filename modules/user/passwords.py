@@ -3,7 +3,8 @@
 Parameters come from ``LAPAK_PASSWORD_TIME_COST``, ``LAPAK_PASSWORD_MEMORY_KIB`` and
 ``LAPAK_PASSWORD_PARALLELISM`` (defaults: argon2-cffi's RFC 9106 low-memory profile) and are
 refused below OWASP's minimum for argon2id (m=19 MiB, t=2, p=1). A hash made with other
-parameters still verifies and is replaced at the next successful login.
+parameters still verifies and is replaced at the next successful login; so does a bcrypt hash
+imported from an earlier system.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import bcrypt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import Flask, current_app
@@ -20,6 +22,7 @@ from app.config import Settings, SettingsError, module_int
 OWASP_MIN_MEMORY_KIB = 19_456
 OWASP_MIN_TIME_COST = 2
 MIN_PASSWORD_LENGTH = 10
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 MAX_PASSWORD_LENGTH = 128
 
 
@@ -55,6 +58,8 @@ class Passwords:
         if password_hash is None:
             self._burn(password)
             return False
+        if password_hash.startswith(BCRYPT_PREFIXES):
+            return _verify_bcrypt(password_hash, password)
         try:
             return self.hasher.verify(password_hash, password)
         except VerifyMismatchError:
@@ -71,6 +76,17 @@ class Passwords:
     def _burn(self, password: str) -> None:
         with contextlib.suppress(VerificationError):
             self.hasher.verify(self.dummy_hash, password)
+
+
+def _verify_bcrypt(password_hash: str, password: str) -> bool:
+    """A bcrypt hash imported from an earlier system (it is replaced by argon2id at login).
+
+    bcrypt only ever looked at the first 72 bytes, so that is what the old system hashed.
+    """
+    try:
+        return bcrypt.checkpw(password.encode()[:72], password_hash.encode())
+    except ValueError:
+        return False
 
 
 def passwords() -> Passwords:

@@ -220,3 +220,22 @@ def test_inactive_or_passwordless_users_cannot_log_in(
         refused = login(client, email)
         assert refused.status_code == 401
         assert problem_type(refused) == "urn:lapak:problem:invalid-credentials"
+
+
+def test_an_imported_bcrypt_hash_logs_in_and_is_replaced_by_argon2id(
+    app: Flask, client: FlaskClient, make_user: Callable
+) -> None:
+    import bcrypt
+    from sqlalchemy import update
+
+    user_id, _, email = make_user(password=None)
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    with app.app_context():
+        Session().execute(update(User).where(User.id == user_id).values(password_hash=legacy))
+        Session().commit()
+    assert login(client, email, "not the password").status_code == 401
+    assert login(client, email).status_code == 200
+    with app.app_context():
+        Session.remove()
+        assert Session().get(User, user_id).password_hash.startswith("$argon2id$")
+    assert login(client, email).status_code == 200
