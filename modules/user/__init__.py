@@ -20,4 +20,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.command(cli.users)
     hooks.demo(cli.load_demo)
     hooks.job(jobs.run_import)
-    hooks.periodic(jobs.watch_imports, every=timedelta(seconds=5), queue="imports")
+    hooks.periodic(jobs.watch_imports, every=timedelta(seconds=5))  # not behind long imports
