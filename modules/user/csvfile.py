@@ -58,7 +58,7 @@ def inspect_file(path: Path, encoding: str | None = None, max_rows: int | None =
     if not head.strip():
         raise InvalidImportFile("the file is empty")
     encoding = encoding or detect_encoding(path, head)
-    if encoding not in ("utf-16",) and (b"\x00" in head or head.startswith(_BINARY_MAGIC)):
+    if encoding not in ("utf-16",) and (head.startswith(_BINARY_MAGIC) or _contains_nul(path)):
         raise InvalidImportFile("this is not a CSV text file (it looks binary)")
     try:
         sample = head.decode(encoding, errors="ignore" if len(head) == _SAMPLE else "strict")
@@ -74,6 +74,8 @@ def inspect_file(path: Path, encoding: str | None = None, max_rows: int | None =
                 if header is None:
                     header = [cell.strip().lstrip("\ufeff") for cell in record]
                     continue
+                if encoding == "utf-16" and "\x00" in "".join(record):
+                    raise InvalidImportFile("this is not a CSV text file (it contains NUL)")
                 if any(cell.strip() for cell in record):
                     data_rows += 1
                     if max_rows is not None and data_rows > max_rows:
@@ -88,6 +90,15 @@ def inspect_file(path: Path, encoding: str | None = None, max_rows: int | None =
         raise InvalidImportFile("the file has a header but no data rows")
     columns, unknown = map_columns(header)
     return FileShape(encoding, delimiter, header, columns, unknown, data_rows)
+
+
+def _contains_nul(path: Path) -> bool:
+    """A NUL byte anywhere (PostgreSQL text cannot hold one; only binary files have them)."""
+    with path.open("rb") as handle:
+        while block := handle.read(_BLOCK):
+            if b"\x00" in block:
+                return True
+    return False
 
 
 def read_header(path: Path, encoding: str, delimiter: str) -> FileShape:

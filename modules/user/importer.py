@@ -40,6 +40,8 @@ _PASSWORD_HASH = re.compile(
     r"|\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53})$"
 )
 MAX_NAME = 200
+#: user_account.password_hash is VARCHAR(255): a longer "hash" would fail the whole chunk.
+MAX_HASH = 255
 HASH_REQUIRED = "must be an argon2 or bcrypt hash; plain passwords are refused"
 MAX_VALUE_SHOWN = 500
 DEADLOCK_RETRIES = 5
@@ -148,13 +150,15 @@ def validate_chunk(
             except Invalid as error:
                 problems.append(("phone", phone_text, error.errors["phone"][0]))  # type: ignore[index]
         password_hash = padded[at_hash].strip() or None
-        if password_hash is not None and not _PASSWORD_HASH.match(password_hash):
+        if password_hash is not None and (
+            len(password_hash) > MAX_HASH or not _PASSWORD_HASH.match(password_hash)
+        ):
             problems.append(("password_hash", "", HASH_REQUIRED))
         name = padded[at_name].strip()
         if len(name) > MAX_NAME:
             problems.append(("name", name, f"is longer than {MAX_NAME} characters"))
         if problems:
-            raw = dict(zip(header, cells, strict=False))
+            raw = list(cells)
             chunk.failed_rows.add(row)
             chunk.errors += [
                 _error(row, column, value, message, raw) for column, value, message in problems
@@ -164,6 +168,7 @@ def validate_chunk(
             {
                 "row": row,
                 "email": email,
+                "email_text": email_text,
                 "email_key": email_key,
                 "name": name or None,
                 "phone": phone,
@@ -190,7 +195,7 @@ def remember_emails(
 
 
 def _error(
-    row: int, column: str | None, value: str | None, message: str, raw: dict[str, str]
+    row: int, column: str | None, value: str | None, message: str, raw: list[str]
 ) -> dict[str, Any]:
     shown = (
         value if value is None or len(value) <= MAX_VALUE_SHOWN else value[:MAX_VALUE_SHOWN] + "..."
@@ -281,11 +286,13 @@ def _write_postgresql(
                         r["password_hash"],
                     )
                 )
-        existing: set[str] = set()
         if job.mode == "upsert":
+            handled: set[str] = set()  # existing (updated or skipped) or inserted, all passes
+            found_existing = 0
             for _ in range(2):  # once more if a concurrent import inserted one of ours
                 cursor.execute(_LOCK_EXISTING)
                 existing = {key for (key,) in cursor.fetchall()}
+                found_existing += len(existing)
                 changes = [
                     f"{column} = coalesce(s.{column}, u.{column})"
                     for column in ("name", "phone", "role")
@@ -307,13 +314,25 @@ def _write_postgresql(
                 cursor.execute(_INSERT_FROM_STAGE, {"default_role": job.default_role, "now": now})
                 inserted = {key for (key,) in cursor.fetchall()}
                 written.created += len(inserted)
-                if len(existing) + written.created >= len(rows):
+                handled |= existing | inserted
+                if len(handled) >= len(rows):
                     break
                 cursor.execute(
                     "DELETE FROM user_import_stage WHERE email_key = ANY(%(done)s)",
                     {"done": list(existing | inserted)},
                 )
-            written.skipped = len(existing) - written.updated
+            written.skipped = found_existing - written.updated
+            written.errors += [
+                _error(
+                    r["row"],
+                    "email",
+                    r["email_text"],
+                    "another import changed this user at the same time; import it again",
+                    _as_uploaded(job, r),
+                )
+                for r in rows
+                if r["email_key"] not in handled
+            ]
             return written
         cursor.execute(_INSERT_FROM_STAGE, {"default_role": job.default_role, "now": now})
         inserted = {key for (key,) in cursor.fetchall()}
@@ -324,7 +343,7 @@ def _write_postgresql(
                 _error(
                     r["row"],
                     "email",
-                    r["email"],
+                    r["email_text"],
                     "a user with this email already exists",
                     _as_uploaded(job, r),
                 )
@@ -352,7 +371,7 @@ def _write_portable(
                     _error(
                         r["row"],
                         "email",
-                        r["email"],
+                        r["email_text"],
                         "a user with this email already exists",
                         _as_uploaded(job, r),
                     )
@@ -404,7 +423,7 @@ def _write_portable(
             _error(
                 r["row"],
                 "email",
-                r["email"],
+                r["email_text"],
                 "another import changed this user at the same time; import it again",
                 _as_uploaded(job, r),
             )
@@ -618,6 +637,6 @@ def _close(job: ImportJob, status: str, reason: str | None) -> None:
     after_commit(lambda: path.unlink(missing_ok=True))
 
 
-def _as_uploaded(job: ImportJob, row: dict[str, Any]) -> dict[str, str]:
-    """The row as the admin uploaded it, column by column (for the errors CSV)."""
-    return dict(zip(job.header, row["cells"], strict=False))
+def _as_uploaded(job: ImportJob, row: dict[str, Any]) -> list[str]:
+    """The row as the admin uploaded it, cell by cell (for the errors CSV)."""
+    return list(row["cells"])

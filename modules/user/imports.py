@@ -210,8 +210,12 @@ def errors_csv(job_uuid: uuid.UUID) -> tuple[ImportJob, Iterator[str]]:
     return job, lines()
 
 
-def _failed_row(header: list[str], raw: dict[str, str], messages: list[str]) -> str:
-    return _csv_line([*(raw.get(name, "") for name in header), "; ".join(messages)])
+def _failed_row(header: list[str], raw: list[str] | dict[str, str], messages: list[str]) -> str:
+    if isinstance(raw, dict):  # rows stored before raw became the list of cells
+        cells = [raw.get(name, "") for name in header]
+    else:
+        cells = [*raw, *[""] * (len(header) - len(raw))][: len(header)]
+    return _csv_line([*cells, "; ".join(messages)])
 
 
 def _csv_line(cells: list[str]) -> str:

@@ -135,4 +135,5 @@ class ImportRowError(Base):
     column: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
-    raw: Mapped[dict[str, str]] = mapped_column(JsonDocument, default=dict)
+    #: The cells of the row as uploaded, in file order (headers may repeat a name).
+    raw: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
