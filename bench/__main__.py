@@ -13,6 +13,7 @@ import sys
 BENCHMARKS = {
     "http_overhead": "bench.http_overhead",
     "auth": "bench.auth",
+    "user_import": "bench.user_import",
 }
 
 
