@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 QUEUES = ("imports", "events", "default")
 DEFAULT_JOB_TIMEOUT = 600
+#: Imports of millions of rows outlast the default; they are resumable and watched by their
+#: own heartbeat, so RQ's timeout is only a backstop for a job that hangs.
+QUEUE_TIMEOUTS = {"imports": 4 * 3600}
 
 
 class Jobs:
@@ -56,7 +59,8 @@ class Jobs:
             raise ValueError(f"unknown queue {name!r}; queues are {', '.join(QUEUES)}")
         if self.redis is None:
             raise RuntimeError("no Redis configured: jobs run in-process")
-        return Queue(name, connection=self.redis, default_timeout=DEFAULT_JOB_TIMEOUT)
+        timeout = QUEUE_TIMEOUTS.get(name, DEFAULT_JOB_TIMEOUT)
+        return Queue(name, connection=self.redis, default_timeout=timeout)
 
     def enqueue(
         self,

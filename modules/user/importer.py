@@ -247,7 +247,6 @@ INSERT INTO user_account
 SELECT gen_random_uuid(), s.email, s.email_key, coalesce(s.name, ''), s.phone,
        coalesce(s.role, %(default_role)s), true, s.password_hash, %(now)s, %(now)s
 FROM user_import_stage s
-WHERE NOT EXISTS (SELECT 1 FROM user_account u WHERE u.email_key = s.email_key)
 ORDER BY s.email_key
 ON CONFLICT (email_key) DO NOTHING
 RETURNING email_key

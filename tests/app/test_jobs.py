@@ -138,3 +138,14 @@ def test_lapak_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "LAPAK_REDIS_URL is not set" in result.stderr
+
+
+def test_import_jobs_get_a_longer_timeout_than_other_jobs(app: Flask) -> None:
+    from rq.job import Job
+
+    with app.app_context():
+        imports_id = enqueue(create_note_job, "long", queue="imports")
+        default_id = enqueue(create_note_job, "short")
+    redis = app.extensions["lapak.jobs"].redis
+    assert Job.fetch(imports_id, connection=redis).timeout == 4 * 3600
+    assert Job.fetch(default_id, connection=redis).timeout == 600
