@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -50,7 +48,6 @@ from bench.http_overhead import (
     REQUEST_TIMEOUT_S,
     Run,
     clean_environment,
-    exit_on_signal,
     free_port,
     load,
     non_negative,
@@ -58,7 +55,7 @@ from bench.http_overhead import (
     serving,
     venv_script,
 )
-from bench.runner import REPO_ROOT, Figures, run_benchmark
+from bench.runner import REPO_ROOT, Figures, run_as_command
 from modules.auth import services as auth_services
 from modules.user.passwords import Passwords
 from modules.user.services import create_user
@@ -373,9 +370,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, exit_on_signal)
     inputs = {
         "logins": args.logins,
         "requests": args.requests,
@@ -393,12 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "protected endpoint also does its own work. GET /api/v1/auth/session is shown as a "
         "real protected endpoint (it also reads its session row).",
     }
-    try:
-        run_benchmark(NAME, inputs, measure)
-    except KeyboardInterrupt:
-        print("interrupted: servers stopped, no result written", file=sys.stderr)
-        return 130
-    return 0
+    return run_as_command(NAME, inputs, measure)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.runner import REPO_ROOT, Figures, run_benchmark
+from bench.runner import REPO_ROOT, Figures, run_as_command
 
 NAME = "http_overhead"
 HOST = "127.0.0.1"
@@ -446,17 +446,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # The servers run in their own sessions, so nothing but this process will stop them: turn
-    # SIGTERM and SIGHUP (a CI timeout, a closed terminal) into an orderly exit, as Ctrl-C is.
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, exit_on_signal)
     inputs = {
         "requests": args.requests,
         "concurrency": args.concurrency,
@@ -468,12 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lapak_database": "sqlite (fresh instance, migrated)",
         "lapak_jobs": "embedded (no Redis)",
     }
-    try:
-        run_benchmark(NAME, inputs, measure)
-    except KeyboardInterrupt:
-        print("interrupted: servers stopped, no result written", file=sys.stderr)
-        return 130
-    return 0
+    return run_as_command(NAME, inputs, measure)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -170,3 +172,25 @@ def _shown(path: Path) -> str:
 if __name__ == "__main__":  # pragma: no cover - a quick look at what gets recorded
     json.dump({"machine": machine(), "versions": versions()}, sys.stdout, indent=2)
     print()
+
+
+def run_as_command(name: str, inputs: Mapping[str, Any], measure: Callable[..., Figures]) -> int:
+    """:func:`run_benchmark` for a ``main()``: the exit code, and no server left behind.
+
+    The servers a benchmark starts run in their own sessions, so nothing but this process will
+    stop them: SIGTERM and SIGHUP (a CI timeout, a closed terminal) unwind through the
+    ``finally`` blocks that stop them, as Ctrl-C does.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _exit_on_signal)
+    try:
+        run_benchmark(name, inputs, measure)
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, no result written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)

@@ -55,14 +55,13 @@ from app.migrate import upgrade
 from bench.http_overhead import (
     HOST,
     clean_environment,
-    exit_on_signal,
     free_port,
     positive,
     serving,
     stop,
     venv_script,
 )
-from bench.runner import REPO_ROOT, Figures, run_benchmark
+from bench.runner import REPO_ROOT, Figures, run_as_command
 from modules.user.services import create_user
 from tests.servers import start_services
 
@@ -466,9 +465,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, exit_on_signal)
     inputs = {
         "rows": args.rows,
         "web_workers": args.web_workers,
@@ -481,12 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": "peak summed VmRSS of the worker process tree, sampled every 0.1 s",
         "database": "PostgreSQL (throw-away, tests/servers.py: fsync off)",
     }
-    try:
-        run_benchmark(NAME, inputs, measure)
-    except KeyboardInterrupt:
-        print("interrupted: servers stopped, no result written", file=sys.stderr)
-        return 130
-    return 0
+    return run_as_command(NAME, inputs, measure)
 
 
 if __name__ == "__main__":
