@@ -335,19 +335,23 @@ def _write_postgresql(
             return written
         cursor.execute(_INSERT_FROM_STAGE, {"default_role": job.default_role, "now": now})
         inserted = {key for (key,) in cursor.fetchall()}
-    written.created = len(inserted)
-    for r in rows:
-        if r["email_key"] not in inserted:
-            written.errors.append(
-                _error(
-                    r["row"],
-                    "email",
-                    r["email_text"],
-                    "a user with this email already exists",
-                    _as_uploaded(job, r),
-                )
-            )
-    return written
+    return _created_or_taken(job, rows, inserted)
+
+
+def _created_or_taken(job: ImportJob, rows: list[dict[str, Any]], inserted: set[str]) -> Written:
+    """Create mode's outcome: the rows whose email was not inserted already had a user."""
+    taken = [
+        _error(
+            r["row"],
+            "email",
+            r["email_text"],
+            "a user with this email already exists",
+            _as_uploaded(job, r),
+        )
+        for r in rows
+        if r["email_key"] not in inserted
+    ]
+    return Written(created=len(rows) - len(taken), errors=taken)
 
 
 def _write_portable(
@@ -362,20 +366,7 @@ def _write_portable(
             inserted = set(keys) - existing
         else:
             inserted = _insert_new(session, rows, job.default_role)
-        for r in rows:
-            if r["email_key"] in inserted:
-                written.created += 1
-            else:
-                written.errors.append(
-                    _error(
-                        r["row"],
-                        "email",
-                        r["email_text"],
-                        "a user with this email already exists",
-                        _as_uploaded(job, r),
-                    )
-                )
-        return written
+        return _created_or_taken(job, rows, inserted)
     pending = rows
     for _ in range(2):  # a concurrent import may insert one of ours between our two steps
         existing = _lock_existing(session, [r["email_key"] for r in pending], job.dry_run)
