@@ -131,7 +131,9 @@ class LapakApi(Api):
             detail = "The request could not be read; see errors."
         if code >= 500:
             detail = "An unexpected error occurred; quote the request id when reporting it."
-        return problem(code, error.name, detail, errors_=field_errors, headers=headers)
+        # Werkzeug's own 413 (a streamed body over the limit) reads like ours.
+        type_ = problem_type("payload-too-large") if code == 413 else "about:blank"
+        return problem(code, error.name, detail, type_=type_, errors_=field_errors, headers=headers)
 
 
 PROBLEM_MEMBERS = frozenset(

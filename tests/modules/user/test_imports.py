@@ -764,3 +764,35 @@ def test_error_csv_keeps_columns_that_share_a_name(
     lines = read_csv(response.get_data(as_text=True).lstrip("\ufeff"))
     assert lines[0] == ["email", "catatan", "catatan", "error"]
     assert lines[1][:3] == ["nope", "pertama", "kedua"]
+
+
+def test_a_streamed_upload_over_the_limit_is_refused_like_a_declared_one(
+    make_app: Callable[..., Flask], config: dict[str, Any], make_user: Callable[..., Any]
+) -> None:
+    from tests.modules.conftest import login
+
+    app = make_app(module_env={**config["module_env"], "import_max_bytes": "1000"})
+    client = app.test_client()
+    _, _, email = make_user(role="admin")
+    token = login(client, email).get_json()["access_token"]
+    body = b"email\n" + b"someone@example.test\n" * 200
+
+    def chunks() -> Any:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        yield body
+        yield b"\r\n--b--\r\n"
+
+    response = client.post(
+        "/api/v1/users/imports",
+        input_stream=io.BytesIO(b"".join(chunks())),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "multipart/form-data; boundary=b",
+            "Transfer-Encoding": "chunked",
+        },
+        # As gunicorn says of a chunked body: no Content-Length, read to the end.
+        environ_base={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert response.content_type == "application/problem+json"
+    assert response.get_json()["type"] == "urn:lapak:problem:payload-too-large"
