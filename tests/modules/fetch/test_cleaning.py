@@ -21,7 +21,7 @@ from modules.fetch.cleaning import (
     parse_number,
 )
 
-FIXTURE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "commodities.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "commodities.json"
 
 
 def _row(**overrides: object) -> dict[str, object]:

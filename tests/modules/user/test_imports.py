@@ -45,7 +45,7 @@ PASSWORD_HASH_MESSAGE = "must be an argon2 or bcrypt hash; plain passwords are r
 #: Wikipedia's bcrypt example, and the same shape as PHP/Laravel write it ($2y$).
 BCRYPT_HASH = "$2a$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
 BCRYPT_2Y_HASH = "$2y$10$.vGA1O9wmRjrwAVXD98HNOgsNpDczlqm3Jq7KnEd1rVAGv3Fykk1a"
-SAMPLE_CSV = Path("/work/shared/fixtures/users_sample.csv")
+SAMPLE_CSV = Path(__file__).resolve().parents[2] / "fixtures" / "users_sample.csv"
 
 
 # --- helpers shared by the import tests ------------------------------------------------------
