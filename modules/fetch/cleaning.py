@@ -178,6 +178,17 @@ class Cleaned:
     duplicates: int
 
 
+def _number(raw: object, invalid_reason: str) -> Decimal | None:
+    """Plain digits the fast way, anything else through :func:`parse_number`."""
+    value = _plain_digits(raw)
+    if value is not None:
+        return value
+    try:
+        return parse_number(raw)
+    except (ValueError, InvalidOperation):
+        raise _Skip(invalid_reason) from None
+
+
 class _Skip(Exception):
     """Internal: a row is rejected for ``reason``."""
 
@@ -347,25 +358,13 @@ def _clean_row(row: object, names: dict[str, str | None]) -> Listing:
     if province is not None and (province == commodity or province in KNOWN_COMMODITIES):
         raise _Skip(PROVINCE_IS_A_COMMODITY)
 
-    raw_price = get("price")
-    price = _plain_digits(raw_price)
+    price = _number(get("price"), INVALID_PRICE)
     if price is None:
-        try:
-            price = parse_number(raw_price)
-        except (ValueError, InvalidOperation):
-            raise _Skip(INVALID_PRICE) from None
-        if price is None:
-            raise _Skip(MISSING_PRICE)
+        raise _Skip(MISSING_PRICE)
     if price <= 0:
         raise _Skip(NON_POSITIVE_PRICE)
 
-    raw_size = get("size")
-    size = _plain_digits(raw_size)
-    if size is None:
-        try:
-            size = parse_number(raw_size)
-        except (ValueError, InvalidOperation):
-            raise _Skip(INVALID_SIZE) from None
+    size = _number(get("size"), INVALID_SIZE)
     if size is not None:
         if size < 0:
             raise _Skip(INVALID_SIZE)

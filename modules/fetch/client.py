@@ -371,29 +371,27 @@ def _connect_pinned(
     raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
 
 
-class _PinnedHTTPConnection(HTTPConnection):
+class _Pinned:
+    """Connects only to the vetted addresses; the host name stays in ``self.host``, so the Host
+    header, TLS SNI and the certificate check use the name, not the address."""
+
     def __init__(
         self, *args: Any, pinned: tuple[str, ...], deadline: _Deadline, **kwargs: Any
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._pinned = pinned
         self._deadline = deadline
 
     def _new_conn(self) -> socket.socket:
-        return _connect_pinned(self, self._pinned, self._deadline)
+        return _connect_pinned(self, self._pinned, self._deadline)  # type: ignore[arg-type]
 
 
-class _PinnedHTTPSConnection(HTTPSConnection):
-    # The host name stays in self.host, so SNI and certificate checks use it, not the address.
-    def __init__(
-        self, *args: Any, pinned: tuple[str, ...], deadline: _Deadline, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._pinned = pinned
-        self._deadline = deadline
+class _PinnedHTTPConnection(_Pinned, HTTPConnection):
+    pass
 
-    def _new_conn(self) -> socket.socket:
-        return _connect_pinned(self, self._pinned, self._deadline)
+
+class _PinnedHTTPSConnection(_Pinned, HTTPSConnection):
+    pass
 
 
 class _PinnedHTTPConnectionPool(HTTPConnectionPool):
