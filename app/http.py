@@ -290,27 +290,36 @@ def keyset_page(
     to this endpoint, so a client can neither forge nor reuse it elsewhere. Adds the ``Link``
     header for the next page.
     """
-    serializer = _cursor_serializer()
     if cursor:
-        try:
-            last_key = [_decode_value(v) for v in serializer.loads(cursor)]
-        except (BadSignature, ValueError, TypeError, KeyError):
-            raise InvalidCursor(
-                "the cursor was altered, expired or belongs to another listing; "
-                "start again without it"
-            ) from None
-        if len(last_key) != len(order_by):
-            raise InvalidCursor("the cursor belongs to another listing; start again without it")
-        statement = statement.where(_after(order_by, last_key, descending))
+        statement = statement.where(
+            _after(order_by, decode_cursor(cursor, len(order_by)), descending)
+        )
     ordering = [c.desc() if descending else c.asc() for c in order_by]
     rows = list(Session().scalars(statement.order_by(*ordering).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = serializer.dumps([_encode_value(getattr(last, c.key)) for c in order_by])
-        _link_next(next_cursor)
+        next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in order_by])
+        link_next(next_cursor)
     return Page(rows, next_cursor)
+
+
+def encode_cursor(key: Sequence[Any]) -> str:
+    """A cursor for the row whose sort key is ``key``, signed and bound to this endpoint."""
+    return _cursor_serializer().dumps([_encode_value(value) for value in key])
+
+
+def decode_cursor(cursor: str, length: int) -> list[Any]:
+    """The sort key in ``cursor``; :class:`InvalidCursor` if altered or from another listing."""
+    try:
+        key = [_decode_value(value) for value in _cursor_serializer().loads(cursor)]
+    except (BadSignature, ValueError, TypeError, KeyError):
+        raise InvalidCursor(
+            "the cursor was altered, expired or belongs to another listing; start again without it"
+        ) from None
+    if len(key) != length:
+        raise InvalidCursor("the cursor belongs to another listing; start again without it")
+    return key
 
 
 def _after(columns: Sequence[Any], values: Sequence[Any], descending: bool) -> Any:
@@ -354,7 +363,8 @@ def _decode_value(value: Any) -> Any:
     return value
 
 
-def _link_next(next_cursor: str) -> None:
+def link_next(next_cursor: str) -> None:
+    """Add the ``Link: <...>; rel="next"`` header for ``next_cursor`` to this response."""
     query = request.args.copy()
     query["cursor"] = next_cursor  # replaces any old cursor, keeps repeated filters
     url = f"{request.base_url}?{urlencode(list(query.items(multi=True)))}"

@@ -133,6 +133,8 @@ class FetchResult:
     elapsed_ms: int
     #: Body size in bytes after content decoding.
     bytes: int
+    #: The body itself, for callers that keep the exact document they were given.
+    content: bytes = field(repr=False, default=b"")
 
 
 def fetch_json(
@@ -189,6 +191,7 @@ def fetch_json(
                 status=status,
                 elapsed_ms=round((time.monotonic() - started) * 1000),
                 bytes=len(body),
+                content=body,
             )
         raise SourceFailed(
             f"source {source!r}: too many redirects (more than {policy.max_redirects})",

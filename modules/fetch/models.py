@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Numeric, String, UniqueConstraint
+from sqlalchemy import LargeBinary, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -35,3 +35,23 @@ class CurrencyRate(Base):
     #: The provider's name (``fixed``, or the rate API's host).
     source: Mapped[str] = mapped_column(String(50))
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedSnapshot(Base):
+    """The last good response of a feed, kept to serve (flagged stale) while the source is down.
+
+    One row per feed key (a source name, or a source name and an ad-hoc URL's digest), replaced
+    by each successful fetch. The body is the document exactly as received, zlib-compressed.
+    """
+
+    __tablename__ = "fetch_feed_snapshot"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    source: Mapped[str] = mapped_column(String(50))
+    url: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[datetime] = mapped_column()
+    #: SHA-256 of the uncompressed body: which version a process has already cleaned.
+    digest: Mapped[str] = mapped_column(String(64))
+    #: Size of the uncompressed body in bytes.
+    size: Mapped[int] = mapped_column()
+    body: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)

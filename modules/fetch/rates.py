@@ -84,6 +84,13 @@ class RateQuote:
     as_of: datetime
     #: True when the provider failed and this is the last recorded rate.
     stale: bool
+    base: str
+    quote: str
+
+    @property
+    def age_seconds(self) -> int:
+        """Seconds since the provider gave this rate."""
+        return max(0, int((utcnow() - self.as_of).total_seconds()))
 
     @property
     def rate_date(self) -> date:
@@ -232,7 +239,7 @@ class RateService:
             # Invalid covers UnsafeUrl: a misconfigured URL is still "the provider failed".
             log.warning("rate %s/%s: provider failed (%s)", base, quote, failure)
             return self._last_known(base, quote, failure)
-        quote_now = RateQuote(rate, self.provider.name, utcnow(), stale=False)
+        quote_now = RateQuote(rate, self.provider.name, utcnow(), False, base, quote)
         self._record(base, quote, quote_now)
         self._cache(base, quote, quote_now)
         return quote_now
@@ -262,7 +269,12 @@ class RateService:
         try:
             raw = json.loads(value)
             return RateQuote(
-                Decimal(raw["rate"]), raw["source"], datetime.fromisoformat(raw["as_of"]), False
+                Decimal(raw["rate"]),
+                raw["source"],
+                datetime.fromisoformat(raw["as_of"]),
+                False,
+                base,
+                quote,
             )
         except (ValueError, KeyError, TypeError, InvalidOperation):
             return None  # an entry from another version: ask again
@@ -292,7 +304,7 @@ class RateService:
         )
         if row is None:
             return None
-        recent = RateQuote(row.rate, row.source, row.fetched_at, stale=False)
+        recent = RateQuote(row.rate, row.source, row.fetched_at, False, base, quote)
         self._cache(base, quote, recent)
         return recent
 
@@ -305,7 +317,7 @@ class RateService:
                 base=base,
                 quote=quote,
             )
-        return RateQuote(row.rate, row.source, row.fetched_at, stale=True)
+        return RateQuote(row.rate, row.source, row.fetched_at, True, base, quote)
 
     def _record(self, base: str, quote: str, rate: RateQuote) -> None:
         """Insert the day's row for this pair and source, or update it (one row per day)."""
