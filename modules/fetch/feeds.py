@@ -35,7 +35,15 @@ from app.config import Settings, module_int
 from app.db import utcnow
 
 from .cleaning import Cleaned, Listing, clean
-from .client import FetchPolicy, Resolver, SourceFailed, SourceTimeout, fetch_json
+from .client import (
+    FetchPolicy,
+    FetchResult,
+    Resolver,
+    SourceFailed,
+    SourceTimeout,
+    UnsafeUrl,
+    fetch_json,
+)
 from .snapshots import SnapshotInfo, SnapshotStore
 from .sources import Feed, SourceSettings
 
@@ -167,16 +175,10 @@ class FeedService:
         if down is not None:
             return self._serve(feed, kept, stale_reason=down)  # type: ignore[arg-type]
         try:
-            result = fetch_json(feed.source, feed.url, self.policy, resolve=self.resolve)
-            if not isinstance(result.data, list):
-                raise SourceFailed(
-                    f"source {feed.source!r} returned a JSON {type(result.data).__name__}, "
-                    "not a list of rows",
-                    source=feed.source,
-                )
+            result = self._fetch_rows(feed)
         except (SourceFailed, SourceTimeout) as failure:
             reason = failure.detail or failure.title
-            log.warning("feed %s: %s", feed.source, reason, extra={"url_key": feed.key})
+            log.warning("feed %s: %s", feed.source, reason, extra={"feed_key": feed.key})
             if kept is None:
                 raise
             self._mark_down(feed.key, reason)
@@ -184,6 +186,23 @@ class FeedService:
         info = self.store.save(feed, utcnow(), result.content)
         prepared = self._remember(PreparedFeed.from_rows(info, result.data))
         return Snapshot(feed, info, prepared, stale=False)
+
+    def _fetch_rows(self, feed: Feed) -> FetchResult:
+        try:
+            result = fetch_json(feed.source, feed.url, self.policy, resolve=self.resolve)
+        except UnsafeUrl as refused:
+            if feed.adhoc:
+                raise  # the caller's URL: their mistake, a 422
+            # A configured source that points or redirects somewhere forbidden has failed: the
+            # caller could do nothing about it (a 502), and a kept copy can still be served.
+            raise SourceFailed(refused.detail, source=feed.source) from None
+        if not isinstance(result.data, list):
+            raise SourceFailed(
+                f"source {feed.source!r} returned a JSON {type(result.data).__name__}, "
+                "not a list of rows",
+                source=feed.source,
+            )
+        return result
 
     def _serve(self, feed: Feed, info: SnapshotInfo, stale_reason: str | None = None) -> Snapshot:
         prepared = self._recall(info)
