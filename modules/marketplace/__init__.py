@@ -1,10 +1,21 @@
 """Sale orders, invoices and payments, Odoo-style."""
 
-from app.registry import Manifest
+from datetime import timedelta
+
+from app.registry import Manifest, ModuleHooks
 
 manifest = Manifest(
     name="marketplace",
-    version="0.1.0",
+    version="0.2.0",
     summary="Sale orders, invoices and payments",
     depends=("auth", "fetch"),
 )
+
+
+def load(hooks: ModuleHooks) -> None:
+    from . import api, config, jobs, products
+
+    hooks.setup(config.install)
+    hooks.blueprint(api.blp)
+    hooks.job(products.run_sync)
+    hooks.periodic(jobs.forget_idempotency_keys, every=timedelta(hours=1))

@@ -1,0 +1,275 @@
+"""``/api/v1/marketplace``: products, orders, invoices and payments.
+
+Writes run on the primary; listings and single reads run inside ``@read_only()`` on a caught-up
+replica (read-your-writes through ``X-Lapak-LSN``). Requests that move money take an
+``Idempotency-Key`` header.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.db import read_only
+from app.http import Page, ProblemSchema
+from app.security import authenticate, requires
+
+from . import idempotency, products, services
+from .models import Payment, Product, ProductSync, SaleOrder
+from .schemas import (
+    InvoiceSchema,
+    OrderCreateSchema,
+    OrderDetailSchema,
+    OrderPageSchema,
+    OrderQuerySchema,
+    OrderSchema,
+    PaymentInSchema,
+    PaymentSchema,
+    PlacedSchema,
+    ProductInSchema,
+    ProductPageSchema,
+    ProductPatchSchema,
+    ProductQuerySchema,
+    ProductSchema,
+    SyncInSchema,
+    SyncSchema,
+)
+
+blp = Blueprint(
+    "marketplace",
+    __name__,
+    description="Products, sale orders, invoices and payments: one request places a confirmed "
+    "order with its posted invoice and registered payment.",
+)
+
+STAFF = ("staff", "admin")
+IDEMPOTENCY_HEADER = {
+    "Idempotency-Key": {
+        "description": "Optional. Retrying with the same key and body returns the first answer; "
+        "the same key with another body is 422.",
+        "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
+    }
+}
+
+
+def _idempotent(scope: str, body: dict[str, Any]) -> idempotency.IdempotentRequest | None:
+    return idempotency.request_for(
+        authenticate().user_id, scope, request.headers.get("Idempotency-Key"), body
+    )
+
+
+def _created(status: int, body: dict[str, Any], location: str) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Location"] = location
+    return response
+
+
+# -- products -----------------------------------------------------------------------------------
+
+
+@blp.route("/products")
+class Products(MethodView):
+    @requires()
+    @read_only()
+    @blp.arguments(ProductQuerySchema, location="query")
+    @blp.response(200, ProductPageSchema)
+    def get(self, args: dict[str, Any]) -> Page:
+        """List products
+
+        Customers see active products only. Names are exact, in any letter case.
+        """
+        filters = products.ProductFilter(
+            **{k: args[k] for k in ("active", "name", "province", "city", "source", "seller")}
+        )
+        return products.list_products(
+            authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
+        )
+
+    @requires("admin", "seller")
+    @blp.arguments(ProductInSchema)
+    @blp.response(201, ProductSchema)
+    def post(self, body: dict[str, Any]) -> Product:
+        """Add a product by hand (sellers add their own)"""
+        return products.create_product(authenticate(), body)
+
+
+@blp.route("/products/<uuid:product_id>")
+class ProductItem(MethodView):
+    @requires()
+    @read_only()
+    @blp.response(200, ProductSchema)
+    def get(self, product_id: uuid.UUID) -> Product:
+        """Show a product"""
+        return products.get_product(product_id)
+
+    @requires("admin", "seller")
+    @blp.arguments(ProductPatchSchema)
+    @blp.response(200, ProductSchema)
+    def patch(self, body: dict[str, Any], product_id: uuid.UUID) -> Product:
+        """Change a product (sellers: their own); deactivate it with ``active: false``"""
+        return products.update_product(authenticate(), product_id, body)
+
+
+@blp.route("/products/sync")
+class ProductSyncs(MethodView):
+    @requires("admin")
+    @blp.arguments(SyncInSchema)
+    @blp.response(202, SyncSchema)
+    def post(self, body: dict[str, Any]) -> tuple[ProductSync, int, dict[str, str]]:
+        """Sync the catalogue with a feed source, in the background
+
+        New listings become products, changed ones are updated, vanished ones deactivated.
+        Follow ``Location`` for the result.
+        """
+        sync = products.request_sync(authenticate(), body["source"])
+        location = url_for("marketplace.ProductSyncItem", sync_id=sync.uuid)
+        return sync, 202, {"Location": location}
+
+
+@blp.route("/products/syncs/<uuid:sync_id>")
+class ProductSyncItem(MethodView):
+    @requires("admin")
+    @blp.response(200, SyncSchema)
+    def get(self, sync_id: uuid.UUID) -> ProductSync:
+        """Show a sync's state and counts"""
+        return products.get_sync(sync_id)
+
+
+# -- orders -------------------------------------------------------------------------------------
+
+
+@blp.route("/orders")
+class Orders(MethodView):
+    @requires()
+    @read_only()
+    @blp.arguments(OrderQuerySchema, location="query")
+    @blp.response(200, OrderPageSchema)
+    def get(self, args: dict[str, Any]) -> Page:
+        """List orders, newest first
+
+        Staff see every order, customers their own, sellers the orders with their products.
+        """
+        filters = services.OrderFilter(
+            state=args["state"],
+            payment_state=args["payment_state"],
+            customer=args["customer"],
+            since=args["since"],
+            before=args["before"],
+            total_min=args["total_min"],
+            total_max=args["total_max"],
+            number=args["number"],
+        )
+        return services.list_orders(
+            authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
+        )
+
+    @requires("customer", *STAFF)
+    @blp.arguments(OrderCreateSchema)
+    @blp.response(201, PlacedSchema)
+    @blp.doc(parameters=[{"in": "header", "name": name, **spec}
+                         for name, spec in IDEMPOTENCY_HEADER.items()])  # fmt: skip
+    @blp.alt_response(409, schema=ProblemSchema, description="A price is not the catalogue's")
+    @blp.alt_response(503, schema=ProblemSchema, description="No rate for USD, or a step failed")
+    def post(self, body: dict[str, Any]) -> Response:
+        """Place an order: confirmed, invoiced and paid in one step
+
+        Creates the sale order (``sale``), posts its invoice and registers the payment, in one
+        transaction; the invoice is then ``in_payment`` (paid in full, not yet confirmed) or
+        ``partial``. Prices come from the catalogue; a ``price_unit`` that differs is refused.
+        A failure names the ``step`` (order, invoice, payment) and saves nothing.
+        """
+        order_request = services.OrderRequest(
+            lines=[services.LineRequest(**line) for line in body["lines"]],
+            payment=services.PaymentRequest(**body["payment"]),
+            currency=body["currency"],
+            customer=body["customer"],
+        )
+        status, answer = services.place_order(
+            authenticate(),
+            order_request,
+            _idempotent("orders", request.get_json()),
+            PlacedSchema().dump,
+        )
+        return _created(
+            status, answer, url_for("marketplace.OrderItem", order_id=answer["order"]["id"])
+        )
+
+
+@blp.route("/orders/<uuid:order_id>")
+class OrderItem(MethodView):
+    @requires()
+    @read_only()
+    @blp.response(200, OrderDetailSchema)
+    def get(self, order_id: uuid.UUID) -> services.OrderDetail:
+        """Show an order with its invoices and payments"""
+        return services.get_order(authenticate(), order_id)
+
+
+@blp.route("/orders/<uuid:order_id>/cancel")
+class OrderCancel(MethodView):
+    @requires()
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(409, schema=ProblemSchema, description="A payment is already confirmed")
+    def post(self, order_id: uuid.UUID) -> SaleOrder:
+        """Cancel an order: payments cancelled, invoice reversed by a credit note
+
+        Staff, or the order's customer, while no payment is confirmed.
+        """
+        return services.cancel_order(authenticate(), order_id)
+
+
+# -- invoices and payments ----------------------------------------------------------------------
+
+
+@blp.route("/invoices/<uuid:invoice_id>")
+class InvoiceItem(MethodView):
+    @requires()
+    @read_only()
+    @blp.response(200, InvoiceSchema)
+    def get(self, invoice_id: uuid.UUID) -> Any:
+        """Show an invoice or credit note"""
+        return services.get_invoice(authenticate(), invoice_id)
+
+
+@blp.route("/invoices/<uuid:invoice_id>/payments")
+class InvoicePayments(MethodView):
+    @requires("customer", *STAFF)
+    @blp.arguments(PaymentInSchema)
+    @blp.response(201, PaymentSchema)
+    @blp.doc(parameters=[{"in": "header", "name": name, **spec}
+                         for name, spec in IDEMPOTENCY_HEADER.items()])  # fmt: skip
+    def post(self, body: dict[str, Any], invoice_id: uuid.UUID) -> Response:
+        """Register a further payment on a partially paid invoice"""
+        status, answer = services.register_payment(
+            authenticate(),
+            invoice_id,
+            services.PaymentRequest(**body),
+            _idempotent(f"invoice-payments:{invoice_id}", request.get_json()),
+            PaymentSchema().dump,
+        )
+        return _created(status, answer, url_for("marketplace.PaymentItem", payment_id=answer["id"]))
+
+
+@blp.route("/payments/<uuid:payment_id>")
+class PaymentItem(MethodView):
+    @requires()
+    @read_only()
+    @blp.response(200, PaymentSchema)
+    def get(self, payment_id: uuid.UUID) -> Payment:
+        """Show a payment"""
+        return services.get_payment(authenticate(), payment_id)
+
+
+@blp.route("/payments/<uuid:payment_id>/confirm")
+class PaymentConfirm(MethodView):
+    @requires(*STAFF)
+    @blp.response(200, PaymentSchema)
+    @blp.alt_response(409, schema=ProblemSchema, description="The payment was cancelled")
+    def post(self, payment_id: uuid.UUID) -> Payment:
+        """Confirm a payment: the money is in; the invoice becomes paid (or stays partial)"""
+        return services.confirm_payment(authenticate(), payment_id)

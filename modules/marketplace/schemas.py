@@ -1,0 +1,286 @@
+"""What crosses the HTTP boundary for the marketplace. Money and quantities are decimal strings.
+
+Request schemas refuse unknown fields, so a client cannot slip in ``state``, ``amount_total`` or
+anything else the server computes; decimals must be strings (or whole numbers): a JSON number
+with a fraction has already been through a float.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import marshmallow as ma
+
+from app.http import PageArgs, page_schema
+from modules.fetch.schemas import Amount, Moment
+
+from .models import INVOICE_PAYMENT_STATES, ORDER_STATES, PAYMENT_STATES
+from .payments import METHODS
+
+MAX_DECIMAL_CHARS = 40
+
+
+class DecimalText(ma.fields.Field):
+    """A decimal as a string (``"12.50"``) or a whole JSON number; never a float."""
+
+    default_error_messages = {
+        "invalid": 'a decimal number as a string, like "12.50"',
+        "float": 'send decimals as strings ("12.50"): a JSON number with a fraction is a float',
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).update({"type": "string", "example": "12.50"})
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, float):
+            raise self.make_error("float")
+        if isinstance(value, int):
+            return Decimal(value)
+        if not isinstance(value, str) or len(value) > MAX_DECIMAL_CHARS:
+            raise self.make_error("invalid")
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise self.make_error("invalid") from None
+        if not number.is_finite():
+            raise self.make_error("invalid")
+        return number
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format(value, "f")
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+class LineInSchema(ma.Schema):
+    product = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=64),
+        metadata={"description": "The product's id, or the feed listing's uuid it came from"},
+    )
+    quantity = DecimalText(required=True, metadata={"description": "More than 0, 3 decimals"})
+    price_unit = DecimalText(
+        load_default=None,
+        metadata={
+            "description": "Optional: the price the client expects; a different catalogue "
+            "price is refused with 409 and the current price"
+        },
+    )
+
+
+class PaymentInSchema(ma.Schema):
+    method = ma.fields.String(
+        required=True, validate=ma.validate.OneOf(sorted(METHODS)), metadata={"example": "cash"}
+    )
+    amount = DecimalText(
+        load_default=None, metadata={"description": "Default: the whole amount due"}
+    )
+    reference = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(max=200),
+        metadata={"description": "The transfer's reference, if any"},
+    )
+
+
+class OrderCreateSchema(ma.Schema):
+    lines = ma.fields.List(ma.fields.Nested(LineInSchema), required=True)
+    currency = ma.fields.String(
+        load_default="IDR",
+        validate=ma.validate.Length(min=1, max=8),
+        metadata={"description": "IDR, or USD converted with the current rate", "example": "IDR"},
+    )
+    payment = ma.fields.Nested(PaymentInSchema, required=True)
+    customer = ma.fields.UUID(
+        load_default=None, metadata={"description": "Staff only: the customer ordering"}
+    )
+
+
+class OrderQuerySchema(PageArgs):
+    state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(ORDER_STATES))
+    payment_state = ma.fields.String(
+        load_default=None, validate=ma.validate.OneOf(INVOICE_PAYMENT_STATES)
+    )
+    customer = ma.fields.UUID(load_default=None)
+    since = Moment(data_key="from", load_default=None, metadata={"type": "string"})
+    until = Moment(data_key="to", load_default=None, metadata={"type": "string"})
+    total_min = DecimalText(load_default=None)
+    total_max = DecimalText(load_default=None)
+    number = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "Part of the order number", "example": "SO/2026/0004"},
+    )
+
+    @ma.post_load
+    def _bounds(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        since, until = data.pop("since"), data.pop("until")
+        data["since"] = since[0] if since else None
+        data["before"] = None
+        if until is not None:
+            moment, whole_day = until
+            step = timedelta(days=1) if whole_day else timedelta(microseconds=1)
+            data["before"] = moment + step
+        return data
+
+
+class ProductInSchema(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    province = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
+    city = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
+    size = DecimalText(load_default=None)
+    list_price = DecimalText(required=True, metadata={"description": "In IDR"})
+    active = ma.fields.Boolean(load_default=True)
+    seller = ma.fields.UUID(load_default=None, metadata={"description": "Admins only"})
+
+
+class ProductPatchSchema(ma.Schema):
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=200))
+    province = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
+    city = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
+    size = DecimalText(allow_none=True)
+    list_price = DecimalText()
+    active = ma.fields.Boolean()
+    seller = ma.fields.UUID(allow_none=True)
+
+
+class ProductQuerySchema(PageArgs):
+    active = ma.fields.Boolean(load_default=None)
+    name = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=200))
+    province = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=200))
+    city = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=200))
+    source = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=50))
+    seller = ma.fields.UUID(load_default=None)
+
+
+class SyncInSchema(ma.Schema):
+    source = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=50),
+        metadata={"description": "A configured feed source; omit for the default"},
+    )
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def _uuid_of(attribute: str, **kwargs: Any) -> ma.fields.Field:
+    return ma.fields.UUID(attribute=attribute, dump_only=True, **kwargs)
+
+
+class ProductSchema(ma.Schema):
+    id = _uuid_of("uuid")
+    feed_uuid = ma.fields.String(allow_none=True)
+    source = ma.fields.String(allow_none=True)
+    name = ma.fields.String()
+    province = ma.fields.String(allow_none=True)
+    city = ma.fields.String(allow_none=True)
+    size = Amount(places=None)
+    list_price = Amount(metadata={"description": "IDR"})
+    currency = ma.fields.Constant("IDR")
+    active = ma.fields.Boolean()
+    seller = ma.fields.Function(
+        lambda product: product.seller.uuid if product.seller else None,
+        metadata={"type": "string", "format": "uuid", "nullable": True},
+    )
+    created_at = ma.fields.DateTime()
+    updated_at = ma.fields.DateTime()
+
+
+class SyncSchema(ma.Schema):
+    id = _uuid_of("uuid")
+    source = ma.fields.String()
+    state = ma.fields.String()
+    created = ma.fields.Integer()
+    updated = ma.fields.Integer()
+    deactivated = ma.fields.Integer()
+    unchanged = ma.fields.Integer()
+    skipped = ma.fields.Integer()
+    stale = ma.fields.Boolean(metadata={"description": "The feed's kept copy was used"})
+    error = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+    finished_at = ma.fields.DateTime(allow_none=True)
+
+
+class LineSchema(ma.Schema):
+    product = _uuid_of("product.uuid")
+    name = ma.fields.String()
+    quantity = Amount(places=None)
+    price_unit = Amount()
+    price_subtotal = Amount()
+    price_tax = Amount()
+    price_total = Amount()
+
+
+class OrderSchema(ma.Schema):
+    id = _uuid_of("uuid")
+    number = ma.fields.String(attribute="name", metadata={"example": "SO/2026/00001"})
+    state = ma.fields.String(metadata={"enum": list(ORDER_STATES)})
+    customer = _uuid_of("customer.uuid")
+    currency = ma.fields.String()
+    currency_rate = Amount(places=None, metadata={"description": "IDR -> currency"})
+    tax_percent = Amount(places=None)
+    date_order = ma.fields.DateTime()
+    amount_untaxed = Amount()
+    amount_tax = Amount()
+    amount_total = Amount()
+    cancelled_at = ma.fields.DateTime(allow_none=True)
+    lines = ma.fields.List(ma.fields.Nested(LineSchema))
+
+
+class InvoiceSchema(ma.Schema):
+    id = _uuid_of("uuid")
+    number = ma.fields.String(attribute="name", metadata={"example": "INV/2026/00001"})
+    move_type = ma.fields.String(metadata={"enum": ["out_invoice", "out_refund"]})
+    state = ma.fields.String()
+    payment_state = ma.fields.String(metadata={"enum": list(INVOICE_PAYMENT_STATES)})
+    order = _uuid_of("order.uuid")
+    customer = _uuid_of("customer.uuid")
+    currency = ma.fields.String()
+    invoice_date = ma.fields.Date()
+    invoice_date_due = ma.fields.Date()
+    amount_untaxed = Amount()
+    amount_tax = Amount()
+    amount_total = Amount()
+    amount_residual = Amount()
+    reversed_entry = ma.fields.Function(
+        lambda move: move.reversed_entry.uuid if move.reversed_entry else None,
+        metadata={"description": "A credit note's invoice", "type": "string", "nullable": True},
+    )
+    lines = ma.fields.List(ma.fields.Nested(LineSchema))
+
+
+class PaymentSchema(ma.Schema):
+    id = _uuid_of("uuid")
+    number = ma.fields.String(attribute="name", metadata={"example": "PAY/2026/00001"})
+    state = ma.fields.String(metadata={"enum": list(PAYMENT_STATES)})
+    invoice = _uuid_of("invoice.uuid")
+    customer = _uuid_of("customer.uuid")
+    method = ma.fields.String()
+    amount = Amount()
+    currency = ma.fields.String()
+    reference = ma.fields.String(allow_none=True)
+    created_at = ma.fields.DateTime()
+    confirmed_at = ma.fields.DateTime(allow_none=True)
+    cancelled_at = ma.fields.DateTime(allow_none=True)
+
+
+class PlacedSchema(ma.Schema):
+    order = ma.fields.Nested(OrderSchema)
+    invoice = ma.fields.Nested(InvoiceSchema)
+    payment = ma.fields.Nested(PaymentSchema)
+
+
+class OrderDetailSchema(ma.Schema):
+    order = ma.fields.Nested(OrderSchema)
+    invoices = ma.fields.List(ma.fields.Nested(InvoiceSchema))
+    payments = ma.fields.List(ma.fields.Nested(PaymentSchema))
+
+
+OrderPageSchema = page_schema(OrderSchema)
+ProductPageSchema = page_schema(ProductSchema)

@@ -1,0 +1,771 @@
+"""Orders, invoices and payments: placing, paying, confirming, cancelling and reading them.
+
+Placing an order is one transaction in three steps, as an Odoo user would click through them:
+
+1. ``order``: the sale order, confirmed (``sale``), priced from the catalogue;
+2. ``invoice``: the customer invoice, posted, with the order's lines and totals;
+3. ``payment``: the payment registered against the invoice (``in_process``), which makes the
+   invoice ``in_payment`` (paid in full, not yet matched) or ``partial``.
+
+Numbers are taken last (:mod:`.numbering`), so the invoice counter's row lock is held only for
+the few statements before commit. A failure at any step rolls the whole transaction back, number
+included, and is reported with the step's name.
+
+Row locks are always taken in the same order, order -> invoice -> payments, so confirming,
+cancelling and paying the same order serialise instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.exc import DBAPIError
+
+from app.db import Session, transaction, utcnow
+from app.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
+from app.events import emit
+from app.http import Page, keyset_page
+from app.security import Principal
+from modules.fetch.rates import convert, rates
+from modules.user.models import User
+
+from . import idempotency, numbering
+from .config import marketplace_settings
+from .idempotency import IdempotentRequest, Replay
+from .models import (
+    CURRENCY_PLACES,
+    AccountMove,
+    AccountMoveLine,
+    Payment,
+    Product,
+    SaleOrder,
+    SaleOrderLine,
+)
+from .payments import payment_method
+from .pricing import LineAmounts, line_amounts, round_money, totals
+
+STAFF_ROLES = ("staff", "admin")
+CATALOGUE_CURRENCY = "IDR"
+
+
+class PriceChanged(Conflict):
+    code = "price-changed"
+    title = "The price is not the catalogue price"
+
+
+class OverPayment(Invalid):
+    code = "payment-exceeds-residual"
+    title = "The payment is more than the amount due"
+
+
+class StepFailed(ServiceUnavailable):
+    code = "order-step-failed"
+    title = "The order could not be completed"
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    product: str
+    quantity: Decimal
+    price_unit: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    method: str
+    amount: Decimal | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    lines: Sequence[LineRequest]
+    payment: PaymentRequest
+    currency: str = CATALOGUE_CURRENCY
+    customer: uuid.UUID | None = None
+
+
+@dataclass
+class Placed:
+    """What placing an order made."""
+
+    order: SaleOrder
+    invoice: AccountMove
+    payment: Payment
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    state: str | None = None
+    payment_state: str | None = None
+    customer: uuid.UUID | None = None
+    since: datetime | None = None
+    before: datetime | None = None
+    total_min: Decimal | None = None
+    total_max: Decimal | None = None
+    number: str | None = None
+
+
+Render = Callable[[Any], dict[str, Any]]
+
+
+# -- placing an order -------------------------------------------------------------------------
+
+
+def place_order(
+    actor: Principal,
+    request: OrderRequest,
+    idempotent: IdempotentRequest | None,
+    render: Render,
+) -> tuple[int, dict[str, Any]]:
+    """Create the confirmed order, its posted invoice and the registered payment, atomically.
+
+    Returns the status and the rendered body (201), or the first answer for a repeated
+    ``Idempotency-Key``.
+    """
+    settings = marketplace_settings()
+    with transaction():
+        claim_id: int | None = None
+        if idempotent is not None:
+            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
+            if isinstance(claimed, Replay):
+                return claimed.status_code, claimed.body
+            claim_id = claimed
+        with _step("order"):
+            order = _create_order(actor, request)
+        with _step("invoice"):
+            invoice = _post_invoice(order)
+        with _step("payment"):
+            payment = _register_payment(invoice, request.payment, new_invoice=True)
+        with _step("numbering"):
+            numbers = numbering.take_numbers(("SO", "INV", "PAY"), _year(order.date_order))
+            order.name, invoice.name, payment.name = numbers["SO"], numbers["INV"], numbers["PAY"]
+            Session().flush()
+        emit("order.confirmed", _order_event(order))
+        emit("invoice.posted", _invoice_event(invoice))
+        emit("payment.registered", _payment_event(payment))
+        body = render(Placed(order, invoice, payment))
+        if claim_id is not None:
+            idempotency.complete(claim_id, 201, body)
+    return 201, body
+
+
+@contextlib.contextmanager
+def _step(name: str) -> Iterator[None]:
+    """Name the step a failure happened in, in the problem the client gets."""
+    try:
+        yield
+    except DomainError as error:
+        error.extra.setdefault("step", name)
+        if error.detail and not error.detail.startswith(f"{name}: "):
+            error.detail = f"{name}: {error.detail}"
+        raise
+    except DBAPIError as error:
+        # The database refused a statement of this step; the client can retry, and must not
+        # see SQL. The original error stays in the log through the exception chain.
+        raise StepFailed(
+            f"{name}: the database refused this step ({type(error.orig).__name__}); "
+            "nothing was saved, try again",
+            step=name,
+        ) from error
+
+
+def _create_order(actor: Principal, request: OrderRequest) -> SaleOrder:
+    settings = marketplace_settings()
+    customer_id = _customer_for(actor, request.customer)
+    currency = request.currency.strip().upper()
+    if currency not in CURRENCY_PLACES:
+        raise Invalid(
+            f"orders are in {' or '.join(CURRENCY_PLACES)}, not {request.currency!r}",
+            errors={"currency": f"one of {', '.join(CURRENCY_PLACES)}"},
+        )
+    if not request.lines:
+        raise Invalid("an order needs at least one line", errors={"lines": "at least one"})
+    if len(request.lines) > settings.max_lines:
+        raise Invalid(
+            f"an order has at most {settings.max_lines} lines",
+            errors={"lines": f"at most {settings.max_lines}"},
+        )
+    if currency == CATALOGUE_CURRENCY:
+        rate, rate_source = Decimal(1), None
+    else:
+        quote = rates().current_rate(CATALOGUE_CURRENCY, currency)
+        rate, rate_source = quote.rate, quote.source
+    products = _products_for(request.lines)
+    customer = Session().get(User, customer_id)  # loaded now: rendering must not query later
+    order = SaleOrder(
+        customer=customer,
+        state="sale",
+        customer_id=customer_id,
+        created_by_id=actor.user_id,
+        currency=currency,
+        currency_rate=rate,
+        rate_source=rate_source,
+        tax_percent=settings.tax_percent,
+        date_order=utcnow(),
+    )
+    amounts: list[LineAmounts] = []
+    for index, (line, product) in enumerate(zip(request.lines, products, strict=True)):
+        quantity = _checked_quantity(line.quantity, index, settings.max_quantity)
+        price_unit = _catalogue_price(product, currency, rate)
+        if line.price_unit is not None and line.price_unit != price_unit:
+            raise PriceChanged(
+                f"line {index}: {product.name} costs {price_unit} {currency}, "
+                f"not {line.price_unit}; order again with the current price",
+                line=index,
+                product=str(product.uuid),
+                current_price=str(price_unit),
+                currency=currency,
+            )
+        line_amount = line_amounts(quantity, price_unit, settings.tax_percent, currency)
+        amounts.append(line_amount)
+        order.lines.append(
+            SaleOrderLine(
+                sequence=index,
+                product_id=product.id,
+                product=product,
+                name=product.name,
+                quantity=quantity,
+                price_unit=price_unit,
+                price_subtotal=line_amount.subtotal,
+                price_tax=line_amount.tax,
+                price_total=line_amount.total,
+            )
+        )
+    order_totals = totals(amounts)
+    order.amount_untaxed = order_totals.untaxed
+    order.amount_tax = order_totals.tax
+    order.amount_total = order_totals.total
+    Session().add(order)
+    Session().flush()
+    return order
+
+
+def _post_invoice(order: SaleOrder) -> AccountMove:
+    settings = marketplace_settings()
+    invoice_date = order.date_order.astimezone(settings.timezone).date()
+    invoice = AccountMove(
+        move_type="out_invoice",
+        state="posted",
+        payment_state="not_paid",
+        order=order,
+        customer=order.customer,
+        order_id=order.id,
+        customer_id=order.customer_id,
+        currency=order.currency,
+        invoice_date=invoice_date,
+        invoice_date_due=invoice_date + timedelta(days=settings.due_days),
+        amount_untaxed=order.amount_untaxed,
+        amount_tax=order.amount_tax,
+        amount_total=order.amount_total,
+        amount_residual=order.amount_total,
+        lines=[_move_line(line) for line in order.lines],
+    )
+    Session().add(invoice)
+    Session().flush()
+    return invoice
+
+
+def _move_line(line: SaleOrderLine | AccountMoveLine) -> AccountMoveLine:
+    return AccountMoveLine(
+        sequence=line.sequence,
+        product_id=line.product_id,
+        product=line.product,
+        name=line.name,
+        quantity=line.quantity,
+        price_unit=line.price_unit,
+        price_subtotal=line.price_subtotal,
+        price_tax=line.price_tax,
+        price_total=line.price_total,
+    )
+
+
+def _register_payment(
+    invoice: AccountMove, request: PaymentRequest, *, new_invoice: bool = False
+) -> Payment:
+    """Register a payment on a posted invoice (locked by the caller, or just created)."""
+    method = payment_method(request.method)
+    if invoice.state != "posted" or invoice.payment_state in ("paid", "in_payment", "reversed"):
+        raise Conflict(
+            f"invoice {invoice.name or ''} takes no payment: it is {invoice.payment_state}".strip(),
+            payment_state=invoice.payment_state,
+        )
+    amount = invoice.amount_residual if request.amount is None else request.amount
+    _check_amount(amount, invoice.currency, "payment.amount")
+    if amount > invoice.amount_residual:
+        raise OverPayment(
+            f"{amount} {invoice.currency} is more than the {invoice.amount_residual} due",
+            errors={"payment.amount": f"at most {invoice.amount_residual}"},
+            residual=str(invoice.amount_residual),
+        )
+    method.check(amount, invoice.currency, request.reference)
+    payment = Payment(
+        state="in_process",
+        invoice_id=invoice.id,
+        invoice=invoice,
+        customer_id=invoice.customer_id,
+        customer=invoice.customer,
+        method=method.code,
+        amount=amount,
+        currency=invoice.currency,
+        reference=request.reference,
+        created_at=utcnow(),
+    )
+    Session().add(payment)
+    invoice.amount_residual -= amount
+    Session().flush()
+    earlier = [] if new_invoice else _payments_of(invoice)
+    invoice.payment_state = _payment_state(invoice, [*earlier, payment])
+    return payment
+
+
+def _payment_state(invoice: AccountMove, payments: Sequence[Payment]) -> str:
+    """Odoo's rule: residual 0 -> paid when every payment is matched, else in_payment."""
+    if invoice.payment_state == "reversed":
+        return "reversed"
+    if invoice.amount_residual == 0:
+        live = [p for p in {p.id: p for p in payments}.values() if p.state != "canceled"]
+        return "paid" if live and all(p.state == "paid" for p in live) else "in_payment"
+    if invoice.amount_residual < invoice.amount_total:
+        return "partial"
+    return "not_paid"
+
+
+def _payments_of(invoice: AccountMove) -> list[Payment]:
+    if invoice.id is None:
+        return []
+    return list(
+        Session().scalars(
+            select(Payment).where(Payment.invoice_id == invoice.id).order_by(Payment.id)
+        )
+    )
+
+
+# -- after the order ----------------------------------------------------------------------------
+
+
+def register_payment(
+    actor: Principal,
+    invoice_uuid: uuid.UUID,
+    request: PaymentRequest,
+    idempotent: IdempotentRequest | None,
+    render: Render,
+) -> tuple[int, dict[str, Any]]:
+    """A further payment on a partially paid invoice."""
+    settings = marketplace_settings()
+    with transaction():
+        claim_id: int | None = None
+        if idempotent is not None:
+            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
+            if isinstance(claimed, Replay):
+                return claimed.status_code, claimed.body
+            claim_id = claimed
+        invoice = _visible_invoice(actor, invoice_uuid)
+        if invoice.move_type != "out_invoice":
+            raise Conflict("a credit note takes no payment")
+        _lock_order_and_invoice(invoice.order_id)
+        Session().refresh(invoice)
+        payment = _register_payment(invoice, request)
+        payment.name = numbering.take_numbers(("PAY",), _year(payment.created_at))["PAY"]
+        Session().flush()
+        emit("payment.registered", _payment_event(payment))
+        body = render(payment)
+        if claim_id is not None:
+            idempotency.complete(claim_id, 201, body)
+    return 201, body
+
+
+def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
+    """Staff saw the money: the payment is matched (``paid``) and the invoice follows."""
+    with transaction():
+        payment = _get(Payment, payment_uuid, "payment")
+        _lock_order_and_invoice(payment.invoice.order_id)
+        Session().refresh(payment, with_for_update=True)
+        invoice = payment.invoice
+        Session().refresh(invoice)
+        if payment.state == "paid":
+            return payment  # confirming twice is harmless
+        if payment.state == "canceled":
+            raise Conflict(
+                f"payment {payment.name} was cancelled with its order", state=payment.state
+            )
+        payment.state = "paid"
+        payment.confirmed_at = utcnow()
+        payment.confirmed_by_id = actor.user_id
+        Session().flush()
+        invoice.payment_state = _payment_state(invoice, _payments_of(invoice))
+        emit("payment.confirmed", _payment_event(payment))
+        if invoice.payment_state == "paid":
+            emit("invoice.paid", _invoice_event(invoice))
+    return payment
+
+
+def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
+    """Cancel the payments, reverse the invoice with a credit note, cancel the order.
+
+    Refused once a payment is confirmed: that money has to be refunded first.
+    """
+    with transaction():
+        order = _visible_order(actor, order_uuid)
+        if not actor.has_role(*STAFF_ROLES) and order.customer_id != actor.user_id:
+            raise PermissionDenied("only staff and the order's customer can cancel it")
+        _lock_order_and_invoice(order.id)
+        Session().refresh(order)
+        if order.state == "cancel":
+            return order
+        invoices = _invoices_of(order)
+        payments = [p for invoice in invoices for p in _payments_of(invoice)]
+        confirmed = [p for p in payments if p.state == "paid"]
+        if confirmed:
+            raise Conflict(
+                f"order {order.name} has a confirmed payment ({confirmed[0].name}); "
+                "it cannot be cancelled until the money is refunded",
+                payment=confirmed[0].name,
+            )
+        now = utcnow()
+        for payment in payments:
+            if payment.state == "in_process":
+                payment.state = "canceled"
+                payment.cancelled_at = now
+        credit_notes = []
+        for invoice in invoices:
+            if invoice.state == "posted" and invoice.payment_state != "reversed":
+                credit_notes.append(_reverse(invoice))
+        order.state = "cancel"
+        order.cancelled_at = now
+        Session().flush()
+        year = _year(now)
+        for credit_note in credit_notes:
+            credit_note.name = numbering.take_numbers(("RINV",), year)["RINV"]
+        Session().flush()
+        emit("order.cancelled", _order_event(order))
+        for credit_note in credit_notes:
+            emit("invoice.reversed", _invoice_event(credit_note))
+    return order
+
+
+def _reverse(invoice: AccountMove) -> AccountMove:
+    today = utcnow().astimezone(marketplace_settings().timezone).date()
+    credit_note = AccountMove(
+        move_type="out_refund",
+        state="posted",
+        payment_state="paid",  # settled by the invoice it reverses, as Odoo reconciles them
+        order_id=invoice.order_id,
+        customer_id=invoice.customer_id,
+        currency=invoice.currency,
+        invoice_date=today,
+        invoice_date_due=today,
+        amount_untaxed=invoice.amount_untaxed,
+        amount_tax=invoice.amount_tax,
+        amount_total=invoice.amount_total,
+        amount_residual=Decimal(0),
+        reversed_entry_id=invoice.id,
+        lines=[_move_line(line) for line in invoice.lines],
+    )
+    Session().add(credit_note)
+    invoice.payment_state = "reversed"
+    invoice.amount_residual = Decimal(0)
+    return credit_note
+
+
+def _lock_order_and_invoice(order_id: int) -> None:
+    """Row locks in the one order every writer uses: the order, then its invoices."""
+    session = Session()
+    session.execute(select(SaleOrder.id).where(SaleOrder.id == order_id).with_for_update())
+    session.execute(
+        select(AccountMove.id)
+        .where(AccountMove.order_id == order_id)
+        .order_by(AccountMove.id)
+        .with_for_update()
+    )
+
+
+def _invoices_of(order: SaleOrder) -> list[AccountMove]:
+    return list(
+        Session().scalars(
+            select(AccountMove)
+            .where(AccountMove.order_id == order.id, AccountMove.move_type == "out_invoice")
+            .order_by(AccountMove.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
+    """Orders the actor may see, newest first, filtered, one page."""
+    statement = _visible_orders(actor)
+    if filters.state:
+        statement = statement.where(SaleOrder.state == filters.state)
+    if filters.customer:
+        customer_id = select(User.id).where(User.uuid == filters.customer).scalar_subquery()
+        statement = statement.where(SaleOrder.customer_id == customer_id)
+    if filters.since:
+        statement = statement.where(SaleOrder.date_order >= filters.since)
+    if filters.before:
+        statement = statement.where(SaleOrder.date_order < filters.before)
+    if filters.total_min is not None:
+        statement = statement.where(SaleOrder.amount_total >= filters.total_min)
+    if filters.total_max is not None:
+        statement = statement.where(SaleOrder.amount_total <= filters.total_max)
+    if filters.number:
+        pattern = filters.number.strip().upper().replace("\\", "\\\\")
+        pattern = pattern.replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(SaleOrder.name.like(f"%{pattern}%", escape="\\"))
+    if filters.payment_state:
+        statement = statement.where(
+            exists().where(
+                AccountMove.order_id == SaleOrder.id,
+                AccountMove.move_type == "out_invoice",
+                AccountMove.payment_state == filters.payment_state,
+            )
+        )
+    return keyset_page(
+        statement,
+        [SaleOrder.date_order, SaleOrder.id],
+        limit=limit,
+        cursor=cursor,
+        descending=True,
+    )
+
+
+def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
+    statement = select(SaleOrder)
+    if actor.has_role(*STAFF_ROLES):
+        return statement
+    if actor.has_role("seller"):
+        return statement.where(
+            exists().where(
+                SaleOrderLine.order_id == SaleOrder.id,
+                SaleOrderLine.product_id == Product.id,
+                Product.seller_id == actor.user_id,
+            )
+        )
+    return statement.where(SaleOrder.customer_id == actor.user_id)
+
+
+def _visible_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
+    order = Session().scalars(_visible_orders(actor).where(SaleOrder.uuid == order_uuid)).first()
+    if order is None:
+        raise NotFound("there is no such order")
+    return order
+
+
+@dataclass(frozen=True)
+class OrderDetail:
+    order: SaleOrder
+    invoices: list[AccountMove]
+    payments: list[Payment]
+
+
+def get_order(actor: Principal, order_uuid: uuid.UUID) -> OrderDetail:
+    """The order with its invoice, credit notes and payments."""
+    order = _visible_order(actor, order_uuid)
+    moves = invoices_of(order)
+    payments = list(
+        Session().scalars(
+            select(Payment)
+            .where(Payment.invoice_id.in_([move.id for move in moves]))
+            .order_by(Payment.id)
+        )
+    )
+    return OrderDetail(order, moves, payments)
+
+
+def _visible_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
+    invoice = (
+        Session()
+        .scalars(
+            select(AccountMove)
+            .where(AccountMove.uuid == invoice_uuid)
+            .where(AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id)))
+        )
+        .first()
+    )
+    if invoice is None:
+        raise NotFound("there is no such invoice")
+    return invoice
+
+
+def get_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
+    return _visible_invoice(actor, invoice_uuid)
+
+
+def get_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
+    visible_invoices = select(AccountMove.id).where(
+        AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id))
+    )
+    payment = (
+        Session()
+        .scalars(
+            select(Payment)
+            .where(Payment.uuid == payment_uuid)
+            .where(Payment.invoice_id.in_(visible_invoices))
+        )
+        .first()
+    )
+    if payment is None:
+        raise NotFound("there is no such payment")
+    return payment
+
+
+def invoices_of(order: SaleOrder) -> list[AccountMove]:
+    """The order's invoice and credit notes, oldest first."""
+    return list(
+        Session().scalars(
+            select(AccountMove).where(AccountMove.order_id == order.id).order_by(AccountMove.id)
+        )
+    )
+
+
+def payments_of(invoice: AccountMove) -> list[Payment]:
+    return _payments_of(invoice)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _get(model: Any, public_id: uuid.UUID, what: str) -> Any:
+    found = Session().scalars(select(model).where(model.uuid == public_id)).first()
+    if found is None:
+        raise NotFound(f"there is no such {what}")
+    return found
+
+
+def _customer_for(actor: Principal, named: uuid.UUID | None) -> int:
+    if not actor.has_role(*STAFF_ROLES):
+        if named is not None and named != actor.user_uuid:
+            raise PermissionDenied(
+                "customers order for themselves; only staff name a customer",
+                errors={"customer": "not allowed"},
+            )
+        if not actor.has_role("customer"):
+            raise PermissionDenied("only customers and staff place orders")
+        return actor.user_id
+    if named is None:
+        raise Invalid("staff must name the customer", errors={"customer": "required for staff"})
+    customer = Session().scalars(select(User).where(User.uuid == named)).first()
+    if customer is None or not customer.active or customer.role != "customer":
+        raise Invalid(
+            "the customer is unknown, inactive or not a customer",
+            errors={"customer": "an active customer's id"},
+        )
+    return customer.id
+
+
+def _products_for(lines: Sequence[LineRequest]) -> list[Product]:
+    """Each line's product, by public id or feed uuid; 422 naming the lines that fail."""
+    wanted = [line.product.strip().lower() for line in lines]
+    by_uuid: list[uuid.UUID] = []
+    for value in wanted:
+        with contextlib.suppress(ValueError):
+            by_uuid.append(uuid.UUID(value))
+    found = Session().scalars(
+        select(Product).where(or_(Product.uuid.in_(by_uuid), Product.feed_uuid.in_(wanted)))
+    )
+    index: dict[str, Product] = {}
+    for product in found:
+        index[str(product.uuid)] = product
+        if product.feed_uuid:
+            index.setdefault(product.feed_uuid, product)
+    errors = {}
+    products = []
+    for position, value in enumerate(wanted):
+        product = index.get(value)
+        if product is None:
+            with contextlib.suppress(ValueError):
+                product = index.get(str(uuid.UUID(value)))
+        if product is None:
+            errors[f"lines.{position}.product"] = "unknown product"
+        elif not product.active:
+            errors[f"lines.{position}.product"] = f"{product.name} is no longer sold"
+        else:
+            products.append(product)
+    if errors:
+        raise Invalid("some products cannot be ordered", errors=errors)
+    return products
+
+
+def _catalogue_price(product: Product, currency: str, rate: Decimal) -> Decimal:
+    if currency == CATALOGUE_CURRENCY:
+        return round_money(product.list_price, currency)
+    return convert(product.list_price, rate, CURRENCY_PLACES[currency])
+
+
+def _checked_quantity(quantity: Decimal, index: int, maximum: Decimal) -> Decimal:
+    field_name = f"lines.{index}.quantity"
+    if not quantity.is_finite() or quantity <= 0:
+        raise Invalid("a quantity is more than zero", errors={field_name: "must be > 0"})
+    if quantity > maximum:
+        raise Invalid(f"at most {maximum} per line", errors={field_name: f"at most {maximum}"})
+    if quantity != quantity.quantize(Decimal("0.001")):
+        raise Invalid("at most three decimals", errors={field_name: "at most 3 decimals"})
+    return quantity
+
+
+def _check_amount(amount: Decimal, currency: str, field_name: str) -> None:
+    places = CURRENCY_PLACES[currency]
+    if not amount.is_finite() or amount <= 0:
+        raise Invalid("a payment is more than zero", errors={field_name: "must be > 0"})
+    if amount != round_money(amount, currency):
+        raise Invalid(
+            f"{currency} amounts have {places} decimals", errors={field_name: f"{places} decimals"}
+        )
+
+
+def _year(moment: datetime) -> int:
+    return moment.astimezone(marketplace_settings().timezone).year
+
+
+def _order_event(order: SaleOrder) -> dict[str, Any]:
+    return {
+        "order": order.uuid,
+        "name": order.name,
+        "state": order.state,
+        "customer_id": order.customer_id,
+        "currency": order.currency,
+        "amount_total": order.amount_total,
+    }
+
+
+def _invoice_event(invoice: AccountMove) -> dict[str, Any]:
+    return {
+        "invoice": invoice.uuid,
+        "name": invoice.name,
+        "move_type": invoice.move_type,
+        "payment_state": invoice.payment_state,
+        "currency": invoice.currency,
+        "amount_total": invoice.amount_total,
+        "amount_residual": invoice.amount_residual,
+    }
+
+
+def _payment_event(payment: Payment) -> dict[str, Any]:
+    return {
+        "payment": payment.uuid,
+        "name": payment.name,
+        "state": payment.state,
+        "invoice": payment.invoice.uuid,
+        "method": payment.method,
+        "amount": payment.amount,
+        "currency": payment.currency,
+    }
