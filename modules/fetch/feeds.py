@@ -152,12 +152,16 @@ class FeedService:
             return self._fetch(feed, kept=info)
 
     def refresh_due(self) -> list[str]:
-        """Fetch every configured source whose kept copy is no longer fresh; returns their names."""
+        """Fetch the configured sources whose kept copy is no longer fresh; returns their names.
+
+        Only sources read at least once (they have a kept copy): a configured feed nobody uses
+        is not polled.
+        """
         refreshed = []
         for name in self.settings.sources:
             feed = self.settings.feed(name)
             info = self.store.info(feed.key)
-            if info is not None and self._fresh(info):
+            if info is None or self._fresh(info):
                 continue
             try:
                 snapshot = self.snapshot(name)

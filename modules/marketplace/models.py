@@ -113,7 +113,7 @@ class SaleOrder(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column()
 
     lines: Mapped[list[SaleOrderLine]] = relationship(
-        back_populates="order", order_by="SaleOrderLine.sequence", lazy="selectin"
+        back_populates="order", order_by="SaleOrderLine.sequence"
     )
     customer: Mapped[User] = relationship(foreign_keys=[customer_id], lazy="joined")
 
@@ -173,7 +173,7 @@ class AccountMove(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     lines: Mapped[list[AccountMoveLine]] = relationship(
-        back_populates="move", order_by="AccountMoveLine.sequence", lazy="selectin"
+        back_populates="move", order_by="AccountMoveLine.sequence"
     )
     order: Mapped[SaleOrder] = relationship(lazy="joined")
     customer: Mapped[User] = relationship(lazy="joined")

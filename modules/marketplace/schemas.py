@@ -217,7 +217,9 @@ class LineSchema(ma.Schema):
     price_total = Amount()
 
 
-class OrderSchema(ma.Schema):
+class OrderSummarySchema(ma.Schema):
+    """An order in a listing: no lines, so a page costs one query."""
+
     id = _uuid_of("uuid")
     number = ma.fields.String(attribute="name", metadata={"example": "SO/2026/00001"})
     state = ma.fields.String(metadata={"enum": list(ORDER_STATES)})
@@ -230,6 +232,9 @@ class OrderSchema(ma.Schema):
     amount_tax = Amount()
     amount_total = Amount()
     cancelled_at = ma.fields.DateTime(allow_none=True)
+
+
+class OrderSchema(OrderSummarySchema):
     lines = ma.fields.List(ma.fields.Nested(LineSchema))
 
 
@@ -282,5 +287,5 @@ class OrderDetailSchema(ma.Schema):
     payments = ma.fields.List(ma.fields.Nested(PaymentSchema))
 
 
-OrderPageSchema = page_schema(OrderSchema)
+OrderPageSchema = page_schema(OrderSummarySchema)
 ProductPageSchema = page_schema(ProductSchema)

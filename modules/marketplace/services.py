@@ -353,7 +353,10 @@ def _payments_of(invoice: AccountMove) -> list[Payment]:
         return []
     return list(
         Session().scalars(
-            select(Payment).where(Payment.invoice_id == invoice.id).order_by(Payment.id)
+            select(Payment)
+            .where(Payment.invoice_id == invoice.id)
+            .order_by(Payment.id)
+            .execution_options(populate_existing=True)
         )
     )
 
