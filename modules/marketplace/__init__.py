@@ -13,9 +13,10 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, config, jobs, products
+    from . import api, config, demo, jobs, products
 
     hooks.setup(config.install)
     hooks.blueprint(api.blp)
+    hooks.demo(demo.load_demo)
     hooks.job(products.run_sync)
     hooks.periodic(jobs.forget_idempotency_keys, every=timedelta(hours=1))
