@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import pickle
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -15,10 +19,12 @@ from modules.fetch.cleaning import (
     Cleaned,
     Listing,
     clean,
+    datetime_from_ms,
     normalise_id,
     normalise_name,
     parse_listed_at,
     parse_number,
+    parse_timestamp_ms,
 )
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "commodities.json"
@@ -163,6 +169,27 @@ def test_fixture_stray_spaces_are_trimmed(fixture_result: Cleaned) -> None:
     assert listing.province == "JAWA TENGAH"
 
 
+def test_fixture_listings_agree_with_the_public_parsers(fixture_result: Cleaned) -> None:
+    # The cleaner has fast paths for the usual spellings; they must give what the rules give.
+    rows = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    by_uuid = {normalise_id(row["uuid"]): row for row in rows}
+    for listing in fixture_result.listings:
+        row = by_uuid[listing.uuid]
+        size = parse_number(row["size"])
+        source_ms = parse_timestamp_ms(row["timestamp"])
+        listed_at = parse_listed_at(row["tgl_parsed"])
+        assert listing == Listing(
+            uuid=listing.uuid,
+            commodity=normalise_name(row["komoditas"]),
+            province=normalise_name(row["area_provinsi"]),
+            city=normalise_name(row["area_kota"]),
+            size=size or None,
+            price_idr=parse_number(row["price"]),
+            listed_at=listed_at if listed_at is not None else datetime_from_ms(source_ms),
+            source_timestamp_ms=source_ms,
+        ), row
+
+
 def test_fixture_duplicate_with_equal_times_keeps_the_later_row(fixture_result: Cleaned) -> None:
     # Rows 46 (101500) and 60 (40000) share uuid, tgl_parsed and timestamp.
     listing = _by_uuid(fixture_result, "e2fb4345-bd66-4dc1-b3ac-eb46511cc16d")
@@ -276,6 +303,7 @@ def test_parse_number_returns_none_for_absent_values() -> None:
         ("2022-06-30 18:37:08", datetime(2022, 6, 30, 18, 37, 8, tzinfo=UTC)),  # naive = UTC
         (" 2022-06-30T18:37:08 ", datetime(2022, 6, 30, 18, 37, 8, tzinfo=UTC)),
         ("2022-01-01 03:00:00+07:00", datetime(2021, 12, 31, 20, 0, 0, tzinfo=UTC)),
+        ("2023-04-12T12:04:05+00:00", datetime(2023, 4, 12, 12, 4, 5, tzinfo=UTC)),
     ],
 )
 def test_date_formats_become_utc(spelling: str, expected: datetime) -> None:
@@ -520,3 +548,55 @@ def test_listing_is_frozen() -> None:
     listing = _one()
     with pytest.raises(AttributeError):
         listing.price_idr = Decimal(1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["price_idr", "note"])
+def test_listing_refuses_any_attribute_change(name: str) -> None:
+    listing = _one()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(listing, name, Decimal(1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        delattr(listing, name)
+
+
+def test_listing_is_a_value() -> None:
+    listing = _one()
+    assert pickle.loads(pickle.dumps(listing)) == listing  # noqa: S301 - our own bytes
+    assert copy.copy(listing) == listing
+    assert copy.deepcopy(listing) == listing
+    assert hash(dataclasses.replace(listing)) == hash(listing)
+    assert dataclasses.replace(listing, price_idr=Decimal(1)) != listing
+    assert dataclasses.asdict(listing)["price_idr"] == Decimal("37000")
+    assert repr(listing).startswith("Listing(uuid='ac9c09a4-930e-4152-8453-59d673642b5e', ")
+
+
+# --- repeated values (the cleaner memoises names, test verdicts and sizes per feed) ----------
+
+
+def test_repeated_values_give_the_same_results_every_time() -> None:
+    rows = [
+        _row(uuid=str(i), komoditas=commodity, area_provinsi=province, size=size)
+        for i, (commodity, province, size) in enumerate(
+            [("lele", " ", "0"), ("test", "BALI", "60"), ("lele", "lele", "60")] * 3
+        )
+    ]
+    result = clean(rows)
+    assert result.skipped == {"test_row": 3, "province_is_a_commodity": 3}
+    assert [(listing.province, listing.size) for listing in result.listings] == [(None, None)] * 3
+    assert clean(rows) == result
+
+
+@pytest.mark.parametrize("size", ["", "-", "2,5", "besar", "-20"])
+def test_repeated_unusual_sizes_get_the_full_rules_every_time(size: str) -> None:
+    single = clean([_row(size=size)])
+    repeated = clean([_row(uuid=str(i), size=size) for i in range(3)])
+    assert repeated.skipped == {reason: 3 * count for reason, count in single.skipped.items()}
+    assert [listing.size for listing in repeated.listings] == [
+        listing.size for listing in single.listings
+    ] * 3
+
+
+def test_a_mapping_that_is_not_a_dict_is_a_row() -> None:
+    result = clean([MappingProxyType(_row())])
+    assert result.listings == clean([_row()]).listings
+    assert result.skipped == {}
