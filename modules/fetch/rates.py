@@ -23,6 +23,7 @@ Settings (``LAPAK_*``, read through :attr:`Settings.module_env`):
 | ``LAPAK_RATE_PROVIDER_URL`` | a Frankfurter-style API: ``GET {url}?from=IDR&to=USD`` |
 | ``LAPAK_RATE_FIXED_IDR_USD`` | the offline IDR->USD rate, default ``0.0000625`` (16,000 IDR/USD) |
 | ``LAPAK_RATE_CACHE_SECONDS`` | how long a fetched rate is used before asking again, ``3600`` |
+| ``LAPAK_RATE_RETRY_SECONDS`` | after a provider failure, use the stale rate this long, ``30`` |
 
 HTTP goes through :func:`modules.fetch.client.fetch_json`, so ``LAPAK_FETCH_*`` limits (timeouts,
 retries, loopback) apply to the rate API too.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -60,6 +62,7 @@ REFRESHED_PAIRS: tuple[tuple[str, str], ...] = (("IDR", "USD"),)
 #: 16,000 IDR to the dollar: a round figure near the 2025-26 market, for offline use only.
 DEFAULT_FIXED_IDR_USD = "0.0000625"
 DEFAULT_CACHE_SECONDS = 3600
+DEFAULT_RETRY_SECONDS = 30
 #: USD prices are shown to the cent (ISO 4217 minor units of USD).
 DEFAULT_PLACES = 2
 
@@ -171,6 +174,7 @@ class RateSettings:
     provider_url: str | None
     fixed_idr_usd: Decimal
     cache_seconds: int
+    retry_seconds: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateSettings:
@@ -193,6 +197,7 @@ class RateSettings:
             provider_url=url,
             fixed_idr_usd=fixed,
             cache_seconds=module_int(env, "rate_cache_seconds", DEFAULT_CACHE_SECONDS),
+            retry_seconds=module_int(env, "rate_retry_seconds", DEFAULT_RETRY_SECONDS, 0),
         )
 
 
@@ -205,11 +210,15 @@ class RateService:
         redis: Redis | None,
         cache_seconds: int = DEFAULT_CACHE_SECONDS,
         pairs: tuple[tuple[str, str], ...] = REFRESHED_PAIRS,
+        retry_seconds: int = DEFAULT_RETRY_SECONDS,
     ) -> None:
         self.provider = provider
         self.redis = redis
         self.cache_seconds = cache_seconds
         self.pairs = pairs
+        self.retry_seconds = retry_seconds
+        #: Without Redis: pair -> (monotonic deadline, stale quote) after a provider failure.
+        self._stale_until: dict[tuple[str, str], tuple[float, RateQuote]] = {}
 
     @staticmethod
     def cache_key(base: str, quote: str) -> str:
@@ -225,10 +234,14 @@ class RateService:
         cached = self._cached(base, quote) or self._recent(base, quote)
         if cached is not None:
             return cached
-        return self.refresh(base, quote)
+        return self.refresh(base, quote, remember_failure=True)
 
-    def refresh(self, base: str, quote: str) -> RateQuote:
-        """Ask the provider now, record and cache its rate; fall back as current_rate does."""
+    def refresh(self, base: str, quote: str, remember_failure: bool = False) -> RateQuote:
+        """Ask the provider now, record and cache its rate; fall back as current_rate does.
+
+        With ``remember_failure``, a stale answer is cached for ``retry_seconds``, so an outage
+        costs one request the provider's timeout, not every request.
+        """
         base, quote = _currency(base, "base"), _currency(quote, "quote")
         try:
             rate = _checked_rate(
@@ -238,7 +251,10 @@ class RateService:
         except (UpstreamFailed, UpstreamTimeout, Invalid) as failure:
             # Invalid covers UnsafeUrl: a misconfigured URL is still "the provider failed".
             log.warning("rate %s/%s: provider failed (%s)", base, quote, failure)
-            return self._last_known(base, quote, failure)
+            stale = self._last_known(base, quote, failure)
+            if remember_failure and self.retry_seconds > 0:
+                self._cache(base, quote, stale, seconds=self.retry_seconds)
+            return stale
         quote_now = RateQuote(rate, self.provider.name, utcnow(), False, base, quote)
         self._record(base, quote, quote_now)
         self._cache(base, quote, quote_now)
@@ -258,7 +274,8 @@ class RateService:
 
     def _cached(self, base: str, quote: str) -> RateQuote | None:
         if self.redis is None:
-            return None
+            deadline, stale = self._stale_until.get((base, quote), (0.0, None))
+            return stale if stale is not None and time.monotonic() < deadline else None
         try:
             value = self.redis.get(self.cache_key(base, quote))
         except RedisError:
@@ -272,21 +289,31 @@ class RateService:
                 Decimal(raw["rate"]),
                 raw["source"],
                 datetime.fromisoformat(raw["as_of"]),
-                False,
+                bool(raw.get("stale", False)),
                 base,
                 quote,
             )
         except (ValueError, KeyError, TypeError, InvalidOperation):
             return None  # an entry from another version: ask again
 
-    def _cache(self, base: str, quote: str, rate: RateQuote) -> None:
+    def _cache(self, base: str, quote: str, rate: RateQuote, seconds: int | None = None) -> None:
+        seconds = seconds or self.cache_seconds
         if self.redis is None:
+            if rate.stale:
+                self._stale_until[(base, quote)] = (time.monotonic() + seconds, rate)
+            else:
+                self._stale_until.pop((base, quote), None)
             return
         value = json.dumps(
-            {"rate": str(rate.rate), "source": rate.source, "as_of": rate.as_of.isoformat()}
+            {
+                "rate": str(rate.rate),
+                "source": rate.source,
+                "as_of": rate.as_of.isoformat(),
+                "stale": rate.stale,
+            }
         )
         try:
-            self.redis.set(self.cache_key(base, quote), value, ex=self.cache_seconds)
+            self.redis.set(self.cache_key(base, quote), value, ex=seconds)
         except RedisError:
             log.warning("rate cache unavailable; the rate is recorded in the database only")
 
@@ -384,7 +411,12 @@ def install(app: Flask, settings: Settings) -> RateService:
         provider = HttpRateProvider(rate_settings.provider_url, FetchPolicy.from_settings(settings))
     else:
         provider = FixedRateProvider({("IDR", "USD"): rate_settings.fixed_idr_usd})
-    service = RateService(provider, app.extensions["lapak.jobs"].redis, rate_settings.cache_seconds)
+    service = RateService(
+        provider,
+        app.extensions["lapak.jobs"].redis,
+        rate_settings.cache_seconds,
+        retry_seconds=rate_settings.retry_seconds,
+    )
     app.extensions["fetch.rates"] = service
     return service
 

@@ -400,7 +400,9 @@ def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
     with transaction():
         payment = _get(Payment, payment_uuid, "payment")
         _lock_order_and_invoice(payment.invoice.order_id)
-        Session().refresh(payment, with_for_update=True)
+        # Lock the payment row only: its joined relationships are outer joins, which FOR
+        # UPDATE cannot lock.
+        Session().refresh(payment, with_for_update={"of": Payment})
         invoice = payment.invoice
         Session().refresh(invoice)
         if payment.state == "paid":

@@ -1,0 +1,232 @@
+"""Reading orders: who sees what, filters, cursor pages newest first, and the read replica."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event
+
+from app.db import LSN_HEADER
+from tests.conftest import wait_for_replica
+from tests.modules.conftest import Caller
+from tests.servers import Services
+
+from .conftest import (
+    YEAR,
+    MadeProduct,
+    assert_problem,
+    created,
+    get,
+    order_body,
+    place,
+    post,
+)
+
+
+def numbers(response: Any) -> list[str]:
+    assert response.status_code == 200, response.get_json()
+    return [order["number"] for order in response.get_json()["items"]]
+
+
+def test_staff_see_all_customers_their_own_sellers_theirs(
+    client: FlaskClient,
+    staff: Caller,
+    log_in_as: Callable[..., Caller],
+    make_product: Callable[..., MadeProduct],
+) -> None:
+    alice, bob = log_in_as("customer"), log_in_as("customer")
+    seller, other_seller = log_in_as("seller"), log_in_as("seller")
+    mine = make_product("1000", seller_id=seller.user_id)
+    theirs = make_product("2000", seller_id=other_seller.user_id)
+    house = make_product("3000")
+    place(client, alice, order_body((mine.id, "1")))  # SO 1
+    place(client, bob, order_body((theirs.id, "1")))  # SO 2
+    place(client, alice, order_body((house.id, "1"), (mine.id, "2")))  # SO 3
+    so = [f"SO/{YEAR}/{n:05d}" for n in range(1, 4)]
+
+    assert numbers(get(client, staff, "/orders")) == [so[2], so[1], so[0]]
+    assert numbers(get(client, alice, "/orders")) == [so[2], so[0]]
+    assert numbers(get(client, bob, "/orders")) == [so[1]]
+    assert numbers(get(client, seller, "/orders")) == [so[2], so[0]]
+    assert numbers(get(client, other_seller, "/orders")) == [so[1]]
+
+
+def test_another_customers_order_invoice_and_payment_are_404(
+    client: FlaskClient,
+    staff: Caller,
+    log_in_as: Callable[..., Caller],
+    product: MadeProduct,
+) -> None:
+    alice, bob = log_in_as("customer"), log_in_as("customer")
+    seller = log_in_as("seller")
+    placed = place(client, alice, order_body((product.id, "1")))
+    paths = [
+        f"/orders/{placed['order']['id']}",
+        f"/invoices/{placed['invoice']['id']}",
+        f"/payments/{placed['payment']['id']}",
+    ]
+    for path in paths:
+        assert get(client, alice, path).status_code == 200
+        assert get(client, staff, path).status_code == 200
+        assert_problem(get(client, bob, path), 404, "not-found")
+        assert_problem(get(client, seller, path), 404)  # not their product
+    # Paying or cancelling someone else's is a 404 as well, not a 403 that confirms it exists.
+    assert_problem(
+        post(client, bob, f"/invoices/{placed['invoice']['id']}/payments", {"method": "cash"}), 404
+    )
+    assert_problem(post(client, bob, f"/orders/{placed['order']['id']}/cancel"), 404)
+    detail = created(get(client, alice, paths[0]), 200)
+    assert detail["order"]["id"] == placed["order"]["id"]
+    assert [i["id"] for i in detail["invoices"]] == [placed["invoice"]["id"]]
+    assert [p["id"] for p in detail["payments"]] == [placed["payment"]["id"]]
+
+
+def test_filters_and_cursor_pages_newest_first(
+    client: FlaskClient,
+    staff: Caller,
+    log_in_as: Callable[..., Caller],
+    make_product: Callable[..., MadeProduct],
+) -> None:
+    alice, bob = log_in_as("customer"), log_in_as("customer")
+    cheap, dear = make_product("1000"), make_product("100000", name="UDANG")
+    # Totals with tax: cheap 1110.00, dear 111000.00.
+    place(client, alice, order_body((cheap.id, "1")))  # 1: alice, in_payment
+    place(client, bob, order_body((dear.id, "1")))  # 2: bob
+    third = place(  # 3: alice, partial, then cancelled (reversed)
+        client, alice, order_body((dear.id, "1"), payment={"method": "cash", "amount": "10"})
+    )
+    place(client, alice, order_body((cheap.id, "2"), payment={"method": "cash", "amount": "5"}))
+    place(client, bob, order_body((cheap.id, "1")))  # 5
+    created(post(client, staff, f"/orders/{third['order']['id']}/cancel"), 200)
+    so = {n: f"SO/{YEAR}/{n:05d}" for n in range(1, 6)}
+
+    assert numbers(get(client, staff, "/orders")) == [so[5], so[4], so[3], so[2], so[1]]
+    assert numbers(get(client, staff, "/orders", state="cancel")) == [so[3]]
+    assert numbers(get(client, staff, "/orders", state="sale")) == [so[5], so[4], so[2], so[1]]
+    assert numbers(get(client, staff, "/orders", payment_state="partial")) == [so[4]]
+    assert numbers(get(client, staff, "/orders", payment_state="reversed")) == [so[3]]
+    assert numbers(get(client, staff, "/orders", payment_state="in_payment")) == [
+        so[5],
+        so[2],
+        so[1],
+    ]
+    assert numbers(get(client, staff, "/orders", customer=str(bob.uuid))) == [so[5], so[2]]
+    assert numbers(get(client, staff, "/orders", total_min="100000")) == [so[3], so[2]]
+    assert numbers(get(client, staff, "/orders", total_max="1110.00")) == [so[5], so[1]]
+    assert numbers(get(client, staff, "/orders", total_min="1110", total_max="2220")) == [
+        so[5],
+        so[4],
+        so[1],
+    ]
+    assert numbers(get(client, staff, "/orders", number="00003")) == [so[3]]
+    assert numbers(get(client, staff, "/orders", number=f"so/{YEAR}/0000")) == list(
+        reversed(so.values())
+    )
+    assert numbers(get(client, staff, "/orders", number="%")) == []
+    # A customer's customer filter cannot widen what they see.
+    assert numbers(get(client, alice, "/orders", customer=str(bob.uuid))) == []
+
+    every = get(client, staff, "/orders").get_json()["items"]
+    newest, oldest = every[0]["date_order"], every[-1]["date_order"]
+    assert numbers(get(client, staff, "/orders", **{"from": newest})) == [so[5]]
+    assert numbers(get(client, staff, "/orders", to=oldest)) == [so[1]]
+    assert numbers(get(client, staff, "/orders", **{"from": oldest[:10], "to": newest[:10]})) == [
+        so[5],
+        so[4],
+        so[3],
+        so[2],
+        so[1],
+    ]
+    assert numbers(get(client, staff, "/orders", to="2000-01-01")) == []
+
+    # Cursor pages of two, newest first, with a Link header, until next_cursor is null.
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, "state": "sale", **({"cursor": cursor} if cursor else {})}
+        response = get(client, staff, "/orders", **params)
+        seen += numbers(response)
+        cursor = response.get_json()["next_cursor"]
+        pages += 1
+        if cursor is None:
+            assert "Link" not in response.headers
+            break
+        assert 'rel="next"' in response.headers["Link"]
+    assert (seen, pages) == ([so[5], so[4], so[2], so[1]], 2)
+    assert_problem(get(client, staff, "/orders", cursor="garbage"), 400, "invalid-cursor")
+    assert_problem(get(client, staff, "/orders", state="paid"), 422)
+    assert_problem(get(client, staff, "/orders", total_min="abc"), 422)
+    assert_problem(get(client, staff, "/orders", **{"from": "yesterday"}), 422)
+
+
+@contextmanager
+def recovery_of_order_queries(app: Flask) -> Iterator[list[bool]]:
+    """``pg_is_in_recovery()`` of the connection each marketplace_sale_order SELECT ran on."""
+    seen: list[bool] = []
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM marketplace_sale_order" in (
+            statement
+        ):
+            seen.append(cursor.connection.execute("SELECT pg_is_in_recovery()").fetchone()[0])
+
+    engines = app.extensions["lapak.db"].engines()
+    for engine in engines:
+        event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "after_cursor_execute", after)
+
+
+def test_listing_orders_runs_on_the_replica(
+    app: Flask, client: FlaskClient, customer: Caller, product: MadeProduct, services: Services
+) -> None:
+    placed = place(client, customer, order_body((product.id, "1")))
+    wait_for_replica(services)
+    reader = app.test_client()  # no LSN cookie: any caught-up replica will do
+    with recovery_of_order_queries(app) as recovery:
+        listed = get(reader, customer, "/orders")
+        shown = get(reader, customer, f"/orders/{placed['order']['id']}")
+    assert numbers(listed) == [placed["order"]["number"]]
+    assert shown.status_code == 200
+    assert recovery, "no order query was seen"
+    assert all(recovery), recovery
+    # Writes stay on the primary.
+    with recovery_of_order_queries(app) as recovery:
+        created(post(reader, customer, f"/orders/{placed['order']['id']}/cancel"), 200)
+    assert recovery, "no order query was seen"
+    assert not any(recovery), recovery
+
+
+def test_a_customer_sees_the_order_they_just_placed_while_the_replica_is_paused(
+    app: Flask, paused_replica: Services, log_in_as: Callable[..., Caller], product: MadeProduct
+) -> None:
+    customer, staff = log_in_as("customer"), log_in_as("staff")
+    writer = app.test_client()  # keeps the lapak_lsn cookie the write answer sets
+    response = post(writer, customer, "/orders", order_body((product.id, "1")))
+    assert response.status_code == 201, response.get_json()
+    lsn = response.headers[LSN_HEADER]
+    number = response.get_json()["order"]["number"]
+    order_id = response.get_json()["order"]["id"]
+
+    with recovery_of_order_queries(app) as recovery:
+        assert numbers(get(writer, customer, "/orders")) == [number]
+        assert get(writer, customer, f"/orders/{order_id}").status_code == 200
+    assert recovery, "no order query was seen"
+    assert not any(recovery), recovery  # the paused replica was skipped for the primary
+
+    # Another client that echoes the header is sent to the primary too ...
+    echo = app.test_client()
+    echoed = echo.get("/api/v1/marketplace/orders", headers={**customer.headers, LSN_HEADER: lsn})
+    assert numbers(echoed) == [number]
+    # ... while one that has not seen the write reads the paused replica, which lacks it.
+    stranger = app.test_client()
+    with recovery_of_order_queries(app) as recovery:
+        assert numbers(get(stranger, staff, "/orders")) == []
+    assert recovery, "no order query was seen"
+    assert all(recovery), recovery
