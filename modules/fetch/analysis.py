@@ -121,22 +121,27 @@ def aggregate(listings: Sequence[Listing], rate: Decimal, by: Sequence[str]) -> 
 def _scaled(values: Sequence[Decimal | None]) -> tuple[Any, int]:
     """``values`` as whole numbers at the smallest common decimal scale (None stays missing)."""
     present = [value for value in values if value is not None]
-    scale = min(MAX_SCALE, max((-value.as_tuple().exponent for value in present), default=0))
-    scale = max(scale, 0)
-    with localcontext() as context:
-        context.prec = 80
-        context.rounding = ROUND_HALF_UP
-        quantum = Decimal(1).scaleb(-scale)
-        whole = [
-            None if value is None else int(value.quantize(quantum).scaleb(scale))
-            for value in values
-        ]
-    largest = max((abs(number) for number in whole if number is not None), default=0)
-    if largest * max(len(whole), 1) > _INT64_MAX or largest >= _EXACT_FLOAT:
-        return pd.array(whole, dtype=object), scale  # Python ints: exact at any size
+    truncated = [int(value) for value in present]
+    fractional = [value for value, whole in zip(present, truncated, strict=True) if value != whole]
+    if not fractional:  # the usual feed: whole rupiah, whole sizes; no Decimal arithmetic
+        scale = 0
+        whole_numbers = iter(truncated)
+        scaled = [None if value is None else next(whole_numbers) for value in values]
+    else:
+        scale = min(MAX_SCALE, max(-value.as_tuple().exponent for value in fractional))
+        with localcontext() as context:
+            context.prec = 80
+            context.rounding = ROUND_HALF_UP
+            scaled = [
+                None if value is None else int(value.scaleb(scale).to_integral_value())
+                for value in values
+            ]
+    largest = (max(max(truncated, default=0), -min(truncated, default=0)) + 1) * 10**scale
+    if largest * max(len(scaled), 1) > _INT64_MAX or largest >= _EXACT_FLOAT:
+        return pd.array(scaled, dtype=object), scale  # Python ints: exact at any size
     if len(present) == len(values):
-        return np.array(whole, dtype=np.int64), scale
-    return pd.array(whole, dtype="Int64"), scale
+        return np.array(scaled, dtype=np.int64), scale
+    return pd.array(scaled, dtype="Int64"), scale
 
 
 def _converted(price: Any, scale: int, rate: Decimal) -> Any:

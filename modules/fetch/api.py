@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -22,6 +23,8 @@ from .schemas import (
     AggregateSchema,
     CommodityPageSchema,
     CommodityQuerySchema,
+    FeedMetaSchema,
+    GroupSchema,
     RateSchema,
 )
 
@@ -32,6 +35,8 @@ blp = Blueprint(
     "aggregates; and the exchange rate in use.",
 )
 
+_GROUPS = GroupSchema(many=True)
+_META = FeedMetaSchema()
 _UPSTREAM = {
     502: "The source failed (an error status, an unusable body, unreachable) and no good copy "
     "is kept",
@@ -78,7 +83,7 @@ class CommodityAggregate(MethodView):
     @blp.arguments(AggregateQuerySchema, location="query")
     @blp.response(200, AggregateSchema)
     @_upstream_responses
-    def get(self, args: dict[str, Any]) -> services.AggregateReport:
+    def get(self, args: dict[str, Any]) -> Response:
         """Price and size statistics per province and ISO week
 
         For each group: count, and min, max, median and mean of the price in IDR and in USD
@@ -86,7 +91,19 @@ class CommodityAggregate(MethodView):
         province are counted in ``skipped`` (``missing_province``), never grouped under null;
         rows without a usable date never get past cleaning (``missing_date``, ``invalid_date``).
         """
-        return services.aggregate_commodities(args["source"], args["url"], args["group"])
+        report = services.aggregate_commodities(
+            args["source"], args["url"], args["group"], render_groups=_GROUPS.dump
+        )
+        # The groups are already rendered (and cached with the feed version); only the
+        # metadata, which ages, is rendered per request.
+        return jsonify(
+            {
+                "grouped_by": list(report.grouped_by),
+                "groups": report.groups,
+                "skipped": report.skipped,
+                "meta": _META.dump(report.report),
+            }
+        )
 
 
 @blp.route("/rates/<string:base>/<string:quote>")

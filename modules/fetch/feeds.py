@@ -16,17 +16,20 @@ body through Redis, and each cleans a version once.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
@@ -56,14 +59,26 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PreparedFeed:
-    """A kept body, cleaned: listings newest first, with columns for fast filtering."""
+    """A kept body, cleaned: listings newest first, with columns for fast filtering.
+
+    The order is by listing time, newest first, then by uuid: total and stable, so a cursor
+    (the last item's :meth:`sort_key`) finds its place again in any later version of the feed.
+    """
 
     def __init__(self, info: SnapshotInfo, received: int, cleaned: Cleaned) -> None:
         self.info = info
         self.received = received
         self.cleaned = cleaned
-        #: Newest first; ties by uuid, so the order (and every cursor) is total and stable.
-        self.ordered: list[Listing] = sorted(cleaned.listings, key=self.sort_key)
+        listings = cleaned.listings
+        # Sorted by numpy on two key arrays: a Python sort of 200k key tuples is ~5x slower.
+        listed = _micros_array(listing.listed_at for listing in listings)
+        uuids = np.array([listing.uuid for listing in listings], dtype=str)
+        order = np.lexsort((uuids, -listed))
+        self.ordered: list[Listing] = [listings[i] for i in order.tolist()]
+        self._newest_first = -listed[order]
+        self._uuids = uuids[order]
+        self._listed = listed[order]
+        self._order = order
         self._columns: dict[str, np.ndarray] | None = None
         self._lock = threading.Lock()
         #: Results computed from this version (aggregates per grouping and rate).
@@ -75,23 +90,35 @@ class PreparedFeed:
 
     @staticmethod
     def sort_key(listing: Listing) -> tuple[int, str]:
-        """Ascending in :attr:`ordered`: newest first, then by uuid."""
+        """The listing's place in :attr:`ordered`: (-microseconds since the epoch, uuid)."""
         return (-micros(listing.listed_at), listing.uuid)
+
+    def position_after(self, key: tuple[int, str]) -> int:
+        """The index in :attr:`ordered` of the first listing after ``key`` (a sort key)."""
+        newest_first, uuid = key
+        low = int(np.searchsorted(self._newest_first, newest_first, side="left"))
+        high = int(np.searchsorted(self._newest_first, newest_first, side="right"))
+        return low + int(np.searchsorted(self._uuids[low:high], uuid, side="right"))
 
     def columns(self) -> dict[str, np.ndarray]:
         """Filterable columns aligned with :attr:`ordered` (built on first use)."""
         with self._lock:
             if self._columns is None:
-                ordered = self.ordered
+                listings = self.cleaned.listings
                 self._columns = {
-                    "province": np.array([item.province for item in ordered], dtype=object),
-                    "city": np.array([item.city for item in ordered], dtype=object),
-                    "commodity": np.array([item.commodity for item in ordered], dtype=object),
-                    "listed_at": np.array(
-                        [micros(item.listed_at) for item in ordered], dtype=np.int64
-                    ),
+                    name: np.array([getattr(item, name) for item in listings], dtype=object)[
+                        self._order
+                    ]
+                    for name in ("province", "city", "commodity")
                 }
+                self._columns["listed_at"] = self._listed
             return self._columns
+
+
+def _micros_array(moments: Iterable[datetime]) -> np.ndarray:
+    """Microseconds since the epoch of aware datetimes, as int64, exactly."""
+    index = pd.DatetimeIndex(list(moments), dtype="datetime64[us, UTC]")
+    return index.asi8.copy()
 
 
 def micros(moment: datetime) -> int:
@@ -244,6 +271,12 @@ class FeedService:
             self._prepared.move_to_end(prepared.info.key)
             while len(self._prepared) > PREPARED_FEEDS_KEPT:
                 self._prepared.popitem(last=False)
+        # A cleaned large feed is millions of long-lived objects; without this, every full
+        # collection walks them all (~300 ms at 200k rows) in the middle of some request.
+        # Frozen objects are still freed by reference counting when a feed is dropped; the
+        # collection first keeps cyclic garbage of the moment from being frozen with them.
+        gc.collect()
+        gc.freeze()
         return prepared
 
     def _fetch_lock(self, key: str) -> threading.Lock:

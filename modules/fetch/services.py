@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
 from app.errors import Invalid
-from app.http import decode_cursor, encode_cursor, link_next
+from app.http import InvalidCursor, decode_cursor, encode_cursor, link_next
 
 from . import analysis
 from .cleaning import Listing, normalise_name
@@ -89,7 +90,8 @@ class CommodityPage:
 
 @dataclass(frozen=True)
 class AggregateReport:
-    groups: list[analysis.Group]
+    #: The groups as ``render_groups`` made them.
+    groups: Any
     grouped_by: tuple[str, ...]
     #: Rows left out of the groups, by reason: cleaning's reasons and ``missing_province``.
     skipped: dict[str, int]
@@ -113,8 +115,10 @@ def list_commodities(
     positions = _matching(prepared, filters)
     start = 0
     if cursor:
-        last_key = tuple(decode_cursor(cursor, 2))
-        start = bisect_right(prepared.ordered, last_key, key=PreparedFeed.sort_key)
+        newest_first, uuid = decode_cursor(cursor, 2)
+        if not isinstance(newest_first, int) or not isinstance(uuid, str):
+            raise InvalidCursor("the cursor belongs to another listing; start again without it")
+        start = prepared.position_after((newest_first, uuid))
     if positions is None:
         matched = len(prepared.ordered)
         chosen = prepared.ordered[start : start + limit + 1]
@@ -132,9 +136,16 @@ def list_commodities(
 
 
 def aggregate_commodities(
-    source: str | None, url: str | None, grouped_by: tuple[str, ...]
+    source: str | None,
+    url: str | None,
+    grouped_by: tuple[str, ...],
+    render_groups: Callable[[list[analysis.Group]], Any],
 ) -> AggregateReport:
-    """Price (IDR and USD) and size statistics per group; see :mod:`.analysis`."""
+    """Price (IDR and USD) and size statistics per group; see :mod:`.analysis`.
+
+    The groups are computed and rendered (``render_groups``) once per feed version, grouping
+    and rate: a large feed has thousands of groups, and rendering them is most of the work.
+    """
     unknown = [name for name in grouped_by if name not in analysis.GROUPINGS]
     if unknown or not grouped_by or len(set(grouped_by)) != len(grouped_by):
         raise Invalid(
@@ -146,15 +157,17 @@ def aggregate_commodities(
     rate = rates().current_rate(FEED_CURRENCY, DISPLAY_CURRENCY)
     prepared = snapshot.prepared
     memo_key = ("aggregate", grouped_by, rate.rate)
-    result = prepared.memo.get(memo_key)
-    if result is None:
+    memo = prepared.memo.get(memo_key)
+    if memo is None:
         result = analysis.aggregate(prepared.cleaned.listings, rate.rate, grouped_by)
+        memo = (result, render_groups(result.groups))
         if len(prepared.memo) >= MEMO_ENTRIES:
             prepared.memo.clear()
-        prepared.memo[memo_key] = result
+        prepared.memo[memo_key] = memo
+    result, rendered = memo
     skipped = {**prepared.cleaned.skipped, **result.skipped}
     return AggregateReport(
-        groups=result.groups,
+        groups=rendered,
         grouped_by=grouped_by,
         skipped=dict(sorted(skipped.items())),
         report=FeedReport(snapshot, rate),
