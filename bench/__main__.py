@@ -14,6 +14,8 @@ BENCHMARKS = {
     "http_overhead": "bench.http_overhead",
     "auth": "bench.auth",
     "user_import": "bench.user_import",
+    "fetch": "bench.fetch",
+    "orders": "bench.orders",
 }
 
 
