@@ -13,6 +13,7 @@ its effect exactly once. Failures are retried with exponential backoff, then the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -24,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SWEEP_EVERY = timedelta(seconds=15)
+DISPATCH_QUEUED_KEY = "lapak:outbox:dispatch-queued"
+DISPATCH_QUEUED_SECONDS = 60
 BASE_BACKOFF_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 3600.0
 
@@ -80,9 +84,28 @@ def _jsonable(value: Any) -> str:
 
 
 def _schedule_dispatch() -> None:
-    from app.jobs import enqueue
+    from app.jobs import enqueue, get_jobs
 
+    redis = get_jobs().redis
+    if redis is not None:
+        try:
+            # One queued dispatch is enough: it delivers every event committed before it starts
+            # (it clears the flag first). Saves a job per commit under load; the flag expires
+            # in case its job is lost, and the periodic sweep covers the rest.
+            if not redis.set(DISPATCH_QUEUED_KEY, "1", nx=True, ex=DISPATCH_QUEUED_SECONDS):
+                return
+        except RedisError:
+            pass
     enqueue(dispatch_outbox, queue="events")
+
+
+def _clear_dispatch_queued() -> None:
+    from app.jobs import get_jobs
+
+    redis = get_jobs().redis
+    if redis is not None:
+        with contextlib.suppress(RedisError):
+            redis.delete(DISPATCH_QUEUED_KEY)
 
 
 def subscribers() -> dict[str, list[Callable[[dict[str, Any]], None]]]:
@@ -91,6 +114,7 @@ def subscribers() -> dict[str, list[Callable[[dict[str, Any]], None]]]:
 
 def dispatch_outbox(batch_size: int = 100) -> int:
     """Deliver every due event; returns how many became ``delivered``. Safe to run concurrently."""
+    _clear_dispatch_queued()
     delivered = 0
     while True:
         now = utcnow()

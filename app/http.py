@@ -30,7 +30,7 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Response, after_this_request, g, request
 from flask_smorest import Api
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 from werkzeug.exceptions import HTTPException
 
@@ -323,13 +323,14 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
 
 
 def _after(columns: Sequence[Any], values: Sequence[Any], descending: bool) -> Any:
-    # (a, b) > (x, y)  ==  a > x OR (a = x AND b > y); portable, index-friendly on the first key.
-    clauses = []
-    for index, column in enumerate(columns):
-        equal = [columns[i] == values[i] for i in range(index)]
-        beyond = column < values[index] if descending else column > values[index]
-        clauses.append(and_(*equal, beyond))
-    return or_(*clauses)
+    # A row comparison, (a, b) < (x, y): PostgreSQL (and SQLite) use it as an index bound on
+    # (a, b). The equivalent "a < x OR (a = x AND b < y)" is only a filter: a deep page would
+    # scan and discard every row before it.
+    if len(columns) == 1:
+        return columns[0] < values[0] if descending else columns[0] > values[0]
+    key = [literal(value, type_=column.type) for column, value in zip(columns, values, strict=True)]
+    row, bound = tuple_(*columns), tuple_(*key)
+    return row < bound if descending else row > bound
 
 
 def _cursor_serializer() -> URLSafeSerializer:

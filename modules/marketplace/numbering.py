@@ -1,19 +1,25 @@
-"""Document numbers per code and year (``INV/2026/00042``), gap-free under any concurrency.
+"""Document numbers per code and year (``INV/2026/00042``) from counter rows.
 
-A number is the counter row's value, incremented in the transaction that uses it: the row lock
-is held until that transaction ends, so a rolled-back transaction gives its number back and two
-transactions can never take the same one. The lock serialises every transaction that numbers
-the same code, so callers take numbers last, just before commit, and in one fixed order
-(:func:`take_numbers` sorts the codes) so two transactions never wait for each other in a cycle.
+Gap-free numbers (invoices, credit notes) are the counter row's value, incremented in the
+transaction that uses it: the row lock is held until that transaction ends, so a rolled-back
+transaction gives its number back and two transactions can never take the same one. That lock
+serialises every transaction numbering the same code, so :func:`number_document` is the last
+statement before commit, and does the increment and the naming in one round trip.
+
+Numbers that need only be unique (orders, payments: Odoo numbers them from sequences that may
+skip) come from :func:`take_unique`, a separate short transaction on PostgreSQL, so no order
+waits for another's commit to get its number; a failed order leaves a gap there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import Session, get_database
 
@@ -57,6 +63,77 @@ def _take(code: str, year: int) -> int:
         )
         taken = session.execute(statement).scalar_one()
     return taken - 1
+
+
+def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
+    """Numbers unique for each code and ``year``, not necessarily gap-free.
+
+    Taken in their own short transaction on another connection, so call this *before* the
+    caller's transaction holds a connection: a request never waits for a second connection
+    while holding the first (a small pool would starve).
+    """
+    database = get_database()
+    numbers = {}
+    with database.primary.begin() as connection:
+        if database.primary.dialect.name == "postgresql":
+            # Safe without waiting for the WAL flush: WAL is flushed in order, so any order that
+            # commits durably with these numbers also makes their increments durable.
+            connection.execute(text("SET LOCAL synchronous_commit = off"))
+        for code in sorted(set(codes)):
+            params = {"code": code, "year": year}
+            number = connection.execute(_INCREMENT, params).scalar()
+            if number is None:
+                connection.execute(_FIRST_OF_YEAR, params)
+                number = connection.execute(_INCREMENT, params).scalar_one()
+            numbers[code] = format_number(code, year, number)
+    return numbers
+
+
+def number_document(document: Any, code: str, year: int) -> str:
+    """Give a flushed ``document`` (a model with ``id`` and ``name``) the next gap-free number.
+
+    Call it last before commit: it locks the counter row until the transaction ends.
+    """
+    session = Session()
+    if get_database().primary.dialect.name != "postgresql":
+        document.name = take_numbers((code,), year)[code]
+        session.flush()
+        return document.name
+    taken = (
+        update(SequenceCounter)
+        .where(SequenceCounter.code == code, SequenceCounter.year == year)
+        .values(next_number=SequenceCounter.next_number + 1)
+        .returning((SequenceCounter.next_number - 1).label("number"))
+        .cte("taken")
+    )
+    # A scalar subquery, not UPDATE ... FROM taken: no counter row (a new year) gives NULL.
+    digits = cast(select(taken.c.number).scalar_subquery(), String)
+    table = document.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == document.id)
+        .values(
+            name=literal(f"{code}/{year}/")
+            + func.lpad(digits, func.greatest(DIGITS, func.length(digits)), "0")
+        )
+        .returning(table.c.name)
+    )
+    name = session.execute(statement).scalar()
+    if name is None:  # the year's first document of this code
+        session.execute(_FIRST_OF_YEAR, {"code": code, "year": year})
+        name = session.execute(statement).scalar_one()
+    set_committed_value(document, "name", name)  # written already; no UPDATE from the ORM
+    return name
+
+
+_INCREMENT = text(
+    "UPDATE marketplace_sequence SET next_number = next_number + 1 "
+    "WHERE code = :code AND year = :year RETURNING next_number - 1 AS number"
+)
+_FIRST_OF_YEAR = text(
+    "INSERT INTO marketplace_sequence (code, year, next_number) VALUES (:code, :year, 1) "
+    "ON CONFLICT (code, year) DO NOTHING"
+)
 
 
 def last_numbers(year: int) -> dict[str, int]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import joinedload
 
 from app.db import Session, transaction, utcnow
 from app.errors import (
@@ -141,6 +142,9 @@ def place_order(
     ``Idempotency-Key``.
     """
     settings = marketplace_settings()
+    now = utcnow()
+    with _step("numbering"):
+        numbers = numbering.take_unique(("SO", "PAY"), _year(now))
     with transaction():
         claim_id: int | None = None
         if idempotent is not None:
@@ -149,15 +153,15 @@ def place_order(
                 return claimed.status_code, claimed.body
             claim_id = claimed
         with _step("order"):
-            order = _create_order(actor, request)
+            order = _create_order(actor, request, numbers["SO"], now)
         with _step("invoice"):
             invoice = _post_invoice(order)
         with _step("payment"):
-            payment = _register_payment(invoice, request.payment, new_invoice=True)
+            payment = _register_payment(
+                invoice, request.payment, numbers["PAY"], now, new_invoice=True
+            )
         with _step("numbering"):
-            numbers = numbering.take_numbers(("SO", "INV", "PAY"), _year(order.date_order))
-            order.name, invoice.name, payment.name = numbers["SO"], numbers["INV"], numbers["PAY"]
-            Session().flush()
+            numbering.number_document(invoice, "INV", _year(order.date_order))
         emit("order.confirmed", _order_event(order))
         emit("invoice.posted", _invoice_event(invoice))
         emit("payment.registered", _payment_event(payment))
@@ -187,7 +191,7 @@ def _step(name: str) -> Iterator[None]:
         ) from error
 
 
-def _create_order(actor: Principal, request: OrderRequest) -> SaleOrder:
+def _create_order(actor: Principal, request: OrderRequest, number: str, now: datetime) -> SaleOrder:
     settings = marketplace_settings()
     customer_id = _customer_for(actor, request.customer)
     currency = request.currency.strip().upper()
@@ -211,6 +215,7 @@ def _create_order(actor: Principal, request: OrderRequest) -> SaleOrder:
     products = _products_for(request.lines)
     customer = Session().get(User, customer_id)  # loaded now: rendering must not query later
     order = SaleOrder(
+        name=number,
         customer=customer,
         state="sale",
         customer_id=customer_id,
@@ -219,7 +224,7 @@ def _create_order(actor: Principal, request: OrderRequest) -> SaleOrder:
         currency_rate=rate,
         rate_source=rate_source,
         tax_percent=settings.tax_percent,
-        date_order=utcnow(),
+        date_order=now,
     )
     amounts: list[LineAmounts] = []
     for index, (line, product) in enumerate(zip(request.lines, products, strict=True)):
@@ -298,7 +303,12 @@ def _move_line(line: SaleOrderLine | AccountMoveLine) -> AccountMoveLine:
 
 
 def _register_payment(
-    invoice: AccountMove, request: PaymentRequest, *, new_invoice: bool = False
+    invoice: AccountMove,
+    request: PaymentRequest,
+    number: str,
+    now: datetime,
+    *,
+    new_invoice: bool = False,
 ) -> Payment:
     """Register a payment on a posted invoice (locked by the caller, or just created)."""
     method = payment_method(request.method)
@@ -317,6 +327,7 @@ def _register_payment(
         )
     method.check(amount, invoice.currency, request.reference)
     payment = Payment(
+        name=number,
         state="in_process",
         invoice_id=invoice.id,
         invoice=invoice,
@@ -326,7 +337,7 @@ def _register_payment(
         amount=amount,
         currency=invoice.currency,
         reference=request.reference,
-        created_at=utcnow(),
+        created_at=now,
     )
     Session().add(payment)
     invoice.amount_residual -= amount
@@ -373,6 +384,8 @@ def register_payment(
 ) -> tuple[int, dict[str, Any]]:
     """A further payment on a partially paid invoice."""
     settings = marketplace_settings()
+    now = utcnow()
+    number = numbering.take_unique(("PAY",), _year(now))["PAY"]
     with transaction():
         claim_id: int | None = None
         if idempotent is not None:
@@ -385,9 +398,7 @@ def register_payment(
             raise Conflict("a credit note takes no payment")
         _lock_order_and_invoice(invoice.order_id)
         Session().refresh(invoice)
-        payment = _register_payment(invoice, request)
-        payment.name = numbering.take_numbers(("PAY",), _year(payment.created_at))["PAY"]
-        Session().flush()
+        payment = _register_payment(invoice, request, number, now)
         emit("payment.registered", _payment_event(payment))
         body = render(payment)
         if claim_id is not None:
@@ -456,10 +467,8 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
         order.state = "cancel"
         order.cancelled_at = now
         Session().flush()
-        year = _year(now)
         for credit_note in credit_notes:
-            credit_note.name = numbering.take_numbers(("RINV",), year)["RINV"]
-        Session().flush()
+            numbering.number_document(credit_note, "RINV", _year(now))
         emit("order.cancelled", _order_event(order))
         for credit_note in credit_notes:
             emit("invoice.reversed", _invoice_event(credit_note))
@@ -518,7 +527,8 @@ def _invoices_of(order: SaleOrder) -> list[AccountMove]:
 
 def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
     """Orders the actor may see, newest first, filtered, one page."""
-    statement = _visible_orders(actor)
+    # The listing shows the customer's public id only: not their whole row (hash included).
+    statement = _visible_orders(actor).options(joinedload(SaleOrder.customer).load_only(User.uuid))
     if filters.state:
         statement = statement.where(SaleOrder.state == filters.state)
     if filters.customer:

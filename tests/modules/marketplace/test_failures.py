@@ -1,4 +1,7 @@
-"""Failure injection: a database failure at a step saves nothing and burns no number.
+"""Failure injection: a database failure at a step saves nothing and burns no invoice number.
+
+Order and payment numbers need only be unique (they come from their own short transaction, as
+Odoo's sequences may skip); invoice numbers must stay gap-free.
 
 The failure is real: a PostgreSQL trigger created on the primary through a direct connection
 refuses the statement, as a constraint, a full disk or a lost connection would.
@@ -29,21 +32,23 @@ from .conftest import (
 
 
 @contextmanager
-def failing_trigger(services: Services, when: str) -> Iterator[None]:
-    """``when`` e.g. ``BEFORE INSERT``: every matching statement on marketplace_payment fails."""
+def failing_trigger(
+    services: Services, when: str, table: str = "marketplace_payment"
+) -> Iterator[None]:
+    """``when`` e.g. ``BEFORE INSERT``: every matching statement on ``table`` fails."""
     with psycopg.connect(primary_dsn(services), autocommit=True) as connection:
         connection.execute(
             "CREATE OR REPLACE FUNCTION lapak_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
         )
         connection.execute(
-            f"CREATE TRIGGER lapak_test_refuse {when} ON marketplace_payment "
+            f"CREATE TRIGGER lapak_test_refuse {when} ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION lapak_test_refuse()"
         )
         try:
             yield
         finally:
-            connection.execute("DROP TRIGGER IF EXISTS lapak_test_refuse ON marketplace_payment")
+            connection.execute(f"DROP TRIGGER IF EXISTS lapak_test_refuse ON {table}")
             connection.execute("DROP FUNCTION IF EXISTS lapak_test_refuse()")
 
 
@@ -58,27 +63,27 @@ def test_a_failure_at_the_payment_step_saves_nothing_and_burns_no_number(
         assert "injected failure" not in problem["detail"]  # no SQL or database text leaks
         nothing_written(services)
     placed = place(client, customer, order_body((product.id, "1")))
-    assert placed["order"]["number"] == f"SO/{YEAR}/00001"
     assert placed["invoice"]["number"] == f"INV/{YEAR}/00001"
-    assert placed["payment"]["number"] == f"PAY/{YEAR}/00001"
+    assert placed["order"]["number"].startswith(f"SO/{YEAR}/")
+    assert placed["payment"]["number"].startswith(f"PAY/{YEAR}/")
 
 
-def test_a_failure_after_the_numbers_are_taken_gives_them_back(
+def test_a_failure_when_the_invoice_is_numbered_gives_the_number_back(
     client: FlaskClient, customer: Caller, product: MadeProduct, services: Services
 ) -> None:
-    # The payment's number is written last; refusing that update fails the transaction after
-    # every counter was incremented.
-    with failing_trigger(services, "BEFORE UPDATE OF name"):
+    # The invoice is numbered last, in the statement that increments its counter; refusing
+    # that update fails the transaction after the counter was incremented.
+    with failing_trigger(services, "BEFORE UPDATE OF name", "marketplace_account_move"):
         failed = post(client, customer, "/orders", order_body((product.id, "1")))
         problem = assert_problem(failed, 503, "order-step-failed")
         assert problem["step"] == "numbering"
         nothing_written(services)
-        assert sql(services, "SELECT count(*) FROM marketplace_sequence WHERE next_number > 1") == [
-            (0,)
-        ]
+        assert sql(
+            services,
+            "SELECT count(*) FROM marketplace_sequence WHERE code = 'INV' AND next_number > 1",
+        ) == [(0,)]
     placed = place(client, customer, order_body((product.id, "1")))
     assert placed["invoice"]["number"] == f"INV/{YEAR}/00001"
-    assert placed["order"]["number"] == f"SO/{YEAR}/00001"
 
 
 def test_a_failed_order_with_an_idempotency_key_can_be_retried(
