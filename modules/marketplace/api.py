@@ -47,6 +47,9 @@ blp = Blueprint(
 )
 
 STAFF = ("staff", "admin")
+# One instance each: a schema instance builds its nested schemas once, not per request.
+_PLACED = PlacedSchema()
+_PAYMENT = PaymentSchema()
 IDEMPOTENCY_HEADER = {
     "Idempotency-Key": {
         "description": "Optional. Retrying with the same key and body returns the first answer; "
@@ -193,7 +196,7 @@ class Orders(MethodView):
             authenticate(),
             order_request,
             _idempotent("orders", request.get_json()),
-            PlacedSchema().dump,
+            _PLACED.dump,
         )
         return _created(
             status, answer, url_for("marketplace.OrderItem", order_id=answer["order"]["id"])
@@ -250,7 +253,7 @@ class InvoicePayments(MethodView):
             invoice_id,
             services.PaymentRequest(**body),
             _idempotent(f"invoice-payments:{invoice_id}", request.get_json()),
-            PaymentSchema().dump,
+            _PAYMENT.dump,
         )
         return _created(status, answer, url_for("marketplace.PaymentItem", payment_id=answer["id"]))
 

@@ -160,6 +160,8 @@ def place_order(
             payment = _register_payment(
                 invoice, request.payment, numbers["PAY"], now, new_invoice=True
             )
+        with _step_of_failed_statement():
+            Session().flush()  # the order, the invoice and the payment, in one go
         with _step("numbering"):
             numbering.number_document(invoice, "INV", _year(order.date_order))
         emit("order.confirmed", _order_event(order))
@@ -189,6 +191,29 @@ def _step(name: str) -> Iterator[None]:
             "nothing was saved, try again",
             step=name,
         ) from error
+
+
+#: Which step wrote to a table, to name the step when the database refuses a statement.
+_STEP_OF_TABLE = {
+    "marketplace_sale_order": "order",
+    "marketplace_sale_order_line": "order",
+    "marketplace_account_move": "invoice",
+    "marketplace_account_move_line": "invoice",
+    "marketplace_payment": "payment",
+}
+
+
+@contextlib.contextmanager
+def _step_of_failed_statement() -> Iterator[None]:
+    """Like :func:`_step`, for a flush that writes several steps: named by the failed table."""
+    try:
+        yield
+    except DBAPIError as error:
+        statement = (error.statement or "").split("(", 1)[0]
+        words = statement.replace('"', " ").split()
+        step = next((_STEP_OF_TABLE[w] for w in words if w in _STEP_OF_TABLE), "order")
+        with _step(step):
+            raise
 
 
 def _create_order(actor: Principal, request: OrderRequest, number: str, now: datetime) -> SaleOrder:
@@ -259,7 +284,6 @@ def _create_order(actor: Principal, request: OrderRequest, number: str, now: dat
     order.amount_tax = order_totals.tax
     order.amount_total = order_totals.total
     Session().add(order)
-    Session().flush()
     return order
 
 
@@ -272,7 +296,6 @@ def _post_invoice(order: SaleOrder) -> AccountMove:
         payment_state="not_paid",
         order=order,
         customer=order.customer,
-        order_id=order.id,
         customer_id=order.customer_id,
         currency=order.currency,
         invoice_date=invoice_date,
@@ -284,7 +307,6 @@ def _post_invoice(order: SaleOrder) -> AccountMove:
         lines=[_move_line(line) for line in order.lines],
     )
     Session().add(invoice)
-    Session().flush()
     return invoice
 
 
@@ -329,7 +351,6 @@ def _register_payment(
     payment = Payment(
         name=number,
         state="in_process",
-        invoice_id=invoice.id,
         invoice=invoice,
         customer_id=invoice.customer_id,
         customer=invoice.customer,
@@ -341,9 +362,11 @@ def _register_payment(
     )
     Session().add(payment)
     invoice.amount_residual -= amount
+    if new_invoice:  # nothing written yet: the whole order is flushed at once
+        invoice.payment_state = "in_payment" if invoice.amount_residual == 0 else "partial"
+        return payment
     Session().flush()
-    earlier = [] if new_invoice else _payments_of(invoice)
-    invoice.payment_state = _payment_state(invoice, [*earlier, payment])
+    invoice.payment_state = _payment_state(invoice, _payments_of(invoice))
     return payment
 
 
