@@ -7,18 +7,21 @@ serialises every transaction numbering the same code, so :func:`number_document`
 statement before commit, and does the increment and the naming in one round trip.
 
 Numbers that need only be unique (orders, payments: Odoo numbers them from sequences that may
-skip) come from :func:`take_unique`, a separate short transaction on PostgreSQL, so no order
-waits for another's commit to get its number; a failed order leaves a gap there.
+skip) come from :func:`take_unique`: a PostgreSQL sequence per code and year, which holds no
+lock, so no order waits for another's commit to get its number.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import String, cast, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import Session, get_database
@@ -65,28 +68,63 @@ def _take(code: str, year: int) -> int:
     return taken - 1
 
 
-def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
-    """Numbers unique for each code and ``year``, not necessarily gap-free.
+def prepare_year(codes: Iterable[str], year: int) -> None:
+    """Make sure the sequences of ``codes`` for ``year`` exist (PostgreSQL; once per process).
 
-    Taken in their own short transaction on another connection, so call this *before* the
-    caller's transaction holds a connection: a request never waits for a second connection
-    while holding the first (a small pool would starve).
+    Call it *before* the caller's transaction holds a connection: the first call of a year
+    creates the sequences on a connection of its own, and a request must never wait for a
+    second connection while holding the first (a small pool would starve).
     """
     database = get_database()
-    numbers = {}
-    with database.primary.begin() as connection:
-        if database.primary.dialect.name == "postgresql":
-            # Safe without waiting for the WAL flush: WAL is flushed in order, so any order that
-            # commits durably with these numbers also makes their increments durable.
-            connection.execute(text("SET LOCAL synchronous_commit = off"))
-        for code in sorted(set(codes)):
-            params = {"code": code, "year": year}
-            number = connection.execute(_INCREMENT, params).scalar()
-            if number is None:
-                connection.execute(_FIRST_OF_YEAR, params)
-                number = connection.execute(_INCREMENT, params).scalar_one()
-            numbers[code] = format_number(code, year, number)
-    return numbers
+    if database.primary.dialect.name != "postgresql":
+        return
+    missing = [name for name in map(_sequence_name, codes, repeat(year)) if name not in _READY]
+    if not missing:
+        return
+    with database.primary.connect() as connection:
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        for name in missing:
+            # Owned by the counters' table: dropped with it (a downgrade) and restarted with
+            # it (TRUNCATE ... RESTART IDENTITY). Another process may create it at the same
+            # moment: then it exists, as wanted.
+            with contextlib.suppress(IntegrityError, ProgrammingError):
+                autocommit.execute(
+                    text(
+                        f"CREATE SEQUENCE IF NOT EXISTS {name} "
+                        "OWNED BY marketplace_sequence.next_number"
+                    )
+                )
+            _READY.add(name)
+
+
+def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
+    """Numbers unique for each code and ``year`` (not gap-free), in the caller's transaction.
+
+    On PostgreSQL from a sequence per code and year (:func:`prepare_year` first): no lock is
+    held, so no order waits for another to commit, and a failed order leaves a gap, as Odoo's
+    sequences do. On SQLite, where writes are serialised anyway, from the counter rows.
+    """
+    codes = sorted(set(codes))
+    if get_database().primary.dialect.name != "postgresql":
+        return take_numbers(codes, year)
+    values = (
+        Session()
+        .execute(select(*[func.nextval(_sequence_name(code, year)) for code in codes]))
+        .one()
+    )
+    return {
+        code: format_number(code, year, number) for code, number in zip(codes, values, strict=True)
+    }
+
+
+def _sequence_name(code: str, year: int) -> str:
+    if code not in CODES or not isinstance(year, int):
+        raise ValueError(f"no sequence for {code!r} {year!r}")
+    return f"marketplace_seq_{code.lower()}_{year}"
+
+
+#: Sequences this process knows exist.
+_READY: set[str] = set()
 
 
 def number_document(document: Any, code: str, year: int) -> str:

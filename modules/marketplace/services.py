@@ -143,8 +143,7 @@ def place_order(
     """
     settings = marketplace_settings()
     now = utcnow()
-    with _step("numbering"):
-        numbers = numbering.take_unique(("SO", "PAY"), _year(now))
+    numbering.prepare_year(("SO", "PAY"), _year(now))
     with transaction():
         claim_id: int | None = None
         if idempotent is not None:
@@ -152,6 +151,8 @@ def place_order(
             if isinstance(claimed, Replay):
                 return claimed.status_code, claimed.body
             claim_id = claimed
+        with _step("numbering"):
+            numbers = numbering.take_unique(("SO", "PAY"), _year(now))
         with _step("order"):
             order = _create_order(actor, request, numbers["SO"], now)
         with _step("invoice"):
@@ -408,7 +409,7 @@ def register_payment(
     """A further payment on a partially paid invoice."""
     settings = marketplace_settings()
     now = utcnow()
-    number = numbering.take_unique(("PAY",), _year(now))["PAY"]
+    numbering.prepare_year(("PAY",), _year(now))
     with transaction():
         claim_id: int | None = None
         if idempotent is not None:
@@ -421,6 +422,7 @@ def register_payment(
             raise Conflict("a credit note takes no payment")
         _lock_order_and_invoice(invoice.order_id)
         Session().refresh(invoice)
+        number = numbering.take_unique(("PAY",), _year(now))["PAY"]
         payment = _register_payment(invoice, request, number, now)
         emit("payment.registered", _payment_event(payment))
         body = render(payment)
