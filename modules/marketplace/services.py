@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, lazyload
 
 from app.db import Session, transaction, utcnow
 from app.errors import (
@@ -720,7 +720,9 @@ def _products_for(lines: Sequence[LineRequest]) -> list[Product]:
         with contextlib.suppress(ValueError):
             by_uuid.append(uuid.UUID(value))
     found = Session().scalars(
-        select(Product).where(or_(Product.uuid.in_(by_uuid), Product.feed_uuid.in_(wanted)))
+        select(Product)
+        .options(lazyload(Product.seller))  # an order does not show the seller: no join
+        .where(or_(Product.uuid.in_(by_uuid), Product.feed_uuid.in_(wanted)))
     )
     index: dict[str, Product] = {}
     for product in found:
