@@ -161,16 +161,20 @@ def place_order(
             payment = _register_payment(
                 invoice, request.payment, numbers["PAY"], now, new_invoice=True
             )
+        emit("order.confirmed", _order_event(order))
+        emit("payment.registered", _payment_event(payment))
         with _step_of_failed_statement():
-            Session().flush()  # the order, the invoice and the payment, in one go
+            Session().flush()  # the order, its invoice, the payment and two events, in one go
+        # From here to the commit the invoice counter is locked: nothing but the number, the
+        # event that needs it and (for an Idempotency-Key) the answer to keep.
         with _step("numbering"):
             numbering.number_document(invoice, "INV", _year(order.date_order))
-        emit("order.confirmed", _order_event(order))
         emit("invoice.posted", _invoice_event(invoice))
-        emit("payment.registered", _payment_event(payment))
-        body = render(Placed(order, invoice, payment))
         if claim_id is not None:
+            body = render(Placed(order, invoice, payment))
             idempotency.complete(claim_id, 201, body)
+    if claim_id is None:
+        body = render(Placed(order, invoice, payment))  # committed objects; no query needed
     return 201, body
 
 
@@ -241,6 +245,7 @@ def _create_order(actor: Principal, request: OrderRequest, number: str, now: dat
     products = _products_for(request.lines)
     customer = Session().get(User, customer_id)  # loaded now: rendering must not query later
     order = SaleOrder(
+        uuid=uuid.uuid4(),  # set now, not at flush: the events are built before the flush
         name=number,
         customer=customer,
         state="sale",
@@ -292,6 +297,7 @@ def _post_invoice(order: SaleOrder) -> AccountMove:
     settings = marketplace_settings()
     invoice_date = order.date_order.astimezone(settings.timezone).date()
     invoice = AccountMove(
+        uuid=uuid.uuid4(),
         move_type="out_invoice",
         state="posted",
         payment_state="not_paid",
@@ -350,6 +356,7 @@ def _register_payment(
         )
     method.check(amount, invoice.currency, request.reference)
     payment = Payment(
+        uuid=uuid.uuid4(),
         name=number,
         state="in_process",
         invoice=invoice,
