@@ -10,9 +10,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,63 +26,10 @@ from modules.fetch.client import (
     address_refusal,
     fetch_json,
 )
+from tests.modules.fetch.feedserver import FeedHandler, FeedServer
 
 PAYLOAD = [{"uuid": "a1", "komoditas": "BANDENG", "price": "20.000"}]
 PAYLOAD_BYTES = json.dumps(PAYLOAD).encode()
-
-Route = Callable[["Handler"], None]
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: FeedServer
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        self.server.hits[path] += 1
-        route = self.server.routes.get(path)
-        if route is None:
-            self.reply(404, b'{"error": "not found"}')
-        else:
-            route(self)
-
-    def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def redirect(self, location: str) -> None:
-        self.reply(302, b"", {"Location": location})
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class FeedServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.routes: dict[str, Route] = {}
-        self.hits: Counter[str] = Counter()
-        #: Set at teardown so slow handlers stop waiting.
-        self.stopping = threading.Event()
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    @property
-    def total_hits(self) -> int:
-        return sum(self.hits.values())
 
 
 def run(feed: FeedServer) -> Iterator[FeedServer]:
@@ -187,7 +132,7 @@ def test_default_policy() -> None:
 
 
 def test_slow_response_times_out_within_the_total_deadline(server: FeedServer) -> None:
-    def slow(h: Handler) -> None:
+    def slow(h: FeedHandler) -> None:
         h.server.stopping.wait(5)
 
     server.routes["/slow"] = slow
@@ -206,7 +151,7 @@ def test_slow_response_times_out_within_the_total_deadline(server: FeedServer) -
 def test_slow_drip_body_is_cut_off_at_the_deadline(server: FeedServer, with_length: bool) -> None:
     body = b"[" + b" " * 200 + b"]"
 
-    def drip(h: Handler) -> None:
+    def drip(h: FeedHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         if with_length:
@@ -236,7 +181,7 @@ def test_slow_drip_body_is_cut_off_at_the_deadline(server: FeedServer, with_leng
 
 
 def test_server_error_then_success_is_retried(server: FeedServer) -> None:
-    def flaky(h: Handler) -> None:
+    def flaky(h: FeedHandler) -> None:
         if h.server.hits["/flaky"] == 1:
             h.reply(500, b'{"error": "boom"}')
         else:
@@ -303,7 +248,7 @@ def test_declared_oversized_body_is_refused(server: FeedServer) -> None:
 
 @pytest.mark.parametrize("framing", ["close-delimited", "chunked"])
 def test_undeclared_oversized_body_is_refused(server: FeedServer, framing: str) -> None:
-    def big(h: Handler) -> None:
+    def big(h: FeedHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         if framing == "chunked":
