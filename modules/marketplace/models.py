@@ -118,7 +118,19 @@ class SaleOrder(Base):
     customer: Mapped[User] = relationship(foreign_keys=[customer_id], lazy="joined")
 
 
-class SaleOrderLine(Base):
+class LineAmounts:
+    """What an order line and an invoice line share: the product's line, priced and taxed."""
+
+    sequence: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[Decimal] = mapped_column(QUANTITY)
+    price_unit: Mapped[Decimal] = mapped_column(MONEY)
+    price_subtotal: Mapped[Decimal] = mapped_column(MONEY)
+    price_tax: Mapped[Decimal] = mapped_column(MONEY)
+    price_total: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class SaleOrderLine(LineAmounts, Base):
     __tablename__ = "marketplace_sale_order_line"
     __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
 
@@ -126,14 +138,7 @@ class SaleOrderLine(Base):
     order_id: Mapped[int] = mapped_column(
         ForeignKey("marketplace_sale_order.id", ondelete="CASCADE"), index=True
     )
-    sequence: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[int] = mapped_column(ForeignKey("marketplace_product.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    quantity: Mapped[Decimal] = mapped_column(QUANTITY)
-    price_unit: Mapped[Decimal] = mapped_column(MONEY)
-    price_subtotal: Mapped[Decimal] = mapped_column(MONEY)
-    price_tax: Mapped[Decimal] = mapped_column(MONEY)
-    price_total: Mapped[Decimal] = mapped_column(MONEY)
 
     order: Mapped[SaleOrder] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship(lazy="joined")
@@ -180,21 +185,14 @@ class AccountMove(Base):
     reversed_entry: Mapped[AccountMove | None] = relationship(remote_side=[id])
 
 
-class AccountMoveLine(Base):
+class AccountMoveLine(LineAmounts, Base):
     __tablename__ = "marketplace_account_move_line"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     move_id: Mapped[int] = mapped_column(
         ForeignKey("marketplace_account_move.id", ondelete="CASCADE"), index=True
     )
-    sequence: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[int] = mapped_column(ForeignKey("marketplace_product.id"))
-    name: Mapped[str] = mapped_column(String(200))
-    quantity: Mapped[Decimal] = mapped_column(QUANTITY)
-    price_unit: Mapped[Decimal] = mapped_column(MONEY)
-    price_subtotal: Mapped[Decimal] = mapped_column(MONEY)
-    price_tax: Mapped[Decimal] = mapped_column(MONEY)
-    price_total: Mapped[Decimal] = mapped_column(MONEY)
 
     move: Mapped[AccountMove] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship(lazy="joined")
