@@ -13,12 +13,16 @@ one customer per client thread, staff and an admin, and serves Lapak with ``lapa
 ``Idempotency-Key``), each client thread as its own logged-in customer, at 1, 8 and 32
 concurrent clients; every answer must be 201. Beside it, in the same run and against the same
 tables, **the floor**: the statements Lapak executes for one order (captured from the app's
-primary engine on a probe order and checked against the floor's list), as one psycopg
-transaction per order, same thread count, one connection per thread, durable commits. Each
-level runs in two rounds that alternate which side goes first. Per run: orders/s, p50/p99
-latency, errors, the ratio Lapak/floor, the statements that took the database's time
-(``pg_stat_statements``) and what the sessions were doing (``pg_stat_activity`` sampled every
-25 ms: lock waits, WAL flushes, idle in transaction while Python runs).
+primary engine on a probe order and checked against the floor's list, transaction ends
+included) with psycopg, same thread count, one connection per thread: per order, one durable
+transaction that takes the PAY and SO numbers from the year's sequences (``nextval``), loads the
+product and the customer, writes the order, invoice, payment and two outbox events in one
+flush, then takes and writes the gap-free invoice number and the event that needs it just
+before the commit. Each level runs in two rounds that
+alternate which side goes first. Per run: orders/s, p50/p99 latency, errors, the ratio
+Lapak/floor, the statements that took the database's time (``pg_stat_statements``) and what
+the sessions were doing (``pg_stat_activity`` sampled every 25 ms: lock waits, WAL flushes,
+idle in transaction while Python runs).
 
 **Listing.** ``marketplace_sale_order`` is filled to ``--listing-rows`` orders (one line each)
 with set-based SQL, dates spread over the past year, over the bench customers; then VACUUM
@@ -59,11 +63,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from sqlalchemy import event
-from sqlalchemy.orm import Session as OrmSession
 
 from app import create_app
 from app.config import Settings
-from app.db import parse_lsn
+from app.db import RoutingSession, parse_lsn
 from app.migrate import upgrade
 from bench.http_overhead import (
     HOST,
@@ -250,20 +253,14 @@ def lapak_worker(
     return place
 
 
-# --- the floor: the same statements as one psycopg transaction per order ---------------------
+# --- the floor: the same statements through psycopg, no HTTP ------------------------------
 
 SELECT_PRODUCT = (
     "SELECT marketplace_product.id, marketplace_product.uuid, marketplace_product.feed_uuid, "
     "marketplace_product.source, marketplace_product.name, marketplace_product.province, "
     "marketplace_product.city, marketplace_product.size, marketplace_product.list_price, "
     "marketplace_product.active, marketplace_product.seller_id, marketplace_product.created_at, "
-    "marketplace_product.updated_at, user_account_1.id AS id_1, user_account_1.uuid AS uuid_1, "
-    "user_account_1.email, user_account_1.email_key, user_account_1.name AS name_1, "
-    "user_account_1.phone, user_account_1.role, user_account_1.active AS active_1, "
-    "user_account_1.password_hash, user_account_1.created_at AS created_at_1, "
-    "user_account_1.updated_at AS updated_at_1 FROM marketplace_product "
-    "LEFT OUTER JOIN user_account AS user_account_1 "
-    "ON user_account_1.id = marketplace_product.seller_id "
+    "marketplace_product.updated_at FROM marketplace_product "
     "WHERE marketplace_product.uuid IN (%s::UUID) OR marketplace_product.feed_uuid IN (%s::VARCHAR)"
 )
 SELECT_CUSTOMER = (
@@ -280,7 +277,7 @@ INSERT_ORDER = (
     "%s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_sale_order.id"
 )
 INSERT_ORDER_LINE = (
-    "INSERT INTO marketplace_sale_order_line (order_id, sequence, product_id, name, quantity, "
+    "INSERT INTO marketplace_sale_order_line (order_id, product_id, sequence, name, quantity, "
     "price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, %s::INTEGER, "
     "%s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) RETURNING marketplace_sale_order_line.id"
 )
@@ -293,13 +290,9 @@ INSERT_MOVE = (
     "RETURNING marketplace_account_move.id"
 )
 INSERT_MOVE_LINE = (
-    "INSERT INTO marketplace_account_move_line (move_id, sequence, product_id, name, quantity, "
+    "INSERT INTO marketplace_account_move_line (move_id, product_id, sequence, name, quantity, "
     "price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, %s::INTEGER, "
     "%s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) RETURNING marketplace_account_move_line.id"
-)
-UPDATE_RESIDUAL = (
-    "UPDATE marketplace_account_move SET amount_residual=%s "
-    "WHERE marketplace_account_move.id = %s::INTEGER"
 )
 INSERT_PAYMENT = (
     "INSERT INTO marketplace_payment (uuid, name, state, invoice_id, customer_id, method, amount, "
@@ -308,17 +301,25 @@ INSERT_PAYMENT = (
     "%s::VARCHAR, %s::VARCHAR, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, "
     "%s::INTEGER, %s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_payment.id"
 )
-UPDATE_PAYMENT_STATE = (
-    "UPDATE marketplace_account_move SET payment_state=%s::VARCHAR "
-    "WHERE marketplace_account_move.id = %s::INTEGER"
+#: numbering.take_unique: payment and order numbers (sorted codes) from the year's sequences,
+#: first statement of the order's transaction; no lock held.
+TAKE_UNIQUE = "SELECT nextval(%s::VARCHAR) AS nextval_1, nextval(%s::VARCHAR) AS nextval_3"
+UNIQUE_CODES = ("PAY", "SO")
+#: numbering.prepare_year, once per year (the floor does it up front; Lapak may have already).
+CREATE_SEQUENCE = "CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY marketplace_sequence.next_number"
+#: numbering.number_document: the gap-free invoice number taken and written, last statement.
+NUMBER_INVOICE = (
+    "WITH taken AS (UPDATE marketplace_sequence SET next_number=(marketplace_sequence.next_number "
+    "+ %s::INTEGER) WHERE marketplace_sequence.code = %s::VARCHAR AND marketplace_sequence.year = "
+    "%s::INTEGER RETURNING marketplace_sequence.next_number - %s::INTEGER AS number) "
+    "UPDATE marketplace_account_move SET name=(%s::VARCHAR || lpad(CAST((SELECT taken.number "
+    "FROM taken) AS VARCHAR), greatest(%s::INTEGER, length(CAST((SELECT taken.number "
+    "FROM taken) AS VARCHAR))), %s::VARCHAR)) WHERE marketplace_account_move.id = %s::INTEGER "
+    "RETURNING marketplace_account_move.name"
 )
-UPDATE_SEQUENCE = (
-    "UPDATE marketplace_sequence SET next_number=(marketplace_sequence.next_number + %s::INTEGER) "
-    "WHERE marketplace_sequence.code = %s::VARCHAR AND marketplace_sequence.year = %s::INTEGER "
-    "RETURNING marketplace_sequence.next_number"
-)
-UPDATE_NAME = "UPDATE {table} SET name=%s::VARCHAR WHERE {table}.id = %s::INTEGER"
-INSERT_OUTBOX = (
+COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
+#: The flush's two events (order.confirmed, payment.registered), as SQLAlchemy batches them.
+INSERT_OUTBOX_2 = (
     "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, delivered_to, "
     "last_error, created_at, next_attempt_at, delivered_at) SELECT p0::UUID, p1::VARCHAR, "
     "p2::JSONB, p3::VARCHAR, p4::INTEGER, p5::JSONB, p6::VARCHAR, "
@@ -327,20 +328,23 @@ INSERT_OUTBOX = (
     "(%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, "
     "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, 0), "
     "(%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, "
-    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, 1), "
-    "(%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, "
-    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, 2)) "
+    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, 1)) "
     "AS imp_sen(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, sen_counter) ORDER BY sen_counter "
     "RETURNING core_outbox_event.id, core_outbox_event.id AS id__1"
 )
-#: The floor's statements in the order it runs them (for the comparison with Lapak's).
+#: invoice.posted, alone after the invoice number (its payload needs it).
+INSERT_OUTBOX_1 = (
+    "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, delivered_to, "
+    "last_error, created_at, next_attempt_at, delivered_at) VALUES (%s::UUID, %s::VARCHAR, "
+    "%s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, %s::TIMESTAMP WITH TIME ZONE, "
+    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE) RETURNING core_outbox_event.id"
+)
+#: The floor's statements in the order it runs them (for the comparison with Lapak's): one
+#: transaction; the flush in the unit of work's order (the events first).
 FLOOR_STATEMENTS = (
-    SELECT_PRODUCT, SELECT_CUSTOMER, INSERT_ORDER, INSERT_ORDER_LINE, INSERT_MOVE,
-    INSERT_MOVE_LINE, UPDATE_RESIDUAL, INSERT_PAYMENT, UPDATE_PAYMENT_STATE,
-    UPDATE_SEQUENCE, UPDATE_SEQUENCE, UPDATE_SEQUENCE,
-    UPDATE_NAME.format(table="marketplace_sale_order"),
-    UPDATE_NAME.format(table="marketplace_account_move"),
-    UPDATE_NAME.format(table="marketplace_payment"), INSERT_OUTBOX,
+    TAKE_UNIQUE, SELECT_PRODUCT, SELECT_CUSTOMER,
+    INSERT_OUTBOX_2, INSERT_ORDER, INSERT_MOVE, INSERT_ORDER_LINE, INSERT_MOVE_LINE,
+    INSERT_PAYMENT, NUMBER_INVOICE, INSERT_OUTBOX_1, COMMIT,
 )  # fmt: skip
 
 
@@ -348,78 +352,109 @@ def _money(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
+def floor_prepare(dsn: str, year: int) -> list[str]:
+    """The year's PAY and SO sequences, as ``numbering.prepare_year`` creates them (shared with
+    Lapak's: whichever comes first creates them)."""
+    names = [f"marketplace_seq_{code.lower()}_{year}" for code in UNIQUE_CODES]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(CREATE_SEQUENCE.format(name=name))
+    return names
+
+
 def floor_order(
     conn: psycopg.Connection,
     customer_id: int,
     product: Mapping[str, Any],
-    held: list[float] | None = None,
+    timings: dict[str, list[float]] | None = None,
 ) -> str | None:
-    """One order as Lapak writes it, statement for statement, in one durable transaction."""
+    """One order as Lapak writes it, statement for statement, in one durable transaction.
+
+    The PAY and SO numbers from the year's sequences, the product and the customer, one flush
+    (the two events, the order, the invoice, their lines, the payment), then the gap-free
+    invoice number taken and written and the event that needs it, and the commit.
+    """
     now = datetime.now(UTC)
     year = now.astimezone(TIMEZONE).year
+    began = time.perf_counter()
     with conn.cursor() as cur:
+        sequences = [f"marketplace_seq_{code.lower()}_{year}" for code in UNIQUE_CODES]
+        taken = cur.execute(TAKE_UNIQUE, sequences).fetchone()
+        numbers = {
+            code: f"{code}/{year}/{number:05d}"
+            for code, number in zip(UNIQUE_CODES, taken, strict=True)
+        }
+        numbered = time.perf_counter()
         found = cur.execute(SELECT_PRODUCT, (product["uuid"], product["uuid"])).fetchall()
         if len(found) != 1 or not found[0][9]:
+            conn.rollback()
             return f"product {product['uuid']} not found or inactive"
         cur.execute(SELECT_CUSTOMER, (customer_id,)).fetchone()
         price = _money(found[0][8])
         amounts = line_amounts(QUANTITY, price, TAX_PERCENT, "IDR")
         order_uuid, move_uuid, payment_uuid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        order_id = cur.execute(INSERT_ORDER, (
-            order_uuid, None, "sale", customer_id, customer_id, "IDR", Decimal(1), None,
-            TAX_PERCENT, now, amounts.subtotal, amounts.tax, amounts.total, None,
-        )).fetchone()[0]  # fmt: skip
-        line = (0, found[0][0], found[0][4], QUANTITY, price, amounts.subtotal, amounts.tax,
-                amounts.total)  # fmt: skip
-        cur.execute(INSERT_ORDER_LINE, (order_id, *line))
-        moved_at = datetime.now(UTC)
-        invoice_date = now.astimezone(TIMEZONE).date()
-        move_id = cur.execute(INSERT_MOVE, (
-            move_uuid, None, "out_invoice", "posted", "not_paid", order_id, customer_id, "IDR",
-            invoice_date, invoice_date + timedelta(days=14), amounts.subtotal, amounts.tax,
-            amounts.total, amounts.total, None, moved_at,
-        )).fetchone()[0]  # fmt: skip
-        cur.execute(INSERT_MOVE_LINE, (move_id, *line))
-        cur.execute(UPDATE_RESIDUAL, (Decimal("0.00"), move_id))
-        paid_at = datetime.now(UTC)
-        payment_id = cur.execute(INSERT_PAYMENT, (
-            payment_uuid, None, "in_process", move_id, customer_id, "bank_transfer",
-            amounts.total, "IDR", None, paid_at, None, None, None,
-        )).fetchone()[0]  # fmt: skip
-        cur.execute(UPDATE_PAYMENT_STATE, ("in_payment", move_id))
-        numbers = {}
-        locked = time.perf_counter()
-        for code in ("INV", "PAY", "SO"):  # sorted, as numbering.take_numbers takes them
-            taken = cur.execute(UPDATE_SEQUENCE, (1, code, year)).fetchone()
-            if taken is None:
-                return f"no {code} counter for {year}"
-            numbers[code] = f"{code}/{year}/{taken[0] - 1:05d}"
-        cur.execute(UPDATE_NAME.format(table="marketplace_sale_order"), (numbers["SO"], order_id))
-        cur.execute(UPDATE_NAME.format(table="marketplace_account_move"), (numbers["INV"], move_id))
-        cur.execute(UPDATE_NAME.format(table="marketplace_payment"), (numbers["PAY"], payment_id))
         total = str(amounts.total)
-        payloads = [
+        flushing = time.perf_counter()
+        # One flush, in the unit of work's order: the events, orders, moves, lines, payments.
+        emitted = datetime.now(UTC)
+        params: list[Any] = []
+        for name, payload in [
             ("order.confirmed", {"order": str(order_uuid), "name": numbers["SO"], "state": "sale",
                                  "customer_id": customer_id, "currency": "IDR",
                                  "amount_total": total}),
-            ("invoice.posted", {"invoice": str(move_uuid), "name": numbers["INV"],
-                                "move_type": "out_invoice", "payment_state": "in_payment",
-                                "currency": "IDR", "amount_total": total,
-                                "amount_residual": "0.00"}),
             ("payment.registered", {"payment": str(payment_uuid), "name": numbers["PAY"],
                                     "state": "in_process", "invoice": str(move_uuid),
                                     "method": "bank_transfer", "amount": total,
                                     "currency": "IDR"}),
-        ]  # fmt: skip
-        emitted = datetime.now(UTC)
-        params: list[Any] = []
-        for name, payload in payloads:
+        ]:  # fmt: skip
             params += [uuid.uuid4(), name, json.dumps(payload), "pending", 0, "[]", None,
                        emitted, emitted, None]  # fmt: skip
-        cur.execute(INSERT_OUTBOX, params).fetchall()
+        cur.execute(INSERT_OUTBOX_2, params).fetchall()
+        order_id = cur.execute(INSERT_ORDER, (
+            order_uuid, numbers["SO"], "sale", customer_id, customer_id, "IDR", Decimal(1), None,
+            TAX_PERCENT, now, amounts.subtotal, amounts.tax, amounts.total, None,
+        )).fetchone()[0]  # fmt: skip
+        invoice_date = now.astimezone(TIMEZONE).date()
+        move_id = cur.execute(INSERT_MOVE, (
+            move_uuid, None, "out_invoice", "posted", "in_payment", order_id, customer_id, "IDR",
+            invoice_date, invoice_date + timedelta(days=14), amounts.subtotal, amounts.tax,
+            amounts.total, Decimal("0.00"), None, datetime.now(UTC),
+        )).fetchone()[0]  # fmt: skip
+        line = (found[0][0], 0, found[0][4], QUANTITY, price, amounts.subtotal, amounts.tax,
+                amounts.total)  # fmt: skip
+        cur.execute(INSERT_ORDER_LINE, (order_id, *line))
+        cur.execute(INSERT_MOVE_LINE, (move_id, *line))
+        cur.execute(INSERT_PAYMENT, (
+            payment_uuid, numbers["PAY"], "in_process", move_id, customer_id, "bank_transfer",
+            amounts.total, "IDR", None, now, None, None, None,
+        ))  # fmt: skip
+        locked = time.perf_counter()
+        named = cur.execute(
+            NUMBER_INVOICE, (1, "INV", year, 1, f"INV/{year}/", 5, "0", move_id)
+        ).fetchone()
+        if named is None or named[0] is None:
+            conn.rollback()
+            return f"no INV counter for {year}"
+        payload = {"invoice": str(move_uuid), "name": named[0], "move_type": "out_invoice",
+                   "payment_state": "in_payment", "currency": "IDR", "amount_total": total,
+                   "amount_residual": "0.00"}  # fmt: skip
+        emitted = datetime.now(UTC)
+        cur.execute(INSERT_OUTBOX_1, (
+            uuid.uuid4(), "invoice.posted", json.dumps(payload), "pending", 0, "[]", None,
+            emitted, emitted, None,
+        )).fetchone()  # fmt: skip
+        committing = time.perf_counter()
     conn.commit()
-    if held is not None:
-        held.append(time.perf_counter() - locked)
+    if timings is not None:
+        ended = time.perf_counter()
+        for part, seconds in (
+            ("numbers", numbered - began),
+            ("selects", flushing - numbered),
+            ("flush", locked - flushing),
+            ("held", ended - locked),
+            ("commit", ended - committing),
+        ):
+            timings.setdefault(part, []).append(seconds)
     return None
 
 
@@ -436,21 +471,34 @@ def floor_worker(
     return place
 
 
+def floor_connection(dsn: str) -> psycopg.Connection:
+    """One floor thread's connection."""
+    return psycopg.connect(dsn, application_name=FLOOR_APP, autocommit=False)
+
+
 def floor_probe(
     dsn: str, customer_id: int, products: Sequence[Mapping[str, Any]], count: int
 ) -> dict[str, Any]:
     """The floor's uncontended figures, as :func:`probe_order` gives Lapak's."""
     totals: list[float] = []
-    held: list[float] = []
-    with psycopg.connect(dsn, application_name=FLOOR_APP) as conn:
+    timings: dict[str, list[float]] = {}
+    with floor_connection(dsn) as conn:
         for number in range(count + 6):  # psycopg prepares after 5 executions
             began = time.perf_counter()
-            if error := floor_order(conn, customer_id, products[number % len(products)], held):
+            product = products[number % len(products)]
+            if error := floor_order(conn, customer_id, product, timings):
                 raise RuntimeError(f"floor probe: {error}")
             totals.append(time.perf_counter() - began)
     return {
         "floor_ms_p50": percentile_ms(sorted(totals[6:]), 50),
-        "floor_counter_lock_held_ms_p50": percentile_ms(sorted(held[6:]), 50),
+        "floor_breakdown_ms_p50": {
+            "numbers (nextval x2)": percentile_ms(sorted(timings["numbers"][6:]), 50),
+            "product and customer SELECTs": percentile_ms(sorted(timings["selects"][6:]), 50),
+            "flush (7 INSERTs)": percentile_ms(sorted(timings["flush"][6:]), 50),
+            "invoice number to commit returned": percentile_ms(sorted(timings["held"][6:]), 50),
+        },
+        "floor_counter_lock_held_ms_p50": percentile_ms(sorted(timings["held"][6:]), 50),
+        "floor_commit_ms_p50": percentile_ms(sorted(timings["commit"][6:]), 50),
     }
 
 
@@ -460,11 +508,26 @@ _KIND = re.compile(
     r"^\s*(?:(SELECT)\b.*?\bFROM\s+(\w+)|(INSERT)\s+INTO\s+(\w+)|(UPDATE)\s+(\w+)|(DELETE)\s+FROM\s+(\w+))",
     re.IGNORECASE | re.DOTALL,
 )
+#: ``WITH x AS (UPDATE a ...) UPDATE b ...``: a data-modifying CTE and its main statement.
+_WITH = re.compile(r"^\s*WITH\s+\w+\s+AS\s*\((.*?)\)\s*((?:SELECT|INSERT|UPDATE|DELETE)\b.*)$",
+                   re.IGNORECASE | re.DOTALL)  # fmt: skip
+_NEXTVAL = re.compile(r"^\s*SELECT\s+nextval\(", re.IGNORECASE)
+NEXTVAL = "SELECT nextval"
 ORDER_TABLES = ("marketplace_", "core_outbox_event", "user_account")
+#: Kept in the comparison beside the statements on the order's tables (and any ``SET``).
+CONTROL_KINDS = (NEXTVAL, COMMIT)
 
 
 def statement_kind(sql: str) -> str:
-    """``INSERT marketplace_sale_order``, ``SELECT user_account``..., or the first 40 chars."""
+    """``INSERT marketplace_sale_order``, ``SELECT user_account``..., or the first 40 chars.
+
+    A data-modifying CTE is ``WITH UPDATE marketplace_sequence; UPDATE marketplace_...``;
+    numbers from sequences are ``SELECT nextval``.
+    """
+    if _NEXTVAL.match(sql):
+        return NEXTVAL
+    if with_ := _WITH.match(sql):
+        return f"WITH {statement_kind(with_.group(1))}; {statement_kind(with_.group(2))}"
     match = _KIND.match(sql)
     if not match:
         return " ".join(sql.split())[:40]
@@ -473,26 +536,46 @@ def statement_kind(sql: str) -> str:
 
 
 def order_kinds(statements: Sequence[str]) -> list[str]:
+    """The kinds of the statements on the order's tables, and the transactions' ends."""
     return [
         kind
         for kind in map(statement_kind, statements)
-        if kind.split(" ", 1)[-1].startswith(ORDER_TABLES)
+        if kind in CONTROL_KINDS
+        or kind.upper().startswith("SET ")
+        or kind.removeprefix("WITH ").split(" ", 1)[-1].startswith(ORDER_TABLES)
     ]
+
+
+_PLACEHOLDER = re.compile(r"%\(\w+\)s|%s")
+
+
+def normalised(sql: str) -> str:
+    """The statement with placeholders as ``?`` and whitespace collapsed (spaces inside
+    parentheses too), to compare SQLAlchemy's named parameters with psycopg's positional ones.
+    """
+    text = " ".join(_PLACEHOLDER.sub("?", sql).split())
+    return text.replace("( ", "(").replace(" )", ")")
 
 
 @contextmanager
 def capturing(engine: Any) -> Iterator[list[tuple[str, Any]]]:
-    """The (statement, parameters) pairs ``engine`` sends to the driver inside the block."""
+    """The (statement, parameters) pairs ``engine`` sends to the driver inside the block, and
+    ``(COMMIT, None)`` where a transaction commits."""
     captured: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         captured.append((statement, parameters))
 
+    def commit(_conn: Any) -> None:
+        captured.append((COMMIT, None))
+
     event.listen(engine, "before_cursor_execute", record)
+    event.listen(engine, "commit", commit)
     try:
         yield captured
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        event.remove(engine, "commit", commit)
 
 
 # --- database-side observation ---------------------------------------------------------------
@@ -549,6 +632,13 @@ def statement_stats(conn: psycopg.Connection) -> dict[str, tuple[int, float, str
     return {qid: (calls, total, query) for qid, calls, total, query in rows}
 
 
+#: A backend reports its WAL counters (pg_stat_wal) when it goes idle, but at most once a
+#: second: what it did in its last second is reported by a timer 10 s later (PostgreSQL 15's
+#: PGSTAT_IDLE_INTERVAL). After a batch, pg_stat_wal is read only after this long, so its
+#: flushes are counted with it and not with the next batch (the other side's).
+WAL_STATS_DELAY_S = 10.5
+
+
 def wal_stats(conn: psycopg.Connection) -> tuple[int, float]:
     return conn.execute("SELECT wal_sync, wal_sync_time FROM pg_stat_wal").fetchone()
 
@@ -562,6 +652,7 @@ def observed(dsn: str, application: str, into: dict[str, Any]) -> Iterator[None]
         with ActivitySampler(dsn, application) as sampler:
             yield
         stats = statement_stats(conn)
+        time.sleep(WAL_STATS_DELAY_S)  # the batch's last WAL counters reported
         syncs_after, sync_ms_after = wal_stats(conn)
     for qid, (calls, total, query) in stats.items():
         old = into.setdefault("statements", {}).get(qid, (0, 0.0, query))
@@ -678,10 +769,15 @@ def in_process_login(client: Any, email: str) -> dict[str, str]:
 def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
     """Orders placed in-process through the real view (no HTTP, no contention), timed.
 
-    The first one primes the year's counters; the second one's statements are compared with
-    the floor's. For each of the others: the whole call, the time in the database driver, and
-    how long the counter row locks were held (first ``UPDATE marketplace_sequence`` until the
-    commit returned).
+    The first one primes the process (the year's sequences, the counter row); the second one's
+    statements are compared with the floor's. For each of the others: the whole call, the time
+    in the database driver, and where it went, marked by the statements' starts: before the
+    first statement (authentication, validation, ``prepare_year``, the pool checkout and its
+    pre-ping), the numbers (``nextval``), the product and customer SELECTs and the building of
+    the objects, the flush, the invoice counter row locked (the ``WITH taken AS (UPDATE
+    marketplace_sequence ...)`` statement until the commit returned: the only lock held to
+    commit; in parts: until the invoice event's INSERT began, until the commit began, the
+    commit), and after the commit (the after-commit hooks, rendering, the answer).
     """
     client = app.test_client()
     headers = in_process_login(client, PROBE_CUSTOMER_EMAIL)
@@ -690,9 +786,22 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
     driver_s: list[float] = []
 
     def before(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        marks["statement"] = time.perf_counter()
-        if statement.startswith("UPDATE marketplace_sequence"):
-            marks.setdefault("locked", marks["statement"])
+        now = marks["statement"] = time.perf_counter()
+        kind = statement_kind(statement)
+        if kind == NEXTVAL:
+            marks.setdefault("numbers", now)
+        elif kind == "SELECT marketplace_product":
+            marks.setdefault("selects", now)
+        elif kind.startswith("WITH UPDATE marketplace_sequence"):
+            marks.setdefault("locked", now)
+        elif kind == "INSERT core_outbox_event" and "locked" in marks:
+            marks.setdefault("outbox", now)
+        elif kind.startswith("INSERT "):
+            marks.setdefault("flush", now)
+
+    def commit(_conn: Any) -> None:
+        if "locked" in marks:
+            marks.setdefault("committing", time.perf_counter())
 
     def after(*_: Any) -> None:
         driver_s.append(time.perf_counter() - marks["statement"])
@@ -701,7 +810,15 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
         if "locked" in marks and "released" not in marks:
             marks["released"] = time.perf_counter()
 
-    totals, in_driver, held = [], [], []
+    totals, in_driver = [], []
+    parts: dict[str, list[float]] = {
+        "before_first_statement": [], "numbers (nextval)": [],
+        "selects and building the objects": [], "flush": [], "invoice counter locked": [],
+        "after_commit_to_answer": [],
+    }  # fmt: skip
+    held_parts: dict[str, list[float]] = {"to_invoice_event_insert": [],
+                                          "invoice_event_insert_to_commit": [],
+                                          "commit": []}  # fmt: skip
     with capturing(engine) as captured:
         for number in range(count + 2):
             if number == 1:
@@ -710,7 +827,9 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
             driver_s.clear()
             event.listen(engine, "before_cursor_execute", before)
             event.listen(engine, "after_cursor_execute", after)
-            event.listen(OrmSession, "after_commit", committed)
+            event.listen(engine, "commit", commit)
+            # First of the session's after-commit listeners: before Lapak's (the RQ enqueue).
+            event.listen(RoutingSession, "after_commit", committed, insert=True)
             try:
                 began = time.perf_counter()
                 answer = client.post(ORDERS, json=order_body(product_uuid), headers=headers)
@@ -718,7 +837,8 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
             finally:
                 event.remove(engine, "before_cursor_execute", before)
                 event.remove(engine, "after_cursor_execute", after)
-                event.remove(OrmSession, "after_commit", committed)
+                event.remove(engine, "commit", commit)
+                event.remove(RoutingSession, "after_commit", committed)
             if answer.status_code != 201:
                 raise RuntimeError(f"probe order answered {answer.status_code}: {answer.text}")
             if number == 1:
@@ -726,22 +846,49 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
             if number >= 2:
                 totals.append(ended - began)
                 in_driver.append(sum(driver_s))
-                held.append(marks["released"] - marks["locked"])
+                for part, (start, end) in {
+                    "before_first_statement": (began, marks["numbers"]),
+                    "numbers (nextval)": (marks["numbers"], marks["selects"]),
+                    "selects and building the objects": (marks["selects"], marks["flush"]),
+                    "flush": (marks["flush"], marks["locked"]),
+                    "invoice counter locked": (marks["locked"], marks["released"]),
+                    "after_commit_to_answer": (marks["released"], ended),
+                }.items():
+                    parts[part].append(end - start)
+                held_parts["to_invoice_event_insert"].append(marks["outbox"] - marks["locked"])
+                held_parts["invoice_event_insert_to_commit"].append(
+                    marks["committing"] - marks["outbox"]
+                )
+                held_parts["commit"].append(marks["released"] - marks["committing"])
     lapak, floor = order_kinds(statements), order_kinds(FLOOR_STATEMENTS)
+    lapak_sql = [normalised(s) for s in statements if statement_kind(s) in lapak]
+    floor_sql = [normalised(s) for s in FLOOR_STATEMENTS]
     return {
         "lapak_statements": [statement_kind(s) for s in statements],
         "lapak_order_statements": len(lapak),
         "floor_statements": len(floor),
         "floor_matches_lapak": lapak == floor,
+        "floor_sql_identical": lapak_sql == floor_sql,
+        "sql_differences": [
+            {"lapak": a, "floor": b} for a, b in zip(lapak_sql, floor_sql, strict=False) if a != b
+        ][:3],
         "lapak_only": sorted((Counter(lapak) - Counter(floor)).elements()),
         "floor_only": sorted((Counter(floor) - Counter(lapak)).elements()),
-        "not_in_the_floor": "the pool's pre-ping (;) at each checkout, the auth session check "
-        "when its Redis cache entry expired, SELECT pg_current_wal_insert_lsn() after commit "
-        "(X-Lapak-LSN), the RQ enqueue of the outbox dispatch (Redis)",
+        "not_in_the_floor": "the pool's pre-ping (;) at the order's checkout, the auth session "
+        "check when its Redis cache entry expired, SELECT pg_current_wal_insert_lsn() after "
+        "commit (X-Lapak-LSN), the RQ enqueue of the outbox dispatch (Redis)",
         "in_process_orders": count,
         "in_process_ms_p50": percentile_ms(sorted(totals), 50),
         "in_process_driver_ms_p50": percentile_ms(sorted(in_driver), 50),
-        "in_process_counter_lock_held_ms_p50": percentile_ms(sorted(held), 50),
+        "in_process_breakdown_ms_p50": {
+            part: percentile_ms(sorted(seconds), 50) for part, seconds in parts.items()
+        },
+        "in_process_counter_lock_held_ms_p50": percentile_ms(
+            sorted(parts["invoice counter locked"]), 50
+        ),
+        "in_process_counter_lock_held_parts_ms_p50": {
+            part: percentile_ms(sorted(seconds), 50) for part, seconds in held_parts.items()
+        },
     }
 
 
@@ -760,11 +907,11 @@ def measure_orders(
 ) -> list[dict[str, Any]]:  # fmt: skip
     levels = list(inputs["clients"])
     most = max(levels)
-    connections = [
-        psycopg.connect(dsn, application_name=FLOOR_APP, autocommit=False) for _ in range(most)
-    ]
+    connections: list[psycopg.Connection] = []
     rows = []
     try:
+        for _ in range(most):
+            connections.append(floor_connection(dsn))
         print("  orders: warm-up ...", file=sys.stderr, flush=True)
         warm = min(8, most)
         drive(8 * warm, [lapak_worker(port, tokens[i], products) for i in range(warm)])
@@ -773,6 +920,7 @@ def measure_orders(
             for n in range(6):
                 if error := worker(n):
                     raise RuntimeError(f"floor warm-up: {error}")
+        time.sleep(WAL_STATS_DELAY_S)  # the warm-up's WAL counters reported before the first batch
         for clients in levels:
             count = orders_at(clients, inputs)
             halves = [count // 2, count - count // 2]
@@ -1145,6 +1293,7 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
                 product["id"] = product_id
             print("  probe order (statements) ...", file=sys.stderr, flush=True)
             probe = probe_order(app, products[0]["uuid"], PROBE_ORDERS)
+            floor_prepare(dsn, datetime.now(TIMEZONE).year)  # Lapak's made them: a no-op
             probe_customer = user_ids(dsn, [PROBE_CUSTOMER_EMAIL])[0]
             probe.update(floor_probe(dsn, probe_customer, products, PROBE_ORDERS))
             order_rows = measure_orders(port, dsn, tokens, customer_ids, products, inputs)
@@ -1250,8 +1399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker_class": "gunicorn sync (lapak serve); one connection per request",
         "order": "one line (quantity 2, one of 10 products), bank_transfer, no Idempotency-Key; "
         "each client thread its own logged-in customer; only 201 counts",
-        "floor": "the same statements as Lapak's (checked on a probe order) as one psycopg 3 "
-        "transaction per order, one connection per thread, no HTTP",
+        "floor": "the same statements as Lapak's (checked on a probe order) with psycopg 3, no "
+        "HTTP, one connection per thread: per order one durable transaction: PAY and SO numbers "
+        "(nextval on the year's sequences, created up front), product and customer SELECTs, one "
+        "flush (2 events, order, invoice, lines, payment), the gap-free invoice number, the "
+        "invoice event, COMMIT",
         "rounds": "two per client count, alternating which side goes first",
         "database": "throw-away PostgreSQL 15 primary + streaming replica (tests/servers.py); "
         "primary made durable (fsync, full_page_writes, synchronous_commit on), "
