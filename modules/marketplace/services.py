@@ -206,7 +206,7 @@ def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> N
     """
     with _step("order"):
         order.id = _insert(order)
-        _insert_many([line for line in order.lines], order_id=order.id)
+        _insert_many(order.lines, order_id=order.id)
     with _step("invoice"):
         invoice.order_id = order.id
         invoice.id = _insert(invoice)
