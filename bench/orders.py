@@ -13,11 +13,12 @@ one customer per client thread, staff and an admin, and serves Lapak with ``lapa
 ``Idempotency-Key``), each client thread as its own logged-in customer, at 1, 8 and 32
 concurrent clients; every answer must be 201. Beside it, in the same run and against the same
 tables, **the floor**: the statements Lapak executes for one order (captured from the app's
-primary engine on a probe order and checked against the floor's list, transaction ends
+primary engine on a probe order and checked against the floor's list and text, transaction ends
 included) with psycopg, same thread count, one connection per thread: per order, one durable
 transaction that takes the PAY and SO numbers from the year's sequences (``nextval``), loads the
-product and the customer, writes the order, invoice, payment and two outbox events in one
-flush, then takes and writes the gap-free invoice number and the event that needs it just
+product and the customer, writes the order, its line, the invoice, its line and the payment
+(one INSERT each) and the order.confirmed and payment.registered outbox events (one INSERT
+each), then takes and writes the gap-free invoice number and the event that needs it just
 before the commit. Each level runs in two rounds that
 alternate which side goes first. Per run: orders/s, p50/p99 latency, errors, the ratio
 Lapak/floor, the statements that took the database's time (``pg_stat_statements``) and what
@@ -318,33 +319,20 @@ NUMBER_INVOICE = (
     "RETURNING marketplace_account_move.name"
 )
 COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
-#: The flush's two events (order.confirmed, payment.registered), as SQLAlchemy batches them.
-INSERT_OUTBOX_2 = (
+#: events.emit: one outbox event, its own single-row INSERT when it is emitted (three per order:
+#: order.confirmed and payment.registered after the payment, invoice.posted after the number).
+INSERT_OUTBOX = (
     "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, delivered_to, "
-    "last_error, created_at, next_attempt_at, delivered_at) SELECT p0::UUID, p1::VARCHAR, "
-    "p2::JSONB, p3::VARCHAR, p4::INTEGER, p5::JSONB, p6::VARCHAR, "
-    "p7::TIMESTAMP WITH TIME ZONE, p8::TIMESTAMP WITH TIME ZONE, p9::TIMESTAMP WITH TIME ZONE "
-    "FROM (VALUES "
-    "(%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, "
-    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, 0), "
-    "(%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, "
-    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, 1)) "
-    "AS imp_sen(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, sen_counter) ORDER BY sen_counter "
-    "RETURNING core_outbox_event.id, core_outbox_event.id AS id__1"
-)
-#: invoice.posted, alone after the invoice number (its payload needs it).
-INSERT_OUTBOX_1 = (
-    "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, delivered_to, "
-    "last_error, created_at, next_attempt_at, delivered_at) VALUES (%s::UUID, %s::VARCHAR, "
-    "%s::JSONB, %s::VARCHAR, %s::INTEGER, %s::JSONB, %s::VARCHAR, %s::TIMESTAMP WITH TIME ZONE, "
-    "%s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE) RETURNING core_outbox_event.id"
+    "created_at, next_attempt_at) VALUES (%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, "
+    "%s::INTEGER, %s::JSONB, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE) "
+    "RETURNING core_outbox_event.id"
 )
 #: The floor's statements in the order it runs them (for the comparison with Lapak's): one
-#: transaction; the flush in the unit of work's order (the events first).
+#: transaction; each row written by its own INSERT, in the order ``place_order`` writes them.
 FLOOR_STATEMENTS = (
     TAKE_UNIQUE, SELECT_PRODUCT, SELECT_CUSTOMER,
-    INSERT_OUTBOX_2, INSERT_ORDER, INSERT_MOVE, INSERT_ORDER_LINE, INSERT_MOVE_LINE,
-    INSERT_PAYMENT, NUMBER_INVOICE, INSERT_OUTBOX_1, COMMIT,
+    INSERT_ORDER, INSERT_ORDER_LINE, INSERT_MOVE, INSERT_MOVE_LINE, INSERT_PAYMENT,
+    INSERT_OUTBOX, INSERT_OUTBOX, NUMBER_INVOICE, INSERT_OUTBOX, COMMIT,
 )  # fmt: skip
 
 
@@ -370,14 +358,22 @@ def floor_order(
 ) -> str | None:
     """One order as Lapak writes it, statement for statement, in one durable transaction.
 
-    The PAY and SO numbers from the year's sequences, the product and the customer, one flush
-    (the two events, the order, the invoice, their lines, the payment), then the gap-free
-    invoice number taken and written and the event that needs it, and the commit.
+    The PAY and SO numbers from the year's sequences, the product and the customer, one INSERT
+    per row (the order, its line, the invoice, its line, the payment), the order.confirmed and
+    payment.registered events (one INSERT each), then the gap-free invoice number taken and
+    written, the invoice.posted event that needs it, and the commit.
     """
     now = datetime.now(UTC)
     year = now.astimezone(TIMEZONE).year
     began = time.perf_counter()
     with conn.cursor() as cur:
+
+        def emit(name: str, payload: Mapping[str, Any]) -> None:
+            emitted = datetime.now(UTC)
+            cur.execute(INSERT_OUTBOX, (
+                uuid.uuid4(), name, json.dumps(payload), "pending", 0, "[]", emitted, emitted,
+            )).fetchone()  # fmt: skip
+
         sequences = [f"marketplace_seq_{code.lower()}_{year}" for code in UNIQUE_CODES]
         taken = cur.execute(TAKE_UNIQUE, sequences).fetchone()
         numbers = {
@@ -394,40 +390,35 @@ def floor_order(
         amounts = line_amounts(QUANTITY, price, TAX_PERCENT, "IDR")
         order_uuid, move_uuid, payment_uuid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         total = str(amounts.total)
-        flushing = time.perf_counter()
-        # One flush, in the unit of work's order: the events, orders, moves, lines, payments.
-        emitted = datetime.now(UTC)
-        params: list[Any] = []
-        for name, payload in [
-            ("order.confirmed", {"order": str(order_uuid), "name": numbers["SO"], "state": "sale",
-                                 "customer_id": customer_id, "currency": "IDR",
-                                 "amount_total": total}),
-            ("payment.registered", {"payment": str(payment_uuid), "name": numbers["PAY"],
-                                    "state": "in_process", "invoice": str(move_uuid),
-                                    "method": "bank_transfer", "amount": total,
-                                    "currency": "IDR"}),
-        ]:  # fmt: skip
-            params += [uuid.uuid4(), name, json.dumps(payload), "pending", 0, "[]", None,
-                       emitted, emitted, None]  # fmt: skip
-        cur.execute(INSERT_OUTBOX_2, params).fetchall()
+        writing = time.perf_counter()
+        # Each row its own INSERT, as _write_placed does: order, its line, invoice, its line,
+        # payment; then the two events, each written when emitted.
         order_id = cur.execute(INSERT_ORDER, (
             order_uuid, numbers["SO"], "sale", customer_id, customer_id, "IDR", Decimal(1), None,
             TAX_PERCENT, now, amounts.subtotal, amounts.tax, amounts.total, None,
         )).fetchone()[0]  # fmt: skip
+        line = (found[0][0], 0, found[0][4], QUANTITY, price, amounts.subtotal, amounts.tax,
+                amounts.total)  # fmt: skip
+        cur.execute(INSERT_ORDER_LINE, (order_id, *line)).fetchone()
         invoice_date = now.astimezone(TIMEZONE).date()
         move_id = cur.execute(INSERT_MOVE, (
             move_uuid, None, "out_invoice", "posted", "in_payment", order_id, customer_id, "IDR",
             invoice_date, invoice_date + timedelta(days=14), amounts.subtotal, amounts.tax,
             amounts.total, Decimal("0.00"), None, datetime.now(UTC),
         )).fetchone()[0]  # fmt: skip
-        line = (found[0][0], 0, found[0][4], QUANTITY, price, amounts.subtotal, amounts.tax,
-                amounts.total)  # fmt: skip
-        cur.execute(INSERT_ORDER_LINE, (order_id, *line))
-        cur.execute(INSERT_MOVE_LINE, (move_id, *line))
+        cur.execute(INSERT_MOVE_LINE, (move_id, *line)).fetchone()
         cur.execute(INSERT_PAYMENT, (
             payment_uuid, numbers["PAY"], "in_process", move_id, customer_id, "bank_transfer",
             amounts.total, "IDR", None, now, None, None, None,
-        ))  # fmt: skip
+        )).fetchone()  # fmt: skip
+        rows_written = time.perf_counter()
+        emit("order.confirmed", {"order": str(order_uuid), "name": numbers["SO"],
+                                 "state": "sale", "customer_id": customer_id,
+                                 "currency": "IDR", "amount_total": total})  # fmt: skip
+        emit("payment.registered", {"payment": str(payment_uuid), "name": numbers["PAY"],
+                                    "state": "in_process", "invoice": str(move_uuid),
+                                    "method": "bank_transfer", "amount": total,
+                                    "currency": "IDR"})  # fmt: skip
         locked = time.perf_counter()
         named = cur.execute(
             NUMBER_INVOICE, (1, "INV", year, 1, f"INV/{year}/", 5, "0", move_id)
@@ -435,22 +426,19 @@ def floor_order(
         if named is None or named[0] is None:
             conn.rollback()
             return f"no INV counter for {year}"
-        payload = {"invoice": str(move_uuid), "name": named[0], "move_type": "out_invoice",
-                   "payment_state": "in_payment", "currency": "IDR", "amount_total": total,
-                   "amount_residual": "0.00"}  # fmt: skip
-        emitted = datetime.now(UTC)
-        cur.execute(INSERT_OUTBOX_1, (
-            uuid.uuid4(), "invoice.posted", json.dumps(payload), "pending", 0, "[]", None,
-            emitted, emitted, None,
-        )).fetchone()  # fmt: skip
+        emit("invoice.posted", {"invoice": str(move_uuid), "name": named[0],
+                                "move_type": "out_invoice", "payment_state": "in_payment",
+                                "currency": "IDR", "amount_total": total,
+                                "amount_residual": "0.00"})  # fmt: skip
         committing = time.perf_counter()
     conn.commit()
     if timings is not None:
         ended = time.perf_counter()
         for part, seconds in (
             ("numbers", numbered - began),
-            ("selects", flushing - numbered),
-            ("flush", locked - flushing),
+            ("selects", writing - numbered),
+            ("rows", rows_written - writing),
+            ("events", locked - rows_written),
             ("held", ended - locked),
             ("commit", ended - committing),
         ):
@@ -494,7 +482,12 @@ def floor_probe(
         "floor_breakdown_ms_p50": {
             "numbers (nextval x2)": percentile_ms(sorted(timings["numbers"][6:]), 50),
             "product and customer SELECTs": percentile_ms(sorted(timings["selects"][6:]), 50),
-            "flush (7 INSERTs)": percentile_ms(sorted(timings["flush"][6:]), 50),
+            "order, lines, invoice, payment (5 INSERTs)": percentile_ms(
+                sorted(timings["rows"][6:]), 50
+            ),
+            "order.confirmed and payment.registered (2 INSERTs)": percentile_ms(
+                sorted(timings["events"][6:]), 50
+            ),
             "invoice number to commit returned": percentile_ms(sorted(timings["held"][6:]), 50),
         },
         "floor_counter_lock_held_ms_p50": percentile_ms(sorted(timings["held"][6:]), 50),
@@ -774,9 +767,10 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
     in the database driver, and where it went, marked by the statements' starts: before the
     first statement (authentication, validation, ``prepare_year``, the pool checkout and its
     pre-ping), the numbers (``nextval``), the product and customer SELECTs and the building of
-    the objects, the flush, the invoice counter row locked (the ``WITH taken AS (UPDATE
-    marketplace_sequence ...)`` statement until the commit returned: the only lock held to
-    commit; in parts: until the invoice event's INSERT began, until the commit began, the
+    the objects, the rows' INSERTs (order, line, invoice, line, payment), the order.confirmed
+    and payment.registered events' INSERTs, the invoice counter row locked (the ``WITH taken
+    AS (UPDATE marketplace_sequence ...)`` statement until the commit returned: the only lock
+    held to commit; in parts: until the invoice event's INSERT began, until the commit began, the
     commit), and after the commit (the after-commit hooks, rendering, the answer).
     """
     client = app.test_client()
@@ -794,10 +788,10 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
             marks.setdefault("selects", now)
         elif kind.startswith("WITH UPDATE marketplace_sequence"):
             marks.setdefault("locked", now)
-        elif kind == "INSERT core_outbox_event" and "locked" in marks:
-            marks.setdefault("outbox", now)
+        elif kind == "INSERT core_outbox_event":
+            marks.setdefault("outbox" if "locked" in marks else "events", now)
         elif kind.startswith("INSERT "):
-            marks.setdefault("flush", now)
+            marks.setdefault("rows", now)
 
     def commit(_conn: Any) -> None:
         if "locked" in marks:
@@ -813,8 +807,8 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
     totals, in_driver = [], []
     parts: dict[str, list[float]] = {
         "before_first_statement": [], "numbers (nextval)": [],
-        "selects and building the objects": [], "flush": [], "invoice counter locked": [],
-        "after_commit_to_answer": [],
+        "selects and building the objects": [], "rows (5 INSERTs)": [],
+        "events (2 INSERTs)": [], "invoice counter locked": [], "after_commit_to_answer": [],
     }  # fmt: skip
     held_parts: dict[str, list[float]] = {"to_invoice_event_insert": [],
                                           "invoice_event_insert_to_commit": [],
@@ -849,8 +843,9 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
                 for part, (start, end) in {
                     "before_first_statement": (began, marks["numbers"]),
                     "numbers (nextval)": (marks["numbers"], marks["selects"]),
-                    "selects and building the objects": (marks["selects"], marks["flush"]),
-                    "flush": (marks["flush"], marks["locked"]),
+                    "selects and building the objects": (marks["selects"], marks["rows"]),
+                    "rows (5 INSERTs)": (marks["rows"], marks["events"]),
+                    "events (2 INSERTs)": (marks["events"], marks["locked"]),
                     "invoice counter locked": (marks["locked"], marks["released"]),
                     "after_commit_to_answer": (marks["released"], ended),
                 }.items():
@@ -1402,8 +1397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "floor": "the same statements as Lapak's (checked on a probe order) with psycopg 3, no "
         "HTTP, one connection per thread: per order one durable transaction: PAY and SO numbers "
         "(nextval on the year's sequences, created up front), product and customer SELECTs, one "
-        "flush (2 events, order, invoice, lines, payment), the gap-free invoice number, the "
-        "invoice event, COMMIT",
+        "INSERT each for the order, its line, the invoice, its line and the payment, one INSERT "
+        "each for the order.confirmed and payment.registered events, the gap-free invoice "
+        "number, the invoice.posted event's INSERT, COMMIT",
         "rounds": "two per client count, alternating which side goes first",
         "database": "throw-away PostgreSQL 15 primary + streaming replica (tests/servers.py); "
         "primary made durable (fsync, full_page_writes, synchronous_commit on), "
