@@ -18,6 +18,7 @@ cancelling and paying the same order serialise instead of deadlocking.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from app.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
-from app.events import emit
+from app.events import emit, emit_many
 from app.http import Page, keyset_page
 from app.security import Principal
 from modules.fetch.rates import convert, rates
@@ -163,13 +164,15 @@ def place_order(
                 invoice, request.payment, numbers["PAY"], now, new_invoice=True
             )
         _write_placed(order, invoice, payment)
-        emit("order.confirmed", _order_event(order))
-        emit("payment.registered", _payment_event(payment))
+        events = [
+            ("order.confirmed", _order_event(order)),
+            ("payment.registered", _payment_event(payment)),
+        ]
         # From here to the commit the invoice counter is locked: nothing but the number, the
-        # event that needs it and (for an Idempotency-Key) the answer to keep.
+        # events (one INSERT; one of them needs the number) and an Idempotency-Key's answer.
         with _step("numbering"):
             numbering.number_document(invoice, "INV", _year(order.date_order))
-        emit("invoice.posted", _invoice_event(invoice))
+        emit_many([*events, ("invoice.posted", _invoice_event(invoice))])
         if claim_id is not None:
             body = render(Placed(order, invoice, payment))
             idempotency.complete(claim_id, 201, body)
@@ -229,13 +232,21 @@ def _insert_many(records: Sequence[Any], **parent: int) -> None:
 def _row(record: Any) -> dict[str, Any]:
     """The record's column values; unset ones left to the column's default."""
     row = {}
-    for column_property in sa_inspect(type(record)).column_attrs:
-        column = column_property.columns[0]
-        value = getattr(record, column_property.key)
-        if column.primary_key or (value is None and column.default is not None):
-            continue
-        row[column.key] = value
+    for attribute, column, has_default in _columns_of(type(record)):
+        value = getattr(record, attribute)
+        if value is not None or not has_default:
+            row[column] = value
     return row
+
+
+@functools.cache
+def _columns_of(model: type) -> tuple[tuple[str, str, bool], ...]:
+    """(attribute, column, has a default) of each column but the primary key."""
+    return tuple(
+        (prop.key, prop.columns[0].key, prop.columns[0].default is not None)
+        for prop in sa_inspect(model).column_attrs
+        if not prop.columns[0].primary_key
+    )
 
 
 def _create_order(actor: Principal, request: OrderRequest, number: str, now: datetime) -> SaleOrder:
