@@ -133,10 +133,13 @@ def number_document(document: Any, code: str, year: int) -> str:
     Call it last before commit: it locks the counter row until the transaction ends.
     """
     session = Session()
+    table = document.__table__
     if get_database().primary.dialect.name != "postgresql":
-        document.name = take_numbers((code,), year)[code]
-        session.flush()
-        return document.name
+        # SQLite: writes are serialised anyway; two statements are as short a hold as one.
+        name = take_numbers((code,), year)[code]
+        session.execute(update(table).where(table.c.id == document.id).values(name=name))
+        set_committed_value(document, "name", name)
+        return name
     taken = (
         update(SequenceCounter)
         .where(SequenceCounter.code == code, SequenceCounter.year == year)
@@ -146,7 +149,6 @@ def number_document(document: Any, code: str, year: int) -> str:
     )
     # A scalar subquery, not UPDATE ... FROM taken: no counter row (a new year) gives NULL.
     digits = cast(select(taken.c.number).scalar_subquery(), String)
-    table = document.__table__
     statement = (
         update(table)
         .where(table.c.id == document.id)

@@ -1,0 +1,76 @@
+"""The embedded default (SQLite, no Redis, no replica) runs the whole order flow too.
+
+SQLite takes a different path for numbering (counter rows for every code, no sequences), so
+the numbers written to the database are checked here, not only the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import select
+
+from app.db import Session, transaction
+from app.migrate import upgrade
+from modules.marketplace.models import AccountMove, Payment, Product, SaleOrder
+from modules.user.services import create_user
+from tests.modules.conftest import PASSWORD, bearer, login
+
+from .conftest import API, YEAR
+
+
+def test_on_embedded_sqlite_an_order_is_placed_paid_and_cancelled_with_its_numbers_written(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    app = make_app(
+        database_url=f"sqlite:///{tmp_path / 'lapak.db'}", replica_urls=(), redis_url=None
+    )
+    upgrade(app.extensions["lapak.settings"])
+    with app.app_context(), transaction():
+        create_user("staff@example.test", role="staff", password=PASSWORD)
+        create_user("buyer@example.test", role="customer", password=PASSWORD)
+        product = Product(name="BANDENG", list_price=Decimal("37000"))
+        Session().add(product)
+    client = app.test_client()
+    staff = bearer(login(client, "staff@example.test").get_json()["access_token"])
+    buyer = bearer(login(client, "buyer@example.test").get_json()["access_token"])
+    with app.app_context():
+        product_id = str(Session().scalars(select(Product.uuid)).one())
+
+    def order() -> dict:
+        body = {
+            "lines": [{"product": product_id, "quantity": "1"}],
+            "payment": {"method": "cash", "amount": "20000"},
+        }
+        response = client.post(f"{API}/orders", json=body, headers=buyer)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    first, second = order(), order()
+    assert [first["invoice"]["number"], second["invoice"]["number"]] == [
+        f"INV/{YEAR}/00001",
+        f"INV/{YEAR}/00002",
+    ]
+    assert first["invoice"]["payment_state"] == "partial"
+
+    paid = client.post(f"{API}/payments/{first['payment']['id']}/confirm", headers=staff)
+    assert paid.status_code == 200, paid.get_json()
+    cancelled = client.post(f"{API}/orders/{second['order']['id']}/cancel", headers=buyer)
+    assert cancelled.status_code == 200, cancelled.get_json()
+
+    with app.app_context():
+        names = set(Session().scalars(select(AccountMove.name)))
+        assert names == {f"INV/{YEAR}/00001", f"INV/{YEAR}/00002", f"RINV/{YEAR}/00001"}
+        assert set(Session().scalars(select(SaleOrder.name))) == {
+            first["order"]["number"],
+            second["order"]["number"],
+        }
+        assert set(Session().scalars(select(Payment.state))) == {"paid", "canceled"}
+    listed = client.get(f"{API}/orders", headers=staff).get_json()["items"]
+    assert [item["number"] for item in listed] == [
+        second["order"]["number"],
+        first["order"]["number"],
+    ]
