@@ -40,16 +40,19 @@ def test_on_embedded_sqlite_an_order_is_placed_paid_and_cancelled_with_its_numbe
     with app.app_context():
         product_id = str(Session().scalars(select(Product.uuid)).one())
 
-    def order() -> dict:
+    def order(key: str) -> dict:
         body = {
             "lines": [{"product": product_id, "quantity": "1"}],
             "payment": {"method": "cash", "amount": "20000"},
         }
-        response = client.post(f"{API}/orders", json=body, headers=buyer)
+        response = client.post(
+            f"{API}/orders", json=body, headers={**buyer, "Idempotency-Key": key}
+        )
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 
-    first, second = order(), order()
+    first, second = order("one"), order("two")
+    assert order("one") == first  # replayed, not placed again
     assert [first["invoice"]["number"], second["invoice"]["number"]] == [
         f"INV/{YEAR}/00001",
         f"INV/{YEAR}/00002",
