@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "commodities.json"
 
 Route = Callable[["FeedHandler"], None]
@@ -176,6 +178,11 @@ def slow(seconds: float = 5.0) -> Route:
 
 
 # -- app configuration ------------------------------------------------------------------------
+
+
+def with_env(**values: str) -> pytest.MarkDecorator:
+    """Give one test extra settings through the ``env`` fixture (``{port}``: the feed port)."""
+    return pytest.mark.parametrize("env", [values], indirect=True, ids=["env"])
 
 
 def fetch_env(server: FeedServer, extra: dict[str, str] | None = None) -> dict[str, str]:

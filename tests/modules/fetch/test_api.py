@@ -33,6 +33,7 @@ from tests.modules.fetch.feedserver import (
     fetch_env,
     running,
     serve,
+    with_env,
 )
 from tests.servers import Services
 
@@ -64,16 +65,6 @@ OTHER_UUIDS = [OTHER_ROWS[1]["uuid"], OTHER_ROWS[0]["uuid"]]
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Extra ``module_env`` for this test (``@with_env(...)``); ``{port}`` is the feed port."""
-    return getattr(request, "param", {})
-
-
-def with_env(**values: str) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("env", [values], indirect=True, ids=["env"])
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ from tests.modules.fetch.feedserver import (
     running,
     serve,
     slow,
+    with_env,
 )
 from tests.servers import Services
 
@@ -46,16 +47,6 @@ KEPT = len(clean(json.loads(FIXTURE_BYTES)).listings)
 #: A fresh copy is one minute old at most; travelling two minutes makes it due.
 FRESH_SECONDS = "60"
 AGED = timedelta(seconds=120)
-
-
-@pytest.fixture
-def env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Extra ``module_env`` for this test (``@with_env(...)``); ``{port}`` is the feed port."""
-    return getattr(request, "param", {})
-
-
-def with_env(**values: str) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("env", [values], indirect=True, ids=["env"])
 
 
 @pytest.fixture(autouse=True)
