@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import Session, get_database
@@ -107,11 +107,13 @@ def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
     codes = sorted(set(codes))
     if get_database().primary.dialect.name != "postgresql":
         return take_numbers(codes, year)
-    values = (
-        Session()
-        .execute(select(*[func.nextval(_sequence_name(code, year)) for code in codes]))
-        .one()
-    )
+    names = [_sequence_name(code, year) for code in codes]
+    try:
+        values = Session().execute(select(*[func.nextval(name) for name in names])).one()
+    except DBAPIError:
+        # Dropped under a running process (a downgrade)? The next request makes them again.
+        _READY.difference_update(names)
+        raise
     return {
         code: format_number(code, year, number) for code, number in zip(codes, values, strict=True)
     }
