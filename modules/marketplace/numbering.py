@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from itertools import repeat
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, select, text, update
+from sqlalchemy import BigInteger, String, cast, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
@@ -26,7 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import Session, get_database
 
-from .models import SequenceCounter
+from .models import Payment, SaleOrder, SequenceCounter
 
 #: Document codes: sale order, invoice, credit note (reversed invoice), payment.
 CODES = ("SO", "INV", "RINV", "PAY")
@@ -78,23 +77,38 @@ def prepare_year(codes: Iterable[str], year: int) -> None:
     database = get_database()
     if database.primary.dialect.name != "postgresql":
         return
-    missing = [name for name in map(_sequence_name, codes, repeat(year)) if name not in _READY]
-    if not missing:
+    codes = [code for code in codes if _sequence_name(code, year) not in _READY]
+    if not codes:
         return
     with database.primary.connect() as connection:
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-        for name in missing:
-            # Owned by the counters' table: dropped with it (a downgrade) and restarted with
-            # it (TRUNCATE ... RESTART IDENTITY). Another process may create it at the same
-            # moment: then it exists, as wanted.
-            with contextlib.suppress(IntegrityError, ProgrammingError):
-                autocommit.execute(
-                    text(
-                        f"CREATE SEQUENCE IF NOT EXISTS {name} "
-                        "OWNED BY marketplace_sequence.next_number"
-                    )
-                )
+        for code in codes:
+            name = _sequence_name(code, year)
+            if autocommit.execute(select(func.to_regclass(name))).scalar() is None:
+                _create_sequence(autocommit, code, year)
             _READY.add(name)
+
+
+def _create_sequence(connection: Any, code: str, year: int) -> None:
+    """Create the sequence, starting after any number of that code and year already used."""
+    name, table = _sequence_name(code, year), _NUMBERED_TABLES[code]
+    # Owned by the counters' table: dropped with it (a downgrade) and restarted with it
+    # (TRUNCATE ... RESTART IDENTITY). Another process may create it at the same moment: then
+    # it exists, as wanted.
+    with contextlib.suppress(IntegrityError, ProgrammingError):
+        connection.execute(
+            text(f"CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY marketplace_sequence.next_number")
+        )
+    # Documents already numbered in that year (the sequence was dropped and made again).
+    used = connection.execute(
+        select(func.max(cast(func.substring(table.c.name, "([0-9]+)$"), BigInteger))).where(
+            table.c.name.like(f"{code}/{year}/%")
+        )
+    ).scalar()
+    if used:
+        # GREATEST skips a NULL last value (a sequence no one has used yet).
+        last = func.pg_sequence_last_value(func.to_regclass(name))
+        connection.execute(select(func.setval(name, func.greatest(used, last))))
 
 
 def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
@@ -125,6 +139,8 @@ def _sequence_name(code: str, year: int) -> str:
     return f"marketplace_seq_{code.lower()}_{year}"
 
 
+#: The tables whose names the sequences' codes number.
+_NUMBERED_TABLES = {"SO": SaleOrder.__table__, "PAY": Payment.__table__}
 #: Sequences this process knows exist.
 _READY: set[str] = set()
 

@@ -96,3 +96,20 @@ def test_a_failed_order_with_an_idempotency_key_can_be_retried(
     retried = post(client, customer, "/orders", body, key="k-1")
     assert retried.status_code == 201, retried.get_json()
     assert retried.get_json()["invoice"]["number"] == f"INV/{YEAR}/00001"
+
+
+def test_sequences_dropped_under_a_running_process_are_made_again(
+    client: FlaskClient, customer: Caller, product: MadeProduct, services: Services
+) -> None:
+    place(client, customer, order_body((product.id, "1")))
+    with psycopg.connect(primary_dsn(services), autocommit=True) as connection:
+        for code in ("so", "pay"):
+            connection.execute(f"DROP SEQUENCE marketplace_seq_{code}_{YEAR}")
+
+    failed = post(client, customer, "/orders", order_body((product.id, "1")))
+    assert assert_problem(failed, 503, "order-step-failed")["step"] == "numbering"
+    again = place(client, customer, order_body((product.id, "1")))
+    # Made again after the numbers already used, so none is given twice.
+    assert again["order"]["number"] == f"SO/{YEAR}/00002"
+    assert again["payment"]["number"] == f"PAY/{YEAR}/00002"
+    assert again["invoice"]["number"] == f"INV/{YEAR}/00002"
