@@ -132,6 +132,12 @@ class RateServer(_Quiet, ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/latest"
 
+    def stop(self) -> None:
+        """Stop answering and release the port now (the provider is down); safe to repeat."""
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
 
 _Server = TypeVar("_Server", FeedServer, RateServer)
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,52 +32,10 @@ from modules.fetch.rates import (
     install,
     refresh_rates,
 )
+from tests.modules.fetch.feedserver import RateServer, running
 from tests.servers import Services
 
 POLICY = FetchPolicy(allow_loopback=True, retries=0, total_timeout=3.0, connect_timeout=1.0)
-
-
-class RateHandler(BaseHTTPRequestHandler):
-    server: RateServer
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)
-        status, body = self.server.answer
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class RateServer(ThreadingHTTPServer):
-    """Answers every GET with ``answer`` (status, JSON-able or raw bytes) and counts requests."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RateHandler)
-        self.requests: list[str] = []
-        self.answer: tuple[int, Any] = (200, {"base": "IDR", "rates": {"USD": 0.0000625}})
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-        self.running = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/latest"
-
-    def stop(self) -> None:
-        if self.running:
-            self.running = False
-            self.shutdown()
-            self.server_close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,11 +50,8 @@ def rate_table(services: Services) -> None:
 
 @pytest.fixture
 def rate_api() -> Iterator[RateServer]:
-    server = RateServer()
-    try:
+    with running(RateServer()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
