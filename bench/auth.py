@@ -55,7 +55,7 @@ from bench.http_overhead import (
     serving,
     venv_script,
 )
-from bench.runner import REPO_ROOT, Figures, run_as_command
+from bench.runner import REPO_ROOT, Figures, bench_settings, run_as_command
 from modules.auth import services as auth_services
 from modules.user.passwords import Passwords
 from modules.user.services import create_user
@@ -79,17 +79,12 @@ def user_email(index: int) -> str:
 
 
 def settings_for(database_url: str, redis_url: str, workdir: Path) -> Settings:
-    return Settings.from_env(
-        environ={},
-        overrides={
-            "database_url": database_url,
-            "redis_url": redis_url,
-            "secret_key": SECRET,
-            "instance_path": workdir / "instance",
-            "module_packages": ("modules", "bench.modules"),
-            "log_level": "WARNING",
-        },
-        dotenv_path=workdir / ".env",  # none: the settings are exactly these
+    return bench_settings(
+        workdir,
+        SECRET,
+        database_url=database_url,
+        redis_url=redis_url,
+        module_packages=("modules", "bench.modules"),
     )
 
 

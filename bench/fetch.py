@@ -85,7 +85,7 @@ from bench.http_overhead import (
     serving,
     venv_script,
 )
-from bench.runner import REPO_ROOT, Figures, run_as_command
+from bench.runner import REPO_ROOT, Figures, bench_settings, run_as_command
 from modules.fetch.analysis import aggregate
 from modules.fetch.cleaning import clean
 from modules.fetch.client import FetchPolicy, fetch_json
@@ -320,17 +320,7 @@ def ratio_row(name: str, measured: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def settings_for(database_url: str, redis_url: str, workdir: Path) -> Settings:
-    return Settings.from_env(
-        environ={},
-        overrides={
-            "database_url": database_url,
-            "redis_url": redis_url,
-            "secret_key": SECRET,
-            "instance_path": workdir / "instance",
-            "log_level": "WARNING",
-        },
-        dotenv_path=workdir / ".env",  # none: the settings are exactly these
-    )
+    return bench_settings(workdir, SECRET, database_url=database_url, redis_url=redis_url)
 
 
 def prepare_database(settings: Settings) -> None:

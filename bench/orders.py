@@ -78,7 +78,7 @@ from bench.http_overhead import (
     serving,
     venv_script,
 )
-from bench.runner import REPO_ROOT, Figures, run_as_command
+from bench.runner import FAST_PASSWORDS, REPO_ROOT, Figures, bench_settings, run_as_command
 from modules.marketplace.pricing import line_amounts
 from modules.user.services import create_user
 from tests.servers import Services, start_services
@@ -89,8 +89,6 @@ DEFAULT_CLIENTS = (1, 8, 32)
 SECRET = "bench-orders-throwaway-secret-0123456789abcdefgh"  # noqa: S105
 PASSWORD = "benchmark password, long enough"  # noqa: S105 - throw-away users'
 #: OWASP's argon2id minimum: the benchmark measures orders, not logins.
-PASSWORD_ENV = {"password_memory_kib": "19456", "password_time_cost": "2",
-                "password_parallelism": "1"}  # fmt: skip
 API = "/api/v1/marketplace"
 ORDERS = f"{API}/orders"
 PRODUCTS = 10
@@ -697,18 +695,13 @@ def durable_primary(services: Services) -> None:
 
 
 def settings_for(services: Services, workdir: Path) -> Settings:
-    return Settings.from_env(
-        environ={},
-        overrides={
-            "database_url": services.database_url,
-            "replica_urls": tuple(services.replica_urls),
-            "redis_url": services.redis_url,
-            "secret_key": SECRET,
-            "instance_path": workdir / "instance",
-            "log_level": "WARNING",
-            "module_env": PASSWORD_ENV,
-        },
-        dotenv_path=workdir / ".env",  # none: the settings are exactly these
+    return bench_settings(
+        workdir,
+        SECRET,
+        database_url=services.database_url,
+        replica_urls=tuple(services.replica_urls),
+        redis_url=services.redis_url,
+        module_env=FAST_PASSWORDS,
     )
 
 
@@ -732,7 +725,7 @@ def start_lapak(stack: ExitStack, services: Services, workdir: Path, workers: in
         LAPAK_WEB_WORKERS=str(workers),
         LAPAK_LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO_ROOT),
-        **{f"LAPAK_{k.upper()}": v for k, v in PASSWORD_ENV.items()},
+        **{f"LAPAK_{k.upper()}": v for k, v in FAST_PASSWORDS.items()},
     )
     port = free_port()
     argv = [venv_script("lapak"), "serve", "--host", HOST, "--port", str(port)]

@@ -194,3 +194,28 @@ def run_as_command(name: str, inputs: Mapping[str, Any], measure: Callable[..., 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+#: argon2id at OWASP's minimum: benchmarks that create many users need not wait on the
+#: production cost (bench/auth measures that cost on purpose and does not use this).
+FAST_PASSWORDS = {
+    "password_memory_kib": "19456",
+    "password_time_cost": "2",
+    "password_parallelism": "1",
+}
+
+
+def bench_settings(workdir: Path, secret: str, **overrides: Any) -> Any:
+    """Settings for a throw-away Lapak in ``workdir``: exactly these, no environment, no .env."""
+    from app.config import Settings
+
+    return Settings.from_env(
+        environ={},
+        overrides={
+            "secret_key": secret,
+            "instance_path": workdir / "instance",
+            "log_level": "WARNING",
+            **overrides,
+        },
+        dotenv_path=workdir / ".env",  # none: the settings are exactly these
+    )

@@ -61,7 +61,7 @@ from bench.http_overhead import (
     stop,
     venv_script,
 )
-from bench.runner import REPO_ROOT, Figures, run_as_command
+from bench.runner import FAST_PASSWORDS, REPO_ROOT, Figures, bench_settings, run_as_command
 from modules.user.services import create_user
 from tests.servers import start_services
 
@@ -80,8 +80,6 @@ TARGET_RSS_MB = 500.0
 ROLES = ("customer", "customer", "customer", "staff", "seller")
 NAMES = ("Pengguna", "Siti Nurhaliza", "Ñandú Siregar", "José Nasution", "Budi O'Connor")
 #: OWASP's argon2id minimum: the benchmark measures imports, not logins.
-PASSWORD_ENV = {"password_memory_kib": "19456", "password_time_cost": "2",
-                "password_parallelism": "1"}  # fmt: skip
 
 
 # --- the data --------------------------------------------------------------------------------
@@ -308,17 +306,12 @@ def import_run(
 
 
 def settings_for(database_url: str, redis_url: str, workdir: Path) -> Settings:
-    return Settings.from_env(
-        environ={},
-        overrides={
-            "database_url": database_url,
-            "redis_url": redis_url,
-            "secret_key": SECRET,
-            "instance_path": workdir / "instance",
-            "log_level": "WARNING",
-            "module_env": PASSWORD_ENV,
-        },
-        dotenv_path=workdir / ".env",  # none: the settings are exactly these
+    return bench_settings(
+        workdir,
+        SECRET,
+        database_url=database_url,
+        redis_url=redis_url,
+        module_env=FAST_PASSWORDS,
     )
 
 
@@ -375,7 +368,7 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
                 LAPAK_WEB_WORKERS=str(inputs["web_workers"]),
                 LAPAK_LOG_LEVEL="WARNING",
                 PYTHONPATH=str(REPO_ROOT),
-                **{f"LAPAK_{k.upper()}": v for k, v in PASSWORD_ENV.items()},
+                **{f"LAPAK_{k.upper()}": v for k, v in FAST_PASSWORDS.items()},
             )
             port = free_port()
             argv = [venv_script("lapak"), "serve", "--host", HOST, "--port", str(port)]
