@@ -13,6 +13,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -133,6 +134,40 @@ class PostgresServer:
             conf.write(f"\nport = {port}\n")
         return replica
 
+    def processes(self) -> list[int]:
+        """The postmaster's pid and its children's (read from /proc; Linux)."""
+        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The parent pid is the 2nd field after the ")" closing the command name.
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP every process: connections stay open, nothing answers (a network partition)."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def promote(self) -> None:
+        """Make this replica a primary of its own (it leaves recovery and stops following)."""
+        self.execute("SELECT pg_promote(wait => true)")
+
+    def remove(self) -> None:
+        """Stop the server (thawed first) and delete its data directory and log."""
+        if self.running:
+            with contextlib.suppress(Exception):
+                self.thaw()
+            self.stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)
+        self.log_file.unlink(missing_ok=True)
+
     def execute(self, sql: str, database: str = "postgres") -> list[tuple]:
         with psycopg.connect(self.dsn(database), autocommit=True) as connection:
             cursor = connection.execute(sql)
@@ -209,6 +244,27 @@ class Services:
 
 
 TEST_DATABASE = "lapak_test"
+
+
+def start_extra_replica(services: Services, name: str) -> PostgresServer:
+    """Another streaming replica of the harness's primary, for a test that freezes, promotes
+    or stops it without breaking the shared one; the test calls its ``remove()``."""
+    if services.primary is None or services.root is None:
+        raise RuntimeError(
+            "needs the harness-started primary (LAPAK_TEST_DATABASE_URL is external)"
+        )
+    datadir = services.root / name
+    shutil.rmtree(datadir, ignore_errors=True)
+    datadir.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        shutil.chown(datadir, "postgres", "postgres")
+    replica = services.primary.replica(datadir, free_port())
+    try:
+        replica.start()
+    except BaseException:
+        replica.remove()
+        raise
+    return replica
 
 
 def start_services() -> Services:
