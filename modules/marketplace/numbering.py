@@ -13,14 +13,13 @@ lock, so no order waits for another's commit to get its number.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import BigInteger, String, cast, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import Session, get_database
@@ -81,24 +80,32 @@ def prepare_year(codes: Iterable[str], year: int) -> None:
     if not codes:
         return
     with database.primary.connect() as connection:
-        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         for code in codes:
             name = _sequence_name(code, year)
-            if autocommit.execute(select(func.to_regclass(name))).scalar() is None:
-                _create_sequence(autocommit, code, year)
+            with connection.begin():
+                # Two processes making the year's first order at once would both try to create
+                # it, and PostgreSQL logs the loser's duplicate error even with IF NOT EXISTS:
+                # one creates it under the lock, the other then finds it.
+                connection.execute(
+                    select(func.pg_advisory_xact_lock(_LOCK_SPACE, func.hashtext(name)))
+                )
+                if connection.execute(select(func.to_regclass(name))).scalar() is None:
+                    _create_sequence(connection, code, year)
             _READY.add(name)
+
+
+#: The first key of the advisory locks taken around creating sequences ("SEQ" in ASCII).
+_LOCK_SPACE = 0x534551
 
 
 def _create_sequence(connection: Any, code: str, year: int) -> None:
     """Create the sequence, starting after any number of that code and year already used."""
     name, table = _sequence_name(code, year), _NUMBERED_TABLES[code]
     # Owned by the counters' table: dropped with it (a downgrade) and restarted with it
-    # (TRUNCATE ... RESTART IDENTITY). Another process may create it at the same moment: then
-    # it exists, as wanted.
-    with contextlib.suppress(IntegrityError, ProgrammingError):
-        connection.execute(
-            text(f"CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY marketplace_sequence.next_number")
-        )
+    # (TRUNCATE ... RESTART IDENTITY).
+    connection.execute(
+        text(f"CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY marketplace_sequence.next_number")
+    )
     # Documents already numbered in that year (the sequence was dropped and made again).
     used = connection.execute(
         select(func.max(cast(func.substring(table.c.name, "([0-9]+)$"), BigInteger))).where(
