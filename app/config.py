@@ -49,6 +49,11 @@ class Settings:
     replica_retry_seconds: float = 10.0
     #: Connect timeout for replicas: a dead replica must not stall a read for long.
     replica_connect_timeout: int = 2
+    #: Each round trip to a replica (a statement, a commit, a rollback) gives up after this many
+    #: seconds: a hung replica is then skipped and the read served by the primary.
+    replica_read_timeout: float = 5.0
+    #: ``/health/ready`` gives each database this many seconds to connect and answer.
+    health_check_timeout: float = 2.0
     #: In-process job threads when no Redis is configured.
     embedded_job_threads: int = 2
     outbox_max_attempts: int = 8
@@ -122,6 +127,9 @@ class Settings:
         for name in ("web_workers", "embedded_job_threads", "outbox_max_attempts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
+        for name in ("replica_read_timeout", "health_check_timeout"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"LAPAK_{name.upper()} must be more than 0 seconds")
         secret, generated = self.secret_key, self.secret_is_generated
         if not secret:
             if self.production:
@@ -169,7 +177,7 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             "outbox_max_attempts",
         ):
             values[name] = _integer(name, text)
-        elif name == "replica_retry_seconds":
+        elif name in ("replica_retry_seconds", "replica_read_timeout", "health_check_timeout"):
             values[name] = _number(name, text)
         elif not name.startswith("test_"):  # LAPAK_TEST_* belong to the test harness
             values.setdefault("module_env", {})[name] = text

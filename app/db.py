@@ -6,8 +6,11 @@
 * Read-your-writes follows GitLab's load balancer: after a request commits on the primary, the
   response carries the primary's WAL position (``X-Lapak-LSN`` header and ``lapak_lsn`` cookie);
   the client's next reads only use a replica whose ``pg_last_wal_replay_lsn()`` is at least that.
-* A replica that cannot be reached, or fails during a read, is skipped for a while and the read
-  is run again on the primary; the client never sees the replica's error.
+* A replica that cannot be reached, is not in recovery (promoted), fails during a read or does
+  not answer within ``replica_read_timeout`` is skipped for a while and the read is run again on
+  the primary; the client never sees the replica's error.
+* A primary that cannot be reached answers 503 problem+json with ``Retry-After`` on every
+  endpoint; a connection that died under a request is discarded quietly at cleanup.
 * With no replicas (and on SQLite) the same code simply always uses the primary.
 """
 
@@ -15,29 +18,44 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import random
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import psycopg
 from flask import Flask, current_app, g, has_request_context, request
 from flask.wrappers import Response
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Numeric, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    Numeric,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import TypeDecorator
 
-from app import clock
+from app import clock, errors
 from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -116,6 +134,27 @@ class Replica:
     last_error: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicaState:
+    """What a replica says of itself, read in one round trip."""
+
+    in_recovery: bool
+    replayed: int | None
+    #: Since the last replayed transaction; grows while the primary has nothing to send.
+    seconds_since_replay: float | None
+
+
+_REPLICA_STATE = text(
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+    "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+)
+
+
+def replica_state(connection: Connection) -> ReplicaState:
+    in_recovery, replayed, seconds = connection.execute(_REPLICA_STATE).one()
+    return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
+
+
 @dataclass
 class Database:
     """The engines of one application: a primary and zero or more replicas."""
@@ -123,6 +162,8 @@ class Database:
     primary: Engine
     replicas: list[Replica] = field(default_factory=list)
     retry_seconds: float = 10.0
+    #: Seconds a health check, or the check before a replica read, may take per round trip.
+    check_timeout: float = 2.0
     _pid: int = field(default_factory=os.getpid)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,42 +177,46 @@ class Database:
                     url,
                     application_name="lapak-replica",
                     connect_timeout=settings.replica_connect_timeout,
+                    round_trip_timeout=settings.replica_read_timeout,
                 ),
             )
             for index, url in enumerate(settings.replica_urls)
         ]
-        return cls(primary, replicas, settings.replica_retry_seconds)
+        return cls(
+            primary,
+            replicas,
+            settings.replica_retry_seconds,
+            check_timeout=settings.health_check_timeout,
+        )
 
     @property
     def is_postgresql(self) -> bool:
         return self.primary.dialect.name == "postgresql"
 
     def choose_replica(self, min_lsn: int | None) -> Replica | None:
-        """A replica that answers and has replayed ``min_lsn``; None means: use the primary."""
+        """A replica that answers, is in recovery and has replayed ``min_lsn``; None: the primary.
+
+        Asked before every read: a replica promoted since (it has left the cluster and will
+        miss every later write) is noticed at once, whatever WAL position it still reports.
+        """
         now = time.monotonic()
         candidates = [r for r in self.replicas if r.down_until <= now]
         random.shuffle(candidates)  # spread reads; not security relevant
         for replica in candidates:
             try:
-                with replica.engine.connect() as connection:
-                    replayed = connection.execute(
-                        text("SELECT pg_last_wal_replay_lsn()::text")
-                    ).scalar()
+                with round_trips_within(self.check_timeout), replica.engine.connect() as connection:
+                    state = replica_state(connection)
             except DBAPIError as error:
                 self.mark_down(replica, error)
                 continue
-            position = parse_lsn(replayed)
-            if position is None:
-                # Not in recovery: a promoted or misconfigured server is not a replica of ours.
-                self.mark_down(
-                    replica, RuntimeError("not in recovery (pg_last_wal_replay_lsn is null)")
-                )
+            if not state.in_recovery or state.replayed is None:
+                self.mark_down(replica, NotAReplica())
                 continue
-            if min_lsn is not None and position < min_lsn:
+            if min_lsn is not None and state.replayed < min_lsn:
                 log.debug(
                     "replica %s is behind the client (%s < %s)",
                     replica.name,
-                    format_lsn(position),
+                    format_lsn(state.replayed),
                     format_lsn(min_lsn),
                 )
                 continue
@@ -195,15 +240,23 @@ class Database:
             )
 
     def check(self) -> dict[str, dict[str, Any]]:
-        """Health of every database: ``{"primary": {"ok": True, ...}, "replica-0": {...}}``."""
-        results = {"primary": _probe(self.primary, "SELECT 1")}
-        for replica in self.replicas:
-            outcome = _probe(replica.engine, "SELECT pg_is_in_recovery()")
-            if outcome["ok"] and outcome.pop("value") is not True:
-                outcome = {"ok": False, "error": "not in recovery: this is not a replica"}
-            outcome.pop("value", None)
-            results[replica.name] = outcome
-        results["primary"].pop("value", None)
+        """Health of every database: ``{"primary": {"ok": True, ...}, "replica-0": {...}}``.
+
+        Each replica also shows its lag: ``lag_bytes`` of WAL the primary has written that it
+        has not replayed, and ``lag_seconds`` since the last transaction it replayed (0 when it
+        has replayed everything). Every round trip is bounded by ``check_timeout``.
+        """
+        with round_trips_within(self.check_timeout):
+            primary_sql = "SELECT pg_current_wal_lsn()::text" if self.is_postgresql else "SELECT 1"
+            primary, written = _probe(self.primary, lambda c: c.execute(text(primary_sql)).scalar())
+            results = {"primary": primary}
+            for replica in self.replicas:
+                outcome, state = _probe(replica.engine, replica_state)
+                if state is not None and not state.in_recovery:
+                    outcome = {"ok": False, "error": str(NotAReplica())}
+                elif state is not None:
+                    outcome.update(_lag(parse_lsn(written), state))
+                results[replica.name] = outcome
         return results
 
     def after_fork(self) -> None:
@@ -221,7 +274,88 @@ class Database:
             engine.dispose()
 
 
-def _create_engine(url: str, application_name: str, connect_timeout: int = 5) -> Engine:
+class NotAReplica(RuntimeError):
+    def __str__(self) -> str:
+        return "not in recovery: promoted, or not a replica"
+
+
+def _lag(primary_written: int | None, state: ReplicaState) -> dict[str, Any]:
+    if primary_written is None or state.replayed is None:
+        return {"lag_bytes": None, "lag_seconds": None}
+    behind = max(0, primary_written - state.replayed)
+    seconds = state.seconds_since_replay
+    return {
+        "lag_bytes": behind,
+        # An idle primary sends nothing to replay, so the time since the last replayed
+        # transaction grows though the replica has everything: that is no lag.
+        "lag_seconds": 0.0 if behind == 0 or seconds is None else round(max(seconds, 0.0), 3),
+    }
+
+
+# --- bounded round trips -------------------------------------------------------------------
+
+#: A tighter bound for the round trips of the current block (health checks); see below.
+_round_trip_limit: ContextVar[float | None] = ContextVar("lapak_round_trip_limit", default=None)
+
+
+@contextmanager
+def round_trips_within(seconds: float) -> Iterator[None]:
+    """Bound every database round trip (and connect) in the block to ``seconds``."""
+    token = _round_trip_limit.set(seconds)
+    try:
+        yield
+    finally:
+        _round_trip_limit.reset(token)
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection whose every round trip gives up after ``round_trip_timeout``.
+
+    A hung server (its processes frozen, or cut off by a partition) keeps the socket open and
+    never answers: ``statement_timeout`` is enforced by that very server, and on the same host
+    its kernel still acknowledges TCP (keepalives, ``tcp_user_timeout``), so only the client can
+    give up. psycopg runs every round trip (statement, fetch, commit, rollback, ping) through
+    ``wait()``, which takes a timeout; past it the connection is in an unknown state, so it is
+    closed, which SQLAlchemy treats as a disconnect: the connection is discarded.
+    """
+
+    round_trip_timeout: float | None = None
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        limit = _round_trip_limit.get() or self.round_trip_timeout
+        if limit is None or kwargs.get("timeout") is not None:
+            return super().wait(gen, *args, **kwargs)
+        try:
+            return super().wait(gen, *args, **{**kwargs, "timeout": limit})
+        except psycopg.errors._WaitTimeout:  # psycopg's own, to be converted by the caller
+            self.pgconn.finish()
+            raise psycopg.errors.ConnectionTimeout(
+                f"no answer from the server within {limit:g}s; connection closed"
+            ) from None
+
+
+def _connect_bounded(
+    round_trip_timeout: float | None,
+) -> Callable[[Any, Any, list[Any], dict[str, Any]], BoundedConnection]:
+    def connect(
+        _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> BoundedConnection:
+        limit = _round_trip_limit.get()
+        if limit is not None:  # libpq counts whole seconds, at least 2
+            cparams = {**cparams, "connect_timeout": max(2, math.ceil(limit))}
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.round_trip_timeout = round_trip_timeout
+        return connection
+
+    return connect
+
+
+def _create_engine(
+    url: str,
+    application_name: str,
+    connect_timeout: int = 5,
+    round_trip_timeout: float | None = None,
+) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -231,13 +365,15 @@ def _create_engine(url: str, application_name: str, connect_timeout: int = 5) ->
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN.
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         connect_args={"connect_timeout": connect_timeout, "application_name": application_name},
     )
+    event.listen(engine, "do_connect", _connect_bounded(round_trip_timeout))
+    return engine
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -256,18 +392,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _probe(engine: Engine, sql: str) -> dict[str, Any]:
+T = TypeVar("T")
+
+
+def _probe(engine: Engine, ask: Callable[[Connection], T]) -> tuple[dict[str, Any], T | None]:
+    """``({"ok": ..., "latency_ms" or "error": ...}, the answer or None)``."""
     started = time.perf_counter()
     try:
         with engine.connect() as connection:
-            value = connection.execute(text(sql)).scalar()
+            answer = ask(connection)
     except DBAPIError as error:
-        return {"ok": False, "error": _one_line(error)}
-    return {
-        "ok": True,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        "value": value,
-    }
+        return {"ok": False, "error": _one_line(error)}, None
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}, answer
 
 
 def _one_line(error: BaseException) -> str:
@@ -441,6 +577,72 @@ class read_only:
         return run  # type: ignore[return-value]
 
 
+def close_session() -> None:
+    """End the request's (or job's) session, discarding a connection that died under it.
+
+    A replica killed or restarted after the read cannot roll back: its connection is dropped
+    with a warning, and the answer already computed stands.
+    """
+    session = Session()
+    try:
+        session.close()
+    except DBAPIError as error:
+        log.warning("discarded a broken database connection at cleanup: %s", _one_line(error))
+        session.invalidate()
+    finally:
+        Session.remove()
+
+
+# --- an unreachable database ---------------------------------------------------------------
+
+#: Seconds a client is told to wait before retrying while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
+#: Connection exceptions (class 08) and these: the server is going away, starting, or full.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+_UNAVAILABLE_SQLITE = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+
+
+class DatabaseUnavailable(errors.ServiceUnavailable):
+    code = "database-unavailable"
+    title = "The database is unavailable"
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached or takes no work for now.
+
+    Only that: OperationalError also covers errors a statement causes (too complex, a lock
+    not available), which retrying would not cure.
+    """
+    if isinstance(error, PoolTimeoutError):  # every pooled connection busy past the wait
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    if isinstance(original, psycopg.Error):
+        if original.sqlstate is None:  # raised by the client: connection refused, lost, timed out
+            return isinstance(original, psycopg.OperationalError | psycopg.InterfaceError)
+        return original.sqlstate.startswith("08") or original.sqlstate in _UNAVAILABLE_SQLSTATES
+    if isinstance(original, sqlite3.OperationalError):
+        return getattr(original, "sqlite_errorname", None) in _UNAVAILABLE_SQLITE
+    return False
+
+
+def _answer_database_error(error: Exception) -> Response:
+    from app.http import handle_domain_error, handle_unexpected_error
+
+    if not is_unavailable(error):
+        return handle_unexpected_error(error)
+    log.warning("database unavailable: %s", _one_line(error))
+    return handle_domain_error(
+        DatabaseUnavailable(
+            "The database cannot be reached; try again shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    )
+
+
 def client_min_lsn() -> int | None:
     """The WAL position this client has already seen (from its header or cookie), if any."""
     if not has_request_context():
@@ -480,6 +682,9 @@ def init_app(app: Flask, settings: Settings) -> Database:
 
     @app.teardown_appcontext
     def _remove_session(_error: BaseException | None) -> None:
-        Session.remove()
+        close_session()
 
+    # The classes a connection failure comes as; anything else in them is handed on as before.
+    for error_class in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.register_error_handler(error_class, _answer_database_error)
     return database

@@ -24,10 +24,28 @@ class CheckSchema(ma.Schema):
     error = ma.fields.String()
     latency_ms = ma.fields.Float()
     mode = ma.fields.String()
+    lag_bytes = ma.fields.Integer(
+        allow_none=True,
+        metadata={"description": "Replicas: WAL the primary has written and this has not replayed"},
+    )
+    lag_seconds = ma.fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "Replicas: seconds since the last replayed transaction; 0 when "
+            "nothing is left to replay (an idle primary sends nothing, which is no lag)"
+        },
+    )
 
 
 class ReadySchema(ma.Schema):
-    status = ma.fields.String(metadata={"example": "ok"})
+    status = ma.fields.String(
+        validate=ma.validate.OneOf(("ok", "degraded")),
+        metadata={
+            "example": "ok",
+            "description": "degraded: a replica is down and its reads go to the primary",
+        },
+    )
+    detail = ma.fields.String(metadata={"description": "When degraded: the checks that failed"})
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
 
 
@@ -54,13 +72,18 @@ class Live(MethodView):
 @health.route("/ready")
 class Ready(MethodView):
     @health.response(200, ReadySchema)
-    @health.alt_response(503, schema=ProblemSchema, description="A dependency is down")
+    @health.alt_response(503, schema=ProblemSchema, description="The primary or Redis is down")
     def get(self) -> dict[str, Any] | Response:
-        """The primary, every replica and Redis answer; a 503 problem names the ones that do not."""
+        """The primary, every replica and Redis answer; a replica down only degrades the service.
+
+        Reads fall back to the primary, so a failed replica gives 200 with ``"status":
+        "degraded"`` naming it; a 503 problem names the primary or Redis when they are down.
+        """
         checks = dict(current_app.extensions["lapak.db"].check())
         checks["redis"] = current_app.extensions["lapak.jobs"].check()
         down = sorted(name for name, check in checks.items() if not check["ok"])
-        if down:
+        vital_down = [name for name in down if name in VITAL_CHECKS]
+        if vital_down:
             return problem(
                 503,
                 "Not ready",
@@ -68,7 +91,14 @@ class Ready(MethodView):
                 type_=problem_type("not-ready"),
                 checks=checks,
             )
+        if down:
+            detail = f"unavailable: {', '.join(down)} (reads use the primary)"
+            return {"status": "degraded", "detail": detail, "checks": checks}
         return {"status": "ok", "checks": checks}
+
+
+#: Without these nothing works; a replica down only moves its reads to the primary.
+VITAL_CHECKS = frozenset({"primary", "redis"})
 
 
 @core.route("/modules")

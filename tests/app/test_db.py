@@ -109,10 +109,11 @@ def test_reads_fall_back_to_the_primary_when_the_replica_is_down(
     assert [n["title"] for n in listed.get_json()["items"]] == ["still readable"]
     assert fresh.get("/api/v1/notes/where").get_json() == {"in_recovery": False}
 
+    # Reads still work, so the service is ready, but degraded, naming the replica.
     ready = fresh.get("/health/ready")
-    assert ready.status_code == 503
-    assert ready.content_type == "application/problem+json"
+    assert ready.status_code == 200
     body = ready.get_json()
+    assert body["status"] == "degraded"
     assert body["checks"]["replica-0"]["ok"] is False
     assert body["checks"]["primary"]["ok"] is True
     assert "replica-0" in body["detail"]
@@ -123,6 +124,19 @@ def test_readiness_reports_every_dependency(client: FlaskClient) -> None:
     assert ready.status_code == 200
     assert set(ready.get_json()["checks"]) == {"primary", "replica-0", "redis"}
     assert all(check["ok"] for check in ready.get_json()["checks"].values())
+
+
+def test_readiness_shows_how_far_each_replica_is_behind(app: Flask, paused_replica: object) -> None:
+    client = app.test_client()
+    caught_up = client.get("/health/ready").get_json()["checks"]["replica-0"]
+    assert caught_up["lag_bytes"] >= 0
+    assert caught_up["lag_seconds"] >= 0
+    client.post("/api/v1/notes/notes", json={"title": "not replayed yet"})
+    behind = client.get("/health/ready")
+    assert behind.status_code == 200
+    assert behind.get_json()["status"] == "ok"  # a lagging replica still serves caught-up reads
+    assert behind.get_json()["checks"]["replica-0"]["lag_bytes"] > 0
+    assert behind.get_json()["checks"]["replica-0"]["lag_seconds"] >= 0
 
 
 def test_readiness_fails_when_redis_is_unreachable(make_app: Callable[..., Flask]) -> None:
