@@ -21,10 +21,11 @@ from typing import Any
 from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker, Worker
+from rq import Callback, Queue, SimpleWorker, Worker
 from rq.job import Job
 
 from app.config import Settings
+from app.db import is_unavailable
 from app.registry import Periodic
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ DEFAULT_JOB_TIMEOUT = 600
 #: Imports of millions of rows outlast the default; they are resumable and watched by their
 #: own heartbeat, so RQ's timeout is only a backstop for a job that hangs.
 QUEUE_TIMEOUTS = {"imports": 4 * 3600}
+#: A job that could not reach the database runs again after these many seconds, then fails.
+DATABASE_RETRY_SECONDS = (5, 30, 120)
 
 
 class Jobs:
@@ -75,7 +78,9 @@ class Jobs:
             job_id = job_id or uuid.uuid4().hex
             self._embedded_executor().submit(self._run_embedded, job_id, func, args)
             return job_id
-        job = self.queue(queue).enqueue(func, *args, job_id=job_id)
+        job = self.queue(queue).enqueue(
+            func, *args, job_id=job_id, on_failure=Callback(_retry_if_database_unavailable)
+        )
         return job.id
 
     def _embedded_executor(self) -> ThreadPoolExecutor:
@@ -84,12 +89,27 @@ class Jobs:
                 self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="lapak-job")
             return self._executor
 
-    def _run_embedded(self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _run_embedded(
+        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int = 0
+    ) -> None:
         with self.app.app_context():
             started = time.perf_counter()
             try:
                 func(*args)
-            except Exception:
+            except Exception as error:
+                if is_unavailable(error) and attempt < len(DATABASE_RETRY_SECONDS):
+                    delay = DATABASE_RETRY_SECONDS[attempt]
+                    log.warning("job %s (%s) could not reach the database; again in %ss",
+                                job_id, _name(func), delay)  # fmt: skip
+                    retry = threading.Timer(
+                        delay,
+                        lambda: self._embedded_executor().submit(
+                            self._run_embedded, job_id, func, args, attempt + 1
+                        ),
+                    )
+                    retry.daemon = True
+                    retry.start()
+                    return
                 log.exception("job %s (%s) failed", job_id, _name(func))
             else:
                 log.info(
@@ -112,6 +132,18 @@ class Jobs:
         except RedisError as error:
             return {"ok": False, "error": str(error).splitlines()[0][:300]}
         return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _retry_if_database_unavailable(
+    job: Job, _connection: Redis, _type: type, error: BaseException, _traceback: Any
+) -> None:
+    """RQ failure callback: a job that met an unreachable database is scheduled to run again
+    (RQ's retry, run by the workers' scheduler); any other failure fails it as before."""
+    if not is_unavailable(error):
+        job.retries_left = None
+    elif job.retries_left is None:  # the first outage of this job
+        job.retries_left = len(DATABASE_RETRY_SECONDS)
+        job.retry_intervals = list(DATABASE_RETRY_SECONDS)
 
 
 def get_jobs() -> Jobs:
