@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.test import TestResponse
 
 from app.db import is_unavailable
@@ -206,3 +207,12 @@ def test_only_connection_failures_count_as_the_database_being_unavailable(
     missing = error_of(f"sqlite:///{tmp_path / 'x.db'}", "SELECT * FROM nowhere")
     assert isinstance(missing, OperationalError)
     assert not is_unavailable(missing)
+
+    # Every pooled connection busy past the pool's wait.
+    engine = create_engine(services.database_url, pool_size=1, max_overflow=0, pool_timeout=0.1)
+    try:
+        with engine.connect(), pytest.raises(PoolTimeoutError) as busy:
+            engine.connect()
+        assert is_unavailable(busy.value)
+    finally:
+        engine.dispose()
