@@ -82,7 +82,10 @@ def test_every_endpoint_answers_503_while_the_primary_is_down_and_recovers(
         assert_unavailable(client.get(NOTES))
         assert_unavailable(client.post(NOTES, json={"title": "during"}))
         assert_unavailable(client.post("/api/v1/auth/login", json=login))
-        assert client.get("/health/ready").status_code == 503
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["primary"]["ok"] is False
+        assert int(ready.headers["Retry-After"]) > 0
     finally:
         own_replica.primary.start()
     assert titles(client.get(NOTES)) == ["before"]
