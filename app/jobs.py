@@ -101,7 +101,7 @@ class RedisOutage:
             was_down, self._down = self._down, False
             self._warned.clear()
         if was_down:
-            log.warning("Redis answers again; caches, throttling and queues use it again")
+            log.info("Redis answers again; caches, throttling and queues use it again")
 
     def guarded(self, fallback: str, action: Callable[[], T], otherwise: Callable[[], T]) -> T:
         """``action()`` on Redis; ``otherwise()`` (logged as ``fallback``) if Redis is down."""
