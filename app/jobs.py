@@ -45,6 +45,7 @@ DEFAULT_JOB_TIMEOUT = 600
 #: Imports of millions of rows outlast the default; they are resumable and watched by their
 #: own heartbeat, so RQ's timeout is only a backstop for a job that hangs.
 QUEUE_TIMEOUTS = {"imports": 4 * 3600}
+REDIS_TIMEOUT_SECONDS = 2
 
 
 class JobsUnavailable(ServiceUnavailable):
@@ -123,8 +124,14 @@ class Jobs:
 
     def __init__(self, app: Flask, settings: Settings) -> None:
         self.app = app
+        # Redis answers in milliseconds; a hung one (a partition) must cost a request seconds, not
+        # the worker its timeout. RQ's workers raise the read timeout for their blocking dequeue.
         self.redis: Redis | None = (
-            Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+            Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
             if settings.redis_url
             else None
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -127,3 +128,19 @@ def test_a_new_login_still_works_for_the_user_after_the_outage(
     second = login(client, email).get_json()["access_token"]
     assert client.get(SESSION, headers=bearer(first)).status_code == 401
     assert client.get(SESSION, headers=bearer(second)).status_code == 200
+
+
+def test_login_goes_on_while_redis_hangs(
+    make_app: Callable[..., Flask], own_redis: RedisServer, make_user: Callable
+) -> None:
+    """A frozen Redis (a network partition): the connection opens, no answer ever comes."""
+    app = make_app(redis_url=own_redis.url)  # the production wait before trying Redis again
+    client = app.test_client()
+    _, _, email = make_user()
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        answers = [login(client, email).status_code for _ in range(3)]
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    assert answers == [200, 200, 200]
