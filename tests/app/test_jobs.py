@@ -199,3 +199,43 @@ def test_while_redis_is_down_enqueue_is_a_503_and_the_ticker_waits(
     assert PeriodicTicker(app).tick(periodic) == ["tests.app.test_jobs.note_from_a_periodic_job"]
     run_jobs(app)
     assert titles(app) == ["periodic"]
+
+
+@pytest.mark.slow
+def test_a_lapak_worker_carries_on_after_redis_restarts(
+    make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    app = make_app(redis_url=own_redis.url)
+    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
+    worker = subprocess.Popen(
+        [*lapak_command(), "worker"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with app.app_context():
+            enqueue(create_note_job, "before the restart")
+        wait_for_titles(app, worker, ["before the restart"])
+        own_redis.stop()  # RQ's dequeue, the heartbeat and the ticker all lose it
+        time.sleep(1)
+        own_redis.start()
+        with app.app_context():
+            enqueue(create_note_job, "after the restart")
+        wait_for_titles(app, worker, ["before the restart", "after the restart"])
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def wait_for_titles(app: Flask, worker: subprocess.Popen, expected: list[str]) -> None:
+    deadline = time.monotonic() + 90
+    while titles(app) != expected:
+        assert worker.poll() is None, worker.stdout.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, titles(app)
+        time.sleep(0.2)
