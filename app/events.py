@@ -108,19 +108,22 @@ def _jsonable(value: Any) -> str:
 
 
 def _schedule_dispatch() -> None:
-    from app.jobs import enqueue, get_jobs
+    from app.jobs import enqueue_later, get_jobs
 
-    redis = get_jobs().redis
+    jobs = get_jobs()
+    redis = jobs.redis
     if redis is not None:
-        try:
-            # One queued dispatch is enough: it delivers every event committed before it starts
-            # (it clears the flag first). Saves a job per commit under load; the flag expires
-            # in case its job is lost, and the periodic sweep covers the rest.
-            if not redis.set(DISPATCH_QUEUED_KEY, "1", nx=True, ex=DISPATCH_QUEUED_SECONDS):
-                return
-        except RedisError:
-            pass
-    enqueue(dispatch_outbox, queue="events")
+        # One queued dispatch is enough: it delivers every event committed before it starts
+        # (it clears the flag first). Saves a job per commit under load; the flag expires
+        # in case its job is lost, and the periodic sweep covers the rest.
+        first = jobs.outage.guarded(
+            "events wait for the outbox sweep",
+            lambda: redis.set(DISPATCH_QUEUED_KEY, "1", nx=True, ex=DISPATCH_QUEUED_SECONDS),
+            lambda: True,
+        )
+        if not first:
+            return
+    enqueue_later(dispatch_outbox, queue="events", recovered_by="the outbox sweep")
 
 
 def _clear_dispatch_queued() -> None:

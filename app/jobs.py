@@ -6,17 +6,25 @@ inside an application context, so they use ``Session()`` and services as request
 
 ``lapak worker`` (:func:`run_worker`) starts an RQ worker with RQ's scheduler and a small ticker
 that enqueues the modules' periodic jobs, once per interval across all workers (a Redis lock).
+A worker takes its queues in the order given, so periodic work (``periodic``, first) never waits
+behind queued imports; a running job still holds its worker, hence a separate imports worker.
+
+Redis down is an outage every user of it survives (:class:`RedisOutage`): caches fall back to the
+database, the login throttle counts in the process, and work that could not be queued is picked
+up from the database by a sweep once Redis answers again.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from redis import Redis
@@ -26,17 +34,92 @@ from rq.job import Job
 
 from app.config import Settings
 from app.db import is_unavailable
+from app.errors import ServiceUnavailable
 from app.registry import Periodic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-QUEUES = ("imports", "events", "default")
+#: In the order a worker takes them: periodic work first, long imports last.
+QUEUES = ("periodic", "events", "default", "imports")
 DEFAULT_JOB_TIMEOUT = 600
 #: Imports of millions of rows outlast the default; they are resumable and watched by their
 #: own heartbeat, so RQ's timeout is only a backstop for a job that hangs.
 QUEUE_TIMEOUTS = {"imports": 4 * 3600}
 #: A job that could not reach the database runs again after these many seconds, then fails.
 DATABASE_RETRY_SECONDS = (5, 30, 120)
+REDIS_TIMEOUT_SECONDS = 2
+
+
+class JobsUnavailable(ServiceUnavailable):
+    code = "jobs-unavailable"
+    title = "Background jobs cannot be queued right now"
+
+
+class RedisOutage:
+    """Remembers that Redis stopped answering, for every user of the app's connection.
+
+    After a failure Redis is left alone for ``retry_seconds`` (its users take their fallback at
+    once instead of each request paying a failed connection), then tried again. Each fallback is
+    logged as a warning at most once per ``warn_every_seconds``, not once per request, and the
+    first answer after an outage is logged too.
+    """
+
+    def __init__(self, retry_seconds: float = 5.0, warn_every_seconds: float = 60.0) -> None:
+        self.retry_seconds = retry_seconds
+        self.warn_every_seconds = warn_every_seconds
+        self._lock = threading.Lock()
+        self._retry_at = 0.0
+        self._down = False
+        self._warned: dict[str, tuple[float, int]] = {}
+
+    def available(self) -> bool:
+        """Whether to try Redis now (False while a recent failure is being waited out)."""
+        return time.monotonic() >= self._retry_at
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until Redis is tried again (at least 1), for a ``Retry-After``."""
+        return max(math.ceil(self._retry_at - time.monotonic()), 1)
+
+    def failed(self, fallback: str, error: Exception | None = None) -> None:
+        """Redis failed (or is being waited out); ``fallback`` says what happens instead."""
+        now = time.monotonic()
+        with self._lock:
+            if error is not None:
+                self._down, self._retry_at = True, now + self.retry_seconds
+            last, skipped = self._warned.get(fallback, (-math.inf, 0))
+            if now - last < self.warn_every_seconds:
+                self._warned[fallback] = (last, skipped + 1)
+                return
+            self._warned[fallback] = (now, 0)
+        reason = str(error).splitlines()[0][:200] if error is not None else "still down"
+        more = f" ({skipped} more since the last warning)" if skipped else ""
+        log.warning("Redis unavailable (%s): %s%s", reason, fallback, more)
+
+    def answered(self) -> None:
+        """Redis answered: the outage, if there was one, is over."""
+        if not self._down:
+            return
+        with self._lock:
+            was_down, self._down = self._down, False
+            self._warned.clear()
+        if was_down:
+            log.info("Redis answers again; caches, throttling and queues use it again")
+
+    def guarded(self, fallback: str, action: Callable[[], T], otherwise: Callable[[], T]) -> T:
+        """``action()`` on Redis; ``otherwise()`` (logged as ``fallback``) if Redis is down."""
+        if self.available():
+            try:
+                result = action()
+            except RedisError as error:
+                self.failed(fallback, error)
+            else:
+                self.answered()
+                return result
+        else:
+            self.failed(fallback)
+        return otherwise()
 
 
 class Jobs:
@@ -44,11 +127,18 @@ class Jobs:
 
     def __init__(self, app: Flask, settings: Settings) -> None:
         self.app = app
+        # Redis answers in milliseconds; a hung one (a partition) must cost a request seconds, not
+        # the worker its timeout. RQ's workers raise the read timeout for their blocking dequeue.
         self.redis: Redis | None = (
-            Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+            Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
             if settings.redis_url
             else None
         )
+        self.outage = RedisOutage()
         self._threads = settings.embedded_job_threads
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
@@ -78,10 +168,34 @@ class Jobs:
             job_id = job_id or uuid.uuid4().hex
             self._embedded_executor().submit(self._run_embedded, job_id, func, args)
             return job_id
-        job = self.queue(queue).enqueue(
-            func, *args, job_id=job_id, on_failure=Callback(_retry_if_database_unavailable)
+        target = self.queue(queue)
+        not_queued = f"{_name(func)} is not queued"
+
+        def refuse() -> str:
+            raise JobsUnavailable(
+                f"{not_queued}: Redis is unavailable",
+                headers={"Retry-After": str(self.outage.retry_after)},
+            )
+
+        return self.outage.guarded(
+            not_queued,
+            lambda: target.enqueue(func, *args, job_id=job_id, on_failure=_RETRY_CALLBACK).id,
+            refuse,
         )
-        return job.id
+
+    def enqueue_later(
+        self, func: Callable[..., Any], *args: Any, queue: str, recovered_by: str
+    ) -> str | None:
+        """:meth:`enqueue` for work already recorded in the database: while Redis is down the
+        job is not queued (a warning, no error) and ``recovered_by`` queues it later."""
+        if self.redis is None:
+            return self.enqueue(func, *args, queue=queue)
+        target = self.queue(queue)
+        return self.outage.guarded(
+            f"{_name(func)} is not queued; {recovered_by} queues it later",
+            lambda: target.enqueue(func, *args, on_failure=_RETRY_CALLBACK).id,
+            lambda: None,
+        )
 
     def _embedded_executor(self) -> ThreadPoolExecutor:
         with self._executor_lock:
@@ -146,6 +260,9 @@ def _retry_if_database_unavailable(
         job.retry_intervals = list(DATABASE_RETRY_SECONDS)
 
 
+_RETRY_CALLBACK = Callback(_retry_if_database_unavailable)
+
+
 def get_jobs() -> Jobs:
     return current_app.extensions["lapak.jobs"]
 
@@ -153,8 +270,18 @@ def get_jobs() -> Jobs:
 def enqueue(
     func: Callable[..., Any], *args: Any, queue: str = "default", job_id: str | None = None
 ) -> str:
-    """Run ``func(*args)`` in the background on ``queue``; returns the job id."""
+    """Run ``func(*args)`` in the background on ``queue``; returns the job id.
+
+    Raises :class:`JobsUnavailable` (503 with ``Retry-After``) while Redis is down.
+    """
     return get_jobs().enqueue(func, *args, queue=queue, job_id=job_id)
+
+
+def enqueue_later(
+    func: Callable[..., Any], *args: Any, queue: str, recovered_by: str
+) -> str | None:
+    """Queue work already recorded in the database; see :meth:`Jobs.enqueue_later`."""
+    return get_jobs().enqueue_later(func, *args, queue=queue, recovered_by=recovered_by)
 
 
 class _AppContextMixin:
@@ -237,18 +364,21 @@ class PeriodicTicker:
         for entry in periodic:
             name = _name(entry.func)
             interval_ms = int(entry.every.total_seconds() * 1000)
-            try:
-                if jobs.redis is not None:
-                    due = jobs.redis.set(f"lapak:periodic:{name}", "1", nx=True, px=interval_ms)
-                else:
-                    due = time.monotonic() >= self._next_local.get(name, 0.0)
-                    if due:
-                        self._next_local[name] = time.monotonic() + interval_ms / 1000
+            if jobs.redis is not None:
+                claim = functools.partial(
+                    jobs.redis.set, f"lapak:periodic:{name}", "1", nx=True, px=interval_ms
+                )
+                due = jobs.outage.guarded("periodic jobs wait for it", claim, lambda: False)
+            else:
+                due = time.monotonic() >= self._next_local.get(name, 0.0)
                 if due:
+                    self._next_local[name] = time.monotonic() + interval_ms / 1000
+            if due:
+                try:
                     jobs.enqueue(entry.func, queue=entry.queue)
-                    started.append(name)
-            except RedisError as error:
-                log.warning("periodic %s not enqueued: %s", name, error)
+                except JobsUnavailable:
+                    continue  # logged by the outage; the next interval tries again
+                started.append(name)
         return started
 
 

@@ -127,7 +127,7 @@ class ModuleHooks:
         """Add a step to ``lapak demo``; it returns lines to print (e.g. credentials)."""
         self._wiring.demos.append(load_demo)
 
-    def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "default") -> None:
+    def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "periodic") -> None:
         """Enqueue ``func()`` every ``every`` (by the worker's ticker, once across workers)."""
         self.job(func)
         self._wiring.periodic.append(Periodic(func, every, queue))

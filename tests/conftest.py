@@ -24,7 +24,7 @@ from app.config import Settings
 from app.db import Base, parse_lsn
 from app.jobs import QUEUES, make_worker
 from app.migrate import upgrade
-from tests.servers import Services, start_services
+from tests.servers import RedisServer, Services, free_port, start_services
 
 TEST_SECRET = "test-secret-" + "x" * 40
 MODULE_PACKAGES = ("modules", "tests.sample_modules")
@@ -167,3 +167,24 @@ def stopped_replica(own_replica: Services) -> Iterator[Services]:
     finally:
         own_replica.replica.start()
         wait_for_replica(own_replica)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, which it may stop and start again (``save()`` it first to
+    have its keys back after the restart, as a Redis with persistence would)."""
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def redis_outage_app(
+    make_app: Callable[..., Flask], server: RedisServer, **overrides: Any
+) -> Flask:
+    """An app on ``server`` that tries Redis again at once after a failure (no waiting out)."""
+    application = make_app(redis_url=server.url, **overrides)
+    application.extensions["lapak.jobs"].outage.retry_seconds = 0
+    return application

@@ -13,6 +13,9 @@ import functools
 import hashlib
 import json
 import logging
+import math
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -21,13 +24,13 @@ from typing import Any
 
 from flask import Flask, current_app, request
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.db import Session, after_commit, get_database, transaction, utcnow
 from app.errors import Unauthenticated
+from app.jobs import RedisOutage
 from app.security import Principal, current_principal
 from modules.user.models import User
 from modules.user.passwords import passwords
@@ -36,7 +39,7 @@ from modules.user.services import find_by_email
 from .config import AuthSettings
 from .models import ADMIN, DEACTIVATED, LOGOUT, REPLACED, AuthSession
 from .throttle import LoginLocked, LoginThrottle
-from .tokens import WWW_AUTHENTICATE, KeyRing
+from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
 log = logging.getLogger("lapak.auth")
 TOMBSTONE = "revoked"
@@ -73,9 +76,11 @@ class SessionRevoked(AuthFailure):
     title = "This session has ended"
 
 
-class SessionExpired(AuthFailure):
+class SessionExpired(InvalidToken):
+    """The token is sound but its session ran out: RFC 6750 calls that an invalid token too."""
+
     code = "session-expired"
-    title = "This session has expired"
+    title = "This session has expired; log in again"
 
 
 @dataclass(frozen=True)
@@ -109,46 +114,95 @@ class SessionState:
 
 
 class SessionCache:
-    """Session states in Redis for ``ttl`` seconds; a no-op without Redis."""
+    """Session states in Redis for ``ttl`` seconds; a no-op without Redis.
 
-    def __init__(self, redis: Redis | None, ttl: int) -> None:
+    While Redis is down every check reads the database. A session ended meanwhile could not get
+    its tombstone, and the state cached before the outage may still be there when Redis comes
+    back (a restart from its dump, a network partition): this process remembers those sessions,
+    never trusts the cache for them, and writes their tombstones as soon as Redis answers. Other
+    processes trust such an entry at most until it expires, ``ttl`` seconds after it was cached.
+    """
+
+    def __init__(self, redis: Redis | None, ttl: int, outage: RedisOutage | None = None) -> None:
         self.redis, self.ttl = redis, ttl
+        self.outage = outage or RedisOutage()
         self._set = redis.register_script(_SET_UNLESS_TOMBSTONE) if redis is not None else None
+        #: sid -> monotonic time after which a cached state of it has expired anyway.
+        self._unwritten_tombstones: dict[uuid.UUID, float] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(sid: uuid.UUID) -> str:
         return f"lapak:auth:session:{sid}"
 
     def get(self, sid: uuid.UUID) -> SessionState | None:
-        if self.redis is None:
+        redis = self.redis
+        if redis is None or not self._usable_for(sid):
             return None
-        try:
-            value = self.redis.get(self.key(sid))
-        except RedisError:
-            return None
+        value = self.outage.guarded(
+            "session checks read the database", lambda: redis.get(self.key(sid)), lambda: None
+        )
         if value is None or value == TOMBSTONE.encode():
             return None
         return SessionState.loads(value)
 
     def put(self, state: SessionState) -> None:
-        if self._set is None:
+        script = self._set
+        if script is None or not self._usable_for(state.sid):
             return
-        try:
-            self._set(keys=[self.key(state.sid)], args=[state.dumps(), self.ttl, TOMBSTONE])
-        except RedisError:
-            log.warning("session cache unavailable; checks go to the database")
+        args = [state.dumps(), self.ttl, TOMBSTONE]
+        self.outage.guarded(
+            "session checks read the database",
+            lambda: script(keys=[self.key(state.sid)], args=args),
+            lambda: None,
+        )
 
     def invalidate(self, sids: Iterable[uuid.UUID]) -> None:
         if self.redis is None:
             return
-        pipe = self.redis.pipeline()
-        for sid in sids:
-            # The tombstone outlives any state a racing request could still try to cache.
-            pipe.set(self.key(sid), TOMBSTONE, ex=self.ttl * 3)
-        try:
+        # The tombstone outlives any state a racing request could still try to cache.
+        deadline = time.monotonic() + self.ttl * 3
+        with self._lock:
+            self._unwritten_tombstones.update(dict.fromkeys(sids, deadline))
+        self._write_unwritten_tombstones()
+
+    def _usable_for(self, sid: uuid.UUID) -> bool:
+        if not self._unwritten_tombstones:
+            return True  # the usual case, without a lock
+        return self._write_unwritten_tombstones() and sid not in self._unwritten_tombstones
+
+    def _unwritten(self) -> dict[uuid.UUID, float]:
+        with self._lock:
+            now = time.monotonic()
+            for sid in [s for s, until in self._unwritten_tombstones.items() if until <= now]:
+                del self._unwritten_tombstones[sid]
+            return dict(self._unwritten_tombstones)
+
+    def _write_unwritten_tombstones(self) -> bool:
+        """Write the tombstones still owed to Redis; whether that worked (or none was owed)."""
+        redis, owed = self.redis, self._unwritten()
+        if redis is None or not owed:
+            return True
+        now = time.monotonic()
+
+        def write() -> bool:
+            pipe = redis.pipeline()
+            for sid, until in owed.items():
+                pipe.set(self.key(sid), TOMBSTONE, ex=max(math.ceil(until - now), 1))
             pipe.execute()
-        except RedisError:
-            log.error("could not invalidate cached sessions; they expire within %ss", self.ttl)
+            return True
+
+        written = self.outage.guarded(
+            "ended sessions are refused by this process until Redis answers",
+            write,
+            lambda: False,
+        )
+        if written:
+            with self._lock:
+                for sid, until in owed.items():
+                    if self._unwritten_tombstones.get(sid) == until:
+                        del self._unwritten_tombstones[sid]
+        return written
 
 
 @dataclass
@@ -163,12 +217,12 @@ class Auth:
 
 def install(app: Flask, settings: Settings) -> None:
     auth_settings = AuthSettings.from_settings(settings)
-    redis = app.extensions["lapak.jobs"].redis
+    jobs = app.extensions["lapak.jobs"]
     app.extensions["auth"] = Auth(
         auth_settings,
         KeyRing.from_settings(auth_settings),
-        LoginThrottle(auth_settings, redis),
-        SessionCache(redis, auth_settings.session_cache_seconds),
+        LoginThrottle(auth_settings, jobs.redis, jobs.outage),
+        SessionCache(jobs.redis, auth_settings.session_cache_seconds, jobs.outage),
     )
 
 

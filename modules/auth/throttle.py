@@ -4,7 +4,9 @@ Failures are counted for the email as typed (normalised and hashed, so unknown e
 throttled exactly like real ones and no email lands in Redis in clear) and for the client IP.
 Past the limit, the key is locked for ``lockout_seconds`` doubling with each further failure up
 to the maximum; a locked login is refused before any password check, with ``Retry-After``.
-Redis holds the counters; without Redis (embedded mode) they live in this process.
+Redis holds the counters; without Redis (embedded mode) they live in this process, and so they
+do while Redis is down: logins go on, limited per process, with a warning (not one per request),
+and the counters go back to Redis once it answers again.
 
 An attempt is counted as a failure *before* its password is checked (:meth:`reserve`), with an
 atomic increment, and a success gives that count back: so parallel attempts each see their own
@@ -17,13 +19,19 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from redis import Redis
 
 from app.errors import TooManyRequests
+from app.jobs import RedisOutage
 
 from .config import AuthSettings
+
+T = TypeVar("T")
+_FALLBACK = "login failures are counted in each process"
 
 
 class LoginLocked(TooManyRequests):
@@ -55,10 +63,20 @@ class _MemoryStore:
 
 
 class LoginThrottle:
-    def __init__(self, settings: AuthSettings, redis: Redis | None) -> None:
+    def __init__(
+        self, settings: AuthSettings, redis: Redis | None, outage: RedisOutage | None = None
+    ) -> None:
         self.settings = settings
         self.redis = redis
+        self.outage = outage or RedisOutage()
         self._memory = _MemoryStore()
+
+    def _store(self, on_redis: Callable[[Redis], T], in_memory: Callable[[], T]) -> T:
+        """Use Redis when there is one and it answers, else this process's counters."""
+        redis = self.redis
+        if redis is None:
+            return in_memory()
+        return self.outage.guarded(_FALLBACK, lambda: on_redis(redis), in_memory)
 
     def check(self, email_key: str, ip: str | None) -> None:
         """Raise :class:`LoginLocked` if the account or the IP is locked out."""
@@ -85,20 +103,24 @@ class LoginThrottle:
         """Forget the account's failures; give back the IP's count for this attempt."""
         account_key, ip_key = self._keys(email_key, ip)
         limit = self.settings.max_ip_failures
-        if self.redis is not None:
-            self.redis.delete(f"{account_key}:count", f"{account_key}:lock")
+
+        def on_redis(redis: Redis) -> None:
+            redis.delete(f"{account_key}:count", f"{account_key}:lock")
             if ip_key != account_key:
-                self.redis.eval(_GIVE_BACK, 2, f"{ip_key}:count", f"{ip_key}:lock", limit)
-            return
-        with self._memory.lock:
-            self._memory.counts.pop(account_key, None)
-            self._memory.locks.pop(account_key, None)
-            if ip_key != account_key and ip_key in self._memory.counts:
-                failures, since = self._memory.counts[ip_key]
-                self._memory.counts[ip_key] = (failures - 1, since)
-                if failures - 1 < limit:
-                    # Only this attempt's own reservation can have locked it (see _GIVE_BACK).
-                    self._memory.locks.pop(ip_key, None)
+                redis.eval(_GIVE_BACK, 2, f"{ip_key}:count", f"{ip_key}:lock", limit)
+
+        def in_memory() -> None:
+            with self._memory.lock:
+                self._memory.counts.pop(account_key, None)
+                self._memory.locks.pop(account_key, None)
+                if ip_key != account_key and ip_key in self._memory.counts:
+                    failures, since = self._memory.counts[ip_key]
+                    self._memory.counts[ip_key] = (failures - 1, since)
+                    if failures - 1 < limit:
+                        # Only this attempt's own reservation can have locked it (see _GIVE_BACK).
+                        self._memory.locks.pop(ip_key, None)
+
+        self._store(on_redis, in_memory)
 
     def _keys(self, email_key: str, ip: str | None) -> tuple[str, str]:
         account = self._account_key(email_key)
@@ -118,31 +140,36 @@ class LoginThrottle:
     def _count(self, key: str, limit: int) -> int:
         """Add one to the key's failures (locking it at the limit); the new count."""
         window = self.settings.failure_window_seconds
-        if self.redis is not None:
-            pipe = self.redis.pipeline()
+
+        def on_redis(redis: Redis) -> int:
+            pipe = redis.pipeline()
             pipe.incr(f"{key}:count")
             pipe.expire(f"{key}:count", window)
             failures = int(pipe.execute()[0])
             lock = self._lock_seconds(failures, limit)
             if lock:
-                self.redis.set(f"{key}:lock", "1", ex=lock)
+                redis.set(f"{key}:lock", "1", ex=lock)
             return failures
-        now = time.monotonic()
-        with self._memory.lock:
-            failures, since = self._memory.counts.get(key, (0, now))
-            if now - since > window:
-                failures, since = 0, now
-            failures += 1
-            self._memory.counts[key] = (failures, since)
-            lock = self._lock_seconds(failures, limit)
-            if lock:
-                self._memory.locks[key] = now + lock
-        return failures
+
+        def in_memory() -> int:
+            now = time.monotonic()
+            with self._memory.lock:
+                failures, since = self._memory.counts.get(key, (0, now))
+                if now - since > window:
+                    failures, since = 0, now
+                failures += 1
+                self._memory.counts[key] = (failures, since)
+                lock = self._lock_seconds(failures, limit)
+                if lock:
+                    self._memory.locks[key] = now + lock
+            return failures
+
+        return self._store(on_redis, in_memory)
 
     def _locked_for(self, key: str) -> int:
-        if self.redis is not None:
-            ttl = self.redis.ttl(f"{key}:lock")
-            return max(int(ttl), 0)
-        with self._memory.lock:
-            until = self._memory.locks.get(key, 0.0)
-        return max(math.ceil(until - time.monotonic()), 0)
+        def in_memory() -> int:
+            with self._memory.lock:
+                until = self._memory.locks.get(key, 0.0)
+            return max(math.ceil(until - time.monotonic()), 0)
+
+        return self._store(lambda redis: max(int(redis.ttl(f"{key}:lock")), 0), in_memory)

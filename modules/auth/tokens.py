@@ -39,6 +39,11 @@ class InvalidToken(Unauthenticated):
         super().__init__(detail, headers={"WWW-Authenticate": challenge}, **extra)
 
 
+class TokenExpired(InvalidToken):
+    code = "token-expired"
+    title = "The access token has expired; log in again"
+
+
 def _unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, only to pick the key; PyJWT checks it again with the signature.
 
@@ -166,7 +171,7 @@ class KeyRing:
         except (TypeError, ValueError):
             raise InvalidToken("the token's times are malformed") from None
         if expires <= now - self.leeway:
-            raise InvalidToken("the token has expired")
+            raise TokenExpired("the token has expired: log in again for a new one")
         if not_before > now + self.leeway:
             raise InvalidToken("the token is not valid yet")
         if issued > now + self.leeway:

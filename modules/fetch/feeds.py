@@ -305,12 +305,13 @@ class FeedService:
 
 def install(app: Flask, settings: Settings) -> FeedService:
     """Build the feed service from settings into ``app.extensions["fetch.feeds"]``."""
-    redis = app.extensions["lapak.jobs"].redis
+    jobs = app.extensions["lapak.jobs"]
+    redis = jobs.redis
     source_settings = SourceSettings.from_settings(settings)
     service = FeedService(
         source_settings,
         FetchPolicy.from_settings(settings),
-        SnapshotStore(redis, source_settings.keep_seconds),
+        SnapshotStore(redis, source_settings.keep_seconds, jobs.outage),
         redis,
         retry_seconds=module_int(
             settings.module_env, "fetch_retry_seconds", DEFAULT_RETRY_SECONDS, 0

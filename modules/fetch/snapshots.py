@@ -8,6 +8,7 @@ Redis holds one hash per feed key (``lapak:fetch:feed:<key>``: ``source``, ``url
 ``fetched_at``, ``digest``, ``size``, ``body``) for ``LAPAK_FETCH_KEEP_SECONDS``; the
 ``fetch_feed_snapshot`` table holds the same, so a flushed or unreachable Redis, or the embedded
 mode without one, still has the last good copy. A body read from the table is put back in Redis.
+While Redis is down the table serves alone, with a warning now and then (not per request).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import undefer
 
 from app.db import Session, get_database
+from app.jobs import RedisOutage
 
 from .models import FeedSnapshot
 from .sources import Feed
@@ -54,9 +55,12 @@ def digest_of(body: bytes) -> str:
 
 
 class SnapshotStore:
-    def __init__(self, redis: Redis | None, keep_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis | None, keep_seconds: int, outage: RedisOutage | None = None
+    ) -> None:
         self.redis = redis
         self.keep_seconds = keep_seconds
+        self.outage = outage or RedisOutage()
 
     @staticmethod
     def redis_key(key: str) -> str:
@@ -135,14 +139,15 @@ class SnapshotStore:
     # -- Redis --------------------------------------------------------------------------------
 
     def _redis_info(self, key: str) -> SnapshotInfo | None:
-        if self.redis is None:
+        redis = self.redis
+        if redis is None:
             return None
-        try:
-            values = self.redis.hmget(self.redis_key(key), _META_FIELDS)
-        except RedisError:
-            log.warning("feed cache unavailable; reading the kept feed from the database")
-            return None
-        if any(value is None for value in values):
+        values = self.outage.guarded(
+            "feeds are read from the database",
+            lambda: redis.hmget(self.redis_key(key), _META_FIELDS),
+            lambda: None,
+        )
+        if values is None or any(value is None for value in values):
             return None
         source, url, fetched_at, digest, size = (value.decode() for value in values)
         try:
@@ -152,37 +157,50 @@ class SnapshotStore:
         return SnapshotInfo(key, source, url, when, digest, length)
 
     def _redis_body(self, info: SnapshotInfo) -> bytes | None:
-        if self.redis is None:
+        redis = self.redis
+        if redis is None:
             return None
-        try:
-            digest, body = self.redis.hmget(self.redis_key(info.key), ("digest", "body"))
-        except RedisError:
+        values = self.outage.guarded(
+            "feeds are read from the database",
+            lambda: redis.hmget(self.redis_key(info.key), ("digest", "body")),
+            lambda: None,
+        )
+        if values is None:
             return None
+        digest, body = values
         if body is None or digest is None or digest.decode() != info.digest:
             return None
         return body
 
     def _redis_put(self, info: SnapshotInfo, compressed: bytes) -> None:
-        if self.redis is None:
+        redis = self.redis
+        if redis is None:
             return
+        self.outage.guarded(
+            "feeds are kept in the database only",
+            lambda: self._put(redis, info, compressed),
+            lambda: None,
+        )
+
+    def _put(self, redis: Redis, info: SnapshotInfo, compressed: bytes) -> None:
         name = self.redis_key(info.key)
+        current = redis.hget(name, "fetched_at")
         try:
-            current = self.redis.hget(name, "fetched_at")
             if current is not None and datetime.fromisoformat(current.decode()) > info.fetched_at:
                 return
-            with self.redis.pipeline() as pipe:  # MULTI: a reader never sees half a snapshot
-                pipe.hset(
-                    name,
-                    mapping={
-                        "source": info.source,
-                        "url": info.url,
-                        "fetched_at": info.fetched_at.isoformat(),
-                        "digest": info.digest,
-                        "size": info.size,
-                        "body": compressed,
-                    },
-                )
-                pipe.expire(name, self.keep_seconds)
-                pipe.execute()
-        except (RedisError, ValueError):
-            log.warning("feed cache unavailable; the feed is kept in the database only")
+        except ValueError:
+            pass  # written by another version: replace it
+        with redis.pipeline() as pipe:  # MULTI: a reader never sees half a snapshot
+            pipe.hset(
+                name,
+                mapping={
+                    "source": info.source,
+                    "url": info.url,
+                    "fetched_at": info.fetched_at.isoformat(),
+                    "digest": info.digest,
+                    "size": info.size,
+                    "body": compressed,
+                },
+            )
+            pipe.expire(name, self.keep_seconds)
+            pipe.execute()

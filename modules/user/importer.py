@@ -600,9 +600,9 @@ def _stopped(job_id: int, settings: ImportSettings, reason: str) -> None:
 
 
 def _enqueue(run: Callable[[str], None], job_uuid: str) -> None:
-    from app.jobs import enqueue
+    from app.jobs import enqueue_later
 
-    enqueue(run, job_uuid, queue="imports")
+    enqueue_later(run, job_uuid, queue="imports", recovered_by="the import watchdog")
 
 
 def _close(job: ImportJob, status: str, reason: str | None) -> None:

@@ -112,9 +112,10 @@ def create_import(
 
 
 def _queue(run: object, job_uuid: str) -> None:
-    from app.jobs import enqueue
+    from app.jobs import enqueue_later
 
-    enqueue(run, job_uuid, queue="imports")  # type: ignore[arg-type]
+    # The job row is committed: if Redis is down, the watchdog queues it once Redis is back.
+    enqueue_later(run, job_uuid, queue="imports", recovered_by="the import watchdog")  # type: ignore[arg-type]
 
 
 def _store(upload: BinaryIO, path: Path, max_bytes: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,10 +15,11 @@ from sqlalchemy import func, select, update
 
 from app.db import Session, transaction, utcnow
 from app.events import DELIVERED, FAILED, PENDING, OutboxEvent, dispatch_outbox, emit
-from tests.conftest import run_jobs
+from app.jobs import PeriodicTicker
+from tests.conftest import redis_outage_app, run_jobs
 from tests.sample_modules.notes.models import Note, NoteDelivery
 from tests.sample_modules.notes.services import RefusedTitle, create_note
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 
 
 def events_queue(app: Flask) -> Queue:
@@ -172,3 +174,26 @@ def test_redis_queue_is_named_events(app: Flask) -> None:
     assert isinstance(redis, Redis)
     [job] = events_queue(app).jobs
     assert job.func_name == "app.events.dispatch_outbox"
+
+
+def test_events_committed_while_redis_is_stopped_are_delivered_once_it_is_back(
+    make_app: Callable[..., Flask], own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = redis_outage_app(make_app, own_redis)
+    client = app.test_client()
+    own_redis.stop()
+    caplog.set_level(logging.WARNING)
+    for title in ("first while down", "second while down"):
+        response = client.post("/api/v1/notes/notes", json={"title": title})
+        assert response.status_code == 201
+    assert [event.status for event in outbox(app)] == [PENDING, PENDING]
+    # Warned, naming what recovers the events; no traceback of a failed after-commit callback.
+    assert any("outbox sweep" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info]
+
+    own_redis.start()
+    started = PeriodicTicker(app).tick(app.extensions["lapak.registry"].wiring.periodic)
+    assert "app.events.dispatch_outbox" in started
+    run_jobs(app)
+    assert [event.status for event in outbox(app)] == [DELIVERED, DELIVERED]
+    assert deliveries(app) == ["first while down", "second while down"]

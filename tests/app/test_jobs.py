@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -16,12 +17,12 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.db import Session
-from app.jobs import PeriodicTicker, enqueue
-from app.registry import Periodic
-from tests.conftest import run_jobs
+from app.jobs import JobsUnavailable, PeriodicTicker, enqueue, enqueue_later
+from app.registry import Manifest, ModuleHooks, Periodic, Wiring
+from tests.conftest import redis_outage_app, run_jobs
 from tests.sample_modules.notes.models import Note, NoteDelivery
 from tests.sample_modules.notes.services import create_note_job
-from tests.servers import Services
+from tests.servers import RedisServer, Services
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,3 +150,92 @@ def test_import_jobs_get_a_longer_timeout_than_other_jobs(app: Flask) -> None:
     redis = app.extensions["lapak.jobs"].redis
     assert Job.fetch(imports_id, connection=redis).timeout == 4 * 3600
     assert Job.fetch(default_id, connection=redis).timeout == 600
+
+
+def note_from_a_periodic_job() -> None:
+    create_note_job("periodic")
+
+
+def test_a_worker_takes_periodic_work_before_queued_imports(app: Flask) -> None:
+    """The soak's finding: the import watchdog waited behind queued imports and events."""
+    wiring = Wiring()
+    ModuleHooks(Manifest("soak", "1", "a module with a periodic job"), wiring).periodic(
+        note_from_a_periodic_job, every=timedelta(seconds=5)
+    )
+    with app.app_context():
+        for number in range(3):
+            enqueue(create_note_job, f"import {number}", queue="imports")
+    assert PeriodicTicker(app).tick(wiring.periodic) == [
+        "tests.app.test_jobs.note_from_a_periodic_job"
+    ]
+    run_jobs(app)  # one real RQ worker on every queue, in their default order, as `lapak worker`
+    assert titles(app) == ["periodic", "import 0", "import 1", "import 2"]
+
+
+def test_every_module_periodic_job_is_on_the_periodic_queue(app: Flask) -> None:
+    periodic = app.extensions["lapak.registry"].wiring.periodic
+    modules = {entry.func.__module__: entry.queue for entry in periodic}
+    assert modules["modules.user.jobs"] == "periodic"  # the import watchdog
+    assert {q for m, q in modules.items() if m.startswith("modules.")} == {"periodic"}
+
+
+def test_while_redis_is_down_enqueue_is_a_503_and_the_ticker_waits(
+    make_app: Callable[..., Flask], own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = redis_outage_app(make_app, own_redis)
+    periodic = [Periodic(note_from_a_periodic_job, timedelta(seconds=30), "periodic")]
+    own_redis.stop()
+    caplog.set_level(logging.WARNING)
+    with app.app_context():
+        with pytest.raises(JobsUnavailable) as refused:
+            enqueue(create_note_job, "not queued")
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        later = enqueue_later(create_note_job, "later", queue="default", recovered_by="a sweep")
+        assert later is None
+    assert PeriodicTicker(app).tick(periodic) == []  # no exception out of the ticker thread
+    assert any("a sweep queues it later" in r.getMessage() for r in caplog.records)
+
+    own_redis.start()
+    assert PeriodicTicker(app).tick(periodic) == ["tests.app.test_jobs.note_from_a_periodic_job"]
+    run_jobs(app)
+    assert titles(app) == ["periodic"]
+
+
+@pytest.mark.slow
+def test_a_lapak_worker_carries_on_after_redis_restarts(
+    make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    app = make_app(redis_url=own_redis.url)
+    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
+    worker = subprocess.Popen(
+        [*lapak_command(), "worker"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with app.app_context():
+            enqueue(create_note_job, "before the restart")
+        wait_for_titles(app, worker, ["before the restart"])
+        own_redis.stop()  # RQ's dequeue, the heartbeat and the ticker all lose it
+        time.sleep(1)
+        own_redis.start()
+        with app.app_context():
+            enqueue(create_note_job, "after the restart")
+        wait_for_titles(app, worker, ["before the restart", "after the restart"])
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def wait_for_titles(app: Flask, worker: subprocess.Popen, expected: list[str]) -> None:
+    deadline = time.monotonic() + 90
+    while titles(app) != expected:
+        assert worker.poll() is None, worker.stdout.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, titles(app)
+        time.sleep(0.2)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import jwt
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -129,6 +130,30 @@ def test_idle_session_expires_and_activity_slides_the_idle_expiry(
     assert expired.status_code == 401
     assert problem_type(expired) == "urn:lapak:problem:session-expired"
     assert "idle" in expired.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("later", "problem", "reason"),
+    [
+        (timedelta(minutes=31), "urn:lapak:problem:session-expired", "idle"),
+        (timedelta(hours=13), "urn:lapak:problem:token-expired", "expired"),
+    ],
+    ids=["idle session", "expired token"],
+)
+def test_an_expired_session_or_token_says_to_log_in_again(
+    client: FlaskClient, customer: Caller, later: timedelta, problem: str, reason: str
+) -> None:
+    with travel(later):
+        expired = client.get(SESSION, headers=customer.headers)
+    assert expired.status_code == 401
+    assert expired.content_type == "application/problem+json"
+    body = expired.get_json()
+    assert body["type"] == problem
+    assert reason in body["detail"]
+    assert "log in again" in body["detail"]
+    assert "log in again" in body["title"]
+    # RFC 6750: an expired token is an invalid_token, so clients know to get a new one.
+    assert expired.headers["WWW-Authenticate"] == 'Bearer realm="lapak", error="invalid_token"'
 
 
 def test_last_seen_is_written_at_most_once_a_minute(

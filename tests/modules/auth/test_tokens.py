@@ -221,6 +221,7 @@ PROBLEM_OF_CASE = {
     **dict.fromkeys(HEADER_CASES, "urn:lapak:problem:unauthenticated"),
     **dict.fromkeys(SESSION_CASES, "urn:lapak:problem:session-revoked"),
     **dict.fromkeys(TOKEN_CASES, "urn:lapak:problem:invalid-token"),
+    "expired": "urn:lapak:problem:token-expired",
 }
 #: For the cases that target one check, the words of the refusal that show it was that check
 #: (and not, say, a broken signature from a clumsy forgery).

@@ -81,7 +81,7 @@ def workers(env: dict[str, str], cwd: Path, count: int = 1) -> Iterator[list[sub
             log = (cwd / f"worker-{time.monotonic_ns()}-{index}.log").open("wb")
             started.append(
                 subprocess.Popen(
-                    [*lapak_command(), "worker"],  # every queue: the watchdog runs on default
+                    [*lapak_command(), "worker"],  # every queue: the watchdog runs on periodic
                     cwd=cwd,
                     env=env,
                     stdout=log,
