@@ -470,6 +470,31 @@ def test_an_adhoc_url_on_the_allow_list_is_read_and_kept_under_its_own_key(
     assert any(key.startswith("lapak:fetch:feed:feed~") for key in keys)
 
 
+def test_an_adhoc_url_redirecting_off_the_allow_list_is_refused_and_not_followed(
+    client: FlaskClient, customer: Caller, feed: FeedServer
+) -> None:
+    # localhost is on the allow-list; 127.0.0.1 (the same server) is not. The host list holds
+    # for every hop, as the address rules do, or an allowed host could send the fetch anywhere.
+    feed.routes["/hop"] = lambda handler: handler.redirect(feed.url("/other"))
+
+    body = problem(get(client, customer, url=feed.url("/hop", host="localhost")), 422)
+
+    assert body["type"] == "urn:lapak:problem:unsafe-url"
+    assert "'127.0.0.1' is not on the allow-list" in body["detail"]
+    assert (feed.hits["/hop"], feed.hits["/other"]) == (1, 0)
+
+
+def test_an_adhoc_url_redirecting_within_the_allow_list_is_followed(
+    client: FlaskClient, customer: Caller, feed: FeedServer
+) -> None:
+    feed.routes["/hop"] = lambda handler: handler.redirect(feed.url("/other", host="localhost"))
+
+    page = ok(get(client, customer, url=feed.url("/hop", host="localhost")))
+
+    assert uuids(page["items"]) == OTHER_UUIDS
+    assert (feed.hits["/hop"], feed.hits["/other"]) == (1, 1)
+
+
 # -- aggregate --------------------------------------------------------------------------------
 
 
