@@ -657,8 +657,36 @@ def test_the_rate_endpoint_shows_the_fixed_rate(client: FlaskClient, customer: C
     datetime.fromisoformat(body["as_of"])
 
 
-def test_a_pair_that_is_not_currencies_is_invalid(client: FlaskClient, customer: Caller) -> None:
-    problem(client.get(f"{API}/rates/IDR/dollars", headers=customer.headers), 422)
+@pytest.mark.parametrize(
+    ("pair", "field"),
+    [
+        ("IDR/dollars", "quote"),
+        ("usd/x", "base"),
+        ("idr/usd", "base"),
+        ("IDR/usd", "quote"),
+        ("IDR/US", "quote"),
+        ("I1R/USD", "base"),
+        ("IDR/%20USD", "quote"),
+    ],
+)
+def test_a_code_that_is_not_a_currency_code_is_a_422(
+    client: FlaskClient, customer: Caller, pair: str, field: str
+) -> None:
+    body = problem(client.get(f"{API}/rates/{pair}", headers=customer.headers), 422)
+
+    assert body["type"] == "urn:lapak:problem:validation-failed"
+    assert field in body["errors"]
+
+
+@pytest.mark.parametrize("pair", ["EUR/USD", "USD/IDR", "IDR/EUR", "IDR/IDR"])
+def test_a_pair_lapak_does_not_convert_is_a_404_not_an_outage(
+    client: FlaskClient, customer: Caller, pair: str
+) -> None:
+    body = problem(client.get(f"{API}/rates/{pair}", headers=customer.headers), 404)
+
+    assert body["type"] == "urn:lapak:problem:rate-pair-unknown"
+    assert pair in body["detail"]
+    assert "IDR/USD" in body["detail"]
 
 
 @pytest.fixture
@@ -727,3 +755,4 @@ def test_without_any_rate_a_down_provider_is_a_503(
         body = problem(response, 503)
         assert body["type"] == "urn:lapak:problem:rate-unavailable"
         assert "IDR/USD" in body["detail"]
+        assert int(response.headers["Retry-After"]) > 0
