@@ -21,8 +21,8 @@ _URL = ma.fields.String(
     load_default=None,
     validate=ma.validate.Length(min=1, max=2048),
     metadata={
-        "description": "Read this URL (same shape) as the source; only hosts on the "
-        "LAPAK_FETCH_URL_HOSTS allow-list"
+        "description": "Read this URL (same shape) as the source; it and every redirect "
+        "must be on a host of the LAPAK_FETCH_URL_HOSTS allow-list"
     },
 )
 
