@@ -8,6 +8,7 @@ fixture, real PostgreSQL and Redis. Expected values are computed here, independe
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from werkzeug.test import TestResponse
 from app import clock
 from modules.fetch.cleaning import Listing, clean
 from modules.fetch.rates import convert
+from modules.fetch.schemas import MOMENT_PATTERN
 from tests.modules.conftest import Caller
 from tests.modules.fetch.feedserver import (
     FIXTURE,
@@ -309,6 +311,53 @@ def test_an_unreadable_date_is_invalid(client: FlaskClient, customer: Caller) ->
         body = problem(get(client, customer, **{"from": value}), 422)
 
         assert "from" in json.dumps(body["errors"]), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "20230410",  # ISO 8601 basic and week dates: Python reads them, the contract does not
+        "2023-W15-1",
+        "2023-04-10T08",
+        "2023-04-10T08:00",
+        "2023-04-10T08:00:00+0700",
+        " 2023-04-10",
+        "2023-04-10T08:00:00\x00Z",
+    ],
+)
+def test_a_date_outside_the_declared_pattern_is_invalid(
+    client: FlaskClient, customer: Caller, value: str
+) -> None:
+    body = problem(get(client, customer, **{"from": value}), 422)
+
+    assert "from" in json.dumps(body["errors"])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("to", "9999-12-31"),  # the whole day ends past the last representable moment
+        ("from", "9999-12-31T23:59:59-23:59"),
+        ("to", "0001-01-01T00:00:00+23:59"),
+    ],
+)
+def test_a_moment_beyond_the_calendar_is_a_422_not_a_500(
+    client: FlaskClient, customer: Caller, name: str, value: str
+) -> None:
+    body = problem(get(client, customer, **{name: value}), 422)
+
+    assert name in json.dumps(body["errors"])
+
+
+def test_the_declared_date_pattern_is_the_one_the_server_applies(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    parameters = spec["paths"]["/api/v1/fetch/commodities"]["get"]["parameters"]
+    since = next(p for p in parameters if p["name"] == "from")
+
+    assert since["schema"]["pattern"] == MOMENT_PATTERN
+    assert re.fullmatch(MOMENT_PATTERN, "2023-04-10")
+    assert re.fullmatch(MOMENT_PATTERN, "2023-04-10T08:00:00.123456+07:00")
+    assert not re.fullmatch(MOMENT_PATTERN, "2023-W15-1")
 
 
 def test_walking_the_pages_yields_every_listing_once_in_order(
