@@ -133,11 +133,8 @@ class SourceSettings:
         if url == DEMO_URL:
             return url
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}"
+        # The netloc as written, less any user:password@ (parsing the port could fail).
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
     def demo_source(self) -> str | None:
         """A configured source that reads the bundled demo feed, if there is one."""

@@ -113,12 +113,14 @@ def test_a_shown_url_keeps_no_credentials_path_or_query() -> None:
         "a": "https://user:secret@feeds.example:8443/v1/storages/abc?token=t0k3n#x",
         "b": "http://[::1]/list",
         "c": "demo:",
+        "d": "http://feeds.example:port/list?key=k",
     }
     settings = source_settings("production", fetch_sources=json.dumps(sources))
 
     assert settings.shown_url("a") == "https://feeds.example:8443"
     assert settings.shown_url("b") == "http://[::1]"
     assert settings.shown_url("c") == "demo:"
+    assert settings.shown_url("d") == "http://feeds.example:port"
 
 
 # -- through the API --------------------------------------------------------------------------
