@@ -13,10 +13,11 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, feeds, rates
+    from . import api, demo, feeds, rates
 
     hooks.setup(rates.install)
     hooks.setup(feeds.install)
     hooks.blueprint(api.blp)
     hooks.periodic(rates.refresh_rates, every=timedelta(hours=1))
     hooks.periodic(feeds.refresh_feeds, every=timedelta(minutes=1))
+    hooks.demo(demo.load_demo)

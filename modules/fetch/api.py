@@ -17,7 +17,7 @@ from app.http import ProblemSchema
 from app.security import requires
 
 from . import services
-from .rates import RateQuote
+from .rates import CURRENCY_PATTERN, RateQuote
 from .schemas import (
     AggregateQuerySchema,
     AggregateSchema,
@@ -106,14 +106,31 @@ class CommodityAggregate(MethodView):
         )
 
 
-@blp.route("/rates/<string:base>/<string:quote>")
+def _currency_parameter(name: str, example: str) -> dict[str, Any]:
+    return {
+        "in": "path",
+        "name": name,
+        "description": "An ISO 4217 code in capitals",
+        "schema": {"type": "string", "pattern": CURRENCY_PATTERN, "example": example},
+    }
+
+
+@blp.route(
+    "/rates/<string:base>/<string:quote>",
+    parameters=[_currency_parameter("base", "IDR"), _currency_parameter("quote", "USD")],
+)
 class Rate(MethodView):
     @requires()
     @blp.response(200, RateSchema)
-    @blp.alt_response(503, schema=ProblemSchema, description="No rate is known for the pair")
+    @blp.alt_response(404, schema=ProblemSchema, description="Lapak converts no such pair")
+    @blp.alt_response(422, schema=ProblemSchema, description="A code is not three capital letters")
+    @blp.alt_response(
+        503, schema=ProblemSchema, description="The provider failed and no rate was ever kept"
+    )
     def get(self, base: str, quote: str) -> RateQuote:
         """The exchange rate in use, its source and age
 
-        ``stale`` is true when the provider failed and this is the last rate it gave.
+        Lapak keeps the pairs it converts (IDR/USD); another pair is a 404. ``stale`` is true
+        when the provider failed and this is the last rate it gave.
         """
         return services.rate_in_use(base, quote)

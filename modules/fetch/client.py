@@ -3,7 +3,8 @@
 :func:`fetch_json` promises that a request only ever reaches a public address (or loopback, when
 the policy allows it for tests and local development):
 
-- only ``http``/``https`` URLs without credentials, on an allow-listed host when a list is set;
+- only ``http``/``https`` URLs without credentials, on an allow-listed host when the policy
+  has a list (:attr:`FetchPolicy.allowed_hosts`: the first URL and every redirect);
 - the host is resolved once per hop and refused if *any* address is loopback, private,
   link-local (cloud metadata included), multicast, unspecified, reserved, shared (100.64/10), or
   an IPv6 form that embeds one of those (IPv4-mapped, 6to4, Teredo, NAT64). Because the check is
@@ -96,7 +97,8 @@ class FetchPolicy:
     retries: int = 2
     #: Permit 127.0.0.0/8 and ::1 (tests, local development); never private or link-local.
     allow_loopback: bool = False
-    #: Lower-case host names allowed; empty means any public host.
+    #: Lower-case host names allowed, for the first URL and every redirect; empty means any
+    #: public host. Not a setting of its own: an ad-hoc feed URL gets ``LAPAK_FETCH_URL_HOSTS``.
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     #: A CA file for sources signed by a private root; None trusts the usual public roots.
     ca_bundle: str | None = None
@@ -105,6 +107,13 @@ class FetchPolicy:
     def from_settings(cls, settings: Settings) -> FetchPolicy:
         """Read ``LAPAK_FETCH_*`` from :attr:`Settings.module_env`; raise SettingsError if bad."""
         env = settings.module_env
+        if "fetch_allowed_hosts" in env:
+            # It once limited every fetch; ignoring it now would silently widen what is allowed.
+            raise SettingsError(
+                "LAPAK_FETCH_ALLOWED_HOSTS is not a setting: LAPAK_FETCH_URL_HOSTS lists the hosts "
+                "an ad-hoc ?url= and each of its redirects may reach; configured sources are "
+                "the URLs in LAPAK_FETCH_SOURCES"
+            )
         defaults = cls()
         return cls(
             connect_timeout=_seconds(env, "fetch_connect_timeout", defaults.connect_timeout),
@@ -113,11 +122,6 @@ class FetchPolicy:
             max_redirects=module_int(env, "fetch_max_redirects", defaults.max_redirects, 0),
             retries=module_int(env, "fetch_retries", defaults.retries, 0),
             allow_loopback=_flag(env, "fetch_allow_loopback", defaults.allow_loopback),
-            allowed_hosts=frozenset(
-                _normal_host(part)
-                for part in env.get("fetch_allowed_hosts", "").split(",")
-                if part.strip()
-            ),
             ca_bundle=env.get("fetch_ca_bundle") or None,
         )
 
@@ -259,7 +263,7 @@ def _vet(source: str, url: str, policy: FetchPolicy, resolve: Resolver) -> tuple
         raise refuse("credentials in the URL")
     if not parts.hostname:
         raise refuse("no host")
-    host = _normal_host(parts.hostname)
+    host = normal_host(parts.hostname)
     if policy.allowed_hosts and host not in policy.allowed_hosts:
         raise refuse(f"host {host!r} is not on the allow-list")
     port = port or (443 if scheme == "https" else 80)
@@ -290,7 +294,8 @@ def _vet(source: str, url: str, policy: FetchPolicy, resolve: Resolver) -> tuple
     return tuple(addresses)
 
 
-def _normal_host(host: str) -> str:
+def normal_host(host: str) -> str:
+    """``host`` as allow-lists hold it: lower case, no brackets, no trailing dot."""
     return host.strip().strip("[]").rstrip(".").lower()
 
 
@@ -427,7 +432,7 @@ class _PinnedPoolManager(PoolManager):
         port: int,
         request_context: dict[str, Any] | None = None,
     ) -> HTTPConnectionPool:
-        if _normal_host(host) != self._host:
+        if normal_host(host) != self._host:
             # Only reachable if a caller bypassed the vetting: fail closed.
             raise NewConnectionError(self, f"host {host!r} was not vetted")  # type: ignore[arg-type]
         context = dict(request_context or self.connection_pool_kw)
@@ -471,7 +476,7 @@ def _get_with_retries(
 
     The caller closes both: the response holds a connection from the session's pinned pool.
     """
-    host = _normal_host(urlsplit(url).hostname or "")
+    host = normal_host(urlsplit(url).hostname or "")
     attempts = policy.retries + 1
     for attempt in range(1, attempts + 1):
         if deadline.passed:

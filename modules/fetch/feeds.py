@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ from .client import (
     UnsafeUrl,
     fetch_json,
 )
+from .demo import DEMO_SETTING, DEMO_URL, read_demo_feed
 from .snapshots import SnapshotInfo, SnapshotStore
 from .sources import Feed, SourceSettings
 
@@ -210,16 +211,38 @@ class FeedService:
             reason = failure.detail or failure.title
             log.warning("feed %s: %s", feed.source, reason, extra={"feed_key": feed.key})
             if kept is None:
-                raise
+                raise self._with_hint(feed, failure) from None
             self._mark_down(feed.key, reason)
             return self._serve(feed, kept, stale_reason=reason)
         info = self.store.save(feed, utcnow(), result.content)
         prepared = self._remember(PreparedFeed.from_rows(info, result.data))
         return Snapshot(feed, info, prepared, stale=False)
 
+    def _with_hint(
+        self, feed: Feed, failure: SourceFailed | SourceTimeout
+    ) -> SourceFailed | SourceTimeout:
+        """``failure`` for a configured source with no kept copy, naming the setting to change."""
+        if feed.adhoc:
+            return failure  # the caller's own URL: nothing in the settings to change
+        demo = self.settings.demo_source()
+        if demo is not None and demo != feed.source:
+            instead = f"or read the bundled demo feed with ?source={demo}"
+        else:
+            instead = f"or use the bundled demo feed: {DEMO_SETTING}"
+        detail = (
+            f"{failure.detail or failure.title} (the source {feed.source!r} is "
+            f"{self.settings.shown_url(feed.source)}, and no earlier copy of it is kept); set "
+            f"LAPAK_FETCH_SOURCES to a feed this server can reach, {instead}"
+        )
+        return type(failure)(detail, headers=failure.headers, **failure.extra)
+
     def _fetch_rows(self, feed: Feed) -> FetchResult:
+        if feed.url == DEMO_URL:
+            return read_demo_feed(feed.source)  # from the package: no network, no client
+        # The URL's allow-list holds for each hop, in the client, as the address rules do.
+        policy = replace(self.policy, allowed_hosts=feed.allowed_hosts)
         try:
-            result = fetch_json(feed.source, feed.url, self.policy, resolve=self.resolve)
+            result = fetch_json(feed.source, feed.url, policy, resolve=self.resolve)
         except UnsafeUrl as refused:
             if feed.adhoc:
                 raise  # the caller's URL: their mistake, a 422

@@ -10,7 +10,11 @@
    UTC day, updated by later fetches that day) and cached;
 4. if the provider fails, the last rate ever recorded for the pair (any source, latest day and
    fetch first), flagged ``stale`` with its date;
-5. if none was ever recorded, :class:`RateUnavailable` (a 503).
+5. if none was ever recorded, :class:`RateUnavailable` (a 503 with ``Retry-After``).
+
+Only the pairs Lapak converts (:data:`REFRESHED_PAIRS`, IDR/USD) have a rate: another pair of
+well-formed codes is :class:`RatePairUnknown` (a 404, not an outage), and a code that is not
+three capital letters (ISO 4217) is :class:`~app.errors.Invalid` (a 422).
 
 Rates are quantized to the column's 12 decimal places before they are used, so the value in
 Redis, in the table and in a computation is always the same number.
@@ -51,7 +55,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.config import Settings, SettingsError, module_int
 from app.db import Session, get_database, utcnow
-from app.errors import Invalid, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
+from app.errors import Invalid, NotFound, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 from modules.fetch.client import FetchPolicy, SourceFailed, fetch_json
 from modules.fetch.models import RATE_SCALE, CurrencyRate
 
@@ -67,7 +71,9 @@ DEFAULT_RETRY_SECONDS = 30
 DEFAULT_PLACES = 2
 
 _RATE_QUANTUM = Decimal(1).scaleb(-RATE_SCALE)
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+#: ISO 4217: three capital letters. The OpenAPI path parameters declare the same pattern.
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 
 
 class RateUnavailable(ServiceUnavailable):
@@ -75,6 +81,13 @@ class RateUnavailable(ServiceUnavailable):
 
     code = "rate-unavailable"
     title = "No exchange rate is available"
+
+
+class RatePairUnknown(NotFound):
+    """A pair of currency codes Lapak keeps no rate for: no provider is asked."""
+
+    code = "rate-pair-unknown"
+    title = "No rate is kept for this currency pair"
 
 
 @dataclass(frozen=True)
@@ -227,10 +240,11 @@ class RateService:
     def current_rate(self, base: str, quote: str) -> RateQuote:
         """The rate to use now for ``base`` -> ``quote`` (see the module docstring for the order).
 
-        Raises :class:`Invalid` for a code that is not three letters, :class:`RateUnavailable`
-        when the provider fails and no rate was ever recorded.
+        Raises :class:`Invalid` for a code that is not three capital letters,
+        :class:`RatePairUnknown` for a pair not in ``pairs``, :class:`RateUnavailable` when the
+        provider fails and no rate was ever recorded.
         """
-        base, quote = _currency(base, "base"), _currency(quote, "quote")
+        self._check_pair(base, quote)
         cached = self._cached(base, quote) or self._recent(base, quote)
         if cached is not None:
             return cached
@@ -242,7 +256,7 @@ class RateService:
         With ``remember_failure``, a stale answer is cached for ``retry_seconds``, so an outage
         costs one request the provider's timeout, not every request.
         """
-        base, quote = _currency(base, "base"), _currency(quote, "quote")
+        self._check_pair(base, quote)
         try:
             rate = _checked_rate(
                 self.provider.fetch(base, quote),
@@ -269,6 +283,16 @@ class RateService:
             except RateUnavailable as unavailable:
                 log.error("rate %s/%s: %s", base, quote, unavailable.detail)
         return refreshed
+
+    def _check_pair(self, base: str, quote: str) -> None:
+        _check_codes(base=base, quote=quote)
+        if (base, quote) not in self.pairs:
+            known = ", ".join(f"{b}/{q}" for b, q in self.pairs)
+            raise RatePairUnknown(
+                f"Lapak keeps no {base}/{quote} rate; it converts {known} only",
+                base=base,
+                quote=quote,
+            )
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -341,6 +365,7 @@ class RateService:
             raise RateUnavailable(
                 f"no {base}/{quote} rate is known: the rate provider "
                 f"{self.provider.name!r} failed ({failure}) and no rate was recorded before",
+                headers={"Retry-After": str(max(1, self.retry_seconds))},
                 base=base,
                 quote=quote,
             )
@@ -434,14 +459,16 @@ def refresh_rates() -> int:
 # -- checks -----------------------------------------------------------------------------------
 
 
-def _currency(code: str, field: str) -> str:
-    normal = code.strip().upper() if isinstance(code, str) else ""
-    if not _CURRENCY.match(normal):
-        raise Invalid(
-            "a currency is a three-letter ISO 4217 code",
-            errors={field: f"{code!r} is not a currency code"},
-        )
-    return normal
+def _check_codes(**codes: str) -> None:
+    """Refuse, naming each field, codes that are not three capital letters (``usd`` included:
+    the API declares the pattern, and one spelling keeps cache keys and rows one per pair)."""
+    errors = {
+        field: f"{code!r} is not a currency code: three capital letters (ISO 4217), like USD"
+        for field, code in codes.items()
+        if not isinstance(code, str) or not _CURRENCY.fullmatch(code)
+    }
+    if errors:
+        raise Invalid("a currency is a three-letter ISO 4217 code, like IDR or USD", errors=errors)
 
 
 def _checked_rate(value: Any, failure: Any) -> Decimal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -21,8 +22,8 @@ _URL = ma.fields.String(
     load_default=None,
     validate=ma.validate.Length(min=1, max=2048),
     metadata={
-        "description": "Read this URL (same shape) as the source; only hosts on the "
-        "LAPAK_FETCH_URL_HOSTS allow-list"
+        "description": "Read this URL (same shape) as the source; it and every redirect "
+        "must be on a host of the LAPAK_FETCH_URL_HOSTS allow-list"
     },
 )
 
@@ -46,28 +47,53 @@ class Amount(ma.fields.Field):
         return format(value.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_UP), "f")
 
 
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+#: A date, or an RFC 3339 date-time whose offset may be left out (then it is UTC): what
+#: :class:`Moment` reads, and the pattern the OpenAPI document declares for it.
+MOMENT_PATTERN = (
+    rf"^{_DATE}(?:[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]{{1,6}})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+_MOMENT = re.compile(MOMENT_PATTERN)
+_MOMENT_RANGE = "a moment from 0001-01-01 to before 9999-12-31 (UTC)"
+#: A "to" bound is used as the moment just after it (the next day, or microsecond), which must
+#: exist too: the last day of the calendar is left out.
+_END = datetime(9999, 12, 31, tzinfo=UTC)
+_MOMENT_HELP = "a date (YYYY-MM-DD) or an RFC 3339 date-time, like 2023-04-10T08:00:00+07:00"
+
+
 class Moment(ma.fields.Field):
     """A date (``2023-04-10``, a whole UTC day) or an RFC 3339 time; naive times are UTC.
 
-    Loads to ``(datetime, whole_day)``.
+    Loads to ``(datetime, whole_day)``. Only :data:`MOMENT_PATTERN` is read: Python's
+    ``fromisoformat`` also takes week dates and basic forms the contract does not declare.
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault("type", "string")
+        metadata.setdefault("pattern", MOMENT_PATTERN)
+        super().__init__(**kwargs)
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, str):
-            raise ma.ValidationError("a date (YYYY-MM-DD) or an RFC 3339 date-time")
-        text = value.strip()
+        if not isinstance(value, str) or not _MOMENT.fullmatch(value):
+            raise ma.ValidationError(_MOMENT_HELP)
         try:
-            if len(text) == 10:
-                day = date.fromisoformat(text)
-                return datetime.combine(day, time(), tzinfo=UTC), True
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            if len(value) == 10:
+                start, whole_day = datetime.combine(date.fromisoformat(value), time(), UTC), True
+            else:
+                text = value.replace("Z", "+00:00").replace("z", "+00:00")
+                moment = datetime.fromisoformat(text)
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)
+                start, whole_day = moment.astimezone(UTC), False
         except ValueError:
-            raise ma.ValidationError(
-                "a date (YYYY-MM-DD) or an RFC 3339 date-time, like 2023-04-10T08:00:00+07:00"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC), False
+            raise ma.ValidationError(_MOMENT_HELP) from None
+        except OverflowError:  # an offset that moves it out of years 1 to 9999
+            raise ma.ValidationError(_MOMENT_RANGE) from None
+        if start >= _END:
+            raise ma.ValidationError(_MOMENT_RANGE)
+        return start, whole_day
 
 
 class CommodityQuerySchema(PageArgs):

@@ -3,11 +3,15 @@
 Settings (``LAPAK_*``, read through :attr:`Settings.module_env`):
 
 ``LAPAK_FETCH_SOURCES``
-    A JSON object, source name -> feed URL. Default: the public eFishery feed as ``efishery``.
+    A JSON object, source name -> feed URL (``http``/``https``, or ``demo:`` for the bundled
+    demo feed, :mod:`.demo`). Default: the public eFishery feed as ``efishery``; in development
+    also the demo feed as ``demo-feed``, which is then the default source, so a first run works
+    without network.
 ``LAPAK_FETCH_DEFAULT_SOURCE``
     The source used when a request names none. Default: the only one configured.
 ``LAPAK_FETCH_URL_HOSTS``
-    Comma-separated host names an ad-hoc ``url`` may point at. Empty (default): none.
+    Comma-separated host names an ad-hoc ``url`` may point at, and the only hosts its
+    redirects may lead to. Empty (default): no ad-hoc URLs.
 ``LAPAK_FETCH_FRESH_SECONDS``
     How long a fetched feed is served before the source is asked again, ``300``.
 ``LAPAK_FETCH_KEEP_SECONDS``
@@ -17,7 +21,7 @@ Settings (``LAPAK_*``, read through :attr:`Settings.module_env`):
 
 A request names a configured source and may pass ``url`` to read another document of the same
 shape, on an allowed host, under that source's name. The client's own checks
-(:mod:`modules.fetch.client`) still apply to every URL, configured or not.
+(:mod:`modules.fetch.client`) still apply to every URL and every redirect, configured or not.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from urllib.parse import urlsplit
 
 from app.config import Settings, SettingsError, module_int
 from app.errors import Invalid
+
+from .client import normal_host
+from .demo import DEMO_SOURCE, DEMO_URL
 
 #: The public feed this module was written for (the shape of eFishery's storages list).
 DEFAULT_SOURCES = {
@@ -51,6 +58,9 @@ class Feed:
     #: The source name for its configured URL; ``name~digest`` for an ad-hoc URL.
     key: str
     adhoc: bool
+    #: The hosts the URL and each of its redirects may reach; empty: any (the address rules
+    #: still apply). An ad-hoc URL gets ``LAPAK_FETCH_URL_HOSTS``.
+    allowed_hosts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,14 @@ class SourceSettings:
     @classmethod
     def from_settings(cls, settings: Settings) -> SourceSettings:
         env = settings.module_env
-        sources = _sources(env.get("fetch_sources"))
-        default = env.get("fetch_default_source", "").strip() or None
+        text = env.get("fetch_sources", "")
+        if text.strip():
+            sources, default = _sources(text), None
+        elif settings.env == "development":
+            sources, default = {DEMO_SOURCE: DEMO_URL, **DEFAULT_SOURCES}, DEMO_SOURCE
+        else:
+            sources, default = dict(DEFAULT_SOURCES), None
+        default = env.get("fetch_default_source", "").strip() or default
         if default is None and len(sources) == 1:
             default = next(iter(sources))
         if default is not None and default not in sources:
@@ -76,7 +92,7 @@ class SourceSettings:
             sources=sources,
             default_source=default,
             url_hosts=frozenset(
-                part.strip().lower().rstrip(".")
+                normal_host(part)
                 for part in env.get("fetch_url_hosts", "").split(",")
                 if part.strip()
             ),
@@ -102,7 +118,27 @@ class SourceSettings:
             )
         if url is None or url == configured:
             return Feed(source=source, url=configured, key=source, adhoc=False)
-        return Feed(source=source, url=self._adhoc_url(url), key=adhoc_key(source, url), adhoc=True)
+        return Feed(
+            source=source,
+            url=self._adhoc_url(url),
+            key=adhoc_key(source, url),
+            adhoc=True,
+            allowed_hosts=self.url_hosts,
+        )
+
+    def shown_url(self, source: str) -> str:
+        """Where ``source`` is read from, safe to show anyone: scheme and host, no credentials,
+        path or query (which may carry a token)."""
+        url = self.sources[source]
+        if url == DEMO_URL:
+            return url
+        parts = urlsplit(url)
+        # The netloc as written, less any user:password@ (parsing the port could fail).
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+    def demo_source(self) -> str | None:
+        """A configured source that reads the bundled demo feed, if there is one."""
+        return next((name for name, url in self.sources.items() if url == DEMO_URL), None)
 
     def _adhoc_url(self, url: str) -> str:
         if not self.url_hosts:
@@ -111,7 +147,7 @@ class SourceSettings:
             )
         try:
             parts = urlsplit(url)
-            host = (parts.hostname or "").rstrip(".")
+            host = normal_host(parts.hostname or "")
         except ValueError:
             raise Invalid("the url is not valid", errors={"url": "not a URL"}) from None
         if parts.scheme.lower() not in ("http", "https"):
@@ -131,9 +167,7 @@ def adhoc_key(source: str, url: str) -> str:
     return f"{source}~{hashlib.sha256(url.encode()).hexdigest()[:20]}"
 
 
-def _sources(text: str | None) -> dict[str, str]:
-    if text is None or not text.strip():
-        return dict(DEFAULT_SOURCES)
+def _sources(text: str) -> dict[str, str]:
     try:
         raw = json.loads(text)
     except ValueError:
@@ -149,7 +183,13 @@ def _sources(text: str | None) -> dict[str, str]:
                 f"LAPAK_FETCH_SOURCES: {name!r} is not a source name "
                 "(lower-case letters, digits, - and _, at most 50)"
             )
+        if url == DEMO_URL:
+            sources[name] = url
+            continue
         if not isinstance(url, str) or urlsplit(url).scheme.lower() not in ("http", "https"):
-            raise SettingsError(f"LAPAK_FETCH_SOURCES: {name!r} needs an http(s) URL")
+            raise SettingsError(
+                f"LAPAK_FETCH_SOURCES: {name!r} needs an http(s) URL, or {DEMO_URL!r} for the "
+                "bundled demo feed"
+            )
         sources[name] = url
     return sources

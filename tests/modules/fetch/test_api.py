@@ -8,6 +8,7 @@ fixture, real PostgreSQL and Redis. Expected values are computed here, independe
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from werkzeug.test import TestResponse
 from app import clock
 from modules.fetch.cleaning import Listing, clean
 from modules.fetch.rates import convert
+from modules.fetch.schemas import MOMENT_PATTERN
 from tests.modules.conftest import Caller
 from tests.modules.fetch.feedserver import (
     FIXTURE,
@@ -311,6 +313,53 @@ def test_an_unreadable_date_is_invalid(client: FlaskClient, customer: Caller) ->
         assert "from" in json.dumps(body["errors"]), value
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "20230410",  # ISO 8601 basic and week dates: Python reads them, the contract does not
+        "2023-W15-1",
+        "2023-04-10T08",
+        "2023-04-10T08:00",
+        "2023-04-10T08:00:00+0700",
+        " 2023-04-10",
+        "2023-04-10T08:00:00\x00Z",
+    ],
+)
+def test_a_date_outside_the_declared_pattern_is_invalid(
+    client: FlaskClient, customer: Caller, value: str
+) -> None:
+    body = problem(get(client, customer, **{"from": value}), 422)
+
+    assert "from" in json.dumps(body["errors"])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("to", "9999-12-31"),  # the whole day ends past the last representable moment
+        ("from", "9999-12-31T23:59:59-23:59"),
+        ("to", "0001-01-01T00:00:00+23:59"),
+    ],
+)
+def test_a_moment_beyond_the_calendar_is_a_422_not_a_500(
+    client: FlaskClient, customer: Caller, name: str, value: str
+) -> None:
+    body = problem(get(client, customer, **{name: value}), 422)
+
+    assert name in json.dumps(body["errors"])
+
+
+def test_the_declared_date_pattern_is_the_one_the_server_applies(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    parameters = spec["paths"]["/api/v1/fetch/commodities"]["get"]["parameters"]
+    since = next(p for p in parameters if p["name"] == "from")
+
+    assert since["schema"]["pattern"] == MOMENT_PATTERN
+    assert re.fullmatch(MOMENT_PATTERN, "2023-04-10")
+    assert re.fullmatch(MOMENT_PATTERN, "2023-04-10T08:00:00.123456+07:00")
+    assert not re.fullmatch(MOMENT_PATTERN, "2023-W15-1")
+
+
 def test_walking_the_pages_yields_every_listing_once_in_order(
     client: FlaskClient, customer: Caller, feed: FeedServer
 ) -> None:
@@ -468,6 +517,31 @@ def test_an_adhoc_url_on_the_allow_list_is_read_and_kept_under_its_own_key(
     assert len(keys) == 2
     assert "lapak:fetch:feed:feed" in keys
     assert any(key.startswith("lapak:fetch:feed:feed~") for key in keys)
+
+
+def test_an_adhoc_url_redirecting_off_the_allow_list_is_refused_and_not_followed(
+    client: FlaskClient, customer: Caller, feed: FeedServer
+) -> None:
+    # localhost is on the allow-list; 127.0.0.1 (the same server) is not. The host list holds
+    # for every hop, as the address rules do, or an allowed host could send the fetch anywhere.
+    feed.routes["/hop"] = lambda handler: handler.redirect(feed.url("/other"))
+
+    body = problem(get(client, customer, url=feed.url("/hop", host="localhost")), 422)
+
+    assert body["type"] == "urn:lapak:problem:unsafe-url"
+    assert "'127.0.0.1' is not on the allow-list" in body["detail"]
+    assert (feed.hits["/hop"], feed.hits["/other"]) == (1, 0)
+
+
+def test_an_adhoc_url_redirecting_within_the_allow_list_is_followed(
+    client: FlaskClient, customer: Caller, feed: FeedServer
+) -> None:
+    feed.routes["/hop"] = lambda handler: handler.redirect(feed.url("/other", host="localhost"))
+
+    page = ok(get(client, customer, url=feed.url("/hop", host="localhost")))
+
+    assert uuids(page["items"]) == OTHER_UUIDS
+    assert (feed.hits["/hop"], feed.hits["/other"]) == (1, 1)
 
 
 # -- aggregate --------------------------------------------------------------------------------
@@ -632,8 +706,36 @@ def test_the_rate_endpoint_shows_the_fixed_rate(client: FlaskClient, customer: C
     datetime.fromisoformat(body["as_of"])
 
 
-def test_a_pair_that_is_not_currencies_is_invalid(client: FlaskClient, customer: Caller) -> None:
-    problem(client.get(f"{API}/rates/IDR/dollars", headers=customer.headers), 422)
+@pytest.mark.parametrize(
+    ("pair", "field"),
+    [
+        ("IDR/dollars", "quote"),
+        ("usd/x", "base"),
+        ("idr/usd", "base"),
+        ("IDR/usd", "quote"),
+        ("IDR/US", "quote"),
+        ("I1R/USD", "base"),
+        ("IDR/%20USD", "quote"),
+    ],
+)
+def test_a_code_that_is_not_a_currency_code_is_a_422(
+    client: FlaskClient, customer: Caller, pair: str, field: str
+) -> None:
+    body = problem(client.get(f"{API}/rates/{pair}", headers=customer.headers), 422)
+
+    assert body["type"] == "urn:lapak:problem:validation-failed"
+    assert field in body["errors"]
+
+
+@pytest.mark.parametrize("pair", ["EUR/USD", "USD/IDR", "IDR/EUR", "IDR/IDR"])
+def test_a_pair_lapak_does_not_convert_is_a_404_not_an_outage(
+    client: FlaskClient, customer: Caller, pair: str
+) -> None:
+    body = problem(client.get(f"{API}/rates/{pair}", headers=customer.headers), 404)
+
+    assert body["type"] == "urn:lapak:problem:rate-pair-unknown"
+    assert pair in body["detail"]
+    assert "IDR/USD" in body["detail"]
 
 
 @pytest.fixture
@@ -702,3 +804,4 @@ def test_without_any_rate_a_down_provider_is_a_503(
         body = problem(response, 503)
         assert body["type"] == "urn:lapak:problem:rate-unavailable"
         assert "IDR/USD" in body["detail"]
+        assert int(response.headers["Retry-After"]) > 0

@@ -523,7 +523,6 @@ def test_policy_from_settings() -> None:
             "fetch_max_redirects": "0",
             "fetch_retries": "0",
             "fetch_allow_loopback": "true",
-            "fetch_allowed_hosts": " Feeds.Example , api.example. ,",
             "fetch_ca_bundle": "/etc/lapak/ca.pem",
         }
     )
@@ -536,10 +535,17 @@ def test_policy_from_settings() -> None:
         max_redirects=0,
         retries=0,
         allow_loopback=True,
-        allowed_hosts=frozenset({"feeds.example", "api.example"}),
         ca_bundle="/etc/lapak/ca.pem",
     )
     assert FetchPolicy.from_settings(Settings()) == FetchPolicy()
+
+
+def test_the_old_global_host_list_is_refused_not_ignored() -> None:
+    # One setting for one idea: LAPAK_FETCH_URL_HOSTS limits ad-hoc URLs and their redirects.
+    # The old LAPAK_FETCH_ALLOWED_HOSTS limited every fetch; ignoring it would widen that.
+    settings = Settings(module_env={"fetch_allowed_hosts": "feeds.example"})
+    with pytest.raises(SettingsError, match="LAPAK_FETCH_URL_HOSTS"):
+        FetchPolicy.from_settings(settings)
 
 
 @pytest.mark.parametrize(

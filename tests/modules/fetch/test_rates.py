@@ -25,6 +25,7 @@ from modules.fetch.rates import (
     DEFAULT_FIXED_IDR_USD,
     FixedRateProvider,
     HttpRateProvider,
+    RatePairUnknown,
     RateService,
     RateSettings,
     RateUnavailable,
@@ -239,13 +240,17 @@ def test_a_malformed_answer_falls_back_to_the_last_known_rate(
 
 def test_fixed_provider_works_offline(app: Flask) -> None:
     with app.app_context():
-        service = RateService(FixedRateProvider({("IDR", "USD"): Decimal("0.00006")}), None, 3600)
-        quote = service.current_rate("idr", "usd")
+        provider = FixedRateProvider({("IDR", "USD"): Decimal("0.00006")})
+        service = RateService(provider, None, 3600, pairs=(("IDR", "USD"), ("USD", "IDR")))
+        quote = service.current_rate("IDR", "USD")
         assert (quote.rate, quote.source, quote.stale) == (Decimal("0.00006"), "fixed", False)
-        with pytest.raises(RateUnavailable):
+        with pytest.raises(RateUnavailable):  # a pair it should know, and does not
             service.current_rate("USD", "IDR")
-        with pytest.raises(Invalid):
-            service.current_rate("IDR", "US")
+        with pytest.raises(RatePairUnknown):  # a pair Lapak does not convert
+            service.current_rate("IDR", "EUR")
+        for base, quote_code in (("IDR", "US"), ("idr", "USD")):
+            with pytest.raises(Invalid):
+                service.current_rate(base, quote_code)
         assert [(r.base, r.quote, r.source) for r in rows()] == [("IDR", "USD", "fixed")]
 
 
