@@ -14,6 +14,7 @@ from app.config import Settings
 from app.events import SWEEP_EVERY, dispatch_outbox
 from app.health import core, health
 from app.jobs import Jobs
+from app.landing import landing
 from app.log import configure_logging
 from app.registry import Periodic, load
 from app.security import BEARER_SCHEME
@@ -54,6 +55,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    app.register_blueprint(landing)
     api.register_blueprint(health)
     api.register_blueprint(core)
     for module_name, blueprint in registry.wiring.blueprints:
