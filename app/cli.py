@@ -108,10 +108,15 @@ def main() -> None:
 @click.option(
     "--dev", is_flag=True, help="Werkzeug with reloader and debugger (never in production)."
 )
+@click.option(
+    "--upgrade",
+    is_flag=True,
+    help="Bring the database to the newest revision first, when it is not (scripts/run).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, dev: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, dev: bool, upgrade: bool) -> None:
     """Serve the API (gunicorn; --dev for the development server)."""
-    from app.migrate import is_up_to_date
+    from app import migrate
     from app.serving import port_in_use, run_gunicorn
 
     # Before the app is built (and its warnings are logged): a taken port is all there is to say.
@@ -120,11 +125,15 @@ def serve(ctx: click.Context, host: str, port: int, dev: bool) -> None:
         sys.exit(2)
     ctx.with_resource(ctx.ensure_object(ScriptInfo).load_app().app_context())
     settings = _settings()
-    if not is_up_to_date(settings):
-        click.echo(
-            "lapak: the database is not at the newest revision; run `lapak db upgrade`", err=True
-        )
-        sys.exit(2)
+    if not migrate.is_up_to_date(settings):
+        if not upgrade:
+            click.echo(
+                "lapak: the database is not at the newest revision; run `lapak db upgrade`",
+                err=True,
+            )
+            sys.exit(2)
+        click.echo("lapak: bringing the database to the newest revision", err=True)
+        migrate.upgrade(settings)
     click.echo(f"Lapak on http://{host}:{port}/  API docs: http://{host}:{port}/api/v1/docs")
     if dev:
         from werkzeug.serving import run_simple

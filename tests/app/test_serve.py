@@ -18,8 +18,13 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def serve(tmp_path: Path, *extra: str, **variables: str) -> tuple[subprocess.Popen, str]:
-    """Start ``lapak serve`` on a free port with these ``LAPAK_*`` variables; wait until live."""
+def serve(
+    tmp_path: Path, *extra: str, migrate: bool = True, **variables: str
+) -> tuple[subprocess.Popen, str]:
+    """Start ``lapak serve`` on a free port with these ``LAPAK_*`` variables; wait until live.
+
+    ``migrate``: run ``lapak db upgrade`` before.
+    """
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
     environment.update(
@@ -28,14 +33,15 @@ def serve(tmp_path: Path, *extra: str, **variables: str) -> tuple[subprocess.Pop
         PYTHONPATH=str(ROOT),
     )
     environment.update({f"LAPAK_{name.upper()}": value for name, value in variables.items()})
-    subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "upgrade"],
-        cwd=tmp_path,
-        env=environment,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    if migrate:
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "db", "upgrade"],
+            cwd=tmp_path,
+            env=environment,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *extra],
         cwd=tmp_path,
@@ -87,6 +93,20 @@ def test_serve_answers_on_the_embedded_default(tmp_path: Path, mode: tuple[str, 
     assert f"{base}/api/v1/docs" in output
     access = [line for line in output.splitlines() if '"event": "request"' in line]
     assert any('"request_id": "trace-1"' in line and '"status": 404' in line for line in access)
+
+
+@pytest.mark.slow
+def test_serve_upgrade_migrates_only_a_database_that_is_behind(tmp_path: Path) -> None:
+    starts = []
+    for _ in range(2):
+        process, base = serve(tmp_path, "--upgrade", migrate=False)
+        try:
+            assert requests.get(f"{base}/health/ready", timeout=5).status_code == 200
+        finally:
+            starts.append(stop(process))
+
+    migrating = "bringing the database to the newest revision"
+    assert [migrating in output for output in starts] == [True, False]
 
 
 def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
