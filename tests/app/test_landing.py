@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from app import create_app
-from tests.app.fake_modules import embedded_config
+from tests.app.fake_modules import embedded_config, fake_module_packages
 
 
 def test_the_landing_page_names_lapak_and_links_to_what_exists(tmp_path: Path) -> None:
@@ -31,4 +31,22 @@ def test_the_landing_page_names_lapak_and_links_to_what_exists(tmp_path: Path) -
     ]
     for link in links:
         assert client.get(link, follow_redirects=True).status_code == 200, link
+    app.extensions["lapak.db"].dispose()
+
+
+def test_module_text_on_the_landing_page_is_escaped(tmp_path: Path) -> None:
+    with fake_module_packages(tmp_path / "packages") as packages:
+        package = packages.package(
+            {
+                "memo": "from app.registry import Manifest\n"
+                "manifest = Manifest(name='memo', version='1.0.0', "
+                "summary='<script>alert(1)</script> & more')\n"
+            }
+        )
+        app = create_app(embedded_config(tmp_path, module_packages=(package,)))
+
+        page = app.test_client().get("/")
+
+    assert "<script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page.text
     app.extensions["lapak.db"].dispose()
