@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.jobs import QUEUES
 from tests.app.fake_modules import EMBEDDED_SECRET, FakeModulePackages, manifest_source
 
 pytestmark = pytest.mark.slow
@@ -206,3 +207,10 @@ def test_bad_setting_makes_db_upgrade_exit_2_with_one_line(
     assert named in lines[0]
     assert refused.stdout == ""
     assert not (tmp_path / "lapak.db").exists()
+
+
+def test_worker_refuses_an_unknown_queue_naming_the_queues(tmp_path: Path) -> None:
+    refused = lapak(tmp_path, "worker", "--queue", "urgent")
+
+    assert refused.returncode == 2
+    assert f"no queue urgent; the queues are {', '.join(QUEUES)}" in refused.stderr
