@@ -4,32 +4,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
+if TYPE_CHECKING:
+    from flask import Flask
 
-from app import db, http
-from app.config import Settings
-from app.events import SWEEP_EVERY, dispatch_outbox
-from app.health import core, health
-from app.jobs import Jobs
-from app.log import configure_logging
-from app.registry import Periodic, load
-from app.security import BEARER_SCHEME
+    from app.config import Settings
 
-log = logging.getLogger(__name__)
+# Not `log`: importing the submodule app.log sets that name on this package.
+logger = logging.getLogger(__name__)
+
+#: Warnings this process (or the one it was forked from) already gave. gunicorn's master builds
+#: the app before forking its workers, so each warning is logged once per start, not per worker.
+_warned: set[str] = set()
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     """Build the application from the environment; ``config`` overrides settings by field name."""
+    # Imported here, not above: `lapak --help` imports this package and must not pay for them.
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app import db, http
+    from app.config import Settings, misspelled_settings
+    from app.events import SWEEP_EVERY, dispatch_outbox
+    from app.health import core, health
+    from app.jobs import Jobs
+    from app.landing import landing
+    from app.log import configure_logging
+    from app.registry import Periodic, load
+    from app.security import BEARER_SCHEME
+
     settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
     configure_logging(settings.log_level)
     if settings.secret_is_generated:
-        log.warning(
-            "LAPAK_SECRET_KEY is not set: using a generated development secret kept in %s. "
-            "Set LAPAK_SECRET_KEY before any real use; production refuses to start without it.",
-            settings.instance_path,
+        _warn_once(
+            "LAPAK_SECRET_KEY is not set: using a generated development secret kept in "
+            f"{settings.instance_path}. Set LAPAK_SECRET_KEY before any real use; production "
+            "refuses to start without it."
         )
 
     app = Flask("lapak", instance_path=str(settings.instance_path))
@@ -50,10 +62,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     registry = load(settings.module_packages, settings.modules)
     registry.wiring.periodic.append(Periodic(dispatch_outbox, SWEEP_EVERY, "events"))
     app.extensions["lapak.registry"] = registry
+    for warning in misspelled_settings(settings, registry.module_settings):
+        _warn_once(warning)
 
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    app.register_blueprint(landing)
     api.register_blueprint(health)
     api.register_blueprint(core)
     for module_name, blueprint in registry.wiring.blueprints:
@@ -66,3 +81,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for install in registry.wiring.setups:
         install(app, settings)
     return app
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)

@@ -1,21 +1,26 @@
-"""The ``lapak`` command: serve, worker, db; modules add their own commands."""
+"""The ``lapak`` command: serve, worker, db; modules add their own commands.
+
+``lapak --help`` builds no app: it lists the enabled modules' commands from their manifests,
+and a module's code is imported only when one of its commands runs.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from alembic import command as alembic_command
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
-from werkzeug.serving import run_simple
+from flask import current_app
+from flask.cli import ScriptInfo, with_appcontext
 
-from app import create_app
 from app.config import Settings, SettingsError
-from app.jobs import QUEUES, PeriodicTicker, run_worker
-from app.migrate import alembic_config, is_up_to_date
-from app.registry import RegistryError
+from app.registry import RegistryError, enabled_manifests
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+#: Commands the app itself adds (flask-smorest's), listed without building the app.
+APP_COMMANDS = {"openapi": "Print or write the OpenAPI document."}
 
 
 def _settings() -> Settings:
@@ -23,6 +28,8 @@ def _settings() -> Settings:
 
 
 def _load_app() -> Flask:
+    from app import create_app
+
     try:
         return create_app()
     except (SettingsError, RegistryError) as error:
@@ -30,35 +37,107 @@ def _load_app() -> Flask:
         sys.exit(2)
 
 
-@click.group(
-    cls=FlaskGroup,
-    create_app=_load_app,
-    add_default_commands=False,
-    add_version_option=False,
-    load_dotenv=False,
-    set_debug_flag=False,
-)
+def _other_commands() -> dict[str, str] | None:
+    """The commands of the app and of the enabled modules, with a line of help each (None when
+    the settings or modules are wrong: running any command then says what to fix)."""
+    try:
+        settings = Settings.from_env()
+        manifests = enabled_manifests(settings.module_packages, settings.modules)
+    except (SettingsError, RegistryError):
+        return None
+    commands = dict(APP_COMMANDS)
+    for manifest in manifests:
+        for name in manifest.commands:
+            commands[name] = f"{manifest.summary} (module {manifest.name})."
+    return commands
+
+
+class LapakGroup(click.Group):
+    """Lapak's own commands; the others are the app's, looked up only when one is asked for."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # flask.cli.with_appcontext builds the app through the ScriptInfo it finds here.
+        extra.setdefault(
+            "obj",
+            ScriptInfo(create_app=_load_app, set_debug_flag=False, load_dotenv_defaults=False),
+        )
+        return super().make_context(info_name, args, parent, **extra)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *(_other_commands() or {})})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        others = _other_commands()
+        if others is not None and cmd_name not in others:
+            return None
+        return ctx.ensure_object(ScriptInfo).load_app().cli.get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
+        rows = {name: command.get_short_help_str(limit) for name, command in self.commands.items()}
+        rows.update(_other_commands() or {})
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows.items()))
+
+
+@click.group(cls=LapakGroup)
 def main() -> None:
     """Lapak, the marketplace back office."""
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--host",
+    envvar="LAPAK_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    show_envvar=True,
+    help="Interface to listen on.",
+)
+@click.option(
+    "--port", envvar="LAPAK_PORT", default=8000, show_default=True, show_envvar=True, type=int
+)
 @click.option(
     "--dev", is_flag=True, help="Werkzeug with reloader and debugger (never in production)."
 )
-@with_appcontext
-def serve(host: str, port: int, dev: bool) -> None:
+@click.option(
+    "--upgrade",
+    is_flag=True,
+    help="Bring the database to the newest revision first, when it is not (scripts/run).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, dev: bool, upgrade: bool) -> None:
     """Serve the API (gunicorn; --dev for the development server)."""
-    settings = _settings()
-    if not is_up_to_date(settings):
-        click.echo(
-            "lapak: the database is not at the newest revision; run `lapak db upgrade`", err=True
-        )
+    from app import migrate
+    from app.serving import port_in_use, run_gunicorn
+
+    # Before the app is built (and its warnings are logged): a taken port is all there is to say.
+    if port_in_use(host, port):
+        click.echo(f"lapak: port {port} in use on {host}: set LAPAK_PORT (or --port)", err=True)
         sys.exit(2)
+    ctx.with_resource(ctx.ensure_object(ScriptInfo).load_app().app_context())
+    settings = _settings()
+    if not migrate.is_up_to_date(settings):
+        if not upgrade:
+            click.echo(
+                "lapak: the database is not at the newest revision; run `lapak db upgrade`",
+                err=True,
+            )
+            sys.exit(2)
+        click.echo("lapak: bringing the database to the newest revision", err=True)
+        migrate.upgrade(settings)
     click.echo(f"Lapak on http://{host}:{port}/  API docs: http://{host}:{port}/api/v1/docs")
     if dev:
+        from werkzeug.serving import run_simple
+
         if settings.production:
             raise click.UsageError("--dev is refused in LAPAK_ENV=production")
         app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -67,17 +146,15 @@ def serve(host: str, port: int, dev: bool) -> None:
         # Werkzeug directly: Flask refuses app.run() inside its own CLI.
         run_simple(host, port, app, use_debugger=True, use_reloader=False, threaded=True)
         return
-    _Gunicorn(
-        {
-            "bind": f"{host}:{port}",
-            "workers": settings.web_workers,
-            "control_socket_disable": True,
-            "accesslog": None,
-            "errorlog": "-",
-            "graceful_timeout": 20,
-            "timeout": 60,
-        }
-    ).run()
+
+    def build() -> Flask:
+        from app import create_app
+
+        app = create_app()
+        _start_embedded_ticker(app)
+        return app
+
+    run_gunicorn(settings, host, port, build)
 
 
 @main.command()
@@ -85,13 +162,20 @@ def serve(host: str, port: int, dev: bool) -> None:
     "--queue",
     "queues",
     multiple=True,
-    type=click.Choice(QUEUES),
     help="Queue to work on (repeatable; default all).",
 )
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @with_appcontext
 def worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker (with its scheduler and the periodic jobs) inside the app."""
+    from app.jobs import QUEUES, run_worker
+
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown:
+        raise click.BadParameter(
+            f"no queue {', '.join(unknown)}; the queues are {', '.join(QUEUES)}",
+            param_hint="--queue",
+        )
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.extensions["lapak.jobs"].embedded:
         raise click.UsageError("LAPAK_REDIS_URL is not set: without Redis, `lapak serve` runs jobs")
@@ -117,7 +201,7 @@ def db() -> None:
 @with_appcontext
 def upgrade(revision: str) -> None:
     """Bring the database to REVISION (default: head)."""
-    alembic_command.upgrade(alembic_config(_settings()), revision)
+    _alembic().upgrade(_alembic_config(), revision)
 
 
 @db.command()
@@ -125,7 +209,7 @@ def upgrade(revision: str) -> None:
 @with_appcontext
 def downgrade(revision: str) -> None:
     """Step the database back to REVISION (default: one step; `base` for empty)."""
-    alembic_command.downgrade(alembic_config(_settings()), revision)
+    _alembic().downgrade(_alembic_config(), revision)
 
 
 @db.command()
@@ -133,48 +217,40 @@ def downgrade(revision: str) -> None:
 @with_appcontext
 def revision(message: str) -> None:
     """Write a new revision from the difference between the models and the database."""
-    alembic_command.revision(alembic_config(_settings()), message=message, autogenerate=True)
+    _alembic().revision(_alembic_config(), message=message, autogenerate=True)
 
 
 @db.command()
 @with_appcontext
 def current() -> None:
     """Show the database's revision."""
-    alembic_command.current(alembic_config(_settings()))
+    _alembic().current(_alembic_config())
 
 
 @db.command()
 @with_appcontext
 def check() -> None:
     """Fail when the models and the migrations disagree."""
-    alembic_command.check(alembic_config(_settings()))
+    _alembic().check(_alembic_config())
+
+
+def _alembic() -> Any:
+    from alembic import command
+
+    return command
+
+
+def _alembic_config() -> Any:
+    from app.migrate import alembic_config
+
+    return alembic_config(_settings())
 
 
 def _start_embedded_ticker(app: Flask) -> None:
+    from app.jobs import PeriodicTicker
+
     if app.extensions["lapak.jobs"].embedded:
         PeriodicTicker(app).start()
-
-
-class _Gunicorn:
-    """gunicorn with our app factory: each worker process builds its own app and engines."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        from gunicorn.app.base import BaseApplication
-
-        class Application(BaseApplication):
-            def load_config(self) -> None:
-                for key, value in options.items():
-                    self.cfg.set(key, value)
-
-            def load(self) -> Flask:
-                app = create_app()
-                _start_embedded_ticker(app)
-                return app
-
-        self.application = Application()
-
-    def run(self) -> None:
-        self.application.run()
 
 
 if __name__ == "__main__":

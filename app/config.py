@@ -7,10 +7,11 @@ and a development secret generated once and kept in ``./instance/`` with a loud 
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_LENGTH = 32
+#: gunicorn's request limits and the largest value it accepts for each.
+LIMITS = {
+    "limit_request_line": 8190,
+    "limit_request_field_size": 65536,
+    "limit_request_fields": 32768,
+}
 
 
 class SettingsError(ValueError):
@@ -60,6 +67,12 @@ class Settings:
     #: Reverse proxies in front of Lapak whose X-Forwarded-For/-Proto to trust (0: none). The
     #: client IP feeds login throttling and audit logs, so it must not be spoofable.
     trusted_proxy_hops: int = 0
+    #: gunicorn's limits on what it reads before the app sees a request: the request line
+    #: (method, path and query; over it: 414), each header field (431) and the number of header
+    #: fields (431). Answered as problem+json by gunicorn's worker (app/serving.py).
+    limit_request_line: int = 4094
+    limit_request_field_size: int = 8190
+    limit_request_fields: int = 100
     #: ``LAPAK_*`` variables the core does not know, by lower-case name without the prefix
     #: (``LAPAK_JWT_ALGORITHM`` -> ``jwt_algorithm``): each module reads and validates its own.
     module_env: dict[str, str] = field(default_factory=dict)
@@ -130,6 +143,9 @@ class Settings:
         for name in ("replica_read_timeout", "health_check_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"LAPAK_{name.upper()} must be more than 0 seconds")
+        for name, most in LIMITS.items():
+            if not 1 <= getattr(self, name) <= most:
+                raise SettingsError(f"LAPAK_{name.upper()} must be between 1 and {most}")
         secret, generated = self.secret_key, self.secret_is_generated
         if not secret:
             if self.production:
@@ -175,6 +191,7 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             "replica_connect_timeout",
             "embedded_job_threads",
             "outbox_max_attempts",
+            *LIMITS,
         ):
             values[name] = _integer(name, text)
         elif name in ("replica_retry_seconds", "replica_read_timeout", "health_check_timeout"):
@@ -196,6 +213,25 @@ def _coerce_override(key: str, value: Any) -> Any:
     if key == "module_env":
         return {str(k).lower(): str(v) for k, v in value.items()}
     return value
+
+
+#: Read by ``lapak serve`` (its --host and --port) and ``scripts/run``, not by the app.
+COMMAND_SETTINGS = frozenset({"host", "port"})
+
+
+def misspelled_settings(settings: Settings, module_settings: Iterable[str]) -> list[str]:
+    """A warning for each ``LAPAK_*`` variable that nothing reads, naming the closest known one.
+
+    ``module_settings`` are the names the modules declare in their manifests.
+    """
+    core = {f.name for f in fields(Settings)} - {"secret_is_generated", "module_env"}
+    known = sorted(core | COMMAND_SETTINGS | set(module_settings))
+    warnings = []
+    for name in sorted(set(settings.module_env) - set(known)):
+        closest = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean LAPAK_{closest[0].upper()}?" if closest else ""
+        warnings.append(f"LAPAK_{name.upper()} is not a Lapak setting and is ignored{hint}")
+    return warnings
 
 
 def _split(text: str) -> tuple[str, ...]:

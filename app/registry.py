@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-from flask_smorest import Blueprint
+if TYPE_CHECKING:  # `lapak --help` reads manifests through this file: keep it light
+    import click
+    from flask_smorest import Blueprint
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -34,16 +35,24 @@ class Manifest:
     version: str
     summary: str
     depends: tuple[str, ...] = ()
+    #: The ``lapak`` commands ``load(hooks)`` adds: ``lapak --help`` lists them from here without
+    #: importing the module's code.
+    commands: tuple[str, ...] = ()
+    #: The ``LAPAK_*`` variables the module reads from ``Settings.module_env``, lower-case
+    #: without the prefix: any other ``LAPAK_*`` variable is reported as a probable misspelling.
+    settings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not set(self.name) <= NAME_CHARS:
             raise RegistryError(
                 f"module name {self.name!r} must be lower-case letters, digits and underscores"
             )
-        if isinstance(self.depends, str):
-            raise RegistryError(
-                f"module {self.name!r}: depends must be a tuple of names, e.g. ({self.depends!r},)"
-            )
+        for attribute in ("depends", "commands", "settings"):
+            value = getattr(self, attribute)
+            if isinstance(value, str):
+                raise RegistryError(
+                    f"module {self.name!r}: {attribute} must be a tuple of names, e.g. ({value!r},)"
+                )
 
 
 @dataclass
@@ -89,7 +98,13 @@ class ModuleHooks:
         self._wiring.blueprints.append((prefix or self.manifest.name, blueprint))
 
     def command(self, command: click.Command) -> None:
-        """Add a click command or group to the ``lapak`` CLI."""
+        """Add a click command or group to the ``lapak`` CLI (declared in the manifest's
+        ``commands``)."""
+        if command.name not in self.manifest.commands:
+            raise RegistryError(
+                f"module {self.manifest.name!r} adds the command {command.name!r} that its "
+                f"manifest does not declare: add commands=({command.name!r},) to the Manifest"
+            )
         self._wiring.commands.append(command)
 
     def job(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -139,6 +154,9 @@ class Registry:
 
     loaded: list[Discovered]
     wiring: Wiring
+    #: Every discovered module's settings, enabled or not: a disabled module's setting is no
+    #: misspelling.
+    module_settings: frozenset[str] = frozenset()
 
     @property
     def manifests(self) -> list[Manifest]:
@@ -227,6 +245,13 @@ def resolve(manifests: Mapping[str, Manifest], enabled: Iterable[str] | None) ->
     return order
 
 
+def enabled_manifests(packages: Sequence[str], enabled: Iterable[str] | None) -> list[Manifest]:
+    """The enabled modules' manifests in load order, without importing any module's code."""
+    found = discover(packages)
+    order = resolve({name: d.manifest for name, d in found.items()}, enabled)
+    return [found[name].manifest for name in order]
+
+
 def load(packages: Sequence[str], enabled: Iterable[str] | None) -> Registry:
     """Discover, resolve and load modules; each one's ``models`` is imported, then ``load()``."""
     found = discover(packages)
@@ -240,7 +265,8 @@ def load(packages: Sequence[str], enabled: Iterable[str] | None) -> Registry:
         if hook is not None:
             hook(ModuleHooks(discovered.manifest, wiring))
         loaded.append(discovered)
-    return Registry(loaded, wiring)
+    settings = frozenset(name for d in found.values() for name in d.manifest.settings)
+    return Registry(loaded, wiring, settings)
 
 
 def import_models(package: str) -> ModuleType | None:

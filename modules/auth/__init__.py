@@ -10,6 +10,23 @@ manifest = Manifest(
     version="0.2.0",
     summary="JWT login, single session, role checks",
     depends=("user",),
+    settings=(
+        "jwt_algorithm",
+        "jwt_secret",
+        "jwt_private_key_file",
+        "jwt_key_id",
+        "jwt_public_keys",
+        "jwt_issuer",
+        "jwt_audience",
+        "session_idle_minutes",
+        "session_absolute_hours",
+        "session_cache_seconds",
+        "login_max_account_failures",
+        "login_max_ip_failures",
+        "login_window_seconds",
+        "login_lockout_seconds",
+        "login_max_lockout_seconds",
+    ),
 )
 
 

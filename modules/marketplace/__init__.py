@@ -9,6 +9,14 @@ manifest = Manifest(
     version="0.2.0",
     summary="Sale orders, invoices and payments",
     depends=("user", "auth", "fetch"),
+    settings=(
+        "sales_tax_percent",
+        "marketplace_timezone",
+        "invoice_due_days",
+        "order_max_lines",
+        "order_max_quantity",
+        "idempotency_keep_hours",
+    ),
 )
 
 

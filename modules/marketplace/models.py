@@ -30,8 +30,9 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from app.db import Base, JsonDocument, utcnow
 from modules.user.models import User
@@ -183,6 +184,19 @@ class AccountMove(Base):
     order: Mapped[SaleOrder] = relationship(lazy="joined")
     customer: Mapped[User] = relationship(lazy="joined")
     reversed_entry: Mapped[AccountMove | None] = relationship(remote_side=[id])
+
+
+#: The payment state of the order's invoice. Deferred: the listing loads it in its own query
+#: (``undefer``), so a page of orders stays one query; a single order loads it when read.
+SaleOrder.payment_state = column_property(
+    select(AccountMove.payment_state)
+    .where(AccountMove.order_id == SaleOrder.id, AccountMove.move_type == "out_invoice")
+    .order_by(AccountMove.id.desc())
+    .limit(1)
+    .correlate_except(AccountMove)
+    .scalar_subquery(),
+    deferred=True,
+)
 
 
 class AccountMoveLine(LineAmounts, Base):

@@ -232,6 +232,10 @@ class OrderSummarySchema(ma.Schema):
     amount_tax = Amount()
     amount_total = Amount()
     cancelled_at = ma.fields.DateTime(allow_none=True)
+    payment_state = ma.fields.String(
+        allow_none=True,
+        metadata={"enum": list(INVOICE_PAYMENT_STATES), "description": "The invoice's"},
+    )
 
 
 class OrderSchema(OrderSummarySchema):

@@ -26,10 +26,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, exists, insert, or_, select
+from sqlalchemy import Column, Select, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import joinedload, lazyload
+from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from app.db import Session, transaction, utcnow
 from app.errors import (
@@ -164,6 +164,7 @@ def place_order(
                 invoice, request.payment, numbers["PAY"], now, new_invoice=True
             )
         _write_placed(order, invoice, payment)
+        order.payment_state = invoice.payment_state  # the answer renders these objects
         events = [
             ("order.confirmed", _order_event(order)),
             ("payment.registered", _payment_event(payment)),
@@ -241,11 +242,12 @@ def _row(record: Any) -> dict[str, Any]:
 
 @functools.cache
 def _columns_of(model: type) -> tuple[tuple[str, str, bool], ...]:
-    """(attribute, column, has a default) of each column but the primary key."""
+    """(attribute, column, has a default) of each table column but the primary key (not of
+    the properties read by a query, as SaleOrder.payment_state)."""
     return tuple(
         (prop.key, prop.columns[0].key, prop.columns[0].default is not None)
         for prop in sa_inspect(model).column_attrs
-        if not prop.columns[0].primary_key
+        if isinstance(prop.columns[0], Column) and not prop.columns[0].primary_key
     )
 
 
@@ -586,7 +588,9 @@ def _invoices_of(order: SaleOrder) -> list[AccountMove]:
 def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
     """Orders the actor may see, newest first, filtered, one page."""
     # The listing shows the customer's public id only: not their whole row (hash included).
-    statement = _visible_orders(actor).options(joinedload(SaleOrder.customer).load_only(User.uuid))
+    statement = _visible_orders(actor).options(
+        joinedload(SaleOrder.customer).load_only(User.uuid), undefer(SaleOrder.payment_state)
+    )
     if filters.state:
         statement = statement.where(SaleOrder.state == filters.state)
     if filters.customer:

@@ -8,6 +8,18 @@ manifest = Manifest(
     name="user",
     version="0.3.0",
     summary="Users, roles, activation and CSV imports",
+    commands=("users",),
+    settings=(
+        "password_time_cost",
+        "password_memory_kib",
+        "password_parallelism",
+        "import_dir",
+        "import_max_bytes",
+        "import_max_rows",
+        "import_chunk_rows",
+        "import_stale_seconds",
+        "import_max_attempts",
+    ),
 )
 
 

@@ -48,13 +48,16 @@ def manifest_source(
     *,
     depends: tuple[str, ...] = (),
     version: str = "1.0.0",
+    commands: tuple[str, ...] = (),
+    settings: tuple[str, ...] = (),
     body: str = "",
 ) -> str:
     """The source of a module's ``__init__.py``: its manifest, then ``body`` (e.g. ``load``)."""
     return (
         "from app.registry import Manifest\n\n"
         f"manifest = Manifest(name={name!r}, version={version!r}, summary={name.title()!r}, "
-        f"depends={depends!r})\n\n" + textwrap.dedent(body)
+        f"depends={depends!r}, commands={commands!r}, settings={settings!r})\n\n"
+        + textwrap.dedent(body)
     )
 
 

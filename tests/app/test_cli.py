@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.jobs import QUEUES
 from tests.app.fake_modules import EMBEDDED_SECRET, FakeModulePackages, manifest_source
 
 pytestmark = pytest.mark.slow
@@ -95,14 +96,55 @@ def test_db_upgrade_creates_the_core_tables_and_downgrade_base_removes_them(
     assert revisions == []
 
 
-def test_help_lists_serve_worker_and_db(tmp_path: Path) -> None:
+def test_help_lists_lapaks_commands_and_no_flask_options(tmp_path: Path) -> None:
     shown = lapak(tmp_path, "--help")
 
     assert shown.returncode == 0, shown.stderr
-    assert {"serve", "worker", "db"} <= listed_commands(shown.stdout)
+    assert listed_commands(shown.stdout) == {
+        "db",
+        "demo",
+        "openapi",
+        "serve",
+        "users",
+        "worker",
+    }
+    options = shown.stdout.split("Options:")[1].split("Commands:")[0]
+    assert options.split() == ["--help", "Show", "this", "message", "and", "exit."]
+    assert "users    Users, roles, activation and CSV imports (module user)." in shown.stdout
+    assert shown.stderr == ""
     db_help = lapak(tmp_path, "db", "--help").stdout
     for subcommand in ("upgrade", "downgrade", "current", "revision", "check"):
         assert subcommand in db_help
+
+
+def test_help_lists_module_commands_without_importing_their_code(tmp_path: Path) -> None:
+    packages = FakeModulePackages(tmp_path / "packages")
+    package = packages.package(
+        {
+            "memo": manifest_source(
+                "memo",
+                commands=("memo-count",),
+                body="""
+                    def load(hooks):
+                        raise RuntimeError("lapak --help must not load modules")
+                    """,
+            )
+        }
+    )
+
+    shown = lapak(tmp_path, "--help", module_packages=package, python_path=packages.root)
+
+    assert shown.returncode == 0, shown.stderr
+    assert "memo-count" in listed_commands(shown.stdout)
+    assert "Memo (module memo)." in shown.stdout
+
+
+def test_an_unknown_command_is_refused_without_building_the_app(tmp_path: Path) -> None:
+    refused = lapak(tmp_path, "sevre", secret_key="")
+
+    assert refused.returncode == 2
+    assert "No such command 'sevre'" in refused.stderr
+    assert "LAPAK_SECRET_KEY" not in refused.stderr  # the app that would warn was not built
 
 
 def test_module_commands_join_the_lapak_command(tmp_path: Path) -> None:
@@ -112,6 +154,7 @@ def test_module_commands_join_the_lapak_command(tmp_path: Path) -> None:
             "memo": {
                 "__init__.py": manifest_source(
                     "memo",
+                    commands=("memo-count",),
                     body="""
                         def load(hooks):
                             from .cli import memo_count
@@ -164,3 +207,10 @@ def test_bad_setting_makes_db_upgrade_exit_2_with_one_line(
     assert named in lines[0]
     assert refused.stdout == ""
     assert not (tmp_path / "lapak.db").exists()
+
+
+def test_worker_refuses_an_unknown_queue_naming_the_queues(tmp_path: Path) -> None:
+    refused = lapak(tmp_path, "worker", "--queue", "urgent")
+
+    assert refused.returncode == 2
+    assert f"no queue urgent; the queues are {', '.join(QUEUES)}" in refused.stderr

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+from importlib import import_module
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
+import modules
 from app import create_app
-from app.config import MIN_SECRET_LENGTH, Settings, SettingsError
+from app.config import MIN_SECRET_LENGTH, Settings, SettingsError, misspelled_settings
+from tests.app.fake_modules import embedded_config
 
 SECRET = "k" * MIN_SECRET_LENGTH
 
@@ -469,3 +473,57 @@ def test_forwarded_client_ip_is_trusted_only_behind_configured_proxies(tmp_path:
 
     assert client_ip(0) == "10.0.0.2"  # a client cannot spoof its address by default
     assert client_ip(1) == "203.0.113.9"
+
+
+# --- misspelled variables ---------------------------------------------------------------------
+
+#: Where a module reads one of its settings: ``env.get("name")``, ``module_int(env, "name")``...
+_READ_SETTING = re.compile(r"(?:env\.get|module_int|_seconds|_flag)\(\s*(?:[\w.]+,\s*)?\"(\w+)\"")
+
+
+def test_a_misspelled_variable_is_named_with_the_closest_known_one(tmp_path: Path) -> None:
+    given = settings(
+        tmp_path, web_workres="3", sales_tax_percnt="11", shoe_size="44", test_redis_url="x"
+    )
+
+    warnings = misspelled_settings(given, ["sales_tax_percent"])
+
+    assert warnings == [
+        "LAPAK_SALES_TAX_PERCNT is not a Lapak setting and is ignored; "
+        "did you mean LAPAK_SALES_TAX_PERCENT?",
+        "LAPAK_SHOE_SIZE is not a Lapak setting and is ignored",
+        "LAPAK_WEB_WORKRES is not a Lapak setting and is ignored; did you mean LAPAK_WEB_WORKERS?",
+    ]
+
+
+def test_core_module_and_command_settings_are_not_reported(tmp_path: Path) -> None:
+    given = settings(tmp_path, web_workers="3", sales_tax_percent="11", port="8001", host="::")
+
+    assert misspelled_settings(given, ["sales_tax_percent"]) == []
+
+
+def test_create_app_warns_once_about_a_misspelled_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = embedded_config(tmp_path, module_env={"order_max_linez": "5"})
+
+    for _ in range(3):
+        create_app(config).extensions["lapak.db"].dispose()
+
+    warned = [r.getMessage() for r in caplog.records if "LAPAK_ORDER_MAX_LINEZ" in r.getMessage()]
+    assert warned == [
+        "LAPAK_ORDER_MAX_LINEZ is not a Lapak setting and is ignored; "
+        "did you mean LAPAK_ORDER_MAX_LINES?"
+    ]
+
+
+def test_every_setting_a_module_reads_is_declared_in_its_manifest() -> None:
+    for manifest_file in sorted(Path(modules.__file__).parent.glob("*/__init__.py")):
+        package = manifest_file.parent
+        read = {
+            name
+            for source in package.rglob("*.py")
+            for name in _READ_SETTING.findall(source.read_text())
+        }
+        declared = set(import_module(f"modules.{package.name}").manifest.settings)
+        assert read <= declared, f"{package.name}: declare {sorted(read - declared)}"

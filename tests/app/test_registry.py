@@ -215,6 +215,59 @@ def test_depends_given_as_a_string_is_refused_with_the_tuple_to_write() -> None:
     assert str(refused.value) == "module 'auth': depends must be a tuple of names, e.g. ('user',)"
 
 
+@pytest.mark.parametrize("attribute", ["commands", "settings"])
+def test_commands_or_settings_given_as_a_string_are_refused(attribute: str) -> None:
+    with pytest.raises(RegistryError) as refused:
+        Manifest(name="memo", version="1.0.0", summary="Memo", **{attribute: "memo_ttl"})
+
+    assert str(refused.value) == (
+        f"module 'memo': {attribute} must be a tuple of names, e.g. ('memo_ttl',)"
+    )
+
+
+def test_a_command_the_manifest_does_not_declare_is_refused(
+    tmp_path: Path, packages: FakeModulePackages
+) -> None:
+    package = packages.package(
+        {
+            "memo": manifest_source(
+                "memo",
+                body="""
+                    import click
+
+
+                    def load(hooks):
+                        hooks.command(click.Command("memo-count"))
+                    """,
+            )
+        }
+    )
+
+    with pytest.raises(RegistryError) as refused:
+        load((package,), None)
+
+    assert str(refused.value) == (
+        "module 'memo' adds the command 'memo-count' that its manifest does not declare: "
+        "add commands=('memo-count',) to the Manifest"
+    )
+
+
+def test_settings_of_every_discovered_module_are_known_enabled_or_not(
+    packages: FakeModulePackages,
+) -> None:
+    package = packages.package(
+        {
+            "memo": manifest_source("memo", settings=("memo_ttl_days",)),
+            "archive": manifest_source("archive", settings=("archive_dir",)),
+        }
+    )
+
+    registry = load((package,), ("memo",))
+
+    assert [m.name for m in registry.manifests] == ["memo"]
+    assert registry.module_settings == {"memo_ttl_days", "archive_dir"}
+
+
 def test_malformed_manifest_in_a_module_package_refuses_discovery(
     packages: FakeModulePackages,
 ) -> None:
@@ -285,6 +338,7 @@ MEMO_MODULE = {
         "memo",
         depends=("archive",),
         version="2.1.0",
+        commands=("memo-count",),
         body="""
             from datetime import timedelta
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +18,13 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def serve(
+    tmp_path: Path, *extra: str, migrate: bool = True, **variables: str
+) -> tuple[subprocess.Popen, str]:
+    """Start ``lapak serve`` on a free port with these ``LAPAK_*`` variables; wait until live.
+
+    ``migrate``: run ``lapak db upgrade`` before.
+    """
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
     environment.update(
@@ -24,14 +32,16 @@ def serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
         LAPAK_WEB_WORKERS="1",
         PYTHONPATH=str(ROOT),
     )
-    subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "upgrade"],
-        cwd=tmp_path,
-        env=environment,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    environment.update({f"LAPAK_{name.upper()}": value for name, value in variables.items()})
+    if migrate:
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "db", "upgrade"],
+            cwd=tmp_path,
+            env=environment,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *extra],
         cwd=tmp_path,
@@ -45,7 +55,7 @@ def serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
         try:
             if requests.get(f"{base}/health/live", timeout=2).status_code == 200:
                 return process, base
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still booting
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
@@ -85,6 +95,20 @@ def test_serve_answers_on_the_embedded_default(tmp_path: Path, mode: tuple[str, 
     assert any('"request_id": "trace-1"' in line and '"status": 404' in line for line in access)
 
 
+@pytest.mark.slow
+def test_serve_upgrade_migrates_only_a_database_that_is_behind(tmp_path: Path) -> None:
+    starts = []
+    for _ in range(2):
+        process, base = serve(tmp_path, "--upgrade", migrate=False)
+        try:
+            assert requests.get(f"{base}/health/ready", timeout=5).status_code == 200
+        finally:
+            starts.append(stop(process))
+
+    migrating = "bringing the database to the newest revision"
+    assert [migrating in output for output in starts] == [True, False]
+
+
 def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
     environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
@@ -98,3 +122,107 @@ def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "run `lapak db upgrade`" in result.stderr
+
+
+TITLES = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+
+def raw_request(base: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as bytes on a new connection; the status, headers and body answered."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+def test_a_taken_port_is_refused_before_the_banner(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
+    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 2
+    assert result.stderr == f"lapak: port {port} in use on 127.0.0.1: set LAPAK_PORT (or --port)\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_gunicorns_own_errors_are_problems_within_the_configured_limits(tmp_path: Path) -> None:
+    process, base = serve(
+        tmp_path,
+        web_workers="2",
+        limit_request_line="1000",
+        limit_request_field_size="2000",
+        limit_request_fields="20",
+    )
+    host = b"Host: localhost\r\n"
+    try:
+        below = raw_request(
+            base,
+            b"GET /health/live HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 1900 + b"\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        answers = {
+            "long request line": raw_request(
+                base, b"GET /health/live?" + b"q" * 1000 + b" HTTP/1.1\r\n" + host + b"\r\n"
+            ),
+            "large header": raw_request(
+                base, b"GET / HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 3000 + b"\r\n\r\n"
+            ),
+            "many headers": raw_request(
+                base,
+                b"GET / HTTP/1.1\r\n"
+                + host
+                + b"".join(b"X-H%d: 1\r\n" % n for n in range(25))
+                + b"\r\n",
+            ),
+            "control character": raw_request(
+                base, b"GET / HTTP/1.1\r\n" + host + b"X-Bad: a\x01b\r\n\r\n"
+            ),
+        }
+    finally:
+        stop(process)
+
+    assert below[0] == 200
+    statuses = {case: status for case, (status, _, _) in answers.items()}
+    assert statuses == {
+        "long request line": 414,
+        "large header": 431,
+        "many headers": 431,
+        "control character": 400,
+    }
+    for case, (status, headers, body) in answers.items():
+        assert headers["Content-Type"] == "application/problem+json", case
+        problem = json.loads(body)
+        assert problem["status"] == status, case
+        assert problem["title"] == TITLES[status], case
+        assert problem["detail"], case
+
+
+@pytest.mark.slow
+def test_each_warning_is_logged_once_per_start_not_once_per_worker(tmp_path: Path) -> None:
+    process, base = serve(tmp_path, web_workers="2", web_workres="4")
+    try:
+        assert requests.get(f"{base}/health/live", timeout=5).status_code == 200
+    finally:
+        output = stop(process)
+
+    assert output.count("LAPAK_SECRET_KEY is not set") == 1, output
+    assert output.count("LAPAK_WEB_WORKRES is not a Lapak setting") == 1, output
+    assert "did you mean LAPAK_WEB_WORKERS?" in output

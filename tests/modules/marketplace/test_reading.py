@@ -230,3 +230,51 @@ def test_a_customer_sees_the_order_they_just_placed_while_the_replica_is_paused(
         assert numbers(get(stranger, staff, "/orders")) == []
     assert recovery, "no order query was seen"
     assert all(recovery), recovery
+
+
+def test_each_order_shows_its_invoices_payment_state_in_one_query_per_page(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    customer: Caller,
+    product: MadeProduct,
+) -> None:
+    paid = place(client, customer, order_body((product.id, "1")))
+    partial = place(
+        client, customer, order_body((product.id, "1"), payment={"method": "cash", "amount": "5"})
+    )
+    cancelled = place(client, customer, order_body((product.id, "2")))
+    answer = created(post(client, customer, f"/orders/{cancelled['order']['id']}/cancel"), 200)
+    assert answer["payment_state"] == "reversed"
+
+    with order_queries(app) as queries:
+        listed = get(client, staff, "/orders")
+
+    assert [(o["number"], o["payment_state"]) for o in listed.get_json()["items"]] == [
+        (cancelled["order"]["number"], "reversed"),
+        (partial["order"]["number"], "partial"),
+        (paid["order"]["number"], "in_payment"),
+    ]
+    assert len(queries) == 1, queries
+    assert paid["order"]["payment_state"] == "in_payment"
+    detail = created(get(client, customer, f"/orders/{partial['order']['id']}"), 200)
+    assert detail["order"]["payment_state"] == "partial"
+
+
+@contextmanager
+def order_queries(app: Flask) -> Iterator[list[str]]:
+    """The statements that read marketplace_sale_order, on any engine."""
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM marketplace_sale_order" in statement:
+            seen.append(statement)
+
+    engines = app.extensions["lapak.db"].engines()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
