@@ -97,6 +97,9 @@ class PostgresServer:
             "unix_socket_directories": f"'{self.socket_dir}'",
             "wal_level": "replica",
             "max_wal_senders": 10,
+            # A replica that was disconnected (the primary restarted, a base backup forced a
+            # checkpoint) must find the WAL it missed, or it never catches up again.
+            "wal_keep_size": "512MB",
             "hot_standby": "on",
             "fsync": "off",
             "full_page_writes": "off",
