@@ -55,6 +55,9 @@ class Settings:
     #: Reverse proxies in front of Lapak whose X-Forwarded-For/-Proto to trust (0: none). The
     #: client IP feeds login throttling and audit logs, so it must not be spoofable.
     trusted_proxy_hops: int = 0
+    #: Largest request body read (bytes); more is a 413 before it is read. Uploads that may be
+    #: larger (the CSV import) set their own limit.
+    max_json_bytes: int = 1024 * 1024
     #: ``LAPAK_*`` variables the core does not know, by lower-case name without the prefix
     #: (``LAPAK_JWT_ALGORITHM`` -> ``jwt_algorithm``): each module reads and validates its own.
     module_env: dict[str, str] = field(default_factory=dict)
@@ -119,7 +122,12 @@ class Settings:
             raise SettingsError(f"LAPAK_LOG_LEVEL {self.log_level!r} is not a logging level")
         if self.trusted_proxy_hops < 0:
             raise SettingsError("LAPAK_TRUSTED_PROXY_HOPS must be 0 or more")
-        for name in ("web_workers", "embedded_job_threads", "outbox_max_attempts"):
+        for name in (
+            "web_workers",
+            "embedded_job_threads",
+            "outbox_max_attempts",
+            "max_json_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
         secret, generated = self.secret_key, self.secret_is_generated
@@ -167,6 +175,7 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             "replica_connect_timeout",
             "embedded_job_threads",
             "outbox_max_attempts",
+            "max_json_bytes",
         ):
             values[name] = _integer(name, text)
         elif name == "replica_retry_seconds":
