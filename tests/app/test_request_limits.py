@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from werkzeug.test import TestResponse
 from app import create_app
 from app.migrate import upgrade
 from tests.app.fake_modules import embedded_config
+from tests.app.test_serve import serve, stop
 
 LOGIN = "/api/v1/auth/login"
 PROBLEM = "application/problem+json"
@@ -230,6 +232,51 @@ def test_the_json_body_limit_is_a_setting(make: Callable[..., Flask]) -> None:
     assert post_text(client, fits).status_code == 401
     body = problem(post_text(client, too_big), 413, "payload-too-large")
     assert "2000 bytes" in body["detail"]
+
+
+def http_exchange(port: int, head: bytes, body_chunks: Iterator[bytes]) -> bytes:
+    """Send a request head and as much of the body as the server takes; its answer's head."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(head)
+        try:
+            for chunk in body_chunks:
+                connection.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed: what it said is still in our buffer
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = connection.recv(65536)
+            if not data:
+                break
+            answer += data
+    return answer
+
+
+@pytest.mark.slow
+def test_gunicorn_answers_413_problem_without_waiting_for_a_huge_body(tmp_path: Path) -> None:
+    process, base = serve(tmp_path)
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        # 50 MiB announced, a few bytes sent: the answer must come before the body would.
+        announced = http_exchange(
+            port,
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: lapak\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n",
+            iter([b'{"email": "']),
+        )
+        # A chunked body: no length up front, 4 MiB in 64 KiB chunks.
+        chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+        chunked = http_exchange(
+            port,
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: lapak\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            iter([chunk] * 64 + [b"0\r\n\r\n"]),
+        )
+    finally:
+        stop(process)
+    for answer in (announced, chunked):
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"Content-Type: application/problem+json" in answer
 
 
 # --- headers on every answer ----------------------------------------------------------------
