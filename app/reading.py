@@ -22,6 +22,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from itertools import accumulate
 from typing import Any
 
 import marshmallow as ma
@@ -39,11 +40,17 @@ MAX_JSON_DEPTH = 64
 #: Longer than any number a field accepts (money has 18 digits); far below ``int()``'s 4,300.
 MAX_NUMBER_CHARS = 64
 
-# The tokens that matter for the limits; strings are matched whole so that brackets and digits
-# inside them are skipped. An unterminated string is left to json.loads to report.
-_TOKENS = re.compile(
-    r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]|-?[0-9][0-9.eE+-]*|-?Infinity|NaN', re.DOTALL
+# The checks run at C speed on the document without its strings (brackets and digits inside a
+# string are text); only a document that fails them is scanned token by token to say where.
+# An unterminated string is left to json.loads to report.
+_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_STRINGS = re.compile(_STRING, re.DOTALL)
+_SUSPECT = re.compile(
+    rf"[0-9][0-9.eE+-]{{{MAX_NUMBER_CHARS - 1},}}|[eE][+-]?[0-9]{{3,}}|NaN|Infinity"
 )
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))  # UTF-8 never reuses these bytes
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_TOKENS = re.compile(rf"{_STRING}|[\[{{]|[\]}}]|-?[0-9][0-9.eE+-]*|-?Infinity|NaN", re.DOTALL)
 
 
 class MalformedJSON(errors.BadRequest):
@@ -78,6 +85,20 @@ def read_json(data: bytes | str) -> Any:
 
 
 def _check_limits(text: str) -> None:
+    skeleton = _STRINGS.sub('""', text)
+    if _SUSPECT.search(skeleton) or _deeper_than_allowed(skeleton):
+        _locate_problem(text)
+
+
+def _deeper_than_allowed(skeleton: str) -> bool:
+    brackets = skeleton.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKETS)
+    if len(brackets) <= MAX_JSON_DEPTH:
+        return False
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > MAX_JSON_DEPTH
+
+
+def _locate_problem(text: str) -> None:
+    """Raise :class:`MalformedJSON` for the first token over a limit, saying where."""
     depth = 0
     for token in _TOKENS.finditer(text):
         first = token.group()[0]

@@ -21,6 +21,7 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from app.migrate import upgrade
+from app.reading import MalformedJSON, read_json
 from tests.app.fake_modules import embedded_config
 from tests.app.test_serve import serve, stop
 
@@ -117,6 +118,33 @@ def test_brackets_and_digits_inside_strings_are_only_text(client: FlaskClient) -
     response = post_text(client, text)
 
     assert response.status_code == 401  # read, checked, refused as a wrong password
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("[" * 64 + "]" * 64, None),
+        ("9" * 64, int("9" * 64)),
+        ('"' + "[" * 1000 + "9" * 1000 + '"', "[" * 1000 + "9" * 1000),
+        ('{"a": "\\"[[[", "b": 1e300}', {"a": '"[[[', "b": 1e300}),
+    ],
+)
+def test_the_reader_takes_what_is_within_its_limits(text: str, value: Any) -> None:
+    assert read_json(text) == (value if value is not None else json.loads(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("[" * 65 + "]" * 65, "nested deeper than 64"),
+        ("9" * 65, "a number with 65 characters"),
+        ('{"b": 1e400}', "the number 1e400 is too large"),
+        ('{"b": NaN}', "NaN is not a JSON value"),
+    ],
+)
+def test_the_reader_refuses_what_is_over_its_limits(text: str, what: str) -> None:
+    with pytest.raises(MalformedJSON, match=what):
+        read_json(text.encode())
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
