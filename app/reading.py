@@ -32,6 +32,7 @@ from flask_smorest.arguments import ArgumentsMixin
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from webargs.multidictproxy import MultiDictProxy
+from werkzeug.datastructures import FileStorage
 
 from app import errors
 from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
@@ -187,6 +188,8 @@ def _find_unstorable_text(value: Any, path: list[str], problems: dict[str, Any])
     if isinstance(value, str):
         if UNSTORABLE_TEXT.search(value):
             problems[".".join(path) or "_schema"] = [UNSTORABLE_TEXT_MESSAGE]
+    elif isinstance(value, FileStorage):  # the file is the module's to read; its name is text
+        _find_unstorable_text(value.filename or "", path, problems)
     elif isinstance(value, MultiDictProxy):
         _find_unstorable_text(value.data, path, problems)
     elif hasattr(value, "getlist"):  # query, form and headers: every value of every key
