@@ -181,7 +181,7 @@ def body_of(req: Request) -> bytes:
 
 
 def _has_body(req: Request) -> bool:
-    return bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "")
+    return bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
 
 
 def _find_unstorable_text(value: Any, path: list[str], problems: dict[str, Any]) -> None:
@@ -192,7 +192,7 @@ def _find_unstorable_text(value: Any, path: list[str], problems: dict[str, Any])
         _find_unstorable_text(value.filename or "", path, problems)
     elif isinstance(value, MultiDictProxy):
         _find_unstorable_text(value.data, path, problems)
-    elif hasattr(value, "getlist"):  # query, form and headers: every value of every key
+    elif hasattr(value, "getlist"):  # query and form: every value of every key
         for key in value:
             for item in value.getlist(key):
                 _find_unstorable_text(item, [*path, _printable(key)], problems)
