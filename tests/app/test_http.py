@@ -143,12 +143,12 @@ PROBE_MODULE = {
             count = ma.fields.Integer(required=True)
 
 
-        class LineSchema(ma.Schema):
+        class BasketLineSchema(ma.Schema):
             quantity = ma.fields.Integer(required=True)
 
 
         class BasketSchema(ma.Schema):
-            lines = ma.fields.List(ma.fields.Nested(LineSchema), required=True)
+            lines = ma.fields.List(ma.fields.Nested(BasketLineSchema), required=True)
 
 
         @blp.route("/basket")
