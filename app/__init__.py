@@ -49,7 +49,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         TESTING=settings.env == "test",
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=None,
     )
     app.extensions["lapak.settings"] = settings
     if settings.trusted_proxy_hops:

@@ -73,6 +73,9 @@ class Settings:
     limit_request_line: int = 4094
     limit_request_field_size: int = 8190
     limit_request_fields: int = 100
+    #: Largest request body read (bytes); more is a 413 before it is read. Uploads that may be
+    #: larger (the CSV import) set their own limit.
+    max_json_bytes: int = 1024 * 1024
     #: ``LAPAK_*`` variables the core does not know, by lower-case name without the prefix
     #: (``LAPAK_JWT_ALGORITHM`` -> ``jwt_algorithm``): each module reads and validates its own.
     module_env: dict[str, str] = field(default_factory=dict)
@@ -137,7 +140,12 @@ class Settings:
             raise SettingsError(f"LAPAK_LOG_LEVEL {self.log_level!r} is not a logging level")
         if self.trusted_proxy_hops < 0:
             raise SettingsError("LAPAK_TRUSTED_PROXY_HOPS must be 0 or more")
-        for name in ("web_workers", "embedded_job_threads", "outbox_max_attempts"):
+        for name in (
+            "web_workers",
+            "embedded_job_threads",
+            "outbox_max_attempts",
+            "max_json_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"LAPAK_{name.upper()} must be at least 1")
         for name in ("replica_read_timeout", "health_check_timeout"):
@@ -192,6 +200,7 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             "embedded_job_threads",
             "outbox_max_attempts",
             *LIMITS,
+            "max_json_bytes",
         ):
             values[name] = _integer(name, text)
         elif name in ("replica_retry_seconds", "replica_read_timeout", "health_check_timeout"):

@@ -78,6 +78,19 @@ class TooManyRequests(DomainError):
     title = "Too many requests; slow down"
 
 
+class UnsupportedMediaType(DomainError):
+    code = "unsupported-media-type"
+    title = "The body's media type is not accepted here"
+
+
+class ValueNotStorable(Invalid):
+    """A value the database refused (a number out of range, text it cannot hold): the input's
+    fault, so a 422 and never a "try again"."""
+
+    code = "value-not-storable"
+    title = "A value cannot be stored"
+
+
 class UpstreamFailed(DomainError):
     code = "upstream-failed"
     title = "An external service failed"

@@ -4,7 +4,12 @@
   ``/api/v1/docs`` served from the installed ``flask-swagger-ui`` wheel, so it works offline).
 * Every error, ours or Werkzeug's, leaves as ``application/problem+json`` (RFC 9457), keeps its
   headers (``Allow``, ``Retry-After``, ``WWW-Authenticate``) and never carries a traceback or SQL.
-* ``X-Request-ID`` on every response (the caller's, if it is sane, else a new one).
+* ``errors`` in a problem maps a dotted field path (``lines.0.quantity``; query arguments by
+  their name) to a list of messages, whoever found them (the schemas or a service).
+* ``X-Request-ID`` on every response (the caller's, if it is sane, else a new one), and
+  ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; token answers add
+  :data:`NO_STORE`.
+* Requests are read by ``app/reading.py``; a value the database refuses is a 422.
 * Cursor (keyset) pagination: :class:`PageArgs`, :func:`keyset_page`, :func:`page_schema`.
 """
 
@@ -16,7 +21,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,10 +36,11 @@ from flask import Flask, Response, after_this_request, g, request
 from flask_smorest import Api
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Select, literal, tuple_
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import InstrumentedAttribute
 from werkzeug.exceptions import HTTPException
 
-from app import errors
+from app import errors, reading
 from app.config import Settings
 from app.db import Session
 
@@ -47,6 +53,10 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+#: Headers of an answer that carries a token or a secret: no cache may keep it (RFC 6749 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: Headers of every answer.
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.BadRequest: 400,
@@ -55,6 +65,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.Invalid: 422,
     errors.TooManyRequests: 429,
     errors.UpstreamFailed: 502,
@@ -72,7 +83,14 @@ class ProblemSchema(ma.Schema):
     detail = ma.fields.String(metadata={"description": "What went wrong this time"})
     instance = ma.fields.String(metadata={"description": "The request path"})
     request_id = ma.fields.String(metadata={"description": "Quote it when reporting a problem"})
-    errors = ma.fields.Dict(metadata={"description": "Field name -> messages (422 only)"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={
+            "description": "Dotted field path (lines.0.quantity; a query argument by its name) "
+            "-> messages"
+        },
+    )
 
 
 def problem(
@@ -92,7 +110,7 @@ def problem(
     body["instance"] = request.path
     body["request_id"] = g.get("request_id")
     if errors_:
-        body["errors"] = errors_
+        body["errors"] = field_errors(errors_)
     body.update(extra)
     response = Response(json.dumps(body, default=str), status=status, mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():
@@ -105,6 +123,34 @@ def problem_type(code: str) -> str:
     return f"urn:lapak:problem:{code}"
 
 
+def field_errors(messages: Any, *, locations: bool = False) -> dict[str, list[str]]:
+    """``errors`` in one shape: dotted field path -> list of messages.
+
+    webargs nests messages by location and field (``{"json": {"lines": {0: {"quantity":
+    [...]}}}}``; ``locations=True`` drops the location); services give ``{"lines.0.quantity":
+    "..."}``. Both become ``{"lines.0.quantity": [...]}``.
+    """
+    flat: dict[str, list[str]] = {}
+
+    def walk(value: Any, path: list[str]) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(inner, [*path, str(key)])
+        elif isinstance(value, (list, tuple)) and not all(isinstance(m, str) for m in value):
+            for index, inner in enumerate(value):
+                walk(inner, [*path, str(index)])
+        else:
+            messages = list(value) if isinstance(value, (list, tuple)) else [str(value)]
+            flat.setdefault(".".join(path) or "_schema", []).extend(messages)
+
+    if locations and isinstance(messages, Mapping):
+        for inner in messages.values():
+            walk(inner, [])
+    else:
+        walk(messages, [])
+    return flat
+
+
 class LapakApi(Api):
     """flask-smorest's Api with problem+json errors that keep their headers."""
 
@@ -115,25 +161,29 @@ class LapakApi(Api):
         headers = dict(error.get_headers()) if error.response is None else {}
         data = getattr(error, "data", None) or {}
         headers.update(data.get("headers") or {})
-        field_errors = data.get("errors") or data.get("messages")
-        if code == 422 and field_errors:
-            # webargs nests messages by location ({"json": {...}}); keep that, it names the part.
+        messages = data.get("errors") or data.get("messages")
+        # webargs nests messages by location ({"json": {...}}): the field paths say enough.
+        messages = field_errors(messages, locations=True) if messages else None
+        if code == 422 and messages:
             return problem(
                 422,
                 "The input is not valid",
                 "One or more fields are invalid; see errors.",
                 type_=problem_type("validation-failed"),
-                errors_=field_errors,
+                errors_=messages,
                 headers=headers,
             )
         detail = data.get("message") or error.description
-        if field_errors:
+        if messages:
             detail = "The request could not be read; see errors."
         if code >= 500:
             detail = "An unexpected error occurred; quote the request id when reporting it."
-        # Werkzeug's own 413 (a streamed body over the limit) reads like ours.
-        type_ = problem_type("payload-too-large") if code == 413 else "about:blank"
-        return problem(code, error.name, detail, type_=type_, errors_=field_errors, headers=headers)
+        type_ = "about:blank"
+        if code == 413:  # Werkzeug's, for a body over MAX_CONTENT_LENGTH: reads like ours
+            type_ = problem_type("payload-too-large")
+            if request.max_content_length is not None:
+                detail = f"the body is larger than the limit of {request.max_content_length} bytes"
+        return problem(code, error.name, detail, type_=type_, errors_=messages, headers=headers)
 
 
 PROBLEM_MEMBERS = frozenset(
@@ -160,6 +210,18 @@ def handle_domain_error(error: errors.DomainError) -> Response:
         errors_=error.errors,
         headers=error.headers,
         **extra,
+    )
+
+
+def handle_unstorable_value(error: DataError) -> Response:
+    """The database refused a value (a number out of its column's range, text it cannot hold):
+    the input's fault, not an outage. Neither the SQL nor the value leaves the server."""
+    log.info("the database refused a value: %s", type(error.orig).__name__)
+    return handle_domain_error(
+        errors.ValueNotStorable(
+            "a value is out of range or cannot be stored (for example an amount too large for "
+            "its field); nothing was saved"
+        )
     )
 
 
@@ -208,7 +270,9 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
             static_url_path=f"{API_PREFIX}/docs/assets",
         )
     )
+    reading.init_app(app, settings.max_json_bytes)
     app.register_error_handler(errors.DomainError, handle_domain_error)
+    app.register_error_handler(DataError, handle_unstorable_value)
     app.register_error_handler(Exception, handle_unexpected_error)
 
     @app.before_request
@@ -220,6 +284,8 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
     @app.after_request
     def _return_request_id(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        for name, value in SAFE_HEADERS.items():
+            response.headers.setdefault(name, value)
         started = g.get("request_started")
         duration = round((time.perf_counter() - started) * 1000, 2) if started else None
         access_log.info(

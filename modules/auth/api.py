@@ -9,6 +9,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.http import NO_STORE
 from app.security import requires
 from modules.user.services import activate
 
@@ -31,7 +32,7 @@ class Login(MethodView):
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, description="Wrong email or password (the same for unknown emails)")
     @blp.alt_response(429, description="Too many failures; see Retry-After")
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Log in; every other session of this user ends."""
         result = services.login(
             body["email"],
@@ -39,12 +40,16 @@ class Login(MethodView):
             ip=request.remote_addr,
             user_agent=request.headers.get("User-Agent"),
         )
-        return {
-            "access_token": result.token,
-            "token_type": "Bearer",
-            "expires_at": result.session.absolute_expires_at,
-            "session": result.session,
-        }
+        return (
+            {
+                "access_token": result.token,
+                "token_type": "Bearer",
+                "expires_at": result.session.absolute_expires_at,
+                "session": result.session,
+            },
+            200,
+            NO_STORE,
+        )  # a token: no cache may keep it (RFC 6749 5.1)
 
 
 @blp.route("/logout")

@@ -1,59 +1,23 @@
 """What crosses the HTTP boundary for the marketplace. Money and quantities are decimal strings.
 
 Request schemas refuse unknown fields, so a client cannot slip in ``state``, ``amount_total`` or
-anything else the server computes; decimals must be strings (or whole numbers): a JSON number
-with a fraction has already been through a float.
+anything else the server computes; decimals are strings (or whole numbers) that fit their column
+(``app.fields.DecimalString``): a JSON number with a fraction has already been through a float.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import marshmallow as ma
 
+from app.fields import DecimalString
 from app.http import PageArgs, page_schema
 from modules.fetch.schemas import Amount, Moment
 
-from .models import INVOICE_PAYMENT_STATES, ORDER_STATES, PAYMENT_STATES
+from .models import INVOICE_PAYMENT_STATES, MONEY, ORDER_STATES, PAYMENT_STATES, QUANTITY
 from .payments import METHODS
-
-MAX_DECIMAL_CHARS = 40
-
-
-class DecimalText(ma.fields.Field):
-    """A decimal as a string (``"12.50"``) or a whole JSON number; never a float."""
-
-    default_error_messages = {
-        "invalid": 'a decimal number as a string, like "12.50"',
-        "float": 'send decimals as strings ("12.50"): a JSON number with a fraction is a float',
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {}).update({"type": "string", "example": "12.50"})
-        super().__init__(**kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        if isinstance(value, float):
-            raise self.make_error("float")
-        if isinstance(value, int):
-            return Decimal(value)
-        if not isinstance(value, str) or len(value) > MAX_DECIMAL_CHARS:
-            raise self.make_error("invalid")
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise self.make_error("invalid") from None
-        if not number.is_finite():
-            raise self.make_error("invalid")
-        return number
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else format(value, "f")
-
 
 # -- requests -----------------------------------------------------------------------------------
 
@@ -64,8 +28,11 @@ class LineInSchema(ma.Schema):
         validate=ma.validate.Length(min=1, max=64),
         metadata={"description": "The product's id, or the feed listing's uuid it came from"},
     )
-    quantity = DecimalText(required=True, metadata={"description": "More than 0, 3 decimals"})
-    price_unit = DecimalText(
+    quantity = DecimalString(
+        QUANTITY, required=True, metadata={"description": "More than 0, 3 decimals"}
+    )
+    price_unit = DecimalString(
+        MONEY,
         load_default=None,
         metadata={
             "description": "Optional: the price the client expects; a different catalogue "
@@ -78,8 +45,8 @@ class PaymentInSchema(ma.Schema):
     method = ma.fields.String(
         required=True, validate=ma.validate.OneOf(sorted(METHODS)), metadata={"example": "cash"}
     )
-    amount = DecimalText(
-        load_default=None, metadata={"description": "Default: the whole amount due"}
+    amount = DecimalString(
+        MONEY, load_default=None, metadata={"description": "Default: the whole amount due"}
     )
     reference = ma.fields.String(
         load_default=None,
@@ -109,8 +76,8 @@ class OrderQuerySchema(PageArgs):
     customer = ma.fields.UUID(load_default=None)
     since = Moment(data_key="from", load_default=None, metadata={"type": "string"})
     until = Moment(data_key="to", load_default=None, metadata={"type": "string"})
-    total_min = DecimalText(load_default=None)
-    total_max = DecimalText(load_default=None)
+    total_min = DecimalString(MONEY, load_default=None)
+    total_max = DecimalString(MONEY, load_default=None)
     number = ma.fields.String(
         load_default=None,
         validate=ma.validate.Length(min=1, max=32),
@@ -133,8 +100,8 @@ class ProductInSchema(ma.Schema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     province = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
     city = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
-    size = DecimalText(load_default=None)
-    list_price = DecimalText(required=True, metadata={"description": "In IDR"})
+    size = DecimalString(QUANTITY, load_default=None)
+    list_price = DecimalString(MONEY, required=True, metadata={"description": "In IDR"})
     active = ma.fields.Boolean(load_default=True)
     seller = ma.fields.UUID(load_default=None, metadata={"description": "Admins only"})
 
@@ -143,8 +110,8 @@ class ProductPatchSchema(ma.Schema):
     name = ma.fields.String(validate=ma.validate.Length(min=1, max=200))
     province = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
     city = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
-    size = DecimalText(allow_none=True)
-    list_price = DecimalText()
+    size = DecimalString(QUANTITY, allow_none=True)
+    list_price = DecimalString(MONEY)
     active = ma.fields.Boolean()
     seller = ma.fields.UUID(allow_none=True)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Column, Select, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import joinedload, lazyload, undefer
 
 from app.db import Session, transaction, utcnow
@@ -39,6 +39,7 @@ from app.errors import (
     NotFound,
     PermissionDenied,
     ServiceUnavailable,
+    ValueNotStorable,
 )
 from app.events import emit, emit_many
 from app.http import Page, keyset_page
@@ -192,6 +193,14 @@ def _step(name: str) -> Iterator[None]:
         if error.detail and not error.detail.startswith(f"{name}: "):
             error.detail = f"{name}: {error.detail}"
         raise
+    except DataError as error:
+        # A value of the request does not fit its column (an amount too large to store): the
+        # input's fault, so a 422, never "try again".
+        raise ValueNotStorable(
+            f"{name}: a value is out of range or cannot be stored (for example an amount too "
+            "large for its field); nothing was saved",
+            step=name,
+        ) from error
     except DBAPIError as error:
         # The database refused a statement of this step; the client can retry, and must not
         # see SQL. The original error stays in the log through the exception chain.

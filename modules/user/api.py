@@ -18,7 +18,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import Page, PageArgs, ProblemSchema, page_schema
+from app.http import NO_STORE, Page, PageArgs, ProblemSchema, page_schema
 from app.security import authenticate, requires
 
 from . import imports, services
@@ -46,7 +46,6 @@ blp = Blueprint(
 )
 
 UserPageSchema = page_schema(UserSchema)
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 @blp.route("")

@@ -211,7 +211,13 @@ def test_empty_redis_url_means_no_redis(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["web_workers", "replica_connect_timeout", "embedded_job_threads", "outbox_max_attempts"],
+    [
+        "web_workers",
+        "replica_connect_timeout",
+        "embedded_job_threads",
+        "outbox_max_attempts",
+        "max_json_bytes",
+    ],
 )
 def test_non_integer_count_is_refused_naming_the_variable(tmp_path: Path, name: str) -> None:
     with pytest.raises(SettingsError) as refused:
@@ -225,7 +231,9 @@ def test_fractional_web_workers_is_refused(tmp_path: Path) -> None:
         settings(tmp_path, web_workers="2.5")
 
 
-@pytest.mark.parametrize("name", ["web_workers", "embedded_job_threads", "outbox_max_attempts"])
+@pytest.mark.parametrize(
+    "name", ["web_workers", "embedded_job_threads", "outbox_max_attempts", "max_json_bytes"]
+)
 def test_zero_count_is_refused_naming_the_variable(tmp_path: Path, name: str) -> None:
     with pytest.raises(SettingsError) as refused:
         settings(tmp_path, **{name: "0"})
@@ -234,9 +242,9 @@ def test_zero_count_is_refused_naming_the_variable(tmp_path: Path, name: str) ->
 
 
 def test_integer_settings_are_read_as_integers(tmp_path: Path) -> None:
-    read = settings(tmp_path, web_workers=" 3 ", outbox_max_attempts="12")
+    read = settings(tmp_path, web_workers=" 3 ", outbox_max_attempts="12", max_json_bytes="2048")
 
-    assert (read.web_workers, read.outbox_max_attempts) == (3, 12)
+    assert (read.web_workers, read.outbox_max_attempts, read.max_json_bytes) == (3, 12, 2048)
 
 
 def test_non_numeric_replica_retry_seconds_is_refused(tmp_path: Path) -> None:

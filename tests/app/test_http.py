@@ -143,6 +143,39 @@ PROBE_MODULE = {
             count = ma.fields.Integer(required=True)
 
 
+        class BasketLineSchema(ma.Schema):
+            quantity = ma.fields.Integer(required=True)
+
+
+        class BasketSchema(ma.Schema):
+            lines = ma.fields.List(ma.fields.Nested(BasketLineSchema), required=True)
+
+
+        @blp.route("/basket")
+        class Basket(MethodView):
+            @blp.arguments(BasketSchema)
+            @blp.response(200, BasketSchema)
+            def post(self, basket):
+                return basket
+
+
+        @blp.route("/sold-out")
+        class SoldOut(MethodView):
+            def post(self):
+                raise errors.Invalid("not enough stock", errors={"lines.0.quantity": "only 3 left"})
+
+
+        @blp.route("/unstorable")
+        class Unstorable(MethodView):
+            def get(self):
+                from sqlalchemy.exc import DataError
+
+                # As SQLAlchemy wraps PostgreSQL's "numeric field overflow".
+                raise DataError(
+                    "SELECT total FROM probe", {}, ValueError("numeric field overflow")
+                )
+
+
         @blp.route("/echo")
         class Echo(MethodView):
             @blp.arguments(EchoSchema)
@@ -281,11 +314,31 @@ def test_schema_validation_failure_is_a_422_problem_with_field_errors(client: Fl
 
     body = assert_problem(response, 422, "urn:lapak:problem:validation-failed")
     assert body["errors"] == {
-        "json": {
-            "name": ["Missing data for required field."],
-            "count": ["Not a valid integer."],
-        }
+        "name": ["Missing data for required field."],
+        "count": ["Not a valid integer."],
     }
+
+
+def test_field_errors_of_nested_lists_are_dotted_paths_to_lists_of_messages(
+    client: FlaskClient,
+) -> None:
+    response = client.post(
+        "/api/v1/probe/basket",
+        json={"lines": [{"quantity": 1}, {"quantity": "x"}], "extra": 1},
+    )
+
+    body = assert_problem(response, 422, "urn:lapak:problem:validation-failed")
+    assert body["errors"] == {
+        "lines.1.quantity": ["Not a valid integer."],
+        "extra": ["Unknown field."],
+    }
+
+
+def test_a_domain_error_field_message_becomes_a_list(client: FlaskClient) -> None:
+    response = client.post("/api/v1/probe/sold-out")
+
+    body = assert_problem(response, 422, "urn:lapak:problem:validation-failed")
+    assert body["errors"] == {"lines.0.quantity": ["only 3 left"]}
 
 
 def test_valid_input_passes_the_schema(client: FlaskClient) -> None:
@@ -294,10 +347,19 @@ def test_valid_input_passes_the_schema(client: FlaskClient) -> None:
     assert (response.status_code, response.json) == (200, {"name": "rice", "count": 3})
 
 
-def test_malformed_json_body_is_a_400_problem(client: FlaskClient) -> None:
+def test_malformed_json_body_is_a_typed_400_problem_saying_where(client: FlaskClient) -> None:
     response = client.post("/api/v1/probe/echo", data="{", content_type="application/json")
 
-    assert_problem(response, 400)
+    body = assert_problem(response, 400, "urn:lapak:problem:malformed-json")
+    assert "line 1 column 2" in body["detail"]
+
+
+def test_a_value_the_database_refuses_is_a_422_not_a_500(client: FlaskClient) -> None:
+    response = client.get("/api/v1/probe/unstorable")
+
+    body = assert_problem(response, 422, "urn:lapak:problem:value-not-storable")
+    assert "nothing was saved" in body["detail"]
+    assert "SELECT" not in response.get_data(as_text=True)
 
 
 def test_unhandled_exception_is_a_500_problem_without_the_exception(
@@ -618,8 +680,14 @@ def test_limit_out_of_bounds_is_a_422_problem(client: FlaskClient, limit: str) -
     response = client.get("/api/v1/probe/items", query_string={"limit": limit})
 
     body = assert_problem(response, 422, "urn:lapak:problem:validation-failed")
-    assert list(body["errors"]) == ["query"]
-    assert list(body["errors"]["query"]) == ["limit"]
+    assert list(body["errors"]) == ["limit"]
+
+
+def test_a_control_character_in_a_query_argument_is_a_422_naming_it(client: FlaskClient) -> None:
+    response = client.get("/api/v1/probe/items", query_string={"cursor": "a\x00b"})
+
+    body = assert_problem(response, 422, "urn:lapak:problem:validation-failed")
+    assert list(body["errors"]) == ["cursor"]
 
 
 @pytest.mark.parametrize("limit", [1, 200])

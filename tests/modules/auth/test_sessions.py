@@ -59,6 +59,15 @@ def test_login_returns_a_token_with_the_documented_claims(
     assert session["ip"] == "127.0.0.1"
 
 
+def test_a_token_answer_is_never_cached(client: FlaskClient, make_user: Callable) -> None:
+    make_user("cached@example.com", role="customer")
+    response = login(client, "cached@example.com")
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"  # RFC 6749 5.1
+    assert response.headers["Pragma"] == "no-cache"
+
+
 def test_a_new_login_ends_the_other_session(
     app: Flask, client: FlaskClient, make_user: Callable
 ) -> None:

@@ -412,7 +412,7 @@ def test_an_unknown_source_is_invalid_and_named(
     body = problem(get(client, customer, source="nope"), 422)
 
     assert "source" in body["errors"]
-    assert "feed" in body["errors"]["source"]  # says which are known
+    assert "feed" in body["errors"]["source"][0]  # says which are known
     assert feed.total_hits == 0
 
 

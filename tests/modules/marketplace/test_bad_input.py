@@ -220,3 +220,65 @@ def test_a_body_that_is_not_json_is_refused(
         assert 400 <= response.status_code < 500, (data, response.status_code)
         assert response.content_type == PROBLEM
     nothing_written(services)
+
+
+def test_numbers_and_text_the_database_cannot_hold_are_422s_naming_the_field(
+    client: FlaskClient, customer: Caller, product: MadeProduct, services: Services
+) -> None:
+    def order(line: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        return order_body({"product": product.id, "quantity": "1", **(line or {})}, **extra)
+
+    forty_digits = "1234567890" * 4
+    cases: list[Case] = [
+        ("40-digit amount", order(payment={"method": "cash", "amount": forty_digits}), 422,
+         "payment.amount"),
+        ("40-digit amount with decimals", order(payment={"method": "cash",
+                                                         "amount": forty_digits[:37] + ".00"}),
+         422, "payment.amount"),
+        ("40-digit JSON integer quantity", order({"quantity": int(forty_digits)}), 422,
+         "lines.0.quantity"),
+        ("price beyond the column", order({"price_unit": "1" * 17}), 422, "lines.0.price_unit"),
+        ("NUL in a product id", order({"product": "abc\x00"}), 422, "lines.0.product"),
+        ("NUL in a payment reference", order(payment={"method": "cash", "reference": "a\x00b"}),
+         422, "payment.reference"),
+        ("escape in the currency", order(currency="ID\x1bR"), 422, "currency"),
+    ]  # fmt: skip
+    problems = check(client, customer, cases, services)
+    assert all(p["type"] == "urn:lapak:problem:validation-failed" for p in problems), problems
+
+
+def test_a_total_too_large_to_store_is_a_422_not_a_retryable_503(
+    client: FlaskClient,
+    customer: Caller,
+    make_product: Callable[..., MadeProduct],
+    services: Services,
+) -> None:
+    # Each number fits its column; their product (10^21 IDR) does not fit NUMERIC(18, 2).
+    dear = make_product("9999999999999999")
+    body = order_body((dear.id, "100000"))
+
+    response = post(client, customer, "/orders", body)
+
+    assert assert_problem(response, 422, "value-not-storable")["step"] == "order"
+    assert "Retry-After" not in response.headers
+    nothing_written(services)
+
+
+def test_a_product_price_beyond_its_column_is_a_422_naming_it(
+    client: FlaskClient, admin: Caller
+) -> None:
+    for price in ("1" * 17, "1" * 40, 10**16, "1.001"):
+        response = post(client, admin, "/products", {"name": "lele", "list_price": price})
+        assert list(assert_problem(response, 422, "validation-failed")["errors"]) == [
+            "list_price"
+        ], price
+
+
+def test_a_control_character_in_a_query_argument_is_a_422_naming_it(
+    client: FlaskClient, customer: Caller
+) -> None:
+    response = client.get(
+        "/api/v1/marketplace/products", query_string={"name": "ikan\x00"}, headers=customer.headers
+    )
+
+    assert list(assert_problem(response, 422, "validation-failed")["errors"]) == ["name"]
