@@ -21,7 +21,7 @@ from app.errors import DomainError, Invalid
 from . import services
 from .csvfile import ENCODINGS
 from .importer import process
-from .imports import ImportOptions, create_import, first_errors, get_import
+from .imports import ImportOptions, create_import, first_errors, get_import, hint
 from .models import IMPORT_MODES, ROLES, ImportJob
 from .services import EmailTaken
 
@@ -109,6 +109,8 @@ def import_users(
     )
     for error in first_errors(job):
         click.echo(f"  row {error.row_number}: {error.column or 'row'}: {error.message}")
+    if advice := hint(job):
+        click.echo(f"  {advice.replace('mode=upsert', '--mode upsert')}")
     if job.error:
         click.echo(f"  {job.error}", err=True)
     if job.status == "failed":
