@@ -32,7 +32,8 @@ from app.events import emit
 
 from .csvfile import FileShape, read_chunks, read_header
 from .models import ROLES, ImportJob, ImportRowError, User
-from .services import normalize_email, normalize_phone
+from .phones import default_region, normalize_phone
+from .services import normalize_email
 
 log = logging.getLogger(__name__)
 _PASSWORD_HASH = re.compile(
@@ -124,6 +125,7 @@ def validate_chunk(
         position.get(key, absent) for key in ("email", "name", "role", "phone", "password_hash")
     )
     padding = [""] * (width + 1)
+    region = default_region()
     for offset, cells in enumerate(records):
         if not "".join(cells).strip():
             continue
@@ -157,7 +159,7 @@ def validate_chunk(
         phone_text = padded[at_phone].strip()
         if phone_text:
             try:
-                phone = normalize_phone(phone_text)
+                phone = normalize_phone(phone_text, region)
             except Invalid as error:
                 message = error.errors["phone"][0]  # type: ignore[index]
                 problems.append(("phone", phone_text, message, INVALID))

@@ -27,17 +27,15 @@ from app.http import Page, keyset_page
 
 from .models import ROLES, ActivationToken, User
 from .passwords import passwords, policy_errors
+from .phones import normalize_phone
 
 ACTIVATION_TTL = timedelta(hours=72)
 # Deliberately simple: one @, a dot in the domain, no spaces. Real checking is delivery.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-_PHONE_CHARS = re.compile(r"[\s().-]")
-_PHONE_DIGITS = re.compile(r"[1-9][0-9]{7,14}")  # E.164 without the +: ASCII digits only
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 UPDATABLE_FIELDS = ("name", "phone", "role", "active")
 #: How PostgreSQL and SQLite name the unique email index in their errors.
 EMAIL_KEY_CONFLICT = ("uq_user_account_email_key", "user_account.email_key")
-INDONESIA_CALLING_CODE = "62"
 
 
 class UserNotFound(NotFound):
@@ -78,30 +76,6 @@ def normalize_email(raw: str) -> tuple[str, str]:
     local, domain = email.rsplit("@", 1)
     display = f"{local}@{domain.lower()}"
     return display, display.lower()
-
-
-def normalize_phone(raw: str | None) -> str | None:
-    """E.164 (``+6281234567890``) from the spellings Indonesians use; None for empty input."""
-    if raw is None or not raw.strip():
-        return None
-    digits = _PHONE_CHARS.sub("", raw.strip())
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("00"):
-        digits = digits[2:]
-    elif digits.startswith("0"):
-        digits = INDONESIA_CALLING_CODE + digits[1:]
-    if not _PHONE_DIGITS.fullmatch(digits):
-        shown = raw.strip() if len(raw.strip()) <= 40 else raw.strip()[:40] + "..."
-        raise Invalid(
-            errors={
-                "phone": [
-                    f"{shown!r} is not a phone number; use 8-15 digits with the country code "
-                    "(+628123456789) or a local number (08123456789)"
-                ]
-            }
-        )
-    return f"+{digits}"
 
 
 def check_password(password: str, email: str) -> None:

@@ -548,6 +548,27 @@ def test_an_import_of_existing_users_says_to_upload_again_with_upsert(
     assert (fresh["existing"], fresh["hint"]) == (0, None)
 
 
+def test_phones_without_plus_or_00_are_national_and_unreadable_ones_say_so(
+    app: Flask, client: FlaskClient, admin: Caller
+) -> None:
+    rows = [
+        ["email", "phone"],
+        ["a@example.test", "8123456789"],
+        ["b@example.test", "0812 3456 789"],
+        ["c@example.test", "+44 20 7946 0958"],
+        ["d@example.test", "12ab"],
+    ]
+    job = run_import(app, client, admin, csv_bytes(rows))
+    assert (job["created"], job["failed"]) == (3, 1), job
+    users = stored_users(app)
+    assert users["a@example.test"]["phone"] == users["b@example.test"]["phone"] == "+628123456789"
+    assert users["c@example.test"]["phone"] == "+442079460958"
+    (error,) = job["first_errors"]
+    assert (error["row"], error["column"], error["code"]) == (5, "phone", "invalid")
+    assert "with + or 00 and the country code" in error["message"]
+    assert "national numbers of ID" in error["message"]
+
+
 # --- dry run ---------------------------------------------------------------------------------
 
 
