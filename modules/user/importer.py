@@ -33,6 +33,7 @@ from app.events import emit
 from .csvfile import FileShape, read_chunks, read_header
 from .models import ROLES, ImportJob, ImportRowError, User
 from .phones import default_region, normalize_phone
+from .seen import SeenEmails
 from .services import normalize_email
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ def validate_chunk(
     records: Sequence[list[str]],
     shape: FileShape,
     default_role: str,
-    seen: dict[str, int],
+    seen: SeenEmails,
 ) -> ChunkRows:
-    """Check and normalise each record; ``seen`` (email key -> first row) spans the whole file.
+    """Check and normalise each record; ``seen`` (the first row of each email) spans the file.
 
     The hot loop of an import: it reads cells by position and builds the row-as-uploaded
     mapping only for rows that need it (errors).
@@ -148,7 +149,7 @@ def validate_chunk(
             except Invalid:
                 problems.append(("email", email_text, "is not a valid email address", INVALID))
         if email_key is not None:
-            first = seen.setdefault(email_key, row)
+            first = seen.first_row(email_key, row)
             if first != row:
                 problems.append(("email", email_text, f"duplicates row {first}", DUPLICATE))
         role_text = padded[at_role].strip()
@@ -196,7 +197,7 @@ def validate_chunk(
 
 
 def remember_emails(
-    start: int, records: Sequence[list[str]], shape: FileShape, seen: dict[str, int]
+    start: int, records: Sequence[list[str]], shape: FileShape, seen: SeenEmails
 ) -> None:
     """Rebuild ``seen`` for chunks an earlier run already committed (on resume)."""
     position = shape.header.index(shape.columns["email"])
@@ -206,7 +207,7 @@ def remember_emails(
                 _, key = normalize_email(cells[position])
             except Invalid:
                 continue
-            seen.setdefault(key, start + offset + 2)
+            seen.first_row(key, start + offset + 2)
 
 
 def _error(
@@ -551,7 +552,7 @@ def process(job_id: int, on_progress: Callable[[ImportJob], None] | None = None)
         if "email" not in shape.columns:
             raise ImportFailed(f"the file has no email column (found: {', '.join(shape.header)})")
         present = set(shape.columns)
-        seen: dict[str, int] = {}
+        seen = SeenEmails(expected=job.total_rows)
         for start, records in read_chunks(path, shape, job.chunk_rows):
             end = start + len(records)
             if end <= job.next_row:
