@@ -1,8 +1,8 @@
 """User operations: create, update, deactivate, activation tokens, passwords.
 
 Every function that changes data owns its transaction and emits the matching event
-(``user.created``, ``user.updated``, ``user.deactivated``, ``user.activated``). No change may
-leave the installation without an active admin.
+(``user.created``, ``user.updated``, ``user.deactivated``, ``user.activated``,
+``user.password_set``). No change may leave the installation without an active admin.
 """
 
 from __future__ import annotations
@@ -231,6 +231,35 @@ def set_password(user: User, password: str) -> None:
     """Set a new password (policy checked) inside the caller's transaction."""
     check_password(password, user.email)
     user.password_hash = passwords().hash(password)
+
+
+def reset_password(email: str, password: str) -> tuple[User, bool]:
+    """Set a user's password outside the activation flow (``lapak users set-password``).
+
+    Returns the user and whether this activated them (an imported user had no password).
+    Unused activation tokens stop working; ``user.password_set`` lets the auth module end the
+    user's sessions, and ``user.activated`` follows for a first password.
+    """
+    user = find_by_email(email)
+    if user is None:
+        raise UserNotFound(f"no user {email.strip()}")
+    check_password(password, user.email)
+    password_hash = passwords().hash(password)  # slow on purpose: outside the transaction
+    with transaction() as session:
+        user = _locked_user(session, user.uuid)
+        activated = not user.has_password
+        user.password_hash = password_hash
+        now = utcnow()
+        for token in session.scalars(
+            select(ActivationToken).where(
+                ActivationToken.user_id == user.id, ActivationToken.used_at.is_(None)
+            )
+        ):
+            token.expires_at = min(token.expires_at, now)
+        emit("user.password_set", _event(user))
+        if activated:
+            emit("user.activated", _event(user))
+    return user, activated
 
 
 def issue_activation_token(user_uuid: uuid.UUID) -> tuple[str, datetime]:

@@ -515,3 +515,37 @@ def test_list_pages_through_every_user_once_in_creation_order(in_app: Flask) -> 
         first = services.list_users(UserFilter(role="customer"), limit=7, cursor=None)
     assert len(first.items) == 7
     assert first.next_cursor is None  # an exactly full last page has no next
+
+
+# --- reset_password (lapak users set-password) ------------------------------------------------
+
+
+def test_reset_password_activates_an_imported_user_and_voids_their_activation_tokens(
+    in_app: Flask,
+) -> None:
+    user = services.create_user("imported@example.com")
+    token, _ = services.issue_activation_token(user.uuid)
+    reset, activated = services.reset_password("IMPORTED@example.com", GOOD_PASSWORD)
+    assert (reset.uuid, activated) == (user.uuid, True)
+    assert passwords().verify(fresh(user.uuid).password_hash, GOOD_PASSWORD)
+    with pytest.raises(InvalidActivationToken):
+        services.activate(token, "another good password")
+    assert [e["user_id"] for e in events("user.password_set")] == [user.id]
+    assert [e["user_id"] for e in events("user.activated")] == [user.id]
+
+    _, again = services.reset_password("imported@example.com", "a third good password")
+    assert again is False
+    assert len(events("user.activated")) == 1
+    assert len(events("user.password_set")) == 2
+
+
+def test_reset_password_refuses_a_weak_password_and_unknown_users(in_app: Flask) -> None:
+    services.create_user("known@example.com", password=GOOD_PASSWORD)
+    with pytest.raises(Invalid) as raised:
+        services.reset_password("known@example.com", "short")
+    assert field_errors(raised, "password")
+    with pytest.raises(UserNotFound):
+        services.reset_password("nobody@example.com", GOOD_PASSWORD)
+    assert passwords().verify(services.find_by_email("known@example.com").password_hash,
+                              GOOD_PASSWORD)  # fmt: skip
+    assert events("user.password_set") == []
