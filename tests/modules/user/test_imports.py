@@ -563,7 +563,7 @@ def test_errors_are_paged_in_row_order(app: Flask, client: FlaskClient, admin: C
     assert [item["row"] for item in items] == list(range(3, 28))
     assert items[0] == {
         "row": 3, "column": "email", "value": "broken-0",
-        "message": "is not a valid email address",
+        "message": "is not a valid email address", "code": "invalid",
     }  # fmt: skip
     assert job["first_errors"] == items[:10]
 
