@@ -277,7 +277,7 @@ def keep_an_admin(
     )
     if not job.dry_run:
         statement = statement.with_for_update()
-    admins = dict(session.execute(statement).tuples().all())
+    admins = {key: admin_id for key, admin_id in session.execute(statement)}
     remaining = len(admins)
     refused: dict[int, dict[str, Any]] = {}
     for r in rows:  # file order

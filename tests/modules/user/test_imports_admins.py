@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,15 +22,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.db import Session
+from app.migrate import upgrade
 from modules.user.imports import ImportOptions, create_import, get_import
-from tests.modules.conftest import Caller
+from modules.user.services import create_user
+from tests.modules.conftest import PASSWORD, Caller, login
 from tests.modules.user.test_imports import (
     AppWith,
     all_errors,
     apps_with_settings,
     assert_counts_add_up,
     csv_bytes,
+    get_job,
     run_import,
+    start_import,
     stored_users,
 )
 from tests.modules.user.test_imports_jobs import run_queued_imports_in_parallel
@@ -143,7 +149,8 @@ def test_an_import_waits_for_a_concurrent_demotion_and_then_keeps_the_last_admin
         demotion.execute(
             "UPDATE user_account SET role = 'staff' WHERE email_key = 'dua@example.test'"
         )
-        worker = threading.Thread(target=run_queued_imports_in_parallel, args=(app,))
+        (queued,) = app.extensions["lapak.jobs"].queue("imports").jobs
+        worker = threading.Thread(target=run_in_app, args=(app, queued.func, *queued.args))
         worker.start()
         wait_until_blocked_on_a_lock(dsn)
         demotion.commit()
@@ -152,6 +159,14 @@ def test_an_import_waits_for_a_concurrent_demotion_and_then_keeps_the_last_admin
     job = finished_job(app, job_uuid)
     assert (job.updated, job.failed, job.status) == (0, 1, "succeeded_with_errors")
     assert active_admins(app) == {"satu@example.test"}
+
+
+def run_in_app(app: Flask, func: Callable[..., Any], *args: Any) -> None:
+    with app.app_context():
+        try:
+            func(*args)
+        finally:
+            Session.remove()
 
 
 def wait_until_blocked_on_a_lock(dsn: str, timeout: float = 30) -> None:
@@ -166,3 +181,34 @@ def wait_until_blocked_on_a_lock(dsn: str, timeout: float = 30) -> None:
                 return
             time.sleep(0.02)
     raise AssertionError("the import never waited for the admins' lock")
+
+
+def test_on_embedded_sqlite_the_admin_rules_and_the_upsert_hint_hold_too(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    app = make_app(
+        database_url=f"sqlite:///{tmp_path / 'lapak.db'}", replica_urls=(), redis_url=None
+    )
+    upgrade(app.extensions["lapak.settings"])
+    with app.app_context():
+        create_user("boss@example.test", role="admin", password=PASSWORD)
+        create_user("kedua@example.test", role="admin")
+    client = app.test_client()
+    boss = Caller("boss@example.test", uuid.uuid4(), 0,
+                  login(client, "boss@example.test").get_json()["access_token"])  # fmt: skip
+
+    def imported(content: bytes, **options: str) -> dict[str, Any]:
+        job = start_import(client, boss, content, **options)
+        app.extensions["lapak.jobs"].wait_embedded()
+        return get_job(client, boss, job["id"])
+
+    demoted = imported(
+        b"email,role\nkedua@example.test,staff\nboss@example.test,staff\n", mode="upsert"
+    )
+    assert (demoted["updated"], demoted["failed"]) == (1, 1), demoted
+    assert [e["code"] for e in demoted["first_errors"]] == ["last-admin"]
+    assert active_admins(app) == {"boss@example.test"}
+    again = imported(b"email\nkedua@example.test\n")
+    assert (
+        again["hint"] == "1 row names an existing user; upload again with mode=upsert to update it"
+    )
