@@ -97,7 +97,9 @@ class UserCreateSchema(ma.Schema):
         allow_none=True,
         validate=ma.validate.Length(max=40),
         metadata={
-            "description": "Stored as E.164; local Indonesian numbers (08...) get +62",
+            "description": "Stored as E.164. With + or 00 in front a number is international; "
+            "without, it is national in LAPAK_DEFAULT_PHONE_REGION (default ID: 08123456789 "
+            "and 8123456789 are both +628123456789)",
             "example": "0812-3456-789",
         },
     )
@@ -121,7 +123,10 @@ class UserUpdateSchema(ma.Schema):
     phone = ma.fields.String(
         allow_none=True,
         validate=ma.validate.Length(max=40),
-        metadata={"description": "E.164 or a local number; null removes it"},
+        metadata={
+            "description": "As on create (+ or 00 for international numbers, else national in "
+            "LAPAK_DEFAULT_PHONE_REGION); null removes it"
+        },
     )
     role = _role_field()
     active = ma.fields.Boolean(
