@@ -194,10 +194,11 @@ def test_demo_makes_one_usable_user_per_role_and_prints_each_password_once(
     assert "POST /api/v1/users/{id}/activation" in first.stdout
     assert "POST /api/v1/auth/activate" in first.stdout
     assert f"lapak users set-password {waiting}" in first.stdout
-    # No enumeration: a user without a password looks like an unknown email.
-    assert login_answer(client, waiting, "any password at all") == login_answer(
-        client, "nobody@lapak.local", "any password at all"
-    )
+    # No enumeration: a user without a password, or a wrong one, looks like an unknown email.
+    unknown = login_answer(client, "nobody@lapak.local", "any password at all")
+    assert unknown[0] == 401
+    assert login_answer(client, waiting, "any password at all") == unknown
+    assert login_answer(client, "dewi@lapak.local", "any password at all") == unknown
 
     hashes = {email: stored(app, email).password_hash for email in printed}
     second = lapak(services, tmp_path, "demo")
