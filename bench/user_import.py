@@ -428,6 +428,7 @@ def targets(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "1m_rows_under_60_s": None if million is None else million["import_s"] < TARGET_1M_S,
         "at_least_25pct_of_copy": all(r["ratio_import_over_copy"] >= TARGET_RATIO for r in runs),
         "worker_under_500_mb": all(r["worker_peak_rss_mb"] < TARGET_RSS_MB for r in runs),
+        "worker_pss_under_500_mb": all(r["worker_peak_pss_mb"] < TARGET_RSS_MB for r in runs),
     }
 
 
@@ -467,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "one `lapak worker` (every queue), default import settings",
         "floor": "psycopg COPY of the same normalised rows into user_account (same indexes), "
         "table truncated before each run",
-        "memory": "peak summed VmRSS of the worker process tree, sampled every 0.1 s",
+        "memory": "peak summed VmRSS and summed Pss (smaps_rollup) of the worker process tree, "
+        "sampled every 0.1 s",
         "database": "PostgreSQL (throw-away, tests/servers.py: fsync off)",
     }
     return run_as_command(NAME, inputs, measure)

@@ -38,3 +38,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.authenticator(services.authenticate_request)
     hooks.on_commit("user.updated", services.forget_user_sessions)
     hooks.subscribe("user.deactivated", services.end_sessions_of_deactivated_user)
+    hooks.subscribe("user.password_set", services.end_sessions_after_password_set)

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, utcnow
 
 REPLACED, LOGOUT, ADMIN, DEACTIVATED = "replaced", "logout", "admin", "deactivated"
+#: A password set with `lapak users set-password` (fits revoked_reason, VARCHAR(16)).
+PASSWORD_SET = "password-set"  # noqa: S105 - a revocation reason, not a password
 
 
 class AuthSession(Base):

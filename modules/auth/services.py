@@ -37,7 +37,7 @@ from modules.user.passwords import passwords
 from modules.user.services import find_by_email
 
 from .config import AuthSettings
-from .models import ADMIN, DEACTIVATED, LOGOUT, REPLACED, AuthSession
+from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, AuthSession
 from .throttle import LoginLocked, LoginThrottle
 from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
@@ -494,6 +494,12 @@ def end_sessions_of_deactivated_user(payload: dict[str, Any]) -> None:
     """``user.deactivated`` subscriber: the sessions end for good (the check already refuses)."""
     with transaction() as session:
         _end_sessions(session, [AuthSession.user_id == payload["user_id"]], DEACTIVATED, utcnow())
+
+
+def end_sessions_after_password_set(payload: dict[str, Any]) -> None:
+    """``user.password_set`` subscriber: a password set for the user ends their sessions."""
+    with transaction() as session:
+        _end_sessions(session, [AuthSession.user_id == payload["user_id"]], PASSWORD_SET, utcnow())
 
 
 def forget_user_sessions(payload: dict[str, Any]) -> None:

@@ -24,9 +24,10 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, cli, importer, jobs, passwords
+    from . import api, cli, importer, jobs, passwords, phones
 
     hooks.setup(passwords.install)
+    hooks.setup(phones.install)
     hooks.setup(importer.install)
     hooks.blueprint(api.blp, prefix="users")
     hooks.command(cli.users)

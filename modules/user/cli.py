@@ -6,6 +6,7 @@ the same policy as the API, and never printed back.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
 from pathlib import Path
@@ -21,17 +22,23 @@ from app.errors import DomainError, Invalid
 from . import services
 from .csvfile import ENCODINGS
 from .importer import process
-from .imports import ImportOptions, create_import, first_errors, get_import
+from .imports import ImportOptions, create_import, first_errors, get_import, hint
 from .models import IMPORT_MODES, ROLES, ImportJob
 from .services import EmailTaken
 
 DEMO_ADMIN_EMAIL = "admin@lapak.local"
-#: Users without a password: give them an activation token to try the activation flow.
-DEMO_USERS = (
+#: One user per role who can log in at once (a random password each, printed once).
+DEMO_LOGINS = (
+    (DEMO_ADMIN_EMAIL, "Demo Admin", "admin", None),
     ("staff@lapak.local", "Sari Wulandari", "staff", "081234567801"),
-    ("seller@lapak.local", "Toko Budi Makmur", "seller", "081234567802"),
     ("dewi@lapak.local", "Dewi Lestari", "customer", "081234567803"),
-    ("agus@lapak.local", "Agus Santoso", "customer", None),
+    ("seller@lapak.local", "Toko Budi Makmur", "seller", "081234567802"),
+)
+#: Like an imported user: no password until activated.
+DEMO_INACTIVATED = ("agus@lapak.local", "Agus Santoso", "customer", None)
+ACTIVATION_HOWTO = (
+    "an admin gets a one-time token with POST /api/v1/users/{{id}}/activation and the user "
+    "chooses a password with POST /api/v1/auth/activate, or run `lapak users set-password {email}`"
 )
 
 
@@ -51,14 +58,7 @@ def users() -> None:
 @with_appcontext
 def create_admin(email: str, name: str, password_stdin: bool) -> None:
     """Create an admin who can log in with EMAIL and a password (asked twice, hidden)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            _fail("no password on stdin (give it as the first line)")
-    else:
-        password = click.prompt(
-            "Password", hide_input=True, confirmation_prompt="Repeat the password"
-        )
+    password = _read_password(password_stdin)
     try:
         user = services.create_user(email, name=name, role="admin", password=password)
     except EmailTaken as error:
@@ -66,6 +66,38 @@ def create_admin(email: str, name: str, password_stdin: bool) -> None:
     except Invalid as error:
         _fail(_describe(error))
     click.echo(f"Created admin {user.email} (id {user.uuid}).")
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of stdin instead of asking for it.",
+)
+@with_appcontext
+def set_password(email: str, password_stdin: bool) -> None:
+    """Set the password of the user with EMAIL (asked twice, hidden); ends their sessions.
+
+    An imported user without a password is activated by it.
+    """
+    password = _read_password(password_stdin)
+    try:
+        user, activated = services.reset_password(email, password)
+    except Invalid as error:
+        _fail(_describe(error))
+    except DomainError as error:
+        _fail(error.detail or error.title)
+    current_app.extensions["lapak.jobs"].wait_embedded()  # without Redis: sessions end now
+    click.echo(
+        f"Password of {user.email} set"
+        + ("; the user is activated." if activated else "; their sessions are ended.")
+    )
+    if not user.active:
+        click.echo(
+            f"{user.email} is deactivated: reactivate with PATCH /api/v1/users/{user.uuid} "
+            '{"active": true} before they can log in.'
+        )
 
 
 @users.command("import")
@@ -109,6 +141,8 @@ def import_users(
     )
     for error in first_errors(job):
         click.echo(f"  row {error.row_number}: {error.column or 'row'}: {error.message}")
+    if advice := hint(job):
+        click.echo(f"  {advice.replace('mode=upsert', '--mode upsert')}")
     if job.error:
         click.echo(f"  {job.error}", err=True)
     if job.status == "failed":
@@ -116,38 +150,52 @@ def import_users(
 
 
 def load_demo() -> list[str]:
-    """Create the demo admin (with a fresh random password) and a few users without passwords.
+    """One user per role with a fresh random password, and one without (to try activation).
 
-    Idempotent: existing users are left alone, and an existing admin's password is neither
-    reset nor printed. Refused in production, where a printed password is a leak.
+    Passwords are printed once: a later run leaves existing users alone, says so and how to
+    set a new password. Refused in production, where a printed password is a leak.
     """
     if current_app.extensions["lapak.settings"].production:
         raise click.ClickException("demo users are refused in LAPAK_ENV=production")
-    lines = []
-    password = secrets.token_urlsafe(18)
-    try:
-        services.create_user(DEMO_ADMIN_EMAIL, name="Demo Admin", role="admin", password=password)
-    except EmailTaken:
-        lines.append(
-            f"Admin {DEMO_ADMIN_EMAIL} already exists; its password was not changed "
-            "(create another admin with `lapak users create-admin EMAIL`)."
-        )
-    else:
-        lines.append(f"Admin login: {DEMO_ADMIN_EMAIL}  password: {password}")
-        lines.append("Keep this password: it is shown only once.")
-    created = []
-    for email, name, role, phone in DEMO_USERS:
+    created, existing = [], []
+    for email, name, role, phone in DEMO_LOGINS:
+        password = secrets.token_urlsafe(18)
         try:
-            services.create_user(email, name=name, role=role, phone=phone)
+            services.create_user(email, name=name, role=role, phone=phone, password=password)
         except EmailTaken:
-            continue
-        created.append(f"{email} ({role})")
+            existing.append(email)
+        else:
+            created.append(f"  {role:<9} {email:<20} password: {password}")
+    lines = []
     if created:
+        lines += ["Demo logins (keep these passwords: they are shown only once):", *created]
+    if existing:
         lines.append(
-            f"Demo users without a password: {', '.join(created)}; an admin issues their "
-            "activation tokens with POST /api/v1/users/{id}/activation."
+            f"Demo users already there, passwords not shown again: {', '.join(existing)}; "
+            "set a new one with `lapak users set-password EMAIL`."
         )
+    email, name, role, phone = DEMO_INACTIVATED
+    with contextlib.suppress(EmailTaken):
+        services.create_user(email, name=name, role=role, phone=phone)
+    waiting = services.find_by_email(email)
+    if waiting is None or waiting.has_password:
+        return lines
+    lines.append(
+        f"{email} ({role}) has no password yet, like an imported user: to activate, "
+        + ACTIVATION_HOWTO.format(email=email)
+        + "."
+    )
     return lines
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The first line of stdin, or a hidden prompt answered twice."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("no password on stdin (give it as the first line)")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
 
 
 def _describe(error: DomainError) -> str:

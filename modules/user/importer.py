@@ -32,7 +32,9 @@ from app.events import emit
 
 from .csvfile import FileShape, read_chunks, read_header
 from .models import ROLES, ImportJob, ImportRowError, User
-from .services import normalize_email, normalize_phone
+from .phones import default_region, normalize_phone
+from .seen import SeenEmails
+from .services import normalize_email
 
 log = logging.getLogger(__name__)
 _PASSWORD_HASH = re.compile(
@@ -45,6 +47,15 @@ MAX_HASH = 255
 HASH_REQUIRED = "must be an argon2 or bcrypt hash; plain passwords are refused"
 MAX_VALUE_SHOWN = 500
 DEADLOCK_RETRIES = 5
+#: Row error codes (``code`` of each row error), one per kind of problem.
+INVALID = "invalid"
+REQUIRED = "required"
+TOO_MANY_CELLS = "too-many-cells"
+DUPLICATE = "duplicate"
+EMAIL_TAKEN = "email-taken"
+CONCURRENT_CHANGE = "concurrent-change"
+LAST_ADMIN = "last-admin"
+OWN_ROLE = "own-role"
 
 
 class ImportFailed(Exception):
@@ -99,9 +110,9 @@ def validate_chunk(
     records: Sequence[list[str]],
     shape: FileShape,
     default_role: str,
-    seen: dict[str, int],
+    seen: SeenEmails,
 ) -> ChunkRows:
-    """Check and normalise each record; ``seen`` (email key -> first row) spans the whole file.
+    """Check and normalise each record; ``seen`` (the first row of each email) spans the file.
 
     The hot loop of an import: it reads cells by position and builds the row-as-uploaded
     mapping only for rows that need it (errors).
@@ -115,53 +126,58 @@ def validate_chunk(
         position.get(key, absent) for key in ("email", "name", "role", "phone", "password_hash")
     )
     padding = [""] * (width + 1)
+    region = default_region()
     for offset, cells in enumerate(records):
         if not "".join(cells).strip():
             continue
         chunk.non_blank += 1
         row = start + offset + 2
-        problems: list[tuple[str | None, str | None, str]] = []
+        problems: list[tuple[str | None, str | None, str, str]] = []
         if len(cells) > width:
-            problems.append((None, None, f"has {len(cells)} cells; the header has {width}"))
+            problems.append(
+                (None, None, f"has {len(cells)} cells; the header has {width}", TOO_MANY_CELLS)
+            )
             cells = cells[:width]
         padded = cells + padding[len(cells) :]
         email_text = padded[at_email].strip()
         email = email_key = None
         if not email_text:
-            problems.append(("email", "", "email is required"))
+            problems.append(("email", "", "email is required", REQUIRED))
         else:
             try:
                 email, email_key = normalize_email(email_text)
             except Invalid:
-                problems.append(("email", email_text, "is not a valid email address"))
+                problems.append(("email", email_text, "is not a valid email address", INVALID))
         if email_key is not None:
-            first = seen.setdefault(email_key, row)
+            first = seen.first_row(email_key, row)
             if first != row:
-                problems.append(("email", email_text, f"duplicates row {first}"))
+                problems.append(("email", email_text, f"duplicates row {first}", DUPLICATE))
         role_text = padded[at_role].strip()
         role = role_text.lower() or None
         if role is not None and role not in ROLES:
-            problems.append(("role", role_text, f"must be one of {', '.join(ROLES)}"))
+            problems.append(("role", role_text, f"must be one of {', '.join(ROLES)}", INVALID))
         phone = None
         phone_text = padded[at_phone].strip()
         if phone_text:
             try:
-                phone = normalize_phone(phone_text)
+                phone = normalize_phone(phone_text, region)
             except Invalid as error:
-                problems.append(("phone", phone_text, error.errors["phone"][0]))  # type: ignore[index]
+                message = error.errors["phone"][0]  # type: ignore[index]
+                problems.append(("phone", phone_text, message, INVALID))
         password_hash = padded[at_hash].strip() or None
         if password_hash is not None and (
             len(password_hash) > MAX_HASH or not _PASSWORD_HASH.match(password_hash)
         ):
-            problems.append(("password_hash", "", HASH_REQUIRED))
+            problems.append(("password_hash", "", HASH_REQUIRED, INVALID))
         name = padded[at_name].strip()
         if len(name) > MAX_NAME:
-            problems.append(("name", name, f"is longer than {MAX_NAME} characters"))
+            problems.append(("name", name, f"is longer than {MAX_NAME} characters", INVALID))
         if problems:
             raw = list(cells)
             chunk.failed_rows.add(row)
             chunk.errors += [
-                _error(row, column, value, message, raw) for column, value, message in problems
+                _error(row, column, value, message, raw, code)
+                for column, value, message, code in problems
             ]
             continue
         chunk.valid.append(
@@ -181,7 +197,7 @@ def validate_chunk(
 
 
 def remember_emails(
-    start: int, records: Sequence[list[str]], shape: FileShape, seen: dict[str, int]
+    start: int, records: Sequence[list[str]], shape: FileShape, seen: SeenEmails
 ) -> None:
     """Rebuild ``seen`` for chunks an earlier run already committed (on resume)."""
     position = shape.header.index(shape.columns["email"])
@@ -191,16 +207,23 @@ def remember_emails(
                 _, key = normalize_email(cells[position])
             except Invalid:
                 continue
-            seen.setdefault(key, start + offset + 2)
+            seen.first_row(key, start + offset + 2)
 
 
 def _error(
-    row: int, column: str | None, value: str | None, message: str, raw: list[str]
+    row: int, column: str | None, value: str | None, message: str, raw: list[str], code: str
 ) -> dict[str, Any]:
     shown = (
         value if value is None or len(value) <= MAX_VALUE_SHOWN else value[:MAX_VALUE_SHOWN] + "..."
     )
-    return {"row_number": row, "column": column, "value": shown, "message": message, "raw": raw}
+    return {
+        "row_number": row,
+        "column": column,
+        "value": shown,
+        "message": message,
+        "raw": raw,
+        "code": code,
+    }
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -211,6 +234,8 @@ class Written:
     created: int = 0
     updated: int = 0
     skipped: int = 0
+    #: Create mode: rows refused because a user with the email exists (upsert would update).
+    existing: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -218,12 +243,58 @@ def write_chunk(
     session: OrmSession, job: ImportJob, rows: list[dict[str, Any]], present: set[str]
 ) -> Written:
     """Create (and, for upserts, update) the chunk's users; dry runs only count."""
+    refused: list[dict[str, Any]] = []
+    if job.mode == "upsert" and rows:
+        rows, refused = keep_an_admin(session, job, rows)
     if not rows:
-        return Written()
+        return Written(errors=refused)
     rows = sorted(rows, key=lambda r: r["email_key"])  # one lock order for every import
     if session.get_bind().dialect.name == "postgresql" and not job.dry_run:
-        return _write_postgresql(session, job, rows, present)
-    return _write_portable(session, job, rows, present)
+        written = _write_postgresql(session, job, rows, present)
+    else:
+        written = _write_portable(session, job, rows, present)
+    written.errors = refused + written.errors
+    return written
+
+
+def keep_an_admin(
+    session: OrmSession, job: ImportJob, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows an upsert may apply, and errors for those that break the API's admin rules.
+
+    A row may not demote the last active admin (``last-admin``: in file order, demotions
+    apply while another active admin remains) nor change the role of the admin running the
+    import (``own-role``). The active admins are locked first, in id order as
+    ``services.update_user`` locks them, and counted inside the chunk's transaction: two
+    imports, or an import and an API demotion, serialise here and cannot together remove the
+    last admin. Every upsert chunk takes this lock, so all of them take their locks in the
+    same order (admins, then users by email) and cannot deadlock with a demotion.
+    """
+    statement = (
+        select(User.email_key, User.id)
+        .where(User.role == "admin", User.active.is_(True))
+        .order_by(User.id)
+    )
+    if not job.dry_run:
+        statement = statement.with_for_update()
+    admins = {key: admin_id for key, admin_id in session.execute(statement)}
+    remaining = len(admins)
+    refused: dict[int, dict[str, Any]] = {}
+    for r in rows:  # file order
+        admin_id = admins.get(r["email_key"])
+        if admin_id is None or r["role"] in (None, "admin"):
+            continue
+        if remaining <= 1:
+            code, message = LAST_ADMIN, "would leave no active admin; make another user admin first"
+        elif admin_id == job.created_by_id:
+            code, message = OWN_ROLE, "is your own role: another admin must change it"
+        else:
+            remaining -= 1
+            continue
+        refused[r["row"]] = _error(r["row"], "role", r["role"], message, _as_uploaded(job, r), code)
+    if not refused:
+        return rows, []
+    return [r for r in rows if r["row"] not in refused], list(refused.values())
 
 
 _STAGE_COLUMNS = (
@@ -328,6 +399,7 @@ def _write_postgresql(
                     r["email_text"],
                     "another import changed this user at the same time; import it again",
                     _as_uploaded(job, r),
+                    CONCURRENT_CHANGE,
                 )
                 for r in rows
                 if r["email_key"] not in handled
@@ -347,11 +419,12 @@ def _created_or_taken(job: ImportJob, rows: list[dict[str, Any]], inserted: set[
             r["email_text"],
             "a user with this email already exists",
             _as_uploaded(job, r),
+            EMAIL_TAKEN,
         )
         for r in rows
         if r["email_key"] not in inserted
     ]
-    return Written(created=len(rows) - len(taken), errors=taken)
+    return Written(created=len(rows) - len(taken), existing=len(taken), errors=taken)
 
 
 def _write_portable(
@@ -416,6 +489,7 @@ def _write_portable(
                 r["email_text"],
                 "another import changed this user at the same time; import it again",
                 _as_uploaded(job, r),
+                CONCURRENT_CHANGE,
             )
         )
     return written
@@ -478,7 +552,7 @@ def process(job_id: int, on_progress: Callable[[ImportJob], None] | None = None)
         if "email" not in shape.columns:
             raise ImportFailed(f"the file has no email column (found: {', '.join(shape.header)})")
         present = set(shape.columns)
-        seen: dict[str, int] = {}
+        seen = SeenEmails(expected=job.total_rows)
         for start, records in read_chunks(path, shape, job.chunk_rows):
             end = start + len(records)
             if end <= job.next_row:
@@ -556,6 +630,7 @@ def _commit_chunk(
                 job.created += written.created
                 job.updated += written.updated
                 job.skipped += written.skipped
+                job.existing += written.existing
                 job.failed += failed
                 job.heartbeat_at = utcnow()
             return job

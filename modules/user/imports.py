@@ -142,6 +142,15 @@ def list_imports(*, limit: int, cursor: str | None) -> Page:
     )
 
 
+def hint(job: ImportJob) -> str | None:
+    """What the admin probably wants next: upsert, when a create import met existing users."""
+    if job.mode != "create" or not job.existing:
+        return None
+    if job.existing == 1:
+        return "1 row names an existing user; upload again with mode=upsert to update it"
+    return f"{job.existing} rows name existing users; upload again with mode=upsert to update them"
+
+
 def first_errors(job: ImportJob) -> list[ImportRowError]:
     return list(
         Session().scalars(

@@ -104,6 +104,8 @@ class ImportJob(Base):
     updated: Mapped[int] = mapped_column(default=0)
     skipped: Mapped[int] = mapped_column(default=0)
     failed: Mapped[int] = mapped_column(default=0)
+    #: Create mode: rows refused because their email already has a user (upsert updates them).
+    existing: Mapped[int] = mapped_column(default=0, server_default="0")
     #: The header row as uploaded, in order (the errors CSV repeats it).
     header: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
     unknown_columns: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
@@ -135,5 +137,8 @@ class ImportRowError(Base):
     column: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
+    #: What kind of problem (``invalid``, ``duplicate``, ``email-taken``, ``last-admin``...);
+    #: None on rows stored before errors had codes.
+    code: Mapped[str | None] = mapped_column(String(32))
     #: The cells of the row as uploaded, in file order (headers may repeat a name).
     raw: Mapped[list[str]] = mapped_column(JsonDocument, default=list)

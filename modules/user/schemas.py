@@ -97,7 +97,9 @@ class UserCreateSchema(ma.Schema):
         allow_none=True,
         validate=ma.validate.Length(max=40),
         metadata={
-            "description": "Stored as E.164; local Indonesian numbers (08...) get +62",
+            "description": "Stored as E.164. With + or 00 in front a number is international; "
+            "without, it is national in LAPAK_DEFAULT_PHONE_REGION (default ID: 08123456789 "
+            "and 8123456789 are both +628123456789)",
             "example": "0812-3456-789",
         },
     )
@@ -121,7 +123,10 @@ class UserUpdateSchema(ma.Schema):
     phone = ma.fields.String(
         allow_none=True,
         validate=ma.validate.Length(max=40),
-        metadata={"description": "E.164 or a local number; null removes it"},
+        metadata={
+            "description": "As on create (+ or 00 for international numbers, else national in "
+            "LAPAK_DEFAULT_PHONE_REGION); null removes it"
+        },
     )
     role = _role_field()
     active = ma.fields.Boolean(
@@ -207,6 +212,16 @@ class ImportRowErrorSchema(ma.Schema):
     column = ma.fields.String(allow_none=True)
     value = ma.fields.String(allow_none=True)
     message = ma.fields.String()
+    code = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The kind of problem: invalid, required, too-many-cells, duplicate, "
+            "email-taken (create mode; upsert would update the user), concurrent-change, "
+            "last-admin (the row would leave no active admin), own-role (the row changes the "
+            "role of the admin running the import)",
+            "example": "email-taken",
+        },
+    )
 
 
 class ImportJobSchema(ma.Schema):
@@ -228,6 +243,20 @@ class ImportJobSchema(ma.Schema):
     updated = ma.fields.Integer()
     skipped = ma.fields.Integer(metadata={"description": "Existing users already up to date"})
     failed = ma.fields.Integer()
+    existing = ma.fields.Integer(
+        metadata={
+            "description": "Create mode: failed rows whose email already has a user "
+            "(mode=upsert updates them)"
+        }
+    )
+    hint = ma.fields.Method(
+        "_hint",
+        allow_none=True,
+        metadata={
+            "description": "What to do next, when the counts suggest something",
+            "example": "3 rows name existing users; upload again with mode=upsert to update them",
+        },
+    )
     percent = ma.fields.Method("_percent")
     rows_per_second = ma.fields.Method("_rate", allow_none=True)
     unknown_columns = ma.fields.List(ma.fields.String())
@@ -239,6 +268,11 @@ class ImportJobSchema(ma.Schema):
 
     def _percent(self, job: Any) -> float:
         return round(100 * job.processed_rows / job.total_rows, 1) if job.total_rows else 0.0
+
+    def _hint(self, job: Any) -> str | None:
+        from .imports import hint
+
+        return hint(job)
 
     def _rate(self, job: Any) -> float | None:
         if job.started_at is None or not job.processed_rows:

@@ -1,8 +1,8 @@
 """User operations: create, update, deactivate, activation tokens, passwords.
 
 Every function that changes data owns its transaction and emits the matching event
-(``user.created``, ``user.updated``, ``user.deactivated``, ``user.activated``). No change may
-leave the installation without an active admin.
+(``user.created``, ``user.updated``, ``user.deactivated``, ``user.activated``,
+``user.password_set``). No change may leave the installation without an active admin.
 """
 
 from __future__ import annotations
@@ -27,17 +27,15 @@ from app.http import Page, keyset_page
 
 from .models import ROLES, ActivationToken, User
 from .passwords import passwords, policy_errors
+from .phones import normalize_phone
 
 ACTIVATION_TTL = timedelta(hours=72)
 # Deliberately simple: one @, a dot in the domain, no spaces. Real checking is delivery.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-_PHONE_CHARS = re.compile(r"[\s().-]")
-_PHONE_DIGITS = re.compile(r"[1-9][0-9]{7,14}")  # E.164 without the +: ASCII digits only
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 UPDATABLE_FIELDS = ("name", "phone", "role", "active")
 #: How PostgreSQL and SQLite name the unique email index in their errors.
 EMAIL_KEY_CONFLICT = ("uq_user_account_email_key", "user_account.email_key")
-INDONESIA_CALLING_CODE = "62"
 
 
 class UserNotFound(NotFound):
@@ -78,30 +76,6 @@ def normalize_email(raw: str) -> tuple[str, str]:
     local, domain = email.rsplit("@", 1)
     display = f"{local}@{domain.lower()}"
     return display, display.lower()
-
-
-def normalize_phone(raw: str | None) -> str | None:
-    """E.164 (``+6281234567890``) from the spellings Indonesians use; None for empty input."""
-    if raw is None or not raw.strip():
-        return None
-    digits = _PHONE_CHARS.sub("", raw.strip())
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("00"):
-        digits = digits[2:]
-    elif digits.startswith("0"):
-        digits = INDONESIA_CALLING_CODE + digits[1:]
-    if not _PHONE_DIGITS.fullmatch(digits):
-        shown = raw.strip() if len(raw.strip()) <= 40 else raw.strip()[:40] + "..."
-        raise Invalid(
-            errors={
-                "phone": [
-                    f"{shown!r} is not a phone number; use 8-15 digits with the country code "
-                    "(+628123456789) or a local number (08123456789)"
-                ]
-            }
-        )
-    return f"+{digits}"
 
 
 def check_password(password: str, email: str) -> None:
@@ -257,6 +231,35 @@ def set_password(user: User, password: str) -> None:
     """Set a new password (policy checked) inside the caller's transaction."""
     check_password(password, user.email)
     user.password_hash = passwords().hash(password)
+
+
+def reset_password(email: str, password: str) -> tuple[User, bool]:
+    """Set a user's password outside the activation flow (``lapak users set-password``).
+
+    Returns the user and whether this activated them (an imported user had no password).
+    Unused activation tokens stop working; ``user.password_set`` lets the auth module end the
+    user's sessions, and ``user.activated`` follows for a first password.
+    """
+    user = find_by_email(email)
+    if user is None:
+        raise UserNotFound(f"no user {email.strip()}")
+    check_password(password, user.email)
+    password_hash = passwords().hash(password)  # slow on purpose: outside the transaction
+    with transaction() as session:
+        user = _locked_user(session, user.uuid)
+        activated = not user.has_password
+        user.password_hash = password_hash
+        now = utcnow()
+        for token in session.scalars(
+            select(ActivationToken).where(
+                ActivationToken.user_id == user.id, ActivationToken.used_at.is_(None)
+            )
+        ):
+            token.expires_at = min(token.expires_at, now)
+        emit("user.password_set", _event(user))
+        if activated:
+            emit("user.activated", _event(user))
+    return user, activated
 
 
 def issue_activation_token(user_uuid: uuid.UUID) -> tuple[str, datetime]:

@@ -289,6 +289,20 @@ def test_reads_after_a_write_see_it_while_the_replica_lags(
 # --- update, deactivate ---------------------------------------------------------------------
 
 
+def test_numbers_without_plus_or_00_are_indonesian_on_create_and_update(
+    client: FlaskClient, admin: Caller
+) -> None:
+    created = create(client, admin, email="hp@example.com", phone="8123456789")
+    assert created["phone"] == "+628123456789"
+    response = call(client, "PATCH", f"{USERS}/{created['id']}", admin,
+                    json={"phone": "811 1111 111"})  # fmt: skip
+    assert response.get_json()["phone"] == "+628111111111"
+    response = call(
+        client, "PATCH", f"{USERS}/{created['id']}", admin, json={"phone": "+44 20 7946 0958"}
+    )
+    assert response.get_json()["phone"] == "+442079460958"
+
+
 def test_patch_changes_only_the_given_fields(client: FlaskClient, admin: Caller) -> None:
     created = create(client, admin, email="p@example.com", name="Before", phone="08123456789")
     response = call(

@@ -1,4 +1,4 @@
-"""``lapak users create-admin`` and ``lapak demo`` as an operator runs them, on PostgreSQL."""
+"""``lapak users create-admin``, ``set-password`` and ``lapak demo`` as an operator runs them."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.cli import main as lapak_main
 from app.db import Session
-from modules.user.cli import DEMO_ADMIN_EMAIL, DEMO_USERS
-from modules.user.models import User
+from modules.user.cli import DEMO_ADMIN_EMAIL, DEMO_INACTIVATED, DEMO_LOGINS
+from modules.user.models import ROLES, User
 from modules.user.passwords import passwords
+from modules.user.services import create_user
+from tests.conftest import run_jobs
+from tests.modules.conftest import PASSWORD, Caller, login
 from tests.servers import Services
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -157,34 +162,130 @@ def test_create_admin_refuses_an_invalid_email(app: Flask) -> None:
     assert "the email is not a valid email address" in result.output
 
 
+def demo_passwords(output: str) -> dict[str, str]:
+    return dict(re.findall(r"(\S+@lapak\.local)\s+password: (\S+)", output))
+
+
+def login_answer(client: FlaskClient, email: str, password: str) -> tuple[int, Any]:
+    response = login(client, email, password)
+    body = response.get_json()
+    return response.status_code, {key: body.get(key) for key in ("type", "title", "detail")}
+
+
 @pytest.mark.slow
-def test_demo_prints_a_fresh_admin_password_once_and_never_resets_it(
-    app: Flask, services: Services, tmp_path: Path
+def test_demo_makes_one_usable_user_per_role_and_prints_each_password_once(
+    app: Flask, client: FlaskClient, services: Services, tmp_path: Path
 ) -> None:
     first = lapak(services, tmp_path, "demo")
     assert first.returncode == 0, first.stderr
-    match = re.search(rf"{re.escape(DEMO_ADMIN_EMAIL)}\s+password: (\S+)", first.stdout)
-    assert match, first.stdout
-    password = match.group(1)
-    assert len(password) >= 20
-    admin = stored(app, DEMO_ADMIN_EMAIL)
-    with app.app_context():
-        assert passwords().verify(admin.password_hash, password)
-    demo_emails = [email for email, *_ in DEMO_USERS]
-    for email in demo_emails:
-        assert email in first.stdout
-        user = stored(app, email)
-        assert user is not None
-        assert user.password_hash is None
+    printed = demo_passwords(first.stdout)
+    assert set(printed) == {email for email, *_ in DEMO_LOGINS}, first.stdout
+    assert {role for _, _, role, _ in DEMO_LOGINS} == set(ROLES)
+    for email, _, role, _ in DEMO_LOGINS:
+        assert len(printed[email]) >= 20
+        response = login(client, email, printed[email])
+        assert response.status_code == 200, response.get_json()
+        token = response.get_json()["access_token"]
+        me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.get_json()["role"] == role
 
+    waiting = DEMO_INACTIVATED[0]
+    assert stored(app, waiting).password_hash is None
+    assert "POST /api/v1/users/{id}/activation" in first.stdout
+    assert "POST /api/v1/auth/activate" in first.stdout
+    assert f"lapak users set-password {waiting}" in first.stdout
+    # No enumeration: a user without a password, or a wrong one, looks like an unknown email.
+    unknown = login_answer(client, "nobody@lapak.local", "any password at all")
+    assert unknown[0] == 401
+    assert login_answer(client, waiting, "any password at all") == unknown
+    assert login_answer(client, "dewi@lapak.local", "any password at all") == unknown
+
+    hashes = {email: stored(app, email).password_hash for email in printed}
     second = lapak(services, tmp_path, "demo")
     assert second.returncode == 0, second.stderr
-    assert "already exists" in second.stdout
     assert "password:" not in second.stdout
-    assert password not in second.stdout
-    assert stored(app, DEMO_ADMIN_EMAIL).password_hash == admin.password_hash
+    assert not any(password in second.stdout for password in printed.values())
+    assert "already there" in second.stdout
+    assert "lapak users set-password EMAIL" in second.stdout
+    assert {email: stored(app, email).password_hash for email in printed} == hashes
     with app.app_context():
-        assert Session().scalar(select(func.count()).select_from(User)) == 1 + len(DEMO_USERS)
+        assert Session().scalar(select(func.count()).select_from(User)) == len(DEMO_LOGINS) + 1
+
+
+# --- set-password ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_set_password_activates_an_imported_user_from_stdin(
+    app: Flask, client: FlaskClient, services: Services, tmp_path: Path
+) -> None:
+    with app.app_context():
+        create_user("imported@example.com", name="Imported")  # no password, as imports make
+    result = lapak(
+        services, tmp_path, "users", "set-password", "Imported@Example.com", "--password-stdin",
+        stdin=GOOD_PASSWORD + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Password of imported@example.com set; the user is activated." in result.stdout
+    assert GOOD_PASSWORD not in result.stdout + result.stderr
+    assert login(client, "imported@example.com", GOOD_PASSWORD).status_code == 200
+
+
+def test_set_password_ends_the_users_sessions(
+    app: Flask, client: FlaskClient, customer: Caller
+) -> None:
+    assert client.get("/api/v1/users/me", headers=customer.headers).status_code == 200
+    result = app.test_cli_runner().invoke(
+        args=["users", "set-password", customer.email, "--password-stdin"],
+        input="a brand new passphrase\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "their sessions are ended" in result.output
+    run_jobs(app)  # the user.password_set event reaches the auth module
+    ended = client.get("/api/v1/users/me", headers=customer.headers)
+    assert ended.status_code == 401
+    assert ended.get_json()["type"].endswith(":session-revoked")
+    assert login(client, customer.email, PASSWORD).status_code == 401
+    assert login(client, customer.email, "a brand new passphrase").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "message"),
+    [
+        ("known@example.com", "tooShort1", "the password must be at least 10 characters"),
+        ("known@example.com", "known@example.com", "the password must not be your email address"),
+        ("known@example.com", "", "no password on stdin"),
+        ("unknown@example.com", GOOD_PASSWORD, "no user unknown@example.com"),
+    ],
+)
+def test_set_password_refuses_what_the_api_refuses_without_echoing_it(
+    app: Flask, make_user: Callable[..., Any], email: str, password: str, message: str
+) -> None:
+    make_user("known@example.com")
+    before = stored(app, "known@example.com").password_hash
+    result = app.test_cli_runner().invoke(
+        args=["users", "set-password", email, "--password-stdin"], input=password + "\n"
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    if password:
+        assert f"{password}\n" not in result.output.replace(message, "")
+    assert stored(app, "known@example.com").password_hash == before
+
+
+def test_set_password_asks_twice_with_hidden_input(
+    app: Flask, make_user: Callable[..., Any]
+) -> None:
+    make_user("ask@example.com")
+    result = app.test_cli_runner().invoke(
+        args=["users", "set-password", "ask@example.com"],
+        input=f"{GOOD_PASSWORD}\n{GOOD_PASSWORD}\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Repeat the password" in result.output
+    assert GOOD_PASSWORD not in result.output
+    with app.app_context():
+        assert passwords().verify(stored(app, "ask@example.com").password_hash, GOOD_PASSWORD)
 
 
 def test_demo_is_refused_in_production(make_app: Callable[..., Flask]) -> None:

@@ -37,9 +37,9 @@ JOB_FIELDS = {
     "id", "status", "mode", "dry_run", "default_role", "filename", "encoding", "delimiter",
     "total_rows", "processed_rows", "created", "updated", "skipped", "failed", "percent",
     "rows_per_second", "unknown_columns", "error", "created_at", "started_at", "finished_at",
-    "first_errors",
+    "first_errors", "existing", "hint",
 }  # fmt: skip
-ERROR_FIELDS = {"row", "column", "value", "message"}
+ERROR_FIELDS = {"row", "column", "value", "message", "code"}
 ROLE_MESSAGE = "must be one of admin, staff, customer, seller"
 PASSWORD_HASH_MESSAGE = "must be an argon2 or bcrypt hash; plain passwords are refused"
 #: Wikipedia's bcrypt example, and the same shape as PHP/Laravel write it ($2y$).
@@ -563,7 +563,7 @@ def test_errors_are_paged_in_row_order(app: Flask, client: FlaskClient, admin: C
     assert [item["row"] for item in items] == list(range(3, 28))
     assert items[0] == {
         "row": 3, "column": "email", "value": "broken-0",
-        "message": "is not a valid email address",
+        "message": "is not a valid email address", "code": "invalid",
     }  # fmt: skip
     assert job["first_errors"] == items[:10]
 

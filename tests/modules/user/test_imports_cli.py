@@ -62,6 +62,14 @@ def test_cli_exits_0_with_row_errors_and_shows_them_counted(app: Flask, tmp_path
     assert user_count(app) == 3
 
 
+def test_cli_says_to_use_upsert_when_rows_name_existing_users(app: Flask, tmp_path: Path) -> None:
+    path = write(tmp_path, csv_bytes([HEADER, *numbered_rows(2)]))
+    app.test_cli_runner().invoke(args=["users", "import", str(path)])
+    again = app.test_cli_runner().invoke(args=["users", "import", str(path)])
+    assert again.exit_code == 0, again.output
+    assert "2 rows name existing users; upload again with --mode upsert" in again.output
+
+
 def test_cli_exits_1_when_the_import_fails(app: Flask, tmp_path: Path) -> None:
     path = write(tmp_path, b"mail,nama\nx@example.test,X\n")
     result = app.test_cli_runner().invoke(args=["users", "import", str(path)])

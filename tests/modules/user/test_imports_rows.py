@@ -386,9 +386,16 @@ def test_each_kind_of_bad_row_gets_its_message_and_counts_once(
     assert by_row_column[(5, "email")]["value"] == "OK1@Example.TEST"
     assert by_row_column[(6, "role")]["value"] == "manager"
     assert by_row_column[(7, "phone")]["value"] == "12ab"
+    codes = {key: e["code"] for key, e in by_row_column.items()}
+    assert (codes[(3, "email")], codes[(4, "email")], codes[(5, "email")]) == (
+        "required", "invalid", "duplicate",
+    )  # fmt: skip
+    assert (codes[(6, "role")], codes[(7, "phone")], codes[(11, "email")]) == (
+        "invalid", "invalid", "email-taken",
+    )  # fmt: skip
 
     assert [e["row"] for e in job["first_errors"]] == [e["row"] for e in errors][:10]
-    assert all(set(e) == {"row", "column", "value", "message"} for e in job["first_errors"])
+    assert all(set(e) == {"row", "column", "value", "message", "code"} for e in job["first_errors"])
 
     users = stored_users(app)
     assert set(users) == {
@@ -522,6 +529,44 @@ def test_create_mode_refuses_existing_emails_whatever_their_case(
         (2, "email", "a user with this email already exists")
     }
     assert stored_users(app)["ada@example.test"]["name"] == "Ada"
+
+
+def test_an_import_of_existing_users_says_to_upload_again_with_upsert(
+    app: Flask, client: FlaskClient, admin: Caller, make_user: MakeUser
+) -> None:
+    make_user("ada@example.test")
+    make_user("budi@example.test")
+    job = run_import(app, client, admin, b"email\nada@example.test\nBUDI@example.test\n")
+    assert (job["created"], job["failed"], job["existing"]) == (0, 2, 2), job
+    assert job["hint"] == (
+        "2 rows name existing users; upload again with mode=upsert to update them"
+    )
+    assert {e["code"] for e in job["first_errors"]} == {"email-taken"}
+    upserted = run_import(app, client, admin, b"email\nada@example.test\n", mode="upsert")
+    assert (upserted["existing"], upserted["hint"]) == (0, None)
+    fresh = run_import(app, client, admin, b"email\nbaru@example.test\n")
+    assert (fresh["existing"], fresh["hint"]) == (0, None)
+
+
+def test_phones_without_plus_or_00_are_national_and_unreadable_ones_say_so(
+    app: Flask, client: FlaskClient, admin: Caller
+) -> None:
+    rows = [
+        ["email", "phone"],
+        ["a@example.test", "8123456789"],
+        ["b@example.test", "0812 3456 789"],
+        ["c@example.test", "+44 20 7946 0958"],
+        ["d@example.test", "12ab"],
+    ]
+    job = run_import(app, client, admin, csv_bytes(rows))
+    assert (job["created"], job["failed"]) == (3, 1), job
+    users = stored_users(app)
+    assert users["a@example.test"]["phone"] == users["b@example.test"]["phone"] == "+628123456789"
+    assert users["c@example.test"]["phone"] == "+442079460958"
+    (error,) = job["first_errors"]
+    assert (error["row"], error["column"], error["code"]) == (5, "phone", "invalid")
+    assert "with + or 00 and the country code" in error["message"]
+    assert "national numbers of ID" in error["message"]
 
 
 # --- dry run ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app import clock
+from app.config import SettingsError
 from app.db import Session, transaction, utcnow
 from app.errors import Invalid
 from app.events import OutboxEvent
@@ -114,6 +115,9 @@ def test_find_by_email_of_an_unknown_address_is_none(in_app: Flask) -> None:
     ("raw", "expected"),
     [
         ("08123456789", "+628123456789"),
+        ("8123456789", "+628123456789"),  # national without the trunk 0
+        ("812-3456-789", "+628123456789"),
+        ("628123456789", "+62628123456789"),  # no + or 00: national, as a phone would dial it
         ("+62 812-3456-789", "+628123456789"),
         ("0062 812 3456 789", "+628123456789"),
         ("(0812) 3456.789", "+628123456789"),
@@ -147,6 +151,42 @@ def test_invalid_phone_numbers_get_a_clear_message(in_app: Flask, raw: str) -> N
     assert "is not a phone number" in message
     assert "+628123456789" in message  # says what a good one looks like
     assert services.find_by_email("phone@example.com") is None
+
+
+def test_an_unreadable_phone_number_says_how_numbers_are_read(in_app: Flask) -> None:
+    with pytest.raises(Invalid) as raised:
+        services.create_user("phone@example.com", phone="12ab")
+    (message,) = field_errors(raised, "phone")
+    assert "with + or 00 and the country code" in message
+    assert "national numbers of ID" in message
+    assert "LAPAK_DEFAULT_PHONE_REGION" in message
+
+
+@pytest.mark.parametrize(
+    ("region", "raw", "expected"),
+    [
+        ("SG", "9123 4567", "+6591234567"),
+        ("my", "012-345 6789", "+60123456789"),
+        ("GB", "020 7946 0958", "+442079460958"),
+        ("SG", "+62 812 3456 789", "+628123456789"),
+        ("SG", "0062 812 3456 789", "+628123456789"),
+    ],
+)
+def test_national_numbers_follow_the_default_phone_region(
+    make_app: Callable[..., Flask], config: dict[str, Any], region: str, raw: str, expected: str
+) -> None:
+    app = make_app(module_env={**config["module_env"], "default_phone_region": region})
+    with app.app_context():
+        user = services.create_user("phone@example.com", phone=raw)
+        updated = services.update_user(user.uuid, {"phone": raw})
+        assert (user.phone, updated.phone) == (expected, expected)
+
+
+def test_an_unknown_default_phone_region_is_refused_at_start(
+    make_app: Callable[..., Flask], config: dict[str, Any]
+) -> None:
+    with pytest.raises(SettingsError, match="LAPAK_DEFAULT_PHONE_REGION='XX' is not one of"):
+        make_app(module_env={**config["module_env"], "default_phone_region": "xx"})
 
 
 # --- roles ----------------------------------------------------------------------------------
@@ -475,3 +515,37 @@ def test_list_pages_through_every_user_once_in_creation_order(in_app: Flask) -> 
         first = services.list_users(UserFilter(role="customer"), limit=7, cursor=None)
     assert len(first.items) == 7
     assert first.next_cursor is None  # an exactly full last page has no next
+
+
+# --- reset_password (lapak users set-password) ------------------------------------------------
+
+
+def test_reset_password_activates_an_imported_user_and_voids_their_activation_tokens(
+    in_app: Flask,
+) -> None:
+    user = services.create_user("imported@example.com")
+    token, _ = services.issue_activation_token(user.uuid)
+    reset, activated = services.reset_password("IMPORTED@example.com", GOOD_PASSWORD)
+    assert (reset.uuid, activated) == (user.uuid, True)
+    assert passwords().verify(fresh(user.uuid).password_hash, GOOD_PASSWORD)
+    with pytest.raises(InvalidActivationToken):
+        services.activate(token, "another good password")
+    assert [e["user_id"] for e in events("user.password_set")] == [user.id]
+    assert [e["user_id"] for e in events("user.activated")] == [user.id]
+
+    _, again = services.reset_password("imported@example.com", "a third good password")
+    assert again is False
+    assert len(events("user.activated")) == 1
+    assert len(events("user.password_set")) == 2
+
+
+def test_reset_password_refuses_a_weak_password_and_unknown_users(in_app: Flask) -> None:
+    services.create_user("known@example.com", password=GOOD_PASSWORD)
+    with pytest.raises(Invalid) as raised:
+        services.reset_password("known@example.com", "short")
+    assert field_errors(raised, "password")
+    with pytest.raises(UserNotFound):
+        services.reset_password("nobody@example.com", GOOD_PASSWORD)
+    assert passwords().verify(services.find_by_email("known@example.com").password_hash,
+                              GOOD_PASSWORD)  # fmt: skip
+    assert events("user.password_set") == []
