@@ -19,6 +19,7 @@ manifest = Manifest(
         "import_chunk_rows",
         "import_stale_seconds",
         "import_max_attempts",
+        "default_phone_region",
     ),
 )
 
