@@ -9,7 +9,7 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.http import API_PREFIX, ProblemSchema, problem, problem_type
+from app.http import API_PREFIX, ProblemSchema, needs_no_dependency, problem, problem_type
 
 health = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
 core = Blueprint("core", __name__, url_prefix=API_PREFIX, description="The core of Lapak")
@@ -31,6 +31,14 @@ class ReadySchema(ma.Schema):
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
 
 
+class NotReadySchema(ProblemSchema):
+    checks = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(CheckSchema),
+        metadata={"description": "Each dependency's check, the failed ones with their error"},
+    )
+
+
 class ModuleSchema(ma.Schema):
     name = ma.fields.String()
     version = ma.fields.String()
@@ -45,6 +53,7 @@ class ModuleListSchema(ma.Schema):
 
 @health.route("/live")
 class Live(MethodView):
+    @needs_no_dependency
     @health.response(200, LiveSchema)
     def get(self) -> dict[str, str]:
         """The process answers (no dependency is checked)."""
@@ -54,7 +63,7 @@ class Live(MethodView):
 @health.route("/ready")
 class Ready(MethodView):
     @health.response(200, ReadySchema)
-    @health.alt_response(503, schema=ProblemSchema, description="A dependency is down")
+    @health.alt_response(503, schema=NotReadySchema, description="A dependency is down")
     def get(self) -> dict[str, Any] | Response:
         """The primary, every replica and Redis answer; a 503 problem names the ones that do not."""
         checks = dict(current_app.extensions["lapak.db"].check())
@@ -73,6 +82,7 @@ class Ready(MethodView):
 
 @core.route("/modules")
 class Modules(MethodView):
+    @needs_no_dependency
     @core.response(200, ModuleListSchema)
     def get(self) -> dict[str, Any]:
         """The loaded modules in load order, with their versions."""

@@ -20,15 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import flask_swagger_ui
 import marshmallow as ma
+from apispec import APISpec, BasePlugin
 from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Response, after_this_request, g, request
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
@@ -64,15 +66,41 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, as every error response of this API."""
+    """RFC 9457 problem details, as every error response of this API.
 
-    type = ma.fields.String(metadata={"description": "URI naming the problem type"})
-    title = ma.fields.String(metadata={"description": "Short summary of the problem type"})
-    status = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    Open to extension members (RFC 9457 section 3.2): a module that adds its own (``step``,
+    ``source``, ``retry_after``, ...) declares them in a subclass used by its operations.
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    type = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "URI naming the problem type (urn:lapak:problem:<code>)",
+            "example": "urn:lapak:problem:validation-failed",
+        },
+    )
+    title = ma.fields.String(
+        required=True, metadata={"description": "Short summary of the problem type"}
+    )
+    status = ma.fields.Integer(
+        required=True,
+        validate=ma.validate.Range(min=400, max=599),
+        metadata={"description": "HTTP status code"},
+    )
     detail = ma.fields.String(metadata={"description": "What went wrong this time"})
     instance = ma.fields.String(metadata={"description": "The request path"})
     request_id = ma.fields.String(metadata={"description": "Quote it when reporting a problem"})
-    errors = ma.fields.Dict(metadata={"description": "Field name -> messages (422 only)"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={
+            "description": "Field path (dotted, like lines.0.quantity) -> messages",
+            "example": {"lines.0.quantity": ["must be more than 0"]},
+        },
+    )
 
 
 def problem(
@@ -109,6 +137,9 @@ class LapakApi(Api):
     """flask-smorest's Api with problem+json errors that keep their headers."""
 
     ERROR_SCHEMA = ProblemSchema
+    # No catch-all ``default``: every operation declares the statuses it answers (see
+    # ErrorResponsesPlugin), so clients and the fuzz gate can hold the server to them.
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         code = error.code or 500
@@ -180,6 +211,116 @@ def api_of() -> LapakApi:
     return current_app.extensions["lapak.api"]
 
 
+# --- the OpenAPI document: the error responses each operation can give -----------------------
+
+#: Marks an operation that reads no database, queue or upstream (no 503): ``@needs_no_dependency``.
+NO_DEPENDENCY = "x-lapak-needs-no-dependency"
+
+
+def needs_no_dependency(view: Any) -> Any:
+    """Document that this view answers without any dependency (so never 503 for one)."""
+    apidoc = getattr(view, "_apidoc", {})
+    apidoc.setdefault("manual_doc", {})[NO_DEPENDENCY] = True
+    view._apidoc = apidoc
+    return view
+
+
+class ErrorResponsesPlugin(BasePlugin):
+    """Declare, for every operation, the error statuses the conventions of this API give it.
+
+    One pass instead of a decorator per view: a path parameter can be 404, a JSON body can be
+    malformed (400), too large (413), of the wrong media type (415) or invalid (422), a cursor
+    can be bad (400), a bearer token missing (401), and a database down (503). Statuses a
+    view declares itself (its own description or a Problem subclass with its extensions) are
+    kept; every error response is sent, and so declared, as ``application/problem+json``.
+    """
+
+    def init_spec(self, spec: APISpec) -> None:
+        self.spec = spec
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            if isinstance(operation, dict):
+                self._declare(path or "", operation)
+
+    def _declare(self, path: str, operation: dict[str, Any]) -> None:
+        responses = operation.setdefault("responses", {})
+        for status, description in self._statuses(path, operation):
+            responses.setdefault(status, {"description": description})
+        for status in list(responses):
+            if str(status) == "default" or int(status) >= 400:
+                responses[status] = _problem_response(int(status), responses[status])
+
+    @staticmethod
+    def _statuses(path: str, operation: dict[str, Any]) -> list[tuple[int, str]]:
+        query = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
+        body = operation.get("requestBody", {}).get("content", {})
+        statuses: list[tuple[int, str]] = []
+        if "{" in path:
+            statuses.append((404, "Nothing with this id (or not visible to the caller)"))
+        if "cursor" in query:
+            statuses.append((400, "The cursor was altered, expired or is from another listing"))
+        if "application/json" in body:
+            statuses += [
+                (400, "The body is not well-formed JSON, or too deep"),
+                (415, "The body is not sent as Content-Type: application/json"),
+            ]
+        if body:
+            statuses.append((413, "The body is larger than the limit"))
+        if body or query:
+            statuses.append((422, "The input is not valid; errors names each field"))
+        if operation.get("security"):
+            statuses.append((401, "Missing, invalid, expired or revoked credentials"))
+        if not operation.pop(NO_DEPENDENCY, False):
+            statuses.append((503, "A dependency (the database, Redis) is down; see Retry-After"))
+        statuses.append((500, "An unexpected error; quote request_id when reporting it"))
+        return statuses
+
+
+def _problem_response(status: int, response: Any) -> dict[str, Any]:
+    """``response`` (a description, a flask-smorest reference or a dict) as problem+json."""
+    if isinstance(response, str):  # a lazily registered flask-smorest response, by name
+        response = {"description": HTTPStatus(status).phrase}
+    content = response.get("content") or {}
+    schema = next(
+        (media["schema"] for media in content.values() if "schema" in media),
+        {"$ref": "#/components/schemas/Problem"},
+    )
+    examples = {
+        key: value
+        for media in content.values()
+        for key, value in media.items()
+        if key in ("example", "examples")
+    }
+    return {**response, "content": {PROBLEM_MIMETYPE: {"schema": schema, **examples}}}
+
+
+def link(path: str, method: str, description: str, **values: Any) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``method path`` (the full path, ``/api/v1/...``).
+
+    ``values`` name the target's parameters (``order_id="$response.body#/order/id"``);
+    ``request_body=`` gives (part of) its body, runtime expressions allowed inside.
+    """
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    target: dict[str, Any] = {
+        "operationRef": f"#/paths/{pointer}/{method.lower()}",
+        "description": description,
+    }
+    body = values.pop("request_body", None)
+    if values:
+        target["parameters"] = values
+    if body is not None:
+        target["requestBody"] = body
+    return target
+
+
+def response_links(blp: Blueprint, status: int, **links: dict[str, Any]) -> Any:
+    """Decorator: document ``links`` (made with :func:`link`) on the ``status`` response."""
+    return blp.doc(responses={status: {"links": links}})
+
+
 def init_app(app: Flask, settings: Settings) -> LapakApi:
     """Create the Api, the docs assets route, error handlers and request ids."""
     app.config.update(
@@ -197,7 +338,7 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
             }
         },
     )
-    api = LapakApi(app)
+    api = LapakApi(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
     app.extensions["lapak.api"] = api
     assets = Path(flask_swagger_ui.__file__).parent / "dist"
     app.register_blueprint(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
 
 class LoginSchema(ma.Schema):
     email = ma.fields.String(
@@ -39,7 +41,16 @@ class TokenSchema(ma.Schema):
 class ActivateSchema(ma.Schema):
     token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     password = ma.fields.String(
-        required=True, load_only=True, validate=ma.validate.Length(min=1, max=1024)
+        required=True,
+        load_only=True,
+        validate=ma.validate.Length(min=1, max=1024),
+        metadata={
+            # The password policy (modules/user) checks these with its own clear messages.
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": MAX_PASSWORD_LENGTH,
+            "description": "The new password: not the email address",
+            "format": "password",
+        },
     )
 
 

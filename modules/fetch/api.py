@@ -13,17 +13,18 @@ from flask import Response, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.http import ProblemSchema
 from app.security import requires
 
 from . import services
 from .rates import RateQuote
 from .schemas import (
+    CURRENCY_CODE,
     AggregateQuerySchema,
     AggregateSchema,
     CommodityPageSchema,
     CommodityQuerySchema,
     FeedMetaSchema,
+    FetchProblemSchema,
     GroupSchema,
     RateSchema,
 )
@@ -46,10 +47,10 @@ _UPSTREAM = {
 
 def _upstream_responses(view: Any) -> Any:
     for status, description in _UPSTREAM.items():
-        view = blp.alt_response(status, schema=ProblemSchema, description=description)(view)
-    return blp.alt_response(503, schema=ProblemSchema, description="No exchange rate is known")(
-        view
-    )
+        view = blp.alt_response(status, schema=FetchProblemSchema, description=description)(view)
+    return blp.alt_response(
+        503, schema=FetchProblemSchema, description="No exchange rate is known"
+    )(view)
 
 
 @blp.route("/commodities")
@@ -110,7 +111,17 @@ class CommodityAggregate(MethodView):
 class Rate(MethodView):
     @requires()
     @blp.response(200, RateSchema)
-    @blp.alt_response(503, schema=ProblemSchema, description="No rate is known for the pair")
+    @blp.doc(
+        parameters=[
+            {"in": "path", "name": name, "required": True, "schema": CURRENCY_CODE}
+            for name in ("base", "quote")
+        ]
+    )
+    @blp.alt_response(404, schema=FetchProblemSchema, description="The pair is not one Lapak rates")
+    @blp.alt_response(422, schema=FetchProblemSchema, description="Not a currency code")
+    @blp.alt_response(
+        503, schema=FetchProblemSchema, description="The rate provider failed and no rate is kept"
+    )
     def get(self, base: str, quote: str) -> RateQuote:
         """The exchange rate in use, its source and age
 

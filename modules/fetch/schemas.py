@@ -8,7 +8,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.http import PageArgs, page_schema
+from app.http import PageArgs, ProblemSchema, page_schema
 
 from .analysis import GROUPINGS, PLACES
 
@@ -25,6 +25,19 @@ _URL = ma.fields.String(
         "LAPAK_FETCH_URL_HOSTS allow-list"
     },
 )
+
+
+#: A currency code as the rate endpoints take it.
+CURRENCY_CODE = {"type": "string", "pattern": "^[A-Z]{3}$", "example": "USD"}
+
+
+class FetchProblemSchema(ProblemSchema):
+    """A feed or rate problem: which source failed, or which pair has no rate."""
+
+    source = ma.fields.String(metadata={"description": "The feed source that failed"})
+    upstream_status = ma.fields.Integer(metadata={"description": "The HTTP status it answered"})
+    base = ma.fields.String(metadata=CURRENCY_CODE)
+    quote = ma.fields.String(metadata=CURRENCY_CODE)
 
 
 class Amount(ma.fields.Field):
@@ -51,6 +64,12 @@ class Moment(ma.fields.Field):
 
     Loads to ``(datetime, whole_day)``.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = kwargs.setdefault("metadata", {})
+        metadata["type"] = "string"
+        metadata.setdefault("anyOf", [{"format": "date"}, {"format": "date-time"}])
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str):

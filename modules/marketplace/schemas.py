@@ -13,10 +13,10 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.http import PageArgs, page_schema
+from app.http import PageArgs, ProblemSchema, page_schema
 from modules.fetch.schemas import Amount, Moment
 
-from .models import INVOICE_PAYMENT_STATES, ORDER_STATES, PAYMENT_STATES
+from .models import CURRENCY_PLACES, INVOICE_PAYMENT_STATES, ORDER_STATES, PAYMENT_STATES
 from .payments import METHODS
 
 MAX_DECIMAL_CHARS = 40
@@ -92,7 +92,7 @@ class OrderCreateSchema(ma.Schema):
     lines = ma.fields.List(ma.fields.Nested(LineInSchema), required=True)
     currency = ma.fields.String(
         load_default="IDR",
-        validate=ma.validate.Length(min=1, max=8),
+        validate=ma.validate.OneOf(sorted(CURRENCY_PLACES)),
         metadata={"description": "IDR, or USD converted with the current rate", "example": "IDR"},
     )
     payment = ma.fields.Nested(PaymentInSchema, required=True)
@@ -167,6 +167,36 @@ class SyncInSchema(ma.Schema):
 
 
 # -- answers ------------------------------------------------------------------------------------
+
+
+class MarketplaceProblemSchema(ProblemSchema):
+    """A marketplace problem: the members a refused order or payment adds to the problem."""
+
+    step = ma.fields.String(
+        metadata={
+            "enum": ["order", "invoice", "payment"],
+            "description": "The step of placing an order that failed (nothing was saved)",
+        }
+    )
+    line = ma.fields.Integer(metadata={"description": "The index of the order line refused"})
+    product = ma.fields.UUID(metadata={"description": "That line's product"})
+    current_price = ma.fields.String(
+        metadata={
+            "description": "The catalogue's price now; order again with it",
+            "example": "37000.00",
+        }
+    )
+    currency = ma.fields.String(metadata={"example": "IDR"})
+    payment_state = ma.fields.String(
+        metadata={"enum": list(INVOICE_PAYMENT_STATES), "description": "Why it takes no payment"}
+    )
+    residual = ma.fields.String(
+        metadata={"description": "The amount still due", "example": "100.00"}
+    )
+    payment = ma.fields.String(
+        metadata={"description": "The confirmed payment's number", "example": "PAY/2026/00001"}
+    )
+    state = ma.fields.String(metadata={"description": "The payment's state"})
 
 
 def _uuid_of(attribute: str, **kwargs: Any) -> ma.fields.Field:

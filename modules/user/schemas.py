@@ -106,6 +106,9 @@ class UserCreateSchema(ma.Schema):
         load_default=None,
         allow_none=True,
         metadata={
+            # The password policy (services) checks these with its own clear messages.
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": MAX_PASSWORD_LENGTH,
             "description": f"Optional first password: {MIN_PASSWORD_LENGTH}-"
             f"{MAX_PASSWORD_LENGTH} characters, not the email address. Without one the user "
             "cannot log in until activated",
