@@ -256,7 +256,14 @@ class ImportErrors(MethodView):
     @requires("admin")
     @blp.arguments(ErrorsQuerySchema, location="query")
     @blp.response(200, page_schema(ImportRowErrorSchema))
-    @blp.alt_response(200, description="text/csv with ?format=csv or Accept: text/csv")
+    @blp.doc(
+        responses={
+            200: {
+                "description": "JSON pages; text/csv with ?format=csv or Accept: text/csv",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        }
+    )
     def get(self, args: dict[str, Any], job_id: uuid.UUID) -> Any:
         """The rows that failed, as JSON pages or as a CSV file to fix and upload again"""
         wants_csv = args["format"] == "csv" or request.accept_mimetypes.best == "text/csv"
