@@ -33,6 +33,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
@@ -218,6 +219,7 @@ class Seeds:
     ids: dict[str, list[str]]
     tokens: dict[str, str]
     throwaway: dict[str, str]  # role -> email of a user who may be logged out
+    callers: set[str]  # the ids of the users whose tokens the run uses
 
 
 @dataclass
@@ -309,6 +311,7 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
         },
         tokens=tokens,
         throwaway={role: f"fuzz.{role}.throwaway@example.test" for role in ROLES},
+        callers={user_ids[role] for role in ROLES},
     )
 
 
@@ -410,6 +413,52 @@ def test_every_operation_holds_to_the_document(site: Site, role: str) -> None:
         print(f"known, fixed elsewhere: {finding}: {len(labels)} case(s), e.g. {labels[0]}")
     report = "\n\n".join(f"== {name}\n{text[:3000]}" for name, text in failures.items())
     assert not failures, f"{len(failures)} operation(s) broke the document:\n\n{report}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_following_the_links_keeps_to_the_document(site: Site, role: str) -> None:
+    """Scenarios that follow the document's links (a listed product into an order line, a
+    placed order to its invoice and payment, ...), every step held to the same checks."""
+    headers = bearer(site.seeds.tokens[role])
+    steps: Counter[tuple[str, int]] = Counter()
+
+    class Scenario(site.schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            # A link from the user list may name a caller: act on another user instead, or the
+            # rest of the scenario would run logged out.
+            if case.path_parameters and case.path_parameters.get("user_id") in site.seeds.callers:
+                case.path_parameters = {
+                    **case.path_parameters,
+                    "user_id": site.seeds.ids["user_id"][0],
+                }
+            if (case.method.upper(), case.path) in ENDS_THE_SESSION:
+                throwaway = token(site.client, site.seeds.throwaway[role], address="127.0.0.2")
+                with_headers(case, bearer(throwaway))
+            else:
+                with_headers(case, headers)
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            steps[f"{case.method.upper()} {case.path}", response.status_code] += 1
+            if known_defect(case, response) is None:
+                case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    run_state_machine_as_test(
+        Scenario,
+        settings=settings(
+            max_examples=max(EXAMPLES // 2, 2),
+            stateful_step_count=10,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    print(f"\n{role}: {sum(steps.values())} steps; (operation, status): count")
+    for (label, status), count in sorted(steps.items()):
+        print(f"  {label} {status}: {count}")
 
 
 def test_the_gate_covers_every_operation_of_the_document(site: Site) -> None:
