@@ -225,6 +225,26 @@ def needs_no_dependency(view: Any) -> Any:
     return view
 
 
+#: Headers that come with some error statuses (none is promised on every such answer).
+ERROR_HEADERS: dict[int, dict[str, dict[str, Any]]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "The scheme to authenticate with (Bearer)",
+            "schema": {"type": "string"},
+        }
+    },
+    **{
+        status: {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        }
+        for status in (429, 503)
+    },
+}
+
+
 class ErrorResponsesPlugin(BasePlugin):
     """Declare, for every operation, the error statuses the conventions of this API give it.
 
@@ -252,6 +272,8 @@ class ErrorResponsesPlugin(BasePlugin):
         for status in list(responses):
             if str(status) == "default" or int(status) >= 400:
                 responses[status] = _problem_response(int(status), responses[status])
+                for name, header in ERROR_HEADERS.get(int(status), {}).items():
+                    responses[status].setdefault("headers", {}).setdefault(name, header)
 
     @staticmethod
     def _statuses(path: str, operation: dict[str, Any]) -> list[tuple[int, str]]:

@@ -16,6 +16,7 @@ from . import services
 from .schemas import (
     ActivatedSchema,
     ActivateSchema,
+    LoginLockedProblemSchema,
     LoginSchema,
     RevokedSchema,
     SessionSchema,
@@ -30,7 +31,9 @@ class Login(MethodView):
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, description="Wrong email or password (the same for unknown emails)")
-    @blp.alt_response(429, description="Too many failures; see Retry-After")
+    @blp.alt_response(
+        429, schema=LoginLockedProblemSchema, description="Too many failures; see Retry-After"
+    )
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Log in; every other session of this user ends."""
         result = services.login(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from app.http import ProblemSchema
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 
@@ -60,3 +61,9 @@ class ActivatedSchema(ma.Schema):
 
 class RevokedSchema(ma.Schema):
     revoked = ma.fields.Integer(metadata={"description": "How many live sessions were ended"})
+
+
+class LoginLockedProblemSchema(ProblemSchema):
+    retry_after = ma.fields.Integer(
+        metadata={"description": "Seconds until a login is tried again (as Retry-After)"}
+    )

@@ -481,6 +481,23 @@ def test_the_documented_example_order_is_placed_against_the_demo_catalogue(site:
     assert names == {"BANDENG", "LELE"}
 
 
+def test_paying_a_reversed_invoice_is_the_409_the_document_declares(site: Site) -> None:
+    reversed_invoice = site.seeds.ids["invoice_id"][2]  # the cancelled order's invoice
+    path = f"{API}/marketplace/invoices/{{invoice_id}}/payments"
+
+    response = site.client.post(
+        path.format(invoice_id=reversed_invoice),
+        json={"method": "cash"},
+        headers=bearer(site.seeds.tokens["customer"]),
+    )
+
+    assert response.status_code == 409, response.get_json()
+    assert response.content_type == PROBLEM_MIMETYPE
+    assert response.get_json()["payment_state"] == "reversed"
+    declared = site.client.get(f"{API}/openapi.json").get_json()["paths"][path]["post"]
+    assert "409" in declared["responses"]
+
+
 def test_a_body_the_document_calls_optional_may_be_left_out(site: Site) -> None:
     admin = bearer(site.seeds.tokens["admin"])
     product = site.seeds.ids["product_id"][0]

@@ -514,6 +514,20 @@ def test_each_operation_declares_the_statuses_its_inputs_can_cause(client: Flask
             assert "401" in declared, (method, path)
 
 
+def test_the_headers_of_an_error_are_declared_with_it(client: FlaskClient) -> None:
+    spec = openapi(client)
+    for method, path, operation in operations(spec):
+        responses = operation["responses"]
+        for status, header in (("401", "WWW-Authenticate"), ("429", "Retry-After"),
+                               ("503", "Retry-After")):  # fmt: skip
+            if status in responses:
+                assert header in responses[status].get("headers", {}), (method, path, status)
+    locked = spec["paths"]["/api/v1/auth/login"]["post"]["responses"]["429"]
+    assert locked["content"][PROBLEM]["schema"] == {
+        "$ref": "#/components/schemas/LoginLockedProblem"
+    }
+
+
 def test_the_declared_statuses_are_the_ones_the_server_gives(client: FlaskClient) -> None:
     spec = openapi(client)
     answers = {
