@@ -306,6 +306,16 @@ class OrderItem(MethodView):
     @requires()
     @read_only()
     @blp.response(200, OrderDetailSchema)
+    @response_links(
+        blp,
+        200,
+        GetInvoice=link(f"{BASE}/invoices/{{invoice_id}}", "get", "Its invoice",
+                        invoice_id="$response.body#/invoices/0/id"),
+        GetPayment=link(f"{BASE}/payments/{{payment_id}}", "get", "Its first payment",
+                        payment_id="$response.body#/payments/0/id"),
+        CancelOrder=link(f"{BASE}/orders/{{order_id}}/cancel", "post", "Cancel it",
+                         order_id="$request.path.order_id"),
+    )  # fmt: skip
     def get(self, order_id: uuid.UUID) -> services.OrderDetail:
         """Show an order with its invoices and payments"""
         return services.get_order(authenticate(), order_id)
@@ -337,6 +347,14 @@ class InvoiceItem(MethodView):
     @requires()
     @read_only()
     @blp.response(200, InvoiceSchema)
+    @response_links(
+        blp,
+        200,
+        PayInvoice=link(f"{BASE}/invoices/{{invoice_id}}/payments", "post", "Pay what is due",
+                        invoice_id="$request.path.invoice_id"),
+        GetOrder=link(f"{BASE}/orders/{{order_id}}", "get", "Its order",
+                      order_id="$response.body#/order"),
+    )  # fmt: skip
     def get(self, invoice_id: uuid.UUID) -> Any:
         """Show an invoice or credit note"""
         return services.get_invoice(authenticate(), invoice_id)
@@ -378,6 +396,14 @@ class PaymentItem(MethodView):
     @requires()
     @read_only()
     @blp.response(200, PaymentSchema)
+    @response_links(
+        blp,
+        200,
+        ConfirmPayment=link(f"{BASE}/payments/{{payment_id}}/confirm", "post",
+                            "Staff: the money is in", payment_id="$request.path.payment_id"),
+        GetInvoice=link(f"{BASE}/invoices/{{invoice_id}}", "get", "Its invoice",
+                        invoice_id="$response.body#/invoice"),
+    )  # fmt: skip
     def get(self, payment_id: uuid.UUID) -> Payment:
         """Show a payment"""
         return services.get_payment(authenticate(), payment_id)
