@@ -301,6 +301,59 @@ class ErrorResponsesPlugin(BasePlugin):
         return statuses
 
 
+#: What a request string may hold: no NUL, no other C0 control but tab and line breaks (the
+#: database cannot store NUL; the others break CSV exports and logs). Declared on every request
+#: string that has no stricter rule, so a client (or a fuzzer) knows before the server says 422.
+STORABLE_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*$"
+
+
+class StorableTextPlugin(BasePlugin):
+    """Declare :data:`STORABLE_TEXT_PATTERN` on the strings of request bodies and queries."""
+
+    def init_spec(self, spec: APISpec) -> None:
+        self.spec = spec
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if isinstance(parameter, dict) and parameter.get("in") == "query":
+                    _storable_strings(parameter.get("schema", {}), self.spec, set())
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _storable_strings(media.get("schema", {}), self.spec, set())
+
+
+def _storable_strings(schema: Any, spec: APISpec, seen: set[str]) -> None:
+    if not isinstance(schema, dict):
+        return
+    reference = schema.get("$ref", "")
+    if reference.startswith("#/components/schemas/"):
+        name = reference.rsplit("/", 1)[1]
+        if name not in seen:  # request schemas only: no response schema is a request body
+            seen.add(name)
+            _storable_strings(spec.components.schemas.get(name), spec, seen)
+        return
+    types = schema.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    stricter = {"pattern", "enum", "const"} & schema.keys() or schema.get("format") not in (
+        None,
+        "password",
+    )
+    if is_string and not stricter:
+        schema["pattern"] = STORABLE_TEXT_PATTERN
+    for key in ("properties", "patternProperties"):
+        for inner in (schema.get(key) or {}).values():
+            _storable_strings(inner, spec, seen)
+    for key in ("items", "additionalProperties"):
+        _storable_strings(schema.get(key), spec, seen)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for inner in schema.get(key) or []:
+            _storable_strings(inner, spec, seen)
+
+
 def _problem_response(status: int, response: Any) -> dict[str, Any]:
     """``response`` (a description, a flask-smorest reference or a dict) as problem+json."""
     if isinstance(response, str):  # a lazily registered flask-smorest response, by name
@@ -360,7 +413,9 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
             }
         },
     )
-    api = LapakApi(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
+    api = LapakApi(
+        app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin(), StorableTextPlugin()]}
+    )
     app.extensions["lapak.api"] = api
     assets = Path(flask_swagger_ui.__file__).parent / "dist"
     app.register_blueprint(
