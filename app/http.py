@@ -354,6 +354,16 @@ def _storable_strings(schema: Any, spec: APISpec, seen: set[str]) -> None:
             _storable_strings(inner, spec, seen)
 
 
+class SchemaKeywordsPlugin(BasePlugin):
+    """Add a schema's ``Meta.openapi`` keywords to its component: the rules a marshmallow
+    ``validates_schema`` checks that no field states (``{"minProperties": 1}``)."""
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict | None:
+        schema = kwargs.get("schema")
+        meta = getattr(schema, "Meta", None)
+        return dict(getattr(meta, "openapi", None) or {}) or None
+
+
 def _problem_response(status: int, response: Any) -> dict[str, Any]:
     """``response`` (a description, a flask-smorest reference or a dict) as problem+json."""
     if isinstance(response, str):  # a lazily registered flask-smorest response, by name
@@ -414,7 +424,10 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
         },
     )
     api = LapakApi(
-        app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin(), StorableTextPlugin()]}
+        app,
+        spec_kwargs={
+            "extra_plugins": [ErrorResponsesPlugin(), StorableTextPlugin(), SchemaKeywordsPlugin()]
+        },
     )
     app.extensions["lapak.api"] = api
     assets = Path(flask_swagger_ui.__file__).parent / "dist"

@@ -120,6 +120,9 @@ class UserCreateSchema(ma.Schema):
 class UserUpdateSchema(ma.Schema):
     """The fields to change; give at least one. Omitted fields stay as they are."""
 
+    class Meta:
+        openapi = {"minProperties": 1}  # what _at_least_one_field checks
+
     name = ma.fields.String(validate=ma.validate.Length(max=200), metadata={"example": "Sari W."})
     phone = ma.fields.String(
         allow_none=True,

@@ -528,6 +528,26 @@ def test_the_headers_of_an_error_are_declared_with_it(client: FlaskClient) -> No
     }
 
 
+def test_request_strings_declare_the_text_the_database_can_store(client: FlaskClient) -> None:
+    spec = openapi(client)
+    schemas = spec["components"]["schemas"]
+    storable = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*$"
+
+    assert schemas["LineIn"]["properties"]["product"]["pattern"] == storable
+    assert schemas["Login"]["properties"]["email"]["pattern"] == storable
+    query = spec["paths"]["/api/v1/marketplace/products"]["get"]["parameters"]
+    assert {p["name"]: p["schema"].get("pattern") for p in query}["city"] == storable
+    # Stricter rules stay; answers are not requests.
+    assert schemas["PaymentIn"]["properties"]["method"].get("pattern") is None  # an enum
+    assert "pattern" not in schemas["Product"]["properties"]["name"]
+
+
+def test_a_rule_over_the_whole_body_is_declared(client: FlaskClient) -> None:
+    schemas = openapi(client)["components"]["schemas"]
+
+    assert schemas["UserUpdate"]["minProperties"] == 1  # "give at least one field to change"
+
+
 def test_the_declared_statuses_are_the_ones_the_server_gives(client: FlaskClient) -> None:
     spec = openapi(client)
     answers = {
