@@ -15,7 +15,7 @@ against the demo catalogue) are sent as they are. Operations that end the caller
 links from a listing that name a caller act on another user instead.
 
 Bounded: ``EXAMPLES`` cases per operation, role and mode, derandomized (the same cases on every
-run), no shrinking; ``LAPAK_FUZZ_EXAMPLES=200`` digs deeper by hand.
+run), no shrinking; ``LAPAK_TEST_FUZZ_EXAMPLES=200`` digs deeper by hand.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from tests.modules.conftest import PASSWORD, bearer
 from tests.modules.fetch.feedserver import FIXTURE, FeedServer, fetch_env, running, serve
 from tests.servers import Services
 
-EXAMPLES = int(os.environ.get("LAPAK_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("LAPAK_TEST_FUZZ_EXAMPLES", "25"))
 ROLES = ("admin", "customer")
 API = "/api/v1"
 
