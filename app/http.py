@@ -465,6 +465,19 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
     return api
 
 
+# --- JSON body fields -------------------------------------------------------------------------
+
+
+class JsonBoolean(ma.fields.Boolean):
+    """``true`` or ``false`` as JSON has them, as the document says: not 0, 1 or "yes", which
+    marshmallow's Boolean also takes (right for query strings and forms, not for a JSON body)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 # --- cursor pagination ----------------------------------------------------------------------
 
 

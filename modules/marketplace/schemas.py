@@ -13,7 +13,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.http import PageArgs, ProblemSchema, page_schema
+from app.http import JsonBoolean, PageArgs, ProblemSchema, page_schema
 from modules.fetch.schemas import Amount, Moment
 
 from .models import CURRENCY_PLACES, INVOICE_PAYMENT_STATES, ORDER_STATES, PAYMENT_STATES
@@ -135,7 +135,7 @@ class ProductInSchema(ma.Schema):
     city = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
     size = DecimalText(load_default=None)
     list_price = DecimalText(required=True, metadata={"description": "In IDR"})
-    active = ma.fields.Boolean(load_default=True)
+    active = JsonBoolean(load_default=True)
     seller = ma.fields.UUID(load_default=None, metadata={"description": "Admins only"})
 
 
@@ -145,7 +145,7 @@ class ProductPatchSchema(ma.Schema):
     city = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
     size = DecimalText(allow_none=True)
     list_price = DecimalText()
-    active = ma.fields.Boolean()
+    active = JsonBoolean()
     seller = ma.fields.UUID(allow_none=True)
 
 

@@ -12,7 +12,7 @@ import marshmallow as ma
 from flask_smorest.fields import Upload
 
 from app.db import utcnow
-from app.http import PageArgs
+from app.http import JsonBoolean, PageArgs
 
 from .csvfile import ENCODINGS
 from .models import IMPORT_MODES, ROLES
@@ -130,7 +130,7 @@ class UserUpdateSchema(ma.Schema):
         metadata={"description": "E.164 or a local number; null removes it"},
     )
     role = _role_field()
-    active = ma.fields.Boolean(
+    active = JsonBoolean(
         metadata={"description": "false deactivates the user (their sessions stop working)"}
     )
 
