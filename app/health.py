@@ -9,7 +9,8 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.http import API_PREFIX, ProblemSchema, needs_no_dependency, problem, problem_type
+from app.http import API_PREFIX, ProblemSchema, problem, problem_type
+from app.openapi import needs_no_dependency
 
 health = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
 core = Blueprint("core", __name__, url_prefix=API_PREFIX, description="The core of Lapak")

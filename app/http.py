@@ -1,11 +1,13 @@
 """HTTP conventions shared by every module.
 
-* ``api``: the flask-smorest ``Api`` (OpenAPI 3.1 at ``/api/v1/openapi.json``, Swagger UI at
-  ``/api/v1/docs`` served from the installed ``flask-swagger-ui`` wheel, so it works offline).
+* ``api``: the flask-smorest ``Api`` (OpenAPI 3.1 at ``/api/v1/openapi.json``, completed by
+  ``app/openapi.py``; Swagger UI at ``/api/v1/docs`` served from the installed
+  ``flask-swagger-ui`` wheel, so it works offline).
 * Every error, ours or Werkzeug's, leaves as ``application/problem+json`` (RFC 9457), keeps its
   headers (``Allow``, ``Retry-After``, ``WWW-Authenticate``) and never carries a traceback or SQL.
 * ``X-Request-ID`` on every response (the caller's, if it is sane, else a new one).
 * Cursor (keyset) pagination: :class:`PageArgs`, :func:`keyset_page`, :func:`page_schema`.
+* :class:`JsonBoolean`: a JSON body's ``true``/``false``, nothing else.
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import flask_swagger_ui
 import marshmallow as ma
-from apispec import APISpec, BasePlugin
+from apispec import BasePlugin
 from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Response, after_this_request, g, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
@@ -138,7 +139,7 @@ class LapakApi(Api):
 
     ERROR_SCHEMA = ProblemSchema
     # No catch-all ``default``: every operation declares the statuses it answers (see
-    # ErrorResponsesPlugin), so clients and the fuzz gate can hold the server to them.
+    # app/openapi.py), so clients and the fuzz gate can hold the server to them.
     DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
@@ -211,203 +212,13 @@ def api_of() -> LapakApi:
     return current_app.extensions["lapak.api"]
 
 
-# --- the OpenAPI document: the error responses each operation can give -----------------------
+def init_app(
+    app: Flask, settings: Settings, document_plugins: Sequence[BasePlugin] = ()
+) -> LapakApi:
+    """Create the Api, the docs assets route, error handlers and request ids.
 
-#: Marks an operation that reads no database, queue or upstream (no 503): ``@needs_no_dependency``.
-NO_DEPENDENCY = "x-lapak-needs-no-dependency"
-
-
-def needs_no_dependency(view: Any) -> Any:
-    """Document that this view answers without any dependency (so never 503 for one)."""
-    apidoc = getattr(view, "_apidoc", {})
-    apidoc.setdefault("manual_doc", {})[NO_DEPENDENCY] = True
-    view._apidoc = apidoc
-    return view
-
-
-#: Headers that come with some error statuses (none is promised on every such answer).
-ERROR_HEADERS: dict[int, dict[str, dict[str, Any]]] = {
-    401: {
-        "WWW-Authenticate": {
-            "description": "The scheme to authenticate with (Bearer)",
-            "schema": {"type": "string"},
-        }
-    },
-    **{
-        status: {
-            "Retry-After": {
-                "description": "Seconds to wait before trying again",
-                "schema": {"type": "string", "pattern": "^[0-9]+$"},
-            }
-        }
-        for status in (429, 503)
-    },
-}
-
-
-class ErrorResponsesPlugin(BasePlugin):
-    """Declare, for every operation, the error statuses the conventions of this API give it.
-
-    One pass instead of a decorator per view: a path parameter can be 404, a JSON body can be
-    malformed (400), too large (413), of the wrong media type (415) or invalid (422), a cursor
-    can be bad (400), a bearer token missing (401), and a database down (503). Statuses a
-    view declares itself (its own description or a Problem subclass with its extensions) are
-    kept; every error response is sent, and so declared, as ``application/problem+json``.
+    ``document_plugins`` complete the OpenAPI document (``app/openapi.py``).
     """
-
-    def init_spec(self, spec: APISpec) -> None:
-        self.spec = spec
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            if isinstance(operation, dict):
-                self._declare(path or "", operation)
-
-    def _declare(self, path: str, operation: dict[str, Any]) -> None:
-        responses = operation.setdefault("responses", {})
-        for status, description in self._statuses(path, operation):
-            responses.setdefault(status, {"description": description})
-        for status in list(responses):
-            if str(status) == "default" or int(status) >= 400:
-                responses[status] = _problem_response(int(status), responses[status])
-                for name, header in ERROR_HEADERS.get(int(status), {}).items():
-                    responses[status].setdefault("headers", {}).setdefault(name, header)
-
-    @staticmethod
-    def _statuses(path: str, operation: dict[str, Any]) -> list[tuple[int, str]]:
-        query = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "query"}
-        body = operation.get("requestBody", {}).get("content", {})
-        statuses: list[tuple[int, str]] = []
-        if "{" in path:
-            statuses.append((404, "Nothing with this id (or not visible to the caller)"))
-        if "cursor" in query:
-            statuses.append((400, "The cursor was altered, expired or is from another listing"))
-        if "application/json" in body:
-            statuses += [
-                (400, "The body is not well-formed JSON, or too deep"),
-                (415, "The body is not sent as Content-Type: application/json"),
-            ]
-        if body:
-            statuses.append((413, "The body is larger than the limit"))
-        if body or query:
-            statuses.append((422, "The input is not valid; errors names each field"))
-        if operation.get("security"):
-            statuses.append((401, "Missing, invalid, expired or revoked credentials"))
-        if not operation.pop(NO_DEPENDENCY, False):
-            statuses.append((503, "A dependency (the database, Redis) is down; see Retry-After"))
-        statuses.append((500, "An unexpected error; quote request_id when reporting it"))
-        return statuses
-
-
-#: What a request string may hold: no NUL, no other C0 control but tab and line breaks (the
-#: database cannot store NUL; the others break CSV exports and logs). Declared on every request
-#: string that has no stricter rule, so a client (or a fuzzer) knows before the server says 422.
-STORABLE_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*$"
-
-
-class StorableTextPlugin(BasePlugin):
-    """Declare :data:`STORABLE_TEXT_PATTERN` on the strings of request bodies and queries."""
-
-    def init_spec(self, spec: APISpec) -> None:
-        self.spec = spec
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            if not isinstance(operation, dict):
-                continue
-            for parameter in operation.get("parameters", []):
-                if isinstance(parameter, dict) and parameter.get("in") == "query":
-                    _storable_strings(parameter.get("schema", {}), self.spec, set())
-            for media in operation.get("requestBody", {}).get("content", {}).values():
-                _storable_strings(media.get("schema", {}), self.spec, set())
-
-
-def _storable_strings(schema: Any, spec: APISpec, seen: set[str]) -> None:
-    if not isinstance(schema, dict):
-        return
-    reference = schema.get("$ref", "")
-    if reference.startswith("#/components/schemas/"):
-        name = reference.rsplit("/", 1)[1]
-        if name not in seen:  # request schemas only: no response schema is a request body
-            seen.add(name)
-            _storable_strings(spec.components.schemas.get(name), spec, seen)
-        return
-    types = schema.get("type")
-    is_string = types == "string" or (isinstance(types, list) and "string" in types)
-    stricter = {"pattern", "enum", "const"} & schema.keys() or schema.get("format") not in (
-        None,
-        "password",
-    )
-    if is_string and not stricter:
-        schema["pattern"] = STORABLE_TEXT_PATTERN
-    for key in ("properties", "patternProperties"):
-        for inner in (schema.get(key) or {}).values():
-            _storable_strings(inner, spec, seen)
-    for key in ("items", "additionalProperties"):
-        _storable_strings(schema.get(key), spec, seen)
-    for key in ("anyOf", "oneOf", "allOf"):
-        for inner in schema.get(key) or []:
-            _storable_strings(inner, spec, seen)
-
-
-class SchemaKeywordsPlugin(BasePlugin):
-    """Add a schema's ``Meta.openapi`` keywords to its component: the rules a marshmallow
-    ``validates_schema`` checks that no field states (``{"minProperties": 1}``)."""
-
-    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict | None:
-        schema = kwargs.get("schema")
-        meta = getattr(schema, "Meta", None)
-        return dict(getattr(meta, "openapi", None) or {}) or None
-
-
-def _problem_response(status: int, response: Any) -> dict[str, Any]:
-    """``response`` (a description, a flask-smorest reference or a dict) as problem+json."""
-    if isinstance(response, str):  # a lazily registered flask-smorest response, by name
-        response = {"description": HTTPStatus(status).phrase}
-    content = response.get("content") or {}
-    schema = next(
-        (media["schema"] for media in content.values() if "schema" in media),
-        {"$ref": "#/components/schemas/Problem"},
-    )
-    examples = {
-        key: value
-        for media in content.values()
-        for key, value in media.items()
-        if key in ("example", "examples")
-    }
-    return {**response, "content": {PROBLEM_MIMETYPE: {"schema": schema, **examples}}}
-
-
-def link(path: str, method: str, description: str, **values: Any) -> dict[str, Any]:
-    """An OpenAPI link to the operation ``method path`` (the full path, ``/api/v1/...``).
-
-    ``values`` name the target's parameters (``order_id="$response.body#/order/id"``);
-    ``request_body=`` gives (part of) its body, runtime expressions allowed inside.
-    """
-    pointer = path.replace("~", "~0").replace("/", "~1")
-    target: dict[str, Any] = {
-        "operationRef": f"#/paths/{pointer}/{method.lower()}",
-        "description": description,
-    }
-    body = values.pop("request_body", None)
-    if values:
-        target["parameters"] = values
-    if body is not None:
-        target["requestBody"] = body
-    return target
-
-
-def response_links(blp: Blueprint, status: int, **links: dict[str, Any]) -> Any:
-    """Decorator: document ``links`` (made with :func:`link`) on the ``status`` response."""
-    return blp.doc(responses={status: {"links": links}})
-
-
-def init_app(app: Flask, settings: Settings) -> LapakApi:
-    """Create the Api, the docs assets route, error handlers and request ids."""
     app.config.update(
         API_TITLE="Lapak",
         API_VERSION="1",
@@ -423,12 +234,7 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
             }
         },
     )
-    api = LapakApi(
-        app,
-        spec_kwargs={
-            "extra_plugins": [ErrorResponsesPlugin(), StorableTextPlugin(), SchemaKeywordsPlugin()]
-        },
-    )
+    api = LapakApi(app, spec_kwargs={"extra_plugins": list(document_plugins)})
     app.extensions["lapak.api"] = api
     assets = Path(flask_swagger_ui.__file__).parent / "dist"
     app.register_blueprint(

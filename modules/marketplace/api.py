@@ -15,7 +15,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import API_PREFIX, Page, link, response_links
+from app.http import API_PREFIX, Page
+from app.openapi import link, response_links
 from app.security import authenticate, requires
 
 from . import idempotency, products, services

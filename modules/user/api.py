@@ -18,7 +18,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import API_PREFIX, Page, PageArgs, ProblemSchema, link, page_schema, response_links
+from app.http import API_PREFIX, Page, PageArgs, ProblemSchema, page_schema
+from app.openapi import link, response_links
 from app.security import authenticate, requires
 
 from . import imports, services
