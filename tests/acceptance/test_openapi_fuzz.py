@@ -469,11 +469,8 @@ def fuzz(site: Site, operation: Any, role: str, mode: GenerationMode) -> None:
         derandomize=True,
         database=None,
         phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.filter_too_much,
-            HealthCheck.data_too_large,
-        ],
+        # Slow or filtered generation on a busy CI machine is no failure of the API.
+        suppress_health_check=list(HealthCheck),
     )
     @given(case=cases(site, operation, role, mode))
     def check(case: Any) -> None:
