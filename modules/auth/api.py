@@ -28,7 +28,9 @@ blp = Blueprint("auth", __name__, description="Login, sessions and activation")
 
 @blp.route("/login")
 class Login(MethodView):
-    @blp.arguments(LoginSchema)
+    @blp.arguments(
+        LoginSchema, example={"email": "sari@example.co.id", "password": "kopi tubruk pagi hari"}
+    )
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, description="Wrong email or password (the same for unknown emails)")
     @blp.alt_response(

@@ -127,7 +127,11 @@ class Products(MethodView):
         )
 
     @requires("admin", "seller")
-    @blp.arguments(ProductInSchema)
+    @blp.arguments(
+        ProductInSchema,
+        example={"name": "BANDENG", "province": "JAWA BARAT", "city": "BANDUNG", "size": "100",
+                 "list_price": "37000.00"},
+    )  # fmt: skip
     @blp.response(201, ProductSchema)
     @response_links(
         blp,
@@ -364,7 +368,10 @@ class InvoiceItem(MethodView):
 @blp.route("/invoices/<uuid:invoice_id>/payments")
 class InvoicePayments(MethodView):
     @requires("customer", *STAFF)
-    @blp.arguments(PaymentInSchema)
+    @blp.arguments(
+        PaymentInSchema,
+        example={"method": "bank_transfer", "amount": "10000.00", "reference": "TRF-0002"},
+    )
     @blp.response(201, PaymentSchema)
     @blp.alt_response(
         409,

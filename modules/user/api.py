@@ -93,7 +93,11 @@ class Users(MethodView):
         return services.list_users(filters, limit=args["limit"], cursor=args["cursor"])
 
     @requires("admin")
-    @blp.arguments(UserCreateSchema)
+    @blp.arguments(
+        UserCreateSchema,
+        example={"email": "sari@example.co.id", "name": "Sari Wulandari", "role": "staff",
+                 "phone": "0812-3456-789", "password": "kopi tubruk pagi hari"},
+    )  # fmt: skip
     @blp.response(201, UserSchema, headers={"Location": {"description": "The new user's URL"}})
     @response_links(blp, 201, **_user_links("$response.body#/id"))
     @blp.alt_response(409, schema=ProblemSchema, description="The email is already registered")
@@ -133,7 +137,7 @@ class UserById(MethodView):
         return services.get_user(user_id)
 
     @requires("admin")
-    @blp.arguments(UserUpdateSchema)
+    @blp.arguments(UserUpdateSchema, example={"role": "staff", "phone": "+628123456789"})
     @blp.response(200, UserSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="No such user")
     @blp.alt_response(
