@@ -25,7 +25,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app import db, http
+    from app import db, http, openapi
     from app.config import Settings, misspelled_settings
     from app.events import SWEEP_EVERY, dispatch_outbox
     from app.health import core, health
@@ -55,7 +55,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     db.init_app(app, settings)
-    api = http.init_app(app, settings)
+    api = http.init_app(app, settings, openapi.document_plugins())
     app.extensions["lapak.jobs"] = Jobs(app, settings)
 
     registry = load(settings.module_packages, settings.modules)

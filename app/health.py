@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 
 from app.db import RETRY_AFTER_SECONDS
 from app.http import API_PREFIX, ProblemSchema, problem, problem_type
+from app.openapi import needs_no_dependency
 
 health = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
 core = Blueprint("core", __name__, url_prefix=API_PREFIX, description="The core of Lapak")
@@ -50,6 +51,14 @@ class ReadySchema(ma.Schema):
     checks = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(CheckSchema))
 
 
+class NotReadySchema(ProblemSchema):
+    checks = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(CheckSchema),
+        metadata={"description": "Each dependency's check, the failed ones with their error"},
+    )
+
+
 class ModuleSchema(ma.Schema):
     name = ma.fields.String()
     version = ma.fields.String()
@@ -64,6 +73,7 @@ class ModuleListSchema(ma.Schema):
 
 @health.route("/live")
 class Live(MethodView):
+    @needs_no_dependency
     @health.response(200, LiveSchema)
     def get(self) -> dict[str, str]:
         """The process answers (no dependency is checked)."""
@@ -73,7 +83,7 @@ class Live(MethodView):
 @health.route("/ready")
 class Ready(MethodView):
     @health.response(200, ReadySchema)
-    @health.alt_response(503, schema=ProblemSchema, description="The primary or Redis is down")
+    @health.alt_response(503, schema=NotReadySchema, description="The primary or Redis is down")
     def get(self) -> dict[str, Any] | Response:
         """The primary, every replica and Redis answer; a replica down only degrades the service.
 
@@ -105,6 +115,7 @@ VITAL_CHECKS = frozenset({"primary", "redis"})
 
 @core.route("/modules")
 class Modules(MethodView):
+    @needs_no_dependency
     @core.response(200, ModuleListSchema)
     def get(self) -> dict[str, Any]:
         """The loaded modules in load order, with their versions."""

@@ -1,7 +1,8 @@
 """HTTP conventions shared by every module.
 
-* ``api``: the flask-smorest ``Api`` (OpenAPI 3.1 at ``/api/v1/openapi.json``, Swagger UI at
-  ``/api/v1/docs`` served from the installed ``flask-swagger-ui`` wheel, so it works offline).
+* ``api``: the flask-smorest ``Api`` (OpenAPI 3.1 at ``/api/v1/openapi.json``, completed by
+  ``app/openapi.py``; Swagger UI at ``/api/v1/docs`` served from the installed
+  ``flask-swagger-ui`` wheel, so it works offline).
 * Every error, ours or Werkzeug's, leaves as ``application/problem+json`` (RFC 9457), keeps its
   headers (``Allow``, ``Retry-After``, ``WWW-Authenticate``) and never carries a traceback or SQL.
 * ``errors`` in a problem maps a dotted field path (``lines.0.quantity``; query arguments by
@@ -11,6 +12,7 @@
   :data:`NO_STORE`.
 * Requests are read by ``app/reading.py``; a value the database refuses is a 422.
 * Cursor (keyset) pagination: :class:`PageArgs`, :func:`keyset_page`, :func:`page_schema`.
+* :class:`JsonBoolean`: a JSON body's ``true``/``false``, nothing else.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from urllib.parse import urlencode
 
 import flask_swagger_ui
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Response, after_this_request, g, request
 from flask_smorest import Api
@@ -75,11 +78,30 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, as every error response of this API."""
+    """RFC 9457 problem details, as every error response of this API.
 
-    type = ma.fields.String(metadata={"description": "URI naming the problem type"})
-    title = ma.fields.String(metadata={"description": "Short summary of the problem type"})
-    status = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    Open to extension members (RFC 9457 section 3.2): a module that adds its own (``step``,
+    ``source``, ``retry_after``, ...) declares them in a subclass used by its operations.
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    type = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "URI naming the problem type (urn:lapak:problem:<code>)",
+            "example": "urn:lapak:problem:validation-failed",
+        },
+    )
+    title = ma.fields.String(
+        required=True, metadata={"description": "Short summary of the problem type"}
+    )
+    status = ma.fields.Integer(
+        required=True,
+        validate=ma.validate.Range(min=400, max=599),
+        metadata={"description": "HTTP status code"},
+    )
     detail = ma.fields.String(metadata={"description": "What went wrong this time"})
     instance = ma.fields.String(metadata={"description": "The request path"})
     request_id = ma.fields.String(metadata={"description": "Quote it when reporting a problem"})
@@ -88,7 +110,8 @@ class ProblemSchema(ma.Schema):
         values=ma.fields.List(ma.fields.String()),
         metadata={
             "description": "Dotted field path (lines.0.quantity; a query argument by its name) "
-            "-> messages"
+            "-> messages",
+            "example": {"lines.0.quantity": ["must be more than 0"]},
         },
     )
 
@@ -155,6 +178,9 @@ class LapakApi(Api):
     """flask-smorest's Api with problem+json errors that keep their headers."""
 
     ERROR_SCHEMA = ProblemSchema
+    # No catch-all ``default``: every operation declares the statuses it answers (see
+    # app/openapi.py), so clients and the fuzz gate can hold the server to them.
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         code = error.code or 500
@@ -242,8 +268,13 @@ def api_of() -> LapakApi:
     return current_app.extensions["lapak.api"]
 
 
-def init_app(app: Flask, settings: Settings) -> LapakApi:
-    """Create the Api, the docs assets route, error handlers and request ids."""
+def init_app(
+    app: Flask, settings: Settings, document_plugins: Sequence[BasePlugin] = ()
+) -> LapakApi:
+    """Create the Api, the docs assets route, error handlers and request ids.
+
+    ``document_plugins`` complete the OpenAPI document (``app/openapi.py``).
+    """
     app.config.update(
         API_TITLE="Lapak",
         API_VERSION="1",
@@ -259,7 +290,7 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
             }
         },
     )
-    api = LapakApi(app)
+    api = LapakApi(app, spec_kwargs={"extra_plugins": list(document_plugins)})
     app.extensions["lapak.api"] = api
     assets = Path(flask_swagger_ui.__file__).parent / "dist"
     app.register_blueprint(
@@ -298,6 +329,19 @@ def init_app(app: Flask, settings: Settings) -> LapakApi:
         return response
 
     return api
+
+
+# --- JSON body fields -------------------------------------------------------------------------
+
+
+class JsonBoolean(ma.fields.Boolean):
+    """``true`` or ``false`` as JSON has them, as the document says: not 0, 1 or "yes", which
+    marshmallow's Boolean also takes (right for query strings and forms, not for a JSON body)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 # --- cursor pagination ----------------------------------------------------------------------

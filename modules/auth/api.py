@@ -17,6 +17,7 @@ from . import services
 from .schemas import (
     ActivatedSchema,
     ActivateSchema,
+    LoginLockedProblemSchema,
     LoginSchema,
     RevokedSchema,
     SessionSchema,
@@ -28,10 +29,14 @@ blp = Blueprint("auth", __name__, description="Login, sessions and activation")
 
 @blp.route("/login")
 class Login(MethodView):
-    @blp.arguments(LoginSchema)
+    @blp.arguments(
+        LoginSchema, example={"email": "sari@example.co.id", "password": "kopi tubruk pagi hari"}
+    )
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, description="Wrong email or password (the same for unknown emails)")
-    @blp.alt_response(429, description="Too many failures; see Retry-After")
+    @blp.alt_response(
+        429, schema=LoginLockedProblemSchema, description="Too many failures; see Retry-After"
+    )
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Log in; every other session of this user ends."""
         result = services.login(

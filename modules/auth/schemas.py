@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from app.http import ProblemSchema
+from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
 
 class LoginSchema(ma.Schema):
     email = ma.fields.String(
@@ -39,7 +42,16 @@ class TokenSchema(ma.Schema):
 class ActivateSchema(ma.Schema):
     token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     password = ma.fields.String(
-        required=True, load_only=True, validate=ma.validate.Length(min=1, max=1024)
+        required=True,
+        load_only=True,
+        validate=ma.validate.Length(min=1, max=1024),
+        metadata={
+            # The password policy (modules/user) checks these with its own clear messages.
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": MAX_PASSWORD_LENGTH,
+            "description": "The new password: not the email address",
+            "format": "password",
+        },
     )
 
 
@@ -49,3 +61,9 @@ class ActivatedSchema(ma.Schema):
 
 class RevokedSchema(ma.Schema):
     revoked = ma.fields.Integer(metadata={"description": "How many live sessions were ended"})
+
+
+class LoginLockedProblemSchema(ProblemSchema):
+    retry_after = ma.fields.Integer(
+        metadata={"description": "Seconds until a login is tried again (as Retry-After)"}
+    )

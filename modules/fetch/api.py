@@ -13,7 +13,6 @@ from flask import Response, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.http import ProblemSchema
 from app.security import requires
 
 from . import services
@@ -24,6 +23,7 @@ from .schemas import (
     CommodityPageSchema,
     CommodityQuerySchema,
     FeedMetaSchema,
+    FetchProblemSchema,
     GroupSchema,
     RateSchema,
 )
@@ -46,10 +46,10 @@ _UPSTREAM = {
 
 def _upstream_responses(view: Any) -> Any:
     for status, description in _UPSTREAM.items():
-        view = blp.alt_response(status, schema=ProblemSchema, description=description)(view)
-    return blp.alt_response(503, schema=ProblemSchema, description="No exchange rate is known")(
-        view
-    )
+        view = blp.alt_response(status, schema=FetchProblemSchema, description=description)(view)
+    return blp.alt_response(
+        503, schema=FetchProblemSchema, description="No exchange rate is known"
+    )(view)
 
 
 @blp.route("/commodities")
@@ -122,10 +122,12 @@ def _currency_parameter(name: str, example: str) -> dict[str, Any]:
 class Rate(MethodView):
     @requires()
     @blp.response(200, RateSchema)
-    @blp.alt_response(404, schema=ProblemSchema, description="Lapak converts no such pair")
-    @blp.alt_response(422, schema=ProblemSchema, description="A code is not three capital letters")
+    @blp.alt_response(404, schema=FetchProblemSchema, description="Lapak converts no such pair")
     @blp.alt_response(
-        503, schema=ProblemSchema, description="The provider failed and no rate was ever kept"
+        422, schema=FetchProblemSchema, description="A code is not three capital letters"
+    )
+    @blp.alt_response(
+        503, schema=FetchProblemSchema, description="The provider failed and no rate was ever kept"
     )
     def get(self, base: str, quote: str) -> RateQuote:
         """The exchange rate in use, its source and age

@@ -9,7 +9,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.http import PageArgs, page_schema
+from app.http import PageArgs, ProblemSchema, page_schema
 
 from .analysis import GROUPINGS, PLACES
 
@@ -26,6 +26,19 @@ _URL = ma.fields.String(
         "must be on a host of the LAPAK_FETCH_URL_HOSTS allow-list"
     },
 )
+
+
+#: A currency code as the rate endpoints take it.
+CURRENCY_CODE = {"type": "string", "pattern": "^[A-Z]{3}$", "example": "USD"}
+
+
+class FetchProblemSchema(ProblemSchema):
+    """A feed or rate problem: which source failed, or which pair has no rate."""
+
+    source = ma.fields.String(metadata={"description": "The feed source that failed"})
+    upstream_status = ma.fields.Integer(metadata={"description": "The HTTP status it answered"})
+    base = ma.fields.String(metadata=CURRENCY_CODE)
+    quote = ma.fields.String(metadata=CURRENCY_CODE)
 
 
 class Amount(ma.fields.Field):
@@ -73,6 +86,7 @@ class Moment(ma.fields.Field):
         metadata = kwargs.setdefault("metadata", {})
         metadata.setdefault("type", "string")
         metadata.setdefault("pattern", MOMENT_PATTERN)
+        metadata.setdefault("anyOf", [{"format": "date"}, {"format": "date-time"}])
         super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:

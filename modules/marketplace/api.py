@@ -15,13 +15,16 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import Page, ProblemSchema
+from app.http import API_PREFIX, Page
+from app.openapi import link, response_links
 from app.security import authenticate, requires
 
 from . import idempotency, products, services
+from .demo import demo_product_id
 from .models import Payment, Product, ProductSync, SaleOrder
 from .schemas import (
     InvoiceSchema,
+    MarketplaceProblemSchema,
     OrderCreateSchema,
     OrderDetailSchema,
     OrderPageSchema,
@@ -59,6 +62,35 @@ IDEMPOTENCY_HEADER = {
 }
 
 
+BASE = f"{API_PREFIX}/marketplace"
+#: An order "Try it out" can place against the demo catalogue (``lapak demo``).
+EXAMPLE_ORDER = {
+    "lines": [
+        {"product": str(demo_product_id("BANDENG")), "quantity": "2"},
+        {"product": str(demo_product_id("LELE")), "quantity": "1.5"},
+    ],
+    "payment": {"method": "bank_transfer", "reference": "TRF-0001"},
+    "currency": "IDR",
+}
+
+
+def _product_links(id_at: str) -> dict[str, dict[str, Any]]:
+    return {
+        "GetProduct": link(
+            f"{BASE}/products/{{product_id}}", "get", "The product", product_id=id_at
+        ),
+        "OrderProduct": link(
+            f"{BASE}/orders",
+            "post",
+            "Order this product",
+            request_body={
+                "lines": [{"product": id_at, "quantity": "1"}],
+                "payment": {"method": "bank_transfer"},
+            },
+        ),
+    }
+
+
 def _idempotent(scope: str, body: dict[str, Any]) -> idempotency.IdempotentRequest | None:
     return idempotency.request_for(
         authenticate().user_id, scope, request.headers.get("Idempotency-Key"), body
@@ -81,6 +113,7 @@ class Products(MethodView):
     @read_only()
     @blp.arguments(ProductQuerySchema, location="query")
     @blp.response(200, ProductPageSchema)
+    @response_links(blp, 200, **_product_links("$response.body#/items/0/id"))
     def get(self, args: dict[str, Any]) -> Page:
         """List products
 
@@ -94,8 +127,20 @@ class Products(MethodView):
         )
 
     @requires("admin", "seller")
-    @blp.arguments(ProductInSchema)
+    @blp.arguments(
+        ProductInSchema,
+        example={"name": "BANDENG", "province": "JAWA BARAT", "city": "BANDUNG", "size": "100",
+                 "list_price": "37000.00"},
+    )  # fmt: skip
     @blp.response(201, ProductSchema)
+    @response_links(
+        blp,
+        201,
+        **_product_links("$response.body#/id"),
+        ChangeProduct=link(
+            f"{BASE}/products/{{product_id}}", "patch", "Change it", product_id="$response.body#/id"
+        ),
+    )
     def post(self, body: dict[str, Any]) -> Product:
         """Add a product by hand (sellers add their own)"""
         return products.create_product(authenticate(), body)
@@ -111,7 +156,7 @@ class ProductItem(MethodView):
         return products.get_product(product_id)
 
     @requires("admin", "seller")
-    @blp.arguments(ProductPatchSchema)
+    @blp.arguments(ProductPatchSchema, required=False)
     @blp.response(200, ProductSchema)
     def patch(self, body: dict[str, Any], product_id: uuid.UUID) -> Product:
         """Change a product (sellers: their own); deactivate it with ``active: false``"""
@@ -121,8 +166,18 @@ class ProductItem(MethodView):
 @blp.route("/products/sync")
 class ProductSyncs(MethodView):
     @requires("admin")
-    @blp.arguments(SyncInSchema)
+    @blp.arguments(SyncInSchema, required=False)
     @blp.response(202, SyncSchema)
+    @response_links(
+        blp,
+        202,
+        GetSync=link(
+            f"{BASE}/products/syncs/{{sync_id}}",
+            "get",
+            "The sync's result",
+            sync_id="$response.body#/id",
+        ),
+    )
     def post(self, body: dict[str, Any]) -> tuple[ProductSync, int, dict[str, str]]:
         """Sync the catalogue with a feed source, in the background
 
@@ -152,6 +207,13 @@ class Orders(MethodView):
     @read_only()
     @blp.arguments(OrderQuerySchema, location="query")
     @blp.response(200, OrderPageSchema)
+    @response_links(
+        blp,
+        200,
+        GetOrder=link(
+            f"{BASE}/orders/{{order_id}}", "get", "The order", order_id="$response.body#/items/0/id"
+        ),
+    )
     def get(self, args: dict[str, Any]) -> Page:
         """List orders, newest first
 
@@ -172,12 +234,53 @@ class Orders(MethodView):
         )
 
     @requires("customer", *STAFF)
-    @blp.arguments(OrderCreateSchema)
+    @blp.arguments(OrderCreateSchema, example=EXAMPLE_ORDER)
     @blp.response(201, PlacedSchema)
+    @response_links(
+        blp,
+        201,
+        GetOrder=link(
+            f"{BASE}/orders/{{order_id}}", "get", "The order", order_id="$response.body#/order/id"
+        ),
+        CancelOrder=link(
+            f"{BASE}/orders/{{order_id}}/cancel",
+            "post",
+            "Cancel it",
+            order_id="$response.body#/order/id",
+        ),
+        GetInvoice=link(
+            f"{BASE}/invoices/{{invoice_id}}",
+            "get",
+            "Its invoice",
+            invoice_id="$response.body#/invoice/id",
+        ),
+        PayInvoice=link(
+            f"{BASE}/invoices/{{invoice_id}}/payments",
+            "post",
+            "Pay the rest",
+            invoice_id="$response.body#/invoice/id",
+        ),
+        GetPayment=link(
+            f"{BASE}/payments/{{payment_id}}",
+            "get",
+            "Its payment",
+            payment_id="$response.body#/payment/id",
+        ),
+        ConfirmPayment=link(
+            f"{BASE}/payments/{{payment_id}}/confirm",
+            "post",
+            "Staff: the money is in",
+            payment_id="$response.body#/payment/id",
+        ),
+    )
     @blp.doc(parameters=[{"in": "header", "name": name, **spec}
                          for name, spec in IDEMPOTENCY_HEADER.items()])  # fmt: skip
-    @blp.alt_response(409, schema=ProblemSchema, description="A price is not the catalogue's")
-    @blp.alt_response(503, schema=ProblemSchema, description="No rate for USD, or a step failed")
+    @blp.alt_response(
+        409, schema=MarketplaceProblemSchema, description="A price is not the catalogue's"
+    )
+    @blp.alt_response(
+        503, schema=MarketplaceProblemSchema, description="No rate for USD, or a step failed"
+    )
     def post(self, body: dict[str, Any]) -> Response:
         """Place an order: confirmed, invoiced and paid in one step
 
@@ -208,6 +311,16 @@ class OrderItem(MethodView):
     @requires()
     @read_only()
     @blp.response(200, OrderDetailSchema)
+    @response_links(
+        blp,
+        200,
+        GetInvoice=link(f"{BASE}/invoices/{{invoice_id}}", "get", "Its invoice",
+                        invoice_id="$response.body#/invoices/0/id"),
+        GetPayment=link(f"{BASE}/payments/{{payment_id}}", "get", "Its first payment",
+                        payment_id="$response.body#/payments/0/id"),
+        CancelOrder=link(f"{BASE}/orders/{{order_id}}/cancel", "post", "Cancel it",
+                         order_id="$request.path.order_id"),
+    )  # fmt: skip
     def get(self, order_id: uuid.UUID) -> services.OrderDetail:
         """Show an order with its invoices and payments"""
         return services.get_order(authenticate(), order_id)
@@ -217,7 +330,12 @@ class OrderItem(MethodView):
 class OrderCancel(MethodView):
     @requires()
     @blp.response(200, OrderSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="A payment is already confirmed")
+    @blp.alt_response(
+        403, schema=MarketplaceProblemSchema, description="Not the order's customer, nor staff"
+    )
+    @blp.alt_response(
+        409, schema=MarketplaceProblemSchema, description="A payment is already confirmed"
+    )
     def post(self, order_id: uuid.UUID) -> SaleOrder:
         """Cancel an order: payments cancelled, invoice reversed by a credit note
 
@@ -234,6 +352,14 @@ class InvoiceItem(MethodView):
     @requires()
     @read_only()
     @blp.response(200, InvoiceSchema)
+    @response_links(
+        blp,
+        200,
+        PayInvoice=link(f"{BASE}/invoices/{{invoice_id}}/payments", "post", "Pay what is due",
+                        invoice_id="$request.path.invoice_id"),
+        GetOrder=link(f"{BASE}/orders/{{order_id}}", "get", "Its order",
+                      order_id="$response.body#/order"),
+    )  # fmt: skip
     def get(self, invoice_id: uuid.UUID) -> Any:
         """Show an invoice or credit note"""
         return services.get_invoice(authenticate(), invoice_id)
@@ -242,8 +368,23 @@ class InvoiceItem(MethodView):
 @blp.route("/invoices/<uuid:invoice_id>/payments")
 class InvoicePayments(MethodView):
     @requires("customer", *STAFF)
-    @blp.arguments(PaymentInSchema)
+    @blp.arguments(
+        PaymentInSchema,
+        example={"method": "bank_transfer", "amount": "10000.00", "reference": "TRF-0002"},
+    )
     @blp.response(201, PaymentSchema)
+    @blp.alt_response(
+        409,
+        schema=MarketplaceProblemSchema,
+        description="The invoice takes no payment: paid, in payment, reversed or a credit note",
+    )
+    @response_links(
+        blp,
+        201,
+        GetPayment=link(
+            f"{BASE}/payments/{{payment_id}}", "get", "The payment", payment_id="$response.body#/id"
+        ),
+    )
     @blp.doc(parameters=[{"in": "header", "name": name, **spec}
                          for name, spec in IDEMPOTENCY_HEADER.items()])  # fmt: skip
     def post(self, body: dict[str, Any], invoice_id: uuid.UUID) -> Response:
@@ -263,6 +404,14 @@ class PaymentItem(MethodView):
     @requires()
     @read_only()
     @blp.response(200, PaymentSchema)
+    @response_links(
+        blp,
+        200,
+        ConfirmPayment=link(f"{BASE}/payments/{{payment_id}}/confirm", "post",
+                            "Staff: the money is in", payment_id="$request.path.payment_id"),
+        GetInvoice=link(f"{BASE}/invoices/{{invoice_id}}", "get", "Its invoice",
+                        invoice_id="$response.body#/invoice"),
+    )  # fmt: skip
     def get(self, payment_id: uuid.UUID) -> Payment:
         """Show a payment"""
         return services.get_payment(authenticate(), payment_id)
@@ -272,7 +421,7 @@ class PaymentItem(MethodView):
 class PaymentConfirm(MethodView):
     @requires(*STAFF)
     @blp.response(200, PaymentSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="The payment was cancelled")
+    @blp.alt_response(409, schema=MarketplaceProblemSchema, description="The payment was cancelled")
     def post(self, payment_id: uuid.UUID) -> Payment:
         """Confirm a payment: the money is in; the invoice becomes paid (or stays partial)"""
         return services.confirm_payment(authenticate(), payment_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -21,6 +22,15 @@ DEMO_PRODUCTS = (
 )
 
 
+#: Demo products get fixed ids, so the documented example order can be placed against them.
+DEMO_NAMESPACE = uuid.UUID("6b1f3c52-2f4e-4d55-9a52-0f2f8e3c1a10")
+
+
+def demo_product_id(name: str) -> uuid.UUID:
+    """The fixed id of the demo product called ``name``."""
+    return uuid.uuid5(DEMO_NAMESPACE, name)
+
+
 def load_demo() -> list[str]:
     """Create the demo products once; later runs leave the catalogue alone."""
     with transaction():
@@ -33,6 +43,7 @@ def load_demo() -> list[str]:
         for name, province, city, size, price in DEMO_PRODUCTS:
             session.add(
                 Product(
+                    uuid=demo_product_id(name),
                     name=name,
                     province=province,
                     city=city,

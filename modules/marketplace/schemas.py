@@ -13,10 +13,17 @@ from typing import Any
 import marshmallow as ma
 
 from app.fields import DecimalString
-from app.http import PageArgs, page_schema
+from app.http import JsonBoolean, PageArgs, ProblemSchema, page_schema
 from modules.fetch.schemas import Amount, Moment
 
-from .models import INVOICE_PAYMENT_STATES, MONEY, ORDER_STATES, PAYMENT_STATES, QUANTITY
+from .models import (
+    CURRENCY_PLACES,
+    INVOICE_PAYMENT_STATES,
+    MONEY,
+    ORDER_STATES,
+    PAYMENT_STATES,
+    QUANTITY,
+)
 from .payments import METHODS
 
 # -- requests -----------------------------------------------------------------------------------
@@ -59,7 +66,7 @@ class OrderCreateSchema(ma.Schema):
     lines = ma.fields.List(ma.fields.Nested(LineInSchema), required=True)
     currency = ma.fields.String(
         load_default="IDR",
-        validate=ma.validate.Length(min=1, max=8),
+        validate=ma.validate.OneOf(sorted(CURRENCY_PLACES)),
         metadata={"description": "IDR, or USD converted with the current rate", "example": "IDR"},
     )
     payment = ma.fields.Nested(PaymentInSchema, required=True)
@@ -102,7 +109,7 @@ class ProductInSchema(ma.Schema):
     city = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
     size = DecimalString(QUANTITY, load_default=None)
     list_price = DecimalString(MONEY, required=True, metadata={"description": "In IDR"})
-    active = ma.fields.Boolean(load_default=True)
+    active = JsonBoolean(load_default=True)
     seller = ma.fields.UUID(load_default=None, metadata={"description": "Admins only"})
 
 
@@ -112,7 +119,7 @@ class ProductPatchSchema(ma.Schema):
     city = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
     size = DecimalString(QUANTITY, allow_none=True)
     list_price = DecimalString(MONEY)
-    active = ma.fields.Boolean()
+    active = JsonBoolean()
     seller = ma.fields.UUID(allow_none=True)
 
 
@@ -134,6 +141,36 @@ class SyncInSchema(ma.Schema):
 
 
 # -- answers ------------------------------------------------------------------------------------
+
+
+class MarketplaceProblemSchema(ProblemSchema):
+    """A marketplace problem: the members a refused order or payment adds to the problem."""
+
+    step = ma.fields.String(
+        metadata={
+            "enum": ["order", "invoice", "payment"],
+            "description": "The step of placing an order that failed (nothing was saved)",
+        }
+    )
+    line = ma.fields.Integer(metadata={"description": "The index of the order line refused"})
+    product = ma.fields.UUID(metadata={"description": "That line's product"})
+    current_price = ma.fields.String(
+        metadata={
+            "description": "The catalogue's price now; order again with it",
+            "example": "37000.00",
+        }
+    )
+    currency = ma.fields.String(metadata={"example": "IDR"})
+    payment_state = ma.fields.String(
+        metadata={"enum": list(INVOICE_PAYMENT_STATES), "description": "Why it takes no payment"}
+    )
+    residual = ma.fields.String(
+        metadata={"description": "The amount still due", "example": "100.00"}
+    )
+    payment = ma.fields.String(
+        metadata={"description": "The confirmed payment's number", "example": "PAY/2026/00001"}
+    )
+    state = ma.fields.String(metadata={"description": "The payment's state"})
 
 
 def _uuid_of(attribute: str, **kwargs: Any) -> ma.fields.Field:

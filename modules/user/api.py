@@ -18,7 +18,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import NO_STORE, Page, PageArgs, ProblemSchema, page_schema
+from app.http import API_PREFIX, NO_STORE, Page, PageArgs, ProblemSchema, page_schema
+from app.openapi import link, response_links
 from app.security import authenticate, requires
 
 from . import imports, services
@@ -46,6 +47,28 @@ blp = Blueprint(
 )
 
 UserPageSchema = page_schema(UserSchema)
+BASE = f"{API_PREFIX}/users"
+
+
+def _user_links(id_at: str) -> dict[str, dict[str, Any]]:
+    user = f"{BASE}/{{user_id}}"
+    return {
+        "GetUser": link(user, "get", "The user", user_id=id_at),
+        "ChangeUser": link(user, "patch", "Change the user", user_id=id_at),
+        "DeactivateUser": link(f"{user}/deactivate", "post", "Deactivate", user_id=id_at),
+        "IssueActivation": link(
+            f"{user}/activation", "post", "Issue an activation token", user_id=id_at
+        ),
+    }
+
+
+def _import_links(id_at: str) -> dict[str, dict[str, Any]]:
+    job = f"{BASE}/imports/{{job_id}}"
+    return {
+        "GetImport": link(job, "get", "The import's progress", job_id=id_at),
+        "ImportErrors": link(f"{job}/errors", "get", "Its failed rows", job_id=id_at),
+        "CancelImport": link(f"{job}/cancel", "post", "Stop it", job_id=id_at),
+    }
 
 
 @blp.route("")
@@ -54,6 +77,7 @@ class Users(MethodView):
     @read_only()
     @blp.arguments(UserQuerySchema, location="query")
     @blp.response(200, UserPageSchema)
+    @response_links(blp, 200, **_user_links("$response.body#/items/0/id"))
     def get(self, args: dict[str, Any]) -> Page:
         """List users, oldest first
 
@@ -66,8 +90,13 @@ class Users(MethodView):
         return services.list_users(filters, limit=args["limit"], cursor=args["cursor"])
 
     @requires("admin")
-    @blp.arguments(UserCreateSchema)
+    @blp.arguments(
+        UserCreateSchema,
+        example={"email": "sari@example.co.id", "name": "Sari Wulandari", "role": "staff",
+                 "phone": "0812-3456-789", "password": "kopi tubruk pagi hari"},
+    )  # fmt: skip
     @blp.response(201, UserSchema, headers={"Location": {"description": "The new user's URL"}})
+    @response_links(blp, 201, **_user_links("$response.body#/id"))
     @blp.alt_response(409, schema=ProblemSchema, description="The email is already registered")
     def post(self, body: dict[str, Any]) -> tuple[User, int, dict[str, str]]:
         """Create a user
@@ -105,7 +134,7 @@ class UserById(MethodView):
         return services.get_user(user_id)
 
     @requires("admin")
-    @blp.arguments(UserUpdateSchema)
+    @blp.arguments(UserUpdateSchema, example={"role": "staff", "phone": "+628123456789"})
     @blp.response(200, UserSchema)
     @blp.alt_response(404, schema=ProblemSchema, description="No such user")
     @blp.alt_response(
@@ -138,6 +167,16 @@ class Deactivation(MethodView):
 class Activation(MethodView):
     @requires("admin")
     @blp.response(201, ActivationIssuedSchema)
+    @response_links(
+        blp,
+        201,
+        Activate=link(
+            f"{API_PREFIX}/auth/activate",
+            "post",
+            "The user chooses a password",
+            request_body={"token": "$response.body#/token"},
+        ),
+    )
     @blp.alt_response(404, schema=ProblemSchema, description="No such user")
     @blp.alt_response(
         409, schema=ProblemSchema, description="The user already has a password or is inactive"
@@ -175,6 +214,7 @@ class Imports(MethodView):
     @read_only()
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, page_schema(ImportJobSchema))
+    @response_links(blp, 200, **_import_links("$response.body#/items/0/id"))
     def get(self, args: dict[str, Any]) -> Page:
         """List imports, newest first"""
         return imports.list_imports(limit=args["limit"], cursor=args["cursor"])
@@ -184,6 +224,7 @@ class Imports(MethodView):
     @blp.arguments(ImportOptionsSchema, location="form")
     @blp.arguments(ImportUploadSchema, location="files")
     @blp.response(202, ImportJobSchema, headers={"Location": {"description": "The job's URL"}})
+    @response_links(blp, 202, **_import_links("$response.body#/id"))
     @blp.alt_response(413, schema=ProblemSchema, description="The file is too large")
     @blp.alt_response(422, schema=ProblemSchema, description="Not a CSV file, empty, too long")
     def post(self, options: dict[str, Any], files: dict[str, Any]) -> Any:
@@ -217,7 +258,14 @@ class ImportErrors(MethodView):
     @requires("admin")
     @blp.arguments(ErrorsQuerySchema, location="query")
     @blp.response(200, page_schema(ImportRowErrorSchema))
-    @blp.alt_response(200, description="text/csv with ?format=csv or Accept: text/csv")
+    @blp.doc(
+        responses={
+            200: {
+                "description": "JSON pages; text/csv with ?format=csv or Accept: text/csv",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        }
+    )
     def get(self, args: dict[str, Any], job_id: uuid.UUID) -> Any:
         """The rows that failed, as JSON pages or as a CSV file to fix and upload again"""
         wants_csv = args["format"] == "csv" or request.accept_mimetypes.best == "text/csv"

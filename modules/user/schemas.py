@@ -12,7 +12,7 @@ import marshmallow as ma
 from flask_smorest.fields import Upload
 
 from app.db import utcnow
-from app.http import PageArgs
+from app.http import JsonBoolean, PageArgs
 
 from .csvfile import ENCODINGS
 from .models import IMPORT_MODES, ROLES
@@ -108,6 +108,9 @@ class UserCreateSchema(ma.Schema):
         load_default=None,
         allow_none=True,
         metadata={
+            # The password policy (services) checks these with its own clear messages.
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": MAX_PASSWORD_LENGTH,
             "description": f"Optional first password: {MIN_PASSWORD_LENGTH}-"
             f"{MAX_PASSWORD_LENGTH} characters, not the email address. Without one the user "
             "cannot log in until activated",
@@ -119,6 +122,9 @@ class UserCreateSchema(ma.Schema):
 class UserUpdateSchema(ma.Schema):
     """The fields to change; give at least one. Omitted fields stay as they are."""
 
+    class Meta:
+        openapi = {"minProperties": 1}  # what _at_least_one_field checks
+
     name = ma.fields.String(validate=ma.validate.Length(max=200), metadata={"example": "Sari W."})
     phone = ma.fields.String(
         allow_none=True,
@@ -129,7 +135,7 @@ class UserUpdateSchema(ma.Schema):
         },
     )
     role = _role_field()
-    active = ma.fields.Boolean(
+    active = JsonBoolean(
         metadata={"description": "false deactivates the user (their sessions stop working)"}
     )
 

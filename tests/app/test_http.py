@@ -513,6 +513,134 @@ def test_openapi_document_is_openapi_3_1_and_lists_the_endpoints(client: FlaskCl
     assert {(p["name"], p["in"]) for p in parameters} == {("limit", "query"), ("cursor", "query")}
 
 
+def openapi(client: FlaskClient) -> dict[str, Any]:
+    return json.loads(client.get("/api/v1/openapi.json").data)
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "put", "post", "patch", "delete"):
+                yield method.upper(), path, operation
+
+
+def test_every_error_response_is_declared_as_problem_json(client: FlaskClient) -> None:
+    wrong = [
+        (method, path, status, sorted(response.get("content", {})))
+        for method, path, operation in operations(openapi(client))
+        for status, response in operation["responses"].items()
+        if status >= "4" and list(response.get("content", {})) != [PROBLEM]
+    ]
+    assert wrong == []
+
+
+def test_no_operation_hides_its_error_statuses_behind_default(client: FlaskClient) -> None:
+    hiding = [
+        (m, p)
+        for m, p, operation in operations(openapi(client))
+        if "default" in operation["responses"]
+    ]
+    assert hiding == []
+
+
+def test_the_problem_schema_admits_extension_members(client: FlaskClient) -> None:
+    problem_schema = openapi(client)["components"]["schemas"]["Problem"]
+
+    assert problem_schema.get("additionalProperties", True) is not False
+    assert set(problem_schema["required"]) == {"type", "title", "status"}
+    assert problem_schema["properties"]["errors"]["additionalProperties"] == {
+        "type": "array",
+        "items": {"type": "string"},
+    }
+
+
+def test_each_operation_declares_the_statuses_its_inputs_can_cause(client: FlaskClient) -> None:
+    spec = openapi(client)
+
+    def statuses(method: str, path: str) -> set[str]:
+        return set(spec["paths"][path][method]["responses"])
+
+    assert {"400", "413", "415", "422", "500", "503"} <= statuses("post", "/api/v1/probe/echo")
+    assert {"400", "422"} <= statuses("get", "/api/v1/probe/items")  # a bad cursor, a bad limit
+    assert "404" in statuses("get", "/api/v1/probe/fail/{family}")
+    # Nothing but the process answers these: never a 503.
+    assert statuses("get", "/health/live") == {"200", "500"}
+    assert statuses("get", "/api/v1/modules") == {"200", "500"}
+    for method, path, operation in operations(spec):
+        declared = set(operation["responses"])
+        if "{" in path:
+            assert "404" in declared, (method, path)
+        if "application/json" in operation.get("requestBody", {}).get("content", {}):
+            assert {"400", "413", "415", "422"} <= declared, (method, path)
+        if operation.get("security"):
+            assert "401" in declared, (method, path)
+
+
+def test_the_headers_of_an_error_are_declared_with_it(client: FlaskClient) -> None:
+    spec = openapi(client)
+    for method, path, operation in operations(spec):
+        responses = operation["responses"]
+        for status, header in (("401", "WWW-Authenticate"), ("429", "Retry-After"),
+                               ("503", "Retry-After")):  # fmt: skip
+            if status in responses:
+                assert header in responses[status].get("headers", {}), (method, path, status)
+    locked = spec["paths"]["/api/v1/auth/login"]["post"]["responses"]["429"]
+    assert locked["content"][PROBLEM]["schema"] == {
+        "$ref": "#/components/schemas/LoginLockedProblem"
+    }
+
+
+def test_request_strings_declare_the_text_the_database_can_store(client: FlaskClient) -> None:
+    spec = openapi(client)
+    schemas = spec["components"]["schemas"]
+    storable = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*$"
+
+    assert schemas["LineIn"]["properties"]["product"]["pattern"] == storable
+    assert schemas["Login"]["properties"]["email"]["pattern"] == storable
+    query = spec["paths"]["/api/v1/marketplace/products"]["get"]["parameters"]
+    assert {p["name"]: p["schema"].get("pattern") for p in query}["city"] == storable
+    # Stricter rules stay; answers are not requests.
+    assert schemas["PaymentIn"]["properties"]["method"].get("pattern") is None  # an enum
+    assert "pattern" not in schemas["Product"]["properties"]["name"]
+
+
+def test_a_rule_over_the_whole_body_is_declared(client: FlaskClient) -> None:
+    schemas = openapi(client)["components"]["schemas"]
+
+    assert schemas["UserUpdate"]["minProperties"] == 1  # "give at least one field to change"
+
+
+def test_the_declared_statuses_are_the_ones_the_server_gives(client: FlaskClient) -> None:
+    spec = openapi(client)
+    answers = {
+        ("post", "/api/v1/probe/echo"): client.post(
+            "/api/v1/probe/echo", data="{", content_type="application/json"
+        ),
+        ("get", "/api/v1/probe/items"): client.get("/api/v1/probe/items?cursor=forged"),
+        ("get", "/api/v1/probe/fail/{family}"): client.get("/api/v1/probe/fail/NotFound"),
+    }
+    for (method, path), response in answers.items():
+        assert response.content_type == PROBLEM
+        assert str(response.status_code) in spec["paths"][path][method]["responses"]
+
+
+def test_every_link_names_an_operation_and_its_parameters(client: FlaskClient) -> None:
+    spec = openapi(client)
+    checked = 0
+    for method, path, operation in operations(spec):
+        for response in operation["responses"].values():
+            for name, link in response.get("links", {}).items():
+                pointer = link["operationRef"].removeprefix("#/paths/")
+                target_path, target_method = pointer.rsplit("/", 1)
+                target_path = target_path.replace("~1", "/").replace("~0", "~")
+                target = spec["paths"][target_path][target_method]
+                names = {p["name"] for p in spec["paths"][target_path].get("parameters", [])}
+                names |= {p["name"] for p in target.get("parameters", [])}
+                assert set(link.get("parameters", {})) <= names, (method, path, name)
+                checked += 1
+    assert checked >= 10
+
+
 def test_docs_page_uses_only_local_assets_and_they_are_served(client: FlaskClient) -> None:
     page = client.get("/api/v1/docs")
 
