@@ -50,9 +50,9 @@ def decimal_pattern(precision: int, scale: int) -> str:
 class DecimalString(ma.fields.Field):
     """A non-negative decimal that fits ``column`` (a ``Numeric(precision, scale)``).
 
-    Loads a string matching :func:`decimal_pattern` or a whole JSON number with at most
-    ``precision - scale`` digits; a JSON number with a fraction has already been through a float
-    and is refused. Dumps the plain digits (``"12.50"``).
+    Loads a string matching :func:`decimal_pattern` or a whole JSON number (``12`` or ``12.0``)
+    with at most ``precision - scale`` digits; a JSON number with a fraction has already been
+    through a float and is refused. Dumps the plain digits (``"12.50"``).
     """
 
     default_error_messages = {
@@ -82,7 +82,11 @@ class DecimalString(ma.fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
         if isinstance(value, float):
-            raise self._error("float")
+            # JSON Schema calls 12.0 an integer, so the document admits it; below 2**53 a float
+            # holds every whole number exactly, so nothing is lost in taking it as one.
+            if not (value.is_integer() and abs(value) < 2**53):
+                raise self._error("float")
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             if 0 <= value < 10**self.whole_digits:
                 return Decimal(value)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -154,82 +153,7 @@ def _problem(response: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _errors_in_two_shapes(case: Any, response: Any) -> bool:
-    errors = _problem(response).get("errors")
-    return isinstance(errors, dict) and not all(
-        isinstance(v, list) and all(isinstance(m, str) for m in v) for v in errors.values()
-    )
-
-
-UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # STORABLE_TEXT_PATTERN's complement
-
-
-def _has_unstorable_text(value: Any) -> bool:
-    if isinstance(value, str):
-        return UNSTORABLE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_unstorable_text(v) for v in value)
-    return False
-
-
-def _unstorable_text_is_not_refused(case: Any, response: Any) -> bool:
-    sent = (case.query, case.body, case.path_parameters)
-    refused = 400 <= response.status_code < 500
-    return not refused and _has_unstorable_text(sent)
-
-
-DECIMAL_FIELDS = {"size", "list_price", "quantity", "price_unit", "amount"}
-
-
-def _has_decimal_as_json_number(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(
-            (k in DECIMAL_FIELDS and isinstance(v, int | float) and not isinstance(v, bool))
-            or _has_decimal_as_json_number(v)
-            for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return any(_has_decimal_as_json_number(v) for v in value)
-    return False
-
-
-def _decimal_number_accepted_though_declared_a_string(case: Any, response: Any) -> bool:
-    return response.status_code < 400 and _has_decimal_as_json_number(case.body)
-
-
-def _unknown_pair_is_an_outage(case: Any, response: Any) -> bool:
-    pair = (case.path_parameters.get("base"), case.path_parameters.get("quote"))
-    return response.status_code == 503 and pair != ("IDR", "USD")  # the one pair rated
-
-
-KNOWN_DEFECTS_FIXED_ELSEWHERE: list[KnownDefect] = [
-    KnownDefect(
-        "input",
-        "*",  # every operation that takes input
-        'errors nested by location ({"query": {field: [...]}}) or with a bare string message',
-        _errors_in_two_shapes,
-    ),
-    KnownDefect(
-        "input",
-        "*",  # e.g. GET /marketplace/products?city=%00 (500), a NUL in an order line (503)
-        "a control character in a string is accepted, or reaches PostgreSQL (500, 503)",
-        _unstorable_text_is_not_refused,
-    ),
-    KnownDefect(
-        "input",
-        "*",  # e.g. POST /marketplace/products {"list_price": "12.50", "size": 0}: 201
-        "a decimal sent as a whole JSON number is accepted; the document says string only",
-        _decimal_number_accepted_though_declared_a_string,
-    ),
-    KnownDefect(
-        "fetch",
-        f"GET {API}/fetch/rates/{{base}}/{{quote}}",
-        "an unknown currency pair is a 503 outage, not a 404/422",
-        _unknown_pair_is_an_outage,
-    ),
-]
+KNOWN_DEFECTS_FIXED_ELSEWHERE: list[KnownDefect] = []
 
 
 def known_defect(case: Any, response: Any) -> KnownDefect | None:
