@@ -595,8 +595,6 @@ def close_session() -> None:
 
 # --- an unreachable database ---------------------------------------------------------------
 
-#: Seconds a client is told to wait before retrying while the database is unreachable.
-RETRY_AFTER_SECONDS = 5
 #: Connection exceptions (class 08) and these: the server is going away, starting, or full.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 _UNAVAILABLE_SQLITE = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
@@ -636,10 +634,7 @@ def _answer_database_error(error: Exception) -> Response:
         return handle_unexpected_error(error)
     log.warning("database unavailable: %s", _one_line(error))
     return handle_domain_error(
-        DatabaseUnavailable(
-            "The database cannot be reached; try again shortly.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        DatabaseUnavailable("The database cannot be reached; try again shortly.")
     )
 
 
