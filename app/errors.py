@@ -90,6 +90,14 @@ class ValueNotStorable(Invalid):
     code = "value-not-storable"
     title = "A value cannot be stored"
 
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            detail
+            or "a value is out of range or cannot be stored (for example an amount too large "
+            "for its field); nothing was saved",
+            **kwargs,
+        )
+
 
 class UpstreamFailed(DomainError):
     code = "upstream-failed"
