@@ -18,6 +18,14 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def embedded_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """This process's environment with no ``LAPAK_*`` but these (instance folder in tmp_path)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
+    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    environment.update({f"LAPAK_{name.upper()}": value for name, value in variables.items()})
+    return environment
+
+
 def serve(
     tmp_path: Path, *extra: str, migrate: bool = True, **variables: str
 ) -> tuple[subprocess.Popen, str]:
@@ -26,13 +34,7 @@ def serve(
     ``migrate``: run ``lapak db upgrade`` before.
     """
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
-    environment.update(
-        LAPAK_INSTANCE_PATH=str(tmp_path / "instance"),
-        LAPAK_WEB_WORKERS="1",
-        PYTHONPATH=str(ROOT),
-    )
-    environment.update({f"LAPAK_{name.upper()}": value for name, value in variables.items()})
+    environment = embedded_environment(tmp_path, **{"web_workers": "1", **variables})
     if migrate:
         subprocess.run(
             [sys.executable, "-m", "app.cli", "db", "upgrade"],
@@ -110,8 +112,7 @@ def test_serve_upgrade_migrates_only_a_database_that_is_behind(tmp_path: Path) -
 
 
 def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
-    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    environment = embedded_environment(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
         cwd=tmp_path,
@@ -142,8 +143,7 @@ def raw_request(base: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_a_taken_port_is_refused_before_the_banner(tmp_path: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
-    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    environment = embedded_environment(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
