@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.http import SAFE_HEADERS
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,6 +210,7 @@ def test_gunicorns_own_errors_are_problems_within_the_configured_limits(tmp_path
     }
     for case, (status, headers, body) in answers.items():
         assert headers["Content-Type"] == "application/problem+json", case
+        assert {name: headers.get(name) for name in SAFE_HEADERS} == SAFE_HEADERS, case
         problem = json.loads(body)
         assert problem["status"] == status, case
         assert problem["title"] == TITLES[status], case
