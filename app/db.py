@@ -57,6 +57,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app import clock, errors
 from app.config import Settings
+from app.log import WarningsEvery
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class Database:
     retry_seconds: float = 10.0
     #: Seconds a health check, or the check before a replica read, may take per round trip.
     check_timeout: float = 2.0
+    #: An unreachable primary is met by every request: warned about once a minute.
+    warnings: WarningsEvery = field(default_factory=lambda: WarningsEvery(log, 60.0))
     _pid: int = field(default_factory=os.getpid)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -632,7 +635,7 @@ def _answer_database_error(error: Exception) -> Response:
 
     if not is_unavailable(error):
         return handle_unexpected_error(error)
-    log.warning("database unavailable: %s", _one_line(error))
+    get_database().warnings.warn("unavailable", "database unavailable: %s", _one_line(error))
     return handle_domain_error(
         DatabaseUnavailable("The database cannot be reached; try again shortly.")
     )
