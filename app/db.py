@@ -57,6 +57,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app import clock, errors
 from app.config import Settings
+from app.log import WarningsEvery
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class Database:
     retry_seconds: float = 10.0
     #: Seconds a health check, or the check before a replica read, may take per round trip.
     check_timeout: float = 2.0
+    #: An unreachable primary is met by every request: warned about once a minute.
+    warnings: WarningsEvery = field(default_factory=lambda: WarningsEvery(log, 60.0))
     _pid: int = field(default_factory=os.getpid)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -595,8 +598,6 @@ def close_session() -> None:
 
 # --- an unreachable database ---------------------------------------------------------------
 
-#: Seconds a client is told to wait before retrying while the database is unreachable.
-RETRY_AFTER_SECONDS = 5
 #: Connection exceptions (class 08) and these: the server is going away, starting, or full.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 _UNAVAILABLE_SQLITE = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
@@ -634,12 +635,9 @@ def _answer_database_error(error: Exception) -> Response:
 
     if not is_unavailable(error):
         return handle_unexpected_error(error)
-    log.warning("database unavailable: %s", _one_line(error))
+    get_database().warnings.warn("unavailable", "database unavailable: %s", _one_line(error))
     return handle_domain_error(
-        DatabaseUnavailable(
-            "The database cannot be reached; try again shortly.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        DatabaseUnavailable("The database cannot be reached; try again shortly.")
     )
 
 

@@ -90,6 +90,14 @@ class ValueNotStorable(Invalid):
     code = "value-not-storable"
     title = "A value cannot be stored"
 
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            detail
+            or "a value is out of range or cannot be stored (for example an amount too large "
+            "for its field); nothing was saved",
+            **kwargs,
+        )
+
 
 class UpstreamFailed(DomainError):
     code = "upstream-failed"
@@ -101,6 +109,18 @@ class UpstreamTimeout(DomainError):
     title = "An external service did not answer in time"
 
 
+#: Seconds a 503 tells the client to wait (``Retry-After``) unless its raiser knows better.
+RETRY_AFTER_SECONDS = 5
+
+
 class ServiceUnavailable(DomainError):
+    """A dependency is down or refused the work for now: every one carries ``Retry-After``."""
+
     code = "service-unavailable"
     title = "The service is temporarily unavailable"
+
+    def __init__(
+        self, detail: str | None = None, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+        super().__init__(detail, headers=headers, **kwargs)

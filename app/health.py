@@ -9,7 +9,7 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.db import RETRY_AFTER_SECONDS
+from app.errors import RETRY_AFTER_SECONDS
 from app.http import API_PREFIX, ProblemSchema, problem, problem_type
 from app.openapi import needs_no_dependency
 

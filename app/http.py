@@ -243,12 +243,7 @@ def handle_unstorable_value(error: DataError) -> Response:
     """The database refused a value (a number out of its column's range, text it cannot hold):
     the input's fault, not an outage. Neither the SQL nor the value leaves the server."""
     log.info("the database refused a value: %s", type(error.orig).__name__)
-    return handle_domain_error(
-        errors.ValueNotStorable(
-            "a value is out of range or cannot be stored (for example an amount too large for "
-            "its field); nothing was saved"
-        )
-    )
+    return handle_domain_error(errors.ValueNotStorable())
 
 
 def handle_unexpected_error(error: Exception) -> Response:

@@ -35,6 +35,7 @@ from rq.job import Job
 from app.config import Settings
 from app.db import is_unavailable
 from app.errors import ServiceUnavailable
+from app.log import WarningsEvery
 from app.registry import Periodic
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,10 @@ class RedisOutage:
 
     def __init__(self, retry_seconds: float = 5.0, warn_every_seconds: float = 60.0) -> None:
         self.retry_seconds = retry_seconds
-        self.warn_every_seconds = warn_every_seconds
         self._lock = threading.Lock()
         self._retry_at = 0.0
         self._down = False
-        self._warned: dict[str, tuple[float, int]] = {}
+        self._warnings = WarningsEvery(log, warn_every_seconds)
 
     def available(self) -> bool:
         """Whether to try Redis now (False while a recent failure is being waited out)."""
@@ -84,18 +84,11 @@ class RedisOutage:
 
     def failed(self, fallback: str, error: Exception | None = None) -> None:
         """Redis failed (or is being waited out); ``fallback`` says what happens instead."""
-        now = time.monotonic()
-        with self._lock:
-            if error is not None:
-                self._down, self._retry_at = True, now + self.retry_seconds
-            last, skipped = self._warned.get(fallback, (-math.inf, 0))
-            if now - last < self.warn_every_seconds:
-                self._warned[fallback] = (last, skipped + 1)
-                return
-            self._warned[fallback] = (now, 0)
+        if error is not None:
+            with self._lock:
+                self._down, self._retry_at = True, time.monotonic() + self.retry_seconds
         reason = str(error).splitlines()[0][:200] if error is not None else "still down"
-        more = f" ({skipped} more since the last warning)" if skipped else ""
-        log.warning("Redis unavailable (%s): %s%s", reason, fallback, more)
+        self._warnings.warn(fallback, "Redis unavailable (%s): %s", reason, fallback)
 
     def answered(self) -> None:
         """Redis answered: the outage, if there was one, is over."""
@@ -103,8 +96,8 @@ class RedisOutage:
             return
         with self._lock:
             was_down, self._down = self._down, False
-            self._warned.clear()
         if was_down:
+            self._warnings.forget()
             log.info("Redis answers again; caches, throttling and queues use it again")
 
     def guarded(self, fallback: str, action: Callable[[], T], otherwise: Callable[[], T]) -> T:

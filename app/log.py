@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
+import threading
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import g, has_app_context, has_request_context, request
 
@@ -48,3 +52,32 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonLineFormatter())
     handler.lapak = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+
+
+class WarningsEvery:
+    """Logs each kind of warning at most once per ``seconds`` (``math.inf``: once), so an
+    outage met by every request is one line a minute, not one a request. A warning given after
+    some were held back says how many."""
+
+    def __init__(self, logger: logging.Logger, seconds: float) -> None:
+        self.logger, self.seconds = logger, seconds
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, kind: str, message: str, *args: Any) -> None:
+        """Log ``message % args`` unless a ``kind`` warning was logged within ``seconds``."""
+        now = time.monotonic()
+        with self._lock:
+            last, held_back = self._last.get(kind, (-math.inf, 0))
+            if now - last < self.seconds:
+                self._last[kind] = (last, held_back + 1)
+                return
+            self._last[kind] = (now, 0)
+        if held_back:
+            message, args = f"{message} (%d more since the last warning)", (*args, held_back)
+        self.logger.warning(message, *args)
+
+    def forget(self) -> None:
+        """The next warning of every kind is logged (an outage ended)."""
+        with self._lock:
+            self._last.clear()

@@ -21,7 +21,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.sync import SyncWorker
 
 from app.config import Settings
-from app.http import PROBLEM_MIMETYPE
+from app.http import PROBLEM_MIMETYPE, SAFE_HEADERS
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -47,14 +47,14 @@ def write_problem(sock: socket.socket, status: int, reason: str, message: str) -
     body: dict[str, Any] = {"type": "about:blank", "title": reason, "status": status}
     body["detail"] = message or "An unexpected error occurred."
     payload = json.dumps(body).encode()  # ASCII: whatever the client sent is escaped
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\n"
-        "Connection: close\r\n"
-        f"Content-Type: {PROBLEM_MIMETYPE}\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    )
-    util.write_nonblock(sock, head.encode("latin-1") + payload)
+    headers = {
+        "Connection": "close",
+        "Content-Type": PROBLEM_MIMETYPE,
+        **SAFE_HEADERS,  # as on every answer of the app
+        "Content-Length": str(len(payload)),
+    }
+    head = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    util.write_nonblock(sock, "\r\n".join(head).encode("latin-1") + payload)
 
 
 class ProblemWorker(SyncWorker):

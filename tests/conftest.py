@@ -97,6 +97,24 @@ def make_app(config: dict[str, Any], services: Services) -> Iterator[Callable[..
 
 
 @pytest.fixture
+def make_embedded_app(make_app: Callable[..., Flask], tmp_path: Path) -> Callable[..., Flask]:
+    """Build apps on the embedded default: a migrated SQLite file in tmp_path, no replica, no
+    Redis (``make_embedded_app(env="development")`` overrides a setting)."""
+
+    def build(**overrides: Any) -> Flask:
+        application = make_app(
+            database_url=f"sqlite:///{tmp_path / 'lapak.db'}",
+            replica_urls=(),
+            redis_url=None,
+            **overrides,
+        )
+        upgrade(application.extensions["lapak.settings"])
+        return application
+
+    return build
+
+
+@pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app()
 

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 from flask import Flask, current_app
 from redis import Redis
-from redis.exceptions import RedisError
 
 from app.config import Settings, module_int
 from app.db import utcnow
@@ -307,23 +306,36 @@ class FeedService:
     def _mark_down(self, key: str, reason: str) -> None:
         if self.retry_seconds <= 0:
             return
-        if self.redis is not None:
-            try:
-                self.redis.set(self._down_key(key), reason, ex=self.retry_seconds)
-                return
-            except RedisError:
-                pass
-        self._down_until[key] = (time.monotonic() + self.retry_seconds, reason)
+
+        def in_process() -> None:
+            self._down_until[key] = (time.monotonic() + self.retry_seconds, reason)
+
+        redis = self.redis
+        if redis is None:
+            in_process()
+            return
+        self.store.outage.guarded(
+            _OUTAGES_IN_PROCESS,
+            lambda: redis.set(self._down_key(key), reason, ex=self.retry_seconds),
+            in_process,
+        )
 
     def _known_down(self, key: str) -> str | None:
-        if self.redis is not None:
-            try:
-                reason = self.redis.get(self._down_key(key))
-                return reason.decode() if reason is not None else None
-            except RedisError:
-                pass
-        until, reason = self._down_until.get(key, (0.0, ""))
-        return reason if time.monotonic() < until else None
+        def in_process() -> str | None:
+            until, reason = self._down_until.get(key, (0.0, ""))
+            return reason if time.monotonic() < until else None
+
+        redis = self.redis
+        if redis is None:
+            return in_process()
+        reason = self.store.outage.guarded(
+            _OUTAGES_IN_PROCESS, lambda: redis.get(self._down_key(key)), in_process
+        )
+        return reason.decode() if isinstance(reason, bytes) else reason
+
+
+#: What feeds do while Redis is down (logged now and then by the app's RedisOutage).
+_OUTAGES_IN_PROCESS = "a failing source is remembered in this process only"
 
 
 def install(app: Flask, settings: Settings) -> FeedService:

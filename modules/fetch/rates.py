@@ -48,7 +48,6 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, current_app
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -56,6 +55,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from app.config import Settings, SettingsError, module_int
 from app.db import Session, get_database, utcnow
 from app.errors import Invalid, NotFound, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
+from app.jobs import RedisOutage
 from modules.fetch.client import FetchPolicy, SourceFailed, fetch_json
 from modules.fetch.models import RATE_SCALE, CurrencyRate
 
@@ -71,6 +71,8 @@ DEFAULT_RETRY_SECONDS = 30
 DEFAULT_PLACES = 2
 
 _RATE_QUANTUM = Decimal(1).scaleb(-RATE_SCALE)
+#: What rates do while Redis is down (logged now and then by the app's RedisOutage).
+_NO_RATE_CACHE = "rates are read from and recorded in the database only"
 #: ISO 4217: three capital letters. The OpenAPI path parameters declare the same pattern.
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 _CURRENCY = re.compile(CURRENCY_PATTERN)
@@ -224,9 +226,11 @@ class RateService:
         cache_seconds: int = DEFAULT_CACHE_SECONDS,
         pairs: tuple[tuple[str, str], ...] = REFRESHED_PAIRS,
         retry_seconds: int = DEFAULT_RETRY_SECONDS,
+        outage: RedisOutage | None = None,
     ) -> None:
         self.provider = provider
         self.redis = redis
+        self.outage = outage or RedisOutage()
         self.cache_seconds = cache_seconds
         self.pairs = pairs
         self.retry_seconds = retry_seconds
@@ -297,14 +301,13 @@ class RateService:
     # -- storage ------------------------------------------------------------------------------
 
     def _cached(self, base: str, quote: str) -> RateQuote | None:
-        if self.redis is None:
+        redis = self.redis
+        if redis is None:
             deadline, stale = self._stale_until.get((base, quote), (0.0, None))
             return stale if stale is not None and time.monotonic() < deadline else None
-        try:
-            value = self.redis.get(self.cache_key(base, quote))
-        except RedisError:
-            log.warning("rate cache unavailable; using the database")
-            return None
+        value = self.outage.guarded(
+            _NO_RATE_CACHE, lambda: redis.get(self.cache_key(base, quote)), lambda: None
+        )
         if value is None:
             return None
         try:
@@ -322,7 +325,8 @@ class RateService:
 
     def _cache(self, base: str, quote: str, rate: RateQuote, seconds: int | None = None) -> None:
         seconds = seconds or self.cache_seconds
-        if self.redis is None:
+        redis = self.redis
+        if redis is None:
             if rate.stale:
                 self._stale_until[(base, quote)] = (time.monotonic() + seconds, rate)
             else:
@@ -336,10 +340,11 @@ class RateService:
                 "stale": rate.stale,
             }
         )
-        try:
-            self.redis.set(self.cache_key(base, quote), value, ex=seconds)
-        except RedisError:
-            log.warning("rate cache unavailable; the rate is recorded in the database only")
+        self.outage.guarded(
+            _NO_RATE_CACHE,
+            lambda: redis.set(self.cache_key(base, quote), value, ex=seconds),
+            lambda: None,
+        )
 
     def _recent(self, base: str, quote: str) -> RateQuote | None:
         """A rate this provider recorded within the cache window (Redis missing or flushed)."""
@@ -441,6 +446,7 @@ def install(app: Flask, settings: Settings) -> RateService:
         app.extensions["lapak.jobs"].redis,
         rate_settings.cache_seconds,
         retry_seconds=rate_settings.retry_seconds,
+        outage=app.extensions["lapak.jobs"].outage,
     )
     app.extensions["fetch.rates"] = service
     return service

@@ -189,26 +189,29 @@ def _step(name: str) -> Iterator[None]:
     try:
         yield
     except DomainError as error:
-        error.extra.setdefault("step", name)
-        if error.detail and not error.detail.startswith(f"{name}: "):
-            error.detail = f"{name}: {error.detail}"
+        _in_step(name, error)
         raise
     except DataError as error:
         # A value of the request does not fit its column (an amount too large to store): the
         # input's fault, so a 422, never "try again".
-        raise ValueNotStorable(
-            f"{name}: a value is out of range or cannot be stored (for example an amount too "
-            "large for its field); nothing was saved",
-            step=name,
-        ) from error
+        raise _in_step(name, ValueNotStorable()) from error
     except DBAPIError as error:
         # The database refused a statement of this step; the client can retry, and must not
         # see SQL. The original error stays in the log through the exception chain.
-        raise StepFailed(
-            f"{name}: the database refused this step ({type(error.orig).__name__}); "
-            "nothing was saved, try again",
-            step=name,
+        raise _in_step(
+            name,
+            StepFailed(
+                f"the database refused this step ({type(error.orig).__name__}); "
+                "nothing was saved, try again"
+            ),
         ) from error
+
+
+def _in_step(name: str, error: DomainError) -> DomainError:
+    error.extra.setdefault("step", name)
+    if error.detail and not error.detail.startswith(f"{name}: "):
+        error.detail = f"{name}: {error.detail}"
+    return error
 
 
 def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> None:

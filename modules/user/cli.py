@@ -141,8 +141,8 @@ def import_users(
     )
     for error in first_errors(job):
         click.echo(f"  row {error.row_number}: {error.column or 'row'}: {error.message}")
-    if advice := hint(job):
-        click.echo(f"  {advice.replace('mode=upsert', '--mode upsert')}")
+    if advice := hint(job, upsert="--mode upsert"):
+        click.echo(f"  {advice}")
     if job.error:
         click.echo(f"  {job.error}", err=True)
     if job.status == "failed":

@@ -34,7 +34,7 @@ from .csvfile import FileShape, read_chunks, read_header
 from .models import ROLES, ImportJob, ImportRowError, User
 from .phones import default_region, normalize_phone
 from .seen import SeenEmails
-from .services import normalize_email
+from .services import lock_active_admins, normalize_email
 
 log = logging.getLogger(__name__)
 _PASSWORD_HASH = re.compile(
@@ -264,20 +264,14 @@ def keep_an_admin(
 
     A row may not demote the last active admin (``last-admin``: in file order, demotions
     apply while another active admin remains) nor change the role of the admin running the
-    import (``own-role``). The active admins are locked first, in id order as
-    ``services.update_user`` locks them, and counted inside the chunk's transaction: two
-    imports, or an import and an API demotion, serialise here and cannot together remove the
-    last admin. Every upsert chunk takes this lock, so all of them take their locks in the
-    same order (admins, then users by email) and cannot deadlock with a demotion.
+    import (``own-role``). The active admins are locked first, by the same
+    ``services.lock_active_admins`` as ``update_user``, and counted inside the chunk's
+    transaction: two imports, or an import and an API demotion, serialise here and cannot
+    together remove the last admin. Every upsert chunk takes this lock, so all of them take
+    their locks in the same order (admins, then users by email) and cannot deadlock with a
+    demotion.
     """
-    statement = (
-        select(User.email_key, User.id)
-        .where(User.role == "admin", User.active.is_(True))
-        .order_by(User.id)
-    )
-    if not job.dry_run:
-        statement = statement.with_for_update()
-    admins = {key: admin_id for key, admin_id in session.execute(statement)}
+    admins = lock_active_admins(session, lock=not job.dry_run)
     remaining = len(admins)
     refused: dict[int, dict[str, Any]] = {}
     for r in rows:  # file order

@@ -142,13 +142,16 @@ def list_imports(*, limit: int, cursor: str | None) -> Page:
     )
 
 
-def hint(job: ImportJob) -> str | None:
-    """What the admin probably wants next: upsert, when a create import met existing users."""
+def hint(job: ImportJob, upsert: str = "mode=upsert") -> str | None:
+    """What the admin probably wants next: upsert, when a create import met existing users.
+
+    ``upsert`` is how the caller's interface spells it (the CLI: ``--mode upsert``).
+    """
     if job.mode != "create" or not job.existing:
         return None
     if job.existing == 1:
-        return "1 row names an existing user; upload again with mode=upsert to update it"
-    return f"{job.existing} rows name existing users; upload again with mode=upsert to update them"
+        return f"1 row names an existing user; upload again with {upsert} to update it"
+    return f"{job.existing} rows name existing users; upload again with {upsert} to update them"
 
 
 def first_errors(job: ImportJob) -> list[ImportRowError]:

@@ -206,7 +206,7 @@ def update_user(user_uuid: uuid.UUID, changes: Mapping[str, Any]) -> User:
     with transaction() as session:
         leaves_admins = wanted.get("role", "admin") != "admin" or wanted.get("active") is False
         if leaves_admins:
-            _lock_active_admins(session)
+            lock_active_admins(session)
         user = _locked_user(session, user_uuid)
         was_active = user.active
         if leaves_admins and user.active and user.role == "admin":
@@ -323,17 +323,20 @@ def _locked_user(session: OrmSession, user_uuid: uuid.UUID) -> User:
     return user
 
 
-def _lock_active_admins(session: OrmSession) -> None:
-    # Lock every active admin in one statement, in id order: two concurrent demotions of the
-    # last two admins serialise here (and cannot deadlock), so the second sees only one left.
-    list(
-        session.scalars(
-            select(User.id)
-            .where(User.role == "admin", User.active.is_(True))
-            .order_by(User.id)
-            .with_for_update()
-        )
+def lock_active_admins(session: OrmSession, *, lock: bool = True) -> dict[str, int]:
+    """The active admins (email key -> id), locked in one statement, in id order.
+
+    Two concurrent demotions of the last two admins (by the API or an import) serialise here
+    and cannot deadlock, so the second sees only one left.
+    """
+    statement = (
+        select(User.email_key, User.id)
+        .where(User.role == "admin", User.active.is_(True))
+        .order_by(User.id)
     )
+    if lock:
+        statement = statement.with_for_update()
+    return {email_key: admin_id for email_key, admin_id in session.execute(statement)}
 
 
 def _refuse_if_last_admin(session: OrmSession, user: User) -> None:

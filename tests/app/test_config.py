@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import fields
 from importlib import import_module
 from pathlib import Path
 
@@ -535,3 +536,21 @@ def test_every_setting_a_module_reads_is_declared_in_its_manifest() -> None:
         }
         declared = set(import_module(f"modules.{package.name}").manifest.settings)
         assert read <= declared, f"{package.name}: declare {sorted(read - declared)}"
+
+
+def test_every_setting_is_documented_in_the_readme_by_its_full_name() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    core = {f.name for f in fields(Settings)} - {"secret_is_generated", "module_env"}
+    declared = core | {
+        name
+        for manifest_file in Path(modules.__file__).parent.glob("*/__init__.py")
+        for name in import_module(f"modules.{manifest_file.parent.name}").manifest.settings
+    }
+
+    missing = [
+        f"LAPAK_{name.upper()}"
+        for name in sorted(declared)
+        if not re.search(rf"`LAPAK_{name.upper()}`", readme)
+    ]
+
+    assert missing == []

@@ -72,7 +72,7 @@ def assert_unavailable(response: TestResponse) -> None:
 
 
 def test_every_endpoint_answers_503_while_the_primary_is_down_and_recovers(
-    make_app: Callable[..., Flask], own_replica: Services
+    make_app: Callable[..., Flask], own_replica: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_app(replica_urls=()).test_client()
     assert client.post(NOTES, json={"title": "before"}).status_code == 201
@@ -82,6 +82,8 @@ def test_every_endpoint_answers_503_while_the_primary_is_down_and_recovers(
         assert_unavailable(client.get(NOTES))
         assert_unavailable(client.post(NOTES, json={"title": "during"}))
         assert_unavailable(client.post("/api/v1/auth/login", json=login))
+        warned = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+        assert len(warned) == 1, [r.getMessage() for r in warned]  # a warning, not one a request
         ready = client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.get_json()["checks"]["primary"]["ok"] is False

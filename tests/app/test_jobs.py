@@ -93,6 +93,16 @@ def lapak_command() -> list[str]:
     return [sys.executable, "-m", "app.cli"]
 
 
+def stop_worker(worker: subprocess.Popen) -> None:
+    """A warm shutdown (SIGTERM), killed if it takes more than 30 seconds."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
 @pytest.mark.slow
 def test_lapak_worker_process_runs_jobs_and_delivers_their_events(
     app: Flask, services: Services, tmp_path: Path
@@ -118,12 +128,7 @@ def test_lapak_worker_process_runs_jobs_and_delivers_their_events(
         assert titles(app) == ["from the worker"]
         assert delivered == ["from the worker"]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker)
 
 
 def test_lapak_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
@@ -225,12 +230,7 @@ def test_a_lapak_worker_carries_on_after_redis_restarts(
             enqueue(create_note_job, "after the restart")
         wait_for_titles(app, worker, ["before the restart", "after the restart"])
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker)
 
 
 def wait_for_titles(app: Flask, worker: subprocess.Popen, expected: list[str]) -> None:

@@ -13,9 +13,18 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.http import SAFE_HEADERS
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def embedded_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """This process's environment with no ``LAPAK_*`` but these (instance folder in tmp_path)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
+    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    environment.update({f"LAPAK_{name.upper()}": value for name, value in variables.items()})
+    return environment
 
 
 def serve(
@@ -26,13 +35,7 @@ def serve(
     ``migrate``: run ``lapak db upgrade`` before.
     """
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
-    environment.update(
-        LAPAK_INSTANCE_PATH=str(tmp_path / "instance"),
-        LAPAK_WEB_WORKERS="1",
-        PYTHONPATH=str(ROOT),
-    )
-    environment.update({f"LAPAK_{name.upper()}": value for name, value in variables.items()})
+    environment = embedded_environment(tmp_path, **{"web_workers": "1", **variables})
     if migrate:
         subprocess.run(
             [sys.executable, "-m", "app.cli", "db", "upgrade"],
@@ -110,8 +113,7 @@ def test_serve_upgrade_migrates_only_a_database_that_is_behind(tmp_path: Path) -
 
 
 def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
-    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    environment = embedded_environment(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
         cwd=tmp_path,
@@ -142,8 +144,7 @@ def raw_request(base: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_a_taken_port_is_refused_before_the_banner(tmp_path: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LAPAK_")}
-    environment.update(LAPAK_INSTANCE_PATH=str(tmp_path / "instance"), PYTHONPATH=str(ROOT))
+    environment = embedded_environment(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -209,6 +210,7 @@ def test_gunicorns_own_errors_are_problems_within_the_configured_limits(tmp_path
     }
     for case, (status, headers, body) in answers.items():
         assert headers["Content-Type"] == "application/problem+json", case
+        assert {name: headers.get(name) for name in SAFE_HEADERS} == SAFE_HEADERS, case
         problem = json.loads(body)
         assert problem["status"] == status, case
         assert problem["title"] == TITLES[status], case

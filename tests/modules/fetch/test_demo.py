@@ -14,7 +14,6 @@ from flask import Flask
 
 from app.config import Settings, SettingsError
 from app.db import transaction
-from app.migrate import upgrade
 from modules.fetch import demo
 from modules.fetch.cleaning import clean
 from modules.fetch.sources import DEFAULT_SOURCES, SourceSettings
@@ -127,17 +126,10 @@ def test_a_shown_url_keeps_no_credentials_path_or_query() -> None:
 
 
 @pytest.fixture
-def embedded(make_app: Callable[..., Flask], config: dict[str, Any], tmp_path: Path) -> Flask:
+def embedded(make_embedded_app: Callable[..., Flask], config: dict[str, Any]) -> Flask:
     """A first run: development, SQLite, no Redis, no LAPAK_FETCH_* setting at all."""
-    app = make_app(
-        env="development",
-        database_url=f"sqlite:///{tmp_path / 'lapak.db'}",
-        replica_urls=(),
-        redis_url=None,
-        module_env=config["module_env"],
-    )
+    app = make_embedded_app(env="development", module_env=config["module_env"])
     app.extensions["fetch.feeds"].resolve = no_network
-    upgrade(app.extensions["lapak.settings"])
     return app
 
 

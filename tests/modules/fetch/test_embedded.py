@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from app import clock
 from app.db import transaction
-from app.migrate import upgrade
 from modules.user.services import create_user
 from tests.modules.conftest import PASSWORD, bearer, login
 
@@ -19,17 +17,11 @@ from .feedserver import FIXTURE, FeedServer, fail, fetch_env, running, serve
 
 
 def test_without_redis_the_feed_is_kept_in_sqlite_and_served_stale_when_the_source_fails(
-    make_app: Callable[..., Flask], config: dict[str, Any], tmp_path: Path
+    make_embedded_app: Callable[..., Flask], config: dict[str, Any]
 ) -> None:
     with running(FeedServer()) as server:
         server.routes["/list"] = serve(FIXTURE.read_bytes())
-        app = make_app(
-            database_url=f"sqlite:///{tmp_path / 'lapak.db'}",
-            replica_urls=(),
-            redis_url=None,
-            module_env={**config["module_env"], **fetch_env(server)},
-        )
-        upgrade(app.extensions["lapak.settings"])
+        app = make_embedded_app(module_env={**config["module_env"], **fetch_env(server)})
         with app.app_context(), transaction():
             create_user("reader@example.test", role="customer", password=PASSWORD)
         client = app.test_client()

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from app import clock
 from app.config import Settings, SettingsError
 from app.db import Base, Session, transaction
 from app.errors import Invalid, ServiceUnavailable
-from app.migrate import upgrade
 from modules.fetch.client import FetchPolicy, SourceFailed
 from modules.fetch.models import CurrencyRate
 from modules.fetch.rates import (
@@ -350,12 +348,9 @@ def test_convert_refuses_floats() -> None:
 
 
 def test_on_embedded_sqlite_the_migration_and_the_daily_upsert_work(
-    make_app: Callable[..., Flask], tmp_path: Path
+    make_embedded_app: Callable[..., Flask],
 ) -> None:
-    app = make_app(
-        database_url=f"sqlite:///{tmp_path / 'lapak.db'}", replica_urls=(), redis_url=None
-    )
-    upgrade(app.extensions["lapak.settings"])
+    app = make_embedded_app()
     with app.app_context():
         service = RateService(FixedRateProvider({("IDR", "USD"): Decimal("0.0000625")}), None)
         service.refresh("IDR", "USD")

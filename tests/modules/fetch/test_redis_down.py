@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from redis.exceptions import RedisError
 
 from app import clock
 from modules.fetch.snapshots import SnapshotStore
@@ -54,10 +55,13 @@ def test_feeds_and_rates_are_served_while_redis_is_stopped(
         stale = ok(get(client, customer, limit=5))
     assert stale["meta"]["stale"] is True
     assert stale["items"] == fresh["items"]
-    rate = client.get("/api/v1/fetch/rates/IDR/USD", headers=customer.headers)
-    assert rate.status_code == 200, rate.get_json()
+    for _ in range(3):
+        rate = client.get("/api/v1/fetch/rates/IDR/USD", headers=customer.headers)
+        assert rate.status_code == 200, rate.get_json()
     warnings = [r for r in caplog.records if "feeds are read from the database" in r.getMessage()]
     assert len(warnings) == 1  # not one per request
+    rate_warnings = [r for r in caplog.records if "rate" in r.getMessage().lower()]
+    assert len(rate_warnings) == 1, [r.getMessage() for r in rate_warnings]  # nor for rates
 
     own_redis.start()
     feed.routes["/list"] = serve(FIXTURE.read_bytes())
@@ -65,3 +69,21 @@ def test_feeds_and_rates_are_served_while_redis_is_stopped(
         assert ok(get(client, customer, limit=5))["meta"]["stale"] is False
     kept = redis.Redis.from_url(own_redis.url).hget(SnapshotStore.redis_key("feed"), "digest")
     assert kept is not None, "back on Redis, the feed is kept there again"
+
+
+def test_while_redis_is_waited_out_a_source_outage_is_remembered_in_the_process(
+    app: Flask, own_redis: RedisServer, feed: FeedServer, customer: Caller
+) -> None:
+    client = app.test_client()
+    ok(get(client, customer, limit=5))
+    outage = app.extensions["lapak.jobs"].outage
+    outage.retry_seconds = 3600  # Redis answers, but the app is waiting out an earlier failure
+    outage.failed("a test", RedisError("no answer"))
+    feed.routes["/list"] = fail(500)
+
+    with clock.travel(AGED):
+        assert ok(get(client, customer, limit=5))["meta"]["stale"] is True
+        assert ok(get(client, customer, limit=5))["meta"]["stale"] is True
+
+    assert feed.hits["/list"] == 2  # the failure was remembered: the source was not asked again
+    assert redis.Redis.from_url(own_redis.url).keys("lapak:fetch:down:*") == []

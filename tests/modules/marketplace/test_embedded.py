@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import select
 
 from app.db import Session, transaction
-from app.migrate import upgrade
 from modules.marketplace.models import AccountMove, Payment, Product, SaleOrder
 from modules.user.services import create_user
 from tests.modules.conftest import PASSWORD, bearer, login
@@ -23,12 +21,9 @@ from .conftest import API, YEAR
 
 
 def test_on_embedded_sqlite_an_order_is_placed_paid_and_cancelled_with_its_numbers_written(
-    make_app: Callable[..., Flask], tmp_path: Path
+    make_embedded_app: Callable[..., Flask],
 ) -> None:
-    app = make_app(
-        database_url=f"sqlite:///{tmp_path / 'lapak.db'}", replica_urls=(), redis_url=None
-    )
-    upgrade(app.extensions["lapak.settings"])
+    app = make_embedded_app()
     with app.app_context(), transaction():
         create_user("staff@example.test", role="staff", password=PASSWORD)
         create_user("buyer@example.test", role="customer", password=PASSWORD)

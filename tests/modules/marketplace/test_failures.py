@@ -58,6 +58,7 @@ def test_a_failure_at_the_payment_step_saves_nothing_and_burns_no_number(
     with failing_trigger(services, "BEFORE INSERT"):
         failed = post(client, customer, "/orders", order_body((product.id, "1")))
         problem = assert_problem(failed, 503, "order-step-failed")
+        assert failed.headers["Retry-After"] == "5"  # like every 503: when to try again
         assert problem["step"] == "payment"
         assert problem["detail"].startswith("payment: ")
         assert "injected failure" not in problem["detail"]  # no SQL or database text leaks

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,7 +21,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.db import Session
-from app.migrate import upgrade
 from modules.user.imports import ImportOptions, create_import, get_import
 from modules.user.services import create_user
 from tests.modules.conftest import PASSWORD, Caller, login
@@ -184,12 +182,9 @@ def wait_until_blocked_on_a_lock(dsn: str, timeout: float = 30) -> None:
 
 
 def test_on_embedded_sqlite_the_admin_rules_and_the_upsert_hint_hold_too(
-    make_app: Callable[..., Flask], tmp_path: Path
+    make_embedded_app: Callable[..., Flask],
 ) -> None:
-    app = make_app(
-        database_url=f"sqlite:///{tmp_path / 'lapak.db'}", replica_urls=(), redis_url=None
-    )
-    upgrade(app.extensions["lapak.settings"])
+    app = make_embedded_app()
     with app.app_context():
         create_user("boss@example.test", role="admin", password=PASSWORD)
         create_user("kedua@example.test", role="admin")
