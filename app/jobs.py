@@ -219,7 +219,9 @@ class Jobs:
                     return
                 log.exception("job %s (%s) failed", job_id, _name(func))
             else:
-                log.info(
+                # DEBUG: each server process ticks the periodic jobs every few seconds, and at
+                # INFO their lines drowned what a newcomer running `scripts/run` needs to see.
+                log.debug(
                     "job %s (%s) done in %.3fs", job_id, _name(func), time.perf_counter() - started
                 )
 

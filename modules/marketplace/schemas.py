@@ -81,8 +81,8 @@ class OrderQuerySchema(PageArgs):
         load_default=None, validate=ma.validate.OneOf(INVOICE_PAYMENT_STATES)
     )
     customer = ma.fields.UUID(load_default=None)
-    since = Moment(data_key="from", load_default=None, metadata={"type": "string"})
-    until = Moment(data_key="to", load_default=None, metadata={"type": "string"})
+    since = Moment(data_key="from", load_default=None)
+    until = Moment(data_key="to", load_default=None)
     total_min = DecimalString(MONEY, load_default=None)
     total_max = DecimalString(MONEY, load_default=None)
     number = ma.fields.String(
