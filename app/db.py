@@ -586,6 +586,8 @@ def close_session() -> None:
     A replica killed or restarted after the read cannot roll back: its connection is dropped
     with a warning, and the answer already computed stands.
     """
+    if not Session.registry.has():  # most requests that touch no database never made one
+        return
     session = Session()
     try:
         session.close()

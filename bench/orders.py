@@ -25,14 +25,16 @@ Lapak/floor, the statements that took the database's time (``pg_stat_statements`
 the sessions were doing (``pg_stat_activity`` sampled every 25 ms: lock waits, WAL flushes,
 idle in transaction while Python runs).
 
-**Listing.** ``marketplace_sale_order`` is filled to ``--listing-rows`` orders (one line each)
-with set-based SQL, dates spread over the past year, over the bench customers; then VACUUM
-ANALYZE and a wait until the replica has replayed it all. ``GET /api/v1/marketplace/orders
-?limit=50`` is timed (``--requests`` sequential requests each) as staff for the first page, a
-page after walking ``--walk-pages`` pages of 100 with ``next_cursor``, and a page in the middle
-of the year (the ``next_cursor`` of a ``?to=`` page), and as a customer for their first page.
-Beside each, on the replica with psycopg: the bare keyset SQL and the exact SQL the ORM sent
-(captured from an in-process request), plus ``EXPLAIN (ANALYZE, BUFFERS)`` of the latter.
+**Listing.** ``marketplace_sale_order`` is filled to ``--listing-rows`` orders (one line and
+one posted invoice each) with set-based SQL, dates spread over the past year, over the bench
+customers; then VACUUM ANALYZE and a wait until the replica has replayed it all. ``GET
+/api/v1/marketplace/orders?limit=50`` is timed (``--requests`` sequential requests each) as
+staff for the first page, a page after walking ``--walk-pages`` pages of 100 with
+``next_cursor``, and a page in the middle of the year (the ``next_cursor`` of a ``?to=`` page),
+and as a customer for their first page. Beside each, on the replica with psycopg: the bare
+keyset SQL (written by hand, reading what the listing reads: the page, the customer's public id
+and the payment state of the order's latest invoice) and the exact SQL the ORM sent (captured
+from an in-process request), plus ``EXPLAIN (ANALYZE, BUFFERS)`` of the latter.
 
 Only 127.0.0.1 is contacted, counts are bounded, and every server started is stopped, even on
 failure or Ctrl-C/SIGTERM/SIGHUP.
@@ -1050,10 +1052,35 @@ def fill_orders(
             },
         )
         lines_s = time.perf_counter() - began
+        # The listing reads each order's invoice (its payment state): every order has one, as
+        # every order Lapak places does; a fifth paid, the cancelled ones reversed.
+        print("  listing: one invoice per order ...", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        conn.execute(
+            """
+            INSERT INTO marketplace_account_move (uuid, name, move_type, state, payment_state,
+                order_id, customer_id, currency, invoice_date, invoice_date_due,
+                amount_untaxed, amount_tax, amount_total, amount_residual, created_at)
+            SELECT gen_random_uuid(), %(prefix)s || substring(o.name from '[0-9]+$'),
+                'out_invoice', 'posted', p.state, o.id, o.customer_id, o.currency,
+                o.date_order::date, o.date_order::date + 14,
+                o.amount_untaxed, o.amount_tax, o.amount_total,
+                CASE WHEN p.state IN ('paid', 'reversed') THEN 0 ELSE o.amount_total END,
+                o.date_order
+            FROM marketplace_sale_order AS o,
+                LATERAL (SELECT CASE WHEN o.state = 'cancel' THEN 'reversed'
+                                     WHEN o.id %% 5 = 0 THEN 'paid'
+                                     ELSE 'in_payment' END AS state) AS p
+            WHERE o.id > %(last_id)s
+            """,
+            {"prefix": f"INV/{year}/", "last_id": last_id},
+        )
+        invoices_s = time.perf_counter() - began
         print("  listing: VACUUM ANALYZE ...", file=sys.stderr, flush=True)
         began = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) marketplace_sale_order")
         conn.execute("VACUUM (ANALYZE) marketplace_sale_order_line")
+        conn.execute("VACUUM (ANALYZE) marketplace_account_move")
         vacuum_s = time.perf_counter() - began
         total = conn.execute("SELECT count(*) FROM marketplace_sale_order").fetchone()[0]
         size = conn.execute("SELECT pg_total_relation_size('marketplace_sale_order')").fetchone()[0]
@@ -1062,6 +1089,7 @@ def fill_orders(
         "orders_inserted": missing,
         "insert_orders_s": round(orders_s, 1),
         "insert_lines_s": round(lines_s, 1),
+        "insert_invoices_s": round(invoices_s, 1),
         "vacuum_analyze_s": round(vacuum_s, 1),
         "orders_table_with_indexes_mb": round(size / 1e6),
         "date_order_span": "past 365 days, evenly spaced; the bench's own orders are newest",
@@ -1108,23 +1136,30 @@ def timed_http(port: int, path: str, token: str, count: int) -> tuple[list[float
 
 
 BARE_COLUMNS = (
-    "id, uuid, name, state, customer_id, created_by_id, currency, currency_rate, rate_source, "
-    "tax_percent, date_order, amount_untaxed, amount_tax, amount_total, cancelled_at"
+    "o.id, o.uuid, o.name, o.state, o.customer_id, o.created_by_id, o.currency, "
+    "o.currency_rate, o.rate_source, o.tax_percent, o.date_order, o.amount_untaxed, "
+    "o.amount_tax, o.amount_total, o.cancelled_at, c.uuid, "
+    # The payment state of the order's latest invoice, as the listing shows it.
+    "(SELECT m.payment_state FROM marketplace_account_move AS m WHERE m.order_id = o.id "
+    "AND m.move_type = 'out_invoice' ORDER BY m.id DESC LIMIT 1)"
 )
 
 
 def bare_sql(key: tuple[datetime, int] | None, customer_id: int | None) -> tuple[str, list[Any]]:
+    """What the listing reads, written by hand: the page, the customer's public id and the
+    invoice's payment state."""
     where, params = [], []
     if customer_id is not None:
-        where.append("customer_id = %s")
+        where.append("o.customer_id = %s")
         params.append(customer_id)
     if key is not None:
-        where.append("(date_order, id) < (%s, %s)")
+        where.append("(o.date_order, o.id) < (%s, %s)")
         params += list(key)
     clause = f"WHERE {' AND '.join(where)} " if where else ""
     sql = (
-        f"SELECT {BARE_COLUMNS} FROM marketplace_sale_order {clause}"  # noqa: S608
-        "ORDER BY date_order DESC, id DESC LIMIT 51"
+        f"SELECT {BARE_COLUMNS} FROM marketplace_sale_order AS o "  # noqa: S608
+        f"LEFT JOIN user_account AS c ON c.id = o.customer_id {clause}"
+        "ORDER BY o.date_order DESC, o.id DESC LIMIT 51"
     )
     return sql, params
 
@@ -1397,7 +1432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pg_stat_statements loaded",
         "outbox": "events written to core_outbox_event; no RQ worker runs, so none is delivered",
         "listing": "GET /api/v1/marketplace/orders?limit=50, one client, sequential; replica "
-        "caught up first; bare and ORM SQL on the replica over one psycopg connection",
+        "caught up first; bare and ORM SQL on the replica over one psycopg connection; the "
+        "bare SQL reads the customer's uuid and the latest invoice's payment state too",
+        "listing_fill": "one line and one posted invoice per order (in_payment; every fifth "
+        "paid; cancelled orders reversed)",
     }
     return run_as_command(NAME, inputs, measure)
 
