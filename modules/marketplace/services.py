@@ -621,13 +621,8 @@ def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: s
         pattern = pattern.replace("%", "\\%").replace("_", "\\_")
         statement = statement.where(SaleOrder.name.like(f"%{pattern}%", escape="\\"))
     if filters.payment_state:
-        statement = statement.where(
-            exists().where(
-                AccountMove.order_id == SaleOrder.id,
-                AccountMove.move_type == "out_invoice",
-                AccountMove.payment_state == filters.payment_state,
-            )
-        )
+        # The very expression each order shows, so the filter and the listing never disagree.
+        statement = statement.where(SaleOrder.payment_state == filters.payment_state)
     return keyset_page(
         statement,
         [SaleOrder.date_order, SaleOrder.id],

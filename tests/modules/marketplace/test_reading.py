@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 
-from app.db import LSN_HEADER
+from app.db import LSN_HEADER, transaction
+from modules.marketplace.models import AccountMove
 from tests.conftest import wait_for_replica
 from tests.modules.conftest import Caller
 from tests.servers import Services
@@ -278,3 +280,36 @@ def order_queries(app: Flask) -> Iterator[list[str]]:
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", before)
+
+
+def test_the_payment_state_filter_matches_the_state_each_order_shows(
+    app: Flask, client: FlaskClient, staff: Caller, customer: Caller, product: MadeProduct
+) -> None:
+    placed = place(client, customer, order_body((product.id, "1")))
+    number = placed["order"]["number"]
+    # A later invoice of the same order (today's API makes one; an ERP makes more): the order
+    # shows the latest one's state, so the filter must match that one, not any invoice's.
+    with app.app_context(), transaction() as session:
+        first = session.scalars(
+            select(AccountMove).where(AccountMove.uuid == uuid.UUID(placed["invoice"]["id"]))
+        ).one()
+        later = AccountMove(
+            move_type="out_invoice",
+            state="posted",
+            payment_state="not_paid",
+            order_id=first.order_id,
+            customer_id=first.customer_id,
+            currency=first.currency,
+            invoice_date=first.invoice_date,
+            invoice_date_due=first.invoice_date_due,
+            amount_untaxed=first.amount_untaxed,
+            amount_tax=first.amount_tax,
+            amount_total=first.amount_total,
+            amount_residual=first.amount_total,
+        )
+        session.add(later)
+
+    listed = get(client, staff, "/orders").get_json()["items"]
+    assert [(o["number"], o["payment_state"]) for o in listed] == [(number, "not_paid")]
+    assert numbers(get(client, staff, "/orders", payment_state="not_paid")) == [number]
+    assert numbers(get(client, staff, "/orders", payment_state="in_payment")) == []
