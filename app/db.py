@@ -251,16 +251,39 @@ class Database:
         """
         with round_trips_within(self.check_timeout):
             primary_sql = "SELECT pg_current_wal_lsn()::text" if self.is_postgresql else "SELECT 1"
-            primary, written = _probe(self.primary, lambda c: c.execute(text(primary_sql)).scalar())
+            primary, written = self._probe(
+                "primary", self.primary, lambda c: c.execute(text(primary_sql)).scalar()
+            )
             results = {"primary": primary}
             for replica in self.replicas:
-                outcome, state = _probe(replica.engine, replica_state)
+                outcome, state = self._probe(replica.name, replica.engine, replica_state)
                 if state is not None and not state.in_recovery:
                     outcome = {"ok": False, "error": str(NotAReplica())}
                 elif state is not None:
                     outcome.update(_lag(parse_lsn(written), state))
                 results[replica.name] = outcome
         return results
+
+    def _probe(
+        self, name: str, engine: Engine, ask: Callable[[Connection], T]
+    ) -> tuple[dict[str, Any], T | None]:
+        """``({"ok": ..., "latency_ms" or "error": ...}, the answer or None)``.
+
+        The readiness answer needs no login, so a failure says only what kind it is; the
+        driver's words (hosts, ports, users) go to the log.
+        """
+        started = time.perf_counter()
+        try:
+            with engine.connect() as connection:
+                answer = ask(connection)
+        except DBAPIError as error:
+            self.warnings.warn(f"check:{name}", "%s failed its check: %s", name, _one_line(error))
+            return {
+                "ok": False,
+                "error": "unreachable" if is_unavailable(error) else "failed",
+            }, None
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        return {"ok": True, "latency_ms": elapsed_ms}, answer
 
     def after_fork(self) -> None:
         """Drop pooled connections inherited from a parent process (RQ forks a work horse)."""
@@ -396,17 +419,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 T = TypeVar("T")
-
-
-def _probe(engine: Engine, ask: Callable[[Connection], T]) -> tuple[dict[str, Any], T | None]:
-    """``({"ok": ..., "latency_ms" or "error": ...}, the answer or None)``."""
-    started = time.perf_counter()
-    try:
-        with engine.connect() as connection:
-            answer = ask(connection)
-    except DBAPIError as error:
-        return {"ok": False, "error": _one_line(error)}, None
-    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}, answer
 
 
 def _one_line(error: BaseException) -> str:

@@ -23,7 +23,9 @@ class LiveSchema(ma.Schema):
 
 class CheckSchema(ma.Schema):
     ok = ma.fields.Boolean()
-    error = ma.fields.String()
+    error = ma.fields.String(
+        metadata={"description": "unreachable, failed, or not a replica; details are in the log"}
+    )
     latency_ms = ma.fields.Float()
     mode = ma.fields.String()
     lag_bytes = ma.fields.Integer(
