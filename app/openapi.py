@@ -55,15 +55,10 @@ ERROR_HEADERS: dict[int, dict[str, dict[str, Any]]] = {
 }
 
 
-class ErrorResponsesPlugin(BasePlugin):
-    """Declare, for every operation, the error statuses the conventions of this API give it.
+class _OperationPlugin(BasePlugin):
+    """A plugin that completes each operation of the document in :meth:`_declare`."""
 
-    One pass instead of a decorator per view: a path parameter can be 404, a JSON body can be
-    malformed (400), too large (413), of the wrong media type (415) or invalid (422), a cursor
-    can be bad (400), a bearer token missing (401), and a database down (503). Statuses a
-    view declares itself (its own description or a Problem subclass with its extensions) are
-    kept; every error response is sent, and so declared, as ``application/problem+json``.
-    """
+    spec: APISpec
 
     def init_spec(self, spec: APISpec) -> None:
         self.spec = spec
@@ -74,6 +69,20 @@ class ErrorResponsesPlugin(BasePlugin):
         for operation in (operations or {}).values():
             if isinstance(operation, dict):
                 self._declare(path or "", operation)
+
+    def _declare(self, path: str, operation: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class ErrorResponsesPlugin(_OperationPlugin):
+    """Declare, for every operation, the error statuses the conventions of this API give it.
+
+    One pass instead of a decorator per view: a path parameter can be 404, a JSON body can be
+    malformed (400), too large (413), of the wrong media type (415) or invalid (422), a cursor
+    can be bad (400), a bearer token missing (401), and a database down (503). Statuses a
+    view declares itself (its own description or a Problem subclass with its extensions) are
+    kept; every error response is sent, and so declared, as ``application/problem+json``.
+    """
 
     def _declare(self, path: str, operation: dict[str, Any]) -> None:
         responses = operation.setdefault("responses", {})
@@ -117,23 +126,15 @@ class ErrorResponsesPlugin(BasePlugin):
 STORABLE_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*$"
 
 
-class StorableTextPlugin(BasePlugin):
+class StorableTextPlugin(_OperationPlugin):
     """Declare :data:`STORABLE_TEXT_PATTERN` on the strings of request bodies and queries."""
 
-    def init_spec(self, spec: APISpec) -> None:
-        self.spec = spec
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            if not isinstance(operation, dict):
-                continue
-            for parameter in operation.get("parameters", []):
-                if isinstance(parameter, dict) and parameter.get("in") == "query":
-                    _storable_strings(parameter.get("schema", {}), self.spec, set())
-            for media in operation.get("requestBody", {}).get("content", {}).values():
-                _storable_strings(media.get("schema", {}), self.spec, set())
+    def _declare(self, path: str, operation: dict[str, Any]) -> None:
+        for parameter in operation.get("parameters", []):
+            if isinstance(parameter, dict) and parameter.get("in") == "query":
+                _storable_strings(parameter.get("schema", {}), self.spec, set())
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            _storable_strings(media.get("schema", {}), self.spec, set())
 
 
 def _storable_strings(schema: Any, spec: APISpec, seen: set[str]) -> None:
