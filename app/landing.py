@@ -61,3 +61,9 @@ def index() -> Response:
     response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
+
+
+@landing.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on every page (the docs too); no icon is better than a logged 404."""
+    return Response(status=204)
