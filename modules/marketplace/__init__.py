@@ -8,7 +8,7 @@ manifest = Manifest(
     name="marketplace",
     version="0.2.0",
     summary="Sale orders, invoices and payments",
-    depends=("user", "auth", "fetch"),
+    depends=("user", "auth", "fetch", "ledger"),
     settings=(
         "sales_tax_percent",
         "marketplace_timezone",

@@ -103,6 +103,7 @@ def test_help_lists_lapaks_commands_and_no_flask_options(tmp_path: Path) -> None
     assert listed_commands(shown.stdout) == {
         "db",
         "demo",
+        "ledger",
         "openapi",
         "serve",
         "users",

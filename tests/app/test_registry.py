@@ -328,7 +328,8 @@ def test_enabled_subset_loads_only_the_named_modules_in_order() -> None:
 def test_real_modules_load_in_dependency_order() -> None:
     registry = load(("modules",), None)
 
-    assert [m.name for m in registry.manifests] == ["user", "auth", "fetch", "marketplace"]
+    names = [m.name for m in registry.manifests]
+    assert names == ["user", "auth", "fetch", "ledger", "marketplace"]
 
 
 # --- what load(hooks) wires in ----------------------------------------------------------------
@@ -584,7 +585,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
             "order": order,
         }
         for order, package in enumerate(
-            [modules.user, modules.auth, modules.fetch, modules.marketplace]
+            [modules.user, modules.auth, modules.fetch, modules.ledger, modules.marketplace]
         )
     ]
 

@@ -1,0 +1,536 @@
+"""Posting one balanced transaction, inside the caller's database transaction.
+
+Other modules call :func:`post` from their own ``transaction()``, so the posting commits or
+rolls back with the business change that causes it. The steps, in the shared-ledger
+document's order:
+
+1. **validate** the operation and its legs: a known operation, legs on the purposes it allows,
+   one positive side per leg, two decimals, balanced per currency (``invalid-operation``);
+2. **lock the accounts** in id order, in one statement (made on first use; a holder's accounts
+   never go below zero: ``insufficient-balance``, checked under the lock);
+3. **lock the chain head** (the last transaction's hash and number), the one row every posting
+   takes, last, so it is held only for the write;
+4. **write** in one statement on PostgreSQL: the transaction (``ON CONFLICT`` on its operation
+   and nonce: a nonce seen before writes nothing, and is then a replay of the same request or
+   a ``duplicate-nonce``), its entries in one multi-row INSERT with their running balances,
+   the accounts' cached balances and the chain head.
+
+Locks are always taken in the same order (the caller's business rows, then accounts by id,
+then the chain head), so concurrent postings serialise and never deadlock. That holds only if
+a database transaction posts once: :func:`post` refuses a second posting in the same one (put
+every leg of one business change into one posting).
+
+On PostgreSQL the database checks again what the service checked: a deferred constraint
+trigger refuses an unbalanced transaction at commit, CHECKs refuse a one-sided entry or a
+holder balance below zero, and triggers refuse any UPDATE or DELETE of the journal.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.db import Session, get_database, utcnow
+from app.errors import Conflict, Invalid
+
+from . import chain
+from .chart import Purpose, account_code, account_name
+from .models import DEBIT_NORMAL, Account, ChainHead, Entry, Transaction
+from .operations import Operation
+from .registry import InvalidOperation, registry
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+#: The largest amount a NUMERIC(18, 2) column holds.
+MAX_AMOUNT = Decimal("9999999999999999.99")
+MAX_LEGS = 100
+MAX_NONCE = 200
+
+
+class DuplicateNonce(Conflict):
+    code = "duplicate-nonce"
+    title = "This nonce was already used with another request"
+
+
+class InsufficientBalance(Invalid):
+    code = "insufficient-balance"
+    title = "The account's balance is too low"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of a posting: an amount on the account of ``purpose`` in ``currency`` (and the
+    holder's, for a holder purpose)."""
+
+    purpose: str
+    currency: str
+    debit: Decimal = ZERO
+    credit: Decimal = ZERO
+    holder_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Posting:
+    operation: str
+    nonce: str
+    legs: Sequence[Leg]
+    reference: str | None = None
+    memo: str | None = None
+    actor_id: int | None = None
+    reverses_id: int | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what makes two requests "the same": everything but who sent it."""
+        content = {
+            "operation": self.operation,
+            "nonce": self.nonce,
+            "reference": self.reference,
+            "memo": self.memo,
+            "legs": [
+                [
+                    leg.purpose,
+                    leg.currency,
+                    leg.holder_id,
+                    chain.money(leg.debit),
+                    chain.money(leg.credit),
+                ]
+                for leg in self.legs
+            ],
+        }
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PostedEntry:
+    account_id: int
+    account_code: str
+    currency: str
+    debit: Decimal
+    credit: Decimal
+    balance_after: Decimal
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The transaction a posting wrote, or (``replayed``) the one an earlier request wrote."""
+
+    id: int
+    replayed: bool = False
+    uuid: uuid.UUID | None = None
+    number: str | None = None
+    created_at: datetime | None = None
+    entries: tuple[PostedEntry, ...] = field(default=())
+
+
+@dataclass
+class _Locked:
+    id: int
+    balance: Decimal
+    allow_negative: bool
+    debit_normal: bool
+
+
+@dataclass(frozen=True)
+class _CheckedLeg:
+    leg: Leg
+    purpose: Purpose
+    code: str
+
+
+# -- the entry point -----------------------------------------------------------------------------
+
+
+def post(posting: Posting) -> Posted:
+    """Write ``posting`` in the current transaction (call inside ``transaction()``)."""
+    operation = registry().operation(posting.operation)
+    legs = _checked(posting, operation)
+    session = Session()
+    root = session.get_transaction()
+    if root is not None and session.info.get("ledger.posted_in") is root:
+        raise RuntimeError(
+            "a database transaction posts to the ledger once: put every leg of the change "
+            "into one posting (two postings could take account locks out of order)"
+        )
+    postgresql = get_database().primary.dialect.name == "postgresql"
+    fingerprint = posting.fingerprint()
+    if not postgresql:  # SQLite serialises writers: a plain look first is exact
+        earlier = _earlier(posting, fingerprint)
+        if earlier is not None:
+            return earlier
+    accounts = _lock_accounts(legs)
+    try:
+        entries, balances = _apply(operation, legs, accounts)
+    except InsufficientBalance:
+        # The shared ledger checks the nonce before the balance: a repeat of a spend that
+        # emptied the account is a replay, not "insufficient balance".
+        earlier = _earlier(posting, fingerprint) if postgresql else None
+        if earlier is not None:
+            return earlier
+        raise
+    head = _lock_chain()
+    now = utcnow()
+    year = now.year
+    year_count = head.year_count + 1 if head.year == year else 1
+    number = f"LT/{year}/{year_count:05d}"
+    content = chain.canonical(
+        number=number,
+        operation=posting.operation,
+        nonce=posting.nonce,
+        reference=posting.reference,
+        memo=posting.memo,
+        actor_id=posting.actor_id,
+        created_at=now,
+        legs=[(e.account_code, e.currency, e.debit, e.credit) for e in entries],
+    )
+    row = {
+        "uuid": uuid.uuid4(),
+        "number": number,
+        "chain_index": head.last_index + 1,
+        "operation": posting.operation,
+        "nonce": posting.nonce,
+        "fingerprint": fingerprint,
+        "reference": posting.reference,
+        "memo": posting.memo,
+        "actor_id": posting.actor_id,
+        "reverses_id": posting.reverses_id,
+        "created_at": now,
+        "hash": chain.link(head.last_hash, content),
+    }
+    head_values = {"year": year, "year_count": year_count}
+    if postgresql:
+        transaction_id = _write_postgresql(row, head_values, entries, balances)
+        if transaction_id is None:
+            earlier = _earlier(posting, fingerprint)
+            assert earlier is not None, "the nonce conflicted, so its transaction exists"
+            return earlier
+    else:
+        transaction_id = _write_sqlite(row, head_values, entries, balances)
+    session.info["ledger.posted_in"] = session.get_transaction()
+    return Posted(
+        id=transaction_id,
+        uuid=row["uuid"],
+        number=number,
+        created_at=now,
+        entries=tuple(entries),
+    )
+
+
+# -- 1. validation -------------------------------------------------------------------------------
+
+
+def _checked(posting: Posting, operation: Operation) -> list[_CheckedLeg]:
+    known = registry()
+    nonce = posting.nonce
+    if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_NONCE or not nonce.isprintable():
+        raise InvalidOperation(
+            "a nonce is 1 to 200 printable characters", errors={"nonce": "1 to 200 characters"}
+        )
+    if not 2 <= len(posting.legs) <= MAX_LEGS:
+        raise InvalidOperation(
+            f"a transaction has 2 to {MAX_LEGS} legs", errors={"legs": f"2 to {MAX_LEGS}"}
+        )
+    checked = []
+    sums: dict[str, list[Decimal]] = {}
+    for index, leg in enumerate(posting.legs):
+        where = f"legs.{index}"
+        purpose = known.purpose(leg.purpose, f"{where}.purpose")
+        side, amount = _side(leg, where)
+        allowed = operation.debit if side == "debit" else operation.credit
+        if purpose.code not in allowed:
+            raise InvalidOperation(
+                f"{operation.code} does not {side} {purpose.code} accounts",
+                errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
+            )
+        if purpose.held != (leg.holder_id is not None):
+            need = "needs a holder" if purpose.held else "is the platform's and has no holder"
+            raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
+        if len(leg.currency) != 3 or not leg.currency.isalpha() or not leg.currency.isupper():
+            raise InvalidOperation(
+                "a currency is three capital letters", errors={f"{where}.currency": "ISO 4217"}
+            )
+        totals = sums.setdefault(leg.currency, [ZERO, ZERO])
+        totals[0 if side == "debit" else 1] += amount
+        checked.append(
+            _CheckedLeg(leg, purpose, account_code(purpose, leg.currency, leg.holder_id))
+        )
+    for currency, (debit, credit) in sorted(sums.items()):
+        if debit != credit:
+            raise InvalidOperation(
+                f"the legs do not balance in {currency}: debit {debit}, credit {credit}",
+                errors={"legs": f"debits and credits differ in {currency}"},
+            )
+    return checked
+
+
+def _side(leg: Leg, where: str) -> tuple[str, Decimal]:
+    for amount in (leg.debit, leg.credit):
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
+            raise InvalidOperation(
+                "amounts are decimals of zero or more", errors={where: "debit/credit >= 0"}
+            )
+        if amount != amount.quantize(CENT) or amount > MAX_AMOUNT:
+            raise InvalidOperation(
+                "amounts have at most two decimals and 16 digits before them",
+                errors={where: "two decimals"},
+            )
+    if (leg.debit > 0) == (leg.credit > 0):
+        raise InvalidOperation(
+            "each leg is a debit or a credit, more than zero", errors={where: "one side"}
+        )
+    return ("debit", leg.debit) if leg.debit > 0 else ("credit", leg.credit)
+
+
+# -- 2. accounts ---------------------------------------------------------------------------------
+
+_accounts = Account.__table__
+_LOCK_ACCOUNTS = (
+    select(
+        _accounts.c.id,
+        _accounts.c.code,
+        _accounts.c.balance,
+        _accounts.c.allow_negative,
+        _accounts.c.kind,
+    )
+    .where(_accounts.c.code.in_(bindparam("codes", expanding=True)))
+    .order_by(_accounts.c.id)
+    .with_for_update()
+)
+
+
+def _lock_accounts(legs: Sequence[_CheckedLeg]) -> dict[str, _Locked]:
+    session = Session()
+    wanted = {leg.code: leg for leg in legs}
+    codes = sorted(wanted)
+    found = session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all()
+    if len(found) < len(codes):
+        present = {row.code for row in found}
+        _create([wanted[code] for code in codes if code not in present])
+        found = session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all()
+    return {
+        row.code: _Locked(row.id, row.balance, row.allow_negative, row.kind in DEBIT_NORMAL)
+        for row in found
+    }
+
+
+def _create(legs: Sequence[_CheckedLeg]) -> None:
+    """Open the accounts these legs land on (a concurrent posting may be opening them too)."""
+    dialect = get_database().primary.dialect.name
+    make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    rows = [
+        {
+            "uuid": uuid.uuid4(),
+            "code": leg.code,
+            "name": account_name(leg.purpose, leg.leg.currency),
+            "kind": leg.purpose.kind,
+            "purpose": leg.purpose.code,
+            "currency": leg.leg.currency,
+            "holder_id": leg.leg.holder_id,
+            "allow_negative": not leg.purpose.held,
+            "balance": ZERO,
+            "created_at": now,
+        }
+        for leg in legs
+    ]
+    Session().execute(make_insert(Account).on_conflict_do_nothing(index_elements=["code"]), rows)
+
+
+def _apply(
+    operation: Operation, legs: Sequence[_CheckedLeg], accounts: dict[str, _Locked]
+) -> tuple[list[PostedEntry], dict[int, Decimal]]:
+    """Each entry's running balance and each account's new balance, checked."""
+    running = {code: locked.balance for code, locked in accounts.items()}
+    entries = []
+    for index, checked in enumerate(legs):
+        leg, locked = checked.leg, accounts[checked.code]
+        change = leg.debit - leg.credit if locked.debit_normal else leg.credit - leg.debit
+        balance = running[checked.code] + change
+        if not locked.allow_negative:
+            if change < 0 and not operation.draws_down:
+                raise InvalidOperation(
+                    f"{operation.code} cannot lower a {checked.purpose.code} account",
+                    errors={f"legs.{index}": "this operation only adds to holders' accounts"},
+                )
+            if balance < 0:
+                raise InsufficientBalance(
+                    f"the {checked.purpose.code} account holds {running[checked.code]} "
+                    f"{leg.currency}, less than the {-change} this takes",
+                    errors={f"legs.{index}": "insufficient balance"},
+                    available=str(running[checked.code]),
+                    currency=leg.currency,
+                )
+        running[checked.code] = balance
+        entries.append(
+            PostedEntry(locked.id, checked.code, leg.currency, leg.debit, leg.credit, balance)
+        )
+    return entries, {accounts[code].id: balance for code, balance in running.items()}
+
+
+# -- 3. the chain head ---------------------------------------------------------------------------
+
+_heads = ChainHead.__table__
+_LOCK_CHAIN = (
+    select(_heads.c.last_index, _heads.c.last_hash, _heads.c.year, _heads.c.year_count)
+    .where(_heads.c.id == 1)
+    .with_for_update()
+)
+
+
+def _lock_chain() -> Any:
+    session = Session()
+    head = session.execute(_LOCK_CHAIN).first()
+    if head is None:  # a new (or truncated) ledger
+        dialect = get_database().primary.dialect.name
+        make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            make_insert(ChainHead)
+            .values(id=1, last_index=0, last_hash=chain.GENESIS, year=0, year_count=0)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        head = session.execute(_LOCK_CHAIN).one()
+    return head
+
+
+# -- 4. writing ----------------------------------------------------------------------------------
+
+_TRANSACTION_COLUMNS = (
+    "uuid", "number", "chain_index", "operation", "nonce", "fingerprint", "reference", "memo",
+    "actor_id", "reverses_id", "created_at", "hash",
+)  # fmt: skip
+
+
+@functools.cache
+def _postgresql_write(entry_count: int, account_count: int) -> Any:
+    """The one statement that writes a posting of this shape (built once per shape)."""
+    columns = ", ".join(_TRANSACTION_COLUMNS)
+    values = ", ".join(f":{name}" for name in _TRANSACTION_COLUMNS)
+    balances = ", ".join(
+        f"(:account_{i}, CAST(:balance_{i} AS NUMERIC))" for i in range(account_count)
+    )
+    entries = ", ".join(
+        f"({i}, :entry_account_{i}, :entry_currency_{i}, CAST(:entry_debit_{i} AS NUMERIC), "
+        f"CAST(:entry_credit_{i} AS NUMERIC), CAST(:entry_balance_{i} AS NUMERIC))"
+        for i in range(entry_count)
+    )
+    # Built from column names and counts only; every value is a bound parameter.
+    sql = (
+        f"WITH tx AS ("  # noqa: S608
+        f" INSERT INTO ledger_transaction ({columns}) VALUES ({values})"
+        f" ON CONFLICT (operation, nonce) DO NOTHING RETURNING id"
+        f"), head AS ("
+        f" UPDATE ledger_chain SET last_index = :chain_index, last_hash = :hash,"
+        f" year = :year, year_count = :year_count"
+        f" WHERE id = 1 AND EXISTS (SELECT FROM tx)"
+        f"), balances AS ("
+        f" UPDATE ledger_account AS a SET balance = v.balance"
+        f" FROM (VALUES {balances}) AS v(id, balance)"
+        f" WHERE a.id = v.id AND EXISTS (SELECT FROM tx)"
+        f"), entries AS ("
+        f" INSERT INTO ledger_entry"
+        f" (transaction_id, account_id, currency, debit, credit, balance_after)"
+        f" SELECT tx.id, v.account_id, v.currency, v.debit, v.credit, v.balance_after"
+        f" FROM tx, (VALUES {entries})"
+        f" AS v(ord, account_id, currency, debit, credit, balance_after)"
+        f" ORDER BY v.ord"
+        f") SELECT id FROM tx"
+    )
+    return text(sql)
+
+
+def _write_postgresql(
+    row: dict[str, Any],
+    head: dict[str, int],
+    entries: Sequence[PostedEntry],
+    balances: dict[int, Decimal],
+) -> int | None:
+    params = {**row, **head}
+    for i, (account_id, balance) in enumerate(sorted(balances.items())):
+        params[f"account_{i}"] = account_id
+        params[f"balance_{i}"] = balance
+    for i, entry in enumerate(entries):
+        params[f"entry_account_{i}"] = entry.account_id
+        params[f"entry_currency_{i}"] = entry.currency
+        params[f"entry_debit_{i}"] = entry.debit
+        params[f"entry_credit_{i}"] = entry.credit
+        params[f"entry_balance_{i}"] = entry.balance_after
+    statement = _postgresql_write(len(entries), len(balances))
+    return Session().execute(statement, params).scalar()
+
+
+_transactions = Transaction.__table__
+_entries = Entry.__table__
+
+
+def _write_sqlite(
+    row: dict[str, Any],
+    head: dict[str, int],
+    entries: Sequence[PostedEntry],
+    balances: dict[int, Decimal],
+) -> int:
+    session = Session()
+    transaction_id = session.execute(
+        insert(_transactions).returning(_transactions.c.id), row
+    ).scalar_one()
+    session.execute(
+        insert(_entries),
+        [
+            {
+                "transaction_id": transaction_id,
+                "account_id": e.account_id,
+                "currency": e.currency,
+                "debit": e.debit,
+                "credit": e.credit,
+                "balance_after": e.balance_after,
+            }
+            for e in entries
+        ],
+    )
+    session.execute(
+        update(_accounts)
+        .where(_accounts.c.id == bindparam("account_id"))
+        .values(balance=bindparam("new_balance")),
+        [{"account_id": k, "new_balance": v} for k, v in sorted(balances.items())],
+    )
+    session.execute(
+        update(_heads)
+        .where(_heads.c.id == 1)
+        .values(last_index=row["chain_index"], last_hash=row["hash"], **head)
+    )
+    return transaction_id
+
+
+# -- nonces --------------------------------------------------------------------------------------
+
+_EARLIER = select(_transactions.c.id, _transactions.c.fingerprint).where(
+    _transactions.c.operation == bindparam("operation"), _transactions.c.nonce == bindparam("nonce")
+)
+
+
+def _earlier(posting: Posting, fingerprint: str) -> Posted | None:
+    """The transaction an earlier request with this operation and nonce wrote, if any."""
+    found = (
+        Session()
+        .execute(_EARLIER, {"operation": posting.operation, "nonce": posting.nonce})
+        .first()
+    )
+    if found is None:
+        return None
+    if found.fingerprint != fingerprint:
+        raise DuplicateNonce(
+            f"the nonce {posting.nonce!r} of {posting.operation} was used with another request; "
+            "a nonce never expires: use a new one for a new request",
+            transaction_id=None,
+        )
+    return Posted(id=found.id, replayed=True)

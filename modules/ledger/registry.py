@@ -1,0 +1,74 @@
+"""The purposes and operations an application knows: the ledger's own plus its modules'.
+
+Kept per application (``app.extensions``), filled by ``setup`` hooks in module load order, so
+a module that is not loaded adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+
+from app.errors import Invalid
+
+from .chart import CORE_PURPOSES, Purpose
+from .operations import CORE_OPERATIONS, Operation
+
+KEY = "ledger.registry"
+
+
+class InvalidOperation(Invalid):
+    code = "invalid-operation"
+    title = "The ledger operation is not valid"
+
+
+@dataclass
+class LedgerRegistry:
+    purposes: dict[str, Purpose] = field(default_factory=dict)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    #: (module, function) that posts a module's history from before the ledger, once.
+    backfills: list[tuple[str, Callable[[], int]]] = field(default_factory=list)
+
+    def add(self, purposes: Iterable[Purpose] = (), operations: Iterable[Operation] = ()) -> None:
+        for purpose in purposes:
+            _put(self.purposes, purpose.code, purpose, "purpose")
+        for operation in operations:
+            for name in operation.debit | operation.credit:
+                if name not in self.purposes:
+                    raise ValueError(f"operation {operation.code}: unknown purpose {name!r}")
+            _put(self.operations, operation.code, operation, "operation")
+
+    def operation(self, code: str) -> Operation:
+        try:
+            return self.operations[code]
+        except KeyError:
+            raise InvalidOperation(
+                f"{code!r} is not a ledger operation",
+                errors={"operation": f"one of {', '.join(sorted(self.operations))}"},
+            ) from None
+
+    def purpose(self, code: str, field_name: str = "purpose") -> Purpose:
+        try:
+            return self.purposes[code]
+        except KeyError:
+            raise InvalidOperation(
+                f"{code!r} is not an account purpose", errors={field_name: "unknown purpose"}
+            ) from None
+
+
+def _put(table: dict, code: str, value: object, what: str) -> None:  # type: ignore[type-arg]
+    if table.get(code, value) != value:
+        raise ValueError(f"two different ledger {what}s are called {code!r}")
+    table[code] = value
+
+
+def install(app: Flask, _settings: object) -> None:
+    registry = LedgerRegistry()
+    registry.add(CORE_PURPOSES, CORE_OPERATIONS)
+    app.extensions[KEY] = registry
+
+
+def registry() -> LedgerRegistry:
+    return current_app.extensions[KEY]
