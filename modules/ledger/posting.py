@@ -71,13 +71,22 @@ class InsufficientBalance(Invalid):
 @dataclass(frozen=True)
 class Leg:
     """One side of a posting: an amount on the account of ``purpose`` in ``currency`` (and the
-    holder's, for a holder purpose)."""
+    holder's, for a holder purpose).
+
+    ``fallbacks`` (same holder, same side) let a leg that lowers a holder account spill over:
+    it takes what the account holds, then what the next one holds, and the last takes the
+    rest. A refund draws a seller's share back from ``seller_pending``, then
+    ``seller_available``, then books the remainder on ``seller_receivable`` (owed by the
+    seller), so no holder account ever goes below zero. The split is decided under the
+    accounts' locks.
+    """
 
     purpose: str
     currency: str
     debit: Decimal = ZERO
     credit: Decimal = ZERO
     holder_id: int | None = None
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,8 +154,12 @@ class _Locked:
 @dataclass(frozen=True)
 class _CheckedLeg:
     leg: Leg
-    purpose: Purpose
-    code: str
+    #: The leg's purpose and account code, then its fallbacks' in order.
+    targets: tuple[tuple[Purpose, str], ...]
+
+    @property
+    def code(self) -> str:
+        return self.targets[0][1]
 
 
 # -- the entry point -----------------------------------------------------------------------------
@@ -245,26 +258,27 @@ def _checked(posting: Posting, operation: Operation) -> list[_CheckedLeg]:
     sums: dict[str, list[Decimal]] = {}
     for index, leg in enumerate(posting.legs):
         where = f"legs.{index}"
-        purpose = known.purpose(leg.purpose, f"{where}.purpose")
         side, amount = _side(leg, where)
-        allowed = operation.debit if side == "debit" else operation.credit
-        if purpose.code not in allowed:
-            raise InvalidOperation(
-                f"{operation.code} does not {side} {purpose.code} accounts",
-                errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
-            )
-        if purpose.held != (leg.holder_id is not None):
-            need = "needs a holder" if purpose.held else "is the platform's and has no holder"
-            raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
         if len(leg.currency) != 3 or not leg.currency.isalpha() or not leg.currency.isupper():
             raise InvalidOperation(
                 "a currency is three capital letters", errors={f"{where}.currency": "ISO 4217"}
             )
+        targets = []
+        for name in (leg.purpose, *leg.fallbacks):
+            purpose = known.purpose(name, f"{where}.purpose")
+            allowed = operation.debit if side == "debit" else operation.credit
+            if purpose.code not in allowed:
+                raise InvalidOperation(
+                    f"{operation.code} does not {side} {purpose.code} accounts",
+                    errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
+                )
+            if purpose.held != (leg.holder_id is not None):
+                need = "needs a holder" if purpose.held else "is the platform's and has no holder"
+                raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
+            targets.append((purpose, account_code(purpose, leg.currency, leg.holder_id)))
         totals = sums.setdefault(leg.currency, [ZERO, ZERO])
         totals[0 if side == "debit" else 1] += amount
-        checked.append(
-            _CheckedLeg(leg, purpose, account_code(purpose, leg.currency, leg.holder_id))
-        )
+        checked.append(_CheckedLeg(leg, tuple(targets)))
     for currency, (debit, credit) in sorted(sums.items()):
         if debit != credit:
             raise InvalidOperation(
@@ -311,12 +325,12 @@ _LOCK_ACCOUNTS = (
 
 def _lock_accounts(legs: Sequence[_CheckedLeg]) -> dict[str, _Locked]:
     session = Session()
-    wanted = {leg.code: leg for leg in legs}
+    wanted = {code: (purpose, leg.leg) for leg in legs for purpose, code in leg.targets}
     codes = sorted(wanted)
     found = session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all()
     if len(found) < len(codes):
         present = {row.code for row in found}
-        _create([wanted[code] for code in codes if code not in present])
+        _create([(code, *wanted[code]) for code in codes if code not in present])
         found = session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all()
     return {
         row.code: _Locked(row.id, row.balance, row.allow_negative, row.kind in DEBIT_NORMAL)
@@ -324,25 +338,25 @@ def _lock_accounts(legs: Sequence[_CheckedLeg]) -> dict[str, _Locked]:
     }
 
 
-def _create(legs: Sequence[_CheckedLeg]) -> None:
-    """Open the accounts these legs land on (a concurrent posting may be opening them too)."""
+def _create(missing: Sequence[tuple[str, Purpose, Leg]]) -> None:
+    """Open these accounts (a concurrent posting may be opening them too)."""
     dialect = get_database().primary.dialect.name
     make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
     rows = [
         {
             "uuid": uuid.uuid4(),
-            "code": leg.code,
-            "name": account_name(leg.purpose, leg.leg.currency),
-            "kind": leg.purpose.kind,
-            "purpose": leg.purpose.code,
-            "currency": leg.leg.currency,
-            "holder_id": leg.leg.holder_id,
-            "allow_negative": not leg.purpose.held,
+            "code": code,
+            "name": account_name(purpose, leg.currency),
+            "kind": purpose.kind,
+            "purpose": purpose.code,
+            "currency": leg.currency,
+            "holder_id": leg.holder_id,
+            "allow_negative": not purpose.held,
             "balance": ZERO,
             "created_at": now,
         }
-        for leg in legs
+        for code, purpose, leg in missing
     ]
     Session().execute(make_insert(Account).on_conflict_do_nothing(index_elements=["code"]), rows)
 
@@ -354,28 +368,40 @@ def _apply(
     running = {code: locked.balance for code, locked in accounts.items()}
     entries = []
     for index, checked in enumerate(legs):
-        leg, locked = checked.leg, accounts[checked.code]
-        change = leg.debit - leg.credit if locked.debit_normal else leg.credit - leg.debit
-        balance = running[checked.code] + change
-        if not locked.allow_negative:
-            if change < 0 and not operation.draws_down:
-                raise InvalidOperation(
-                    f"{operation.code} cannot lower a {checked.purpose.code} account",
-                    errors={f"legs.{index}": "this operation only adds to holders' accounts"},
-                )
-            if balance < 0:
-                raise InsufficientBalance(
-                    f"the {checked.purpose.code} account holds {running[checked.code]} "
-                    f"{leg.currency}, less than the {-change} this takes",
-                    errors={f"legs.{index}": "insufficient balance"},
-                    available=str(running[checked.code]),
-                    currency=leg.currency,
-                )
-        running[checked.code] = balance
-        entries.append(
-            PostedEntry(locked.id, checked.code, leg.currency, leg.debit, leg.credit, balance)
-        )
-    return entries, {accounts[code].id: balance for code, balance in running.items()}
+        leg = checked.leg
+        side_debit = leg.debit > 0
+        remaining = leg.debit if side_debit else leg.credit
+        for position, (purpose, code) in enumerate(checked.targets):
+            locked = accounts[code]
+            lowers = side_debit != locked.debit_normal
+            take = remaining
+            last = position == len(checked.targets) - 1
+            if lowers and not locked.allow_negative:
+                if not operation.draws_down:
+                    raise InvalidOperation(
+                        f"{operation.code} cannot lower a {purpose.code} account",
+                        errors={f"legs.{index}": "this operation only adds to holders' accounts"},
+                    )
+                if not last:
+                    take = min(remaining, max(running[code], ZERO))
+                elif running[code] < remaining:
+                    raise InsufficientBalance(
+                        f"the {purpose.code} account holds {running[code]} {leg.currency}, "
+                        f"less than the {remaining} this takes",
+                        errors={f"legs.{index}": "insufficient balance"},
+                        available=str(running[code]),
+                        currency=leg.currency,
+                    )
+            if take == 0:
+                continue
+            running[code] += -take if lowers else take
+            debit, credit = (take, ZERO) if side_debit else (ZERO, take)
+            entries.append(PostedEntry(locked.id, code, leg.currency, debit, credit, running[code]))
+            remaining -= take
+            if remaining == 0:
+                break
+    touched = {entry.account_code for entry in entries}
+    return entries, {accounts[code].id: running[code] for code in touched}
 
 
 # -- 3. the chain head ---------------------------------------------------------------------------

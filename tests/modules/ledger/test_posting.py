@@ -116,3 +116,41 @@ def test_refusals_write_nothing(ledger_app: Flask) -> None:
             )
         assert Session().scalar(select(Transaction.id).order_by(Transaction.id.desc())) == 1
         assert verify().ok
+
+
+def test_a_leg_spills_over_to_its_fallbacks_and_never_below_zero(ledger_app: Flask) -> None:
+    with ledger_app.app_context():
+        seller = create_user("s@example.test", role="seller", password=None, active=True).id
+        posted(
+            Posting(
+                "ADJUSTMENT",
+                "fund",
+                (
+                    Leg("adjustment", "IDR", debit=D("20.00")),
+                    Leg("seller_available", "IDR", credit=D("20.00"), holder_id=seller),
+                ),
+            )
+        )
+        result = posted(
+            Posting(
+                "ADJUSTMENT",
+                "claw-back",
+                (
+                    Leg(
+                        "seller_available",
+                        "IDR",
+                        debit=D("50.00"),
+                        holder_id=seller,
+                        fallbacks=("seller_receivable",),
+                    ),
+                    Leg("adjustment", "IDR", credit=D("50.00")),
+                ),
+            )
+        )
+        legs = [(e.account_code.split(":")[0], e.debit, e.balance_after) for e in result.entries]
+        assert legs == [
+            ("seller_available", D("20.00"), D("0.00")),
+            ("seller_receivable", D("30.00"), D("30.00")),
+            ("adjustment", D("0.00"), D("30.00")),
+        ]
+        assert verify().ok
