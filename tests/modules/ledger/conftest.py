@@ -76,7 +76,8 @@ def behind_the_triggers(services: Services) -> Iterator[psycopg.Connection]:
 
 def sql(services: Services, statement: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(primary_dsn(services), autocommit=True) as connection:
-        return connection.execute(statement, params or None).fetchall()
+        cursor = connection.execute(statement, params or None)
+        return cursor.fetchall() if cursor.description else []
 
 
 def count(services: Services, table: str) -> int:
