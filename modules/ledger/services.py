@@ -180,7 +180,10 @@ def post_transaction(actor: Principal, request: TransactionRequest) -> Transacti
         )
     try:
         with transaction():
-            legs = _legs(operation, request)
+            holders = _Holders()
+            legs = _legs(operation, request, holders)
+            if holders.refusal is not None and not _nonce_used(operation.code, request.nonce):
+                raise holders.refusal
             posted = post(
                 Posting(
                     operation.code,
@@ -208,7 +211,7 @@ def post_transaction(actor: Principal, request: TransactionRequest) -> Transacti
     return view
 
 
-def _legs(operation: Operation, request: TransactionRequest) -> list[Leg]:
+def _legs(operation: Operation, request: TransactionRequest, holders: _Holders) -> list[Leg]:
     simple = request.holder is not None or request.amount is not None
     if request.legs is not None:
         if simple:
@@ -216,7 +219,10 @@ def _legs(operation: Operation, request: TransactionRequest) -> list[Leg]:
                 "send either holder and amount, or legs, not both",
                 errors={"legs": "not with holder and amount"},
             )
-        return [_explicit(index, leg, request.currency) for index, leg in enumerate(request.legs)]
+        return [
+            _explicit(index, leg, request.currency, holders)
+            for index, leg in enumerate(request.legs)
+        ]
     if operation.holder_purpose is None or operation.counter_purpose is None:
         raise InvalidOperation(
             f"{operation.code} is posted with explicit legs", errors={"legs": "required"}
@@ -230,7 +236,7 @@ def _legs(operation: Operation, request: TransactionRequest) -> list[Leg]:
     if amount <= 0:
         raise InvalidOperation("the amount is more than 0", errors={"amount": "more than 0"})
     purpose = registry().purpose(operation.holder_purpose)
-    holder_id = _holder_id(holder, purpose, "holder")
+    holder_id = holders.id_of(holder, purpose, "holder")
     if operation.holder_side == "debit":
         return [
             Leg(purpose.code, request.currency, debit=amount, holder_id=holder_id),
@@ -242,7 +248,7 @@ def _legs(operation: Operation, request: TransactionRequest) -> list[Leg]:
     ]
 
 
-def _explicit(index: int, leg: LegRequest, currency: str) -> Leg:
+def _explicit(index: int, leg: LegRequest, currency: str, holders: _Holders) -> Leg:
     where = f"legs.{index}"
     if (leg.debit is None) == (leg.credit is None):
         raise InvalidOperation(
@@ -261,25 +267,50 @@ def _explicit(index: int, leg: LegRequest, currency: str) -> Leg:
                 f"{purpose.code} is the platform's and has no holder",
                 errors={f"{where}.holder": "the platform's account has no holder"},
             )
-        holder_id = _holder_id(leg.holder, purpose, f"{where}.holder")
+        holder_id = holders.id_of(leg.holder, purpose, f"{where}.holder")
     return Leg(purpose.code, currency, holder_id=holder_id, **{side: amount})
 
 
-def _holder_id(user_uuid: uuid.UUID, purpose: Purpose, field_name: str) -> int:
-    found = (
-        Session()
-        .execute(select(User.id, User.role, User.active).where(User.uuid == user_uuid))
-        .first()
-    )
-    if found is None or not found.active:
-        raise InvalidHolder(f"there is no active user {user_uuid}", errors={field_name: "no such "
-                            "active user"})  # fmt: skip
-    if found.role != purpose.holder:
-        raise InvalidHolder(
-            f"a {purpose.code} account is held by a {purpose.holder}, not a {found.role}",
-            errors={field_name: f"must be a {purpose.holder}"},
+class _Holders:
+    """Holders by public id, checked: an active user of the purpose's role.
+
+    A user who exists but may not hold the account (deactivated since, another role) is
+    refused only if the nonce is new: the ledger decides a used nonce first, so the repeat of
+    a request that was posted replays it (or is a ``duplicate-nonce``) whatever became of its
+    holder since.
+    """
+
+    def __init__(self) -> None:
+        self.refusal: InvalidHolder | None = None
+
+    def id_of(self, user_uuid: uuid.UUID, purpose: Purpose, field_name: str) -> int:
+        found = (
+            Session()
+            .execute(select(User.id, User.role, User.active).where(User.uuid == user_uuid))
+            .first()
         )
-    return found.id
+        if found is None:
+            raise InvalidHolder(
+                f"there is no user {user_uuid}", errors={field_name: "no such user"}
+            )
+        if self.refusal is None:
+            if not found.active:
+                self.refusal = InvalidHolder(
+                    f"the user {user_uuid} is deactivated", errors={field_name: "not active"}
+                )
+            elif found.role != purpose.holder:
+                self.refusal = InvalidHolder(
+                    f"a {purpose.code} account is held by a {purpose.holder}, not a {found.role}",
+                    errors={field_name: f"must be a {purpose.holder}"},
+                )
+        return found.id
+
+
+def _nonce_used(operation: str, nonce: str) -> bool:
+    used = select(Transaction.id).where(
+        Transaction.operation == operation, Transaction.nonce == nonce
+    )
+    return Session().execute(used.limit(1)).first() is not None
 
 
 # -- transactions -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from app.db import transaction
 from modules.ledger.operations import Operation
 from modules.ledger.registry import KEY
-from modules.user.services import create_user
+from modules.user.services import create_user, deactivate_user
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 from tests.servers import Services
 
@@ -101,6 +101,20 @@ def test_the_same_nonce_and_body_replays_another_body_is_a_conflict(
     assert count(services, "ledger_transaction") == 1
     # A nonce belongs to its operation: the same one under another is a new transaction.
     ok(post_tx(client, staff, {**body, "operation": "DAILY_REWARD"}), 201)
+
+
+def test_a_request_posted_before_its_holder_was_deactivated_still_replays(
+    app: Flask, client: FlaskClient, staff: Caller, customer: Caller
+) -> None:
+    body = simple("CREDIT_ADD", customer.uuid, "3.00", "before")
+    first = ok(post_tx(client, staff, body), 201)
+    with app.app_context():
+        deactivate_user(customer.uuid)
+
+    assert ok(post_tx(client, staff, body), 200) == {**first, "replayed": True}
+    assert_problem(post_tx(client, staff, {**body, "amount": "4.00"}), 409, "duplicate-nonce")
+    refused = post_tx(client, staff, {**body, "nonce": "after"})
+    assert assert_problem(refused, 422, "invalid-holder")["errors"] == {"holder": ["not active"]}
 
 
 def test_an_adjustment_posts_explicit_legs(
