@@ -21,9 +21,10 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import cli, registry
+    from . import api, cli, registry
 
     hooks.setup(registry.install)
+    hooks.blueprint(api.blp)
     hooks.command(cli.ledger)
 
 

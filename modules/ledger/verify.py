@@ -28,7 +28,7 @@ from sqlalchemy import select
 from app.db import get_database
 
 from . import chain
-from .models import DEBIT_NORMAL, Account, Entry, Transaction
+from .models import DEBIT_NORMAL, Account, ChainHead, Entry, Transaction
 
 ZERO = Decimal("0.00")
 BATCH = 5000
@@ -72,6 +72,10 @@ class _AccountState:
 def verify() -> Report:
     report = Report()
     engine = get_database().primary
+    if engine.dialect.name == "postgresql":
+        # One snapshot for the accounts, the journal and the head: postings committed while it
+        # streams would otherwise look like cached balances or a head out of step.
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with engine.connect() as connection:
         accounts = _accounts(connection)
         report.accounts = len(accounts)
@@ -108,6 +112,7 @@ def verify() -> Report:
                     "(this transaction, its entries or the one before were altered)",
                 )
             previous_hash, previous_index = transaction.hash, transaction.chain_index
+        _check_head(report, connection, previous_index, previous_hash)
         for account_id, state in accounts.items():
             if state.cached != state.running:
                 report.problem(
@@ -116,6 +121,19 @@ def verify() -> Report:
                     f"its entries sum to {state.running}",
                 )
     return report
+
+
+def _check_head(report: Report, connection: Any, last_index: int, last_hash: str) -> None:
+    """The chain head must name the last transaction: else the newest ones were cut off."""
+    heads = ChainHead.__table__
+    head = connection.execute(select(heads.c.last_index, heads.c.last_hash)).first()
+    index, stored = (head.last_index, head.last_hash) if head else (0, chain.GENESIS)
+    if (index, stored) != (last_index, last_hash):
+        report.problem(
+            "chain_breaks",
+            f"the chain head names transaction {index} of the chain, the journal ends at "
+            f"{last_index} (transactions after it were removed, or the head altered)",
+        )
 
 
 def _check_entries(

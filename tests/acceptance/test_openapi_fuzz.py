@@ -8,8 +8,9 @@ must not be refused with a status the document does not allow, invalid input mus
 nothing may be a 5xx, and every 4xx must be ``application/problem+json``.
 
 The catalogue holds the demo products and there are orders, invoices (paid in part, reversed),
-payments, a second customer, a seller and an import, so most valid requests take their path
-ids from real rows and the fuzzer gets past the 404s. The examples in the document (an order
+payments, a ledger transaction crediting the customer's wallet, a second customer, a seller
+and an import, so most valid requests take their path ids from real rows and the fuzzer gets
+past the 404s. The examples in the document (an order
 against the demo catalogue) are sent as they are. Operations that end the caller's session
 (logout) use a throwaway login per request, so the rest of the run is not a string of 401s;
 links from a listing that name a caller act on another user instead.
@@ -256,6 +257,13 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
         headers=admin,
     )
     assert upload.status_code == 202, upload.get_json()
+    credited = client.post(
+        f"{API}/ledger/transactions",
+        json={"operation": "CREDIT_ADD", "nonce": "fuzz-seed", "currency": "IDR",
+              "holder": user_ids["customer"], "amount": "100.00"},
+        headers=admin,
+    )  # fmt: skip
+    assert credited.status_code == 201, credited.get_json()
     return Seeds(
         ids={
             "product_id": [str(demo_product_id(name)) for name, *_ in DEMO_PRODUCTS],
@@ -265,6 +273,9 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
             # Never the callers themselves: deactivating them would end the run's sessions.
             "user_id": [user_ids["other"], user_ids["seller"]],
             "job_id": [upload.get_json()["id"]],
+            # The customer's wallet first: the customer may read it, the platform's not.
+            "transaction_id": [credited.get_json()["id"]],
+            "account_id": [entry["account"] for entry in reversed(credited.get_json()["entries"])],
             "base": ["IDR"],
             "quote": ["USD"],
         },
