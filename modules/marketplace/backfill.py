@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.db import Session, transaction
 from modules.ledger.models import Transaction
@@ -54,7 +54,12 @@ def _history() -> list[tuple[datetime, int, int, Callable[[], Posting | None]]]:
     ):
         events.append((at, 0, invoice_id, _invoice(order_id, invoice_id)))
     for payment_id, order_id, at in session.execute(
-        select(Payment.id, AccountMove.order_id, Payment.confirmed_at)
+        # A payment confirmed without a time (never written so, but) goes with its invoice.
+        select(
+            Payment.id,
+            AccountMove.order_id,
+            func.coalesce(Payment.confirmed_at, AccountMove.created_at),
+        )
         .join(AccountMove, AccountMove.id == Payment.invoice_id)
         .where(Payment.state == "paid")
     ):
@@ -110,10 +115,12 @@ def _capture(order_id: int, payment_id: int) -> Callable[[], Posting | None]:
             return None
         invoice = payment.invoice
         postings.fix_split(invoice)
+
+        def when(p: Payment) -> tuple[datetime, int]:
+            return (p.confirmed_at or invoice.created_at, p.id)
+
         before = postings.sum_amounts(
-            p
-            for p in _payments_of(invoice)
-            if p.state == "paid" and (p.confirmed_at, p.id) < (payment.confirmed_at, payment.id)
+            p for p in _payments_of(invoice) if p.state == "paid" and when(p) < when(payment)
         )
         return postings.payment_capture(invoice, payment, before, payment.confirmed_by_id)
 

@@ -42,7 +42,6 @@ from .services import (
     _invoice_event,
     _lock_order_and_invoice,
     _payments_of,
-    _step,
     _year,
     get_payment,
 )
@@ -135,17 +134,17 @@ def create_refund(
         body = render(refund)
         if claim_id is not None:
             idempotency.complete(claim_id, 201, body)
-        with _step("ledger"):  # last: the ledger's locks come after the credit-note counter's
-            posting = postings.refund(
-                invoice,
-                payment,
-                refund,
-                refunded_before,
-                confirmed_total=confirmed if covers_all else None,
-                actor_id=actor.user_id,
-            )
-            if posting is not None:
-                post(posting)
+        # Last: the ledger's locks come after the credit-note counter's.
+        posting = postings.refund(
+            invoice,
+            payment,
+            refund,
+            refunded_before,
+            confirmed_total=confirmed if covers_all else None,
+            actor_id=actor.user_id,
+        )
+        if posting is not None:
+            post(posting)
     return 201, body
 
 
