@@ -338,12 +338,15 @@ class OrderCancel(MethodView):
         403, schema=MarketplaceProblemSchema, description="Not the order's customer, nor staff"
     )
     @blp.alt_response(
-        409, schema=MarketplaceProblemSchema, description="A payment is already confirmed"
+        409,
+        schema=MarketplaceProblemSchema,
+        description="A confirmed payment is not refunded in full",
     )
     def post(self, order_id: uuid.UUID) -> SaleOrder:
         """Cancel an order: payments cancelled, invoice reversed by a credit note
 
-        Staff, or the order's customer, while no payment is confirmed.
+        Staff, or the order's customer, while no confirmed payment is left unrefunded (once
+        refunds cover them, the invoice is reversed already).
         """
         return services.cancel_order(authenticate(), order_id)
 
