@@ -16,14 +16,16 @@ manifest = Manifest(
         "order_max_lines",
         "order_max_quantity",
         "idempotency_keep_hours",
+        "commission_percent",
     ),
 )
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, config, demo, jobs, products
+    from . import api, config, demo, jobs, postings, products
 
     hooks.setup(config.install)
+    postings.install(hooks)
     hooks.blueprint(api.blp)
     hooks.demo(demo.load_demo)
     hooks.job(products.run_sync)

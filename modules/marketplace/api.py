@@ -15,13 +15,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
-from app.http import API_PREFIX, Page
+from app.http import API_PREFIX, Page, PageArgs
 from app.openapi import link, response_links
 from app.security import authenticate, requires
 
-from . import idempotency, products, services
+from . import idempotency, products, refunds, services
 from .demo import demo_product_id
-from .models import Payment, Product, ProductSync, SaleOrder
+from .models import Payment, Product, ProductSync, Refund, SaleOrder
 from .schemas import (
     InvoiceSchema,
     MarketplaceProblemSchema,
@@ -38,6 +38,9 @@ from .schemas import (
     ProductPatchSchema,
     ProductQuerySchema,
     ProductSchema,
+    RefundInSchema,
+    RefundPageSchema,
+    RefundSchema,
     SyncInSchema,
     SyncSchema,
 )
@@ -53,6 +56,7 @@ STAFF = ("staff", "admin")
 # One instance each: a schema instance builds its nested schemas once, not per request.
 _PLACED = PlacedSchema()
 _PAYMENT = PaymentSchema()
+_REFUND = RefundSchema()
 IDEMPOTENCY_HEADER = {
     "Idempotency-Key": {
         "description": "Optional. Retrying with the same key and body returns the first answer; "
@@ -334,12 +338,15 @@ class OrderCancel(MethodView):
         403, schema=MarketplaceProblemSchema, description="Not the order's customer, nor staff"
     )
     @blp.alt_response(
-        409, schema=MarketplaceProblemSchema, description="A payment is already confirmed"
+        409,
+        schema=MarketplaceProblemSchema,
+        description="A confirmed payment is not refunded in full",
     )
     def post(self, order_id: uuid.UUID) -> SaleOrder:
         """Cancel an order: payments cancelled, invoice reversed by a credit note
 
-        Staff, or the order's customer, while no payment is confirmed.
+        Staff, or the order's customer, while no confirmed payment is left unrefunded (once
+        refunds cover them, the invoice is reversed already).
         """
         return services.cancel_order(authenticate(), order_id)
 
@@ -425,3 +432,93 @@ class PaymentConfirm(MethodView):
     def post(self, payment_id: uuid.UUID) -> Payment:
         """Confirm a payment: the money is in; the invoice becomes paid (or stays partial)"""
         return services.confirm_payment(authenticate(), payment_id)
+
+
+# -- refunds ------------------------------------------------------------------------------------
+
+
+@blp.route("/payments/<uuid:payment_id>/refunds")
+class PaymentRefunds(MethodView):
+    @requires()
+    @read_only()
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, RefundPageSchema)
+    @response_links(
+        blp,
+        200,
+        GetRefund=link(f"{BASE}/refunds/{{refund_id}}", "get", "The refund",
+                       refund_id="$response.body#/items/0/id"),
+    )  # fmt: skip
+    def get(self, args: dict[str, Any], payment_id: uuid.UUID) -> Page:
+        """List a payment's refunds, oldest first
+
+        Staff, and the payment's customer.
+        """
+        return refunds.list_refunds(
+            authenticate(), payment_id, limit=args["limit"], cursor=args["cursor"]
+        )
+
+    @requires(*STAFF)
+    # No request example: the document's examples are sent as they are by the fuzz gate, and
+    # only a confirmed payment takes a refund (the reason's own example shows the shape).
+    @blp.arguments(RefundInSchema)
+    @blp.response(201, RefundSchema)
+    @blp.alt_response(
+        409,
+        schema=MarketplaceProblemSchema,
+        description="The payment is not confirmed, or is refunded in full already",
+    )
+    @response_links(
+        blp,
+        201,
+        GetRefund=link(f"{BASE}/refunds/{{refund_id}}", "get", "The refund",
+                       refund_id="$response.body#/id"),
+        RefundDone=link(f"{BASE}/refunds/{{refund_id}}/done", "post",
+                        "Staff: the money was sent back", refund_id="$response.body#/id"),
+    )  # fmt: skip
+    @blp.doc(parameters=[{"in": "header", "name": name, **spec}
+                         for name, spec in IDEMPOTENCY_HEADER.items()])  # fmt: skip
+    def post(self, body: dict[str, Any], payment_id: uuid.UUID) -> Response:
+        """Refund a confirmed payment, in part or in whole
+
+        Writes a partial credit note (``RINV``) and reverses the payment's share on the ledger
+        (the sellers' pending balance first, then their available balance, then a receivable
+        from them). ``amount`` defaults to all that remains refundable. Once refunds cover
+        every confirmed payment the invoice is ``reversed`` and the order can be cancelled.
+        The refund is ``pending`` until staff mark the money sent back.
+        """
+        status, answer = refunds.create_refund(
+            authenticate(),
+            payment_id,
+            refunds.RefundRequest(reason=body["reason"], amount=body["amount"]),
+            _idempotent(f"payment-refunds:{payment_id}", request.get_json()),
+            _REFUND.dump,
+        )
+        return _created(status, answer, url_for("marketplace.RefundItem", refund_id=answer["id"]))
+
+
+@blp.route("/refunds/<uuid:refund_id>")
+class RefundItem(MethodView):
+    @requires()
+    @read_only()
+    @blp.response(200, RefundSchema)
+    @response_links(
+        blp,
+        200,
+        GetPayment=link(f"{BASE}/payments/{{payment_id}}", "get", "Its payment",
+                        payment_id="$response.body#/payment"),
+        GetCreditNote=link(f"{BASE}/invoices/{{invoice_id}}", "get", "Its credit note",
+                           invoice_id="$response.body#/credit_note"),
+    )  # fmt: skip
+    def get(self, refund_id: uuid.UUID) -> Refund:
+        """Show a refund (staff, and the payment's customer)"""
+        return refunds.get_refund(authenticate(), refund_id)
+
+
+@blp.route("/refunds/<uuid:refund_id>/done")
+class RefundDone(MethodView):
+    @requires(*STAFF)
+    @blp.response(200, RefundSchema)
+    def post(self, refund_id: uuid.UUID) -> Refund:
+        """Mark a refund done: the money went back through the payment's method"""
+        return refunds.mark_refund_done(authenticate(), refund_id)

@@ -44,6 +44,7 @@ MOVE_TYPES = ("out_invoice", "out_refund")
 MOVE_STATES = ("draft", "posted", "cancel")
 INVOICE_PAYMENT_STATES = ("not_paid", "partial", "in_payment", "paid", "reversed")
 PAYMENT_STATES = ("in_process", "paid", "canceled")
+REFUND_STATES = ("pending", "succeeded")
 SYNC_STATES = ("queued", "running", "succeeded", "failed")
 
 MONEY = Numeric(18, 2)
@@ -172,6 +173,10 @@ class AccountMove(Base):
     amount_tax: Mapped[Decimal] = mapped_column(MONEY)
     amount_total: Mapped[Decimal] = mapped_column(MONEY)
     amount_residual: Mapped[Decimal] = mapped_column(MONEY)
+    #: The platform's commission on the sellers' lines, in percent, fixed when the invoice is
+    #: posted so that every payment and refund of it splits the same way. NULL on invoices from
+    #: before the ledger: fixed (with the lines' sellers) at their first split.
+    commission_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     #: For a credit note: the invoice it reverses.
     reversed_entry_id: Mapped[int | None] = mapped_column(
         ForeignKey("marketplace_account_move.id"), index=True
@@ -207,6 +212,9 @@ class AccountMoveLine(LineAmounts, Base):
         ForeignKey("marketplace_account_move.id", ondelete="CASCADE"), index=True
     )
     product_id: Mapped[int] = mapped_column(ForeignKey("marketplace_product.id"))
+    #: The product's seller when the invoice was posted (None: the platform's own sale), so a
+    #: product changing hands later does not move money already split between sellers.
+    seller_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     move: Mapped[AccountMove] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship(lazy="joined")
@@ -236,6 +244,41 @@ class Payment(Base):
 
     invoice: Mapped[AccountMove] = relationship(lazy="joined")
     customer: Mapped[User] = relationship(foreign_keys=[customer_id], lazy="joined")
+
+
+class Refund(Base):
+    """Money given back on a confirmed payment, with its partial credit note (``RINV``).
+
+    ``pending`` once staff decided it (the credit note and the ledger reversal are written);
+    ``succeeded`` once staff mark the money sent back through the payment's method.
+    """
+
+    __tablename__ = "marketplace_refund"
+    __table_args__ = (
+        _one_of("state", REFUND_STATES),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("marketplace_payment.id"), index=True)
+    #: The invoice paid by the payment (refunds are allocated per invoice).
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("marketplace_account_move.id"), index=True)
+    credit_note_id: Mapped[int] = mapped_column(
+        ForeignKey("marketplace_account_move.id"), unique=True
+    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    confirmed_at: Mapped[datetime | None] = mapped_column()
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    payment: Mapped[Payment] = relationship(lazy="joined")
+    credit_note: Mapped[AccountMove] = relationship(foreign_keys=[credit_note_id], lazy="joined")
 
 
 class SequenceCounter(Base):

@@ -23,6 +23,7 @@ from .models import (
     ORDER_STATES,
     PAYMENT_STATES,
     QUANTITY,
+    REFUND_STATES,
 )
 from .payments import METHODS
 
@@ -59,6 +60,19 @@ class PaymentInSchema(ma.Schema):
         load_default=None,
         validate=ma.validate.Length(max=200),
         metadata={"description": "The transfer's reference, if any"},
+    )
+
+
+class RefundInSchema(ma.Schema):
+    amount = DecimalString(
+        MONEY,
+        load_default=None,
+        metadata={"description": "Default: all that remains refundable on the payment"},
+    )
+    reason = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=500),
+        metadata={"description": "Why the money goes back", "example": "Damaged on arrival"},
     )
 
 
@@ -148,7 +162,7 @@ class MarketplaceProblemSchema(ProblemSchema):
 
     step = ma.fields.String(
         metadata={
-            "enum": ["order", "invoice", "payment"],
+            "enum": ["numbering", "order", "invoice", "payment", "ledger"],
             "description": "The step of placing an order that failed (nothing was saved)",
         }
     )
@@ -171,6 +185,9 @@ class MarketplaceProblemSchema(ProblemSchema):
         metadata={"description": "The confirmed payment's number", "example": "PAY/2026/00001"}
     )
     state = ma.fields.String(metadata={"description": "The payment's state"})
+    refundable = ma.fields.String(
+        metadata={"description": "What remains refundable on the payment", "example": "100.00"}
+    )
 
 
 def _uuid_of(attribute: str, **kwargs: Any) -> ma.fields.Field:
@@ -283,6 +300,26 @@ class PaymentSchema(ma.Schema):
     cancelled_at = ma.fields.DateTime(allow_none=True)
 
 
+class RefundSchema(ma.Schema):
+    id = _uuid_of("uuid")
+    payment = _uuid_of("payment.uuid")
+    credit_note = _uuid_of("credit_note.uuid", metadata={"description": "The RINV credit note"})
+    credit_note_number = ma.fields.String(
+        attribute="credit_note.name", metadata={"example": "RINV/2026/00001"}
+    )
+    amount = Amount()
+    currency = ma.fields.String()
+    reason = ma.fields.String()
+    state = ma.fields.String(
+        metadata={
+            "enum": list(REFUND_STATES),
+            "description": "pending: decided and booked; succeeded: the money was sent back",
+        }
+    )
+    created_at = ma.fields.DateTime()
+    confirmed_at = ma.fields.DateTime(allow_none=True)
+
+
 class PlacedSchema(ma.Schema):
     order = ma.fields.Nested(OrderSchema)
     invoice = ma.fields.Nested(InvoiceSchema)
@@ -296,4 +333,5 @@ class OrderDetailSchema(ma.Schema):
 
 
 OrderPageSchema = page_schema(OrderSummarySchema)
+RefundPageSchema = page_schema(RefundSchema)
 ProductPageSchema = page_schema(ProductSchema)

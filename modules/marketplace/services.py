@@ -45,9 +45,10 @@ from app.events import emit, emit_many
 from app.http import Page, keyset_page
 from app.security import Principal
 from modules.fetch.rates import convert, rates
+from modules.ledger.posting import post
 from modules.user.models import User
 
-from . import idempotency, numbering
+from . import idempotency, numbering, postings
 from .config import marketplace_settings
 from .idempotency import IdempotentRequest, Replay
 from .models import (
@@ -178,6 +179,8 @@ def place_order(
         if claim_id is not None:
             body = render(Placed(order, invoice, payment))
             idempotency.complete(claim_id, 201, body)
+        with _step("ledger"):  # last: the ledger's locks come after the invoice counter's
+            _post(postings.invoice_post(invoice, actor.user_id))
     if claim_id is None:
         body = render(Placed(order, invoice, payment))  # committed objects; no query needed
     return 201, body
@@ -352,6 +355,7 @@ def _post_invoice(order: SaleOrder) -> AccountMove:
         amount_tax=order.amount_tax,
         amount_total=order.amount_total,
         amount_residual=order.amount_total,
+        commission_percent=settings.commission_percent,
         lines=[_move_line(line) for line in order.lines],
     )
     return invoice
@@ -368,7 +372,14 @@ def _move_line(line: SaleOrderLine | AccountMoveLine) -> AccountMoveLine:
         price_subtotal=line.price_subtotal,
         price_tax=line.price_tax,
         price_total=line.price_total,
+        # An invoice line keeps the seller it had; an order line takes the product's.
+        seller_id=line.seller_id if isinstance(line, AccountMoveLine) else line.product.seller_id,
     )
+
+
+def _post(posting: postings.Posting | None) -> None:
+    if posting is not None:
+        post(posting)
 
 
 def _register_payment(
@@ -498,17 +509,23 @@ def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
         payment.confirmed_at = utcnow()
         payment.confirmed_by_id = actor.user_id
         Session().flush()
-        invoice.payment_state = _payment_state(invoice, _payments_of(invoice))
+        payments = _payments_of(invoice)
+        invoice.payment_state = _payment_state(invoice, payments)
         emit("payment.confirmed", _payment_event(payment))
         if invoice.payment_state == "paid":
             emit("invoice.paid", _invoice_event(invoice))
+        postings.fix_split(invoice)
+        before = postings.sum_amounts(
+            p for p in payments if p.state == "paid" and p.id != payment.id
+        )
+        _post(postings.payment_capture(invoice, payment, before, actor.user_id))
     return payment
 
 
 def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
     """Cancel the payments, reverse the invoice with a credit note, cancel the order.
 
-    Refused once a payment is confirmed: that money has to be refunded first.
+    Refused while a confirmed payment is not refunded in full: that money has to go back first.
     """
     with transaction():
         order = _visible_order(actor, order_uuid)
@@ -520,7 +537,10 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
             return order
         invoices = _invoices_of(order)
         payments = [p for invoice in invoices for p in _payments_of(invoice)]
-        confirmed = [p for p in payments if p.state == "paid"]
+        from .refunds import refunded_per_payment  # refunds builds on this module
+
+        refunded = refunded_per_payment([p.id for p in payments])
+        confirmed = [p for p in payments if p.state == "paid" and refunded.get(p.id, 0) < p.amount]
         if confirmed:
             raise Conflict(
                 f"order {order.name} has a confirmed payment ({confirmed[0].name}); "
@@ -532,9 +552,10 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
             if payment.state == "in_process":
                 payment.state = "canceled"
                 payment.cancelled_at = now
-        credit_notes = []
+        credit_notes, reversed_invoices = [], []
         for invoice in invoices:
             if invoice.state == "posted" and invoice.payment_state != "reversed":
+                reversed_invoices.append(invoice)
                 credit_notes.append(_reverse(invoice))
         order.state = "cancel"
         order.cancelled_at = now
@@ -544,6 +565,14 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
         emit("order.cancelled", _order_event(order))
         for credit_note in credit_notes:
             emit("invoice.reversed", _invoice_event(credit_note))
+        # Nothing is confirmed on these invoices: the receivable holds all of each.
+        _post(
+            postings.invoice_reversal(
+                [(invoice, Decimal(0)) for invoice in reversed_invoices],
+                credit_notes,
+                actor.user_id,
+            )
+        )
     return order
 
 

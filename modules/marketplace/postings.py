@@ -1,0 +1,358 @@
+"""What the marketplace posts to the ledger: the legs of each money change (PAYMENTS.md §2).
+
+The platform is the merchant of record; sellers are paid their share. For an invoice of total
+``T`` = untaxed ``U`` + tax ``X``, whose lines are grouped by seller (``U_s``; lines without a
+seller are the platform's own sales), each seller's commission is
+``C_s = U_s x LAPAK_COMMISSION_PERCENT / 100`` (half-up, fixed on the invoice when it is posted):
+
+- ``INVOICE_POST`` (nonce: the invoice): DR ``receivable`` (customer) T; CR ``sales_clearing``
+  U, ``tax_payable`` X.
+- ``PAYMENT_CAPTURE`` (the payment) of P: DR ``clearing_<method>`` P, CR ``receivable`` P; and
+  the sellers' shares it releases: DR ``sales_clearing``; CR per seller ``seller_pending`` (share
+  minus commission) and ``commission_income`` (the commission), ``sales_income`` for the
+  platform's own lines.
+- ``INVOICE_REVERSAL`` (the credit note): what the receivable still holds, back: CR
+  ``receivable``; DR ``tax_payable`` and ``sales_clearing``.
+- ``REFUND`` (the refund) of R: CR ``clearing_<method>`` R; DR ``tax_payable`` its tax part, per
+  seller ``seller_pending`` its part (spilling over to ``seller_available``, then
+  ``seller_receivable``: never a negative holder account) and ``commission_income``;
+  ``sales_income``; ``sales_clearing`` (either side) the cents of rounding.
+
+**Cumulative allocation.** A payment releases the share of the invoice it pays: after payments
+``B`` were confirmed, a payment of ``P`` releases, of each amount ``V`` (a seller's net share
+``U_s - C_s``, their commission ``C_s``, the platform's share), ``round(V (B + P) / T) -
+round(V B / T)``. The parts of every payment of an invoice therefore add up exactly to ``V`` once
+it is paid, and none is negative (rounding is monotonic; allocating the net share rather than
+``U_s`` keeps ``share - commission`` from going below zero by a cent). Refunds take their parts
+the same way over the refunded amounts, so refunding everything that was captured gives back
+exactly what was captured; ``sales_clearing`` takes the cents by which the separately rounded
+parts differ from the refund's untaxed amount (it is the account that is exactly zero again
+once an invoice is paid and refunded in full). When refunds cover every confirmed payment the
+invoice is reversed: the same posting reverses what was never paid (``receivable`` back to zero
+for that invoice, and its share of ``sales_clearing`` and ``tax_payable``).
+
+Each posting is built from the database's own state, so ``lapak ledger backfill`` builds the
+very same one for history written before the ledger (:mod:`.backfill`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import update
+
+from app.db import Session
+from app.registry import ModuleHooks
+from modules.ledger import extend
+from modules.ledger.chart import Purpose
+from modules.ledger.operations import Operation
+from modules.ledger.posting import Leg, Posting
+
+from .config import marketplace_settings
+from .models import AccountMove, AccountMoveLine, Payment, Refund
+from .payments import METHODS
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+#: Where a refund takes a seller's part from, in order; the last takes what the others lack.
+SELLER_FALLBACKS = ("seller_available", "seller_receivable")
+
+
+def clearing(method: str) -> str:
+    """The account purpose where money of a payment method waits (``clearing_bank_transfer``)."""
+    return f"clearing_{method}"
+
+
+PURPOSES = tuple(
+    Purpose(clearing(code), f"{method.label} received, not yet settled", "asset")
+    for code, method in sorted(METHODS.items())
+)
+_CLEARINGS = frozenset(purpose.code for purpose in PURPOSES)
+_SHARES = frozenset({"seller_pending", "commission_income", "sales_income"})
+
+OPERATIONS = (
+    Operation(
+        "INVOICE_POST",
+        "A customer invoice posted: the customer owes its total",
+        debit=frozenset({"receivable"}),
+        credit=frozenset({"sales_clearing", "tax_payable"}),
+    ),
+    Operation(
+        "PAYMENT_CAPTURE",
+        "A payment confirmed: the receivable is settled and the sellers' shares released",
+        debit=_CLEARINGS | {"sales_clearing"},
+        credit=_SHARES | {"receivable"},
+        draws_down=True,
+    ),
+    Operation(
+        "INVOICE_REVERSAL",
+        "An unpaid invoice reversed by a credit note (its order cancelled)",
+        debit=frozenset({"sales_clearing", "tax_payable"}),
+        credit=frozenset({"receivable"}),
+        draws_down=True,
+    ),
+    Operation(
+        "REFUND",
+        "Money given back on a confirmed payment, taken back from the sellers' shares",
+        debit=_SHARES | set(SELLER_FALLBACKS) | {"tax_payable", "sales_clearing"},
+        credit=_CLEARINGS | {"receivable", "sales_clearing"},
+        draws_down=True,
+    ),
+)
+
+
+def install(hooks: ModuleHooks) -> None:
+    """Register the clearing accounts, the operations and the history backfill."""
+    from . import backfill
+
+    extend(hooks, purposes=PURPOSES, operations=OPERATIONS, backfill=backfill.run)
+
+
+# -- how an invoice splits -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Share:
+    """One seller's part of an invoice (``seller_id`` None: the platform's own lines)."""
+
+    seller_id: int | None
+    net: Decimal
+    commission: Decimal
+
+
+@dataclass(frozen=True)
+class Split:
+    total: Decimal
+    tax: Decimal
+    shares: tuple[Share, ...]
+
+
+def fix_split(invoice: AccountMove) -> None:
+    """Give an invoice from before the ledger its commission and its lines' sellers.
+
+    New invoices get both when posted; an old one gets them at its first payment or refund
+    (under the invoice's row lock), so every later split of it is the same.
+    """
+    if invoice.commission_percent is not None:
+        return
+    invoice.commission_percent = marketplace_settings().commission_percent
+    session = Session()
+    for line in invoice.lines:
+        if line.seller_id != line.product.seller_id:
+            session.execute(
+                update(AccountMoveLine)
+                .where(AccountMoveLine.id == line.id)
+                .values(seller_id=line.product.seller_id)
+            )
+            line.seller_id = line.product.seller_id
+
+
+def split_of(invoice: AccountMove) -> Split:
+    """The invoice's untaxed amount by seller, each seller's commission taken off."""
+    percent = invoice.commission_percent
+    if percent is None:
+        percent = marketplace_settings().commission_percent
+    untaxed: dict[int | None, Decimal] = {}
+    for line in invoice.lines:
+        untaxed[line.seller_id] = untaxed.get(line.seller_id, ZERO) + line.price_subtotal
+    shares = []
+    for seller_id, amount in sorted(
+        untaxed.items(), key=lambda item: (item[0] is not None, item[0] or 0)
+    ):
+        commission = ZERO if seller_id is None else _round(amount * percent / HUNDRED)
+        shares.append(Share(seller_id, amount - commission, commission))
+    return Split(invoice.amount_total, invoice.amount_tax, tuple(shares))
+
+
+def _round(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def part(value: Decimal, before: Decimal, after: Decimal, total: Decimal) -> Decimal:
+    """What moving from ``before`` to ``after`` of ``total`` releases of ``value``."""
+    if total == 0:
+        return ZERO
+    return _round(value * after / total) - _round(value * before / total)
+
+
+# -- the postings ------------------------------------------------------------------------------
+
+
+class _Legs:
+    """Legs summed per account and side, in the order first named; zero legs left out."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self._amounts: dict[tuple[str, int | None, tuple[str, ...], str], Decimal] = {}
+
+    def debit(self, purpose: str, amount: Decimal, holder_id: int | None = None,
+              fallbacks: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self._add((purpose, holder_id, fallbacks, "debit"), amount)
+
+    def credit(self, purpose: str, amount: Decimal, holder_id: int | None = None) -> None:
+        self._add((purpose, holder_id, (), "credit"), amount)
+
+    def net_debit(self, purpose: str, amount: Decimal) -> None:
+        """Debit ``amount``, or credit it when it is negative."""
+        if amount >= 0:
+            self.debit(purpose, amount)
+        else:
+            self.credit(purpose, -amount)
+
+    def _add(self, key: tuple[str, int | None, tuple[str, ...], str], amount: Decimal) -> None:
+        if amount < 0:
+            raise ValueError(f"a negative {key[3]} on {key[0]}: {amount}")
+        self._amounts[key] = self._amounts.get(key, ZERO) + amount
+
+    def legs(self) -> tuple[Leg, ...]:
+        legs = []
+        for (purpose, holder_id, fallbacks, side), amount in self._amounts.items():
+            if amount == 0:
+                continue
+            legs.append(
+                Leg(
+                    purpose,
+                    self.currency,
+                    holder_id=holder_id,
+                    fallbacks=fallbacks,
+                    **{side: amount},
+                )
+            )
+        return tuple(legs)
+
+
+def invoice_post(invoice: AccountMove, actor_id: int | None) -> Posting | None:
+    """The customer owes the invoice: receivable against sales clearing and tax payable."""
+    legs = _Legs(invoice.currency)
+    legs.debit("receivable", invoice.amount_total, invoice.customer_id)
+    legs.credit("sales_clearing", invoice.amount_untaxed)
+    legs.credit("tax_payable", invoice.amount_tax)
+    return _posting("INVOICE_POST", str(invoice.uuid), legs, f"invoice:{invoice.uuid}",
+                    invoice.name, actor_id)  # fmt: skip
+
+
+def payment_capture(
+    invoice: AccountMove, payment: Payment, confirmed_before: Decimal, actor_id: int | None
+) -> Posting | None:
+    """A confirmed payment settles the receivable and releases the sellers' shares it pays."""
+    split = split_of(invoice)
+    after = confirmed_before + payment.amount
+    legs = _Legs(invoice.currency)
+    legs.debit(clearing(payment.method), payment.amount)
+    legs.credit("receivable", payment.amount, invoice.customer_id)
+    released = ZERO
+    for share in split.shares:
+        net = part(share.net, confirmed_before, after, split.total)
+        commission = part(share.commission, confirmed_before, after, split.total)
+        if share.seller_id is None:
+            legs.credit("sales_income", net)
+        else:
+            legs.credit("seller_pending", net, share.seller_id)
+            legs.credit("commission_income", commission)
+        released += net + commission
+    legs.debit("sales_clearing", released)
+    return _posting("PAYMENT_CAPTURE", str(payment.uuid), legs, f"payment:{payment.uuid}",
+                    f"{payment.name} on {invoice.name}", actor_id)  # fmt: skip
+
+
+def invoice_reversal(
+    invoices: Sequence[tuple[AccountMove, Decimal]],
+    credit_notes: Sequence[AccountMove],
+    actor_id: int | None,
+) -> Posting | None:
+    """Credit notes reverse what each invoice's receivable still holds (its unpaid part).
+
+    ``invoices``: each reversed invoice with the amount confirmed on it (zero when an order is
+    cancelled). One posting for all of them: a transaction posts once.
+    """
+    if not credit_notes:
+        return None
+    legs = _Legs(invoices[0][0].currency)
+    for invoice, confirmed in invoices:
+        _reverse_unpaid(legs, invoice, confirmed)
+    first = credit_notes[0]
+    memo = ", ".join(
+        f"{note.name} reverses {invoice.name}"
+        for note, (invoice, _) in zip(credit_notes, invoices, strict=True)
+    )
+    return _posting("INVOICE_REVERSAL", str(first.uuid), legs, f"credit-note:{first.uuid}",
+                    memo, actor_id)  # fmt: skip
+
+
+def _reverse_unpaid(legs: _Legs, invoice: AccountMove, confirmed: Decimal) -> None:
+    unpaid = invoice.amount_total - confirmed
+    if unpaid <= 0:
+        return
+    tax = invoice.amount_tax - part(invoice.amount_tax, ZERO, confirmed, invoice.amount_total)
+    legs.credit("receivable", unpaid, invoice.customer_id)
+    legs.debit("tax_payable", tax)
+    legs.debit("sales_clearing", unpaid - tax)
+
+
+def refund(
+    invoice: AccountMove,
+    payment: Payment,
+    refund: Refund,
+    refunded_before: Decimal,
+    *,
+    confirmed_total: Decimal | None,
+    actor_id: int | None,
+) -> Posting | None:
+    """Give back ``refund.amount`` through the payment's method, taken from whom it went to.
+
+    ``confirmed_total``: set when this refund completes the refunds of every confirmed payment
+    (the invoice is reversed): what was never paid is reversed in the same posting.
+    """
+    split = split_of(invoice)
+    amount = refund.amount
+    after = refunded_before + amount
+    legs = _Legs(invoice.currency)
+    legs.credit(clearing(payment.method), amount)
+    tax = part(split.tax, refunded_before, after, split.total)
+    legs.debit("tax_payable", tax)
+    taken = ZERO
+    for share in split.shares:
+        net = part(share.net, refunded_before, after, split.total)
+        commission = part(share.commission, refunded_before, after, split.total)
+        if share.seller_id is None:
+            legs.debit("sales_income", net)
+        else:
+            legs.debit("seller_pending", net, share.seller_id, SELLER_FALLBACKS)
+            legs.debit("commission_income", commission)
+        taken += net + commission
+    rounding = amount - tax - taken
+    if confirmed_total is not None:
+        unpaid = invoice.amount_total - confirmed_total
+        if unpaid > 0:
+            unpaid_tax = invoice.amount_tax - part(
+                invoice.amount_tax, ZERO, confirmed_total, invoice.amount_total
+            )
+            legs.credit("receivable", unpaid, invoice.customer_id)
+            legs.debit("tax_payable", unpaid_tax)
+            rounding += unpaid - unpaid_tax
+    legs.net_debit("sales_clearing", rounding)
+    credit_note = refund.credit_note
+    return _posting("REFUND", str(refund.uuid), legs, f"refund:{refund.uuid}",
+                    f"{credit_note.name} refunds {payment.name} on {invoice.name}",
+                    actor_id)  # fmt: skip
+
+
+def _posting(
+    operation: str,
+    nonce: str,
+    legs: _Legs,
+    reference: str,
+    memo: str | None,
+    actor_id: int | None,
+) -> Posting | None:
+    built = legs.legs()
+    if len(built) < 2:  # nothing moves (a zero invoice)
+        return None
+    return Posting(operation, nonce, built, reference, memo, actor_id)
+
+
+def sum_amounts(records: Iterable[Payment | Refund]) -> Decimal:
+    return sum((record.amount for record in records), ZERO)
