@@ -41,9 +41,11 @@ account, i.e. on the ``(account_id, id)`` index, joined to the transactions for 
 operation and time) is timed ``--requests`` times per case, for the first page and a deep
 page (a cursor half way down the account's entries), with ``EXPLAIN (ANALYZE, BUFFERS)``.
 
-``--http`` (off until ``GET /api/v1/ledger/accounts/{uuid}/entries`` exists) also serves
-Lapak with ``lapak serve`` (gunicorn) reading from the replica, and times the same pages over
-HTTP as staff, beside the bare SQL (:func:`measure_statement_http`).
+``--http`` (off until ``GET /api/v1/ledger/accounts/{uuid}/entries`` is on main) also serves
+Lapak with ``lapak serve`` (gunicorn, 4 sync workers) reading from the replica, and times the
+same pages over HTTP as staff, beside the bare SQL and beside the statements the endpoint sends
+to the replica (captured from an in-process request, timed with psycopg):
+:func:`measure_statement_http`.
 
 Only 127.0.0.1 is contacted, counts are bounded, and every server started is stopped, even on
 failure or Ctrl-C/SIGTERM/SIGHUP.
@@ -86,6 +88,7 @@ from bench.orders import (
     drive,
     durable_primary,
     explain,
+    in_process_login,
     log_in,
     normalised,
     percentile_ms,
@@ -115,6 +118,7 @@ WALLET = "wallet"
 CLEARING_CODE = f"{CLEARING}:{CURRENCY}"
 HOT_EMAIL = "bench.ledger.hot@example.test"
 STAFF_EMAIL = "bench.ledger.staff@example.test"
+PROBE_STAFF_EMAIL = "bench.ledger.probe.staff@example.test"
 FLOOR_APP = "bench-ledger-floor"
 LAPAK_APP = "lapak"  # the application_name of the app's primary engine
 PROBE_POSTINGS = 40
@@ -773,10 +777,11 @@ def fill_entries(
 
 
 #: The statement page, newest first, keyset within the account on ix_ledger_entry_account_id
-#: (account_id, id); each entry with its transaction's public id, number, operation and time.
+#: (account_id, id); each entry with its transaction's public id, number, operation and time
+#: (what ``services.statement`` of the endpoint's branch reads, after it has looked up and
+#: authorised the account by its uuid: that lookup is one more primary-key-like statement).
 PAGE_COLUMNS = (
-    "e.id, e.currency, e.debit, e.credit, e.balance_after, t.uuid, t.number, t.operation, "
-    "t.reference, t.memo, t.created_at"
+    "e.id, e.debit, e.credit, e.balance_after, t.uuid, t.number, t.operation, t.created_at"
 )
 
 
@@ -839,46 +844,79 @@ def measure_statement_sql(
 
 
 def measure_statement_http(
-    port: int, app: Any, token: str, cases: Sequence[Mapping[str, Any]], requests: int
-) -> list[dict[str, Any]]:
-    """``GET /api/v1/ledger/accounts/{uuid}/entries`` through gunicorn, per case, as staff.
+    port: int, app: Any, replica_dsn: str, token: str, cases: Sequence[Mapping[str, Any]],
+    requests: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """``GET /api/v1/ledger/accounts/{uuid}/entries`` through gunicorn, per case, as staff;
+    beside it, the SQL the endpoint sends to the replica (captured from an in-process request
+    and timed on the replica with psycopg, all of one request's statements per sample).
 
     Checks the answer's shape (``{"items": [...], "next_cursor": ...}``, ``PAGE_LIMIT`` items
-    and a cursor on a long statement); the deep page's cursor is made in-process with
+    on a long statement); the deep page's cursor is made in-process with
     ``app.http.encode_cursor`` for the entry id the bare SQL pages after (a cursor is signed and
     bound to its endpoint, so it is made inside a request context of that path).
     """
     from app.http import encode_cursor
 
+    headers = in_process_login(app.test_client(), PROBE_STAFF_EMAIL)
+    replica_engine = app.extensions["lapak.db"].replicas[0].engine
     rows = []
-    for case in cases:
-        path = ENTRIES_PATH.format(uuid=case["uuid"]) + f"?limit={PAGE_LIMIT}"
-        if case["after"] is not None:
-            with app.test_request_context(path):
-                path += f"&cursor={quote(encode_cursor([case['after']]))}"
-        page = call_json(port, "GET", path, token)
-        if not isinstance(page.get("items"), list) or "next_cursor" not in page:
-            raise RuntimeError(f"GET {path}: not a keyset page: {str(page)[:300]}")
-        if len(page["items"]) != min(PAGE_LIMIT, case["entries"]):
-            raise RuntimeError(f"GET {path}: {len(page['items'])} items")
-        timed_http(port, path, token, WARMUP)
-        seconds, errors, samples = timed_http(port, path, token, requests)
-        rows.append({
-            "account": case["account"],
-            "page": case["page"],
-            "requests": requests,
-            "errors": errors,
-            "http_p50_ms": percentile_ms(seconds, 50),
-            "http_p99_ms": percentile_ms(seconds, 99),
-            "error_samples": samples,
-        })  # fmt: skip
+    with psycopg.connect(replica_dsn, autocommit=True) as replica:
+        for case in cases:
+            label = f"{case['account']}, {case['page']}"
+            print(f"  statement over HTTP: {label} ...", file=sys.stderr, flush=True)
+            path = ENTRIES_PATH.format(uuid=case["uuid"]) + f"?limit={PAGE_LIMIT}"
+            if case["after"] is not None:
+                with app.test_request_context(path):
+                    path += f"&cursor={quote(encode_cursor([case['after']]))}"
+            page = call_json(port, "GET", path, token)
+            if not isinstance(page.get("items"), list) or "next_cursor" not in page:
+                raise RuntimeError(f"GET {path}: not a keyset page: {str(page)[:300]}")
+            if len(page["items"]) != min(PAGE_LIMIT, case["entries"]):
+                raise RuntimeError(f"GET {path}: {len(page['items'])} items")
+            with capturing(replica_engine) as captured:
+                answer = app.test_client().get(path, headers=headers)
+            if answer.status_code != 200:
+                raise RuntimeError(f"in-process GET {path} answered {answer.status_code}")
+            sent = [(sql, params) for sql, params in captured if sql != COMMIT]
+            timed_http(port, path, token, WARMUP)
+            seconds, errors, samples = timed_http(port, path, token, requests)
+            timed_statements(replica, sent, WARMUP)
+            orm_s = timed_statements(replica, sent, requests)
+            rows.append({
+                "account": case["account"],
+                "page": case["page"],
+                "requests": requests,
+                "errors": errors,
+                "http_p50_ms": percentile_ms(seconds, 50),
+                "http_p99_ms": percentile_ms(seconds, 99),
+                "endpoint_sql_statements": len(sent),
+                "endpoint_sql_p50_ms": percentile_ms(orm_s, 50),
+                "endpoint_sql_p99_ms": percentile_ms(orm_s, 99),
+                "error_samples": samples,
+            })  # fmt: skip
     return rows
 
 
+def timed_statements(
+    conn: psycopg.Connection, statements: Sequence[tuple[str, Any]], count: int
+) -> list[float]:
+    """Seconds per run of all ``statements`` in turn, sorted."""
+    seconds = []
+    for _ in range(count):
+        began = time.perf_counter()
+        for sql, params in statements:
+            conn.execute(sql, params).fetchall()
+        seconds.append(time.perf_counter() - began)
+    return sorted(seconds)
+
+
 def start_http(stack: ExitStack, services: Services, workdir: Path, app: Any) -> tuple[int, str]:
-    """Lapak under gunicorn, and a staff token (for --http)."""
+    """Lapak under gunicorn, and a staff token (for --http); a second staff user logs in
+    in-process (a login ends the user's previous session)."""
     with app.app_context():
         create_user(STAFF_EMAIL, role="staff", password=PASSWORD, name="Bench Staff")
+        create_user(PROBE_STAFF_EMAIL, role="staff", password=PASSWORD, name="Probe Staff")
     port = start_lapak(stack, services, workdir, 4)
     return port, log_in(port, STAFF_EMAIL)  # bench.orders' password is this one too
 
@@ -934,9 +972,13 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
             pages, plans = measure_statement_sql(replica_dsn, cases, int(inputs["requests"]))
             if inputs["http"]:
                 port, token = start_http(stack, services, workdir, app)
-                http_rows = measure_statement_http(port, app, token, cases, int(inputs["requests"]))
+                http_rows = measure_statement_http(
+                    port, app, replica_dsn, token, cases, int(inputs["requests"])
+                )
                 for row, http in zip(pages, http_rows, strict=True):
-                    row.update({k: v for k, v in http.items() if k.startswith(("http", "err"))})
+                    row.update({
+                        k: v for k, v in http.items() if k.startswith(("http", "err", "endpoint"))
+                    })  # fmt: skip
                     row["http_p99_over_sql_p99"] = (
                         round(row["http_p99_ms"] / row["sql_p99_ms"], 1)
                         if row["http_p99_ms"] and row["sql_p99_ms"] else None
