@@ -901,6 +901,8 @@ def measure_statement_http(
 
     headers = in_process_login(app.test_client(), PROBE_STAFF_EMAIL)
     replica_engine = app.extensions["lapak.db"].replicas[0].engine
+    # Every gunicorn worker's first requests (connections, prepared statements) before any case.
+    timed_http(port, ENTRIES_PATH.format(uuid=cases[0]["uuid"]), token, 10 * WARMUP)
     rows = []
     with psycopg.connect(replica_dsn, autocommit=True) as replica:
         for case in cases:
