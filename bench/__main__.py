@@ -16,6 +16,7 @@ BENCHMARKS = {
     "user_import": "bench.user_import",
     "fetch": "bench.fetch",
     "orders": "bench.orders",
+    "ledger": "bench.ledger",
 }
 
 
