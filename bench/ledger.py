@@ -190,16 +190,15 @@ def lapak_worker(
 
 # --- the floor: the same statements through psycopg ---------------------------------------------
 
-LOCK_ACCOUNTS = (
-    "SELECT ledger_account.id, ledger_account.code, ledger_account.balance, "
-    "ledger_account.allow_negative, ledger_account.kind FROM ledger_account "
-    "WHERE ledger_account.code IN (%(codes_1)s::VARCHAR, %(codes_2)s::VARCHAR) "
-    "ORDER BY ledger_account.id FOR UPDATE"
-)
-LOCK_CHAIN = (
-    "SELECT ledger_chain.last_index, ledger_chain.last_hash, ledger_chain.year, "
-    "ledger_chain.year_count FROM ledger_chain WHERE ledger_chain.id = %(id_1)s::SMALLINT "
-    "FOR UPDATE"
+#: The two accounts in id order, then the chain head (when both accounts exist), one statement.
+LOCK = (
+    "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, balance, "
+    "allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count "
+    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s) ORDER BY id FOR UPDATE) "
+    "AS accounts UNION ALL SELECT * FROM (SELECT 'chain', last_index, last_hash::text, "
+    "NULL::numeric, NULL::boolean, NULL::text, year, year_count FROM ledger_chain WHERE id = 1 "
+    "AND (SELECT count(*) FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = "
+    "%(count)s FOR UPDATE) AS head"
 )
 #: The transaction, the chain head, the two balances and the two entries in one statement.
 WRITE = (
@@ -222,7 +221,7 @@ WRITE = (
     "AS v(ord, account_id, currency, debit, credit, balance_after) ORDER BY v.ord) "
     "SELECT id FROM tx"
 )
-FLOOR_STATEMENTS = (LOCK_ACCOUNTS, LOCK_CHAIN, WRITE, COMMIT)
+FLOOR_STATEMENTS = (LOCK, WRITE, COMMIT)
 ZERO = Decimal("0.00")
 
 
@@ -254,20 +253,20 @@ def floor_post(
     began = time.perf_counter()
     with conn.cursor() as cur:
         codes = sorted([CLEARING_CODE, wallet_code])
-        rows = cur.execute(LOCK_ACCOUNTS, {"codes_1": codes[0], "codes_2": codes[1]}).fetchall()
-        locked = {code: (account_id, balance) for account_id, code, balance, _, _ in rows}
-        if len(locked) != 2:
+        rows = cur.execute(LOCK, {"codes_1": codes[0], "codes_2": codes[1], "count": 2}).fetchall()
+        locked = {code: (row_id, balance) for what, row_id, code, balance, *_ in rows
+                  if what == "account"}  # fmt: skip
+        heads = [row for row in rows if row[0] == "chain"]
+        if len(locked) != 2 or not heads:
             conn.rollback()
-            return f"accounts missing for {codes}"
+            return f"accounts or chain head missing for {codes}"
         # The clearing account is an asset debited, the wallet a liability credited: both grow.
         clearing_id, clearing_balance = locked[CLEARING_CODE]
         wallet_id, wallet_balance = locked[wallet_code]
         clearing_after, wallet_after = clearing_balance + amount, wallet_balance + amount
+        _, last_index, last_hash, _, _, _, head_year, head_count = heads[0]
         accounts_locked = time.perf_counter()
-        last_index, last_hash, head_year, head_count = cur.execute(
-            LOCK_CHAIN, {"id_1": 1}
-        ).fetchone()
-        chain_locked = time.perf_counter()
+        chain_locked = accounts_locked
         now = datetime.now(UTC)
         year_count = head_count + 1 if head_year == now.year else 1
         number = f"LT/{now.year}/{year_count:05d}"
@@ -323,8 +322,7 @@ def floor_post(
         ended = time.perf_counter()
         for part, seconds in (
             ("total", ended - began),
-            ("lock accounts", accounts_locked - began),
-            ("lock chain", chain_locked - accounts_locked),
+            ("lock accounts and chain head", accounts_locked - began),
             ("python: hash, params", computed - chain_locked),
             ("write", committing - computed),
             ("commit", ended - committing),
@@ -369,6 +367,7 @@ def probe(app: Any, dsn: str, holder_id: int, count: int) -> dict[str, Any]:
         now = marks["statement"] = time.perf_counter()
         if "FROM ledger_account" in statement and "FOR UPDATE" in statement:
             marks.setdefault("lock accounts", now)
+            marks.setdefault("lock chain", now)  # the same statement
         elif "FROM ledger_chain" in statement:
             marks.setdefault("lock chain", now)
         elif statement.startswith("WITH tx AS"):
@@ -411,8 +410,8 @@ def probe(app: Any, dsn: str, holder_id: int, count: int) -> dict[str, Any]:
         for part, (start, end) in {
             "before the first statement (validation, pool checkout, pre-ping)": (
                 began, marks["lock accounts"]),
-            "lock accounts": (marks["lock accounts"], marks["lock chain"]),
-            "lock chain, then python: hash, params": (marks["lock chain"], marks["write"]),
+            "lock accounts and chain head, then python: hash, params": (
+                marks["lock accounts"], marks["write"]),
             "write": (marks["write"], marks["commit"]),
             "commit": (marks["commit"], marks["committed"]),
             "after the commit": (marks["committed"], ended),

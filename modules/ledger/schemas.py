@@ -171,8 +171,8 @@ class LedgerProblemSchema(ProblemSchema):
         metadata={"description": "insufficient-balance: what the account holds", "example": "0.00"}
     )
     currency = ma.fields.String(metadata={"example": "IDR"})
-    transaction_id = ma.fields.String(
-        allow_none=True, metadata={"description": "duplicate-nonce: not disclosed"}
+    transaction = ma.fields.UUID(
+        metadata={"description": "duplicate-nonce: the transaction the nonce was first used for"}
     )
 
 

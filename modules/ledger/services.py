@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import func, select, tuple_, type_coerce
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import aliased
 
@@ -449,6 +449,10 @@ def _user_uuids(user_ids: Iterable[int]) -> dict[int, uuid.UUID]:
     return {row.id: row.uuid for row in rows}
 
 
+#: Above every entry id (a BIGINT): the start of a statement's first page.
+LAST_ID = 2**63 - 1
+
+
 def statement(actor: Principal, account_uuid: uuid.UUID, *, limit: int, cursor: str | None) -> Page:
     """The account's entries, newest first, one keyset page.
 
@@ -468,12 +472,16 @@ def statement(actor: Principal, account_uuid: uuid.UUID, *, limit: int, cursor: 
             Transaction.created_at,
         )
         .join(Transaction, Transaction.id == Entry.transaction_id)
-        .where(Entry.account_id == account.id)
+        # A range of the (account_id, id) index written as row comparisons: with a plain
+        # ``account_id = X AND id < cursor`` the planner may walk the primary key backwards
+        # instead, through millions of other accounts' entries, for an account whose entries
+        # are all old.
+        .where(tuple_(Entry.account_id, Entry.id) > tuple_(account.id, 0))
     )
-    if cursor:
-        (after,) = decode_cursor(cursor, 1)
-        query = query.where(Entry.id < after)
-    rows = Session().execute(query.order_by(Entry.id.desc()).limit(limit + 1)).all()
+    after = decode_cursor(cursor, 1)[0] if cursor else LAST_ID
+    query = query.where(tuple_(Entry.account_id, Entry.id) < tuple_(account.id, after))
+    query = query.order_by(Entry.account_id.desc(), Entry.id.desc()).limit(limit + 1)
+    rows = Session().execute(query).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

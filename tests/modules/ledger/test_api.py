@@ -98,6 +98,7 @@ def test_the_same_nonce_and_body_replays_another_body_is_a_conflict(
     other = assert_problem(post_tx(client, staff, {**body, "amount": "26.00"}), 409,
                            "duplicate-nonce")  # fmt: skip
     assert "nonce" in other["detail"]
+    assert other["transaction"] == first["id"]  # where to look: the first use of the nonce
     assert count(services, "ledger_transaction") == 1
     # A nonce belongs to its operation: the same one under another is a new transaction.
     ok(post_tx(client, staff, {**body, "operation": "DAILY_REWARD"}), 201)
