@@ -40,9 +40,10 @@ a wait until the replica has replayed it all; then on the replica with psycopg t
 page (``limit`` 50, newest first by entry id, joined to the transactions for their number,
 operation and time) is timed ``--requests`` times per case, for the first page and a deep page
 (a cursor half way down the account's entries), with ``EXPLAIN (ANALYZE, BUFFERS)``, in two
-forms: as the endpoint's branch writes it (``account_id = X AND id < cursor ORDER BY id
-DESC``), and as a range of the ``(account_id, id)`` index by row comparisons
-(:func:`row_keyset_sql`), which no estimate can turn into a scan of the primary key.
+forms: the plain keyset the endpoint first used (``account_id = X AND id < cursor ORDER BY id
+DESC``, kept to show why it was dropped), and the range of the ``(account_id, id)`` index by
+row comparisons that the endpoint now sends (:func:`row_keyset_sql`), which no estimate can
+turn into a scan of the primary key.
 
 ``--http`` (off until ``GET /api/v1/ledger/accounts/{uuid}/entries`` is on main) also serves
 Lapak with ``lapak serve`` (gunicorn, 4 sync workers) reading from the replica, and times the
@@ -798,7 +799,7 @@ PAGE_COLUMNS = (
 
 
 def page_sql(after_id: int | None) -> str:
-    """The page as the endpoint's branch writes it: ``account_id = X AND id < cursor``.
+    """The page as the endpoint first wrote it: ``account_id = X AND id < cursor``.
 
     With the account fixed by equality, ``ORDER BY id DESC`` is served as well by the primary
     key read backwards, filtering on the account, as by ``(account_id, id)``; the planner takes
