@@ -6,6 +6,9 @@
 * Read-your-writes follows GitLab's load balancer: after a request commits on the primary, the
   response carries the primary's WAL position (``X-Lapak-LSN`` header and ``lapak_lsn`` cookie);
   the client's next reads only use a replica whose ``pg_last_wal_replay_lsn()`` is at least that.
+  The position is read in the same round trip as the COMMIT, on the same backend, just after it
+  (``COMMIT; SELECT pg_current_wal_insert_lsn()``): it is past the commit record, and costs
+  neither a second connection nor a transaction of its own.
 * A replica that cannot be reached, is not in recovery (promoted), fails during a read or does
   not answer within ``replica_read_timeout`` is skipped for a while and the read is run again on
   the primary; the client never sees the replica's error.
@@ -151,6 +154,33 @@ _REPLICA_STATE = text(
 )
 
 
+_CURRENT_LSN = text("SELECT pg_current_wal_insert_lsn()::text")
+#: One simple-query message: the SELECT runs after the COMMIT, on the same backend.
+_COMMIT_AND_LSN = "COMMIT; SELECT pg_current_wal_insert_lsn()::text"
+#: The primary's WAL insert position read with this context's last COMMIT (None: not read).
+_commit_lsn: ContextVar[int | None] = ContextVar("lapak_commit_lsn", default=None)
+
+
+def _commit_reading_lsn(connection: Any) -> None:
+    """``do_commit`` of the primary's dialect when there are replicas: COMMIT and read the WAL
+    insert position after it, in one round trip, for the response's ``X-Lapak-LSN``.
+
+    Read after the COMMIT (a read inside the transaction would come before its commit record),
+    on the backend that committed: the position covers the commit, so read-your-writes holds.
+    """
+    raw = getattr(connection, "driver_connection", connection)
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        _commit_lsn.set(None)
+        raw.commit()  # nothing begun (a no-op), or failed: psycopg's own handling
+        return
+    with raw.cursor() as cursor:
+        # No parameters, never prepared: the simple protocol, which takes both statements.
+        cursor.execute(_COMMIT_AND_LSN, prepare=False)
+        cursor.nextset()
+        row = cursor.fetchone()
+    _commit_lsn.set(parse_lsn(row[0]) if row else None)
+
+
 def replica_state(connection: Connection) -> ReplicaState:
     in_recovery, replayed, seconds = connection.execute(_REPLICA_STATE).one()
     return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
@@ -173,6 +203,9 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         primary = _create_engine(settings.database_url, application_name="lapak")
+        if settings.replica_urls and primary.dialect.name == "postgresql":
+            # Only replicas need the position (read-your-writes); a lone primary commits plainly.
+            primary.dialect.do_commit = _commit_reading_lsn  # type: ignore[method-assign]
         replicas = [
             Replica(
                 name=_safe_name(url, index),
@@ -234,13 +267,15 @@ class Database:
         )
 
     def primary_lsn(self) -> int | None:
-        """The primary's current WAL insert position (None on SQLite)."""
+        """The primary's current WAL insert position (None on SQLite).
+
+        Asked in AUTOCOMMIT: no transaction to roll back at check-in (which would make psycopg
+        deallocate the connection's prepared statements too).
+        """
         if not self.is_postgresql:
             return None
-        with self.primary.connect() as connection:
-            return parse_lsn(
-                connection.execute(text("SELECT pg_current_wal_insert_lsn()::text")).scalar()
-            )
+        with self.primary.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return parse_lsn(connection.execute(_CURRENT_LSN).scalar())
 
     def check(self) -> dict[str, dict[str, Any]]:
         """Health of every database: ``{"primary": {"ok": True, ...}, "replica-0": {...}}``.
@@ -477,6 +512,10 @@ def _after_commit(session: OrmSession) -> None:
         session.info["committed_writes"] = True
         if has_request_context():
             g.lapak_wrote = True
+            position = _commit_lsn.get()
+            if position is not None:
+                g.lapak_commit_lsn = max(position, g.get("lapak_commit_lsn") or 0)
+    _commit_lsn.set(None)
     callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         try:
@@ -679,11 +718,14 @@ def init_app(app: Flask, settings: Settings) -> Database:
     @app.after_request
     def _send_primary_lsn(response: Response) -> Response:
         if database.replicas and g.get("lapak_wrote"):
-            try:
-                position = database.primary_lsn()
-            except DBAPIError:
-                log.warning("could not read the primary's WAL position after a write")
-                position = None
+            # Read with the COMMIT; asked again only if that commit could not read it.
+            position = g.get("lapak_commit_lsn")
+            if position is None:
+                try:
+                    position = database.primary_lsn()
+                except DBAPIError:
+                    log.warning("could not read the primary's WAL position after a write")
+                    position = None
             if position is not None:
                 position = max(position, g.get("lapak_min_lsn") or 0)
                 response.headers[LSN_HEADER] = format_lsn(position)

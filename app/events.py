@@ -89,7 +89,8 @@ def emit_many(events: Sequence[tuple[str, dict[str, Any]]]) -> list[uuid.UUID]:
     ]
     if not rows:
         return []
-    session.execute(insert(OutboxEvent.__table__), rows)
+    session.info["primary_wrote"] = True  # Core on the session's connection: no ORM event
+    session.connection().execute(_INSERT_EVENTS, rows)
     if _schedule_dispatch not in session.info.get("after_commit", []):
         after_commit(_schedule_dispatch)
     listeners = current_app.extensions["lapak.registry"].wiring.on_commit
@@ -97,6 +98,10 @@ def emit_many(events: Sequence[tuple[str, dict[str, Any]]]) -> list[uuid.UUID]:
         for listener in listeners.get(row["name"], []):
             after_commit(functools.partial(listener, dict(row["payload"])))
     return [row["event_id"] for row in rows]
+
+
+#: Built once: the outbox INSERT is on every write path.
+_INSERT_EVENTS = insert(OutboxEvent.__table__)
 
 
 def _jsonable(value: Any) -> str:

@@ -13,10 +13,23 @@ lock, so no order waits for another's commit to get its number.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import BigInteger, String, cast, func, literal, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -128,9 +141,9 @@ def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
     codes = sorted(set(codes))
     if get_database().primary.dialect.name != "postgresql":
         return take_numbers(codes, year)
-    names = [_sequence_name(code, year) for code in codes]
+    names = tuple(_sequence_name(code, year) for code in codes)
     try:
-        values = Session().execute(select(*[func.nextval(name) for name in names])).one()
+        values = Session().connection().execute(_nextval_statement(names)).one()
     except DBAPIError:
         # Dropped under a running process (a downgrade)? The next request makes them again.
         _READY.difference_update(names)
@@ -138,6 +151,12 @@ def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
     return {
         code: format_number(code, year, number) for code, number in zip(codes, values, strict=True)
     }
+
+
+@functools.lru_cache(maxsize=32)
+def _nextval_statement(names: tuple[str, ...]) -> Select[Any]:
+    """``SELECT nextval(...), ...`` of these sequences, built once (a few per year)."""
+    return select(*[func.nextval(name) for name in names])
 
 
 def _sequence_name(code: str, year: int) -> str:
@@ -165,30 +184,49 @@ def number_document(document: Any, code: str, year: int) -> str:
         session.execute(update(table).where(table.c.id == document.id).values(name=name))
         set_committed_value(document, "name", name)
         return name
+    session.flush()  # as the ORM would before a statement: the document's own changes first
+    statement = _numbering_statement(table)
+    values = {
+        "counter_code": code,
+        "counter_year": year,
+        "number_prefix": f"{code}/{year}/",
+        "document_id": document.id,
+    }
+    connection = session.connection()
+    name = connection.execute(statement, values).scalar()
+    if name is None:  # the year's first document of this code
+        connection.execute(_FIRST_OF_YEAR, {"code": code, "year": year})
+        name = connection.execute(statement, values).scalar_one()
+    set_committed_value(document, "name", name)  # written already; no UPDATE from the ORM
+    return name
+
+
+@functools.cache
+def _numbering_statement(table: Table) -> Update:
+    """Take the next number of a code and year and write it as ``table``'s name, built once
+    per table: the counter row's increment is a data-modifying CTE of the naming UPDATE."""
+    counters = SequenceCounter.__table__
     taken = (
-        update(SequenceCounter)
-        .where(SequenceCounter.code == code, SequenceCounter.year == year)
-        .values(next_number=SequenceCounter.next_number + 1)
-        .returning((SequenceCounter.next_number - 1).label("number"))
+        update(counters)
+        .where(
+            counters.c.code == bindparam("counter_code"),
+            counters.c.year == bindparam("counter_year"),
+        )
+        .values(next_number=counters.c.next_number + 1)
+        .returning((counters.c.next_number - 1).label("number"))
         .cte("taken")
     )
     # A scalar subquery, not UPDATE ... FROM taken: no counter row (a new year) gives NULL.
     digits = cast(select(taken.c.number).scalar_subquery(), String)
-    statement = (
+    return (
         update(table)
-        .where(table.c.id == document.id)
+        .where(table.c.id == bindparam("document_id"))
         .values(
-            name=literal(f"{code}/{year}/")
+            name=bindparam("number_prefix", type_=String)
             + func.lpad(digits, func.greatest(DIGITS, func.length(digits)), "0")
         )
         .returning(table.c.name)
     )
-    name = session.execute(statement).scalar()
-    if name is None:  # the year's first document of this code
-        session.execute(_FIRST_OF_YEAR, {"code": code, "year": year})
-        name = session.execute(statement).scalar_one()
-    set_committed_value(document, "name", name)  # written already; no UPDATE from the ORM
-    return name
 
 
 _INCREMENT = text(

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Column, Select, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
-from sqlalchemy.orm import joinedload, lazyload, undefer
+from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, undefer
 
 from app.db import Session, transaction, utcnow
 from app.errors import (
@@ -236,13 +236,20 @@ def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> N
 
 
 def _insert(record: Any) -> int:
-    table = record.__table__
-    return Session().execute(insert(table).returning(table.c.id), _row(record)).scalar_one()
+    statement = _insert_statements(record.__table__)[1]
+    return Session().connection().execute(statement, _row(record)).scalar_one()
 
 
 def _insert_many(records: Sequence[Any], **parent: int) -> None:
     if records:
-        Session().execute(insert(records[0].__table__), [{**_row(r), **parent} for r in records])
+        statement = _insert_statements(records[0].__table__)[0]
+        Session().connection().execute(statement, [{**_row(r), **parent} for r in records])
+
+
+@functools.cache
+def _insert_statements(table: Any) -> tuple[Any, Any]:
+    """``table``'s INSERT, and the one that returns the new id: built once (the busiest path)."""
+    return insert(table), insert(table).returning(table.c.id)
 
 
 def _row(record: Any) -> dict[str, Any]:
@@ -288,7 +295,7 @@ def _create_order(actor: Principal, request: OrderRequest, number: str, now: dat
         quote = rates().current_rate(CATALOGUE_CURRENCY, currency)
         rate, rate_source = quote.rate, quote.source
     products = _products_for(request.lines)
-    customer = Session().get(User, customer_id)  # loaded now: rendering must not query later
+    customer = _order_customer(actor, customer_id)  # now: rendering must not query later
     order = SaleOrder(
         uuid=uuid.uuid4(),  # set now, not at flush: the events are built before the flush
         name=number,
@@ -762,6 +769,19 @@ def _get(model: Any, public_id: uuid.UUID, what: str) -> Any:
     if found is None:
         raise NotFound(f"there is no such {what}")
     return found
+
+
+def _order_customer(actor: Principal, customer_id: int) -> User:
+    """The order's customer as the answer shows it (its public id), without a query when the
+    caller is that customer (the Principal has the id and public id) or it is loaded already
+    (staff named it)."""
+    session = Session()
+    known = session.identity_map.get(session.identity_key(User, customer_id))
+    if known is not None or customer_id != actor.user_id:
+        return known or session.get(User, customer_id)
+    customer = User(id=customer_id, uuid=actor.user_uuid)
+    make_transient_to_detached(customer)  # stands for the stored row; never inserted
+    return customer
 
 
 def _customer_for(actor: Principal, named: uuid.UUID | None) -> int:

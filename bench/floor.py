@@ -1,0 +1,434 @@
+"""The floors of ``bench.orders``: Lapak's order written statement for statement with psycopg.
+
+Shared by the SQL floor (``bench.orders``: psycopg in the bench process, no HTTP) and the HTTP
+floor (``bench.floor_app``: a bare Flask app under gunicorn). One order is the statements of
+:data:`ORDER_STEPS`, in that order, in one transaction, then COMMIT. ``bench.orders`` checks them
+against the statements Lapak sends for a probe order (kinds, order and text).
+
+To follow Lapak when its order path gains statements (the ledger's postings, say), add a
+:class:`Step` to :data:`ORDER_STEPS` where Lapak runs it: its SQL, its parameters (a function of
+the order's context, a dict that holds the request's inputs and what the steps before it
+stored), and, if later steps need its answer, an ``after`` that stores it. Both floors and the
+statement check pick it up.
+
+Also here: the listing's keyset SQL written by hand (:func:`bare_sql`), which the HTTP floor's
+listing runs on the replica.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+TAX_PERCENT = Decimal(11)  # the marketplace default (PPN), used by both sides
+TIMEZONE = ZoneInfo("Asia/Jakarta")  # the marketplace default: the numbering year
+CURRENCY = "IDR"
+PAYMENT_DAYS = 14
+COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
+
+SELECT_PRODUCT = (
+    "SELECT marketplace_product.id, marketplace_product.uuid, marketplace_product.feed_uuid, "
+    "marketplace_product.source, marketplace_product.name, marketplace_product.province, "
+    "marketplace_product.city, marketplace_product.size, marketplace_product.list_price, "
+    "marketplace_product.active, marketplace_product.seller_id, marketplace_product.created_at, "
+    "marketplace_product.updated_at FROM marketplace_product "
+    "WHERE marketplace_product.uuid IN (%s::UUID) OR marketplace_product.feed_uuid IN (%s::VARCHAR)"
+)
+INSERT_ORDER = (
+    "INSERT INTO marketplace_sale_order (uuid, name, state, customer_id, created_by_id, currency, "
+    "currency_rate, rate_source, tax_percent, date_order, amount_untaxed, amount_tax, "
+    "amount_total, cancelled_at) VALUES (%s::UUID, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, "
+    "%s::INTEGER, %s::VARCHAR, %s, %s::VARCHAR, %s, %s::TIMESTAMP WITH TIME ZONE, %s, %s, %s, "
+    "%s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_sale_order.id"
+)
+INSERT_ORDER_LINE = (
+    "INSERT INTO marketplace_sale_order_line (order_id, product_id, sequence, name, quantity, "
+    "price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, %s::INTEGER, "
+    "%s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) RETURNING marketplace_sale_order_line.id"
+)
+INSERT_MOVE = (
+    "INSERT INTO marketplace_account_move (uuid, name, move_type, state, payment_state, order_id, "
+    "customer_id, currency, invoice_date, invoice_date_due, amount_untaxed, amount_tax, "
+    "amount_total, amount_residual, reversed_entry_id, created_at) VALUES (%s::UUID, "
+    "%s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, %s::INTEGER, %s::VARCHAR, "
+    "%s::DATE, %s::DATE, %s, %s, %s, %s, %s::INTEGER, %s::TIMESTAMP WITH TIME ZONE) "
+    "RETURNING marketplace_account_move.id"
+)
+INSERT_MOVE_LINE = (
+    "INSERT INTO marketplace_account_move_line (move_id, product_id, sequence, name, quantity, "
+    "price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, %s::INTEGER, "
+    "%s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) RETURNING marketplace_account_move_line.id"
+)
+INSERT_PAYMENT = (
+    "INSERT INTO marketplace_payment (uuid, name, state, invoice_id, customer_id, method, amount, "
+    "currency, reference, created_at, confirmed_at, confirmed_by_id, cancelled_at) VALUES "
+    "(%s::UUID, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, %s::INTEGER, %s::VARCHAR, %s, "
+    "%s::VARCHAR, %s::VARCHAR, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE, "
+    "%s::INTEGER, %s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_payment.id"
+)
+#: numbering.take_unique: payment and order numbers (sorted codes) from the year's sequences,
+#: first statement of the order's transaction; no lock held.
+TAKE_UNIQUE = "SELECT nextval(%s::VARCHAR) AS nextval_1, nextval(%s::VARCHAR) AS nextval_3"
+UNIQUE_CODES = ("PAY", "SO")
+#: numbering.prepare_year, once per year (the floor does it up front; Lapak may have already).
+CREATE_SEQUENCE = "CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY marketplace_sequence.next_number"
+#: numbering.number_document: the gap-free invoice number taken and written, last statement.
+NUMBER_INVOICE = (
+    "WITH taken AS (UPDATE marketplace_sequence SET next_number=(marketplace_sequence.next_number "
+    "+ %s::INTEGER) WHERE marketplace_sequence.code = %s::VARCHAR AND marketplace_sequence.year = "
+    "%s::INTEGER RETURNING marketplace_sequence.next_number - %s::INTEGER AS number) "
+    "UPDATE marketplace_account_move SET name=(%s::VARCHAR || lpad(CAST((SELECT taken.number "
+    "FROM taken) AS VARCHAR), greatest(%s::INTEGER, length(CAST((SELECT taken.number "
+    "FROM taken) AS VARCHAR))), %s::VARCHAR)) WHERE marketplace_account_move.id = %s::INTEGER "
+    "RETURNING marketplace_account_move.name"
+)
+COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
+#: events.emit_many: the order's three events (order.confirmed, payment.registered,
+#: invoice.posted) as one executemany (psycopg pipelines it: one round trip), after the invoice
+#: number (one payload needs it).
+INSERT_OUTBOX = (
+    "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, delivered_to, "
+    "created_at, next_attempt_at) VALUES (%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, "
+    "%s::INTEGER, %s::JSONB, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE)"
+)
+
+
+class FloorRefused(Exception):
+    """The order cannot be placed (unknown product, no invoice counter): rolled back."""
+
+
+Context = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of an order: ``params(ctx)`` gives its parameters (a list of them when
+    ``many``: one pipelined executemany); ``after(ctx, cursor)`` reads its answer into ``ctx``;
+    ``mark`` starts a part of the timing breakdown."""
+
+    sql: str
+    params: Callable[[Context], Any]
+    after: Callable[[Context, psycopg.Cursor[Any]], None] | None = None
+    many: bool = False
+    mark: str | None = None
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def line_amounts(quantity: Decimal, price_unit: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+    """Subtotal, tax and total of a line, as ``modules.marketplace.pricing`` rounds them (IDR)."""
+    subtotal = _money(quantity * price_unit)
+    tax = _money(subtotal * TAX_PERCENT / 100)
+    return subtotal, tax, subtotal + tax
+
+
+def _numbers(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    taken = cur.fetchone()
+    year = ctx["year"]
+    ctx["numbers"] = {
+        code: f"{code}/{year}/{number:05d}"
+        for code, number in zip(UNIQUE_CODES, taken, strict=True)
+    }
+
+
+def _product(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    found = cur.fetchall()
+    if len(found) != 1 or not found[0][9]:
+        raise FloorRefused(f"product {ctx['product_uuid']} not found or inactive")
+    product = found[0]
+    price = _money(product[8])
+    subtotal, tax, total = line_amounts(ctx["quantity"], price)
+    ctx.update(
+        product_id=product[0],
+        product_name=product[4],
+        price=price,
+        subtotal=subtotal,
+        tax=tax,
+        total=total,
+        order_uuid=uuid.uuid4(),
+        move_uuid=uuid.uuid4(),
+        payment_uuid=uuid.uuid4(),
+    )
+
+
+def _stored(key: str) -> Callable[[Context, psycopg.Cursor[Any]], None]:
+    def store(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+        ctx[key] = cur.fetchone()[0]
+
+    return store
+
+
+def _line(ctx: Context) -> tuple[Any, ...]:
+    return (ctx["product_id"], 0, ctx["product_name"], ctx["quantity"], ctx["price"],
+            ctx["subtotal"], ctx["tax"], ctx["total"])  # fmt: skip
+
+
+def _order_row(ctx: Context) -> tuple[Any, ...]:
+    customer = ctx["customer_id"]
+    return (ctx["order_uuid"], ctx["numbers"]["SO"], "sale", customer, customer, CURRENCY,
+            Decimal(1), None, TAX_PERCENT, ctx["now"], ctx["subtotal"], ctx["tax"], ctx["total"],
+            None)  # fmt: skip
+
+
+def _move_row(ctx: Context) -> tuple[Any, ...]:
+    invoice_date = ctx["now"].astimezone(TIMEZONE).date()
+    ctx["invoice_date"] = invoice_date
+    return (ctx["move_uuid"], None, "out_invoice", "posted", "in_payment", ctx["order_id"],
+            ctx["customer_id"], CURRENCY, invoice_date, invoice_date + timedelta(days=PAYMENT_DAYS),
+            ctx["subtotal"], ctx["tax"], ctx["total"], Decimal("0.00"), None,
+            datetime.now(UTC))  # fmt: skip
+
+
+def _payment_row(ctx: Context) -> tuple[Any, ...]:
+    return (ctx["payment_uuid"], ctx["numbers"]["PAY"], "in_process", ctx["move_id"],
+            ctx["customer_id"], "bank_transfer", ctx["total"], CURRENCY, None, ctx["now"], None,
+            None, None)  # fmt: skip
+
+
+def _invoice_number(ctx: Context) -> tuple[Any, ...]:
+    year = ctx["year"]
+    return (1, "INV", year, 1, f"INV/{year}/", 5, "0", ctx["move_id"])
+
+
+def _invoice_named(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    named = cur.fetchone()
+    if named is None or named[0] is None:
+        raise FloorRefused(f"no INV counter for {ctx['year']}")
+    ctx["invoice_name"] = named[0]
+
+
+def _events(ctx: Context) -> list[tuple[Any, ...]]:
+    """order.confirmed, payment.registered and invoice.posted, as ``place_order`` emits them."""
+    total, numbers = str(ctx["total"]), ctx["numbers"]
+    events = [
+        ("order.confirmed", {"order": str(ctx["order_uuid"]), "name": numbers["SO"],
+                             "state": "sale", "customer_id": ctx["customer_id"],
+                             "currency": CURRENCY, "amount_total": total}),
+        ("payment.registered", {"payment": str(ctx["payment_uuid"]), "name": numbers["PAY"],
+                                "state": "in_process", "invoice": str(ctx["move_uuid"]),
+                                "method": "bank_transfer", "amount": total,
+                                "currency": CURRENCY}),
+        ("invoice.posted", {"invoice": str(ctx["move_uuid"]), "name": ctx["invoice_name"],
+                            "move_type": "out_invoice", "payment_state": "in_payment",
+                            "currency": CURRENCY, "amount_total": total,
+                            "amount_residual": "0.00"}),
+    ]  # fmt: skip
+    emitted = datetime.now(UTC)
+    return [
+        (uuid.uuid4(), name, json.dumps(payload), "pending", 0, "[]", emitted, emitted)
+        for name, payload in events
+    ]
+
+
+#: One order, statement for statement as Lapak's ``place_order`` runs it, in one transaction
+#: (COMMIT follows): the PAY and SO numbers, the product, one INSERT per row (order, its line,
+#: invoice, its line, payment), the gap-free invoice number (the counter row stays locked from
+#: here to the commit), the three events in one pipelined executemany. Add Lapak's new statements
+#: here, where it runs them (see the module's docstring).
+ORDER_STEPS: list[Step] = [
+    Step(TAKE_UNIQUE, lambda ctx: ctx["sequences"], _numbers, mark="numbers"),
+    Step(SELECT_PRODUCT, lambda ctx: (ctx["product_uuid"],) * 2, _product, mark="selects"),
+    Step(INSERT_ORDER, _order_row, _stored("order_id"), mark="rows"),
+    Step(INSERT_ORDER_LINE, lambda ctx: (ctx["order_id"], *_line(ctx)), _stored("order_line_id")),
+    Step(INSERT_MOVE, _move_row, _stored("move_id")),
+    Step(INSERT_MOVE_LINE, lambda ctx: (ctx["move_id"], *_line(ctx)), _stored("move_line_id")),
+    Step(INSERT_PAYMENT, _payment_row, _stored("payment_id")),
+    Step(NUMBER_INVOICE, _invoice_number, _invoice_named, mark="locked"),
+    Step(INSERT_OUTBOX, _events, many=True),
+]
+
+
+def floor_statements() -> tuple[str, ...]:
+    """The floor's statements in the order it runs them, COMMIT last (compared with Lapak's)."""
+    return (*(step.sql for step in ORDER_STEPS), COMMIT)
+
+
+def sequence_names(year: int) -> list[str]:
+    return [f"marketplace_seq_{code.lower()}_{year}" for code in UNIQUE_CODES]
+
+
+def place(
+    conn: psycopg.Connection,
+    customer_id: int,
+    product_uuid: str,
+    quantity: Decimal,
+    marks: dict[str, float] | None = None,
+) -> Context:
+    """One order in one durable transaction on ``conn``; its context (numbers, ids, amounts).
+
+    :class:`FloorRefused` (rolled back) when it cannot be placed; ``marks`` gets the
+    ``perf_counter`` at each step's ``mark``, ``committing`` and ``committed``.
+    """
+    now = datetime.now(UTC)
+    year = now.astimezone(TIMEZONE).year
+    ctx: Context = {
+        "now": now,
+        "year": year,
+        "sequences": sequence_names(year),
+        "customer_id": customer_id,
+        "product_uuid": product_uuid,
+        "quantity": quantity,
+    }
+    try:
+        with conn.cursor() as cur:
+            for step in ORDER_STEPS:
+                if marks is not None and step.mark:
+                    marks[step.mark] = time.perf_counter()
+                if step.many:
+                    cur.executemany(step.sql, step.params(ctx))
+                else:
+                    cur.execute(step.sql, step.params(ctx))
+                if step.after is not None:
+                    step.after(ctx, cur)
+        if marks is not None:
+            marks["committing"] = time.perf_counter()
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    if marks is not None:
+        marks["committed"] = time.perf_counter()
+    return ctx
+
+
+# --- the answers, in Lapak's shapes (PlacedSchema, OrderSummarySchema) ---------------------------
+
+
+def _amount(value: Decimal | None) -> str | None:
+    return None if value is None else format(_money(value), "f")
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _moment(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def placed_body(ctx: Mapping[str, Any], customer_uuid: str) -> dict[str, Any]:
+    """``POST /orders``'s 201 body for the order placed with ``ctx``."""
+    order_id, move_id = str(ctx["order_uuid"]), str(ctx["move_uuid"])
+    line = {
+        "name": ctx["product_name"],
+        "price_subtotal": _amount(ctx["subtotal"]),
+        "price_tax": _amount(ctx["tax"]),
+        "price_total": _amount(ctx["total"]),
+        "price_unit": _amount(ctx["price"]),
+        "product": str(ctx["product_uuid"]),
+        "quantity": _plain(ctx["quantity"]),
+    }
+    amounts = {
+        "amount_tax": _amount(ctx["tax"]),
+        "amount_total": _amount(ctx["total"]),
+        "amount_untaxed": _amount(ctx["subtotal"]),
+        "currency": CURRENCY,
+        "customer": customer_uuid,
+    }
+    invoice_date = ctx["invoice_date"]
+    return {
+        "order": {
+            **amounts,
+            "cancelled_at": None,
+            "currency_rate": "1",
+            "date_order": _moment(ctx["now"]),
+            "id": order_id,
+            "lines": [line],
+            "number": ctx["numbers"]["SO"],
+            "payment_state": "in_payment",
+            "state": "sale",
+            "tax_percent": _plain(TAX_PERCENT),
+        },
+        "invoice": {
+            **amounts,
+            "amount_residual": "0.00",
+            "id": move_id,
+            "invoice_date": invoice_date.isoformat(),
+            "invoice_date_due": (invoice_date + timedelta(days=PAYMENT_DAYS)).isoformat(),
+            "lines": [line],
+            "move_type": "out_invoice",
+            "number": ctx["invoice_name"],
+            "order": order_id,
+            "payment_state": "in_payment",
+            "reversed_entry": None,
+            "state": "posted",
+        },
+        "payment": {
+            "amount": _amount(ctx["total"]),
+            "cancelled_at": None,
+            "confirmed_at": None,
+            "created_at": _moment(ctx["now"]),
+            "currency": CURRENCY,
+            "customer": customer_uuid,
+            "id": str(ctx["payment_uuid"]),
+            "invoice": move_id,
+            "method": "bank_transfer",
+            "number": ctx["numbers"]["PAY"],
+            "reference": None,
+            "state": "in_process",
+        },
+    }
+
+
+# --- the listing's keyset SQL, by hand --------------------------------------------------------
+
+BARE_COLUMNS = (
+    "o.id, o.uuid, o.name, o.state, o.customer_id, o.created_by_id, o.currency, "
+    "o.currency_rate, o.rate_source, o.tax_percent, o.date_order, o.amount_untaxed, "
+    "o.amount_tax, o.amount_total, o.cancelled_at, c.uuid, "
+    # The payment state of the order's latest invoice, as the listing shows it.
+    "(SELECT m.payment_state FROM marketplace_account_move AS m WHERE m.order_id = o.id "
+    "AND m.move_type = 'out_invoice' ORDER BY m.id DESC LIMIT 1)"
+)
+LISTING_LIMIT = 50
+
+
+def bare_sql(
+    key: Sequence[Any] | None, customer_id: int | None, limit: int = LISTING_LIMIT
+) -> tuple[str, list[Any]]:
+    """What the listing reads, written by hand: a page (and one row more) after ``key``
+    (date_order, id), newest first, the customer's public id and the invoice's payment state."""
+    where, params = [], []
+    if customer_id is not None:
+        where.append("o.customer_id = %s")
+        params.append(customer_id)
+    if key is not None:
+        where.append("(o.date_order, o.id) < (%s, %s)")
+        params += list(key)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    sql = (
+        f"SELECT {BARE_COLUMNS} FROM marketplace_sale_order AS o "  # noqa: S608
+        f"LEFT JOIN user_account AS c ON c.id = o.customer_id {clause}"
+        f"ORDER BY o.date_order DESC, o.id DESC LIMIT {int(limit) + 1}"
+    )
+    return sql, params
+
+
+def summary_item(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of :func:`bare_sql` as the listing shows it (``OrderSummarySchema``)."""
+    return {
+        "id": str(row[1]),
+        "number": row[2],
+        "state": row[3],
+        "customer": None if row[15] is None else str(row[15]),
+        "currency": row[6],
+        "currency_rate": _plain(row[7]),
+        "tax_percent": _plain(row[9]),
+        "date_order": _moment(row[10]),
+        "amount_untaxed": _amount(row[11]),
+        "amount_tax": _amount(row[12]),
+        "amount_total": _amount(row[13]),
+        "cancelled_at": _moment(row[14]),
+        "payment_state": row[16],
+    }
