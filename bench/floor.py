@@ -11,12 +11,20 @@ the order's context, a dict that holds the request's inputs and what the steps b
 stored), and, if later steps need its answer, an ``after`` that stores it. Both floors and the
 statement check pick it up.
 
+The ledger's posting is the fast path only: the accounts (the customer's receivable, sales
+clearing, tax payable) and the chain head must exist (``bench.orders`` opens the customers'
+receivables up front, as Lapak does on first use, and Lapak's first order opens the rest); the
+floor refuses an order otherwise. The fingerprint, number, running balances and hash are
+computed as ``modules.ledger.posting.post`` computes them, the hash with ``modules.ledger.chain``
+itself, so the floor's transactions chain with Lapak's and ``lapak ledger verify`` checks both.
+
 Also here: the listing's keyset SQL written by hand (:func:`bare_sql`), which the HTTP floor's
 listing runs on the replica.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -29,7 +37,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from modules.ledger import chain
+
 TAX_PERCENT = Decimal(11)  # the marketplace default (PPN), used by both sides
+COMMISSION_PERCENT = Decimal(5)  # LAPAK_COMMISSION_PERCENT's default, fixed on the invoice
 TIMEZONE = ZoneInfo("Asia/Jakarta")  # the marketplace default: the numbering year
 CURRENCY = "IDR"
 PAYMENT_DAYS = 14
@@ -58,15 +69,16 @@ INSERT_ORDER_LINE = (
 INSERT_MOVE = (
     "INSERT INTO marketplace_account_move (uuid, name, move_type, state, payment_state, order_id, "
     "customer_id, currency, invoice_date, invoice_date_due, amount_untaxed, amount_tax, "
-    "amount_total, amount_residual, reversed_entry_id, created_at) VALUES (%s::UUID, "
-    "%s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, %s::INTEGER, %s::VARCHAR, "
-    "%s::DATE, %s::DATE, %s, %s, %s, %s, %s::INTEGER, %s::TIMESTAMP WITH TIME ZONE) "
-    "RETURNING marketplace_account_move.id"
+    "amount_total, amount_residual, commission_percent, reversed_entry_id, created_at) VALUES "
+    "(%s::UUID, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, %s::INTEGER, "
+    "%s::VARCHAR, %s::DATE, %s::DATE, %s, %s, %s, %s, %s, %s::INTEGER, "
+    "%s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_account_move.id"
 )
 INSERT_MOVE_LINE = (
-    "INSERT INTO marketplace_account_move_line (move_id, product_id, sequence, name, quantity, "
-    "price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, %s::INTEGER, "
-    "%s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) RETURNING marketplace_account_move_line.id"
+    "INSERT INTO marketplace_account_move_line (move_id, product_id, seller_id, sequence, name, "
+    "quantity, price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, "
+    "%s::INTEGER, %s::INTEGER, %s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) "
+    "RETURNING marketplace_account_move_line.id"
 )
 INSERT_PAYMENT = (
     "INSERT INTO marketplace_payment (uuid, name, state, invoice_id, customer_id, method, amount, "
@@ -91,7 +103,6 @@ NUMBER_INVOICE = (
     "FROM taken) AS VARCHAR))), %s::VARCHAR)) WHERE marketplace_account_move.id = %s::INTEGER "
     "RETURNING marketplace_account_move.name"
 )
-COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
 #: events.emit_many: the order's three events (order.confirmed, payment.registered,
 #: invoice.posted) as one executemany (psycopg pipelines it: one round trip), after the invoice
 #: number (one payload needs it).
@@ -100,6 +111,66 @@ INSERT_OUTBOX = (
     "created_at, next_attempt_at) VALUES (%s::UUID, %s::VARCHAR, %s::JSONB, %s::VARCHAR, "
     "%s::INTEGER, %s::JSONB, %s::TIMESTAMP WITH TIME ZONE, %s::TIMESTAMP WITH TIME ZONE)"
 )
+
+
+# --- the ledger's posting (modules.ledger.posting.post, PostgreSQL, accounts already open) -----
+
+
+def ledger_lock_sql(accounts: int) -> str:
+    """The posting's accounts in id order, then the chain head when every account exists, in one
+    statement (``_LOCK_ACCOUNTS_AND_CHAIN``; the codes expanded, as SQLAlchemy sends them)."""
+    codes = ", ".join(f"%(codes_{i})s" for i in range(1, accounts + 1))
+    # Built from a count only; every value is a bound parameter.
+    return (
+        "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, "  # noqa: S608
+        "balance, "
+        "allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count "
+        f"FROM ledger_account WHERE code IN ({codes}) ORDER BY id FOR UPDATE) AS accounts "
+        "UNION ALL SELECT * FROM (SELECT 'chain', last_index, last_hash::text, NULL::numeric, "
+        "NULL::boolean, NULL::text, year, year_count FROM ledger_chain WHERE id = 1 AND "
+        f"(SELECT count(*) FROM ledger_account WHERE code IN ({codes})) = %(count)s FOR UPDATE) "
+        "AS head"
+    )
+
+
+def ledger_write_sql(entries: int, accounts: int) -> str:
+    """The transaction, the chain head, the accounts' balances and the entries (one multi-row
+    INSERT) in one writable-CTE statement (``_postgresql_write``)."""
+    balances = ", ".join(
+        f"(%(account_{i})s, CAST(%(balance_{i})s AS NUMERIC))" for i in range(accounts)
+    )
+    rows = ", ".join(
+        f"({i}, %(entry_account_{i})s, %(entry_currency_{i})s, CAST(%(entry_debit_{i})s AS "
+        f"NUMERIC), CAST(%(entry_credit_{i})s AS NUMERIC), CAST(%(entry_balance_{i})s AS NUMERIC))"
+        for i in range(entries)
+    )
+    # Built from counts only; every value is a bound parameter.
+    return (
+        "WITH tx AS ( INSERT INTO"  # noqa: S608
+        " ledger_transaction (uuid, number, chain_index, operation, "
+        "nonce, fingerprint, reference, memo, actor_id, reverses_id, created_at, hash) VALUES "
+        "(%(uuid)s, %(number)s, %(chain_index)s, %(operation)s, %(nonce)s, %(fingerprint)s, "
+        "%(reference)s, %(memo)s, %(actor_id)s, %(reverses_id)s, %(created_at)s, %(hash)s) "
+        "ON CONFLICT (operation, nonce) DO NOTHING RETURNING id), "
+        "head AS ( UPDATE ledger_chain SET last_index = %(chain_index)s, last_hash = %(hash)s, "
+        "year = %(year)s, year_count = %(year_count)s WHERE id = 1 AND EXISTS (SELECT FROM tx)), "
+        "balances AS ( UPDATE ledger_account AS a SET balance = v.balance "
+        f"FROM (VALUES {balances}) AS v(id, balance) "
+        "WHERE a.id = v.id AND EXISTS (SELECT FROM tx)), "
+        "entries AS ( INSERT INTO ledger_entry (transaction_id, account_id, currency, debit, "
+        "credit, balance_after) SELECT tx.id, v.account_id, v.currency, v.debit, v.credit, "
+        f"v.balance_after FROM tx, (VALUES {rows}) "
+        "AS v(ord, account_id, currency, debit, credit, balance_after) ORDER BY v.ord) "
+        "SELECT id FROM tx"
+    )
+
+
+#: INVOICE_POST (``modules.marketplace.postings.invoice_post``): DR the customer's receivable
+#: the total T; CR sales clearing the untaxed U, tax payable the tax X. Three legs, three accounts.
+INVOICE_POST = "INVOICE_POST"
+RECEIVABLE, SALES_CLEARING, TAX_PAYABLE = "receivable", "sales_clearing", "tax_payable"
+LEDGER_LOCK = ledger_lock_sql(3)
+LEDGER_WRITE = ledger_write_sql(3, 3)
 
 
 class FloorRefused(Exception):
@@ -152,6 +223,7 @@ def _product(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     ctx.update(
         product_id=product[0],
         product_name=product[4],
+        seller_id=product[10],
         price=price,
         subtotal=subtotal,
         tax=tax,
@@ -174,6 +246,12 @@ def _line(ctx: Context) -> tuple[Any, ...]:
             ctx["subtotal"], ctx["tax"], ctx["total"])  # fmt: skip
 
 
+def _move_line_row(ctx: Context) -> tuple[Any, ...]:
+    """An invoice line keeps its product's seller (``commission`` splits by it)."""
+    product_id, *rest = _line(ctx)
+    return (ctx["move_id"], product_id, ctx["seller_id"], *rest)
+
+
 def _order_row(ctx: Context) -> tuple[Any, ...]:
     customer = ctx["customer_id"]
     return (ctx["order_uuid"], ctx["numbers"]["SO"], "sale", customer, customer, CURRENCY,
@@ -186,7 +264,7 @@ def _move_row(ctx: Context) -> tuple[Any, ...]:
     ctx["invoice_date"] = invoice_date
     return (ctx["move_uuid"], None, "out_invoice", "posted", "in_payment", ctx["order_id"],
             ctx["customer_id"], CURRENCY, invoice_date, invoice_date + timedelta(days=PAYMENT_DAYS),
-            ctx["subtotal"], ctx["tax"], ctx["total"], Decimal("0.00"), None,
+            ctx["subtotal"], ctx["tax"], ctx["total"], Decimal("0.00"), COMMISSION_PERCENT, None,
             datetime.now(UTC))  # fmt: skip
 
 
@@ -231,21 +309,141 @@ def _events(ctx: Context) -> list[tuple[Any, ...]]:
     ]
 
 
+# --- the ledger's INVOICE_POST, computed as modules.ledger.posting.post computes it ------------
+
+ZERO = Decimal("0.00")
+#: Account kinds whose balance grows with debits (``modules.ledger.models.DEBIT_NORMAL``).
+DEBIT_NORMAL = frozenset({"asset", "expense"})
+
+
+def _ledger_lock(ctx: Context) -> dict[str, Any]:
+    """The invoice's legs (purpose, holder, account code, debit, credit) and their accounts'
+    codes, sorted, for the lock."""
+    customer = ctx["customer_id"]
+    legs = [
+        (RECEIVABLE, customer, f"{RECEIVABLE}:{CURRENCY}:{customer}", ctx["total"], ZERO),
+        (SALES_CLEARING, None, f"{SALES_CLEARING}:{CURRENCY}", ZERO, ctx["subtotal"]),
+        (TAX_PAYABLE, None, f"{TAX_PAYABLE}:{CURRENCY}", ZERO, ctx["tax"]),
+    ]
+    if any(debit == credit for *_, debit, credit in legs):
+        # Lapak leaves a zero leg out (another statement shape): not this floor's order.
+        raise FloorRefused("a zero leg (a free product or no tax): not the floor's posting")
+    ctx["ledger_legs"] = legs
+    codes = sorted({code for _, _, code, _, _ in legs})
+    return {**{f"codes_{i}": code for i, code in enumerate(codes, 1)}, "count": len(codes)}
+
+
+def _ledger_locked(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    rows = cur.fetchall()
+    accounts = {row[2]: (row[1], row[3], row[5]) for row in rows if row[0] == "account"}
+    heads = [row for row in rows if row[0] == "chain"]
+    if len(accounts) != len({code for _, _, code, _, _ in ctx["ledger_legs"]}) or not heads:
+        # Lapak opens a missing account (the slow path, other statements): the bench opens
+        # every customer's receivable up front, and Lapak's first order opens the rest.
+        raise FloorRefused("a ledger account or the chain head is missing: open them first")
+    _, last_index, last_hash, _, _, _, year, year_count = heads[0]
+    ctx["ledger_accounts"] = accounts
+    ctx["ledger_head"] = (last_index, last_hash, year, year_count)
+
+
+def _fingerprint(ctx: Context, nonce: str, reference: str, memo: str) -> str:
+    """``Posting.fingerprint``: SHA-256 of the request's canonical JSON (all but the actor)."""
+    content = {
+        "operation": INVOICE_POST,
+        "nonce": nonce,
+        "reference": reference,
+        "memo": memo,
+        "legs": [
+            [purpose, CURRENCY, holder, chain.money(debit), chain.money(credit)]
+            for purpose, holder, _, debit, credit in ctx["ledger_legs"]
+        ],
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _ledger_write(ctx: Context) -> dict[str, Any]:
+    """The transaction row, the head's next number and index, the running balances, the hash."""
+    accounts = ctx["ledger_accounts"]
+    running = {code: balance for code, (_, balance, _) in accounts.items()}
+    entries = []
+    for _, _, code, debit, credit in ctx["ledger_legs"]:
+        account_id, _, kind = accounts[code]
+        grows = (debit > 0) == (kind in DEBIT_NORMAL)
+        amount = debit if debit > 0 else credit
+        running[code] += amount if grows else -amount
+        entries.append((account_id, code, debit, credit, running[code]))
+    last_index, last_hash, head_year, head_count = ctx["ledger_head"]
+    now = datetime.now(UTC)  # the posting's clock: UTC, and its year numbers the transaction
+    year_count = head_count + 1 if head_year == now.year else 1
+    number = f"LT/{now.year}/{year_count:05d}"
+    nonce = str(ctx["move_uuid"])
+    reference, memo, actor = f"invoice:{nonce}", ctx["invoice_name"], ctx["customer_id"]
+    content = chain.canonical(
+        number=number,
+        operation=INVOICE_POST,
+        nonce=nonce,
+        reference=reference,
+        memo=memo,
+        actor_id=actor,
+        created_at=now,
+        legs=[(code, CURRENCY, debit, credit) for _, code, debit, credit, _ in entries],
+    )
+    params: dict[str, Any] = {
+        "uuid": uuid.uuid4(),
+        "number": number,
+        "chain_index": last_index + 1,
+        "operation": INVOICE_POST,
+        "nonce": nonce,
+        "fingerprint": _fingerprint(ctx, nonce, reference, memo),
+        "reference": reference,
+        "memo": memo,
+        "actor_id": actor,
+        "reverses_id": None,
+        "created_at": now,
+        "hash": chain.link(last_hash, content),
+        "year": now.year,
+        "year_count": year_count,
+    }
+    balances = sorted((accounts[code][0], balance) for code, balance in running.items())
+    for i, (account_id, balance) in enumerate(balances):
+        params[f"account_{i}"], params[f"balance_{i}"] = account_id, balance
+    for i, (account_id, _, debit, credit, after) in enumerate(entries):
+        params.update({
+            f"entry_account_{i}": account_id, f"entry_currency_{i}": CURRENCY,
+            f"entry_debit_{i}": debit, f"entry_credit_{i}": credit, f"entry_balance_{i}": after,
+        })  # fmt: skip
+    ctx["ledger_number"] = number
+    return params
+
+
+def _ledger_written(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    written = cur.fetchone()
+    if written is None:
+        raise FloorRefused(f"the invoice {ctx['move_uuid']} was posted to the ledger before")
+    ctx["ledger_transaction_id"] = written[0]
+
+
 #: One order, statement for statement as Lapak's ``place_order`` runs it, in one transaction
 #: (COMMIT follows): the PAY and SO numbers, the product, one INSERT per row (order, its line,
-#: invoice, its line, payment), the gap-free invoice number (the counter row stays locked from
-#: here to the commit), the three events in one pipelined executemany. Add Lapak's new statements
-#: here, where it runs them (see the module's docstring).
+#: invoice with its commission, its line with its seller, payment), the gap-free invoice number
+#: (the counter row stays locked from here to the commit), the three events in one pipelined
+#: executemany, then the invoice's ledger posting (last: its locks come after the counter's):
+#: the three accounts and the chain head locked in one statement, then the transaction, its
+#: entries, the balances and the chain head written in one. Add Lapak's new statements here,
+#: where it runs them (see the module's docstring).
 ORDER_STEPS: list[Step] = [
     Step(TAKE_UNIQUE, lambda ctx: ctx["sequences"], _numbers, mark="numbers"),
     Step(SELECT_PRODUCT, lambda ctx: (ctx["product_uuid"],) * 2, _product, mark="selects"),
     Step(INSERT_ORDER, _order_row, _stored("order_id"), mark="rows"),
     Step(INSERT_ORDER_LINE, lambda ctx: (ctx["order_id"], *_line(ctx)), _stored("order_line_id")),
     Step(INSERT_MOVE, _move_row, _stored("move_id")),
-    Step(INSERT_MOVE_LINE, lambda ctx: (ctx["move_id"], *_line(ctx)), _stored("move_line_id")),
+    Step(INSERT_MOVE_LINE, _move_line_row, _stored("move_line_id")),
     Step(INSERT_PAYMENT, _payment_row, _stored("payment_id")),
     Step(NUMBER_INVOICE, _invoice_number, _invoice_named, mark="locked"),
     Step(INSERT_OUTBOX, _events, many=True),
+    Step(LEDGER_LOCK, _ledger_lock, _ledger_locked, mark="ledger"),
+    Step(LEDGER_WRITE, _ledger_write, _ledger_written),
 ]
 
 

@@ -25,8 +25,16 @@ the same client threads and tokens, two floors:
   and text, transaction ends included) with psycopg in this process, no HTTP, one connection
   per thread: one durable transaction that takes the PAY and SO numbers from the year's
   sequences (``nextval``), loads the product, writes the order, its line, the invoice, its line
-  and the payment (one INSERT each), then takes and writes the gap-free invoice number and
-  writes the three outbox events (one pipelined executemany) just before the commit.
+  and the payment (one INSERT each), then takes and writes the gap-free invoice number,
+  writes the three outbox events (one pipelined executemany) and posts the invoice to the
+  ledger (its three accounts and the chain head locked in one statement, then the transaction,
+  entries, balances and chain head written in one) just before the commit.
+
+The bench refuses to measure (no result is written) unless the probe order's statements and
+the floor's are the same, in kind, order and text. Every customer's receivable is opened up
+front (as the ledger opens an account on first use), so every measured order's posting takes
+the fast path on all sides; after the orders, ``lapak ledger verify`` must pass over the one
+hash chain that Lapak's and the floors' postings share.
 
 Each level runs in ``--rounds`` rounds, each rotating which side goes first. Per level:
 orders/s, p50/p99 latency and errors of each side, the ratios Lapak/HTTP floor (the target),
@@ -64,6 +72,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -83,6 +92,8 @@ from app.migrate import upgrade
 from bench.floor import (
     COMMIT,
     CREATE_SEQUENCE,
+    CURRENCY,
+    RECEIVABLE,
     TIMEZONE,
     FloorRefused,
     bare_sql,
@@ -101,6 +112,8 @@ from bench.http_overhead import (
     venv_script,
 )
 from bench.runner import FAST_PASSWORDS, REPO_ROOT, Figures, bench_settings, run_as_command
+from modules.ledger.chart import CORE_PURPOSES, account_code, account_name
+from modules.ledger.verify import verify
 from modules.user.services import create_user
 from tests.servers import Services, start_services
 
@@ -309,6 +322,7 @@ def floor_order(
             ("selects", marks["rows"] - marks["selects"]),
             ("rows", marks["locked"] - marks["rows"]),
             ("held", ended - marks["locked"]),
+            ("ledger", marks["committing"] - marks["ledger"]),
             ("commit", ended - marks["committing"]),
         ):
             timings.setdefault(part, []).append(seconds)
@@ -355,6 +369,9 @@ def floor_probe(
                 sorted(timings["rows"][6:]), 50
             ),
             "invoice number to commit returned": percentile_ms(sorted(timings["held"][6:]), 50),
+            "of which the ledger posting (2 statements)": percentile_ms(
+                sorted(timings["ledger"][6:]), 50
+            ),
         },
         "floor_counter_lock_held_ms_p50": percentile_ms(sorted(timings["held"][6:]), 50),
         "floor_commit_ms_p50": percentile_ms(sorted(timings["commit"][6:]), 50),
@@ -372,7 +389,7 @@ _WITH = re.compile(r"^\s*WITH\s+\w+\s+AS\s*\((.*?)\)\s*((?:SELECT|INSERT|UPDATE|
                    re.IGNORECASE | re.DOTALL)  # fmt: skip
 _NEXTVAL = re.compile(r"^\s*SELECT\s+nextval\(", re.IGNORECASE)
 NEXTVAL = "SELECT nextval"
-ORDER_TABLES = ("marketplace_", "core_outbox_event", "user_account")
+ORDER_TABLES = ("marketplace_", "core_outbox_event", "user_account", "ledger_")
 #: Kept in the comparison beside the statements on the order's tables (and any ``SET``).
 CONTROL_KINDS = (NEXTVAL, COMMIT)
 
@@ -684,19 +701,74 @@ def in_process_login(client: Any, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.get_json()['access_token']}"}
 
 
+def open_receivables(dsn: str, customer_ids: Sequence[int]) -> int:
+    """Open each customer's IDR receivable as the ledger does on an account's first use
+    (``modules.ledger.posting._create``: the chart's code, name and kind, no overdraft, zero
+    balance; a concurrent opener wins), so every measured order takes the posting's fast path
+    on both sides (Lapak opens a missing account in extra statements; the floors refuse)."""
+    purpose = next(p for p in CORE_PURPOSES if p.code == RECEIVABLE)
+    now = datetime.now(UTC)
+    rows = [
+        (uuid.uuid4(), account_code(purpose, CURRENCY, customer), account_name(purpose, CURRENCY),
+         purpose.kind, purpose.code, CURRENCY, customer, not purpose.held, Decimal("0.00"), now)
+        for customer in customer_ids
+    ]  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ledger_account (uuid, code, name, kind, purpose, currency, holder_id, "
+            "allow_negative, balance, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (code) DO NOTHING",
+            rows,
+        )
+        opened = cur.execute(
+            "SELECT count(*) FROM ledger_account WHERE code = ANY(%s)", ([r[1] for r in rows],)
+        ).fetchone()[0]
+    if opened != len(rows):
+        raise RuntimeError(f"opened {opened} of {len(rows)} receivables")
+    return opened
+
+
+class StatementsDiffer(RuntimeError):
+    """The floor does not run Lapak's statements: its figures would not be a floor."""
+
+
+def checked_statements(probe: Mapping[str, Any]) -> None:
+    """Refuse to measure (and so to report) unless the floor's statements are Lapak's: the same
+    kinds in the same order, the same text."""
+    if not (probe["floor_matches_lapak"] and probe["floor_sql_identical"]):
+        raise StatementsDiffer(
+            "the floor's order statements differ from Lapak's; update bench.floor.ORDER_STEPS: "
+            + json.dumps({key: probe[key] for key in (
+                "lapak_statements", "lapak_only", "floor_only", "sql_differences")}, indent=1)
+        )  # fmt: skip
+
+
+def ledger_check(app: Any) -> dict[str, Any]:
+    """``lapak ledger verify`` over every posting of the run, Lapak's and the floors'
+    interleaved in one chain: the floors' hashes, numbers and running balances are the
+    service's, or it names the first bad row."""
+    with app.app_context():
+        report = verify()
+    if not report.ok:
+        raise RuntimeError(f"lapak ledger verify after the orders: {report.first_problem}")
+    return {"ok": report.ok, "transactions": report.transactions, "entries": report.entries}
+
+
 def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
     """Orders placed in-process through the real view (no HTTP, no contention), timed.
 
-    The first one primes the process (the year's sequences, the counter row); the second one's
-    statements are compared with the floor's. For each of the others: the whole call, the time
-    in the database driver, and where it went, marked by the statements' starts: before the
-    first statement (authentication, validation, ``prepare_year``, the pool checkout and its
-    pre-ping), the numbers (``nextval``), the product and customer SELECTs and the building of
-    the objects, the rows' INSERTs (order, line, invoice, line, payment), the order.confirmed
-    and payment.registered events' INSERTs, the invoice counter row locked (the ``WITH taken
-    AS (UPDATE marketplace_sequence ...)`` statement until the commit returned: the only lock
-    held to commit; in parts: until the invoice event's INSERT began, until the commit began, the
-    commit), and after the commit (the after-commit hooks, rendering, the answer).
+    The first one primes the process (the year's sequences, the counter row, the ledger's
+    platform accounts and chain head); the second one's statements are compared with the
+    floor's. For each of the others: the whole call, the time in the database driver, and where
+    it went, marked by the statements' starts: before the first statement (authentication,
+    validation, ``prepare_year``, the pool checkout and its pre-ping), the numbers
+    (``nextval``), the product and customer SELECTs and the building of the objects, the rows'
+    INSERTs (order, line, invoice, line, payment), the invoice counter row locked (the ``WITH
+    taken AS (UPDATE marketplace_sequence ...)`` statement until the commit returned; the
+    ledger's account and chain-head locks are taken inside it, last; in parts: until the
+    invoice event's INSERT began, until the ledger posting's account lock began, the posting
+    (its two statements and the Python around them) until the commit began, the commit), and
+    after the commit (the after-commit hooks, rendering, the answer).
     """
     client = app.test_client()
     headers = in_process_login(client, PROBE_CUSTOMER_EMAIL)
@@ -715,6 +787,8 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
             marks.setdefault("locked", now)
         elif kind == "INSERT core_outbox_event":
             marks.setdefault("outbox", now)
+        elif kind == "SELECT ledger_account":
+            marks.setdefault("ledger", now)
         elif kind.startswith("INSERT "):
             marks.setdefault("rows", now)
 
@@ -736,7 +810,8 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
         "invoice counter locked": [], "after_commit_to_answer": [],
     }  # fmt: skip
     held_parts: dict[str, list[float]] = {"to_invoice_event_insert": [],
-                                          "invoice_event_insert_to_commit": [],
+                                          "invoice_event_insert_to_ledger": [],
+                                          "ledger_posting_to_commit": [],
                                           "commit": []}  # fmt: skip
     with capturing(engine) as captured:
         for number in range(count + 2):
@@ -775,9 +850,10 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
                 }.items():
                     parts[part].append(end - start)
                 held_parts["to_invoice_event_insert"].append(marks["outbox"] - marks["locked"])
-                held_parts["invoice_event_insert_to_commit"].append(
-                    marks["committing"] - marks["outbox"]
+                held_parts["invoice_event_insert_to_ledger"].append(
+                    marks["ledger"] - marks["outbox"]
                 )
+                held_parts["ledger_posting_to_commit"].append(marks["committing"] - marks["ledger"])
                 held_parts["commit"].append(marks["released"] - marks["committing"])
     floor_sql_text = floor_statements()
     lapak, floor = order_kinds(statements), order_kinds(floor_sql_text)
@@ -1232,6 +1308,10 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
             stack.callback(app.extensions["lapak.db"].dispose)
             stack.callback(app.extensions["lapak.jobs"].wait_embedded)
             create_users(app, customers)
+            open_receivables(
+                dsn,
+                user_ids(dsn, [*map(customer_email, range(customers)), PROBE_CUSTOMER_EMAIL]),
+            )
             port = start_lapak(stack, services, workdir, int(inputs["web_workers"]))
             floor_port = start_http_floor(stack, app, services, workdir, int(inputs["web_workers"]))
             tokens = [log_in(port, customer_email(i)) for i in range(customers)]
@@ -1251,6 +1331,7 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
                 product["id"] = product_id
             print("  probe order (statements) ...", file=sys.stderr, flush=True)
             probe = probe_order(app, products[0]["uuid"], PROBE_ORDERS)
+            checked_statements(probe)
             floor_prepare(dsn, datetime.now(TIMEZONE).year)  # Lapak's made them: a no-op
             probe_customer = user_ids(dsn, [PROBE_CUSTOMER_EMAIL])[0]
             probe.update(floor_probe(dsn, probe_customer, products, PROBE_ORDERS))
@@ -1261,6 +1342,7 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
             ports = {"lapak": port, "http_floor": floor_port}
             order_rows = measure_orders(ports, dsn, tokens, customer_ids, products, inputs)
             numbering = numbering_check(dsn)
+            numbering["ledger_verify"] = ledger_check(app)
             fill = fill_orders(
                 dsn, int(inputs["listing_rows"]), [*customer_ids, probe_customer], products
             )
@@ -1377,7 +1459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "order one durable transaction: PAY and SO numbers (nextval on the year's sequences, "
         "created up front), the product SELECT, one INSERT each for the order, its line, the "
         "invoice, its line and the payment, the gap-free invoice number, the three events in "
-        "one pipelined executemany, COMMIT",
+        "one pipelined executemany, the ledger's INVOICE_POST (accounts and chain head locked "
+        "in one statement; transaction, 3 entries, balances and chain head in one; hash by "
+        "modules.ledger.chain), COMMIT; customers' receivables opened up front (fast path)",
         "http_floor": "bench.floor_app under gunicorn (sync, the same worker count and "
         "timeouts as lapak serve): the same JWT check (PyJWT), the same Redis session check "
         "(the same SELECT on a miss), the SQL floor's statements in one transaction on one kept "
