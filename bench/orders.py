@@ -74,7 +74,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -104,6 +104,7 @@ from bench.floor import (
 from bench.http_overhead import (
     GUNICORN_TIMEOUTS,
     HOST,
+    Server,
     clean_environment,
     free_port,
     non_negative,
@@ -539,6 +540,43 @@ def observed(dsn: str, application: str, into: dict[str, Any]) -> Iterator[None]
     into["samples"] = into.get("samples", 0) + sampler.samples
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """``/proc/<pid>/stat``'s fields after the command name (state first), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_s(fields: Sequence[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime + stime
+
+
+def pids_cpu(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds (user + system, all threads) of each of ``pids`` still running (Linux)."""
+    return {pid: _cpu_s(fields) for pid in pids if (fields := _stat_fields(pid)) is not None}
+
+
+def group_cpu(pgid: int) -> dict[int, float]:
+    """:func:`pids_cpu` of every process in process group ``pgid`` (a server and its workers)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        fields = _stat_fields(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:
+            found[int(entry.name)] = _cpu_s(fields)
+    return found
+
+
+def cpu_spent(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds spent between two readings (a process started in between counts whole; one
+    that ended in between is lost: the servers' and the primary's processes are long-lived)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def summarise_db(into: Mapping[str, Any], orders: int) -> dict[str, Any]:
     statements = into.get("statements", {})
     total_ms = sum(total for _, total, _ in statements.values()) or 1.0
@@ -547,6 +585,11 @@ def summarise_db(into: Mapping[str, Any], orders: int) -> dict[str, Any]:
     samples = max(1, into.get("samples", 0))
     busy = sorted(((k, v) for k, v in activity.items() if k != "idle"), key=lambda kv: -kv[1])
     return {
+        # CPU time, not wall time: the side's client processes (the gunicorn arbiter and
+        # workers; the bench process, its floor threads and activity sampler, for the SQL
+        # floor) and every process of the primary (backends, WAL writer, WAL sender...).
+        "client_cpu_ms_per_order": round(into.get("client_cpu_s", 0.0) * 1000 / orders, 2),
+        "postgres_cpu_ms_per_order": round(into.get("postgres_cpu_s", 0.0) * 1000 / orders, 2),
         "db_exec_ms_per_order": round(total_ms / orders, 3),
         "wal_syncs_per_order": round(into.get("wal_syncs", 0) / orders, 3),
         "wal_sync_ms_per_sync": round(
@@ -601,7 +644,7 @@ def create_users(app: Any, customers: int) -> None:
         create_user(ADMIN_EMAIL, role="admin", password=PASSWORD, name="Bench Admin")
 
 
-def start_lapak(stack: ExitStack, services: Services, workdir: Path, workers: int) -> int:
+def start_lapak(stack: ExitStack, services: Services, workdir: Path, workers: int) -> Server:
     env = clean_environment(
         LAPAK_DATABASE_URL=services.database_url,
         LAPAK_REPLICA_URLS=",".join(services.replica_urls),
@@ -615,13 +658,12 @@ def start_lapak(stack: ExitStack, services: Services, workdir: Path, workers: in
     )
     port = free_port()
     argv = [venv_script("lapak"), "serve", "--host", HOST, "--port", str(port)]
-    stack.enter_context(serving("lapak", argv, env, workdir, port))
-    return port
+    return stack.enter_context(serving("lapak", argv, env, workdir, port))
 
 
 def start_http_floor(
     stack: ExitStack, app: Any, services: Services, workdir: Path, workers: int
-) -> int:
+) -> Server:
     """``gunicorn bench.floor_app:app``: the worker class, count and timeouts of ``lapak serve``,
     Lapak's secret (its JWT key and cursor signatures) and session cache time."""
     settings = app.extensions["lapak.settings"]
@@ -642,8 +684,7 @@ def start_http_floor(
         "--worker-class", "sync", "--no-control-socket", "--error-logfile", "-",
         "--log-level", "warning", *GUNICORN_TIMEOUTS, "bench.floor_app:app",
     ]  # fmt: skip
-    stack.enter_context(serving("http-floor", argv, env, workdir, port))
-    return port
+    return stack.enter_context(serving("http-floor", argv, env, workdir, port))
 
 
 def shape(value: Any) -> Any:
@@ -901,9 +942,14 @@ def orders_at(clients: int, inputs: Mapping[str, Any]) -> int:
 def measure_orders(
     ports: Mapping[str, int], dsn: str, tokens: Sequence[str], customer_ids: Sequence[int],
     products: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any],
+    cpu: Mapping[str, Callable[[], dict[int, float]]],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Orders through Lapak (``ports["lapak"]``), through the HTTP floor (``ports["http_floor"]``)
-    and on the SQL floor, at each client count, in rounds that rotate which side goes first."""
+    and on the SQL floor, at each client count, in rounds that rotate which side goes first.
+
+    ``cpu[side]()`` and ``cpu["postgres"]()``: CPU seconds by process of the side's client (the
+    gunicorn arbiter and workers; this process for the SQL floor) and of the primary, read
+    around each batch."""
     levels = list(inputs["clients"])
     most = max(levels)
     rounds = int(inputs.get("rounds") or 3)
@@ -940,7 +986,14 @@ def measure_orders(
                       file=sys.stderr, flush=True)  # fmt: skip
                 for side in SIDES[round_ % 3 :] + SIDES[: round_ % 3]:
                     with observed(dsn, SIDE_APPLICATIONS[side], db[side]):
+                        before = cpu[side](), cpu["postgres"]()
                         batches[side].merge(drive(share, workers[side]))
+                        client_s, postgres_s = (
+                            cpu_spent(old, new())
+                            for old, new in zip(before, (cpu[side], cpu["postgres"]), strict=True)
+                        )
+                    db[side]["client_cpu_s"] = db[side].get("client_cpu_s", 0.0) + client_s
+                    db[side]["postgres_cpu_s"] = db[side].get("postgres_cpu_s", 0.0) + postgres_s
             rows.append(order_row(clients, count, batches, db))
     finally:
         for conn in connections:
@@ -1312,8 +1365,9 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
                 dsn,
                 user_ids(dsn, [*map(customer_email, range(customers)), PROBE_CUSTOMER_EMAIL]),
             )
-            port = start_lapak(stack, services, workdir, int(inputs["web_workers"]))
-            floor_port = start_http_floor(stack, app, services, workdir, int(inputs["web_workers"]))
+            lapak = start_lapak(stack, services, workdir, int(inputs["web_workers"]))
+            http_floor = start_http_floor(stack, app, services, workdir, int(inputs["web_workers"]))
+            port, floor_port = lapak.port, http_floor.port
             tokens = [log_in(port, customer_email(i)) for i in range(customers)]
             customer_ids = user_ids(dsn, [customer_email(i) for i in range(customers)])
             staff_token = log_in(port, STAFF_EMAIL)
@@ -1340,7 +1394,13 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
             )
             probe["http_floor_answer"].pop("answers")
             ports = {"lapak": port, "http_floor": floor_port}
-            order_rows = measure_orders(ports, dsn, tokens, customer_ids, products, inputs)
+            cpu: dict[str, Callable[[], dict[int, float]]] = {
+                "lapak": lambda: group_cpu(lapak.process.pid),
+                "http_floor": lambda: group_cpu(http_floor.process.pid),
+                "floor": lambda: pids_cpu([os.getpid()]),
+                "postgres": lambda: pids_cpu(services.primary.processes()),
+            }
+            order_rows = measure_orders(ports, dsn, tokens, customer_ids, products, inputs, cpu)
             numbering = numbering_check(dsn)
             numbering["ledger_verify"] = ledger_check(app)
             fill = fill_orders(
