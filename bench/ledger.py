@@ -963,7 +963,7 @@ def start_http(stack: ExitStack, services: Services, workdir: Path, app: Any) ->
     with app.app_context():
         create_user(STAFF_EMAIL, role="staff", password=PASSWORD, name="Bench Staff")
         create_user(PROBE_STAFF_EMAIL, role="staff", password=PASSWORD, name="Probe Staff")
-    port = start_lapak(stack, services, workdir, 4)
+    port = start_lapak(stack, services, workdir, 4).port
     return port, log_in(port, STAFF_EMAIL)  # bench.orders' password is this one too
 
 
