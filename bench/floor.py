@@ -117,7 +117,7 @@ INSERT_OUTBOX = (
 
 
 def ledger_lock_sql(accounts: int) -> str:
-    """The posting's accounts in id order, then the chain head when every account exists, in one
+    """The posting's accounts in id order, then the chain head, when every account exists, in one
     statement (``_LOCK_ACCOUNTS_AND_CHAIN``; the codes expanded, as SQLAlchemy sends them)."""
     codes = ", ".join(f"%(codes_{i})s" for i in range(1, accounts + 1))
     # Built from a count only; every value is a bound parameter.
@@ -125,7 +125,8 @@ def ledger_lock_sql(accounts: int) -> str:
         "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, "  # noqa: S608
         "balance, "
         "allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count "
-        f"FROM ledger_account WHERE code IN ({codes}) ORDER BY id FOR UPDATE) AS accounts "
+        f"FROM ledger_account WHERE code IN ({codes}) AND (SELECT count(*) FROM ledger_account "
+        f"WHERE code IN ({codes})) = %(count)s ORDER BY id FOR UPDATE) AS accounts "
         "UNION ALL SELECT * FROM (SELECT 'chain', last_index, last_hash::text, NULL::numeric, "
         "NULL::boolean, NULL::text, year, year_count FROM ledger_chain WHERE id = 1 AND "
         f"(SELECT count(*) FROM ledger_account WHERE code IN ({codes})) = %(count)s FOR UPDATE) "
@@ -375,34 +376,40 @@ def _ledger_write(ctx: Context) -> dict[str, Any]:
         entries.append((account_id, code, debit, credit, running[code]))
     last_index, last_hash, head_year, head_count = ctx["ledger_head"]
     now = datetime.now(UTC)  # the posting's clock: UTC, and its year numbers the transaction
-    year_count = head_count + 1 if head_year == now.year else 1
-    number = f"LT/{now.year}/{year_count:05d}"
+    year = max(now.year, head_year)
+    year_count = head_count + 1 if head_year == year else 1
+    number = f"LT/{year}/{year_count:05d}"
     nonce = str(ctx["move_uuid"])
     reference, memo, actor = f"invoice:{nonce}", ctx["invoice_name"], ctx["customer_id"]
+    transaction_uuid = uuid.uuid4()
+    fingerprint = _fingerprint(ctx, nonce, reference, memo)
     content = chain.canonical(
+        transaction_uuid=transaction_uuid,
         number=number,
         operation=INVOICE_POST,
         nonce=nonce,
         reference=reference,
         memo=memo,
         actor_id=actor,
+        reverses_id=None,
+        fingerprint=fingerprint,
         created_at=now,
         legs=[(code, CURRENCY, debit, credit) for _, code, debit, credit, _ in entries],
     )
     params: dict[str, Any] = {
-        "uuid": uuid.uuid4(),
+        "uuid": transaction_uuid,
         "number": number,
         "chain_index": last_index + 1,
         "operation": INVOICE_POST,
         "nonce": nonce,
-        "fingerprint": _fingerprint(ctx, nonce, reference, memo),
+        "fingerprint": fingerprint,
         "reference": reference,
         "memo": memo,
         "actor_id": actor,
         "reverses_id": None,
         "created_at": now,
         "hash": chain.link(last_hash, content),
-        "year": now.year,
+        "year": year,
         "year_count": year_count,
     }
     balances = sorted((accounts[code][0], balance) for code, balance in running.items())

@@ -195,7 +195,9 @@ def lapak_worker(
 LOCK = (
     "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, balance, "
     "allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count "
-    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s) ORDER BY id FOR UPDATE) "
+    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s) AND (SELECT count(*) "
+    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = %(count)s "
+    "ORDER BY id FOR UPDATE) "
     "AS accounts UNION ALL SELECT * FROM (SELECT 'chain', last_index, last_hash::text, "
     "NULL::numeric, NULL::boolean, NULL::text, year, year_count FROM ledger_chain WHERE id = 1 "
     "AND (SELECT count(*) FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = "
@@ -269,33 +271,39 @@ def floor_post(
         accounts_locked = time.perf_counter()
         chain_locked = accounts_locked
         now = datetime.now(UTC)
-        year_count = head_count + 1 if head_year == now.year else 1
-        number = f"LT/{now.year}/{year_count:05d}"
+        year = max(now.year, head_year)
+        year_count = head_count + 1 if head_year == year else 1
+        number = f"LT/{year}/{year_count:05d}"
+        transaction_uuid = uuid.uuid4()
+        request_print = fingerprint(nonce, holder_id, amount)
         content = chain.canonical(
+            transaction_uuid=transaction_uuid,
             number=number,
             operation=OPERATION,
             nonce=nonce,
             reference=None,
             memo=None,
             actor_id=None,
+            reverses_id=None,
+            fingerprint=request_print,
             created_at=now,
             legs=[(CLEARING_CODE, CURRENCY, amount, ZERO), (wallet_code, CURRENCY, ZERO, amount)],
         )
         balances = sorted([(clearing_id, clearing_after), (wallet_id, wallet_after)])
         params = {
-            "uuid": uuid.uuid4(),
+            "uuid": transaction_uuid,
             "number": number,
             "chain_index": last_index + 1,
             "operation": OPERATION,
             "nonce": nonce,
-            "fingerprint": fingerprint(nonce, holder_id, amount),
+            "fingerprint": request_print,
             "reference": None,
             "memo": None,
             "actor_id": None,
             "reverses_id": None,
             "created_at": now,
             "hash": chain.link(last_hash, content),
-            "year": now.year,
+            "year": year,
             "year_count": year_count,
             "account_0": balances[0][0],
             "balance_0": balances[0][1],

@@ -4,7 +4,9 @@ As Odoo's inalterable hash does, the recipe is versioned: a stored hash reads
 ``$<version>$<hex>``, and a verifier recomputes each transaction with the version it was made
 with. Version 1's content is a JSON object with sorted keys and no spaces, money as decimal
 strings with the currency's two places (never a float), the time in ISO 8601 UTC with
-microseconds, and the legs in entry order as ``[account code, currency, debit, credit]``.
+microseconds, and the legs in entry order as ``[account code, currency, debit, credit]``; every
+column of the transaction but its place in the chain and the hash itself (the transaction's
+public id, the request fingerprint that decides replays, what it reverses) is in it.
 Changing anything in a transaction, its entries, its order in the chain or a transaction
 before it changes every hash from there on.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,18 +31,22 @@ def money(amount: Decimal) -> str:
 
 def canonical(
     *,
+    transaction_uuid: uuid.UUID,
     number: str,
     operation: str,
     nonce: str,
     reference: str | None,
     memo: str | None,
     actor_id: int | None,
+    reverses_id: int | None,
+    fingerprint: str,
     created_at: datetime,
     legs: Iterable[tuple[str, str, Decimal, Decimal]],
 ) -> str:
     content = {
         "actor": actor_id,
         "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "fingerprint": fingerprint,
         "legs": [
             [code, currency, money(debit), money(credit)] for code, currency, debit, credit in legs
         ],
@@ -48,6 +55,8 @@ def canonical(
         "number": number,
         "operation": operation,
         "reference": reference,
+        "reverses": reverses_id,
+        "uuid": str(transaction_uuid),
     }
     return json.dumps(content, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
 

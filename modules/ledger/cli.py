@@ -31,7 +31,8 @@ def verify() -> None:
         f"unbalanced transactions: {report.unbalanced}; malformed entries: "
         f"{report.malformed_entries}; running-balance mismatches: {report.balance_mismatches}; "
         f"negative holder balances: {report.negative_balances}; chain breaks: "
-        f"{report.chain_breaks}; cached-balance mismatches: {report.cached_mismatches}"
+        f"{report.chain_breaks}; cached-balance mismatches: {report.cached_mismatches}; "
+        f"accounts not as the chart says: {report.account_mismatches}"
     )
     if not report.ok:
         click.echo(f"first bad row: {report.first_problem}", err=True)

@@ -198,21 +198,27 @@ def post(posting: Posting) -> Posted:
     if head is None:
         head = _lock_chain()
     now = utcnow()
-    year = now.year
+    # Never back into a year the chain has left: two hosts' clocks a moment apart around New
+    # Year would otherwise both take number 1 of a year.
+    year = max(now.year, head.year)
     year_count = head.year_count + 1 if head.year == year else 1
     number = f"LT/{year}/{year_count:05d}"
+    transaction_uuid = uuid.uuid4()
     content = chain.canonical(
+        transaction_uuid=transaction_uuid,
         number=number,
         operation=posting.operation,
         nonce=posting.nonce,
         reference=posting.reference,
         memo=posting.memo,
         actor_id=posting.actor_id,
+        reverses_id=posting.reverses_id,
+        fingerprint=fingerprint,
         created_at=now,
         legs=[(e.account_code, e.currency, e.debit, e.credit) for e in entries],
     )
     row = {
-        "uuid": uuid.uuid4(),
+        "uuid": transaction_uuid,
         "number": number,
         "chain_index": head.last_index + 1,
         "operation": posting.operation,
@@ -344,20 +350,25 @@ def _lock_accounts(legs: Sequence[_CheckedLeg]) -> dict[str, _Locked]:
 
 #: PostgreSQL: the accounts in id order, then the chain head, locked in one round trip (an
 #: Append runs its branches in order, and each branch's locks follow its ORDER BY). The head's
-#: row carries ``last_index`` in ``id`` and ``last_hash`` in ``code``. The head is locked only
-#: when every account exists: a posting must never wait for an account while it holds the head
-#: (another posting holding that account waits for the head: a deadlock), and an account that
-#: is missing now may be made and locked by another posting before this one comes back for it.
+#: row carries ``last_index`` in ``id`` and ``last_hash`` in ``code``. Nothing is locked unless
+#: every account exists: a posting that opens an account must hold no ledger lock while it
+#: does (another posting opening the same account, or holding one this posting needs, would
+#: wait for it while it waits for them: a deadlock).
 _LOCK_ACCOUNTS_AND_CHAIN = text(
     "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, balance,"
     " allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count"
-    " FROM ledger_account WHERE code IN :codes ORDER BY id FOR UPDATE) AS accounts"
+    " FROM ledger_account WHERE code IN :codes"
+    " AND (SELECT count(*) FROM ledger_account WHERE code IN :codes) = :count"
+    " ORDER BY id FOR UPDATE) AS accounts"
     " UNION ALL "
     "SELECT * FROM (SELECT 'chain', last_index, last_hash::text, NULL::numeric, NULL::boolean,"
     " NULL::text, year, year_count FROM ledger_chain WHERE id = 1"
     " AND (SELECT count(*) FROM ledger_account WHERE code IN :codes) = :count"
     " FOR UPDATE) AS head"
 ).bindparams(bindparam("codes", expanding=True))
+_EXISTING_ACCOUNTS = select(_accounts.c.code).where(
+    _accounts.c.code.in_(bindparam("codes", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -372,11 +383,13 @@ def _lock_accounts_and_chain(legs: Sequence[_CheckedLeg]) -> tuple[dict[str, _Lo
     """Lock the legs' accounts and the chain head, in one statement when the accounts exist.
 
     Holding the chain head from the first statement shortens the window every posting waits
-    for by a round trip. A posting that opens an account takes the long way: open it, lock
-    the accounts, then the head, in three statements.
+    for by a round trip. The first use of an account takes the long way: open the missing
+    accounts holding no ledger lock, then lock the accounts, then the head.
     """
-    codes = sorted({code for leg in legs for _, code in leg.targets})
-    rows = Session().execute(_LOCK_ACCOUNTS_AND_CHAIN, {"codes": codes, "count": len(codes)}).all()
+    session = Session()
+    wanted = {code: (purpose, leg.leg) for leg in legs for purpose, code in leg.targets}
+    codes = sorted(wanted)
+    rows = session.execute(_LOCK_ACCOUNTS_AND_CHAIN, {"codes": codes, "count": len(codes)}).all()
     accounts = {
         row.code: _Locked(row.id, row.balance, row.allow_negative, row.kind in DEBIT_NORMAL)
         for row in rows
@@ -387,11 +400,24 @@ def _lock_accounts_and_chain(legs: Sequence[_CheckedLeg]) -> tuple[dict[str, _Lo
     ]
     if len(accounts) == len(codes) and heads:
         return accounts, heads[0]
-    return _lock_accounts(legs), _lock_chain()
+    if len(accounts) < len(codes):  # nothing is locked: open what is missing first
+        existing = set(session.scalars(_EXISTING_ACCOUNTS, {"codes": codes}))
+        _create([(code, *wanted[code]) for code in codes if code not in existing])
+        accounts = _locked(session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all())
+    return accounts, _lock_chain()
+
+
+def _locked(rows: Sequence[Any]) -> dict[str, _Locked]:
+    return {
+        row.code: _Locked(row.id, row.balance, row.allow_negative, row.kind in DEBIT_NORMAL)
+        for row in rows
+    }
 
 
 def _create(missing: Sequence[tuple[str, Purpose, Leg]]) -> None:
     """Open these accounts (a concurrent posting may be opening them too)."""
+    if not missing:  # another posting opened them since this one looked
+        return
     dialect = get_database().primary.dialect.name
     make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()

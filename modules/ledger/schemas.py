@@ -177,10 +177,7 @@ class LedgerProblemSchema(ProblemSchema):
 
 
 class EntrySchema(ma.Schema):
-    account = ma.fields.UUID(
-        allow_none=True,
-        metadata={"description": "Null on a transaction's other side for a customer or seller"},
-    )
+    account = ma.fields.UUID()
     purpose = ma.fields.String()
     holder = ma.fields.UUID(allow_none=True)
     currency = ma.fields.String()
@@ -188,7 +185,6 @@ class EntrySchema(ma.Schema):
     credit = Money()
     balance_after = Money(
         signed=True,
-        allow_none=True,
         metadata={"description": "The account's balance on its normal side after this entry"},
     )
 
@@ -203,7 +199,10 @@ class TransactionSchema(ma.Schema):
     created_at = ma.fields.DateTime()
     actor = ma.fields.UUID(allow_none=True, metadata={"description": "Who posted it (staff)"})
     hash = ma.fields.String(metadata={"description": "$<version>$<sha256 hex> of the chain"})
-    entries = ma.fields.List(ma.fields.Nested(EntrySchema))
+    entries = ma.fields.List(
+        ma.fields.Nested(EntrySchema),
+        metadata={"description": "Every leg for staff; a customer or seller sees their own legs"},
+    )
     replayed = ma.fields.Boolean(
         metadata={"description": "True when an earlier request with this nonce wrote it"}
     )

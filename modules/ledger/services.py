@@ -77,13 +77,13 @@ class TransactionRequest:
 @dataclass(frozen=True)
 class EntryView:
     #: ``account``, ``holder`` and ``balance_after`` are None on a leg the caller may not see.
-    account: uuid.UUID | None
+    account: uuid.UUID
     purpose: str
     holder: uuid.UUID | None
     currency: str
     debit: Decimal
     credit: Decimal
-    balance_after: Decimal | None
+    balance_after: Decimal
 
 
 @dataclass(frozen=True)
@@ -356,20 +356,21 @@ def _transaction_view(where: object, viewer: Principal) -> TransactionView | Non
     staff = is_staff(viewer)
     if not staff and not any(row.holder_id == viewer.user_id for row in rows):
         return None
-    entries = []
-    for row in rows:
-        shown = staff or row.holder_id == viewer.user_id
-        entries.append(
-            EntryView(
-                account=row.uuid if shown else None,
-                purpose=row.purpose,
-                holder=row.holder_uuid if shown else None,
-                currency=row.currency,
-                debit=row.debit,
-                credit=row.credit,
-                balance_after=row.balance_after if shown else None,
-            )
+    # A customer or seller sees their own legs only: another leg's amount can tell another
+    # holder's balance (a seller's pending share, the commission) even without its account.
+    entries = [
+        EntryView(
+            account=row.uuid,
+            purpose=row.purpose,
+            holder=row.holder_uuid,
+            currency=row.currency,
+            debit=row.debit,
+            credit=row.credit,
+            balance_after=row.balance_after,
         )
+        for row in rows
+        if staff or row.holder_id == viewer.user_id
+    ]
     return TransactionView(
         uuid=record.uuid,
         number=record.number,

@@ -28,7 +28,9 @@ from sqlalchemy import select
 from app.db import get_database
 
 from . import chain
+from .chart import account_code
 from .models import DEBIT_NORMAL, Account, ChainHead, Entry, Transaction
+from .registry import registry
 
 ZERO = Decimal("0.00")
 BATCH = 5000
@@ -45,6 +47,7 @@ class Report:
     negative_balances: int = 0
     chain_breaks: int = 0
     cached_mismatches: int = 0
+    account_mismatches: int = 0
     first_problem: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -77,7 +80,7 @@ def verify() -> Report:
         # streams would otherwise look like cached balances or a head out of step.
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with engine.connect() as connection:
-        accounts = _accounts(connection)
+        accounts = _accounts(connection, report)
         report.accounts = len(accounts)
         previous_hash, previous_index = chain.GENESIS, 0
         for transaction, entries in _journal(connection):
@@ -92,15 +95,18 @@ def verify() -> Report:
                 )
             _check_entries(report, name, entries, accounts)
             content = chain.canonical(
+                transaction_uuid=transaction.uuid,
                 number=transaction.number,
                 operation=transaction.operation,
                 nonce=transaction.nonce,
                 reference=transaction.reference,
                 memo=transaction.memo,
                 actor_id=transaction.actor_id,
+                reverses_id=transaction.reverses_id,
+                fingerprint=transaction.fingerprint,
                 created_at=transaction.created_at,
                 legs=[
-                    (accounts[e.account_id].code, e.currency, e.debit, e.credit) for e in entries
+                    (_code(accounts, e.account_id), e.currency, e.debit, e.credit) for e in entries
                 ],
             )
             version = chain.version_of(transaction.hash)
@@ -152,7 +158,13 @@ def _check_entries(
                 "(exactly one side is positive)",
             )
         sums[entry.currency] = sums.get(entry.currency, ZERO) + entry.debit - entry.credit
-        state = accounts[entry.account_id]
+        state = accounts.get(entry.account_id)
+        if state is None:
+            report.problem(
+                "malformed_entries",
+                f"entry {entry.id} of {name}: its account (id {entry.account_id}) does not exist",
+            )
+            continue
         change = entry.debit - entry.credit if state.debit_normal else entry.credit - entry.debit
         expected = state.running + change
         if entry.balance_after != expected:
@@ -174,15 +186,54 @@ def _check_entries(
             )
 
 
-def _accounts(connection: Any) -> dict[int, _AccountState]:
+def _code(accounts: dict[int, _AccountState], account_id: int) -> str:
+    state = accounts.get(account_id)
+    return state.code if state is not None else f"<missing account {account_id}>"
+
+
+def _accounts(connection: Any, report: Report) -> dict[int, _AccountState]:
+    """Every account, checked against the chart: an account altered behind the triggers' back
+    (another holder, another currency, a holder account allowed below zero) is named, and the
+    rules come from the chart, not from the row."""
     table = Account.__table__
     rows = connection.execute(
-        select(table.c.id, table.c.code, table.c.kind, table.c.allow_negative, table.c.balance)
+        select(
+            table.c.id,
+            table.c.code,
+            table.c.purpose,
+            table.c.currency,
+            table.c.holder_id,
+            table.c.kind,
+            table.c.allow_negative,
+            table.c.balance,
+        )
     )
-    return {
-        row.id: _AccountState(row.code, row.kind in DEBIT_NORMAL, row.allow_negative, row.balance)
-        for row in rows
-    }
+    purposes = registry().purposes
+    accounts = {}
+    for row in rows:
+        purpose = purposes.get(row.purpose)
+        kind, allow_negative = row.kind, row.allow_negative
+        if purpose is None:
+            report.problem(
+                "account_mismatches",
+                f"account {row.code} (id {row.id}): purpose {row.purpose!r} is not in the chart",
+            )
+        else:
+            try:
+                code = account_code(purpose, row.currency, row.holder_id)
+            except ValueError:
+                code = None
+            if (code, row.kind, row.allow_negative) != (row.code, purpose.kind, not purpose.held):
+                report.problem(
+                    "account_mismatches",
+                    f"account {row.code} (id {row.id}): its purpose, currency, holder, kind or "
+                    "allow_negative is not what the chart gives it (the row was altered)",
+                )
+            kind, allow_negative = purpose.kind, not purpose.held
+        accounts[row.id] = _AccountState(
+            row.code, kind in DEBIT_NORMAL, allow_negative, row.balance
+        )
+    return accounts
 
 
 def _journal(connection: Any) -> Iterator[tuple[Any, list[Any]]]:
@@ -191,8 +242,11 @@ def _journal(connection: Any) -> Iterator[tuple[Any, list[Any]]]:
     statement = (
         select(
             t.c.id,
+            t.c.uuid,
             t.c.number,
             t.c.chain_index,
+            t.c.reverses_id,
+            t.c.fingerprint,
             t.c.operation,
             t.c.nonce,
             t.c.reference,

@@ -41,12 +41,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.db import Session
+from app.errors import Conflict
 from app.registry import ModuleHooks
 from modules.ledger import extend
 from modules.ledger.chart import Purpose
+from modules.ledger.models import Transaction
 from modules.ledger.operations import Operation
 from modules.ledger.posting import Leg, Posting
 
@@ -128,6 +130,37 @@ class Split:
     total: Decimal
     tax: Decimal
     shares: tuple[Share, ...]
+
+
+class LedgerBackfillNeeded(Conflict):
+    code = "ledger-backfill-needed"
+    title = "This invoice is from before the ledger: run lapak ledger backfill"
+
+
+def require_posted(invoice: AccountMove) -> None:
+    """Refuse to move money on an invoice from before the ledger until its history is posted.
+
+    Its receivable was never debited: confirming, cancelling or refunding it now would take
+    the money from the customer's other invoices, and the backfill could not post it later.
+    Only invoices without a commission (made before the ledger) are looked up.
+    """
+    if invoice.commission_percent is not None:
+        return
+    posted = (
+        Session()
+        .execute(
+            select(Transaction.id).where(
+                Transaction.operation == "INVOICE_POST", Transaction.nonce == str(invoice.uuid)
+            )
+        )
+        .first()
+    )
+    if posted is None:
+        raise LedgerBackfillNeeded(
+            f"invoice {invoice.name} is from before the ledger and is not posted to it yet; "
+            "an admin runs `lapak ledger backfill` once, then try again",
+            invoice=invoice.name,
+        )
 
 
 def fix_split(invoice: AccountMove) -> None:

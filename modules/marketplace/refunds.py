@@ -44,6 +44,7 @@ from .services import (
     _payments_of,
     _year,
     get_payment,
+    refused_by_database,
 )
 
 ZERO = Decimal("0.00")
@@ -80,7 +81,7 @@ def create_refund(
     """
     settings = marketplace_settings()
     now = utcnow()
-    with transaction():
+    with refused_by_database(), transaction():
         claim_id: int | None = None
         if idempotent is not None:
             claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
@@ -107,6 +108,7 @@ def create_refund(
         confirmed = postings.sum_amounts(p for p in payments if p.state == "paid")
         # Refunds never exceed their payments, so reaching the confirmed total means covering it.
         covers_all = refunded_before + amount == confirmed
+        postings.require_posted(invoice)
         postings.fix_split(invoice)  # an invoice from before the ledger: its sellers, now
         credit_note = _credit_note(invoice, amount, refunded_before)
         refund = Refund(
@@ -184,8 +186,17 @@ def _credit_note(invoice: AccountMove, amount: Decimal, refunded_before: Decimal
     )
     untaxed = amount - tax
     lines = list(invoice.lines)
-    subtotals = _allocate(untaxed, [line.price_subtotal for line in lines])
-    taxes = _allocate(tax, [line.price_tax for line in lines])
+    # Split over what each line has left to credit, not over its invoiced amount: the cents
+    # each split rounds then never pile up on one line (one seller) across many refunds, no
+    # line is credited more than it was invoiced, and the last refund credits exactly the rest.
+    credited = _credited_per_line(invoice)
+    subtotals = _allocate(
+        untaxed,
+        [line.price_subtotal - credited.get(line.sequence, (ZERO, ZERO))[0] for line in lines],
+    )
+    taxes = _allocate(
+        tax, [line.price_tax - credited.get(line.sequence, (ZERO, ZERO))[1] for line in lines]
+    )
     today = utcnow().astimezone(marketplace_settings().timezone).date()
     credit_note = AccountMove(
         move_type="out_refund",
@@ -219,6 +230,23 @@ def _credit_note(invoice: AccountMove, amount: Decimal, refunded_before: Decimal
     )
     Session().add(credit_note)
     return credit_note
+
+
+def _credited_per_line(invoice: AccountMove) -> dict[int, tuple[Decimal, Decimal]]:
+    """Untaxed and tax already credited per invoice line (by sequence) by its credit notes.
+
+    Summed here, not in SQL: SQLite would sum NUMERIC as floats.
+    """
+    rows = Session().execute(
+        select(AccountMoveLine.sequence, AccountMoveLine.price_subtotal, AccountMoveLine.price_tax)
+        .join(AccountMove, AccountMove.id == AccountMoveLine.move_id)
+        .where(AccountMove.reversed_entry_id == invoice.id, AccountMove.move_type == "out_refund")
+    )
+    credited: dict[int, tuple[Decimal, Decimal]] = {}
+    for sequence, subtotal, tax in rows:
+        before = credited.get(sequence, (ZERO, ZERO))
+        credited[sequence] = (before[0] + subtotal, before[1] + tax)
+    return credited
 
 
 def _allocate(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
@@ -263,7 +291,7 @@ def refunded_per_payment(payment_ids: Sequence[int]) -> dict[int, Decimal]:
 
 def mark_refund_done(actor: Principal, refund_uuid: uuid.UUID) -> Refund:
     """Staff sent the money back through the payment's method: the refund ``succeeded``."""
-    with transaction():
+    with refused_by_database(), transaction():
         refund = _get(Refund, refund_uuid, "refund")
         _lock_order_and_invoice(refund.payment.invoice.order_id)
         Session().refresh(refund.payment, with_for_update={"of": Payment})

@@ -31,7 +31,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, undefer
 
-from app.db import Session, transaction, utcnow
+from app.db import Session, is_unavailable, transaction, utcnow
 from app.errors import (
     Conflict,
     DomainError,
@@ -148,7 +148,7 @@ def place_order(
     settings = marketplace_settings()
     now = utcnow()
     numbering.prepare_year(("SO", "PAY"), _year(now))
-    with transaction():
+    with refused_by_database(), transaction():
         claim_id: int | None = None
         if idempotent is not None:
             claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
@@ -215,6 +215,24 @@ def _in_step(name: str, error: DomainError) -> DomainError:
     if error.detail and not error.detail.startswith(f"{name}: "):
         error.detail = f"{name}: {error.detail}"
     return error
+
+
+@contextlib.contextmanager
+def refused_by_database() -> Iterator[None]:
+    """A write the database refused (a deadlock, a lock timeout, a value out of range), at any
+    statement or at the commit: 422 for a value that cannot be stored, else an honest 503 that
+    says nothing was saved; never a 500. Put it outside ``transaction()``, so the commit is in."""
+    try:
+        yield
+    except DataError as error:
+        raise ValueNotStorable() from error
+    except DBAPIError as error:
+        if is_unavailable(error):
+            raise  # the database is down: the app answers database-unavailable (503)
+        raise StepFailed(
+            f"the database refused the change ({type(error.orig).__name__}); nothing was "
+            "saved, try again"
+        ) from error
 
 
 def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> None:
@@ -475,7 +493,7 @@ def register_payment(
     settings = marketplace_settings()
     now = utcnow()
     numbering.prepare_year(("PAY",), _year(now))
-    with transaction():
+    with refused_by_database(), transaction():
         claim_id: int | None = None
         if idempotent is not None:
             claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
@@ -498,7 +516,7 @@ def register_payment(
 
 def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
     """Staff saw the money: the payment is matched (``paid``) and the invoice follows."""
-    with transaction():
+    with refused_by_database(), transaction():
         payment = _get(Payment, payment_uuid, "payment")
         _lock_order_and_invoice(payment.invoice.order_id)
         # Lock the payment row only: its joined relationships are outer joins, which FOR
@@ -512,6 +530,7 @@ def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
             raise Conflict(
                 f"payment {payment.name} was cancelled with its order", state=payment.state
             )
+        postings.require_posted(invoice)
         payment.state = "paid"
         payment.confirmed_at = utcnow()
         payment.confirmed_by_id = actor.user_id
@@ -534,7 +553,7 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
 
     Refused while a confirmed payment is not refunded in full: that money has to go back first.
     """
-    with transaction():
+    with refused_by_database(), transaction():
         order = _visible_order(actor, order_uuid)
         if not actor.has_role(*STAFF_ROLES) and order.customer_id != actor.user_id:
             raise PermissionDenied("only staff and the order's customer can cancel it")
@@ -554,6 +573,9 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
                 "it cannot be cancelled until the money is refunded",
                 payment=confirmed[0].name,
             )
+        for invoice in invoices:
+            if invoice.state == "posted" and invoice.payment_state != "reversed":
+                postings.require_posted(invoice)
         now = utcnow()
         for payment in payments:
             if payment.state == "in_process":

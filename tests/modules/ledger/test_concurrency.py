@@ -120,3 +120,36 @@ def test_spends_and_credits_of_many_holders_at_once_never_deadlock(
         report = verify()
     assert report.ok, report.problems
     assert report.transactions == 64
+
+
+def test_postings_that_open_several_new_accounts_at_once_never_deadlock(
+    app: Flask, staff: Caller, log_in_as: Callable[..., Caller]
+) -> None:
+    """Each adjustment credits two holders' wallets that do not exist yet, picked so that
+    postings overlap on them: opening an account holds no ledger lock, so none waits for
+    another in a cycle."""
+    holders = [log_in_as("customer") for _ in range(6)]
+    bodies = []
+    for index in range(40):
+        first, second = holders[index % 6], holders[(index * 5 + 1) % 6]
+        if first is second:
+            second = holders[(index + 1) % 6]
+        bodies.append(
+            {
+                "operation": "ADJUSTMENT",
+                "nonce": f"open-{index}",
+                "currency": "IDR",
+                "legs": [
+                    {"purpose": "adjustment", "debit": "2.00"},
+                    {"purpose": "wallet", "holder": str(first.uuid), "credit": "1.00"},
+                    {"purpose": "wallet", "holder": str(second.uuid), "credit": "1.00"},
+                ],
+            }
+        )
+
+    statuses = Counter(status for status, _ in post_all(app, staff, bodies))
+
+    assert statuses == {201: 40}, statuses
+    with app.app_context():
+        report = verify()
+    assert report.ok, report.problems

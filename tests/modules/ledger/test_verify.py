@@ -153,3 +153,48 @@ def test_the_newest_transaction_cut_off_with_balances_restored_is_found(
     assert result.exit_code == 1, result.output
     bad = first_bad_row(result.output)
     assert "chain head names transaction 3 of the chain, the journal ends at 2" in bad, bad
+
+
+def test_an_account_given_to_another_holder_or_allowed_below_zero_is_named(
+    app: Flask, ledger: dict[str, Any], services: Services
+) -> None:
+    with app.app_context():
+        other = create_user("o@example.test", role="customer", password=None).id
+    with behind_the_triggers(services) as connection:
+        connection.execute(
+            "UPDATE ledger_account SET holder_id = %s WHERE id = %s", (other, ledger["wallet_id"])
+        )
+
+    moved = run_verify(app)
+
+    assert moved.exit_code == 1, moved.output
+    assert f"account {ledger['wallet_code']} (id {ledger['wallet_id']})" in first_bad_row(
+        moved.output
+    )
+    assert "accounts not as the chart says: 1" in moved.output
+
+    with behind_the_triggers(services) as connection:
+        connection.execute(
+            "UPDATE ledger_account SET holder_id = (SELECT holder_id FROM ledger_account a"
+            " WHERE a.id <> ledger_account.id AND a.purpose = 'wallet' LIMIT 1),"
+            " allow_negative = true WHERE id = %s",
+            (ledger["wallet_id"],),
+        )
+    assert "accounts not as the chart says: 1" in run_verify(app).output
+
+
+def test_a_fingerprint_changed_is_named(
+    app: Flask, ledger: dict[str, Any], services: Services
+) -> None:
+    first = ledger["numbers"][0]
+    with behind_the_triggers(services) as connection:
+        # Another fingerprint would turn a retry of this request into a duplicate-nonce.
+        connection.execute(
+            "UPDATE ledger_transaction SET fingerprint = repeat('0', 64) WHERE number = %s",
+            (first,),
+        )
+
+    result = run_verify(app)
+
+    assert result.exit_code == 1, result.output
+    assert f"transaction {first}" in first_bad_row(result.output)

@@ -168,6 +168,18 @@ def test_backfill_posts_the_old_history_once_and_the_live_code_carries_on(
             customer.user_id, three, [("61050.00", "canceled")], cancelled=True, minutes_ago=30
         )
 
+    # Before the backfill, money cannot move on the old invoices: their receivable was never
+    # posted, and confirming now would take it from the customer's other invoices.
+    with app.app_context():
+        waiting = str(
+            Session().scalars(select(Payment.uuid).where(Payment.state == "in_process")).one()
+        )
+    refused = post(client, staff, f"/payments/{waiting}/confirm")
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["type"].endswith(":ledger-backfill-needed")
+    with app.app_context():
+        assert Session().scalars(select(Transaction.id)).first() is None
+
     assert backfill(app).strip() == "marketplace: 6 transaction(s) posted"
     assert backfill(app).strip() == "marketplace: 0 transaction(s) posted"
     with app.app_context():

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 
+import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -206,3 +207,81 @@ def test_on_embedded_sqlite_an_order_is_placed_confirmed_refunded_and_the_ledger
     assert nonzero(app) == {}
     with app.app_context():
         assert verify().ok
+
+
+def test_a_database_refusal_at_confirm_or_refund_is_a_503_that_saved_nothing(
+    make_app: Callable[..., Flask], services: Services
+) -> None:
+    # The app's connections give up on a lock after 300 ms; the ledger's chain head is held
+    # elsewhere, so the posting at the end of each change is refused.
+    app = make_app(database_url=f"{services.database_url}?options=-c%20lock_timeout%3D300")
+    client = app.test_client()
+    with app.app_context(), transaction() as session:
+        create_user("staff@example.test", role="staff", password=PASSWORD)
+        create_user("c@example.test", role="customer", password=PASSWORD)
+        item = Product(name="TONGKOL", list_price=D("37000"), active=True)
+        session.add(item)
+        session.flush()
+        product_id = str(item.uuid)
+
+    def caller(email: str) -> Caller:
+        token = login(client, email).get_json()["access_token"]
+        return Caller(email, None, 0, token)  # type: ignore[arg-type]
+
+    staff, customer = caller("staff@example.test"), caller("c@example.test")
+    placed = place(client, customer, order_body((product_id, "1")))
+    payment_id = placed["payment"]["id"]
+
+    def blocked(path: str, body: dict | None = None):  # type: ignore[no-untyped-def]
+        with psycopg.connect(services.database_url.replace("+psycopg", "")) as blocker:
+            blocker.execute("SELECT * FROM ledger_chain FOR UPDATE")
+            return post(client, staff, path, body)
+
+    refused = blocked(f"/payments/{payment_id}/confirm")
+    assert assert_problem(refused, 503)["detail"].endswith("nothing was saved, try again")
+    assert refused.headers["Retry-After"].isdigit()
+    assert sql(services, "SELECT state FROM marketplace_payment") == [("in_process",)]
+    assert post(client, staff, f"/payments/{payment_id}/confirm").status_code == 200
+
+    refund = {"amount": "100.00", "reason": "damaged"}
+    assert_problem(blocked(f"/payments/{payment_id}/refunds", refund), 503)
+    assert sql(services, "SELECT count(*) FROM marketplace_refund") == [(0,)]
+    assert post(client, staff, f"/payments/{payment_id}/refunds", refund).status_code == 201
+    with app.app_context():
+        assert verify().ok
+
+
+def test_many_small_refunds_credit_each_line_exactly_what_it_was_invoiced(
+    client: FlaskClient,
+    customer: Caller,
+    staff: Caller,
+    make_product: Callable[..., MadeProduct],
+    log_in_as: Callable[..., Caller],
+    services: Services,
+) -> None:
+    # Two sellers' lines of 1.00 + 11% tax: 2.22, refunded 0.03 at a time (74 refunds). Each
+    # credit note splits over what each line has left, so the odd cents cannot pile up on the
+    # first line: each line ends credited exactly its 1.00 and 0.11, as the ledger took back.
+    sellers = [log_in_as("seller").user_id for _ in range(2)]
+    lines = [(make_product("1.00", seller_id=seller).id, "1") for seller in sellers]
+    placed = place(client, customer, order_body(*lines))
+    payment_id = placed["payment"]["id"]
+    assert post(client, staff, f"/payments/{payment_id}/confirm").status_code == 200
+    for index in range(74):
+        refund = {"amount": "0.03", "reason": f"part {index}"}
+        assert post(client, staff, f"/payments/{payment_id}/refunds", refund).status_code == 201
+
+    credited = sql(
+        services,
+        "SELECT l.sequence, sum(l.price_subtotal), sum(l.price_tax), min(l.price_subtotal)"
+        " FROM marketplace_account_move_line l JOIN marketplace_account_move m"
+        " ON m.id = l.move_id WHERE m.move_type = 'out_refund' GROUP BY l.sequence"
+        " ORDER BY l.sequence",
+    )
+    assert [(sequence, subtotal, tax) for sequence, subtotal, tax, _ in credited] == [
+        (0, D("1.00"), D("0.11")),
+        (1, D("1.00"), D("0.11")),
+    ]
+    assert all(smallest >= 0 for *_, smallest in credited)
+    pending = sql(services, "SELECT balance FROM ledger_account WHERE purpose = 'seller_pending'")
+    assert pending == [(D("0.00"),), (D("0.00"),)]
