@@ -25,6 +25,7 @@ import math
 import os
 import random
 import re
+import select
 import sqlite3
 import threading
 import time
@@ -52,7 +53,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 from sqlalchemy.orm import Session as OrmSession
@@ -428,13 +429,64 @@ def _create_engine(
         return engine
     engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
+        pool_use_lifo=True,  # the warmest connection first; the spare ones age and get pinged
         connect_args={"connect_timeout": connect_timeout, "application_name": application_name},
     )
     event.listen(engine, "do_connect", _connect_bounded(round_trip_timeout))
+    event.listen(engine, "checkin", _note_idle_since)
+    event.listen(engine, "checkout", _ping_when_in_doubt(engine))
     return engine
+
+
+#: A pooled connection idle for longer is pinged before use even when its socket is quiet: a
+#: firewall or NAT may have dropped it without a word.
+PING_AFTER_IDLE_SECONDS = 10.0
+_IDLE_SINCE = "lapak_idle_since"
+
+
+def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_when_in_doubt(engine: Engine) -> Callable[[Any, Any, Any], None]:
+    """SQLAlchemy's ``pool_pre_ping``, for the connections that need it: one round trip on
+    every checkout is a tenth of a short request's time.
+
+    A server that ended the session (a restart, ``pg_terminate_backend``, a shutdown) has written
+    to the socket of a connection that sits idle between transactions, where nothing else ever
+    arrives: a zero-timeout ``poll`` sees it without a round trip. Those, and connections idle
+    past :data:`PING_AFTER_IDLE_SECONDS`, are pinged; a failed ping discards every connection
+    made before it (as the pre-ping does) and the pool connects anew.
+    """
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None:
+            return  # just connected
+        quiet = time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS and not _has_input(
+            dbapi_connection
+        )
+        if quiet:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # whatever the ping raised, this connection is unusable
+            raise InvalidatePoolError(f"ping failed: {_one_line(error)}") from error
+        if not alive:
+            raise InvalidatePoolError("ping failed")
+
+    return checkout
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """True when the server wrote to an idle connection (or closed it), or it is closed."""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def _sqlite_begin(connection: Any) -> None:
