@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Select, exists, insert, or_, select
+from sqlalchemy import Column, Select, bindparam, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, undefer
@@ -827,6 +827,20 @@ def _customer_for(actor: Principal, named: uuid.UUID | None) -> int:
     return customer.id
 
 
+#: Built once (every order runs it): the products by public id or feed uuid, without the seller
+#: (an order does not show it: no join).
+_PRODUCTS_BY_ID = (
+    select(Product)
+    .options(lazyload(Product.seller))
+    .where(
+        or_(
+            Product.uuid.in_(bindparam("uuids", expanding=True)),
+            Product.feed_uuid.in_(bindparam("feed_uuids", expanding=True)),
+        )
+    )
+)
+
+
 def _products_for(lines: Sequence[LineRequest]) -> list[Product]:
     """Each line's product, by public id or feed uuid; 422 naming the lines that fail."""
     wanted = [line.product.strip().lower() for line in lines]
@@ -834,11 +848,7 @@ def _products_for(lines: Sequence[LineRequest]) -> list[Product]:
     for value in wanted:
         with contextlib.suppress(ValueError):
             by_uuid.append(uuid.UUID(value))
-    found = Session().scalars(
-        select(Product)
-        .options(lazyload(Product.seller))  # an order does not show the seller: no join
-        .where(or_(Product.uuid.in_(by_uuid), Product.feed_uuid.in_(wanted)))
-    )
+    found = Session().scalars(_PRODUCTS_BY_ID, {"uuids": by_uuid, "feed_uuids": wanted})
     index: dict[str, Product] = {}
     for product in found:
         index[str(product.uuid)] = product
