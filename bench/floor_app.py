@@ -20,7 +20,7 @@ Per request, as Lapak does:
   (:func:`bench.floor.bare_sql`; a customer sees their own orders) on this worker's kept replica
   connection, answered with ``items`` and a signed ``next_cursor`` (and ``Link``), as Lapak.
 
-Left out, because they are Lapak's overhead to measure: the pool's pre-ping and checkout, the
+Left out, because they are Lapak's overhead to measure: the pool's checkout (and its rare ping), the
 replica choice (its LSN probe), ``X-Lapak-LSN``, the outbox dispatch flag, request ids and
 logs, schema validation beyond what the bench sends, and the sliding idle expiry's rare write.
 """

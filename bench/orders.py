@@ -802,7 +802,7 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
     platform accounts and chain head); the second one's statements are compared with the
     floor's. For each of the others: the whole call, the time in the database driver, and where
     it went, marked by the statements' starts: before the first statement (authentication,
-    validation, ``prepare_year``, the pool checkout and its pre-ping), the numbers
+    validation, ``prepare_year``, the pool checkout), the numbers
     (``nextval``), the product and customer SELECTs and the building of the objects, the rows'
     INSERTs (order, line, invoice, line, payment), the invoice counter row locked (the ``WITH
     taken AS (UPDATE marketplace_sequence ...)`` statement until the commit returned; the
@@ -911,8 +911,9 @@ def probe_order(app: Any, product_uuid: str, count: int) -> dict[str, Any]:
         ][:3],
         "lapak_only": sorted((Counter(lapak) - Counter(floor)).elements()),
         "floor_only": sorted((Counter(floor) - Counter(lapak)).elements()),
-        "not_in_the_floor": "the pool's pre-ping (;) at the order's checkout, the auth session "
-        "check when its Redis cache entry expired, SELECT pg_current_wal_insert_lsn() sent "
+        "not_in_the_floor": "a ping (;) at a checkout of a connection idle for 10 s or that the "
+        "server wrote to (not under load), the auth session check when its Redis cache entry "
+        "expired, SELECT pg_current_wal_insert_lsn() sent "
         "with the COMMIT (X-Lapak-LSN; no extra round trip), the outbox dispatch flag and RQ "
         "enqueue (Redis)",
         "in_process_orders": count,
