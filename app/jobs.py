@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Callback, Queue, SimpleWorker, Worker
 from rq.job import Job
 
@@ -315,17 +317,38 @@ def make_worker(
 
 
 def run_worker(app: Flask, queues: Sequence[str] = QUEUES, *, burst: bool = False) -> bool:
-    """Work on ``queues`` until stopped (or, with ``burst``, until they are empty)."""
-    worker = make_worker(app, queues)
+    """Work on ``queues`` until stopped (or, with ``burst``, until they are empty).
+
+    RQ waits for Redis while it dequeues, but Redis lost while a job runs (the worker writes the
+    job's working time) or while it registers ends ``work()`` with the error: then this waits
+    for Redis and starts a new worker, so a restart of Redis does not stop the jobs.
+    """
     ticker = None
     if not burst:
         ticker = PeriodicTicker(app)
         ticker.start()
     try:
-        return worker.work(burst=burst, with_scheduler=True)
+        while True:
+            worker = make_worker(app, queues)
+            try:
+                return worker.work(burst=burst, with_scheduler=True)
+            except (RedisConnectionError, RedisTimeoutError) as error:
+                if burst:
+                    raise
+                log.warning("Redis lost while working (%s): starting again when it is back", error)
+                _wait_for_redis(worker.connection)
     finally:
         if ticker is not None:
             ticker.stop()
+
+
+def _wait_for_redis(redis: Redis, pause: float = 1.0) -> None:
+    while True:
+        try:
+            redis.ping()
+            return
+        except RedisError:
+            time.sleep(pause)
 
 
 class PeriodicTicker:

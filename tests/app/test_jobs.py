@@ -21,7 +21,7 @@ from app.jobs import JobsUnavailable, PeriodicTicker, enqueue, enqueue_later
 from app.registry import Manifest, ModuleHooks, Periodic, Wiring
 from tests.conftest import redis_outage_app, run_jobs
 from tests.sample_modules.notes.models import Note, NoteDelivery
-from tests.sample_modules.notes.services import create_note_job
+from tests.sample_modules.notes.services import create_note_job, create_note_slowly_job
 from tests.servers import RedisServer, Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,9 +233,42 @@ def test_a_lapak_worker_carries_on_after_redis_restarts(
         stop_worker(worker)
 
 
-def wait_for_titles(app: Flask, worker: subprocess.Popen, expected: list[str]) -> None:
+@pytest.mark.slow
+def test_a_lapak_worker_carries_on_when_redis_restarts_while_a_job_runs(
+    make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    app = make_app(redis_url=own_redis.url)
+    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
+    worker = subprocess.Popen(
+        [*lapak_command(), "worker"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with app.app_context():
+            enqueue(create_note_job, "first")
+        wait_for_titles(app, worker, ["first"])  # the worker is up and idle
+        with app.app_context():
+            enqueue(create_note_slowly_job, "slow", 1.5)
+        time.sleep(0.5)  # it runs; it ends, and the worker records that, while Redis is down
+        own_redis.stop()
+        time.sleep(2)
+        own_redis.start()
+        with app.app_context():
+            enqueue(create_note_job, "after the restart")
+        wait_for_titles(app, worker, ["first", "slow", "after the restart"], in_order=False)
+    finally:
+        stop_worker(worker)
+
+
+def wait_for_titles(
+    app: Flask, worker: subprocess.Popen, expected: list[str], *, in_order: bool = True
+) -> None:
+    arranged = (lambda names: names) if in_order else sorted
     deadline = time.monotonic() + 90
-    while titles(app) != expected:
+    while arranged(titles(app)) != arranged(expected):
         assert worker.poll() is None, worker.stdout.read().decode()  # type: ignore[union-attr]
         assert time.monotonic() < deadline, titles(app)
         time.sleep(0.2)

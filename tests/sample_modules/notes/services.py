@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from app.db import Session, transaction
@@ -36,3 +37,8 @@ def record_delivery(payload: dict[str, Any]) -> None:
 def refuse_failing_titles(payload: dict[str, Any]) -> None:
     if payload["title"].startswith("fail"):
         raise RuntimeError(f"subscriber refuses {payload['title']!r}")
+
+
+def create_note_slowly_job(title: str, seconds: float) -> None:
+    time.sleep(seconds)
+    create_note(title)
