@@ -31,7 +31,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, undefer
 
-from app.db import Session, is_unavailable, transaction, utcnow
+from app.db import DriverStatement, Session, is_unavailable, transaction, utcnow
 from app.errors import (
     Conflict,
     DomainError,
@@ -254,20 +254,22 @@ def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> N
 
 
 def _insert(record: Any) -> int:
-    statement = _insert_statements(record.__table__)[1]
-    return Session().connection().execute(statement, _row(record)).scalar_one()
+    return _insert_statements(record.__table__)[1].scalar(Session().connection(), _row(record))
 
 
 def _insert_many(records: Sequence[Any], **parent: int) -> None:
-    if records:
+    if len(records) == 1:  # most orders have one line: the driver's path
         statement = _insert_statements(records[0].__table__)[0]
+        statement.rows(Session().connection(), {**_row(records[0]), **parent})
+    elif records:
+        statement = _insert_statements(records[0].__table__)[0].statement
         Session().connection().execute(statement, [{**_row(r), **parent} for r in records])
 
 
 @functools.cache
-def _insert_statements(table: Any) -> tuple[Any, Any]:
+def _insert_statements(table: Any) -> tuple[DriverStatement, DriverStatement]:
     """``table``'s INSERT, and the one that returns the new id: built once (the busiest path)."""
-    return insert(table), insert(table).returning(table.c.id)
+    return DriverStatement(insert(table)), DriverStatement(insert(table).returning(table.c.id))
 
 
 def _row(record: Any) -> dict[str, Any]:
