@@ -540,22 +540,21 @@ class DriverStatement:
         self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
 
     def rows(self, connection: Any, params: dict[str, Any]) -> list[Any]:
-        """The statement's rows (a DML statement without RETURNING: an empty list)."""
+        """The statement's rows as the driver gives them (no result processing: for ids,
+        numbers and text), or an empty list."""
         if connection.dialect.name != "postgresql":
             result = connection.execute(self.statement, params)
             return list(result) if result.returns_rows else []
         compiled = self._compile(connection.dialect, params)
-        if compiled.defaults:
-            params = {**params, **{key: default() for key, default in compiled.defaults.items()}}
-        if compiled.processors:
-            processors = compiled.processors
-            params = {
-                key: processors[key](value) if key in processors else value
-                for key, value in params.items()
-            }
+        values = {**compiled.constants, **params} if compiled.constants else dict(params)
+        for key, default in compiled.defaults.items():
+            values[key] = default()
+        for key, process in compiled.processors.items():
+            if key in values:
+                values[key] = process(values[key])
         cursor = connection.connection.cursor()
         try:
-            connection._cursor_execute(cursor, compiled.sql, params)
+            connection._cursor_execute(cursor, compiled.sql, values)
             return cursor.fetchall() if cursor.description else []
         finally:
             cursor.close()
@@ -579,13 +578,20 @@ class DriverStatement:
                         defaults[column.key] = functools.partial(lambda value: value, default.arg)
                     elif default.is_callable:  # SQLAlchemy's wrapper takes the context
                         defaults[column.key] = functools.partial(default.arg, None)
-            built = self.statement.compile(dialect=dialect, column_keys=[*params, *defaults])
+            columns = [*params, *defaults] if self.statement.is_insert else None
+            built = self.statement.compile(dialect=dialect, column_keys=columns)
+            # The values written into the statement itself (func.nextval("name")'s argument).
+            constants = {
+                name: value
+                for name, value in built.construct_params({**params, **defaults}).items()
+                if name not in params and name not in defaults
+            }
             processors = {}
             for name, bind in built.binds.items():
                 processor = bind.type.bind_processor(dialect)
                 if processor is not None:
                     processors[name] = processor
-            compiled = self._compiled[key] = _Compiled(str(built), processors, defaults)
+            compiled = self._compiled[key] = _Compiled(str(built), processors, defaults, constants)
         return compiled
 
 
@@ -594,6 +600,7 @@ class _Compiled:
     sql: str
     processors: dict[str, Callable[[Any], Any]]
     defaults: dict[str, Callable[[], Any]]
+    constants: dict[str, Any]
 
 
 # --- the session ---------------------------------------------------------------------------

@@ -19,10 +19,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Select,
     String,
     Table,
-    Update,
     bindparam,
     cast,
     func,
@@ -35,7 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import Session, get_database
+from app.db import DriverStatement, Session, get_database
 
 from .models import Payment, SaleOrder, SequenceCounter
 
@@ -143,7 +141,7 @@ def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
         return take_numbers(codes, year)
     names = tuple(_sequence_name(code, year) for code in codes)
     try:
-        values = Session().connection().execute(_nextval_statement(names)).one()
+        (values,) = _nextval_statement(names).rows(Session().connection(), {})
     except DBAPIError:
         # Dropped under a running process (a downgrade)? The next request makes them again.
         _READY.difference_update(names)
@@ -154,9 +152,9 @@ def take_unique(codes: Iterable[str], year: int) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=32)
-def _nextval_statement(names: tuple[str, ...]) -> Select[Any]:
+def _nextval_statement(names: tuple[str, ...]) -> DriverStatement:
     """``SELECT nextval(...), ...`` of these sequences, built once (a few per year)."""
-    return select(*[func.nextval(name) for name in names])
+    return DriverStatement(select(*[func.nextval(name) for name in names]))
 
 
 def _sequence_name(code: str, year: int) -> str:
@@ -193,16 +191,16 @@ def number_document(document: Any, code: str, year: int) -> str:
         "document_id": document.id,
     }
     connection = session.connection()
-    name = connection.execute(statement, values).scalar()
+    name = statement.scalar(connection, values)
     if name is None:  # the year's first document of this code
         connection.execute(_FIRST_OF_YEAR, {"code": code, "year": year})
-        name = connection.execute(statement, values).scalar_one()
+        name = statement.scalar(connection, values)
     set_committed_value(document, "name", name)  # written already; no UPDATE from the ORM
     return name
 
 
 @functools.cache
-def _numbering_statement(table: Table) -> Update:
+def _numbering_statement(table: Table) -> DriverStatement:
     """Take the next number of a code and year and write it as ``table``'s name, built once
     per table: the counter row's increment is a data-modifying CTE of the naming UPDATE."""
     counters = SequenceCounter.__table__
@@ -218,7 +216,7 @@ def _numbering_statement(table: Table) -> Update:
     )
     # A scalar subquery, not UPDATE ... FROM taken: no counter row (a new year) gives NULL.
     digits = cast(select(taken.c.number).scalar_subquery(), String)
-    return (
+    return DriverStatement(
         update(table)
         .where(table.c.id == bindparam("document_id"))
         .values(

@@ -1,0 +1,80 @@
+"""DriverStatement: a prebuilt statement on the DBAPI cursor behaves as SQLAlchemy's execute."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from app.db import Base, DriverStatement, Session, transaction
+from tests.sample_modules.notes.models import Note
+
+INSERT_NOTE = DriverStatement(insert(Note.__table__).returning(Note.__table__.c.id))
+NOTE_IDS = DriverStatement(select(Note.id).where(Note.title == func.lower("Kept")))
+
+
+def insert_and_read(app: Flask, **values: Any) -> tuple[int, Any, datetime]:
+    with app.app_context(), transaction() as session:
+        note_id = INSERT_NOTE.scalar(session.connection(), {"title": "kept", **values})
+        assert NOTE_IDS.rows(session.connection(), {}) == [(note_id,)]  # "Kept": a constant
+        note = session.get(Note, note_id)
+        assert note is not None
+    return note_id, note.public_id, note.created_at
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def either_app(
+    request: pytest.FixtureRequest, app: Flask, make_embedded_app: Callable[..., Flask]
+) -> Flask:
+    if request.param == "postgresql":
+        return app
+    embedded = make_embedded_app()
+    engine = embedded.extensions["lapak.db"].primary
+    Base.metadata.create_all(
+        engine, tables=[t for n, t in Base.metadata.tables.items() if n.startswith("notes_")]
+    )
+    return embedded
+
+
+def test_an_insert_takes_the_python_defaults_of_the_columns_not_given(either_app: Flask) -> None:
+    before = datetime.now(UTC)
+    note_id, public_id, created_at = insert_and_read(either_app)
+    assert note_id > 0
+    assert public_id is not None  # uuid.uuid4, the column's default
+    assert before <= created_at <= datetime.now(UTC)  # utcnow, the column's default
+
+
+def test_the_columns_bind_processors_apply(either_app: Flask) -> None:
+    jakarta = timezone(timedelta(hours=7))
+    moment = datetime(2026, 11, 29, 12, 0, tzinfo=jakarta)
+    _, _, created_at = insert_and_read(either_app, created_at=moment)
+    assert created_at == moment
+    assert created_at.tzinfo == UTC  # UTCDateTime hands back UTC, on either database
+    naive = datetime(2026, 11, 29, 12, 0)  # noqa: DTZ001 - the mistake refused
+    with pytest.raises((ValueError, StatementError), match="naive datetime"):
+        insert_and_read(either_app, created_at=naive)
+
+
+def test_the_engine_sees_the_statement_and_translates_driver_errors(app: Flask) -> None:
+    seen: list[str] = []
+    engine = app.extensions["lapak.db"].primary
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        note_id, _, _ = insert_and_read(app)
+        assert seen[0].startswith("INSERT INTO notes_note")
+        with app.app_context(), pytest.raises(IntegrityError), transaction() as session:
+            INSERT_NOTE.rows(session.connection(), {"title": "again", "id": note_id})
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    with app.app_context():
+        titles = Session().scalars(select(Note.title)).all()
+    assert titles == ["kept"]  # the failed one rolled back
