@@ -48,7 +48,7 @@ from . import chain
 from .chart import Purpose, account_code, account_name
 from .models import DEBIT_NORMAL, Account, ChainHead, Entry, Transaction
 from .operations import Operation
-from .registry import InvalidOperation, registry
+from .registry import InvalidOperation, LedgerRegistry, registry
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -167,8 +167,9 @@ class _CheckedLeg:
 
 def post(posting: Posting) -> Posted:
     """Write ``posting`` in the current transaction (call inside ``transaction()``)."""
-    operation = registry().operation(posting.operation)
-    legs = _checked(posting, operation)
+    known = registry()
+    operation = known.operation(posting.operation)
+    legs = _checked(posting, operation, known)
     session = Session()
     root = session.get_transaction()
     if root is not None and session.info.get("ledger.posted_in") is root:
@@ -254,8 +255,10 @@ def post(posting: Posting) -> Posted:
 # -- 1. validation -------------------------------------------------------------------------------
 
 
-def _checked(posting: Posting, operation: Operation) -> list[_CheckedLeg]:
-    known = registry()
+def _checked(
+    posting: Posting, operation: Operation, known: LedgerRegistry | None = None
+) -> list[_CheckedLeg]:
+    known = registry() if known is None else known
     nonce = posting.nonce
     if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_NONCE or not nonce.isprintable():
         raise InvalidOperation(
@@ -267,54 +270,81 @@ def _checked(posting: Posting, operation: Operation) -> list[_CheckedLeg]:
         )
     checked = []
     sums: dict[str, list[Decimal]] = {}
+    rules = known.rules
     for index, leg in enumerate(posting.legs):
-        where = f"legs.{index}"
-        side, amount = _side(leg, where)
-        if len(leg.currency) != 3 or not leg.currency.isalpha() or not leg.currency.isupper():
+        debit, amount = _side(leg, index)
+        currency = leg.currency
+        if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
             raise InvalidOperation(
-                "a currency is three capital letters", errors={f"{where}.currency": "ISO 4217"}
+                "a currency is three capital letters",
+                errors={f"legs.{index}.currency": "ISO 4217"},
             )
-        targets = []
-        for name in (leg.purpose, *leg.fallbacks):
-            purpose = known.purpose(name, f"{where}.purpose")
-            allowed = operation.debit if side == "debit" else operation.credit
-            if purpose.code not in allowed:
-                raise InvalidOperation(
-                    f"{operation.code} does not {side} {purpose.code} accounts",
-                    errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
-                )
-            if purpose.held != (leg.holder_id is not None):
-                need = "needs a holder" if purpose.held else "is the platform's and has no holder"
-                raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
-            targets.append((purpose, account_code(purpose, leg.currency, leg.holder_id)))
-        totals = sums.setdefault(leg.currency, [ZERO, ZERO])
-        totals[0 if side == "debit" else 1] += amount
-        checked.append(_CheckedLeg(leg, tuple(targets)))
-    for currency, (debit, credit) in sorted(sums.items()):
-        if debit != credit:
+        held = leg.holder_id is not None
+        # What a leg may land on depends only on these: checked once per application.
+        rule = (operation.code, debit, leg.purpose, tuple(leg.fallbacks), held)
+        purposes = rules.get(rule)
+        if purposes is None:
+            purposes = rules[rule] = _purposes(known, operation, leg, debit, index)
+        targets = tuple(
+            (purpose, account_code(purpose, currency, leg.holder_id)) for purpose in purposes
+        )
+        totals = sums.get(currency)
+        if totals is None:
+            totals = sums[currency] = [ZERO, ZERO]
+        totals[0 if debit else 1] += amount
+        checked.append(_CheckedLeg(leg, targets))
+    for currency, (debit_total, credit_total) in sorted(sums.items()):
+        if debit_total != credit_total:
             raise InvalidOperation(
-                f"the legs do not balance in {currency}: debit {debit}, credit {credit}",
+                f"the legs do not balance in {currency}: "
+                f"debit {debit_total}, credit {credit_total}",
                 errors={"legs": f"debits and credits differ in {currency}"},
             )
     return checked
 
 
-def _side(leg: Leg, where: str) -> tuple[str, Decimal]:
-    for amount in (leg.debit, leg.credit):
+def _purposes(
+    known: LedgerRegistry, operation: Operation, leg: Leg, debit: bool, index: int
+) -> tuple[Purpose, ...]:
+    """The purposes a leg lands on (its own, then its fallbacks'), each allowed on its side by
+    the operation and held as the leg is (``invalid-operation`` otherwise)."""
+    where = f"legs.{index}"
+    side = "debit" if debit else "credit"
+    allowed = operation.debit if debit else operation.credit
+    purposes = []
+    for name in (leg.purpose, *leg.fallbacks):
+        purpose = known.purpose(name, f"{where}.purpose")
+        if purpose.code not in allowed:
+            raise InvalidOperation(
+                f"{operation.code} does not {side} {purpose.code} accounts",
+                errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
+            )
+        if purpose.held != (leg.holder_id is not None):
+            need = "needs a holder" if purpose.held else "is the platform's and has no holder"
+            raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
+        purposes.append(purpose)
+    return tuple(purposes)
+
+
+def _side(leg: Leg, index: int) -> tuple[bool, Decimal]:
+    """(True if the leg is a debit, its amount), checked."""
+    debit, credit = leg.debit, leg.credit
+    for amount in (debit, credit):
         if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
             raise InvalidOperation(
-                "amounts are decimals of zero or more", errors={where: "debit/credit >= 0"}
+                "amounts are decimals of zero or more",
+                errors={f"legs.{index}": "debit/credit >= 0"},
             )
         if amount != amount.quantize(CENT) or amount > MAX_AMOUNT:
             raise InvalidOperation(
                 "amounts have at most two decimals and 16 digits before them",
-                errors={where: "two decimals"},
+                errors={f"legs.{index}": "two decimals"},
             )
-    if (leg.debit > 0) == (leg.credit > 0):
+    if (debit > 0) == (credit > 0):
         raise InvalidOperation(
-            "each leg is a debit or a credit, more than zero", errors={where: "one side"}
+            "each leg is a debit or a credit, more than zero", errors={f"legs.{index}": "one side"}
         )
-    return ("debit", leg.debit) if leg.debit > 0 else ("credit", leg.credit)
+    return (True, debit) if debit > 0 else (False, credit)
 
 
 # -- 2. accounts ---------------------------------------------------------------------------------
