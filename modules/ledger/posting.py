@@ -255,10 +255,7 @@ def post(posting: Posting) -> Posted:
 # -- 1. validation -------------------------------------------------------------------------------
 
 
-def _checked(
-    posting: Posting, operation: Operation, known: LedgerRegistry | None = None
-) -> list[_CheckedLeg]:
-    known = registry() if known is None else known
+def _checked(posting: Posting, operation: Operation, known: LedgerRegistry) -> list[_CheckedLeg]:
     nonce = posting.nonce
     if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_NONCE or not nonce.isprintable():
         raise InvalidOperation(
