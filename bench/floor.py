@@ -118,7 +118,7 @@ INSERT_OUTBOX = (
 
 def ledger_lock_sql(accounts: int) -> str:
     """The posting's accounts in id order, then the chain head, when every account exists, in one
-    statement (``_LOCK_ACCOUNTS_AND_CHAIN``; the codes expanded, as SQLAlchemy sends them)."""
+    statement (``modules.ledger.posting._lock_accounts_and_chain_sql``, the same text)."""
     codes = ", ".join(f"%(codes_{i})s" for i in range(1, accounts + 1))
     # Built from a count only; every value is a bound parameter.
     return (

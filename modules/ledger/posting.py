@@ -37,7 +37,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -48,7 +48,7 @@ from . import chain
 from .chart import Purpose, account_code, account_name
 from .models import DEBIT_NORMAL, Account, ChainHead, Entry, Transaction
 from .operations import Operation
-from .registry import InvalidOperation, registry
+from .registry import InvalidOperation, LedgerRegistry, registry
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -167,8 +167,9 @@ class _CheckedLeg:
 
 def post(posting: Posting) -> Posted:
     """Write ``posting`` in the current transaction (call inside ``transaction()``)."""
-    operation = registry().operation(posting.operation)
-    legs = _checked(posting, operation)
+    known = registry()
+    operation = known.operation(posting.operation)
+    legs = _checked(posting, operation, known)
     session = Session()
     root = session.get_transaction()
     if root is not None and session.info.get("ledger.posted_in") is root:
@@ -182,8 +183,9 @@ def post(posting: Posting) -> Posted:
         earlier = _earlier(posting, fingerprint)
         if earlier is not None:
             return earlier
-    if postgresql:
-        accounts, head = _lock_accounts_and_chain(legs)
+    connection = session.connection() if postgresql else None
+    if connection is not None:
+        accounts, head = _lock_accounts_and_chain(connection, legs)
     else:
         accounts, head = _lock_accounts(legs), None
     try:
@@ -232,8 +234,8 @@ def post(posting: Posting) -> Posted:
         "hash": chain.link(head.last_hash, content),
     }
     head_values = {"year": year, "year_count": year_count}
-    if postgresql:
-        transaction_id = _write_postgresql(row, head_values, entries, balances)
+    if connection is not None:
+        transaction_id = _write_postgresql(connection, row, head_values, entries, balances)
         if transaction_id is None:
             earlier = _earlier(posting, fingerprint)
             assert earlier is not None, "the nonce conflicted, so its transaction exists"
@@ -253,8 +255,7 @@ def post(posting: Posting) -> Posted:
 # -- 1. validation -------------------------------------------------------------------------------
 
 
-def _checked(posting: Posting, operation: Operation) -> list[_CheckedLeg]:
-    known = registry()
+def _checked(posting: Posting, operation: Operation, known: LedgerRegistry) -> list[_CheckedLeg]:
     nonce = posting.nonce
     if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_NONCE or not nonce.isprintable():
         raise InvalidOperation(
@@ -266,54 +267,81 @@ def _checked(posting: Posting, operation: Operation) -> list[_CheckedLeg]:
         )
     checked = []
     sums: dict[str, list[Decimal]] = {}
+    rules = known.rules
     for index, leg in enumerate(posting.legs):
-        where = f"legs.{index}"
-        side, amount = _side(leg, where)
-        if len(leg.currency) != 3 or not leg.currency.isalpha() or not leg.currency.isupper():
+        debit, amount = _side(leg, index)
+        currency = leg.currency
+        if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
             raise InvalidOperation(
-                "a currency is three capital letters", errors={f"{where}.currency": "ISO 4217"}
+                "a currency is three capital letters",
+                errors={f"legs.{index}.currency": "ISO 4217"},
             )
-        targets = []
-        for name in (leg.purpose, *leg.fallbacks):
-            purpose = known.purpose(name, f"{where}.purpose")
-            allowed = operation.debit if side == "debit" else operation.credit
-            if purpose.code not in allowed:
-                raise InvalidOperation(
-                    f"{operation.code} does not {side} {purpose.code} accounts",
-                    errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
-                )
-            if purpose.held != (leg.holder_id is not None):
-                need = "needs a holder" if purpose.held else "is the platform's and has no holder"
-                raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
-            targets.append((purpose, account_code(purpose, leg.currency, leg.holder_id)))
-        totals = sums.setdefault(leg.currency, [ZERO, ZERO])
-        totals[0 if side == "debit" else 1] += amount
-        checked.append(_CheckedLeg(leg, tuple(targets)))
-    for currency, (debit, credit) in sorted(sums.items()):
-        if debit != credit:
+        held = leg.holder_id is not None
+        # What a leg may land on depends only on these: checked once per application.
+        rule = (operation.code, debit, leg.purpose, tuple(leg.fallbacks), held)
+        purposes = rules.get(rule)
+        if purposes is None:
+            purposes = rules[rule] = _purposes(known, operation, leg, debit, index)
+        targets = tuple(
+            (purpose, account_code(purpose, currency, leg.holder_id)) for purpose in purposes
+        )
+        totals = sums.get(currency)
+        if totals is None:
+            totals = sums[currency] = [ZERO, ZERO]
+        totals[0 if debit else 1] += amount
+        checked.append(_CheckedLeg(leg, targets))
+    for currency, (debit_total, credit_total) in sorted(sums.items()):
+        if debit_total != credit_total:
             raise InvalidOperation(
-                f"the legs do not balance in {currency}: debit {debit}, credit {credit}",
+                f"the legs do not balance in {currency}: "
+                f"debit {debit_total}, credit {credit_total}",
                 errors={"legs": f"debits and credits differ in {currency}"},
             )
     return checked
 
 
-def _side(leg: Leg, where: str) -> tuple[str, Decimal]:
-    for amount in (leg.debit, leg.credit):
+def _purposes(
+    known: LedgerRegistry, operation: Operation, leg: Leg, debit: bool, index: int
+) -> tuple[Purpose, ...]:
+    """The purposes a leg lands on (its own, then its fallbacks'), each allowed on its side by
+    the operation and held as the leg is (``invalid-operation`` otherwise)."""
+    where = f"legs.{index}"
+    side = "debit" if debit else "credit"
+    allowed = operation.debit if debit else operation.credit
+    purposes = []
+    for name in (leg.purpose, *leg.fallbacks):
+        purpose = known.purpose(name, f"{where}.purpose")
+        if purpose.code not in allowed:
+            raise InvalidOperation(
+                f"{operation.code} does not {side} {purpose.code} accounts",
+                errors={f"{where}.purpose": f"{side}s one of {', '.join(sorted(allowed))}"},
+            )
+        if purpose.held != (leg.holder_id is not None):
+            need = "needs a holder" if purpose.held else "is the platform's and has no holder"
+            raise InvalidOperation(f"{purpose.code} {need}", errors={f"{where}.holder": need})
+        purposes.append(purpose)
+    return tuple(purposes)
+
+
+def _side(leg: Leg, index: int) -> tuple[bool, Decimal]:
+    """(True if the leg is a debit, its amount), checked."""
+    debit, credit = leg.debit, leg.credit
+    for amount in (debit, credit):
         if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
             raise InvalidOperation(
-                "amounts are decimals of zero or more", errors={where: "debit/credit >= 0"}
+                "amounts are decimals of zero or more",
+                errors={f"legs.{index}": "debit/credit >= 0"},
             )
         if amount != amount.quantize(CENT) or amount > MAX_AMOUNT:
             raise InvalidOperation(
                 "amounts have at most two decimals and 16 digits before them",
-                errors={where: "two decimals"},
+                errors={f"legs.{index}": "two decimals"},
             )
-    if (leg.debit > 0) == (leg.credit > 0):
+    if (debit > 0) == (credit > 0):
         raise InvalidOperation(
-            "each leg is a debit or a credit, more than zero", errors={where: "one side"}
+            "each leg is a debit or a credit, more than zero", errors={f"legs.{index}": "one side"}
         )
-    return ("debit", leg.debit) if leg.debit > 0 else ("credit", leg.credit)
+    return (True, debit) if debit > 0 else (False, credit)
 
 
 # -- 2. accounts ---------------------------------------------------------------------------------
@@ -354,18 +382,26 @@ def _lock_accounts(legs: Sequence[_CheckedLeg]) -> dict[str, _Locked]:
 #: every account exists: a posting that opens an account must hold no ledger lock while it
 #: does (another posting opening the same account, or holding one this posting needs, would
 #: wait for it while it waits for them: a deadlock).
-_LOCK_ACCOUNTS_AND_CHAIN = text(
-    "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, balance,"
-    " allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count"
-    " FROM ledger_account WHERE code IN :codes"
-    " AND (SELECT count(*) FROM ledger_account WHERE code IN :codes) = :count"
-    " ORDER BY id FOR UPDATE) AS accounts"
-    " UNION ALL "
-    "SELECT * FROM (SELECT 'chain', last_index, last_hash::text, NULL::numeric, NULL::boolean,"
-    " NULL::text, year, year_count FROM ledger_chain WHERE id = 1"
-    " AND (SELECT count(*) FROM ledger_account WHERE code IN :codes) = :count"
-    " FOR UPDATE) AS head"
-).bindparams(bindparam("codes", expanding=True))
+@functools.cache
+def _lock_accounts_and_chain_sql(account_count: int) -> str:
+    """The statement for ``account_count`` codes, in psycopg's own placeholders (sent as is, as
+    SQLAlchemy would send an expanding ``IN :codes``: ``codes_1`` .. ``codes_n``)."""
+    codes = ", ".join(f"%(codes_{i})s" for i in range(1, account_count + 1))
+    # Built from a count only; every value is a bound parameter.
+    return (
+        "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, balance,"  # noqa: S608
+        " allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count"
+        f" FROM ledger_account WHERE code IN ({codes})"
+        f" AND (SELECT count(*) FROM ledger_account WHERE code IN ({codes})) = %(count)s"
+        " ORDER BY id FOR UPDATE) AS accounts"
+        " UNION ALL "
+        "SELECT * FROM (SELECT 'chain', last_index, last_hash::text, NULL::numeric, NULL::boolean,"
+        " NULL::text, year, year_count FROM ledger_chain WHERE id = 1"
+        f" AND (SELECT count(*) FROM ledger_account WHERE code IN ({codes})) = %(count)s"
+        " FOR UPDATE) AS head"
+    )
+
+
 _EXISTING_ACCOUNTS = select(_accounts.c.code).where(
     _accounts.c.code.in_(bindparam("codes", expanding=True))
 )
@@ -379,32 +415,54 @@ class _Head:
     year_count: int
 
 
-def _lock_accounts_and_chain(legs: Sequence[_CheckedLeg]) -> tuple[dict[str, _Locked], Any]:
+def _lock_accounts_and_chain(
+    connection: Connection, legs: Sequence[_CheckedLeg]
+) -> tuple[dict[str, _Locked], Any]:
     """Lock the legs' accounts and the chain head, in one statement when the accounts exist.
 
     Holding the chain head from the first statement shortens the window every posting waits
     for by a round trip. The first use of an account takes the long way: open the missing
     accounts holding no ledger lock, then lock the accounts, then the head.
     """
-    session = Session()
     wanted = {code: (purpose, leg.leg) for leg in legs for purpose, code in leg.targets}
     codes = sorted(wanted)
-    rows = session.execute(_LOCK_ACCOUNTS_AND_CHAIN, {"codes": codes, "count": len(codes)}).all()
-    accounts = {
-        row.code: _Locked(row.id, row.balance, row.allow_negative, row.kind in DEBIT_NORMAL)
-        for row in rows
-        if row.what == "account"
-    }
-    heads = [
-        _Head(row.id, row.code, row.year, row.year_count) for row in rows if row.what == "chain"
-    ]
-    if len(accounts) == len(codes) and heads:
-        return accounts, heads[0]
+    params: dict[str, Any] = {f"codes_{i}": code for i, code in enumerate(codes, 1)}
+    params["count"] = len(codes)
+    rows = _driver_rows(connection, _lock_accounts_and_chain_sql(len(codes)), params)
+    # (what, id, code, balance, allow_negative, kind, year, year_count)
+    accounts = {}
+    head = None
+    for what, row_id, code, balance, allow_negative, kind, year, year_count in rows:
+        if what == "account":
+            accounts[code] = _Locked(row_id, balance, allow_negative, kind in DEBIT_NORMAL)
+        else:
+            head = _Head(row_id, code, year, year_count)
+    if len(accounts) == len(codes) and head is not None:
+        return accounts, head
+    session = Session()
     if len(accounts) < len(codes):  # nothing is locked: open what is missing first
         existing = set(session.scalars(_EXISTING_ACCOUNTS, {"codes": codes}))
         _create([(code, *wanted[code]) for code in codes if code not in existing])
         accounts = _locked(session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all())
     return accounts, _lock_chain()
+
+
+def _driver_rows(connection: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run a prebuilt statement (psycopg placeholders) on the connection's own DBAPI cursor.
+
+    The posting's two statements are built once per shape: compiling, binding and wrapping
+    them in SQLAlchemy's result objects cost more client time than the round trips. This is
+    the path SQLAlchemy itself takes for a column default's statement: its cursor events
+    (statement logging, tests' and benchmarks' capture), echo and error translation (a
+    driver error becomes ``sqlalchemy.exc.DBAPIError``, a lost connection is invalidated)
+    still apply.
+    """
+    cursor = connection.connection.cursor()
+    try:
+        connection._cursor_execute(cursor, sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _locked(rows: Sequence[Any]) -> dict[str, _Locked]:
@@ -520,26 +578,28 @@ _TRANSACTION_COLUMNS = (
 
 
 @functools.cache
-def _postgresql_write(entry_count: int, account_count: int) -> Any:
-    """The one statement that writes a posting of this shape (built once per shape)."""
+def _postgresql_write(entry_count: int, account_count: int) -> str:
+    """The one statement that writes a posting of this shape (built once per shape), in
+    psycopg's placeholders."""
     columns = ", ".join(_TRANSACTION_COLUMNS)
-    values = ", ".join(f":{name}" for name in _TRANSACTION_COLUMNS)
+    values = ", ".join(f"%({name})s" for name in _TRANSACTION_COLUMNS)
     balances = ", ".join(
-        f"(:account_{i}, CAST(:balance_{i} AS NUMERIC))" for i in range(account_count)
+        f"(%(account_{i})s, CAST(%(balance_{i})s AS NUMERIC))" for i in range(account_count)
     )
     entries = ", ".join(
-        f"({i}, :entry_account_{i}, :entry_currency_{i}, CAST(:entry_debit_{i} AS NUMERIC), "
-        f"CAST(:entry_credit_{i} AS NUMERIC), CAST(:entry_balance_{i} AS NUMERIC))"
+        f"({i}, %(entry_account_{i})s, %(entry_currency_{i})s,"
+        f" CAST(%(entry_debit_{i})s AS NUMERIC), CAST(%(entry_credit_{i})s AS NUMERIC),"
+        f" CAST(%(entry_balance_{i})s AS NUMERIC))"
         for i in range(entry_count)
     )
     # Built from column names and counts only; every value is a bound parameter.
-    sql = (
+    return (
         f"WITH tx AS ("  # noqa: S608
         f" INSERT INTO ledger_transaction ({columns}) VALUES ({values})"
         f" ON CONFLICT (operation, nonce) DO NOTHING RETURNING id"
         f"), head AS ("
-        f" UPDATE ledger_chain SET last_index = :chain_index, last_hash = :hash,"
-        f" year = :year, year_count = :year_count"
+        f" UPDATE ledger_chain SET last_index = %(chain_index)s, last_hash = %(hash)s,"
+        f" year = %(year)s, year_count = %(year_count)s"
         f" WHERE id = 1 AND EXISTS (SELECT FROM tx)"
         f"), balances AS ("
         f" UPDATE ledger_account AS a SET balance = v.balance"
@@ -554,10 +614,10 @@ def _postgresql_write(entry_count: int, account_count: int) -> Any:
         f" ORDER BY v.ord"
         f") SELECT id FROM tx"
     )
-    return text(sql)
 
 
 def _write_postgresql(
+    connection: Connection,
     row: dict[str, Any],
     head: dict[str, int],
     entries: Sequence[PostedEntry],
@@ -573,8 +633,8 @@ def _write_postgresql(
         params[f"entry_debit_{i}"] = entry.debit
         params[f"entry_credit_{i}"] = entry.credit
         params[f"entry_balance_{i}"] = entry.balance_after
-    statement = _postgresql_write(len(entries), len(balances))
-    return Session().execute(statement, params).scalar()
+    rows = _driver_rows(connection, _postgresql_write(len(entries), len(balances)), params)
+    return rows[0][0] if rows else None
 
 
 _transactions = Transaction.__table__

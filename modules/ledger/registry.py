@@ -30,6 +30,12 @@ class LedgerRegistry:
     operations: dict[str, Operation] = field(default_factory=dict)
     #: (module, function) that posts a module's history from before the ledger, once.
     backfills: list[tuple[str, Callable[[], int]]] = field(default_factory=list)
+    #: The posting's validation of a leg's purposes, by (operation, debit side, purpose,
+    #: fallbacks, has a holder): it depends on nothing else, so it is done once (``add``
+    #: empties it).
+    rules: dict[tuple[str, bool, str, tuple[str, ...], bool], tuple[Purpose, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def add(self, purposes: Iterable[Purpose] = (), operations: Iterable[Operation] = ()) -> None:
         for purpose in purposes:
@@ -39,6 +45,7 @@ class LedgerRegistry:
                 if name not in self.purposes:
                     raise ValueError(f"operation {operation.code}: unknown purpose {name!r}")
             _put(self.operations, operation.code, operation, "operation")
+        self.rules.clear()
 
     def operation(self, code: str) -> Operation:
         try:

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import DBAPIError
 
-from app.db import Session, transaction
+from app.db import Session, get_database, transaction
+from modules.ledger import posting as posting_module
 from modules.ledger.models import Account, Entry, Transaction
 from modules.ledger.posting import DuplicateNonce, InsufficientBalance, Leg, Posting, post
 from modules.ledger.registry import InvalidOperation
@@ -153,4 +155,42 @@ def test_a_leg_spills_over_to_its_fallbacks_and_never_below_zero(ledger_app: Fla
             ("seller_receivable", D("30.00"), D("30.00")),
             ("adjustment", D("0.00"), D("30.00")),
         ]
+        assert verify().ok
+
+
+def test_postgresql_statements_go_through_the_engine_and_its_error_handling(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock and the write run on the connection's DBAPI cursor, but still as the engine's
+    statements: its cursor events see them, and a driver error comes out as SQLAlchemy's and
+    rolls the whole posting back."""
+    app = make_app()
+    with app.app_context():
+        customer = create_user("c@example.test", role="customer", password=None, active=True).id
+        posted(credit(customer, "10.00", "opens-the-accounts"))
+        seen: list[str] = []
+
+        def before(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            seen.append(statement)
+
+        engine = get_database().primary
+        event.listen(engine, "before_cursor_execute", before)
+        try:
+            posted(credit(customer, "5.00", "seen"))
+        finally:
+            event.remove(engine, "before_cursor_execute", before)
+        assert [s.split()[0] for s in seen] == ["SELECT", "WITH"]
+        assert "FOR UPDATE" in seen[0]
+        assert seen[1].startswith("WITH tx AS ( INSERT INTO ledger_transaction")
+
+        monkeypatch.setattr(posting_module, "_postgresql_write", lambda *_: "SELECT 1 / 0")
+        with pytest.raises(DBAPIError):
+            posted(credit(customer, "7.00", "refused"))
+        monkeypatch.undo()
+        assert Session().scalar(select(func.count()).select_from(Transaction)) == 2
+        again = posted(credit(customer, "7.00", "after-the-error"))
+        assert again.number is not None
+        assert again.number.endswith("/00003")
+        wallet = Session().scalars(select(Account).where(Account.purpose == "wallet")).one()
+        assert wallet.balance == D("22.00")
         assert verify().ok
