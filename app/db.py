@@ -552,12 +552,7 @@ class DriverStatement:
         for key, process in compiled.processors.items():
             if key in values:
                 values[key] = process(values[key])
-        cursor = connection.connection.cursor()
-        try:
-            connection._cursor_execute(cursor, compiled.sql, values)
-            return cursor.fetchall() if cursor.description else []
-        finally:
-            cursor.close()
+        return cursor_rows(connection, compiled.sql, values)
 
     def scalar(self, connection: Any, params: dict[str, Any]) -> Any:
         """The first column of the one row the statement returns."""
@@ -593,6 +588,19 @@ class DriverStatement:
                     processors[name] = processor
             compiled = self._compiled[key] = _Compiled(str(built), processors, defaults, constants)
         return compiled
+
+
+def cursor_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run ``sql`` (the driver's placeholders) on the connection's own DBAPI cursor, as
+    SQLAlchemy runs a column default's statement: cursor events, echo and error translation
+    (a ``DBAPIError``; a lost connection invalidated) apply. The rows as the driver gives them,
+    or an empty list."""
+    cursor = connection.connection.cursor()
+    try:
+        connection._cursor_execute(cursor, sql, params)
+        return cursor.fetchall() if cursor.description else []
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)

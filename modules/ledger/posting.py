@@ -41,7 +41,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from app.db import Session, get_database, utcnow
+from app.db import Session, cursor_rows, get_database, utcnow
 from app.errors import Conflict, Invalid
 
 from . import chain
@@ -428,7 +428,7 @@ def _lock_accounts_and_chain(
     codes = sorted(wanted)
     params: dict[str, Any] = {f"codes_{i}": code for i, code in enumerate(codes, 1)}
     params["count"] = len(codes)
-    rows = _driver_rows(connection, _lock_accounts_and_chain_sql(len(codes)), params)
+    rows = cursor_rows(connection, _lock_accounts_and_chain_sql(len(codes)), params)
     # (what, id, code, balance, allow_negative, kind, year, year_count)
     accounts = {}
     head = None
@@ -445,24 +445,6 @@ def _lock_accounts_and_chain(
         _create([(code, *wanted[code]) for code in codes if code not in existing])
         accounts = _locked(session.execute(_LOCK_ACCOUNTS, {"codes": codes}).all())
     return accounts, _lock_chain()
-
-
-def _driver_rows(connection: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
-    """Run a prebuilt statement (psycopg placeholders) on the connection's own DBAPI cursor.
-
-    The posting's two statements are built once per shape: compiling, binding and wrapping
-    them in SQLAlchemy's result objects cost more client time than the round trips. This is
-    the path SQLAlchemy itself takes for a column default's statement: its cursor events
-    (statement logging, tests' and benchmarks' capture), echo and error translation (a
-    driver error becomes ``sqlalchemy.exc.DBAPIError``, a lost connection is invalidated)
-    still apply.
-    """
-    cursor = connection.connection.cursor()
-    try:
-        connection._cursor_execute(cursor, sql, params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
 
 
 def _locked(rows: Sequence[Any]) -> dict[str, _Locked]:
@@ -633,7 +615,7 @@ def _write_postgresql(
         params[f"entry_debit_{i}"] = entry.debit
         params[f"entry_credit_{i}"] = entry.credit
         params[f"entry_balance_{i}"] = entry.balance_after
-    rows = _driver_rows(connection, _postgresql_write(len(entries), len(balances)), params)
+    rows = cursor_rows(connection, _postgresql_write(len(entries), len(balances)), params)
     return rows[0][0] if rows else None
 
 
