@@ -16,9 +16,11 @@ up from the database by a sweep once Redis answers again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+import signal
 import threading
 import time
 import uuid
@@ -28,10 +30,11 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Callback, Queue, SimpleWorker, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 
 from app.config import Settings
@@ -319,9 +322,10 @@ def make_worker(
 def run_worker(app: Flask, queues: Sequence[str] = QUEUES, *, burst: bool = False) -> bool:
     """Work on ``queues`` until stopped (or, with ``burst``, until they are empty).
 
-    RQ waits for Redis while it dequeues, but Redis lost while a job runs (the worker writes the
-    job's working time) or while it registers ends ``work()`` with the error: then this waits
-    for Redis and starts a new worker, so a restart of Redis does not stop the jobs.
+    RQ waits for Redis while it dequeues, but quits on an error it did not expect: Redis lost
+    while a job ran (the worker records the job's end) ends ``work()``, with the error or
+    without it. Unless a stop was asked for (SIGTERM, SIGINT), this then waits for Redis and
+    starts a new worker, so a restart of Redis does not end the jobs.
     """
     ticker = None
     if not burst:
@@ -331,24 +335,64 @@ def run_worker(app: Flask, queues: Sequence[str] = QUEUES, *, burst: bool = Fals
         while True:
             worker = make_worker(app, queues)
             try:
-                return worker.work(burst=burst, with_scheduler=True)
+                worked = worker.work(burst=burst, with_scheduler=True)
             except (RedisConnectionError, RedisTimeoutError) as error:
-                if burst:
+                if _stopping(worker):
+                    log.info("worker %s stopped without Redis (%s)", worker.name, error)
+                    return False
+                if burst or isinstance(error, AuthenticationError):
                     raise
-                log.warning("Redis lost while working (%s): starting again when it is back", error)
-                _wait_for_redis(worker.connection)
+                log.warning("worker %s lost Redis (%s)", worker.name, error)
+            except StopRequested:
+                return False
+            else:
+                if burst or _stopping(worker):
+                    return worked
+                log.warning("worker %s quit on the error logged above", worker.name)
+            _unsubscribe(worker)
+            if not _wait_for_redis(worker.connection):
+                return False
+            log.warning("starting a new worker")
     finally:
         if ticker is not None:
             ticker.stop()
 
 
-def _wait_for_redis(redis: Redis, pause: float = 1.0) -> None:
-    while True:
-        try:
-            redis.ping()
-            return
-        except RedisError:
-            time.sleep(pause)
+def _stopping(worker: Worker) -> bool:
+    """True once the worker was asked to stop (RQ's signal handler notes when)."""
+    return getattr(worker, "_shutdown_requested_date", None) is not None
+
+
+def _unsubscribe(worker: Worker) -> None:
+    """End the old worker's command channel (its thread), which its teardown may have skipped."""
+    with contextlib.suppress(Exception):  # best effort: Redis may still be down
+        worker.unsubscribe()
+
+
+def _wait_for_redis(redis: Redis, pause: float = 1.0, report_every: float = 30.0) -> bool:
+    """Wait until Redis answers, ``pause`` at least (no busy loop when a worker keeps
+    failing): True; False when SIGTERM or SIGINT asked to stop meanwhile."""
+    stop = threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handlers[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        reported = time.monotonic()
+        while not stop.wait(pause):
+            try:
+                redis.ping()
+                return True
+            except AuthenticationError:
+                raise  # a wrong password does not heal by waiting
+            except RedisError as error:
+                if time.monotonic() - reported >= report_every:
+                    log.warning("still waiting for Redis: %s", error)
+                    reported = time.monotonic()
+        return False
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 class PeriodicTicker:

@@ -263,6 +263,32 @@ def test_a_lapak_worker_carries_on_when_redis_restarts_while_a_job_runs(
         stop_worker(worker)
 
 
+@pytest.mark.slow
+def test_a_lapak_worker_stops_when_asked_while_redis_is_down(
+    make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    app = make_app(redis_url=own_redis.url)
+    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
+    worker = subprocess.Popen(
+        [*lapak_command(), "worker"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with app.app_context():
+            enqueue(create_note_job, "up")
+        wait_for_titles(app, worker, ["up"])
+        own_redis.stop()
+        time.sleep(1)
+        worker.send_signal(signal.SIGTERM)  # a warm shutdown, with Redis gone
+        assert worker.wait(20) == 0, worker.stdout.read().decode()  # type: ignore[union-attr]
+    finally:
+        stop_worker(worker)
+        own_redis.start()
+
+
 def wait_for_titles(
     app: Flask, worker: subprocess.Popen, expected: list[str], *, in_order: bool = True
 ) -> None:
