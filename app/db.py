@@ -458,19 +458,20 @@ def _ping_when_in_doubt(engine: Engine) -> Callable[[Any, Any, Any], None]:
     to the socket of a connection that sits idle between transactions, where nothing else ever
     arrives: a zero-timeout ``poll`` sees it without a round trip. Those, and connections idle
     past :data:`PING_AFTER_IDLE_SECONDS`, are pinged; a failed ping discards every connection
-    made before it (as the pre-ping does) and the pool connects anew.
+    made before it (as the pre-ping does) and the pool connects anew. The price: a connection
+    cut without a word (no FIN: an address moved by a failover) within those seconds fails its
+    first statement, a 503 that discards the pool, where the pre-ping would have reconnected.
     """
 
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.pop(_IDLE_SINCE, None)
         if idle_since is None:
             return  # just connected
-        quiet = time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS and not _has_input(
-            dbapi_connection
-        )
-        if quiet:
-            return
         try:
+            if time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS and not _has_input(
+                dbapi_connection
+            ):
+                return
             alive = engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # whatever the ping raised, this connection is unusable
             raise InvalidatePoolError(f"ping failed: {_one_line(error)}") from error
@@ -530,9 +531,11 @@ class DriverStatement:
     path SQLAlchemy itself takes for a column default's statement (``_cursor_execute``): the
     engine's cursor events (statement capture in tests and benchmarks), echo and error
     translation (a driver error is a ``DBAPIError``; a lost connection is invalidated) still
-    apply, and so do the columns' bind processors (:class:`UTCDateTime` refuses a naive time)
-    and, for an INSERT, the Python-side defaults of the columns not given. Only on PostgreSQL;
-    elsewhere the statement runs as usual.
+    apply, and so do the dialect's bind processors (:class:`UTCDateTime` refuses a naive
+    time; JSON is serialised; a Decimal goes as it is) and, for an INSERT, the Python-side
+    defaults of the columns not given. A statement it cannot run as SQLAlchemy would (expanding
+    parameters, an UPDATE of a table with ``onupdate``, a default that needs the execution
+    context) is refused when first run. Only on PostgreSQL; elsewhere it runs as usual.
     """
 
     def __init__(self, statement: Any) -> None:
@@ -563,31 +566,52 @@ class DriverStatement:
         key = (dialect.name, frozenset(params))
         compiled = self._compiled.get(key)
         if compiled is None:
-            defaults = {}
-            if self.statement.is_insert:
-                for column in self.statement.table.columns:
-                    default = column.default
-                    if column.key in params or default is None:
-                        continue
-                    if default.is_scalar:
-                        defaults[column.key] = functools.partial(lambda value: value, default.arg)
-                    elif default.is_callable:  # SQLAlchemy's wrapper takes the context
-                        defaults[column.key] = functools.partial(default.arg, None)
-            columns = [*params, *defaults] if self.statement.is_insert else None
-            built = self.statement.compile(dialect=dialect, column_keys=columns)
-            # The values written into the statement itself (func.nextval("name")'s argument).
-            constants = {
-                name: value
-                for name, value in built.construct_params({**params, **defaults}).items()
-                if name not in params and name not in defaults
-            }
-            processors = {}
-            for name, bind in built.binds.items():
-                processor = bind.type.bind_processor(dialect)
-                if processor is not None:
-                    processors[name] = processor
-            compiled = self._compiled[key] = _Compiled(str(built), processors, defaults, constants)
+            compiled = self._compiled[key] = self._build(dialect, params)
         return compiled
+
+    def _build(self, dialect: Any, params: dict[str, Any]) -> _Compiled:
+        statement = self.statement
+        defaults: dict[str, Callable[[], Any]] = {}
+        if statement.is_insert:
+            for column in statement.table.columns:
+                default = column.default
+                if column.key in params or default is None:
+                    continue
+                if default.is_scalar:
+                    defaults[column.key] = functools.partial(lambda value: value, default.arg)
+                elif getattr(default.arg, "__wrapped__", None) is not None:
+                    # A callable without arguments, which SQLAlchemy wrapped to take a context.
+                    defaults[column.key] = default.arg.__wrapped__
+                else:
+                    raise _cannot(statement, f"{column.key}'s default needs a context")
+        elif statement.is_update and any(c.onupdate is not None for c in statement.table.columns):
+            raise _cannot(statement, "a column has an onupdate")
+        columns = [*params, *defaults] if statement.is_insert else None
+        built = statement.compile(dialect=dialect, column_keys=columns)
+        if built.post_compile_params or built.literal_execute_params:
+            raise _cannot(statement, "expanding or literal-execute parameters")
+        names = set(built.bind_names.values())
+        if unknown := set(params) - names:
+            raise _cannot(statement, f"parameters it does not take: {sorted(unknown)}")
+        # The values the statement carries itself (func.nextval("name")'s argument).
+        constants: dict[str, Any] = {}
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for bind, name in built.bind_names.items():
+            if name not in params and name not in defaults:
+                if bind.required:
+                    raise _cannot(statement, f"no value for {name}")
+                constants[name] = bind.effective_value
+            elif not bind.required and bind.value is not None:
+                raise _cannot(statement, f"{name} is the name of one of its own values")
+            # The dialect's own processor: generic Numeric's would send a float.
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        return _Compiled(str(built), processors, defaults, constants)
+
+
+def _cannot(statement: Any, why: str) -> TypeError:
+    return TypeError(f"DriverStatement cannot run {type(statement).__name__} faithfully: {why}")
 
 
 def cursor_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[Any]:

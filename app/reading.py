@@ -178,7 +178,26 @@ class RequestParser(FlaskParser):
 
 @functools.cache
 def _loader(schema_class: type[ma.Schema]) -> ma.Schema:
-    return schema_class()
+    schema = schema_class()
+    _build_nested(schema)
+    return schema
+
+
+def _build_nested(schema: ma.Schema) -> None:
+    """Make the nested schemas now, which marshmallow makes on first use: two threads of the
+    development server could race to make them."""
+    pending = list(schema.fields.values())
+    seen = {type(schema)}
+    while pending:
+        field = pending.pop()
+        if isinstance(field, ma.fields.Nested):
+            nested = field.schema
+            if type(nested) not in seen:  # a schema nesting itself: once
+                seen.add(type(nested))
+                pending.extend(nested.fields.values())
+        elif isinstance(field, ma.fields.List | ma.fields.Tuple | ma.fields.Dict):
+            inner = getattr(field, "inner", None) or getattr(field, "value_field", None)
+            pending.extend([inner] if inner is not None else getattr(field, "tuple_fields", []))
 
 
 def body_of(req: Request) -> bytes:

@@ -185,6 +185,9 @@ def post(posting: Posting) -> Posted:
             return earlier
     connection = session.connection() if postgresql else None
     if connection is not None:
+        # The caller's pending changes first, as a statement through the session would: not
+        # at the commit, with the ledger's locks held.
+        session.flush()
         accounts, head = _lock_accounts_and_chain(connection, legs)
     else:
         accounts, head = _lock_accounts(legs), None

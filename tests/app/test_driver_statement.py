@@ -4,15 +4,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from app.db import Base, DriverStatement, Session, transaction
 from tests.sample_modules.notes.models import Note
+
+PROBE = Table(
+    "driver_statement_probe",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("amount", Numeric(20, 2)),
+    Column("payload", JSON),
+    Column("changed_at", Integer, onupdate=lambda: 1),
+)
+INSERT_PROBE = DriverStatement(insert(PROBE).returning(PROBE.c.id))
 
 INSERT_NOTE = DriverStatement(insert(Note.__table__).returning(Note.__table__.c.id))
 NOTE_IDS = DriverStatement(select(Note.id).where(Note.title == func.lower("Kept")))
@@ -78,3 +102,39 @@ def test_the_engine_sees_the_statement_and_translates_driver_errors(app: Flask) 
     with app.app_context():
         titles = Session().scalars(select(Note.title)).all()
     assert titles == ["kept"]  # the failed one rolled back
+
+
+def test_money_and_json_go_as_the_dialect_sends_them(app: Flask) -> None:
+    # PostgreSQL only: SQLite keeps a Numeric as a float whatever sends it.
+    amount = Decimal("123456789012345678.91")  # 20 digits: a float keeps 15 or so
+    payload = {"lines": [1, "dua"], "note": None}
+    engine = app.extensions["lapak.db"].primary
+    PROBE.create(engine)
+    try:
+        with app.app_context(), transaction() as session:
+            probe_id = INSERT_PROBE.scalar(
+                session.connection(), {"amount": amount, "payload": payload}
+            )
+            row = session.execute(select(PROBE).where(PROBE.c.id == probe_id)).one()
+        assert row.amount == amount
+        assert row.payload == payload
+    finally:
+        PROBE.drop(engine)
+
+
+@pytest.mark.parametrize(
+    ("statement", "params", "why"),
+    [
+        (select(Note.id).where(Note.id.in_(bindparam("ids", expanding=True))), {"ids": [1]},
+         "expanding"),
+        (update(PROBE).values(amount=bindparam("amount")), {"amount": 1}, "onupdate"),
+        (insert(Note.__table__), {"title": "x", "colour": "red"}, "does not take"),
+    ],
+)  # fmt: skip
+def test_a_statement_it_cannot_run_faithfully_is_refused(
+    app: Flask, statement: Any, params: dict[str, Any], why: str
+) -> None:
+    with app.app_context(), transaction() as session:
+        with pytest.raises(TypeError, match=why):
+            DriverStatement(statement).rows(session.connection(), params)
+        assert session.scalar(select(func.count()).select_from(Note)) == 0
