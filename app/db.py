@@ -186,6 +186,40 @@ def replica_state(connection: Connection) -> ReplicaState:
     return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
 
 
+def _begin_reading_state(connection: Connection) -> ReplicaState:
+    """:func:`replica_state` on a connection whose transaction has not begun on the server yet,
+    in one round trip with its ``BEGIN``: both sent in one pipeline (psycopg builds the
+    ``BEGIN`` as for any statement). The reads that follow run in that transaction.
+
+    A driver error discards the connection: its state is unknown.
+    """
+    raw = connection.connection.driver_connection
+    if not psycopg.Pipeline.is_supported() or not isinstance(raw, psycopg.Connection):
+        return replica_state(connection)
+    cursor = raw.cursor()
+    try:
+        with raw.pipeline():
+            cursor.execute(_REPLICA_STATE.text, prepare=False)
+        in_recovery, replayed, seconds = cursor.fetchone() or (False, None, None)
+    except psycopg.Error:
+        connection.invalidate()
+        raise
+    finally:
+        cursor.close()
+    return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
+
+
+def _forget_connections(session: OrmSession | None) -> None:
+    """End ``session``'s transaction, begun by :meth:`Database.choose_replica` only: the
+    refused replica's connection goes back to its pool (or, if it broke, is discarded)."""
+    if session is None:
+        return
+    try:
+        session.rollback()
+    except DBAPIError:
+        session.invalidate()
+
+
 @dataclass
 class Database:
     """The engines of one application: a primary and zero or more replicas."""
@@ -229,24 +263,38 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.primary.dialect.name == "postgresql"
 
-    def choose_replica(self, min_lsn: int | None) -> Replica | None:
+    def choose_replica(
+        self, min_lsn: int | None, session: OrmSession | None = None
+    ) -> Replica | None:
         """A replica that answers, is in recovery and has replayed ``min_lsn``; None: the primary.
 
         Asked before every read: a replica promoted since (it has left the cluster and will
         miss every later write) is noticed at once, whatever WAL position it still reports.
+
+        With ``session`` (one not in a transaction), the state is read on the connection the
+        session's reads then use, in the round trip that begins its transaction: one checkout
+        and one round trip for the choice. A replica refused is rolled back out of the session.
         """
         now = time.monotonic()
         candidates = [r for r in self.replicas if r.down_until <= now]
         random.shuffle(candidates)  # spread reads; not security relevant
         for replica in candidates:
             try:
-                with round_trips_within(self.check_timeout), replica.engine.connect() as connection:
-                    state = replica_state(connection)
-            except DBAPIError as error:
+                with round_trips_within(self.check_timeout):
+                    if session is None:
+                        with replica.engine.connect() as connection:
+                            state = replica_state(connection)
+                    else:
+                        state = _begin_reading_state(
+                            session.connection(bind_arguments={"bind": replica.engine})
+                        )
+            except (DBAPIError, psycopg.Error) as error:
                 self.mark_down(replica, error)
+                _forget_connections(session)
                 continue
             if not state.in_recovery or state.replayed is None:
                 self.mark_down(replica, NotAReplica())
+                _forget_connections(session)
                 continue
             if min_lsn is not None and state.replayed < min_lsn:
                 log.debug(
@@ -255,6 +303,7 @@ class Database:
                     format_lsn(state.replayed),
                     format_lsn(min_lsn),
                 )
+                _forget_connections(session)
                 continue
             return replica
         return None
@@ -602,7 +651,11 @@ class read_only:
                 and not session.info.get("committed_writes")
                 and not session.info.get("transaction_depth")
             ):
-                self.replica = database.choose_replica(client_min_lsn())
+                # A session with no transaction yet reads the replica's state on the
+                # connection its reads then use; one already reading keeps its connections.
+                self.replica = database.choose_replica(
+                    client_min_lsn(), None if session.in_transaction() else session
+                )
             session.info["read_only"] = True
             session.info["replica"] = self.replica
         return session

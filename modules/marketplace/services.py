@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Column, Select, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
-from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, undefer
+from sqlalchemy.orm import lazyload, make_transient_to_detached
 
 from app.db import Session, is_unavailable, transaction, utcnow
 from app.errors import (
@@ -655,11 +655,34 @@ def _invoices_of(order: SaleOrder) -> list[AccountMove]:
 # -- reading ------------------------------------------------------------------------------------
 
 
+#: What a listed order shows (``schemas.order_summary``), as plain columns: no entities to
+#: hydrate. The customer's public id only, not their whole row (hash included).
+ORDER_SUMMARY_COLUMNS = (
+    SaleOrder.id,
+    SaleOrder.uuid,
+    SaleOrder.name,
+    SaleOrder.state,
+    User.uuid.label("customer"),
+    SaleOrder.currency,
+    SaleOrder.currency_rate,
+    SaleOrder.tax_percent,
+    SaleOrder.date_order,
+    SaleOrder.amount_untaxed,
+    SaleOrder.amount_tax,
+    SaleOrder.amount_total,
+    SaleOrder.cancelled_at,
+    SaleOrder.payment_state,
+)
+
+
 def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
-    """Orders the actor may see, newest first, filtered, one page."""
-    # The listing shows the customer's public id only: not their whole row (hash included).
-    statement = _visible_orders(actor).options(
-        joinedload(SaleOrder.customer).load_only(User.uuid), undefer(SaleOrder.payment_state)
+    """Orders the actor may see, newest first, filtered, one page of rows (not entities) with
+    the columns of :data:`ORDER_SUMMARY_COLUMNS`."""
+    statement = _only_visible(
+        actor,
+        select(*ORDER_SUMMARY_COLUMNS)
+        .select_from(SaleOrder)
+        .outerjoin(User, User.id == SaleOrder.customer_id),
     )
     if filters.state:
         statement = statement.where(SaleOrder.state == filters.state)
@@ -687,11 +710,16 @@ def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: s
         limit=limit,
         cursor=cursor,
         descending=True,
+        entities=False,
     )
 
 
 def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
-    statement = select(SaleOrder)
+    return _only_visible(actor, select(SaleOrder))
+
+
+def _only_visible(actor: Principal, statement: Select[Any]) -> Select[Any]:
+    """``statement`` (of sale orders) narrowed to the orders ``actor`` may see."""
     if actor.has_role(*STAFF_ROLES):
         return statement
     if actor.has_role("seller"):
