@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
 from tests.conftest import wait_for_replica
@@ -26,6 +28,62 @@ def test_reads_inside_read_only_are_served_by_the_replica(app: Flask) -> None:
             assert in_recovery() is True
         Session.remove()
         assert in_recovery() is False
+
+
+@contextmanager
+def replica_checkouts(app: Flask) -> Iterator[list[int]]:
+    """The backend pid of every connection checked out of the replica's pool in the block."""
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    pids: list[int] = []
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        pids.append(dbapi_connection.info.backend_pid)
+
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield pids
+    finally:
+        event.remove(engine, "checkout", checkout)
+
+
+def test_the_replica_is_chosen_on_the_connection_its_reads_then_use(app: Flask) -> None:
+    with app.app_context(), replica_checkouts(app) as checkouts:
+        with read_only() as session:
+            # The state query began the transaction the reads run in: same backend, and it
+            # has read a snapshot already (its transaction started before this statement).
+            pid, started_before = session.execute(
+                text("SELECT pg_backend_pid(), transaction_timestamp() < statement_timestamp()")
+            ).one()
+            assert in_recovery() is True
+        Session.remove()
+    assert checkouts == [pid]
+    assert started_before is True
+
+
+def test_a_session_already_reading_the_primary_still_reads_the_replica(app: Flask) -> None:
+    with app.app_context():
+        assert in_recovery() is False  # the session's transaction is on the primary
+        with replica_checkouts(app) as checkouts, read_only():
+            assert in_recovery() is True
+        assert in_recovery() is False
+        Session.remove()
+    assert len(checkouts) == 2  # the choice's own, and the read's
+
+
+def test_a_replica_behind_the_client_gives_back_the_connection_it_was_asked_on(
+    app: Flask, paused_replica: object
+) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    client = app.test_client()
+    lsn = client.post("/api/v1/notes/notes", json={"title": "ahead"}).headers[LSN_HEADER]
+    with app.test_request_context(headers={LSN_HEADER: lsn}):
+        app.preprocess_request()
+        with replica_checkouts(app) as checkouts, read_only() as session:
+            assert in_recovery() is False  # the primary, which has the write
+            assert engine.pool.checkedout() == 0  # the replica's connection is back
+            assert session.scalar(select(func.count()).select_from(Note)) == 1
+        Session.remove()
+    assert len(checkouts) == 1
 
 
 def test_read_only_endpoint_reads_from_the_replica(client: FlaskClient) -> None:
