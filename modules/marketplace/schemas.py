@@ -365,31 +365,37 @@ def _summary_renderer() -> Callable[[Any], dict[str, Any]]:
         raise RuntimeError(f"order_summary does not render OrderSummarySchema: {declared}")
     cent = Decimal(1).scaleb(-PLACES)
 
-    def money(value: Decimal | None) -> str | None:
-        return None if value is None else format(value.quantize(cent, ROUND_HALF_UP), "f")
-
-    def plain(value: Decimal | None) -> str | None:
-        return None if value is None else format(value.normalize(), "f")
-
-    def text(value: Any) -> str | None:
-        return None if value is None else str(value)
-
     def render(row: Any) -> dict[str, Any]:
-        date_order, cancelled_at = row.date_order, row.cancelled_at
+        # Inline, as the fields format them: str() for String and UUID, isoformat() for
+        # DateTime, Amount's rounding half-up to PLACES or its own digits; None stays None
+        # (id, state and currency are NOT NULL columns).
+        number, customer, rate, tax = row.name, row.customer, row.currency_rate, row.tax_percent
+        date_order, cancelled_at, payment_state = (
+            row.date_order,
+            row.cancelled_at,
+            row.payment_state,
+        )
+        untaxed, taxed, total = row.amount_untaxed, row.amount_tax, row.amount_total
         return {
-            "id": text(row.uuid),
-            "number": text(row.name),
-            "state": text(row.state),
-            "customer": text(row.customer),
-            "currency": text(row.currency),
-            "currency_rate": plain(row.currency_rate),
-            "tax_percent": plain(row.tax_percent),
+            "id": str(row.uuid),
+            "number": None if number is None else str(number),
+            "state": str(row.state),
+            "customer": None if customer is None else str(customer),
+            "currency": str(row.currency),
+            "currency_rate": None if rate is None else format(rate.normalize(), "f"),
+            "tax_percent": None if tax is None else format(tax.normalize(), "f"),
             "date_order": None if date_order is None else date_order.isoformat(),
-            "amount_untaxed": money(row.amount_untaxed),
-            "amount_tax": money(row.amount_tax),
-            "amount_total": money(row.amount_total),
+            "amount_untaxed": None
+            if untaxed is None
+            else format(untaxed.quantize(cent, ROUND_HALF_UP), "f"),
+            "amount_tax": None
+            if taxed is None
+            else format(taxed.quantize(cent, ROUND_HALF_UP), "f"),
+            "amount_total": None
+            if total is None
+            else format(total.quantize(cent, ROUND_HALF_UP), "f"),
             "cancelled_at": None if cancelled_at is None else cancelled_at.isoformat(),
-            "payment_state": text(row.payment_state),
+            "payment_state": None if payment_state is None else str(payment_state),
         }
 
     return render
