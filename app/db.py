@@ -154,6 +154,20 @@ _REPLICA_STATE = text(
 )
 
 
+def _replica_reads(engine: Engine) -> dict[str, Any] | None:
+    """How a session's reads run on the replica it chose: in autocommit, when the server's
+    isolation is READ COMMITTED (PostgreSQL's default; known once the engine has connected).
+
+    There each statement of a transaction takes its own snapshot anyway, so a transaction adds
+    nothing to reads but a BEGIN and a ROLLBACK round trip; and a replica's snapshots only move
+    forward, past the WAL position it was chosen for. Under a stricter isolation the reads
+    keep their transaction (one snapshot for all of them).
+    """
+    if getattr(engine.dialect, "default_isolation_level", None) == "READ COMMITTED":
+        return {"isolation_level": "AUTOCOMMIT"}
+    return None
+
+
 _CURRENT_LSN = text("SELECT pg_current_wal_insert_lsn()::text")
 #: One simple-query message: the SELECT runs after the COMMIT, on the same backend.
 _COMMIT_AND_LSN = "COMMIT; SELECT pg_current_wal_insert_lsn()::text"
@@ -183,29 +197,6 @@ def _commit_reading_lsn(connection: Any) -> None:
 
 def replica_state(connection: Connection) -> ReplicaState:
     in_recovery, replayed, seconds = connection.execute(_REPLICA_STATE).one()
-    return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
-
-
-def _begin_reading_state(connection: Connection) -> ReplicaState:
-    """:func:`replica_state` on a connection whose transaction has not begun on the server yet,
-    in one round trip with its ``BEGIN``: both sent in one pipeline (psycopg builds the
-    ``BEGIN`` as for any statement). The reads that follow run in that transaction.
-
-    A driver error discards the connection: its state is unknown.
-    """
-    raw = connection.connection.driver_connection
-    if not psycopg.Pipeline.is_supported() or not isinstance(raw, psycopg.Connection):
-        return replica_state(connection)
-    cursor = raw.cursor()
-    try:
-        with raw.pipeline():
-            cursor.execute(_REPLICA_STATE.text, prepare=False)
-        in_recovery, replayed, seconds = cursor.fetchone() or (False, None, None)
-    except psycopg.Error:
-        connection.invalidate()
-        raise
-    finally:
-        cursor.close()
     return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
 
 
@@ -272,8 +263,9 @@ class Database:
         miss every later write) is noticed at once, whatever WAL position it still reports.
 
         With ``session`` (one not in a transaction), the state is read on the connection the
-        session's reads then use, in the round trip that begins its transaction: one checkout
-        and one round trip for the choice. A replica refused is rolled back out of the session.
+        session's reads then use, in autocommit (see :func:`_replica_reads`): one checkout and
+        one round trip for the choice, no BEGIN or ROLLBACK. A replica refused is rolled back
+        out of the session, its connection back in its pool.
         """
         now = time.monotonic()
         candidates = [r for r in self.replicas if r.down_until <= now]
@@ -285,10 +277,13 @@ class Database:
                         with replica.engine.connect() as connection:
                             state = replica_state(connection)
                     else:
-                        state = _begin_reading_state(
-                            session.connection(bind_arguments={"bind": replica.engine})
+                        state = replica_state(
+                            session.connection(
+                                bind_arguments={"bind": replica.engine},
+                                execution_options=_replica_reads(replica.engine),
+                            )
                         )
-            except (DBAPIError, psycopg.Error) as error:
+            except DBAPIError as error:
                 self.mark_down(replica, error)
                 _forget_connections(session)
                 continue

@@ -47,17 +47,31 @@ def replica_checkouts(app: Flask) -> Iterator[list[int]]:
 
 
 def test_the_replica_is_chosen_on_the_connection_its_reads_then_use(app: Flask) -> None:
-    with app.app_context(), replica_checkouts(app) as checkouts:
-        with read_only() as session:
-            # The state query began the transaction the reads run in: same backend, and it
-            # has read a snapshot already (its transaction started before this statement).
-            pid, started_before = session.execute(
-                text("SELECT pg_backend_pid(), transaction_timestamp() < statement_timestamp()")
-            ).one()
-            assert in_recovery() is True
-        Session.remove()
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    statements: list[tuple[int, str]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append((conn.connection.driver_connection.info.backend_pid, statement))
+
+    with app.app_context(), read_only():  # the engine's first connection: it learns the isolation
+        assert in_recovery() is True
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        with app.app_context(), replica_checkouts(app) as checkouts:
+            with read_only() as session:
+                pid, own_transaction = session.execute(
+                    text("SELECT pg_backend_pid(), transaction_timestamp() = statement_timestamp()")
+                ).one()
+                assert in_recovery() is True
+            Session.remove()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    # One checkout: the state query first, then the reads, on that one backend ...
     assert checkouts == [pid]
-    assert started_before is True
+    assert [p for p, _ in statements] == [pid, pid, pid]
+    assert "pg_is_in_recovery(), pg_last_wal_replay_lsn()" in statements[0][1]
+    # ... each read a statement of its own (autocommit: no BEGIN, no ROLLBACK round trips).
+    assert own_transaction is True
 
 
 def test_a_session_already_reading_the_primary_still_reads_the_replica(app: Flask) -> None:
