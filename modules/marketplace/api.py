@@ -58,6 +58,8 @@ STAFF = ("staff", "admin")
 _PLACED = PlacedSchema()
 _PAYMENT = PaymentSchema()
 _REFUND = RefundSchema()
+#: The listing's query schema, made once: webargs would build a class's instance per request.
+_ORDER_QUERY = OrderQuerySchema()
 IDEMPOTENCY_HEADER = {
     "Idempotency-Key": {
         "description": "Optional. Retrying with the same key and body returns the first answer; "
@@ -210,7 +212,7 @@ class ProductSyncItem(MethodView):
 class Orders(MethodView):
     @requires()
     @read_only()
-    @blp.arguments(OrderQuerySchema, location="query")
+    @blp.arguments(_ORDER_QUERY, location="query")
     @blp.response(200, OrderPageSchema)
     @response_links(
         blp,

@@ -401,13 +401,13 @@ def _summary_renderer() -> Callable[[Any], dict[str, Any]]:
     return render
 
 
-#: A row of ``services.ORDER_SUMMARY_COLUMNS`` as :class:`OrderSummarySchema` dumps the order:
+#: A row of ``services.ORDER_SUMMARIES`` as :class:`OrderSummarySchema` dumps the order:
 #: the listing's items, without a schema's per-field work for every row of every page.
 order_summary = _summary_renderer()
 
 
 def order_summary_page(items: Sequence[Any], next_cursor: str | None) -> dict[str, Any]:
-    """The body :data:`OrderPageSchema` dumps, for rows of ``services.ORDER_SUMMARY_COLUMNS``."""
+    """The body :data:`OrderPageSchema` dumps, for rows of ``services.ORDER_SUMMARIES``."""
     return {"items": [order_summary(row) for row in items], "next_cursor": next_cursor}
 
 
