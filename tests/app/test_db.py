@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, text
 
+from app.db import _STATE_WANTED as STATE_WANTED
 from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
 from tests.conftest import wait_for_replica
 from tests.sample_modules.notes.models import Note
@@ -98,6 +99,59 @@ def test_a_replica_behind_the_client_gives_back_the_connection_it_was_asked_on(
             assert session.scalar(select(func.count()).select_from(Note)) == 1
         Session.remove()
     assert len(checkouts) == 1
+
+
+def test_a_read_only_view_reads_the_replicas_state_with_its_first_read(app: Flask) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    client = app.test_client()
+    assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}  # warm
+    statements: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        with replica_checkouts(app) as checkouts:
+            assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    # One checkout and the view's one statement: the state query went in its round trip.
+    assert len(checkouts) == 1
+    assert statements == ["SELECT pg_is_in_recovery()"]
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_read_only_view_that_reads_nothing_leaves_no_state_wanted(app: Flask) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+
+    @read_only()
+    def nothing() -> None:
+        return None
+
+    with app.test_request_context():
+        app.preprocess_request()
+        nothing()
+        assert in_recovery() is False  # outside the view: the primary, no state read owed
+        Session.remove()
+    with engine.connect() as connection:  # the pool's one connection, the view's
+        assert STATE_WANTED not in connection.info
+        assert connection.execute(text("SELECT pg_is_in_recovery()")).scalar() is True
+
+
+def test_a_read_only_view_on_a_replica_behind_the_client_runs_on_the_primary(
+    app: Flask, paused_replica: object
+) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    writer = app.test_client()
+    assert writer.post("/api/v1/notes/notes", json={"title": "mine"}).status_code == 201
+    with replica_checkouts(app) as checkouts:
+        listed = writer.get("/api/v1/notes/notes")  # its lapak_lsn cookie: the replica lags
+    assert [n["title"] for n in listed.get_json()["items"]] == ["mine"]
+    assert engine.pool.checkedout() == 0
+    assert len(checkouts) == 2  # the first read's, refused; the state asked first the second time
+    stranger = app.test_client()
+    assert stranger.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
 
 
 def test_read_only_endpoint_reads_from_the_replica(client: FlaskClient) -> None:
