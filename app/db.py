@@ -302,7 +302,7 @@ class Database:
                             bind_arguments={"bind": replica.engine},
                             execution_options=_replica_reads(replica.engine),
                         )
-                        if state_with_first_read and psycopg.Pipeline.is_supported():
+                        if state_with_first_read and _PIPELINES:
                             connection.info[_STATE_WANTED] = _StateWanted(self, replica, min_lsn)
                             session.info[_STATE_WANTED] = connection
                             return replica
@@ -421,6 +421,9 @@ class ReplicaRefused(Exception):
         self.replica = replica
 
 
+#: Whether this libpq sends a pipeline (libpq 14 and later): else the state is read first.
+_PIPELINES = psycopg.Pipeline.is_supported()
+
 #: ``Connection.info`` key: the replica state still to be read with this connection's first
 #: statement (see :meth:`Database.choose_replica`).
 _STATE_WANTED = "lapak_replica_state_wanted"
@@ -474,9 +477,16 @@ def _with_state(
     together = together and not isinstance(cursor, psycopg.ServerCursor)
     with raw.cursor() as state_cursor:
         if together:
-            with raw.pipeline():
-                state_cursor.execute(_REPLICA_STATE.text, prepare=False)
-                execute()
+            try:
+                with raw.pipeline():
+                    state_cursor.execute(_REPLICA_STATE.text, prepare=False)
+                    execute()
+            except psycopg.Error:
+                if raw.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
+                    # Failed while busy (the backend went away): stuck in pipeline mode, no
+                    # rollback possible. Closed, it counts as a disconnect and is discarded.
+                    raw.close()
+                raise
         else:
             state_cursor.execute(_REPLICA_STATE.text, prepare=False)
         in_recovery, replayed, seconds = state_cursor.fetchone() or (False, None, None)
