@@ -406,7 +406,8 @@ def keyset_page(
     ordering = [c.desc() if descending else c.asc() for c in order_by]
     statement = statement.order_by(*ordering).limit(limit + 1)
     session = Session()
-    rows = list(session.scalars(statement) if entities else session.execute(statement))
+    result = session.execute(statement)
+    rows = result.scalars().all() if entities else result.all()  # one fetchall, not a fetch a row
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
