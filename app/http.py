@@ -390,19 +390,24 @@ def keyset_page(
     limit: int,
     cursor: str | None,
     descending: bool = False,
+    entities: bool = True,
 ) -> Page:
     """One page of ``statement`` ordered by ``order_by`` (unique together), after ``cursor``.
 
     No OFFSET: the cursor holds the last row's sort key, signed with the app secret and bound
     to this endpoint, so a client can neither forge nor reuse it elsewhere. Adds the ``Link``
-    header for the next page.
+    header for the next page. The items are the first column's values (entities), or with
+    ``entities=False`` whole rows, which must have the ``order_by`` columns under their keys.
     """
     if cursor:
         statement = statement.where(
             _after(order_by, decode_cursor(cursor, len(order_by)), descending)
         )
     ordering = [c.desc() if descending else c.asc() for c in order_by]
-    rows = list(Session().scalars(statement.order_by(*ordering).limit(limit + 1)))
+    statement = statement.order_by(*ordering).limit(limit + 1)
+    session = Session()
+    result = session.execute(statement)
+    rows = result.scalars().all() if entities else result.all()  # one fetchall, not a fetch a row
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

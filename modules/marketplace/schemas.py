@@ -7,13 +7,16 @@ anything else the server computes; decimals are strings (or whole numbers) that 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import marshmallow as ma
 
 from app.fields import DecimalString
 from app.http import JsonBoolean, PageArgs, ProblemSchema, page_schema
+from modules.fetch.analysis import PLACES
 from modules.fetch.schemas import Amount, Moment
 
 from .models import (
@@ -330,6 +333,82 @@ class OrderDetailSchema(ma.Schema):
     order = ma.fields.Nested(OrderSchema)
     invoices = ma.fields.List(ma.fields.Nested(InvoiceSchema))
     payments = ma.fields.List(ma.fields.Nested(PaymentSchema))
+
+
+def _summary_renderer() -> Callable[[Any], dict[str, Any]]:
+    """:func:`order_summary`, checked against :class:`OrderSummarySchema` when it is built:
+    the same fields in the same order, each formatted as its schema field formats it."""
+    expected = {
+        "id": "UUID",
+        "number": "String",
+        "state": "String",
+        "customer": "UUID",
+        "currency": "String",
+        "currency_rate": "Amount:None",
+        "tax_percent": "Amount:None",
+        "date_order": "DateTime",
+        "amount_untaxed": f"Amount:{PLACES}",
+        "amount_tax": f"Amount:{PLACES}",
+        "amount_total": f"Amount:{PLACES}",
+        "cancelled_at": "DateTime",
+        "payment_state": "String",
+    }
+    declared = {}
+    for name, field in OrderSummarySchema().dump_fields.items():
+        kind = type(field).__name__
+        if isinstance(field, Amount):
+            kind = f"Amount:{field.places}"
+        elif isinstance(field, ma.fields.DateTime) and (field.format or "iso") != "iso":
+            kind = f"DateTime:{field.format}"
+        declared[name] = kind
+    if declared != expected:
+        raise RuntimeError(f"order_summary does not render OrderSummarySchema: {declared}")
+    cent = Decimal(1).scaleb(-PLACES)
+
+    def render(row: Any) -> dict[str, Any]:
+        # Inline, as the fields format them: str() for String and UUID, isoformat() for
+        # DateTime, Amount's rounding half-up to PLACES or its own digits; None stays None
+        # (id, state and currency are NOT NULL columns).
+        number, customer, rate, tax = row.name, row.customer, row.currency_rate, row.tax_percent
+        date_order, cancelled_at, payment_state = (
+            row.date_order,
+            row.cancelled_at,
+            row.payment_state,
+        )
+        untaxed, taxed, total = row.amount_untaxed, row.amount_tax, row.amount_total
+        return {
+            "id": str(row.uuid),
+            "number": None if number is None else str(number),
+            "state": str(row.state),
+            "customer": None if customer is None else str(customer),
+            "currency": str(row.currency),
+            "currency_rate": None if rate is None else format(rate.normalize(), "f"),
+            "tax_percent": None if tax is None else format(tax.normalize(), "f"),
+            "date_order": None if date_order is None else date_order.isoformat(),
+            "amount_untaxed": None
+            if untaxed is None
+            else format(untaxed.quantize(cent, ROUND_HALF_UP), "f"),
+            "amount_tax": None
+            if taxed is None
+            else format(taxed.quantize(cent, ROUND_HALF_UP), "f"),
+            "amount_total": None
+            if total is None
+            else format(total.quantize(cent, ROUND_HALF_UP), "f"),
+            "cancelled_at": None if cancelled_at is None else cancelled_at.isoformat(),
+            "payment_state": None if payment_state is None else str(payment_state),
+        }
+
+    return render
+
+
+#: A row of ``services.ORDER_SUMMARIES`` as :class:`OrderSummarySchema` dumps the order:
+#: the listing's items, without a schema's per-field work for every row of every page.
+order_summary = _summary_renderer()
+
+
+def order_summary_page(items: Sequence[Any], next_cursor: str | None) -> dict[str, Any]:
+    """The body :data:`OrderPageSchema` dumps, for rows of ``services.ORDER_SUMMARIES``."""
+    return {"items": [order_summary(row) for row in items], "next_cursor": next_cursor}
 
 
 OrderPageSchema = page_schema(OrderSummarySchema)

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Column, Select, bindparam, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
-from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, undefer
+from sqlalchemy.orm import lazyload, make_transient_to_detached
 
 from app.db import DriverStatement, Session, is_unavailable, transaction, utcnow
 from app.errors import (
@@ -657,54 +657,96 @@ def _invoices_of(order: SaleOrder) -> list[AccountMove]:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
-    """Orders the actor may see, newest first, filtered, one page."""
-    # The listing shows the customer's public id only: not their whole row (hash included).
-    statement = _visible_orders(actor).options(
-        joinedload(SaleOrder.customer).load_only(User.uuid), undefer(SaleOrder.payment_state)
+_ORDERS = SaleOrder.__table__
+_INVOICES = AccountMove.__table__
+#: The payment state of the order's latest invoice: ``SaleOrder.payment_state``, on the tables.
+_latest_payment_state = (
+    select(_INVOICES.c.payment_state)
+    .where(_INVOICES.c.order_id == _ORDERS.c.id, _INVOICES.c.move_type == "out_invoice")
+    .order_by(_INVOICES.c.id.desc())
+    .limit(1)
+    .correlate(_ORDERS)
+    .scalar_subquery()
+)
+#: What a listed order shows (``schemas.order_summary``): plain columns of the tables, so the
+#: page is read as rows with no entity to hydrate nor ORM step. The customer's public id only,
+#: not their whole row (hash included).
+ORDER_SUMMARIES = (
+    select(
+        _ORDERS.c.id,
+        _ORDERS.c.uuid,
+        _ORDERS.c.name,
+        _ORDERS.c.state,
+        User.__table__.c.uuid.label("customer"),
+        _ORDERS.c.currency,
+        _ORDERS.c.currency_rate,
+        _ORDERS.c.tax_percent,
+        _ORDERS.c.date_order,
+        _ORDERS.c.amount_untaxed,
+        _ORDERS.c.amount_tax,
+        _ORDERS.c.amount_total,
+        _ORDERS.c.cancelled_at,
+        _latest_payment_state.label("payment_state"),
     )
+    .select_from(_ORDERS)
+    .outerjoin(User.__table__, User.__table__.c.id == _ORDERS.c.customer_id)
+)
+
+
+def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
+    """Orders the actor may see, newest first, filtered, one page of rows (not entities) with
+    the columns of :data:`ORDER_SUMMARIES`."""
+    orders = _ORDERS.c
+    statement = _only_visible(actor, ORDER_SUMMARIES)
     if filters.state:
-        statement = statement.where(SaleOrder.state == filters.state)
+        statement = statement.where(orders.state == filters.state)
     if filters.customer:
-        customer_id = select(User.id).where(User.uuid == filters.customer).scalar_subquery()
-        statement = statement.where(SaleOrder.customer_id == customer_id)
+        users = User.__table__.c
+        customer_id = select(users.id).where(users.uuid == filters.customer).scalar_subquery()
+        statement = statement.where(orders.customer_id == customer_id)
     if filters.since:
-        statement = statement.where(SaleOrder.date_order >= filters.since)
+        statement = statement.where(orders.date_order >= filters.since)
     if filters.before:
-        statement = statement.where(SaleOrder.date_order < filters.before)
+        statement = statement.where(orders.date_order < filters.before)
     if filters.total_min is not None:
-        statement = statement.where(SaleOrder.amount_total >= filters.total_min)
+        statement = statement.where(orders.amount_total >= filters.total_min)
     if filters.total_max is not None:
-        statement = statement.where(SaleOrder.amount_total <= filters.total_max)
+        statement = statement.where(orders.amount_total <= filters.total_max)
     if filters.number:
         pattern = filters.number.strip().upper().replace("\\", "\\\\")
         pattern = pattern.replace("%", "\\%").replace("_", "\\_")
-        statement = statement.where(SaleOrder.name.like(f"%{pattern}%", escape="\\"))
+        statement = statement.where(orders.name.like(f"%{pattern}%", escape="\\"))
     if filters.payment_state:
         # The very expression each order shows, so the filter and the listing never disagree.
-        statement = statement.where(SaleOrder.payment_state == filters.payment_state)
+        statement = statement.where(_latest_payment_state == filters.payment_state)
     return keyset_page(
         statement,
-        [SaleOrder.date_order, SaleOrder.id],
+        [orders.date_order, orders.id],
         limit=limit,
         cursor=cursor,
         descending=True,
+        entities=False,
     )
 
 
 def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
-    statement = select(SaleOrder)
+    return _only_visible(actor, select(SaleOrder))
+
+
+def _only_visible(actor: Principal, statement: Select[Any]) -> Select[Any]:
+    """``statement`` (of sale orders) narrowed to the orders ``actor`` may see."""
     if actor.has_role(*STAFF_ROLES):
         return statement
     if actor.has_role("seller"):
+        lines, products = SaleOrderLine.__table__.c, Product.__table__.c
         return statement.where(
             exists().where(
-                SaleOrderLine.order_id == SaleOrder.id,
-                SaleOrderLine.product_id == Product.id,
-                Product.seller_id == actor.user_id,
+                lines.order_id == _ORDERS.c.id,
+                lines.product_id == products.id,
+                products.seller_id == actor.user_id,
             )
         )
-    return statement.where(SaleOrder.customer_id == actor.user_id)
+    return statement.where(_ORDERS.c.customer_id == actor.user_id)
 
 
 def _visible_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:

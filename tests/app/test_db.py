@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
+from app.db import _STATE_WANTED as STATE_WANTED
 from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
 from tests.conftest import wait_for_replica
 from tests.sample_modules.notes.models import Note
@@ -26,6 +29,129 @@ def test_reads_inside_read_only_are_served_by_the_replica(app: Flask) -> None:
             assert in_recovery() is True
         Session.remove()
         assert in_recovery() is False
+
+
+@contextmanager
+def replica_checkouts(app: Flask) -> Iterator[list[int]]:
+    """The backend pid of every connection checked out of the replica's pool in the block."""
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    pids: list[int] = []
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        pids.append(dbapi_connection.info.backend_pid)
+
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield pids
+    finally:
+        event.remove(engine, "checkout", checkout)
+
+
+def test_the_replica_is_chosen_on_the_connection_its_reads_then_use(app: Flask) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    statements: list[tuple[int, str]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append((conn.connection.driver_connection.info.backend_pid, statement))
+
+    with app.app_context(), read_only():  # the engine's first connection: it learns the isolation
+        assert in_recovery() is True
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        with app.app_context(), replica_checkouts(app) as checkouts:
+            with read_only() as session:
+                pid, own_transaction = session.execute(
+                    text("SELECT pg_backend_pid(), transaction_timestamp() = statement_timestamp()")
+                ).one()
+                assert in_recovery() is True
+            Session.remove()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    # One checkout: the state query first, then the reads, on that one backend ...
+    assert checkouts == [pid]
+    assert [p for p, _ in statements] == [pid, pid, pid]
+    assert "pg_is_in_recovery(), pg_last_wal_replay_lsn()" in statements[0][1]
+    # ... each read a statement of its own (autocommit: no BEGIN, no ROLLBACK round trips).
+    assert own_transaction is True
+
+
+def test_a_session_already_reading_the_primary_still_reads_the_replica(app: Flask) -> None:
+    with app.app_context():
+        assert in_recovery() is False  # the session's transaction is on the primary
+        with replica_checkouts(app) as checkouts, read_only():
+            assert in_recovery() is True
+        assert in_recovery() is False
+        Session.remove()
+    assert len(checkouts) == 2  # the choice's own, and the read's
+
+
+def test_a_replica_behind_the_client_gives_back_the_connection_it_was_asked_on(
+    app: Flask, paused_replica: object
+) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    client = app.test_client()
+    lsn = client.post("/api/v1/notes/notes", json={"title": "ahead"}).headers[LSN_HEADER]
+    with app.test_request_context(headers={LSN_HEADER: lsn}):
+        app.preprocess_request()
+        with replica_checkouts(app) as checkouts, read_only() as session:
+            assert in_recovery() is False  # the primary, which has the write
+            assert engine.pool.checkedout() == 0  # the replica's connection is back
+            assert session.scalar(select(func.count()).select_from(Note)) == 1
+        Session.remove()
+    assert len(checkouts) == 1
+
+
+def test_a_read_only_view_reads_the_replicas_state_with_its_first_read(app: Flask) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    client = app.test_client()
+    assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}  # warm
+    statements: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        with replica_checkouts(app) as checkouts:
+            assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    # One checkout and the view's one statement: the state query went in its round trip.
+    assert len(checkouts) == 1
+    assert statements == ["SELECT pg_is_in_recovery()"]
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_read_only_view_that_reads_nothing_leaves_no_state_wanted(app: Flask) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+
+    @read_only()
+    def nothing() -> None:
+        return None
+
+    with app.test_request_context():
+        app.preprocess_request()
+        nothing()
+        assert in_recovery() is False  # outside the view: the primary, no state read owed
+        Session.remove()
+    with engine.connect() as connection:  # the pool's one connection, the view's
+        assert STATE_WANTED not in connection.info
+        assert connection.execute(text("SELECT pg_is_in_recovery()")).scalar() is True
+
+
+def test_a_read_only_view_on_a_replica_behind_the_client_runs_on_the_primary(
+    app: Flask, paused_replica: object
+) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    writer = app.test_client()
+    assert writer.post("/api/v1/notes/notes", json={"title": "mine"}).status_code == 201
+    with replica_checkouts(app) as checkouts:
+        listed = writer.get("/api/v1/notes/notes")  # its lapak_lsn cookie: the replica lags
+    assert [n["title"] for n in listed.get_json()["items"]] == ["mine"]
+    assert engine.pool.checkedout() == 0
+    assert len(checkouts) == 2  # the first read's, refused; the state asked first the second time
+    stranger = app.test_client()
+    assert stranger.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
 
 
 def test_read_only_endpoint_reads_from_the_replica(client: FlaskClient) -> None:

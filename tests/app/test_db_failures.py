@@ -7,6 +7,7 @@ replica keeps serving the other tests.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.test import TestResponse
 
-from app.db import is_unavailable
+from app.db import Session, is_unavailable, read_only
 from tests.servers import (
     TEST_DATABASE,
     PostgresServer,
@@ -128,6 +129,66 @@ def test_a_replica_connection_lost_after_the_read_leaves_the_answer_standing(
         response = client.get("/api/v1/notes/where")
         assert response.status_code == 200
         assert response.get_json() == {"in_recovery": True}
+
+
+def test_a_replica_backend_gone_before_the_first_read_leaves_no_connection_stuck(
+    app: Flask, own_replica: Services
+) -> None:
+    # The state query and the view's first statement go in one pipeline: the backend ending
+    # under it must neither fail the request nor leave a connection the pool cannot reset.
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    client = app.test_client()
+    assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}  # pooled
+
+    def terminate_own_backend(conn: Any, *_: Any) -> None:
+        pid = conn.connection.driver_connection.info.backend_pid
+        own_replica.replica.execute(f"SELECT pg_terminate_backend({int(pid)}, 5000)")
+
+    event.listen(engine, "before_cursor_execute", terminate_own_backend, once=True)
+    response = client.get("/api/v1/notes/where")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"in_recovery": False}  # the primary answered
+    assert engine.pool.checkedout() == 0
+    for _ in range(3):  # fresh replica connections afterwards
+        assert client.get("/api/v1/notes/where").status_code == 200
+
+
+def test_a_replica_backend_ended_during_the_first_read_leaves_no_connection_stuck(
+    app: Flask, own_replica: Services
+) -> None:
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    served_by: list[bool] = []
+
+    @read_only()
+    def slow_read() -> None:
+        session = Session()
+        in_recovery = session.execute(text("SELECT pg_sleep(0.5), pg_is_in_recovery()")).one()[1]
+        served_by.append(in_recovery)
+
+    def terminate_soon() -> None:
+        time.sleep(0.2)  # while the pipeline (state query, then the sleep) is in flight
+        own_replica.replica.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'lapak-replica' AND query LIKE '%pg_sleep%'"
+        )
+
+    with app.test_request_context():
+        app.preprocess_request()
+        terminator = threading.Thread(target=terminate_soon)
+        terminator.start()
+        try:
+            slow_read()
+        finally:
+            terminator.join(10)
+        app.do_teardown_appcontext()
+    assert served_by[-1] is False  # ended on the replica, answered by the primary
+    assert engine.pool.checkedout() == 0
+    with app.test_request_context():
+        app.preprocess_request()
+        served_by.clear()
+        slow_read()  # a fresh replica connection
+        app.do_teardown_appcontext()
+    assert served_by == [True]
 
 
 def test_reads_while_replica_backends_are_being_terminated_never_fail(

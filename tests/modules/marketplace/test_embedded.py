@@ -72,3 +72,18 @@ def test_on_embedded_sqlite_an_order_is_placed_paid_and_cancelled_with_its_numbe
         second["order"]["number"],
         first["order"]["number"],
     ]
+    # Each listed order as the order schema shows it, page by page, and with a filter.
+    for caller in (staff, buyer):
+        page = client.get(f"{API}/orders?limit=1", headers=caller)
+        assert page.status_code == 200, page.get_json()
+        following = client.get(
+            f"{API}/orders?limit=1&cursor={page.get_json()['next_cursor']}", headers=caller
+        )
+        assert following.get_json()["next_cursor"] is None
+        assert [page.get_json()["items"][0], following.get_json()["items"][0]] == listed
+    shown = client.get(f"{API}/orders/{second['order']['id']}", headers=buyer).get_json()
+    assert {k: v for k, v in shown["order"].items() if k != "lines"} == listed[0]
+    assert listed[0]["cancelled_at"] is not None
+    assert listed[1]["payment_state"] == "partial"
+    reversed_ = client.get(f"{API}/orders?payment_state=reversed", headers=staff).get_json()
+    assert reversed_["items"] == [listed[0]]

@@ -7,12 +7,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask
+from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
+from sqlalchemy.orm import undefer
 
-from app.db import LSN_HEADER, transaction
-from modules.marketplace.models import AccountMove
+from app.db import LSN_HEADER, Session, transaction
+from app.http import Page
+from modules.marketplace.models import AccountMove, SaleOrder
+from modules.marketplace.schemas import OrderPageSchema, OrderSummarySchema
 from tests.conftest import wait_for_replica
 from tests.modules.conftest import Caller
 from tests.servers import Services
@@ -313,3 +316,50 @@ def test_the_payment_state_filter_matches_the_state_each_order_shows(
     assert [(o["number"], o["payment_state"]) for o in listed] == [(number, "not_paid")]
     assert numbers(get(client, staff, "/orders", payment_state="not_paid")) == [number]
     assert numbers(get(client, staff, "/orders", payment_state="in_payment")) == []
+
+
+def test_a_listed_order_is_rendered_as_the_order_schema_renders_it(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    customer: Caller,
+    make_product: Callable[..., MadeProduct],
+) -> None:
+    # The listing renders rows with schemas.order_summary, not OrderSummarySchema: every field,
+    # its order and its format (rates' own digits, money's two places, UTC times, the invoice's
+    # payment state, a cancellation time) must be what the schema dumps for the same order.
+    tuna = make_product("37000")
+    placed = [
+        place(client, customer, order_body((tuna.id, "1.5"))),
+        place(client, customer, order_body((tuna.id, "3"), currency="USD")),
+        place(
+            client, customer, order_body((tuna.id, "1"), payment={"method": "cash", "amount": "5"})
+        ),
+        place(client, customer, order_body((tuna.id, "2"))),
+    ]
+    created(post(client, customer, f"/orders/{placed[3]['order']['id']}/cancel"), 200)
+
+    with app.test_request_context():
+        orders = list(
+            Session().scalars(
+                select(SaleOrder)
+                .options(undefer(SaleOrder.payment_state))
+                .order_by(SaleOrder.date_order.desc(), SaleOrder.id.desc())
+            )
+        )
+        expected = [OrderSummarySchema().dump(order) for order in orders]
+        # What flask-smorest answered with the schema: its dump, through the app's jsonify.
+        schema_answer = jsonify(OrderPageSchema().dump(Page(orders, None))).get_data()
+        Session.remove()
+    assert expected[0]["cancelled_at"] is not None
+    assert expected[2]["currency_rate"] == "0.0000625"
+    for caller in (staff, customer):
+        listed = get(client, caller, "/orders")
+        assert listed.get_json() == {"items": expected, "next_cursor": None}
+        assert listed.get_data() == schema_answer  # byte for byte
+    detail = created(get(client, customer, f"/orders/{placed[1]['order']['id']}"), 200)
+    assert {k: v for k, v in detail["order"].items() if k != "lines"} == expected[2]
+    first, second = get(client, staff, "/orders", limit="2"), None
+    assert first.get_json()["items"] == expected[:2]
+    second = get(client, staff, "/orders", limit="2", cursor=first.get_json()["next_cursor"])
+    assert second.get_json()["items"] == expected[2:]
