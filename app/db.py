@@ -3,13 +3,6 @@
 * ``Session()`` is the request's (or job's) session; it is removed when the app context ends.
 * Everything goes to the primary unless it runs inside :func:`read_only`; there, reads go to a
   healthy replica that has replayed at least what this client has already seen.
-* That state (in recovery, replayed position) is read on the very connection the reads then
-  use, before any of their rows is served: in a view (``@read_only()``), in the round trip of
-  its first statement (one pipeline), the rows handed over only if the state fits, else the
-  view runs again elsewhere; in a ``with read_only():`` block, as a statement of its own. The
-  reads on a replica run in autocommit (under READ COMMITTED a transaction only adds BEGIN
-  and ROLLBACK): a server-side cursor (``stream_results``, ``yield_per``) needs a transaction
-  and does not work there.
 * Read-your-writes follows GitLab's load balancer: after a request commits on the primary, the
   response carries the primary's WAL position (``X-Lapak-LSN`` header and ``lapak_lsn`` cookie);
   the client's next reads only use a replica whose ``pg_last_wal_replay_lsn()`` is at least that.
@@ -251,12 +244,6 @@ class Database:
             )
             for index, url in enumerate(settings.replica_urls)
         ]
-        for replica in replicas:
-            if replica.engine.dialect.name == "postgresql":
-                event.listen(replica.engine, "do_execute", _read_with_state)
-                event.listen(replica.engine, "do_execute_no_params", _read_with_state_no_parameters)
-                event.listen(replica.engine, "do_executemany", _read_many_with_state)
-                event.listen(replica.engine, "checkin", _forget_wanted_state)
         return cls(
             primary,
             replicas,
@@ -269,25 +256,17 @@ class Database:
         return self.primary.dialect.name == "postgresql"
 
     def choose_replica(
-        self,
-        min_lsn: int | None,
-        session: OrmSession | None = None,
-        *,
-        state_with_first_read: bool = False,
+        self, min_lsn: int | None, session: OrmSession | None = None
     ) -> Replica | None:
         """A replica that answers, is in recovery and has replayed ``min_lsn``; None: the primary.
 
         Asked before every read: a replica promoted since (it has left the cluster and will
         miss every later write) is noticed at once, whatever WAL position it still reports.
 
-        With ``session`` (one not in a transaction), the state is read on the connection the
-        session's reads then use, in autocommit (see :func:`_replica_reads`): one checkout and
-        one round trip for the choice, no BEGIN or ROLLBACK. A replica refused is rolled back
-        out of the session, its connection back in its pool.
-
-        With ``state_with_first_read`` too, the state is not read here but in the round trip of
-        the session's first statement on the replica (:func:`_read_with_state`), which raises
-        :class:`ReplicaRefused` instead of handing over its rows if the replica does not fit.
+        With ``session`` (one not in a transaction) and reads in autocommit (see
+        :func:`_replica_reads`), the state is read on the connection the session's reads then
+        use: one checkout and one round trip for the choice, no BEGIN or ROLLBACK. A replica
+        refused is rolled back out of the session, its connection back in its pool.
         """
         now = time.monotonic()
         candidates = [r for r in self.replicas if r.down_until <= now]
@@ -295,46 +274,37 @@ class Database:
         for replica in candidates:
             try:
                 with round_trips_within(self.check_timeout):
-                    if session is None:
+                    # Only in autocommit: in a transaction the snapshot would be taken before
+                    # the replayed position is read, and could miss what the position shows.
+                    autocommit = _replica_reads(replica.engine)
+                    if session is None or autocommit is None:
                         with replica.engine.connect() as connection:
                             state = replica_state(connection)
                     else:
-                        connection = session.connection(
-                            bind_arguments={"bind": replica.engine},
-                            execution_options=_replica_reads(replica.engine),
+                        state = replica_state(
+                            session.connection(
+                                bind_arguments={"bind": replica.engine},
+                                execution_options=autocommit,
+                            )
                         )
-                        if state_with_first_read and _PIPELINES:
-                            connection.info[_STATE_WANTED] = _StateWanted(self, replica, min_lsn)
-                            session.info[_STATE_WANTED] = connection
-                            return replica
-                        state = replica_state(connection)
             except DBAPIError as error:
                 self.mark_down(replica, error)
                 _forget_connections(session)
                 continue
-            refusal = self.refusal(replica, state, min_lsn)
-            if refusal is not None:
+            if not state.in_recovery or state.replayed is None:
+                self.mark_down(replica, NotAReplica())
+                _forget_connections(session)
+                continue
+            if min_lsn is not None and state.replayed < min_lsn:
+                log.debug(
+                    "replica %s is behind the client (%s < %s)",
+                    replica.name,
+                    format_lsn(state.replayed),
+                    format_lsn(min_lsn),
+                )
                 _forget_connections(session)
                 continue
             return replica
-        return None
-
-    def refusal(
-        self, replica: Replica, state: ReplicaState, min_lsn: int | None
-    ) -> ReplicaRefused | None:
-        """Why ``replica`` in ``state`` may not serve a client that has seen ``min_lsn``, if it
-        may not; a replica that is no replica (promoted) is skipped for a while too."""
-        if not state.in_recovery or state.replayed is None:
-            self.mark_down(replica, NotAReplica())
-            return ReplicaRefused(replica, str(NotAReplica()))
-        if min_lsn is not None and state.replayed < min_lsn:
-            log.debug(
-                "replica %s is behind the client (%s < %s)",
-                replica.name,
-                format_lsn(state.replayed),
-                format_lsn(min_lsn),
-            )
-            return ReplicaRefused(replica, "behind the client")
         return None
 
     def mark_down(self, replica: Replica, error: BaseException) -> None:
@@ -411,108 +381,6 @@ class Database:
     def dispose(self) -> None:
         for engine in self.engines():
             engine.dispose()
-
-
-class ReplicaRefused(Exception):
-    """The replica chosen for a read does not fit it (promoted, or behind the client): raised
-    by its first statement in place of the rows; the read runs again elsewhere."""
-
-    def __init__(self, replica: Replica, reason: str) -> None:
-        super().__init__(f"{replica.name}: {reason}")
-        self.replica = replica
-
-
-#: Whether this libpq sends a pipeline (libpq 14 and later): else the state is read first.
-_PIPELINES = psycopg.Pipeline.is_supported()
-
-#: ``Connection.info`` key: the replica state still to be read with this connection's first
-#: statement (see :meth:`Database.choose_replica`).
-_STATE_WANTED = "lapak_replica_state_wanted"
-
-
-@dataclass(frozen=True)
-class _StateWanted:
-    database: Database
-    replica: Replica
-    min_lsn: int | None
-
-
-def _read_with_state(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-    """``do_execute`` of a replica's engine; see :func:`_with_state`."""
-    return _with_state(
-        cursor, context, lambda: context.dialect.do_execute(cursor, statement, parameters, context)
-    )
-
-
-def _read_with_state_no_parameters(cursor: Any, statement: str, context: Any) -> bool:
-    return _with_state(
-        cursor, context, lambda: context.dialect.do_execute_no_params(cursor, statement, context)
-    )
-
-
-def _read_many_with_state(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-    return _with_state(
-        cursor,
-        context,
-        lambda: context.dialect.do_executemany(cursor, statement, parameters, context),
-        together=False,
-    )
-
-
-def _with_state(
-    cursor: Any, context: Any, execute: Callable[[], None], *, together: bool = True
-) -> bool:
-    """Run a replica connection's first statement after the replica state query, if its state
-    is still wanted (:meth:`Database.choose_replica`): both sent in one pipeline, one round
-    trip (a server-side cursor's, or a batch's, after the state's own).
-
-    The state is checked before the statement's rows are handed over: :class:`ReplicaRefused`
-    if the replica does not fit, so nothing it answered is served. The statement's snapshot is
-    taken after the state's (same backend, later statement), and a replica's replay only moves
-    forward: what the state showed replayed, the statement sees. False: not handled here.
-    """
-    wanted = _wanted_state(context)
-    if wanted is None:
-        return False
-    raw = cursor.connection
-    together = together and not isinstance(cursor, psycopg.ServerCursor)
-    with raw.cursor() as state_cursor:
-        if together:
-            try:
-                with raw.pipeline():
-                    state_cursor.execute(_REPLICA_STATE.text, prepare=False)
-                    execute()
-            except psycopg.Error:
-                if raw.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
-                    # Failed while busy (the backend went away): stuck in pipeline mode, no
-                    # rollback possible. Closed, it counts as a disconnect and is discarded.
-                    raw.close()
-                raise
-        else:
-            state_cursor.execute(_REPLICA_STATE.text, prepare=False)
-        in_recovery, replayed, seconds = state_cursor.fetchone() or (False, None, None)
-    state = ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
-    refusal = wanted.database.refusal(wanted.replica, state, wanted.min_lsn)
-    if refusal is not None:
-        raise refusal
-    if not together:
-        execute()
-    return True
-
-
-def _wanted_state(context: Any) -> _StateWanted | None:
-    """The state still wanted on this statement's connection, taken: asked once."""
-    try:
-        info = context.root_connection.info
-    except NotImplementedError:  # the engine's first connect, before any pool checkout
-        return None
-    return info.pop(_STATE_WANTED, None)
-
-
-def _forget_wanted_state(_dbapi_connection: Any, record: Any) -> None:
-    """Pool ``checkin``: a connection back in the pool owes no one a state read."""
-    if record is not None:
-        record.info.pop(_STATE_WANTED, None)
 
 
 class NotAReplica(RuntimeError):
@@ -929,15 +797,11 @@ class read_only:
 
     As a decorator it also survives a replica failing mid-read: the replica is skipped and the
     whole function runs again on the primary, which is safe because nothing in it writes. Put it
-    above ``@blp.response`` so serialisation (lazy loads) happens inside the scope too. As a
-    decorator it reads the replica's state with the function's first statement; a replica that
-    turns out not to fit (:class:`ReplicaRefused`) has the function run again, the state read
-    first, on another replica or the primary.
+    above ``@blp.response`` so serialisation (lazy loads) happens inside the scope too.
     """
 
-    def __init__(self, use_replica: bool = True, *, state_with_first_read: bool = False) -> None:
+    def __init__(self, use_replica: bool = True) -> None:
         self.use_replica = use_replica
-        self.state_with_first_read = state_with_first_read
         self.replica: Replica | None = None
         self._outer = False
 
@@ -957,9 +821,7 @@ class read_only:
                 # A session with no transaction yet reads the replica's state on the
                 # connection its reads then use; one already reading keeps its connections.
                 self.replica = database.choose_replica(
-                    client_min_lsn(),
-                    None if session.in_transaction() else session,
-                    state_with_first_read=self.state_with_first_read,
+                    client_min_lsn(), None if session.in_transaction() else session
                 )
             session.info["read_only"] = True
             session.info["replica"] = self.replica
@@ -970,32 +832,10 @@ class read_only:
             session = Session()
             session.info["read_only"] = False
             session.info["replica"] = None
-            connection = session.info.pop(_STATE_WANTED, None)
-            if connection is not None and not connection.closed and not connection.invalidated:
-                # Nothing read: the state is not wanted by whatever uses the connection next.
-                connection.info.pop(_STATE_WANTED, None)
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
-            # The replica's state is read with the first read; if it does not fit, the whole
-            # function runs again with the state read before (another replica, or the primary).
-            scope = read_only(state_with_first_read=True)
-            try:
-                with scope:
-                    return func(*args, **kwargs)
-            except ReplicaRefused:
-                _forget_connections(Session())
-            except _REPLICA_FAILURES as error:
-                if scope.replica is None:
-                    raise
-                get_database().mark_down(scope.replica, error)
-                Session().rollback()
-                with read_only(use_replica=False):
-                    return func(*args, **kwargs)
-            return run_checked(*args, **kwargs)
-
-        def run_checked(*args: Any, **kwargs: Any) -> Any:
             scope = read_only()
             try:
                 with scope:

@@ -11,7 +11,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, text
 
-from app.db import _STATE_WANTED as STATE_WANTED
 from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
 from tests.conftest import wait_for_replica
 from tests.sample_modules.notes.models import Note
@@ -101,7 +100,7 @@ def test_a_replica_behind_the_client_gives_back_the_connection_it_was_asked_on(
     assert len(checkouts) == 1
 
 
-def test_a_read_only_view_reads_the_replicas_state_with_its_first_read(app: Flask) -> None:
+def test_a_read_only_view_asks_the_replica_on_the_connection_it_reads_with(app: Flask) -> None:
     engine = app.extensions["lapak.db"].replicas[0].engine
     client = app.test_client()
     assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}  # warm
@@ -116,27 +115,12 @@ def test_a_read_only_view_reads_the_replicas_state_with_its_first_read(app: Flas
             assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
     finally:
         event.remove(engine, "before_cursor_execute", before)
-    # One checkout and the view's one statement: the state query went in its round trip.
+    # One checkout, in autocommit: the state, then the view's statement; no BEGIN, no ROLLBACK.
     assert len(checkouts) == 1
-    assert statements == ["SELECT pg_is_in_recovery()"]
+    assert len(statements) == 2
+    assert "pg_last_wal_replay_lsn()" in statements[0]
+    assert statements[1] == "SELECT pg_is_in_recovery()"
     assert engine.pool.checkedout() == 0
-
-
-def test_a_read_only_view_that_reads_nothing_leaves_no_state_wanted(app: Flask) -> None:
-    engine = app.extensions["lapak.db"].replicas[0].engine
-
-    @read_only()
-    def nothing() -> None:
-        return None
-
-    with app.test_request_context():
-        app.preprocess_request()
-        nothing()
-        assert in_recovery() is False  # outside the view: the primary, no state read owed
-        Session.remove()
-    with engine.connect() as connection:  # the pool's one connection, the view's
-        assert STATE_WANTED not in connection.info
-        assert connection.execute(text("SELECT pg_is_in_recovery()")).scalar() is True
 
 
 def test_a_read_only_view_on_a_replica_behind_the_client_runs_on_the_primary(
@@ -149,7 +133,7 @@ def test_a_read_only_view_on_a_replica_behind_the_client_runs_on_the_primary(
         listed = writer.get("/api/v1/notes/notes")  # its lapak_lsn cookie: the replica lags
     assert [n["title"] for n in listed.get_json()["items"]] == ["mine"]
     assert engine.pool.checkedout() == 0
-    assert len(checkouts) == 2  # the first read's, refused; the state asked first the second time
+    assert len(checkouts) == 1  # asked, refused, given back
     stranger = app.test_client()
     assert stranger.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
 
