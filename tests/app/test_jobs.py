@@ -93,6 +93,17 @@ def lapak_command() -> list[str]:
     return [sys.executable, "-m", "app.cli"]
 
 
+def start_worker(environment: dict[str, str], directory: Path) -> subprocess.Popen:
+    """``lapak worker`` in ``directory``, its output kept for a failing test's message."""
+    return subprocess.Popen(
+        [*lapak_command(), "worker"],
+        cwd=directory,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def stop_worker(worker: subprocess.Popen) -> None:
     """A warm shutdown (SIGTERM), killed if it takes more than 30 seconds."""
     worker.send_signal(signal.SIGTERM)
@@ -109,13 +120,7 @@ def test_lapak_worker_process_runs_jobs_and_delivers_their_events(
 ) -> None:
     with app.app_context():
         enqueue(create_note_job, "from the worker", queue="imports")
-    worker = subprocess.Popen(
-        [*lapak_command(), "worker"],
-        cwd=tmp_path,
-        env=worker_environment(services, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(worker_environment(services, tmp_path), tmp_path)
     try:
         deadline = time.monotonic() + 60
         delivered: list[str] = []
@@ -211,13 +216,8 @@ def test_a_lapak_worker_carries_on_after_redis_restarts(
     make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
 ) -> None:
     app = make_app(redis_url=own_redis.url)
-    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
-    worker = subprocess.Popen(
-        [*lapak_command(), "worker"],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    worker = start_worker(
+        {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}, tmp_path
     )
     try:
         with app.app_context():
@@ -238,13 +238,8 @@ def test_a_lapak_worker_carries_on_when_redis_restarts_while_a_job_runs(
     make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
 ) -> None:
     app = make_app(redis_url=own_redis.url)
-    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
-    worker = subprocess.Popen(
-        [*lapak_command(), "worker"],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    worker = start_worker(
+        {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}, tmp_path
     )
     try:
         with app.app_context():
@@ -268,13 +263,8 @@ def test_a_lapak_worker_stops_when_asked_while_redis_is_down(
     make_app: Callable[..., Flask], services: Services, own_redis: RedisServer, tmp_path: Path
 ) -> None:
     app = make_app(redis_url=own_redis.url)
-    environment = {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}
-    worker = subprocess.Popen(
-        [*lapak_command(), "worker"],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    worker = start_worker(
+        {**worker_environment(services, tmp_path), "LAPAK_REDIS_URL": own_redis.url}, tmp_path
     )
     try:
         with app.app_context():
