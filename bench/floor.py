@@ -597,6 +597,12 @@ BARE_COLUMNS = (
     "AND m.move_type = 'out_invoice' ORDER BY m.id DESC LIMIT 1)"
 )
 LISTING_LIMIT = 50
+#: What Lapak asks a replica before its rows are served (``app.db._REPLICA_STATE``; checked the
+#: same by the bench): still in recovery (not promoted), and replayed how far.
+REPLICA_STATE = (
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+    "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+)
 
 
 def bare_sql(

@@ -20,8 +20,12 @@ Per request, as Lapak does:
   (:func:`bench.floor.bare_sql`; a customer sees their own orders) on this worker's kept replica
   connection, answered with ``items`` and a signed ``next_cursor`` (and ``Link``), as Lapak.
 
-Left out, because they are Lapak's overhead to measure: the pool's checkout (and its rare ping), the
-replica choice (its LSN probe), ``X-Lapak-LSN``, the outbox dispatch flag, request ids and
+With ``?replica_check=1`` the listing first asks the replica what Lapak asks it before serving
+its rows (:data:`bench.floor.REPLICA_STATE`: not promoted, replayed what the client has seen),
+in a round trip of its own as Lapak does: the same SQL. Without it, the keyset query alone.
+
+Left out, because they are Lapak's overhead to measure: the pool's checkout (and its rare ping),
+choosing among replicas, ``X-Lapak-LSN`` on answers, the outbox dispatch flag, request ids and
 logs, schema validation beyond what the bench sends, and the sliding idle expiry's rare write.
 """
 
@@ -43,7 +47,14 @@ import redis
 from flask import Flask, Response, jsonify, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from bench.floor import FloorRefused, bare_sql, place, placed_body, summary_item
+from bench.floor import (
+    REPLICA_STATE,
+    FloorRefused,
+    bare_sql,
+    place,
+    placed_body,
+    summary_item,
+)
 
 ISSUER = "lapak"
 AUDIENCE = "lapak-api"
@@ -182,6 +193,20 @@ def _session_state(sid: str) -> dict[str, Any] | None:
     return state
 
 
+def _check_replica(replica: psycopg.Connection) -> None:
+    """With ``?replica_check=1``: Lapak's question to the replica before its rows are served
+    (in recovery, replayed at least the client's ``X-Lapak-LSN``), one round trip of its own."""
+    in_recovery, replayed, _ = replica.execute(REPLICA_STATE).fetchone()
+    wanted = request.headers.get("X-Lapak-LSN")
+    if not in_recovery or (wanted and _lsn(replayed) < _lsn(wanted)):
+        raise Refused(503, "the replica is promoted or behind the client")
+
+
+def _lsn(text: str | None) -> int:
+    high, _, low = (text or "0/0").partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
 @app.get("/health/live")
 def live() -> dict[str, str]:
     return {"status": "ok"}
@@ -226,7 +251,10 @@ def list_orders() -> Response:
             raise Refused(400, "the cursor is not valid") from None
     customer = caller["user_id"] if caller["role"] == "customer" else None
     sql, params = bare_sql(key, customer, limit)
-    rows = _replica().execute(sql, params).fetchall()
+    replica = _replica()
+    if request.args.get("replica_check"):
+        _check_replica(replica)
+    rows = replica.execute(sql, params).fetchall()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
