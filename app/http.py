@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,14 +38,14 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Flask, Response, after_this_request, g, request
 from flask_smorest import Api
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Select, literal, tuple_
+from sqlalchemy import Select, bindparam, literal, tuple_
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import InstrumentedAttribute
 from werkzeug.exceptions import HTTPException
 
 from app import errors, reading
 from app.config import Settings
-from app.db import Session
+from app.db import DriverStatement, Session
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("lapak.access")
@@ -390,30 +390,93 @@ def keyset_page(
     limit: int,
     cursor: str | None,
     descending: bool = False,
-    entities: bool = True,
 ) -> Page:
     """One page of ``statement`` ordered by ``order_by`` (unique together), after ``cursor``.
 
     No OFFSET: the cursor holds the last row's sort key, signed with the app secret and bound
     to this endpoint, so a client can neither forge nor reuse it elsewhere. Adds the ``Link``
-    header for the next page. The items are the first column's values (entities), or with
-    ``entities=False`` whole rows, which must have the ``order_by`` columns under their keys.
+    header for the next page. The items are the first column's values (entities).
     """
     if cursor:
-        statement = statement.where(
-            _after(order_by, decode_cursor(cursor, len(order_by)), descending)
-        )
+        key = decode_cursor(cursor, len(order_by))
+        bounds = [literal(value, type_=c.type) for c, value in zip(order_by, key, strict=True)]
+        statement = statement.where(_after(order_by, bounds, descending))
     ordering = [c.desc() if descending else c.asc() for c in order_by]
     statement = statement.order_by(*ordering).limit(limit + 1)
-    session = Session()
-    result = session.execute(statement)
-    rows = result.scalars().all() if entities else result.all()  # one fetchall, not a fetch a row
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([getattr(rows[-1], c.key) for c in order_by])
-        link_next(next_cursor)
-    return Page(rows, next_cursor)
+    entities = Session().scalars(statement).all()  # one fetchall, not a fetch a row
+    return _page(entities, limit, lambda last: [getattr(last, c.key) for c in order_by])
+
+
+class KeysetListing:
+    """A hot keyset listing (see :func:`keyset_page`) of rows, whose statements are built once
+    per shape and run as :class:`~app.db.DriverStatement`: building the SELECT and SQLAlchemy's
+    per-execution work cost about what the query does.
+
+    A shape is what changes the SQL (who asks, which filters are given); its ``build()`` makes
+    that statement with a ``bindparam`` for every value that varies, which :meth:`page` is
+    given in ``params``. The items are rows as the driver gives them (on PostgreSQL tuples in
+    the SELECT's order; times in the connection's zone), and ``order_by`` must be selected.
+    """
+
+    LIMIT = "keyset_limit"
+
+    def __init__(self, order_by: Sequence[Any], *, descending: bool = False) -> None:
+        self.order_by = list(order_by)
+        self.descending = descending
+        self._bounds = [
+            bindparam(f"keyset_after_{index}", type_=column.type)
+            for index, column in enumerate(self.order_by)
+        ]
+        #: (shape, after a cursor) -> the statement and where the sort key is in its rows.
+        self._statements: dict[tuple[Hashable, bool], tuple[DriverStatement, list[int]]] = {}
+
+    def page(
+        self,
+        shape: Hashable,
+        build: Callable[[], Select[Any]],
+        params: Mapping[str, Any],
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        values = {**params, self.LIMIT: limit + 1}
+        if cursor:
+            key = decode_cursor(cursor, len(self.order_by))
+            values.update(
+                (bound.key, value) for bound, value in zip(self._bounds, key, strict=True)
+            )
+        prepared = self._statements.get((shape, bool(cursor)))
+        if prepared is None:
+            prepared = self._statements[(shape, bool(cursor))] = self._prepare(build(), cursor)
+        statement, positions = prepared
+        rows = statement.rows(Session().connection(), values)
+        return _page(rows, limit, lambda last: [last[i] for i in positions])
+
+    def _prepare(
+        self, statement: Select[Any], cursor: str | None
+    ) -> tuple[DriverStatement, list[int]]:
+        selected = list(statement.selected_columns)
+        positions = []
+        for column in self.order_by:
+            found = [i for i, c in enumerate(selected) if c is column]
+            if not found:
+                raise ValueError(f"the listing orders by {column}, which it does not select")
+            positions.append(found[0])
+        if cursor:
+            statement = statement.where(_after(self.order_by, self._bounds, self.descending))
+        ordering = [c.desc() if self.descending else c.asc() for c in self.order_by]
+        statement = statement.order_by(*ordering).limit(bindparam(self.LIMIT))
+        return DriverStatement(statement), positions
+
+
+def _page(rows: Sequence[Any], limit: int, sort_key: Callable[[Any], list[Any]]) -> Page:
+    """The first ``limit`` of ``rows`` (read one more than a page), with the next cursor."""
+    if len(rows) <= limit:
+        return Page(list(rows), None)
+    rows = rows[:limit]
+    next_cursor = encode_cursor(sort_key(rows[-1]))
+    link_next(next_cursor)
+    return Page(list(rows), next_cursor)
 
 
 def encode_cursor(key: Sequence[Any]) -> str:
@@ -434,14 +497,13 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
     return key
 
 
-def _after(columns: Sequence[Any], values: Sequence[Any], descending: bool) -> Any:
+def _after(columns: Sequence[Any], bounds: Sequence[Any], descending: bool) -> Any:
     # A row comparison, (a, b) < (x, y): PostgreSQL (and SQLite) use it as an index bound on
     # (a, b). The equivalent "a < x OR (a = x AND b < y)" is only a filter: a deep page would
     # scan and discard every row before it.
     if len(columns) == 1:
-        return columns[0] < values[0] if descending else columns[0] > values[0]
-    key = [literal(value, type_=column.type) for column, value in zip(columns, values, strict=True)]
-    row, bound = tuple_(*columns), tuple_(*key)
+        return columns[0] < bounds[0] if descending else columns[0] > bounds[0]
+    row, bound = tuple_(*columns), tuple_(*bounds)
     return row < bound if descending else row > bound
 
 

@@ -8,7 +8,7 @@ anything else the server computes; decimals are strings (or whole numbers) that 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -366,25 +366,34 @@ def _summary_renderer() -> Callable[[Any], dict[str, Any]]:
     cent = Decimal(1).scaleb(-PLACES)
 
     def render(row: Any) -> dict[str, Any]:
-        # Inline, as the fields format them: str() for String and UUID, isoformat() for
-        # DateTime, Amount's rounding half-up to PLACES or its own digits; None stays None
-        # (id, state and currency are NOT NULL columns).
-        number, customer, rate, tax = row.name, row.customer, row.currency_rate, row.tax_percent
-        date_order, cancelled_at, payment_state = (
-            row.date_order,
-            row.cancelled_at,
-            row.payment_state,
-        )
-        untaxed, taxed, total = row.amount_untaxed, row.amount_tax, row.amount_total
+        # Inline, as the fields format them: isoformat() of the UTC time for DateTime, Amount's
+        # rounding half-up to PLACES or its own digits, str() for a UUID; text columns come as
+        # str. None stays None (id, state and currency are NOT NULL columns).
+        (
+            _,
+            public_id,
+            number,
+            state,
+            customer,
+            currency,
+            rate,
+            tax,
+            date_order,
+            untaxed,
+            taxed,
+            total,
+            cancelled_at,
+            payment_state,
+        ) = row
         return {
-            "id": str(row.uuid),
-            "number": None if number is None else str(number),
-            "state": str(row.state),
+            "id": str(public_id),
+            "number": number,
+            "state": state,
             "customer": None if customer is None else str(customer),
-            "currency": str(row.currency),
+            "currency": currency,
             "currency_rate": None if rate is None else format(rate.normalize(), "f"),
             "tax_percent": None if tax is None else format(tax.normalize(), "f"),
-            "date_order": None if date_order is None else date_order.isoformat(),
+            "date_order": None if date_order is None else date_order.astimezone(UTC).isoformat(),
             "amount_untaxed": None
             if untaxed is None
             else format(untaxed.quantize(cent, ROUND_HALF_UP), "f"),
@@ -394,13 +403,32 @@ def _summary_renderer() -> Callable[[Any], dict[str, Any]]:
             "amount_total": None
             if total is None
             else format(total.quantize(cent, ROUND_HALF_UP), "f"),
-            "cancelled_at": None if cancelled_at is None else cancelled_at.isoformat(),
-            "payment_state": None if payment_state is None else str(payment_state),
+            "cancelled_at": None
+            if cancelled_at is None
+            else cancelled_at.astimezone(UTC).isoformat(),
+            "payment_state": payment_state,
         }
 
     return render
 
 
+#: The columns of ``services.ORDER_SUMMARIES``, in the order :data:`order_summary` reads them.
+ORDER_SUMMARY_COLUMNS = (
+    "id",
+    "uuid",
+    "name",
+    "state",
+    "customer",
+    "currency",
+    "currency_rate",
+    "tax_percent",
+    "date_order",
+    "amount_untaxed",
+    "amount_tax",
+    "amount_total",
+    "cancelled_at",
+    "payment_state",
+)
 #: A row of ``services.ORDER_SUMMARIES`` as :class:`OrderSummarySchema` dumps the order:
 #: the listing's items, without a schema's per-field work for every row of every page.
 order_summary = _summary_renderer()

@@ -42,7 +42,7 @@ from app.errors import (
     ValueNotStorable,
 )
 from app.events import emit, emit_many
-from app.http import Page, keyset_page
+from app.http import KeysetListing, Page
 from app.security import Principal
 from modules.fetch.rates import convert, rates
 from modules.ledger.posting import post
@@ -62,6 +62,7 @@ from .models import (
 )
 from .payments import payment_method
 from .pricing import LineAmounts, line_amounts, round_money, totals
+from .schemas import ORDER_SUMMARY_COLUMNS
 
 STAFF_ROLES = ("staff", "admin")
 CATALOGUE_CURRENCY = "IDR"
@@ -693,40 +694,55 @@ ORDER_SUMMARIES = (
 )
 
 
+_ORDER_PAGES = KeysetListing([_ORDERS.c.date_order, _ORDERS.c.id], descending=True)
+_USERS = User.__table__
+#: Each filter of :class:`OrderFilter` as a condition on the order, its value the parameter of
+#: the same name.
+_ORDER_FILTERS: dict[str, Any] = {
+    "state": _ORDERS.c.state == bindparam("state"),
+    "customer": _ORDERS.c.customer_id
+    == select(_USERS.c.id).where(_USERS.c.uuid == bindparam("customer")).scalar_subquery(),
+    "since": _ORDERS.c.date_order >= bindparam("since"),
+    "before": _ORDERS.c.date_order < bindparam("before"),
+    "total_min": _ORDERS.c.amount_total >= bindparam("total_min"),
+    "total_max": _ORDERS.c.amount_total <= bindparam("total_max"),
+    "number": _ORDERS.c.name.like(bindparam("number"), escape="\\"),
+    # The very expression each order shows, so the filter and the listing never disagree.
+    "payment_state": _latest_payment_state == bindparam("payment_state"),
+}
+
+
+if tuple(c.key for c in ORDER_SUMMARIES.selected_columns) != ORDER_SUMMARY_COLUMNS:
+    raise RuntimeError("schemas.order_summary reads other columns than ORDER_SUMMARIES has")
+
+
 def list_orders(actor: Principal, filters: OrderFilter, *, limit: int, cursor: str | None) -> Page:
     """Orders the actor may see, newest first, filtered, one page of rows (not entities) with
     the columns of :data:`ORDER_SUMMARIES`."""
-    orders = _ORDERS.c
-    statement = _only_visible(actor, ORDER_SUMMARIES)
-    if filters.state:
-        statement = statement.where(orders.state == filters.state)
-    if filters.customer:
-        users = User.__table__.c
-        customer_id = select(users.id).where(users.uuid == filters.customer).scalar_subquery()
-        statement = statement.where(orders.customer_id == customer_id)
-    if filters.since:
-        statement = statement.where(orders.date_order >= filters.since)
-    if filters.before:
-        statement = statement.where(orders.date_order < filters.before)
-    if filters.total_min is not None:
-        statement = statement.where(orders.amount_total >= filters.total_min)
-    if filters.total_max is not None:
-        statement = statement.where(orders.amount_total <= filters.total_max)
-    if filters.number:
-        pattern = filters.number.strip().upper().replace("\\", "\\\\")
-        pattern = pattern.replace("%", "\\%").replace("_", "\\_")
-        statement = statement.where(orders.name.like(f"%{pattern}%", escape="\\"))
-    if filters.payment_state:
-        # The very expression each order shows, so the filter and the listing never disagree.
-        statement = statement.where(_latest_payment_state == filters.payment_state)
-    return keyset_page(
-        statement,
-        [orders.date_order, orders.id],
-        limit=limit,
-        cursor=cursor,
-        descending=True,
-        entities=False,
-    )
+    values = _filter_values(filters)
+    viewer = _viewer(actor)
+    params = values if viewer == "staff" else {**values, "viewer_id": actor.user_id}
+    given = tuple(values)
+
+    def build() -> Select[Any]:
+        statement = _narrowed(viewer, ORDER_SUMMARIES)
+        return statement.where(*(_ORDER_FILTERS[name] for name in given))
+
+    return _ORDER_PAGES.page((viewer, given), build, params, limit=limit, cursor=cursor)
+
+
+def _filter_values(filters: OrderFilter) -> dict[str, Any]:
+    """The filters given, as the parameters of :data:`_ORDER_FILTERS`, in its order."""
+    values: dict[str, Any] = {}
+    for name in _ORDER_FILTERS:
+        value = getattr(filters, name)
+        if value is None or value == "":
+            continue
+        if name == "number":
+            pattern = value.strip().upper().replace("\\", "\\\\")
+            value = "%" + pattern.replace("%", "\\%").replace("_", "\\_") + "%"
+        values[name] = value
+    return values
 
 
 def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
@@ -735,18 +751,34 @@ def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
 
 def _only_visible(actor: Principal, statement: Select[Any]) -> Select[Any]:
     """``statement`` (of sale orders) narrowed to the orders ``actor`` may see."""
+    viewer = _viewer(actor)
+    narrowed = _narrowed(viewer, statement)
+    return narrowed if viewer == "staff" else narrowed.params(viewer_id=actor.user_id)
+
+
+def _viewer(actor: Principal) -> str:
+    """Which orders ``actor`` sees: ``staff`` all, ``seller`` those with their products,
+    ``customer`` their own."""
     if actor.has_role(*STAFF_ROLES):
+        return "staff"
+    return "seller" if actor.has_role("seller") else "customer"
+
+
+def _narrowed(viewer: str, statement: Select[Any]) -> Select[Any]:
+    """``statement`` (of sale orders) narrowed to what ``viewer`` sees, the viewer's user id
+    left as the parameter ``viewer_id``."""
+    if viewer == "staff":
         return statement
-    if actor.has_role("seller"):
+    if viewer == "seller":
         lines, products = SaleOrderLine.__table__.c, Product.__table__.c
         return statement.where(
             exists().where(
                 lines.order_id == _ORDERS.c.id,
                 lines.product_id == products.id,
-                products.seller_id == actor.user_id,
+                products.seller_id == bindparam("viewer_id"),
             )
         )
-    return statement.where(_ORDERS.c.customer_id == actor.user_id)
+    return statement.where(_ORDERS.c.customer_id == bindparam("viewer_id"))
 
 
 def _visible_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import event, make_url, select
 from sqlalchemy.orm import undefer
 
 from app.db import LSN_HEADER, Session, transaction
@@ -363,3 +364,40 @@ def test_a_listed_order_is_rendered_as_the_order_schema_renders_it(
     assert first.get_json()["items"] == expected[:2]
     second = get(client, staff, "/orders", limit="2", cursor=first.get_json()["next_cursor"])
     assert second.get_json()["items"] == expected[2:]
+
+
+@pytest.fixture
+def replica_in_jakarta(config: dict[str, Any]) -> None:
+    """The replica's sessions in Asia/Jakarta: the driver hands times back at +07:00."""
+    config["replica_urls"] = tuple(
+        make_url(url)
+        .update_query_dict({"options": "-c TimeZone=Asia/Jakarta"})
+        .render_as_string(hide_password=False)
+        for url in config["replica_urls"]
+    )
+
+
+@pytest.mark.usefixtures("replica_in_jakarta")
+def test_listed_times_are_utc_whatever_the_replica_sessions_time_zone(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    # The listing reads rows as the driver gives them: times in the session's zone.
+    order_id = place(client, customer, order_body((product.id, "1")))["order"]["id"]
+    created(post(client, customer, f"/orders/{order_id}/cancel"), 200)
+    with app.test_request_context():
+        order = Session().scalars(select(SaleOrder).where(SaleOrder.uuid == uuid.UUID(order_id)))
+        expected = OrderSummarySchema().dump(order.one())
+        Session.remove()
+    wait_for_replica(services)
+    with recovery_of_order_queries(app) as recovery:
+        listed = get(app.test_client(), staff, "/orders").get_json()
+    assert recovery, "no order query was seen"
+    assert all(recovery), recovery
+    assert listed["items"] == [expected]
+    assert expected["date_order"].endswith("+00:00")
+    assert expected["cancelled_at"].endswith("+00:00")
