@@ -149,7 +149,8 @@ class ReplicaState:
     seconds_since_replay: float | None
 
 
-_REPLICA_STATE = text(
+#: Asked before every replica read: plain SQL on the driver's cursor (see :func:`cursor_rows`).
+_REPLICA_STATE = (
     "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
     "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
 )
@@ -197,7 +198,7 @@ def _commit_reading_lsn(connection: Any) -> None:
 
 
 def replica_state(connection: Connection) -> ReplicaState:
-    in_recovery, replayed, seconds = connection.execute(_REPLICA_STATE).one()
+    ((in_recovery, replayed, seconds),) = cursor_rows(connection, _REPLICA_STATE, {})
     return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
 
 
