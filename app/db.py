@@ -149,7 +149,8 @@ class ReplicaState:
     seconds_since_replay: float | None
 
 
-#: Asked before every replica read: plain SQL on the driver's cursor (see :func:`cursor_rows`).
+#: Asked before every replica read: plain SQL on the driver's cursor (see :func:`cursor_rows`),
+#: where ``%`` starts a placeholder: write ``%%`` for a literal one.
 _REPLICA_STATE = (
     "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
     "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
@@ -667,10 +668,16 @@ def cursor_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[Any]:
     SQLAlchemy runs a column default's statement: cursor events, echo and error translation
     (a ``DBAPIError``; a lost connection invalidated) apply. The rows as the driver gives them,
     or an empty list."""
-    cursor = connection.connection.cursor()
+    try:
+        cursor = connection.connection.cursor()
+    except Exception as error:  # a closed connection: the driver's error, translated
+        connection._handle_dbapi_exception(error, sql, params, None, None)
     try:
         connection._cursor_execute(cursor, sql, params)
-        return cursor.fetchall() if cursor.description else []
+        try:
+            return cursor.fetchall() if cursor.description else []
+        except Exception as error:  # loading a value, or the connection lost meanwhile
+            connection._handle_dbapi_exception(error, sql, params, cursor, None)
     finally:
         cursor.close()
 

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -450,7 +450,7 @@ class KeysetListing:
             prepared = self._statements[(shape, bool(cursor))] = self._prepare(build(), cursor)
         statement, positions = prepared
         rows = statement.rows(Session().connection(), values)
-        return _page(rows, limit, lambda last: [last[i] for i in positions])
+        return _page(rows, limit, lambda last: [_in_utc(last[i]) for i in positions])
 
     def _prepare(
         self, statement: Select[Any], cursor: str | None
@@ -467,6 +467,11 @@ class KeysetListing:
         ordering = [c.desc() if self.descending else c.asc() for c in self.order_by]
         statement = statement.order_by(*ordering).limit(bindparam(self.LIMIT))
         return DriverStatement(statement), positions
+
+
+def _in_utc(value: Any) -> Any:
+    # The driver gives times in the session's zone: the same row, the same cursor, whatever it is.
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 def _page(rows: Sequence[Any], limit: int, sort_key: Callable[[Any], list[Any]]) -> Page:

@@ -23,9 +23,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
-from app.db import Base, DriverStatement, Session, transaction
+from app.db import Base, DriverStatement, Session, cursor_rows, transaction
 from tests.sample_modules.notes.models import Note
 
 PROBE = Table(
@@ -102,6 +102,15 @@ def test_the_engine_sees_the_statement_and_translates_driver_errors(app: Flask) 
     with app.app_context():
         titles = Session().scalars(select(Note.title)).all()
     assert titles == ["kept"]  # the failed one rolled back
+
+
+def test_a_value_the_driver_cannot_load_is_a_translated_error(app: Flask) -> None:
+    # psycopg raises while fetchall() loads the row, after the statement ran.
+    with app.app_context(), pytest.raises(DataError):
+        cursor_rows(Session().connection(), "SELECT 'infinity'::timestamptz", {})
+    with app.app_context():
+        assert Session().scalar(select(func.count()).select_from(Note)) == 0  # usable again
+        Session.remove()
 
 
 def test_money_and_json_go_as_the_dialect_sends_them(app: Flask) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import event, make_url, select
 from sqlalchemy.orm import undefer
 
@@ -22,6 +23,7 @@ from tests.modules.conftest import Caller
 from tests.servers import Services
 
 from .conftest import (
+    API,
     YEAR,
     MadeProduct,
     assert_problem,
@@ -387,17 +389,29 @@ def test_listed_times_are_utc_whatever_the_replica_sessions_time_zone(
     services: Services,
 ) -> None:
     # The listing reads rows as the driver gives them: times in the session's zone.
-    order_id = place(client, customer, order_body((product.id, "1")))["order"]["id"]
+    first_id = place(client, customer, order_body((product.id, "1")))["order"]["id"]
+    order_id = place(client, customer, order_body((product.id, "2")))["order"]["id"]
     created(post(client, customer, f"/orders/{order_id}/cancel"), 200)
     with app.test_request_context():
-        order = Session().scalars(select(SaleOrder).where(SaleOrder.uuid == uuid.UUID(order_id)))
-        expected = OrderSummarySchema().dump(order.one())
+        orders = Session().scalars(
+            select(SaleOrder).order_by(SaleOrder.date_order.desc(), SaleOrder.id.desc())
+        )
+        expected = [OrderSummarySchema().dump(order) for order in orders]
         Session.remove()
     wait_for_replica(services)
+    reader = app.test_client()
     with recovery_of_order_queries(app) as recovery:
-        listed = get(app.test_client(), staff, "/orders").get_json()
+        page = get(reader, staff, "/orders", limit="1").get_json()
+        cursor = page["next_cursor"]
+        rest = get(reader, staff, "/orders", limit="1", cursor=cursor).get_json()
     assert recovery, "no order query was seen"
     assert all(recovery), recovery
-    assert listed["items"] == [expected]
-    assert expected["date_order"].endswith("+00:00")
-    assert expected["cancelled_at"].endswith("+00:00")
+    assert [o["id"] for o in expected] == [order_id, first_id]
+    assert page["items"] == expected[:1]
+    assert rest["items"] == expected[1:]
+    assert expected[0]["date_order"].endswith("+00:00")
+    assert expected[0]["cancelled_at"].endswith("+00:00")
+    # The cursor holds the sort key in UTC too: a position reads the same from any server.
+    (endpoint,) = {r.endpoint for r in app.url_map.iter_rules() if r.rule == f"{API}/orders"}
+    moment, _ = URLSafeSerializer(app.secret_key, salt=f"lapak.cursor:{endpoint}").loads(cursor)
+    assert moment == {"t": expected[0]["date_order"]}
