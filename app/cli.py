@@ -289,10 +289,12 @@ def rotate(batch_size: int) -> None:
     try:
         rotate_all(get_database().primary, get_vault(), tables, batch_size, on_column=report)
     except (SQLAlchemyError, VaultError) as error:
-        # The class only: a driver's message may quote a row. Committed batches are kept.
+        # A VaultError's message is safe by design; of a database error only the class (its
+        # driver message may quote a row). Committed batches are kept.
+        why = str(error) if isinstance(error, VaultError) else type(error).__name__
         click.echo(
-            f"lapak: vault rotate stopped ({type(error).__name__}); what it re-sealed so far "
-            "is kept: run it again to resume",
+            f"lapak: vault rotate stopped ({why}); what it re-sealed so far is kept: run it "
+            "again to resume",
             err=True,
         )
         sys.exit(1)

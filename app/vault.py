@@ -257,7 +257,9 @@ def _rotate_column(
         )
         if last is not None:
             query = query.where(_after_key(keys, last))
-        with engine.begin() as connection:
+        # lapak_write: on SQLite the batch takes the write lock up front (BEGIN IMMEDIATE), so
+        # a server writing meanwhile makes it wait instead of failing (see app.db).
+        with engine.connect() as connection, connection.execution_options(lapak_write=True).begin():
             rows = connection.execute(query).all()
             for row in rows:
                 key_values, token = tuple(row[: len(keys)]), row[-1]
