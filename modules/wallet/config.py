@@ -31,14 +31,14 @@ class WalletSettings:
     def from_settings(cls, settings: Settings) -> WalletSettings:
         env = settings.module_env
         return cls(
-            signup_credit=_credit(env, "wallet_signup_credit"),
-            daily_reward=_credit(env, "wallet_daily_reward"),
+            signup_credit=_credit("wallet_signup_credit", env.get("wallet_signup_credit", "0")),
+            daily_reward=_credit("wallet_daily_reward", env.get("wallet_daily_reward", "0")),
         )
 
 
-def _credit(env: dict[str, str], name: str) -> Decimal:
+def _credit(name: str, text: str) -> Decimal:
     variable = f"LAPAK_{name.upper()}"
-    text = env.get(name, "0").strip()
+    text = text.strip()
     try:
         value = Decimal(text)
     except InvalidOperation:

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import clock
+from app.config import SettingsError
 from app.db import transaction
 from modules.ledger.verify import verify
 from modules.user.services import create_user
@@ -225,3 +226,11 @@ def test_the_embedded_default_opens_credits_and_reads_wallets(
     lines = client.get(f"{API}/{wallet}/entries", headers=buyer).get_json()["items"]
     assert [line["balance_after"] for line in lines] == ["1010.00", "1000.00"]
     ledger_ok(app)
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1.234", "NaN", "1000000000.01"])
+def test_a_bad_credit_setting_refuses_to_start(
+    make_embedded_app: Callable[..., Flask], value: str
+) -> None:
+    with pytest.raises(SettingsError, match="LAPAK_WALLET_DAILY_REWARD"):
+        make_embedded_app(module_env={"wallet_daily_reward": value})
