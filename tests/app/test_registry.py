@@ -15,6 +15,7 @@ import modules.auth
 import modules.fetch
 import modules.marketplace
 import modules.user
+import modules.wallet
 from app import create_app
 from app.config import Settings
 from app.db import Base
@@ -329,7 +330,7 @@ def test_real_modules_load_in_dependency_order() -> None:
     registry = load(("modules",), None)
 
     names = [m.name for m in registry.manifests]
-    assert names == ["user", "auth", "fetch", "ledger", "marketplace"]
+    assert names == ["user", "auth", "fetch", "ledger", "marketplace", "wallet"]
 
 
 # --- what load(hooks) wires in ----------------------------------------------------------------
@@ -585,7 +586,14 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
             "order": order,
         }
         for order, package in enumerate(
-            [modules.user, modules.auth, modules.fetch, modules.ledger, modules.marketplace]
+            [
+                modules.user,
+                modules.auth,
+                modules.fetch,
+                modules.ledger,
+                modules.marketplace,
+                modules.wallet,
+            ]
         )
     ]
 

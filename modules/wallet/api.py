@@ -1,0 +1,139 @@
+"""``/api/v1/wallets``: customers' wallets, their balances and statements (from the ledger),
+freezing (staff) and the daily reward.
+
+Writes run on the primary; reads inside ``@read_only()`` on a caught-up replica
+(read-your-writes through ``X-Lapak-LSN``). Customers see their own wallets; anything else is 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, jsonify, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.db import read_only
+from app.http import Page
+from app.security import authenticate, requires
+from modules.ledger.schemas import LedgerProblemSchema, StatementPageSchema, StatementQuerySchema
+
+from . import services
+from .schemas import (
+    FreezeSchema,
+    RewardSchema,
+    WalletInSchema,
+    WalletPageSchema,
+    WalletQuerySchema,
+    WalletSchema,
+)
+
+blp = Blueprint(
+    "wallet",
+    __name__,
+    description="Customers' wallets: stored value on the ledger, statements, freezing by staff, "
+    "sign-up credit and daily rewards.",
+)
+
+STAFF = services.STAFF_ROLES
+_WALLET = WalletSchema()
+_REWARD = RewardSchema()
+
+
+@blp.route("")
+class Wallets(MethodView):
+    @requires("customer", *STAFF)
+    @blp.arguments(WalletInSchema, example={"currency": "IDR"})
+    @blp.response(201, WalletSchema)
+    @blp.alt_response(409, schema=LedgerProblemSchema, description="wallet-exists")
+    @blp.alt_response(
+        422, schema=LedgerProblemSchema, description="invalid input, or invalid-customer"
+    )
+    def post(self, body: dict[str, Any]) -> Response:
+        """Open a wallet
+
+        A customer opens their own, one per currency; staff open one for a customer. The
+        customer's first IDR wallet receives the sign-up credit, if the marketplace gives one.
+        """
+        view = services.open_wallet(authenticate(), body["currency"], body["customer"])
+        response = jsonify(_WALLET.dump(view))
+        response.status_code = 201
+        response.headers["Location"] = url_for("wallet.WalletItem", wallet_id=view.uuid)
+        return response
+
+    @requires()
+    @read_only()
+    @blp.arguments(WalletQuerySchema, location="query")
+    @blp.response(200, WalletPageSchema)
+    def get(self, args: dict[str, Any]) -> Page:
+        """List wallets, oldest first (staff all, customers their own)"""
+        filters = services.WalletFilter(
+            customer=args["customer"], currency=args["currency"], state=args["state"]
+        )
+        return services.list_wallets(
+            authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
+        )
+
+
+@blp.route("/<uuid:wallet_id>")
+class WalletItem(MethodView):
+    @requires()
+    @read_only()
+    @blp.response(200, WalletSchema)
+    def get(self, wallet_id: uuid.UUID) -> services.WalletView:
+        """Show a wallet and its balance"""
+        return services.get_wallet(authenticate(), wallet_id)
+
+
+@blp.route("/<uuid:wallet_id>/entries")
+class WalletEntries(MethodView):
+    @requires()
+    @read_only()
+    @blp.arguments(StatementQuerySchema, location="query")
+    @blp.response(200, StatementPageSchema)
+    def get(self, args: dict[str, Any], wallet_id: uuid.UUID) -> Page:
+        """A wallet's statement: its ledger entries, newest first, with the running balance"""
+        return services.statement(
+            authenticate(), wallet_id, limit=args["limit"], cursor=args["cursor"]
+        )
+
+
+@blp.route("/<uuid:wallet_id>/freeze")
+class FreezeWallet(MethodView):
+    @requires(*STAFF)
+    @blp.arguments(FreezeSchema)
+    @blp.response(200, WalletSchema)
+    @blp.alt_response(409, schema=LedgerProblemSchema, description="wallet-frozen")
+    def post(self, body: dict[str, Any], wallet_id: uuid.UUID) -> services.WalletView:
+        """Freeze a wallet (staff): it takes no reward and pays nothing until unfrozen"""
+        return services.freeze(authenticate(), wallet_id, body["reason"])
+
+
+@blp.route("/<uuid:wallet_id>/unfreeze")
+class UnfreezeWallet(MethodView):
+    @requires(*STAFF)
+    @blp.response(200, WalletSchema)
+    @blp.alt_response(409, schema=LedgerProblemSchema, description="wallet-not-frozen")
+    def post(self, wallet_id: uuid.UUID) -> services.WalletView:
+        """Unfreeze a wallet (staff)"""
+        return services.unfreeze(authenticate(), wallet_id)
+
+
+@blp.route("/<uuid:wallet_id>/daily-reward")
+class DailyReward(MethodView):
+    @requires("customer")
+    @blp.response(201, RewardSchema)
+    @blp.alt_response(200, schema=RewardSchema, description="Already claimed today: that claim")
+    @blp.alt_response(409, schema=LedgerProblemSchema, description="rewards-off or wallet-frozen")
+    @blp.alt_response(422, schema=LedgerProblemSchema, description="reward-currency")
+    def post(self, wallet_id: uuid.UUID) -> Response:
+        """Claim today's reward into your IDR wallet
+
+        Once a day in the marketplace's time zone; a second claim the same day answers the
+        first (200, ``replayed: true``).
+        """
+        reward = services.claim_daily_reward(authenticate(), wallet_id)
+        response = jsonify(_REWARD.dump(reward))
+        response.status_code = 200 if reward.replayed else 201
+        return response
