@@ -29,11 +29,11 @@ from .schemas import (
     PayInSchema,
     ProviderPatchSchema,
     ProviderSchema,
-    TokenListSchema,
-    TokenQuerySchema,
-    TransactionPageSchema,
-    TransactionQuerySchema,
-    TransactionSchema,
+    ProviderTransactionPageSchema,
+    ProviderTransactionQuerySchema,
+    ProviderTransactionSchema,
+    SavedMethodListSchema,
+    SavedMethodQuerySchema,
 )
 
 blp = Blueprint(
@@ -44,8 +44,8 @@ blp = Blueprint(
 )
 
 STAFF = ("staff", "admin")
-_TRANSACTION = TransactionSchema()
-_TRANSACTION_QUERY = TransactionQuerySchema()
+_TRANSACTION = ProviderTransactionSchema()
+_TRANSACTION_QUERY = ProviderTransactionQuerySchema()
 IDEMPOTENCY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
@@ -67,7 +67,7 @@ class Transactions(MethodView):
     @requires()
     @read_only()
     @blp.arguments(_TRANSACTION_QUERY, location="query")
-    @blp.response(200, TransactionPageSchema)
+    @blp.response(200, ProviderTransactionPageSchema)
     def get(self, args: dict[str, Any]) -> Page:
         """List provider transactions, newest first
 
@@ -81,7 +81,7 @@ class Transactions(MethodView):
 
     @requires("customer", *STAFF)
     @blp.arguments(PayInSchema)
-    @blp.response(201, TransactionSchema)
+    @blp.response(201, ProviderTransactionSchema)
     @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
     @blp.alt_response(409, schema=ProblemSchema, description="The invoice takes no payment")
     def post(self, body: dict[str, Any]) -> Response:
@@ -109,7 +109,7 @@ class Transactions(MethodView):
 class TransactionItem(MethodView):
     @requires()
     @read_only()
-    @blp.response(200, TransactionSchema)
+    @blp.response(200, ProviderTransactionSchema)
     def get(self, tx_id: uuid.UUID) -> PaymentTransaction:
         """Show a provider transaction"""
         return services.get_transaction(authenticate(), tx_id)
@@ -118,7 +118,7 @@ class TransactionItem(MethodView):
 @blp.route("/<uuid:tx_id>/confirm")
 class TransactionConfirm(MethodView):
     @requires(*STAFF)
-    @blp.response(200, TransactionSchema)
+    @blp.response(200, ProviderTransactionSchema)
     @blp.alt_response(409, schema=ProblemSchema, description="Not pending or processing")
     def post(self, tx_id: uuid.UUID) -> PaymentTransaction:
         """Staff: the money of a manual transfer is in (the transaction succeeds)"""
@@ -128,7 +128,7 @@ class TransactionConfirm(MethodView):
 @blp.route("/<uuid:tx_id>/cancel")
 class TransactionCancel(MethodView):
     @requires("customer", *STAFF)
-    @blp.response(200, TransactionSchema)
+    @blp.response(200, ProviderTransactionSchema)
     @blp.alt_response(409, schema=ProblemSchema, description="Not pending or processing")
     def post(self, tx_id: uuid.UUID) -> PaymentTransaction:
         """Give up a transaction that has not succeeded: the amount is due again"""
@@ -160,7 +160,7 @@ class ProviderNotify(MethodView):
         parameters=SIGNATURE_PARAMETERS,
         requestBody={"content": {"application/json": {"schema": {"type": "object"}}}},
     )
-    @blp.response(200, TransactionSchema)
+    @blp.response(200, ProviderTransactionSchema)
     @blp.alt_response(401, schema=ProblemSchema, description="Bad or missing signature")
     @blp.alt_response(404, schema=ProblemSchema, description="Unknown provider or transaction")
     @blp.alt_response(409, schema=ProblemSchema, description="A transition not allowed")
@@ -187,8 +187,8 @@ class ProviderNotify(MethodView):
 class Tokens(MethodView):
     @requires("customer", *STAFF)
     @read_only()
-    @blp.arguments(TokenQuerySchema, location="query")
-    @blp.response(200, TokenListSchema)
+    @blp.arguments(SavedMethodQuerySchema, location="query")
+    @blp.response(200, SavedMethodListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List saved methods (masked): yours, or staff a customer's"""
         return {"items": services.list_tokens(authenticate(), args["customer"])}

@@ -55,7 +55,7 @@ class PayInSchema(ma.Schema):
     )
 
 
-class TransactionQuerySchema(PageArgs):
+class ProviderTransactionQuerySchema(PageArgs):
     state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(TRANSACTION_STATES))
     provider = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=32))
     customer = ma.fields.UUID(load_default=None)
@@ -96,7 +96,7 @@ class ProviderPatchSchema(ma.Schema):
     )
 
 
-class TokenQuerySchema(ma.Schema):
+class SavedMethodQuerySchema(ma.Schema):
     customer = ma.fields.UUID(load_default=None, metadata={"description": "Staff only"})
 
 
@@ -107,7 +107,7 @@ def _uuid_of(attribute: str, **kwargs: Any) -> ma.fields.Field:
     return ma.fields.UUID(attribute=attribute, dump_only=True, **kwargs)
 
 
-class TransactionSchema(ma.Schema):
+class ProviderTransactionSchema(ma.Schema):
     id = _uuid_of("uuid")
     reference = ma.fields.String(metadata={"example": "TX/2026/00001"})
     provider = ma.fields.String(attribute="provider.code")
@@ -135,7 +135,7 @@ class TransactionSchema(ma.Schema):
     created_at = ma.fields.DateTime()
 
 
-TransactionPageSchema = page_schema(TransactionSchema)
+ProviderTransactionPageSchema = page_schema(ProviderTransactionSchema)
 
 
 class ProviderSchema(ma.Schema):
@@ -160,7 +160,7 @@ def _secret_names(provider: Any) -> list[str]:
     return secret_names_set(provider)
 
 
-class TokenSchema(ma.Schema):
+class SavedMethodSchema(ma.Schema):
     id = _uuid_of("uuid")
     provider = ma.fields.String(attribute="provider.code")
     brand = ma.fields.String()
@@ -170,5 +170,5 @@ class TokenSchema(ma.Schema):
     created_at = ma.fields.DateTime()
 
 
-class TokenListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(TokenSchema))
+class SavedMethodListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(SavedMethodSchema))

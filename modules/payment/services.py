@@ -332,12 +332,12 @@ class OrderCheckout:
         return adapter.method.code
 
     def start(self, actor: Principal, payment: Payment, options: dict[str, Any]) -> dict[str, Any]:
-        from .schemas import TransactionSchema
+        from .schemas import ProviderTransactionSchema
 
         code = options["provider"]
         provider, adapter = _usable(code, payment.currency)
         tx = _start(actor, provider, adapter, payment, Start(notify_url=_notify_url(code)))
-        return TransactionSchema().dump(tx)
+        return ProviderTransactionSchema().dump(tx)
 
 
 # -- provider notifications ----------------------------------------------------------------------
