@@ -1,0 +1,185 @@
+"""The demo gateway end to end over real HTTP: Lapak runs under a real server on 127.0.0.1,
+the payer opens the hosted checkout page and picks an outcome, and the gateway's job POSTs its
+signed notifications over HTTP to the notify endpoint (RQ on the test Redis; in-process threads
+on the embedded default)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import Flask
+
+from app.db import transaction
+from modules.marketplace.models import Product
+from modules.payment import demo
+from modules.user.services import create_user
+from tests.conftest import run_jobs
+from tests.modules.conftest import Caller, login
+from tests.servers import Services
+
+from .conftest import (
+    API,
+    MARKETPLACE,
+    MadeProduct,
+    assert_ledger_consistent,
+    events,
+    ledger_operations,
+    notification,
+    order_body,
+    tx_row,
+)
+
+
+def order_through_demo(base: str, caller: Caller, product_id: str) -> dict[str, Any]:
+    body = order_body((product_id, "1"))
+    body["payment"] = {"provider": "demo"}
+    response = requests.post(f"{base}{MARKETPLACE}/orders", json=body, headers=caller.headers,
+                             timeout=30)  # fmt: skip
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def choose(url: str, outcome: str, **card: str) -> requests.Response:
+    """The payer's click on the hosted page: the gateway answers with a redirect to it."""
+    response = requests.post(url, data={"outcome": outcome, **card}, allow_redirects=False,
+                             timeout=30)  # fmt: skip
+    assert response.status_code == 303, response.text
+    return response
+
+
+def shown(base: str, caller: Caller, tx: dict[str, Any]) -> dict[str, Any]:
+    response = requests.get(f"{base}{API}/{tx['id']}", headers=caller.headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_checkout_page_then_success_over_http(
+    app: Flask,
+    serve: Callable[[Flask], str],
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    base = serve(app)
+    placed = order_through_demo(base, customer, product.id)
+    tx = placed["transaction"]
+    url = tx["action"]["url"]
+    assert url.startswith(f"{base}/pay/demo/")
+    page = requests.get(url, timeout=30)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp
+    assert "form-action 'self'" in csp
+    assert tx["amount"] in page.text
+    assert "<script" not in page.text
+    choose(url, "success")
+    assert shown(base, customer, tx)["state"] == "pending"  # the gateway has not notified yet
+    run_jobs(app)
+    assert shown(base, customer, tx)["state"] == "success"
+    row = tx_row(services, tx["reference"])
+    assert (row["payment"], row["invoice"]) == ("paid", "paid")
+    assert row["provider_reference"].startswith("demo_")
+    # The page now shows the outcome; a second choice changes nothing.
+    assert "success" in requests.get(url, timeout=30).text
+    choose(url, "failure")
+    run_jobs(app)
+    assert shown(base, customer, tx)["state"] == "success"
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 1
+    assert_ledger_consistent(app)
+
+
+def test_failure_and_pending_then_success_over_http(
+    app: Flask,
+    serve: Callable[[Flask], str],
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    base = serve(app)
+    failing = order_through_demo(base, customer, product.id)["transaction"]
+    slow = order_through_demo(base, customer, product.id)["transaction"]
+    choose(failing["action"]["url"], "failure")
+    choose(slow["action"]["url"], "pending_then_success")
+    run_jobs(app)
+    failed = tx_row(services, failing["reference"])
+    assert (failed["state"], failed["payment"], failed["invoice"]) == (
+        "failed",
+        "canceled",
+        "not_paid",
+    )
+    assert failed["message"] == "the payer chose: failure"
+    done = tx_row(services, slow["reference"])
+    assert (done["state"], done["invoice"]) == ("success", "paid")
+    assert len(events(services, "payment.succeeded")) == 1
+    assert len(events(services, "payment.failed")) == 1
+    assert_ledger_consistent(app)
+
+
+def test_the_gateway_repeating_a_notification_three_times_captures_once(
+    app: Flask,
+    serve: Callable[[Flask], str],
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    base = serve(app)
+    tx = order_through_demo(base, customer, product.id)["transaction"]
+    url = f"{base}{API}/providers/demo/notify"
+    payloads = json.dumps([notification(tx, "success")])
+    with app.app_context():
+        accepted = [demo.deliver_notification(url, payloads) for _ in range(3)]
+    assert accepted == [1, 1, 1]  # each answered 200: a repeat is acknowledged, not re-applied
+    assert tx_row(services, tx["reference"])["state"] == "success"
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 1
+    assert len(events(services, "payment.succeeded")) == 1
+
+
+def test_a_late_notification_is_refused(
+    app: Flask,
+    serve: Callable[[Flask], str],
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    base = serve(app)
+    tx = order_through_demo(base, customer, product.id)["transaction"]
+    cancel = requests.post(f"{base}{API}/{tx['id']}/cancel", headers=customer.headers, timeout=30)
+    assert cancel.status_code == 200, cancel.text
+    url = f"{base}{API}/providers/demo/notify"
+    with app.app_context():
+        accepted = demo.deliver_notification(url, json.dumps([notification(tx, "success")]))
+    assert accepted == 0
+    assert tx_row(services, tx["reference"])["state"] == "canceled"
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
+
+
+def test_embedded_default_pays_through_the_demo_gateway(
+    make_embedded_app: Callable[..., Flask],
+    serve: Callable[[Flask], str],
+    tmp_path: Path,
+) -> None:
+    """SQLite, no Redis: the gateway's job runs in-process and still notifies over HTTP."""
+    app = make_embedded_app()
+    with app.app_context():
+        create_user("buyer@example.test", role="customer", password="correct horse battery staple")
+        with transaction() as session:
+            item = Product(name="LELE", list_price=37000, active=True)
+            session.add(item)
+            session.flush()
+            product_id = str(item.uuid)
+    base = serve(app)
+    token = login(app.test_client(), "buyer@example.test").get_json()["access_token"]
+    buyer = Caller("buyer@example.test", None, 0, token)  # type: ignore[arg-type]
+    tx = order_through_demo(base, buyer, product_id)["transaction"]
+    choose(tx["action"]["url"], "success")
+    deadline = time.monotonic() + 30
+    while shown(base, buyer, tx)["state"] != "success":
+        assert time.monotonic() < deadline, shown(base, buyer, tx)
+        time.sleep(0.1)
+    assert_ledger_consistent(app)
