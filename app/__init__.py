@@ -34,6 +34,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from app.log import configure_logging
     from app.registry import Periodic, load
     from app.security import BEARER_SCHEME
+    from app.vault import Vault
 
     settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
     configure_logging(settings.log_level)
@@ -41,6 +42,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         _warn_once(
             "LAPAK_SECRET_KEY is not set: using a generated development secret kept in "
             f"{settings.instance_path}. Set LAPAK_SECRET_KEY before any real use; production "
+            "refuses to start without it."
+        )
+    if settings.vault_key_is_generated:
+        _warn_once(
+            "LAPAK_VAULT_KEYS is not set: secrets are sealed with a generated vault key kept in "
+            f"{settings.instance_path}. Keep that file with the database (without it nothing "
+            "sealed can be read) and set LAPAK_VAULT_KEYS before any real use; production "
             "refuses to start without it."
         )
 
@@ -51,6 +59,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["lapak.settings"] = settings
+    app.extensions["lapak.vault"] = Vault(settings.vault_keys, settings.secret_key)
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

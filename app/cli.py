@@ -1,4 +1,4 @@
-"""The ``lapak`` command: serve, worker, db; modules add their own commands.
+"""The ``lapak`` command: serve, worker, db, vault; modules add their own commands.
 
 ``lapak --help`` builds no app: it lists the enabled modules' commands from their manifests,
 and a module's code is imported only when one of its commands runs.
@@ -232,6 +232,80 @@ def current() -> None:
 def check() -> None:
     """Fail when the models and the migrations disagree."""
     _alembic().check(_alembic_config())
+
+
+@main.group()
+def vault() -> None:
+    """Secrets at rest: make a vault key, re-seal everything under the newest one."""
+
+
+@vault.command("new-key")
+def new_key() -> None:
+    """Print a new random vault key (to prepend to LAPAK_VAULT_KEYS)."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode("ascii"))
+
+
+@vault.command()
+@click.option(
+    "--batch-size",
+    default=500,  # app.vault.ROTATE_BATCH_SIZE, not imported: `lapak --help` stays light
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows re-sealed per transaction.",
+)
+@with_appcontext
+def rotate(batch_size: int) -> None:
+    """Re-seal every stored secret under the newest key of LAPAK_VAULT_KEYS (resumable).
+
+    Prints what it did per Sealed column; a value that no configured key opens is named by
+    table, column and primary key, and makes the command exit 1 once the rest is done.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import Base, get_database
+    from app.vault import ColumnRotation, VaultError, get_vault
+    from app.vault import rotate as rotate_all
+
+    unreadable = 0
+
+    def report(outcome: ColumnRotation) -> None:
+        nonlocal unreadable
+        where = f"{outcome.table}.{outcome.column}"
+        if outcome.missing:
+            click.echo(f"{where}: no such table in the database (run `lapak db upgrade`)")
+            return
+        click.echo(
+            f"{where}: {outcome.resealed} re-sealed, {outcome.current} already under the "
+            f"newest key, {len(outcome.unreadable)} unreadable"
+        )
+        for key in outcome.unreadable:
+            row = ", ".join(f"{name}={value}" for name, value in key.items())
+            click.echo(f"lapak: {where} row {row}: no configured vault key opens it", err=True)
+        unreadable += len(outcome.unreadable)
+
+    tables = list(Base.metadata.tables.values())
+    try:
+        rotate_all(get_database().primary, get_vault(), tables, batch_size, on_column=report)
+    except (SQLAlchemyError, VaultError) as error:
+        # A VaultError's message is safe by design; of a database error only the class (its
+        # driver message may quote a row). Committed batches are kept.
+        why = str(error) if isinstance(error, VaultError) else type(error).__name__
+        click.echo(
+            f"lapak: vault rotate stopped ({why}); what it re-sealed so far is kept: run it "
+            "again to resume",
+            err=True,
+        )
+        sys.exit(1)
+    if unreadable:
+        click.echo(
+            f"lapak: {unreadable} sealed value{'s' if unreadable != 1 else ''} no configured "
+            "vault key opens (listed above): add the key that sealed them to LAPAK_VAULT_KEYS "
+            "and run again",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _alembic() -> Any:

@@ -1,17 +1,20 @@
 """Settings: every knob Lapak has, read once from ``LAPAK_*`` variables (and ``.env``).
 
 The defaults need no services at all: SQLite under ``./instance/``, jobs in a background thread,
-and a development secret generated once and kept in ``./instance/`` with a loud warning. In
-``LAPAK_ENV=production`` a missing or weak secret is refused instead.
+and a development secret and vault key generated once and kept in ``./instance/`` with a loud
+warning. In ``LAPAK_ENV=production`` a missing or weak secret, and missing or malformed vault
+keys, are refused instead.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,16 @@ LIMITS = {
 }
 
 
+#: Fields derived while validating, never read from a variable (nor reported as unknown).
+DERIVED_SETTINGS = frozenset({"secret_is_generated", "vault_key_is_generated", "module_env"})
+#: The generated development vault key, in the instance folder (see :func:`_development_vault_key`).
+VAULT_KEY_FILE = "vault-key"
+GENERATE_VAULT_KEY = (
+    'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    " (or `lapak vault new-key`)"
+)
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
 
@@ -46,8 +59,12 @@ class Settings:
     database_url: str = ""
     replica_urls: tuple[str, ...] = ()
     redis_url: str | None = None
-    secret_key: str = ""
+    # Secrets stay out of repr(): a Settings object printed in a traceback or a log shows none.
+    secret_key: str = field(default="", repr=False)
     secret_is_generated: bool = False
+    #: Fernet keys of the vault (app/vault.py), newest first: the newest seals, any opens.
+    vault_keys: tuple[str, ...] = field(default=(), repr=False)
+    vault_key_is_generated: bool = False
     modules: tuple[str, ...] | None = None
     module_packages: tuple[str, ...] = ("modules",)
     log_level: str = "INFO"
@@ -165,12 +182,22 @@ class Settings:
             secret, generated = _development_secret(instance), True
         elif len(secret) < MIN_SECRET_LENGTH and self.production:
             raise SettingsError(f"LAPAK_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+        vault_keys, vault_key_generated = _validated_vault_keys(self.vault_keys), False
+        if not vault_keys:
+            if self.production:
+                raise SettingsError(
+                    "LAPAK_VAULT_KEYS is required in production: set it to one or more Fernet "
+                    f"keys, newest first, comma-separated; make one with {GENERATE_VAULT_KEY}"
+                )
+            vault_keys, vault_key_generated = (_development_vault_key(instance),), True
         return replace(
             settings,
             database_url=database_url,
             replica_urls=replicas,
             secret_key=secret,
             secret_is_generated=generated,
+            vault_keys=vault_keys,
+            vault_key_is_generated=vault_key_generated,
             log_level=self.log_level.upper(),
         )
 
@@ -179,7 +206,7 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, text in raw.items():
         text = text.strip()
-        if name in ("secret_is_generated",):
+        if name in ("secret_is_generated", "vault_key_is_generated"):
             continue
         if name == "env":
             values["env"] = text.lower()
@@ -191,6 +218,8 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             values["redis_url"] = text or None
         elif name in ("replica_urls", "module_packages"):
             values[name] = _split(text)
+        elif name == "vault_keys":
+            values[name] = _key_list(text)
         elif name == "modules":
             values["modules"] = _split(text) if text else None
         elif name in (
@@ -213,6 +242,8 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
 def _coerce_override(key: str, value: Any) -> Any:
     if key == "modules" and isinstance(value, str):
         return _split(value) or None
+    if key == "vault_keys":
+        return _key_list(value) if isinstance(value, str) else tuple(value)
     if key in ("replica_urls", "module_packages") and isinstance(value, str):
         return _split(value)
     if key in ("replica_urls", "module_packages", "modules") and isinstance(value, list):
@@ -233,7 +264,7 @@ def misspelled_settings(settings: Settings, module_settings: Iterable[str]) -> l
 
     ``module_settings`` are the names the modules declare in their manifests.
     """
-    core = {f.name for f in fields(Settings)} - {"secret_is_generated", "module_env"}
+    core = {f.name for f in fields(Settings)} - DERIVED_SETTINGS
     known = sorted(core | COMMAND_SETTINGS | set(module_settings))
     warnings = []
     for name in sorted(set(settings.module_env) - set(known)):
@@ -256,6 +287,39 @@ def module_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1
     if value < minimum:
         raise SettingsError(f"LAPAK_{name.upper()} must be at least {minimum}")
     return value
+
+
+def _key_list(text: str) -> tuple[str, ...]:
+    """Comma-separated keys, empty entries kept (so an error names the right position); only a
+    text with no key at all is no keys."""
+    parts = tuple(part.strip() for part in text.split(","))
+    return parts if any(parts) else ()
+
+
+def _validated_vault_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys, each checked to be a Fernet key (32 bytes in url-safe base64).
+
+    The message names the key's position, never the key: it may be one character off a real one.
+    Checked here, without importing ``cryptography``, so ``lapak --help`` stays light; Fernet
+    checks it again in :class:`app.vault.Vault`.
+    """
+    for position, key in enumerate(keys, start=1):
+        where = f"LAPAK_VAULT_KEYS: key {position} of {len(keys)}"
+        if not key:
+            raise SettingsError(f"{where} is empty (keys are comma-separated, newest first)")
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+            canonical = base64.urlsafe_b64encode(raw).decode("ascii") == key
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raw, canonical = b"", False
+        if len(raw) != 32 or not canonical:
+            raise SettingsError(
+                f"{where} is not a Fernet key (44 characters of url-safe base64 for 32 bytes); "
+                f"make one with {GENERATE_VAULT_KEY}"
+            )
+    if len(set(keys)) != len(keys):
+        raise SettingsError("LAPAK_VAULT_KEYS lists the same key twice")
+    return keys
 
 
 def _integer(name: str, text: str) -> int:
@@ -293,28 +357,69 @@ def _normalise_database_url(url: str, variable: str) -> str:
 
 def _development_secret(instance: Path) -> str:
     """A random secret kept in the instance folder, so restarts and workers share it."""
-    path = instance / "development-secret"
     try:
-        if path.is_file():
-            kept = path.read_text().strip()
-            if len(kept) >= MIN_SECRET_LENGTH:
-                return kept
-        instance.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
-        # Write a private file, then publish it whole: a concurrent reader never sees it empty.
-        draft = instance / f".development-secret.{os.getpid()}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret)
-        try:
-            if path.exists():  # empty or truncated by a crash: replace it
-                os.replace(draft, path)
-                return secret
-            os.link(draft, path)  # fails if another process published first
-            return secret
-        except FileExistsError:
-            return path.read_text().strip()
-        finally:
-            draft.unlink(missing_ok=True)
+        return _kept_once(
+            instance / "development-secret",
+            lambda: secrets.token_urlsafe(48),
+            lambda kept: len(kept) >= MIN_SECRET_LENGTH,
+        )
     except OSError:
         return secrets.token_urlsafe(48)
+
+
+def _development_vault_key(instance: Path) -> str:
+    """A Fernet key kept in the instance folder, so restarts and workers share it.
+
+    Unlike the secret, a key that cannot be kept is refused (what it seals would be unreadable
+    after the next start), and so is a file that holds something else than a key: replacing it
+    could lose the key of sealed data.
+    """
+    path = instance / VAULT_KEY_FILE
+    try:
+        if path.is_file() and path.read_text().strip():
+            try:
+                return _validated_vault_keys((path.read_text().strip(),))[0]
+            except SettingsError:
+                raise SettingsError(
+                    f"{path} does not hold a Fernet key: restore the key it held, or remove the "
+                    "file if nothing was sealed with it (a new key is then generated)"
+                ) from None
+        return _kept_once(
+            path,
+            lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii"),
+            lambda kept: bool(kept),
+        )
+    except OSError as error:
+        raise SettingsError(
+            f"LAPAK_VAULT_KEYS is not set and no vault key can be kept in {instance} "
+            f"({error.strerror or type(error).__name__}): set LAPAK_VAULT_KEYS or make the "
+            "instance folder writable"
+        ) from None
+
+
+def _kept_once(path: Path, generate: Callable[[], str], usable: Callable[[str], bool]) -> str:
+    """The value kept in ``path`` when it is usable, else a new one written there (mode 0600).
+
+    Raises OSError when the folder cannot be written.
+    """
+    if path.is_file():
+        kept = path.read_text().strip()
+        if usable(kept):
+            return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = generate()
+    # Write a private file, then publish it whole: a concurrent reader never sees it empty.
+    draft = path.parent / f".{path.name}.{os.getpid()}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    try:
+        if path.exists():  # empty or truncated by a crash: replace it
+            os.replace(draft, path)
+            return value
+        os.link(draft, path)  # fails if another process published first
+        return value
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        draft.unlink(missing_ok=True)

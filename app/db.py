@@ -467,10 +467,16 @@ def _create_engine(
     round_trip_timeout: float | None = None,
 ) -> Engine:
     parsed = make_url(url)
+    # hide_parameters (both engines): statement parameters (password hashes, vault tokens,
+    # personal data) stay out of error messages and SQL logs; the statement is still shown.
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN.
         event.listen(engine, "begin", _sqlite_begin)
@@ -480,6 +486,7 @@ def _create_engine(
         pool_size=5,
         max_overflow=10,
         pool_use_lifo=True,  # the warmest connection first; the spare ones age and get pinged
+        hide_parameters=True,
         connect_args={"connect_timeout": connect_timeout, "application_name": application_name},
     )
     event.listen(engine, "do_connect", _connect_bounded(round_trip_timeout))

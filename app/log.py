@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -19,8 +20,22 @@ _STANDARD_ATTRIBUTES = frozenset(
 )
 
 
+#: A Fernet token (app/vault.py): version byte 0x80, a timestamp, at least 100 base64url chars.
+FERNET_TOKEN = re.compile(r"gAAAAA[A-Za-z0-9_-]{90,}={0,2}")
+REDACTED = "[sealed]"
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every vault token replaced: a sealed value that reached a message (an
+    exception quoting a row, a debugging line) is not written to the log."""
+    return FERNET_TOKEN.sub(REDACTED, text)
+
+
 class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, exception."""
+    """One JSON object per line: time, level, logger, message, request id, exception.
+
+    Vault tokens are redacted from the whole line (:func:`redact_tokens`).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -38,7 +53,7 @@ class JsonLineFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return redact_tokens(json.dumps(line, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str) -> None:

@@ -7,6 +7,7 @@ flushed, so tests do not see each other's rows.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ from app.migrate import upgrade
 from tests.servers import RedisServer, Services, free_port, start_services
 
 TEST_SECRET = "test-secret-" + "x" * 40
+#: The tests' vault key (a Fernet key: 32 bytes in url-safe base64), so no test app generates one.
+TEST_VAULT_KEY = base64.urlsafe_b64encode(b"lapak-test-vault-key-32-bytes!!!").decode()
 MODULE_PACKAGES = ("modules", "tests.sample_modules")
 
 
@@ -37,6 +40,7 @@ def base_config(services: Services, instance_path: Path) -> dict[str, Any]:
         "replica_urls": tuple(services.replica_urls),
         "redis_url": services.redis_url,
         "secret_key": TEST_SECRET,
+        "vault_keys": (TEST_VAULT_KEY,),
         "instance_path": instance_path,
         "module_packages": MODULE_PACKAGES,
         "log_level": "WARNING",

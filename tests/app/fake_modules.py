@@ -9,6 +9,7 @@ takes it off again and forgets the packages' modules and the tables their models
 
 from __future__ import annotations
 
+import base64
 import importlib
 import sys
 import textwrap
@@ -22,6 +23,8 @@ from app.db import Base
 
 #: Long enough for production; tests never use the generated development secret by accident.
 EMBEDDED_SECRET = "embedded-test-secret-" + "s" * 40
+#: A Fernet key, so these apps do not generate (and warn about) one in their instance folder.
+EMBEDDED_VAULT_KEY = base64.urlsafe_b64encode(b"embedded-test-vault-key-32bytes!").decode()
 
 
 def embedded_config(directory: Path, **overrides: Any) -> dict[str, Any]:
@@ -33,6 +36,7 @@ def embedded_config(directory: Path, **overrides: Any) -> dict[str, Any]:
         "env": "test",
         "instance_path": directory / "instance",
         "secret_key": EMBEDDED_SECRET,
+        "vault_keys": (EMBEDDED_VAULT_KEY,),
         "database_url": f"sqlite:///{directory / 'lapak.db'}",
         "replica_urls": (),
         "redis_url": None,

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from app.jobs import QUEUES
-from tests.app.fake_modules import EMBEDDED_SECRET, FakeModulePackages, manifest_source
+from tests.app.fake_modules import (
+    EMBEDDED_SECRET,
+    EMBEDDED_VAULT_KEY,
+    FakeModulePackages,
+    manifest_source,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +38,7 @@ def lapak(
             "LAPAK_INSTANCE_PATH": str(directory / "instance"),
             "LAPAK_DATABASE_URL": f"sqlite:///{directory / 'lapak.db'}",
             "LAPAK_SECRET_KEY": EMBEDDED_SECRET,
+            "LAPAK_VAULT_KEYS": EMBEDDED_VAULT_KEY,
             "LAPAK_LOG_LEVEL": "WARNING",
         }
     )
@@ -107,6 +113,7 @@ def test_help_lists_lapaks_commands_and_no_flask_options(tmp_path: Path) -> None
         "openapi",
         "serve",
         "users",
+        "vault",
         "worker",
     }
     options = shown.stdout.split("Options:")[1].split("Commands:")[0]
@@ -192,6 +199,8 @@ def test_module_commands_join_the_lapak_command(tmp_path: Path) -> None:
         ({"database_url": "mysql://lapak@db/lapak"}, "LAPAK_DATABASE_URL"),
         ({"redis_url": "http://cache:6379"}, "LAPAK_REDIS_URL"),
         ({"env": "production", "secret_key": ""}, "LAPAK_SECRET_KEY"),
+        ({"env": "production", "vault_keys": ""}, "LAPAK_VAULT_KEYS"),
+        ({"vault_keys": "not-a-key"}, "LAPAK_VAULT_KEYS"),
         ({"modules": "user,payroll"}, "LAPAK_MODULES"),
         ({"modules": "auth"}, "LAPAK_MODULES"),
     ],

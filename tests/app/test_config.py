@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import stat
@@ -14,10 +15,17 @@ from sqlalchemy.engine import make_url
 
 import modules
 from app import create_app
-from app.config import MIN_SECRET_LENGTH, Settings, SettingsError, misspelled_settings
+from app.config import (
+    DERIVED_SETTINGS,
+    MIN_SECRET_LENGTH,
+    Settings,
+    SettingsError,
+    misspelled_settings,
+)
 from tests.app.fake_modules import embedded_config
 
 SECRET = "k" * MIN_SECRET_LENGTH
+VAULT_KEY = base64.urlsafe_b64encode(b"v" * 32).decode()
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +127,7 @@ def test_production_refuses_a_short_secret(tmp_path: Path) -> None:
 
 
 def test_production_accepts_a_long_enough_secret(tmp_path: Path) -> None:
-    production = settings(tmp_path, env="production", secret_key=SECRET)
+    production = settings(tmp_path, env="production", secret_key=SECRET, vault_keys=VAULT_KEY)
 
     assert production.production is True
     assert production.secret_key == SECRET
@@ -540,7 +548,7 @@ def test_every_setting_a_module_reads_is_declared_in_its_manifest() -> None:
 
 def test_every_setting_is_documented_in_the_readme_by_its_full_name() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    core = {f.name for f in fields(Settings)} - {"secret_is_generated", "module_env"}
+    core = {f.name for f in fields(Settings)} - DERIVED_SETTINGS
     declared = core | {
         name
         for manifest_file in Path(modules.__file__).parent.glob("*/__init__.py")

@@ -226,5 +226,6 @@ def test_each_warning_is_logged_once_per_start_not_once_per_worker(tmp_path: Pat
         output = stop(process)
 
     assert output.count("LAPAK_SECRET_KEY is not set") == 1, output
+    assert output.count("LAPAK_VAULT_KEYS is not set") == 1, output
     assert output.count("LAPAK_WEB_WORKRES is not a Lapak setting") == 1, output
     assert "did you mean LAPAK_WEB_WORKERS?" in output

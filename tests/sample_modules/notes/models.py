@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
+from app.vault import Sealed
 
 
 class Note(Base):
@@ -26,3 +27,13 @@ class NoteDelivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     note_id: Mapped[int] = mapped_column(ForeignKey("notes_note.id"))
     title: Mapped[str] = mapped_column(String(200))
+
+
+class NoteSecret(Base):
+    """A secret kept through the vault: proves what reaches the database (tests/app/test_vault)."""
+
+    __tablename__ = "notes_secret"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str | None] = mapped_column(Sealed)
