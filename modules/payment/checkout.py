@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import uuid
 from html import escape
 
@@ -19,7 +18,6 @@ from flask import Blueprint, Flask, Response, redirect, request, url_for
 
 from app.db import read_only, transaction
 from app.errors import NotFound
-from app.jobs import enqueue
 
 from . import demo
 from .services import _provider, demo_checkout_transaction, provider_secrets
@@ -127,7 +125,7 @@ def choose(tx_id: uuid.UUID) -> Response:
         secret = provider_secrets(_provider(demo.CODE)).get("webhook_secret", "")
     payloads = demo.outcome_notifications(tx, outcome, card, secret)
     notify_url = url_for("payments.ProviderNotify", code=demo.CODE, _external=True)
-    enqueue(demo.deliver_notification, notify_url, json.dumps(payloads))
+    demo.queue_notifications(notify_url, payloads)
     return redirect(url_for(".page", tx_id=tx.uuid), code=303)
 
 

@@ -32,6 +32,7 @@ from flask import url_for
 from app.db import after_commit
 from app.errors import Invalid
 from app.jobs import enqueue
+from app.vault import get_vault
 
 from .adapters import Notification, Start, TokenDetails
 from .models import PaymentProvider, PaymentTransaction
@@ -93,8 +94,8 @@ class DemoGateway:
             if start.notify_url is None:
                 raise Invalid("an off-session payment needs the request's address")
             payloads = [_payload(tx, "success", _reference(), message="charged the saved card")]
-            url, payloads_json = start.notify_url, json.dumps(payloads)
-            after_commit(lambda: enqueue(deliver_notification, url, payloads_json))
+            url = start.notify_url
+            after_commit(lambda: queue_notifications(url, payloads))
             return {"type": "none", "detail": "the saved method is charged; no payer action"}
         return {
             "type": "redirect",
@@ -231,7 +232,16 @@ def outcome_notifications(
     return payloads
 
 
-def deliver_notification(url: str, payloads_json: str) -> int:
+def queue_notifications(url: str, payloads: list[dict[str, Any]]) -> None:
+    """Have the gateway's job deliver ``payloads`` to ``url``, in order, in the background.
+
+    The payloads may carry a saved card's token: the job's arguments (kept in Redis, named in
+    the worker's log lines) hold them sealed by the vault, never in clear.
+    """
+    enqueue(deliver_notification, url, get_vault().seal(json.dumps(payloads)))
+
+
+def deliver_notification(url: str, sealed_payloads: str) -> int:
     """Job: POST each notification, signed, in order, to Lapak's notify endpoint.
 
     Retries a notification on a network error or a 5xx/408/425/429 answer (the delays of
@@ -248,7 +258,7 @@ def deliver_notification(url: str, payloads_json: str) -> int:
         log.warning("the demo gateway has no webhook_secret: notifications not sent")
         return 0
     accepted = 0
-    for payload in json.loads(payloads_json):
+    for payload in json.loads(get_vault().unseal(sealed_payloads)):
         body = json.dumps(payload, separators=(",", ":")).encode()
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
             time.sleep(delay)

@@ -29,13 +29,13 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
-    Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JsonDocument, utcnow
+from app.vault import Sealed
 from modules.marketplace.models import MONEY, AccountMove, Payment
 from modules.user.models import User
 
@@ -67,7 +67,7 @@ class PaymentProvider(Base):
     #: Plain settings (shown to staff, some to payers: bank details).
     settings: Mapped[dict] = mapped_column(JsonDocument, default=dict)
     #: The secret settings, a JSON object sealed by the vault; never returned by the API.
-    secrets: Mapped[str | None] = mapped_column(Text)
+    secrets: Mapped[str | None] = mapped_column(Sealed)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -95,7 +95,7 @@ class PaymentToken(Base):
     provider_id: Mapped[int] = mapped_column(ForeignKey("payment_provider.id"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     #: The provider's token for the method (sealed by the vault).
-    provider_token: Mapped[str] = mapped_column(Text)
+    provider_token: Mapped[str] = mapped_column(Sealed)
     brand: Mapped[str] = mapped_column(String(20))
     last4: Mapped[str] = mapped_column(String(4))
     exp_month: Mapped[int] = mapped_column(Integer)

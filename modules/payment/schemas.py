@@ -15,21 +15,13 @@ from sqlalchemy import Numeric
 
 from app.fields import DecimalString
 from app.http import JsonBoolean, PageArgs, page_schema
+from app.vault import masked
 from modules.fetch.schemas import Amount, Moment
 from modules.marketplace.models import MONEY
 
 from .models import PROVIDER_STATES, TRANSACTION_STATES
 
 PERCENT = Numeric(5, 2)
-
-
-def masked(last4: str) -> str:
-    """``•••• 4242``: the vault's mask when it is loaded, the same shape otherwise."""
-    try:
-        from app.vault import masked as vault_masked
-    except ImportError:  # pragma: no cover - before the vault lands
-        return f"•••• {last4}"
-    return vault_masked(last4)
 
 
 # -- requests -----------------------------------------------------------------------------------

@@ -383,7 +383,10 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
         if notification.provider_reference is not None:
             _set_provider_reference(tx, notification.provider_reference)
         changed = transition(tx, notification.state, notification.message, provider=True)
-        if changed and notification.state == "success" and tx.tokenize and notification.token:
+        # A token in the notification: the payer asked the provider to save the method (on
+        # its page, or through save_method); kept only with the success that proves it works.
+        if changed and notification.state == "success" and notification.token is not None:
+            tx.tokenize = True
             save_token(tx, notification.token)
     return tx
 
@@ -615,7 +618,11 @@ def delete_token(actor: Principal, token_uuid: uuid.UUID) -> None:
     with transaction():
         token = (
             Session()
-            .scalars(select(PaymentToken).where(PaymentToken.uuid == token_uuid).with_for_update())
+            .scalars(
+                select(PaymentToken)
+                .where(PaymentToken.uuid == token_uuid)
+                .with_for_update(of=PaymentToken)
+            )
             .first()
         )
         if token is None or (

@@ -15,6 +15,7 @@ import requests
 from flask import Flask
 
 from app.db import transaction
+from app.vault import get_vault
 from modules.marketplace.models import Product
 from modules.payment import demo
 from modules.user.services import create_user
@@ -131,8 +132,8 @@ def test_the_gateway_repeating_a_notification_three_times_captures_once(
     base = serve(app)
     tx = order_through_demo(base, customer, product.id)["transaction"]
     url = f"{base}{API}/providers/demo/notify"
-    payloads = json.dumps([notification(tx, "success")])
     with app.app_context():
+        payloads = get_vault().seal(json.dumps([notification(tx, "success")]))
         accepted = [demo.deliver_notification(url, payloads) for _ in range(3)]
     assert accepted == [1, 1, 1]  # each answered 200: a repeat is acknowledged, not re-applied
     assert tx_row(services, tx["reference"])["state"] == "success"
@@ -153,7 +154,8 @@ def test_a_late_notification_is_refused(
     assert cancel.status_code == 200, cancel.text
     url = f"{base}{API}/providers/demo/notify"
     with app.app_context():
-        accepted = demo.deliver_notification(url, json.dumps([notification(tx, "success")]))
+        sealed = get_vault().seal(json.dumps([notification(tx, "success")]))
+        accepted = demo.deliver_notification(url, sealed)
     assert accepted == 0
     assert tx_row(services, tx["reference"])["state"] == "canceled"
     assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
