@@ -510,7 +510,12 @@ def expire_transactions(now: datetime | None = None, batch: int = 100) -> int:
             for tx_id in ids:
                 tx = _reloaded(tx_id)
                 if tx.state == "pending" and tx.expires_at < now:
-                    transition(tx, "canceled", "expired", provider=True)
+                    payment = tx.account_payment
+                    if payment is not None and payment.state == "paid":
+                        # Confirmed by staff through the marketplace: the money came.
+                        transition(tx, "success", "confirmed by staff", provider=True)
+                    else:
+                        transition(tx, "canceled", "expired", provider=True)
                     done += 1
         if len(ids) < batch:
             return done

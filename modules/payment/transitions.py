@@ -72,13 +72,20 @@ def transition(
             state=tx.state,
             target=target,
         )
+    payment = tx.account_payment
+    if target in ("failed", "canceled") and payment is not None and payment.state == "paid":
+        # Staff confirmed the accounting payment by hand (the money is in): nothing to give up.
+        raise InvalidTransition(
+            f"transaction {tx.reference}: its payment {payment.name} is confirmed already",
+            state=tx.state,
+            target=target,
+        )
     tx.state = target
     tx.last_state_change = utcnow()
     if message is not None:
         tx.state_message = message[:500]
     Session().flush()
     if target == "success":
-        payment = tx.account_payment
         marketplace.confirm_payment(None, payment.uuid)
     elif target in ("failed", "canceled") and tx.account_payment_id is not None:
         marketplace.release_payment(tx.account_payment_id, f"transaction {target}")

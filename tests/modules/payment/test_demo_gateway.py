@@ -6,13 +6,17 @@ on the embedded default)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from app.db import transaction
 from app.vault import get_vault
@@ -185,3 +189,34 @@ def test_embedded_default_pays_through_the_demo_gateway(
         assert time.monotonic() < deadline, shown(base, buyer, tx)
         time.sleep(0.1)
     assert_ledger_consistent(app)
+
+
+def test_the_gateway_retries_a_5xx_and_an_unreachable_endpoint(
+    app: Flask, serve: Callable[[Flask], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver on 127.0.0.1 that fails once with 503 then accepts: the job tries again."""
+    received: list[dict[str, Any]] = []
+
+    @Request.application
+    def flaky(request: Request) -> Response:
+        received.append(json.loads(request.get_data()))
+        return Response(status=503 if len(received) == 1 else 200)
+
+    monkeypatch.setattr(demo, "RETRY_DELAYS", (0.05, 0.05, 0.05))
+    server = make_server("127.0.0.1", 0, flaky, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    payload = {"reference": "TX/2026/00001", "state": "success"}
+    try:
+        with app.app_context():
+            sealed = get_vault().seal(json.dumps([payload]))
+            assert (
+                demo.deliver_notification(f"http://127.0.0.1:{server.server_port}/n", sealed) == 1
+            )
+            port = server.server_port
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert received == [payload, payload]
+    with app.app_context():  # nothing listens any more: every attempt fails, then it gives up
+        assert demo.deliver_notification(f"http://127.0.0.1:{port}/n", sealed) == 0

@@ -20,6 +20,7 @@ from .conftest import (
     MadeProduct,
     events,
     execute,
+    ledger_operations,
     notification,
     notify,
     place_with_provider,
@@ -71,3 +72,28 @@ def test_two_expiry_runs_at_once_cancel_each_transaction_once(
                                                                   "not_paid")  # fmt: skip
     assert len(events(services, "payment.canceled")) == 6
     assert len(events(services, "payment.cancelled")) == 6  # the marketplace's, per payment
+
+
+def test_a_payment_staff_confirmed_by_hand_succeeds_instead_of_expiring(
+    app: Flask,
+    client: FlaskClient,
+    customer: Caller,
+    staff: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    placed = place_with_provider(client, customer, product.id, provider="bank_transfer")
+    tx = placed["transaction"]
+    payment_id = placed["payment"]["id"]
+    confirmed = client.post(
+        f"/api/v1/marketplace/payments/{payment_id}/confirm", headers=staff.headers
+    )
+    assert confirmed.status_code == 200, confirmed.get_json()
+    cancel = client.post(f"/api/v1/payments/{tx['id']}/cancel", headers=customer.headers)
+    assert cancel.status_code == 409, cancel.get_json()
+    with app.app_context():
+        assert expire_at(now=utcnow() + timedelta(days=10)) == 1
+    row = tx_row(services, tx["reference"])
+    assert (row["state"], row["payment"], row["invoice"]) == ("success", "paid", "paid")
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 1
+    assert len(events(services, "payment.succeeded")) == 1
