@@ -30,7 +30,7 @@ from app.db import Session, get_database, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthenticated
 from app.http import Page, keyset_page
 from app.security import Principal
-from modules.marketplace import idempotency
+from modules.marketplace import idempotency, numbering
 from modules.marketplace import services as marketplace
 from modules.marketplace.config import marketplace_settings
 from modules.marketplace.idempotency import IdempotentRequest, Replay
@@ -239,6 +239,9 @@ def pay_invoice(
     its ``action`` for the payer. Returns the status and the rendered transaction (201), or the
     first answer for a repeated ``Idempotency-Key``."""
     notify_url = _notify_url(request.provider)
+    # Before the transaction holds a connection: the year's first payment makes its sequence
+    # on a connection of its own.
+    numbering.prepare_year(("PAY",), utcnow().astimezone(marketplace_settings().timezone).year)
     with marketplace.refused_by_database(), transaction():
         if idempotent is not None:
             claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
@@ -328,7 +331,13 @@ class OrderCheckout:
     """``POST /marketplace/orders`` with ``payment.provider`` (see marketplace.payments)."""
 
     def method_for(self, provider: str, currency: str) -> str:
-        _, adapter = _usable(provider, currency)
+        try:
+            _, adapter = _usable(provider, currency)
+        except NotFound:
+            raise ProviderUnavailable(
+                f"there is no payment provider {provider!r}",
+                errors={"payment.provider": f"one of {', '.join(sorted(adapters()))}"},
+            ) from None
         return adapter.method.code
 
     def start(self, actor: Principal, payment: Payment, options: dict[str, Any]) -> dict[str, Any]:

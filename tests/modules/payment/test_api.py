@@ -288,6 +288,11 @@ def test_an_order_without_provider_keeps_todays_behaviour(
     both["payment"] = {"method": "cash", "provider": "demo"}
     bad = client.post(f"{MARKETPLACE}/orders", json=both, headers=customer.headers)
     assert_problem(bad, 422)
+    unknown = order_body((product.id, "1"))
+    unknown["payment"] = {"provider": "nope"}
+    refused = client.post(f"{MARKETPLACE}/orders", json=unknown, headers=customer.headers)
+    assert_problem(refused, 422, "provider-unavailable")
+    assert counts(services, ("marketplace_sale_order",)) == {"marketplace_sale_order": 1}
 
 
 def test_the_database_refuses_a_broken_transaction_row(
