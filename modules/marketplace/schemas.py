@@ -80,11 +80,6 @@ class OrderPaymentInSchema(PaymentInSchema):
                   "example": "demo"},
     )  # fmt: skip
 
-    @ma.validates_schema
-    def _method_or_provider(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if (data.get("method") is None) == (data.get("provider") is None):
-            raise ma.ValidationError("give a method or a provider (one of them)", "method")
-
 
 class RefundInSchema(ma.Schema):
     amount = DecimalString(

@@ -168,6 +168,11 @@ def place_order(
             invoice = _post_invoice(order)
         with _step("payment"):
             payment_request = request.payment
+            if (payment_request.method is None) == (payment_request.provider is None):
+                raise Invalid(
+                    "a payment names its method or its provider (one of them)",
+                    errors={"payment.method": "a method, or else a provider"},
+                )
             if payment_request.provider is not None:
                 method = order_checkout().method_for(payment_request.provider, order.currency)
                 payment_request = dataclasses.replace(payment_request, method=method)

@@ -83,6 +83,7 @@ class Transactions(MethodView):
     @blp.arguments(PayInSchema)
     @blp.response(201, ProviderTransactionSchema)
     @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
+    @blp.alt_response(404, schema=ProblemSchema, description="No such invoice or provider")
     @blp.alt_response(409, schema=ProblemSchema, description="The invoice takes no payment")
     def post(self, body: dict[str, Any]) -> Response:
         """Pay an invoice through a provider

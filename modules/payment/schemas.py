@@ -75,16 +75,37 @@ class ProviderPatchSchema(ma.Schema):
     )
     fee_percent = DecimalString(PERCENT)
     fee_fixed = DecimalString(MONEY)
-    settings = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.Length(min=1, max=50)),
-        values=ma.fields.String(allow_none=True, validate=ma.validate.Length(max=500)),
-        metadata={"description": "Plain settings (e.g. bank details shown to payers)"},
+    settings = ma.fields.Nested(
+        "ProviderSettingsSchema",
+        metadata={"description": "Plain settings (the bank details shown to payers)"},
     )
-    secrets = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.Length(min=1, max=50)),
-        values=ma.fields.String(allow_none=True, validate=ma.validate.Length(min=16, max=500)),
+    secrets = ma.fields.Nested(
+        "ProviderSecretsSchema",
         load_only=True,
         metadata={"description": "Write-only secret settings (null removes one)"},
+    )
+
+
+def _setting(description: str) -> ma.fields.String:
+    return ma.fields.String(
+        allow_none=True, validate=ma.validate.Length(max=500), metadata={"description": description}
+    )
+
+
+class ProviderSettingsSchema(ma.Schema):
+    """The plain settings the built-in adapters read (each adapter takes only its own)."""
+
+    bank_name = _setting("Manual bank transfer: the bank")
+    account_holder = _setting("Manual bank transfer: the account's holder")
+    account_number = _setting("Manual bank transfer: the account number payers transfer to")
+    instructions = _setting("Manual bank transfer: what the payer is told")
+
+
+class ProviderSecretsSchema(ma.Schema):
+    webhook_secret = ma.fields.String(
+        allow_none=True,
+        validate=ma.validate.Length(min=16, max=500),
+        metadata={"description": "The key notifications are signed with (HMAC-SHA256)"},
     )
 
 
