@@ -14,6 +14,7 @@ from flask import Flask
 import modules.auth
 import modules.fetch
 import modules.marketplace
+import modules.payment
 import modules.user
 from app import create_app
 from app.config import Settings
@@ -329,7 +330,7 @@ def test_real_modules_load_in_dependency_order() -> None:
     registry = load(("modules",), None)
 
     names = [m.name for m in registry.manifests]
-    assert names == ["user", "auth", "fetch", "ledger", "marketplace"]
+    assert names == ["user", "auth", "fetch", "ledger", "marketplace", "payment"]
 
 
 # --- what load(hooks) wires in ----------------------------------------------------------------
@@ -585,7 +586,14 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
             "order": order,
         }
         for order, package in enumerate(
-            [modules.user, modules.auth, modules.fetch, modules.ledger, modules.marketplace]
+            [
+                modules.user,
+                modules.auth,
+                modules.fetch,
+                modules.ledger,
+                modules.marketplace,
+                modules.payment,
+            ]
         )
     ]
 
