@@ -23,7 +23,7 @@ from app.http import Page, ProblemSchema
 from app.security import authenticate, requires
 from modules.marketplace import idempotency
 
-from . import services
+from . import providers, services, tokens
 from .models import PaymentProvider, PaymentTransaction
 from .schemas import (
     PayInSchema,
@@ -142,7 +142,7 @@ class Providers(MethodView):
     @blp.response(200, ProviderSchema(many=True))
     def get(self) -> list[PaymentProvider]:
         """List the payment providers and their configuration (never secret values)"""
-        return services.list_providers()
+        return providers.list_providers()
 
 
 @blp.route("/providers/<string:code>")
@@ -152,7 +152,7 @@ class ProviderItem(MethodView):
     @blp.response(200, ProviderSchema)
     def patch(self, body: dict[str, Any], code: str) -> PaymentProvider:
         """Admin: enable, disable, currencies, fees, settings, secrets (write-only)"""
-        return services.update_provider(code, services.ProviderChange(**body))
+        return providers.update_provider(code, providers.ProviderChange(**body))
 
 
 @blp.route("/providers/<string:code>/notify")
@@ -192,7 +192,7 @@ class Tokens(MethodView):
     @blp.response(200, SavedMethodListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List saved methods (masked): yours, or staff a customer's"""
-        return {"items": services.list_tokens(authenticate(), args["customer"])}
+        return {"items": tokens.list_tokens(authenticate(), args["customer"])}
 
 
 @blp.route("/tokens/<uuid:token_id>")
@@ -201,4 +201,4 @@ class TokenItem(MethodView):
     @blp.response(204)
     def delete(self, token_id: uuid.UUID) -> None:
         """Forget a saved method"""
-        services.delete_token(authenticate(), token_id)
+        tokens.delete_token(authenticate(), token_id)

@@ -20,7 +20,8 @@ from app.db import read_only, transaction
 from app.errors import NotFound
 
 from . import demo
-from .services import _provider, demo_checkout_transaction, provider_secrets
+from .providers import get_provider, provider_secrets
+from .services import demo_checkout_transaction
 
 blp = Blueprint("payment_checkout", __name__, url_prefix="/pay/demo")
 
@@ -122,7 +123,7 @@ def choose(tx_id: uuid.UUID) -> Response:
                 422,
             )
     with transaction():
-        secret = provider_secrets(_provider(demo.CODE)).get("webhook_secret", "")
+        secret = provider_secrets(get_provider(demo.CODE)).get("webhook_secret", "")
     payloads = demo.outcome_notifications(tx, outcome, card, secret)
     notify_url = url_for("payments.ProviderNotify", code=demo.CODE, _external=True)
     demo.queue_notifications(notify_url, payloads)

@@ -29,13 +29,15 @@ from typing import Any
 import requests
 from flask import url_for
 
-from app.db import after_commit
+from app.db import after_commit, transaction
 from app.errors import Invalid
 from app.jobs import enqueue
 from app.vault import get_vault
 
 from .adapters import Notification, Start, TokenDetails
 from .models import PaymentProvider, PaymentTransaction
+from .providers import get_provider, provider_secrets
+from .services import signature
 
 log = logging.getLogger(__name__)
 
@@ -248,12 +250,8 @@ def deliver_notification(url: str, sealed_payloads: str) -> int:
     :data:`RETRY_DELAYS`); any other answer is final (a 409 for a transaction that expired
     meanwhile is logged). Returns how many were accepted (2xx).
     """
-    from app.db import transaction
-
-    from .services import _provider, provider_secrets
-
     with transaction():
-        secret = provider_secrets(_provider(CODE)).get("webhook_secret")
+        secret = provider_secrets(get_provider(CODE)).get("webhook_secret")
     if secret is None:
         log.warning("the demo gateway has no webhook_secret: notifications not sent")
         return 0
@@ -278,8 +276,6 @@ def deliver_notification(url: str, sealed_payloads: str) -> int:
 
 
 def _post(url: str, body: bytes, secret: str) -> int | None:
-    from .services import signature
-
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

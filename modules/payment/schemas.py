@@ -168,7 +168,7 @@ class ProviderSchema(ma.Schema):
 
 
 def _secret_names(provider: Any) -> list[str]:
-    from .services import secret_names_set
+    from .providers import secret_names_set
 
     return secret_names_set(provider)
 

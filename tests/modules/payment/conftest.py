@@ -22,6 +22,7 @@ from app.db import Session, transaction
 from modules.ledger.models import Transaction
 from modules.ledger.verify import verify
 from modules.payment import services as payment_services
+from modules.payment.providers import get_provider, provider_secrets
 from tests.modules.conftest import Caller
 from tests.modules.marketplace.conftest import (  # noqa: F401 - fixtures
     MadeProduct,
@@ -57,7 +58,7 @@ def execute(services: Services, statement: str, *params: Any) -> None:
 
 def provider_secret(app: Flask, code: str = "demo") -> str:
     with app.app_context(), transaction():
-        return payment_services.provider_secrets(payment_services._provider(code))["webhook_secret"]
+        return provider_secrets(get_provider(code))["webhook_secret"]
 
 
 def signed_headers(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
