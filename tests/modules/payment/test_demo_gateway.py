@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,36 @@ def test_the_gateway_retries_a_5xx_and_an_unreachable_endpoint(
     assert received == [payload, payload]
     with app.app_context():  # nothing listens any more: every attempt fails, then it gives up
         assert demo.deliver_notification(f"http://127.0.0.1:{port}/n", sealed) == 0
+
+
+def test_embedded_default_takes_a_percent_and_fixed_fee_with_cents(
+    make_embedded_app: Callable[..., Flask],
+) -> None:
+    """SQLite keeps NUMERIC as a float: 100.10 - 3.20 is not 96.90 there, so the database's
+    ``net = amount - fee`` check is PostgreSQL's only (the service computes net in Decimal)."""
+    app = make_embedded_app()
+    password = "correct horse battery staple"
+    with app.app_context():
+        create_user("buyer@example.test", role="customer", password=password)
+        create_user("boss@example.test", role="admin", password=password)
+        with transaction() as session:
+            item = Product(name="KERAPU", list_price=Decimal("90.18"), active=True)
+            session.add(item)
+            session.flush()
+            product_id = str(item.uuid)
+    client = app.test_client()
+
+    def bearer(email: str) -> dict[str, str]:
+        token = login(client, email, password).get_json()["access_token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    changed = client.patch(f"{API}/providers/demo", json={"fee_percent": "2.9",
+                           "fee_fixed": "0.30"}, headers=bearer("boss@example.test"))  # fmt: skip
+    assert changed.status_code == 200, changed.get_json()
+    body = order_body((product_id, "1"))
+    body["payment"] = {"provider": "demo"}
+    placed = client.post(f"{MARKETPLACE}/orders", json=body, headers=bearer("buyer@example.test"))
+    assert placed.status_code == 201, placed.get_json()
+    tx = placed.get_json()["transaction"]
+    assert (tx["amount"], tx["fee"], tx["net"]) == ("100.10", "3.20", "96.90")
+    assert_ledger_consistent(app)
