@@ -74,6 +74,8 @@ class Adapter(Protocol):
     #: How long a transaction waits for its money before the expiry job cancels it.
     expiry: timedelta
     supports_tokens: bool
+    #: A sandbox (no real money): refused whatever its state when the app runs in production.
+    sandbox: bool
 
     def defaults(self, production: bool) -> dict[str, Any]:
         """The new provider row's state, currencies and settings."""
@@ -130,6 +132,7 @@ class ManualBankTransfer:
     secret_names = ()
     expiry = timedelta(days=3)
     supports_tokens = False
+    sandbox = False
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from app.db import read_only, transaction
 from app.errors import NotFound
 
 from . import demo
-from .providers import get_provider, provider_secrets
+from .providers import get_provider, production, provider_secrets
 from .services import demo_checkout_transaction
 
 blp = Blueprint("payment_checkout", __name__, url_prefix="/pay/demo")
@@ -67,7 +67,7 @@ def page(tx_id: uuid.UUID) -> Response:
         tx = demo_checkout_transaction(tx_id)
     except NotFound:
         return _not_found()
-    if tx.provider.code != demo.CODE:
+    if tx.provider.code != demo.CODE or production():
         return _not_found()
     summary = (
         f"<p>Pay <strong>{escape(str(tx.amount))} {escape(tx.currency)}</strong> for invoice "
@@ -106,7 +106,7 @@ def choose(tx_id: uuid.UUID) -> Response:
             tx = demo_checkout_transaction(tx_id)
         except NotFound:
             return _not_found()
-    if tx.provider.code != demo.CODE:
+    if tx.provider.code != demo.CODE or production():
         return _not_found()
     outcome = request.form.get("outcome", "")
     if outcome not in demo.OUTCOMES:

@@ -73,6 +73,7 @@ class DemoGateway:
     secret_names = ("webhook_secret",)
     expiry = timedelta(hours=1)
     supports_tokens = True
+    sandbox = True
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {
@@ -82,10 +83,10 @@ class DemoGateway:
         }
 
     def check_state(self, state: str, production: bool) -> None:
-        if state == "enabled" and production:
+        if state != "disabled" and production:
             raise Invalid(
-                "the demo gateway can never be enabled in production (use test or disabled)",
-                errors={"state": "test or disabled"},
+                "the demo gateway never takes payments in production (it can only be disabled)",
+                errors={"state": "disabled"},
             )
 
     def initiate(

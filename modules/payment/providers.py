@@ -88,8 +88,19 @@ def get_provider(code: str, *, lock: bool = False) -> PaymentProvider:
     return provider
 
 
+def sandbox_refused(adapter: Adapter) -> bool:
+    """A sandbox gateway (the demo one) in production: it never takes money there, whatever
+    state its row says."""
+    return adapter.sandbox and production()
+
+
 def usable(code: str, currency: str) -> tuple[PaymentProvider, Adapter]:
     provider, adapter = get_provider(code), adapter_for(code)
+    if sandbox_refused(adapter):
+        raise ProviderUnavailable(
+            f"the provider {code!r} is a sandbox: never used in production",
+            errors={"provider": "a sandbox, not in production"},
+        )
     if provider.state == "disabled":
         raise ProviderUnavailable(
             f"the provider {code!r} is disabled", errors={"provider": "disabled"}

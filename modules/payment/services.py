@@ -35,7 +35,14 @@ from modules.user.models import User
 
 from .adapters import Adapter, Notification, Start, adapter_for, adapters
 from .models import PaymentProvider, PaymentToken, PaymentTransaction
-from .providers import ProviderUnavailable, fee_for, get_provider, provider_secrets, usable
+from .providers import (
+    ProviderUnavailable,
+    fee_for,
+    get_provider,
+    provider_secrets,
+    sandbox_refused,
+    usable,
+)
 from .tokens import save_token, usable_token
 from .transitions import transition
 
@@ -200,7 +207,9 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify_signature(code: str, body: bytes, timestamp: str | None, signed: str | None) -> None:
-    """Refuse (401) a notification not signed with the provider's secret within the window."""
+    """Refuse (401) a notification not signed with the provider's secret within the window
+    (404 for a sandbox gateway in production: it does not exist there)."""
+    _refuse_sandbox(code)
     with transaction():
         provider = get_provider(code)
     secret = provider_secrets(provider).get("webhook_secret")
@@ -224,7 +233,7 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
     Idempotent on the provider reference: the same notification any number of times confirms
     the payment once and emits one event.
     """
-    adapter = adapter_for(provider_code)
+    adapter = _refuse_sandbox(provider_code)
     with marketplace.refused_by_database(), transaction():
         provider = get_provider(provider_code)
         notification = adapter.handle_notification(provider, data)
@@ -239,6 +248,13 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
             tx.tokenize = True
             save_token(tx, notification.token)
     return tx
+
+
+def _refuse_sandbox(code: str) -> Adapter:
+    adapter = adapter_for(code)
+    if sandbox_refused(adapter):
+        raise NotFound(f"there is no payment provider {code!r} in production")
+    return adapter
 
 
 def _locked_transaction(provider: PaymentProvider, reference: str) -> PaymentTransaction:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -27,6 +28,8 @@ from .conftest import (
     events,
     execute,
     ledger_operations,
+    notification,
+    notify,
     order_body,
     place_with_provider,
     provider_secret,
@@ -267,11 +270,52 @@ def test_providers_admin_never_returns_secret_values(
 
 def test_the_demo_gateway_can_never_be_enabled_in_production() -> None:
     gateway = DemoGateway()
-    with pytest.raises(Invalid):
-        gateway.check_state("enabled", True)
-    gateway.check_state("test", True)
+    for state in ("enabled", "test"):
+        with pytest.raises(Invalid):
+            gateway.check_state(state, True)
+    gateway.check_state("disabled", True)
+    gateway.check_state("test", False)
     gateway.check_state("enabled", False)
     assert gateway.defaults(True)["state"] == "disabled"
+
+
+def test_the_demo_gateway_never_takes_money_in_production(
+    app: Flask,
+    make_app: Callable[..., Flask],
+    client: FlaskClient,
+    customer: Caller,
+    admin: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    """Its row left in ``test`` (made before going live): an app in production still refuses
+    paying with it, its notifications, its checkout page and any state but disabled."""
+    tx = place_with_provider(client, customer, product.id)["transaction"]
+    secret = provider_secret(app)
+    live = make_app(env="production").test_client()
+    body = order_body((product.id, "1"))
+    body["payment"] = {"provider": "demo"}
+    refused = live.post(f"{MARKETPLACE}/orders", json=body, headers=customer.headers)
+    assert_problem(refused, 422, "provider-unavailable")
+    invoice = client.get(f"{API}/{tx['id']}", headers=customer.headers).get_json()["invoice"]
+    assert_problem(pay(live, customer, {"invoice": invoice, "provider": "demo"}), 422,
+                   "provider-unavailable")  # fmt: skip
+    assert_problem(notify(live, secret, notification(tx, "success")), 404)
+    checkout = urlsplit(tx["action"]["url"]).path
+    page = live.get(checkout)
+    assert page.status_code == 404
+    assert b"<form" not in page.data
+    chosen = live.post(checkout, data={"outcome": "success"})
+    assert chosen.status_code == 404
+    for state in ("test", "enabled"):
+        changed = live.patch(f"{API}/providers/demo", json={"state": state}, headers=admin.headers)
+        assert_problem(changed, 422)
+    disabled = live.patch(f"{API}/providers/demo", json={"state": "disabled"},
+                          headers=admin.headers)  # fmt: skip
+    assert disabled.status_code == 200, disabled.get_json()
+    assert tx_row(services, tx["reference"])["state"] == "pending"
+    assert counts(services, ("payment_transaction",)) == {"payment_transaction": 1}
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
 
 
 def test_an_order_without_provider_keeps_todays_behaviour(
