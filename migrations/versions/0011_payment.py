@@ -120,6 +120,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("state_message", sa.String(length=500), nullable=True),
         sa.Column("provider_reference", sa.String(length=100), nullable=True),
+        sa.Column("late_success", sa.Boolean(), nullable=False),
         sa.Column(
             "action",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),

@@ -101,6 +101,12 @@ class OrderCheckout(Protocol):
         transaction for ``payment``; returns what the answer shows of it."""
         ...
 
+    def order_cancelling(self, order_id: int) -> None:
+        """In the cancel's transaction, before the order's row lock (provider transactions are
+        locked before their order): give up the order's provider transactions still in
+        flight, so a late capture meets a canceled transaction."""
+        ...
+
 
 _CHECKOUT: list[OrderCheckout] = []
 
@@ -108,6 +114,11 @@ _CHECKOUT: list[OrderCheckout] = []
 def set_order_checkout(checkout: OrderCheckout) -> None:
     """Let orders pay through providers (called by the ``payment`` module's ``load``)."""
     _CHECKOUT[:] = [checkout]
+
+
+def loaded_order_checkout() -> OrderCheckout | None:
+    """The provider module's hooks, or None when no such module is loaded."""
+    return _CHECKOUT[0] if _CHECKOUT else None
 
 
 def order_checkout() -> OrderCheckout:

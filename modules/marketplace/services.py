@@ -61,7 +61,7 @@ from .models import (
     SaleOrder,
     SaleOrderLine,
 )
-from .payments import order_checkout, payment_method
+from .payments import loaded_order_checkout, order_checkout, payment_method
 from .pricing import LineAmounts, line_amounts, round_money, totals
 from .schemas import ORDER_SUMMARY_COLUMNS
 
@@ -650,6 +650,10 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
         order = _visible_order(actor, order_uuid)
         if not actor.has_role(*STAFF_ROLES) and order.customer_id != actor.user_id:
             raise PermissionDenied("only staff and the order's customer can cancel it")
+        checkout = loaded_order_checkout()
+        if checkout is not None and order.state != "cancel":
+            # Its provider transactions in flight go with it (rolled back if refused below).
+            checkout.order_cancelling(order.id)
         _lock_order_and_invoice(order.id)
         Session().refresh(order)
         if order.state == "cancel":

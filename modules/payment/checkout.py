@@ -16,10 +16,11 @@ from html import escape
 
 from flask import Blueprint, Flask, Response, redirect, request, url_for
 
-from app.db import read_only, transaction
+from app.db import read_only, transaction, utcnow
 from app.errors import NotFound
 
 from . import demo
+from .models import PaymentTransaction
 from .providers import get_provider, production, provider_secrets
 from .services import demo_checkout_transaction
 
@@ -73,13 +74,9 @@ def page(tx_id: uuid.UUID) -> Response:
         f"<p>Pay <strong>{escape(str(tx.amount))} {escape(tx.currency)}</strong> for invoice "
         f"{escape(tx.invoice.name or '')} (transaction {escape(tx.reference or '')}).</p>"
     )
-    if tx.state != "pending":
-        return _page(
-            "Demo gateway",
-            summary + f"<p>This payment is <strong>{escape(tx.state)}</strong>.</p>"
-            '<p class="note">The gateway notifies Lapak in the background; the status follows.'
-            "</p>",
-        )
+    refused = _refusal(tx, summary, choosing=False)
+    if refused is not None:
+        return refused
     form = (
         f'<form method="post" action="{escape(url_for(".choose", tx_id=tx.uuid))}">'
         "<fieldset><legend>Outcome to simulate</legend>"
@@ -111,8 +108,9 @@ def choose(tx_id: uuid.UUID) -> Response:
     outcome = request.form.get("outcome", "")
     if outcome not in demo.OUTCOMES:
         return _page("Demo gateway", "<p>Choose an outcome.</p>", 422)
-    if tx.state != "pending":
-        return redirect(url_for(".page", tx_id=tx.uuid), code=303)
+    refused = _refusal(tx, "", choosing=True)
+    if refused is not None:
+        return refused
     card = None
     if request.form.get("save_card") and outcome != "failure":
         card = _card()
@@ -128,6 +126,30 @@ def choose(tx_id: uuid.UUID) -> Response:
     notify_url = url_for("payments.ProviderNotify", code=demo.CODE, _external=True)
     demo.queue_notifications(notify_url, payloads)
     return redirect(url_for(".page", tx_id=tx.uuid), code=303)
+
+
+def _refusal(tx: PaymentTransaction, summary: str, *, choosing: bool) -> Response | None:
+    """No form and no payment for a transaction past its expiry (410) or no longer pending
+    (its state shown): Lapak has given it up (409) or the gateway has it already (the page
+    shows its progress; choosing again is a 409)."""
+    if tx.state != "pending":
+        given_up = choosing or tx.state in ("canceled", "failed")
+        return _page(
+            "Demo gateway",
+            summary + f"<p>This payment is <strong>{escape(tx.state)}</strong>: it cannot be "
+            "paid here any more.</p>"
+            '<p class="note">The gateway notifies Lapak in the background; the status follows.'
+            "</p>",
+            409 if given_up else 200,
+        )
+    if tx.expires_at <= utcnow():
+        return _page(
+            "Demo gateway",
+            summary + "<p>This checkout has <strong>expired</strong>: nothing was charged. "
+            "Start a new payment from your order.</p>",
+            410,
+        )
+    return None
 
 
 def _card() -> demo.Card | None:

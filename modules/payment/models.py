@@ -150,6 +150,9 @@ class PaymentTransaction(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     state_message: Mapped[str | None] = mapped_column(String(500))
     provider_reference: Mapped[str | None] = mapped_column(String(100))
+    #: The provider reported a capture after Lapak gave the payment up (canceled or failed):
+    #: the state stays, nothing is posted, staff refund the money (``payment.late_success``).
+    late_success: Mapped[bool] = mapped_column(default=False)
     #: What the payer does next: bank details, a redirect URL, a QR payload.
     action: Mapped[dict] = mapped_column(JsonDocument, default=dict)
     #: The payer asked to save the method used (the provider sends its token on success).

@@ -142,6 +142,10 @@ class ProviderTransactionSchema(ma.Schema):
     net = Amount()
     currency = ma.fields.String()
     provider_reference = ma.fields.String(allow_none=True)
+    late_success = ma.fields.Boolean(
+        metadata={"description": "The provider captured the money after Lapak gave this "
+                  "transaction up: staff refund it (nothing was posted)"}
+    )  # fmt: skip
     action = ma.fields.Dict(metadata={"description": "What the payer does next"})
     expires_at = ma.fields.DateTime()
     last_state_change = ma.fields.DateTime()

@@ -24,13 +24,14 @@ from sqlalchemy import exists, select
 
 from app.db import Session, get_database, transaction, utcnow
 from app.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
+from app.events import emit
 from app.http import Page, keyset_page
 from app.security import Principal
 from modules.marketplace import idempotency, numbering
 from modules.marketplace import services as marketplace
 from modules.marketplace.config import marketplace_settings
 from modules.marketplace.idempotency import IdempotentRequest, Replay
-from modules.marketplace.models import AccountMoveLine, Payment
+from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
 from modules.user.models import User
 
 from .adapters import Adapter, Notification, Start, adapter_for, adapters
@@ -44,7 +45,7 @@ from .providers import (
     usable,
 )
 from .tokens import save_token, usable_token
-from .transitions import transition
+from .transitions import LATE_SUCCESS_MESSAGE, InvalidTransition, event_payload, transition
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,9 @@ class OrderCheckout:
         tx = _start(actor, provider, adapter, payment, Start(notify_url=_notify_url(code)))
         return ProviderTransactionSchema().dump(tx)
 
+    def order_cancelling(self, order_id: int) -> None:
+        cancel_for_order(order_id)
+
 
 # -- provider notifications ----------------------------------------------------------------------
 
@@ -241,6 +245,9 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
         _check_amount(tx, notification)
         if notification.provider_reference is not None:
             _set_provider_reference(tx, notification.provider_reference)
+        if notification.state == "success" and _given_up(tx):
+            _record_late_success(tx)
+            return tx
         changed = transition(tx, notification.state, notification.message, provider=True)
         # A token in the notification: the payer asked the provider to save the method (on
         # its page, or through save_method); kept only with the success that proves it works.
@@ -248,6 +255,58 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
             tx.tokenize = True
             save_token(tx, notification.token)
     return tx
+
+
+def _given_up(tx: PaymentTransaction) -> bool:
+    """Lapak gave the payment up (the transaction canceled or failed, or its accounting
+    payment cancelled, e.g. with its order): a success now is money taken for nothing."""
+    payment = tx.account_payment
+    return tx.state in ("canceled", "failed") or (
+        tx.state != "success" and payment is not None and payment.state == "canceled"
+    )
+
+
+def _record_late_success(tx: PaymentTransaction) -> None:
+    """Keep the fact the provider captured the money (a 409 would lose it, and the provider
+    would retry in vain): the state stays, nothing is posted, staff are told to refund it.
+    Once, however often the provider repeats itself."""
+    if tx.late_success:
+        log.info("transaction %s: late success already recorded", tx.reference)
+        return
+    log.warning("transaction %s is %s but the provider captured it: refund needed",
+                tx.reference, tx.state)  # fmt: skip
+    tx.late_success = True
+    tx.state_message = LATE_SUCCESS_MESSAGE
+    Session().flush()
+    emit("payment.late_success", {**event_payload(tx), "message": LATE_SUCCESS_MESSAGE})
+
+
+def cancel_for_order(order_id: int) -> int:
+    """The order is being cancelled (in its transaction, before its row lock): its provider
+    transactions still pending or processing are canceled, so a later success meets a canceled
+    transaction (recorded as a late success) instead of a cancelled payment. Locks each
+    transaction before the order, as every other writer does. Returns how many."""
+    session = Session()
+    ids = list(
+        session.scalars(
+            select(PaymentTransaction.id)
+            .join(AccountMove, AccountMove.id == PaymentTransaction.invoice_id)
+            .where(
+                AccountMove.order_id == order_id,
+                PaymentTransaction.state.in_(("pending", "processing")),
+            )
+            .order_by(PaymentTransaction.id)
+            .with_for_update(of=PaymentTransaction)
+        )
+    )
+    done = 0
+    for tx_id in ids:
+        tx = _reloaded(tx_id)
+        payment = tx.account_payment
+        if tx.state in ("pending", "processing") and (payment is None or payment.state != "paid"):
+            transition(tx, "canceled", "the order was cancelled", provider=True)
+            done += 1
+    return done
 
 
 def _refuse_sandbox(code: str) -> Adapter:
@@ -327,11 +386,21 @@ def confirm_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransact
 
 
 def cancel_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransaction:
-    """The payer (or staff) gives up a transaction that has not succeeded (409 otherwise)."""
+    """The payer gives up a pending transaction, staff one that has not succeeded (409
+    otherwise)."""
     with marketplace.refused_by_database(), transaction():
         tx = _locked_by_uuid(tx_uuid)
-        if not actor.has_role(*STAFF_ROLES) and tx.customer_id != actor.user_id:
+        payer = not actor.has_role(*STAFF_ROLES)
+        if payer and tx.customer_id != actor.user_id:
             raise NotFound("there is no such payment")
+        if payer and tx.state == "processing":
+            # The provider is taking the money: giving up now would lose a capture.
+            raise InvalidTransition(
+                f"transaction {tx.reference} is processing at the provider: it cannot be "
+                "canceled now",
+                state=tx.state,
+                target="canceled",
+            )
         transition(tx, "canceled", "canceled by the payer", provider=False)
     return tx
 

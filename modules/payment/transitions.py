@@ -43,6 +43,9 @@ EVENTS = {
 }
 
 
+LATE_SUCCESS_MESSAGE = "captured after cancellation: refund it"
+
+
 class InvalidTransition(Conflict):
     code = "invalid-transition"
     title = "The payment transaction cannot go to that state"

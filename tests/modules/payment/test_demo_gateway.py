@@ -91,9 +91,11 @@ def test_checkout_page_then_success_over_http(
     row = tx_row(services, tx["reference"])
     assert (row["payment"], row["invoice"]) == ("paid", "paid")
     assert row["provider_reference"].startswith("demo_")
-    # The page now shows the outcome; a second choice changes nothing.
-    assert "success" in requests.get(url, timeout=30).text
-    choose(url, "failure")
+    # The page now shows the outcome, without a form; a second choice is refused.
+    again = requests.get(url, timeout=30)
+    assert (again.status_code, "success" in again.text, "<form" in again.text) == (200, True, False)
+    refused = requests.post(url, data={"outcome": "failure"}, allow_redirects=False, timeout=30)
+    assert refused.status_code == 409
     run_jobs(app)
     assert shown(base, customer, tx)["state"] == "success"
     assert ledger_operations(app).count("PAYMENT_CAPTURE") == 1
@@ -146,7 +148,7 @@ def test_the_gateway_repeating_a_notification_three_times_captures_once(
     assert len(events(services, "payment.succeeded")) == 1
 
 
-def test_a_late_notification_is_refused(
+def test_a_late_success_is_accepted_and_recorded_for_a_refund(
     app: Flask,
     serve: Callable[[Flask], str],
     customer: Caller,
@@ -161,8 +163,10 @@ def test_a_late_notification_is_refused(
     with app.app_context():
         sealed = get_vault().seal(json.dumps([notification(tx, "success")]))
         accepted = demo.deliver_notification(url, sealed)
-    assert accepted == 0
-    assert tx_row(services, tx["reference"])["state"] == "canceled"
+    assert accepted == 1  # 200: the gateway stops retrying, the capture is on record
+    row = tx_row(services, tx["reference"])
+    assert (row["state"], row["message"]) == ("canceled", "captured after cancellation: refund it")
+    assert len(events(services, "payment.late_success")) == 1
     assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
 
 

@@ -9,22 +9,27 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.db import utcnow
 from modules.payment.services import expire_transactions
+from modules.payment.transitions import LATE_SUCCESS_MESSAGE
 from tests.modules.conftest import Caller
 from tests.servers import Services
 
 from .conftest import (
     API,
+    MARKETPLACE,
     MadeProduct,
     assert_ledger_consistent,
     assert_problem,
     events,
+    execute,
     ledger_operations,
     notification,
     notify,
@@ -113,13 +118,18 @@ def test_failure_leaves_the_invoice_as_it_was(
     assert str(row["residual"]) == total
     assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
     assert len(events(services, "payment.failed")) == 1
-    # A success after the failure is refused and changes nothing.
-    assert_problem(notify(client, secret, notification(tx, "success")), 409, "invalid-transition")
-    assert tx_row(services, tx["reference"]) == row
+    # A success after the failure: the capture is recorded for a refund (200, so the provider
+    # stops retrying), the failure stands and nothing is posted.
+    late = notify(client, secret, notification(tx, "success"))
+    assert late.status_code == 200, late.get_json()
+    assert (late.get_json()["state"], late.get_json()["late_success"]) == ("failed", True)
+    assert tx_row(services, tx["reference"]) == {**row, "message": LATE_SUCCESS_MESSAGE}
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
+    assert len(events(services, "payment.late_success")) == 1
     assert_ledger_consistent(app)
 
 
-def test_late_notification_after_expiry_is_refused(
+def test_a_success_after_expiry_is_recorded_for_a_refund_not_captured(
     app: Flask,
     client: FlaskClient,
     customer: Caller,
@@ -133,11 +143,26 @@ def test_late_notification_after_expiry_is_refused(
     expired = tx_row(services, tx["reference"])
     assert (expired["state"], expired["message"]) == ("canceled", "expired")
     assert (expired["payment"], expired["invoice"]) == ("canceled", "not_paid")
-    assert_problem(notify(client, secret, notification(tx, "success")), 409, "invalid-transition")
-    assert tx_row(services, tx["reference"]) == expired
+    for _ in range(2):  # the provider repeats itself: recorded once
+        late = notify(client, secret, notification(tx, "success", provider_reference="ch_late"))
+        assert late.status_code == 200, late.get_json()
+        assert late.get_json()["late_success"] is True
+    assert tx_row(services, tx["reference"]) == {
+        **expired,
+        "provider_reference": "ch_late",
+        "message": LATE_SUCCESS_MESSAGE,
+    }
     assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
     assert events(services, "payment.succeeded") == []
     assert len(events(services, "payment.canceled")) == 1
+    (event,) = events(services, "payment.late_success")
+    assert (event["reference"], event["state"]) == (tx["reference"], "canceled")
+    assert event["message"] == LATE_SUCCESS_MESSAGE
+    # Anything else after the cancellation is still refused.
+    assert_problem(notify(client, secret, notification(tx, "processing",
+                   provider_reference="ch_late")), 409,
+                   "invalid-transition")  # fmt: skip
+    assert_ledger_consistent(app)
 
 
 def test_bad_signature_is_401_and_changes_nothing(
@@ -235,4 +260,85 @@ def test_two_notifications_at_once_capture_once(
         assert (row["state"], row["payment"], row["invoice"]) == ("success", "paid", "paid")
     assert ledger_operations(app).count("PAYMENT_CAPTURE") == 3
     assert len(events(services, "payment.succeeded")) == 3
+    assert_ledger_consistent(app)
+
+
+def test_the_payer_cannot_cancel_a_transaction_the_provider_is_processing(
+    app: Flask,
+    client: FlaskClient,
+    customer: Caller,
+    staff: Caller,
+    product: MadeProduct,
+    services: Services,
+    secret: str,
+) -> None:
+    tx = place_with_provider(client, customer, product.id)["transaction"]
+    assert notify(client, secret, notification(tx, "processing")).status_code == 200
+    refused = client.post(f"{API}/{tx['id']}/cancel", headers=customer.headers)
+    assert_problem(refused, 409, "invalid-transition")
+    assert tx_row(services, tx["reference"])["state"] == "processing"
+    # The provider's success then captures as usual.
+    assert notify(client, secret, notification(tx, "success")).status_code == 200
+    row = tx_row(services, tx["reference"])
+    assert (row["state"], row["payment"], row["invoice"]) == ("success", "paid", "paid")
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 1
+    assert_ledger_consistent(app)
+
+
+def test_the_checkout_page_refuses_an_expired_or_given_up_transaction(
+    client: FlaskClient, customer: Caller, product: MadeProduct, services: Services
+) -> None:
+    expired = place_with_provider(client, customer, product.id)["transaction"]
+    execute(services, "UPDATE payment_transaction SET expires_at = now() - interval '1 second' "
+            "WHERE reference = %s", expired["reference"])  # fmt: skip
+    page = client.get(urlsplit(expired["action"]["url"]).path)
+    assert (page.status_code, b"expired" in page.data, b"<form" in page.data) == (410, True, False)
+    chosen = client.post(urlsplit(expired["action"]["url"]).path, data={"outcome": "success"})
+    assert chosen.status_code == 410
+    canceled = place_with_provider(client, customer, product.id)["transaction"]
+    assert (
+        client.post(f"{API}/{canceled['id']}/cancel", headers=customer.headers).status_code == 200
+    )
+    page = client.get(urlsplit(canceled["action"]["url"]).path)
+    assert (page.status_code, b"canceled" in page.data, b"<form" in page.data) == (409, True, False)
+    chosen = client.post(urlsplit(canceled["action"]["url"]).path, data={"outcome": "success"})
+    assert chosen.status_code == 409
+    pending = place_with_provider(client, customer, product.id)["transaction"]
+    page = client.get(urlsplit(pending["action"]["url"]).path)
+    assert (page.status_code, b"<form" in page.data) == (200, True)
+
+
+@pytest.mark.parametrize("first", ["pending", "processing"])
+def test_cancelling_the_order_cancels_its_transaction_and_a_later_success_is_recorded(
+    app: Flask,
+    client: FlaskClient,
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+    secret: str,
+    first: str,
+) -> None:
+    placed = place_with_provider(client, customer, product.id)
+    tx = placed["transaction"]
+    if first == "processing":
+        assert notify(client, secret, notification(tx, "processing")).status_code == 200
+    cancelled = client.post(f"{MARKETPLACE}/orders/{placed['order']['id']}/cancel",
+                            headers=customer.headers)  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.get_json()
+    row = tx_row(services, tx["reference"])
+    assert (row["state"], row["message"], row["payment"]) == (
+        "canceled",
+        "the order was cancelled",
+        "canceled",
+    )
+    assert len(events(services, "payment.canceled")) == 1
+    late = notify(client, secret, notification(tx, "success"))
+    assert late.status_code == 200, late.get_json()
+    assert (late.get_json()["state"], late.get_json()["late_success"]) == ("canceled", True)
+    row = tx_row(services, tx["reference"])
+    assert (row["state"], row["message"]) == ("canceled", LATE_SUCCESS_MESSAGE)
+    assert row["provider_reference"] == f"demo_{tx['reference'][-5:]}"
+    assert ledger_operations(app).count("PAYMENT_CAPTURE") == 0
+    assert events(services, "payment.succeeded") == []
+    assert len(events(services, "payment.late_success")) == 1
     assert_ledger_consistent(app)
