@@ -29,7 +29,7 @@ from typing import Any
 import requests
 from flask import url_for
 
-from app.db import after_commit, transaction
+from app.db import transaction
 from app.errors import Invalid
 from app.jobs import enqueue
 from app.vault import get_vault
@@ -52,6 +52,8 @@ STATES = ("processing", "success", "failed", "canceled")
 #: Seconds between delivery attempts of one notification (then it gives up).
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 TIMEOUT_SECONDS = 10
+#: Answers below 500 that are tried again (404: the transaction is not committed yet).
+RETRIED_STATUSES = (404, 408, 425, 429)
 #: What a saved card's part of a notification holds.
 TOKEN_FIELDS = "token, fingerprint, brand, last4, exp_month, exp_year"  # noqa: S105
 
@@ -97,8 +99,10 @@ class DemoGateway:
             if start.notify_url is None:
                 raise Invalid("an off-session payment needs the request's address")
             payloads = [_payload(tx, "success", _reference(), message="charged the saved card")]
-            url = start.notify_url
-            after_commit(lambda: queue_notifications(url, payloads))
+            # Queued in the payment's transaction: Redis down is a 503 (Retry-After) that keeps
+            # nothing, not a 201 whose charge never happens. The job may run before the commit:
+            # it retries a 404 (the transaction not visible yet), as a real gateway retries.
+            queue_notifications(start.notify_url, payloads)
             return {"type": "none", "detail": "the saved method is charged; no payer action"}
         return {
             "type": "redirect",
@@ -247,8 +251,9 @@ def queue_notifications(url: str, payloads: list[dict[str, Any]]) -> None:
 def deliver_notification(url: str, sealed_payloads: str) -> int:
     """Job: POST each notification, signed, in order, to Lapak's notify endpoint.
 
-    Retries a notification on a network error or a 5xx/408/425/429 answer (the delays of
-    :data:`RETRY_DELAYS`); any other answer is final (a 409 for a transaction that expired
+    Retries a notification on a network error or a 5xx/404/408/425/429 answer (the delays of
+    :data:`RETRY_DELAYS`; a 404: the transaction queued with it not committed yet); any other
+    answer is final (a 409 for a transaction that expired
     meanwhile is logged). Returns how many were accepted (2xx).
     """
     with transaction():
@@ -265,7 +270,7 @@ def deliver_notification(url: str, sealed_payloads: str) -> int:
             if status is not None and 200 <= status < 300:
                 accepted += 1
                 break
-            if status is not None and status < 500 and status not in (408, 425, 429):
+            if status is not None and status < 500 and status not in RETRIED_STATUSES:
                 log.warning("demo gateway: %s answered %s for %s; not retried",
                             url, status, payload["reference"])  # fmt: skip
                 break

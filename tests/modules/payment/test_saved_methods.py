@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from app.db import Session
 from modules.payment.models import PaymentProvider, PaymentToken
-from tests.conftest import run_jobs
+from tests.conftest import redis_outage_app, run_jobs
 from tests.modules.conftest import Caller
-from tests.servers import Services
+from tests.modules.marketplace.conftest import counts
+from tests.servers import RedisServer, Services
 
 from .conftest import API, MARKETPLACE, MadeProduct, order_body, sql, tx_row
 from .test_demo_gateway import choose, order_through_demo, shown
@@ -147,3 +148,38 @@ def test_a_failed_payment_saves_nothing(
     run_jobs(app)
     assert shown(base, customer, tx)["state"] == "failed"
     assert saved(base, customer) == []
+
+
+def test_an_off_session_payment_while_redis_is_down_is_a_503_that_keeps_nothing(
+    make_app: Callable[..., Flask],
+    own_redis: RedisServer,
+    serve: Callable[[Flask], str],
+    customer: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    """The gateway's charge is queued in the payment's transaction: without Redis the payer is
+    told to retry, and no payment or transaction is left waiting for a charge that never comes."""
+    app = redis_outage_app(make_app, own_redis)
+    base = serve(app)
+    first = order_through_demo(base, customer, product.id)["transaction"]
+    choose(first["action"]["url"], "success", **CARD)
+    run_jobs(app)
+    token = shown(base, customer, first)["token"]
+    assert token is not None
+    invoice = partly_paid_invoice(base, customer, product.id)
+    before = counts(services, ("payment_transaction", "marketplace_payment"))
+    own_redis.stop()
+    body = {"invoice": invoice, "provider": "demo", "token": token}
+    headers = {**customer.headers, "Idempotency-Key": "off-session-1"}
+    response = requests.post(f"{base}{API}", json=body, headers=headers, timeout=30)
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert int(response.headers["Retry-After"]) >= 0
+    assert counts(services, ("payment_transaction", "marketplace_payment")) == before
+    # Redis back: the same request (same key) is taken and the saved card is charged.
+    own_redis.start()
+    retried = requests.post(f"{base}{API}", json=body, headers=headers, timeout=30)
+    assert retried.status_code == 201, retried.text
+    run_jobs(app)
+    assert shown(base, customer, retried.json())["state"] == "success"
