@@ -20,6 +20,7 @@ from app.db import read_only, transaction, utcnow
 from app.errors import NotFound
 
 from . import demo
+from .config import public_url
 from .models import PaymentTransaction
 from .providers import get_provider, production, provider_secrets
 from .services import demo_checkout_transaction
@@ -123,7 +124,8 @@ def choose(tx_id: uuid.UUID) -> Response:
     with transaction():
         secret = provider_secrets(get_provider(demo.CODE)).get("webhook_secret", "")
     payloads = demo.outcome_notifications(tx, outcome, card, secret)
-    notify_url = url_for("payments.ProviderNotify", code=demo.CODE, _external=True)
+    # Not from the request's Host (a forged one would send signed notifications anywhere).
+    notify_url = public_url("payments.ProviderNotify", code=demo.CODE)
     demo.queue_notifications(notify_url, payloads)
     return redirect(url_for(".page", tx_id=tx.uuid), code=303)
 

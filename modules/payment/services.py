@@ -19,7 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import has_request_context, url_for
 from sqlalchemy import exists, select
 
 from app.db import Session, get_database, transaction, utcnow
@@ -35,6 +34,7 @@ from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
 from modules.user.models import User
 
 from .adapters import Adapter, Notification, Start, adapter_for, adapters
+from .config import public_url
 from .models import PaymentProvider, PaymentToken, PaymentTransaction
 from .providers import (
     ProviderUnavailable,
@@ -171,9 +171,8 @@ def _start(
 
 
 def _notify_url(code: str) -> str | None:
-    if not has_request_context():
-        return None
-    return url_for("payments.ProviderNotify", code=code, _external=True)
+    """From LAPAK_PUBLIC_URL or the server's bound address: never from the request's Host."""
+    return public_url("payments.ProviderNotify", code=code)
 
 
 class OrderCheckout:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -19,6 +20,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from app.config import SettingsError
 from app.db import transaction
 from app.vault import get_vault
 from modules.marketplace.models import Product
@@ -258,3 +260,59 @@ def test_embedded_default_takes_a_percent_and_fixed_fee_with_cents(
     tx = placed.get_json()["transaction"]
     assert (tx["amount"], tx["fee"], tx["net"]) == ("100.10", "3.20", "96.90")
     assert_ledger_consistent(app)
+
+
+def test_a_forged_host_does_not_change_where_notifications_go(
+    app: Flask,
+    make_app: Callable[..., Flask],
+    config: dict[str, Any],
+    serve: Callable[[Flask], str],
+    customer: Caller,
+    product: MadeProduct,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(demo, "RETRY_DELAYS", (0.05, 0.05))
+    forged = {"Host": "attacker.example:9"}
+    # Without LAPAK_PUBLIC_URL: the server's bound address, whatever the Host says.
+    base = serve(app)
+    tx = order_through_demo(base, customer, product.id)["transaction"]
+    page = f"{base}{urlsplit(tx['action']['url']).path}"
+    chose = requests.post(page, data={"outcome": "success"}, headers=forged,
+                          allow_redirects=False, timeout=30)  # fmt: skip
+    assert chose.status_code == 303, chose.text
+    run_jobs(app)
+    assert shown(base, customer, tx)["state"] == "success"
+
+    # With LAPAK_PUBLIC_URL: there, whatever the Host says.
+    received: list[str] = []
+
+    @Request.application
+    def receiver(request: Request) -> Response:
+        received.append(request.path)
+        return Response(status=200)
+
+    server = make_server("127.0.0.1", 0, receiver, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        public = f"http://127.0.0.1:{server.server_port}/lapak"
+        configured = make_app(module_env={**config["module_env"], "public_url": public})
+        other = serve(configured)
+        second = order_through_demo(other, customer, product.id)["transaction"]
+        page = f"{other}{urlsplit(second['action']['url']).path}"
+        chose = requests.post(page, data={"outcome": "success"}, headers=forged,
+                              allow_redirects=False, timeout=30)  # fmt: skip
+        assert chose.status_code == 303, chose.text
+        run_jobs(configured)
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert received == ["/lapak/api/v1/payments/providers/demo/notify"]
+
+
+@pytest.mark.parametrize("bad", ["ftp://shop.example", "shop.example", "https://shop.example/?a=1"])
+def test_a_public_url_that_is_not_one_is_refused_at_start(
+    make_app: Callable[..., Flask], config: dict[str, Any], bad: str
+) -> None:
+    with pytest.raises(SettingsError, match="LAPAK_PUBLIC_URL"):
+        make_app(module_env={**config["module_env"], "public_url": bad})
