@@ -218,14 +218,15 @@ def verify_signature(code: str, body: bytes, timestamp: str | None, signed: str 
     secret = provider_secrets(provider).get("webhook_secret")
     if secret is None or not timestamp or not signed:
         raise BadSignature("the notification is not signed")
-    try:
-        moment = int(timestamp)
-    except ValueError:
-        raise BadSignature("the notification's timestamp is not valid") from None
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        raise BadSignature("the notification's timestamp is not valid")
+    moment = int(timestamp)
     if abs(time.time() - moment) > SIGNATURE_WINDOW_SECONDS:
         raise BadSignature("the notification's timestamp is outside the accepted window")
-    expected = signature(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, given.strip()) for given in signed.split(",")):
+    # Compared as bytes: compare_digest refuses a non-ASCII str (a TypeError, a 500).
+    expected = signature(secret, timestamp, body).encode()
+    given = [part.strip().encode("utf-8", "replace") for part in signed.split(",")]
+    if not any(hmac.compare_digest(expected, one) for one in given):
         raise BadSignature("the notification's signature does not match")
 
 

@@ -185,6 +185,15 @@ def test_bad_signature_is_401_and_changes_nothing(
         "no signature": {"Content-Type": "application/json"},
         "garbage": {**signed_headers(secret, body), "X-Lapak-Signature": "v1=00"},
         "another body": signed_headers(secret, body.replace(b"success", b"failed")),
+        # Non-ASCII header values (latin-1 on the wire): a 401, not compare_digest's TypeError.
+        "non-ASCII signature": {
+            **signed_headers(secret, body),
+            "X-Lapak-Signature": "v1=\u00e9t\u00e9",
+        },
+        "non-ASCII timestamp": {
+            **signed_headers(secret, body),
+            "X-Lapak-Timestamp": "\u00b9\u00b2",
+        },
     }
     for name, headers in attempts.items():
         response = client.post(url, data=body, headers=headers)
