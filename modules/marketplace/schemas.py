@@ -345,7 +345,7 @@ class PlacedSchema(ma.Schema):
     transaction = ma.fields.Dict(
         dump_only=True,
         metadata={"description": "With payment.provider: the provider transaction (as "
-                  "GET /api/v1/payment/payments/{id} shows it) and its action for the payer"},
+                  "GET /api/v1/payments/{id} shows it) and its action for the payer"},
     )  # fmt: skip
 
 

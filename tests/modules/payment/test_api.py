@@ -4,6 +4,7 @@ orders placed with ``payment.provider``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -355,3 +356,15 @@ def test_the_database_refuses_a_broken_transaction_row(
             statement = f"UPDATE payment_transaction SET {change} WHERE reference = %s"  # noqa: S608
             execute(services, statement, tx["reference"])
     assert tx_row(services, tx["reference"])["state"] == "pending"
+
+
+def test_the_order_answer_documents_the_transactions_real_path(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    described = spec["components"]["schemas"]["Placed"]["properties"]["transaction"]["description"]
+    path = re.search(r"GET (/api/\S+)", described).group(1)  # type: ignore[union-attr]
+
+    def shape(template: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{}", template)
+
+    operations = {shape(known): item for known, item in spec["paths"].items()}
+    assert "get" in operations.get(shape(path), {}), path
