@@ -31,23 +31,32 @@ def load(hooks: ModuleHooks) -> None:
 def extend(
     hooks: ModuleHooks,
     *,
-    purposes: Iterable[Purpose] = (),
-    operations: Iterable[Operation] = (),
+    purposes: Iterable[Purpose] | Callable[[], Iterable[Purpose]] = (),
+    operations: Iterable[Operation] | Callable[[], Iterable[Operation]] = (),
     backfill: Callable[[], int] | None = None,
 ) -> None:
     """Add a module's account purposes, operations and history backfill to the ledger.
 
-    Call from the module's ``load(hooks)``; the module must depend on ``ledger``.
+    Call from the module's ``load(hooks)``; the module must depend on ``ledger``. ``purposes``
+    and ``operations`` may be functions: they are then called when the app is set up, after
+    every module has loaded (so a later module can still add, e.g., a payment method whose
+    clearing account an earlier module's operation must accept).
     """
     if "ledger" not in hooks.manifest.depends:
         raise RuntimeError(f"module {hooks.manifest.name!r} extends the ledger: depend on it")
-    purposes, operations = tuple(purposes), tuple(operations)
+    if not callable(purposes):
+        purposes = tuple(purposes)
+    if not callable(operations):
+        operations = tuple(operations)
 
     def install(app, _settings) -> None:  # type: ignore[no-untyped-def]
         from .registry import KEY
 
         ledger = app.extensions[KEY]
-        ledger.add(purposes, operations)
+        ledger.add(
+            tuple(purposes() if callable(purposes) else purposes),
+            tuple(operations() if callable(operations) else operations),
+        )
         if backfill is not None:
             ledger.backfills.append((hooks.manifest.name, backfill))
 

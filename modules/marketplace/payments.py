@@ -3,15 +3,25 @@
 A method checks a payment before it is registered and says whether it needs a reference.
 Both methods here register the payment ``in_process``; staff confirm it once the money is seen
 in the bank account or the till.
+
+Modules that take money through providers (``payment``) add their methods with
+:func:`register_method` in ``load(hooks)``: those get a clearing account in the ledger but are
+not offered to ``POST /orders``'s ``payment.method`` (a provider payment starts from its
+provider, see :class:`OrderCheckout`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import Invalid
+
+if TYPE_CHECKING:
+    from app.security import Principal
+
+    from .models import Payment
 
 
 class PaymentMethod(Protocol):
@@ -45,14 +55,76 @@ class Cash:
             )
 
 
+#: The methods ``POST /orders`` offers.
 METHODS: dict[str, PaymentMethod] = {method.code: method for method in (BankTransfer(), Cash())}
+#: Methods other modules registered (provider payments): offered through their providers only.
+REGISTERED: dict[str, PaymentMethod] = {}
 
 
-def payment_method(code: str) -> PaymentMethod:
+def register_method(method: PaymentMethod) -> None:
+    """Add a provider's method (from a module's ``load``; the same method twice is harmless)."""
+    known = METHODS.get(method.code) or REGISTERED.get(method.code)
+    if known is not None and known != method:
+        raise ValueError(f"two payment methods are called {method.code!r}")
+    if method.code not in METHODS:
+        REGISTERED[method.code] = method
+
+
+def all_methods() -> dict[str, PaymentMethod]:
+    """Every method a payment may have: the orders' own and the registered ones."""
+    return {**METHODS, **REGISTERED}
+
+
+def payment_method(code: str, *, registered: bool = False) -> PaymentMethod:
+    """The method ``code``; ``registered`` also accepts the methods of provider modules."""
+    methods = all_methods() if registered else METHODS
     try:
-        return METHODS[code]
+        return methods[code]
     except KeyError:
         raise Invalid(
             f"unknown payment method {code!r}",
-            errors={"payment.method": f"one of {', '.join(sorted(METHODS))}"},
+            errors={"payment.method": f"one of {', '.join(sorted(methods))}"},
         ) from None
+
+
+class OrderCheckout(Protocol):
+    """What ``POST /orders`` with ``payment.provider`` calls, filled by the ``payment`` module
+    (the marketplace does not depend on it)."""
+
+    def method_for(self, provider: str, currency: str) -> str:
+        """The payment method of ``provider`` for an order in ``currency``, or raise
+        :class:`Invalid` if that provider cannot take it."""
+        ...
+
+    def start(self, actor: Principal, payment: Payment, options: dict[str, Any]) -> dict[str, Any]:
+        """In the order's transaction, after its payment is written: start the provider
+        transaction for ``payment``; returns what the answer shows of it."""
+        ...
+
+    def order_cancelling(self, order_id: int) -> None:
+        """In the cancel's transaction, before the order's row lock (provider transactions are
+        locked before their order): give up the order's provider transactions still in
+        flight, so a late capture meets a canceled transaction."""
+        ...
+
+
+_CHECKOUT: list[OrderCheckout] = []
+
+
+def set_order_checkout(checkout: OrderCheckout) -> None:
+    """Let orders pay through providers (called by the ``payment`` module's ``load``)."""
+    _CHECKOUT[:] = [checkout]
+
+
+def loaded_order_checkout() -> OrderCheckout | None:
+    """The provider module's hooks, or None when no such module is loaded."""
+    return _CHECKOUT[0] if _CHECKOUT else None
+
+
+def order_checkout() -> OrderCheckout:
+    if not _CHECKOUT:
+        raise Invalid(
+            "no payment provider module is loaded",
+            errors={"payment.provider": "not available; use payment.method"},
+        )
+    return _CHECKOUT[0]

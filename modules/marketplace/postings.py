@@ -54,7 +54,7 @@ from modules.ledger.posting import Leg, Posting
 
 from .config import marketplace_settings
 from .models import AccountMove, AccountMoveLine, Payment, Refund
-from .payments import METHODS
+from .payments import all_methods
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -68,49 +68,57 @@ def clearing(method: str) -> str:
     return f"clearing_{method}"
 
 
-PURPOSES = tuple(
-    Purpose(clearing(code), f"{method.label} received, not yet settled", "asset")
-    for code, method in sorted(METHODS.items())
-)
-_CLEARINGS = frozenset(purpose.code for purpose in PURPOSES)
+def purposes() -> tuple[Purpose, ...]:
+    """A clearing account per payment method, the registered ones included (called at setup,
+    once every module has loaded)."""
+    return tuple(
+        Purpose(clearing(code), f"{method.label} received, not yet settled", "asset")
+        for code, method in sorted(all_methods().items())
+    )
+
+
 _SHARES = frozenset({"seller_pending", "commission_income", "sales_income"})
 
-OPERATIONS = (
-    Operation(
-        "INVOICE_POST",
-        "A customer invoice posted: the customer owes its total",
-        debit=frozenset({"receivable"}),
-        credit=frozenset({"sales_clearing", "tax_payable"}),
-    ),
-    Operation(
-        "PAYMENT_CAPTURE",
-        "A payment confirmed: the receivable is settled and the sellers' shares released",
-        debit=_CLEARINGS | {"sales_clearing"},
-        credit=_SHARES | {"receivable"},
-        draws_down=True,
-    ),
-    Operation(
-        "INVOICE_REVERSAL",
-        "An unpaid invoice reversed by a credit note (its order cancelled)",
-        debit=frozenset({"sales_clearing", "tax_payable"}),
-        credit=frozenset({"receivable"}),
-        draws_down=True,
-    ),
-    Operation(
-        "REFUND",
-        "Money given back on a confirmed payment, taken back from the sellers' shares",
-        debit=_SHARES | set(SELLER_FALLBACKS) | {"tax_payable", "sales_clearing"},
-        credit=_CLEARINGS | {"receivable", "sales_clearing"},
-        draws_down=True,
-    ),
-)
+
+def operations() -> tuple[Operation, ...]:
+    """The marketplace's operations; a payment moves money through any method's clearing."""
+    clearings = frozenset(purpose.code for purpose in purposes())
+    return (
+        Operation(
+            "INVOICE_POST",
+            "A customer invoice posted: the customer owes its total",
+            debit=frozenset({"receivable"}),
+            credit=frozenset({"sales_clearing", "tax_payable"}),
+        ),
+        Operation(
+            "PAYMENT_CAPTURE",
+            "A payment confirmed: the receivable is settled and the sellers' shares released",
+            debit=clearings | {"sales_clearing"},
+            credit=_SHARES | {"receivable"},
+            draws_down=True,
+        ),
+        Operation(
+            "INVOICE_REVERSAL",
+            "An unpaid invoice reversed by a credit note (its order cancelled)",
+            debit=frozenset({"sales_clearing", "tax_payable"}),
+            credit=frozenset({"receivable"}),
+            draws_down=True,
+        ),
+        Operation(
+            "REFUND",
+            "Money given back on a confirmed payment, taken back from the sellers' shares",
+            debit=_SHARES | set(SELLER_FALLBACKS) | {"tax_payable", "sales_clearing"},
+            credit=clearings | {"receivable", "sales_clearing"},
+            draws_down=True,
+        ),
+    )
 
 
 def install(hooks: ModuleHooks) -> None:
     """Register the clearing accounts, the operations and the history backfill."""
     from . import backfill
 
-    extend(hooks, purposes=PURPOSES, operations=OPERATIONS, backfill=backfill.run)
+    extend(hooks, purposes=purposes, operations=operations, backfill=backfill.run)
 
 
 # -- how an invoice splits -------------------------------------------------------------------------

@@ -66,6 +66,21 @@ class PaymentInSchema(ma.Schema):
     )
 
 
+class OrderPaymentInSchema(PaymentInSchema):
+    """An order's payment: a ``method`` as ever, or a ``provider`` (the ``payment`` module's
+    providers: the answer then carries the provider ``transaction`` with its ``action``)."""
+
+    method = ma.fields.String(
+        load_default=None, validate=ma.validate.OneOf(sorted(METHODS)), metadata={"example": "cash"}
+    )
+    provider = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "A payment provider's code instead of a method",
+                  "example": "demo"},
+    )  # fmt: skip
+
+
 class RefundInSchema(ma.Schema):
     amount = DecimalString(
         MONEY,
@@ -86,7 +101,7 @@ class OrderCreateSchema(ma.Schema):
         validate=ma.validate.OneOf(sorted(CURRENCY_PLACES)),
         metadata={"description": "IDR, or USD converted with the current rate", "example": "IDR"},
     )
-    payment = ma.fields.Nested(PaymentInSchema, required=True)
+    payment = ma.fields.Nested(OrderPaymentInSchema, required=True)
     customer = ma.fields.UUID(
         load_default=None, metadata={"description": "Staff only: the customer ordering"}
     )
@@ -327,6 +342,11 @@ class PlacedSchema(ma.Schema):
     order = ma.fields.Nested(OrderSchema)
     invoice = ma.fields.Nested(InvoiceSchema)
     payment = ma.fields.Nested(PaymentSchema)
+    transaction = ma.fields.Dict(
+        dump_only=True,
+        metadata={"description": "With payment.provider: the provider transaction (as "
+                  "GET /api/v1/payments/{id} shows it) and its action for the payer"},
+    )  # fmt: skip
 
 
 class OrderDetailSchema(ma.Schema):

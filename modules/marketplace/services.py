@@ -18,6 +18,7 @@ cancelling and paying the same order serialise instead of deadlocking.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +61,7 @@ from .models import (
     SaleOrder,
     SaleOrderLine,
 )
-from .payments import payment_method
+from .payments import loaded_order_checkout, order_checkout, payment_method
 from .pricing import LineAmounts, line_amounts, round_money, totals
 from .schemas import ORDER_SUMMARY_COLUMNS
 
@@ -95,9 +96,12 @@ class LineRequest:
 
 @dataclass(frozen=True)
 class PaymentRequest:
-    method: str
+    method: str | None = None
     amount: Decimal | None = None
     reference: str | None = None
+    #: Pay through this provider (the ``payment`` module's): the method is the provider's and
+    #: the answer carries its transaction with the ``action`` for the payer.
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,30 @@ def place_order(
         with _step("invoice"):
             invoice = _post_invoice(order)
         with _step("payment"):
+            payment_request = request.payment
+            if (payment_request.method is None) == (payment_request.provider is None):
+                raise Invalid(
+                    "a payment names its method or its provider (one of them)",
+                    errors={"payment.method": "a method, or else a provider"},
+                )
+            if payment_request.provider is not None:
+                method = order_checkout().method_for(payment_request.provider, order.currency)
+                payment_request = dataclasses.replace(payment_request, method=method)
             payment = _register_payment(
-                invoice, request.payment, numbers["PAY"], now, new_invoice=True
+                invoice,
+                payment_request,
+                numbers["PAY"],
+                now,
+                new_invoice=True,
+                registered=payment_request.provider is not None,
             )
         _write_placed(order, invoice, payment)
+        checkout: dict[str, Any] | None = None
+        if payment_request.provider is not None:
+            with _step("payment"):
+                checkout = order_checkout().start(
+                    actor, payment, {"provider": payment_request.provider}
+                )
         order.payment_state = invoice.payment_state  # the answer renders these objects
         events = [
             ("order.confirmed", _order_event(order)),
@@ -178,13 +202,21 @@ def place_order(
             numbering.number_document(invoice, "INV", _year(order.date_order))
         emit_many([*events, ("invoice.posted", _invoice_event(invoice))])
         if claim_id is not None:
-            body = render(Placed(order, invoice, payment))
+            body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
             idempotency.complete(claim_id, 201, body)
         with _step("ledger"):  # last: the ledger's locks come after the invoice counter's
             _post(postings.invoice_post(invoice, actor.user_id))
     if claim_id is None:
-        body = render(Placed(order, invoice, payment))  # committed objects; no query needed
+        # committed objects; no query needed
+        body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
     return 201, body
+
+
+def _with_checkout(body: dict[str, Any], checkout: dict[str, Any] | None) -> dict[str, Any]:
+    """The answer, with the provider transaction when the order pays through a provider."""
+    if checkout is not None:
+        body["transaction"] = checkout
+    return body
 
 
 @contextlib.contextmanager
@@ -417,9 +449,14 @@ def _register_payment(
     now: datetime,
     *,
     new_invoice: bool = False,
+    registered: bool = False,
 ) -> Payment:
-    """Register a payment on a posted invoice (locked by the caller, or just created)."""
-    method = payment_method(request.method)
+    """Register a payment on a posted invoice (locked by the caller, or just created).
+
+    ``registered``: the method may be a provider module's (see :mod:`.payments`)."""
+    if request.method is None:
+        raise Invalid("a payment needs a method", errors={"payment.method": "required"})
+    method = payment_method(request.method, registered=registered)
     if invoice.state != "posted" or invoice.payment_state in ("paid", "in_payment", "reversed"):
         raise Conflict(
             f"invoice {invoice.name or ''} takes no payment: it is {invoice.payment_state}".strip(),
@@ -517,8 +554,13 @@ def register_payment(
     return 201, body
 
 
-def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
-    """Staff saw the money: the payment is matched (``paid``) and the invoice follows."""
+def confirm_payment(actor: Principal | None, payment_uuid: uuid.UUID) -> Payment:
+    """Staff saw the money: the payment is matched (``paid``) and the invoice follows.
+
+    ``actor`` None: a payment provider confirmed it (the ``payment`` module, inside its own
+    transaction, which this one joins).
+    """
+    actor_id = actor.user_id if actor is not None else None
     with refused_by_database(), transaction():
         payment = _get(Payment, payment_uuid, "payment")
         _lock_order_and_invoice(payment.invoice.order_id)
@@ -536,7 +578,7 @@ def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
         postings.require_posted(invoice)
         payment.state = "paid"
         payment.confirmed_at = utcnow()
-        payment.confirmed_by_id = actor.user_id
+        payment.confirmed_by_id = actor_id
         Session().flush()
         payments = _payments_of(invoice)
         invoice.payment_state = _payment_state(invoice, payments)
@@ -547,7 +589,55 @@ def confirm_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
         before = postings.sum_amounts(
             p for p in payments if p.state == "paid" and p.id != payment.id
         )
-        _post(postings.payment_capture(invoice, payment, before, actor.user_id))
+        _post(postings.payment_capture(invoice, payment, before, actor_id))
+    return payment
+
+
+def register_provider_payment(
+    actor: Principal, invoice_uuid: uuid.UUID, method: str, amount: Decimal | None
+) -> Payment:
+    """A payment through a provider module's ``method`` on an invoice ``actor`` may see,
+    registered ``in_process`` as any other, in the caller's transaction (the ``payment``
+    module's, which also writes the provider transaction). Confirmed by :func:`confirm_payment`,
+    or given back by :func:`release_payment` if the provider fails it."""
+    now = utcnow()
+    numbering.prepare_year(("PAY",), _year(now))
+    with transaction():
+        invoice = _visible_invoice(actor, invoice_uuid)
+        if invoice.move_type != "out_invoice":
+            raise Conflict("a credit note takes no payment")
+        _lock_order_and_invoice(invoice.order_id)
+        Session().refresh(invoice)
+        number = numbering.take_unique(("PAY",), _year(now))["PAY"]
+        request = PaymentRequest(method=method, amount=amount)
+        payment = _register_payment(invoice, request, number, now, registered=True)
+        emit("payment.registered", _payment_event(payment))
+    return payment
+
+
+def release_payment(payment_id: int, reason: str) -> Payment:
+    """A registered payment whose money will not come (its provider failed or it expired):
+    ``canceled``, and its amount is due again on the invoice. Nothing was posted for it, so
+    nothing is reversed. Joins the caller's transaction; a confirmed payment is refused."""
+    with transaction():
+        payment = Session().get(Payment, payment_id)
+        if payment is None:
+            raise NotFound("there is no such payment")
+        _lock_order_and_invoice(payment.invoice.order_id)
+        Session().refresh(payment, with_for_update={"of": Payment})
+        invoice = payment.invoice
+        Session().refresh(invoice)
+        if payment.state == "canceled":
+            return payment
+        if payment.state == "paid":
+            raise Conflict(f"payment {payment.name} is confirmed already", state=payment.state)
+        payment.state = "canceled"
+        payment.cancelled_at = utcnow()
+        if invoice.payment_state != "reversed":
+            invoice.amount_residual += payment.amount
+        Session().flush()
+        invoice.payment_state = _payment_state(invoice, _payments_of(invoice))
+        emit("payment.cancelled", {**_payment_event(payment), "reason": reason})
     return payment
 
 
@@ -560,6 +650,10 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
         order = _visible_order(actor, order_uuid)
         if not actor.has_role(*STAFF_ROLES) and order.customer_id != actor.user_id:
             raise PermissionDenied("only staff and the order's customer can cancel it")
+        checkout = loaded_order_checkout()
+        if checkout is not None and order.state != "cancel":
+            # Its provider transactions in flight go with it (rolled back if refused below).
+            checkout.order_cancelling(order.id)
         _lock_order_and_invoice(order.id)
         Session().refresh(order)
         if order.state == "cancel":

@@ -14,6 +14,7 @@ from flask import Flask
 import modules.auth
 import modules.fetch
 import modules.marketplace
+import modules.payment
 import modules.user
 import modules.wallet
 from app import create_app
@@ -330,7 +331,7 @@ def test_real_modules_load_in_dependency_order() -> None:
     registry = load(("modules",), None)
 
     names = [m.name for m in registry.manifests]
-    assert names == ["user", "auth", "fetch", "ledger", "marketplace", "wallet"]
+    assert names == ["user", "auth", "fetch", "ledger", "marketplace", "payment", "wallet"]
 
 
 # --- what load(hooks) wires in ----------------------------------------------------------------
@@ -592,6 +593,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.fetch,
                 modules.ledger,
                 modules.marketplace,
+                modules.payment,
                 modules.wallet,
             ]
         )

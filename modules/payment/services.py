@@ -1,0 +1,541 @@
+"""Paying invoices through providers: starting transactions, provider notifications, staff
+actions, expiry, and reading transactions (providers: :mod:`.providers`; saved methods:
+:mod:`.tokens`).
+
+Row locks: a provider transaction first, then (through the marketplace) the order, the invoice
+and the payment: nothing locks them the other way round, so no deadlock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import exists, select
+
+from app.db import Session, get_database, transaction, utcnow
+from app.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
+from app.events import emit
+from app.http import Page, keyset_page
+from app.security import Principal
+from modules.marketplace import idempotency, numbering
+from modules.marketplace import services as marketplace
+from modules.marketplace.config import marketplace_settings
+from modules.marketplace.idempotency import IdempotentRequest, Replay
+from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
+from modules.user.models import User
+
+from .adapters import Adapter, Notification, Start, adapter_for, adapters
+from .config import public_url
+from .models import PaymentProvider, PaymentToken, PaymentTransaction
+from .providers import (
+    ProviderUnavailable,
+    fee_for,
+    get_provider,
+    provider_secrets,
+    sandbox_refused,
+    usable,
+)
+from .tokens import save_token, usable_token
+from .transitions import LATE_SUCCESS_MESSAGE, InvalidTransition, event_payload, transition
+
+log = logging.getLogger(__name__)
+
+STAFF_ROLES = ("staff", "admin")
+HUNDRED = Decimal(100)
+#: How far a notification's timestamp may be from our clock (seconds), either way.
+SIGNATURE_WINDOW_SECONDS = 300
+SIGNATURE_VERSION = "v1"
+
+Render = Callable[[Any], dict[str, Any]]
+
+
+class AmountMismatch(Conflict):
+    code = "amount-mismatch"
+    title = "The notification's amount or currency is not the transaction's"
+
+
+class BadSignature(Unauthenticated):
+    code = "bad-signature"
+    title = "The notification's signature is not valid"
+
+
+# -- starting a transaction -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PayRequest:
+    invoice: uuid.UUID
+    provider: str
+    amount: Decimal | None = None
+    token: uuid.UUID | None = None
+    save_method: bool = False
+
+
+def pay_invoice(
+    actor: Principal, request: PayRequest, idempotent: IdempotentRequest | None, render: Render
+) -> tuple[int, dict[str, Any]]:
+    """Start paying an invoice through a provider: the accounting payment is registered
+    (``in_process``, the amount reserved on the invoice) and the provider transaction made, with
+    its ``action`` for the payer. Returns the status and the rendered transaction (201), or the
+    first answer for a repeated ``Idempotency-Key``."""
+    notify_url = _notify_url(request.provider)
+    # Before the transaction holds a connection: the year's first payment makes its sequence
+    # on a connection of its own.
+    numbering.prepare_year(("PAY",), utcnow().astimezone(marketplace_settings().timezone).year)
+    with marketplace.refused_by_database(), transaction():
+        if idempotent is not None:
+            claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
+            if isinstance(claimed, Replay):
+                return claimed.status_code, claimed.body
+        invoice = marketplace.get_invoice(actor, request.invoice)
+        if not actor.has_role(*STAFF_ROLES) and invoice.customer_id != actor.user_id:
+            raise PermissionDenied("customers pay their own invoices")
+        provider, adapter = usable(request.provider, invoice.currency)
+        start = Start(notify_url=notify_url)
+        token = None
+        if request.token is not None:
+            token = usable_token(invoice.customer_id, request.token, provider)
+            start = Start(notify_url=notify_url, provider_token=token.provider_token)
+        payment = marketplace.register_provider_payment(
+            actor, request.invoice, adapter.method.code, request.amount
+        )
+        tx = _start(
+            actor, provider, adapter, payment, start, token=token, tokenize=request.save_method
+        )
+        body = render(tx)
+        if idempotent is not None:
+            idempotency.complete(claimed, 201, body)
+    return 201, body
+
+
+def _start(
+    actor: Principal | None,
+    provider: PaymentProvider,
+    adapter: Adapter,
+    payment: Payment,
+    start: Start,
+    *,
+    token: PaymentToken | None = None,
+    tokenize: bool = False,
+) -> PaymentTransaction:
+    """The provider transaction for a just-registered payment, in the caller's transaction."""
+    if tokenize and not adapter.supports_tokens:
+        raise ProviderUnavailable(
+            f"the provider {provider.code!r} does not save methods",
+            errors={"save_method": "not supported by this provider"},
+        )
+    fee = fee_for(provider, payment.amount, payment.currency)
+    if fee > payment.amount:
+        raise ProviderUnavailable(
+            f"the provider's fee ({fee}) is more than the payment ({payment.amount})",
+            errors={"amount": f"more than {fee}"},
+        )
+    now = utcnow()
+    tx = PaymentTransaction(
+        uuid=uuid.uuid4(),
+        provider_id=provider.id,
+        invoice_id=payment.invoice_id,
+        customer_id=payment.customer_id,
+        account_payment_id=payment.id,
+        token_id=token.id if token is not None else None,
+        amount=payment.amount,
+        currency=payment.currency,
+        fee=fee,
+        net=payment.amount - fee,
+        state="pending",
+        tokenize=tokenize,
+        action={},
+        expires_at=now + adapter.expiry,
+        last_state_change=now,
+        created_at=now,
+        created_by_id=actor.user_id if actor is not None else None,
+    )
+    session = Session()
+    session.add(tx)
+    session.flush()
+    year = now.astimezone(marketplace_settings().timezone).year
+    tx.reference = f"TX/{year}/{tx.id:05d}"
+    session.flush()
+    tx.action = adapter.initiate(provider, tx, start)
+    session.flush()
+    return tx
+
+
+def _notify_url(code: str) -> str | None:
+    """From LAPAK_PUBLIC_URL or the server's bound address: never from the request's Host."""
+    return public_url("payments.ProviderNotify", code=code)
+
+
+class OrderCheckout:
+    """``POST /marketplace/orders`` with ``payment.provider`` (see marketplace.payments)."""
+
+    def method_for(self, provider: str, currency: str) -> str:
+        try:
+            _, adapter = usable(provider, currency)
+        except NotFound:
+            raise ProviderUnavailable(
+                f"there is no payment provider {provider!r}",
+                errors={"payment.provider": f"one of {', '.join(sorted(adapters()))}"},
+            ) from None
+        return adapter.method.code
+
+    def start(self, actor: Principal, payment: Payment, options: dict[str, Any]) -> dict[str, Any]:
+        from .schemas import ProviderTransactionSchema
+
+        code = options["provider"]
+        provider, adapter = usable(code, payment.currency)
+        tx = _start(actor, provider, adapter, payment, Start(notify_url=_notify_url(code)))
+        return ProviderTransactionSchema().dump(tx)
+
+    def order_cancelling(self, order_id: int) -> None:
+        cancel_for_order(order_id)
+
+
+# -- provider notifications ----------------------------------------------------------------------
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``v1=<hex HMAC-SHA256 of "{timestamp}.{body}">`` with the provider's secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"{SIGNATURE_VERSION}={digest.hexdigest()}"
+
+
+def verify_signature(code: str, body: bytes, timestamp: str | None, signed: str | None) -> None:
+    """Refuse (401) a notification not signed with the provider's secret within the window
+    (404 for a sandbox gateway in production: it does not exist there)."""
+    _refuse_sandbox(code)
+    with transaction():
+        provider = get_provider(code)
+    secret = provider_secrets(provider).get("webhook_secret")
+    if secret is None or not timestamp or not signed:
+        raise BadSignature("the notification is not signed")
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        raise BadSignature("the notification's timestamp is not valid")
+    moment = int(timestamp)
+    if abs(time.time() - moment) > SIGNATURE_WINDOW_SECONDS:
+        raise BadSignature("the notification's timestamp is outside the accepted window")
+    # Compared as bytes: compare_digest refuses a non-ASCII str (a TypeError, a 500).
+    expected = signature(secret, timestamp, body).encode()
+    given = [part.strip().encode("utf-8", "replace") for part in signed.split(",")]
+    if not any(hmac.compare_digest(expected, one) for one in given):
+        raise BadSignature("the notification's signature does not match")
+
+
+def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTransaction:
+    """THE entry point for what a provider reports: find the transaction (row-locked), check
+    the amount and currency, apply the state (a repeat is a no-op), save the method.
+
+    Idempotent on the provider reference: the same notification any number of times confirms
+    the payment once and emits one event.
+    """
+    adapter = _refuse_sandbox(provider_code)
+    with marketplace.refused_by_database(), transaction():
+        provider = get_provider(provider_code)
+        notification = adapter.handle_notification(provider, data)
+        tx = _locked_transaction(provider, notification.reference)
+        _check_amount(tx, notification)
+        if notification.provider_reference is not None:
+            _set_provider_reference(tx, notification.provider_reference)
+        if notification.state == "success" and _given_up(tx):
+            _record_late_success(tx)
+            return tx
+        changed = transition(tx, notification.state, notification.message, provider=True)
+        # A token in the notification: the payer asked the provider to save the method (on
+        # its page, or through save_method); kept only with the success that proves it works.
+        if changed and notification.state == "success" and notification.token is not None:
+            tx.tokenize = True
+            save_token(tx, notification.token)
+    return tx
+
+
+def _given_up(tx: PaymentTransaction) -> bool:
+    """Lapak gave the payment up (the transaction canceled or failed, or its accounting
+    payment cancelled, e.g. with its order): a success now is money taken for nothing."""
+    payment = tx.account_payment
+    return tx.state in ("canceled", "failed") or (
+        tx.state != "success" and payment is not None and payment.state == "canceled"
+    )
+
+
+def _record_late_success(tx: PaymentTransaction) -> None:
+    """Keep the fact the provider captured the money (a 409 would lose it, and the provider
+    would retry in vain): the state stays, nothing is posted, staff are told to refund it.
+    Once, however often the provider repeats itself."""
+    if tx.late_success:
+        log.info("transaction %s: late success already recorded", tx.reference)
+        return
+    log.warning("transaction %s is %s but the provider captured it: refund needed",
+                tx.reference, tx.state)  # fmt: skip
+    tx.late_success = True
+    tx.state_message = LATE_SUCCESS_MESSAGE
+    Session().flush()
+    emit("payment.late_success", {**event_payload(tx), "message": LATE_SUCCESS_MESSAGE})
+
+
+def cancel_for_order(order_id: int) -> int:
+    """The order is being cancelled (in its transaction, before its row lock): its provider
+    transactions still pending or processing are canceled, so a later success meets a canceled
+    transaction (recorded as a late success) instead of a cancelled payment. Locks each
+    transaction before the order, as every other writer does. Returns how many."""
+    session = Session()
+    ids = list(
+        session.scalars(
+            select(PaymentTransaction.id)
+            .join(AccountMove, AccountMove.id == PaymentTransaction.invoice_id)
+            .where(
+                AccountMove.order_id == order_id,
+                PaymentTransaction.state.in_(("pending", "processing")),
+            )
+            .order_by(PaymentTransaction.id)
+            .with_for_update(of=PaymentTransaction)
+        )
+    )
+    done = 0
+    for tx_id in ids:
+        tx = _reloaded(tx_id)
+        payment = tx.account_payment
+        if tx.state in ("pending", "processing") and (payment is None or payment.state != "paid"):
+            transition(tx, "canceled", "the order was cancelled", provider=True)
+            done += 1
+    return done
+
+
+def _refuse_sandbox(code: str) -> Adapter:
+    adapter = adapter_for(code)
+    if sandbox_refused(adapter):
+        raise NotFound(f"there is no payment provider {code!r} in production")
+    return adapter
+
+
+def _locked_transaction(provider: PaymentProvider, reference: str) -> PaymentTransaction:
+    session = Session()
+    found = session.execute(
+        select(PaymentTransaction.id)
+        .where(
+            PaymentTransaction.provider_id == provider.id,
+            PaymentTransaction.reference == reference,
+        )
+        .with_for_update()
+    ).scalar()
+    if found is None:
+        raise NotFound(f"there is no transaction {reference!r} with {provider.code!r}")
+    return _reloaded(found)
+
+
+def _reloaded(tx_id: int) -> PaymentTransaction:
+    """The transaction as the database has it now (after its row lock)."""
+    return (
+        Session()
+        .scalars(
+            select(PaymentTransaction)
+            .where(PaymentTransaction.id == tx_id)
+            .execution_options(populate_existing=True)
+        )
+        .one()
+    )
+
+
+def _check_amount(tx: PaymentTransaction, notification: Notification) -> None:
+    if notification.amount != tx.amount or notification.currency != tx.currency:
+        raise AmountMismatch(
+            f"the provider reports {notification.amount} {notification.currency} for "
+            f"{tx.reference}, which is {tx.amount} {tx.currency}; nothing was changed",
+            reference=tx.reference,
+        )
+
+
+def _set_provider_reference(tx: PaymentTransaction, reference: str) -> None:
+    if tx.provider_reference == reference:
+        return
+    if tx.provider_reference is not None:
+        raise Conflict(
+            f"transaction {tx.reference} has another provider reference",
+            reference=tx.reference,
+        )
+    taken = Session().scalar(
+        select(
+            exists().where(
+                PaymentTransaction.provider_id == tx.provider_id,
+                PaymentTransaction.provider_reference == reference,
+            )
+        )
+    )
+    if taken:
+        raise Conflict("that provider reference belongs to another transaction")
+    tx.provider_reference = reference
+
+
+# -- staff and payers through the API -------------------------------------------------------------
+
+
+def confirm_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransaction:
+    """Staff saw the money of a manual transfer: the transaction succeeds (409 otherwise)."""
+    with marketplace.refused_by_database(), transaction():
+        tx = _locked_by_uuid(tx_uuid)
+        transition(tx, "success", f"confirmed by {actor.email}", provider=False)
+    return tx
+
+
+def cancel_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransaction:
+    """The payer gives up a pending transaction, staff one that has not succeeded (409
+    otherwise)."""
+    with marketplace.refused_by_database(), transaction():
+        tx = _locked_by_uuid(tx_uuid)
+        payer = not actor.has_role(*STAFF_ROLES)
+        if payer and tx.customer_id != actor.user_id:
+            raise NotFound("there is no such payment")
+        if payer and tx.state == "processing":
+            # The provider is taking the money: giving up now would lose a capture.
+            raise InvalidTransition(
+                f"transaction {tx.reference} is processing at the provider: it cannot be "
+                "canceled now",
+                state=tx.state,
+                target="canceled",
+            )
+        transition(tx, "canceled", "canceled by the payer", provider=False)
+    return tx
+
+
+def _locked_by_uuid(tx_uuid: uuid.UUID) -> PaymentTransaction:
+    found = (
+        Session()
+        .execute(
+            select(PaymentTransaction.id)
+            .where(PaymentTransaction.uuid == tx_uuid)
+            .with_for_update()
+        )
+        .scalar()
+    )
+    if found is None:
+        raise NotFound("there is no such payment")
+    return _reloaded(found)
+
+
+# -- expiry ---------------------------------------------------------------------------------------
+
+
+def expire_transactions(now: datetime | None = None, batch: int = 100) -> int:
+    """Cancel pending transactions past their expiry; returns how many.
+
+    Each under its row lock, rechecked there; on PostgreSQL rows another run holds are skipped
+    (SKIP LOCKED), so two runs at once never cancel one twice nor wait on each other.
+    """
+    now = now or utcnow()
+    done = 0
+    while True:
+        with marketplace.refused_by_database(), transaction():
+            statement = (
+                select(PaymentTransaction.id)
+                .where(PaymentTransaction.state == "pending", PaymentTransaction.expires_at < now)
+                .order_by(PaymentTransaction.id)
+                .limit(batch)
+            )
+            if get_database().primary.dialect.name == "postgresql":
+                statement = statement.with_for_update(skip_locked=True)
+            ids = list(Session().scalars(statement))
+            for tx_id in ids:
+                tx = _reloaded(tx_id)
+                if tx.state == "pending" and tx.expires_at < now:
+                    payment = tx.account_payment
+                    if payment is not None and payment.state == "paid":
+                        # Confirmed by staff through the marketplace: the money came.
+                        transition(tx, "success", "confirmed by staff", provider=True)
+                    else:
+                        transition(tx, "canceled", "expired", provider=True)
+                    done += 1
+        if len(ids) < batch:
+            return done
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransactionFilter:
+    state: str | None = None
+    provider: str | None = None
+    customer: uuid.UUID | None = None
+    since: datetime | None = None
+    before: datetime | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+
+
+def _visible(actor: Principal):  # type: ignore[no-untyped-def]
+    """Transactions ``actor`` may see: staff all, customers their own, sellers those of the
+    invoices with their lines."""
+    statement = select(PaymentTransaction)
+    if actor.has_role(*STAFF_ROLES):
+        return statement
+    if actor.has_role("seller"):
+        return statement.where(
+            exists().where(
+                AccountMoveLine.move_id == PaymentTransaction.invoice_id,
+                AccountMoveLine.seller_id == actor.user_id,
+            )
+        )
+    return statement.where(PaymentTransaction.customer_id == actor.user_id)
+
+
+def list_transactions(
+    actor: Principal, filters: TransactionFilter, *, limit: int, cursor: str | None
+) -> Page:
+    """Newest first, filtered, keyset-paged."""
+    statement = _visible(actor)
+    if filters.state:
+        statement = statement.where(PaymentTransaction.state == filters.state)
+    if filters.provider:
+        statement = statement.where(
+            PaymentTransaction.provider_id
+            == select(PaymentProvider.id)
+            .where(PaymentProvider.code == filters.provider)
+            .scalar_subquery()
+        )
+    if filters.customer:
+        statement = statement.where(
+            PaymentTransaction.customer_id
+            == select(User.id).where(User.uuid == filters.customer).scalar_subquery()
+        )
+    if filters.since:
+        statement = statement.where(PaymentTransaction.created_at >= filters.since)
+    if filters.before:
+        statement = statement.where(PaymentTransaction.created_at < filters.before)
+    if filters.amount_min is not None:
+        statement = statement.where(PaymentTransaction.amount >= filters.amount_min)
+    if filters.amount_max is not None:
+        statement = statement.where(PaymentTransaction.amount <= filters.amount_max)
+    return keyset_page(
+        statement,
+        [PaymentTransaction.created_at, PaymentTransaction.id],
+        limit=limit,
+        cursor=cursor,
+        descending=True,
+    )
+
+
+def get_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransaction:
+    tx = Session().scalars(_visible(actor).where(PaymentTransaction.uuid == tx_uuid)).first()
+    if tx is None:
+        raise NotFound("there is no such payment")
+    return tx
+
+
+def demo_checkout_transaction(tx_uuid: uuid.UUID) -> PaymentTransaction:
+    """The transaction a hosted checkout page is for (its uuid is the page's secret)."""
+    tx = (
+        Session()
+        .scalars(select(PaymentTransaction).where(PaymentTransaction.uuid == tx_uuid))
+        .first()
+    )
+    if tx is None:
+        raise NotFound("there is no such checkout")
+    return tx
