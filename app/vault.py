@@ -147,10 +147,24 @@ def masked(last4: str) -> str:
     return f"•••• {last4[-4:]}"
 
 
+class Unsealed(str):
+    """A secret the vault opened: the value itself, whose ``repr`` never shows it.
+
+    Whatever prints values by their ``repr`` (SQLAlchemy's row echo, ``Row %r`` at its DEBUG
+    level; a traceback's locals; a debugger) writes the placeholder instead.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'[unsealed]'"
+
+
 class Sealed(TypeDecorator[str]):
     """A column holding a secret: ``str`` in Python, a Fernet token in the database.
 
-    Values are sealed and opened through the current app's vault; ``None`` stays ``None``.
+    Values are sealed and opened through the current app's vault (read as :class:`Unsealed`,
+    whose ``repr`` hides them); ``None`` stays ``None``.
     Tokens differ on every write, so a sealed column cannot be compared, indexed or searched
     (store a :func:`fingerprint` beside it for that). ``lapak vault rotate`` re-seals every
     Sealed column of every loaded model under the newest key.
@@ -167,7 +181,7 @@ class Sealed(TypeDecorator[str]):
     def process_result_value(self, value: str | None, dialect: Any) -> str | None:
         if value is None:
             return None
-        return get_vault().unseal(value)
+        return Unsealed(get_vault().unseal(value))
 
     def __repr__(self) -> str:
         return "Sealed()"
