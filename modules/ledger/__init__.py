@@ -9,7 +9,7 @@ from app.registry import Manifest, ModuleHooks
 
 if TYPE_CHECKING:
     from .chart import Purpose
-    from .operations import Operation
+    from .operations import Operation, Widening
 
 manifest = Manifest(
     name="ledger",
@@ -33,6 +33,7 @@ def extend(
     *,
     purposes: Iterable[Purpose] | Callable[[], Iterable[Purpose]] = (),
     operations: Iterable[Operation] | Callable[[], Iterable[Operation]] = (),
+    widenings: Iterable[Widening] | Callable[[], Iterable[Widening]] = (),
     backfill: Callable[[], int] | None = None,
 ) -> None:
     """Add a module's account purposes, operations and history backfill to the ledger.
@@ -40,7 +41,8 @@ def extend(
     Call from the module's ``load(hooks)``; the module must depend on ``ledger``. ``purposes``
     and ``operations`` may be functions: they are then called when the app is set up, after
     every module has loaded (so a later module can still add, e.g., a payment method whose
-    clearing account an earlier module's operation must accept).
+    clearing account an earlier module's operation must accept). ``widenings`` let an
+    operation already registered (the ledger's own) touch more purposes.
     """
     if "ledger" not in hooks.manifest.depends:
         raise RuntimeError(f"module {hooks.manifest.name!r} extends the ledger: depend on it")
@@ -48,6 +50,8 @@ def extend(
         purposes = tuple(purposes)
     if not callable(operations):
         operations = tuple(operations)
+    if not callable(widenings):
+        widenings = tuple(widenings)
 
     def install(app, _settings) -> None:  # type: ignore[no-untyped-def]
         from .registry import KEY
@@ -56,6 +60,7 @@ def extend(
         ledger.add(
             tuple(purposes() if callable(purposes) else purposes),
             tuple(operations() if callable(operations) else operations),
+            tuple(widenings() if callable(widenings) else widenings),
         )
         if backfill is not None:
             ledger.backfills.append((hooks.manifest.name, backfill))

@@ -46,6 +46,16 @@ class Operation:
             raise ValueError(f"{self.code}: holder_purpose and counter_purpose go together")
 
 
+@dataclass(frozen=True)
+class Widening:
+    """A module lets an existing operation touch more purposes (its own accounts): the wallet
+    lets ``CREDIT_ADD`` take a top-up's money from any provider's clearing account."""
+
+    operation: str
+    debit: frozenset[str] = frozenset()
+    credit: frozenset[str] = frozenset()
+
+
 def _op(code: str, description: str, debit: set[str], credit: set[str], **flags) -> Operation:  # type: ignore[no-untyped-def]
     return Operation(code, description, frozenset(debit), frozenset(credit), **flags)
 

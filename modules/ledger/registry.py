@@ -7,14 +7,14 @@ a module that is not loaded adds nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flask import Flask, current_app
 
 from app.errors import Invalid
 
 from .chart import CORE_PURPOSES, Purpose
-from .operations import CORE_OPERATIONS, Operation
+from .operations import CORE_OPERATIONS, Operation, Widening
 
 KEY = "ledger.registry"
 
@@ -37,15 +37,31 @@ class LedgerRegistry:
         default_factory=dict, compare=False, repr=False
     )
 
-    def add(self, purposes: Iterable[Purpose] = (), operations: Iterable[Operation] = ()) -> None:
+    def add(
+        self,
+        purposes: Iterable[Purpose] = (),
+        operations: Iterable[Operation] = (),
+        widenings: Iterable[Widening] = (),
+    ) -> None:
         for purpose in purposes:
             _put(self.purposes, purpose.code, purpose, "purpose")
         for operation in operations:
-            for name in operation.debit | operation.credit:
-                if name not in self.purposes:
-                    raise ValueError(f"operation {operation.code}: unknown purpose {name!r}")
+            self._check_purposes(operation.code, operation.debit | operation.credit)
             _put(self.operations, operation.code, operation, "operation")
+        for widening in widenings:
+            known = self.operations.get(widening.operation)
+            if known is None:
+                raise ValueError(f"widening unknown operation {widening.operation!r}")
+            self._check_purposes(widening.operation, widening.debit | widening.credit)
+            self.operations[known.code] = replace(
+                known, debit=known.debit | widening.debit, credit=known.credit | widening.credit
+            )
         self.rules.clear()
+
+    def _check_purposes(self, operation: str, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self.purposes:
+                raise ValueError(f"operation {operation}: unknown purpose {name!r}")
 
     def operation(self, code: str) -> Operation:
         try:

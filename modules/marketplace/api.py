@@ -490,12 +490,16 @@ class PaymentRefunds(MethodView):
         (the sellers' pending balance first, then their available balance, then a receivable
         from them). ``amount`` defaults to all that remains refundable. Once refunds cover
         every confirmed payment the invoice is ``reversed`` and the order can be cancelled.
-        The refund is ``pending`` until staff mark the money sent back.
+        The refund is ``pending`` until staff mark the money sent back, unless it goes to the
+        customer's wallet (a payment from the wallet, or ``destination: wallet``): then it is
+        ``succeeded`` at once.
         """
         status, answer = refunds.create_refund(
             authenticate(),
             payment_id,
-            refunds.RefundRequest(reason=body["reason"], amount=body["amount"]),
+            refunds.RefundRequest(
+                reason=body["reason"], amount=body["amount"], destination=body["destination"]
+            ),
             _idempotent(f"payment-refunds:{payment_id}", request.get_json()),
             _REFUND.dump,
         )

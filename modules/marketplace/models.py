@@ -250,7 +250,8 @@ class Refund(Base):
     """Money given back on a confirmed payment, with its partial credit note (``RINV``).
 
     ``pending`` once staff decided it (the credit note and the ledger reversal are written);
-    ``succeeded`` once staff mark the money sent back through the payment's method.
+    ``succeeded`` once staff mark the money sent back through the payment's method, or at once
+    when it went back to money the customer holds on the ledger (their wallet).
     """
 
     __tablename__ = "marketplace_refund"
@@ -271,6 +272,9 @@ class Refund(Base):
     amount: Mapped[Decimal] = mapped_column(MONEY)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(500))
+    #: The payment method the money goes back through: the payment's own, or a method holding
+    #: the customer's money (``wallet``).
+    destination: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

@@ -8,6 +8,11 @@ Modules that take money through providers (``payment``) add their methods with
 :func:`register_method` in ``load(hooks)``: those get a clearing account in the ledger but are
 not offered to ``POST /orders``'s ``payment.method`` (a provider payment starts from its
 provider, see :class:`OrderCheckout`).
+
+A method that holds the payer's own money on the ledger (the customer's wallet) names that
+holder account's purpose (``holder_purpose``): its payments are drawn straight from it at
+capture, its refunds go straight back to it, and a refund of any other payment may choose it
+as the destination (:class:`HeldMethod`).
 """
 
 from __future__ import annotations
@@ -27,9 +32,23 @@ if TYPE_CHECKING:
 class PaymentMethod(Protocol):
     code: str
     label: str
+    #: The payer's ledger holder account purpose the money comes from and goes back to, or
+    #: None: the money waits in the method's clearing account (``clearing_<code>``).
+    holder_purpose: str | None
 
     def check(self, amount: Decimal, currency: str, reference: str | None) -> None:
         """Raise :class:`Invalid` if this method cannot take the payment."""
+        ...
+
+
+class HeldMethod(PaymentMethod, Protocol):
+    """A method whose money is the payer's own on the ledger (``holder_purpose`` is set)."""
+
+    holder_purpose: str
+
+    def open_for(self, customer_id: int, currency: str) -> None:
+        """In the caller's transaction, before money is credited to the customer's account of
+        ``holder_purpose`` in ``currency``: make what holds it (the wallet) if it is missing."""
         ...
 
 
@@ -37,6 +56,7 @@ class PaymentMethod(Protocol):
 class BankTransfer:
     code: str = "bank_transfer"
     label: str = "Bank transfer"
+    holder_purpose: str | None = None
 
     def check(self, amount: Decimal, currency: str, reference: str | None) -> None:
         pass  # the transfer's reference is optional: staff match it when it arrives
@@ -46,6 +66,7 @@ class BankTransfer:
 class Cash:
     code: str = "cash"
     label: str = "Cash"
+    holder_purpose: str | None = None
 
     def check(self, amount: Decimal, currency: str, reference: str | None) -> None:
         if currency != "IDR":
@@ -75,6 +96,15 @@ def all_methods() -> dict[str, PaymentMethod]:
     return {**METHODS, **REGISTERED}
 
 
+def held_methods() -> dict[str, HeldMethod]:
+    """The methods holding the payer's own money: where a refund may be sent instead."""
+    return {
+        code: method  # type: ignore[misc]
+        for code, method in all_methods().items()
+        if method.holder_purpose is not None
+    }
+
+
 def payment_method(code: str, *, registered: bool = False) -> PaymentMethod:
     """The method ``code``; ``registered`` also accepts the methods of provider modules."""
     methods = all_methods() if registered else METHODS
@@ -99,6 +129,13 @@ class OrderCheckout(Protocol):
     def start(self, actor: Principal, payment: Payment, options: dict[str, Any]) -> dict[str, Any]:
         """In the order's transaction, after its payment is written: start the provider
         transaction for ``payment``; returns what the answer shows of it."""
+        ...
+
+    def after_placing(self, placed: dict[str, Any]) -> dict[str, Any] | None:
+        """After the order committed, in transactions of its own: finish the payment of a
+        provider that settles at once (the wallet; it could not in the order's transaction,
+        which posts the invoice). The transaction (``start``'s answer) as it is now, or None
+        when there was nothing to do."""
         ...
 
     def order_cancelling(self, order_id: int) -> None:

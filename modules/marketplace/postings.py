@@ -7,13 +7,15 @@ seller are the platform's own sales), each seller's commission is
 
 - ``INVOICE_POST`` (nonce: the invoice): DR ``receivable`` (customer) T; CR ``sales_clearing``
   U, ``tax_payable`` X.
-- ``PAYMENT_CAPTURE`` (the payment) of P: DR ``clearing_<method>`` P, CR ``receivable`` P; and
-  the sellers' shares it releases: DR ``sales_clearing``; CR per seller ``seller_pending`` (share
-  minus commission) and ``commission_income`` (the commission), ``sales_income`` for the
-  platform's own lines.
+- ``PAYMENT_CAPTURE`` (the payment) of P: DR ``clearing_<method>`` P (for a method holding the
+  payer's own money, the customer's ``wallet``: drawn under its lock, never below zero), CR
+  ``receivable`` P; and the sellers' shares it releases: DR ``sales_clearing``; CR per seller
+  ``seller_pending`` (share minus commission) and ``commission_income`` (the commission),
+  ``sales_income`` for the platform's own lines.
 - ``INVOICE_REVERSAL`` (the credit note): what the receivable still holds, back: CR
   ``receivable``; DR ``tax_payable`` and ``sales_clearing``.
-- ``REFUND`` (the refund) of R: CR ``clearing_<method>`` R; DR ``tax_payable`` its tax part, per
+- ``REFUND`` (the refund) of R: CR ``clearing_<method>`` R (or the customer's ``wallet``, when
+  the payment came from it or staff send the refund there); DR ``tax_payable`` its tax part, per
   seller ``seller_pending`` its part (spilling over to ``seller_available``, then
   ``seller_receivable``: never a negative holder account) and ``commission_income``;
   ``sales_income``; ``sales_clearing`` (either side) the cents of rounding.
@@ -54,7 +56,7 @@ from modules.ledger.posting import Leg, Posting
 
 from .config import marketplace_settings
 from .models import AccountMove, AccountMoveLine, Payment, Refund
-from .payments import all_methods
+from .payments import all_methods, held_methods
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -68,12 +70,22 @@ def clearing(method: str) -> str:
     return f"clearing_{method}"
 
 
+def _money_side(method: str, customer_id: int) -> tuple[str, int | None]:
+    """The account a payment's money comes from at capture and a refund's goes back to: the
+    method's clearing account, or the customer's own for a method holding their money."""
+    held = held_methods().get(method)
+    if held is not None:
+        return held.holder_purpose, customer_id
+    return clearing(method), None
+
+
 def purposes() -> tuple[Purpose, ...]:
     """A clearing account per payment method, the registered ones included (called at setup,
-    once every module has loaded)."""
+    once every module has loaded); a method holding the payer's money needs none."""
     return tuple(
         Purpose(clearing(code), f"{method.label} received, not yet settled", "asset")
         for code, method in sorted(all_methods().items())
+        if method.holder_purpose is None
     )
 
 
@@ -83,6 +95,7 @@ _SHARES = frozenset({"seller_pending", "commission_income", "sales_income"})
 def operations() -> tuple[Operation, ...]:
     """The marketplace's operations; a payment moves money through any method's clearing."""
     clearings = frozenset(purpose.code for purpose in purposes())
+    clearings |= {method.holder_purpose for method in held_methods().values()}
     return (
         Operation(
             "INVOICE_POST",
@@ -282,7 +295,8 @@ def payment_capture(
     split = split_of(invoice)
     after = confirmed_before + payment.amount
     legs = _Legs(invoice.currency)
-    legs.debit(clearing(payment.method), payment.amount)
+    source, payer = _money_side(payment.method, invoice.customer_id)
+    legs.debit(source, payment.amount, payer)
     legs.credit("receivable", payment.amount, invoice.customer_id)
     released = ZERO
     for share in split.shares:
@@ -342,7 +356,8 @@ def refund(
     confirmed_total: Decimal | None,
     actor_id: int | None,
 ) -> Posting | None:
-    """Give back ``refund.amount`` through the payment's method, taken from whom it went to.
+    """Give back ``refund.amount`` through its destination (the payment's method, or a method
+    holding the customer's money), taken from whom it went to.
 
     ``confirmed_total``: set when this refund completes the refunds of every confirmed payment
     (the invoice is reversed): what was never paid is reversed in the same posting.
@@ -351,7 +366,8 @@ def refund(
     amount = refund.amount
     after = refunded_before + amount
     legs = _Legs(invoice.currency)
-    legs.credit(clearing(payment.method), amount)
+    destination, payer = _money_side(refund.destination, invoice.customer_id)
+    legs.credit(destination, amount, payer)
     tax = part(split.tax, refunded_before, after, split.total)
     legs.debit("tax_payable", tax)
     taken = ZERO

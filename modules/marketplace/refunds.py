@@ -5,8 +5,10 @@ Staff refund a confirmed (``paid``) payment, in part or whole: ``0 < amount <= p
 (order -> invoices -> payment), so concurrent refunds of one payment serialise and can never
 give back more than it brought. The same transaction writes the refund (``pending``), its
 credit note ``RINV/...`` (gap-free, numbered last) and one ``REFUND`` posting
-(:mod:`.postings`). Until wallets exist the money goes back through the payment's method by
-hand: staff mark the refund done (``succeeded``), as they confirm payments.
+(:mod:`.postings`). The money goes back through the payment's method (staff send it by hand,
+then mark the refund done: ``succeeded``, as they confirm payments), or, for a payment from the
+customer's wallet or when staff choose it as the ``destination``, straight into the wallet: that
+refund is ``succeeded`` at once, in the same transaction as its posting.
 
 Once the refunds of an invoice cover every confirmed payment, the invoice is ``reversed`` (its
 payments still in process are cancelled, what was never paid is reversed on the ledger in the
@@ -34,6 +36,7 @@ from . import idempotency, numbering, postings
 from .config import marketplace_settings
 from .idempotency import IdempotentRequest, Replay
 from .models import AccountMove, AccountMoveLine, Payment, Refund
+from .payments import held_methods
 from .services import (
     STAFF_ROLES,
     Render,
@@ -61,10 +64,18 @@ class RefundExceedsPayment(Invalid):
     title = "The refund is more than what remains refundable"
 
 
+class InvalidDestination(Invalid):
+    code = "invalid-refund-destination"
+    title = "The refund cannot go back that way"
+
+
 @dataclass(frozen=True)
 class RefundRequest:
     reason: str
     amount: Decimal | None = None
+    #: A method holding the customer's money (``wallet``) to send it to instead of the
+    #: payment's own method; None: the payment's method.
+    destination: str | None = None
 
 
 def create_refund(
@@ -103,6 +114,10 @@ def create_refund(
             r for r in earlier if r.payment_id == payment.id
         )
         amount = _checked_amount(payment, request.amount, remaining)
+        destination = _destination(payment, request.destination)
+        held = held_methods().get(destination)
+        if held is not None:
+            held.open_for(payment.customer_id, payment.currency)
         payments = _payments_of(invoice)
         refunded_before = postings.sum_amounts(earlier)
         confirmed = postings.sum_amounts(p for p in payments if p.state == "paid")
@@ -121,9 +136,12 @@ def create_refund(
             amount=amount,
             currency=payment.currency,
             reason=request.reason,
-            state="pending",
+            destination=destination,
+            state="pending" if held is None else "succeeded",
             created_at=now,
             created_by_id=actor.user_id,
+            confirmed_at=None if held is None else now,
+            confirmed_by_id=None if held is None else actor.user_id,
         )
         Session().add(refund)
         if covers_all:
@@ -131,6 +149,8 @@ def create_refund(
         Session().flush()
         numbering.number_document(credit_note, "RINV", _year(now))
         emit("refund.created", refund_event(refund))
+        if held is not None:
+            emit("refund.succeeded", refund_event(refund))
         if covers_all:
             emit("invoice.reversed", _invoice_event(invoice))
         body = render(refund)
@@ -166,6 +186,21 @@ def _checked_amount(payment: Payment, amount: Decimal | None, remaining: Decimal
             refundable=str(remaining),
         )
     return amount
+
+
+def _destination(payment: Payment, wanted: str | None) -> str:
+    """The method the refund goes back through: the payment's, or one holding the customer's
+    money (their wallet)."""
+    if wanted is None or wanted == payment.method:
+        return payment.method
+    held = held_methods()
+    if wanted not in held:
+        choices = sorted({payment.method, *held})
+        raise InvalidDestination(
+            f"a refund of {payment.name} goes back through {' or '.join(choices)}",
+            errors={"destination": f"one of {', '.join(choices)}"},
+        )
+    return wanted
 
 
 def _reverse_invoice(invoice: AccountMove, payments: Sequence[Payment], now: Any) -> None:
@@ -341,6 +376,7 @@ def refund_event(refund: Refund) -> dict[str, Any]:
         "payment": refund.payment.uuid,
         "credit_note": refund.credit_note.name,
         "state": refund.state,
+        "destination": refund.destination,
         "amount": refund.amount,
         "currency": refund.currency,
     }

@@ -92,6 +92,15 @@ class RefundInSchema(ma.Schema):
         validate=ma.validate.Length(min=1, max=500),
         metadata={"description": "Why the money goes back", "example": "Damaged on arrival"},
     )
+    destination = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={
+            "description": "Where the money goes back: default the payment's own method; "
+            "`wallet` sends it to the customer's wallet (done at once)",
+            "example": "wallet",
+        },
+    )
 
 
 class OrderCreateSchema(ma.Schema):
@@ -328,6 +337,12 @@ class RefundSchema(ma.Schema):
     amount = Amount()
     currency = ma.fields.String()
     reason = ma.fields.String()
+    destination = ma.fields.String(
+        metadata={
+            "description": "The payment method the money goes back through",
+            "example": "bank_transfer",
+        }
+    )
     state = ma.fields.String(
         metadata={
             "enum": list(REFUND_STATES),

@@ -206,10 +206,29 @@ def place_order(
             idempotency.complete(claim_id, 201, body)
         with _step("ledger"):  # last: the ledger's locks come after the invoice counter's
             _post(postings.invoice_post(invoice, actor.user_id))
-    if claim_id is None:
+    settled = order_checkout().after_placing(checkout) if checkout is not None else None
+    if settled is not None:
+        # The payment settled (or failed) after the order: the answer shows them as they are.
+        with transaction():
+            placed = Placed(*(_reloaded(record) for record in (order, invoice, payment)))
+            body = _with_checkout(render(placed), settled)
+            if claim_id is not None:
+                idempotency.complete(claim_id, 201, body)
+    elif claim_id is None:
         # committed objects; no query needed
         body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
     return 201, body
+
+
+def _reloaded(record: Any) -> Any:
+    model = type(record)
+    return (
+        Session()
+        .scalars(
+            select(model).where(model.id == record.id).execution_options(populate_existing=True)
+        )
+        .one()
+    )
 
 
 def _with_checkout(body: dict[str, Any], checkout: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,6 +10,10 @@ The service (:mod:`.services`) owns the pipeline; an adapter only fills in:
 - ``refund(provider, tx, amount) -> str | None``: ask the provider to send money back; its
   reference, or None when staff send it by hand.
 
+A provider that ``settles_at_once`` (the wallet) also has ``settle(provider, tx) -> action``: it
+moves the just-started transaction to its final state in the same request (after ``initiate``
+checked it can), and says what happened.
+
 Every notification then goes through the one entry point, ``services.process_notification``.
 """
 
@@ -76,6 +80,8 @@ class Adapter(Protocol):
     supports_tokens: bool
     #: A sandbox (no real money): refused whatever its state when the app runs in production.
     sandbox: bool
+    #: Pays in the same request (``settle``): nothing to wait for, no notification.
+    settles_at_once: bool
 
     def defaults(self, production: bool) -> dict[str, Any]:
         """The new provider row's state, currencies and settings."""
@@ -96,6 +102,15 @@ class Adapter(Protocol):
     def refund(
         self, provider: PaymentProvider, tx: PaymentTransaction, amount: Decimal
     ) -> str | None: ...
+
+
+class InstantAdapter(Adapter, Protocol):
+    """An adapter that ``settles_at_once``."""
+
+    def settle(self, provider: PaymentProvider, tx: PaymentTransaction) -> dict[str, Any]:
+        """In the caller's transaction, right after ``initiate``: move ``tx`` to its final
+        state through the transition function; the payer's action (what happened)."""
+        ...
 
 
 _ADAPTERS: dict[str, Adapter] = {}
@@ -133,6 +148,7 @@ class ManualBankTransfer:
     expiry = timedelta(days=3)
     supports_tokens = False
     sandbox = False
+    settles_at_once = False
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {

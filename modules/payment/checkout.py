@@ -71,9 +71,14 @@ def page(tx_id: uuid.UUID) -> Response:
         return _not_found()
     if tx.provider.code != demo.CODE or production():
         return _not_found()
+    purpose = (
+        f"for invoice {escape(tx.invoice.name or '')}"
+        if tx.invoice is not None
+        else "to top up your wallet"
+    )
     summary = (
-        f"<p>Pay <strong>{escape(str(tx.amount))} {escape(tx.currency)}</strong> for invoice "
-        f"{escape(tx.invoice.name or '')} (transaction {escape(tx.reference or '')}).</p>"
+        f"<p>Pay <strong>{escape(str(tx.amount))} {escape(tx.currency)}</strong> {purpose} "
+        f"(transaction {escape(tx.reference or '')}).</p>"
     )
     refused = _refusal(tx, summary, choosing=False)
     if refused is not None:

@@ -62,6 +62,7 @@ TOKEN_FIELDS = "token, fingerprint, brand, last4, exp_month, exp_year"  # noqa: 
 class DemoMethod:
     code: str = CODE
     label: str = "Demo gateway"
+    holder_purpose: str | None = None
 
     def check(self, amount: Decimal, currency: str, reference: str | None) -> None:
         pass
@@ -76,6 +77,7 @@ class DemoGateway:
     expiry = timedelta(hours=1)
     supports_tokens = True
     sandbox = True
+    settles_at_once = False
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {

@@ -5,9 +5,10 @@
   modules). ``state`` ``disabled|test|enabled``; the currencies it takes; its fee (percent and
   fixed); ``settings`` (plain values, e.g. bank details shown to payers) and ``secrets`` (the
   provider's secret values, e.g. its signing key, as one JSON document sealed by the vault).
-- ``payment_transaction``: money moving through a provider for an invoice,
-  ``pending -> processing -> success | failed | canceled`` (:mod:`.transitions`), with the
-  accounting payment (``marketplace_payment``) it confirms on success.
+- ``payment_transaction``: money moving through a provider for an invoice (or, ``kind``
+  ``top_up``, into the payer's wallet), ``pending -> processing -> success | failed | canceled``
+  (:mod:`.transitions`), with the accounting payment (``marketplace_payment``) it confirms on
+  success.
 - ``payment_token``: a saved method: the provider's token (sealed), and in clear only the brand,
   the last four digits and the expiry. Soft-deleted (``active``).
 
@@ -43,6 +44,8 @@ from modules.user.models import User
 PROVIDER_STATES = ("disabled", "test", "enabled")
 TRANSACTION_STATES = ("pending", "processing", "success", "failed", "canceled")
 FINAL_STATES = ("success", "failed", "canceled")
+#: What a transaction's money is for: an invoice, or the payer's own wallet (no invoice).
+TRANSACTION_KINDS = ("invoice", "top_up")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -121,9 +124,14 @@ class PaymentTransaction(Base):
         CheckConstraint("net = amount - fee", name="net_is_amount_less_fee").ddl_if(
             dialect="postgresql"
         ),
-        # A success is always the confirmation of an accounting payment.
+        # A success paying an invoice is always the confirmation of an accounting payment.
         CheckConstraint(
-            "state <> 'success' OR account_payment_id IS NOT NULL", name="success_has_payment"
+            "state <> 'success' OR kind <> 'invoice' OR account_payment_id IS NOT NULL",
+            name="success_has_payment",
+        ),
+        _one_of("kind", TRANSACTION_KINDS),
+        CheckConstraint(
+            "(kind = 'invoice') = (invoice_id IS NOT NULL)", name="invoice_when_invoice"
         ),
         UniqueConstraint("provider_id", "provider_reference"),
         Index("ix_payment_transaction_created_id", "created_at", "id"),
@@ -136,7 +144,11 @@ class PaymentTransaction(Base):
     #: ``TX/YYYY/NNNNN``: unique, from the row's id (not gap-free, as Odoo's references).
     reference: Mapped[str | None] = mapped_column(String(32), unique=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("payment_provider.id"), index=True)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("marketplace_account_move.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="invoice")
+    #: The invoice paid (``kind`` invoice); None for a top-up.
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("marketplace_account_move.id"), index=True
+    )
     customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     #: The accounting payment this transaction confirms on success (released on a failure).
     account_payment_id: Mapped[int | None] = mapped_column(
@@ -163,7 +175,7 @@ class PaymentTransaction(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     provider: Mapped[PaymentProvider] = relationship(lazy="joined")
-    invoice: Mapped[AccountMove] = relationship(lazy="joined")
+    invoice: Mapped[AccountMove | None] = relationship(lazy="joined")
     customer: Mapped[User] = relationship(foreign_keys=[customer_id], lazy="joined")
     account_payment: Mapped[Payment | None] = relationship(lazy="joined")
     token: Mapped[PaymentToken | None] = relationship(lazy="joined")

@@ -19,7 +19,7 @@ from app.vault import masked
 from modules.fetch.schemas import Amount, Moment
 from modules.marketplace.models import MONEY
 
-from .models import PROVIDER_STATES, TRANSACTION_STATES
+from .models import PROVIDER_STATES, TRANSACTION_KINDS, TRANSACTION_STATES
 
 PERCENT = Numeric(5, 2)
 
@@ -126,8 +126,18 @@ class ProviderTransactionSchema(ma.Schema):
     provider = ma.fields.String(attribute="provider.code")
     state = ma.fields.String(metadata={"enum": list(TRANSACTION_STATES)})
     state_message = ma.fields.String(allow_none=True)
-    invoice = _uuid_of("invoice.uuid")
-    invoice_number = ma.fields.String(attribute="invoice.name")
+    kind = ma.fields.String(
+        metadata={"enum": list(TRANSACTION_KINDS),
+                  "description": "invoice: pays the invoice; top_up: credits the payer's wallet"}
+    )  # fmt: skip
+    invoice = ma.fields.Function(
+        lambda tx: str(tx.invoice.uuid) if tx.invoice is not None else None,
+        metadata={"description": "The invoice paid (null for a top-up)", "type": "string"},
+    )
+    invoice_number = ma.fields.Function(
+        lambda tx: tx.invoice.name if tx.invoice is not None else None,
+        metadata={"type": "string", "example": "INV/2026/00001"},
+    )
     customer = _uuid_of("customer.uuid")
     payment = ma.fields.Function(
         lambda tx: str(tx.account_payment.uuid) if tx.account_payment is not None else None,

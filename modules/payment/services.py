@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import exists, select
 
 from app.db import Session, get_database, transaction, utcnow
-from app.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
+from app.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthenticated
 from app.events import emit
 from app.http import Page, keyset_page
 from app.security import Principal
@@ -33,7 +33,7 @@ from modules.marketplace.idempotency import IdempotentRequest, Replay
 from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
 from modules.user.models import User
 
-from .adapters import Adapter, Notification, Start, adapter_for, adapters
+from .adapters import Adapter, InstantAdapter, Notification, Start, adapter_for, adapters
 from .config import public_url
 from .models import PaymentProvider, PaymentToken, PaymentTransaction
 from .providers import (
@@ -109,48 +109,79 @@ def pay_invoice(
             actor, request.invoice, adapter.method.code, request.amount
         )
         tx = _start(
-            actor, provider, adapter, payment, start, token=token, tokenize=request.save_method
-        )
+            actor, provider, adapter, start, payment=payment, token=token,
+            tokenize=request.save_method,
+        )  # fmt: skip
+        if adapter.settles_at_once:
+            tx.action = cast(InstantAdapter, adapter).settle(provider, tx)
         body = render(tx)
         if idempotent is not None:
             idempotency.complete(claimed, 201, body)
     return 201, body
 
 
+@dataclass(frozen=True)
+class TopUp:
+    """Money the payer puts into their own wallet: no invoice, no accounting payment."""
+
+    customer_id: int
+    amount: Decimal
+    currency: str
+
+
+def start_top_up(actor: Principal, provider_code: str, top_up: TopUp) -> PaymentTransaction:
+    """A ``top_up`` transaction through ``provider_code``, in the caller's transaction (the
+    wallet module's, which checked the wallet and the limits). Its success is settled by the
+    wallet's registered settlement (the credit posted)."""
+    provider, adapter = usable(provider_code, top_up.currency)
+    if adapter.method.holder_purpose is not None:
+        raise ProviderUnavailable(
+            f"the provider {provider_code!r} pays from money the payer holds: it tops up nothing",
+            errors={"provider": "cannot top up"},
+        )
+    start = Start(notify_url=_notify_url(provider_code))
+    return _start(actor, provider, adapter, start, top_up=top_up)
+
+
 def _start(
     actor: Principal | None,
     provider: PaymentProvider,
     adapter: Adapter,
-    payment: Payment,
     start: Start,
     *,
+    payment: Payment | None = None,
+    top_up: TopUp | None = None,
     token: PaymentToken | None = None,
     tokenize: bool = False,
 ) -> PaymentTransaction:
-    """The provider transaction for a just-registered payment, in the caller's transaction."""
+    """The provider transaction for a just-registered payment (or a top-up), in the caller's
+    transaction."""
     if tokenize and not adapter.supports_tokens:
         raise ProviderUnavailable(
             f"the provider {provider.code!r} does not save methods",
             errors={"save_method": "not supported by this provider"},
         )
-    fee = fee_for(provider, payment.amount, payment.currency)
-    if fee > payment.amount:
+    money = payment if payment is not None else top_up
+    assert money is not None, "a transaction pays an invoice or tops a wallet up"
+    fee = fee_for(provider, money.amount, money.currency)
+    if fee > money.amount:
         raise ProviderUnavailable(
-            f"the provider's fee ({fee}) is more than the payment ({payment.amount})",
+            f"the provider's fee ({fee}) is more than the payment ({money.amount})",
             errors={"amount": f"more than {fee}"},
         )
     now = utcnow()
     tx = PaymentTransaction(
         uuid=uuid.uuid4(),
         provider_id=provider.id,
-        invoice_id=payment.invoice_id,
-        customer_id=payment.customer_id,
-        account_payment_id=payment.id,
+        kind="invoice" if payment is not None else "top_up",
+        invoice_id=payment.invoice_id if payment is not None else None,
+        customer_id=money.customer_id,
+        account_payment_id=payment.id if payment is not None else None,
         token_id=token.id if token is not None else None,
-        amount=payment.amount,
-        currency=payment.currency,
+        amount=money.amount,
+        currency=money.currency,
         fee=fee,
-        net=payment.amount - fee,
+        net=money.amount - fee,
         state="pending",
         tokenize=tokenize,
         action={},
@@ -193,8 +224,32 @@ class OrderCheckout:
 
         code = options["provider"]
         provider, adapter = usable(code, payment.currency)
-        tx = _start(actor, provider, adapter, payment, Start(notify_url=_notify_url(code)))
+        tx = _start(actor, provider, adapter, Start(notify_url=_notify_url(code)), payment=payment)
         return ProviderTransactionSchema().dump(tx)
+
+    def after_placing(self, placed: dict[str, Any]) -> dict[str, Any] | None:
+        from .schemas import ProviderTransactionSchema
+
+        adapter = adapter_for(placed["provider"])
+        if not adapter.settles_at_once:
+            return None
+        tx_uuid = uuid.UUID(placed["id"])
+        try:
+            with marketplace.refused_by_database(), transaction():
+                tx = _locked_by_uuid(tx_uuid)
+                if tx.state == "pending":
+                    provider = get_provider(placed["provider"])
+                    tx.action = cast(InstantAdapter, adapter).settle(provider, tx)
+        except (Invalid, Conflict) as refused:
+            # The money went between the order's check and now (another payment from the
+            # same wallet): the order stays, unpaid; the transaction says why.
+            log.info("transaction %s not settled: %s", placed["reference"], refused)
+            with marketplace.refused_by_database(), transaction():
+                tx = _locked_by_uuid(tx_uuid)
+                if tx.state == "pending":
+                    transition(tx, "failed", str(refused), provider=True)
+        with transaction():
+            return ProviderTransactionSchema().dump(_locked_by_uuid(tx_uuid))
 
     def order_cancelling(self, order_id: int) -> None:
         cancel_for_order(order_id)

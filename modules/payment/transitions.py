@@ -12,12 +12,15 @@ The effects happen here, in the caller's transaction and under the transaction's
 (taken by the caller): a success confirms the accounting payment through the marketplace's
 ``paid`` path (its ledger postings included) and emits ``payment.succeeded`` once; a failure or
 a cancellation gives the reserved amount back to the invoice (the invoice is as it was before
-the attempt) and emits ``payment.failed`` / ``payment.canceled``.
+the attempt) and emits ``payment.failed`` / ``payment.canceled``. A transaction paying no
+invoice (a wallet top-up) is settled on success by what the module owning its ``kind``
+registered with :func:`register_settlement` (the wallet posts the credit).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from app.db import Session, utcnow
@@ -44,6 +47,18 @@ EVENTS = {
 
 
 LATE_SUCCESS_MESSAGE = "captured after cancellation: refund it"
+
+#: kind -> what the success of a transaction of that kind (paying no invoice) does.
+_SETTLEMENTS: dict[str, Callable[[PaymentTransaction], None]] = {}
+
+
+def register_settlement(kind: str, settle: Callable[[PaymentTransaction], None]) -> None:
+    """Let a module settle successful transactions of ``kind`` (in their transaction, under
+    their row lock: e.g. post the wallet credit of a top-up). From the module's ``load``."""
+    known = _SETTLEMENTS.get(kind)
+    if known is not None and known is not settle:
+        raise ValueError(f"two settlements for the transaction kind {kind!r}")
+    _SETTLEMENTS[kind] = settle
 
 
 class InvalidTransition(Conflict):
@@ -88,8 +103,10 @@ def transition(
     if message is not None:
         tx.state_message = message[:500]
     Session().flush()
-    if target == "success":
+    if target == "success" and tx.kind == "invoice":
         marketplace.confirm_payment(None, payment.uuid)
+    elif target == "success":
+        _SETTLEMENTS[tx.kind](tx)
     elif target in ("failed", "canceled") and tx.account_payment_id is not None:
         marketplace.release_payment(tx.account_payment_id, f"transaction {target}")
     if target in EVENTS:
@@ -103,7 +120,9 @@ def event_payload(tx: PaymentTransaction) -> dict[str, Any]:
         "reference": tx.reference,
         "provider": tx.provider.code,
         "state": tx.state,
-        "invoice": tx.invoice.uuid,
+        "kind": tx.kind,
+        "invoice": tx.invoice.uuid if tx.invoice is not None else None,
+        "customer": tx.customer.uuid,
         "payment": tx.account_payment.uuid if tx.account_payment is not None else None,
         "amount": tx.amount,
         "fee": tx.fee,

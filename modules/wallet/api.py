@@ -1,5 +1,6 @@
 """``/api/v1/wallets``: customers' wallets, their balances and statements (from the ledger),
-freezing (staff) and the daily reward.
+top-ups through providers, freezing (staff) and the daily reward. Paying from a wallet is
+``POST /api/v1/payments`` with the provider ``wallet``.
 
 Writes run on the primary; reads inside ``@read_only()`` on a caught-up replica
 (read-your-writes through ``X-Lapak-LSN``). Customers see their own wallets; anything else is 404.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -18,11 +19,15 @@ from app.db import read_only
 from app.http import Page
 from app.security import authenticate, requires
 from modules.ledger.schemas import LedgerProblemSchema, StatementPageSchema, StatementQuerySchema
+from modules.marketplace import idempotency
+from modules.payment.api import IDEMPOTENCY_PARAMETER
 
-from . import services
+from . import services, top_ups
 from .schemas import (
     FreezeSchema,
     RewardSchema,
+    TopUpInSchema,
+    TopUpSchema,
     WalletInSchema,
     WalletPageSchema,
     WalletQuerySchema,
@@ -39,6 +44,7 @@ blp = Blueprint(
 STAFF = services.STAFF_ROLES
 _WALLET = WalletSchema()
 _REWARD = RewardSchema()
+_TOP_UP = TopUpSchema()
 
 
 @blp.route("")
@@ -74,6 +80,43 @@ class Wallets(MethodView):
         return services.list_wallets(
             authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
         )
+
+
+@blp.route("/top-ups")
+class TopUps(MethodView):
+    @requires("customer")
+    @blp.arguments(TopUpInSchema, example={"provider": "demo", "amount": "50000.00"})
+    @blp.response(201, TopUpSchema)
+    @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
+    @blp.alt_response(409, schema=LedgerProblemSchema, description="wallet-frozen")
+    @blp.alt_response(
+        422, schema=LedgerProblemSchema, description="top-up-limits, provider-unavailable"
+    )
+    def post(self, body: dict[str, Any]) -> Response:
+        """Top up your wallet through a provider
+
+        Starts a provider transaction (``kind`` ``top_up``) for your wallet in ``currency``,
+        opened if you have none; its ``action`` says what to do next (the demo gateway's page,
+        bank details). The wallet is credited when the provider reports success. The amount
+        is within the marketplace's limits per currency.
+        """
+        actor = authenticate()
+        idempotent = idempotency.request_for(
+            actor.user_id, "wallet-top-ups", request.headers.get("Idempotency-Key"),
+            request.get_json(),
+        )  # fmt: skip
+        status, answer = top_ups.top_up(
+            actor,
+            top_ups.TopUpRequest(body["provider"], body["amount"], body["currency"]),
+            idempotent,
+            lambda wallet, tx: _TOP_UP.dump({"wallet": services.view(wallet), "transaction": tx}),
+        )
+        response = jsonify(answer)
+        response.status_code = status
+        response.headers["Location"] = url_for(
+            "payments.TransactionItem", tx_id=answer["transaction"]["id"]
+        )
+        return response
 
 
 @blp.route("/<uuid:wallet_id>")

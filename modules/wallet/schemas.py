@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from app.fields import DecimalString
 from app.http import PageArgs, page_schema
 from modules.ledger.schemas import Money
-from modules.marketplace.models import CURRENCY_PLACES
+from modules.marketplace.models import CURRENCY_PLACES, MONEY
+from modules.payment.schemas import ProviderTransactionSchema
 
 from .models import WALLET_STATES
 
@@ -62,3 +64,27 @@ class RewardSchema(ma.Schema):
 
 
 WalletPageSchema = page_schema(WalletSchema)
+
+
+class TopUpInSchema(ma.Schema):
+    provider = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "An enabled provider (not the wallet itself)", "example": "demo"},
+    )
+    amount = DecimalString(
+        MONEY, required=True, metadata={"description": "Within the marketplace's limits",
+                                        "example": "50000.00"}
+    )  # fmt: skip
+    currency = ma.fields.String(
+        load_default="IDR", validate=ma.validate.OneOf(CURRENCIES), metadata={"example": "IDR"}
+    )
+
+
+class TopUpSchema(ma.Schema):
+    wallet = ma.fields.Nested(WalletSchema, metadata={"description": "Opened on the first top-up"})
+    transaction = ma.fields.Nested(
+        ProviderTransactionSchema,
+        metadata={"description": "The provider transaction (kind top_up): its action says what "
+                  "the payer does next; the wallet is credited when it succeeds"},
+    )  # fmt: skip

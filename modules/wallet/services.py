@@ -20,9 +20,11 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from app.db import Session, transaction, utcnow
+from app.db import Session, get_database, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound, PermissionDenied
 from app.events import emit
 from app.http import Page, keyset_page
@@ -145,6 +147,36 @@ def open_wallet(actor: Principal, currency: str, customer: uuid.UUID | None = No
             {"wallet": wallet.uuid, "customer": holder.uuid, "currency": currency},
         )
         return _views([wallet])[0]
+
+
+def ensure_wallet(customer_id: int, currency: str) -> Wallet:
+    """The customer's wallet in ``currency``, opened if missing (money is about to reach it:
+    a refund sent to it, a top-up). In the caller's transaction; a concurrent opening is
+    harmless. No sign-up credit here: that caller posts its own money movement."""
+    session = Session()
+    found = select(Wallet).where(Wallet.customer_id == customer_id, Wallet.currency == currency)
+    wallet = session.scalars(found).first()
+    if wallet is not None:
+        return wallet
+    insert = (
+        postgresql_insert if get_database().primary.dialect.name == "postgresql" else sqlite_insert
+    )
+    opened = session.execute(
+        insert(Wallet)
+        .values(
+            uuid=uuid.uuid4(),
+            customer_id=customer_id,
+            currency=currency,
+            state="active",
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["customer_id", "currency"])
+    )
+    wallet = session.scalars(found).one()
+    if opened.rowcount == 1:
+        customer = session.scalar(select(User.uuid).where(User.id == customer_id))
+        emit("wallet.opened", {"wallet": wallet.uuid, "customer": customer, "currency": currency})
+    return wallet
 
 
 def _holder(actor: Principal, customer: uuid.UUID | None) -> User:
@@ -281,6 +313,10 @@ def statement(actor: Principal, wallet_uuid: uuid.UUID, *, limit: int, cursor: s
     if view.account is None:
         return Page([], None)
     return ledger.statement(actor, view.account, limit=limit, cursor=cursor)
+
+
+def view(wallet: Wallet) -> WalletView:
+    return _views([wallet])[0]
 
 
 def _visible(actor: Principal):  # type: ignore[no-untyped-def]
