@@ -8,6 +8,7 @@ thread with their own client, app context and session, as gunicorn threads would
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,16 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.modules.conftest import Caller
-from tests.modules.marketplace.conftest import (  # noqa: F401 - fixtures
-    MadeProduct,
-    make_product,
-    order_body,
-    sql,
-)
+from app.db import transaction
+from modules.marketplace.models import Product
+from modules.user.services import create_user
+from tests.modules.conftest import PASSWORD, Caller, bearer, login
+from tests.modules.marketplace.conftest import MadeProduct, order_body, sql
 from tests.modules.payment.conftest import (
     assert_ledger_consistent,
     assert_problem,
@@ -33,6 +33,7 @@ from tests.modules.payment.conftest import (
     notify,
     provider_secret,
 )
+from tests.modules.payment.test_demo_gateway import choose
 from tests.servers import Services
 
 D = Decimal
@@ -379,3 +380,49 @@ def test_a_bank_transfer_top_up_is_credited_when_staff_confirm_it(
     assert confirmed["state"] == "success"
     assert wallet_of(client, customer)["balance"] == "25000.00"
     assert_ledger_consistent(app)
+
+
+def test_the_embedded_default_tops_up_through_the_demo_gateway_and_pays_from_the_wallet(
+    make_embedded_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    """What a newcomer sees (SQLite, no Redis): the gateway's hosted page, its notification
+    over HTTP from an in-process job, then an order paid from the wallet in one request."""
+    app = make_embedded_app()
+    with app.app_context():
+        create_user("buyer@example.test", role="customer", password=PASSWORD)
+        with transaction() as session:
+            item = Product(name="LELE", list_price=Decimal("37000"), active=True)
+            session.add(item)
+            session.flush()
+            product_id = str(item.uuid)
+    base = serve(app)
+    token = login(app.test_client(), "buyer@example.test").get_json()["access_token"]
+    headers = bearer(token)
+
+    started = requests.post(f"{base}{WALLETS}/top-ups", json={"provider": "demo",
+                            "amount": "50000.00"}, headers=headers, timeout=30)  # fmt: skip
+    assert started.status_code == 201, started.text
+    tx = started.json()["transaction"]
+    choose(tx["action"]["url"], "success")
+    deadline = time.monotonic() + 30
+    while (balance := _balance(base, headers)) != "50000.00":
+        assert time.monotonic() < deadline, balance
+        time.sleep(0.1)
+
+    body = order_body((product_id, "1"))
+    body["payment"] = {"provider": "wallet"}
+    placed = requests.post(f"{base}{ORDERS}", json=body, headers=headers, timeout=30)
+
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    assert order["transaction"]["state"] == "success"
+    assert order["invoice"]["payment_state"] == "paid"
+    left = D("50000.00") - D(order["invoice"]["amount_total"])
+    assert _balance(base, headers) == str(left)
+    assert_ledger_consistent(app)
+
+
+def _balance(base: str, headers: dict[str, str]) -> str:
+    response = requests.get(f"{base}{WALLETS}?currency=IDR", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["items"][0]["balance"]
