@@ -131,20 +131,26 @@ class ProviderTransactionSchema(ma.Schema):
                   "description": "invoice: pays the invoice; top_up: credits the payer's wallet"}
     )  # fmt: skip
     invoice = ma.fields.Function(
-        lambda tx: str(tx.invoice.uuid) if tx.invoice is not None else None,
+        allow_none=True,
+        serialize=lambda tx: str(tx.invoice.uuid) if tx.invoice is not None else None,
         metadata={"description": "The invoice paid (null for a top-up)", "type": "string"},
     )
     invoice_number = ma.fields.Function(
-        lambda tx: tx.invoice.name if tx.invoice is not None else None,
+        allow_none=True,
+        serialize=lambda tx: tx.invoice.name if tx.invoice is not None else None,
         metadata={"type": "string", "example": "INV/2026/00001"},
     )
     customer = _uuid_of("customer.uuid")
     payment = ma.fields.Function(
-        lambda tx: str(tx.account_payment.uuid) if tx.account_payment is not None else None,
+        allow_none=True,
+        serialize=lambda tx: (
+            str(tx.account_payment.uuid) if tx.account_payment is not None else None
+        ),
         metadata={"description": "The accounting payment it confirms", "type": "string"},
     )
     token = ma.fields.Function(
-        lambda tx: str(tx.token.uuid) if tx.token is not None else None,
+        allow_none=True,
+        serialize=lambda tx: str(tx.token.uuid) if tx.token is not None else None,
         metadata={"description": "The saved method used or saved", "type": "string"},
     )
     amount = Amount()
