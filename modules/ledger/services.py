@@ -219,6 +219,13 @@ def _legs(operation: Operation, request: TransactionRequest, holders: _Holders) 
                 "send either holder and amount, or legs, not both",
                 errors={"legs": "not with holder and amount"},
             )
+        if operation.holder_purpose is not None:
+            # Its other purposes are for the modules that post it (a top-up's provider
+            # clearing account): by hand it moves a holder's account against its counter only.
+            raise InvalidOperation(
+                f"{operation.code} is posted from a holder and an amount",
+                errors={"legs": f"not for {operation.code}: send holder and amount"},
+            )
         return [
             _explicit(index, leg, request.currency, holders)
             for index, leg in enumerate(request.legs)

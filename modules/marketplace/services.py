@@ -594,6 +594,13 @@ def confirm_payment(actor: Principal | None, payment_uuid: uuid.UUID) -> Payment
             raise Conflict(
                 f"payment {payment.name} was cancelled with its order", state=payment.state
             )
+        if actor is not None and payment_method(payment.method, registered=True).holder_purpose:
+            # Money the customer holds (their wallet) is drawn by its transaction only, under
+            # the wallet's checks; staff cancel the transaction instead.
+            raise Conflict(
+                f"payment {payment.name} is paid by its {payment.method} transaction, not by staff",
+                state=payment.state,
+            )
         postings.require_posted(invoice)
         payment.state = "paid"
         payment.confirmed_at = utcnow()
@@ -755,6 +762,14 @@ def _lock_order_and_invoice(order_id: int) -> None:
         .order_by(AccountMove.id)
         .with_for_update()
     )
+
+
+def lock_invoice(invoice_id: int) -> None:
+    """Lock an invoice's order and invoices, in the order every writer takes them (for a
+    module about to change a payment of it: the wallet, before its own row)."""
+    order_id = Session().scalar(select(AccountMove.order_id).where(AccountMove.id == invoice_id))
+    if order_id is not None:
+        _lock_order_and_invoice(order_id)
 
 
 def _invoices_of(order: SaleOrder) -> list[AccountMove]:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.db import Session, get_database, transaction, utcnow
 from app.errors import Invalid, NotFound
+from app.vault import Unsealed
 from modules.marketplace import services as marketplace
 from modules.marketplace.models import CURRENCY_PLACES
 
@@ -73,7 +74,9 @@ def ensure_providers() -> None:
 
 def provider_secrets(provider: PaymentProvider) -> dict[str, str]:
     """The provider's secret settings (unsealed by the column type)."""
-    return json.loads(provider.secrets) if provider.secrets else {}
+    if not provider.secrets:
+        return {}
+    return {name: Unsealed(value) for name, value in json.loads(provider.secrets).items()}
 
 
 def get_provider(code: str, *, lock: bool = False) -> PaymentProvider:

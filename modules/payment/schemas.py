@@ -15,11 +15,14 @@ from sqlalchemy import Numeric
 
 from app.fields import DecimalString
 from app.http import JsonBoolean, PageArgs, page_schema
+from app.security import current_principal
 from app.vault import masked
 from modules.fetch.schemas import Amount, Moment
 from modules.marketplace.models import MONEY
 
 from .models import PROVIDER_STATES, TRANSACTION_KINDS, TRANSACTION_STATES
+
+STAFF_ROLES = ("staff", "admin")
 
 PERCENT = Numeric(5, 2)
 
@@ -162,7 +165,12 @@ class ProviderTransactionSchema(ma.Schema):
         metadata={"description": "The provider captured the money after Lapak gave this "
                   "transaction up: staff refund it (nothing was posted)"}
     )  # fmt: skip
-    action = ma.fields.Dict(metadata={"description": "What the payer does next"})
+    action = ma.fields.Function(
+        allow_none=True,
+        serialize=lambda tx: tx.action if _payer_or_staff(tx) else None,
+        metadata={"type": "object", "description": "What the payer does next (the checkout "
+                  "page, bank details; a wallet's new balance): shown to the payer and staff"},
+    )  # fmt: skip
     expires_at = ma.fields.DateTime()
     last_state_change = ma.fields.DateTime()
     created_at = ma.fields.DateTime()
@@ -185,6 +193,13 @@ class ProviderSchema(ma.Schema):
                   "type": "array", "items": {"type": "string"}},
     )  # fmt: skip
     updated_at = ma.fields.DateTime()
+
+
+def _payer_or_staff(tx: Any) -> bool:
+    """A seller sees the transactions of their sales, not what their payer does next (the
+    checkout page is the payer's; a wallet's balance is theirs)."""
+    viewer = current_principal()
+    return viewer is None or viewer.user_id == tx.customer_id or viewer.has_role(*STAFF_ROLES)
 
 
 def _secret_names(provider: Any) -> list[str]:

@@ -133,7 +133,13 @@ def start_top_up(actor: Principal, provider_code: str, top_up: TopUp) -> Payment
     """A ``top_up`` transaction through ``provider_code``, in the caller's transaction (the
     wallet module's, which checked the wallet and the limits). Its success is settled by the
     wallet's registered settlement (the credit posted)."""
-    provider, adapter = usable(provider_code, top_up.currency)
+    try:
+        provider, adapter = usable(provider_code, top_up.currency)
+    except NotFound:
+        raise ProviderUnavailable(
+            f"there is no payment provider {provider_code!r}",
+            errors={"provider": f"one of {', '.join(sorted(adapters()))}"},
+        ) from None
     if adapter.method.holder_purpose is not None:
         raise ProviderUnavailable(
             f"the provider {provider_code!r} pays from money the payer holds: it tops up nothing",
@@ -228,6 +234,9 @@ class OrderCheckout:
         return ProviderTransactionSchema().dump(tx)
 
     def after_placing(self, placed: dict[str, Any]) -> dict[str, Any] | None:
+        """Never raises: the order is committed. A failure to settle leaves the transaction
+        ``pending`` (the payer may cancel it; the expiry job does); a refusal (the money went
+        meanwhile) fails it with the reason."""
         from .schemas import ProviderTransactionSchema
 
         adapter = adapter_for(placed["provider"])
@@ -235,21 +244,22 @@ class OrderCheckout:
             return None
         tx_uuid = uuid.UUID(placed["id"])
         try:
-            with marketplace.refused_by_database(), transaction():
-                tx = _locked_by_uuid(tx_uuid)
-                if tx.state == "pending":
-                    provider = get_provider(placed["provider"])
-                    tx.action = cast(InstantAdapter, adapter).settle(provider, tx)
-        except (Invalid, Conflict) as refused:
-            # The money went between the order's check and now (another payment from the
-            # same wallet): the order stays, unpaid; the transaction says why.
-            log.info("transaction %s not settled: %s", placed["reference"], refused)
-            with marketplace.refused_by_database(), transaction():
-                tx = _locked_by_uuid(tx_uuid)
-                if tx.state == "pending":
-                    transition(tx, "failed", str(refused), provider=True)
-        with transaction():
-            return ProviderTransactionSchema().dump(_locked_by_uuid(tx_uuid))
+            try:
+                with transaction():
+                    settle_transaction(tx_uuid, cast(InstantAdapter, adapter))
+            except (Invalid, Conflict) as refused:
+                # The money went between the order's check and now (another payment from
+                # the same wallet): the order stays, unpaid; the transaction says why.
+                log.info("transaction %s not settled: %s", placed["reference"], refused)
+                with transaction():
+                    tx = _locked_by_uuid(tx_uuid)
+                    if tx.state == "pending":
+                        transition(tx, "failed", str(refused), provider=True)
+            with transaction():
+                return ProviderTransactionSchema().dump(get_transaction_by_uuid(tx_uuid))
+        except Exception:  # the database went away after the commit: say what is known
+            log.exception("transaction %s: settling after the order failed", placed["reference"])
+            return None
 
     def order_cancelling(self, order_id: int) -> None:
         cancel_for_order(order_id)
@@ -460,6 +470,29 @@ def cancel_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransacti
     return tx
 
 
+def settle_transaction(tx_uuid: uuid.UUID, adapter: InstantAdapter) -> PaymentTransaction:
+    """Settle a pending transaction of a provider that settles at once, in the caller's
+    transaction: the transaction's row, then its order and invoice (as every writer), then what
+    the adapter locks (the wallet: after the invoice, as when paying an invoice)."""
+    tx = _locked_by_uuid(tx_uuid)
+    if tx.state == "pending":
+        if tx.invoice_id is not None:
+            marketplace.lock_invoice(tx.invoice_id)
+        tx.action = adapter.settle(tx.provider, tx)
+    return tx
+
+
+def get_transaction_by_uuid(tx_uuid: uuid.UUID) -> PaymentTransaction:
+    tx = (
+        Session()
+        .scalars(select(PaymentTransaction).where(PaymentTransaction.uuid == tx_uuid))
+        .first()
+    )
+    if tx is None:
+        raise NotFound("there is no such payment")
+    return tx
+
+
 def _locked_by_uuid(tx_uuid: uuid.UUID) -> PaymentTransaction:
     found = (
         Session()
@@ -586,11 +619,7 @@ def get_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransaction:
 
 def demo_checkout_transaction(tx_uuid: uuid.UUID) -> PaymentTransaction:
     """The transaction a hosted checkout page is for (its uuid is the page's secret)."""
-    tx = (
-        Session()
-        .scalars(select(PaymentTransaction).where(PaymentTransaction.uuid == tx_uuid))
-        .first()
-    )
-    if tx is None:
-        raise NotFound("there is no such checkout")
-    return tx
+    try:
+        return get_transaction_by_uuid(tx_uuid)
+    except NotFound:
+        raise NotFound("there is no such checkout") from None

@@ -12,8 +12,9 @@ once, and refunds may go back into it.
   payment the wallet cannot cover is a 422 ``insufficient-balance`` and the whole request is
   rolled back.
 
-Row locks: the invoice's (through the marketplace), the wallet's, then the ledger's accounts:
-concurrent payments from one wallet queue on the wallet's row.
+Row locks: the provider transaction's, the order's and the invoice's (through the marketplace),
+the wallet's, then the ledger's accounts: concurrent payments from one wallet queue on the
+wallet's row. Only the wallet's owner pays from it (not staff on their behalf).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from app.db import Session
-from app.errors import Invalid
+from app.errors import Invalid, PermissionDenied
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account
 from modules.ledger.posting import InsufficientBalance
@@ -68,8 +69,9 @@ class WalletAdapter:
     method = WalletMethod()
     setting_names = ()
     secret_names = ()
-    #: A wallet transaction is settled when it starts: nothing ever waits.
-    expiry = timedelta(minutes=1)
+    #: Settled when it starts (an order's, right after the order commits); one left pending by
+    #: a failure there is canceled by the expiry job after this.
+    expiry = timedelta(minutes=15)
     supports_tokens = False
     sandbox = False
     settles_at_once = True
@@ -83,9 +85,11 @@ class WalletAdapter:
     def initiate(
         self, provider: PaymentProvider, tx: PaymentTransaction, start: Start
     ) -> dict[str, Any]:
-        """Check the wallet can pay (it exists, is active, holds enough now), under its row
-        lock; :meth:`settle` then pays."""
-        wallet = _locked_wallet(tx.customer_id, tx.currency)
+        """Check the wallet can pay (its owner asks, it exists, is active, holds enough now);
+        :meth:`settle` then pays, checking again under the locks."""
+        if tx.created_by_id != tx.customer_id:
+            raise PermissionDenied("only the customer pays from their wallet")
+        wallet = _wallet(tx.customer_id, tx.currency, lock=False)
         balance = balance_of(wallet)
         if balance < tx.amount:
             raise InsufficientBalance(
@@ -98,7 +102,7 @@ class WalletAdapter:
     def settle(self, provider: PaymentProvider, tx: PaymentTransaction) -> dict[str, Any]:
         """Pay now: the transaction succeeds and the capture draws the wallet (the ledger
         checks the balance again under the account's lock)."""
-        wallet = _locked_wallet(tx.customer_id, tx.currency)
+        wallet = _wallet(tx.customer_id, tx.currency, lock=True)
         transition(tx, "success", "paid from the wallet", provider=True)
         return _action(wallet, balance_of(wallet))
 
@@ -111,18 +115,13 @@ class WalletAdapter:
         return None  # the refund's own posting credits the wallet
 
 
-def _locked_wallet(customer_id: int, currency: str) -> Wallet:
+def _wallet(customer_id: int, currency: str, *, lock: bool) -> Wallet:
     from .services import WalletFrozen
 
-    wallet = (
-        Session()
-        .scalars(
-            select(Wallet)
-            .where(Wallet.customer_id == customer_id, Wallet.currency == currency)
-            .with_for_update()
-        )
-        .first()
-    )
+    found = select(Wallet).where(Wallet.customer_id == customer_id, Wallet.currency == currency)
+    if lock:
+        found = found.with_for_update().execution_options(populate_existing=True)
+    wallet = Session().scalars(found).first()
     if wallet is None:
         raise NoWallet(
             f"there is no {currency} wallet to pay from: open one and top it up",

@@ -3,7 +3,8 @@ holder account in one currency, its balance and statement are the ledger's.
 
 - :func:`open_wallet`: one wallet per customer and currency (409 ``wallet-exists``); opening a
   customer's IDR wallet credits the sign-up credit (``SIGNUP_CREDIT``, nonce
-  ``signup:<customer>``: once per customer, ever) in the same transaction.
+  ``signup:<customer>``: once per customer, ever) in the same transaction. A wallet opened by
+  money reaching it (a refund) gets it with its first top-up.
 - :func:`freeze` / :func:`unfreeze` (staff): a frozen wallet takes no reward and pays nothing;
   refunds and credits staff post on the ledger still reach it.
 - :func:`claim_daily_reward`: the customer's daily reward into their IDR wallet
@@ -126,27 +127,35 @@ def open_wallet(actor: Principal, currency: str, customer: uuid.UUID | None = No
             session.flush()
         except IntegrityError:  # opened by a concurrent request since the look above
             raise WalletExists(f"{holder.uuid} already has a {currency} wallet") from None
-        credit = wallet_settings().signup_credit
-        nonce = f"signup:{holder.uuid}"
-        if currency == CREDIT_CURRENCY and credit > 0 and not _nonce_used("SIGNUP_CREDIT", nonce):
-            post(
-                Posting(
-                    "SIGNUP_CREDIT",
-                    nonce,
-                    [
-                        Leg("promotion_expense", currency, debit=credit),
-                        Leg("wallet", currency, credit=credit, holder_id=holder.id),
-                    ],
-                    reference=str(wallet.uuid),
-                    memo="Sign-up credit",
-                    actor_id=actor.user_id,
-                )
-            )
+        credit_sign_up(wallet, holder.uuid, actor.user_id)
         emit(
             "wallet.opened",
             {"wallet": wallet.uuid, "customer": holder.uuid, "currency": currency},
         )
         return _views([wallet])[0]
+
+
+def credit_sign_up(wallet: Wallet, customer: uuid.UUID, actor_id: int | None) -> None:
+    """Post the sign-up credit into ``wallet`` if it is the customer's IDR wallet and they
+    never had it (nonce ``signup:<customer>``), in the caller's transaction (which posts
+    nothing else)."""
+    credit = wallet_settings().signup_credit
+    nonce = f"signup:{customer}"
+    if wallet.currency != CREDIT_CURRENCY or credit <= 0 or _nonce_used("SIGNUP_CREDIT", nonce):
+        return
+    post(
+        Posting(
+            "SIGNUP_CREDIT",
+            nonce,
+            [
+                Leg("promotion_expense", wallet.currency, debit=credit),
+                Leg("wallet", wallet.currency, credit=credit, holder_id=wallet.customer_id),
+            ],
+            reference=str(wallet.uuid),
+            memo="Sign-up credit",
+            actor_id=actor_id,
+        )
+    )
 
 
 def ensure_wallet(customer_id: int, currency: str) -> Wallet:

@@ -34,7 +34,7 @@ from modules.payment.adapters import adapter_for
 from modules.payment.models import PaymentTransaction
 
 from .config import wallet_settings
-from .services import WalletFrozen, ensure_wallet
+from .services import WalletFrozen, credit_sign_up, ensure_wallet
 
 KIND = "top_up"
 
@@ -61,12 +61,12 @@ def top_up(
     answer for a repeated ``Idempotency-Key``."""
     if not actor.has_role("customer"):
         raise PermissionDenied("customers top up their own wallets")
-    _check_limits(request.amount, request.currency)
     with marketplace.refused_by_database(), transaction():
         if idempotent is not None:
             claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
             if isinstance(claimed, Replay):
                 return claimed.status_code, claimed.body
+        _check_limits(request.amount, request.currency)
         wallet = ensure_wallet(actor.user_id, request.currency)
         if wallet.state == "frozen":
             raise WalletFrozen("a frozen wallet takes no top-up")
@@ -75,6 +75,9 @@ def top_up(
             request.provider,
             payments.TopUp(actor.user_id, request.amount, request.currency),
         )
+        # The first top-up of a wallet opened by a refund (or by this top-up) brings the
+        # sign-up credit it would have had when opened: nothing else posts here.
+        credit_sign_up(wallet, actor.user_uuid, actor.user_id)
         body = render(wallet, tx)
         if idempotent is not None:
             idempotency.complete(claimed, 201, body)
@@ -104,7 +107,7 @@ def settle(tx: PaymentTransaction) -> None:
     post(
         Posting(
             "CREDIT_ADD",
-            str(tx.uuid),
+            f"top-up:{tx.uuid}",
             [
                 Leg(clearing(_method_of(tx)), tx.currency, debit=tx.amount),
                 Leg("wallet", tx.currency, credit=tx.amount, holder_id=tx.customer_id),

@@ -426,3 +426,77 @@ def _balance(base: str, headers: dict[str, str]) -> str:
     response = requests.get(f"{base}{WALLETS}?currency=IDR", headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["items"][0]["balance"]
+
+
+def test_only_the_owner_pays_from_a_wallet_and_sellers_never_see_the_payers_action(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    customer: Caller,
+    log_in_as: Callable[..., Caller],
+    make_product: Callable[..., MadeProduct],
+) -> None:
+    seller = log_in_as("seller")
+    theirs = make_product("900.90", name="BANDENG", seller_id=seller.user_id)
+    fund(client, staff, customer, "5000.00")
+    invoice = unpaid_invoice(client, customer, theirs)
+    by_staff = client.post(PAYMENTS, json={"invoice": invoice["id"], "provider": "wallet"},
+                           headers=staff.headers)  # fmt: skip
+    assert_problem(by_staff, 403)
+
+    paid = ok(pay(client, customer, invoice["id"]), 201)
+
+    assert paid["action"]["balance"] == "4000.00"
+    as_seller = ok(client.get(f"{PAYMENTS}/{paid['id']}", headers=seller.headers))
+    assert as_seller["state"] == "success"
+    assert as_seller["action"] is None  # the payer's wallet and balance are theirs
+    listed = ok(client.get(f"{PAYMENTS}?provider=wallet", headers=seller.headers))["items"]
+    assert [item["action"] for item in listed] == [None]
+    as_staff = ok(client.get(f"{PAYMENTS}/{paid['id']}", headers=staff.headers))
+    assert as_staff["action"]["balance"] == "4000.00"
+
+
+def test_staff_post_credit_add_from_a_holder_and_amount_only(
+    client: FlaskClient, staff: Caller, customer: Caller, services: Services
+) -> None:
+    legs = {
+        "operation": "CREDIT_ADD",
+        "nonce": "by-legs",
+        "currency": "IDR",
+        "legs": [
+            {"purpose": "clearing_demo", "debit": "10.00"},
+            {"purpose": "wallet", "holder": str(customer.uuid), "credit": "10.00"},
+        ],
+    }
+    refused = client.post("/api/v1/ledger/transactions", json=legs, headers=staff.headers)
+    assert assert_problem(refused, 422, "invalid-operation")["errors"]["legs"]
+    assert sql(services, "SELECT count(*) FROM ledger_transaction")[0][0] == 0
+
+
+@pytest.fixture
+def signup_credit(config: dict[str, Any]) -> None:
+    config["module_env"] = {**config["module_env"], "wallet_signup_credit": "5000"}
+
+
+@pytest.mark.usefixtures("signup_credit")
+def test_a_wallet_a_refund_opened_gets_the_sign_up_credit_with_its_first_top_up(
+    app: Flask, client: FlaskClient, staff: Caller, customer: Caller, thousand: MadeProduct
+) -> None:
+    placed = ok(client.post(ORDERS, json=order_body((thousand.id, "1")), headers=customer.headers),
+                201)  # fmt: skip
+    payment_id = placed["payment"]["id"]
+    ok(client.post(f"/api/v1/marketplace/payments/{payment_id}/confirm", headers=staff.headers))
+    ok(client.post(f"/api/v1/marketplace/payments/{payment_id}/refunds",
+                   json={"reason": "goodwill", "amount": "100.00", "destination": "wallet"},
+                   headers=staff.headers), 201)  # fmt: skip
+    assert wallet_of(client, customer)["balance"] == "100.00"  # opened by the refund, no credit
+
+    started = ok(client.post(f"{WALLETS}/top-ups", json={"provider": "demo",
+                                                         "amount": "10000.00"},
+                             headers=customer.headers), 201)  # fmt: skip
+
+    assert started["wallet"]["balance"] == "5100.00"
+    again = ok(client.post(f"{WALLETS}/top-ups", json={"provider": "demo", "amount": "10000.00"},
+                           headers=customer.headers), 201)  # fmt: skip
+    assert again["wallet"]["balance"] == "5100.00"  # once per customer, ever
+    assert_ledger_consistent(app)
