@@ -45,12 +45,27 @@ database's time (``pg_stat_statements``) and what the backends were doing (``pg_
 After all of it, ``modules.ledger.verify.verify()`` must pass over the one hash chain that
 Lapak's and the floors' postings share, and every invoice measured must be paid once.
 
-What the floors leave out, being Lapak's overhead to measure: ``numbering.prepare_year`` before
-the transaction (a no-op once the year's sequence exists: no statement), the pool's checkout,
-``X-Lapak-LSN``, the outbox dispatch flag and RQ enqueue (Redis), request ids and logs, schema
-validation beyond what the bench sends, the ``Idempotency-Key`` path (not sent). The floors pay
-only what the bench pays (a whole unpaid IDR invoice of seller-less products from a wallet
-that holds enough, every ledger account open): anything else is refused, not approximated.
+What differs between Lapak and the floors (beyond the statements, which are the same):
+
+* Outside the transaction, left to Lapak as its overhead: ``numbering.prepare_year`` (called
+  twice; no statement once the year's PAY sequence exists), the pool's checkout (and its rare
+  ping), ``SELECT pg_current_wal_insert_lsn()`` sent with the COMMIT (``X-Lapak-LSN``), the
+  outbox dispatch flag and RQ enqueue (Redis), request ids and logs, marshmallow validation
+  and rendering, the ``Idempotency-Key`` path (not sent).
+* Decisions Lapak makes in Python that the floors make only for the shape the bench pays,
+  refusing (never approximating) anything else: the amount is the whole residual (no
+  ``amount`` sent); the fee is zero (the floor refuses a provider with fee columns set, Lapak
+  computes ``fee_for``); the invoice's payment state is computed for a residual of zero only;
+  the capture's split is that of seller-less lines (wallet DR, receivable CR, sales income CR
+  and sales clearing DR of the untaxed amount: no commission leg, no ``part()`` of a partial
+  payment); the ledger posting's fast path only (every account open); the wallet's checks are
+  "exists, not frozen, holds enough" as the adapter's.
+* The fingerprint is computed by ``modules.ledger.posting.Posting.fingerprint`` itself (a pure
+  function; ``bench.floor`` copies it for orders), the hash by ``modules.ledger.chain``.
+* The SQL floor's threads share this one Python process (and its GIL) while the HTTP floor and
+  Lapak run in K gunicorn processes: under load its backends wait on the ledger's chain head
+  lock while their Python thread computes the posting, so it can be slower than the HTTP
+  floor; both ratios are reported, the target is on the HTTP floor's.
 
 **Notifications.** Pending demo gateway transactions are made up front (orders placed with
 ``payment: {"provider": "demo"}``), then each gets one signed notification of success
