@@ -17,6 +17,7 @@ BENCHMARKS = {
     "fetch": "bench.fetch",
     "orders": "bench.orders",
     "ledger": "bench.ledger",
+    "payments": "bench.payments",
 }
 
 

@@ -16,6 +16,9 @@ Per request, as Lapak does:
 * ``POST /api/v1/marketplace/orders``: exactly Lapak's order statements
   (:data:`bench.floor.ORDER_STEPS`) in one transaction on this worker's kept connection, answered
   201 with a ``Location`` and the body in Lapak's shape;
+* ``POST /api/v1/payments`` (``bench.payments``): exactly Lapak's wallet payment statements
+  (:data:`bench.floor_payments.PAYMENT_STEPS`) in one transaction on the same kept connection,
+  answered 201 with a ``Location`` and the transaction in Lapak's shape;
 * ``GET /api/v1/marketplace/orders?limit=&cursor=``: the listing's keyset SQL
   (:func:`bench.floor.bare_sql`; a customer sees their own orders) on this worker's kept replica
   connection, answered with ``items`` and a signed ``next_cursor`` (and ``Link``), as Lapak.
@@ -55,6 +58,7 @@ from bench.floor import (
     placed_body,
     summary_item,
 )
+from bench.floor_payments import paid_body, pay
 
 ISSUER = "lapak"
 AUDIENCE = "lapak-api"
@@ -63,6 +67,7 @@ SESSION_KEY = "lapak:auth:session:{}"
 TOMBSTONE = b"revoked"
 APPLICATION = "bench-http-floor"
 ORDERS = "/api/v1/marketplace/orders"
+PAYMENTS = "/api/v1/payments"
 MAX_LIMIT = 100
 #: The session check on a cache miss: what Lapak's ``_load_state`` reads.
 LOAD_SESSION = (
@@ -231,6 +236,27 @@ def place_order() -> tuple[Response, int, dict[str, str]]:
         raise Refused(422, str(refused)) from None
     answer = placed_body(ctx, caller["user_uuid"])
     return jsonify(answer), 201, {"Location": f"{ORDERS}/{answer['order']['id']}"}
+
+
+@app.post(PAYMENTS)
+def pay_from_wallet() -> tuple[Response, int, dict[str, str]]:
+    """``bench.payments``: a customer pays their own invoice in full from their wallet."""
+    caller = _caller()
+    if caller["role"] != "customer":
+        raise Refused(403, "the floor pays customers' own invoices only")
+    body = request.get_json(silent=True) or {}
+    try:
+        invoice = str(uuid.UUID(body["invoice"]))
+        if body["provider"] != "wallet" or set(body) != {"invoice", "provider"}:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise Refused(422, "an invoice, paid in full by the wallet provider") from None
+    try:
+        ctx = pay(_primary(), caller["user_id"], invoice)
+    except FloorRefused as refused:
+        raise Refused(422, str(refused)) from None
+    answer = paid_body(ctx)
+    return jsonify(answer), 201, {"Location": f"{PAYMENTS}/{answer['id']}"}
 
 
 @app.get(ORDERS)
