@@ -29,7 +29,7 @@ import select
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -766,6 +766,20 @@ def _after_rollback(session: OrmSession) -> None:
 def _forget_writes(session: OrmSession, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop("primary_wrote", None)
+
+
+def held_locks() -> dict[Hashable, Any]:
+    """The row locks the current database transaction took so far, as their takers noted them
+    (``("order", 42)``), each with what its taker keeps of it (the row's object, or True): a
+    lock held is not asked for again, and a row read under it is current. Forgotten when the
+    transaction ends (a new one starts empty)."""
+    session = Session()
+    root = session.get_transaction()
+    noted = session.info.get("held_locks")
+    if noted is None or noted[0] is not root:
+        noted = (root, {})
+        session.info["held_locks"] = noted
+    return noted[1]
 
 
 def after_commit(callback: Callable[[], None]) -> None:

@@ -261,9 +261,9 @@ UPDATE_TX_ACTION = (
     "UPDATE payment_transaction SET action=%(action)s::JSONB WHERE payment_transaction.id = "
     "%(payment_transaction_id)s::INTEGER"
 )
-UPDATE_TX_STATE = (
+UPDATE_TX_SETTLED = (
     "UPDATE payment_transaction SET state=%(state)s::VARCHAR, "
-    "state_message=%(state_message)s::VARCHAR, "
+    "state_message=%(state_message)s::VARCHAR, action=%(action)s::JSONB, "
     "last_state_change=%(last_state_change)s::TIMESTAMP WITH TIME ZONE WHERE "
     "payment_transaction.id = %(payment_transaction_id)s::INTEGER"
 )
@@ -567,10 +567,18 @@ def _action(ctx: Context) -> dict[str, Any]:
 
 
 def _settled(ctx: Context) -> dict[str, Any]:
+    """The state and the first action (the balance before) in one UPDATE, as the ORM flushes
+    them together."""
     ctx["last_state_change"] = _now()
-    return {"state": "success", "state_message": SETTLED_MESSAGE,
-            "last_state_change": ctx["last_state_change"],
-            "payment_transaction_id": ctx["tx_id"]}  # fmt: skip
+    return {**_action(ctx), "state": "success", "state_message": SETTLED_MESSAGE,
+            "last_state_change": ctx["last_state_change"]}  # fmt: skip
+
+
+def _action_after(ctx: Context) -> dict[str, Any]:
+    """The action with the wallet's balance after the capture (its entry's running balance,
+    no query: Lapak reads it from the posting it just wrote)."""
+    ctx["balance"] = ctx["wallet_after"]
+    return _action(ctx)
 
 
 def _lines(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
@@ -619,6 +627,7 @@ def _capture_write(ctx: Context) -> dict[str, Any]:
         if running[code] < 0 and not allow_negative:
             raise FloorRefused(f"{code} would go below zero")
         entries.append((account_id, code, debit, credit, running[code]))
+    ctx["wallet_after"] = running[_wallet_code(ctx)]
     last_index, last_hash, head_year, head_count = ctx["ledger_head"]
     now = _now()
     year = max(now.year, head_year)
@@ -690,9 +699,7 @@ def _wallet_lock(ctx: Context) -> dict[str, Any]:
 #: transaction (COMMIT follows). See the module's docstring.
 PAYMENT_STEPS: list[Step] = [
     Step(SELECT_VISIBLE_INVOICE, _visible, _invoice, mark="start"),
-    Step(SELECT_PROVIDER_CODES, lambda ctx: {}),
     Step(SELECT_PROVIDER, lambda ctx: {"code_1": PROVIDER}, _provider),
-    Step(SELECT_VISIBLE_INVOICE, _visible, _invoice),
     Step(LOCK_ORDER, _by_order("id_1")),
     Step(LOCK_INVOICES, _by_order("order_id_1")),
     Step(SELECT_INVOICE, _by_invoice("pk_1"), _refreshed),
@@ -712,14 +719,8 @@ PAYMENT_STEPS: list[Step] = [
     Step(UPDATE_TX_REFERENCE, _tx_reference),
     Step(LOCK_WALLET, _wallet_lock, _wallet, mark="wallet"),
     Step(SELECT_BALANCE, lambda ctx: {"code_1": _wallet_code(ctx)}, _balance),
-    Step(UPDATE_TX_ACTION, _action),
-    Step(LOCK_WALLET, _wallet_lock, _wallet),
-    Step(UPDATE_TX_STATE, _settled),
-    Step(SELECT_PAYMENT, lambda ctx: {"uuid_6": ctx["payment_uuid"]}, mark="confirm"),
-    Step(LOCK_ORDER, _by_order("id_1")),
-    Step(LOCK_INVOICES, _by_order("order_id_1")),
-    Step(LOCK_PAYMENT, lambda ctx: {"pk_1": ctx["payment_id"]}),
-    Step(SELECT_INVOICE, _by_invoice("pk_1"), _refreshed),
+    Step(UPDATE_TX_SETTLED, _settled),
+    Step(INSERT_EVENT, _event("payment.succeeded", _succeeded), mark="confirm"),
     Step(
         UPDATE_PAYMENT_PAID,
         lambda ctx: {
@@ -735,9 +736,7 @@ PAYMENT_STEPS: list[Step] = [
     Step(SELECT_INVOICE_LINES, _by_invoice("param_1"), _lines),
     Step(LEDGER_LOCK, _capture_lock, _capture_locked, mark="ledger"),
     Step(LEDGER_WRITE, _capture_write, _capture_written),
-    Step(INSERT_EVENT, _event("payment.succeeded", _succeeded)),
-    Step(SELECT_BALANCE, lambda ctx: {"code_1": _wallet_code(ctx)}, _balance),
-    Step(UPDATE_TX_ACTION, _action),
+    Step(UPDATE_TX_ACTION, _action_after),
 ]
 
 

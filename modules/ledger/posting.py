@@ -245,14 +245,26 @@ def post(posting: Posting) -> Posted:
             return earlier
     else:
         transaction_id = _write_sqlite(row, head_values, entries, balances)
-    session.info["ledger.posted_in"] = session.get_transaction()
-    return Posted(
+    posted = Posted(
         id=transaction_id,
         uuid=row["uuid"],
         number=number,
         created_at=now,
         entries=tuple(entries),
     )
+    session.info["ledger.posted_in"] = session.get_transaction()
+    session.info["ledger.posted"] = posted
+    return posted
+
+
+def posted_here() -> Posted | None:
+    """What the current database transaction posted (it posts once), if it posted: its
+    entries carry each account's balance after it, with no query."""
+    session = Session()
+    root = session.get_transaction()
+    if root is not None and session.info.get("ledger.posted_in") is root:
+        return session.info.get("ledger.posted")
+    return None
 
 
 # -- 1. validation -------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import lazyload, make_transient_to_detached
 
-from app.db import DriverStatement, Session, is_unavailable, transaction, utcnow
+from app.db import DriverStatement, Session, held_locks, is_unavailable, transaction, utcnow
 from app.errors import (
     Conflict,
     DomainError,
@@ -579,64 +579,71 @@ def confirm_payment(actor: Principal | None, payment_uuid: uuid.UUID) -> Payment
     ``actor`` None: a payment provider confirmed it (the ``payment`` module, inside its own
     transaction, which this one joins).
     """
-    actor_id = actor.user_id if actor is not None else None
     with refused_by_database(), transaction():
-        payment = _get(Payment, payment_uuid, "payment")
-        _lock_order_and_invoice(payment.invoice.order_id)
+        return _confirm(actor, _get(Payment, payment_uuid, "payment"))
+
+
+def confirm_provider_payment(payment: Payment) -> Payment:
+    """A payment provider confirmed ``payment`` (the ``payment`` module, inside its own
+    transaction, which this joins): as :func:`confirm_payment` by no one."""
+    with transaction():
+        return _confirm(None, payment)
+
+
+def _confirm(actor: Principal | None, payment: Payment) -> Payment:
+    actor_id = actor.user_id if actor is not None else None
+    if _lock_order_and_invoice(payment.invoice.order_id):
+        Session().refresh(payment.invoice)
+    if ("payment", payment.id) not in held_locks():
         # Lock the payment row only: its joined relationships are outer joins, which FOR
         # UPDATE cannot lock.
         Session().refresh(payment, with_for_update={"of": Payment})
-        invoice = payment.invoice
-        Session().refresh(invoice)
-        if payment.state == "paid":
-            return payment  # confirming twice is harmless
-        if payment.state == "canceled":
-            raise Conflict(
-                f"payment {payment.name} was cancelled with its order", state=payment.state
-            )
-        if actor is not None and payment_method(payment.method, registered=True).holder_purpose:
-            # Money the customer holds (their wallet) is drawn by its transaction only, under
-            # the wallet's checks; staff cancel the transaction instead.
-            raise Conflict(
-                f"payment {payment.name} is paid by its {payment.method} transaction, not by staff",
-                state=payment.state,
-            )
-        postings.require_posted(invoice)
-        payment.state = "paid"
-        payment.confirmed_at = utcnow()
-        payment.confirmed_by_id = actor_id
-        Session().flush()
-        payments = _payments_of(invoice)
-        invoice.payment_state = _payment_state(invoice, payments)
-        emit("payment.confirmed", _payment_event(payment))
-        if invoice.payment_state == "paid":
-            emit("invoice.paid", _invoice_event(invoice))
-        postings.fix_split(invoice)
-        before = postings.sum_amounts(
-            p for p in payments if p.state == "paid" and p.id != payment.id
+        held_locks()["payment", payment.id] = True
+    invoice = payment.invoice
+    if payment.state == "paid":
+        return payment  # confirming twice is harmless
+    if payment.state == "canceled":
+        raise Conflict(f"payment {payment.name} was cancelled with its order", state=payment.state)
+    if actor is not None and payment_method(payment.method, registered=True).holder_purpose:
+        # Money the customer holds (their wallet) is drawn by its transaction only, under
+        # the wallet's checks; staff cancel the transaction instead.
+        raise Conflict(
+            f"payment {payment.name} is paid by its {payment.method} transaction, not by staff",
+            state=payment.state,
         )
-        _post(postings.payment_capture(invoice, payment, before, actor_id))
+    postings.require_posted(invoice)
+    payment.state = "paid"
+    payment.confirmed_at = utcnow()
+    payment.confirmed_by_id = actor_id
+    Session().flush()
+    payments = _payments_of(invoice)
+    invoice.payment_state = _payment_state(invoice, payments)
+    emit("payment.confirmed", _payment_event(payment))
+    if invoice.payment_state == "paid":
+        emit("invoice.paid", _invoice_event(invoice))
+    postings.fix_split(invoice)
+    before = postings.sum_amounts(p for p in payments if p.state == "paid" and p.id != payment.id)
+    _post(postings.payment_capture(invoice, payment, before, actor_id))
     return payment
 
 
-def register_provider_payment(
-    actor: Principal, invoice_uuid: uuid.UUID, method: str, amount: Decimal | None
-) -> Payment:
-    """A payment through a provider module's ``method`` on an invoice ``actor`` may see,
-    registered ``in_process`` as any other, in the caller's transaction (the ``payment``
-    module's, which also writes the provider transaction). Confirmed by :func:`confirm_payment`,
-    or given back by :func:`release_payment` if the provider fails it."""
+def register_provider_payment(invoice: AccountMove, method: str, amount: Decimal | None) -> Payment:
+    """A payment through a provider module's ``method`` on ``invoice`` (one the caller read
+    through :func:`get_invoice`, as its actor may see it), registered ``in_process`` as any
+    other, in the caller's transaction (the ``payment`` module's, which also writes the provider
+    transaction). Confirmed by :func:`confirm_provider_payment`, or given back by
+    :func:`release_payment` if the provider fails it."""
     now = utcnow()
     numbering.prepare_year(("PAY",), _year(now))
     with transaction():
-        invoice = _visible_invoice(actor, invoice_uuid)
         if invoice.move_type != "out_invoice":
             raise Conflict("a credit note takes no payment")
-        _lock_order_and_invoice(invoice.order_id)
-        Session().refresh(invoice)
+        if _lock_order_and_invoice(invoice.order_id):
+            Session().refresh(invoice)
         number = numbering.take_unique(("PAY",), _year(now))["PAY"]
         request = PaymentRequest(method=method, amount=amount)
         payment = _register_payment(invoice, request, number, now, registered=True)
+        held_locks()["payment", payment.id] = True  # written by this transaction
         emit("payment.registered", _payment_event(payment))
     return payment
 
@@ -752,8 +759,12 @@ def _reverse(invoice: AccountMove) -> AccountMove:
     return credit_note
 
 
-def _lock_order_and_invoice(order_id: int) -> None:
-    """Row locks in the one order every writer uses: the order, then its invoices."""
+def _lock_order_and_invoice(order_id: int) -> bool:
+    """Row locks in the one order every writer uses: the order, then its invoices. False when
+    this transaction holds them already (then what it read of them since is current)."""
+    held = held_locks()
+    if ("order", order_id) in held:
+        return False
     session = Session()
     session.execute(select(SaleOrder.id).where(SaleOrder.id == order_id).with_for_update())
     session.execute(
@@ -762,6 +773,8 @@ def _lock_order_and_invoice(order_id: int) -> None:
         .order_by(AccountMove.id)
         .with_for_update()
     )
+    held["order", order_id] = True
+    return True
 
 
 def lock_invoice(invoice_id: int) -> None:

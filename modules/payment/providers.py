@@ -41,10 +41,15 @@ def production() -> bool:
 def ensure_providers() -> None:
     """A row for every registered adapter's provider, with its defaults (once; concurrent
     callers insert it once). Called in the caller's transaction."""
+    registered = adapters()
+    ensured = current_app.extensions.setdefault("payment.providers_made", set())
+    if ensured.issuperset(registered):
+        return  # rows are never deleted: once made, they stay
     session = Session()
     known = set(session.scalars(select(PaymentProvider.code)))
-    missing = [adapter for code, adapter in sorted(adapters().items()) if code not in known]
+    missing = [adapter for code, adapter in sorted(registered.items()) if code not in known]
     if not missing:
+        ensured.update(known)
         return
     insert = (
         postgresql_insert

@@ -106,7 +106,7 @@ def pay_invoice(
             token = usable_token(invoice.customer_id, request.token, provider)
             start = Start(notify_url=notify_url, provider_token=token.provider_token)
         payment = marketplace.register_provider_payment(
-            actor, request.invoice, adapter.method.code, request.amount
+            invoice, adapter.method.code, request.amount
         )
         tx = _start(
             actor, provider, adapter, start, payment=payment, token=token,
@@ -202,8 +202,8 @@ def _start(
     year = now.astimezone(marketplace_settings().timezone).year
     tx.reference = f"TX/{year}/{tx.id:05d}"
     session.flush()
+    # Written with the next change (a settling adapter's state) or at the commit.
     tx.action = adapter.initiate(provider, tx, start)
-    session.flush()
     return tx
 
 

@@ -103,14 +103,15 @@ def transition(
     if message is not None:
         tx.state_message = message[:500]
     Session().flush()
+    # The event first: a success posts to the ledger, whose locks are best held the shortest.
+    if target in EVENTS:
+        emit(EVENTS[target], event_payload(tx))
     if target == "success" and tx.kind == "invoice":
-        marketplace.confirm_payment(None, payment.uuid)
+        marketplace.confirm_provider_payment(payment)
     elif target == "success":
         _SETTLEMENTS[tx.kind](tx)
     elif target in ("failed", "canceled") and tx.account_payment_id is not None:
         marketplace.release_payment(tx.account_payment_id, f"transaction {target}")
-    if target in EVENTS:
-        emit(EVENTS[target], event_payload(tx))
     return True
 
 

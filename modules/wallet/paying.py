@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from app.db import Session
+from app.db import Session, held_locks
 from app.errors import Invalid, PermissionDenied
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account
-from modules.ledger.posting import InsufficientBalance
+from modules.ledger.posting import InsufficientBalance, Posted, posted_here
 from modules.ledger.registry import registry
 from modules.payment.adapters import Notification, Start
 from modules.payment.transitions import transition
@@ -85,11 +85,12 @@ class WalletAdapter:
     def initiate(
         self, provider: PaymentProvider, tx: PaymentTransaction, start: Start
     ) -> dict[str, Any]:
-        """Check the wallet can pay (its owner asks, it exists, is active, holds enough now);
-        :meth:`settle` then pays, checking again under the locks."""
+        """Check the wallet can pay (its owner asks, it exists, is active, holds enough now),
+        under the wallet's row lock; :meth:`settle` then pays (the ledger checks the balance
+        again under the account's lock)."""
         if tx.created_by_id != tx.customer_id:
             raise PermissionDenied("only the customer pays from their wallet")
-        wallet = _wallet(tx.customer_id, tx.currency, lock=False)
+        wallet = _wallet(tx.customer_id, tx.currency, lock=True)
         balance = balance_of(wallet)
         if balance < tx.amount:
             raise InsufficientBalance(
@@ -104,7 +105,7 @@ class WalletAdapter:
         checks the balance again under the account's lock)."""
         wallet = _wallet(tx.customer_id, tx.currency, lock=True)
         transition(tx, "success", "paid from the wallet", provider=True)
-        return _action(wallet, balance_of(wallet))
+        return _action(wallet, balance_of(wallet, posted_here()))
 
     def handle_notification(self, provider: PaymentProvider, data: dict[str, Any]) -> Notification:
         raise Invalid("the wallet settles at once: it sends no notifications")
@@ -118,6 +119,9 @@ class WalletAdapter:
 def _wallet(customer_id: int, currency: str, *, lock: bool) -> Wallet:
     from .services import WalletFrozen
 
+    held, key = held_locks(), ("wallet", customer_id, currency)
+    if key in held:
+        return held[key]  # locked by this transaction and checked: as it is
     found = select(Wallet).where(Wallet.customer_id == customer_id, Wallet.currency == currency)
     if lock:
         found = found.with_for_update().execution_options(populate_existing=True)
@@ -129,6 +133,8 @@ def _wallet(customer_id: int, currency: str, *, lock: bool) -> Wallet:
         )
     if wallet.state == "frozen":
         raise WalletFrozen("a frozen wallet pays nothing")
+    if lock:
+        held[key] = wallet
     return wallet
 
 
@@ -141,8 +147,13 @@ def _action(wallet: Wallet, balance: Decimal) -> dict[str, Any]:
     }
 
 
-def balance_of(wallet: Wallet) -> Decimal:
-    """The wallet's balance as the ledger holds it now (zero before its first posting)."""
+def balance_of(wallet: Wallet, posted: Posted | None = None) -> Decimal:
+    """The wallet's balance as the ledger holds it now (zero before its first posting): from
+    ``posted``'s entries when this transaction's posting moved it, else read."""
     code = account_code(registry().purpose("wallet"), wallet.currency, wallet.customer_id)
+    if posted is not None:
+        for entry in posted.entries:
+            if entry.account_code == code:
+                return entry.balance_after
     balance = Session().scalar(select(Account.balance).where(Account.code == code))
     return Decimal("0.00") if balance is None else balance
