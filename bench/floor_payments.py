@@ -165,58 +165,9 @@ INSERT_PAYMENT = (
     "%(cancelled_at)s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_payment.id"
 )
 SELECT_INVOICE_PAYMENTS = (
-    "SELECT marketplace_payment.id, marketplace_payment.uuid, marketplace_payment.name, "
-    "marketplace_payment.state, marketplace_payment.invoice_id, "
-    "marketplace_payment.customer_id, marketplace_payment.method, "
-    "marketplace_payment.amount, marketplace_payment.currency, "
-    "marketplace_payment.reference, marketplace_payment.created_at, "
-    "marketplace_payment.confirmed_at, marketplace_payment.confirmed_by_id, "
-    "marketplace_payment.cancelled_at, user_account_1.id AS id_1, user_account_1.uuid AS "
-    "uuid_1, user_account_1.email, user_account_1.email_key, user_account_1.name AS name_1, "
-    "user_account_1.phone, user_account_1.role, user_account_1.active, "
-    "user_account_1.password_hash, user_account_1.created_at AS created_at_1, "
-    "user_account_1.updated_at, marketplace_sale_order_1.id AS id_2, "
-    "marketplace_sale_order_1.uuid AS uuid_2, marketplace_sale_order_1.name AS name_2, "
-    "marketplace_sale_order_1.state AS state_1, marketplace_sale_order_1.customer_id AS "
-    "customer_id_1, marketplace_sale_order_1.created_by_id, "
-    "marketplace_sale_order_1.currency AS currency_1, "
-    "marketplace_sale_order_1.currency_rate, marketplace_sale_order_1.rate_source, "
-    "marketplace_sale_order_1.tax_percent, marketplace_sale_order_1.date_order, "
-    "marketplace_sale_order_1.amount_untaxed, marketplace_sale_order_1.amount_tax, "
-    "marketplace_sale_order_1.amount_total, marketplace_sale_order_1.cancelled_at AS "
-    "cancelled_at_1, user_account_2.id AS id_3, user_account_2.uuid AS uuid_3, "
-    "user_account_2.email AS email_1, user_account_2.email_key AS email_key_1, "
-    "user_account_2.name AS name_3, user_account_2.phone AS phone_1, user_account_2.role AS "
-    "role_1, user_account_2.active AS active_1, user_account_2.password_hash AS "
-    "password_hash_1, user_account_2.created_at AS created_at_2, user_account_2.updated_at "
-    "AS updated_at_1, marketplace_account_move_1.id AS id_4, "
-    "marketplace_account_move_1.uuid AS uuid_4, marketplace_account_move_1.name AS name_4, "
-    "marketplace_account_move_1.move_type, marketplace_account_move_1.state AS state_2, "
-    "marketplace_account_move_1.payment_state, marketplace_account_move_1.order_id, "
-    "marketplace_account_move_1.customer_id AS customer_id_2, "
-    "marketplace_account_move_1.currency AS currency_2, "
-    "marketplace_account_move_1.invoice_date, marketplace_account_move_1.invoice_date_due, "
-    "marketplace_account_move_1.amount_untaxed AS amount_untaxed_1, "
-    "marketplace_account_move_1.amount_tax AS amount_tax_1, "
-    "marketplace_account_move_1.amount_total AS amount_total_1, "
-    "marketplace_account_move_1.amount_residual, "
-    "marketplace_account_move_1.commission_percent, "
-    "marketplace_account_move_1.reversed_entry_id, marketplace_account_move_1.created_at AS "
-    "created_at_3, user_account_3.id AS id_5, user_account_3.uuid AS uuid_5, "
-    "user_account_3.email AS email_2, user_account_3.email_key AS email_key_2, "
-    "user_account_3.name AS name_5, user_account_3.phone AS phone_2, user_account_3.role AS "
-    "role_2, user_account_3.active AS active_2, user_account_3.password_hash AS "
-    "password_hash_2, user_account_3.created_at AS created_at_4, user_account_3.updated_at "
-    "AS updated_at_2 FROM marketplace_payment LEFT OUTER JOIN marketplace_account_move AS "
-    "marketplace_account_move_1 ON marketplace_account_move_1.id = "
-    "marketplace_payment.invoice_id LEFT OUTER JOIN marketplace_sale_order AS "
-    "marketplace_sale_order_1 ON marketplace_sale_order_1.id = "
-    "marketplace_account_move_1.order_id LEFT OUTER JOIN user_account AS user_account_1 ON "
-    "user_account_1.id = marketplace_sale_order_1.customer_id LEFT OUTER JOIN user_account "
-    "AS user_account_2 ON user_account_2.id = marketplace_account_move_1.customer_id LEFT "
-    "OUTER JOIN user_account AS user_account_3 ON user_account_3.id = "
-    "marketplace_payment.customer_id WHERE marketplace_payment.invoice_id = "
-    "%(invoice_id_1)s::INTEGER ORDER BY marketplace_payment.id"
+    "SELECT marketplace_payment.id, marketplace_payment.state, marketplace_payment.amount "
+    "FROM marketplace_payment WHERE marketplace_payment.invoice_id = %(invoice_id_1)s::INTEGER "
+    "ORDER BY marketplace_payment.id"
 )
 INSERT_EVENT = (
     "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, "
@@ -225,6 +176,8 @@ INSERT_EVENT = (
     "%(delivered_to)s::JSONB, %(created_at)s::TIMESTAMP WITH TIME ZONE, "
     "%(next_attempt_at)s::TIMESTAMP WITH TIME ZONE) RETURNING core_outbox_event.id"
 )
+#: Several events at once (one executemany): no RETURNING, as SQLAlchemy sends it.
+INSERT_EVENTS = INSERT_EVENT.removesuffix(" RETURNING core_outbox_event.id")
 UPDATE_PAYMENT_STATE = (
     "UPDATE marketplace_account_move SET payment_state=%(payment_state)s::VARCHAR WHERE "
     "marketplace_account_move.id = %(marketplace_account_move_id)s::INTEGER"
@@ -376,31 +329,14 @@ LOCK_PAYMENT = (
 )
 UPDATE_PAYMENT_PAID = (
     "UPDATE marketplace_payment SET state=%(state)s::VARCHAR, "
-    "confirmed_at=%(confirmed_at)s::TIMESTAMP WITH TIME ZONE WHERE marketplace_payment.id = "
+    "confirmed_at=%(confirmed_at)s::TIMESTAMP WITH TIME ZONE, "
+    "confirmed_by_id=%(confirmed_by_id)s::INTEGER WHERE marketplace_payment.id = "
     "%(marketplace_payment_id)s::INTEGER"
 )
 SELECT_INVOICE_LINES = (
-    "SELECT marketplace_account_move_line.id, marketplace_account_move_line.move_id, "
-    "marketplace_account_move_line.product_id, marketplace_account_move_line.seller_id, "
-    "marketplace_account_move_line.sequence, marketplace_account_move_line.name, "
-    "marketplace_account_move_line.quantity, marketplace_account_move_line.price_unit, "
-    "marketplace_account_move_line.price_subtotal, marketplace_account_move_line.price_tax, "
-    "marketplace_account_move_line.price_total, user_account_1.id, user_account_1.uuid, "
-    "user_account_1.email, user_account_1.email_key, user_account_1.name, "
-    "user_account_1.phone, user_account_1.role, user_account_1.active, "
-    "user_account_1.password_hash, user_account_1.created_at, user_account_1.updated_at, "
-    "marketplace_product_1.id, marketplace_product_1.uuid, marketplace_product_1.feed_uuid, "
-    "marketplace_product_1.source, marketplace_product_1.name, "
-    "marketplace_product_1.province, marketplace_product_1.city, "
-    "marketplace_product_1.size, marketplace_product_1.list_price, "
-    "marketplace_product_1.active, marketplace_product_1.seller_id, "
-    "marketplace_product_1.created_at, marketplace_product_1.updated_at FROM "
-    "marketplace_account_move_line LEFT OUTER JOIN marketplace_product AS "
-    "marketplace_product_1 ON marketplace_product_1.id = "
-    "marketplace_account_move_line.product_id LEFT OUTER JOIN user_account AS "
-    "user_account_1 ON user_account_1.id = marketplace_product_1.seller_id WHERE "
-    "%(param_1)s::INTEGER = marketplace_account_move_line.move_id ORDER BY "
-    "marketplace_account_move_line.sequence"
+    "SELECT marketplace_account_move_line.seller_id, marketplace_account_move_line.price_subtotal "
+    "FROM marketplace_account_move_line WHERE marketplace_account_move_line.move_id = "
+    "%(move_id_1)s::INTEGER ORDER BY marketplace_account_move_line.id"
 )
 #: PAYMENT_CAPTURE of a seller-less invoice: wallet, receivable, sales_income, sales_clearing.
 LEDGER_LOCK = ledger_lock_sql(4)
@@ -472,7 +408,7 @@ def _payment_row(ctx: Context) -> dict[str, Any]:
 
 def _payment_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     """``_payment_state`` once the whole residual is taken: paid when every live payment is."""
-    live = [_named(cur, row)["state"] for row in cur.fetchall()]
+    live = [state for _, state, _ in cur.fetchall()]
     live = [state for state in live if state != "canceled"]
     ctx["payment_state"] = "paid" if live and all(s == "paid" for s in live) else "in_payment"
 
@@ -582,10 +518,10 @@ def _action_after(ctx: Context) -> dict[str, Any]:
 
 
 def _lines(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
-    rows = [_named(cur, row) for row in cur.fetchall()]
-    if not rows or any(r["seller_id"] is not None for r in rows):
+    rows = cur.fetchall()
+    if not rows or any(seller_id is not None for seller_id, _ in rows):
         raise FloorRefused("the floor captures invoices of seller-less products only")
-    ctx["released"] = sum((r["price_subtotal"] for r in rows), ZERO)
+    ctx["released"] = sum((subtotal for _, subtotal in rows), ZERO)
 
 
 # --- the ledger's PAYMENT_CAPTURE, computed as modules.ledger.posting.post computes it ---------
@@ -726,14 +662,21 @@ PAYMENT_STEPS: list[Step] = [
         lambda ctx: {
             "state": "paid",
             "confirmed_at": _now(),
+            "confirmed_by_id": None,
             "marketplace_payment_id": ctx["payment_id"],
         },
     ),
     Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id_1"), _payment_state),
-    Step(INSERT_EVENT, _event("payment.confirmed", _payment_event("paid"))),
-    Step(INSERT_EVENT, _event("invoice.paid", _invoice_paid)),
+    Step(
+        INSERT_EVENTS,
+        lambda ctx: [
+            _event("payment.confirmed", _payment_event("paid"))(ctx),
+            _event("invoice.paid", _invoice_paid)(ctx),
+        ],
+        many=True,
+    ),
     Step(UPDATE_PAYMENT_STATE, _invoice_state),
-    Step(SELECT_INVOICE_LINES, _by_invoice("param_1"), _lines),
+    Step(SELECT_INVOICE_LINES, _by_invoice("move_id_1"), _lines),
     Step(LEDGER_LOCK, _capture_lock, _capture_locked, mark="ledger"),
     Step(LEDGER_WRITE, _capture_write, _capture_written),
     Step(UPDATE_TX_ACTION, _action_after),
@@ -758,7 +701,10 @@ def pay(conn: psycopg.Connection, customer_id: int, invoice_uuid: str) -> Contex
     try:
         with conn.cursor() as cur:
             for step in PAYMENT_STEPS:
-                cur.execute(step.sql, step.params(ctx))
+                if step.many:
+                    cur.executemany(step.sql, step.params(ctx))
+                else:
+                    cur.execute(step.sql, step.params(ctx))
                 if step.after is not None:
                     step.after(ctx, cur)
         conn.commit()

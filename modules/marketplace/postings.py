@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -210,8 +211,8 @@ def split_of(invoice: AccountMove) -> Split:
     if percent is None:
         percent = marketplace_settings().commission_percent
     untaxed: dict[int | None, Decimal] = {}
-    for line in invoice.lines:
-        untaxed[line.seller_id] = untaxed.get(line.seller_id, ZERO) + line.price_subtotal
+    for seller_id, subtotal in _line_amounts(invoice):
+        untaxed[seller_id] = untaxed.get(seller_id, ZERO) + subtotal
     shares = []
     for seller_id, amount in sorted(
         untaxed.items(), key=lambda item: (item[0] is not None, item[0] or 0)
@@ -219,6 +220,19 @@ def split_of(invoice: AccountMove) -> Split:
         commission = ZERO if seller_id is None else _round(amount * percent / HUNDRED)
         shares.append(Share(seller_id, amount - commission, commission))
     return Split(invoice.amount_total, invoice.amount_tax, tuple(shares))
+
+
+def _line_amounts(invoice: AccountMove) -> list[tuple[int | None, Decimal]]:
+    """Each line's seller and untaxed amount; read as columns (not the lines and the products
+    they join) once the invoice is written."""
+    if invoice.id is None or "lines" in invoice.__dict__:
+        return [(line.seller_id, line.price_subtotal) for line in invoice.lines]
+    rows = Session().execute(
+        select(AccountMoveLine.seller_id, AccountMoveLine.price_subtotal)
+        .where(AccountMoveLine.move_id == invoice.id)
+        .order_by(AccountMoveLine.id)
+    )
+    return [(seller_id, subtotal) for seller_id, subtotal in rows]
 
 
 def _round(amount: Decimal) -> Decimal:
@@ -411,5 +425,6 @@ def _posting(
     return Posting(operation, nonce, built, reference, memo, actor_id)
 
 
-def sum_amounts(records: Iterable[Payment | Refund]) -> Decimal:
+def sum_amounts(records: Iterable[Any]) -> Decimal:
+    """The sum of the records' ``amount`` (payments, refunds, or rows of them)."""
     return sum((record.amount for record in records), ZERO)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Select, bindparam, exists, insert, or_, select
 from sqlalchemy import inspect as sa_inspect
@@ -509,11 +509,11 @@ def _register_payment(
         return payment
     Session().add(payment)
     Session().flush()
-    invoice.payment_state = _payment_state(invoice, _payments_of(invoice))
+    invoice.payment_state = _payment_state(invoice, _payment_rows(invoice))
     return payment
 
 
-def _payment_state(invoice: AccountMove, payments: Sequence[Payment]) -> str:
+def _payment_state(invoice: AccountMove, payments: Sequence[Payment | PaymentRow]) -> str:
     """Odoo's rule: residual 0 -> paid when every payment is matched, else in_payment."""
     if invoice.payment_state == "reversed":
         return "reversed"
@@ -523,6 +523,23 @@ def _payment_state(invoice: AccountMove, payments: Sequence[Payment]) -> str:
     if invoice.amount_residual < invoice.amount_total:
         return "partial"
     return "not_paid"
+
+
+class PaymentRow(NamedTuple):
+    id: int
+    state: str
+    amount: Decimal
+
+
+def _payment_rows(invoice: AccountMove) -> list[PaymentRow]:
+    """The invoice's payments as the database has them, without loading them (or what they
+    join) as objects: what its payment state and the capture's split need."""
+    rows = Session().execute(
+        select(Payment.id, Payment.state, Payment.amount)
+        .where(Payment.invoice_id == invoice.id)
+        .order_by(Payment.id)
+    )
+    return [PaymentRow(*row) for row in rows]
 
 
 def _payments_of(invoice: AccountMove) -> list[Payment]:
@@ -616,11 +633,12 @@ def _confirm(actor: Principal | None, payment: Payment) -> Payment:
     payment.confirmed_at = utcnow()
     payment.confirmed_by_id = actor_id
     Session().flush()
-    payments = _payments_of(invoice)
+    payments = _payment_rows(invoice)
     invoice.payment_state = _payment_state(invoice, payments)
-    emit("payment.confirmed", _payment_event(payment))
+    events = [("payment.confirmed", _payment_event(payment))]
     if invoice.payment_state == "paid":
-        emit("invoice.paid", _invoice_event(invoice))
+        events.append(("invoice.paid", _invoice_event(invoice)))
+    emit_many(events)
     postings.fix_split(invoice)
     before = postings.sum_amounts(p for p in payments if p.state == "paid" and p.id != payment.id)
     _post(postings.payment_capture(invoice, payment, before, actor_id))
