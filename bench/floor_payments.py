@@ -166,7 +166,7 @@ INSERT_PAYMENT = (
 )
 SELECT_INVOICE_PAYMENTS = (
     "SELECT marketplace_payment.id, marketplace_payment.state, marketplace_payment.amount "
-    "FROM marketplace_payment WHERE marketplace_payment.invoice_id = %(invoice_id_1)s::INTEGER "
+    "FROM marketplace_payment WHERE marketplace_payment.invoice_id = %(invoice_id)s::INTEGER "
     "ORDER BY marketplace_payment.id"
 )
 INSERT_EVENT = (
@@ -195,10 +195,6 @@ INSERT_TRANSACTION = (
     "ZONE, %(last_state_change)s::TIMESTAMP WITH TIME ZONE, %(created_at)s::TIMESTAMP WITH "
     "TIME ZONE, %(created_by_id)s::INTEGER) RETURNING payment_transaction.id"
 )
-UPDATE_TX_REFERENCE = (
-    "UPDATE payment_transaction SET reference=%(reference)s::VARCHAR WHERE "
-    "payment_transaction.id = %(payment_transaction_id)s::INTEGER"
-)
 LOCK_WALLET = (
     "SELECT wallet_wallet.id, wallet_wallet.uuid, wallet_wallet.customer_id, "
     "wallet_wallet.currency, wallet_wallet.state, wallet_wallet.frozen_reason, "
@@ -215,7 +211,7 @@ UPDATE_TX_ACTION = (
     "%(payment_transaction_id)s::INTEGER"
 )
 UPDATE_TX_SETTLED = (
-    "UPDATE payment_transaction SET state=%(state)s::VARCHAR, "
+    "UPDATE payment_transaction SET reference=%(reference)s::VARCHAR, state=%(state)s::VARCHAR, "
     "state_message=%(state_message)s::VARCHAR, action=%(action)s::JSONB, "
     "last_state_change=%(last_state_change)s::TIMESTAMP WITH TIME ZONE WHERE "
     "payment_transaction.id = %(payment_transaction_id)s::INTEGER"
@@ -336,7 +332,7 @@ UPDATE_PAYMENT_PAID = (
 SELECT_INVOICE_LINES = (
     "SELECT marketplace_account_move_line.seller_id, marketplace_account_move_line.price_subtotal "
     "FROM marketplace_account_move_line WHERE marketplace_account_move_line.move_id = "
-    "%(move_id_1)s::INTEGER ORDER BY marketplace_account_move_line.id"
+    "%(move_id)s::INTEGER ORDER BY marketplace_account_move_line.id"
 )
 #: PAYMENT_CAPTURE of a seller-less invoice: wallet, receivable, sales_income, sales_clearing.
 LEDGER_LOCK = ledger_lock_sql(4)
@@ -406,6 +402,14 @@ def _payment_row(ctx: Context) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _paid_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    """As :func:`_payment_state`, with this payment as Lapak has it in memory: ``paid``."""
+    rows = [(key, "paid" if key == ctx["payment_id"] else state, amount)
+            for key, state, amount in cur.fetchall()]  # fmt: skip
+    live = [state for _, state, _ in rows if state != "canceled"]
+    ctx["payment_state"] = "paid" if live and all(s == "paid" for s in live) else "in_payment"
+
+
 def _payment_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     """``_payment_state`` once the whole residual is taken: paid when every live payment is."""
     live = [state for _, state, _ in cur.fetchall()]
@@ -473,9 +477,10 @@ def _transaction_row(ctx: Context) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _tx_reference(ctx: Context) -> dict[str, Any]:
+def _tx_stored(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    """The new transaction's id and its ``TX/`` reference (written with its state)."""
+    _stored("tx_id")(ctx, cur)
     ctx["tx_reference"] = f"TX/{ctx['year']}/{ctx['tx_id']:05d}"
-    return {"reference": ctx["tx_reference"], "payment_transaction_id": ctx["tx_id"]}
 
 
 def _wallet(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
@@ -506,7 +511,8 @@ def _settled(ctx: Context) -> dict[str, Any]:
     """The state and the first action (the balance before) in one UPDATE, as the ORM flushes
     them together."""
     ctx["last_state_change"] = _now()
-    return {**_action(ctx), "state": "success", "state_message": SETTLED_MESSAGE,
+    return {**_action(ctx), "reference": ctx["tx_reference"], "state": "success",
+            "state_message": SETTLED_MESSAGE,
             "last_state_change": ctx["last_state_change"]}  # fmt: skip
 
 
@@ -648,15 +654,25 @@ PAYMENT_STEPS: list[Step] = [
         },
     ),
     Step(INSERT_PAYMENT, _payment_row, _stored("payment_id")),
-    Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id_1"), _payment_state),
+    Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _payment_state),
     Step(INSERT_EVENT, _event("payment.registered", _payment_event("in_process"))),
     Step(UPDATE_PAYMENT_STATE, _invoice_state),
-    Step(INSERT_TRANSACTION, _transaction_row, _stored("tx_id")),
-    Step(UPDATE_TX_REFERENCE, _tx_reference),
+    Step(INSERT_TRANSACTION, _transaction_row, _tx_stored),
     Step(LOCK_WALLET, _wallet_lock, _wallet, mark="wallet"),
     Step(SELECT_BALANCE, lambda ctx: {"code_1": _wallet_code(ctx)}, _balance),
     Step(UPDATE_TX_SETTLED, _settled),
     Step(INSERT_EVENT, _event("payment.succeeded", _succeeded), mark="confirm"),
+    Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _paid_state),
+    Step(
+        INSERT_EVENTS,
+        lambda ctx: [
+            _event("payment.confirmed", _payment_event("paid"))(ctx),
+            _event("invoice.paid", _invoice_paid)(ctx),
+        ],
+        many=True,
+    ),
+    Step(SELECT_INVOICE_LINES, _by_invoice("move_id"), _lines),
+    Step(UPDATE_PAYMENT_STATE, _invoice_state),
     Step(
         UPDATE_PAYMENT_PAID,
         lambda ctx: {
@@ -666,17 +682,6 @@ PAYMENT_STEPS: list[Step] = [
             "marketplace_payment_id": ctx["payment_id"],
         },
     ),
-    Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id_1"), _payment_state),
-    Step(
-        INSERT_EVENTS,
-        lambda ctx: [
-            _event("payment.confirmed", _payment_event("paid"))(ctx),
-            _event("invoice.paid", _invoice_paid)(ctx),
-        ],
-        many=True,
-    ),
-    Step(UPDATE_PAYMENT_STATE, _invoice_state),
-    Step(SELECT_INVOICE_LINES, _by_invoice("move_id_1"), _lines),
     Step(LEDGER_LOCK, _capture_lock, _capture_locked, mark="ledger"),
     Step(LEDGER_WRITE, _capture_write, _capture_written),
     Step(UPDATE_TX_ACTION, _action_after),

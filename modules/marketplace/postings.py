@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from app.db import Session
+from app.db import DriverStatement, Session
 from app.errors import Conflict
 from app.registry import ModuleHooks
 from modules.ledger import extend
@@ -227,12 +227,15 @@ def _line_amounts(invoice: AccountMove) -> list[tuple[int | None, Decimal]]:
     they join) once the invoice is written."""
     if invoice.id is None or "lines" in invoice.__dict__:
         return [(line.seller_id, line.price_subtotal) for line in invoice.lines]
-    rows = Session().execute(
-        select(AccountMoveLine.seller_id, AccountMoveLine.price_subtotal)
-        .where(AccountMoveLine.move_id == invoice.id)
-        .order_by(AccountMoveLine.id)
-    )
+    rows = _LINE_AMOUNTS.rows(Session().connection(), {"move_id": invoice.id})
     return [(seller_id, subtotal) for seller_id, subtotal in rows]
+
+
+_LINE_AMOUNTS = DriverStatement(
+    select(AccountMoveLine.seller_id, AccountMoveLine.price_subtotal)
+    .where(AccountMoveLine.move_id == bindparam("move_id"))
+    .order_by(AccountMoveLine.id)
+)
 
 
 def _round(amount: Decimal) -> Decimal:

@@ -531,15 +531,25 @@ class PaymentRow(NamedTuple):
     amount: Decimal
 
 
-def _payment_rows(invoice: AccountMove) -> list[PaymentRow]:
-    """The invoice's payments as the database has them, without loading them (or what they
-    join) as objects: what its payment state and the capture's split need."""
-    rows = Session().execute(
-        select(Payment.id, Payment.state, Payment.amount)
-        .where(Payment.invoice_id == invoice.id)
-        .order_by(Payment.id)
-    )
-    return [PaymentRow(*row) for row in rows]
+def _payment_rows(invoice: AccountMove, *changed: Payment) -> list[PaymentRow]:
+    """The invoice's payments as the database has them (``changed``: as these objects have
+    them, written or not), without loading them (or what they join) as objects: what its
+    payment state and the capture's split need."""
+    now = {payment.id: payment for payment in changed}
+    rows = _PAYMENT_ROWS.rows(Session().connection(), {"invoice_id": invoice.id})
+    return [
+        PaymentRow(key, now[key].state, now[key].amount)
+        if key in now
+        else PaymentRow(key, state, amount)
+        for key, state, amount in rows
+    ]
+
+
+_PAYMENT_ROWS = DriverStatement(
+    select(Payment.id, Payment.state, Payment.amount)
+    .where(Payment.invoice_id == bindparam("invoice_id"))
+    .order_by(Payment.id)
+)
 
 
 def _payments_of(invoice: AccountMove) -> list[Payment]:
@@ -632,8 +642,7 @@ def _confirm(actor: Principal | None, payment: Payment) -> Payment:
     payment.state = "paid"
     payment.confirmed_at = utcnow()
     payment.confirmed_by_id = actor_id
-    Session().flush()
-    payments = _payment_rows(invoice)
+    payments = _payment_rows(invoice, payment)  # written with the invoice's state
     invoice.payment_state = _payment_state(invoice, payments)
     events = [("payment.confirmed", _payment_event(payment))]
     if invoice.payment_state == "paid":
@@ -783,16 +792,22 @@ def _lock_order_and_invoice(order_id: int) -> bool:
     held = held_locks()
     if ("order", order_id) in held:
         return False
-    session = Session()
-    session.execute(select(SaleOrder.id).where(SaleOrder.id == order_id).with_for_update())
-    session.execute(
-        select(AccountMove.id)
-        .where(AccountMove.order_id == order_id)
-        .order_by(AccountMove.id)
-        .with_for_update()
-    )
+    connection = Session().connection()
+    _LOCK_ORDER.rows(connection, {"order_id": order_id})
+    _LOCK_INVOICES.rows(connection, {"order_id": order_id})
     held["order", order_id] = True
     return True
+
+
+_LOCK_ORDER = DriverStatement(
+    select(SaleOrder.id).where(SaleOrder.id == bindparam("order_id")).with_for_update()
+)
+_LOCK_INVOICES = DriverStatement(
+    select(AccountMove.id)
+    .where(AccountMove.order_id == bindparam("order_id"))
+    .order_by(AccountMove.id)
+    .with_for_update()
+)
 
 
 def lock_invoice(invoice_id: int) -> None:

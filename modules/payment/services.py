@@ -200,9 +200,9 @@ def _start(
     session.add(tx)
     session.flush()
     year = now.astimezone(marketplace_settings().timezone).year
+    # The reference and the action are written with the next change (a settling adapter's
+    # state) or at the commit: one UPDATE.
     tx.reference = f"TX/{year}/{tx.id:05d}"
-    session.flush()
-    # Written with the next change (a settling adapter's state) or at the commit.
     tx.action = adapter.initiate(provider, tx, start)
     return tx
 

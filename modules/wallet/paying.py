@@ -24,9 +24,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
-from app.db import Session, held_locks
+from app.db import DriverStatement, Session, held_locks
 from app.errors import Invalid, PermissionDenied
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account
@@ -125,7 +125,8 @@ def _wallet(customer_id: int, currency: str, *, lock: bool) -> Wallet:
     found = select(Wallet).where(Wallet.customer_id == customer_id, Wallet.currency == currency)
     if lock:
         found = found.with_for_update().execution_options(populate_existing=True)
-    wallet = Session().scalars(found).first()
+    # No autoflush: the new transaction's reference and action go with its state, in one UPDATE.
+    wallet = Session().scalars(found.execution_options(autoflush=False)).first()
     if wallet is None:
         raise NoWallet(
             f"there is no {currency} wallet to pay from: open one and top it up",
@@ -155,5 +156,8 @@ def balance_of(wallet: Wallet, posted: Posted | None = None) -> Decimal:
         for entry in posted.entries:
             if entry.account_code == code:
                 return entry.balance_after
-    balance = Session().scalar(select(Account.balance).where(Account.code == code))
-    return Decimal("0.00") if balance is None else balance
+    rows = _BALANCE.rows(Session().connection(), {"code": code})
+    return Decimal("0.00") if not rows else rows[0][0]
+
+
+_BALANCE = DriverStatement(select(Account.balance).where(Account.code == bindparam("code")))
