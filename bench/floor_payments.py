@@ -151,8 +151,9 @@ SELECT_INVOICE = (
     "marketplace_account_move.id = %(pk_1)s::INTEGER"
 )
 TAKE_PAY = "SELECT nextval(%(nextval_2)s::VARCHAR) AS nextval_1"
-UPDATE_RESIDUAL = (
-    "UPDATE marketplace_account_move SET amount_residual=%(amount_residual)s WHERE "
+UPDATE_INVOICE_REGISTERED = (
+    "UPDATE marketplace_account_move SET payment_state=%(payment_state)s::VARCHAR, "
+    "amount_residual=%(amount_residual)s WHERE "
     "marketplace_account_move.id = %(marketplace_account_move_id)s::INTEGER"
 )
 INSERT_PAYMENT = (
@@ -410,11 +411,11 @@ def _paid_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     ctx["payment_state"] = "paid" if live and all(s == "paid" for s in live) else "in_payment"
 
 
-def _payment_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
-    """``_payment_state`` once the whole residual is taken: paid when every live payment is."""
-    live = [state for _, state, _ in cur.fetchall()]
-    live = [state for state in live if state != "canceled"]
-    ctx["payment_state"] = "paid" if live and all(s == "paid" for s in live) else "in_payment"
+def _registered_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    """``_payment_state`` once the whole residual is taken, the new payment (not written yet)
+    ``in_process`` among the invoice's earlier ones: ``in_payment``."""
+    cur.fetchall()
+    ctx["payment_state"] = "in_payment"
 
 
 def _event(name: str, payload: Callable[[Context], dict[str, Any]]) -> Callable[[Context], Any]:
@@ -646,21 +647,20 @@ PAYMENT_STEPS: list[Step] = [
     Step(LOCK_INVOICES, _by_order("order_id_1")),
     Step(SELECT_INVOICE, _by_invoice("pk_1"), _refreshed),
     Step(TAKE_PAY, lambda ctx: {"nextval_2": f"marketplace_seq_pay_{ctx['year']}"}, _pay_number),
+    Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _registered_state),
+    Step(INSERT_EVENT, _event("payment.registered", _payment_event("in_process"))),
     Step(
-        UPDATE_RESIDUAL,
+        UPDATE_INVOICE_REGISTERED,
         lambda ctx: {
+            "payment_state": ctx["payment_state"],
             "amount_residual": ctx["invoice"]["amount_residual"] - ctx["amount"],
             "marketplace_account_move_id": ctx["invoice_id"],
         },
     ),
     Step(INSERT_PAYMENT, _payment_row, _stored("payment_id")),
-    Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _payment_state),
-    Step(INSERT_EVENT, _event("payment.registered", _payment_event("in_process"))),
-    Step(UPDATE_PAYMENT_STATE, _invoice_state),
     Step(INSERT_TRANSACTION, _transaction_row, _tx_stored),
     Step(LOCK_WALLET, _wallet_lock, _wallet, mark="wallet"),
     Step(SELECT_BALANCE, lambda ctx: {"code_1": _wallet_code(ctx)}, _balance),
-    Step(UPDATE_TX_SETTLED, _settled),
     Step(INSERT_EVENT, _event("payment.succeeded", _succeeded), mark="confirm"),
     Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _paid_state),
     Step(
@@ -682,6 +682,7 @@ PAYMENT_STEPS: list[Step] = [
             "marketplace_payment_id": ctx["payment_id"],
         },
     ),
+    Step(UPDATE_TX_SETTLED, _settled),
     Step(LEDGER_LOCK, _capture_lock, _capture_locked, mark="ledger"),
     Step(LEDGER_WRITE, _capture_write, _capture_written),
     Step(UPDATE_TX_ACTION, _action_after),

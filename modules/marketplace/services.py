@@ -469,6 +469,7 @@ def _register_payment(
     *,
     new_invoice: bool = False,
     registered: bool = False,
+    unflushed: bool = False,
 ) -> Payment:
     """Register a payment on a posted invoice (locked by the caller, or just created).
 
@@ -507,9 +508,15 @@ def _register_payment(
     if new_invoice:  # nothing written yet: the whole order is written at once
         invoice.payment_state = "in_payment" if invoice.amount_residual == 0 else "partial"
         return payment
-    Session().add(payment)
-    Session().flush()
-    invoice.payment_state = _payment_state(invoice, _payment_rows(invoice))
+    if unflushed:  # the caller's next flush writes it (with what it adds)
+        earlier = _payment_rows(invoice)
+        Session().add(payment)
+        rows = [*earlier, PaymentRow(0, payment.state, payment.amount)]
+    else:
+        Session().add(payment)
+        Session().flush()
+        rows = _payment_rows(invoice)
+    invoice.payment_state = _payment_state(invoice, rows)
     return payment
 
 
@@ -621,11 +628,11 @@ def _confirm(actor: Principal | None, payment: Payment) -> Payment:
     actor_id = actor.user_id if actor is not None else None
     if _lock_order_and_invoice(payment.invoice.order_id):
         Session().refresh(payment.invoice)
-    if ("payment", payment.id) not in held_locks():
+    if ("payment", payment.uuid) not in held_locks():
         # Lock the payment row only: its joined relationships are outer joins, which FOR
         # UPDATE cannot lock.
         Session().refresh(payment, with_for_update={"of": Payment})
-        held_locks()["payment", payment.id] = True
+        held_locks()["payment", payment.uuid] = True
     invoice = payment.invoice
     if payment.state == "paid":
         return payment  # confirming twice is harmless
@@ -658,8 +665,9 @@ def register_provider_payment(invoice: AccountMove, method: str, amount: Decimal
     """A payment through a provider module's ``method`` on ``invoice`` (one the caller read
     through :func:`get_invoice`, as its actor may see it), registered ``in_process`` as any
     other, in the caller's transaction (the ``payment`` module's, which also writes the provider
-    transaction). Confirmed by :func:`confirm_provider_payment`, or given back by
-    :func:`release_payment` if the provider fails it."""
+    transaction). Written by the caller's next flush (with its provider transaction). Confirmed
+    by :func:`confirm_provider_payment`, or given back by :func:`release_payment` if the
+    provider fails it."""
     now = utcnow()
     numbering.prepare_year(("PAY",), _year(now))
     with transaction():
@@ -669,8 +677,8 @@ def register_provider_payment(invoice: AccountMove, method: str, amount: Decimal
             Session().refresh(invoice)
         number = numbering.take_unique(("PAY",), _year(now))["PAY"]
         request = PaymentRequest(method=method, amount=amount)
-        payment = _register_payment(invoice, request, number, now, registered=True)
-        held_locks()["payment", payment.id] = True  # written by this transaction
+        payment = _register_payment(invoice, request, number, now, registered=True, unflushed=True)
+        held_locks()["payment", payment.uuid] = True  # written by this transaction
         emit("payment.registered", _payment_event(payment))
     return payment
 

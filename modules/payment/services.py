@@ -176,13 +176,18 @@ def _start(
             errors={"amount": f"more than {fee}"},
         )
     now = utcnow()
+    if payment is None:
+        paid: dict[str, Any] = {}
+    elif payment.id is None:  # registered in this session, written by this flush
+        paid = {"invoice": payment.invoice, "account_payment": payment}
+    else:  # written already (an order's, outside the session)
+        paid = {"invoice_id": payment.invoice_id, "account_payment_id": payment.id}
     tx = PaymentTransaction(
         uuid=uuid.uuid4(),
         provider_id=provider.id,
         kind="invoice" if payment is not None else "top_up",
-        invoice_id=payment.invoice_id if payment is not None else None,
         customer_id=money.customer_id,
-        account_payment_id=payment.id if payment is not None else None,
+        **paid,
         token_id=token.id if token is not None else None,
         amount=money.amount,
         currency=money.currency,

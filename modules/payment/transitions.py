@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from app.db import Session, utcnow
+from app.db import utcnow
 from app.errors import Conflict
 from app.events import emit
 from modules.marketplace import services as marketplace
@@ -102,7 +102,7 @@ def transition(
     tx.last_state_change = utcnow()
     if message is not None:
         tx.state_message = message[:500]
-    Session().flush()
+    # Written by the next flush (the capture's, or the commit's): one UPDATE of the row.
     # The event first: a success posts to the ledger, whose locks are best held the shortest.
     if target in EVENTS:
         emit(EVENTS[target], event_payload(tx))
