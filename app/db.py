@@ -774,10 +774,14 @@ def held_locks() -> dict[Hashable, Any]:
     lock held is not asked for again, and a row read under it is current. Forgotten when the
     transaction ends (a new one starts empty)."""
     session = Session()
-    root = session.get_transaction()
+    if session.get_transaction() is None:
+        session.connection()  # begin: the locks belong to a transaction, never to none
+    # The innermost one: locks taken in a savepoint are released by its rollback (inside one,
+    # the outer transaction's locks are asked for again: harmless).
+    current = session.get_nested_transaction() or session.get_transaction()
     noted = session.info.get("held_locks")
-    if noted is None or noted[0] is not root:
-        noted = (root, {})
+    if noted is None or noted[0] is not current:
+        noted = (current, {})
         session.info["held_locks"] = noted
     return noted[1]
 

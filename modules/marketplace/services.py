@@ -542,6 +542,7 @@ def _payment_rows(invoice: AccountMove, *changed: Payment) -> list[PaymentRow]:
     """The invoice's payments as the database has them (``changed``: as these objects have
     them, written or not), without loading them (or what they join) as objects: what its
     payment state and the capture's split need."""
+    assert all(p.id is not None for p in changed), "a changed payment is written already"
     now = {payment.id: payment for payment in changed}
     rows = _PAYMENT_ROWS.rows(Session().connection(), {"invoice_id": invoice.id})
     return [

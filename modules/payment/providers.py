@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from app.db import Session, get_database, transaction, utcnow
+from app.db import Session, after_commit, get_database, transaction, utcnow
 from app.errors import Invalid, NotFound
 from app.vault import Unsealed
 from modules.marketplace import services as marketplace
@@ -44,12 +44,12 @@ def ensure_providers() -> None:
     registered = adapters()
     ensured = current_app.extensions.setdefault("payment.providers_made", set())
     if ensured.issuperset(registered):
-        return  # rows are never deleted: once made, they stay
+        return  # seen committed once: rows are not deleted (get_provider forgets if they were)
     session = Session()
     known = set(session.scalars(select(PaymentProvider.code)))
     missing = [adapter for code, adapter in sorted(registered.items()) if code not in known]
     if not missing:
-        ensured.update(known)
+        after_commit(lambda: ensured.update(known))  # rows this transaction made may roll back
         return
     insert = (
         postgresql_insert
@@ -91,6 +91,11 @@ def get_provider(code: str, *, lock: bool = False) -> PaymentProvider:
     if lock:
         statement = statement.with_for_update()
     provider = Session().scalars(statement.execution_options(populate_existing=True)).first()
+    if provider is None and code in current_app.extensions.get("payment.providers_made", ()):
+        # The rows went (a reset database under a running process): make them again.
+        current_app.extensions["payment.providers_made"].clear()
+        ensure_providers()
+        provider = Session().scalars(statement.execution_options(populate_existing=True)).first()
     if provider is None:
         raise NotFound(f"there is no payment provider {code!r}")
     return provider

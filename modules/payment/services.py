@@ -481,8 +481,9 @@ def settle_transaction(tx_uuid: uuid.UUID, adapter: InstantAdapter) -> PaymentTr
     the adapter locks (the wallet: after the invoice, as when paying an invoice)."""
     tx = _locked_by_uuid(tx_uuid)
     if tx.state == "pending":
-        if tx.invoice_id is not None:
+        if tx.invoice is not None:
             marketplace.lock_invoice(tx.invoice_id)
+            Session().refresh(tx.invoice)  # read with the transaction, before its lock
         tx.action = adapter.settle(tx.provider, tx)
     return tx
 

@@ -104,6 +104,9 @@ def transition(
         tx.state_message = message[:500]
     # Written by the next flush (the capture's, or the commit's): one UPDATE of the row.
     # The event first: a success posts to the ledger, whose locks are best held the shortest.
+    # So the outbox has payment.succeeded before the marketplace's payment.confirmed and
+    # invoice.paid (payment.failed/canceled before payment.cancelled, a top-up's before
+    # wallet.topped_up): all in one commit; nothing promises an order between modules' events.
     if target in EVENTS:
         emit(EVENTS[target], event_payload(tx))
     if target == "success" and tx.kind == "invoice":

@@ -500,3 +500,18 @@ def test_a_wallet_a_refund_opened_gets_the_sign_up_credit_with_its_first_top_up(
                            headers=customer.headers), 201)  # fmt: skip
     assert again["wallet"]["balance"] == "5100.00"  # once per customer, ever
     assert_ledger_consistent(app)
+
+
+def test_providers_made_by_a_refused_first_request_are_made_again(
+    app: Flask, client: FlaskClient, customer: Caller, thousand: MadeProduct
+) -> None:
+    """The first use of the providers makes their rows; when that request is refused they roll
+    back with it, and the next request makes them again (not a 404 for every provider)."""
+    order = order_body((thousand.id, "1"))
+    order["payment"] = {"provider": "wallet"}
+    assert_problem(client.post(ORDERS, json=order, headers=customer.headers), 422, "no-wallet")
+
+    order["payment"] = {"provider": "demo"}
+    placed = ok(client.post(ORDERS, json=order, headers=customer.headers), 201)
+
+    assert placed["transaction"]["provider"] == "demo"
