@@ -6,6 +6,7 @@ Create Date: 2026-11-29 10:20:00+00:00
 
 - ``marketplace_refund.destination``: the payment method the money goes back through (the
   payment's own, or the customer's wallet); existing refunds went back through their payment's.
+  ``provider_reference``: the refund's reference at a provider that sends it back itself.
 - ``payment_transaction.kind``: ``invoice`` (pays an invoice, as before) or ``top_up`` (credits
   the payer's wallet, no invoice): ``invoice_id`` is set exactly for the first, and only the
   first needs an accounting payment to succeed.
@@ -25,6 +26,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("marketplace_refund", schema=None) as batch_op:
         batch_op.add_column(sa.Column("destination", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("provider_reference", sa.String(length=100), nullable=True))
     op.execute(
         "UPDATE marketplace_refund SET destination = (SELECT method FROM marketplace_payment "
         "WHERE marketplace_payment.id = marketplace_refund.payment_id)"
@@ -66,4 +68,5 @@ def downgrade() -> None:
         batch_op.alter_column("invoice_id", existing_type=sa.Integer(), nullable=False)
         batch_op.drop_column("kind")
     with op.batch_alter_table("marketplace_refund", schema=None) as batch_op:
+        batch_op.drop_column("provider_reference")
         batch_op.drop_column("destination")

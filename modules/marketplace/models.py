@@ -275,6 +275,8 @@ class Refund(Base):
     #: The payment method the money goes back through: the payment's own, or a method holding
     #: the customer's money (``wallet``).
     destination: Mapped[str] = mapped_column(String(32))
+    #: The provider's reference of the money it sent back (a provider that refunds itself).
+    provider_reference: Mapped[str | None] = mapped_column(String(100))
     state: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

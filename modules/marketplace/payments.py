@@ -26,7 +26,7 @@ from app.errors import Invalid
 if TYPE_CHECKING:
     from app.security import Principal
 
-    from .models import Payment
+    from .models import Payment, Refund
 
 
 class PaymentMethod(Protocol):
@@ -136,6 +136,12 @@ class OrderCheckout(Protocol):
         provider that settles at once (the wallet; it could not in the order's transaction,
         which posts the invoice). The transaction (``start``'s answer) as it is now, or None
         when there was nothing to do."""
+        ...
+
+    def refund_created(self, refund: Refund) -> None:
+        """In the refund's transaction, for a refund going back through its payment's method:
+        if a provider took the payment and sends refunds back itself, have it do so (after the
+        commit; :func:`modules.marketplace.refunds.provider_refunded` records it)."""
         ...
 
     def order_cancelling(self, order_id: int) -> None:

@@ -36,7 +36,7 @@ from . import idempotency, numbering, postings
 from .config import marketplace_settings
 from .idempotency import IdempotentRequest, Replay
 from .models import AccountMove, AccountMoveLine, Payment, Refund
-from .payments import held_methods
+from .payments import held_methods, loaded_order_checkout
 from .services import (
     STAFF_ROLES,
     Render,
@@ -151,6 +151,10 @@ def create_refund(
         emit("refund.created", refund_event(refund))
         if held is not None:
             emit("refund.succeeded", refund_event(refund))
+        else:
+            checkout = loaded_order_checkout()
+            if checkout is not None:
+                checkout.refund_created(refund)
         if covers_all:
             emit("invoice.reversed", _invoice_event(invoice))
         body = render(refund)
@@ -324,13 +328,33 @@ def refunded_per_payment(payment_ids: Sequence[int]) -> dict[int, Decimal]:
     return {payment_id: total for payment_id, total in rows}
 
 
+def provider_refunded(refund_uuid: uuid.UUID, reference: str) -> Refund:
+    """The provider that took the payment sent the refund back (its ``reference``): the refund
+    ``succeeded``, as staff mark it done. Once: a refund done already is left as it is."""
+    with refused_by_database(), transaction():
+        refund = _locked_refund(refund_uuid)
+        if refund.state == "succeeded":
+            return refund
+        refund.state = "succeeded"
+        refund.provider_reference = reference[:100]
+        refund.confirmed_at = utcnow()
+        Session().flush()
+        emit("refund.succeeded", refund_event(refund))
+    return refund
+
+
+def _locked_refund(refund_uuid: uuid.UUID) -> Refund:
+    refund = _get(Refund, refund_uuid, "refund")
+    _lock_order_and_invoice(refund.payment.invoice.order_id)
+    Session().refresh(refund.payment, with_for_update={"of": Payment})
+    Session().refresh(refund, with_for_update={"of": Refund})
+    return refund
+
+
 def mark_refund_done(actor: Principal, refund_uuid: uuid.UUID) -> Refund:
     """Staff sent the money back through the payment's method: the refund ``succeeded``."""
     with refused_by_database(), transaction():
-        refund = _get(Refund, refund_uuid, "refund")
-        _lock_order_and_invoice(refund.payment.invoice.order_id)
-        Session().refresh(refund.payment, with_for_update={"of": Payment})
-        Session().refresh(refund, with_for_update={"of": Refund})
+        refund = _locked_refund(refund_uuid)
         if refund.state == "succeeded":
             return refund  # marking it twice is harmless
         refund.state = "succeeded"
@@ -377,6 +401,7 @@ def refund_event(refund: Refund) -> dict[str, Any]:
         "credit_note": refund.credit_note.name,
         "state": refund.state,
         "destination": refund.destination,
+        "provider_reference": refund.provider_reference,
         "amount": refund.amount,
         "currency": refund.currency,
     }

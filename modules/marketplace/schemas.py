@@ -343,6 +343,10 @@ class RefundSchema(ma.Schema):
             "example": "bank_transfer",
         }
     )
+    provider_reference = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "The provider's reference of the money it sent back"},
+    )
     state = ma.fields.String(
         metadata={
             "enum": list(REFUND_STATES),

@@ -25,4 +25,6 @@ def load(hooks: ModuleHooks) -> None:
     hooks.blueprint(api.blp, "payments")
     hooks.setup(checkout.install)  # the hosted checkout page: HTML, outside the API
     hooks.job(demo.deliver_notification)
+    hooks.job(jobs.send_refund)
     hooks.periodic(jobs.expire_transactions, every=timedelta(minutes=1))
+    hooks.periodic(jobs.sweep_refunds, every=timedelta(minutes=5))

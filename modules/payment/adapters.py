@@ -82,6 +82,9 @@ class Adapter(Protocol):
     sandbox: bool
     #: Pays in the same request (``settle``): nothing to wait for, no notification.
     settles_at_once: bool
+    #: Sends refunds back itself (``refund`` answers its reference), from a job after the
+    #: refund commits; otherwise staff send them and mark them done.
+    refunds_itself: bool
 
     def defaults(self, production: bool) -> dict[str, Any]:
         """The new provider row's state, currencies and settings."""
@@ -149,6 +152,7 @@ class ManualBankTransfer:
     supports_tokens = False
     sandbox = False
     settles_at_once = False
+    refunds_itself = False
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {

@@ -78,6 +78,7 @@ class DemoGateway:
     supports_tokens = True
     sandbox = True
     settles_at_once = False
+    refunds_itself = True
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {

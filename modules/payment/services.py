@@ -15,22 +15,23 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import exists, select
 
-from app.db import Session, get_database, transaction, utcnow
+from app.db import Session, after_commit, get_database, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthenticated
 from app.events import emit
 from app.http import Page, keyset_page
+from app.jobs import enqueue_later
 from app.security import Principal
-from modules.marketplace import idempotency, numbering
+from modules.marketplace import idempotency, numbering, refunds
 from modules.marketplace import services as marketplace
 from modules.marketplace.config import marketplace_settings
 from modules.marketplace.idempotency import IdempotentRequest, Replay
-from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
+from modules.marketplace.models import AccountMove, AccountMoveLine, Payment, Refund
 from modules.user.models import User
 
 from .adapters import Adapter, InstantAdapter, Notification, Start, adapter_for, adapters
@@ -265,6 +266,17 @@ class OrderCheckout:
         except Exception:  # the database went away after the commit: say what is known
             log.exception("transaction %s: settling after the order failed", placed["reference"])
             return None
+
+    def refund_created(self, refund: Refund) -> None:
+        tx = _captured_by(refund.payment_id)
+        if tx is None or not adapter_for(tx.provider.code).refunds_itself:
+            return
+        refund_uuid = str(refund.uuid)
+        after_commit(
+            lambda: enqueue_later(
+                _send_refund_job(), refund_uuid, queue="default", recovered_by="the refund sweep"
+            )
+        )
 
     def order_cancelling(self, order_id: int) -> None:
         cancel_for_order(order_id)
@@ -512,6 +524,79 @@ def _locked_by_uuid(tx_uuid: uuid.UUID) -> PaymentTransaction:
     if found is None:
         raise NotFound("there is no such payment")
     return _reloaded(found)
+
+
+# -- refunds through the provider -----------------------------------------------------------------
+
+#: A refund its provider sends back is swept again when its job did not run within this.
+REFUND_SWEEP_AFTER = timedelta(minutes=2)
+
+
+def _send_refund_job() -> Callable[[str], bool]:
+    """The job (its module imports this one)."""
+    from .jobs import send_refund
+
+    return send_refund
+
+
+def _captured_by(payment_id: int) -> PaymentTransaction | None:
+    """The successful provider transaction that took the accounting payment, if one did."""
+    return (
+        Session()
+        .scalars(
+            select(PaymentTransaction).where(
+                PaymentTransaction.account_payment_id == payment_id,
+                PaymentTransaction.state == "success",
+            )
+        )
+        .first()
+    )
+
+
+def send_refund(refund_uuid: uuid.UUID) -> bool:
+    """Have the provider that took the payment send ``refund_uuid`` back, then record it
+    (``succeeded``, with the provider's reference). The provider is asked outside any database
+    transaction (it may be a network call); a refund done meanwhile is left alone. True if it
+    was sent now."""
+    with transaction():
+        refund = Session().scalars(select(Refund).where(Refund.uuid == refund_uuid)).first()
+        if refund is None or refund.state != "pending":
+            return False
+        tx = _captured_by(refund.payment_id)
+        if tx is None:
+            return False
+        adapter = _refuse_sandbox(tx.provider.code)
+        provider = get_provider(tx.provider.code)
+        amount = refund.amount
+    if not adapter.refunds_itself:
+        return False
+    reference = adapter.refund(provider, tx, amount)
+    if reference is None:
+        return False
+    refunds.provider_refunded(refund_uuid, reference)
+    log.info("refund %s sent back by %s: %s", refund_uuid, tx.provider.code, reference)
+    return True
+
+
+def pending_provider_refunds(now: datetime | None = None) -> list[uuid.UUID]:
+    """Refunds still pending a while after they were made whose payment a provider that
+    refunds itself took (their job was lost: Redis was down)."""
+    before = (now or utcnow()) - REFUND_SWEEP_AFTER
+    found = (
+        select(Refund.uuid, PaymentProvider.code)
+        .join(PaymentTransaction, PaymentTransaction.account_payment_id == Refund.payment_id)
+        .join(PaymentProvider, PaymentProvider.id == PaymentTransaction.provider_id)
+        .where(
+            Refund.state == "pending",
+            Refund.created_at < before,
+            PaymentTransaction.state == "success",
+        )
+        .order_by(Refund.id)
+        .limit(100)
+    )
+    with transaction():
+        rows = Session().execute(found).all()
+    return [refund for refund, code in rows if adapter_for(code).refunds_itself]
 
 
 # -- expiry ---------------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ class WalletAdapter:
     supports_tokens = False
     sandbox = False
     settles_at_once = True
+    #: Its refunds go straight back to the wallet, with the refund's own posting.
+    refunds_itself = False
 
     def defaults(self, production: bool) -> dict[str, Any]:
         return {"state": "enabled", "currencies": ["IDR", "USD"], "settings": {}}
