@@ -363,6 +363,69 @@ def _fingerprint(ctx: Context, nonce: str, reference: str, memo: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def ledger_write_params(
+    *,
+    operation: str,
+    nonce: str,
+    reference: str,
+    memo: str,
+    actor_id: int | None,
+    fingerprint: str,
+    entries: list[tuple[int, str, Decimal, Decimal, Decimal]],
+    running: dict[str, Decimal],
+    account_ids: dict[str, int],
+    head: tuple[int, str, int, int],
+    now: datetime,
+) -> dict[str, Any]:
+    """:func:`ledger_write_sql`'s parameters, as ``modules.ledger.posting.post`` computes them:
+    the next number and chain index after ``head`` (last index, last hash, year, count in the
+    year), the canonical content's hash link, the accounts' new balances (``running``, in id
+    order) and the entries (account id, code, debit, credit, balance after)."""
+    last_index, last_hash, head_year, head_count = head
+    year = max(now.year, head_year)
+    year_count = head_count + 1 if head_year == year else 1
+    number = f"LT/{year}/{year_count:05d}"
+    transaction_uuid = uuid.uuid4()
+    content = chain.canonical(
+        transaction_uuid=transaction_uuid,
+        number=number,
+        operation=operation,
+        nonce=nonce,
+        reference=reference,
+        memo=memo,
+        actor_id=actor_id,
+        reverses_id=None,
+        fingerprint=fingerprint,
+        created_at=now,
+        legs=[(code, CURRENCY, debit, credit) for _, code, debit, credit, _ in entries],
+    )
+    params: dict[str, Any] = {
+        "uuid": transaction_uuid,
+        "number": number,
+        "chain_index": last_index + 1,
+        "operation": operation,
+        "nonce": nonce,
+        "fingerprint": fingerprint,
+        "reference": reference,
+        "memo": memo,
+        "actor_id": actor_id,
+        "reverses_id": None,
+        "created_at": now,
+        "hash": chain.link(last_hash, content),
+        "year": year,
+        "year_count": year_count,
+    }
+    balances = sorted((account_ids[code], balance) for code, balance in running.items())
+    for i, (account_id, balance) in enumerate(balances):
+        params[f"account_{i}"], params[f"balance_{i}"] = account_id, balance
+    for i, (account_id, _, debit, credit, after) in enumerate(entries):
+        params.update({
+            f"entry_account_{i}": account_id, f"entry_currency_{i}": CURRENCY,
+            f"entry_debit_{i}": debit, f"entry_credit_{i}": credit, f"entry_balance_{i}": after,
+        })  # fmt: skip
+    return params
+
+
 def _ledger_write(ctx: Context) -> dict[str, Any]:
     """The transaction row, the head's next number and index, the running balances, the hash."""
     accounts = ctx["ledger_accounts"]
@@ -374,53 +437,17 @@ def _ledger_write(ctx: Context) -> dict[str, Any]:
         amount = debit if debit > 0 else credit
         running[code] += amount if grows else -amount
         entries.append((account_id, code, debit, credit, running[code]))
-    last_index, last_hash, head_year, head_count = ctx["ledger_head"]
     now = datetime.now(UTC)  # the posting's clock: UTC, and its year numbers the transaction
-    year = max(now.year, head_year)
-    year_count = head_count + 1 if head_year == year else 1
-    number = f"LT/{year}/{year_count:05d}"
     nonce = str(ctx["move_uuid"])
     reference, memo, actor = f"invoice:{nonce}", ctx["invoice_name"], ctx["customer_id"]
-    transaction_uuid = uuid.uuid4()
     fingerprint = _fingerprint(ctx, nonce, reference, memo)
-    content = chain.canonical(
-        transaction_uuid=transaction_uuid,
-        number=number,
-        operation=INVOICE_POST,
-        nonce=nonce,
-        reference=reference,
-        memo=memo,
-        actor_id=actor,
-        reverses_id=None,
-        fingerprint=fingerprint,
-        created_at=now,
-        legs=[(code, CURRENCY, debit, credit) for _, code, debit, credit, _ in entries],
-    )
-    params: dict[str, Any] = {
-        "uuid": transaction_uuid,
-        "number": number,
-        "chain_index": last_index + 1,
-        "operation": INVOICE_POST,
-        "nonce": nonce,
-        "fingerprint": fingerprint,
-        "reference": reference,
-        "memo": memo,
-        "actor_id": actor,
-        "reverses_id": None,
-        "created_at": now,
-        "hash": chain.link(last_hash, content),
-        "year": year,
-        "year_count": year_count,
-    }
-    balances = sorted((accounts[code][0], balance) for code, balance in running.items())
-    for i, (account_id, balance) in enumerate(balances):
-        params[f"account_{i}"], params[f"balance_{i}"] = account_id, balance
-    for i, (account_id, _, debit, credit, after) in enumerate(entries):
-        params.update({
-            f"entry_account_{i}": account_id, f"entry_currency_{i}": CURRENCY,
-            f"entry_debit_{i}": debit, f"entry_credit_{i}": credit, f"entry_balance_{i}": after,
-        })  # fmt: skip
-    ctx["ledger_number"] = number
+    params = ledger_write_params(
+        operation=INVOICE_POST, nonce=nonce, reference=reference, memo=memo, actor_id=actor,
+        fingerprint=fingerprint, entries=entries, running=running,
+        account_ids={code: row[0] for code, row in accounts.items()},
+        head=ctx["ledger_head"], now=now,
+    )  # fmt: skip
+    ctx["ledger_number"] = params["number"]
     return params
 
 

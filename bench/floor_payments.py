@@ -49,9 +49,9 @@ from bench.floor import (
     FloorRefused,
     Step,
     ledger_lock_sql,
+    ledger_write_params,
     ledger_write_sql,
 )
-from modules.ledger import chain
 from modules.ledger.posting import Leg, Posting
 
 Context = dict[str, Any]
@@ -571,11 +571,6 @@ def _capture_write(ctx: Context) -> dict[str, Any]:
             raise FloorRefused(f"{code} would go below zero")
         entries.append((account_id, code, debit, credit, running[code]))
     ctx["wallet_after"] = running[_wallet_code(ctx)]
-    last_index, last_hash, head_year, head_count = ctx["ledger_head"]
-    now = _now()
-    year = max(now.year, head_year)
-    year_count = head_count + 1 if head_year == year else 1
-    number = f"LT/{year}/{year_count:05d}"
     nonce = str(ctx["payment_uuid"])
     reference = f"payment:{nonce}"
     memo = f"{ctx['payment_name']} on {ctx['invoice']['name']}"
@@ -585,30 +580,12 @@ def _capture_write(ctx: Context) -> dict[str, Any]:
               for purpose, holder, _, debit, credit in ctx["ledger_legs"]),
         reference, memo, None,
     )  # fmt: skip
-    transaction_uuid = uuid.uuid4()
-    fingerprint = posting.fingerprint()
-    content = chain.canonical(
-        transaction_uuid=transaction_uuid, number=number, operation=CAPTURE, nonce=nonce,
-        reference=reference, memo=memo, actor_id=None, reverses_id=None,
-        fingerprint=fingerprint, created_at=now,
-        legs=[(code, CURRENCY, debit, credit) for _, code, debit, credit, _ in entries],
+    return ledger_write_params(
+        operation=CAPTURE, nonce=nonce, reference=reference, memo=memo, actor_id=None,
+        fingerprint=posting.fingerprint(), entries=entries, running=running,
+        account_ids={code: row[0] for code, row in accounts.items()},
+        head=ctx["ledger_head"], now=_now(),
     )  # fmt: skip
-    params: dict[str, Any] = {
-        "uuid": transaction_uuid, "number": number, "chain_index": last_index + 1,
-        "operation": CAPTURE, "nonce": nonce, "fingerprint": fingerprint,
-        "reference": reference, "memo": memo, "actor_id": None, "reverses_id": None,
-        "created_at": now, "hash": chain.link(last_hash, content), "year": year,
-        "year_count": year_count,
-    }  # fmt: skip
-    balances = sorted((accounts[code][0], balance) for code, balance in running.items())
-    for i, (account_id, balance) in enumerate(balances):
-        params[f"account_{i}"], params[f"balance_{i}"] = account_id, balance
-    for i, (account_id, _, debit, credit, after) in enumerate(entries):
-        params.update({
-            f"entry_account_{i}": account_id, f"entry_currency_{i}": CURRENCY,
-            f"entry_debit_{i}": debit, f"entry_credit_{i}": credit, f"entry_balance_{i}": after,
-        })  # fmt: skip
-    return params
 
 
 def _capture_written(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
