@@ -62,38 +62,8 @@ EXPIRY = timedelta(minutes=1)
 SETTLED_MESSAGE = "paid from the wallet"
 
 SELECT_VISIBLE_INVOICE = (
-    "SELECT marketplace_account_move.id, marketplace_account_move.uuid, "
-    "marketplace_account_move.name, marketplace_account_move.move_type, "
-    "marketplace_account_move.state, marketplace_account_move.payment_state, "
-    "marketplace_account_move.order_id, marketplace_account_move.customer_id, "
-    "marketplace_account_move.currency, marketplace_account_move.invoice_date, "
-    "marketplace_account_move.invoice_date_due, marketplace_account_move.amount_untaxed, "
-    "marketplace_account_move.amount_tax, marketplace_account_move.amount_total, "
-    "marketplace_account_move.amount_residual, marketplace_account_move.commission_percent, "
-    "marketplace_account_move.reversed_entry_id, marketplace_account_move.created_at, "
-    "user_account_1.id AS id_1, user_account_1.uuid AS uuid_1, user_account_1.email, "
-    "user_account_1.email_key, user_account_1.name AS name_1, user_account_1.phone, "
-    "user_account_1.role, user_account_1.active, user_account_1.password_hash, "
-    "user_account_1.created_at AS created_at_1, user_account_1.updated_at, "
-    "marketplace_sale_order_1.id AS id_2, marketplace_sale_order_1.uuid AS uuid_2, "
-    "marketplace_sale_order_1.name AS name_2, marketplace_sale_order_1.state AS state_1, "
-    "marketplace_sale_order_1.customer_id AS customer_id_1, "
-    "marketplace_sale_order_1.created_by_id, marketplace_sale_order_1.currency AS "
-    "currency_1, marketplace_sale_order_1.currency_rate, "
-    "marketplace_sale_order_1.rate_source, marketplace_sale_order_1.tax_percent, "
-    "marketplace_sale_order_1.date_order, marketplace_sale_order_1.amount_untaxed AS "
-    "amount_untaxed_1, marketplace_sale_order_1.amount_tax AS amount_tax_1, "
-    "marketplace_sale_order_1.amount_total AS amount_total_1, "
-    "marketplace_sale_order_1.cancelled_at, user_account_2.id AS id_3, user_account_2.uuid "
-    "AS uuid_3, user_account_2.email AS email_1, user_account_2.email_key AS email_key_1, "
-    "user_account_2.name AS name_3, user_account_2.phone AS phone_1, user_account_2.role AS "
-    "role_1, user_account_2.active AS active_1, user_account_2.password_hash AS "
-    "password_hash_1, user_account_2.created_at AS created_at_2, user_account_2.updated_at "
-    "AS updated_at_1 FROM marketplace_account_move LEFT OUTER JOIN marketplace_sale_order "
-    "AS marketplace_sale_order_1 ON marketplace_sale_order_1.id = "
-    "marketplace_account_move.order_id LEFT OUTER JOIN user_account AS user_account_1 ON "
-    "user_account_1.id = marketplace_sale_order_1.customer_id LEFT OUTER JOIN user_account "
-    "AS user_account_2 ON user_account_2.id = marketplace_account_move.customer_id WHERE "
+    "SELECT marketplace_account_move.id, marketplace_account_move.order_id, "
+    "marketplace_account_move.customer_id FROM marketplace_account_move WHERE "
     "marketplace_account_move.uuid = %(uuid_4)s::UUID AND marketplace_account_move.order_id "
     "IN (SELECT marketplace_sale_order.id FROM marketplace_sale_order WHERE "
     "marketplace_sale_order.customer_id = %(viewer_id)s::INTEGER)"
@@ -349,20 +319,19 @@ def _named(cur: psycopg.Cursor[Any], row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _invoice(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
+    """The invoice the customer may pay: its id and order (it is read under their locks)."""
     rows = cur.fetchall()
-    if len(rows) != 1:
+    if len(rows) != 1 or rows[0][2] != ctx["customer_id"]:
         raise FloorRefused(f"no invoice {ctx['invoice_uuid']} of customer {ctx['customer_id']}")
-    invoice = _named(cur, rows[0])
-    if invoice["move_type"] != "out_invoice" or invoice["currency"] != CURRENCY:
-        raise FloorRefused("the floor pays IDR out_invoices only")
-    ctx["invoice"] = invoice
-    ctx["invoice_id"], ctx["order_id"] = invoice["id"], invoice["order_id"]
-    ctx["customer_uuid"] = invoice["uuid_3"]
+    ctx["invoice_id"], ctx["order_id"] = rows[0][0], rows[0][1]
 
 
 def _refreshed(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     invoice = _named(cur, cur.fetchone())
+    if invoice["move_type"] != "out_invoice" or invoice["currency"] != CURRENCY:
+        raise FloorRefused("the floor pays IDR out_invoices only")
     ctx["invoice"] = invoice
+    ctx["customer_uuid"] = invoice["uuid_3"]
     if ctx.get("amount") is None:  # the first refresh, under the rows' locks: pay the residual
         if invoice["amount_residual"] <= 0 or invoice["payment_state"] != "not_paid":
             raise FloorRefused(f"invoice {invoice['name']} is not unpaid")
@@ -619,10 +588,10 @@ def _wallet_lock(ctx: Context) -> dict[str, Any]:
 #: transaction (COMMIT follows). See the module's docstring.
 PAYMENT_STEPS: list[Step] = [
     Step(SELECT_VISIBLE_INVOICE, _visible, _invoice, mark="start"),
-    Step(SELECT_PROVIDER, lambda ctx: {"code_1": PROVIDER}, _provider),
     Step(LOCK_ORDER, _by_order("id_1")),
     Step(LOCK_INVOICES, _by_order("order_id_1")),
     Step(SELECT_INVOICE, _by_invoice("pk_1"), _refreshed),
+    Step(SELECT_PROVIDER, lambda ctx: {"code_1": PROVIDER}, _provider),
     Step(TAKE_PAY, lambda ctx: {"nextval_2": f"marketplace_seq_pay_{ctx['year']}"}, _pay_number),
     Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _registered_state),
     Step(INSERT_EVENT, _event("payment.registered", _payment_event("in_process"))),

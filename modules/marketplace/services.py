@@ -1011,6 +1011,29 @@ def get_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     return _visible_invoice(actor, invoice_uuid)
 
 
+def invoice_to_pay(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
+    """The invoice ``actor`` may see and pay (staff any, customers their own), its order and
+    invoices locked (in the caller's transaction), read once under the locks: what a payment
+    module pays."""
+    found = (
+        Session()
+        .execute(
+            select(AccountMove.id, AccountMove.order_id, AccountMove.customer_id)
+            .where(AccountMove.uuid == invoice_uuid)
+            .where(AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id)))
+        )
+        .first()
+    )
+    if found is None:
+        raise NotFound("there is no such invoice")
+    if not actor.has_role(*STAFF_ROLES) and found.customer_id != actor.user_id:
+        raise PermissionDenied("customers pay their own invoices")
+    _lock_order_and_invoice(found.order_id)
+    invoice = Session().get(AccountMove, found.id, populate_existing=True)
+    assert invoice is not None, "locked, so still there"
+    return invoice
+
+
 def get_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
     visible_invoices = select(AccountMove.id).where(
         AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id))

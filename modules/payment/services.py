@@ -22,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import exists, select
 
 from app.db import Session, after_commit, get_database, transaction, utcnow
-from app.errors import Conflict, Invalid, NotFound, PermissionDenied, Unauthenticated
+from app.errors import Conflict, Invalid, NotFound, Unauthenticated
 from app.events import emit
 from app.http import Page, keyset_page
 from app.jobs import enqueue_later
@@ -97,9 +97,7 @@ def pay_invoice(
             claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
             if isinstance(claimed, Replay):
                 return claimed.status_code, claimed.body
-        invoice = marketplace.get_invoice(actor, request.invoice)
-        if not actor.has_role(*STAFF_ROLES) and invoice.customer_id != actor.user_id:
-            raise PermissionDenied("customers pay their own invoices")
+        invoice = marketplace.invoice_to_pay(actor, request.invoice)
         provider, adapter = usable(request.provider, invoice.currency)
         start = Start(notify_url=notify_url)
         token = None
