@@ -29,7 +29,7 @@ import select
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -42,21 +42,33 @@ from flask import Flask, current_app, g, has_request_context, request
 from flask.wrappers import Response
 from sqlalchemy import (
     JSON,
+    Column,
     Connection,
     DateTime,
     Engine,
     MetaData,
     Numeric,
+    bindparam,
     create_engine,
     event,
+    insert,
     text,
+    update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    make_transient,
+    make_transient_to_detached,
+    scoped_session,
+    sessionmaker,
+)
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import TypeDecorator
 
 from app import clock, errors
@@ -630,16 +642,9 @@ class DriverStatement:
         defaults: dict[str, Callable[[], Any]] = {}
         if statement.is_insert:
             for column in statement.table.columns:
-                default = column.default
-                if column.key in params or default is None:
-                    continue
-                if default.is_scalar:
-                    defaults[column.key] = functools.partial(lambda value: value, default.arg)
-                elif getattr(default.arg, "__wrapped__", None) is not None:
-                    # A callable without arguments, which SQLAlchemy wrapped to take a context.
-                    defaults[column.key] = default.arg.__wrapped__
-                else:
-                    raise _cannot(statement, f"{column.key}'s default needs a context")
+                default = _python_default(column)
+                if column.key not in params and default is not None:
+                    defaults[column.key] = default
         elif statement.is_update and any(c.onupdate is not None for c in statement.table.columns):
             raise _cannot(statement, "a column has an onupdate")
         columns = [*params, *defaults] if statement.is_insert else None
@@ -695,6 +700,189 @@ class _Compiled:
     processors: dict[str, Callable[[Any], Any]]
     defaults: dict[str, Callable[[], Any]]
     constants: dict[str, Any]
+
+
+# --- plain INSERTs and UPDATEs of records ------------------------------------------------------
+
+
+def insert_record(record: Any) -> int:
+    """INSERT a new record (built outside the session) with one driver statement, on the
+    session's connection; its id is set and returned. The record stays outside the session
+    (:func:`adopt_written` hands it over). On the busiest paths the unit of work costs several
+    times what the statement does."""
+    _writing()
+    statement = _insert_statements(record.__table__)[1]
+    record.id = statement.scalar(Session().connection(), _row(record))
+    return record.id
+
+
+def insert_records(records: Sequence[Any], **parent: int) -> None:
+    """INSERT new records of one table (their ids not read back), each with ``parent``'s
+    columns too (``order_id=...``)."""
+    _writing()
+    if len(records) == 1:  # most have one: the driver's path
+        statement = _insert_statements(records[0].__table__)[0]
+        statement.rows(Session().connection(), {**_row(records[0]), **parent})
+    elif records:
+        statement = _insert_statements(records[0].__table__)[0].statement
+        Session().connection().execute(statement, [{**_row(r), **parent} for r in records])
+
+
+def adopt_written(record: Any) -> Any:
+    """Put a record :func:`insert_record` wrote into the session as the database has it: its
+    later changes are UPDATEd by the next flush; nothing of it is written again. As a flushed
+    record, it is not to be used once its transaction rolls back (its row is gone)."""
+    make_transient_to_detached(record)
+    Session().add(record)
+    return record
+
+
+def update_record(record: Any, **values: Any) -> None:
+    """UPDATE these columns (named as their attributes) of a record the session holds, with
+    one driver statement now (not by the next flush), and set them on the record as written."""
+    _writing()
+    _update_row(record.__table__, record.id, values)
+    for name, value in values.items():
+        set_committed_value(record, name, value)
+
+
+def flush_changes() -> None:
+    """Write the session's pending changes now, as ``Session.flush`` does. When they are all
+    changed columns of records already written (no record added or deleted, no relationship
+    changed), each record gets one driver statement UPDATE of the columns that changed, in
+    the unit of work's order (tables by their foreign keys, then rows by id) and is left
+    clean; anything else goes through the unit of work."""
+    session = Session()
+    if session.new or session.deleted:
+        session.flush()
+        return
+    plan = []
+    for record in session.dirty:
+        state = sa_inspect(record)
+        changes = _column_changes(state)
+        if changes is None:
+            session.flush()
+            return
+        plan.append((_table_rank(state.mapper.local_table), record.id, state, changes))
+    if not plan:
+        return
+    _writing()
+    plan.sort(key=lambda item: item[:2])
+    for _, record_id, state, changes in plan:
+        if changes:
+            _update_row(state.mapper.local_table, record_id, changes)
+    for *_, state, _ in plan:  # as the database has them now, as after a flush
+        record = state.obj()
+        session.expunge(record)
+        make_transient(record)
+        make_transient_to_detached(record)
+        session.add(record)
+
+
+def _column_changes(state: Any) -> dict[str, Any] | None:
+    """A written record's changed columns (column key -> value), or None when a flush has
+    more to do for it than an UPDATE of them."""
+    mapper = state.mapper
+    if (
+        state.key is None
+        or mapper.version_id_col is not None
+        or mapper.local_table is not mapper.persist_selectable
+        or [column.key for column in mapper.primary_key] != ["id"]
+        or any(column.onupdate is not None for column in mapper.local_table.columns)
+    ):
+        return None
+    columns = {attribute: column for attribute, column, _ in _columns_of(mapper.class_)}
+    changes: dict[str, Any] = {}
+    for key in set(mapper.attrs.keys()) - state.unmodified:
+        column = columns.get(key)
+        if column is None:  # a relationship, the primary key, or a query's property
+            return None
+        history = state.attrs[key].history
+        if history.added and list(history.added) != list(history.deleted):
+            changes[column] = history.added[0]
+    return changes
+
+
+def _update_row(table: Any, record_id: Any, values: dict[str, Any]) -> None:
+    statement = _update_statement(table, tuple(sorted(values)))
+    statement.rows(Session().connection(), {**values, "record_id": record_id})
+
+
+def _table_rank(table: Any) -> int:
+    """The table's place in the order the unit of work writes tables (parents first)."""
+    rank = _table_ranks().get(table)
+    if rank is None:  # a model mapped since
+        _table_ranks.cache_clear()
+        rank = _table_ranks()[table]
+    return rank
+
+
+@functools.cache
+def _table_ranks() -> dict[Any, int]:
+    return {table: index for index, table in enumerate(Base.metadata.sorted_tables)}
+
+
+def _writing() -> None:
+    """A plain statement is about to write: refused inside read_only(), else remembered as a
+    flush would be (later reads of the request stay on the primary)."""
+    session = Session()
+    if session.info.get("read_only"):
+        raise ReadOnlyViolation("a write was attempted inside read_only(); use transaction()")
+    session.info["primary_wrote"] = True
+
+
+@functools.cache
+def _update_statement(table: Any, columns: tuple[str, ...]) -> DriverStatement:
+    return DriverStatement(
+        update(table)
+        .where(table.c.id == bindparam("record_id"))
+        .values({name: bindparam(name) for name in columns})
+    )
+
+
+@functools.cache
+def _insert_statements(table: Any) -> tuple[DriverStatement, DriverStatement]:
+    """``table``'s INSERT, and the one that returns the new id: built once."""
+    return DriverStatement(insert(table)), DriverStatement(insert(table).returning(table.c.id))
+
+
+def _row(record: Any) -> dict[str, Any]:
+    """The record's column values, an unset one given its column's default (on the record
+    too: it holds what the row does, and reading it once written costs no query)."""
+    row = {}
+    for attribute, column, default in _columns_of(type(record)):
+        value = getattr(record, attribute)
+        if value is None:
+            if default is not None:
+                value = default()
+            setattr(record, attribute, value)  # set, not left to a load once written
+        row[column] = value
+    return row
+
+
+@functools.cache
+def _columns_of(model: type) -> tuple[tuple[str, str, Callable[[], Any] | None], ...]:
+    """(attribute, column, its Python default) of each table column but the primary key (not
+    of the properties read by a query, as SaleOrder.payment_state)."""
+    columns = []
+    for prop in sa_inspect(model).column_attrs:
+        column = prop.columns[0]
+        if isinstance(column, Column) and not column.primary_key:
+            columns.append((prop.key, column.key, _python_default(column)))
+    return tuple(columns)
+
+
+def _python_default(column: Any) -> Callable[[], Any] | None:
+    """The column's default as a function of nothing (None without one)."""
+    default = column.default
+    if default is None:
+        return None
+    if default.is_scalar:
+        return functools.partial(lambda value: value, default.arg)
+    if getattr(default.arg, "__wrapped__", None) is not None:
+        # A callable without arguments, which SQLAlchemy wrapped to take a context.
+        return default.arg.__wrapped__
+    raise TypeError(f"DriverStatement cannot run {column}'s default: it needs a context")
 
 
 # --- the session ---------------------------------------------------------------------------

@@ -7,19 +7,19 @@ floor (``bench.floor_app``'s ``POST /api/v1/payments``). One wallet payment is t
 them against the statements Lapak sends for a probe payment (kinds, order and text).
 
 What they do, as ``modules.payment.services.pay_invoice`` with the ``wallet`` provider does: the
-invoice as the customer sees it, the providers and the wallet provider, the invoice again,
-the order and invoice rows locked, the invoice refreshed, the PAY number (``nextval``), the
-residual reserved and the payment registered (``in_process``), the invoice's payments, the
-``payment.registered`` event, the invoice ``in_payment``, the provider transaction and its
-``TX/`` reference, the wallet locked and its balance checked, the transaction's ``action``,
-the wallet locked again and the transaction ``success``; then ``confirm_payment``: the
-payment by its uuid, the order, invoice and payment rows locked, the invoice refreshed, the
-payment ``paid``, the invoice's payments, the ``payment.confirmed`` and ``invoice.paid``
-events, the invoice ``paid``, the invoice's lines (the sellers' split), and the ledger's
+invoice as the customer sees it, the order and invoice rows locked, the invoice read under
+them, the wallet provider, the PAY number (``nextval``), the invoice's payments, the payment
+registered (``in_process``, one INSERT) and its ``payment.registered`` event, the provider
+transaction (one INSERT, its id making the ``TX/`` reference), the wallet locked and its
+balance checked; then the transaction's ``success``: its ``payment.succeeded`` event, and
+``confirm_provider_payment``: the invoice's payments, the ``payment.confirmed`` and
+``invoice.paid`` events, the invoice's lines (the sellers' split), the changes written before
+the ledger's locks (the invoice's residual and ``paid`` state, the payment ``paid``, the
+transaction's reference, state and first action: one UPDATE each), and the ledger's
 ``PAYMENT_CAPTURE`` (DR the customer's wallet, CR their receivable, CR sales income, DR sales
 clearing: the four accounts and the chain head locked in one statement, then the transaction,
-entries, balances and chain head written in one); last the ``payment.succeeded`` event, the
-wallet's balance and the transaction's ``action`` with it.
+entries, balances and chain head written in one); last the transaction's ``action`` with the
+wallet's balance after.
 
 Only the shape the bench pays is taken (the floor refuses anything else: :class:`FloorRefused`):
 an unpaid out_invoice paid in full from an IDR wallet that holds enough, products without a
@@ -64,7 +64,7 @@ SETTLED_MESSAGE = "paid from the wallet"
 SELECT_VISIBLE_INVOICE = (
     "SELECT marketplace_account_move.id, marketplace_account_move.order_id, "
     "marketplace_account_move.customer_id FROM marketplace_account_move WHERE "
-    "marketplace_account_move.uuid = %(uuid_4)s::UUID AND marketplace_account_move.order_id "
+    "marketplace_account_move.uuid = %(uuid)s::UUID AND marketplace_account_move.order_id "
     "IN (SELECT marketplace_sale_order.id FROM marketplace_sale_order WHERE "
     "marketplace_sale_order.customer_id = %(viewer_id)s::INTEGER)"
 )
@@ -78,11 +78,11 @@ SELECT_PROVIDER = (
 )
 LOCK_ORDER = (
     "SELECT marketplace_sale_order.id FROM marketplace_sale_order WHERE "
-    "marketplace_sale_order.id = %(id_1)s::INTEGER FOR UPDATE"
+    "marketplace_sale_order.id = %(order_id)s::INTEGER FOR UPDATE"
 )
 LOCK_INVOICES = (
     "SELECT marketplace_account_move.id FROM marketplace_account_move WHERE "
-    "marketplace_account_move.order_id = %(order_id_1)s::INTEGER ORDER BY "
+    "marketplace_account_move.order_id = %(order_id)s::INTEGER ORDER BY "
     "marketplace_account_move.id FOR UPDATE"
 )
 SELECT_INVOICE = (
@@ -121,10 +121,10 @@ SELECT_INVOICE = (
     "marketplace_account_move.id = %(pk_1)s::INTEGER"
 )
 TAKE_PAY = "SELECT nextval(%(nextval_2)s::VARCHAR) AS nextval_1"
-UPDATE_INVOICE_REGISTERED = (
+UPDATE_INVOICE = (
     "UPDATE marketplace_account_move SET payment_state=%(payment_state)s::VARCHAR, "
-    "amount_residual=%(amount_residual)s WHERE "
-    "marketplace_account_move.id = %(marketplace_account_move_id)s::INTEGER"
+    "amount_residual=%(amount_residual)s WHERE marketplace_account_move.id = "
+    "%(record_id)s::INTEGER"
 )
 INSERT_PAYMENT = (
     "INSERT INTO marketplace_payment (uuid, name, state, invoice_id, customer_id, method, "
@@ -149,10 +149,6 @@ INSERT_EVENT = (
 )
 #: Several events at once (one executemany): no RETURNING, as SQLAlchemy sends it.
 INSERT_EVENTS = INSERT_EVENT.removesuffix(" RETURNING core_outbox_event.id")
-UPDATE_PAYMENT_STATE = (
-    "UPDATE marketplace_account_move SET payment_state=%(payment_state)s::VARCHAR WHERE "
-    "marketplace_account_move.id = %(marketplace_account_move_id)s::INTEGER"
-)
 INSERT_TRANSACTION = (
     "INSERT INTO payment_transaction (uuid, reference, provider_id, kind, invoice_id, "
     "customer_id, account_payment_id, token_id, amount, currency, fee, net, state, "
@@ -179,13 +175,13 @@ SELECT_BALANCE = (
 )
 UPDATE_TX_ACTION = (
     "UPDATE payment_transaction SET action=%(action)s::JSONB WHERE payment_transaction.id = "
-    "%(payment_transaction_id)s::INTEGER"
+    "%(record_id)s::INTEGER"
 )
 UPDATE_TX_SETTLED = (
     "UPDATE payment_transaction SET reference=%(reference)s::VARCHAR, state=%(state)s::VARCHAR, "
     "state_message=%(state_message)s::VARCHAR, action=%(action)s::JSONB, "
     "last_state_change=%(last_state_change)s::TIMESTAMP WITH TIME ZONE WHERE "
-    "payment_transaction.id = %(payment_transaction_id)s::INTEGER"
+    "payment_transaction.id = %(record_id)s::INTEGER"
 )
 SELECT_PAYMENT = (
     "SELECT marketplace_payment.id, marketplace_payment.uuid, marketplace_payment.name, "
@@ -296,9 +292,8 @@ LOCK_PAYMENT = (
 )
 UPDATE_PAYMENT_PAID = (
     "UPDATE marketplace_payment SET state=%(state)s::VARCHAR, "
-    "confirmed_at=%(confirmed_at)s::TIMESTAMP WITH TIME ZONE, "
-    "confirmed_by_id=%(confirmed_by_id)s::INTEGER WHERE marketplace_payment.id = "
-    "%(marketplace_payment_id)s::INTEGER"
+    "confirmed_at=%(confirmed_at)s::TIMESTAMP WITH TIME ZONE WHERE marketplace_payment.id = "
+    "%(record_id)s::INTEGER"
 )
 SELECT_INVOICE_LINES = (
     "SELECT marketplace_account_move_line.seller_id, marketplace_account_move_line.price_subtotal "
@@ -474,7 +469,7 @@ def _balance(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
 def _action(ctx: Context) -> dict[str, Any]:
     ctx["action"] = {"type": "wallet", "wallet": str(ctx["wallet_uuid"]),
                      "balance": str(ctx["balance"]), "currency": CURRENCY}  # fmt: skip
-    return {"action": Jsonb(ctx["action"]), "payment_transaction_id": ctx["tx_id"]}
+    return {"action": Jsonb(ctx["action"]), "record_id": ctx["tx_id"]}
 
 
 def _settled(ctx: Context) -> dict[str, Any]:
@@ -565,7 +560,7 @@ def _capture_written(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
 
 
 def _visible(ctx: Context) -> dict[str, Any]:
-    return {"uuid_4": ctx["invoice_uuid"], "viewer_id": ctx["customer_id"]}
+    return {"uuid": ctx["invoice_uuid"], "viewer_id": ctx["customer_id"]}
 
 
 def _by_order(key: str) -> Callable[[Context], dict[str, Any]]:
@@ -576,8 +571,14 @@ def _by_invoice(key: str) -> Callable[[Context], dict[str, Any]]:
     return lambda ctx: {key: ctx["invoice_id"]}
 
 
-def _invoice_state(ctx: Context) -> dict[str, Any]:
-    return {"payment_state": ctx["payment_state"], "marketplace_account_move_id": ctx["invoice_id"]}
+def _invoice_paid_state(ctx: Context) -> dict[str, Any]:
+    """The reserved residual and the final payment state in one UPDATE, as Lapak writes the
+    invoice's changes once, before the ledger's locks."""
+    return {
+        "payment_state": ctx["payment_state"],
+        "amount_residual": ctx["invoice"]["amount_residual"] - ctx["amount"],
+        "record_id": ctx["invoice_id"],
+    }
 
 
 def _wallet_lock(ctx: Context) -> dict[str, Any]:
@@ -588,22 +589,14 @@ def _wallet_lock(ctx: Context) -> dict[str, Any]:
 #: transaction (COMMIT follows). See the module's docstring.
 PAYMENT_STEPS: list[Step] = [
     Step(SELECT_VISIBLE_INVOICE, _visible, _invoice, mark="start"),
-    Step(LOCK_ORDER, _by_order("id_1")),
-    Step(LOCK_INVOICES, _by_order("order_id_1")),
+    Step(LOCK_ORDER, _by_order("order_id")),
+    Step(LOCK_INVOICES, _by_order("order_id")),
     Step(SELECT_INVOICE, _by_invoice("pk_1"), _refreshed),
     Step(SELECT_PROVIDER, lambda ctx: {"code_1": PROVIDER}, _provider),
     Step(TAKE_PAY, lambda ctx: {"nextval_2": f"marketplace_seq_pay_{ctx['year']}"}, _pay_number),
     Step(SELECT_INVOICE_PAYMENTS, _by_invoice("invoice_id"), _registered_state),
-    Step(INSERT_EVENT, _event("payment.registered", _payment_event("in_process"))),
-    Step(
-        UPDATE_INVOICE_REGISTERED,
-        lambda ctx: {
-            "payment_state": ctx["payment_state"],
-            "amount_residual": ctx["invoice"]["amount_residual"] - ctx["amount"],
-            "marketplace_account_move_id": ctx["invoice_id"],
-        },
-    ),
     Step(INSERT_PAYMENT, _payment_row, _stored("payment_id")),
+    Step(INSERT_EVENT, _event("payment.registered", _payment_event("in_process"))),
     Step(INSERT_TRANSACTION, _transaction_row, _tx_stored),
     Step(LOCK_WALLET, _wallet_lock, _wallet, mark="wallet"),
     Step(SELECT_BALANCE, lambda ctx: {"code_1": _wallet_code(ctx)}, _balance),
@@ -618,15 +611,10 @@ PAYMENT_STEPS: list[Step] = [
         many=True,
     ),
     Step(SELECT_INVOICE_LINES, _by_invoice("move_id"), _lines),
-    Step(UPDATE_PAYMENT_STATE, _invoice_state),
+    Step(UPDATE_INVOICE, _invoice_paid_state),
     Step(
         UPDATE_PAYMENT_PAID,
-        lambda ctx: {
-            "state": "paid",
-            "confirmed_at": _now(),
-            "confirmed_by_id": None,
-            "marketplace_payment_id": ctx["payment_id"],
-        },
+        lambda ctx: {"state": "paid", "confirmed_at": _now(), "record_id": ctx["payment_id"]},
     ),
     Step(UPDATE_TX_SETTLED, _settled),
     Step(LEDGER_LOCK, _capture_lock, _capture_locked, mark="ledger"),

@@ -27,7 +27,7 @@ tokens, two floors:
   same Redis session check, the SQL floor's statements in one transaction on a kept connection
   per worker, 201 with Lapak's JSON shape (checked on a probe payment of each);
 * **the SQL floor**: the statements Lapak executes for one wallet payment
-  (``bench.floor_payments.PAYMENT_STEPS``: 36 statements and the COMMIT; captured from the app's
+  (``bench.floor_payments.PAYMENT_STEPS``: 22 statements and the COMMIT; captured from the app's
   primary engine on a probe payment and checked against the floor's list, kind and text for
   text, the commit included) with psycopg in this process, no HTTP, one connection per thread;
   every value a statement needs computed in Python from the answers before it (the PAY number
@@ -721,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "payment": "POST /api/v1/payments {invoice, provider: wallet}, no Idempotency-Key; each "
         "client thread its own logged-in customer paying its own unpaid invoice (1,110.00, one "
         "seller-less product) in full from its funded IDR wallet; only 201 + success counts",
-        "floor": "the SQL floor: Lapak's 36 statements for one wallet payment "
+        "floor": "the SQL floor: Lapak's 22 statements for one wallet payment "
         "(bench.floor_payments.PAYMENT_STEPS, checked kind and text for text on a probe "
         "payment) with psycopg 3, no HTTP, one connection per thread, one durable transaction, "
         "PAYMENT_CAPTURE computed as the ledger does (fingerprint by Posting.fingerprint, hash "

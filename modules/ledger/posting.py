@@ -41,7 +41,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from app.db import Session, cursor_rows, get_database, utcnow
+from app.db import Session, cursor_rows, flush_changes, get_database, utcnow
 from app.errors import Conflict, Invalid
 
 from . import chain
@@ -187,7 +187,7 @@ def post(posting: Posting) -> Posted:
     if connection is not None:
         # The caller's pending changes first, as a statement through the session would: not
         # at the commit, with the ledger's locks held.
-        session.flush()
+        flush_changes()
         accounts, head = _lock_accounts_and_chain(connection, legs)
     else:
         accounts, head = _lock_accounts(legs), None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,12 +26,21 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Select, bindparam, exists, insert, or_, select
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import lazyload, make_transient_to_detached
 
-from app.db import DriverStatement, Session, held_locks, is_unavailable, transaction, utcnow
+from app.db import (
+    DriverStatement,
+    Session,
+    adopt_written,
+    held_locks,
+    insert_record,
+    insert_records,
+    is_unavailable,
+    transaction,
+    utcnow,
+)
 from app.errors import (
     Conflict,
     DomainError,
@@ -294,55 +302,15 @@ def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> N
     unit of work would cost several times what these statements do, on the busiest path.
     """
     with _step("order"):
-        order.id = _insert(order)
-        _insert_many(order.lines, order_id=order.id)
+        insert_record(order)
+        insert_records(order.lines, order_id=order.id)
     with _step("invoice"):
         invoice.order_id = order.id
-        invoice.id = _insert(invoice)
-        _insert_many(invoice.lines, move_id=invoice.id)
+        insert_record(invoice)
+        insert_records(invoice.lines, move_id=invoice.id)
     with _step("payment"):
         payment.invoice_id = invoice.id
-        payment.id = _insert(payment)
-
-
-def _insert(record: Any) -> int:
-    return _insert_statements(record.__table__)[1].scalar(Session().connection(), _row(record))
-
-
-def _insert_many(records: Sequence[Any], **parent: int) -> None:
-    if len(records) == 1:  # most orders have one line: the driver's path
-        statement = _insert_statements(records[0].__table__)[0]
-        statement.rows(Session().connection(), {**_row(records[0]), **parent})
-    elif records:
-        statement = _insert_statements(records[0].__table__)[0].statement
-        Session().connection().execute(statement, [{**_row(r), **parent} for r in records])
-
-
-@functools.cache
-def _insert_statements(table: Any) -> tuple[DriverStatement, DriverStatement]:
-    """``table``'s INSERT, and the one that returns the new id: built once (the busiest path)."""
-    return DriverStatement(insert(table)), DriverStatement(insert(table).returning(table.c.id))
-
-
-def _row(record: Any) -> dict[str, Any]:
-    """The record's column values; unset ones left to the column's default."""
-    row = {}
-    for attribute, column, has_default in _columns_of(type(record)):
-        value = getattr(record, attribute)
-        if value is not None or not has_default:
-            row[column] = value
-    return row
-
-
-@functools.cache
-def _columns_of(model: type) -> tuple[tuple[str, str, bool], ...]:
-    """(attribute, column, has a default) of each table column but the primary key (not of
-    the properties read by a query, as SaleOrder.payment_state)."""
-    return tuple(
-        (prop.key, prop.columns[0].key, prop.columns[0].default is not None)
-        for prop in sa_inspect(model).column_attrs
-        if isinstance(prop.columns[0], Column) and not prop.columns[0].primary_key
-    )
+        insert_record(payment)
 
 
 def _create_order(actor: Principal, request: OrderRequest, number: str, now: datetime) -> SaleOrder:
@@ -469,7 +437,7 @@ def _register_payment(
     *,
     new_invoice: bool = False,
     registered: bool = False,
-    unflushed: bool = False,
+    written: bool = False,
 ) -> Payment:
     """Register a payment on a posted invoice (locked by the caller, or just created).
 
@@ -508,10 +476,12 @@ def _register_payment(
     if new_invoice:  # nothing written yet: the whole order is written at once
         invoice.payment_state = "in_payment" if invoice.amount_residual == 0 else "partial"
         return payment
-    if unflushed:  # the caller's next flush writes it (with what it adds)
+    if written:  # one plain INSERT now; later changes are the next flush's UPDATE
         earlier = _payment_rows(invoice)
-        Session().add(payment)
-        rows = [*earlier, PaymentRow(0, payment.state, payment.amount)]
+        payment.invoice_id = invoice.id
+        insert_record(payment)
+        adopt_written(payment)
+        rows = [*earlier, PaymentRow(payment.id, payment.state, payment.amount)]
     else:
         Session().add(payment)
         Session().flush()
@@ -678,7 +648,7 @@ def register_provider_payment(invoice: AccountMove, method: str, amount: Decimal
             Session().refresh(invoice)
         number = numbering.take_unique(("PAY",), _year(now))["PAY"]
         request = PaymentRequest(method=method, amount=amount)
-        payment = _register_payment(invoice, request, number, now, registered=True, unflushed=True)
+        payment = _register_payment(invoice, request, number, now, registered=True, written=True)
         held_locks()["payment", payment.uuid] = True  # written by this transaction
         emit("payment.registered", _payment_event(payment))
     return payment
@@ -1015,23 +985,28 @@ def invoice_to_pay(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     """The invoice ``actor`` may see and pay (staff any, customers their own), its order and
     invoices locked (in the caller's transaction), read once under the locks: what a payment
     module pays."""
-    found = (
-        Session()
-        .execute(
-            select(AccountMove.id, AccountMove.order_id, AccountMove.customer_id)
-            .where(AccountMove.uuid == invoice_uuid)
-            .where(AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id)))
-        )
-        .first()
-    )
-    if found is None:
+    viewer = _viewer(actor)
+    params = {"uuid": invoice_uuid} | ({} if viewer == "staff" else {"viewer_id": actor.user_id})
+    found = _VISIBLE_INVOICE[viewer].rows(Session().connection(), params)
+    if not found:
         raise NotFound("there is no such invoice")
-    if not actor.has_role(*STAFF_ROLES) and found.customer_id != actor.user_id:
+    ((invoice_id, order_id, customer_id),) = found
+    if not actor.has_role(*STAFF_ROLES) and customer_id != actor.user_id:
         raise PermissionDenied("customers pay their own invoices")
-    _lock_order_and_invoice(found.order_id)
-    invoice = Session().get(AccountMove, found.id, populate_existing=True)
+    _lock_order_and_invoice(order_id)
+    invoice = Session().get(AccountMove, invoice_id, populate_existing=True)
     assert invoice is not None, "locked, so still there"
     return invoice
+
+
+_VISIBLE_INVOICE = {
+    viewer: DriverStatement(
+        select(AccountMove.id, AccountMove.order_id, AccountMove.customer_id)
+        .where(AccountMove.uuid == bindparam("uuid"))
+        .where(AccountMove.order_id.in_(_narrowed(viewer, select(_ORDERS.c.id))))
+    )
+    for viewer in ("staff", "seller", "customer")
+}
 
 
 def get_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:

@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -87,18 +87,25 @@ def provider_secrets(provider: PaymentProvider) -> dict[str, str]:
 def get_provider(code: str, *, lock: bool = False) -> PaymentProvider:
     adapter_for(code)  # 404 for a code no module provides
     ensure_providers()
-    statement = select(PaymentProvider).where(PaymentProvider.code == code)
-    if lock:
-        statement = statement.with_for_update()
-    provider = Session().scalars(statement.execution_options(populate_existing=True)).first()
+    statement = _PROVIDER_LOCKED if lock else _PROVIDER
+    provider = Session().scalars(statement, {"code": code}).first()
     if provider is None and code in current_app.extensions.get("payment.providers_made", ()):
         # The rows went (a reset database under a running process): make them again.
         current_app.extensions["payment.providers_made"].clear()
         ensure_providers()
-        provider = Session().scalars(statement.execution_options(populate_existing=True)).first()
+        provider = Session().scalars(statement, {"code": code}).first()
     if provider is None:
         raise NotFound(f"there is no payment provider {code!r}")
     return provider
+
+
+#: Built once (on every payment's path); always as the database has it now.
+_PROVIDER = (
+    select(PaymentProvider)
+    .where(PaymentProvider.code == bindparam("code"))
+    .execution_options(populate_existing=True)
+)
+_PROVIDER_LOCKED = _PROVIDER.with_for_update()
 
 
 def sandbox_refused(adapter: Adapter) -> bool:

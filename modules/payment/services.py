@@ -19,9 +19,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, inspect, select
 
-from app.db import Session, after_commit, get_database, transaction, utcnow
+from app.db import (
+    Session,
+    adopt_written,
+    after_commit,
+    get_database,
+    insert_record,
+    transaction,
+    update_record,
+    utcnow,
+)
 from app.errors import Conflict, Invalid, NotFound, Unauthenticated
 from app.events import emit
 from app.http import Page, keyset_page
@@ -112,7 +121,7 @@ def pay_invoice(
             tokenize=request.save_method,
         )  # fmt: skip
         if adapter.settles_at_once:
-            tx.action = cast(InstantAdapter, adapter).settle(provider, tx)
+            update_record(tx, action=cast(InstantAdapter, adapter).settle(provider, tx))
         body = render(tx)
         if idempotent is not None:
             idempotency.complete(claimed, 201, body)
@@ -175,19 +184,24 @@ def _start(
             errors={"amount": f"more than {fee}"},
         )
     now = utcnow()
-    if payment is None:
-        paid: dict[str, Any] = {}
-    elif payment.id is None:  # registered in this session, written by this flush
-        paid = {"invoice": payment.invoice, "account_payment": payment}
-    else:  # written already (an order's, outside the session)
+    paid: dict[str, Any] = {}
+    if payment is not None:
         paid = {"invoice_id": payment.invoice_id, "account_payment_id": payment.id}
+        if inspect(payment).persistent:  # in the session: the transaction holds it as loaded
+            paid |= {
+                "invoice": payment.invoice,
+                "account_payment": payment,
+                "customer": payment.customer,
+            }
     tx = PaymentTransaction(
         uuid=uuid.uuid4(),
         provider_id=provider.id,
+        provider=provider,
         kind="invoice" if payment is not None else "top_up",
         customer_id=money.customer_id,
         **paid,
         token_id=token.id if token is not None else None,
+        token=token,
         amount=money.amount,
         currency=money.currency,
         fee=fee,
@@ -200,9 +214,8 @@ def _start(
         created_at=now,
         created_by_id=actor.user_id if actor is not None else None,
     )
-    session = Session()
-    session.add(tx)
-    session.flush()
+    insert_record(tx)
+    adopt_written(tx)
     year = now.astimezone(marketplace_settings().timezone).year
     # The reference and the action are written with the next change (a settling adapter's
     # state) or at the commit: one UPDATE.
@@ -494,7 +507,7 @@ def settle_transaction(tx_uuid: uuid.UUID, adapter: InstantAdapter) -> PaymentTr
         if tx.invoice is not None:
             marketplace.lock_invoice(tx.invoice_id)
             Session().refresh(tx.invoice)  # read with the transaction, before its lock
-        tx.action = adapter.settle(tx.provider, tx)
+        update_record(tx, action=adapter.settle(tx.provider, tx))
     return tx
 
 

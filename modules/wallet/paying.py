@@ -124,11 +124,10 @@ def _wallet(customer_id: int, currency: str, *, lock: bool) -> Wallet:
     held, key = held_locks(), ("wallet", customer_id, currency)
     if key in held:
         return held[key]  # locked by this transaction and checked: as it is
-    found = select(Wallet).where(Wallet.customer_id == customer_id, Wallet.currency == currency)
-    if lock:
-        found = found.with_for_update().execution_options(populate_existing=True)
     # No autoflush: the new transaction's reference and action go with its state, in one UPDATE.
-    wallet = Session().scalars(found.execution_options(autoflush=False)).first()
+    statement = _WALLET_LOCKED if lock else _WALLET
+    params = {"customer_id": customer_id, "currency": currency}
+    wallet = Session().scalars(statement, params).first()
     if wallet is None:
         raise NoWallet(
             f"there is no {currency} wallet to pay from: open one and top it up",
@@ -139,6 +138,15 @@ def _wallet(customer_id: int, currency: str, *, lock: bool) -> Wallet:
     if lock:
         held[key] = wallet
     return wallet
+
+
+#: Built once (on every wallet payment's path).
+_WALLET = (
+    select(Wallet)
+    .where(Wallet.customer_id == bindparam("customer_id"), Wallet.currency == bindparam("currency"))
+    .execution_options(autoflush=False)
+)
+_WALLET_LOCKED = _WALLET.with_for_update().execution_options(populate_existing=True)
 
 
 def _action(wallet: Wallet, balance: Decimal) -> dict[str, Any]:
