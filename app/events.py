@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Index, Integer, String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, JsonDocument, Session, after_commit, transaction, utcnow
+from app.db import Base, DriverStatement, JsonDocument, Session, after_commit, transaction, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,10 @@ def emit_many(events: Sequence[tuple[str, dict[str, Any]]]) -> list[uuid.UUID]:
     if not rows:
         return []
     session.info["primary_wrote"] = True  # Core on the session's connection: no ORM event
-    session.connection().execute(_INSERT_EVENTS, rows)
+    if len(rows) == 1:  # most writes emit one at a time: the driver's path
+        _INSERT_EVENT.rows(session.connection(), rows[0])
+    else:
+        session.connection().execute(_INSERT_EVENTS, rows)
     if _schedule_dispatch not in session.info.get("after_commit", []):
         after_commit(_schedule_dispatch)
     listeners = current_app.extensions["lapak.registry"].wiring.on_commit
@@ -102,6 +105,7 @@ def emit_many(events: Sequence[tuple[str, dict[str, Any]]]) -> list[uuid.UUID]:
 
 #: Built once: the outbox INSERT is on every write path.
 _INSERT_EVENTS = insert(OutboxEvent.__table__)
+_INSERT_EVENT = DriverStatement(_INSERT_EVENTS)
 
 
 def _jsonable(value: Any) -> str:

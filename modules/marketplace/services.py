@@ -994,7 +994,10 @@ def invoice_to_pay(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     if not actor.has_role(*STAFF_ROLES) and customer_id != actor.user_id:
         raise PermissionDenied("customers pay their own invoices")
     _lock_order_and_invoice(order_id)
-    invoice = Session().get(AccountMove, invoice_id, populate_existing=True)
+    # Its order is not read to pay it (only its id): not joined, loaded if something asks.
+    invoice = Session().get(
+        AccountMove, invoice_id, populate_existing=True, options=[lazyload(AccountMove.order)]
+    )
     assert invoice is not None, "locked, so still there"
     return invoice
 
