@@ -994,13 +994,17 @@ def invoice_to_pay(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     if not actor.has_role(*STAFF_ROLES) and customer_id != actor.user_id:
         raise PermissionDenied("customers pay their own invoices")
     _lock_order_and_invoice(order_id)
-    # Its order is not read to pay it (only its id): not joined, loaded if something asks.
-    invoice = Session().get(
-        AccountMove, invoice_id, populate_existing=True, options=[lazyload(AccountMove.order)]
-    )
-    assert invoice is not None, "locked, so still there"
-    return invoice
+    return Session().scalars(_INVOICE_TO_PAY, {"invoice_id": invoice_id}).one()
 
+
+#: Read under its locks, as the database has it. Its order is not read to pay it (only its
+#: id): not joined, loaded if something asks. Built once (on every payment's path).
+_INVOICE_TO_PAY = (
+    select(AccountMove)
+    .options(lazyload(AccountMove.order))
+    .where(AccountMove.id == bindparam("invoice_id"))
+    .execution_options(populate_existing=True)
+)
 
 _VISIBLE_INVOICE = {
     viewer: DriverStatement(
