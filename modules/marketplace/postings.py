@@ -11,8 +11,10 @@ seller's own percent (:mod:`.commissions`), as fixed on the invoice when it is p
 - ``PAYMENT_CAPTURE`` (the payment) of P: DR ``clearing_<method>`` P (for a method holding the
   payer's own money, the customer's ``wallet``: drawn under its lock, never below zero), CR
   ``receivable`` P; and the sellers' shares it releases: DR ``sales_clearing``; CR per seller
-  ``seller_pending`` (share minus commission) and ``commission_income`` (the commission),
-  ``sales_income`` for the platform's own lines.
+  their share minus commission and ``commission_income`` (the commission), ``sales_income``
+  for the platform's own lines. A seller's share first pays back what they owe
+  (``seller_receivable``, left by a refund after a payout), the rest goes to ``seller_pending``;
+  the split is decided under the accounts' locks.
 - ``INVOICE_REVERSAL`` (the credit note): what the receivable still holds, back: CR
   ``receivable``; DR ``tax_payable`` and ``sales_clearing``.
 - ``REFUND`` (the refund) of R: CR ``clearing_<method>`` R (or the customer's ``wallet``, when
@@ -66,6 +68,8 @@ CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 #: Where a refund takes a seller's part from, in order; the last takes what the others lack.
 SELLER_FALLBACKS = ("seller_available", "seller_receivable")
+#: Where a captured share goes once it has paid back what the seller owes.
+SHARE_AFTER_RECEIVABLE = ("seller_pending",)
 
 
 def clearing(method: str) -> str:
@@ -110,7 +114,7 @@ def operations() -> tuple[Operation, ...]:
             "PAYMENT_CAPTURE",
             "A payment confirmed: the receivable is settled and the sellers' shares released",
             debit=clearings | {"sales_clearing"},
-            credit=_SHARES | {"receivable"},
+            credit=_SHARES | {"receivable", "seller_receivable"},
             draws_down=True,
         ),
         Operation(
@@ -270,8 +274,9 @@ class _Legs:
               fallbacks: tuple[str, ...] = ()) -> None:  # fmt: skip
         self._add((purpose, holder_id, fallbacks, "debit"), amount)
 
-    def credit(self, purpose: str, amount: Decimal, holder_id: int | None = None) -> None:
-        self._add((purpose, holder_id, (), "credit"), amount)
+    def credit(self, purpose: str, amount: Decimal, holder_id: int | None = None,
+               fallbacks: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self._add((purpose, holder_id, fallbacks, "credit"), amount)
 
     def net_debit(self, purpose: str, amount: Decimal) -> None:
         """Debit ``amount``, or credit it when it is negative."""
@@ -329,7 +334,8 @@ def payment_capture(
         if share.seller_id is None:
             legs.credit("sales_income", net)
         else:
-            legs.credit("seller_pending", net, share.seller_id)
+            # What the seller owes is netted from their share before it reaches pending.
+            legs.credit("seller_receivable", net, share.seller_id, SHARE_AFTER_RECEIVABLE)
             legs.credit("commission_income", commission)
         released += net + commission
     legs.debit("sales_clearing", released)

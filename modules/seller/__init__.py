@@ -1,6 +1,8 @@
 """Sellers: their profiles (display name, contact, KYC review, payout bank account, commission,
 payout schedule) and how people become sellers (``LAPAK_SELLER_SIGNUP``)."""
 
+from datetime import timedelta
+
 from app.registry import Manifest, ModuleHooks
 
 manifest = Manifest(
@@ -8,7 +10,12 @@ manifest = Manifest(
     version="0.1.0",
     summary="Seller profiles: KYC review, payout bank account, commission, payout schedule",
     depends=("user", "auth", "marketplace", "ledger"),
-    settings=("seller_signup",),
+    settings=(
+        "seller_signup",
+        "settlement_hold_days",
+        "settlement_minimum",
+        "settlement_payout_adapter",
+    ),
 )
 
 
@@ -19,7 +26,7 @@ def load(hooks: ModuleHooks) -> None:
     from modules.marketplace.commissions import register_commission_source
     from modules.marketplace.products import register_seller_gate
 
-    from . import api, config, services
+    from . import api, config, jobs, postings, services
 
     def install_in_marketplace(app: Flask, _settings: Settings) -> None:
         register_seller_gate(app, services.why_not_selling)
@@ -27,4 +34,7 @@ def load(hooks: ModuleHooks) -> None:
 
     hooks.setup(config.install)
     hooks.setup(install_in_marketplace)
+    postings.install(hooks)
     hooks.blueprint(api.blp, prefix="sellers")
+    # Every minute: a share becomes available within a minute of its hold's end.
+    hooks.periodic(jobs.release_due_holds, every=timedelta(minutes=1))

@@ -19,9 +19,11 @@ from app.db import read_only
 from app.http import Page, ProblemSchema
 from app.security import authenticate, requires
 
-from . import kyc, services, sign_up
+from . import balances, kyc, services, sign_up
 from .profiles import SellerView
 from .schemas import (
+    BalanceQuerySchema,
+    BalanceSchema,
     OwnProfileUpdateSchema,
     RejectSchema,
     SellerPageSchema,
@@ -70,6 +72,21 @@ class OwnProfile(MethodView):
         paid to it (you keep selling meanwhile).
         """
         return services.update_own_profile(authenticate(), body)
+
+
+@blp.route("/me/balance")
+class OwnBalance(MethodView):
+    @requires("seller")
+    @read_only()
+    @blp.arguments(BalanceQuerySchema, location="query")
+    @blp.response(200, BalanceSchema)
+    def get(self, args: dict[str, Any]) -> balances.BalanceView:
+        """Your balances: available, pending (on hold), owed; the next release and payout
+
+        From your ledger accounts. A share of a confirmed payment is pending for
+        ``LAPAK_SETTLEMENT_HOLD_DAYS`` x 24 h, then available to withdraw.
+        """
+        return balances.balance(authenticate().user_id, args["currency"])
 
 
 @blp.route("/me/kyc")

@@ -13,9 +13,10 @@ import marshmallow as ma
 
 from app.fields import DecimalString
 from app.http import PageArgs, page_schema
+from modules.marketplace.models import CURRENCY_PLACES
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
-from .models import KYC_STATES, PAYOUT_INTERVALS, PERCENT, WEEKDAYS
+from .models import KYC_STATES, MONEY, PAYOUT_INTERVALS, PERCENT, WEEKDAYS
 
 
 class _AtLeastOneField(ma.Schema):
@@ -234,3 +235,45 @@ class SignUpSchema(ma.Schema):
         metadata={"description": "The shop's name; by default the person's", "example": "Toko "
                   "Budi Makmur"},
     )  # fmt: skip
+
+
+# -- balances and settlements -----------------------------------------------------------------
+
+
+class BalanceQuerySchema(ma.Schema):
+    currency = ma.fields.String(
+        load_default="IDR",
+        validate=ma.validate.OneOf(sorted(CURRENCY_PLACES)),
+        metadata={"description": "The balance's currency"},
+    )
+
+
+class BalanceSchema(ma.Schema):
+    """A seller's balances, straight from their ledger accounts."""
+
+    currency = ma.fields.String(metadata={"example": "IDR"})
+    available = DecimalString(MONEY, metadata={"description": "Yours to withdraw now"})
+    pending = DecimalString(
+        MONEY,
+        metadata={
+            "description": "Shares of confirmed payments on hold: each becomes available "
+            "LAPAK_SETTLEMENT_HOLD_DAYS x 24 h after its payment's confirmation"
+        },
+    )
+    owed = DecimalString(
+        MONEY,
+        metadata={
+            "description": "What you owe (a refund after a payout), taken from your next "
+            "shares before they reach pending"
+        },
+    )
+    next_release_at = ma.fields.DateTime(
+        allow_none=True, metadata={"description": "When the oldest share on hold is released"}
+    )
+    next_release_amount = DecimalString(
+        MONEY, allow_none=True, metadata={"description": "What that release moves"}
+    )
+    next_payout_on = ma.fields.Date(
+        allow_none=True,
+        metadata={"description": "The day of your next weekly payout; null for manual payouts"},
+    )
