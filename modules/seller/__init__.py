@@ -26,15 +26,18 @@ def load(hooks: ModuleHooks) -> None:
     from modules.marketplace.commissions import register_commission_source
     from modules.marketplace.products import register_seller_gate
 
-    from . import api, config, jobs, postings, services
+    from . import api, config, jobs, payouts, postings, services
 
     def install_in_marketplace(app: Flask, _settings: Settings) -> None:
         register_seller_gate(app, services.why_not_selling)
         register_commission_source(app, services.own_commission_percents)
 
     hooks.setup(config.install)
+    hooks.setup(payouts.install)
     hooks.setup(install_in_marketplace)
     postings.install(hooks)
     hooks.blueprint(api.blp, prefix="sellers")
     # Every minute: a share becomes available within a minute of its hold's end.
     hooks.periodic(jobs.release_due_holds, every=timedelta(minutes=1))
+    hooks.blueprint(api.settlements_blp, prefix="settlements")
+    hooks.periodic(jobs.pay_out_weekly, every=timedelta(hours=1))

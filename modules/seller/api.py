@@ -11,15 +11,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import url_for
+from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.db import read_only
 from app.http import Page, ProblemSchema
 from app.security import authenticate, requires
+from modules.marketplace import idempotency
 
-from . import balances, kyc, services, sign_up
+from . import balances, kyc, services, settlements, sign_up
 from .profiles import SellerView
 from .schemas import (
     BalanceQuerySchema,
@@ -29,9 +30,15 @@ from .schemas import (
     SellerPageSchema,
     SellerQuerySchema,
     SellerSchema,
+    SettlementFailureSchema,
+    SettlementOutcomeSchema,
+    SettlementPageSchema,
+    SettlementQuerySchema,
+    SettlementSchema,
     SignUpSchema,
     StaffSellerSchema,
     StaffUpdateSchema,
+    WithdrawSchema,
 )
 
 blp = Blueprint(
@@ -199,3 +206,142 @@ class RejectKyc(MethodView):
     def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
         """Reject a pending seller's review with a reason (staff); they may fix and resubmit"""
         return kyc.reject_kyc(authenticate(), seller_id, body["reason"])
+
+
+# -- /api/v1/settlements ------------------------------------------------------------------------
+
+settlements_blp = Blueprint(
+    "settlements",
+    __name__,
+    description="Settlements: a seller's available balance paid out to their bank account "
+    "(withdrawn by the seller or on their weekly payout day), completed or failed by staff.",
+)
+_SETTLEMENT = SettlementSchema()
+IDEMPOTENCY_PARAMETER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "description": "Retrying with the same key and body returns the first answer; the same key "
+    "with another body is 422.",
+    "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
+}
+
+
+@settlements_blp.route("")
+class Settlements(MethodView):
+    @requires("seller")
+    @settlements_blp.arguments(WithdrawSchema, example={"amount": "250000.00"})
+    @settlements_blp.response(201, SettlementSchema)
+    @settlements_blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
+    @settlements_blp.alt_response(
+        403,
+        schema=ProblemSchema,
+        description="withdrawal-not-allowed: not verified, or no payout bank account",
+    )
+    @settlements_blp.alt_response(
+        422,
+        schema=ProblemSchema,
+        description="insufficient-balance, settlement-below-minimum, idempotency-key-reused",
+    )
+    def post(self, body: dict[str, Any]) -> Response:
+        """Withdraw your available balance
+
+        All of it unless you give an ``amount``; at least ``LAPAK_SETTLEMENT_MINIMUM``. The
+        money leaves your available balance at once and is paid to your verified payout bank
+        account; the settlement says how that goes.
+        """
+        actor = authenticate()
+        idempotent = idempotency.request_for(
+            actor.user_id, "settlements", request.headers.get("Idempotency-Key"),
+            request.get_json(),
+        )  # fmt: skip
+        status, answer = settlements.withdraw(
+            actor, body["amount"], body["currency"], idempotent, _SETTLEMENT.dump
+        )
+        response = jsonify(answer)
+        response.status_code = status
+        response.headers["Location"] = url_for(
+            "settlements.SettlementItem", settlement_id=answer["id"]
+        )
+        return response
+
+    @requires("seller", *STAFF)
+    @read_only()
+    @settlements_blp.arguments(SettlementQuerySchema, location="query")
+    @settlements_blp.response(200, SettlementPageSchema)
+    def get(self, args: dict[str, Any]) -> Page:
+        """List settlements, newest first: a seller's own, everyone's for staff"""
+        filters = settlements.SettlementFilter(
+            state=args["state"], currency=args["currency"], seller=args["seller"]
+        )
+        return settlements.list_settlements(
+            authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
+        )
+
+
+@settlements_blp.route("/<uuid:settlement_id>")
+class SettlementItem(MethodView):
+    @requires("seller", *STAFF)
+    @read_only()
+    @settlements_blp.response(200, SettlementSchema)
+    def get(self, settlement_id: uuid.UUID) -> settlements.SettlementView:
+        """Show a settlement (a seller's own; any for staff)"""
+        return settlements.get_settlement(authenticate(), settlement_id)
+
+
+def _outcome(target: str, schema: type, summary: str) -> type:
+    """A ``POST /settlements/{id}/<action>`` view that moves the settlement to ``target``."""
+
+    class Outcome(MethodView):
+        @requires(*STAFF)
+        @settlements_blp.arguments(schema)
+        @settlements_blp.response(200, SettlementSchema)
+        @settlements_blp.alt_response(
+            409, schema=ProblemSchema, description="invalid-settlement-transition"
+        )
+        def post(self, body: dict[str, Any], settlement_id: uuid.UUID) -> Any:
+            return settlements.move(
+                authenticate(),
+                settlement_id,
+                target,
+                reason=body.get("reason"),
+                reference=body.get("reference"),
+            )
+
+    Outcome.post.__doc__ = summary
+    Outcome.__name__ = f"Settlement{target.capitalize()}"
+    return Outcome
+
+
+settlements_blp.route("/<uuid:settlement_id>/processing")(
+    _outcome("processing", SettlementOutcomeSchema, "Record that the payout is under way (staff)")
+)
+settlements_blp.route("/<uuid:settlement_id>/complete")(
+    _outcome(
+        "completed",
+        SettlementOutcomeSchema,
+        "Record that the money reached the seller's bank (staff)",
+    )
+)
+settlements_blp.route("/<uuid:settlement_id>/fail")(
+    _outcome(
+        "failed",
+        SettlementFailureSchema,
+        "Record that the payout failed, with a reason; the money goes back to available (staff)",
+    )
+)
+
+
+@settlements_blp.route("/<uuid:settlement_id>/cancel")
+class SettlementCancel(MethodView):
+    @requires("seller", *STAFF)
+    @settlements_blp.response(200, SettlementSchema)
+    @settlements_blp.alt_response(
+        409, schema=ProblemSchema, description="invalid-settlement-transition: not pending"
+    )
+    def post(self, settlement_id: uuid.UUID) -> settlements.SettlementView:
+        """Cancel a pending settlement: its money goes back to the available balance
+
+        A seller cancels their own; staff any.
+        """
+        return settlements.move(authenticate(), settlement_id, "canceled")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from . import balances
+from . import balances, settlements
 
 
 def release_due_holds() -> int:
     """Job: make available the shares whose hold is over (safe twice or at once)."""
     return balances.release_due_holds()
+
+
+def pay_out_weekly() -> int:
+    """Job: make today's weekly settlements (once per seller, day and currency)."""
+    return settlements.pay_out_weekly()

@@ -16,7 +16,7 @@ from app.http import PageArgs, page_schema
 from modules.marketplace.models import CURRENCY_PLACES
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
-from .models import KYC_STATES, MONEY, PAYOUT_INTERVALS, PERCENT, WEEKDAYS
+from .models import KYC_STATES, MONEY, PAYOUT_INTERVALS, PERCENT, SETTLEMENT_STATES, WEEKDAYS
 
 
 class _AtLeastOneField(ma.Schema):
@@ -276,4 +276,83 @@ class BalanceSchema(ma.Schema):
     next_payout_on = ma.fields.Date(
         allow_none=True,
         metadata={"description": "The day of your next weekly payout; null for manual payouts"},
+    )
+
+
+class SettlementBankSchema(ma.Schema):
+    bank_code = ma.fields.String(metadata={"example": "014"})
+    holder_name = ma.fields.String(metadata={"example": "Budi Santoso"})
+    number = ma.fields.String(
+        metadata={"description": "Masked: its last four characters only", "example": "•••• 7890"}
+    )
+    last4 = ma.fields.String(metadata={"example": "7890"})
+
+
+class SettlementSchema(ma.Schema):
+    """A settlement: a seller's money on its way to their bank account."""
+
+    id = ma.fields.UUID()
+    name = ma.fields.String(metadata={"example": "STL/2026/00042"})
+    seller = ma.fields.UUID(metadata={"description": "The seller's id"})
+    currency = ma.fields.String(metadata={"example": "IDR"})
+    amount = DecimalString(MONEY, metadata={"example": "250000.00"})
+    state = ma.fields.String(
+        metadata={
+            "enum": list(SETTLEMENT_STATES),
+            "description": "pending -> processing -> completed | failed; pending -> canceled "
+            "(a failed or canceled settlement's money is back in the available balance)",
+        }
+    )
+    bank_account = ma.fields.Nested(SettlementBankSchema)
+    payout_adapter = ma.fields.String(metadata={"example": "manual"})
+    payout_reference = ma.fields.String(allow_none=True)
+    failure_reason = ma.fields.String(allow_none=True)
+    scheduled_for = ma.fields.Date(
+        allow_none=True, metadata={"description": "The day of a weekly payout; null: withdrawn"}
+    )
+    created_at = ma.fields.DateTime()
+    updated_at = ma.fields.DateTime()
+    processing_at = ma.fields.DateTime(allow_none=True)
+    completed_at = ma.fields.DateTime(allow_none=True)
+    failed_at = ma.fields.DateTime(allow_none=True)
+    canceled_at = ma.fields.DateTime(allow_none=True)
+
+
+SettlementPageSchema = page_schema(SettlementSchema)
+
+
+class WithdrawSchema(ma.Schema):
+    amount = DecimalString(
+        MONEY,
+        load_default=None,
+        metadata={"description": "What to withdraw; omitted: all that is available"},
+    )
+    currency = ma.fields.String(
+        load_default="IDR", validate=ma.validate.OneOf(sorted(CURRENCY_PLACES))
+    )
+
+
+class SettlementQuerySchema(PageArgs):
+    state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(SETTLEMENT_STATES))
+    currency = ma.fields.String(
+        load_default=None, validate=ma.validate.OneOf(sorted(CURRENCY_PLACES))
+    )
+    seller = ma.fields.UUID(
+        load_default=None, metadata={"description": "One seller's settlements (staff)"}
+    )
+
+
+class SettlementOutcomeSchema(ma.Schema):
+    reference = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=100),
+        metadata={"description": "The transfer's reference at the bank"},
+    )
+
+
+class SettlementFailureSchema(SettlementOutcomeSchema):
+    reason = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=500),
+        metadata={"example": "account closed"},
     )

@@ -1,0 +1,396 @@
+"""Settlements: withdrawals of the available balance, paid out by staff (or failed: the money
+back), weekly payouts, who may do what, and the bank account never shown whole.
+
+Each sale is the seller's 1 x 10,000 at the marketplace's 5%: a share of 9,500.00.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from app import clock
+from app.clock import travel
+from app.db import Session, transaction
+from modules.ledger.verify import verify
+from modules.marketplace.config import marketplace_settings
+from modules.seller import jobs
+from modules.seller.models import WEEKDAYS
+from modules.user.services import create_user
+from tests.conftest import wait_for_replica
+from tests.modules.conftest import PASSWORD, Caller, bearer, login
+from tests.modules.marketplace.conftest import MadeProduct, order_body, place
+from tests.modules.marketplace.test_ledger import assert_consistent, balances, confirm
+from tests.modules.marketplace.test_ledger import refund as refund_payment
+from tests.servers import Services
+
+from .conftest import ACCOUNT_NUMBER, BANK, call, ok, problem, sql
+from .test_balances import HOLD, release, sell, until
+
+D = Decimal
+SETTLEMENTS = "/api/v1/settlements"
+WHOLE_NUMBER = ACCOUNT_NUMBER.replace("-", "")
+
+
+def settle(client: FlaskClient, caller: Caller | None, path: str = "", method: str = "POST",
+           **kw: Any):  # fmt: skip
+    headers = dict(caller.headers) if caller is not None else {}
+    headers.update(kw.pop("headers", {}))
+    return client.open(f"{SETTLEMENTS}{path}", method=method, headers=headers, **kw)
+
+
+@pytest.fixture(autouse=True)
+def minimum(config: dict[str, Any]) -> None:
+    """Settlements of 5,000.00 and more (a share is 9,500.00; the default minimum 10,000.00)."""
+    config["module_env"] = {**config.get("module_env", {}), "settlement_minimum": "IDR:5000"}
+
+
+@pytest.fixture
+def product(seller: Caller, make_product: Callable[..., MadeProduct]) -> MadeProduct:
+    return make_product("10000", name="BANDENG", seller_id=seller.user_id)
+
+
+@pytest.fixture
+def funded(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    customer: Caller,
+    staff: Caller,
+    product: MadeProduct,
+) -> Callable[[str], tuple[str, datetime]]:
+    """Sell ``quantity`` of the seller's product and let its hold pass: it is available."""
+
+    def fund(quantity: str = "1") -> tuple[str, datetime]:
+        payment, confirmed_at = sell(client, customer, staff, product, services, quantity)
+        with travel(until(confirmed_at + HOLD + timedelta(seconds=1))):
+            assert release(app) == 1
+        return payment, confirmed_at
+
+    return fund
+
+
+@pytest.fixture
+def verified(seller: Caller, to_state: Callable[[Caller, str], dict[str, Any]]) -> Caller:
+    to_state(seller, "verified")
+    return seller
+
+
+def available(app: Flask, seller: Caller) -> Decimal:
+    return balances(app).get(f"seller_available:{seller.user_id}", D("0.00"))
+
+
+def test_a_share_on_hold_cannot_be_withdrawn_and_once_released_it_can(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    customer: Caller,
+    staff: Caller,
+    verified: Caller,
+    product: MadeProduct,
+) -> None:
+    _, confirmed_at = sell(client, customer, staff, product, services)
+    with travel(until(confirmed_at + HOLD - timedelta(seconds=1))):
+        assert release(app) == 0
+    refused = settle(client, verified, json={"amount": "9500.00"})
+    problem(refused, 422, "insufficient-balance")
+    problem(settle(client, verified, json={}), 422, "settlement-below-minimum")
+    assert sql(services, "SELECT count(*) FROM seller_settlement") == [(0,)]
+
+    with travel(until(confirmed_at + HOLD)):
+        assert release(app) == 1
+    made = ok(settle(client, verified, json={}), 201)  # all that is available
+    year = clock.now().astimezone().year
+    assert (made["name"], made["amount"], made["state"]) == (f"STL/{year}/00001", "9500.00",
+                                                             "pending")  # fmt: skip
+    assert made["bank_account"]["number"] == "•••• 3977"
+    assert made["completed_at"] is None
+    assert available(app, verified) == 0
+    assert balances(app)["payout_clearing"] == D("9500.00")
+    assert sql(services, "SELECT name FROM core_outbox_event WHERE name LIKE 'settlement.%%'") == [
+        ("settlement.created",)
+    ]
+    assert_consistent(app)
+
+
+def test_an_idempotency_key_replays_the_first_withdrawal(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    funded("2")
+    key = {"Idempotency-Key": "withdraw-1"}
+    first = ok(settle(client, verified, json={"amount": "10000.00"}, headers=key), 201)
+    again = ok(settle(client, verified, json={"amount": "10000.00"}, headers=key), 201)
+    assert again == first
+    reused = settle(client, verified, json={"amount": "20000.00"}, headers=key)
+    problem(reused, 422, "idempotency-key-reused")
+    assert available(app, verified) == D("9000.00")
+    assert sql(services, "SELECT count(*) FROM seller_settlement") == [(1,)]
+
+
+def test_twenty_withdrawals_at_once_never_overdraw(
+    app: Flask, services: Services, verified: Caller, funded: Callable[..., Any]
+) -> None:
+    funded("3")  # 28,500.00 available: five withdrawals of 5,000.00 fit
+    statuses: list[int] = []
+    start = threading.Barrier(20)
+
+    def withdraw() -> None:
+        client = app.test_client()
+        start.wait()
+        statuses.append(settle(client, verified, json={"amount": "5000.00"}).status_code)
+
+    threads = [threading.Thread(target=withdraw) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] * 5 + [422] * 15
+    assert available(app, verified) == D("3500.00")
+    names = sql(services, "SELECT name FROM seller_settlement ORDER BY name")
+    assert [name for (name,) in names] == [f"STL/{clock.now().year}/{n:05d}" for n in range(1, 6)]
+    assert_consistent(app)
+
+
+def test_a_failed_payout_gives_the_money_back_and_a_completed_one_is_timed(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    staff: Caller,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    funded("2")
+    first = ok(settle(client, verified, json={"amount": "10000.00"}), 201)
+    second = ok(settle(client, verified, json={"amount": "9000.00"}), 201)
+    assert available(app, verified) == 0
+
+    problem(settle(client, verified, f"/{first['id']}/fail", json={"reason": "x"}), 403,
+            "forbidden")  # fmt: skip
+    problem(settle(client, staff, f"/{first['id']}/fail", json={}), 422, "validation-failed")
+    failed = ok(settle(client, staff, f"/{first['id']}/fail", json={"reason": "account closed"}))
+    assert (failed["state"], failed["failure_reason"]) == ("failed", "account closed")
+    assert available(app, verified) == D("10000.00")
+    problem(settle(client, staff, f"/{first['id']}/complete", json={}), 409,
+            "invalid-settlement-transition")  # fmt: skip
+
+    ok(settle(client, staff, f"/{second['id']}/processing", json={}))
+    before = clock.now()
+    done = ok(settle(client, staff, f"/{second['id']}/complete", json={"reference": "BCA-991"}))
+    after = clock.now()
+    completed_at = datetime.fromisoformat(done["completed_at"])
+    assert before <= completed_at <= after
+    assert (done["state"], done["payout_reference"]) == ("completed", "BCA-991")
+    # Asking again changes nothing.
+    assert (
+        ok(settle(client, staff, f"/{second['id']}/complete", json={}))["completed_at"]
+        == (done["completed_at"])
+    )
+    assert balances(app)["payout_clearing"] == 0
+    assert balances(app)["payout_bank"] == D("-9000.00")
+    assert available(app, verified) == D("10000.00")
+    names = sql(services, "SELECT name FROM core_outbox_event WHERE name LIKE 'settlement.%%' "
+                          "ORDER BY id")  # fmt: skip
+    assert [name for (name,) in names] == [
+        "settlement.created", "settlement.created", "settlement.failed", "settlement.completed"
+    ]  # fmt: skip
+    assert sql(
+        services,
+        "SELECT operation FROM ledger_transaction WHERE operation LIKE 'PAYOUT%%' ORDER BY id",
+    ) == [
+        ("PAYOUT",),
+        ("PAYOUT",),
+        ("PAYOUT_REVERSAL",),
+        ("PAYOUT_COMPLETE",),
+    ]
+    assert_consistent(app)
+
+
+def test_a_seller_cancels_their_pending_settlement(
+    app: Flask, client: FlaskClient, verified: Caller, funded: Callable[..., Any]
+) -> None:
+    funded()
+    made = ok(settle(client, verified, json={}), 201)
+    canceled = ok(settle(client, verified, f"/{made['id']}/cancel"))
+    assert canceled["state"] == "canceled"
+    assert available(app, verified) == D("9500.00")
+    problem(settle(client, verified, f"/{made['id']}/processing", json={}), 403, "forbidden")
+    assert_consistent(app)
+
+
+def test_who_may_withdraw_and_read_settlements(
+    client: FlaskClient,
+    services: Services,
+    customer: Caller,
+    staff: Caller,
+    verified: Caller,
+    log_in_as: Callable[..., Caller],
+    to_state: Callable[[Caller, str], dict[str, Any]],
+    funded: Callable[..., Any],
+) -> None:
+    funded()
+    unverified, bankless, other = log_in_as("seller"), log_in_as("seller"), log_in_as("seller")
+    to_state(unverified, "pending")
+    problem(settle(client, unverified, json={}), 403, "withdrawal-not-allowed")
+    problem(settle(client, bankless, json={}), 403, "withdrawal-not-allowed")
+    problem(settle(client, customer, json={}), 403, "forbidden")
+    problem(settle(client, staff, json={}), 403, "forbidden")
+    problem(settle(client, None, json={}), 401, "unauthenticated")
+    made = ok(settle(client, verified, json={}), 201)
+
+    wait_for_replica(services)
+    problem(settle(client, other, f"/{made['id']}", "GET"), 404, "settlement-not-found")
+    problem(settle(client, other, f"/{made['id']}/cancel"), 404, "settlement-not-found")
+    problem(settle(client, customer, f"/{made['id']}", "GET"), 403, "forbidden")
+    assert ok(settle(client, other, "", "GET"))["items"] == []
+    assert [s["id"] for s in ok(settle(client, verified, "", "GET"))["items"]] == [made["id"]]
+    assert ok(settle(client, verified, f"/{made['id']}", "GET"))["name"] == made["name"]
+    listed = settle(client, staff, "", "GET", query_string={"seller": str(verified.uuid),
+                                                            "state": "pending"})  # fmt: skip
+    assert [s["id"] for s in ok(listed)["items"]] == [made["id"]]
+    listed = settle(client, staff, "", "GET", query_string={"state": "completed"})
+    assert ok(listed)["items"] == []
+
+
+def test_the_bank_account_never_appears_whole_in_answers_events_or_logs(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    staff: Caller,
+    verified: Caller,
+    funded: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    funded("2")
+    answers = [settle(client, verified, json={"amount": "10000.00"})]
+    made = answers[0].get_json()
+    answers.append(settle(client, staff, f"/{made['id']}/fail", json={"reason": "closed"}))
+    answers.append(settle(client, verified, json={}))
+    wait_for_replica(services)
+    answers.append(settle(client, staff, "", "GET"))
+    answers.append(settle(client, verified, f"/{made['id']}", "GET"))
+    for answer in answers:
+        assert answer.status_code in (200, 201), answer.get_json()
+        assert WHOLE_NUMBER not in answer.get_data(as_text=True)
+        assert WHOLE_NUMBER[:-4] not in answer.get_data(as_text=True)
+    events = sql(services, "SELECT payload::text FROM core_outbox_event")
+    assert all(WHOLE_NUMBER[:-4] not in payload for (payload,) in events)
+    assert WHOLE_NUMBER[:-4] not in caplog.text
+    assert ACCOUNT_NUMBER not in caplog.text
+
+
+def test_a_weekly_payout_day_makes_one_settlement_of_all_available(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    funded()
+    with app.app_context():
+        today = clock.now().astimezone(marketplace_settings().timezone).date()
+    schedule = {"interval": "weekly", "weekday": WEEKDAYS[today.weekday()]}
+    ok(call(client, verified, "PATCH", "/me", json={"payout_schedule": schedule}))
+    wait_for_replica(services)
+    assert ok(call(client, verified, "GET", "/me/balance"))["next_payout_on"] == today.isoformat()
+    with app.app_context():
+        assert jobs.pay_out_weekly() == 1
+        assert jobs.pay_out_weekly() == 0
+    assert sql(services, "SELECT amount, scheduled_for, state FROM seller_settlement") == [
+        (D("9500.00"), today, "pending")
+    ]
+    assert available(app, verified) == 0
+    assert_consistent(app)
+
+
+def test_a_refund_after_the_payout_leaves_a_receivable_that_the_next_share_pays_back(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    customer: Caller,
+    staff: Caller,
+    verified: Caller,
+    product: MadeProduct,
+    funded: Callable[..., Any],
+) -> None:
+    payment, _ = funded()
+    made = ok(settle(client, verified, json={}), 201)
+    ok(settle(client, staff, f"/{made['id']}/complete", json={}))
+    assert refund_payment(client, staff, payment).status_code == 201
+    owed = f"seller_receivable:{verified.user_id}"
+    pending = f"seller_pending:{verified.user_id}"
+    assert balances(app)[owed] == D("9500.00")
+    wait_for_replica(services)
+    shown = ok(call(client, verified, "GET", "/me/balance"))
+    assert (shown["owed"], shown["pending"], shown["available"]) == ("9500.00", "0.00", "0.00")
+
+    sell(client, customer, staff, product, services)  # 9,500.00: all of it pays the debt
+    assert (balances(app)[owed], balances(app)[pending]) == (0, 0)
+    placed = place(client, customer, order_body((product.id, "2")))
+    confirm(client, staff, placed["payment"]["id"])  # 19,000.00: nothing owed, all pending
+    assert (balances(app)[owed], balances(app)[pending]) == (0, D("19000.00"))
+    assert_consistent(app)
+
+
+def test_the_embedded_default_runs_holds_withdrawals_and_payouts(
+    make_embedded_app: Callable[..., Flask],
+) -> None:
+    app = make_embedded_app()
+    with app.app_context(), transaction():
+        for role in ("staff", "customer", "seller"):
+            create_user(f"{role}@example.test", role=role, password=PASSWORD)
+    client = app.test_client()
+    staff, customer, seller = (
+        bearer(login(client, f"{role}@example.test").get_json()["access_token"])
+        for role in ("staff", "customer", "seller")
+    )
+    ok(client.patch("/api/v1/sellers/me", json={"bank_account": BANK}, headers=seller))
+    ok(client.post("/api/v1/sellers/me/kyc", headers=seller))
+    with app.app_context():
+        seller_id, seller_uuid = (
+            Session().execute(text("SELECT id, uuid FROM user_account WHERE role = 'seller'")).one()
+        )
+    ok(client.post(f"/api/v1/sellers/{uuid.UUID(seller_uuid)}/kyc/approve", headers=staff))
+    product = ok(client.post("/api/v1/marketplace/products", headers=seller,
+                             json={"name": "BANDENG", "list_price": "10000"}), 201)  # fmt: skip
+    order = ok(client.post("/api/v1/marketplace/orders", headers=customer,
+                           json=order_body((product["id"], "1"))), 201)  # fmt: skip
+    payment = order["payment"]["id"]
+    ok(client.post(f"/api/v1/marketplace/payments/{payment}/confirm", headers=staff))
+    problem(client.post(SETTLEMENTS, json={"amount": "9500.00"}, headers=seller), 422,
+            "insufficient-balance")  # fmt: skip
+    with travel(HOLD + timedelta(minutes=1)), app.app_context():
+        assert jobs.release_due_holds() == 1
+        assert jobs.release_due_holds() == 0
+    shown = ok(client.get("/api/v1/sellers/me/balance", headers=seller))
+    assert (shown["available"], shown["pending"]) == ("9500.00", "0.00")
+    made = ok(client.post(SETTLEMENTS, json={}, headers=seller), 201)
+    failed = ok(client.post(f"{SETTLEMENTS}/{made['id']}/fail", json={"reason": "closed"},
+                            headers=staff))  # fmt: skip
+    assert failed["state"] == "failed"
+    again = ok(client.post(SETTLEMENTS, json={}, headers=seller), 201)
+    done = ok(client.post(f"{SETTLEMENTS}/{again['id']}/complete", json={}, headers=staff))
+    assert done["completed_at"] is not None
+    assert [s["name"] for s in ok(client.get(SETTLEMENTS, headers=staff))["items"]] == [
+        again["name"], made["name"]
+    ]  # fmt: skip
+    with app.app_context():
+        assert verify().ok
+        assert Session().execute(
+            text("SELECT balance FROM ledger_account WHERE code = :code"),
+            {"code": f"seller_available:IDR:{seller_id}"},
+        ).scalar() == D("0.00")
