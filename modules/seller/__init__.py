@@ -41,3 +41,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.periodic(jobs.release_due_holds, every=timedelta(minutes=1))
     hooks.blueprint(api.settlements_blp, prefix="settlements")
     hooks.periodic(jobs.pay_out_weekly, every=timedelta(hours=1))
+    hooks.periodic(jobs.send_automatic_payouts, every=timedelta(minutes=1))

@@ -20,7 +20,7 @@ from app.http import Page, ProblemSchema
 from app.security import authenticate, requires
 from modules.marketplace import idempotency
 
-from . import balances, kyc, services, settlements, sign_up
+from . import balances, kyc, services, settlement_views, settlements, sign_up
 from .profiles import SellerView
 from .schemas import (
     BalanceQuerySchema,
@@ -271,10 +271,10 @@ class Settlements(MethodView):
     @settlements_blp.response(200, SettlementPageSchema)
     def get(self, args: dict[str, Any]) -> Page:
         """List settlements, newest first: a seller's own, everyone's for staff"""
-        filters = settlements.SettlementFilter(
+        filters = settlement_views.SettlementFilter(
             state=args["state"], currency=args["currency"], seller=args["seller"]
         )
-        return settlements.list_settlements(
+        return settlement_views.list_settlements(
             authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
         )
 
@@ -284,9 +284,9 @@ class SettlementItem(MethodView):
     @requires("seller", *STAFF)
     @read_only()
     @settlements_blp.response(200, SettlementSchema)
-    def get(self, settlement_id: uuid.UUID) -> settlements.SettlementView:
+    def get(self, settlement_id: uuid.UUID) -> settlement_views.SettlementView:
         """Show a settlement (a seller's own; any for staff)"""
-        return settlements.get_settlement(authenticate(), settlement_id)
+        return settlement_views.get_settlement(authenticate(), settlement_id)
 
 
 def _outcome(target: str, schema: type, summary: str) -> type:
@@ -339,7 +339,7 @@ class SettlementCancel(MethodView):
     @settlements_blp.alt_response(
         409, schema=ProblemSchema, description="invalid-settlement-transition: not pending"
     )
-    def post(self, settlement_id: uuid.UUID) -> settlements.SettlementView:
+    def post(self, settlement_id: uuid.UUID) -> settlement_views.SettlementView:
         """Cancel a pending settlement: its money goes back to the available balance
 
         A seller cancels their own; staff any.

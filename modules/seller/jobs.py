@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import balances, settlements
+from . import balances, payouts
 
 
 def release_due_holds() -> int:
@@ -12,4 +12,9 @@ def release_due_holds() -> int:
 
 def pay_out_weekly() -> int:
     """Job: make today's weekly settlements (once per seller, day and currency)."""
-    return settlements.pay_out_weekly()
+    return payouts.pay_out_weekly()
+
+
+def send_automatic_payouts() -> int:
+    """Job: send the pending settlements through an adapter that pays by itself."""
+    return payouts.send_automatic_payouts()

@@ -1,4 +1,5 @@
-"""Payout adapters: who pays a settlement to the seller's bank account.
+"""Payout adapters (who pays a settlement to the seller's bank account), the job that hands
+pending settlements to an adapter that pays by itself, and the weekly payout days.
 
 An adapter is chosen by ``LAPAK_SETTLEMENT_PAYOUT_ADAPTER`` and recorded on each settlement.
 ``manual`` (built in) sends nothing: staff pay by hand and mark the settlement ``completed`` or
@@ -14,12 +15,21 @@ never logged, stored on the settlement or shown.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
 from flask import Flask, current_app
+from sqlalchemy import select
 
 from app.config import Settings, SettingsError
+from app.db import Session, transaction, utcnow
+from modules.marketplace.config import marketplace_settings
+
+from . import settlements
+from .config import seller_settings
+from .models import WEEKDAYS, SellerProfile, Settlement
+from .profiles import locked_profile, seller_by_id
 
 KEY = "seller.payout_adapters"
 
@@ -88,3 +98,90 @@ def check_configured(app: Flask, settings: Settings) -> None:
 
 def adapter(code: str) -> PayoutAdapter:
     return current_app.extensions[KEY][code]
+
+
+# -- sending ------------------------------------------------------------------------------------
+
+
+def send_automatic_payouts(limit: int = 100) -> int:
+    """Job: hand the pending settlements to the configured adapter, if it sends by itself.
+
+    Each is taken to ``processing`` and committed before the bank is called, so a second run
+    never sends it again; a run that dies after that leaves it ``processing`` for staff (or the
+    bank's answer) to finish. How many were sent.
+    """
+    code = seller_settings().payout_adapter
+    chosen = adapter(code)
+    if not chosen.automatic:
+        return 0
+    due = Session().scalars(
+        select(Settlement.uuid)
+        .where(Settlement.state == "pending", Settlement.payout_adapter == code)
+        .order_by(Settlement.id)
+        .limit(limit)
+    )
+    sent = 0
+    for settlement_uuid in list(due):
+        claimed = settlements.claim_for_sending(settlement_uuid)
+        if claimed is None:  # another run took it
+            continue
+        settlement, number = claimed
+        outcome = chosen.send(
+            PayoutOrder(
+                settlement.name,
+                settlement.amount,
+                settlement.currency,
+                settlement.bank_code,
+                settlement.bank_holder_name,
+                number,
+            )
+        )
+        settlements.record_outcome(
+            settlement_uuid, outcome.state, outcome.reference, outcome.reason
+        )
+        sent += 1
+    return sent
+
+
+# -- weekly payouts -----------------------------------------------------------------------------
+
+
+def pay_out_weekly() -> int:
+    """Job: make today's settlement of each verified seller paid out weekly on this weekday
+    (all that is available, if at least the minimum); safe twice or at once. How many made."""
+    today = utcnow().astimezone(marketplace_settings().timezone).date()
+    weekday = WEEKDAYS[today.weekday()]
+    due = Session().scalars(
+        select(SellerProfile.user_id)
+        .where(
+            SellerProfile.payout_interval == "weekly",
+            SellerProfile.payout_weekday == weekday,
+            SellerProfile.kyc_state == "verified",
+        )
+        .order_by(SellerProfile.user_id)
+    )
+    made = 0
+    for seller_id in list(due):
+        for currency in sorted(seller_settings().settlement_minimum):
+            made += _pay_out_scheduled(seller_id, currency, today)
+    return made
+
+
+def _pay_out_scheduled(seller_id: int, currency: str, today: date) -> int:
+    with transaction() as session:
+        user = seller_by_id(seller_id)
+        profile = locked_profile(user)  # the weekly job's runs queue here, per seller
+        if profile.payout_interval != "weekly" or profile.kyc_state != "verified":
+            return 0
+        already = session.scalar(
+            select(Settlement.id).where(
+                Settlement.seller_id == seller_id,
+                Settlement.scheduled_for == today,
+                Settlement.currency == currency,
+            )
+        )
+        minimum = seller_settings().settlement_minimum[currency]
+        if already is not None or settlements.available_balance(seller_id, currency) < minimum:
+            return 0
+        settlements.make(user, profile, None, currency, None, today)
+        return 1

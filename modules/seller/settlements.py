@@ -2,12 +2,12 @@
 
 A verified seller with a payout account withdraws (``POST /settlements``; all that is available
 unless they name an amount, at least ``LAPAK_SETTLEMENT_MINIMUM``), or their weekly payout day
-does it for them (:func:`pay_out_weekly`). Either way one transaction locks the seller's profile
-(so one seller's withdrawals queue behind each other and each reads the balance the previous one
-left), takes the next gap-free ``STL/YYYY/NNNNN``, writes the settlement and posts ``PAYOUT``
-(available -> payout clearing); the ledger checks again under the account's lock that the
-available balance covers it. A seller's balance is therefore never overdrawn, however many
-withdrawals arrive at once.
+does it for them (:func:`.payouts.pay_out_weekly`). Either way one transaction locks the
+seller's profile (so one seller's withdrawals queue behind each other and each reads the balance
+the previous one left), takes the next gap-free ``STL/YYYY/NNNNN``, writes the settlement and
+posts ``PAYOUT`` (available -> payout clearing); the ledger checks again under the account's
+lock that the available balance covers it. A seller's balance is therefore never overdrawn,
+however many withdrawals arrive at once.
 
 States, each change a named transition that checks where the settlement is
 (:data:`TRANSITIONS`): ``pending -> processing -> completed | failed``, ``pending -> canceled``
@@ -24,22 +24,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.db import Session, get_database, transaction, utcnow
-from app.errors import Conflict, Invalid, NotFound, PermissionDenied
+from app.errors import Conflict, Invalid, PermissionDenied
 from app.events import emit
-from app.http import Page, keyset_page
 from app.security import Principal
-from app.vault import masked
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account
 from modules.ledger.posting import InsufficientBalance, post
@@ -52,13 +49,13 @@ from modules.user.models import User
 
 from . import postings
 from .config import seller_settings
-from .models import WEEKDAYS, SellerProfile, Settlement, SettlementCounter
-from .profiles import locked_profile, seller_by_id, seller_by_uuid
+from .models import SellerProfile, Settlement, SettlementCounter
+from .profiles import locked_profile, seller_by_id
+from .settlement_views import STAFF_ROLES, SettlementNotFound, SettlementView, views
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal("0.00")
-STAFF_ROLES = ("staff", "admin")
 #: target -> the states it may be reached from.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "processing": ("pending",),
@@ -66,11 +63,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "failed": ("pending", "processing"),
     "canceled": ("pending",),
 }
-
-
-class SettlementNotFound(NotFound):
-    code = "settlement-not-found"
-    title = "No such settlement"
 
 
 class WithdrawalNotAllowed(PermissionDenied):
@@ -86,45 +78,6 @@ class BelowSettlementMinimum(Invalid):
 class InvalidSettlementTransition(Conflict):
     code = "invalid-settlement-transition"
     title = "The settlement cannot move to that state from where it is"
-
-
-@dataclass(frozen=True)
-class SettlementBankView:
-    bank_code: str
-    holder_name: str
-    last4: str
-
-    @property
-    def number(self) -> str:
-        return masked(self.last4)
-
-
-@dataclass(frozen=True)
-class SettlementView:
-    id: uuid.UUID
-    name: str
-    seller: uuid.UUID
-    currency: str
-    amount: Decimal
-    state: str
-    bank_account: SettlementBankView
-    payout_adapter: str
-    payout_reference: str | None
-    failure_reason: str | None
-    scheduled_for: date | None
-    created_at: datetime
-    updated_at: datetime
-    processing_at: datetime | None
-    completed_at: datetime | None
-    failed_at: datetime | None
-    canceled_at: datetime | None
-
-
-@dataclass(frozen=True)
-class SettlementFilter:
-    state: str | None = None
-    currency: str | None = None
-    seller: uuid.UUID | None = None
 
 
 # -- making one ---------------------------------------------------------------------------------
@@ -145,14 +98,14 @@ def withdraw(
             if isinstance(claimed, Replay):
                 return claimed.status_code, claimed.body
         user = seller_by_id(actor.user_id)
-        settlement = _make(user, locked_profile(user), amount, currency, actor.user_id, None)
+        settlement = make(user, locked_profile(user), amount, currency, actor.user_id, None)
         body = render(views([settlement])[0])
         if idempotent is not None:
             idempotency.complete(claimed, 201, body)
     return 201, body
 
 
-def _make(
+def make(
     user: User,
     profile: SellerProfile,
     amount: Decimal | None,
@@ -257,50 +210,6 @@ def _next_name(now: datetime) -> str:
     return f"STL/{year}/{number:05d}"
 
 
-# -- weekly payouts -----------------------------------------------------------------------------
-
-
-def pay_out_weekly() -> int:
-    """Job: make today's settlement of each verified seller paid out weekly on this weekday
-    (all that is available, if at least the minimum); safe twice or at once. How many made."""
-    today = utcnow().astimezone(marketplace_settings().timezone).date()
-    weekday = WEEKDAYS[today.weekday()]
-    due = Session().scalars(
-        select(SellerProfile.user_id)
-        .where(
-            SellerProfile.payout_interval == "weekly",
-            SellerProfile.payout_weekday == weekday,
-            SellerProfile.kyc_state == "verified",
-        )
-        .order_by(SellerProfile.user_id)
-    )
-    made = 0
-    for seller_id in list(due):
-        for currency in sorted(seller_settings().settlement_minimum):
-            made += _pay_out_scheduled(seller_id, currency, today)
-    return made
-
-
-def _pay_out_scheduled(seller_id: int, currency: str, today: date) -> int:
-    with transaction() as session:
-        user = seller_by_id(seller_id)
-        profile = locked_profile(user)  # the weekly job's runs queue here, per seller
-        if profile.payout_interval != "weekly" or profile.kyc_state != "verified":
-            return 0
-        already = session.scalar(
-            select(Settlement.id).where(
-                Settlement.seller_id == seller_id,
-                Settlement.scheduled_for == today,
-                Settlement.currency == currency,
-            )
-        )
-        minimum = seller_settings().settlement_minimum[currency]
-        if already is not None or available_balance(seller_id, currency) < minimum:
-            return 0
-        _make(user, profile, None, currency, None, today)
-        return 1
-
-
 # -- moving one ---------------------------------------------------------------------------------
 
 
@@ -313,13 +222,8 @@ def move(
     reference: str | None = None,
 ) -> SettlementView:
     """Move a settlement to ``target`` (staff; a seller cancels their own pending one)."""
-    with refused_by_database(), transaction() as session:
-        settlement = session.scalars(
-            select(Settlement)
-            .where(Settlement.uuid == settlement_uuid)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
+    with refused_by_database(), transaction():
+        settlement = _locked(settlement_uuid)
         staff = actor.has_role(*STAFF_ROLES)
         if settlement is None or (not staff and settlement.seller_id != actor.user_id):
             raise SettlementNotFound("there is no such settlement")
@@ -382,64 +286,45 @@ def _event(settlement: Settlement, seller_uuid: uuid.UUID | None) -> dict[str, A
     }
 
 
-# -- reading ------------------------------------------------------------------------------------
-
-
-def get_settlement(actor: Principal, settlement_uuid: uuid.UUID) -> SettlementView:
-    """One settlement: a seller's own, or any for staff (404 for anyone else's)."""
-    statement = select(Settlement).where(Settlement.uuid == settlement_uuid)
-    if not actor.has_role(*STAFF_ROLES):
-        statement = statement.where(Settlement.seller_id == actor.user_id)
-    settlement = Session().scalars(statement).first()
-    if settlement is None:
-        raise SettlementNotFound("there is no such settlement")
-    return views([settlement])[0]
-
-
-def list_settlements(
-    actor: Principal, filters: SettlementFilter, *, limit: int, cursor: str | None
-) -> Page:
-    """Newest first: a seller's own, or everyone's for staff (filtered)."""
-    statement: Select[Any] = select(Settlement)
-    if not actor.has_role(*STAFF_ROLES):
-        statement = statement.where(Settlement.seller_id == actor.user_id)
-    elif filters.seller is not None:
-        statement = statement.where(Settlement.seller_id == seller_by_uuid(filters.seller).id)
-    if filters.state is not None:
-        statement = statement.where(Settlement.state == filters.state)
-    if filters.currency is not None:
-        statement = statement.where(Settlement.currency == filters.currency)
-    page = keyset_page(statement, [Settlement.id], limit=limit, cursor=cursor, descending=True)
-    return Page(views(page.items), page.next_cursor)
-
-
-def views(settlements: Sequence[Settlement]) -> list[SettlementView]:
-    """The settlements as shown (their sellers' ids in one query)."""
-    seller_ids = {settlement.seller_id for settlement in settlements}
-    uuids = dict(
-        Session().execute(select(User.id, User.uuid).where(User.id.in_(seller_ids))).all()
-        if seller_ids
-        else []
-    )
-    return [
-        SettlementView(
-            id=s.uuid,
-            name=s.name,
-            seller=uuids[s.seller_id],
-            currency=s.currency,
-            amount=s.amount,
-            state=s.state,
-            bank_account=SettlementBankView(s.bank_code, s.bank_holder_name, s.bank_account_last4),
-            payout_adapter=s.payout_adapter,
-            payout_reference=s.payout_reference,
-            failure_reason=s.failure_reason,
-            scheduled_for=s.scheduled_for,
-            created_at=s.created_at,
-            updated_at=s.updated_at,
-            processing_at=s.processing_at,
-            completed_at=s.completed_at,
-            failed_at=s.failed_at,
-            canceled_at=s.canceled_at,
+def claim_for_sending(settlement_uuid: uuid.UUID) -> tuple[Settlement, str] | None:
+    """Take a pending settlement to ``processing`` for an automatic adapter (committed before
+    the bank is called, so it is sent once); it and the unsealed account number, or None if
+    it is no longer pending."""
+    with transaction() as session:
+        settlement = _locked(settlement_uuid)
+        if settlement is None or settlement.state != "pending":
+            return None
+        _apply(settlement, "processing", None, None, None)
+        number = session.scalar(
+            select(SellerProfile.bank_account_number).where(
+                SellerProfile.user_id == settlement.seller_id
+            )
         )
-        for s in settlements
-    ]
+        return settlement, str(number)
+
+
+def record_outcome(
+    settlement_uuid: uuid.UUID, state: str, reference: str | None, reason: str | None
+) -> None:
+    """What an adapter answered for a settlement it sent (``processing`` keeps it there)."""
+    with refused_by_database(), transaction():
+        settlement = _locked(settlement_uuid)
+        if settlement is None or settlement.state != "processing":
+            return
+        if state == "processing":
+            settlement.payout_reference = reference or settlement.payout_reference
+            return
+        _apply(settlement, state, None, reason, reference)
+
+
+def _locked(settlement_uuid: uuid.UUID) -> Settlement | None:
+    return (
+        Session()
+        .scalars(
+            select(Settlement)
+            .where(Settlement.uuid == settlement_uuid)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        .first()
+    )

@@ -25,9 +25,7 @@ from sqlalchemy import select
 
 from app.db import Session, transaction
 from modules.ledger.models import Account, Transaction
-from modules.ledger.operations import Operation
 from modules.ledger.posting import Leg, Posting, post
-from modules.ledger.registry import registry
 from modules.ledger.verify import verify
 from modules.marketplace.postings import part
 from modules.marketplace.refunds import _allocate
@@ -326,18 +324,7 @@ def test_a_refund_takes_from_available_then_books_a_receivable_when_pending_was_
     placed = place(client, customer, order_body(*three_lines))
     confirm(client, staff, placed["payment"]["id"])
     with app.app_context():
-        # The seller module's hold release, registered here as it will be: pending -> available.
-        registry().add(
-            operations=[
-                Operation(
-                    "HOLD_RELEASE",
-                    "test",
-                    frozenset({"seller_pending"}),
-                    frozenset({"seller_available"}),
-                    draws_down=True,
-                )
-            ]
-        )
+        # The seller module's hold release: pending -> available.
         with transaction():
             post(
                 Posting(

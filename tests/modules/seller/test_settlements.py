@@ -10,6 +10,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,8 +25,9 @@ from app.clock import travel
 from app.db import Session, transaction
 from modules.ledger.verify import verify
 from modules.marketplace.config import marketplace_settings
-from modules.seller import jobs
+from modules.seller import jobs, payouts
 from modules.seller.models import WEEKDAYS
+from modules.seller.payouts import PayoutOrder, PayoutOutcome
 from modules.user.services import create_user
 from tests.conftest import wait_for_replica
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
@@ -216,6 +218,45 @@ def test_a_failed_payout_gives_the_money_back_and_a_completed_one_is_timed(
         ("PAYOUT_REVERSAL",),
         ("PAYOUT_COMPLETE",),
     ]
+    assert_consistent(app)
+
+
+class FakeBank:
+    """An adapter that pays at once, as a bank's API would."""
+
+    code = "fakebank"
+    automatic = True
+
+    def __init__(self) -> None:
+        self.orders: list[PayoutOrder] = []
+
+    def send(self, order: PayoutOrder) -> PayoutOutcome:
+        self.orders.append(order)
+        return PayoutOutcome("completed", reference=f"FB-{len(self.orders)}")
+
+
+def test_an_automatic_adapter_sends_each_pending_settlement_once(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    funded()
+    bank = FakeBank()
+    payouts.register(app, bank)
+    settings = app.extensions["seller.settings"]
+    app.extensions["seller.settings"] = replace(settings, payout_adapter="fakebank")
+    made = ok(settle(client, verified, json={}), 201)
+    assert made["payout_adapter"] == "fakebank"
+    with app.app_context():
+        assert jobs.send_automatic_payouts() == 1
+        assert jobs.send_automatic_payouts() == 0
+    assert [(o.settlement, o.account_number) for o in bank.orders] == [(made["name"], WHOLE_NUMBER)]
+    assert WHOLE_NUMBER not in repr(bank.orders[0])
+    assert sql(services, "SELECT state, payout_reference, completed_at IS NOT NULL "
+                         "FROM seller_settlement") == [("completed", "FB-1", True)]  # fmt: skip
+    assert balances(app)["payout_bank"] == D("-9500.00")
     assert_consistent(app)
 
 
