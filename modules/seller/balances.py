@@ -22,6 +22,7 @@ Balances are the ledger accounts' own balances: nothing is summed a second time 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.db import Session, get_database, transaction, utcnow
+from app.errors import DomainError
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account, Entry, Transaction
 from modules.ledger.posting import post
@@ -41,7 +43,9 @@ from modules.marketplace.models import Payment, Refund
 
 from . import postings
 from .config import seller_settings
-from .models import WEEKDAYS, HoldRelease, SellerProfile
+from .models import WEEKDAYS, HoldRelease, SellerProfile, Settlement
+
+log = logging.getLogger(__name__)
 
 ZERO = Decimal("0.00")
 #: Credits released per job run; the next run takes the rest.
@@ -68,7 +72,10 @@ def release_due_holds(limit: int = BATCH) -> int:
     cutoff = utcnow() - seller_settings().hold
     released = 0
     for entry_id in _due_entries(cutoff, limit):
-        released += _release(entry_id)
+        try:
+            released += _release(entry_id)
+        except DomainError:  # rolled back: the next run tries it again; the others go on
+            log.exception("the hold of ledger entry %s could not be released", entry_id)
     return released
 
 
@@ -272,4 +279,13 @@ def next_payout_on(seller_id: int) -> date | None:
     if weekday is None:
         return None
     today = utcnow().astimezone(marketplace_settings().timezone).date()
-    return today + timedelta(days=(WEEKDAYS.index(weekday) - today.weekday()) % 7)
+    day = today + timedelta(days=(WEEKDAYS.index(weekday) - today.weekday()) % 7)
+    if day == today:
+        made = Session().scalar(
+            select(Settlement.id).where(
+                Settlement.seller_id == seller_id, Settlement.scheduled_for == today
+            )
+        )
+        if made is not None:  # today's is made: the next is a week on
+            day += timedelta(days=7)
+    return day

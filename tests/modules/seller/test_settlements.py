@@ -355,6 +355,9 @@ def test_a_weekly_payout_day_makes_one_settlement_of_all_available(
         (D("9500.00"), today, "pending")
     ]
     assert available(app, verified) == 0
+    wait_for_replica(services)
+    next_week = (today + timedelta(days=7)).isoformat()
+    assert ok(call(client, verified, "GET", "/me/balance"))["next_payout_on"] == next_week
     assert_consistent(app)
 
 
