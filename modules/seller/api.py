@@ -21,7 +21,7 @@ from app.security import authenticate, requires
 from modules.marketplace import idempotency
 
 from . import balances, kyc, services, settlement_views, settlements, sign_up
-from .profiles import SellerView
+from .profiles import SellerView, seller_by_uuid
 from .schemas import (
     BalanceQuerySchema,
     BalanceSchema,
@@ -94,6 +94,18 @@ class OwnBalance(MethodView):
         ``LAPAK_SETTLEMENT_HOLD_DAYS`` x 24 h, then available to withdraw.
         """
         return balances.balance(authenticate().user_id, args["currency"])
+
+
+@blp.route("/<uuid:seller_id>/balance")
+class SellerBalance(MethodView):
+    @requires(*STAFF)
+    @read_only()
+    @blp.arguments(BalanceQuerySchema, location="query")
+    @blp.response(200, BalanceSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="seller-not-found")
+    def get(self, args: dict[str, Any], seller_id: uuid.UUID) -> balances.BalanceView:
+        """A seller's balances (staff)"""
+        return balances.balance(seller_by_uuid(seller_id).id, args["currency"])
 
 
 @blp.route("/me/kyc")

@@ -169,21 +169,24 @@ def _credit(entry_id: int) -> _Credit:
 
 
 def _lock_balances(seller_id: int, currency: str) -> Decimal:
-    """Lock the seller's pending and available accounts, in id order as the ledger does; what
-    pending holds."""
+    """What the seller's pending account holds, read under its lock when that is safe.
+
+    Both accounts are locked in id order, as the ledger locks them. A seller's first release
+    opens their available account, which the ledger does holding no lock (a posting opening the
+    same account would otherwise wait on it in a cycle): then pending is read without one, and
+    the ledger's own check under the lock refuses (rolls back, retried next run) a release that
+    a refund in between made too large.
+    """
     known = registry()
-    codes = [
+    pending, available = (
         account_code(known.purpose(purpose), currency, seller_id)
         for purpose in ("seller_pending", "seller_available")
-    ]
-    rows = Session().execute(
-        select(Account.code, Account.balance)
-        .where(Account.code.in_(codes))
-        .order_by(Account.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
     )
-    return dict(rows.all()).get(codes[0], ZERO)
+    session = Session()
+    found = select(Account.code, Account.balance).where(Account.code.in_([pending, available]))
+    if session.scalar(select(Account.id).where(Account.code == available)) is not None:
+        found = found.order_by(Account.id).with_for_update()
+    return dict(session.execute(found).all()).get(pending, ZERO)
 
 
 def releasable(credit: _Credit, pending: Decimal) -> Decimal:

@@ -202,9 +202,23 @@ def test_a_share_refunded_in_full_before_its_release_moves_nothing(
     assert_consistent(app)
 
 
-def test_only_a_seller_reads_their_own_balance(
-    client: FlaskClient, customer: Caller, staff: Caller
+def test_a_seller_reads_their_own_balance_and_staff_read_any(
+    client: FlaskClient,
+    services: Services,
+    customer: Caller,
+    staff: Caller,
+    seller: Caller,
+    log_in_as: Callable[..., Caller],
+    product: MadeProduct,
 ) -> None:
+    sell(client, customer, staff, product, services)
+    other = log_in_as("seller")
+    wait_for_replica(services)
+    assert ok(call(client, other, "GET", "/me/balance"))["pending"] == "0.00"
+    assert ok(call(client, staff, "GET", f"/{seller.uuid}/balance"))["pending"] == "9500.00"
+    problem(call(client, other, "GET", f"/{seller.uuid}/balance"), 403, "forbidden")
+    problem(call(client, customer, "GET", f"/{seller.uuid}/balance"), 403, "forbidden")
+    problem(call(client, staff, "GET", f"/{customer.uuid}/balance"), 404, "seller-not-found")
     problem(call(client, customer, "GET", "/me/balance"), 403, "forbidden")
     problem(call(client, staff, "GET", "/me/balance"), 403, "forbidden")
     problem(call(client, None, "GET", "/me/balance"), 401, "unauthenticated")
