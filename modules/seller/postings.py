@@ -7,7 +7,8 @@ settlement's money on its way to the seller's bank.
 - ``PAYOUT_COMPLETE`` (the settlement): DR ``payout_clearing``, CR ``payout_bank`` (the money
   left the platform's bank account).
 - ``PAYOUT_REVERSAL`` (the settlement): DR ``payout_clearing``, CR ``seller_available`` (a
-  failed or canceled payout gives the money back).
+  failed or canceled payout gives the money back), after paying back what the seller owes
+  (``seller_receivable``, left by a refund meanwhile), as a captured share does.
 
 Holder accounts never go below zero: the first two draw a seller's account down and the ledger
 refuses (``insufficient-balance``) under the account's lock what it does not hold.
@@ -22,6 +23,8 @@ from modules.ledger import extend
 from modules.ledger.chart import Purpose
 from modules.ledger.operations import Operation
 from modules.ledger.posting import Leg, Posting
+
+from .models import Settlement
 
 PURPOSES = (
     Purpose("payout_clearing", "Seller payouts on their way to the bank", "liability"),
@@ -57,12 +60,13 @@ OPERATIONS = (
         "payout_bank",
         draws_down=False,
     ),
-    _op(
+    Operation(
         "PAYOUT_REVERSAL",
         "A failed or canceled settlement gives the money back to the seller's available balance",
-        "payout_clearing",
-        "seller_available",
-        draws_down=False,
+        frozenset({"payout_clearing"}),
+        frozenset({"seller_receivable", "seller_available"}),
+        # Crediting the receivable lowers it: never below zero, decided under its lock.
+        draws_down=True,
     ),
 )
 
@@ -109,7 +113,7 @@ def hold_release(entry_id: int, seller_id: int, amount: Decimal, currency: str) 
     )
 
 
-def payout(settlement, actor_id: int | None) -> Posting:  # type: ignore[no-untyped-def]
+def payout(settlement: Settlement, actor_id: int | None) -> Posting:
     return _between(
         "PAYOUT",
         str(settlement.uuid),
@@ -123,7 +127,7 @@ def payout(settlement, actor_id: int | None) -> Posting:  # type: ignore[no-unty
     )
 
 
-def payout_complete(settlement, actor_id: int | None) -> Posting:  # type: ignore[no-untyped-def]
+def payout_complete(settlement: Settlement, actor_id: int | None) -> Posting:
     return _between(
         "PAYOUT_COMPLETE",
         str(settlement.uuid),
@@ -137,14 +141,21 @@ def payout_complete(settlement, actor_id: int | None) -> Posting:  # type: ignor
     )
 
 
-def payout_reversal(settlement, actor_id: int | None) -> Posting:  # type: ignore[no-untyped-def]
-    return _between(
+def payout_reversal(settlement: Settlement, actor_id: int | None) -> Posting:
+    amount, currency, seller_id = settlement.amount, settlement.currency, settlement.seller_id
+    return Posting(
         "PAYOUT_REVERSAL",
         str(settlement.uuid),
-        ("payout_clearing", None),
-        ("seller_available", settlement.seller_id),
-        settlement.amount,
-        settlement.currency,
+        (
+            Leg("payout_clearing", currency, debit=amount),
+            Leg(
+                "seller_receivable",
+                currency,
+                credit=amount,
+                holder_id=seller_id,
+                fallbacks=("seller_available",),
+            ),
+        ),
         f"settlement:{settlement.uuid}",
         f"{settlement.name} {settlement.state}",
         actor_id,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -260,6 +261,23 @@ def test_an_automatic_adapter_sends_each_pending_settlement_once(
     assert_consistent(app)
 
 
+def test_the_database_refuses_a_second_settlement_of_the_same_number(
+    services: Services, verified: Caller, funded: Callable[..., Any], client: FlaskClient
+) -> None:
+    funded()
+    made = ok(settle(client, verified, json={"amount": "5000.00"}), 201)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        sql(
+            services,
+            "INSERT INTO seller_settlement (uuid, name, seller_id, currency, amount, state,"
+            " bank_code, bank_holder_name, bank_account_last4, payout_adapter, created_at,"
+            " updated_at) SELECT gen_random_uuid(), name, seller_id, currency, 1, 'pending',"
+            " bank_code, bank_holder_name, bank_account_last4, payout_adapter, now(), now()"
+            " FROM seller_settlement WHERE name = %s",
+            made["name"],
+        )
+
+
 def test_a_seller_cancels_their_pending_settlement(
     app: Flask, client: FlaskClient, verified: Caller, funded: Callable[..., Any]
 ) -> None:
@@ -387,6 +405,24 @@ def test_a_refund_after_the_payout_leaves_a_receivable_that_the_next_share_pays_
     placed = place(client, customer, order_body((product.id, "2")))
     confirm(client, staff, placed["payment"]["id"])  # 19,000.00: nothing owed, all pending
     assert (balances(app)[owed], balances(app)[pending]) == (0, D("19000.00"))
+    assert_consistent(app)
+
+
+def test_a_failed_payout_pays_back_what_a_refund_left_owed_first(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    payment, _ = funded()
+    made = ok(settle(client, verified, json={}), 201)
+    assert refund_payment(client, staff, payment, "5550.00").status_code == 201  # 4,750.00 owed
+    owed = f"seller_receivable:{verified.user_id}"
+    assert balances(app)[owed] == D("4750.00")
+    ok(settle(client, staff, f"/{made['id']}/fail", json={"reason": "account closed"}))
+    assert balances(app)[owed] == 0
+    assert available(app, verified) == D("4750.00")
     assert_consistent(app)
 
 
