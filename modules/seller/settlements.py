@@ -314,6 +314,10 @@ def record_outcome(
         if state == "processing":
             settlement.payout_reference = reference or settlement.payout_reference
             return
+        if state not in ("completed", "failed"):
+            raise ValueError(f"a payout adapter answers processing, completed or failed: {state!r}")
+        if state == "failed" and not reason:
+            reason = f"{settlement.payout_adapter} reported the payout failed"
         _apply(settlement, state, None, reason, reference)
 
 

@@ -228,23 +228,26 @@ class FakeBank:
     code = "fakebank"
     automatic = True
 
-    def __init__(self) -> None:
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
         self.orders: list[PayoutOrder] = []
 
     def send(self, order: PayoutOrder) -> PayoutOutcome:
         self.orders.append(order)
-        return PayoutOutcome("completed", reference=f"FB-{len(self.orders)}")
+        return PayoutOutcome(self.answer, reference=f"FB-{len(self.orders)}")
 
 
+@pytest.mark.parametrize("answer", ["completed", "failed"])
 def test_an_automatic_adapter_sends_each_pending_settlement_once(
     app: Flask,
     client: FlaskClient,
     services: Services,
     verified: Caller,
     funded: Callable[..., Any],
+    answer: str,
 ) -> None:
     funded()
-    bank = FakeBank()
+    bank = FakeBank(answer)
     payouts.register(app, bank)
     settings = app.extensions["seller.settings"]
     app.extensions["seller.settings"] = replace(settings, payout_adapter="fakebank")
@@ -255,9 +258,14 @@ def test_an_automatic_adapter_sends_each_pending_settlement_once(
         assert jobs.send_automatic_payouts() == 0
     assert [(o.settlement, o.account_number) for o in bank.orders] == [(made["name"], WHOLE_NUMBER)]
     assert WHOLE_NUMBER not in repr(bank.orders[0])
-    assert sql(services, "SELECT state, payout_reference, completed_at IS NOT NULL "
-                         "FROM seller_settlement") == [("completed", "FB-1", True)]  # fmt: skip
-    assert balances(app)["payout_bank"] == D("-9500.00")
+    assert sql(
+        services, "SELECT state, payout_reference, completed_at IS NOT NULL FROM seller_settlement"
+    ) == [
+        (answer, "FB-1", answer == "completed")
+    ]
+    paid = D("9500.00") if answer == "completed" else 0
+    assert balances(app).get("payout_bank", D("0.00")) == -paid
+    assert available(app, verified) == D("9500.00") - paid
     assert_consistent(app)
 
 
