@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 
 from app import clock
 from app.clock import travel
+from app.config import SettingsError
 from modules.seller import jobs
 from tests.conftest import wait_for_replica
 from tests.modules.conftest import Caller, login
@@ -231,3 +232,33 @@ def _pending_entry(services: Services, seller_id: int) -> int:
         "WHERE a.code = %s AND e.credit > 0",
         f"seller_pending:IDR:{seller_id}",
     )[0][0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("settlement_hold_days", "-1", "LAPAK_SETTLEMENT_HOLD_DAYS must be at least 0"),
+        ("settlement_hold_days", "366", "LAPAK_SETTLEMENT_HOLD_DAYS must be at most 365"),
+        ("settlement_hold_days", "seven", "LAPAK_SETTLEMENT_HOLD_DAYS"),
+        ("settlement_minimum", "EUR:10", "LAPAK_SETTLEMENT_MINIMUM: 'EUR' is not one of"),
+        ("settlement_minimum", "IDR:0", "the IDR minimum must be a positive amount"),
+        ("settlement_minimum", "IDR:1.234", "the IDR minimum must be a positive amount"),
+        ("settlement_minimum", "IDR:5,IDR:6", "once each"),
+        ("settlement_payout_adapter", "swift", "'swift' is not a payout adapter"),
+    ],
+)
+def test_bad_settlement_settings_refuse_to_start(
+    make_embedded_app: Callable[..., Flask], name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        make_embedded_app(module_env={name: value})
+
+
+def test_the_settlement_settings_are_read(make_embedded_app: Callable[..., Flask]) -> None:
+    app = make_embedded_app(
+        module_env={"settlement_hold_days": "3", "settlement_minimum": "USD:2.50, IDR:50000"}
+    )
+    settings = app.extensions["seller.settings"]
+    assert settings.hold == timedelta(days=3)
+    assert settings.settlement_minimum == {"USD": D("2.50"), "IDR": D("50000.00")}
+    assert settings.payout_adapter == "manual"
