@@ -242,7 +242,7 @@ IDEMPOTENCY_PARAMETER = {
 @settlements_blp.route("")
 class Settlements(MethodView):
     @requires("seller")
-    @settlements_blp.arguments(WithdrawSchema, example={"amount": "250000.00"})
+    @settlements_blp.arguments(WithdrawSchema)
     @settlements_blp.response(201, SettlementSchema)
     @settlements_blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
     @settlements_blp.alt_response(
@@ -296,6 +296,7 @@ class SettlementItem(MethodView):
     @requires("seller", *STAFF)
     @read_only()
     @settlements_blp.response(200, SettlementSchema)
+    @settlements_blp.alt_response(404, schema=ProblemSchema, description="settlement-not-found")
     def get(self, settlement_id: uuid.UUID) -> settlement_views.SettlementView:
         """Show a settlement (a seller's own; any for staff)"""
         return settlement_views.get_settlement(authenticate(), settlement_id)
@@ -308,6 +309,7 @@ def _outcome(target: str, schema: type, summary: str) -> type:
         @requires(*STAFF)
         @settlements_blp.arguments(schema)
         @settlements_blp.response(200, SettlementSchema)
+        @settlements_blp.alt_response(404, schema=ProblemSchema, description="settlement-not-found")
         @settlements_blp.alt_response(
             409, schema=ProblemSchema, description="invalid-settlement-transition"
         )
@@ -348,6 +350,7 @@ settlements_blp.route("/<uuid:settlement_id>/fail")(
 class SettlementCancel(MethodView):
     @requires("seller", *STAFF)
     @settlements_blp.response(200, SettlementSchema)
+    @settlements_blp.alt_response(404, schema=ProblemSchema, description="settlement-not-found")
     @settlements_blp.alt_response(
         409, schema=ProblemSchema, description="invalid-settlement-transition: not pending"
     )
