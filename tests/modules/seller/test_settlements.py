@@ -330,6 +330,8 @@ def test_who_may_withdraw_and_read_settlements(
     assert [s["id"] for s in ok(listed)["items"]] == [made["id"]]
     listed = settle(client, staff, "", "GET", query_string={"state": "completed"})
     assert ok(listed)["items"] == []
+    listed = settle(client, staff, "", "GET", query_string={"seller": str(customer.uuid)})
+    assert ok(listed)["items"] == []
 
 
 def test_the_bank_account_never_appears_whole_in_answers_events_or_logs(
