@@ -260,9 +260,7 @@ def test_an_automatic_adapter_sends_each_pending_settlement_once(
     assert WHOLE_NUMBER not in repr(bank.orders[0])
     assert sql(
         services, "SELECT state, payout_reference, completed_at IS NOT NULL FROM seller_settlement"
-    ) == [
-        (answer, "FB-1", answer == "completed")
-    ]
+    ) == [(answer, "FB-1", answer == "completed")]
     paid = D("9500.00") if answer == "completed" else 0
     assert balances(app).get("payout_bank", D("0.00")) == -paid
     assert available(app, verified) == D("9500.00") - paid
