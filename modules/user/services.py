@@ -11,7 +11,7 @@ import hashlib
 import re
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -147,11 +147,14 @@ def create_user(
     phone: str | None = None,
     password: str | None = None,
     active: bool = True,
+    completing: Callable[[User], None] | None = None,
 ) -> User:
     """Create a user, with a first password or none (then it needs an activation token).
 
     ``Invalid`` names every field that breaks a rule; ``EmailTaken`` when the email is
-    registered in any letter case.
+    registered in any letter case. ``completing(user)`` runs in the same transaction once the
+    user is written (the password already hashed, outside it): what another module makes with
+    the user (a seller's profile) commits or rolls back with the user.
     """
     display, key = normalize_email(email)
     check_role(role)
@@ -181,6 +184,8 @@ def create_user(
                 raise
             raise _email_taken(display) from None
         emit("user.created", _event(user))
+        if completing is not None:
+            completing(user)
     return user
 
 
