@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from flask import Flask, current_app
 from sqlalchemy import Select, insert, select, update
 
 from app.db import Session, after_commit, transaction, utcnow
@@ -37,6 +39,32 @@ BATCH = 2000
 #: What NUMERIC(18, 2) prices and NUMERIC(14, 3) sizes hold.
 MAX_PRICE = Decimal(10) ** 16
 MAX_SIZE = Decimal(10) ** 11
+
+
+#: Why a seller (by user id) may not put products on sale, or None: a module that knows
+#: sellers better (``seller``) registers one with :func:`register_seller_gate`.
+SellerGate = Callable[[int], str | None]
+_GATES = "marketplace.seller_gates"
+
+
+class SellingNotAllowed(PermissionDenied):
+    code = "selling-not-allowed"
+    title = "This seller may not put products on sale yet"
+
+
+def register_seller_gate(app: Flask, gate: SellerGate) -> None:
+    """Ask ``gate`` before a product becomes a seller's (from a module's setup: per app)."""
+    app.extensions.setdefault(_GATES, []).append(gate)
+
+
+def _refuse_if_not_selling(actor: Principal, seller_id: int) -> None:
+    for gate in current_app.extensions.get(_GATES, ()):
+        why = gate(seller_id)
+        if why is None:
+            continue
+        if actor.user_id == seller_id:
+            raise SellingNotAllowed(why)
+        raise Invalid(why, errors={"seller": why})
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,8 @@ def create_product(actor: Principal, values: dict[str, Any]) -> Product:
     """An admin or a seller adds a product by hand (a seller's own)."""
     with transaction():
         seller_id = _seller_for(actor, values.pop("seller", None))
+        if seller_id is not None:
+            _refuse_if_not_selling(actor, seller_id)
         product = Product(seller_id=seller_id, **_checked(values))
         Session().add(product)
         Session().flush()
@@ -95,7 +125,10 @@ def update_product(actor: Principal, product_uuid: uuid.UUID, values: dict[str, 
         if actor.has_role("seller") and product.seller_id != actor.user_id:
             raise PermissionDenied("sellers change only their own products")
         if "seller" in values:
-            product.seller_id = _seller_for(actor, values.pop("seller"))
+            seller_id = _seller_for(actor, values.pop("seller"))
+            if seller_id is not None and seller_id != product.seller_id:
+                _refuse_if_not_selling(actor, seller_id)
+            product.seller_id = seller_id
         for name, value in _checked(values).items():
             setattr(product, name, value)
         Session().flush()
