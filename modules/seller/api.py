@@ -1,0 +1,183 @@
+"""``/api/v1/sellers``: a seller's own profile and KYC submission, staff's review of sellers, and
+the public sign-up when ``LAPAK_SELLER_SIGNUP`` allows it.
+
+Writes run on the primary; reads inside ``@read_only()`` on a caught-up replica
+(read-your-writes through ``X-Lapak-LSN``). Sellers see only their own profile (``/me``);
+staff (and admins) list, read and review every seller.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.db import read_only
+from app.http import Page, ProblemSchema
+from app.security import authenticate, requires
+
+from . import services
+from .schemas import (
+    OwnProfileUpdateSchema,
+    RejectSchema,
+    SellerPageSchema,
+    SellerQuerySchema,
+    SellerSchema,
+    SignUpSchema,
+    StaffSellerSchema,
+    StaffUpdateSchema,
+)
+
+blp = Blueprint(
+    "seller",
+    __name__,
+    description="Sellers: their profiles (display name, contact, payout bank account shown "
+    "masked, commission, payout schedule), the KYC review, and signing up.",
+)
+
+STAFF = services.STAFF_ROLES
+EXAMPLE_BANK_ACCOUNT = {
+    "bank_code": "014",
+    "holder_name": "Budi Santoso",
+    "account_number": "1234567890",
+}
+
+
+@blp.route("/me")
+class OwnProfile(MethodView):
+    @requires("seller")
+    @read_only()
+    @blp.response(200, SellerSchema)
+    def get(self) -> services.SellerView:
+        """Your seller profile"""
+        return services.own_profile(authenticate())
+
+    @requires("seller")
+    @blp.arguments(
+        OwnProfileUpdateSchema,
+        example={"display_name": "Toko Budi Makmur", "bank_account": EXAMPLE_BANK_ACCOUNT},
+    )
+    @blp.response(200, SellerSchema)
+    def patch(self, body: dict[str, Any]) -> services.SellerView:
+        """Change your display name, contact, payout bank account or payout schedule
+
+        A new payout account is stored sealed and shown masked from then on. If your KYC review
+        was verified, it becomes pending again: staff verify the new account before money is
+        paid to it (you keep selling meanwhile).
+        """
+        return services.update_own_profile(authenticate(), body)
+
+
+@blp.route("/me/kyc")
+class SubmitKyc(MethodView):
+    @requires("seller")
+    @blp.response(200, SellerSchema)
+    @blp.alt_response(
+        409, schema=ProblemSchema, description="invalid-kyc-transition: pending or verified"
+    )
+    @blp.alt_response(
+        422, schema=ProblemSchema, description="kyc-incomplete: no payout bank account yet"
+    )
+    def post(self) -> services.SellerView:
+        """Submit your profile for KYC review
+
+        From ``unverified``, or again from ``rejected`` once you fixed what the reason says.
+        Needs a payout bank account.
+        """
+        return services.submit_kyc(authenticate())
+
+
+@blp.route("/sign-up")
+class SignUp(MethodView):
+    @blp.arguments(
+        SignUpSchema,
+        example={"email": "budi@example.co.id", "password": "kopi tubruk pagi hari",
+                 "name": "Budi Santoso", "display_name": "Toko Budi Makmur"},
+    )  # fmt: skip
+    @blp.response(201, SellerSchema, headers={"Location": {"description": "Your profile's URL"}})
+    @blp.alt_response(
+        403, schema=ProblemSchema, description="seller-sign-up-closed: admins make sellers"
+    )
+    @blp.alt_response(409, schema=ProblemSchema, description="email-taken")
+    def post(self, body: dict[str, Any]) -> tuple[services.SellerView, int, dict[str, str]]:
+        """Sign up as a seller
+
+        Open when ``LAPAK_SELLER_SIGNUP`` is ``review`` (you may log in and complete your
+        profile; your products go on sale once staff verify your KYC review) or ``open`` (you
+        sell at once). Log in with ``POST /api/v1/auth/login`` afterwards.
+        """
+        view = services.sign_up(services.SignUp(**body))
+        return view, 201, {"Location": url_for("seller.OwnProfile")}
+
+
+@blp.route("")
+class Sellers(MethodView):
+    @requires(*STAFF)
+    @read_only()
+    @blp.arguments(SellerQuerySchema, location="query")
+    @blp.response(200, SellerPageSchema)
+    def get(self, args: dict[str, Any]) -> Page:
+        """List sellers, oldest account first (staff)
+
+        Filter by KYC state (``pending`` is the review queue), whether they may sell, payout
+        interval and login email prefix.
+        """
+        filters = services.SellerFilter(
+            kyc_state=args["kyc_state"],
+            can_sell=args["can_sell"],
+            payout_interval=args["payout_interval"],
+            email_prefix=args["email_prefix"],
+        )
+        return services.list_sellers(filters, limit=args["limit"], cursor=args["cursor"])
+
+
+@blp.route("/<uuid:seller_id>")
+class SellerItem(MethodView):
+    @requires(*STAFF)
+    @read_only()
+    @blp.response(200, StaffSellerSchema)
+    def get(self, seller_id: uuid.UUID) -> services.SellerView:
+        """Show a seller (staff)"""
+        return services.get_seller(seller_id)
+
+    @requires(*STAFF)
+    @blp.arguments(
+        StaffUpdateSchema,
+        example={"commission_percent": "7.50",
+                 "payout_schedule": {"interval": "weekly", "weekday": "friday"}},
+    )  # fmt: skip
+    @blp.response(200, StaffSellerSchema)
+    def patch(self, body: dict[str, Any], seller_id: uuid.UUID) -> services.SellerView:
+        """Set a seller's commission or payout schedule (staff)
+
+        ``commission_percent`` null gives the seller the marketplace's
+        (``LAPAK_COMMISSION_PERCENT``).
+        """
+        return services.update_seller(authenticate(), seller_id, body)
+
+
+@blp.route("/<uuid:seller_id>/kyc/approve")
+class ApproveKyc(MethodView):
+    @requires(*STAFF)
+    @blp.response(200, StaffSellerSchema)
+    @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
+    def post(self, seller_id: uuid.UUID) -> services.SellerView:
+        """Verify a pending seller (staff)
+
+        The seller may sell from now on (if they signed up for review) and, later, be paid out.
+        """
+        return services.approve_kyc(authenticate(), seller_id)
+
+
+@blp.route("/<uuid:seller_id>/kyc/reject")
+class RejectKyc(MethodView):
+    @requires(*STAFF)
+    @blp.arguments(RejectSchema)
+    @blp.response(200, StaffSellerSchema)
+    @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
+    def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> services.SellerView:
+        """Reject a pending seller's review with a reason (staff); they may fix and resubmit"""
+        return services.reject_kyc(authenticate(), seller_id, body["reason"])
