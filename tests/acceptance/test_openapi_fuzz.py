@@ -272,6 +272,7 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
             "payment_id": [p["payment"]["id"] for p in placed],
             # Never the callers themselves: deactivating them would end the run's sessions.
             "user_id": [user_ids["other"], user_ids["seller"]],
+            "seller_id": [user_ids["seller"]],
             "job_id": [upload.get_json()["id"]],
             # The customer's wallet first: the customer may read it, the platform's not.
             "transaction_id": [credited.get_json()["id"]],
