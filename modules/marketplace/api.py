@@ -149,7 +149,11 @@ class Products(MethodView):
         ),
     )
     def post(self, body: dict[str, Any]) -> Product:
-        """Add a product by hand (sellers add their own)"""
+        """Add a product by hand (sellers add their own)
+
+        A seller who may not sell yet (signed up for review, not verified) is refused with
+        ``403 selling-not-allowed``; an admin naming such a seller, with a 422.
+        """
         return products.create_product(authenticate(), body)
 
 

@@ -220,6 +220,25 @@ class AccountMoveLine(LineAmounts, Base):
     product: Mapped[Product] = relationship(lazy="joined")
 
 
+class InvoiceCommission(Base):
+    """A seller's own commission percent on an invoice, fixed when the invoice is posted, for
+    a seller whose percent differs from the invoice's ``commission_percent`` (see
+    :mod:`.commissions`). Every payment and refund of the invoice splits by it."""
+
+    __tablename__ = "marketplace_invoice_commission"
+    __table_args__ = (
+        UniqueConstraint("move_id", "seller_id"),
+        CheckConstraint("percent >= 0 AND percent < 100", name="percent_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    move_id: Mapped[int] = mapped_column(
+        ForeignKey("marketplace_account_move.id", ondelete="CASCADE")
+    )
+    seller_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    percent: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+
+
 class Payment(Base):
     __tablename__ = "marketplace_payment"
     __table_args__ = (

@@ -3,7 +3,8 @@
 The platform is the merchant of record; sellers are paid their share. For an invoice of total
 ``T`` = untaxed ``U`` + tax ``X``, whose lines are grouped by seller (``U_s``; lines without a
 seller are the platform's own sales), each seller's commission is
-``C_s = U_s x LAPAK_COMMISSION_PERCENT / 100`` (half-up, fixed on the invoice when it is posted):
+``C_s = U_s x p_s / 100`` (half-up), where ``p_s`` is ``LAPAK_COMMISSION_PERCENT``, or the
+seller's own percent (:mod:`.commissions`), as fixed on the invoice when it is posted:
 
 - ``INVOICE_POST`` (nonce: the invoice): DR ``receivable`` (customer) T; CR ``sales_clearing``
   U, ``tax_payable`` X.
@@ -55,6 +56,7 @@ from modules.ledger.models import Transaction
 from modules.ledger.operations import Operation
 from modules.ledger.posting import Leg, Posting
 
+from . import commissions
 from .config import marketplace_settings
 from .models import AccountMove, AccountMoveLine, Payment, Refund
 from .payments import all_methods, held_methods
@@ -206,18 +208,23 @@ def fix_split(invoice: AccountMove) -> None:
 
 
 def split_of(invoice: AccountMove) -> Split:
-    """The invoice's untaxed amount by seller, each seller's commission taken off."""
+    """The invoice's untaxed amount by seller, each seller's commission taken off (at the
+    seller's own percent fixed on the invoice, else the invoice's)."""
     percent = invoice.commission_percent
     if percent is None:
         percent = marketplace_settings().commission_percent
     untaxed: dict[int | None, Decimal] = {}
     for seller_id, subtotal in _line_amounts(invoice):
         untaxed[seller_id] = untaxed.get(seller_id, ZERO) + subtotal
+    own = commissions.fixed_on(invoice) if set(untaxed) - {None} else {}
     shares = []
     for seller_id, amount in sorted(
         untaxed.items(), key=lambda item: (item[0] is not None, item[0] or 0)
     ):
-        commission = ZERO if seller_id is None else _round(amount * percent / HUNDRED)
+        if seller_id is None:
+            commission = ZERO
+        else:
+            commission = _round(amount * own.get(seller_id, percent) / HUNDRED)
         shares.append(Share(seller_id, amount - commission, commission))
     return Split(invoice.amount_total, invoice.amount_tax, tuple(shares))
 

@@ -57,7 +57,7 @@ from modules.fetch.rates import convert, rates
 from modules.ledger.posting import post
 from modules.user.models import User
 
-from . import idempotency, numbering, postings
+from . import commissions, idempotency, numbering, postings
 from .config import marketplace_settings
 from .idempotency import IdempotentRequest, Replay
 from .models import (
@@ -296,7 +296,8 @@ def refused_by_database() -> Iterator[None]:
 
 
 def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> None:
-    """Insert a new order, its invoice and payment: five plain INSERTs.
+    """Insert a new order, its invoice and payment: five plain INSERTs (and the sellers' own
+    commission percents when its lines have sellers, see :mod:`.commissions`).
 
     The objects were built outside the session and stay so (they render the answer); the
     unit of work would cost several times what these statements do, on the busiest path.
@@ -308,6 +309,7 @@ def _write_placed(order: SaleOrder, invoice: AccountMove, payment: Payment) -> N
         invoice.order_id = order.id
         insert_record(invoice)
         insert_records(invoice.lines, move_id=invoice.id)
+        commissions.fix_for(invoice)  # nothing at all for an invoice without sellers' lines
     with _step("payment"):
         payment.invoice_id = invoice.id
         insert_record(payment)
