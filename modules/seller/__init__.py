@@ -13,10 +13,18 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
+    from flask import Flask
+
+    from app.config import Settings
+    from modules.marketplace.commissions import register_commission_source
     from modules.marketplace.products import register_seller_gate
 
     from . import api, config, services
 
+    def install_in_marketplace(app: Flask, _settings: Settings) -> None:
+        register_seller_gate(app, services.why_not_selling)
+        register_commission_source(app, services.own_commission_percents)
+
     hooks.setup(config.install)
-    hooks.setup(lambda app, _settings: register_seller_gate(app, services.why_not_selling))
+    hooks.setup(install_in_marketplace)
     hooks.blueprint(api.blp, prefix="sellers")

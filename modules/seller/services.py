@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -210,6 +210,20 @@ def why_not_selling(seller_id: int) -> str | None:
     if can_sell is False:
         return "the seller signed up for review and sells once staff verify their KYC review"
     return None
+
+
+def own_commission_percents(seller_ids: Collection[int]) -> dict[int, Decimal]:
+    """The sellers' own commission percents, of those who have one (staff set them).
+
+    The marketplace fixes them on an invoice when it is posted (``register_commission_source``).
+    """
+    rows = Session().execute(
+        select(SellerProfile.user_id, SellerProfile.commission_percent).where(
+            SellerProfile.user_id.in_(sorted(seller_ids)),
+            SellerProfile.commission_percent.is_not(None),
+        )
+    )
+    return {user_id: percent for user_id, percent in rows}
 
 
 # -- the seller's own changes -------------------------------------------------------------------
