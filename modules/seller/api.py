@@ -19,7 +19,8 @@ from app.db import read_only
 from app.http import Page, ProblemSchema
 from app.security import authenticate, requires
 
-from . import services
+from . import kyc, services, sign_up
+from .profiles import SellerView
 from .schemas import (
     OwnProfileUpdateSchema,
     RejectSchema,
@@ -51,7 +52,7 @@ class OwnProfile(MethodView):
     @requires("seller")
     @read_only()
     @blp.response(200, SellerSchema)
-    def get(self) -> services.SellerView:
+    def get(self) -> SellerView:
         """Your seller profile"""
         return services.own_profile(authenticate())
 
@@ -61,7 +62,7 @@ class OwnProfile(MethodView):
         example={"display_name": "Toko Budi Makmur", "bank_account": EXAMPLE_BANK_ACCOUNT},
     )
     @blp.response(200, SellerSchema)
-    def patch(self, body: dict[str, Any]) -> services.SellerView:
+    def patch(self, body: dict[str, Any]) -> SellerView:
         """Change your display name, contact, payout bank account or payout schedule
 
         A new payout account is stored sealed and shown masked from then on. If your KYC review
@@ -81,13 +82,13 @@ class SubmitKyc(MethodView):
     @blp.alt_response(
         422, schema=ProblemSchema, description="kyc-incomplete: no payout bank account yet"
     )
-    def post(self) -> services.SellerView:
+    def post(self) -> SellerView:
         """Submit your profile for KYC review
 
         From ``unverified``, or again from ``rejected`` once you fixed what the reason says.
         Needs a payout bank account.
         """
-        return services.submit_kyc(authenticate())
+        return kyc.submit_kyc(authenticate())
 
 
 @blp.route("/sign-up")
@@ -102,14 +103,14 @@ class SignUp(MethodView):
         403, schema=ProblemSchema, description="seller-sign-up-closed: admins make sellers"
     )
     @blp.alt_response(409, schema=ProblemSchema, description="email-taken")
-    def post(self, body: dict[str, Any]) -> tuple[services.SellerView, int, dict[str, str]]:
+    def post(self, body: dict[str, Any]) -> tuple[SellerView, int, dict[str, str]]:
         """Sign up as a seller
 
         Open when ``LAPAK_SELLER_SIGNUP`` is ``review`` (you may log in and complete your
         profile; your products go on sale once staff verify your KYC review) or ``open`` (you
         sell at once). Log in with ``POST /api/v1/auth/login`` afterwards.
         """
-        view = services.sign_up(services.SignUp(**body))
+        view = sign_up.sign_up(sign_up.SignUp(**body))
         return view, 201, {"Location": url_for("seller.OwnProfile")}
 
 
@@ -139,7 +140,7 @@ class SellerItem(MethodView):
     @requires(*STAFF)
     @read_only()
     @blp.response(200, StaffSellerSchema)
-    def get(self, seller_id: uuid.UUID) -> services.SellerView:
+    def get(self, seller_id: uuid.UUID) -> SellerView:
         """Show a seller (staff)"""
         return services.get_seller(seller_id)
 
@@ -150,7 +151,7 @@ class SellerItem(MethodView):
                  "payout_schedule": {"interval": "weekly", "weekday": "friday"}},
     )  # fmt: skip
     @blp.response(200, StaffSellerSchema)
-    def patch(self, body: dict[str, Any], seller_id: uuid.UUID) -> services.SellerView:
+    def patch(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
         """Set a seller's commission or payout schedule (staff)
 
         ``commission_percent`` null gives the seller the marketplace's
@@ -164,12 +165,12 @@ class ApproveKyc(MethodView):
     @requires(*STAFF)
     @blp.response(200, StaffSellerSchema)
     @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
-    def post(self, seller_id: uuid.UUID) -> services.SellerView:
+    def post(self, seller_id: uuid.UUID) -> SellerView:
         """Verify a pending seller (staff)
 
         The seller may sell from now on (if they signed up for review) and, later, be paid out.
         """
-        return services.approve_kyc(authenticate(), seller_id)
+        return kyc.approve_kyc(authenticate(), seller_id)
 
 
 @blp.route("/<uuid:seller_id>/kyc/reject")
@@ -178,6 +179,6 @@ class RejectKyc(MethodView):
     @blp.arguments(RejectSchema)
     @blp.response(200, StaffSellerSchema)
     @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
-    def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> services.SellerView:
+    def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
         """Reject a pending seller's review with a reason (staff); they may fix and resubmit"""
-        return services.reject_kyc(authenticate(), seller_id, body["reason"])
+        return kyc.reject_kyc(authenticate(), seller_id, body["reason"])

@@ -1,52 +1,39 @@
-"""What sellers are and do: their profiles, the KYC review, and signing up.
+"""What sellers and staff change of a profile, the staff listing, and what the marketplace asks
+of the seller module (may this seller sell; their own commission).
 
-- A seller is a user with the ``seller`` role; their profile row is written on the first change
-  (:func:`_locked_profile`). Until then they have the default profile (:func:`_default_view`):
-  unverified, no bank account, the default commission, manual payouts, allowed to sell.
-- The KYC review moves only along :data:`KYC_TRANSITIONS` (:func:`_move_kyc`); anything else is
-  a 409 ``invalid-kyc-transition`` that changes nothing. The seller submits (with a payout bank
-  account), staff approve or reject with a reason, a rejected seller fixes and submits again.
-  A verified seller who changes the payout account is reviewed again (``pending``), as Stripe
-  and Adyen verify a new payout account before paying to it; they keep selling meanwhile.
-- The payout account number is sealed by the vault and shown as ``•••• 1234``; no message,
-  event or log line carries it.
-- Sign-up (``LAPAK_SELLER_SIGNUP``): ``closed`` refuses it; ``review`` makes a seller who may not
-  sell until staff verify them; ``open`` a seller who sells at once. The user and the profile
-  are written in one transaction.
+- A seller changes their display name, contact, payout bank account and payout schedule; a new
+  payout account of a verified seller sends the KYC review back to ``pending`` (:mod:`.kyc`).
+  The account number never appears in a message, an event or a log line.
+- Staff set the seller's commission percent (None: the marketplace's) and payout schedule.
+- Every change is all or nothing: one bad field and nothing is written.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from app.db import Session, get_database, transaction, utcnow
-from app.errors import Conflict, Invalid, NotFound, PermissionDenied
+from app.db import Session, transaction, utcnow
+from app.errors import Invalid
 from app.events import emit
 from app.http import Page, keyset_page
 from app.security import Principal
-from app.vault import masked
-from modules.marketplace.config import marketplace_settings
 from modules.user.models import User
 from modules.user.phones import normalize_phone
-from modules.user.services import create_user, normalize_email
+from modules.user.services import normalize_email
 
-from .config import seller_settings
+from .kyc import move_kyc
 from .models import SellerProfile
+from .profiles import CENT, SellerView, locked_profile, seller_by_id, seller_by_uuid, views
 
 STAFF_ROLES = ("staff", "admin")
 HUNDRED = Decimal(100)
-CENT = Decimal("0.01")
-MAX_DISPLAY_NAME = 100
 #: Bank codes: a national clearing code (``014``) or a BIC (``CENAIDJA``, ``CENAIDJAXXX``).
 _BANK_CODE = re.compile(r"^[A-Z0-9]{3,11}$")
 #: Account numbers once spaces and dashes are dropped: national numbers and IBANs.
@@ -54,82 +41,6 @@ _ACCOUNT_NUMBER = re.compile(r"^[A-Z0-9]{5,34}$")
 _SEPARATORS = re.compile(r"[\s-]")
 #: What a rule says of a bad account number: never the number itself.
 ACCOUNT_NUMBER_RULE = "must be 5 to 34 letters or digits (spaces and dashes are ignored)"
-
-#: action -> (the states it may start from, the state it leads to).
-KYC_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "submit": (("unverified", "rejected"), "pending"),
-    "approve": (("pending",), "verified"),
-    "reject": (("pending",), "rejected"),
-    # A verified seller's new payout account is reviewed before money goes to it.
-    "change_bank_account": (("verified",), "pending"),
-}
-
-
-class SellerNotFound(NotFound):
-    code = "seller-not-found"
-    title = "No such seller"
-
-
-class InvalidKycTransition(Conflict):
-    code = "invalid-kyc-transition"
-    title = "The KYC review cannot take this step from its current state"
-
-
-class KycIncomplete(Invalid):
-    code = "kyc-incomplete"
-    title = "The profile lacks what a KYC review needs"
-
-
-class SignUpClosed(PermissionDenied):
-    code = "seller-sign-up-closed"
-    title = "Sellers do not sign up here; an admin makes them"
-
-
-@dataclass(frozen=True)
-class BankAccountView:
-    bank_code: str
-    holder_name: str
-    last4: str
-    updated_at: datetime | None
-
-    @property
-    def number(self) -> str:
-        """The account number as it is shown: masked, its last four characters only."""
-        return masked(self.last4)
-
-
-@dataclass(frozen=True)
-class KycView:
-    state: str
-    submitted_at: datetime | None
-    reviewed_at: datetime | None
-    reviewed_by: uuid.UUID | None
-    rejection_reason: str | None
-
-
-@dataclass(frozen=True)
-class PayoutScheduleView:
-    interval: str
-    weekday: str | None
-
-
-@dataclass(frozen=True)
-class SellerView:
-    #: The seller's public id: their user's.
-    id: uuid.UUID
-    email: str
-    active: bool
-    display_name: str
-    contact_email: str
-    contact_phone: str | None
-    can_sell: bool
-    kyc: KycView
-    bank_account: BankAccountView | None
-    commission_percent: Decimal | None
-    effective_commission_percent: Decimal
-    payout_schedule: PayoutScheduleView
-    created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -142,29 +53,17 @@ class SellerFilter:
     email_prefix: str | None = None
 
 
-@dataclass(frozen=True)
-class SignUp:
-    email: str
-    password: str
-    name: str = ""
-    phone: str | None = None
-    display_name: str | None = None
-
-
-def is_staff(actor: Principal) -> bool:
-    return actor.has_role(*STAFF_ROLES)
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 
 def own_profile(actor: Principal) -> SellerView:
     """The calling seller's profile (the default one until their first change)."""
-    return _views([_seller(actor.user_id)])[0]
+    return views([seller_by_id(actor.user_id)])[0]
 
 
 def get_seller(seller_uuid: uuid.UUID) -> SellerView:
-    return _views([_seller_by_uuid(seller_uuid)])[0]
+    """Any seller's profile (staff)."""
+    return views([seller_by_uuid(seller_uuid)])[0]
 
 
 def list_sellers(filters: SellerFilter, *, limit: int, cursor: str | None) -> Page:
@@ -189,7 +88,7 @@ def list_sellers(filters: SellerFilter, *, limit: int, cursor: str | None) -> Pa
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         statement = statement.where(User.email_key.like(f"{escaped}%", escape="\\"))
     page = keyset_page(statement, [User.id], limit=limit, cursor=cursor)
-    return Page(_views(page.items), page.next_cursor)
+    return Page(views(page.items), page.next_cursor)
 
 
 def _profile_is(column: Any, value: Any, default: Any) -> Any:
@@ -236,13 +135,13 @@ def update_own_profile(actor: Principal, changes: Mapping[str, Any]) -> SellerVi
     """
     wanted = _checked_profile_changes(changes)
     with transaction():
-        user = _seller(actor.user_id)
-        profile = _locked_profile(user)
+        user = seller_by_id(actor.user_id)
+        profile = locked_profile(user)
         changed = _apply(profile, wanted)
         _changed(profile, user, changed, actor)
         if "bank_account" in changed and profile.kyc_state == "verified":
-            _move_kyc(profile, user, "change_bank_account", actor)
-        return _views([user], {user.id: profile})[0]
+            move_kyc(profile, user, "change_bank_account", actor)
+        return views([user], {user.id: profile})[0]
 
 
 def _checked_profile_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -342,79 +241,6 @@ def _changed(profile: SellerProfile, user: User, changed: list[str], actor: Prin
         emit("seller.updated", {"seller": user.uuid, "changed": changed, "by": actor.user_uuid})
 
 
-# -- the KYC review -----------------------------------------------------------------------------
-
-
-def submit_kyc(actor: Principal) -> SellerView:
-    """The caller submits their profile for review (first time, or again after a rejection)."""
-    with transaction():
-        user = _seller(actor.user_id)
-        profile = _locked_profile(user)
-        if profile.kyc_state in KYC_TRANSITIONS["submit"][0] and profile.bank_code is None:
-            raise KycIncomplete(
-                "add a payout bank account, then submit for review",
-                errors={"bank_account": ["required before a KYC review"]},
-            )
-        _move_kyc(profile, user, "submit", actor)
-        return _views([user], {user.id: profile})[0]
-
-
-def approve_kyc(actor: Principal, seller_uuid: uuid.UUID) -> SellerView:
-    """Staff verify a pending seller, who may then sell (if they could not) and be paid."""
-    with transaction():
-        user = _seller_by_uuid(seller_uuid)
-        profile = _locked_profile(user)
-        _move_kyc(profile, user, "approve", actor)
-        return _views([user], {user.id: profile})[0]
-
-
-def reject_kyc(actor: Principal, seller_uuid: uuid.UUID, reason: str) -> SellerView:
-    """Staff reject a pending seller's review, saying why (shown to the seller)."""
-    reason = reason.strip()
-    if not reason:
-        raise Invalid("say why the review is rejected", errors={"reason": ["must not be blank"]})
-    with transaction():
-        user = _seller_by_uuid(seller_uuid)
-        profile = _locked_profile(user)
-        _move_kyc(profile, user, "reject", actor, reason=reason)
-        return _views([user], {user.id: profile})[0]
-
-
-def _move_kyc(
-    profile: SellerProfile,
-    user: User,
-    action: str,
-    actor: Principal,
-    *,
-    reason: str | None = None,
-) -> None:
-    """Take the review along ``action`` (:data:`KYC_TRANSITIONS`), or refuse it (409)."""
-    sources, target = KYC_TRANSITIONS[action]
-    if profile.kyc_state not in sources:
-        raise InvalidKycTransition(
-            f"cannot {action.replace('_', ' ')} when the KYC review is {profile.kyc_state} "
-            f"(only when {' or '.join(sources)})",
-            kyc_state=profile.kyc_state,
-            action=action,
-        )
-    now, seller = utcnow(), user.uuid
-    profile.kyc_state = target
-    if target == "pending":
-        profile.kyc_submitted_at = now
-        profile.kyc_reviewed_at = profile.kyc_reviewed_by_id = None
-        profile.kyc_rejection_reason = None
-        emit("seller.kyc_submitted", {"seller": seller, "because": action, "by": actor.user_uuid})
-    else:
-        profile.kyc_reviewed_at, profile.kyc_reviewed_by_id = now, actor.user_id
-        profile.kyc_rejection_reason = reason
-    if target == "verified":
-        profile.can_sell = True
-        emit("seller.verified", {"seller": seller, "by": actor.user_uuid})
-    if target == "rejected":
-        emit("seller.kyc_rejected", {"seller": seller, "reason": reason, "by": actor.user_uuid})
-    Session().flush()
-
-
 # -- staff changes ------------------------------------------------------------------------------
 
 
@@ -431,180 +257,7 @@ def update_seller(
     if "payout_schedule" in changes:
         wanted["payout_schedule"] = _payout_schedule(changes["payout_schedule"])
     with transaction():
-        user = _seller_by_uuid(seller_uuid)
-        profile = _locked_profile(user)
+        user = seller_by_uuid(seller_uuid)
+        profile = locked_profile(user)
         _changed(profile, user, _apply(profile, wanted), actor)
-        return _views([user], {user.id: profile})[0]
-
-
-# -- signing up ---------------------------------------------------------------------------------
-
-
-def sign_up(request: SignUp) -> SellerView:
-    """Make a seller account and its profile in one transaction, as ``LAPAK_SELLER_SIGNUP`` says:
-    ``review`` sellers may not sell until staff verify them, ``open`` ones sell at once."""
-    mode = seller_settings().sign_up
-    if mode == "closed":
-        raise SignUpClosed("sellers are made by an admin on this marketplace")
-    display_name = (request.display_name or "").strip()
-    if request.display_name is not None and not display_name:
-        raise Invalid(errors={"display_name": ["must not be blank"]})
-    made: list[SellerProfile] = []
-
-    def open_profile(user: User) -> None:
-        profile = SellerProfile(
-            user_id=user.id,
-            display_name=display_name or _default_display_name(user),
-            contact_email=user.email,
-            contact_phone=user.phone,
-            can_sell=mode == "open",
-        )
-        Session().add(profile)
-        Session().flush()
-        emit("seller.signed_up", {"seller": user.uuid, "mode": mode, "can_sell": profile.can_sell})
-        made.append(profile)
-
-    user = create_user(
-        request.email,
-        name=request.name,
-        role="seller",
-        phone=request.phone,
-        password=request.password,
-        completing=open_profile,
-    )
-    return _views([user], {user.id: made[0]})[0]
-
-
-# -- rows and views -----------------------------------------------------------------------------
-
-
-def _seller(user_id: int) -> User:
-    user = Session().get(User, user_id)
-    if user is None or user.role != "seller":
-        raise SellerNotFound("there is no such seller")
-    return user
-
-
-def _seller_by_uuid(seller_uuid: uuid.UUID) -> User:
-    found = select(User).where(User.uuid == seller_uuid, User.role == "seller")
-    user = Session().scalars(found).first()
-    if user is None:
-        raise SellerNotFound("there is no such seller")
-    return user
-
-
-def _locked_profile(user: User) -> SellerProfile:
-    """The seller's profile row, locked; written with the defaults if it is their first change."""
-    session = Session()
-    found = (
-        select(SellerProfile)
-        .where(SellerProfile.user_id == user.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    profile = session.scalars(found).first()
-    if profile is not None:
-        return profile
-    insert = (
-        postgresql_insert if get_database().primary.dialect.name == "postgresql" else sqlite_insert
-    )
-    now = utcnow()
-    session.execute(
-        insert(SellerProfile)
-        .values(
-            user_id=user.id,
-            display_name=_default_display_name(user),
-            contact_email=user.email,
-            contact_phone=user.phone,
-            can_sell=True,
-            kyc_state="unverified",
-            payout_interval="manual",
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["user_id"])
-    )
-    return session.scalars(found).one()
-
-
-def _default_display_name(user: User) -> str:
-    return (user.name.strip() or user.email.split("@", 1)[0])[:MAX_DISPLAY_NAME]
-
-
-def _views(
-    users: Iterable[User], profiles: Mapping[int, SellerProfile] | None = None
-) -> list[SellerView]:
-    users = list(users)
-    session = Session()
-    if profiles is None:
-        ids = [user.id for user in users]
-        found = session.scalars(select(SellerProfile).where(SellerProfile.user_id.in_(ids)))
-        profiles = {profile.user_id: profile for profile in found}
-    reviewer_ids = {p.kyc_reviewed_by_id for p in profiles.values() if p.kyc_reviewed_by_id}
-    reviewers = {}
-    if reviewer_ids:
-        rows = session.execute(select(User.id, User.uuid).where(User.id.in_(reviewer_ids)))
-        reviewers = {row.id: row.uuid for row in rows}
-    default_percent = marketplace_settings().commission_percent
-    views = []
-    for user in users:
-        profile = profiles.get(user.id)
-        if profile is None:
-            views.append(_default_view(user, default_percent))
-            continue
-        bank = None
-        if profile.bank_code is not None:
-            bank = BankAccountView(
-                bank_code=profile.bank_code,
-                holder_name=profile.bank_holder_name or "",
-                last4=profile.bank_account_last4 or "",
-                updated_at=profile.bank_account_updated_at,
-            )
-        views.append(
-            SellerView(
-                id=user.uuid,
-                email=user.email,
-                active=user.active,
-                display_name=profile.display_name,
-                contact_email=profile.contact_email,
-                contact_phone=profile.contact_phone,
-                can_sell=profile.can_sell,
-                kyc=KycView(
-                    state=profile.kyc_state,
-                    submitted_at=profile.kyc_submitted_at,
-                    reviewed_at=profile.kyc_reviewed_at,
-                    reviewed_by=reviewers.get(profile.kyc_reviewed_by_id or 0),
-                    rejection_reason=profile.kyc_rejection_reason,
-                ),
-                bank_account=bank,
-                commission_percent=profile.commission_percent,
-                effective_commission_percent=_percent(profile.commission_percent, default_percent),
-                payout_schedule=PayoutScheduleView(profile.payout_interval, profile.payout_weekday),
-                created_at=profile.created_at,
-                updated_at=profile.updated_at,
-            )
-        )
-    return views
-
-
-def _default_view(user: User, default_percent: Decimal) -> SellerView:
-    return SellerView(
-        id=user.uuid,
-        email=user.email,
-        active=user.active,
-        display_name=_default_display_name(user),
-        contact_email=user.email,
-        contact_phone=user.phone,
-        can_sell=True,
-        kyc=KycView("unverified", None, None, None, None),
-        bank_account=None,
-        commission_percent=None,
-        effective_commission_percent=_percent(None, default_percent),
-        payout_schedule=PayoutScheduleView("manual", None),
-        created_at=user.created_at,
-        updated_at=user.updated_at,
-    )
-
-
-def _percent(own: Decimal | None, default: Decimal) -> Decimal:
-    return (default if own is None else own).quantize(CENT)
+        return views([user], {user.id: profile})[0]
