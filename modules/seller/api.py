@@ -24,6 +24,7 @@ from .profiles import SellerView
 from .schemas import (
     OwnProfileUpdateSchema,
     RejectSchema,
+    ReviewedSubmissionSchema,
     SellerPageSchema,
     SellerQuerySchema,
     SellerSchema,
@@ -160,17 +161,26 @@ class SellerItem(MethodView):
         return services.update_seller(authenticate(), seller_id, body)
 
 
+STALE_OR_NOT_PENDING = (
+    "invalid-kyc-transition: not pending; stale-kyc-review: the seller submitted again since "
+    "the ``submitted_at`` given"
+)
+
+
 @blp.route("/<uuid:seller_id>/kyc/approve")
 class ApproveKyc(MethodView):
     @requires(*STAFF)
+    @blp.arguments(ReviewedSubmissionSchema, example={"submitted_at": "2026-11-29T08:15:02+00:00"})
     @blp.response(200, StaffSellerSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
-    def post(self, seller_id: uuid.UUID) -> SellerView:
+    @blp.alt_response(409, schema=ProblemSchema, description=STALE_OR_NOT_PENDING)
+    def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
         """Verify a pending seller (staff)
 
         The seller may sell from now on (if they signed up for review) and, later, be paid out.
+        Pass the ``kyc.submitted_at`` you reviewed, so a newer submission (a new payout account)
+        is not approved unseen.
         """
-        return kyc.approve_kyc(authenticate(), seller_id)
+        return kyc.approve_kyc(authenticate(), seller_id, body["submitted_at"])
 
 
 @blp.route("/<uuid:seller_id>/kyc/reject")
@@ -178,7 +188,10 @@ class RejectKyc(MethodView):
     @requires(*STAFF)
     @blp.arguments(RejectSchema)
     @blp.response(200, StaffSellerSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
+    @blp.alt_response(409, schema=ProblemSchema, description=STALE_OR_NOT_PENDING)
     def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
-        """Reject a pending seller's review with a reason (staff); they may fix and resubmit"""
-        return kyc.reject_kyc(authenticate(), seller_id, body["reason"])
+        """Reject a pending seller's review with a reason (staff); they may fix and resubmit
+
+        Pass the ``kyc.submitted_at`` you reviewed, as for approving.
+        """
+        return kyc.reject_kyc(authenticate(), seller_id, body["reason"], body["submitted_at"])

@@ -181,7 +181,17 @@ class StaffUpdateSchema(_AtLeastOneField):
     payout_schedule = ma.fields.Nested(PayoutScheduleSchema)
 
 
-class RejectSchema(ma.Schema):
+class ReviewedSubmissionSchema(ma.Schema):
+    submitted_at = ma.fields.AwareDateTime(
+        load_default=None,
+        metadata={"description": "The submission you reviewed: the profile's "
+                  "``kyc.submitted_at`` as you read it. If the seller submitted again since "
+                  "(a new payout account), the answer is 409 ``stale-kyc-review``; "
+                  "recommended", "example": "2026-11-29T08:15:02.123456+00:00"},
+    )  # fmt: skip
+
+
+class RejectSchema(ReviewedSubmissionSchema):
     reason = ma.fields.String(
         required=True,
         validate=ma.validate.Length(min=1, max=500),

@@ -2,7 +2,7 @@
 of the seller module (may this seller sell; their own commission).
 
 - A seller changes their display name, contact, payout bank account and payout schedule; a new
-  payout account of a verified seller sends the KYC review back to ``pending`` (:mod:`.kyc`).
+  payout account of a verified or pending seller starts a new KYC review (:mod:`.kyc`).
   The account number never appears in a message, an event or a log line.
 - Staff set the seller's commission percent (None: the marketplace's) and payout schedule.
 - Every change is all or nothing: one bad field and nothing is written.
@@ -28,7 +28,7 @@ from modules.user.models import User
 from modules.user.phones import normalize_phone
 from modules.user.services import normalize_email
 
-from .kyc import move_kyc
+from .kyc import KYC_TRANSITIONS, move_kyc
 from .models import SellerProfile
 from .profiles import CENT, SellerView, locked_profile, seller_by_id, seller_by_uuid, views
 
@@ -131,7 +131,7 @@ def own_commission_percents(seller_ids: Collection[int]) -> dict[int, Decimal]:
 def update_own_profile(actor: Principal, changes: Mapping[str, Any]) -> SellerView:
     """Change the caller's display name, contact, payout bank account or payout schedule.
 
-    A new payout account of a verified seller sends their KYC review back to ``pending``.
+    A new payout account of a verified or pending seller starts a new KYC review.
     """
     wanted = _checked_profile_changes(changes)
     with transaction():
@@ -139,7 +139,10 @@ def update_own_profile(actor: Principal, changes: Mapping[str, Any]) -> SellerVi
         profile = locked_profile(user)
         changed = _apply(profile, wanted)
         _changed(profile, user, changed, actor)
-        if "bank_account" in changed and profile.kyc_state == "verified":
+        if (
+            "bank_account" in changed
+            and profile.kyc_state in KYC_TRANSITIONS["change_bank_account"][0]
+        ):
             move_kyc(profile, user, "change_bank_account", actor)
         return views([user], {user.id: profile})[0]
 
