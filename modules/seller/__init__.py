@@ -8,7 +8,7 @@ manifest = Manifest(
     version="0.1.0",
     summary="Seller profiles: KYC review, payout bank account, commission, payout schedule",
     depends=("user", "auth", "marketplace", "ledger"),
-    settings=("seller_signup",),
+    settings=("seller_signup", "seller_signup_max_per_ip", "seller_signup_window_seconds"),
 )
 
 

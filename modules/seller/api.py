@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -29,6 +29,7 @@ from .schemas import (
     SellerQuerySchema,
     SellerSchema,
     SignUpSchema,
+    SignUpThrottledProblemSchema,
     StaffSellerSchema,
     StaffUpdateSchema,
 )
@@ -104,14 +105,18 @@ class SignUp(MethodView):
         403, schema=ProblemSchema, description="seller-sign-up-closed: admins make sellers"
     )
     @blp.alt_response(409, schema=ProblemSchema, description="email-taken")
+    @blp.alt_response(
+        429, schema=SignUpThrottledProblemSchema, description="sign-up-throttled: see Retry-After"
+    )
     def post(self, body: dict[str, Any]) -> tuple[SellerView, int, dict[str, str]]:
         """Sign up as a seller
 
         Open when ``LAPAK_SELLER_SIGNUP`` is ``review`` (you may log in and complete your
         profile; your products go on sale once staff verify your KYC review) or ``open`` (you
-        sell at once). Log in with ``POST /api/v1/auth/login`` afterwards.
+        sell at once). Log in with ``POST /api/v1/auth/login`` afterwards. Sign-ups per client
+        IP are limited (``LAPAK_SELLER_SIGNUP_MAX_PER_IP`` per window).
         """
-        view = sign_up.sign_up(sign_up.SignUp(**body))
+        view = sign_up.sign_up(sign_up.SignUp(**body), ip=request.remote_addr)
         return view, 201, {"Location": url_for("seller.OwnProfile")}
 
 

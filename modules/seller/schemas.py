@@ -12,7 +12,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.fields import DecimalString
-from app.http import PageArgs, page_schema
+from app.http import PageArgs, ProblemSchema, page_schema
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 from .models import KYC_STATES, PAYOUT_INTERVALS, PERCENT, WEEKDAYS
@@ -244,3 +244,9 @@ class SignUpSchema(ma.Schema):
         metadata={"description": "The shop's name; by default the person's", "example": "Toko "
                   "Budi Makmur"},
     )  # fmt: skip
+
+
+class SignUpThrottledProblemSchema(ProblemSchema):
+    retry_after = ma.fields.Integer(
+        metadata={"description": "Seconds until this address may sign up again (as Retry-After)"}
+    )
