@@ -157,11 +157,14 @@ class SellerItem(MethodView):
                  "payout_schedule": {"interval": "weekly", "weekday": "friday"}},
     )  # fmt: skip
     @blp.response(200, StaffSellerSchema)
+    @blp.alt_response(
+        403, schema=ProblemSchema, description="commission-admin-only: staff set the schedule only"
+    )
     def patch(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
-        """Set a seller's commission or payout schedule (staff)
+        """Set a seller's payout schedule (staff) or commission (admins only)
 
         ``commission_percent`` null gives the seller the marketplace's
-        (``LAPAK_COMMISSION_PERCENT``).
+        (``LAPAK_COMMISSION_PERCENT``); only an admin changes it.
         """
         return services.update_seller(authenticate(), seller_id, body)
 

@@ -94,24 +94,42 @@ def test_a_seller_changes_contact_payout_account_and_schedule(
     assert removed["payout_schedule"] == {"interval": "manual", "weekday": None}
 
 
-def test_staff_set_a_sellers_commission_and_schedule(
+def test_admins_set_a_sellers_commission_and_staff_the_schedule(
     client: FlaskClient, services: Services, seller: Caller, staff: Caller, admin: Caller
 ) -> None:
-    own = ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"commission_percent": "7.5"}))
+    own = ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"commission_percent": "7.5"}))
     assert (own["commission_percent"], own["effective_commission_percent"]) == ("7.50", "7.50")
     weekly = {"interval": "weekly", "weekday": "monday"}
-    by_admin = ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"payout_schedule": weekly}))
-    assert by_admin["payout_schedule"] == weekly
-    assert by_admin["commission_percent"] == "7.50"
-    back = ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"commission_percent": None}))
+    by_staff = ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"payout_schedule": weekly}))
+    assert by_staff["payout_schedule"] == weekly
+    assert by_staff["commission_percent"] == "7.50"
+    back = ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"commission_percent": None}))
     assert (back["commission_percent"], back["effective_commission_percent"]) == (None, "5.00")
     assert ok(call(client, seller, "GET", "/me"))["effective_commission_percent"] == "5.00"
-    changes = [(p["changed"], p["by"]) for name, p in events(services)]
+    changes = [(p["changed"], p["by"], p.get("commission_percent")) for _, p in events(services)]
     assert changes == [
-        (["commission_percent"], str(staff.uuid)),
-        (["payout_schedule"], str(admin.uuid)),
-        (["commission_percent"], str(staff.uuid)),
+        (["commission_percent"], str(admin.uuid), {"from": None, "to": "7.50"}),
+        (["payout_schedule"], str(staff.uuid), None),
+        (["commission_percent"], str(admin.uuid), {"from": "7.50", "to": None}),
     ]
+
+
+def test_staff_may_not_change_a_sellers_commission(
+    client: FlaskClient, services: Services, seller: Caller, staff: Caller, admin: Caller
+) -> None:
+    ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"commission_percent": "7.5"}))
+    rows, outbox = profile_rows(services), events(services)
+    weekly = {"interval": "weekly", "weekday": "monday"}
+    for body in (
+        {"commission_percent": "1"},
+        {"commission_percent": None},
+        {"commission_percent": "7.50"},  # even the same value: the field is the admins'
+        {"commission_percent": "1", "payout_schedule": weekly},  # all or nothing
+    ):
+        answer = call(client, staff, "PATCH", f"/{seller.uuid}", json=body)
+        assert "admin" in problem(answer, 403, "commission-admin-only")["detail"]
+    assert (profile_rows(services), events(services)) == (rows, outbox)
+    assert ok(call(client, staff, "GET", f"/{seller.uuid}"))["commission_percent"] == "7.50"
 
 
 def test_who_may_do_what(
@@ -270,6 +288,7 @@ def test_bad_staff_input_is_422_and_changes_nothing(
     services: Services,
     seller: Caller,
     staff: Caller,
+    admin: Caller,
     to_state: Callable[[Caller, str], dict[str, Any]],
     path: str,
     body: dict[str, Any],
@@ -278,7 +297,8 @@ def test_bad_staff_input_is_422_and_changes_nothing(
     before = to_state(seller, "pending")
     rows, outbox = profile_rows(services), events(services)
     method = "POST" if path else "PATCH"
-    answer = call(client, staff, method, f"/{seller.uuid}{path}", json=body)
+    caller = admin if "commission_percent" in body else staff  # only admins set it
+    answer = call(client, caller, method, f"/{seller.uuid}{path}", json=body)
     assert field in problem(answer, 422, "validation-failed")["errors"]
     assert (profile_rows(services), events(services)) == (rows, outbox)
     assert ok(call(client, staff, "GET", f"/{seller.uuid}")) == before
