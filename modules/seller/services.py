@@ -224,8 +224,9 @@ def _apply(profile: SellerProfile, wanted: Mapping[str, Any]) -> list[str]:
             changed.append(name)
     if "bank_account" in wanted:
         code, holder, number = wanted["bank_account"]
-        current = (profile.bank_code, profile.bank_holder_name, profile.bank_account_number)
-        if current != (code, holder, number):
+        current = (profile.bank_code, profile.bank_holder_name, profile.bank_account_last4)
+        # The sealed number (deferred) is opened only when nothing else tells the accounts apart.
+        if current != (code, holder, number[-4:]) or profile.bank_account_number != number:
             profile.bank_code, profile.bank_holder_name = code, holder
             profile.bank_account_number, profile.bank_account_last4 = number, number[-4:]
             profile.bank_account_updated_at = utcnow()

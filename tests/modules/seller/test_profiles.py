@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app.vault import get_vault
+from tests.conftest import wait_for_replica
 from tests.modules.conftest import Caller, login
 from tests.servers import Services
 
@@ -366,3 +368,31 @@ def test_concurrent_first_changes_write_one_profile(
         thread.join()
     assert statuses == [200] * 6
     assert len(profile_rows(services)) == 1
+
+
+def test_a_payout_account_no_vault_key_opens_breaks_no_read_of_the_profile(
+    client: FlaskClient,
+    services: Services,
+    log_in_as: Callable[..., Caller],
+    staff: Caller,
+    to_state: Callable[[Caller, str], dict[str, Any]],
+) -> None:
+    seller, other = log_in_as("seller"), log_in_as("seller")
+    to_state(seller, "verified")
+    to_state(other, "unverified")
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"1234567890").decode()  # a dropped key's
+    sql(services, "UPDATE seller_profile SET bank_account_number = %s RETURNING id", foreign)
+    wait_for_replica(services)
+
+    listed = ok(call(client, staff, "GET", ""))["items"]
+    assert [s["bank_account"]["number"] for s in listed] == ["•••• 3977", "•••• 3977"]
+    assert ok(call(client, staff, "GET", f"/{seller.uuid}"))["bank_account"]["last4"] == "3977"
+    assert ok(call(client, seller, "GET", "/me"))["kyc"]["state"] == "verified"
+    # Writes that do not touch the account lock and show the profile without opening it.
+    ok(call(client, seller, "PATCH", "/me", json={"display_name": "Toko Baru"}))
+    weekly = {"interval": "weekly", "weekday": "friday"}
+    ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"payout_schedule": weekly}))
+    # A new account (other last four) replaces it, unopened, and is reviewed again.
+    new_account = {**BANK, "account_number": "0099 1234 5678"}
+    changed = ok(call(client, seller, "PATCH", "/me", json={"bank_account": new_account}))
+    assert (changed["bank_account"]["last4"], changed["kyc"]["state"]) == ("5678", "pending")
