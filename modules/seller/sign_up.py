@@ -6,7 +6,7 @@ any password is hashed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.db import Session
 from app.errors import Invalid, PermissionDenied
@@ -27,7 +27,7 @@ class SignUpClosed(PermissionDenied):
 @dataclass(frozen=True)
 class SignUp:
     email: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
     name: str = ""
     phone: str | None = None
     display_name: str | None = None

@@ -17,6 +17,7 @@ from werkzeug.test import TestResponse
 from app.config import SettingsError
 from app.db import Session, close_session, transaction
 from app.vault import get_vault
+from modules.seller.sign_up import SignUp
 from modules.user.passwords import Passwords
 from modules.user.services import create_user
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
@@ -293,3 +294,9 @@ def test_a_bad_sign_up_throttle_setting_refuses_to_start(
 ) -> None:
     with pytest.raises(SettingsError, match=f"LAPAK_{name.upper()}"):
         make_embedded_app(module_env={name: "0"})
+
+
+def test_a_sign_up_request_does_not_show_its_password() -> None:
+    request = SignUp(email="budi@toko.example", password=PASSWORD, name="Budi")
+    assert PASSWORD not in repr(request)
+    assert "budi@toko.example" in repr(request)
