@@ -71,6 +71,9 @@ class Settings:
     web_workers: int = field(default_factory=lambda: min(2 * (os.cpu_count() or 1) + 1, 8))
     #: A replica that failed is not tried again for this many seconds.
     replica_retry_seconds: float = 10.0
+    #: A replica's state (still in recovery, how far replayed), once read, is trusted this many
+    #: seconds for reads that need no newer position (0: asked before every read).
+    replica_trust_seconds: float = 1.0
     #: Connect timeout for replicas: a dead replica must not stall a read for long.
     replica_connect_timeout: int = 2
     #: Each round trip to a replica (a statement, a commit, a rollback) gives up after this many
@@ -168,6 +171,8 @@ class Settings:
         for name in ("replica_read_timeout", "health_check_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"LAPAK_{name.upper()} must be more than 0 seconds")
+        if not 0 <= self.replica_trust_seconds <= 60:
+            raise SettingsError("LAPAK_REPLICA_TRUST_SECONDS must be between 0 and 60 seconds")
         for name, most in LIMITS.items():
             if not 1 <= getattr(self, name) <= most:
                 raise SettingsError(f"LAPAK_{name.upper()} must be between 1 and {most}")
@@ -232,7 +237,12 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             "max_json_bytes",
         ):
             values[name] = _integer(name, text)
-        elif name in ("replica_retry_seconds", "replica_read_timeout", "health_check_timeout"):
+        elif name in (
+            "replica_retry_seconds",
+            "replica_trust_seconds",
+            "replica_read_timeout",
+            "health_check_timeout",
+        ):
             values[name] = _number(name, text)
         elif not name.startswith("test_"):  # LAPAK_TEST_* belong to the test harness
             values.setdefault("module_env", {})[name] = text

@@ -149,6 +149,9 @@ class Replica:
     engine: Engine
     down_until: float = 0.0
     last_error: str | None = None
+    #: Until when the position it last said it had replayed serves reads without asking again.
+    trusted_until: float = 0.0
+    trusted_replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,13 @@ def replica_state(connection: Connection) -> ReplicaState:
     return ReplicaState(bool(in_recovery), parse_lsn(replayed), seconds)
 
 
+def _begin_reads(replica: Replica, session: OrmSession | None) -> None:
+    """The session's reads on ``replica`` in autocommit, as when its state is read there."""
+    autocommit = _replica_reads(replica.engine)
+    if session is not None and autocommit is not None:
+        session.connection(bind_arguments={"bind": replica.engine}, execution_options=autocommit)
+
+
 def _forget_connections(session: OrmSession | None) -> None:
     """End ``session``'s transaction, begun by :meth:`Database.choose_replica` only: the
     refused replica's connection goes back to its pool (or, if it broke, is discarded)."""
@@ -233,6 +243,8 @@ class Database:
     primary: Engine
     replicas: list[Replica] = field(default_factory=list)
     retry_seconds: float = 10.0
+    #: Seconds a replica's state, once read, serves the reads that need no newer position.
+    trust_seconds: float = 0.0
     #: Seconds a health check, or the check before a replica read, may take per round trip.
     check_timeout: float = 2.0
     #: An unreachable primary is met by every request: warned about once a minute.
@@ -262,6 +274,7 @@ class Database:
             primary,
             replicas,
             settings.replica_retry_seconds,
+            trust_seconds=settings.replica_trust_seconds,
             check_timeout=settings.health_check_timeout,
         )
 
@@ -274,8 +287,12 @@ class Database:
     ) -> Replica | None:
         """A replica that answers, is in recovery and has replayed ``min_lsn``; None: the primary.
 
-        Asked before every read: a replica promoted since (it has left the cluster and will
-        miss every later write) is noticed at once, whatever WAL position it still reports.
+        Asked before a read, or its answer taken again for ``trust_seconds`` by reads that need
+        no newer position than it had replayed (the position only grows while it is a
+        replica). A replica promoted since (it has left the cluster and will miss every later
+        write) is noticed by the first read that asks, whatever WAL position it still reports:
+        at once by a read that follows a write (it needs a newer position), within
+        ``trust_seconds`` by any other; a read it fails runs again on the primary.
 
         With ``session`` (one not in a transaction) and reads in autocommit (see
         :func:`_replica_reads`), the state is read on the connection the session's reads then
@@ -286,6 +303,16 @@ class Database:
         candidates = [r for r in self.replicas if r.down_until <= now]
         random.shuffle(candidates)  # spread reads; not security relevant
         for replica in candidates:
+            if now < replica.trusted_until and (
+                min_lsn is None or replica.trusted_replayed >= min_lsn
+            ):
+                try:
+                    _begin_reads(replica, session)
+                except DBAPIError as error:
+                    self.mark_down(replica, error)
+                    _forget_connections(session)
+                    continue
+                return replica
             try:
                 with round_trips_within(self.check_timeout):
                     # Only in autocommit: in a transaction the snapshot would be taken before
@@ -309,6 +336,9 @@ class Database:
                 self.mark_down(replica, NotAReplica())
                 _forget_connections(session)
                 continue
+            if self.trust_seconds:
+                replica.trusted_until = now + self.trust_seconds
+                replica.trusted_replayed = state.replayed
             if min_lsn is not None and state.replayed < min_lsn:
                 log.debug(
                     "replica %s is behind the client (%s < %s)",
@@ -323,6 +353,7 @@ class Database:
 
     def mark_down(self, replica: Replica, error: BaseException) -> None:
         replica.down_until = time.monotonic() + self.retry_seconds
+        replica.trusted_until = 0.0
         replica.last_error = _one_line(error)
         log.warning(
             "replica %s skipped for %.0fs: %s", replica.name, self.retry_seconds, replica.last_error

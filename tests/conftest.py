@@ -51,6 +51,9 @@ def base_config(services: Services, instance_path: Path) -> dict[str, Any]:
             "password_parallelism": "1",
         },
         "replica_retry_seconds": 0.0,
+        # Every read asks the replica, as the tests of failures expect (the trust window has
+        # tests of its own).
+        "replica_trust_seconds": 0.0,
     }
 
 

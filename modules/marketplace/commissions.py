@@ -5,7 +5,8 @@ that knows sellers (``seller``) may give some sellers a percent of their own: it
 :data:`CommissionSource` per app, which the order's transaction asks for the invoice's sellers;
 those whose percent differs from the invoice's get a row (:class:`.models.InvoiceCommission`),
 so every payment and refund of the invoice splits the same way, whatever the seller's percent
-becomes later.
+becomes later. A credit note copies only the invoice's ``commission_percent``, not these rows:
+its percent is not the sellers' split; refunds split by the original invoice's rows.
 
 Only invoices with sellers' lines pay for this (one question to the source, one INSERT when a
 seller has a percent of their own; one SELECT when such an invoice is split): an invoice of the

@@ -250,6 +250,9 @@ def _credit_note(invoice: AccountMove, amount: Decimal, refunded_before: Decimal
         amount_tax=tax,
         amount_total=amount,
         amount_residual=ZERO,
+        # The invoice's default percent only: the sellers' own percents (InvoiceCommission rows)
+        # are not copied, so this is not how the refund splits among sellers. Refunds split by
+        # the original invoice (postings.split_of(invoice), its commission rows included).
         commission_percent=invoice.commission_percent,
         reversed_entry_id=invoice.id,
         lines=[

@@ -12,6 +12,8 @@ manifest = Manifest(
     depends=("user", "auth", "marketplace", "ledger"),
     settings=(
         "seller_signup",
+        "seller_signup_max_per_ip",
+        "seller_signup_window_seconds",
         "settlement_hold_days",
         "settlement_minimum",
         "settlement_payout_adapter",

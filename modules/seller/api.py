@@ -27,6 +27,7 @@ from .schemas import (
     BalanceSchema,
     OwnProfileUpdateSchema,
     RejectSchema,
+    ReviewedSubmissionSchema,
     SellerPageSchema,
     SellerQuerySchema,
     SellerSchema,
@@ -36,6 +37,7 @@ from .schemas import (
     SettlementQuerySchema,
     SettlementSchema,
     SignUpSchema,
+    SignUpThrottledProblemSchema,
     StaffSellerSchema,
     StaffUpdateSchema,
     WithdrawSchema,
@@ -139,14 +141,18 @@ class SignUp(MethodView):
         403, schema=ProblemSchema, description="seller-sign-up-closed: admins make sellers"
     )
     @blp.alt_response(409, schema=ProblemSchema, description="email-taken")
+    @blp.alt_response(
+        429, schema=SignUpThrottledProblemSchema, description="sign-up-throttled: see Retry-After"
+    )
     def post(self, body: dict[str, Any]) -> tuple[SellerView, int, dict[str, str]]:
         """Sign up as a seller
 
         Open when ``LAPAK_SELLER_SIGNUP`` is ``review`` (you may log in and complete your
         profile; your products go on sale once staff verify your KYC review) or ``open`` (you
-        sell at once). Log in with ``POST /api/v1/auth/login`` afterwards.
+        sell at once). Log in with ``POST /api/v1/auth/login`` afterwards. Sign-ups per client
+        IP are limited (``LAPAK_SELLER_SIGNUP_MAX_PER_IP`` per window).
         """
-        view = sign_up.sign_up(sign_up.SignUp(**body))
+        view = sign_up.sign_up(sign_up.SignUp(**body), ip=request.remote_addr)
         return view, 201, {"Location": url_for("seller.OwnProfile")}
 
 
@@ -187,26 +193,38 @@ class SellerItem(MethodView):
                  "payout_schedule": {"interval": "weekly", "weekday": "friday"}},
     )  # fmt: skip
     @blp.response(200, StaffSellerSchema)
+    @blp.alt_response(
+        403, schema=ProblemSchema, description="commission-admin-only: staff set the schedule only"
+    )
     def patch(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
-        """Set a seller's commission or payout schedule (staff)
+        """Set a seller's payout schedule (staff) or commission (admins only)
 
         ``commission_percent`` null gives the seller the marketplace's
-        (``LAPAK_COMMISSION_PERCENT``).
+        (``LAPAK_COMMISSION_PERCENT``); only an admin changes it.
         """
         return services.update_seller(authenticate(), seller_id, body)
+
+
+STALE_OR_NOT_PENDING = (
+    "invalid-kyc-transition: not pending; stale-kyc-review: the seller submitted again since "
+    "the ``submitted_at`` given"
+)
 
 
 @blp.route("/<uuid:seller_id>/kyc/approve")
 class ApproveKyc(MethodView):
     @requires(*STAFF)
+    @blp.arguments(ReviewedSubmissionSchema, example={"submitted_at": "2026-11-29T08:15:02+00:00"})
     @blp.response(200, StaffSellerSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
-    def post(self, seller_id: uuid.UUID) -> SellerView:
+    @blp.alt_response(409, schema=ProblemSchema, description=STALE_OR_NOT_PENDING)
+    def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
         """Verify a pending seller (staff)
 
         The seller may sell from now on (if they signed up for review) and, later, be paid out.
+        Pass the ``kyc.submitted_at`` you reviewed, so a newer submission (a new payout account)
+        is not approved unseen.
         """
-        return kyc.approve_kyc(authenticate(), seller_id)
+        return kyc.approve_kyc(authenticate(), seller_id, body["submitted_at"])
 
 
 @blp.route("/<uuid:seller_id>/kyc/reject")
@@ -214,10 +232,13 @@ class RejectKyc(MethodView):
     @requires(*STAFF)
     @blp.arguments(RejectSchema)
     @blp.response(200, StaffSellerSchema)
-    @blp.alt_response(409, schema=ProblemSchema, description="invalid-kyc-transition: not pending")
+    @blp.alt_response(409, schema=ProblemSchema, description=STALE_OR_NOT_PENDING)
     def post(self, body: dict[str, Any], seller_id: uuid.UUID) -> SellerView:
-        """Reject a pending seller's review with a reason (staff); they may fix and resubmit"""
-        return kyc.reject_kyc(authenticate(), seller_id, body["reason"])
+        """Reject a pending seller's review with a reason (staff); they may fix and resubmit
+
+        Pass the ``kyc.submitted_at`` you reviewed, as for approving.
+        """
+        return kyc.reject_kyc(authenticate(), seller_id, body["reason"], body["submitted_at"])
 
 
 # -- /api/v1/settlements ------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 | ``LAPAK_SELLER_SIGNUP`` | ``closed``: admins make sellers (the user API, role ``seller``); |
 |   | ``review``: anyone signs up as a seller, who sells once staff approve their KYC review; |
 |   | ``open``: anyone signs up as a seller, who sells at once |
+| ``LAPAK_SELLER_SIGNUP_MAX_PER_IP`` | ``10``: sign-ups per client IP in each window, then 429 |
+| ``LAPAK_SELLER_SIGNUP_WINDOW_SECONDS`` | ``3600``: the window sign-ups are counted over |
 | ``LAPAK_SETTLEMENT_HOLD_DAYS`` | ``7``: a seller's share becomes available this many x 24 h |
 |   | after the payment's confirmation |
 | ``LAPAK_SETTLEMENT_MINIMUM`` | ``IDR:10000,USD:1``: the smallest withdrawal per currency; a |
@@ -26,6 +28,8 @@ from flask import Flask, current_app
 from app.config import Settings, SettingsError, module_int
 from modules.marketplace.models import CURRENCY_PLACES
 
+from .throttle import SignUpThrottle
+
 SIGN_UP_MODES = ("closed", "review", "open")
 DEFAULT_HOLD_DAYS = 7
 DEFAULT_MINIMUM = "IDR:10000,USD:1"
@@ -35,6 +39,8 @@ MAX_HOLD_DAYS = 365
 @dataclass(frozen=True)
 class SellerSettings:
     sign_up: str = "closed"
+    sign_up_max_per_ip: int = 10
+    sign_up_window_seconds: int = 3600
     hold_days: int = DEFAULT_HOLD_DAYS
     #: currency -> the smallest withdrawal; a currency not here has no settlements.
     settlement_minimum: dict[str, Decimal] = field(
@@ -55,6 +61,8 @@ class SellerSettings:
             raise SettingsError(f"LAPAK_SETTLEMENT_HOLD_DAYS must be at most {MAX_HOLD_DAYS}")
         return cls(
             sign_up=_sign_up(env.get("seller_signup", "closed")),
+            sign_up_max_per_ip=module_int(env, "seller_signup_max_per_ip", 10),
+            sign_up_window_seconds=module_int(env, "seller_signup_window_seconds", 3600),
             hold_days=hold_days,
             settlement_minimum=_minimums(env.get("settlement_minimum", DEFAULT_MINIMUM)),
             payout_adapter=env.get("settlement_payout_adapter", "manual").strip().lower(),
@@ -98,8 +106,17 @@ def _sign_up(raw: str) -> str:
 
 
 def install(app: Flask, settings: Settings) -> None:
-    app.extensions["seller.settings"] = SellerSettings.from_settings(settings)
+    seller = SellerSettings.from_settings(settings)
+    jobs = app.extensions["lapak.jobs"]
+    app.extensions["seller.settings"] = seller
+    app.extensions["seller.sign_up_throttle"] = SignUpThrottle(
+        seller.sign_up_max_per_ip, seller.sign_up_window_seconds, jobs.redis, jobs.outage
+    )
 
 
 def seller_settings() -> SellerSettings:
     return current_app.extensions["seller.settings"]
+
+
+def sign_up_throttle() -> SignUpThrottle:
+    return current_app.extensions["seller.sign_up_throttle"]

@@ -5,12 +5,16 @@ Every step is a row of :data:`KYC_TRANSITIONS` taken by :func:`move_kyc`; anythi
 account), staff approve or reject with a reason (shown to the seller), a rejected seller fixes
 and submits again. A verified seller who changes the payout account is reviewed again
 (``pending``), as Stripe and Adyen verify a new payout account before paying to it; they keep
-selling meanwhile. Verifying a seller who signed up for review lets them sell.
+selling meanwhile. A pending seller who changes it starts the review over (a new submission), so
+staff never approve an account they did not see. Staff may name the submission they reviewed
+(its ``submitted_at``); a decision on an older one is a 409 ``stale-kyc-review``. Verifying a
+seller who signed up for review lets them sell.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from app.db import Session, transaction, utcnow
 from app.errors import Conflict, Invalid
@@ -26,14 +30,20 @@ KYC_TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "submit": (("unverified", "rejected"), "pending"),
     "approve": (("pending",), "verified"),
     "reject": (("pending",), "rejected"),
-    # A verified seller's new payout account is reviewed before money goes to it.
-    "change_bank_account": (("verified",), "pending"),
+    # A new payout account is reviewed before money goes to it: a verified seller's, and a
+    # pending one's (a new submission, so no review of the old account approves the new one).
+    "change_bank_account": (("pending", "verified"), "pending"),
 }
 
 
 class InvalidKycTransition(Conflict):
     code = "invalid-kyc-transition"
     title = "The KYC review cannot take this step from its current state"
+
+
+class StaleKycReview(Conflict):
+    code = "stale-kyc-review"
+    title = "The seller submitted again since the reviewer looked; review the new submission"
 
 
 class KycIncomplete(Invalid):
@@ -55,25 +65,50 @@ def submit_kyc(actor: Principal) -> SellerView:
         return views([user], {user.id: profile})[0]
 
 
-def approve_kyc(actor: Principal, seller_uuid: uuid.UUID) -> SellerView:
-    """Staff verify a pending seller, who may then sell (if they could not) and be paid."""
+def approve_kyc(
+    actor: Principal, seller_uuid: uuid.UUID, submitted_at: datetime | None = None
+) -> SellerView:
+    """Staff verify a pending seller, who may then sell (if they could not) and be paid.
+
+    ``submitted_at``: the submission the reviewer looked at; a newer one is not approved.
+    """
     with transaction():
         user = seller_by_uuid(seller_uuid)
         profile = locked_profile(user)
+        _still_reviewed_submission(profile, submitted_at)
         move_kyc(profile, user, "approve", actor)
         return views([user], {user.id: profile})[0]
 
 
-def reject_kyc(actor: Principal, seller_uuid: uuid.UUID, reason: str) -> SellerView:
-    """Staff reject a pending seller's review, saying why (shown to the seller)."""
+def reject_kyc(
+    actor: Principal, seller_uuid: uuid.UUID, reason: str, submitted_at: datetime | None = None
+) -> SellerView:
+    """Staff reject a pending seller's review, saying why (shown to the seller).
+
+    ``submitted_at``: the submission the reviewer looked at; a newer one is not rejected.
+    """
     reason = reason.strip()
     if not reason:
         raise Invalid("say why the review is rejected", errors={"reason": ["must not be blank"]})
     with transaction():
         user = seller_by_uuid(seller_uuid)
         profile = locked_profile(user)
+        _still_reviewed_submission(profile, submitted_at)
         move_kyc(profile, user, "reject", actor, reason=reason)
         return views([user], {user.id: profile})[0]
+
+
+def _still_reviewed_submission(profile: SellerProfile, submitted_at: datetime | None) -> None:
+    """Refuse (409) a decision on a submission that is no longer the current one."""
+    if submitted_at is None or submitted_at == profile.kyc_submitted_at:
+        return
+    current = profile.kyc_submitted_at
+    raise StaleKycReview(
+        "the seller submitted again (a new payout account, or a new submission) since "
+        "this review was opened; review the current one",
+        submitted_at=current.isoformat() if current else None,
+        kyc_state=profile.kyc_state,
+    )
 
 
 def move_kyc(

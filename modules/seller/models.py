@@ -87,8 +87,10 @@ class SellerProfile(Base):
     #: The bank's code (``014``, or a BIC such as ``CENAIDJA``).
     bank_code: Mapped[str | None] = mapped_column(String(11))
     bank_holder_name: Mapped[str | None] = mapped_column(String(100))
-    #: Sealed by the vault: read back only to pay out, never shown.
-    bank_account_number: Mapped[str | None] = mapped_column(Sealed)
+    #: Sealed by the vault: read back only to pay out, never shown. Deferred: loading a profile
+    #: does not open it (views show ``bank_account_last4``), so a value no vault key opens any
+    #: more breaks only what needs the number, not every read of the profile or staff's list.
+    bank_account_number: Mapped[str | None] = mapped_column(Sealed, deferred=True)
     bank_account_last4: Mapped[str | None] = mapped_column(String(4))
     bank_account_updated_at: Mapped[datetime | None] = mapped_column()
     #: The platform's cut of this seller's sales; None: ``LAPAK_COMMISSION_PERCENT``.

@@ -12,7 +12,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.fields import DecimalString
-from app.http import PageArgs, page_schema
+from app.http import PageArgs, ProblemSchema, page_schema
 from modules.marketplace.models import CURRENCY_PLACES
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
@@ -182,7 +182,17 @@ class StaffUpdateSchema(_AtLeastOneField):
     payout_schedule = ma.fields.Nested(PayoutScheduleSchema)
 
 
-class RejectSchema(ma.Schema):
+class ReviewedSubmissionSchema(ma.Schema):
+    submitted_at = ma.fields.AwareDateTime(
+        load_default=None,
+        metadata={"description": "The submission you reviewed: the profile's "
+                  "``kyc.submitted_at`` as you read it. If the seller submitted again since "
+                  "(a new payout account), the answer is 409 ``stale-kyc-review``; "
+                  "recommended", "example": "2026-11-29T08:15:02.123456+00:00"},
+    )  # fmt: skip
+
+
+class RejectSchema(ReviewedSubmissionSchema):
     reason = ma.fields.String(
         required=True,
         validate=ma.validate.Length(min=1, max=500),
@@ -235,6 +245,12 @@ class SignUpSchema(ma.Schema):
         metadata={"description": "The shop's name; by default the person's", "example": "Toko "
                   "Budi Makmur"},
     )  # fmt: skip
+
+
+class SignUpThrottledProblemSchema(ProblemSchema):
+    retry_after = ma.fields.Integer(
+        metadata={"description": "Seconds until this address may sign up again (as Retry-After)"}
+    )
 
 
 # -- balances and settlements -----------------------------------------------------------------

@@ -2,9 +2,10 @@
 of the seller module (may this seller sell; their own commission).
 
 - A seller changes their display name, contact, payout bank account and payout schedule; a new
-  payout account of a verified seller sends the KYC review back to ``pending`` (:mod:`.kyc`).
+  payout account of a verified or pending seller starts a new KYC review (:mod:`.kyc`).
   The account number never appears in a message, an event or a log line.
-- Staff set the seller's commission percent (None: the marketplace's) and payout schedule.
+- Admins set the seller's commission percent (None: the marketplace's): it decides how much
+  of each sale is the platform's, so staff may not (they set the payout schedule and review KYC).
 - Every change is all or nothing: one bad field and nothing is written.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 
 from app.db import Session, transaction, utcnow
-from app.errors import Invalid
+from app.errors import Invalid, PermissionDenied
 from app.events import emit
 from app.http import Page, keyset_page
 from app.security import Principal
@@ -28,7 +29,7 @@ from modules.user.models import User
 from modules.user.phones import normalize_phone
 from modules.user.services import normalize_email
 
-from .kyc import move_kyc
+from .kyc import KYC_TRANSITIONS, move_kyc
 from .models import SellerProfile
 from .profiles import CENT, SellerView, locked_profile, seller_by_id, seller_by_uuid, views
 
@@ -41,6 +42,11 @@ _ACCOUNT_NUMBER = re.compile(r"^[A-Z0-9]{5,34}$")
 _SEPARATORS = re.compile(r"[\s-]")
 #: What a rule says of a bad account number: never the number itself.
 ACCOUNT_NUMBER_RULE = "must be 5 to 34 letters or digits (spaces and dashes are ignored)"
+
+
+class CommissionAdminOnly(PermissionDenied):
+    code = "commission-admin-only"
+    title = "Only an admin sets a seller's commission"
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ def own_commission_percents(seller_ids: Collection[int]) -> dict[int, Decimal]:
 def update_own_profile(actor: Principal, changes: Mapping[str, Any]) -> SellerView:
     """Change the caller's display name, contact, payout bank account or payout schedule.
 
-    A new payout account of a verified seller sends their KYC review back to ``pending``.
+    A new payout account of a verified or pending seller starts a new KYC review.
     """
     wanted = _checked_profile_changes(changes)
     with transaction():
@@ -139,7 +145,10 @@ def update_own_profile(actor: Principal, changes: Mapping[str, Any]) -> SellerVi
         profile = locked_profile(user)
         changed = _apply(profile, wanted)
         _changed(profile, user, changed, actor)
-        if "bank_account" in changed and profile.kyc_state == "verified":
+        if (
+            "bank_account" in changed
+            and profile.kyc_state in KYC_TRANSITIONS["change_bank_account"][0]
+        ):
             move_kyc(profile, user, "change_bank_account", actor)
         return views([user], {user.id: profile})[0]
 
@@ -215,8 +224,9 @@ def _apply(profile: SellerProfile, wanted: Mapping[str, Any]) -> list[str]:
             changed.append(name)
     if "bank_account" in wanted:
         code, holder, number = wanted["bank_account"]
-        current = (profile.bank_code, profile.bank_holder_name, profile.bank_account_number)
-        if current != (code, holder, number):
+        current = (profile.bank_code, profile.bank_holder_name, profile.bank_account_last4)
+        # The sealed number (deferred) is opened only when nothing else tells the accounts apart.
+        if current != (code, holder, number[-4:]) or profile.bank_account_number != number:
             profile.bank_code, profile.bank_holder_name = code, holder
             profile.bank_account_number, profile.bank_account_last4 = number, number[-4:]
             profile.bank_account_updated_at = utcnow()
@@ -235,10 +245,18 @@ def _apply(profile: SellerProfile, wanted: Mapping[str, Any]) -> list[str]:
     return changed
 
 
-def _changed(profile: SellerProfile, user: User, changed: list[str], actor: Principal) -> None:
+def _changed(
+    profile: SellerProfile,
+    user: User,
+    changed: list[str],
+    actor: Principal,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """``seller.updated`` with the changed field names, and ``details`` of those that say more."""
     if changed:
         Session().flush()  # updated_at
-        emit("seller.updated", {"seller": user.uuid, "changed": changed, "by": actor.user_uuid})
+        payload = {"seller": user.uuid, "changed": changed, "by": actor.user_uuid}
+        emit("seller.updated", {**payload, **(details or {})})
 
 
 # -- staff changes ------------------------------------------------------------------------------
@@ -247,9 +265,12 @@ def _changed(profile: SellerProfile, user: User, changed: list[str], actor: Prin
 def update_seller(
     actor: Principal, seller_uuid: uuid.UUID, changes: Mapping[str, Any]
 ) -> SellerView:
-    """Staff set a seller's commission percent (None: the default) or payout schedule."""
+    """Staff set a seller's payout schedule; admins also their commission percent (None: the
+    default), whose old and new values go in the ``seller.updated`` event."""
     wanted: dict[str, Any] = {}
     if "commission_percent" in changes:
+        if not actor.has_role("admin"):
+            raise CommissionAdminOnly("ask an admin to change a seller's commission")
         percent = changes["commission_percent"]
         if percent is not None and not (0 <= percent < HUNDRED):
             raise Invalid(errors={"commission_percent": ["must be 0 to 99.99, or null"]})
@@ -259,5 +280,18 @@ def update_seller(
     with transaction():
         user = seller_by_uuid(seller_uuid)
         profile = locked_profile(user)
-        _changed(profile, user, _apply(profile, wanted), actor)
+        old_percent = profile.commission_percent
+        changed = _apply(profile, wanted)
+        details = {}
+        if "commission_percent" in changed:
+            details["commission_percent"] = {
+                "from": _text(old_percent),
+                "to": _text(profile.commission_percent),
+            }
+        _changed(profile, user, changed, actor, details)
         return views([user], {user.id: profile})[0]
+
+
+def _text(percent: Decimal | None) -> str | None:
+    """A percent as events carry money: a string (``7.50``), or None."""
+    return None if percent is None else str(percent.quantize(CENT))

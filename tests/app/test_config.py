@@ -562,3 +562,9 @@ def test_every_setting_is_documented_in_the_readme_by_its_full_name() -> None:
     ]
 
     assert missing == []
+
+
+@pytest.mark.parametrize("seconds", ["-1", "61"])
+def test_a_replica_trust_window_out_of_range_is_refused(tmp_path: Path, seconds: str) -> None:
+    with pytest.raises(SettingsError, match=r"^LAPAK_REPLICA_TRUST_SECONDS must be between 0"):
+        settings(tmp_path, replica_trust_seconds=seconds)

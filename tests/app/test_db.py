@@ -293,3 +293,63 @@ def test_a_replica_failing_mid_read_is_skipped_and_the_read_retried_on_the_prima
     response = client.get("/api/v1/notes/flaky")
     assert response.status_code == 200
     assert response.get_json() == {"served_by": "primary"}
+
+
+def _replica_statements(engine: Any) -> Any:
+    statements: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", before)
+
+
+def test_a_replicas_state_is_trusted_for_a_while_by_reads_that_need_no_newer_position(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(replica_trust_seconds=30.0)
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    client = app.test_client()
+    assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}  # asks
+    statements, stop = _replica_statements(engine)
+    try:
+        for _ in range(3):
+            assert client.get("/api/v1/notes/where").get_json() == {"in_recovery": True}
+    finally:
+        stop()
+    # No state query: the reads only, each in autocommit on the replica (no BEGIN/ROLLBACK).
+    assert statements == ["SELECT pg_is_in_recovery()"] * 3
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_read_after_a_write_asks_the_trusted_replica_again(
+    make_app: Callable[..., Flask], paused_replica: object
+) -> None:
+    app = make_app(replica_trust_seconds=30.0)
+    engine = app.extensions["lapak.db"].replicas[0].engine
+    reader, writer = app.test_client(), app.test_client()
+    assert reader.get("/api/v1/notes/where").get_json() == {"in_recovery": True}  # trusted now
+    lsn = writer.post("/api/v1/notes/notes", json={"title": "ahead"}).headers[LSN_HEADER]
+    statements, stop = _replica_statements(engine)
+    try:
+        # The write is newer than what the replica said it had replayed: it is asked, is
+        # behind (paused), and the read goes to the primary, which has the write.
+        answer = writer.get("/api/v1/notes/where", headers={LSN_HEADER: lsn})
+    finally:
+        stop()
+    assert answer.get_json() == {"in_recovery": False}
+    assert len(statements) == 1
+    assert "pg_last_wal_replay_lsn()" in statements[0]
+
+
+def test_a_replica_marked_down_is_trusted_no_more(make_app: Callable[..., Flask]) -> None:
+    app = make_app(replica_trust_seconds=30.0, replica_retry_seconds=30.0)
+    database = app.extensions["lapak.db"]
+    replica = database.replicas[0]
+    with app.app_context():
+        assert database.choose_replica(None) is replica
+        assert replica.trusted_until > 0
+        database.mark_down(replica, RuntimeError("gone"))
+        assert replica.trusted_until == 0.0
+        assert database.choose_replica(None) is None  # skipped for its retry time

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
-from app.db import Base, DriverStatement, Session, cursor_rows, transaction
+from app.db import DriverStatement, Session, cursor_rows, transaction
 from tests.sample_modules.notes.models import Note
 
 PROBE = Table(
@@ -49,20 +48,6 @@ def insert_and_read(app: Flask, **values: Any) -> tuple[int, Any, datetime]:
         note = session.get(Note, note_id)
         assert note is not None
     return note_id, note.public_id, note.created_at
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def either_app(
-    request: pytest.FixtureRequest, app: Flask, make_embedded_app: Callable[..., Flask]
-) -> Flask:
-    if request.param == "postgresql":
-        return app
-    embedded = make_embedded_app()
-    engine = embedded.extensions["lapak.db"].primary
-    Base.metadata.create_all(
-        engine, tables=[t for n, t in Base.metadata.tables.items() if n.startswith("notes_")]
-    )
-    return embedded
 
 
 def test_an_insert_takes_the_python_defaults_of_the_columns_not_given(either_app: Flask) -> None:

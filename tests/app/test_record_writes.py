@@ -4,7 +4,7 @@ changed records that leave the session as a flush would."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,7 +13,6 @@ from flask import Flask
 from sqlalchemy import event, select
 
 from app.db import (
-    Base,
     ReadOnlyViolation,
     Session,
     adopt_written,
@@ -27,20 +26,6 @@ from app.db import (
 from modules.user.models import User
 from modules.user.services import create_user
 from tests.sample_modules.notes.models import Note, NoteDelivery
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def either_app(
-    request: pytest.FixtureRequest, app: Flask, make_embedded_app: Callable[..., Flask]
-) -> Flask:
-    if request.param == "postgresql":
-        return app
-    embedded = make_embedded_app()
-    engine = embedded.extensions["lapak.db"].primary
-    Base.metadata.create_all(
-        engine, tables=[t for n, t in Base.metadata.tables.items() if n.startswith("notes_")]
-    )
-    return embedded
 
 
 @contextmanager

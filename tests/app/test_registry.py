@@ -15,6 +15,7 @@ import modules.auth
 import modules.fetch
 import modules.marketplace
 import modules.payment
+import modules.seller
 import modules.user
 import modules.wallet
 from app import create_app
@@ -331,7 +332,16 @@ def test_real_modules_load_in_dependency_order() -> None:
     registry = load(("modules",), None)
 
     names = [m.name for m in registry.manifests]
-    assert names == ["user", "auth", "fetch", "ledger", "marketplace", "payment", "wallet"]
+    assert names == [
+        "user",
+        "auth",
+        "fetch",
+        "ledger",
+        "marketplace",
+        "payment",
+        "seller",
+        "wallet",
+    ]
 
 
 # --- what load(hooks) wires in ----------------------------------------------------------------
@@ -594,6 +604,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.ledger,
                 modules.marketplace,
                 modules.payment,
+                modules.seller,
                 modules.wallet,
             ]
         )

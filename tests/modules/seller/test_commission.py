@@ -29,8 +29,8 @@ D = Decimal
 WITHOUT_SELLER = ("user", "auth", "fetch", "ledger", "marketplace", "payment", "wallet")
 
 
-def own_percent(client: FlaskClient, staff: Caller, seller_uuid: Any, percent: str | None) -> None:
-    ok(call(client, staff, "PATCH", f"/{seller_uuid}", json={"commission_percent": percent}))
+def own_percent(client: FlaskClient, admin: Caller, seller_uuid: Any, percent: str | None) -> None:
+    ok(call(client, admin, "PATCH", f"/{seller_uuid}", json={"commission_percent": percent}))
 
 
 def test_a_sellers_own_percent_is_fixed_on_the_invoice_when_posted(
@@ -39,6 +39,7 @@ def test_a_sellers_own_percent_is_fixed_on_the_invoice_when_posted(
     services: Services,
     customer: Caller,
     staff: Caller,
+    admin: Caller,
     make_user: Callable[..., tuple[int, Any, str]],
     make_product: Callable[..., MadeProduct],
 ) -> None:
@@ -46,8 +47,8 @@ def test_a_sellers_own_percent_is_fixed_on_the_invoice_when_posted(
         make_user(role="seller"),
         make_user(role="seller"),
     )
-    own_percent(client, staff, uuid_a, "10")
-    own_percent(client, staff, uuid_b, "5.00")  # the marketplace's: nothing to fix
+    own_percent(client, admin, uuid_a, "10")
+    own_percent(client, admin, uuid_b, "5.00")  # the marketplace's: nothing to fix
     a = make_product("10000", name="BANDENG", seller_id=seller_a)
     b = make_product("20000", name="LELE", seller_id=seller_b)
     platform = make_product("5000", name="TONGKOL")
@@ -56,7 +57,7 @@ def test_a_sellers_own_percent_is_fixed_on_the_invoice_when_posted(
         (seller_a, D("10.00"))
     ]
 
-    own_percent(client, staff, uuid_a, "20")  # later changes reach later invoices only
+    own_percent(client, admin, uuid_a, "20")  # later changes reach later invoices only
     confirm(client, staff, placed["payment"]["id"])
     assert nonzero(app) == {
         "clearing_bank_transfer": D("61050.00"),
@@ -80,7 +81,7 @@ def test_a_sellers_own_percent_is_fixed_on_the_invoice_when_posted(
     second = place(client, customer, order_body((a.id, "1")))
     confirm(client, staff, second["payment"]["id"])
     assert balances(app)[f"seller_pending:{seller_a}"] == D("8000.00")  # now at 20%
-    own_percent(client, staff, uuid_a, None)
+    own_percent(client, admin, uuid_a, None)
     third = place(client, customer, order_body((a.id, "1")))
     confirm(client, staff, third["payment"]["id"])
     assert balances(app)[f"seller_pending:{seller_a}"] == D("17500.00")  # back at 5%
@@ -110,7 +111,7 @@ def test_orders_without_sellers_run_the_statements_they_ran_without_the_seller_m
     log_in_as: Callable[..., Caller],
     make_product: Callable[..., MadeProduct],
 ) -> None:
-    customer, staff = log_in_as("customer"), log_in_as("staff")
+    customer, staff, admin = log_in_as("customer"), log_in_as("staff"), log_in_as("admin")
     seller_id, seller_uuid, _ = make_user(role="seller")
     platform = make_product("5000", name="TONGKOL")
     of_seller = make_product("10000", name="BANDENG", seller_id=seller_id)
@@ -127,7 +128,7 @@ def test_orders_without_sellers_run_the_statements_they_ran_without_the_seller_m
         return placing, confirming
 
     with_seller = make_app(modules=(*WITHOUT_SELLER, "seller"))
-    own_percent(with_seller.test_client(), staff, seller_uuid, "10")
+    own_percent(with_seller.test_client(), admin, seller_uuid, "10")
     without = place_and_confirm(make_app(modules=WITHOUT_SELLER), platform.id)
     assert place_and_confirm(with_seller, platform.id) == without
     for listed in without:

@@ -193,3 +193,58 @@ def test_two_staff_deciding_at_once_one_wins(
     assert decided[-1] == ("seller.verified" if winner.startswith("approve") else
                            "seller.kyc_rejected")  # fmt: skip
     assert decided.count("seller.verified") + decided.count("seller.kyc_rejected") == 1
+
+
+def test_a_pending_sellers_new_payout_account_starts_the_review_over(
+    client: FlaskClient,
+    services: Services,
+    seller: Caller,
+    staff: Caller,
+    to_state: Callable[[Caller, str], dict[str, Any]],
+) -> None:
+    seen = to_state(seller, "pending")  # what the reviewer opened
+    new_account = {**BANK, "account_number": "0099 1234 5678"}
+    changed = ok(call(client, seller, "PATCH", "/me", json={"bank_account": new_account}))
+    assert changed["kyc"]["state"] == "pending"
+    assert changed["kyc"]["submitted_at"] > seen["kyc"]["submitted_at"]
+    last = events(services)[-1]
+    assert (last[0], last[1]["because"]) == ("seller.kyc_submitted", "change_bank_account")
+
+    rows, outbox = profile_rows(services), events(services)
+    stale = {"submitted_at": seen["kyc"]["submitted_at"]}
+    refused = problem(
+        call(client, staff, "POST", f"/{seller.uuid}/kyc/approve", json=stale),
+        409,
+        "stale-kyc-review",
+    )
+    assert refused["submitted_at"] == changed["kyc"]["submitted_at"]
+    problem(
+        call(client, staff, "POST", f"/{seller.uuid}/kyc/reject", json={**stale, "reason": "x"}),
+        409,
+        "stale-kyc-review",
+    )
+    assert (profile_rows(services), events(services)) == (rows, outbox)
+
+    current = ok(call(client, staff, "GET", f"/{seller.uuid}"))
+    assert current["bank_account"]["last4"] == "5678"
+    reviewed = {"submitted_at": current["kyc"]["submitted_at"]}
+    verified = ok(call(client, staff, "POST", f"/{seller.uuid}/kyc/approve", json=reviewed))
+    assert verified["kyc"]["state"] == "verified"
+
+
+def test_a_decision_names_its_submission_or_none(
+    client: FlaskClient,
+    seller: Caller,
+    staff: Caller,
+    to_state: Callable[[Caller, str], dict[str, Any]],
+) -> None:
+    seen = to_state(seller, "pending")
+    body = {"reason": "blurry", "submitted_at": seen["kyc"]["submitted_at"]}
+    rejected = ok(call(client, staff, "POST", f"/{seller.uuid}/kyc/reject", json=body))
+    assert rejected["kyc"]["state"] == "rejected"
+    naive = {"submitted_at": "2026-11-29T08:15:02"}
+    problem(
+        call(client, staff, "POST", f"/{seller.uuid}/kyc/approve", json=naive),
+        422,
+        "validation-failed",
+    )

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app.vault import get_vault
+from tests.conftest import wait_for_replica
 from tests.modules.conftest import Caller, login
 from tests.servers import Services
 
@@ -94,24 +96,42 @@ def test_a_seller_changes_contact_payout_account_and_schedule(
     assert removed["payout_schedule"] == {"interval": "manual", "weekday": None}
 
 
-def test_staff_set_a_sellers_commission_and_schedule(
+def test_admins_set_a_sellers_commission_and_staff_the_schedule(
     client: FlaskClient, services: Services, seller: Caller, staff: Caller, admin: Caller
 ) -> None:
-    own = ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"commission_percent": "7.5"}))
+    own = ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"commission_percent": "7.5"}))
     assert (own["commission_percent"], own["effective_commission_percent"]) == ("7.50", "7.50")
     weekly = {"interval": "weekly", "weekday": "monday"}
-    by_admin = ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"payout_schedule": weekly}))
-    assert by_admin["payout_schedule"] == weekly
-    assert by_admin["commission_percent"] == "7.50"
-    back = ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"commission_percent": None}))
+    by_staff = ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"payout_schedule": weekly}))
+    assert by_staff["payout_schedule"] == weekly
+    assert by_staff["commission_percent"] == "7.50"
+    back = ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"commission_percent": None}))
     assert (back["commission_percent"], back["effective_commission_percent"]) == (None, "5.00")
     assert ok(call(client, seller, "GET", "/me"))["effective_commission_percent"] == "5.00"
-    changes = [(p["changed"], p["by"]) for name, p in events(services)]
+    changes = [(p["changed"], p["by"], p.get("commission_percent")) for _, p in events(services)]
     assert changes == [
-        (["commission_percent"], str(staff.uuid)),
-        (["payout_schedule"], str(admin.uuid)),
-        (["commission_percent"], str(staff.uuid)),
+        (["commission_percent"], str(admin.uuid), {"from": None, "to": "7.50"}),
+        (["payout_schedule"], str(staff.uuid), None),
+        (["commission_percent"], str(admin.uuid), {"from": "7.50", "to": None}),
     ]
+
+
+def test_staff_may_not_change_a_sellers_commission(
+    client: FlaskClient, services: Services, seller: Caller, staff: Caller, admin: Caller
+) -> None:
+    ok(call(client, admin, "PATCH", f"/{seller.uuid}", json={"commission_percent": "7.5"}))
+    rows, outbox = profile_rows(services), events(services)
+    weekly = {"interval": "weekly", "weekday": "monday"}
+    for body in (
+        {"commission_percent": "1"},
+        {"commission_percent": None},
+        {"commission_percent": "7.50"},  # even the same value: the field is the admins'
+        {"commission_percent": "1", "payout_schedule": weekly},  # all or nothing
+    ):
+        answer = call(client, staff, "PATCH", f"/{seller.uuid}", json=body)
+        assert "admin" in problem(answer, 403, "commission-admin-only")["detail"]
+    assert (profile_rows(services), events(services)) == (rows, outbox)
+    assert ok(call(client, staff, "GET", f"/{seller.uuid}"))["commission_percent"] == "7.50"
 
 
 def test_who_may_do_what(
@@ -270,6 +290,7 @@ def test_bad_staff_input_is_422_and_changes_nothing(
     services: Services,
     seller: Caller,
     staff: Caller,
+    admin: Caller,
     to_state: Callable[[Caller, str], dict[str, Any]],
     path: str,
     body: dict[str, Any],
@@ -278,7 +299,8 @@ def test_bad_staff_input_is_422_and_changes_nothing(
     before = to_state(seller, "pending")
     rows, outbox = profile_rows(services), events(services)
     method = "POST" if path else "PATCH"
-    answer = call(client, staff, method, f"/{seller.uuid}{path}", json=body)
+    caller = admin if "commission_percent" in body else staff  # only admins set it
+    answer = call(client, caller, method, f"/{seller.uuid}{path}", json=body)
     assert field in problem(answer, 422, "validation-failed")["errors"]
     assert (profile_rows(services), events(services)) == (rows, outbox)
     assert ok(call(client, staff, "GET", f"/{seller.uuid}")) == before
@@ -346,3 +368,31 @@ def test_concurrent_first_changes_write_one_profile(
         thread.join()
     assert statuses == [200] * 6
     assert len(profile_rows(services)) == 1
+
+
+def test_a_payout_account_no_vault_key_opens_breaks_no_read_of_the_profile(
+    client: FlaskClient,
+    services: Services,
+    log_in_as: Callable[..., Caller],
+    staff: Caller,
+    to_state: Callable[[Caller, str], dict[str, Any]],
+) -> None:
+    seller, other = log_in_as("seller"), log_in_as("seller")
+    to_state(seller, "verified")
+    to_state(other, "unverified")
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"1234567890").decode()  # a dropped key's
+    sql(services, "UPDATE seller_profile SET bank_account_number = %s RETURNING id", foreign)
+    wait_for_replica(services)
+
+    listed = ok(call(client, staff, "GET", ""))["items"]
+    assert [s["bank_account"]["number"] for s in listed] == ["•••• 3977", "•••• 3977"]
+    assert ok(call(client, staff, "GET", f"/{seller.uuid}"))["bank_account"]["last4"] == "3977"
+    assert ok(call(client, seller, "GET", "/me"))["kyc"]["state"] == "verified"
+    # Writes that do not touch the account lock and show the profile without opening it.
+    ok(call(client, seller, "PATCH", "/me", json={"display_name": "Toko Baru"}))
+    weekly = {"interval": "weekly", "weekday": "friday"}
+    ok(call(client, staff, "PATCH", f"/{seller.uuid}", json={"payout_schedule": weekly}))
+    # A new account (other last four) replaces it, unopened, and is reviewed again.
+    new_account = {**BANK, "account_number": "0099 1234 5678"}
+    changed = ok(call(client, seller, "PATCH", "/me", json={"bank_account": new_account}))
+    assert (changed["bank_account"]["last4"], changed["kyc"]["state"]) == ("5678", "pending")

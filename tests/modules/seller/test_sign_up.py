@@ -12,10 +12,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from werkzeug.test import TestResponse
 
 from app.config import SettingsError
 from app.db import Session, close_session, transaction
 from app.vault import get_vault
+from modules.seller.sign_up import SignUp
+from modules.user.passwords import Passwords
 from modules.user.services import create_user
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 from tests.servers import Services
@@ -214,3 +217,86 @@ def test_the_embedded_default_runs_the_whole_flow(
         close_session()
         assert stored.startswith("gAAAAA")
         assert get_vault().unseal(stored) == ACCOUNT_NUMBER.replace("-", "")
+
+
+def sign_up_from(client: FlaskClient, email: str, ip: str, **headers: str) -> TestResponse:
+    body = {"email": email, "password": PASSWORD}
+    return client.post(
+        "/api/v1/sellers/sign-up", json=body, environ_base={"REMOTE_ADDR": ip}, headers=headers
+    )
+
+
+def throttled(answer: TestResponse) -> int:
+    """The answer is a sign-up throttle; its Retry-After in seconds."""
+    body = problem(answer, 429, "sign-up-throttled")
+    wait = answer.headers["Retry-After"]
+    assert wait.isdigit(), wait  # delay-seconds, not an HTTP date
+    assert 0 < int(wait) <= 3600
+    assert body["retry_after"] == int(wait)
+    return int(wait)
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords hashed from now on (argon2, the cost the throttle spares)."""
+    hashed: list[str] = []
+    real = Passwords.hash
+
+    def counting(self: Passwords, password: str) -> str:
+        hashed.append(password)
+        return real(self, password)
+
+    monkeypatch.setattr(Passwords, "hash", counting)
+    return hashed
+
+
+@pytest.mark.parametrize("redis", ["redis", "redis down", "embedded"])
+def test_sign_ups_per_ip_are_throttled_before_any_password_is_hashed(
+    make_app: Callable[..., Flask],
+    make_embedded_app: Callable[..., Flask],
+    config: dict[str, Any],
+    services: Services,
+    hashes: list[str],
+    redis: str,
+) -> None:
+    env = {**config["module_env"], "seller_signup": "open", "seller_signup_max_per_ip": "2"}
+    if redis == "embedded":
+        client = make_embedded_app(module_env=env).test_client()
+    else:
+        down = {"redis_url": "redis://127.0.0.1:9/0"} if redis == "redis down" else {}
+        client = make_app(module_env=env, **down).test_client()
+    ok(sign_up_from(client, "a@toko.example", "192.0.2.7"), 201)
+    # A taken email counts too: the limit bounds how many emails one address probes.
+    problem(sign_up_from(client, "a@toko.example", "192.0.2.7"), 409, "email-taken")
+    assert len(hashes) == 2
+
+    throttled(sign_up_from(client, "b@toko.example", "192.0.2.7"))
+    assert len(hashes) == 2  # refused before the argon2 hash
+    if redis != "embedded":
+        assert sql(services, "SELECT count(*) FROM user_account WHERE email LIKE 'b@%%'") == [(0,)]
+    ok(sign_up_from(client, "b@toko.example", "198.51.100.3"), 201)  # another client
+
+
+def test_the_sign_up_throttle_counts_the_client_behind_trusted_proxies(
+    make_app: Callable[..., Flask], config: dict[str, Any]
+) -> None:
+    env = {**config["module_env"], "seller_signup": "review", "seller_signup_max_per_ip": "1"}
+    client = make_app(module_env=env, trusted_proxy_hops=1).test_client()
+    proxy = "10.0.0.5"
+    ok(sign_up_from(client, "a@toko.example", proxy, **{"X-Forwarded-For": "203.0.113.1"}), 201)
+    ok(sign_up_from(client, "b@toko.example", proxy, **{"X-Forwarded-For": "203.0.113.2"}), 201)
+    throttled(sign_up_from(client, "c@toko.example", proxy, **{"X-Forwarded-For": "203.0.113.1"}))
+
+
+@pytest.mark.parametrize("name", ["seller_signup_max_per_ip", "seller_signup_window_seconds"])
+def test_a_bad_sign_up_throttle_setting_refuses_to_start(
+    make_embedded_app: Callable[..., Flask], name: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"LAPAK_{name.upper()}"):
+        make_embedded_app(module_env={name: "0"})
+
+
+def test_a_sign_up_request_does_not_show_its_password() -> None:
+    request = SignUp(email="budi@toko.example", password=PASSWORD, name="Budi")
+    assert PASSWORD not in repr(request)
+    assert "budi@toko.example" in repr(request)
