@@ -1,5 +1,6 @@
 """Sellers: their profiles (display name, contact, KYC review, payout bank account, commission,
-payout schedule) and how people become sellers (``LAPAK_SELLER_SIGNUP``)."""
+payout schedule), how people become sellers (``LAPAK_SELLER_SIGNUP``), their balances (held,
+then available) and the settlements that pay them out."""
 
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ from app.registry import Manifest, ModuleHooks
 manifest = Manifest(
     name="seller",
     version="0.1.0",
-    summary="Seller profiles: KYC review, payout bank account, commission, payout schedule",
+    summary="Sellers: profiles with KYC review and payout account, balances, settlements, payouts",
     depends=("user", "auth", "marketplace", "ledger"),
     settings=(
         "seller_signup",
