@@ -114,7 +114,9 @@ def make(
     scheduled_for: date | None,
 ) -> Settlement:
     """Write a settlement and post its ``PAYOUT``, under the seller's profile lock."""
-    if profile.bank_account_number is None:
+    # The last four digits are there exactly when the sealed number is (a check constraint),
+    # so the deferred number is neither loaded nor unsealed to learn whether it exists.
+    if profile.bank_account_last4 is None:
         raise WithdrawalNotAllowed(
             "add a payout bank account and have it verified before you withdraw",
             reason="no-bank-account",

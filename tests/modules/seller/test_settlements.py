@@ -309,8 +309,10 @@ def test_who_may_withdraw_and_read_settlements(
     funded()
     unverified, bankless, other = log_in_as("seller"), log_in_as("seller"), log_in_as("seller")
     to_state(unverified, "pending")
-    problem(settle(client, unverified, json={}), 403, "withdrawal-not-allowed")
-    problem(settle(client, bankless, json={}), 403, "withdrawal-not-allowed")
+    refused = problem(settle(client, unverified, json={}), 403, "withdrawal-not-allowed")
+    assert refused["reason"] == "not-verified"
+    refused = problem(settle(client, bankless, json={}), 403, "withdrawal-not-allowed")
+    assert refused["reason"] == "no-bank-account"
     problem(settle(client, customer, json={}), 403, "forbidden")
     problem(settle(client, staff, json={}), 403, "forbidden")
     problem(settle(client, None, json={}), 401, "unauthenticated")
