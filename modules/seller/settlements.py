@@ -10,8 +10,10 @@ lock that the available balance covers it. A seller's balance is therefore never
 however many withdrawals arrive at once.
 
 States, each change a named transition that checks where the settlement is
-(:data:`TRANSITIONS`): ``pending -> processing -> completed | failed``, ``pending -> canceled``
-(and ``pending -> completed | failed`` for a manual payout done at once). ``completed`` posts
+(:data:`TRANSITIONS`): ``pending -> processing | canceled``, ``processing -> completed | failed``.
+Staff mark a manual payout ``processing`` before they start the transfer, so the seller can no
+longer cancel it (and withdraw the same money again) while it is on its way; only a ``pending``
+one is canceled (by its seller or staff). ``completed`` posts
 ``PAYOUT_COMPLETE`` (clearing -> bank) and sets ``completed_at``; ``failed`` (with a reason) and
 ``canceled`` post ``PAYOUT_REVERSAL`` (the money back to available). Asking for the state a
 settlement is already in changes nothing and answers it again.
@@ -59,8 +61,8 @@ ZERO = Decimal("0.00")
 #: target -> the states it may be reached from.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "processing": ("pending",),
-    "completed": ("pending", "processing"),
-    "failed": ("pending", "processing"),
+    "completed": ("processing",),
+    "failed": ("processing",),
     "canceled": ("pending",),
 }
 

@@ -184,6 +184,11 @@ def test_a_failed_payout_gives_the_money_back_and_a_completed_one_is_timed(
     problem(settle(client, verified, f"/{first['id']}/fail", json={"reason": "x"}), 403,
             "forbidden")  # fmt: skip
     problem(settle(client, staff, f"/{first['id']}/fail", json={}), 422, "validation-failed")
+    # Completed or failed only once staff have started the transfer.
+    for done_at_once, body in (("fail", {"reason": "x"}), ("complete", {})):
+        problem(settle(client, staff, f"/{first['id']}/{done_at_once}", json=body), 409,
+                "invalid-settlement-transition")  # fmt: skip
+    ok(settle(client, staff, f"/{first['id']}/processing", json={}))
     failed = ok(settle(client, staff, f"/{first['id']}/fail", json={"reason": "account closed"}))
     assert (failed["state"], failed["failure_reason"]) == ("failed", "account closed")
     assert available(app, verified) == D("10000.00")
@@ -293,6 +298,23 @@ def test_a_seller_cancels_their_pending_settlement(
     assert canceled["state"] == "canceled"
     assert available(app, verified) == D("9500.00")
     problem(settle(client, verified, f"/{made['id']}/processing", json={}), 403, "forbidden")
+    assert_consistent(app)
+
+
+def test_a_settlement_staff_are_paying_can_no_longer_be_canceled(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    funded()
+    made = ok(settle(client, verified, json={}), 201)
+    ok(settle(client, staff, f"/{made['id']}/processing", json={}))
+    for who in (verified, staff):
+        problem(settle(client, who, f"/{made['id']}/cancel"), 409, "invalid-settlement-transition")
+    assert available(app, verified) == 0
+    problem(settle(client, verified, json={"amount": "9500.00"}), 422, "insufficient-balance")
     assert_consistent(app)
 
 
@@ -469,10 +491,12 @@ def test_the_embedded_default_runs_holds_withdrawals_and_payouts(
     shown = ok(client.get("/api/v1/sellers/me/balance", headers=seller))
     assert (shown["available"], shown["pending"]) == ("9500.00", "0.00")
     made = ok(client.post(SETTLEMENTS, json={}, headers=seller), 201)
+    ok(client.post(f"{SETTLEMENTS}/{made['id']}/processing", json={}, headers=staff))
     failed = ok(client.post(f"{SETTLEMENTS}/{made['id']}/fail", json={"reason": "closed"},
                             headers=staff))  # fmt: skip
     assert failed["state"] == "failed"
     again = ok(client.post(SETTLEMENTS, json={}, headers=seller), 201)
+    ok(client.post(f"{SETTLEMENTS}/{again['id']}/processing", json={}, headers=staff))
     done = ok(client.post(f"{SETTLEMENTS}/{again['id']}/complete", json={}, headers=staff))
     assert done["completed_at"] is not None
     assert [s["name"] for s in ok(client.get(SETTLEMENTS, headers=staff))["items"]] == [
