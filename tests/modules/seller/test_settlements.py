@@ -369,6 +369,7 @@ def test_the_bank_account_never_appears_whole_in_answers_events_or_logs(
     funded("2")
     answers = [settle(client, verified, json={"amount": "10000.00"})]
     made = answers[0].get_json()
+    answers.append(settle(client, staff, f"/{made['id']}/processing", json={}))
     answers.append(settle(client, staff, f"/{made['id']}/fail", json={"reason": "closed"}))
     answers.append(settle(client, verified, json={}))
     wait_for_replica(services)
@@ -423,6 +424,7 @@ def test_a_refund_after_the_payout_leaves_a_receivable_that_the_next_share_pays_
 ) -> None:
     payment, _ = funded()
     made = ok(settle(client, verified, json={}), 201)
+    ok(settle(client, staff, f"/{made['id']}/processing", json={}))
     ok(settle(client, staff, f"/{made['id']}/complete", json={}))
     assert refund_payment(client, staff, payment).status_code == 201
     owed = f"seller_receivable:{verified.user_id}"
@@ -452,6 +454,7 @@ def test_a_failed_payout_pays_back_what_a_refund_left_owed_first(
     assert refund_payment(client, staff, payment, "5550.00").status_code == 201  # 4,750.00 owed
     owed = f"seller_receivable:{verified.user_id}"
     assert balances(app)[owed] == D("4750.00")
+    ok(settle(client, staff, f"/{made['id']}/processing", json={}))
     ok(settle(client, staff, f"/{made['id']}/fail", json={"reason": "account closed"}))
     assert balances(app)[owed] == 0
     assert available(app, verified) == D("4750.00")
