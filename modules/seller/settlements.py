@@ -293,18 +293,45 @@ def _event(settlement: Settlement, seller_uuid: uuid.UUID | None) -> dict[str, A
 def claim_for_sending(settlement_uuid: uuid.UUID) -> tuple[Settlement, str] | None:
     """Take a pending settlement to ``processing`` for an automatic adapter (committed before
     the bank is called, so it is sent once); it and the unsealed account number, or None if
-    it is no longer pending."""
+    it is no longer pending or may not be sent.
+
+    The number is the profile's current one, so it is sent only if it is still the account the
+    settlement was made for (same bank code, holder and last four) and the seller is still
+    verified: a changed account is unverified until staff review it again. Otherwise the
+    settlement fails (``PAYOUT_REVERSAL``: the money is available again) and the seller
+    withdraws anew to the account staff verify."""
     with transaction() as session:
         settlement = _locked(settlement_uuid)
         if settlement is None or settlement.state != "pending":
             return None
         _apply(settlement, "processing", None, None, None)
-        number = session.scalar(
-            select(SellerProfile.bank_account_number).where(
-                SellerProfile.user_id == settlement.seller_id
-            )
-        )
-        return settlement, str(number)
+        profile = session.execute(
+            select(
+                SellerProfile.kyc_state,
+                SellerProfile.bank_code,
+                SellerProfile.bank_holder_name,
+                SellerProfile.bank_account_last4,
+                SellerProfile.bank_account_number,
+            ).where(SellerProfile.user_id == settlement.seller_id)
+        ).one_or_none()
+        refusal = _why_not_send(settlement, profile)
+        if refusal is not None:
+            log.warning("settlement %s %s", settlement.name, refusal)
+            _apply(settlement, "failed", None, refusal, None)
+            return None
+        return settlement, str(profile.bank_account_number)
+
+
+def _why_not_send(settlement: Settlement, profile: Any) -> str | None:
+    if profile is None or profile.bank_account_number is None:
+        return "not sent: the seller has no payout account any more"
+    made_for = (settlement.bank_code, settlement.bank_holder_name, settlement.bank_account_last4)
+    now = (profile.bank_code, profile.bank_holder_name, profile.bank_account_last4)
+    if made_for != now:
+        return "not sent: the seller's payout account changed after the settlement was made"
+    if profile.kyc_state != "verified":
+        return f"not sent: the seller's KYC review is {profile.kyc_state}"
+    return None
 
 
 def record_outcome(

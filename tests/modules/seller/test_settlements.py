@@ -272,6 +272,39 @@ def test_an_automatic_adapter_sends_each_pending_settlement_once(
     assert_consistent(app)
 
 
+@pytest.mark.parametrize("change", ["account", "review"])
+def test_an_automatic_payout_goes_only_to_the_verified_account_it_was_made_for(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    verified: Caller,
+    funded: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    change: str,
+) -> None:
+    funded()
+    bank = FakeBank("completed")
+    payouts.register(app, bank)
+    settings = app.extensions["seller.settings"]
+    app.extensions["seller.settings"] = replace(settings, payout_adapter="fakebank")
+    made = ok(settle(client, verified, json={}), 201)
+    if change == "account":  # same bank and holder, another number: the last four differ
+        other = {**BANK, "account_number": "7700-1234-5678"}
+        ok(call(client, verified, "PATCH", "/me", json={"bank_account": other}))
+    else:
+        sql(services, "UPDATE seller_profile SET kyc_state = 'pending' RETURNING id")
+    with app.app_context():
+        assert jobs.send_automatic_payouts() == 0
+    assert bank.orders == []
+    [(state, reason)] = sql(services, "SELECT state, failure_reason FROM seller_settlement")
+    assert state == "failed"
+    assert ("account changed" if change == "account" else "KYC review is pending") in reason
+    assert available(app, verified) == D("9500.00")
+    assert f"settlement {made['name']} not sent" in caplog.text
+    assert "7700" not in caplog.text
+    assert_consistent(app)
+
+
 def test_the_database_refuses_a_second_settlement_of_the_same_number(
     services: Services, verified: Caller, funded: Callable[..., Any], client: FlaskClient
 ) -> None:
