@@ -6,7 +6,8 @@ An adapter is chosen by ``LAPAK_SETTLEMENT_PAYOUT_ADAPTER`` and recorded on each
 ``failed``. An adapter for a bank's API implements :meth:`PayoutAdapter.send`, called after the
 settlement is committed, outside any database transaction (a bank call never holds a lock), and
 answers with the outcome the settlement then moves to through the same named transitions staff
-use (:mod:`.settlements`).
+use (:mod:`.settlements`). An adapter that raises leaves its settlement ``processing`` for staff
+(the error is logged with the settlement's name) and the job goes on with the next one.
 
 The account number is unsealed only into the :class:`PayoutOrder` handed to ``send``; it is
 never logged, stored on the settlement or shown.
@@ -14,6 +15,7 @@ never logged, stored on the settlement or shown.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -32,6 +34,8 @@ from .models import WEEKDAYS, SellerProfile, Settlement
 from .profiles import locked_profile, seller_by_id
 
 KEY = "seller.payout_adapters"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,22 +127,33 @@ def send_automatic_payouts(limit: int = 100) -> int:
     sent = 0
     for settlement_uuid in list(due):
         claimed = settlements.claim_for_sending(settlement_uuid)
-        if claimed is None:  # another run took it
+        if claimed is None:  # another run took it, or it may not be sent (then it failed)
             continue
         settlement, number = claimed
-        outcome = chosen.send(
-            PayoutOrder(
-                settlement.name,
-                settlement.amount,
-                settlement.currency,
-                settlement.bank_code,
-                settlement.bank_holder_name,
-                number,
+        try:
+            outcome = chosen.send(
+                PayoutOrder(
+                    settlement.name,
+                    settlement.amount,
+                    settlement.currency,
+                    settlement.bank_code,
+                    settlement.bank_holder_name,
+                    number,
+                )
             )
-        )
-        settlements.record_outcome(
-            settlement_uuid, outcome.state, outcome.reference, outcome.reason
-        )
+            settlements.record_outcome(
+                settlement_uuid, outcome.state, outcome.reference, outcome.reason
+            )
+        except Exception:
+            # Whether the bank took the order is unknown: failing it would make the money
+            # available again while it may be on its way, so it stays processing for staff
+            # (who check with the bank and complete or fail it) and the next one is sent.
+            log.exception(
+                "payout adapter %s raised sending settlement %s; it stays processing for staff",
+                code,
+                settlement.name,
+            )
+            continue
         sent += 1
     return sent
 

@@ -58,6 +58,9 @@ from .settlement_views import STAFF_ROLES, SettlementNotFound, SettlementView, v
 log = logging.getLogger(__name__)
 
 ZERO = Decimal("0.00")
+#: The sizes of the columns an adapter's answer is stored in.
+REFERENCE_SIZE = Settlement.__table__.c.payout_reference.type.length
+REASON_SIZE = Settlement.__table__.c.failure_reason.type.length
 #: target -> the states it may be reached from.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "processing": ("pending",),
@@ -338,18 +341,43 @@ def record_outcome(
     settlement_uuid: uuid.UUID, state: str, reference: str | None, reason: str | None
 ) -> None:
     """What an adapter answered for a settlement it sent (``processing`` keeps it there)."""
+    if state not in ("processing", "completed", "failed"):
+        raise ValueError(f"a payout adapter answers processing, completed or failed: {state!r}")
+    reference = reference[:REFERENCE_SIZE] if reference else None
+    reason = reason[:REASON_SIZE] if reason else None
     with refused_by_database(), transaction():
         settlement = _locked(settlement_uuid)
-        if settlement is None or settlement.state != "processing":
+        if settlement is None:
+            return
+        if settlement.state != "processing":
+            if state != "processing" and state != settlement.state:
+                _outcome_conflict(settlement, state, reference)
             return
         if state == "processing":
             settlement.payout_reference = reference or settlement.payout_reference
             return
-        if state not in ("completed", "failed"):
-            raise ValueError(f"a payout adapter answers processing, completed or failed: {state!r}")
         if state == "failed" and not reason:
             reason = f"{settlement.payout_adapter} reported the payout failed"
         _apply(settlement, state, None, reason, reference)
+
+
+def _outcome_conflict(settlement: Settlement, reported: str, reference: str | None) -> None:
+    """The bank reports an outcome contradicting the one recorded (e.g. completed after staff
+    failed it and the money went back): staff must look, nothing is moved by itself."""
+    log.error(
+        "payout adapter %s reports settlement %s %s (reference %s) but it is %s: check with "
+        "the bank",
+        settlement.payout_adapter,
+        settlement.name,
+        reported,
+        reference,
+        settlement.state,
+    )
+    seller_uuid = Session().scalar(select(User.uuid).where(User.id == settlement.seller_id))
+    emit(
+        "settlement.outcome_conflict",
+        {**_event(settlement, seller_uuid), "reported": reported, "reported_reference": reference},
+    )
 
 
 def _locked(settlement_uuid: uuid.UUID) -> Settlement | None:

@@ -26,7 +26,7 @@ from app.clock import travel
 from app.db import Session, transaction
 from modules.ledger.verify import verify
 from modules.marketplace.config import marketplace_settings
-from modules.seller import jobs, payouts
+from modules.seller import jobs, payouts, settlements
 from modules.seller.models import WEEKDAYS
 from modules.seller.payouts import PayoutOrder, PayoutOutcome
 from modules.user.services import create_user
@@ -302,6 +302,61 @@ def test_an_automatic_payout_goes_only_to_the_verified_account_it_was_made_for(
     assert available(app, verified) == D("9500.00")
     assert f"settlement {made['name']} not sent" in caplog.text
     assert "7700" not in caplog.text
+    assert_consistent(app)
+
+
+class FlakyBank(FakeBank):
+    """Raises on the first order, then pays with a reference longer than the column."""
+
+    def send(self, order: PayoutOrder) -> PayoutOutcome:
+        self.orders.append(order)
+        if len(self.orders) == 1:
+            raise ConnectionError("the bank hung up")
+        return PayoutOutcome("completed", reference="R" * 150)
+
+
+def test_a_failing_adapter_leaves_its_settlement_processing_and_the_others_are_sent(
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    staff: Caller,
+    verified: Caller,
+    funded: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    funded("2")
+    bank = FlakyBank("completed")
+    payouts.register(app, bank)
+    settings = app.extensions["seller.settings"]
+    app.extensions["seller.settings"] = replace(settings, payout_adapter="fakebank")
+    first = ok(settle(client, verified, json={"amount": "10000.00"}), 201)
+    second = ok(settle(client, verified, json={"amount": "9000.00"}), 201)
+    with app.app_context():
+        assert jobs.send_automatic_payouts() == 1
+        assert jobs.send_automatic_payouts() == 0  # the first is not sent again
+    assert [o.settlement for o in bank.orders] == [first["name"], second["name"]]
+    assert sql(
+        services, "SELECT name, state, payout_reference FROM seller_settlement ORDER BY id"
+    ) == [(first["name"], "processing", None), (second["name"], "completed", "R" * 100)]
+    [logged] = [r for r in caplog.records if "the bank hung up" in (r.exc_text or "")]
+    assert logged.levelno == logging.ERROR
+    assert first["name"] in logged.getMessage()
+
+    # Staff find it with the bank gone and fail it; the bank then says it paid after all.
+    ok(settle(client, staff, f"/{first['id']}/fail", json={"reason": "no answer from the bank"}))
+    caplog.clear()
+    with app.app_context():
+        settlements.record_outcome(uuid.UUID(first["id"]), "completed", "LATE-1", None)
+    assert sql(services, "SELECT state FROM seller_settlement WHERE name = %s", first["name"]) == [
+        ("failed",)
+    ]
+    [conflict] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert first["name"] in conflict.getMessage()
+    assert "LATE-1" in conflict.getMessage()
+    [(payload,)] = sql(services, "SELECT payload FROM core_outbox_event "
+                                 "WHERE name = 'settlement.outcome_conflict'")  # fmt: skip
+    assert (payload["reported"], payload["state"]) == ("completed", "failed")
+    assert available(app, verified) == D("10000.00")
     assert_consistent(app)
 
 
