@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from app.config import Settings, SettingsError
 from app.db import Session, transaction, utcnow
+from app.vault import Unsealed
 from modules.marketplace.config import marketplace_settings
 
 from . import settlements
@@ -46,7 +47,7 @@ class PayoutOrder:
     bank_code: str
     holder_name: str
     #: Unsealed for the adapter only; ``repr`` leaves it out so a log line cannot show it.
-    account_number: str = field(repr=False)
+    account_number: Unsealed = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from app.db import Session, get_database, transaction, utcnow
 from app.errors import Conflict, Invalid, PermissionDenied
 from app.events import emit
 from app.security import Principal
+from app.vault import Unsealed
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account
 from modules.ledger.posting import InsufficientBalance, post
@@ -293,7 +294,7 @@ def _event(settlement: Settlement, seller_uuid: uuid.UUID | None) -> dict[str, A
     }
 
 
-def claim_for_sending(settlement_uuid: uuid.UUID) -> tuple[Settlement, str] | None:
+def claim_for_sending(settlement_uuid: uuid.UUID) -> tuple[Settlement, Unsealed] | None:
     """Take a pending settlement to ``processing`` for an automatic adapter (committed before
     the bank is called, so it is sent once); it and the unsealed account number, or None if
     it is no longer pending or may not be sent.
@@ -322,7 +323,8 @@ def claim_for_sending(settlement_uuid: uuid.UUID) -> tuple[Settlement, str] | No
             log.warning("settlement %s %s", settlement.name, refusal)
             _apply(settlement, "failed", None, refusal, None)
             return None
-        return settlement, str(profile.bank_account_number)
+        # Kept Unsealed (``str`` would drop the wrapper whose repr hides it) up to the adapter.
+        return settlement, profile.bank_account_number
 
 
 def _why_not_send(settlement: Settlement, profile: Any) -> str | None:
