@@ -24,8 +24,9 @@ from typing import Protocol
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from app.config import Settings, SettingsError
+from app.config import Settings
 from app.db import Session, transaction, utcnow
+from app.errors import ServiceUnavailable
 from app.vault import Unsealed
 from modules.marketplace.config import marketplace_settings
 
@@ -82,23 +83,33 @@ def register(app: Flask, adapter: PayoutAdapter) -> None:
     app.extensions.setdefault(KEY, {})[adapter.code] = adapter
 
 
-def install(app: Flask, settings: Settings) -> None:
-    """Register the built-in adapters (a bank's goes here too), then check the setting names
-    one of them: the app refuses to start otherwise."""
+def install(app: Flask, _settings: Settings) -> None:
+    """Register the built-in adapters (a bank's goes here too).
+
+    Whether ``LAPAK_SETTLEMENT_PAYOUT_ADAPTER`` names a registered adapter is checked at use
+    (:func:`configured`), not here: a module providing an adapter depends on this one, so its
+    setup runs after this, and the app has no step after every setup.
+    """
     register(app, ManualPayout())
-    check_configured(app, settings)
 
 
-def check_configured(app: Flask, settings: Settings) -> None:
-    from .config import SellerSettings
+class PayoutAdapterNotConfigured(ServiceUnavailable):
+    code = "payout-adapter-not-configured"
+    title = "Payouts are not configured"
 
-    wanted = SellerSettings.from_settings(settings).payout_adapter
-    known = app.extensions.get(KEY, {})
+
+def configured() -> PayoutAdapter:
+    """The adapter ``LAPAK_SETTLEMENT_PAYOUT_ADAPTER`` names; a 503 naming the setting while no
+    module has registered it (an operator's mistake: nothing is written until it is fixed)."""
+    wanted = seller_settings().payout_adapter
+    known = current_app.extensions.get(KEY, {})
     if wanted not in known:
-        raise SettingsError(
+        raise PayoutAdapterNotConfigured(
             f"LAPAK_SETTLEMENT_PAYOUT_ADAPTER: {wanted!r} is not a payout adapter "
-            f"(one of {', '.join(sorted(known))})"
+            f"(one of {', '.join(sorted(known))}); no settlement is made or sent until it is",
+            setting="LAPAK_SETTLEMENT_PAYOUT_ADAPTER",
         )
+    return known[wanted]
 
 
 def adapter(code: str) -> PayoutAdapter:
@@ -115,10 +126,14 @@ def send_automatic_payouts(limit: int = 100) -> int:
     never sends it again; a run that dies after that leaves it ``processing`` for staff (or the
     bank's answer) to finish. How many were sent.
     """
-    code = seller_settings().payout_adapter
-    chosen = adapter(code)
+    try:
+        chosen = configured()
+    except PayoutAdapterNotConfigured as refused:
+        log.error("no automatic payouts sent: %s", refused.detail)
+        return 0
     if not chosen.automatic:
         return 0
+    code = chosen.code
     due = Session().scalars(
         select(Settlement.uuid)
         .where(Settlement.state == "pending", Settlement.payout_adapter == code)
@@ -165,6 +180,11 @@ def send_automatic_payouts(limit: int = 100) -> int:
 def pay_out_weekly() -> int:
     """Job: make today's settlement of each verified seller paid out weekly on this weekday
     (all that is available, if at least the minimum); safe twice or at once. How many made."""
+    try:
+        configured()
+    except PayoutAdapterNotConfigured as refused:
+        log.error("no weekly payouts made: %s", refused.detail)
+        return 0
     today = utcnow().astimezone(marketplace_settings().timezone).date()
     weekday = WEEKDAYS[today.weekday()]
     due = Session().scalars(

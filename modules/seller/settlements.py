@@ -170,7 +170,7 @@ def make(
         bank_code=profile.bank_code,
         bank_holder_name=profile.bank_holder_name,
         bank_account_last4=profile.bank_account_last4,
-        payout_adapter=seller_settings().payout_adapter,
+        payout_adapter=_configured_adapter_code(),
         scheduled_for=scheduled_for,
         created_by_id=actor_id,
         created_at=now,
@@ -182,6 +182,13 @@ def make(
     post(postings.payout(settlement, actor_id))
     emit("settlement.created", _event(settlement, user.uuid))
     return settlement
+
+
+def _configured_adapter_code() -> str:
+    # Imported here: payouts sends through this module's transitions and imports it.
+    from .payouts import configured
+
+    return configured().code
 
 
 def available_balance(seller_id: int, currency: str) -> Decimal:

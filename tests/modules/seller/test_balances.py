@@ -244,7 +244,6 @@ def _pending_entry(services: Services, seller_id: int) -> int:
         ("settlement_minimum", "IDR:0", "the IDR minimum must be a positive amount"),
         ("settlement_minimum", "IDR:1.234", "the IDR minimum must be a positive amount"),
         ("settlement_minimum", "IDR:5,IDR:6", "once each"),
-        ("settlement_payout_adapter", "swift", "'swift' is not a payout adapter"),
     ],
 )
 def test_bad_settlement_settings_refuse_to_start(

@@ -368,6 +368,58 @@ def test_a_failing_adapter_leaves_its_settlement_processing_and_the_others_are_s
     assert_consistent(app)
 
 
+@pytest.fixture
+def payout_setting(config: dict[str, Any], request: pytest.FixtureRequest) -> str:
+    """``LAPAK_SETTLEMENT_PAYOUT_ADAPTER`` for the app (ask for it before ``app``)."""
+    env = {**config.get("module_env", {}), "settlement_payout_adapter": request.param}
+    config["module_env"] = env
+    return request.param
+
+
+@pytest.mark.parametrize("payout_setting", ["fakebank"], indirect=True)
+def test_an_adapter_registered_after_the_seller_module_can_be_configured(
+    payout_setting: str,
+    app: Flask,
+    client: FlaskClient,
+    verified: Caller,
+    funded: Callable[..., Any],
+) -> None:
+    # The app started although no "fakebank" existed at the seller module's setup.
+    funded()
+    bank = FakeBank("completed")
+    payouts.register(app, bank)  # as a module loaded after seller does in its own setup
+    made = ok(settle(client, verified, json={}), 201)
+    assert made["payout_adapter"] == payout_setting
+    with app.app_context():
+        assert jobs.send_automatic_payouts() == 1
+    assert [o.settlement for o in bank.orders] == [made["name"]]
+    assert_consistent(app)
+
+
+@pytest.mark.parametrize("payout_setting", ["swift"], indirect=True)
+def test_an_unknown_payout_adapter_makes_and_sends_nothing_and_says_which_setting(
+    payout_setting: str,
+    app: Flask,
+    client: FlaskClient,
+    services: Services,
+    verified: Caller,
+    funded: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    funded()
+    refused = settle(client, verified, json={})
+    body = problem(refused, 503, "payout-adapter-not-configured")
+    assert refused.headers["Retry-After"]
+    assert body["setting"] == "LAPAK_SETTLEMENT_PAYOUT_ADAPTER"
+    assert "'swift' is not a payout adapter (one of manual)" in body["detail"]
+    assert sql(services, "SELECT count(*) FROM seller_settlement") == [(0,)]
+    assert available(app, verified) == D("9500.00")
+    with app.app_context():
+        assert jobs.send_automatic_payouts() == 0
+        assert jobs.pay_out_weekly() == 0
+    assert caplog.text.count("LAPAK_SETTLEMENT_PAYOUT_ADAPTER: 'swift'") == 2
+
+
 def test_the_database_refuses_a_second_settlement_of_the_same_number(
     services: Services, verified: Caller, funded: Callable[..., Any], client: FlaskClient
 ) -> None:
