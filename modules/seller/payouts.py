@@ -22,12 +22,14 @@ from decimal import Decimal
 from typing import Protocol
 
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from app.config import Settings
 from app.db import Session, transaction, utcnow
 from app.errors import ServiceUnavailable
 from app.vault import Unsealed
+from modules.ledger.models import Account
+from modules.ledger.registry import registry
 from modules.marketplace.config import marketplace_settings
 
 from . import settlements
@@ -177,9 +179,14 @@ def send_automatic_payouts(limit: int = 100) -> int:
 # -- weekly payouts -----------------------------------------------------------------------------
 
 
-def pay_out_weekly() -> int:
+def pay_out_weekly(limit: int = 500) -> int:
     """Job: make today's settlement of each verified seller paid out weekly on this weekday
-    (all that is available, if at least the minimum); safe twice or at once. How many made."""
+    (all that is available, if at least the minimum); safe twice or at once. How many made.
+
+    Only sellers not yet paid today in that currency whose available balance reaches the
+    minimum are selected (each is checked again under their lock), at most ``limit`` a run:
+    the hourly job takes the rest on its next run.
+    """
     try:
         configured()
     except PayoutAdapterNotConfigured as refused:
@@ -187,19 +194,43 @@ def pay_out_weekly() -> int:
         return 0
     today = utcnow().astimezone(marketplace_settings().timezone).date()
     weekday = WEEKDAYS[today.weekday()]
-    due = Session().scalars(
-        select(SellerProfile.user_id)
+    minimums = seller_settings().settlement_minimum
+    paid_today = (
+        select(Settlement.id)
+        .where(
+            Settlement.seller_id == SellerProfile.user_id,
+            Settlement.scheduled_for == today,
+            Settlement.currency == Account.currency,
+        )
+        .exists()
+    )
+    due = Session().execute(
+        select(SellerProfile.user_id, Account.currency)
+        .join(
+            Account,
+            and_(
+                Account.holder_id == SellerProfile.user_id,
+                Account.purpose == registry().purpose("seller_available").code,
+            ),
+        )
         .where(
             SellerProfile.payout_interval == "weekly",
             SellerProfile.payout_weekday == weekday,
             SellerProfile.kyc_state == "verified",
+            or_(
+                *(
+                    and_(Account.currency == currency, Account.balance >= minimum)
+                    for currency, minimum in minimums.items()
+                )
+            ),
+            ~paid_today,
         )
-        .order_by(SellerProfile.user_id)
+        .order_by(SellerProfile.user_id, Account.currency)
+        .limit(limit)
     )
     made = 0
-    for seller_id in list(due):
-        for currency in sorted(seller_settings().settlement_minimum):
-            made += _pay_out_scheduled(seller_id, currency, today)
+    for seller_id, currency in list(due):
+        made += _pay_out_scheduled(seller_id, currency, today)
     return made
 
 
