@@ -14,7 +14,7 @@ nonce is a second guard on the ledger's side.
 may be partly or wholly gone. The release moves what is left of *this* credit: the credit minus
 what the refunds of the same payment took from pending, and never more than pending holds (read
 under the account's lock). Another payment's refund therefore never makes this credit smaller.
-The hold is kept per credit, not per euro: a refund of a payment whose credit was already
+The hold is kept per credit, not per rupiah: a refund of a payment whose credit was already
 released still takes pending first, so a later release of an earlier credit may move money
 that, euro for euro, came from another payment still on hold. The totals stay right (pending
 and available together are what the sales left, nothing is released twice and never more than
