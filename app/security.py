@@ -19,6 +19,11 @@ from flask import current_app, g
 
 from app.errors import PermissionDenied, Unauthenticated
 
+
+class ScopeMissing(PermissionDenied):
+    code = "scope-missing"
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER_SCHEME = "bearerAuth"
 
@@ -32,9 +37,24 @@ class Principal:
     email: str
     role: str
     session_id: uuid.UUID | None = None
+    # Set when the caller is a program signing with an API key rather than a person: the key's
+    # public id and the scopes it was given. A person's principal has no scopes to check.
+    api_key_id: str | None = None
+    scopes: frozenset[str] | None = None
 
     def has_role(self, *roles: str) -> bool:
         return self.role in roles
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.api_key_id is not None
+
+    def may_use(self, scope: str | None) -> bool:
+        """Whether a view needing ``scope`` is open to this caller. People are limited by their
+        role only; an API key reaches only the views that name one of its scopes."""
+        if not self.is_api_key:
+            return True
+        return scope is not None and scope in (self.scopes or ())
 
 
 Authenticator = Callable[[], Principal]
@@ -59,11 +79,12 @@ def current_principal() -> Principal | None:
     return g.get("lapak_principal")
 
 
-def requires(*roles: str) -> Callable[[F], F]:
+def requires(*roles: str, scope: str | None = None) -> Callable[[F], F]:
     """Let the view run only for an authenticated caller with one of ``roles`` (any if none).
 
-    401 without valid credentials, 403 with the wrong role. Documents bearer security and
-    those responses in the OpenAPI description of the view.
+    ``scope`` (``"orders:read"``...) opens the view to API keys holding that scope; a view
+    without one is for people only. 401 without valid credentials, 403 with the wrong role or
+    a key without the scope. Documents security and those responses in the OpenAPI description.
     """
 
     def decorate(view: F) -> F:
@@ -72,7 +93,13 @@ def requires(*roles: str) -> Callable[[F], F]:
             principal = authenticate()
             if roles and not principal.has_role(*roles):
                 raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
+            if not principal.may_use(scope):
+                if scope is None:
+                    raise ScopeMissing("this endpoint is not open to API keys; log in instead")
+                raise ScopeMissing(f"this API key lacks the scope {scope}")
             return view(*args, **kwargs)
+
+        guarded._lapak_scope = scope  # type: ignore[attr-defined]
 
         apidoc = copy.deepcopy(getattr(view, "_apidoc", {}))
         manual = apidoc.setdefault("manual_doc", {})
@@ -81,6 +108,8 @@ def requires(*roles: str) -> Callable[[F], F]:
         responses.setdefault(401, {"description": "Missing, invalid or revoked credentials"})
         if roles:
             responses.setdefault(403, {"description": f"Needs the role {' or '.join(roles)}"})
+        if scope is not None:
+            apidoc.setdefault("manual_doc", {})["x-lapak-scope"] = scope
         guarded._apidoc = apidoc  # type: ignore[attr-defined]
         return guarded  # type: ignore[return-value]
 
