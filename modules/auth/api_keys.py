@@ -1,0 +1,454 @@
+"""API keys: create, list, revoke and roll them; authenticate a signed request with one.
+
+A key belongs to a seller or an admin (customers and staff act in person only: a customer's
+orders are placed by the customer, and staff actions are audited to a person). Its principal is
+its owner (role from the owner, read on every request, so a deactivated owner's keys stop at
+once) with the key's public id and scopes; keys are not sessions, so the single-session rule
+does not touch them and logging in does not end them.
+
+Every refusal of a signed request is its own 401 problem type, raised before the view runs: a
+refused request changes nothing. See :mod:`.signing` for what is signed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import request
+from sqlalchemy import Text, or_, select, type_coerce, update
+
+from app.db import Session, get_database, transaction, utcnow
+from app.errors import Conflict, Invalid, NotFound, Unauthenticated
+from app.http import Page, keyset_page
+from app.reading import body_of
+from app.security import Principal, scope_catalogue
+from app.vault import get_vault
+from modules.user.models import User
+
+from .models import SIGNATURE_V1, ApiKey
+from .signing import matches, request_target, signed_message
+
+log = logging.getLogger("lapak.auth")
+
+#: The roles whose users may hold API keys.
+KEY_ROLES = ("seller", "admin")
+KEY_PREFIX, SECRET_PREFIX = "lpk_", "lsk_"
+#: Live (unrevoked) keys one user may hold.
+MAX_LIVE_KEYS = 25
+#: ``last_used_at`` is written at most this often per key.
+TOUCH_INTERVAL = timedelta(minutes=1)
+HEADER_KEY, HEADER_TIMESTAMP, HEADER_SIGNATURE = "X-API-Key", "X-Timestamp", "X-Signature"
+SIGNED_HEADERS = (HEADER_KEY, HEADER_TIMESTAMP, HEADER_SIGNATURE)
+CHALLENGE = 'LapakSignature realm="lapak", headers="X-API-Key X-Timestamp X-Signature"'
+
+
+# --- refusals (each its own problem type) ----------------------------------------------------
+
+
+class ApiKeyRefused(Unauthenticated):
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": CHALLENGE}, **extra)
+
+
+class ApiKeyMissing(ApiKeyRefused):
+    code = "api-key-missing"
+    title = "The X-API-Key header is missing"
+
+
+class TimestampMissing(ApiKeyRefused):
+    code = "api-timestamp-missing"
+    title = "The X-Timestamp header is missing"
+
+
+class SignatureMissing(ApiKeyRefused):
+    code = "api-signature-missing"
+    title = "The X-Signature header is missing"
+
+
+class TimestampMalformed(ApiKeyRefused):
+    code = "api-timestamp-malformed"
+    title = "X-Timestamp is not a whole number of unix seconds"
+
+
+class ApiKeyUnknown(ApiKeyRefused):
+    code = "api-key-unknown"
+    title = "No such API key"
+
+
+class ApiKeyRevoked(ApiKeyRefused):
+    code = "api-key-revoked"
+    title = "This API key was revoked"
+
+
+class ApiKeyExpired(ApiKeyRefused):
+    code = "api-key-expired"
+    title = "This API key has expired"
+
+
+class ApiKeyOwnerInactive(ApiKeyRefused):
+    code = "api-key-owner-inactive"
+    title = "The owner of this API key can no longer use it"
+
+
+class TimestampTooOld(ApiKeyRefused):
+    code = "api-timestamp-too-old"
+    title = "X-Timestamp is too far in the past"
+
+
+class TimestampTooNew(ApiKeyRefused):
+    code = "api-timestamp-too-new"
+    title = "X-Timestamp is too far in the future"
+
+
+class SignatureInvalid(ApiKeyRefused):
+    code = "api-signature-invalid"
+    title = "The request signature does not match"
+
+
+class RequestReplayed(ApiKeyRefused):
+    code = "api-request-replayed"
+    title = "This signed request was already used"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api-key-not-found"
+    title = "No such API key"
+
+
+class ApiKeyNotLive(Conflict):
+    code = "api-key-not-live"
+    title = "The API key is revoked or expired"
+
+
+# --- authenticating a signed request ---------------------------------------------------------
+
+
+def presented() -> bool:
+    """Whether this request tries to authenticate with an API key (any of its headers)."""
+    headers = request.headers
+    return any(name in headers for name in SIGNED_HEADERS)
+
+
+@dataclass(frozen=True)
+class _KeyState:
+    pk: int
+    key_id: str
+    scopes: str
+    signature_version: str
+    secret_token: str
+    previous_token: str | None
+    previous_expires_at: datetime | None
+    expires_at: datetime | None
+    revoked: bool
+    last_used_at: datetime | None
+    user_id: int
+    user_uuid: uuid.UUID
+    email: str
+    role: str
+    active: bool
+
+
+def _load(key_id: str) -> _KeyState | None:
+    keys, users = ApiKey.__table__, User.__table__
+    statement = (
+        select(
+            keys.c.id,
+            keys.c.key_id,
+            keys.c.scopes,
+            keys.c.signature_version,
+            # The sealed tokens as stored: only the secret that is needed gets opened.
+            type_coerce(keys.c.secret, Text).label("secret_token"),
+            type_coerce(keys.c.previous_secret, Text).label("previous_token"),
+            keys.c.previous_secret_expires_at,
+            keys.c.expires_at,
+            keys.c.revoked_at,
+            keys.c.last_used_at,
+            users.c.id.label("user_id"),
+            users.c.uuid,
+            users.c.email,
+            users.c.role,
+            users.c.active,
+        )
+        .join_from(keys, users, keys.c.user_id == users.c.id)
+        .where(keys.c.key_id == key_id)
+    )
+    # Always the primary: a lagging replica must not bring a revoked key back.
+    with get_database().primary.connect() as connection:
+        row = connection.execute(statement).one_or_none()
+    if row is None:
+        return None
+    return _KeyState(
+        pk=row.id,
+        key_id=row.key_id,
+        scopes=row.scopes,
+        signature_version=row.signature_version,
+        secret_token=row.secret_token,
+        previous_token=row.previous_token,
+        previous_expires_at=row.previous_secret_expires_at,
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
+        last_used_at=row.last_used_at,
+        user_id=row.user_id,
+        user_uuid=row.uuid,
+        email=row.email,
+        role=row.role,
+        active=row.active,
+    )
+
+
+def authenticate(window_seconds: int, replay: Any) -> Principal:
+    """The principal of this signed request, or the refusal that says what is wrong."""
+    headers = request.headers
+    key_id = headers.get(HEADER_KEY, "").strip()
+    timestamp_text = headers.get(HEADER_TIMESTAMP, "").strip()
+    signature = headers.get(HEADER_SIGNATURE, "").strip()
+    if not key_id:
+        raise ApiKeyMissing("send the key's id (lpk_...) in X-API-Key")
+    if not timestamp_text:
+        raise TimestampMissing("send the unix time in seconds, as signed, in X-Timestamp")
+    if not signature:
+        raise SignatureMissing("send the hex HMAC-SHA256 of the request in X-Signature")
+    if not timestamp_text.isascii() or not timestamp_text.isdigit() or len(timestamp_text) > 12:
+        raise TimestampMalformed("X-Timestamp is whole unix seconds, e.g. 1767225600")
+    state = _load(key_id) if key_id.startswith(KEY_PREFIX) and len(key_id) <= 64 else None
+    if state is None:
+        raise ApiKeyUnknown("no API key has this id; check X-API-Key")
+    now = utcnow()
+    if state.revoked:
+        raise ApiKeyRevoked("the key was revoked; create a new one")
+    if state.expires_at is not None and now >= state.expires_at:
+        raise ApiKeyExpired(f"the key expired at {state.expires_at.isoformat()}")
+    if not state.active or state.role not in KEY_ROLES:
+        raise ApiKeyOwnerInactive("the key's owner is deactivated or may no longer hold keys")
+    timestamp, current = int(timestamp_text), now.timestamp()
+    if timestamp < current - window_seconds:
+        raise TimestampTooOld(
+            f"X-Timestamp is more than {window_seconds} s old; sign with the current time"
+        )
+    if timestamp > current + window_seconds:
+        raise TimestampTooNew(
+            f"X-Timestamp is more than {window_seconds} s ahead; check the client's clock"
+        )
+    message = signed_message(
+        state.signature_version,
+        timestamp_text,
+        request.method,
+        request_target(request.script_root + request.path, request.query_string),
+        body_of(request),
+    )
+    if not _verifies(state, message, signature, now):
+        raise SignatureInvalid(
+            "the signature does not match the request under the key's secret (after a roll, "
+            "sign with the new secret)"
+        )
+    if not replay.first_use(key_id, signature, timestamp, timestamp + window_seconds, current):
+        raise RequestReplayed("each signed request is accepted once; sign it again")
+    if state.last_used_at is None or now - state.last_used_at >= TOUCH_INTERVAL:
+        _touch(state.pk, now)
+    return Principal(
+        user_id=state.user_id,
+        user_uuid=state.user_uuid,
+        email=state.email,
+        role=state.role,
+        api_key_id=state.key_id,
+        scopes=frozenset(state.scopes.split()) & allowed_scopes(state.role),
+    )
+
+
+def _verifies(state: _KeyState, message: bytes, signature: str, now: datetime) -> bool:
+    vault = get_vault()
+    if matches(vault.unseal(state.secret_token), message, signature):
+        return True
+    # The previous secret of a roll, during its grace period only.
+    previous_live = state.previous_expires_at is not None and now < state.previous_expires_at
+    return bool(
+        previous_live
+        and state.previous_token is not None
+        and matches(vault.unseal(state.previous_token), message, signature)
+    )
+
+
+def _touch(pk: int, now: datetime) -> None:
+    """Write ``last_used_at`` unless another request did within the interval (conditional)."""
+    keys = ApiKey.__table__
+    with get_database().primary.begin() as connection:
+        connection.execute(
+            update(keys)
+            .where(
+                keys.c.id == pk,
+                or_(keys.c.last_used_at.is_(None), keys.c.last_used_at <= now - TOUCH_INTERVAL),
+            )
+            .values(last_used_at=now)
+        )
+
+
+# --- the catalogue of scopes -----------------------------------------------------------------
+
+
+def allowed_scopes(role: str) -> frozenset[str]:
+    """The scopes a key of an owner with ``role`` may hold."""
+    return frozenset(name for name, scope in scope_catalogue().items() if role in scope.roles)
+
+
+def _check_scopes(scopes: Iterable[str], role: str) -> list[str]:
+    wanted = sorted(set(scopes))
+    catalogue = scope_catalogue()
+    unknown = [s for s in wanted if s not in catalogue]
+    if unknown:
+        raise Invalid(
+            errors={"scopes": [f"unknown scope(s) {', '.join(unknown)}; "
+                               f"known: {', '.join(sorted(catalogue))}"]}
+        )  # fmt: skip
+    refused = [s for s in wanted if role not in catalogue[s].roles]
+    if refused:
+        raise Invalid(errors={"scopes": [f"a {role}'s key cannot have {', '.join(refused)}"]})
+    return wanted
+
+
+# --- managing keys ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key and its secret, as answered once by create and roll (reads as the key, but its
+    ``secret`` is the plaintext to show)."""
+
+    key: ApiKey
+    secret: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.key, name)
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key(
+    owner: Principal,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+    signature_version: str = SIGNATURE_V1,
+) -> IssuedKey:
+    """A new key of ``owner`` (a seller or an admin acting in person)."""
+    wanted = _check_scopes(scopes, owner.role)
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid(errors={"expires_at": ["the expiry must be in the future"]})
+    secret = _new_secret()
+    with transaction() as session:
+        user = session.scalars(select(User).where(User.id == owner.user_id).with_for_update()).one()
+        live = session.scalars(
+            select(ApiKey.id).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        ).all()
+        if len(live) >= MAX_LIVE_KEYS:
+            raise Invalid(
+                errors={"_schema": [f"at most {MAX_LIVE_KEYS} live keys; revoke one first"]}
+            )
+        key = ApiKey(
+            key_id=KEY_PREFIX + secrets.token_urlsafe(16),
+            user_id=user.id,
+            name=name,
+            scopes=" ".join(wanted),
+            signature_version=signature_version,
+            secret=secret,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+        session.add(key)
+        session.flush()
+    audit_key("created", key, owner)
+    return IssuedKey(key, secret)
+
+
+def list_keys(
+    viewer: Principal, owner: uuid.UUID | None, *, limit: int, cursor: str | None
+) -> Page:
+    """The viewer's keys, newest first; an admin may name another ``owner``."""
+    statement = select(ApiKey)
+    if owner is not None and viewer.has_role("admin"):
+        statement = statement.join(User, User.id == ApiKey.user_id).where(User.uuid == owner)
+    elif owner is not None and owner != viewer.user_uuid:
+        return Page([], None)
+    else:
+        statement = statement.where(ApiKey.user_id == viewer.user_id)
+    return keyset_page(statement, [ApiKey.id], limit=limit, cursor=cursor, descending=True)
+
+
+def get_key(viewer: Principal, key_id: str) -> ApiKey:
+    """The key with ``key_id`` if the viewer owns it or is an admin (else 404)."""
+    key = Session().scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+    if key is None or (key.user_id != viewer.user_id and not viewer.has_role("admin")):
+        raise ApiKeyNotFound(f"no API key {key_id} of yours")
+    return key
+
+
+def _locked(session: Any, viewer: Principal, key_id: str, *, owner_only: bool) -> ApiKey:
+    key = session.scalars(
+        select(ApiKey).where(ApiKey.key_id == key_id).with_for_update()
+    ).one_or_none()
+    mine = key is not None and key.user_id == viewer.user_id
+    if key is None or not (mine or (not owner_only and viewer.has_role("admin"))):
+        raise ApiKeyNotFound(f"no API key {key_id} of yours")
+    return key
+
+
+def revoke_key(viewer: Principal, key_id: str) -> ApiKey:
+    """Revoke the key (its owner or an admin); revoking a revoked key changes nothing."""
+    with transaction() as session:
+        key = _locked(session, viewer, key_id, owner_only=False)
+        if key.revoked_at is not None:
+            return key
+        key.revoked_at = utcnow()
+        # Both secrets end now: a grace period does not outlive the key.
+        key.previous_secret = None
+        key.previous_secret_expires_at = None
+    audit_key("revoked", key, viewer)
+    return key
+
+
+def roll_key(viewer: Principal, key_id: str, grace: timedelta, max_grace: timedelta) -> IssuedKey:
+    """A new secret for the owner's live key; the old one verifies for ``grace`` more.
+
+    A secret still in its grace period from an earlier roll ends now: at most two verify.
+    """
+    if grace < timedelta(0) or grace > max_grace:
+        hours = int(max_grace.total_seconds() // 3600)
+        raise Invalid(errors={"grace_hours": [f"between 0 and {hours} hours"]})
+    secret = _new_secret()
+    with transaction() as session:
+        key = _locked(session, viewer, key_id, owner_only=True)
+        now = utcnow()
+        if key.revoked_at is not None or (key.expires_at is not None and now >= key.expires_at):
+            raise ApiKeyNotLive("a revoked or expired key cannot be rolled; create a new one")
+        if grace > timedelta(0):
+            key.previous_secret = key.secret
+            key.previous_secret_expires_at = now + grace
+        else:
+            key.previous_secret = key.previous_secret_expires_at = None
+        key.secret = secret
+        key.rolled_at = now
+    audit_key("rolled", key, viewer, grace_seconds=int(grace.total_seconds()))
+    return IssuedKey(key, secret)
+
+
+def audit_key(action: str, key: ApiKey, by: Principal, **fields: Any) -> None:
+    """One log line per key change: the public id only, never the secret."""
+    log.info(
+        "auth.api_key %s",
+        action,
+        extra={
+            "event": "auth.api_key",
+            "outcome": action,
+            "key": key.key_id,
+            "by": str(by.user_uuid),
+            **fields,
+        },
+    )
