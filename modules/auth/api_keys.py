@@ -12,6 +12,7 @@ refused request changes nothing. See :mod:`.signing` for what is signed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import uuid
@@ -21,14 +22,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import request
-from sqlalchemy import Text, or_, select, type_coerce, update
+from sqlalchemy import Text, bindparam, or_, select, type_coerce, update
 
-from app.db import Session, get_database, transaction, utcnow
+from app.db import DriverStatement, Session, get_database, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound, Unauthenticated
 from app.http import Page, keyset_page
 from app.reading import body_of
 from app.security import Principal, scope_catalogue
-from app.vault import get_vault
+from app.vault import Unsealed, get_vault
 from modules.user.models import User
 
 from .models import SIGNATURE_V1, ApiKey
@@ -154,51 +155,63 @@ class _KeyState:
     active: bool
 
 
-def _load(key_id: str) -> _KeyState | None:
+def _key_state_statement() -> DriverStatement:
     keys, users = ApiKey.__table__, User.__table__
-    statement = (
+    return DriverStatement(
         select(
             keys.c.id,
             keys.c.key_id,
             keys.c.scopes,
             keys.c.signature_version,
             # The sealed tokens as stored: only the secret that is needed gets opened.
-            type_coerce(keys.c.secret, Text).label("secret_token"),
-            type_coerce(keys.c.previous_secret, Text).label("previous_token"),
+            type_coerce(keys.c.secret, Text),
+            type_coerce(keys.c.previous_secret, Text),
             keys.c.previous_secret_expires_at,
             keys.c.expires_at,
             keys.c.revoked_at,
             keys.c.last_used_at,
-            users.c.id.label("user_id"),
+            users.c.id,
             users.c.uuid,
             users.c.email,
             users.c.role,
             users.c.active,
         )
         .join_from(keys, users, keys.c.user_id == users.c.id)
-        .where(keys.c.key_id == key_id)
+        .where(keys.c.key_id == bindparam("key_id"))
     )
+
+
+#: Built once and run on the driver: SQLAlchemy's per-execution work would cost about what the
+#: query does (bench/auth.py measures this path).
+_KEY_STATE = _key_state_statement()
+
+
+def _load(key_id: str) -> _KeyState | None:
     # Always the primary: a lagging replica must not bring a revoked key back.
     with get_database().primary.connect() as connection:
-        row = connection.execute(statement).one_or_none()
-    if row is None:
+        rows = _KEY_STATE.rows(connection, {"key_id": key_id})
+    if not rows:
         return None
+    (
+        pk, key_id, scopes, version, secret, previous, previous_until, expires_at, revoked_at,
+        last_used_at, user_id, user_uuid, email, role, active,
+    ) = rows[0]  # fmt: skip
     return _KeyState(
-        pk=row.id,
-        key_id=row.key_id,
-        scopes=row.scopes,
-        signature_version=row.signature_version,
-        secret_token=row.secret_token,
-        previous_token=row.previous_token,
-        previous_expires_at=row.previous_secret_expires_at,
-        expires_at=row.expires_at,
-        revoked=row.revoked_at is not None,
-        last_used_at=row.last_used_at,
-        user_id=row.user_id,
-        user_uuid=row.uuid,
-        email=row.email,
-        role=row.role,
-        active=row.active,
+        pk=pk,
+        key_id=key_id,
+        scopes=scopes,
+        signature_version=version,
+        secret_token=secret,
+        previous_token=previous,
+        previous_expires_at=previous_until,
+        expires_at=expires_at,
+        revoked=revoked_at is not None,
+        last_used_at=last_used_at,
+        user_id=user_id,
+        user_uuid=user_uuid if isinstance(user_uuid, uuid.UUID) else uuid.UUID(str(user_uuid)),
+        email=email,
+        role=role,
+        active=bool(active),
     )
 
 
@@ -262,16 +275,22 @@ def authenticate(window_seconds: int, replay: Any) -> Principal:
 
 
 def _verifies(state: _KeyState, message: bytes, signature: str, now: datetime) -> bool:
-    vault = get_vault()
-    if matches(vault.unseal(state.secret_token), message, signature):
+    if matches(_opened(state.secret_token), message, signature):
         return True
     # The previous secret of a roll, during its grace period only.
     previous_live = state.previous_expires_at is not None and now < state.previous_expires_at
     return bool(
         previous_live
         and state.previous_token is not None
-        and matches(vault.unseal(state.previous_token), message, signature)
+        and matches(_opened(state.previous_token), message, signature)
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _opened(token: str) -> Unsealed:
+    """The secret sealed in ``token``, opened once per process: a token is unique to one
+    sealing of one secret (a roll or a vault rotation writes a new one), so it is its own key."""
+    return Unsealed(get_vault().unseal(token))
 
 
 def _touch(pk: int, now: datetime) -> None:

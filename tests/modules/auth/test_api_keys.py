@@ -486,3 +486,24 @@ def test_signed_requests_work_on_the_embedded_default(
     assert (replayed.status_code, problem(replayed)) == (401, "api-request-replayed")
     too_old = signed(client, key, "GET", ORDERS, timestamp=now_stamp() - 400)
     assert (too_old.status_code, problem(too_old)) == (401, "api-timestamp-too-old")
+
+
+@pytest.mark.parametrize(
+    ("scope", "path"),
+    [
+        ("settlements:read", "/api/v1/sellers/me/balance"),
+        ("settlements:read", "/api/v1/settlements"),
+        ("payments:read", "/api/v1/payments"),
+        ("ledger:read", "/api/v1/ledger/accounts"),
+        ("products:read", PRODUCTS),
+    ],
+)
+def test_a_sellers_key_reads_what_its_scopes_open(
+    client: FlaskClient, log_in_as: Callable[..., Caller], scope: str, path: str
+) -> None:
+    seller = log_in_as("seller")
+    key = create_key(client, seller, [scope])
+    response = signed(client, key, "GET", path)
+    assert response.status_code == 200, response.get_json()
+    refused = signed(client, key, "GET", ORDERS)
+    assert (refused.status_code, problem(refused)) == (403, "scope-missing")
