@@ -507,3 +507,31 @@ def test_a_sellers_key_reads_what_its_scopes_open(
     assert response.status_code == 200, response.get_json()
     refused = signed(client, key, "GET", ORDERS)
     assert (refused.status_code, problem(refused)) == (403, "scope-missing")
+
+
+def test_a_legacy_get_signature_fits_every_get_path_which_is_why_it_is_weaker(
+    client: FlaskClient, log_in_as: Callable[..., Caller]
+) -> None:
+    seller = log_in_as("seller")
+    key = create_key(client, seller, ["orders:read", "payments:read"], signature_version="legacy")
+    stamp = str(now_stamp())
+    legacy = hmac.new(key.secret.encode(), stamp.encode(), hashlib.sha256).hexdigest()
+    headers = {"X-API-Key": key.id, "X-Timestamp": stamp, "X-Signature": legacy}
+    # Signed "for" the orders, sent to the payments: nothing in the signature tells them apart.
+    assert client.get("/api/v1/payments", headers=headers).status_code == 200
+    # Only the replay cache stops the same signature a second time.
+    again = client.get(ORDERS, headers=headers)
+    assert (again.status_code, problem(again)) == (401, "api-request-replayed")
+
+
+def test_a_bearer_token_is_checked_first_when_both_are_sent(
+    client: FlaskClient, log_in_as: Callable[..., Caller]
+) -> None:
+    seller = log_in_as("seller")
+    headers = {**seller.headers, "X-API-Key": "lpk_nonsense", "X-Signature": "00"}
+    # The person's token decides (people are not limited by scopes) ...
+    assert client.get("/api/v1/auth/session", headers=headers).status_code == 200
+    # ... and without any credentials the refusal names both ways in.
+    refused = client.get(ORDERS)
+    assert (refused.status_code, problem(refused)) == (401, "unauthenticated")
+    assert "X-API-Key" in refused.get_json()["detail"]
