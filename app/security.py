@@ -120,8 +120,10 @@ def requires(*roles: str, scope: str | None = None) -> Callable[[F], F]:
         if scope is not None:
             manual["x-lapak-scope"] = scope
             needs.append(f"(for an API key) the scope {scope}")
-        if needs:
-            responses.setdefault(403, {"description": f"Needs {' and '.join(needs)}"})
+        refusal = f"Needs {' and '.join(needs)}" if needs else "Not for API keys: log in"
+        if scope is None and roles:
+            refusal += "; not for API keys"
+        responses.setdefault(403, {"description": refusal})
         guarded._apidoc = apidoc  # type: ignore[attr-defined]
         return guarded  # type: ignore[return-value]
 
