@@ -1,16 +1,14 @@
-"""The API-key scope catalogue (declared by modules) and the replay cache's bounds."""
+"""The API-key scope catalogue as the loaded modules declare it, and the replay cache."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask
 from redis import Redis
 
 from app.jobs import RedisOutage
-from app.registry import Manifest, ModuleHooks, RegistryError, Wiring
 from app.security import scope_catalogue
 from modules.auth.replay import ReplayCache
 
@@ -59,24 +57,6 @@ def test_the_openapi_document_names_the_scope_and_the_signature_scheme(app: Flas
     assert "orders:read" in orders["responses"]["403"]["description"]
     users = spec["paths"]["/api/v1/users"]["get"]
     assert users["security"] == [{"bearerAuth": []}]
-
-
-def _hooks(name: str, wiring: Wiring) -> ModuleHooks:
-    return ModuleHooks(Manifest(name=name, version="1", summary="s"), wiring)
-
-
-def test_a_scope_belongs_to_one_module_and_has_a_plain_name() -> None:
-    wiring = Wiring()
-    _hooks("shop", wiring).scope("stock:read", "Read stock", roles=("seller",))
-    assert wiring.scopes["stock:read"].roles == frozenset({"seller"})
-    assert wiring.scopes["stock:read"].module == "shop"
-    with pytest.raises(RegistryError, match="'shop' and 'other' both declare the scope"):
-        _hooks("other", wiring).scope("stock:read", "Again", roles=("admin",))
-    for bad in ("stock", "Stock:Read", "stock read", ""):
-        with pytest.raises(RegistryError, match="must look like"):
-            _hooks("shop", wiring).scope(bad, "x", roles=("admin",))
-    with pytest.raises(RegistryError, match="a tuple"):
-        _hooks("shop", wiring).scope("stock:write", "x", roles="admin")
 
 
 # --- the replay cache ------------------------------------------------------------------------
