@@ -36,7 +36,7 @@ from modules.user.models import User
 from modules.user.passwords import passwords
 from modules.user.services import find_by_email
 
-from . import api_keys
+from . import signed_requests
 from .config import AuthSettings
 from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, AuthSession
 from .replay import ReplayCache
@@ -341,16 +341,18 @@ def authenticate_request() -> Principal:
     """The core's authenticator, a chain: a bearer token (a person's session) if the request
     has an Authorization header, else a signed API-key request if it has any of the API-key
     headers (a program), else 401."""
-    if "Authorization" in request.headers or not api_keys.presented():
+    if "Authorization" in request.headers or not signed_requests.presented():
         try:
             return _authenticate()
         except Unauthenticated as refused:
             audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
             raise
     try:
-        return api_keys.authenticate(runtime().settings.api_key_window_seconds, runtime().replay)
+        return signed_requests.authenticate(
+            runtime().settings.api_key_window_seconds, runtime().replay
+        )
     except Unauthenticated as refused:
-        key_id = request.headers.get(api_keys.HEADER_KEY, "")[:64] or None
+        key_id = request.headers.get(signed_requests.HEADER_KEY, "")[:64] or None
         audit("auth.api_key", "refused", problem=refused.code, key=key_id, ip=request.remote_addr)
         raise
 
