@@ -118,7 +118,7 @@ def _created(status: int, body: dict[str, Any], location: str) -> Response:
 
 @blp.route("/products")
 class Products(MethodView):
-    @requires()
+    @requires(scope="products:read")
     @read_only()
     @blp.arguments(ProductQuerySchema, location="query")
     @blp.response(200, ProductPageSchema)
@@ -135,7 +135,7 @@ class Products(MethodView):
             authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
         )
 
-    @requires("admin", "seller")
+    @requires("admin", "seller", scope="products:write")
     @blp.arguments(
         ProductInSchema,
         example={"name": "BANDENG", "province": "JAWA BARAT", "city": "BANDUNG", "size": "100",
@@ -161,14 +161,14 @@ class Products(MethodView):
 
 @blp.route("/products/<uuid:product_id>")
 class ProductItem(MethodView):
-    @requires()
+    @requires(scope="products:read")
     @read_only()
     @blp.response(200, ProductSchema)
     def get(self, product_id: uuid.UUID) -> Product:
         """Show a product"""
         return products.get_product(product_id)
 
-    @requires("admin", "seller")
+    @requires("admin", "seller", scope="products:write")
     @blp.arguments(ProductPatchSchema, required=False)
     @blp.response(200, ProductSchema)
     def patch(self, body: dict[str, Any], product_id: uuid.UUID) -> Product:
@@ -216,7 +216,7 @@ class ProductSyncItem(MethodView):
 
 @blp.route("/orders")
 class Orders(MethodView):
-    @requires()
+    @requires(scope="orders:read")
     @read_only()
     @blp.arguments(_ORDER_QUERY, location="query")
     @blp.response(200, OrderPageSchema)
@@ -248,7 +248,7 @@ class Orders(MethodView):
         # Rows, rendered as OrderPageSchema would dump them (see schemas.order_summary).
         return jsonify(order_summary_page(page.items, page.next_cursor))
 
-    @requires("customer", *STAFF)
+    @requires("customer", *STAFF, scope="orders:write")
     @blp.arguments(OrderCreateSchema, example=EXAMPLE_ORDER)
     @blp.response(201, PlacedSchema)
     @response_links(
@@ -323,7 +323,7 @@ class Orders(MethodView):
 
 @blp.route("/orders/<uuid:order_id>")
 class OrderItem(MethodView):
-    @requires()
+    @requires(scope="orders:read")
     @read_only()
     @blp.response(200, OrderDetailSchema)
     @response_links(
@@ -343,7 +343,7 @@ class OrderItem(MethodView):
 
 @blp.route("/orders/<uuid:order_id>/cancel")
 class OrderCancel(MethodView):
-    @requires()
+    @requires(scope="orders:write")
     @blp.response(200, OrderSchema)
     @blp.alt_response(
         403, schema=MarketplaceProblemSchema, description="Not the order's customer, nor staff"
@@ -367,7 +367,7 @@ class OrderCancel(MethodView):
 
 @blp.route("/invoices/<uuid:invoice_id>")
 class InvoiceItem(MethodView):
-    @requires()
+    @requires(scope="orders:read")
     @read_only()
     @blp.response(200, InvoiceSchema)
     @response_links(
@@ -385,7 +385,7 @@ class InvoiceItem(MethodView):
 
 @blp.route("/invoices/<uuid:invoice_id>/payments")
 class InvoicePayments(MethodView):
-    @requires("customer", *STAFF)
+    @requires("customer", *STAFF, scope="payments:write")
     @blp.arguments(
         PaymentInSchema,
         example={"method": "bank_transfer", "amount": "10000.00", "reference": "TRF-0002"},
@@ -419,7 +419,7 @@ class InvoicePayments(MethodView):
 
 @blp.route("/payments/<uuid:payment_id>")
 class PaymentItem(MethodView):
-    @requires()
+    @requires(scope="payments:read")
     @read_only()
     @blp.response(200, PaymentSchema)
     @response_links(
@@ -437,7 +437,7 @@ class PaymentItem(MethodView):
 
 @blp.route("/payments/<uuid:payment_id>/confirm")
 class PaymentConfirm(MethodView):
-    @requires(*STAFF)
+    @requires(*STAFF, scope="payments:write")
     @blp.response(200, PaymentSchema)
     @blp.alt_response(409, schema=MarketplaceProblemSchema, description="The payment was cancelled")
     def post(self, payment_id: uuid.UUID) -> Payment:
@@ -450,7 +450,7 @@ class PaymentConfirm(MethodView):
 
 @blp.route("/payments/<uuid:payment_id>/refunds")
 class PaymentRefunds(MethodView):
-    @requires()
+    @requires(scope="payments:read")
     @read_only()
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, RefundPageSchema)
@@ -469,7 +469,7 @@ class PaymentRefunds(MethodView):
             authenticate(), payment_id, limit=args["limit"], cursor=args["cursor"]
         )
 
-    @requires(*STAFF)
+    @requires(*STAFF, scope="payments:write")
     # No request example: the document's examples are sent as they are by the fuzz gate, and
     # only a confirmed payment takes a refund (the reason's own example shows the shape).
     @blp.arguments(RefundInSchema)
@@ -514,7 +514,7 @@ class PaymentRefunds(MethodView):
 
 @blp.route("/refunds/<uuid:refund_id>")
 class RefundItem(MethodView):
-    @requires()
+    @requires(scope="payments:read")
     @read_only()
     @blp.response(200, RefundSchema)
     @response_links(
@@ -532,7 +532,7 @@ class RefundItem(MethodView):
 
 @blp.route("/refunds/<uuid:refund_id>/done")
 class RefundDone(MethodView):
-    @requires(*STAFF)
+    @requires(*STAFF, scope="payments:write")
     @blp.response(200, RefundSchema)
     def post(self, refund_id: uuid.UUID) -> Refund:
         """Mark a refund done: the money went back through the payment's method"""

@@ -66,7 +66,7 @@ SIGNATURE_PARAMETERS = [
 
 @blp.route("")
 class Transactions(MethodView):
-    @requires()
+    @requires(scope="payments:read")
     @read_only()
     @blp.arguments(_TRANSACTION_QUERY, location="query")
     @blp.response(200, ProviderTransactionPageSchema)
@@ -81,7 +81,7 @@ class Transactions(MethodView):
             authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
         )
 
-    @requires("customer", *STAFF)
+    @requires("customer", *STAFF, scope="payments:write")
     @blp.arguments(PayInSchema)
     @blp.response(201, ProviderTransactionSchema)
     @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
@@ -110,7 +110,7 @@ class Transactions(MethodView):
 
 @blp.route("/<uuid:tx_id>")
 class TransactionItem(MethodView):
-    @requires()
+    @requires(scope="payments:read")
     @read_only()
     @blp.response(200, ProviderTransactionSchema)
     def get(self, tx_id: uuid.UUID) -> PaymentTransaction:
@@ -120,7 +120,7 @@ class TransactionItem(MethodView):
 
 @blp.route("/<uuid:tx_id>/confirm")
 class TransactionConfirm(MethodView):
-    @requires(*STAFF)
+    @requires(*STAFF, scope="payments:write")
     @blp.response(200, ProviderTransactionSchema)
     @blp.alt_response(409, schema=ProblemSchema, description="Not pending or processing")
     def post(self, tx_id: uuid.UUID) -> PaymentTransaction:
@@ -130,7 +130,7 @@ class TransactionConfirm(MethodView):
 
 @blp.route("/<uuid:tx_id>/cancel")
 class TransactionCancel(MethodView):
-    @requires("customer", *STAFF)
+    @requires("customer", *STAFF, scope="payments:write")
     @blp.response(200, ProviderTransactionSchema)
     @blp.alt_response(409, schema=ProblemSchema, description="Not pending or processing")
     def post(self, tx_id: uuid.UUID) -> PaymentTransaction:

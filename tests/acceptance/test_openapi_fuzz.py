@@ -264,6 +264,9 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
         headers=admin,
     )  # fmt: skip
     assert credited.status_code == 201, credited.get_json()
+    api_key = client.post(f"{API}/auth/api-keys", json={"name": "fuzz", "scopes": ["orders:read"]},
+                          headers=admin)  # fmt: skip
+    assert api_key.status_code == 201, api_key.get_json()
     return Seeds(
         ids={
             "product_id": [str(demo_product_id(name)) for name, *_ in DEMO_PRODUCTS],
@@ -279,6 +282,7 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
             "account_id": [entry["account"] for entry in reversed(credited.get_json()["entries"])],
             "base": ["IDR"],
             "quote": ["USD"],
+            "key_id": [api_key.get_json()["id"]],  # the admin's own
         },
         tokens=tokens,
         throwaway={role: f"fuzz.{role}.throwaway@example.test" for role in ROLES},
