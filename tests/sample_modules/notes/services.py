@@ -3,6 +3,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import func, select
+
 from app.db import Session, transaction
 from app.errors import DomainError
 from app.events import emit
@@ -42,3 +44,8 @@ def refuse_failing_titles(payload: dict[str, Any]) -> None:
 def create_note_slowly_job(title: str, seconds: float) -> None:
     time.sleep(seconds)
     create_note(title)
+
+
+def note_figures() -> dict[str, Any]:
+    """The notes' health section (``hooks.health_section``): how many notes there are."""
+    return {"notes": Session().scalar(select(func.count(Note.id)))}
