@@ -3,7 +3,9 @@ report."""
 
 from __future__ import annotations
 
-from datetime import UTC
+import re
+from datetime import UTC, datetime
+from typing import Any
 
 import marshmallow as ma
 
@@ -12,10 +14,38 @@ from app.http import PageArgs, page_schema
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def _moment(description: str) -> ma.fields.AwareDateTime:
-    return ma.fields.AwareDateTime(
-        default_timezone=UTC, load_default=None, metadata={"description": description}
-    )
+INSTANT_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_INSTANT = re.compile(INSTANT_PATTERN)
+_INSTANT_HELP = "an RFC 3339 date-time with its offset, like 2026-11-29T08:00:00+07:00"
+
+
+class Instant(ma.fields.Field):
+    """An RFC 3339 date-time with its offset (:data:`INSTANT_PATTERN`), loaded in UTC; one that
+    UTC cannot hold (year 1 with a positive offset, year 9999 with a negative one) is refused
+    here rather than by the database."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.update({"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN})
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str) or not _INSTANT.fullmatch(value):
+            raise ma.ValidationError(_INSTANT_HELP)
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            return moment.astimezone(UTC)
+        except ValueError:
+            raise ma.ValidationError(_INSTANT_HELP) from None
+        except OverflowError:
+            raise ma.ValidationError("a time from 0001-01-01 to 9999-12-31 in UTC") from None
+
+
+def _moment(description: str) -> Instant:
+    return Instant(load_default=None, metadata={"description": description})
 
 
 class RequestQuerySchema(PageArgs):
