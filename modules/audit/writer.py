@@ -4,13 +4,14 @@ background thread, so a request never waits for its log row.
 * :meth:`BatchWriter.add` only appends to a bounded in-process backlog (a lock and a list
   append) and wakes the thread when a batch is full. It never touches the database, never
   blocks on it and never raises.
-* The thread writes every ``flush_seconds``, or as soon as ``batch_rows`` wait, one INSERT per
-  table per batch, on a connection of its own from the primary's pool (never the request's
-  session).
+* The thread writes ``flush_seconds`` after the first row arrives, or as soon as ``batch_rows``
+  wait, one INSERT per table per batch, on a connection of its own from the primary's pool
+  (never the request's session); with nothing waiting it sleeps until a row arrives.
 * The database down (or locked): the batch goes back to the front of the backlog and is tried
   again at the next flush. The backlog is bounded by ``backlog_rows``; beyond it new rows are
   dropped, counted (:attr:`dropped`) and logged once a minute. Any other refusal of a batch (a
-  bug) drops that batch, counted and logged, rather than retrying it forever.
+  bug, a database not migrated) drops that batch, counted and logged once a minute, rather than
+  retrying it forever.
 * The thread starts lazily, on the first row of each process: gunicorn workers and RQ's work
   horses, forked after the app was built, each start their own (the parent's unwritten rows
   are the parent's to write). At interpreter exit (a worker's SIGTERM), and on :meth:`close`,
@@ -68,7 +69,10 @@ class BatchWriter:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
+        #: Set when a row arrives in an empty backlog (the idle thread wakes), and when a batch
+        #: is full (the thread writes at once instead of at the end of the interval).
+        self._arrived = threading.Event()
+        self._full = threading.Event()
         self._stop = threading.Event()
         self._rows: list[tuple[Table, dict[str, Any]]] = []
         self._in_flight = 0
@@ -89,7 +93,7 @@ class BatchWriter:
             else:
                 self._rows.append((table, values))
                 dropped = 0
-                full = len(self._rows) >= self.batch_rows
+                waiting = len(self._rows)
         if dropped:
             self._warnings.warn(
                 "full",
@@ -98,8 +102,10 @@ class BatchWriter:
                 self.backlog_rows,
                 dropped,
             )
-        elif full:
-            self._wake.set()
+        elif waiting == 1:
+            self._arrived.set()
+        elif waiting >= self.batch_rows:
+            self._full.set()
 
     def _start(self) -> None:
         with self._lock:
@@ -113,13 +119,20 @@ class BatchWriter:
     # --- the writer thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        # Idle (nothing waiting), the thread sleeps until a row arrives: an app with no traffic
+        # costs no wake-ups. Then it gathers rows for one interval (or until a batch is full),
+        # writes, and goes on while rows remain (the database down: tried every interval).
         while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
+            self._arrived.wait()
+            self._arrived.clear()
+            self._full.wait(self.flush_seconds)
+            self._full.clear()
             try:
                 self.flush()
             except Exception:  # never let the thread die: the next flush tries again
                 log.exception("the audit log writer failed")
+            if self.waiting:
+                self._arrived.set()
 
     def flush(self) -> int:
         """Write every row waiting now, in batches; returns how many were written.
@@ -154,8 +167,13 @@ class BatchWriter:
                             _first_line(error),
                             self.waiting,
                         )
-                    else:
-                        log.exception("the database refused %d audit log rows", len(batch))
+                    else:  # a bug (or a database not migrated): retrying would not help
+                        self._warnings.warn(
+                            "refused",
+                            "the database refused %d audit log rows, dropped (%s)",
+                            len(batch),
+                            _first_line(error),
+                        )
                     return written
                 with self._lock:
                     self._in_flight = 0
@@ -198,7 +216,8 @@ class BatchWriter:
             return
         self._closed = True
         self._stop.set()
-        self._wake.set()
+        self._arrived.set()
+        self._full.set()
         if self._thread is not None:
             self._thread.join(timeout)
         try:
