@@ -333,14 +333,25 @@ def enqueue_later(
 
 
 class _AppContextMixin:
-    """Runs every job inside the Flask app context, with fresh DB connections after a fork."""
+    """Runs every job inside the Flask app context, with fresh DB connections after a fork;
+    after each job, the app's ``lapak.flushers`` (callables modules list in ``app.extensions``)
+    write what the job buffered."""
 
     app: Flask
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.app.app_context():
             self.app.extensions["lapak.db"].after_fork()
-            return super().perform_job(job, queue)  # type: ignore[misc]
+            try:
+                return super().perform_job(job, queue)  # type: ignore[misc]
+            finally:
+                # A work horse ends with os._exit, which runs no atexit handler: what the job
+                # left in a module's buffer (the audit writer's rows) is written now.
+                for flush in self.app.extensions.get("lapak.flushers", ()):
+                    try:
+                        flush()
+                    except Exception:
+                        log.exception("flushing %r after job %s failed", flush, job.id)
 
 
 class LapakWorker(_AppContextMixin, Worker):

@@ -65,8 +65,11 @@ def install(app: Flask, settings: Settings) -> None:
         batch_rows=audit_settings.batch_rows,
         backlog_rows=audit_settings.backlog_rows,
     )
+    writer = app.extensions["audit.writer"]
     # Called by whoever ends the app before its process does (the tests' fixtures).
-    app.extensions.setdefault("lapak.closers", []).append(app.extensions["audit.writer"].close)
+    app.extensions.setdefault("lapak.closers", []).append(writer.close)
+    # Called after each job by RQ's work horse, which exits without running atexit.
+    app.extensions.setdefault("lapak.flushers", []).append(writer.flush)
 
 
 def audit_settings() -> AuditSettings:

@@ -10,7 +10,9 @@ from typing import Any
 
 from flask import Flask
 
-from tests.modules.audit.conftest import clear_logs, request_rows, writer_of
+from app.jobs import enqueue, make_worker
+from tests.modules.audit.conftest import clear_logs, event_rows, request_rows, writer_of
+from tests.sample_modules.notes.services import audit_note_job
 from tests.servers import Services
 
 
@@ -96,3 +98,18 @@ def test_a_forked_worker_writes_its_own_rows_and_not_its_parents(
 
     writer_of(app).flush()
     assert sorted(row["request_id"] for row in request_rows(app)) == ["child", "parent"]
+
+
+def test_what_a_job_audits_in_rqs_work_horse_is_written_before_the_horse_exits(
+    app: Flask,
+) -> None:
+    clear_logs(app)
+    with app.app_context():
+        enqueue(audit_note_job, "in a work horse")
+
+    # RQ's forking worker: the horse ends with os._exit, which runs no atexit handler.
+    make_worker(app, ("default",), fork=True).work(burst=True, with_scheduler=False)
+
+    assert [(e["event"], e["fields"]) for e in event_rows(app)] == [
+        ("notes.audited", {"title": "in a work horse"})
+    ]

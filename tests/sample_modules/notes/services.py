@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -8,6 +9,7 @@ from sqlalchemy import func, select
 from app.db import Session, transaction
 from app.errors import DomainError
 from app.events import emit
+from app.log import audit
 
 from .models import Note, NoteDelivery
 
@@ -29,6 +31,11 @@ def create_note(title: str) -> Note:
 
 def create_note_job(title: str) -> None:
     create_note(title)
+
+
+def audit_note_job(title: str) -> None:
+    """A job whose only effect is an audit line (stored by the audit module's writer)."""
+    audit(logging.getLogger(__name__), "notes.audited", "success", title=title)
 
 
 def record_delivery(payload: dict[str, Any]) -> None:
