@@ -92,8 +92,7 @@ class Ready(MethodView):
         Reads fall back to the primary, so a failed replica gives 200 with ``"status":
         "degraded"`` naming it; a 503 problem names the primary or Redis when they are down.
         """
-        checks = dict(current_app.extensions["lapak.db"].check())
-        checks["redis"] = current_app.extensions["lapak.jobs"].check()
+        checks = readiness_checks()
         down = sorted(name for name, check in checks.items() if not check["ok"])
         vital_down = [name for name in down if name in VITAL_CHECKS]
         if vital_down:
@@ -113,6 +112,22 @@ class Ready(MethodView):
 
 #: Without these nothing works; a replica down only moves its reads to the primary.
 VITAL_CHECKS = frozenset({"primary", "redis"})
+
+
+def readiness_checks() -> dict[str, dict[str, Any]]:
+    """Each dependency's check, as ``/health/ready`` shows them: the primary, every replica
+    (with its lag) and Redis (``{"ok": True, "mode": "embedded"}`` without one)."""
+    checks = dict(current_app.extensions["lapak.db"].check())
+    checks["redis"] = current_app.extensions["lapak.jobs"].check()
+    return checks
+
+
+def readiness_status(checks: dict[str, dict[str, Any]]) -> str:
+    """``ok``, ``degraded`` (a replica down: reads use the primary) or ``not-ready``."""
+    down = {name for name, check in checks.items() if not check["ok"]}
+    if down & VITAL_CHECKS:
+        return "not-ready"
+    return "degraded" if down else "ok"
 
 
 @core.route("/modules")

@@ -7,6 +7,7 @@
   headers (``Allow``, ``Retry-After``, ``WWW-Authenticate``) and never carries a traceback or SQL.
 * ``errors`` in a problem maps a dotted field path (``lines.0.quantity``; query arguments by
   their name) to a list of messages, whoever found them (the schemas or a service).
+* Request observers (``hooks.request_observer``) see every request's answer and duration.
 * ``X-Request-ID`` on every response (the caller's, if it is sane, else a new one), and
   ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; token answers add
   :data:`NO_STORE`.
@@ -323,6 +324,13 @@ def init_app(
             response.status_code,
             extra={"event": "request", "status": response.status_code, "duration_ms": duration},
         )
+        registry = app.extensions.get("lapak.registry")
+        if registry is not None and duration is not None:
+            for observe in registry.wiring.request_observers:
+                try:
+                    observe(request, response, duration)
+                except Exception:  # an observer must never cost the caller the answer
+                    log.exception("request observer %r failed", observe)
         return response
 
     return api

@@ -140,6 +140,10 @@ class Jobs:
         self._threads = settings.embedded_job_threads
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        #: The in-process runner's figures (no Redis): jobs submitted, started, finished, and
+        #: those that failed for good (after their database retries).
+        self._counts_lock = threading.Lock()
+        self._submitted = self._started = self._finished = self._failed = 0
 
     @property
     def embedded(self) -> bool:
@@ -164,7 +168,7 @@ class Jobs:
             raise ValueError(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
         if self.redis is None:
             job_id = job_id or uuid.uuid4().hex
-            self._embedded_executor().submit(self._run_embedded, job_id, func, args)
+            self._submit_embedded(job_id, func, args)
             return job_id
         target = self.queue(queue)
         not_queued = f"{_name(func)} is not queued"
@@ -201,8 +205,26 @@ class Jobs:
                 self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="lapak-job")
             return self._executor
 
+    def _submit_embedded(
+        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int = 0
+    ) -> None:
+        with self._counts_lock:
+            self._submitted += 1
+        self._embedded_executor().submit(self._run_embedded, job_id, func, args, attempt)
+
     def _run_embedded(
         self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int = 0
+    ) -> None:
+        with self._counts_lock:
+            self._started += 1
+        try:
+            self._run_embedded_once(job_id, func, args, attempt)
+        finally:
+            with self._counts_lock:
+                self._finished += 1
+
+    def _run_embedded_once(
+        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int
     ) -> None:
         with self.app.app_context():
             started = time.perf_counter()
@@ -214,14 +236,13 @@ class Jobs:
                     log.warning("job %s (%s) could not reach the database; again in %ss",
                                 job_id, _name(func), delay)  # fmt: skip
                     retry = threading.Timer(
-                        delay,
-                        lambda: self._embedded_executor().submit(
-                            self._run_embedded, job_id, func, args, attempt + 1
-                        ),
+                        delay, lambda: self._submit_embedded(job_id, func, args, attempt + 1)
                     )
                     retry.daemon = True
                     retry.start()
                     return
+                with self._counts_lock:
+                    self._failed += 1
                 log.exception("job %s (%s) failed", job_id, _name(func))
             else:
                 # DEBUG: each server process ticks the periodic jobs every few seconds, and at
@@ -236,6 +257,31 @@ class Jobs:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+    def figures(self) -> dict[str, Any]:
+        """Queue depths and failed jobs: per RQ queue its queued, started, scheduled and failed
+        jobs (RQ's registries); without Redis the in-process runner's waiting and running jobs
+        and those that failed since the process started. Raises ``RedisError`` if Redis is
+        down."""
+        if self.redis is None:
+            with self._counts_lock:
+                waiting = self._submitted - self._started
+                running = self._started - self._finished
+                failed = self._failed
+            return {
+                "mode": "embedded",
+                "queues": {"embedded": {"queued": waiting, "started": running, "failed": failed}},
+            }
+        queues = {}
+        for name in QUEUES:
+            queue = self.queue(name)
+            queues[name] = {
+                "queued": queue.count,
+                "started": queue.started_job_registry.count,
+                "scheduled": queue.scheduled_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+            }
+        return {"mode": "redis", "queues": queues}
 
     def check(self) -> dict[str, Any]:
         if self.redis is None:
@@ -287,14 +333,25 @@ def enqueue_later(
 
 
 class _AppContextMixin:
-    """Runs every job inside the Flask app context, with fresh DB connections after a fork."""
+    """Runs every job inside the Flask app context, with fresh DB connections after a fork;
+    after each job, the app's ``lapak.flushers`` (callables modules list in ``app.extensions``)
+    write what the job buffered."""
 
     app: Flask
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.app.app_context():
             self.app.extensions["lapak.db"].after_fork()
-            return super().perform_job(job, queue)  # type: ignore[misc]
+            try:
+                return super().perform_job(job, queue)  # type: ignore[misc]
+            finally:
+                # A work horse ends with os._exit, which runs no atexit handler: what the job
+                # left in a module's buffer (the audit writer's rows) is written now.
+                for flush in self.app.extensions.get("lapak.flushers", ()):
+                    try:
+                        flush()
+                    except Exception:
+                        log.exception("flushing %r after job %s failed", flush, job.id)
 
 
 class LapakWorker(_AppContextMixin, Worker):

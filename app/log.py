@@ -1,4 +1,9 @@
-"""JSON-line logging with the request id, so one request's lines can be found together."""
+"""JSON-line logging with the request id, so one request's lines can be found together.
+
+:func:`audit` writes one structured line per security-relevant outcome (a login, a lockout, a
+revocation) and hands it to the modules' audit sinks (``hooks.audit_sink``), which keep it
+whatever the log level.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import g, has_app_context, has_request_context, request
+from flask import current_app, g, has_app_context, has_request_context, request
 
 # What every LogRecord has; anything else came in through ``extra=`` and joins the line.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -69,6 +74,23 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonLineFormatter())
     handler.lapak = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+
+
+def audit(logger: logging.Logger, event: str, outcome: str, **fields: Any) -> None:
+    """Log ``event outcome`` at INFO with ``fields``, and give it to every audit sink.
+
+    ``fields`` must hold no secret (no password, token or signature): they are logged and
+    stored as they are. A sink that fails is logged; the caller never sees it.
+    """
+    logger.info("%s %s", event, outcome, extra={"event": event, "outcome": outcome, **fields})
+    if not has_app_context():
+        return
+    registry = current_app.extensions.get("lapak.registry")
+    for sink in registry.wiring.audit_sinks if registry is not None else ():
+        try:
+            sink(event, outcome, dict(fields))
+        except Exception:
+            logging.getLogger(__name__).exception("audit sink %r failed", sink)
 
 
 class WarningsEvery:

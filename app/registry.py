@@ -102,6 +102,9 @@ class Wiring:
     authenticator_module: str | None = None
     #: The API-key scope catalogue: every scope a module declared with ``hooks.scope(...)``.
     scopes: dict[str, ApiScope] = field(default_factory=dict)
+    request_observers: list[Callable[[Any, Any, float], None]] = field(default_factory=list)
+    audit_sinks: list[Callable[[str, str, dict[str, Any]], None]] = field(default_factory=list)
+    health_sections: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
 
 class ModuleHooks:
@@ -184,6 +187,25 @@ class ModuleHooks:
     def demo(self, load_demo: Callable[[], list[str]]) -> None:
         """Add a step to ``lapak demo``; it returns lines to print (e.g. credentials)."""
         self._wiring.demos.append(load_demo)
+
+    def request_observer(self, observe: Callable[[Any, Any, float], None]) -> None:
+        """Call ``observe(request, response, duration_ms)`` after every request, once its answer
+        is final (``app/http.py``). It runs on the request path: it must be quick (append to a
+        buffer, no I/O) and never raise (what it raises is logged and the answer still goes)."""
+        self._wiring.request_observers.append(observe)
+
+    def audit_sink(self, sink: Callable[[str, str, dict[str, Any]], None]) -> None:
+        """Call ``sink(event, outcome, fields)`` for every :func:`app.log.audit` line, whatever
+        the log level. Quick and never raising, as a request observer."""
+        self._wiring.audit_sinks.append(sink)
+
+    def health_section(self, name: str, figures: Callable[[], dict[str, Any]]) -> None:
+        """Add ``name: figures()`` to the system health report (``GET /api/v1/system/health``,
+        when the audit module is loaded). ``figures`` reads what it needs (JSON-able values);
+        an exception there shows as that section's error, not as a failed report."""
+        if name in self._wiring.health_sections:
+            raise RegistryError(f"two modules add the health section {name!r}; rename one")
+        self._wiring.health_sections[name] = figures
 
     def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "periodic") -> None:
         """Enqueue ``func()`` every ``every`` (by the worker's ticker, once across workers)."""

@@ -3,15 +3,22 @@
 ``python -m bench.http_overhead [--requests N] [--concurrency C] [--warmup W] [--rounds R]
 [--workers K]``
 
-Starts two servers on 127.0.0.1, each with K sync workers:
+Starts three servers on 127.0.0.1, each with K sync workers:
 
 * **lapak**: ``lapak serve`` (the production path: ``create_app`` in each gunicorn worker) on a
-  fresh SQLite instance in a temporary directory, migrated first, jobs embedded (no Redis);
+  fresh SQLite instance in a temporary directory, migrated first, jobs embedded (no Redis), with
+  the API log on (the audit module's default: a row per ``/api/...`` request, batched by a
+  writer thread in each worker);
+* **lapak-nolog**: the same with ``LAPAK_AUDIT_REQUEST_LOG=off`` (its own instance), so the API
+  log's cost is measured in the same run: ``ratios_log_over_nolog`` (requests/s with the log over
+  without it; the target is at least 0.95, i.e. the log costs under 5 %). ``/health/live`` is not
+  an API request and is not logged: its ratio shows the noise of the machine.
+  ``audit_rows_written`` counts the log's rows afterwards (proof the log was on);
 * **bare**: ``gunicorn bench.bare_app:app``, a plain ``Flask(__name__)`` with the same two routes
   and the same JSON bodies (checked before measuring).
 
 Each server gets W warm-up requests per endpoint. Then, per endpoint (``GET /health/live``,
-``GET /api/v1/modules``), exactly N requests go to each server, in R batches that alternate which
+``GET /api/v1/modules``), exactly N requests go to each server, in R batches that rotate which
 server goes first, from C threads, each thread with its own ``http.client`` connection (re-opened
 whenever the server closes it: gunicorn's sync worker closes after every response, for both
 servers alike). Only 127.0.0.1 is contacted, the run stops by itself, and every server started
@@ -33,6 +40,7 @@ import math
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -273,13 +281,19 @@ def load(
     )
 
 
-def start_lapak(stack: ExitStack, workdir: Path, workers: int) -> Server:
-    """Migrate a fresh instance, then ``lapak serve`` it."""
+def start_lapak(
+    stack: ExitStack, workdir: Path, workers: int, name: str = "lapak", **settings: str
+) -> Server:
+    """Migrate a fresh instance (``workdir/instance-<name>``), then ``lapak serve`` it with
+    ``settings`` (``LAPAK_*`` variables) added. The code is this checkout's (``PYTHONPATH``),
+    as the bare app's."""
     env = clean_environment(
-        LAPAK_INSTANCE_PATH=str(workdir / "instance"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        LAPAK_INSTANCE_PATH=str(workdir / f"instance-{name}"),
         LAPAK_SECRET_KEY=TEST_SECRET,
         LAPAK_WEB_WORKERS=str(workers),
         LAPAK_LOG_LEVEL="WARNING",
+        **settings,
     )
     lapak = venv_script("lapak")
     migrate = subprocess.run(
@@ -289,7 +303,7 @@ def start_lapak(stack: ExitStack, workdir: Path, workers: int) -> Server:
         raise RuntimeError(f"lapak db upgrade failed:\n{migrate.stdout}{migrate.stderr}")
     port = free_port()
     argv = [lapak, "serve", "--host", HOST, "--port", str(port)]
-    return stack.enter_context(serving("lapak", argv, env, workdir, port))
+    return stack.enter_context(serving(name, argv, env, workdir, port))
 
 
 def start_bare(stack: ExitStack, workdir: Path, workers: int, modules_json: Path) -> Server:
@@ -328,46 +342,79 @@ def same_bodies(lapak: Server, bare: Server) -> dict[str, bool]:
 
 
 def measure(inputs: Mapping[str, Any]) -> Figures:
-    """Start both servers, load each endpoint of each, stop both; the figures of the run."""
+    """Start the servers, load each endpoint of each, stop them; the figures of the run."""
     requests, concurrency = int(inputs["requests"]), int(inputs["concurrency"])
     warmup, workers = int(inputs["warmup"]), int(inputs["workers"])
     rounds = max(1, min(int(inputs["rounds"]), requests))
     shares = [requests // rounds + (i < requests % rounds) for i in range(rounds)]
+    with tempfile.TemporaryDirectory(prefix="lapak-bench-") as tmp:
+        workdir = Path(tmp)
+        with ExitStack() as servers:
+            figures = _measure_servers(servers, workdir, workers, warmup, concurrency, shares)
+        # The servers stopped: each worker wrote what its writer still held at exit.
+        figures["audit_rows_written"] = audit_rows(workdir / "instance-lapak" / "lapak.db")
+    return figures
+
+
+def audit_rows(database: Path) -> int | None:
+    """Rows in the API log of the SQLite instance ``database`` (None if it has no such table)."""
+    connection = sqlite3.connect(database)
+    try:
+        return connection.execute("SELECT count(*) FROM audit_request_log").fetchone()[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+
+
+def _measure_servers(
+    servers: ExitStack,
+    workdir: Path,
+    workers: int,
+    warmup: int,
+    concurrency: int,
+    shares: list[int],
+) -> Figures:
+    """Start the three servers (stopped by ``servers``), load each endpoint of each."""
+    lapak = start_lapak(servers, workdir, workers)
+    nolog = start_lapak(servers, workdir, workers, "lapak-nolog", LAPAK_AUDIT_REQUEST_LOG="off")
+    status, body = get(lapak.port, "/api/v1/modules")
+    if status != 200:
+        raise RuntimeError(f"lapak GET /api/v1/modules answered {status}: {body[:300]!r}")
+    modules_json = workdir / "modules.json"
+    modules_json.write_bytes(body)
+    bare = start_bare(servers, workdir, workers, modules_json)
+    bodies = same_bodies(lapak, bare)
+    if not all(bodies.values()):
+        raise RuntimeError(f"the two servers do not send the same bodies: {bodies}")
+
+    targets = [bare, lapak, nolog]
+    if warmup:
+        print("  warm-up ...", file=sys.stderr, flush=True)
+        for path in ENDPOINTS:
+            for server in targets:
+                load(server.port, path, warmup, concurrency)
     rows: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="lapak-bench-") as tmp,
-        ExitStack() as servers,
-    ):
-        workdir = Path(tmp)
-        lapak = start_lapak(servers, workdir, workers)
-        status, body = get(lapak.port, "/api/v1/modules")
-        if status != 200:
-            raise RuntimeError(f"lapak GET /api/v1/modules answered {status}: {body[:300]!r}")
-        modules_json = workdir / "modules.json"
-        modules_json.write_bytes(body)
-        bare = start_bare(servers, workdir, workers, modules_json)
-        bodies = same_bodies(lapak, bare)
-        if not all(bodies.values()):
-            raise RuntimeError(f"the two servers do not send the same bodies: {bodies}")
-
-        if warmup:
-            print("  warm-up ...", file=sys.stderr, flush=True)
-            for path in ENDPOINTS:
-                for server in (bare, lapak):
-                    load(server.port, path, warmup, concurrency)
-        for path in ENDPOINTS:
-            print(f"  GET {path}: {rounds} rounds ...", file=sys.stderr, flush=True)
-            batches: dict[str, list[Run]] = {"bare": [], "lapak": []}
-            # Alternate which server goes first (ABBA...), so drift and other load on the
-            # machine fall on both servers alike instead of on whichever was measured later.
-            for index, share in enumerate(shares):
-                for server in (bare, lapak) if index % 2 == 0 else (lapak, bare):
-                    batches[server.name].append(load(server.port, path, share, concurrency))
-            for name in ("bare", "lapak"):
-                rows.append(_row(name, path, Run.merged(batches[name])))
-            ratios.append(_ratio(path, batches["lapak"], batches["bare"]))
-    return {"runs": rows, "ratios_lapak_over_bare": ratios}
+    log_ratios: list[dict[str, Any]] = []
+    for path in ENDPOINTS:
+        print(f"  GET {path}: {len(shares)} rounds ...", file=sys.stderr, flush=True)
+        batches: dict[str, list[Run]] = {server.name: [] for server in targets}
+        # Rotate which server goes first, so drift and other load on the machine fall on
+        # every server alike instead of on whichever was measured later.
+        for index, share in enumerate(shares):
+            turn = index % len(targets)
+            for server in targets[turn:] + targets[:turn]:
+                batches[server.name].append(load(server.port, path, share, concurrency))
+        for server in targets:
+            rows.append(_row(server.name, path, Run.merged(batches[server.name])))
+        ratios.append(_ratio(path, batches["lapak"], batches["bare"]))
+        log_ratios.append(_ratio(path, batches["lapak"], batches["lapak-nolog"]))
+    return {
+        "runs": rows,
+        "ratios_lapak_over_bare": ratios,
+        "ratios_log_over_nolog": log_ratios,
+    }
 
 
 def _row(target: str, path: str, run: Run) -> dict[str, Any]:
@@ -386,7 +433,8 @@ def _row(target: str, path: str, run: Run) -> dict[str, Any]:
 
 
 def _ratio(path: str, lapak_batches: list[Run], bare_batches: list[Run]) -> dict[str, Any]:
-    """Lapak/bare over the whole run, and the spread of the per-round requests/s ratio."""
+    """Lapak/bare (or log/nolog) over the whole run, and the spread of the per-round
+    requests/s ratio."""
     lapak, bare = Run.merged(lapak_batches), Run.merged(bare_batches)
     lapak_p50, bare_p50 = lapak.percentile_ms(50), bare.percentile_ms(50)
     per_round = [
@@ -423,7 +471,8 @@ def non_negative(text: str) -> int:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.http_overhead",
-        description="Requests/s and latency of Lapak against a bare Flask app, both on gunicorn.",
+        description="Requests/s and latency of Lapak against a bare Flask app, and of Lapak "
+        "with its API log against Lapak without, all on gunicorn.",
     )
     parser.add_argument(
         "--requests",
@@ -465,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker_class": "sync",
         "lapak_database": "sqlite (fresh instance, migrated)",
         "lapak_jobs": "embedded (no Redis)",
+        "lapak_api_log": "on for lapak, off (LAPAK_AUDIT_REQUEST_LOG=off) for lapak-nolog",
     }
     return run_as_command(NAME, inputs, measure)
 

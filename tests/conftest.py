@@ -98,6 +98,8 @@ def make_app(config: dict[str, Any], services: Services) -> Iterator[Callable[..
         yield build
     finally:
         for application in made:
+            for close in application.extensions.get("lapak.closers", ()):
+                close()  # e.g. the audit writer: its rows land before the tables are emptied
             application.extensions["lapak.jobs"].wait_embedded()
             application.extensions["lapak.db"].dispose()
         reset_data(services)

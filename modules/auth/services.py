@@ -31,6 +31,7 @@ from app.config import Settings
 from app.db import Session, after_commit, get_database, transaction, utcnow
 from app.errors import Unauthenticated
 from app.jobs import RedisOutage
+from app.log import audit as audit_line
 from app.security import Principal, current_principal
 from modules.user.models import User
 from modules.user.passwords import passwords
@@ -535,8 +536,9 @@ def forget_user_sessions(payload: dict[str, Any]) -> None:
 
 
 def audit(event: str, outcome: str, **fields: Any) -> None:
-    """One structured log line per authentication outcome; never a password or a token."""
-    log.info("%s %s", event, outcome, extra={"event": event, "outcome": outcome, **fields})
+    """One structured log line per authentication outcome (stored by the audit sinks too);
+    never a password or a token."""
+    audit_line(log, event, outcome, **fields)
 
 
 def _hash(text: str) -> str:

@@ -43,6 +43,9 @@ def embedded_config(directory: Path, **overrides: Any) -> dict[str, Any]:
         "modules": None,
         "module_packages": ("modules",),
         "log_level": "WARNING",
+        # These databases are mostly not migrated: the audit module's writer could not store
+        # the API log, and would warn about it from its thread after the test.
+        "module_env": {"audit_request_log": "off"},
         **overrides,
     }
 

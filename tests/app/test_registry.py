@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+import modules.audit
 import modules.auth
 import modules.fetch
 import modules.marketplace
@@ -344,6 +345,7 @@ def test_real_modules_load_in_dependency_order() -> None:
     assert names == [
         "user",
         "auth",
+        "audit",
         "fetch",
         "ledger",
         "marketplace",
@@ -609,6 +611,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
             [
                 modules.user,
                 modules.auth,
+                modules.audit,
                 modules.fetch,
                 modules.ledger,
                 modules.marketplace,

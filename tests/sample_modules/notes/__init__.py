@@ -12,3 +12,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.subscribe("note.created", services.record_delivery)
     hooks.subscribe("note.created", services.refuse_failing_titles)
     hooks.job(services.create_note_job)
+    hooks.health_section("notes", services.note_figures)
