@@ -12,10 +12,10 @@ background thread, so a request never waits for its log row.
   from :data:`FIRST_RETRY_SECONDS` to :data:`LAST_RETRY_SECONDS`, and is back to its normal pace
   at the first batch written. The backlog is bounded by ``backlog_rows``; beyond it new rows are
   dropped, counted (:attr:`dropped`) and logged once a minute.
-* Any other refusal of a batch (a bad value, a bug, a database not migrated): each table's rows
-  are tried on their own, then in halves, down to single rows, so only the rows the database
-  refuses are dropped (counted and logged once a minute), never their whole batch, and none
-  is retried forever.
+* Any other refusal of a batch (a bad value, a bug): each table's rows are tried on their own,
+  then in halves, down to single rows, so only the rows the database refuses are dropped
+  (counted and logged once a minute), never their whole batch, and none is retried forever. A
+  missing table or column (a database not migrated) drops that table's rows without splitting.
 * The thread starts lazily, on the first row of each process: gunicorn workers and RQ's work
   horses, forked after the app was built, each start their own with fresh state (reset in the
   child by ``os.register_at_fork``, before any of its threads runs: the parent's unwritten rows
@@ -29,11 +29,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import Table, insert
 
 from app.db import Database, is_unavailable
@@ -233,8 +235,8 @@ class BatchWriter:
                     self._down(error, len(rows) + sum(len(r) for _, r in chunks))
                     left = [(t, values) for t, r in [(table, rows), *chunks] for values in r]
                     return written, refused, left
-                if len(rows) == 1:
-                    refused += 1
+                if len(rows) == 1 or _schema_error(error):
+                    refused += len(rows)  # a missing table refuses every row: no split
                     first_error = error
                 else:
                     middle = len(rows) // 2
@@ -327,6 +329,17 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _schema_error(error: BaseException) -> bool:
+    """Whether ``error`` says the table or a column is missing (a database not migrated): no
+    row of the statement would be taken, so it is not split to find the bad ones."""
+    original = getattr(error, "orig", None)
+    if isinstance(original, psycopg.Error):
+        return original.sqlstate in ("42P01", "42703")  # undefined table, undefined column
+    if isinstance(original, sqlite3.OperationalError):
+        return "no such table" in str(original) or "has no column" in str(original)
+    return False
 
 
 def _first_line(error: BaseException) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import text
 
 from app import clock
 from app.jobs import enqueue, make_worker
@@ -201,3 +202,23 @@ def test_closing_never_hangs_and_counts_what_it_could_not_write(quiet_app: Flask
     writer.add(RequestLog.__table__, request_row(clock.now()))  # after close: dropped, counted
     assert (writer.waiting, writer.dropped) == (0, 4)
     assert request_rows(app) == []
+
+
+def test_a_missing_table_drops_its_rows_and_the_other_tables_are_written(
+    make_embedded_app: Callable[..., Flask], config: dict[str, Any]
+) -> None:
+    app = make_embedded_app(module_env={**config["module_env"], "audit_flush_ms": "600000"})
+    clear_logs(app)
+    writer = writer_of(app)
+    with app.extensions["lapak.db"].primary.begin() as connection:
+        connection.execute(text("DROP TABLE audit_event"))  # as on a database not migrated
+    now = clock.now()
+    for number in range(5):
+        writer.add(RequestLog.__table__, request_row(now, status=200 + number))
+        event = {"at": now, "event": f"e{number}", "outcome": "success", "fields": {}}
+        writer.add(AuditEvent.__table__, event)
+
+    assert writer.flush() == 5
+
+    assert len(request_rows(app)) == 5
+    assert (writer.waiting, writer.dropped) == (0, 5)
