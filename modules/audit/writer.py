@@ -219,7 +219,7 @@ class BatchWriter:
             return len(batch), 0, []
         except Exception as error:
             if is_unavailable(error):
-                self._down(error, len(batch))
+                self._down(error)
                 return 0, 0, list(batch)
             first_error = error
         # A row the database refuses: each table on its own, then halves down to single rows,
@@ -232,7 +232,7 @@ class BatchWriter:
                 self._insert([(table, rows)])
             except Exception as error:
                 if is_unavailable(error):
-                    self._down(error, len(rows) + sum(len(r) for _, r in chunks))
+                    self._down(error)
                     left = [(t, values) for t, r in [(table, rows), *chunks] for values in r]
                     return written, refused, left
                 if len(rows) == 1 or _schema_error(error):
@@ -257,7 +257,7 @@ class BatchWriter:
             for table, rows in chunks:
                 connection.execute(insert(table), rows)
 
-    def _down(self, error: BaseException, rows: int) -> None:
+    def _down(self, error: BaseException) -> None:
         if self.failing:
             self.retry_seconds = min(self.retry_seconds * 2, LAST_RETRY_SECONDS)
         self.failing = True
@@ -265,7 +265,7 @@ class BatchWriter:
             "down",
             "the audit log cannot be written (%s); %d rows wait",
             _first_line(error),
-            self.waiting + rows,
+            self.waiting,  # the batch being written included
         )
 
     # --- figures and shutdown ------------------------------------------------------------
