@@ -38,8 +38,25 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_request_log")),
     )
-    op.create_index("ix_audit_request_log_at_id", "audit_request_log", ["at", "id"])
+    # The listing's order and, covering status and latency, the health report's aggregates.
+    op.create_index(
+        "ix_audit_request_log_at_id",
+        "audit_request_log",
+        ["at", "id"],
+        postgresql_include=["status", "latency_ms"],
+    )
     op.create_index("ix_audit_request_log_user_at_id", "audit_request_log", ["user_id", "at", "id"])
+    # A seller's view (their keys' calls) and the admin's API key filter.
+    op.create_index(
+        "ix_audit_request_log_user_key_at_id",
+        "audit_request_log",
+        ["user_id", "at", "id"],
+        postgresql_where=sa.text("api_key_id IS NOT NULL"),
+        sqlite_where=sa.text("api_key_id IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_audit_request_log_key_at_id", "audit_request_log", ["api_key_id", "at", "id"]
+    )
     op.create_table(
         "audit_event",
         sa.Column("id", _ID, nullable=False),
@@ -62,6 +79,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_audit_event_at_id", table_name="audit_event")
     op.drop_table("audit_event")
+    op.drop_index("ix_audit_request_log_key_at_id", table_name="audit_request_log")
+    op.drop_index("ix_audit_request_log_user_key_at_id", table_name="audit_request_log")
     op.drop_index("ix_audit_request_log_user_at_id", table_name="audit_request_log")
     op.drop_index("ix_audit_request_log_at_id", table_name="audit_request_log")
     op.drop_table("audit_request_log")

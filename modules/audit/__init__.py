@@ -22,6 +22,7 @@ manifest = Manifest(
         "audit_batch_rows",
         "audit_backlog_rows",
         "audit_purge_batch_rows",
+        "audit_health_cache_seconds",
     ),
 )
 

@@ -9,6 +9,8 @@
 | ``LAPAK_AUDIT_BACKLOG_ROWS`` | ``50000``: rows kept per process while the database is down; |
 |   | beyond, new rows are dropped and counted |
 | ``LAPAK_AUDIT_PURGE_BATCH_ROWS`` | ``5000``: rows deleted per purge statement |
+| ``LAPAK_AUDIT_HEALTH_CACHE_SECONDS`` | ``15``: a process answers ``/system/health`` with the |
+|   | report it made at most this long ago (``0``: a fresh report every time) |
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class AuditSettings:
     batch_rows: int
     backlog_rows: int
     purge_batch_rows: int
+    health_cache_seconds: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditSettings:
@@ -49,6 +52,7 @@ class AuditSettings:
             batch_rows=batch_rows,
             backlog_rows=backlog_rows,
             purge_batch_rows=module_int(env, "audit_purge_batch_rows", 5000),
+            health_cache_seconds=module_int(env, "audit_health_cache_seconds", 15, minimum=0),
         )
 
 

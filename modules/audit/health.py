@@ -4,6 +4,11 @@ Request figures come from the stored API log. Percentiles are PostgreSQL's ``per
 (linear interpolation between the two nearest latencies) computed in the database; on SQLite,
 which has no such aggregate, the window's latencies are read in order and the same
 interpolation is done in Python, so both give the same figure for the same rows.
+
+The report is kept for ``LAPAK_AUDIT_HEALTH_CACHE_SECONDS`` per process (a dashboard polled by
+several people costs one report per interval, not one per poll), and on PostgreSQL its
+statements are bounded by :data:`STATEMENT_TIMEOUT_MS` (a slow table gives a section's
+``error``, never a request stuck behind it).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, select, text
 
 from app import clock
 from app.db import Session, get_database
@@ -24,14 +29,33 @@ from app.events import FAILED, PENDING, OutboxEvent
 from app.health import readiness_checks, readiness_status
 from app.jobs import get_jobs
 
+from .config import audit_settings
 from .models import RequestLog
 
 WINDOWS = {"last_hour": timedelta(hours=1), "last_day": timedelta(days=1)}
+#: The longest a statement of the report may run on PostgreSQL.
+STATEMENT_TIMEOUT_MS = 5000
 _LOG = RequestLog.__table__
 
 
 def system_health() -> dict[str, Any]:
-    """Everything ``GET /api/v1/system/health`` shows (the primary's figures, not a replica's)."""
+    """Everything ``GET /api/v1/system/health`` shows (the primary's figures, not a replica's),
+    as computed at most ``health_cache_seconds`` ago by this process."""
+    keep_for = audit_settings().health_cache_seconds
+    now = clock.now()
+    cached = current_app.extensions.get("audit.health_report")
+    if keep_for and cached is not None:
+        made_at, report = cached
+        if timedelta(0) <= now - made_at < timedelta(seconds=keep_for):
+            return report
+    report = fresh_system_health()
+    if keep_for:
+        current_app.extensions["audit.health_report"] = (now, report)
+    return report
+
+
+def fresh_system_health() -> dict[str, Any]:
+    """The report computed now."""
     registry = current_app.extensions["lapak.registry"]
     checks = readiness_checks()
     report: dict[str, Any] = {
@@ -46,8 +70,8 @@ def system_health() -> dict[str, Any]:
             if name not in ("primary", "redis")
         },
     }
-    report["requests"] = _guarded(request_figures)
-    report["outbox"] = _guarded(outbox_figures)
+    report["requests"] = _guarded(_bounded(request_figures))
+    report["outbox"] = _guarded(_bounded(outbox_figures))
     report["jobs"] = _guarded(lambda: get_jobs().figures())
     sections = {}
     for name, figures in registry.wiring.health_sections.items():
@@ -64,6 +88,18 @@ def _guarded(figures: Any) -> dict[str, Any]:
     except Exception as error:  # reported, not raised: the report is for when things fail
         Session.remove()  # a failed statement leaves nothing behind for the next section
         return {"error": type(error).__name__}
+
+
+def _bounded(figures: Any) -> Any:
+    """``figures`` with its statements bounded by :data:`STATEMENT_TIMEOUT_MS` on PostgreSQL
+    (for the rest of the request's transaction: the report reads nothing else after)."""
+
+    def bounded() -> dict[str, Any]:
+        if get_database().is_postgresql:
+            Session().execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+        return figures()
+
+    return bounded
 
 
 def _version() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Index, Integer, SmallInteger, String
+from sqlalchemy import BigInteger, Float, Index, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JsonDocument
@@ -30,8 +30,27 @@ class RequestLog(Base):
 
     __tablename__ = "audit_request_log"
     __table_args__ = (
-        Index("ix_audit_request_log_at_id", "at", "id"),
+        # The listing's keyset order, and (on PostgreSQL, which can read status and latency
+        # from the index alone) the health report's hour and day aggregates.
+        Index(
+            "ix_audit_request_log_at_id",
+            "at",
+            "id",
+            postgresql_include=("status", "latency_ms"),
+        ),
+        # The admin's user filter.
         Index("ix_audit_request_log_user_at_id", "user_id", "at", "id"),
+        # A seller's view: the calls their API keys made.
+        Index(
+            "ix_audit_request_log_user_key_at_id",
+            "user_id",
+            "at",
+            "id",
+            postgresql_where=text("api_key_id IS NOT NULL"),
+            sqlite_where=text("api_key_id IS NOT NULL"),
+        ),
+        # The admin's API key filter.
+        Index("ix_audit_request_log_key_at_id", "api_key_id", "at", "id"),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)

@@ -288,3 +288,20 @@ def wait_for_titles(
         assert worker.poll() is None, worker.stdout.read().decode()  # type: ignore[union-attr]
         assert time.monotonic() < deadline, titles(app)
         time.sleep(0.2)
+
+
+def test_queue_figures_count_the_registries_without_cleaning_them_up(app: Flask) -> None:
+    jobs = app.extensions["lapak.jobs"]
+    with app.app_context():
+        enqueue(create_note_job, "waits", queue="default")
+    started = jobs.queue("default").started_job_registry
+    # A job its worker lost long ago: RQ's cleanup (the workers' business) would move it.
+    jobs.redis.zadd(started.key, {"lost-long-ago": 1})
+
+    figures = jobs.figures()
+
+    default = figures["queues"]["default"]
+    assert default["queued"] == jobs.redis.llen(jobs.queue("default").key) >= 1
+    assert default["started"] == jobs.redis.zcard(started.key) >= 1
+    assert jobs.redis.zscore(started.key, "lost-long-ago") == 1  # still there: no cleanup ran
+    assert set(figures["queues"]) == {"periodic", "events", "default", "imports"}

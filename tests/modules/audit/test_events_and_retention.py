@@ -4,6 +4,7 @@ admins; rows and events older than the retention period are purged in bounded ba
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -102,6 +103,35 @@ def test_fields_named_like_secrets_are_never_stored(app: Flask) -> None:
     (event,) = event_rows(app)
     assert event["fields"] == {"user": "someone", "attempts": 3}
     assert event["request_id"] is None  # no request: a job's or a command's line
+
+
+def test_event_fields_are_stored_clean_at_any_depth(any_app: Flask) -> None:
+    app = any_app
+    clear_logs(app)
+    with app.app_context():
+        audit(
+            logging.getLogger("test"),
+            "auth.ex\x00ample",
+            "success",
+            detail={
+                "note": "a\x00b",
+                "ratio": math.nan,
+                "limit": math.inf,
+                "nested": [{"refresh_token": "t0ken", "kept": 1.5}],
+                "Client-Secret": "s3cret",
+            },
+            ip="10.0.0.1\x00",
+        )
+
+    writer = flushed(app)
+    (event,) = event_rows(app)
+    assert event["event"] == "auth.example"
+    assert event["ip"] == "10.0.0.1"
+    assert event["fields"] == {
+        "detail": {"note": "ab", "ratio": None, "limit": None, "nested": [{"kept": 1.5}]},
+        "ip": "10.0.0.1",
+    }
+    assert writer.dropped == 0
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

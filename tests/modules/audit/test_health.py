@@ -7,6 +7,7 @@ import importlib.metadata
 import statistics
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +23,9 @@ from tests.modules.audit.conftest import HEALTH, clear_logs, insert_requests, re
 from tests.modules.conftest import PASSWORD, bearer, login
 from tests.sample_modules.notes.services import create_note, create_note_job
 
-#: The fixtures' own requests stay in the writer: only the rows inserted here are in the table.
-QUIET = {"audit_flush_ms": "600000", "audit_batch_rows": "1000"}
+#: The fixtures' own requests stay in the writer: only the rows inserted here are in the table;
+#: each report is computed afresh.
+QUIET = {"audit_flush_ms": "600000", "audit_batch_rows": "1000", "audit_health_cache_seconds": "0"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -198,3 +200,26 @@ def test_health_is_for_staff_and_admins(make_embedded_app: Callable[..., Flask])
     assert client.get(HEALTH, headers=bearer(token_of(app, "customer"))).status_code == 403
     assert client.get(HEALTH, headers=bearer(token_of(app, "seller"))).status_code == 403
     assert client.get(HEALTH, headers=bearer(token_of(app, "admin"))).status_code == 200
+
+
+def test_a_process_answers_with_its_report_for_the_cache_period(quiet_app: Flask) -> None:
+    app = quiet_app
+    client = app.test_client()
+    staff = bearer(token_of(app, "staff"))
+    clear_logs(app)
+    now = clock.now()
+    app.extensions["audit.settings"] = replace(
+        app.extensions["audit.settings"], health_cache_seconds=30
+    )
+    insert_requests(app, [request_row(now - timedelta(minutes=1))])
+
+    first = client.get(HEALTH, headers=staff).get_json()
+    insert_requests(app, [request_row(now - timedelta(minutes=1), status=500)])
+    within = client.get(HEALTH, headers=staff).get_json()
+    with clock.travel(timedelta(seconds=31)):
+        after = client.get(HEALTH, headers=staff).get_json()
+
+    assert first["requests"]["last_hour"]["requests"] == 1
+    assert within == first  # the same report, not recomputed
+    assert after["requests"]["last_hour"]["requests"] == 2
+    assert after["requests"]["last_hour"]["server_errors"] == 1

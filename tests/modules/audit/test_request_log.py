@@ -3,6 +3,7 @@ body or a query string; admins list them all, sellers their API keys' calls."""
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -208,6 +209,28 @@ def test_sellers_see_only_their_own_api_keys_calls(
     assert listed(other) == ["lpk_b"]
     assert client.get(f"{AUDIT}/requests", headers=customer.headers).status_code == 403
     assert client.get(f"{AUDIT}/requests").status_code == 401
+
+
+def test_a_refused_api_key_call_keeps_the_key_id_it_claimed_only_in_a_key_ids_shape(
+    app: Flask, client: FlaskClient, admin: Caller, services: Services
+) -> None:
+    clear_logs(app)
+    claimed = "lpk_" + secrets.token_urlsafe(16)
+    pasted_secret = "lsk_" + secrets.token_urlsafe(32)
+    signed = {"X-Timestamp": str(int(clock.now().timestamp())), "X-Signature": SIGNATURE}
+    for number, key in enumerate([claimed, pasted_secret, claimed + "x", "lpk_short"]):
+        headers = {**signed, "X-API-Key": key, "X-Request-ID": f"k{number}"}
+        assert client.get(f"{AUDIT}/requests", headers=headers).status_code == 401
+
+    flushed(app)
+    stored = {row["request_id"]: row for row in request_rows(app)}
+    assert stored["k0"]["api_key_id"] == claimed
+    assert stored["k0"]["user_id"] is None  # claimed, not authenticated
+    assert [stored[f"k{n}"]["api_key_id"] for n in (1, 2, 3)] == [None, None, None]
+    assert pasted_secret not in repr(stored)
+    wait_for_replica(services)
+    listed = client.get(f"{AUDIT}/requests?api_key={claimed}", headers=admin.headers)
+    assert [item["status"] for item in listed.get_json()["items"]] == [401]
 
 
 def test_the_embedded_default_logs_and_lists(make_embedded_app: Callable[..., Flask]) -> None:

@@ -4,14 +4,26 @@ within the backlog bound, rows beyond it are dropped and counted; forked workers
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
+from sqlalchemy import text
 
+from app import clock
 from app.jobs import enqueue, make_worker
-from tests.modules.audit.conftest import clear_logs, event_rows, request_rows, writer_of
+from modules.audit.models import AuditEvent, RequestLog
+from modules.audit.writer import FIRST_RETRY_SECONDS, LAST_RETRY_SECONDS
+from tests.modules.audit.conftest import (
+    clear_logs,
+    event_rows,
+    request_row,
+    request_rows,
+    writer_of,
+)
 from tests.sample_modules.notes.services import audit_note_job
 from tests.servers import Services
 
@@ -34,6 +46,11 @@ def test_rows_wait_out_an_outage_within_the_backlog_and_beyond_it_are_dropped_an
         ]
         assert writer.flush() == 0  # the database is down: nothing written, nothing lost
         assert (writer.waiting, writer.dropped) == (40, 0)
+        for _ in range(6):  # each failed try doubles the pause before the next, up to a bound
+            before = writer.retry_seconds
+            assert writer.flush() == 0
+            assert before <= writer.retry_seconds <= LAST_RETRY_SECONDS
+        assert writer.retry_seconds == LAST_RETRY_SECONDS
         statuses += [
             client.get("/api/v1/modules", headers={"X-Request-ID": f"o{n}"}).status_code
             for n in range(40, 55)
@@ -57,6 +74,7 @@ def test_rows_wait_out_an_outage_within_the_backlog_and_beyond_it_are_dropped_an
         "failing": False,
         "backlog_rows": 50,
     }
+    assert writer.retry_seconds == FIRST_RETRY_SECONDS  # back to its normal pace
 
 
 def test_the_background_thread_writes_without_being_asked(
@@ -87,6 +105,8 @@ def test_a_forked_worker_writes_its_own_rows_and_not_its_parents(
     if child == 0:  # gunicorn's worker: the app was built before the fork
         code = 1
         try:
+            if writer_of(app).figures()["waiting"] != 0:  # the parent's row is not the child's
+                os._exit(2)
             client.get("/api/v1/modules", headers={"X-Request-ID": "child"})
             writer_of(app).close()  # as at the worker's exit
             code = 0
@@ -113,3 +133,92 @@ def test_what_a_job_audits_in_rqs_work_horse_is_written_before_the_horse_exits(
     assert [(e["event"], e["fields"]) for e in event_rows(app)] == [
         ("notes.audited", {"title": "in a work horse"})
     ]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def quiet_app(
+    request: pytest.FixtureRequest,
+    make_app: Callable[..., Flask],
+    make_embedded_app: Callable[..., Flask],
+    config: dict[str, Any],
+) -> Flask:
+    """An app whose thread writes only when asked (a flush every ten minutes)."""
+    module_env = {**config["module_env"], "audit_flush_ms": "600000"}
+    if request.param == "postgresql":
+        return make_app(module_env=module_env)
+    return make_embedded_app(module_env=module_env)
+
+
+def test_rows_the_database_refuses_are_dropped_alone_not_their_batch(quiet_app: Flask) -> None:
+    app = quiet_app
+    clear_logs(app)
+    writer = writer_of(app)
+    now = clock.now()
+    requests, events = RequestLog.__table__, AuditEvent.__table__
+    for number in range(20):
+        row = request_row(now, status=200 + number)
+        if number in (3, 17):
+            row["route"] = None  # NOT NULL: refused by the database
+        writer.add(requests, row)
+        event = {"at": now, "event": f"e{number}", "outcome": "success", "fields": {}}
+        writer.add(events, event)
+
+    assert writer.flush() == 38
+
+    assert sorted(row["status"] for row in request_rows(app)) == [
+        200 + number for number in range(20) if number not in (3, 17)
+    ]
+    assert len(event_rows(app)) == 20
+    figures = writer.figures()
+    assert (figures["waiting"], figures["written"], figures["dropped"]) == (0, 38, 2)
+    assert figures["failing"] is False
+
+
+def test_closing_never_hangs_and_counts_what_it_could_not_write(quiet_app: Flask) -> None:
+    app = quiet_app
+    clear_logs(app)
+    writer = writer_of(app)
+    for number in range(3):
+        writer.add(RequestLog.__table__, request_row(clock.now(), status=200 + number))
+
+    flushing = threading.Event()
+    release = threading.Event()
+
+    def stuck_flush() -> None:  # a flush that does not end (a database that hangs)
+        with writer._flush_lock:
+            flushing.set()
+            release.wait()
+
+    holder = threading.Thread(target=stuck_flush)
+    holder.start()
+    flushing.wait()
+    try:
+        writer.close(timeout=0.2)
+    finally:
+        release.set()
+        holder.join()
+
+    assert (writer.waiting, writer.dropped, writer.written) == (0, 3, 0)
+    writer.add(RequestLog.__table__, request_row(clock.now()))  # after close: dropped, counted
+    assert (writer.waiting, writer.dropped) == (0, 4)
+    assert request_rows(app) == []
+
+
+def test_a_missing_table_drops_its_rows_and_the_other_tables_are_written(
+    make_embedded_app: Callable[..., Flask], config: dict[str, Any]
+) -> None:
+    app = make_embedded_app(module_env={**config["module_env"], "audit_flush_ms": "600000"})
+    clear_logs(app)
+    writer = writer_of(app)
+    with app.extensions["lapak.db"].primary.begin() as connection:
+        connection.execute(text("DROP TABLE audit_event"))  # as on a database not migrated
+    now = clock.now()
+    for number in range(5):
+        writer.add(RequestLog.__table__, request_row(now, status=200 + number))
+        event = {"at": now, "event": f"e{number}", "outcome": "success", "fields": {}}
+        writer.add(AuditEvent.__table__, event)
+
+    assert writer.flush() == 5
+
+    assert len(request_rows(app)) == 5
+    assert (writer.waiting, writer.dropped) == (0, 5)
