@@ -10,7 +10,7 @@ __all__ = ["manifest", "requires"]
 
 manifest = Manifest(
     name="auth",
-    version="0.3.0",
+    version="0.3.1",
     summary="JWT login, single session, API keys with signed requests, role checks",
     depends=("user",),
     settings=(

@@ -14,7 +14,7 @@
 | ``LAPAK_SESSION_CACHE_SECONDS`` | ``10``: how long a session check is cached in Redis |
 | ``LAPAK_API_KEY_WINDOW_SECONDS`` | ``300``: a signed request's X-Timestamp may be this far off |
 | ``LAPAK_API_KEY_ROLL_GRACE_HOURS`` | ``24``: how long a rolled key's old secret still verifies |
-| ``LAPAK_API_KEY_MAX_GRACE_HOURS`` | ``168``: the longest grace period a roll may ask for |
+| ``LAPAK_API_KEY_MAX_GRACE_HOURS`` | ``168``: the longest grace a roll may ask for (up to 87600) |
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -17,6 +18,7 @@ from sqlalchemy import text
 
 from app import clock
 from app.clock import travel
+from app.config import SettingsError
 from modules.auth import replay
 from modules.auth.api_keys import MAX_LIVE_KEYS, IssuedKey
 from modules.auth.models import ApiKey
@@ -227,6 +229,13 @@ def test_a_huge_grace_period_is_a_422_not_an_overflow(
                                headers=seller.headers)  # fmt: skip
         assert response.status_code == 422, (hours, response.get_json())
         assert "grace_hours" in str(response.get_json()["errors"])
+
+
+def test_the_configured_maximum_grace_is_bounded_too(
+    make_app: Callable[..., Flask], config: dict[str, Any]
+) -> None:
+    with pytest.raises(SettingsError, match="MAX_GRACE_HOURS must be at most"):
+        make_app(module_env={**config["module_env"], "api_key_max_grace_hours": str(10**12)})
 
 
 def test_an_issued_keys_repr_hides_the_secret() -> None:
