@@ -1,6 +1,8 @@
 """Login with JWT, one live session per user, API keys with signed requests, role and scope
 checks for the other modules."""
 
+from datetime import timedelta
+
 from app.registry import Manifest, ModuleHooks
 from app.security import requires
 
@@ -8,7 +10,7 @@ __all__ = ["manifest", "requires"]
 
 manifest = Manifest(
     name="auth",
-    version="0.3.0",
+    version="0.3.1",
     summary="JWT login, single session, API keys with signed requests, role checks",
     depends=("user",),
     settings=(
@@ -35,7 +37,7 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, services
+    from . import api, replay, services
 
     hooks.setup(services.install)
     hooks.blueprint(api.blp)
@@ -43,3 +45,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.on_commit("user.updated", services.forget_user_sessions)
     hooks.subscribe("user.deactivated", services.end_sessions_of_deactivated_user)
     hooks.subscribe("user.password_set", services.end_sessions_after_password_set)
+    hooks.periodic(replay.forget_expired, every=timedelta(minutes=10))

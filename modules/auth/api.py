@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from flask import request
@@ -166,6 +165,7 @@ class RollApiKey(MethodView):
         grace period, then stops."""
         settings = services.runtime().settings
         hours = body["grace_hours"]
-        grace = settings.api_key_roll_grace if hours is None else timedelta(hours=hours)
-        issued = api_keys.roll_key(_caller(), key_id, grace, settings.api_key_max_grace)
+        if hours is None:
+            hours = int(settings.api_key_roll_grace.total_seconds() // 3600)
+        issued = api_keys.roll_key(_caller(), key_id, hours, settings.api_key_max_grace)
         return issued, 200, NO_STORE

@@ -14,11 +14,11 @@ import logging
 import secrets
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.db import Session, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound
@@ -33,7 +33,7 @@ log = logging.getLogger("lapak.auth")
 #: The roles whose users may hold API keys.
 KEY_ROLES = ("seller", "admin")
 KEY_PREFIX, SECRET_PREFIX = "lpk_", "lsk_"
-#: Live (unrevoked) keys one user may hold.
+#: Live (neither revoked nor expired) keys one user may hold.
 MAX_LIVE_KEYS = 25
 
 
@@ -79,7 +79,7 @@ class IssuedKey:
     ``secret`` is the plaintext to show)."""
 
     key: ApiKey
-    secret: str
+    secret: str = field(repr=False)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.key, name)
@@ -104,8 +104,13 @@ def create_key(
     secret = _new_secret()
     with transaction() as session:
         user = session.scalars(select(User).where(User.id == owner.user_id).with_for_update()).one()
+        now = utcnow()
         live = session.scalars(
-            select(ApiKey.id).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+            select(ApiKey.id).where(
+                ApiKey.user_id == user.id,
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+            )
         ).all()
         if len(live) >= MAX_LIVE_KEYS:
             raise Invalid(
@@ -173,14 +178,16 @@ def revoke_key(viewer: Principal, key_id: str) -> ApiKey:
     return key
 
 
-def roll_key(viewer: Principal, key_id: str, grace: timedelta, max_grace: timedelta) -> IssuedKey:
-    """A new secret for the owner's live key; the old one verifies for ``grace`` more.
+def roll_key(viewer: Principal, key_id: str, grace_hours: int, max_grace: timedelta) -> IssuedKey:
+    """A new secret for the owner's live key; the old one verifies for ``grace_hours`` more.
 
     A secret still in its grace period from an earlier roll ends now: at most two verify.
     """
-    if grace < timedelta(0) or grace > max_grace:
-        hours = int(max_grace.total_seconds() // 3600)
-        raise Invalid(errors={"grace_hours": [f"between 0 and {hours} hours"]})
+    max_hours = int(max_grace.total_seconds() // 3600)
+    # Checked before any arithmetic: a huge number would overflow a timedelta (a 500).
+    if not 0 <= grace_hours <= max_hours:
+        raise Invalid(errors={"grace_hours": [f"between 0 and {max_hours} hours"]})
+    grace = timedelta(hours=grace_hours)
     secret = _new_secret()
     with transaction() as session:
         key = _locked(session, viewer, key_id, owner_only=True)

@@ -14,7 +14,7 @@
 | ``LAPAK_SESSION_CACHE_SECONDS`` | ``10``: how long a session check is cached in Redis |
 | ``LAPAK_API_KEY_WINDOW_SECONDS`` | ``300``: a signed request's X-Timestamp may be this far off |
 | ``LAPAK_API_KEY_ROLL_GRACE_HOURS`` | ``24``: how long a rolled key's old secret still verifies |
-| ``LAPAK_API_KEY_MAX_GRACE_HOURS`` | ``168``: the longest grace period a roll may ask for |
+| ``LAPAK_API_KEY_MAX_GRACE_HOURS`` | ``168``: the longest grace a roll may ask for (up to 87600) |
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 from app.config import Settings, SettingsError, module_int
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
+#: The longest grace period LAPAK_API_KEY_MAX_GRACE_HOURS may allow (ten years).
+GRACE_HOURS_LIMIT = 24 * 365 * 10
 ALGORITHMS = ("HS256", *ASYMMETRIC)
 
 
@@ -85,7 +87,12 @@ class AuthSettings:
                 if not kid or not path:
                     raise SettingsError("LAPAK_JWT_PUBLIC_KEYS entries look like kid=/path/key.pem")
                 public_keys[kid.strip()] = _read(path.strip(), "LAPAK_JWT_PUBLIC_KEYS")
-        max_grace = timedelta(hours=module_int(env, "api_key_max_grace_hours", 168, 0))
+        max_grace_hours = module_int(env, "api_key_max_grace_hours", 168, 0)
+        if max_grace_hours > GRACE_HOURS_LIMIT:
+            raise SettingsError(
+                f"LAPAK_API_KEY_MAX_GRACE_HOURS must be at most {GRACE_HOURS_LIMIT}"
+            )
+        max_grace = timedelta(hours=max_grace_hours)
         if timedelta(hours=module_int(env, "api_key_roll_grace_hours", 24, 0)) > max_grace:
             raise SettingsError(
                 "LAPAK_API_KEY_ROLL_GRACE_HOURS must not exceed LAPAK_API_KEY_MAX_GRACE_HOURS"

@@ -106,3 +106,15 @@ class ApiKey(Base):
         if self.expires_at is not None and clock.now() >= self.expires_at:
             return "expired"
         return "active"
+
+
+class ApiReplay(Base):
+    """A signed request's signature, remembered until its timestamp leaves the window (see
+    :mod:`.replay`): the primary key refuses a second use, in every process. Expired rows are
+    purged by a periodic job."""
+
+    __tablename__ = "auth_api_replay"
+
+    #: SHA-256 (hex) of the key id and the signature.
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

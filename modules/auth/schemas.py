@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import current_app
 
 from app.http import PageArgs, ProblemSchema
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
+from .config import GRACE_HOURS_LIMIT
 from .models import SIGNATURE_V1, SIGNATURE_VERSIONS
 
 
@@ -138,9 +140,16 @@ class ApiKeyListArgs(PageArgs):
 class ApiKeyRollSchema(ma.Schema):
     grace_hours = ma.fields.Integer(
         load_default=None,
-        validate=ma.validate.Range(min=0),
+        validate=ma.validate.Range(min=0, max=GRACE_HOURS_LIMIT),
         metadata={
             "description": "How long the old secret still verifies (default "
             "LAPAK_API_KEY_ROLL_GRACE_HOURS, 24; at most LAPAK_API_KEY_MAX_GRACE_HOURS)"
         },
     )
+
+    @ma.validates("grace_hours")
+    def _within_configured_maximum(self, value: int | None, **_: object) -> None:
+        max_grace = current_app.extensions["auth"].settings.api_key_max_grace
+        max_hours = int(max_grace.total_seconds() // 3600)
+        if value is not None and value > max_hours:
+            raise ma.ValidationError(f"at most {max_hours} hours (LAPAK_API_KEY_MAX_GRACE_HOURS)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ from modules.user.services import find_by_email
 from . import signed_requests
 from .config import AuthSettings
 from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, AuthSession
-from .replay import ReplayCache
+from .replay import ReplayStore
 from .throttle import LoginLocked, LoginThrottle
 from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
@@ -216,7 +217,9 @@ class Auth:
     keyring: KeyRing
     throttle: LoginThrottle
     cache: SessionCache
-    replay: ReplayCache
+    replay: ReplayStore
+    #: Keys the HMAC that stands for an email in audit lines (derived from the app's secret).
+    email_hash_key: bytes
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -227,7 +230,8 @@ def install(app: Flask, settings: Settings) -> None:
         KeyRing.from_settings(auth_settings),
         LoginThrottle(auth_settings, jobs.redis, jobs.outage),
         SessionCache(jobs.redis, auth_settings.session_cache_seconds, jobs.outage),
-        ReplayCache(jobs.redis, jobs.outage),
+        ReplayStore(jobs.redis, jobs.outage),
+        hmac.new(settings.secret_key.encode(), b"lapak.auth.email-hash", hashlib.sha256).digest(),
     )
 
 
@@ -353,8 +357,16 @@ def authenticate_request() -> Principal:
             runtime().settings.api_key_window_seconds, runtime().replay
         )
     except Unauthenticated as refused:
-        key_id = request.headers.get(signed_requests.HEADER_KEY, "")[:64] or None
-        audit("auth.api_key", "refused", problem=refused.code, key=key_id, ip=request.remote_addr)
+        key_id = request.headers.get(signed_requests.HEADER_KEY, "").strip()
+        if key_id and not signed_requests.KEY_ID_SHAPE.fullmatch(key_id):
+            key_id = "<malformed>"  # whatever else was sent there (a secret?) is not logged
+        audit(
+            "auth.api_key",
+            "refused",
+            problem=refused.code,
+            key=key_id or None,
+            ip=request.remote_addr,
+        )
         raise
 
 
@@ -542,4 +554,7 @@ def audit(event: str, outcome: str, **fields: Any) -> None:
 
 
 def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """What stands for an email in audit lines: an HMAC under a key derived from the app's
+    secret (audit lines are kept and shown to admins; a plain hash of an email is a lookup
+    away from the email)."""
+    return hmac.new(runtime().email_hash_key, text.encode(), hashlib.sha256).hexdigest()[:16]

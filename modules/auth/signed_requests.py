@@ -3,36 +3,48 @@
 Every refusal is its own 401 problem type, raised before the view runs, so a refused request
 changes nothing. The key is read from the primary on every request (one statement, on the
 driver): a revocation, an expiry or the owner's deactivation holds at once, in every process.
-See :mod:`.signing` for what is signed and :mod:`.replay` for the replay cache.
+See :mod:`.signing` for what is signed and :mod:`.replay` for the replay store.
+
+The key's state (revoked, expired, its owner deactivated) is told only to a request whose
+signature verifies: anyone else learns that the key id exists, nothing more.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import request
-from sqlalchemy import Text, bindparam, or_, select, type_coerce, update
+from sqlalchemy import Text, bindparam, exists, or_, select, text, type_coerce, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import DriverStatement, get_database, utcnow
-from app.errors import Unauthenticated
+from app.errors import ServiceUnavailable, Unauthenticated
 from app.reading import body_of
 from app.security import Principal
-from app.vault import Unsealed, get_vault
+from app.vault import Unsealed, VaultError, get_vault
 from modules.user.models import User
 
-from .api_keys import KEY_PREFIX, KEY_ROLES, allowed_scopes
-from .models import ApiKey
-from .replay import ReplayCache
-from .signing import matches, request_target, signed_message
+from . import replay
+from .api_keys import KEY_ROLES, allowed_scopes
+from .models import SIGNATURE_LEGACY, ApiKey, ApiReplay
+from .signing import matches, raw_path, request_target, signed_message
+
+log = logging.getLogger("lapak.auth")
 
 #: ``last_used_at`` is written at most this often per key.
 TOUCH_INTERVAL = timedelta(minutes=1)
 HEADER_KEY, HEADER_TIMESTAMP, HEADER_SIGNATURE = "X-API-Key", "X-Timestamp", "X-Signature"
 SIGNED_HEADERS = (HEADER_KEY, HEADER_TIMESTAMP, HEADER_SIGNATURE)
+#: What a key id looks like (``lpk_`` and URL-safe base64): anything else is not logged.
+KEY_ID_SHAPE = re.compile(r"lpk_[A-Za-z0-9_-]{1,60}")
+#: Unsafe methods: a legacy key may not send them without a body (see :func:`authenticate`).
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CHALLENGE = 'LapakSignature realm="lapak", headers="X-API-Key X-Timestamp X-Signature"'
 
 
@@ -104,6 +116,21 @@ class RequestReplayed(ApiKeyRefused):
     title = "This signed request was already used"
 
 
+class SignedBeforeOutage(ApiKeyRefused):
+    code = "api-request-signed-before-outage"
+    title = "This request was signed before the replay store became unavailable; sign it again"
+
+
+class LegacyEmptyBody(ApiKeyRefused):
+    code = "api-legacy-empty-body"
+    title = "A legacy-signed key cannot send a POST, PUT, PATCH or DELETE without a body"
+
+
+class ApiKeySecretUnreadable(ServiceUnavailable):
+    code = "api-key-secret-unreadable"
+    title = "The API key's secret cannot be read right now"
+
+
 # --- authenticating a signed request ---------------------------------------------------------
 
 
@@ -130,6 +157,8 @@ class _KeyState:
     email: str
     role: str
     active: bool
+    #: The request's signature is in ``auth_api_replay`` (accepted before, through the database).
+    seen: bool
 
 
 def _key_state_statement() -> DriverStatement:
@@ -152,6 +181,7 @@ def _key_state_statement() -> DriverStatement:
             users.c.email,
             users.c.role,
             users.c.active,
+            exists().where(ApiReplay.__table__.c.digest == bindparam("digest")),
         )
         .join_from(keys, users, keys.c.user_id == users.c.id)
         .where(keys.c.key_id == bindparam("key_id"))
@@ -163,17 +193,18 @@ def _key_state_statement() -> DriverStatement:
 _KEY_STATE = _key_state_statement()
 
 
-def _load(key_id: str) -> _KeyState | None:
+def _load(key_id: str, digest: str) -> _KeyState | None:
     # Always the primary: a lagging replica must not bring a revoked key back. One statement in
-    # autocommit: a transaction would add nothing but a ROLLBACK round trip.
+    # autocommit on PostgreSQL: a transaction would add nothing but a ROLLBACK round trip.
     with get_database().primary.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        rows = _KEY_STATE.rows(connection, {"key_id": key_id})
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        rows = _KEY_STATE.rows(connection, {"key_id": key_id, "digest": digest})
     if not rows:
         return None
     (
         pk, key_id, scopes, version, secret, previous, previous_until, expires_at, revoked_at,
-        last_used_at, user_id, user_uuid, email, role, active,
+        last_used_at, user_id, user_uuid, email, role, active, seen,
     ) = rows[0]  # fmt: skip
     return _KeyState(
         pk=pk,
@@ -191,10 +222,11 @@ def _load(key_id: str) -> _KeyState | None:
         email=email,
         role=role,
         active=bool(active),
+        seen=bool(seen),
     )
 
 
-def authenticate(window_seconds: int, replay: ReplayCache) -> Principal:
+def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
     """The principal of this signed request, or the refusal that says what is wrong."""
     headers = request.headers
     key_id = headers.get(HEADER_KEY, "").strip()
@@ -208,16 +240,11 @@ def authenticate(window_seconds: int, replay: ReplayCache) -> Principal:
         raise SignatureMissing("send the hex HMAC-SHA256 of the request in X-Signature")
     if not timestamp_text.isascii() or not timestamp_text.isdigit() or len(timestamp_text) > 12:
         raise TimestampMalformed("X-Timestamp is whole unix seconds, e.g. 1767225600")
-    state = _load(key_id) if key_id.startswith(KEY_PREFIX) and len(key_id) <= 64 else None
+    digest = replay.digest(key_id, signature)
+    state = _load(key_id, digest) if KEY_ID_SHAPE.fullmatch(key_id) else None
     if state is None:
         raise ApiKeyUnknown("no API key has this id; check X-API-Key")
     now = utcnow()
-    if state.revoked:
-        raise ApiKeyRevoked("the key was revoked; create a new one")
-    if state.expires_at is not None and now >= state.expires_at:
-        raise ApiKeyExpired(f"the key expired at {state.expires_at.isoformat()}")
-    if not state.active or state.role not in KEY_ROLES:
-        raise ApiKeyOwnerInactive("the key's owner is deactivated or may no longer hold keys")
     timestamp, current = int(timestamp_text), now.timestamp()
     if timestamp < current - window_seconds:
         raise TimestampTooOld(
@@ -231,7 +258,11 @@ def authenticate(window_seconds: int, replay: ReplayCache) -> Principal:
         state.signature_version,
         timestamp_text,
         request.method,
-        request_target(request.script_root + request.path, request.query_string),
+        request_target(
+            request.script_root + request.path,
+            request.query_string,
+            raw=raw_path(request.environ),
+        ),
         body_of(request),
     )
     if not _verifies(state, message, signature, now):
@@ -239,10 +270,34 @@ def authenticate(window_seconds: int, replay: ReplayCache) -> Principal:
             "the signature does not match the request under the key's secret (after a roll, "
             "sign with the new secret)"
         )
-    if not replay.first_use(key_id, signature, timestamp, timestamp + window_seconds, current):
+    # Signed with the key's secret: the key's state may be told now.
+    if state.revoked:
+        raise ApiKeyRevoked("the key was revoked; create a new one")
+    if state.expires_at is not None and now >= state.expires_at:
+        raise ApiKeyExpired(f"the key expired at {state.expires_at.isoformat()}")
+    if not state.active or state.role not in KEY_ROLES:
+        raise ApiKeyOwnerInactive("the key's owner is deactivated or may no longer hold keys")
+    legacy = state.signature_version == SIGNATURE_LEGACY
+    if legacy and request.method in UNSAFE_METHODS and not body_of(request):
+        # A legacy signature of no body is HMAC(timestamp): the same as any GET's.
+        raise LegacyEmptyBody(
+            "a legacy signature without a body is the same for every request; send a body "
+            "(e.g. {}) or move the key to v1 signatures"
+        )
+    verdict = (
+        replay.REPLAYED
+        if state.seen
+        else replays.first_use(digest, timestamp, timestamp + window_seconds, current)
+    )
+    if verdict == replay.REPLAYED:
         raise RequestReplayed("each signed request is accepted once; sign it again")
+    if verdict == replay.BEFORE_OUTAGE:
+        raise SignedBeforeOutage(
+            "requests signed before the replay check moved to the database are refused; sign "
+            "it again with the current time"
+        )
     if state.last_used_at is None or now - state.last_used_at >= TOUCH_INTERVAL:
-        _touch(state.pk, now)
+        _touch(state.pk, state.key_id, now)
     return Principal(
         user_id=state.user_id,
         user_uuid=state.user_uuid,
@@ -254,6 +309,18 @@ def authenticate(window_seconds: int, replay: ReplayCache) -> Principal:
 
 
 def _verifies(state: _KeyState, message: bytes, signature: str, now: datetime) -> bool:
+    try:
+        return _verifies_with_secrets(state, message, signature, now)
+    except VaultError:
+        # The vault's keys do not open the stored secret (a vault key removed too early, a
+        # damaged row): not the client's fault, and no other key can stand in.
+        log.warning("auth: the secret of API key %s cannot be unsealed", state.key_id)
+        raise ApiKeySecretUnreadable(
+            "the key's secret cannot be read; try again later or ask an administrator"
+        ) from None
+
+
+def _verifies_with_secrets(state: _KeyState, message: bytes, signature: str, now: datetime) -> bool:
     if matches(_opened(state.secret_token), message, signature):
         return True
     # The previous secret of a roll, during its grace period only.
@@ -272,15 +339,39 @@ def _opened(token: str) -> Unsealed:
     return Unsealed(get_vault().unseal(token))
 
 
-def _touch(pk: int, now: datetime) -> None:
-    """Write ``last_used_at`` unless another request did within the interval (conditional)."""
+#: On PostgreSQL the ``last_used_at`` write waits at most this long for a lock, and runs at
+#: most this long: it must not hold up the request.
+TOUCH_LOCK_TIMEOUT, TOUCH_STATEMENT_TIMEOUT = "200ms", "1s"
+
+
+def _touch(pk: int, key_id: str, now: datetime) -> None:
+    """Write ``last_used_at`` unless another request did within the interval (conditional).
+
+    Best effort: a failure (a read-only primary, a lock held, SQLite busy) is logged and the
+    request goes on; the next request past the interval tries again.
+    """
     keys = ApiKey.__table__
-    with get_database().primary.begin() as connection:
-        connection.execute(
-            update(keys)
-            .where(
-                keys.c.id == pk,
-                or_(keys.c.last_used_at.is_(None), keys.c.last_used_at <= now - TOUCH_INTERVAL),
+    try:
+        with get_database().primary.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SET LOCAL lock_timeout = '{TOUCH_LOCK_TIMEOUT}'"))
+                connection.execute(
+                    text(f"SET LOCAL statement_timeout = '{TOUCH_STATEMENT_TIMEOUT}'")
+                )
+            connection.execute(
+                update(keys)
+                .where(
+                    keys.c.id == pk,
+                    or_(
+                        keys.c.last_used_at.is_(None),
+                        keys.c.last_used_at <= now - TOUCH_INTERVAL,
+                    ),
+                )
+                .values(last_used_at=now)
             )
-            .values(last_used_at=now)
+    except SQLAlchemyError as error:
+        log.warning(
+            "auth: last_used_at of API key %s not written (%s); the request goes on",
+            key_id,
+            type(error).__name__,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -86,6 +87,9 @@ def test_each_outcome_is_one_json_line_without_secrets(
     # Attempts on one email can still be correlated, through a digest of it.
     assert unknown_email["email_hash"]
     assert unknown_email["email_hash"] != UNKNOWN
+    # Keyed by the app's secret: an unsalted hash of a guessed email does not find it.
+    plain = hashlib.sha256(UNKNOWN.lower().encode()).hexdigest()
+    assert unknown_email["email_hash"] not in plain
 
     assert client.post("/api/v1/auth/logout", headers=bearer(token)).status_code == 204
     [logged_out] = audit_lines.take()
@@ -142,3 +146,21 @@ def test_a_refused_token_is_logged_without_the_token(
     assert '"invalid-token"' in refused[0]
     assert tampered not in refused[0]
     assert customer.token.split(".")[2] not in refused[0]
+
+
+@pytest.mark.parametrize(
+    ("sent", "logged"),
+    [
+        ("lpk_" + "A" * 22, "lpk_" + "A" * 22),
+        ("lsk_the-secret-pasted-by-mistake", "<malformed>"),
+        ("Bearer eyJhbGciOi.the.token", "<malformed>"),
+    ],
+)
+def test_a_refused_api_key_is_logged_by_its_id_only_when_it_looks_like_one(
+    client: FlaskClient, audit_lines: AuditLines, sent: str, logged: str
+) -> None:
+    headers = {"X-API-Key": sent, "X-Timestamp": "1767225600", "X-Signature": "00"}
+    assert client.get("/api/v1/marketplace/orders", headers=headers).status_code == 401
+    [refused] = [line for line in audit_lines.take() if line["event"] == "auth.api_key"]
+    assert refused["key"] == logged
+    assert (sent in json.dumps(refused)) is (sent == logged)

@@ -1,4 +1,4 @@
-"""The API-key scope catalogue as the loaded modules declare it, and the replay cache."""
+"""The API-key scope catalogue as the loaded modules declare it, and the replay store."""
 
 from __future__ import annotations
 
@@ -7,10 +7,20 @@ from typing import Any
 
 from flask import Flask
 from redis import Redis
+from sqlalchemy import func, select
 
+from app.db import get_database
 from app.jobs import RedisOutage
 from app.security import scope_catalogue
-from modules.auth.replay import ReplayCache
+from modules.auth.models import ApiReplay
+from modules.auth.replay import (
+    BEFORE_OUTAGE,
+    FIRST,
+    REPLAYED,
+    ReplayStore,
+    digest,
+    forget_expired,
+)
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -59,42 +69,61 @@ def test_the_openapi_document_names_the_scope_and_the_signature_scheme(app: Flas
     assert users["security"] == [{"bearerAuth": []}]
 
 
-# --- the replay cache ------------------------------------------------------------------------
+# --- the replay store ------------------------------------------------------------------------
 
 
-def test_the_in_process_replay_cache_refuses_a_second_use_until_the_window_ends() -> None:
-    cache = ReplayCache(None)
-    assert cache.first_use("lpk_a", "ab" * 32, 1000, until=1300, now=1000)
-    assert not cache.first_use("lpk_a", "AB" * 32, 1000, until=1300, now=1100)
-    # Another key's identical signature is its own request.
-    assert cache.first_use("lpk_b", "ab" * 32, 1000, until=1300, now=1100)
-    # Past the window the timestamp check refuses it anyway; the entry may be forgotten.
-    assert cache.first_use("lpk_a", "ab" * 32, 1000, until=1300, now=1301)
+def replay_rows() -> int:
+    with get_database().primary.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(ApiReplay)) or 0
 
 
-def test_a_full_replay_cache_stays_bounded_and_never_reopens_a_replay() -> None:
-    cache = ReplayCache(None, max_entries=10)
-    for n in range(11):
-        assert cache.first_use("lpk_a", f"sig{n}", 1000 + n, until=2000, now=1000)
-    assert len(cache._seen) <= 10
-    # Every signature ever accepted is still refused: dropped ones by the raised floor.
-    for n in range(11):
-        assert not cache.first_use("lpk_a", f"sig{n}", 1000 + n, until=2000, now=1001)
-    # Requests signed after the dropped ones still pass.
-    assert cache.first_use("lpk_a", "fresh", 1020, until=2000, now=1001)
-
-
-def test_the_replay_cache_uses_redis_set_nx_and_falls_back_while_it_is_down(
-    own_redis: Any,
+def test_without_redis_the_database_refuses_a_second_use_and_expired_rows_are_purged(
+    app: Flask,
 ) -> None:
+    store = ReplayStore(None)
+    with app.app_context():
+        assert store.first_use(digest("lpk_a", "ab" * 32), 1000, until=1300, now=1000) == FIRST
+        # The signature's case does not make another request.
+        again = store.first_use(digest("lpk_a", "AB" * 32), 1000, until=1300, now=1100)
+        assert again == REPLAYED
+        # Another key's identical signature is its own request.
+        assert store.first_use(digest("lpk_b", "ab" * 32), 1000, until=1300, now=1100) == FIRST
+        # Another store (another process) sees the use.
+        other = ReplayStore(None).first_use(digest("lpk_b", "ab" * 32), 1000, 1300, 1101)
+        assert other == REPLAYED
+        assert replay_rows() == 2
+        # Their window ended in 1970: the periodic purge deletes them.
+        assert forget_expired() == 2
+        assert replay_rows() == 0
+
+
+def test_with_redis_set_nx_and_across_an_outage_no_replay_opens(app: Flask, own_redis: Any) -> None:
     redis = Redis.from_url(own_redis.url)
     outage = RedisOutage(retry_seconds=0)
-    cache = ReplayCache(redis, outage)
-    assert cache.first_use("lpk_a", "s1", 1000, until=1300, now=1000)
-    stored = redis.ttl(ReplayCache.key("lpk_a", "s1"))
-    assert 0 < stored <= 301
-    # Another process (another cache on the same Redis) sees the use.
-    assert not ReplayCache(redis, outage).first_use("lpk_a", "s1", 1000, until=1300, now=1001)
-    own_redis.stop()
-    assert cache.first_use("lpk_a", "s2", 1000, until=1300, now=1002)
-    assert not cache.first_use("lpk_a", "s2", 1000, until=1300, now=1003)
+    store = ReplayStore(redis, outage)
+    before, ahead, during = digest("lpk_a", "s1"), digest("lpk_a", "s2"), digest("lpk_a", "s3")
+    with app.app_context():
+        assert store.first_use(before, 1000, until=1300, now=1000) == FIRST
+        assert 0 < redis.ttl(ReplayStore.key(before)) <= 301
+        # Another process (another store on the same Redis) sees the use.
+        assert ReplayStore(redis, outage).first_use(before, 1000, 1300, 1001) == REPLAYED
+        assert replay_rows() == 0, "Redis alone keeps a request signed in the past"
+        # A forward-dated request is kept by the database too.
+        assert store.first_use(ahead, 1100, until=1400, now=1001) == FIRST
+        assert replay_rows() == 1
+
+        own_redis.stop()
+        # Signed before the outage was noticed: Redis may have seen it, so it is refused...
+        assert store.first_use(before, 1000, until=1300, now=1002) == BEFORE_OUTAGE
+        # ... and the forward-dated one is known to the database.
+        assert store.first_use(ahead, 1100, until=1400, now=1003) == REPLAYED
+        # Signed during the outage: once, through the database.
+        assert store.first_use(during, 1004, until=1304, now=1004) == FIRST
+        assert store.first_use(during, 1004, until=1304, now=1005) == REPLAYED
+
+        own_redis.start()
+        # Back on Redis, requests signed before the outage pass again (Redis refuses replays);
+        # the ones the database accepted are refused by the signed request's check (it reads
+        # the digest with the key: tests/modules/auth/test_api_keys.py).
+        assert store.first_use(digest("lpk_a", "s4"), 1001, until=1301, now=1006) == FIRST
+        assert store._down_since is None
