@@ -242,6 +242,98 @@ def address_refusal(ip: _IPAddress, allow_loopback: bool = False) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class PostAnswer:
+    """What one :func:`post_once` got back: the status, headers and the start of the body."""
+
+    status: int
+    headers: dict[str, str]
+    #: The first ``excerpt_bytes`` of the body (the rest is not read).
+    excerpt: bytes
+    elapsed_ms: int
+
+
+def vet_url(
+    label: str, url: str, policy: FetchPolicy, *, resolve: Resolver = socket.getaddrinfo
+) -> tuple[str, ...]:
+    """Check ``url`` by the rules of :func:`fetch_json` without contacting it; the vetted
+    addresses. Raises :class:`UnsafeUrl`, or :class:`SourceFailed` if the host has no address.
+    ``label`` names the URL's owner in the error (a source, a webhook endpoint)."""
+    return _vet(label, url, policy, resolve)
+
+
+def post_once(
+    label: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    policy: FetchPolicy,
+    *,
+    excerpt_bytes: int = 1024,
+    resolve: Resolver = socket.getaddrinfo,
+) -> PostAnswer:
+    """POST ``body`` to ``url`` once, by the same rules as :func:`fetch_json` (vetted and
+    pinned addresses, one deadline of ``policy.total_timeout`` for the exchange) but without
+    retries and without following a redirect: a 3xx is returned as it is.
+
+    Raises :class:`UnsafeUrl` before connecting, :class:`SourceTimeout` past the deadline and
+    :class:`SourceFailed` when no answer came (refused, reset, TLS).
+    """
+    started = time.monotonic()
+    addresses = _vet(label, url, policy, resolve)
+    host = normal_host(urlsplit(url).hostname or "")
+    deadline = _Deadline(policy.total_timeout)
+    session = requests.Session()
+    session.trust_env = False  # no proxies or .netrc from the environment
+    adapter = _PinnedAdapter(host, addresses, deadline)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    try:
+        remaining = deadline.remaining()
+        try:
+            response = session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                stream=True,
+                verify=policy.ca_bundle or True,
+                timeout=(min(policy.connect_timeout, remaining), remaining),
+            )
+        except requests.Timeout:
+            raise _timeout(label) from None
+        except requests.exceptions.SSLError:
+            if deadline.passed:
+                raise _timeout(label) from None
+            raise SourceFailed(
+                f"source {label!r}: TLS handshake or certificate check failed", source=label
+            ) from None
+        except requests.RequestException as exc:
+            if deadline.passed:
+                raise _timeout(label) from None
+            raise SourceFailed(
+                f"source {label!r}: {_connection_reason(exc)}", source=label
+            ) from None
+        with response:
+            excerpt = b""
+            try:
+                for chunk in response.iter_content(min(CHUNK_BYTES, max(excerpt_bytes, 1))):
+                    excerpt += chunk
+                    if len(excerpt) >= excerpt_bytes or deadline.passed:
+                        break
+            except requests.RequestException:
+                pass  # the answer's status is what counts; its body is only an excerpt
+            return PostAnswer(
+                status=response.status_code,
+                headers=dict(response.headers),
+                excerpt=excerpt[:excerpt_bytes],
+                elapsed_ms=round((time.monotonic() - started) * 1000),
+            )
+    finally:
+        session.close()
+        deadline.cancel()
+
+
 # -- URL and address checks -------------------------------------------------------------------
 
 

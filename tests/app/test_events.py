@@ -56,7 +56,8 @@ def test_committed_event_is_delivered_by_the_dispatch_job(app: Flask) -> None:
     assert event.status == DELIVERED
     assert event.attempts == 1
     assert event.delivered_at is not None
-    assert len(event.delivered_to) == 2
+    notes = [name for name in event.delivered_to if name.startswith("tests.sample_modules.notes")]
+    assert len(notes) == 2
     assert deliveries(app) == ["hello"]
 
 
@@ -81,7 +82,9 @@ def test_failing_subscriber_is_retried_with_backoff_without_repeating_the_others
     assert event.attempts == 1
     assert "subscriber refuses 'fail once'" in event.last_error
     assert event.next_attempt_at > utcnow() + timedelta(seconds=3)
-    assert event.delivered_to == ["tests.sample_modules.notes.services.record_delivery"]
+    assert [n for n in event.delivered_to if n.startswith("tests.sample_modules.notes")] == [
+        "tests.sample_modules.notes.services.record_delivery"
+    ]
 
     with app.app_context():
         assert dispatch_outbox() == 0  # not due yet: nothing runs

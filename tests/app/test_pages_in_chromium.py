@@ -81,7 +81,10 @@ def test_the_landing_page_is_styled_under_its_csp_and_its_links_work(
     # refuse it (a console error) and fall back to its default serif font.
     font = page.evaluate("getComputedStyle(document.body).fontFamily")
     assert "system-ui" in font
-    modules = ["user", "auth", "fetch", "ledger", "marketplace", "payment", "seller", "wallet"]
+    modules = [
+        *("user", "auth", "fetch", "ledger", "marketplace", "payment", "seller", "wallet"),
+        "webhook",
+    ]
     assert page.locator("td code").all_inner_texts() == modules
 
     page.get_by_role("link", name="Loaded modules").click()
