@@ -55,7 +55,7 @@ class WebhookEndpoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    owner: Mapped[User] = relationship(lazy="joined")
+    owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
 class WebhookMessage(Base):
@@ -106,8 +106,8 @@ class WebhookDelivery(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    message: Mapped[WebhookMessage] = relationship(lazy="joined")
-    endpoint: Mapped[WebhookEndpoint] = relationship(lazy="joined")
+    message: Mapped[WebhookMessage] = relationship(lazy="joined", innerjoin=True)
+    endpoint: Mapped[WebhookEndpoint] = relationship(lazy="joined", innerjoin=True)
     attempt_log: Mapped[list[WebhookAttempt]] = relationship(
         order_by="WebhookAttempt.id", viewonly=True
     )

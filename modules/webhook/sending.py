@@ -186,7 +186,7 @@ def _record(
         endpoint = session.scalars(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.id == delivery.endpoint_id)
-            .with_for_update()
+            .with_for_update(of=WebhookEndpoint)
             .execution_options(populate_existing=True)
         ).one()
         now = utcnow()

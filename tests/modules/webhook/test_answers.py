@@ -1,0 +1,64 @@
+"""The answer -> action table, ``Retry-After`` and the retry schedule setting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.config import SettingsError
+from modules.webhook.answers import Action, action_for, retry_after
+from modules.webhook.config import parse_schedule
+
+TABLE = [
+    (200, Action.SENT), (201, Action.SENT), (202, Action.SENT), (204, Action.SENT),
+    (299, Action.SENT),
+    (None, Action.RETRY), (408, Action.RETRY), (425, Action.RETRY), (429, Action.RETRY),
+    (500, Action.RETRY), (502, Action.RETRY), (503, Action.RETRY), (504, Action.RETRY),
+    (599, Action.RETRY),
+    (410, Action.DISABLE),
+    (100, Action.FAIL), (301, Action.FAIL), (302, Action.FAIL), (303, Action.FAIL),
+    (304, Action.FAIL), (307, Action.FAIL), (308, Action.FAIL), (400, Action.FAIL),
+    (401, Action.FAIL), (403, Action.FAIL), (404, Action.FAIL), (405, Action.FAIL),
+    (409, Action.FAIL), (413, Action.FAIL), (422, Action.FAIL), (451, Action.FAIL),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "action"), TABLE)
+def test_answer_table(status: int | None, action: Action) -> None:
+    assert action_for(status) is action
+
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        (None, None),
+        ("120", timedelta(seconds=120)),
+        (" 0 ", timedelta(0)),
+        ("Sun, 29 Nov 2026 12:05:00 GMT", timedelta(minutes=5)),
+        ("Sun, 29 Nov 2026 11:00:00 GMT", timedelta(0)),  # in the past: no wait
+        ("soon", None),
+        ("-5", None),
+    ],
+)
+def test_retry_after_in_seconds_or_as_an_http_date(header: str | None, wait) -> None:
+    assert retry_after(header, NOW) == wait
+
+
+def test_the_default_schedule_and_the_paycorex_one_parse() -> None:
+    assert parse_schedule("5s,5m,30m,2h,5h,10h,10h") == tuple(
+        timedelta(seconds=s) for s in (5, 300, 1800, 7200, 18000, 36000, 36000)
+    )
+    assert parse_schedule("2m,4m,8m") == (
+        timedelta(minutes=2), timedelta(minutes=4), timedelta(minutes=8),
+    )  # fmt: skip
+    assert parse_schedule("") == ()
+
+
+@pytest.mark.parametrize("bad", ["5", "5x", "-5s", "1.5h", "5s,,m"])
+def test_a_bad_schedule_is_refused_by_name(bad: str) -> None:
+    with pytest.raises(SettingsError, match="LAPAK_WEBHOOK_RETRY_SCHEDULE"):
+        parse_schedule(bad)
