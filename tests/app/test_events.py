@@ -200,3 +200,33 @@ def test_events_committed_while_redis_is_stopped_are_delivered_once_it_is_back(
     run_jobs(app)
     assert [event.status for event in outbox(app)] == [DELIVERED, DELIVERED]
     assert deliveries(app) == ["first while down", "second while down"]
+
+
+def test_a_subscriber_to_every_event_gets_each_whole_once(app: Flask) -> None:
+    from app.events import CommittedEvent
+
+    seen: list[CommittedEvent] = []
+
+    def record_every(event: CommittedEvent) -> None:
+        seen.append(event)
+
+    wiring = app.extensions["lapak.registry"].wiring
+    wiring.every_event.append(record_every)
+    try:
+        with app.app_context(), transaction():
+            first = emit("price.changed", {"amount": "1.00"})
+            second = emit("note.other", {})
+        with app.app_context():
+            assert dispatch_outbox() == 2
+            make_due(app)
+            assert dispatch_outbox() == 0  # delivered: not again
+    finally:
+        wiring.every_event.remove(record_every)
+
+    assert [(e.event_id, e.name, e.payload) for e in seen] == [
+        (first, "price.changed", {"amount": "1.00"}),
+        (second, "note.other", {}),
+    ]
+    assert all(e.created_at.tzinfo is not None for e in seen)
+    [event, _] = outbox(app)
+    assert f"{__name__}.{record_every.__qualname__}" in event.delivered_to

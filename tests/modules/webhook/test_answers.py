@@ -11,17 +11,38 @@ from modules.webhook.answers import Action, action_for, retry_after
 from modules.webhook.config import parse_schedule
 
 TABLE = [
-    (200, Action.SENT), (201, Action.SENT), (202, Action.SENT), (204, Action.SENT),
+    (200, Action.SENT),
+    (201, Action.SENT),
+    (202, Action.SENT),
+    (204, Action.SENT),
     (299, Action.SENT),
-    (None, Action.RETRY), (408, Action.RETRY), (425, Action.RETRY), (429, Action.RETRY),
-    (500, Action.RETRY), (502, Action.RETRY), (503, Action.RETRY), (504, Action.RETRY),
+    (None, Action.RETRY),
+    (408, Action.RETRY),
+    (425, Action.RETRY),
+    (429, Action.RETRY),
+    (500, Action.RETRY),
+    (502, Action.RETRY),
+    (503, Action.RETRY),
+    (504, Action.RETRY),
     (599, Action.RETRY),
     (410, Action.DISABLE),
-    (100, Action.FAIL), (301, Action.FAIL), (302, Action.FAIL), (303, Action.FAIL),
-    (304, Action.FAIL), (307, Action.FAIL), (308, Action.FAIL), (400, Action.FAIL),
-    (401, Action.FAIL), (403, Action.FAIL), (404, Action.FAIL), (405, Action.FAIL),
-    (409, Action.FAIL), (413, Action.FAIL), (422, Action.FAIL), (451, Action.FAIL),
-]  # fmt: skip
+    (100, Action.FAIL),
+    (301, Action.FAIL),
+    (302, Action.FAIL),
+    (303, Action.FAIL),
+    (304, Action.FAIL),
+    (307, Action.FAIL),
+    (308, Action.FAIL),
+    (400, Action.FAIL),
+    (401, Action.FAIL),
+    (403, Action.FAIL),
+    (404, Action.FAIL),
+    (405, Action.FAIL),
+    (409, Action.FAIL),
+    (413, Action.FAIL),
+    (422, Action.FAIL),
+    (451, Action.FAIL),
+]
 
 
 @pytest.mark.parametrize(("status", "action"), TABLE)
@@ -53,8 +74,10 @@ def test_the_default_schedule_and_the_paycorex_one_parse() -> None:
         timedelta(seconds=s) for s in (5, 300, 1800, 7200, 18000, 36000, 36000)
     )
     assert parse_schedule("2m,4m,8m") == (
-        timedelta(minutes=2), timedelta(minutes=4), timedelta(minutes=8),
-    )  # fmt: skip
+        timedelta(minutes=2),
+        timedelta(minutes=4),
+        timedelta(minutes=8),
+    )
     assert parse_schedule("") == ()
 
 

@@ -158,8 +158,11 @@ def test_410_disables_the_endpoint_and_tells_its_owner(
         assert [e.payload["endpoint"] for e in events] == [endpoint["id"]]
         assert events[0].payload["owner"] == str(admin.uuid)
         assert events[0].payload["reason"] == "gone"
-    problem(call(client, admin, "POST", f"/endpoints/{endpoint['id']}/test"), 409,
-            "webhook-endpoint-disabled")  # fmt: skip
+    problem(
+        call(client, admin, "POST", f"/endpoints/{endpoint['id']}/test"),
+        409,
+        "webhook-endpoint-disabled",
+    )
 
 
 def test_a_redirect_is_not_followed_and_fails_without_retry(
@@ -209,10 +212,15 @@ def test_retry_after_postpones_the_next_attempt(
 
 
 def test_a_private_address_is_refused_at_creation(client: FlaskClient, admin: Caller) -> None:
-    for url in ("http://10.0.0.7/hook", "http://169.254.169.254/latest", "ftp://example.com/",
-                "http://user:pw@127.0.0.1/"):  # fmt: skip
-        body = problem(call(client, admin, "POST", "/endpoints", json={"url": url}), 422,
-                       "webhook-url-refused")  # fmt: skip
+    for url in (
+        "http://10.0.0.7/hook",
+        "http://169.254.169.254/latest",
+        "ftp://example.com/",
+        "http://user:pw@127.0.0.1/",
+    ):
+        body = problem(
+            call(client, admin, "POST", "/endpoints", json={"url": url}), 422, "webhook-url-refused"
+        )
         assert "url" in body["errors"]
     assert ok(call(client, admin, "GET", "/endpoints"))["items"] == []
 
@@ -279,15 +287,19 @@ def test_redelivery_starts_a_new_series_with_the_same_webhook_id(
 
     again = ok(call(client, admin, "POST", f"/deliveries/{queued['id']}/redeliver"), 202)
     assert (again["status"], again["series"], again["attempts"]) == ("pending", 2, 0)
-    problem(call(client, admin, "POST", f"/deliveries/{queued['id']}/redeliver"), 409,
-            "webhook-delivery-pending")  # fmt: skip
+    problem(
+        call(client, admin, "POST", f"/deliveries/{queued['id']}/redeliver"),
+        409,
+        "webhook-delivery-pending",
+    )
     run_jobs(app)
 
     shown = delivery(client, admin, queued["id"])
     assert (shown["status"], shown["series"], shown["attempts"]) == ("sent", 2, 1)
     assert [(a["series"], a["number"], a["status_code"]) for a in shown["attempt_log"]] == [
-        (1, 1, 400), (2, 1, 200),
-    ]  # fmt: skip
+        (1, 1, 400),
+        (2, 1, 200),
+    ]
     assert [r.headers["webhook-id"] for r in receiver.received] == [queued["event_id"]] * 2
 
 
@@ -307,8 +319,12 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_told(
     app = make_app(module_env=env)
     client = app.test_client()
     admin = log_in_as("admin")
-    admin = Caller(admin.email, admin.uuid, admin.user_id,
-                   login(client, admin.email).get_json()["access_token"])  # fmt: skip
+    admin = Caller(
+        admin.email,
+        admin.uuid,
+        admin.user_id,
+        login(client, admin.email).get_json()["access_token"],
+    )
     run_jobs(app)
     receiver = make_receiver(answering(500))
     endpoint = create_endpoint(client, admin, receiver.url)
@@ -329,8 +345,11 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_told(
         names = [e.name for e in Session().query(OutboxEvent).order_by(OutboxEvent.id)]
     assert names.count("webhook_endpoint.disabled") == 1
     # Enabling again clears the record: the next failure starts a new count.
-    enabled = ok(call(client, admin, "PATCH", f"/endpoints/{endpoint['id']}",
-                      json={"enabled": True}))  # fmt: skip
+    enabled = ok(
+        call(client, admin, "PATCH", f"/endpoints/{endpoint['id']}", json={"enabled": True})
+    )
     assert (enabled["enabled"], enabled["failing_since"], enabled["disabled_reason"]) == (
-        True, None, None,
-    )  # fmt: skip
+        True,
+        None,
+        None,
+    )

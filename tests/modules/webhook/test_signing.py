@@ -25,8 +25,11 @@ VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def headers(message_id: str, timestamp: int, signature: str) -> dict[str, str]:
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature}  # fmt: skip
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+    }
 
 
 def test_the_specifications_known_answer_vector_signs_the_same() -> None:
@@ -66,16 +69,30 @@ def test_every_active_secret_signs_and_the_library_accepts_either() -> None:
         (lambda h, b: ({k: v for k, v in h.items() if k != "webhook-signature"}, b), "missing"),
         (lambda h, b: (h, b + b" "), "no signature"),
         (lambda h, b: ({**h, "webhook-id": "evt-other"}, b), "no signature"),
-        (lambda h, b: ({**h, "webhook-timestamp": str(int(h["webhook-timestamp"]) - 301)}, b),
-         "tolerance"),
-        (lambda h, b: ({**h, "webhook-timestamp": str(int(h["webhook-timestamp"]) + 301)}, b),
-         "tolerance"),
-        (lambda h, b: ({**h, "webhook-signature": "v2," + h["webhook-signature"][3:]}, b),
-         "no signature"),
+        (
+            lambda h, b: ({**h, "webhook-timestamp": str(int(h["webhook-timestamp"]) - 301)}, b),
+            "tolerance",
+        ),
+        (
+            lambda h, b: ({**h, "webhook-timestamp": str(int(h["webhook-timestamp"]) + 301)}, b),
+            "tolerance",
+        ),
+        (
+            lambda h, b: ({**h, "webhook-signature": "v2," + h["webhook-signature"][3:]}, b),
+            "no signature",
+        ),
     ],
-    ids=["no-id", "no-timestamp", "no-signature", "body-changed", "id-changed", "too-old",
-         "too-new", "other-version"],
-)  # fmt: skip
+    ids=[
+        "no-id",
+        "no-timestamp",
+        "no-signature",
+        "body-changed",
+        "id-changed",
+        "too-old",
+        "too-new",
+        "other-version",
+    ],
+)
 def test_each_verification_failure_is_refused(change, reason) -> None:
     secret = new_secret()
     now = 1_800_000_000
