@@ -62,8 +62,7 @@ class Endpoints(MethodView):
     @blp.arguments(EndpointCreateSchema, example=EXAMPLE)
     @blp.response(201, EndpointWithSecretSchema)
     @blp.alt_response(422, schema=ProblemSchema,
-                      description="webhook-url-refused, webhook-url-unresolvable, "
-                      "unknown-event-type")  # fmt: skip
+                      description="webhook-url-refused, unknown-event-type")  # fmt: skip
     def post(self, body: dict[str, Any]) -> Any:
         """Add an endpoint; its secret is in this answer only
 

@@ -43,11 +43,6 @@ class UrlRefused(Invalid):
     title = "The webhook URL is not allowed"
 
 
-class UrlUnresolvable(Invalid):
-    code = "webhook-url-unresolvable"
-    title = "The webhook URL's host has no address"
-
-
 class UnknownEventType(Invalid):
     code = "unknown-event-type"
     title = "An event type is unknown or not available to you"
@@ -185,14 +180,15 @@ def send_test(actor: Principal, endpoint_id: uuid.UUID) -> WebhookDelivery:
 
 
 def checked_url(url: str) -> str:
-    """``url`` if the fetch module's address rules allow it (resolved now; checked again at
-    every delivery), else a 422."""
+    """``url`` if the fetch module's address rules allow it, else a 422 (``webhook-url-
+    refused``). The host is resolved now and every address it has must be public; a host that
+    does not resolve (yet) is accepted: it reaches nothing, and every delivery checks again."""
     try:
         vet_url("webhook endpoint", url, webhook_settings().policy)
     except UnsafeUrl as error:
         raise UrlRefused(errors={"url": [str(error.detail).split(": ", 1)[-1]]}) from None
     except SourceFailed:
-        raise UrlUnresolvable(errors={"url": ["the host could not be resolved"]}) from None
+        pass  # no address now: the deliveries are retried, then fail, until it has one
     return url
 
 
