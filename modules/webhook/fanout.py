@@ -47,8 +47,13 @@ def fan_out(event: CommittedEvent) -> None:
         queue_deliveries(message_for(event), targets)
 
 
+#: Integer keys of rows, which stay inside Lapak (public ids are UUIDs): left out of webhooks.
+INTERNAL_KEYS = frozenset({"user_id", "customer_id"})
+
+
 def message_for(event: CommittedEvent) -> int:
-    """The id of ``event``'s message row, written if it is not there yet."""
+    """The id of ``event``'s message row, written if it is not there yet (its data without
+    :data:`INTERNAL_KEYS`)."""
     session = Session()
     found = session.scalar(
         select(WebhookMessage.id).where(WebhookMessage.event_id == event.event_id)
@@ -59,7 +64,7 @@ def message_for(event: CommittedEvent) -> int:
         event_id=event.event_id,
         event_type=event.name,
         occurred_at=event.created_at,
-        payload=event.payload,
+        payload={key: value for key, value in event.payload.items() if key not in INTERNAL_KEYS},
     )
     session.add(message)
     session.flush()

@@ -242,7 +242,8 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
     log.warning("webhook endpoint %s disabled: %s", endpoint.uuid, reason)
     emit(
         "webhook_endpoint.disabled",
-        {"endpoint": endpoint.uuid, "owner": owner, "url": endpoint.url, "reason": reason,
+        # Not the URL: receivers often keep a token in it.
+        {"endpoint": endpoint.uuid, "owner": owner, "reason": reason,
          "failing_since": endpoint.failing_since},
     )  # fmt: skip
 
