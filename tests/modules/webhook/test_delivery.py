@@ -353,3 +353,25 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_told(
         None,
         None,
     )
+
+
+def test_no_answer_is_retried_and_a_second_sender_finds_nothing_due(
+    client: FlaskClient, app: Flask, admin: Caller
+) -> None:
+    from modules.webhook.jobs import send_delivery
+    from modules.webhook.models import WebhookDelivery
+    from tests.servers import free_port
+
+    endpoint = create_endpoint(client, admin, f"http://127.0.0.1:{free_port()}/hook")
+    queued = ping(client, admin, endpoint)
+    run_jobs(app)
+
+    shown = delivery(client, admin, queued["id"])
+    assert (shown["status"], shown["attempts"]) == ("pending", 1)
+    [attempt] = shown["attempt_log"]
+    assert (attempt["status_code"], attempt["outcome"]) == (None, "retry")
+    assert "connection refused" in attempt["error"]
+    with app.app_context():
+        delivery_id = Session().query(WebhookDelivery.id).filter_by(uuid=queued["id"]).scalar()
+        assert send_delivery(delivery_id) is None  # its retry is not due yet: nothing sent
+    assert len(delivery(client, admin, queued["id"])["attempt_log"]) == 1
