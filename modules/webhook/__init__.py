@@ -13,6 +13,7 @@ manifest = Manifest(
     depends=("user", "auth", "fetch", "marketplace"),
     settings=(
         "webhook_retry_schedule",
+        "webhook_retry_jitter_percent",
         "webhook_timeout_seconds",
         "webhook_secret_overlap_seconds",
         "webhook_disable_after_days",

@@ -5,6 +5,9 @@
 | ``LAPAK_WEBHOOK_RETRY_SCHEDULE`` | ``5s,5m,30m,2h,5h,10h,10h``: the wait before each retry, |
 |   | after the previous attempt (``s``, ``m``, ``h``, ``d``); the first attempt is immediate. |
 |   | ``2m,4m,8m`` is the PayCoreX "3 retries at 2^n minutes"; empty: no retries |
+| ``LAPAK_WEBHOOK_RETRY_JITTER_PERCENT`` | ``0``: each wait of the schedule is stretched by a |
+|   | random 0 to this many percent, so deliveries that failed together (a receiver's outage) |
+|   | do not all come back at once; at most 50 |
 | ``LAPAK_WEBHOOK_TIMEOUT_SECONDS`` | ``10``: one attempt's whole exchange, connect to last byte |
 | ``LAPAK_WEBHOOK_SECRET_OVERLAP_SECONDS`` | ``86400``: after a rotation the previous secret |
 |   | signs too, this long |
@@ -18,6 +21,7 @@ tests and local development; private and link-local addresses are always refused
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,16 +37,26 @@ _STEP = re.compile(r"^(\d+)([smhd])$")
 #: A ``Retry-After`` longer than this is taken as this: a receiver cannot park a delivery for
 #: ever.
 MAX_RETRY_AFTER = timedelta(days=1)
+MAX_JITTER_PERCENT = 50
 
 
 @dataclass(frozen=True)
 class WebhookSettings:
     retry_schedule: tuple[timedelta, ...] = ()
+    retry_jitter_percent: int = 0
     timeout_seconds: int = 10
     secret_overlap: timedelta = timedelta(days=1)
     disable_after: timedelta = timedelta(days=5)
     #: The fetch module's address rules, with this module's timeout, no retries or redirects.
     policy: FetchPolicy = dataclasses.field(default_factory=FetchPolicy)
+
+    def wait_before(self, number: int) -> timedelta:
+        """The wait after attempt ``number`` (1-based), stretched by the jitter if any."""
+        wait = self.retry_schedule[number - 1]
+        if self.retry_jitter_percent:
+            # Jitter spreads retries, it protects nothing: no need for a secure source.
+            wait *= 1 + random.uniform(0, self.retry_jitter_percent / 100)  # noqa: S311
+        return wait
 
     @property
     def max_attempts(self) -> int:
@@ -56,6 +70,7 @@ class WebhookSettings:
         fetch_policy = FetchPolicy.from_settings(settings)
         return cls(
             retry_schedule=parse_schedule(env.get("webhook_retry_schedule", DEFAULT_SCHEDULE)),
+            retry_jitter_percent=_jitter(env),
             timeout_seconds=timeout,
             secret_overlap=timedelta(
                 seconds=module_int(env, "webhook_secret_overlap_seconds", 86400, minimum=0)
@@ -86,6 +101,15 @@ def parse_schedule(text: str) -> tuple[timedelta, ...]:
             )
         steps.append(timedelta(seconds=int(match[1]) * UNITS[match[2]]))
     return tuple(steps)
+
+
+def _jitter(env: dict[str, str]) -> int:
+    percent = module_int(env, "webhook_retry_jitter_percent", 0, minimum=0)
+    if percent > MAX_JITTER_PERCENT:
+        raise SettingsError(
+            f"LAPAK_WEBHOOK_RETRY_JITTER_PERCENT must be at most {MAX_JITTER_PERCENT}"
+        )
+    return percent
 
 
 def install(app: Flask, settings: Settings) -> None:

@@ -205,7 +205,7 @@ def _record(
                 _disable(endpoint, "gone")
                 outcome = "disabled"
             elif action is Action.RETRY and claimed.number < settings.max_attempts:
-                wait = settings.retry_schedule[claimed.number - 1]
+                wait = settings.wait_before(claimed.number)
                 asked = retry_after(answer.headers.get("Retry-After") if answer else None, now)
                 if asked is not None:
                     wait = max(wait, min(asked, MAX_RETRY_AFTER))

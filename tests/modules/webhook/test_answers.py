@@ -85,3 +85,27 @@ def test_the_default_schedule_and_the_paycorex_one_parse() -> None:
 def test_a_bad_schedule_is_refused_by_name(bad: str) -> None:
     with pytest.raises(SettingsError, match="LAPAK_WEBHOOK_RETRY_SCHEDULE"):
         parse_schedule(bad)
+
+
+def test_jitter_stretches_each_wait_within_its_percent_and_is_bounded() -> None:
+    import base64
+
+    from app.config import Settings
+    from modules.webhook.config import WebhookSettings
+
+    def settings(**env: str) -> WebhookSettings:
+        overrides = {
+            "secret_key": "x" * 40,
+            "module_env": env,
+            "vault_keys": (base64.urlsafe_b64encode(b"k" * 32).decode(),),
+        }
+        return WebhookSettings.from_settings(Settings.from_env(environ={}, overrides=overrides))
+
+    exact = settings(webhook_retry_schedule="2m,4m,8m")
+    assert [exact.wait_before(n) for n in (1, 2, 3)] == list(parse_schedule("2m,4m,8m"))
+    spread = settings(webhook_retry_schedule="10m", webhook_retry_jitter_percent="20")
+    waits = {spread.wait_before(1) for _ in range(50)}
+    assert all(timedelta(minutes=10) <= w <= timedelta(minutes=12) for w in waits)
+    assert len(waits) > 1
+    with pytest.raises(SettingsError, match="LAPAK_WEBHOOK_RETRY_JITTER_PERCENT"):
+        settings(webhook_retry_jitter_percent="51")
