@@ -8,7 +8,9 @@ is enqueued on the ``events`` queue; a periodic sweep catches anything whose enq
 Delivery is per subscriber and at least once: each subscriber runs in a savepoint of the same
 transaction that records it as delivered, so a subscriber that only writes to the database sees
 its effect exactly once. Failures are retried with exponential backoff, then the event is marked
-``failed`` with the reason.
+``failed`` with the reason. A module may also subscribe to every event whatever its name
+(``hooks.subscribe_all``, e.g. the webhook fan-out): it is given the whole
+:class:`CommittedEvent` (id, name, time, payload), by the same rules.
 """
 
 from __future__ import annotations
