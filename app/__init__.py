@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from app.landing import landing
     from app.log import configure_logging
     from app.registry import Periodic, load
-    from app.security import BEARER_SCHEME
+    from app.security import API_KEY_SCHEME, BEARER_SCHEME
     from app.vault import Vault
 
     settings = config if isinstance(config, Settings) else Settings.from_env(overrides=config)
@@ -75,6 +75,17 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    api.spec.components.security_scheme(
+        API_KEY_SCHEME,
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "A signed request: X-API-Key, X-Timestamp (unix seconds) and "
+            "X-Signature (hex HMAC-SHA256; see the README's API keys section). Only operations "
+            "naming a scope (x-lapak-scope) accept it.",
+        },
     )
     app.register_blueprint(landing)
     api.register_blueprint(health)

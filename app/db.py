@@ -656,6 +656,27 @@ class DriverStatement:
                 values[key] = process(values[key])
         return cursor_rows(connection, compiled.sql, values)
 
+    def run_many(self, connection: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per parameter set (each with the same keys) in one driver
+        ``executemany`` (psycopg pipelines it: one round trip); no rows are read back."""
+        if connection.dialect.name != "postgresql":
+            connection.execute(self.statement, list(rows))
+            return
+        compiled = self._compile(connection.dialect, rows[0])
+        keys = rows[0].keys()
+        many = []
+        for params in rows:
+            if params.keys() != keys:
+                raise TypeError("run_many needs the same keys in every parameter set")
+            values = {**compiled.constants, **params} if compiled.constants else dict(params)
+            for key, default in compiled.defaults.items():
+                values[key] = default()
+            for key, process in compiled.processors.items():
+                if key in values:
+                    values[key] = process(values[key])
+            many.append(values)
+        cursor_executemany(connection, compiled.sql, many)
+
     def scalar(self, connection: Any, params: dict[str, Any]) -> Any:
         """The first column of the one row the statement returns."""
         (row,) = self.rows(connection, params)
@@ -721,6 +742,31 @@ def cursor_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[Any]:
             return cursor.fetchall() if cursor.description else []
         except Exception as error:  # loading a value, or the connection lost meanwhile
             connection._handle_dbapi_exception(error, sql, params, cursor, None)
+    finally:
+        cursor.close()
+
+
+def cursor_executemany(connection: Any, sql: str, rows: list[dict[str, Any]]) -> None:
+    """:func:`cursor_rows` for many parameter sets: the driver's ``executemany``, with the
+    engine's cursor events (``executemany=True``), echo and error translation, as SQLAlchemy
+    runs one."""
+    try:
+        cursor = connection.connection.cursor()
+    except Exception as error:
+        connection._handle_dbapi_exception(error, sql, rows, None, None)
+    try:
+        events = connection._has_events or connection.engine._has_events
+        if events:
+            for listener in connection.dispatch.before_cursor_execute:
+                sql, rows = listener(connection, cursor, sql, rows, None, True)
+        if connection._echo:
+            connection._log_info(sql)
+            connection._log_parameters(rows, "raw sql", ismulti=True)
+        connection.dialect.do_executemany(cursor, sql, rows, None)
+        if events:
+            connection.dispatch.after_cursor_execute(connection, cursor, sql, rows, None, True)
+    except BaseException as error:
+        connection._handle_dbapi_exception(error, sql, rows, cursor, None)
     finally:
         cursor.close()
 

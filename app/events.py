@@ -103,10 +103,10 @@ def emit_many(events: Sequence[tuple[str, dict[str, Any]]]) -> list[uuid.UUID]:
     if not rows:
         return []
     session.info["primary_wrote"] = True  # Core on the session's connection: no ORM event
-    if len(rows) == 1:  # most writes emit one at a time: the driver's path
+    if len(rows) == 1:  # most writes emit one at a time
         _INSERT_EVENT.rows(session.connection(), rows[0])
     else:
-        session.connection().execute(_INSERT_EVENTS, rows)
+        _INSERT_EVENT.run_many(session.connection(), rows)
     if _schedule_dispatch not in session.info.get("after_commit", []):
         after_commit(_schedule_dispatch)
     listeners = current_app.extensions["lapak.registry"].wiring.on_commit
@@ -117,8 +117,7 @@ def emit_many(events: Sequence[tuple[str, dict[str, Any]]]) -> list[uuid.UUID]:
 
 
 #: Built once: the outbox INSERT is on every write path.
-_INSERT_EVENTS = insert(OutboxEvent.__table__)
-_INSERT_EVENT = DriverStatement(_INSERT_EVENTS)
+_INSERT_EVENT = DriverStatement(insert(OutboxEvent.__table__))
 
 
 def _jsonable(value: Any) -> str:

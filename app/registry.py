@@ -69,6 +69,23 @@ class Periodic:
     queue: str
 
 
+@dataclass(frozen=True)
+class ApiScope:
+    """A scope an API key may be given (``orders:read``): what it opens and to whom.
+
+    ``roles`` are the owner roles whose keys may hold it; a view opens to it with
+    ``@requires(..., scope="orders:read")``.
+    """
+
+    name: str
+    description: str
+    roles: frozenset[str]
+    module: str
+
+
+SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-:")
+
+
 @dataclass
 class Wiring:
     """Everything the loaded modules registered, for the app factory, jobs and events."""
@@ -85,6 +102,8 @@ class Wiring:
     setups: list[Callable[[Any, Any], None]] = field(default_factory=list)
     demos: list[Callable[[], list[str]]] = field(default_factory=list)
     authenticator_module: str | None = None
+    #: The API-key scope catalogue: every scope a module declared with ``hooks.scope(...)``.
+    scopes: dict[str, ApiScope] = field(default_factory=dict)
 
 
 class ModuleHooks:
@@ -141,6 +160,30 @@ class ModuleHooks:
             )
         self._wiring.authenticator = authenticate
         self._wiring.authenticator_module = self.manifest.name
+
+    def scope(self, name: str, description: str, roles: Iterable[str]) -> None:
+        """Declare an API-key scope (``"orders:read"``) that this module's views name in
+        ``@requires(scope=...)``; keys of owners with one of ``roles`` may be given it. A scope
+        belongs to one module; the modules depending on it use it without declaring it again."""
+        if not name or not set(name) <= SCOPE_CHARS or ":" not in name:
+            raise RegistryError(
+                f"module {self.manifest.name!r}: scope {name!r} must look like 'orders:read' "
+                "(lower-case letters, digits, '_', '-' and one ':')"
+            )
+        owner = self._wiring.scopes.get(name)
+        if owner is not None:
+            raise RegistryError(
+                f"modules {owner.module!r} and {self.manifest.name!r} both declare the scope "
+                f"{name!r}; keep it in one of them"
+            )
+        if isinstance(roles, str):
+            raise RegistryError(
+                f"module {self.manifest.name!r}: the roles of scope {name!r} are a tuple, "
+                f"e.g. ({roles!r},)"
+            )
+        self._wiring.scopes[name] = ApiScope(
+            name, description, frozenset(roles), self.manifest.name
+        )
 
     def setup(self, install: Callable[[Any, Any], None]) -> None:
         """Call ``install(app, settings)`` once the app exists: read and validate the module's

@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import current_app, g
 
 from app.errors import PermissionDenied, Unauthenticated
+from app.registry import ApiScope
 
 
 class ScopeMissing(PermissionDenied):
@@ -26,6 +27,8 @@ class ScopeMissing(PermissionDenied):
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER_SCHEME = "bearerAuth"
+#: The OpenAPI security scheme of signed API-key requests (X-API-Key, X-Timestamp, X-Signature).
+API_KEY_SCHEME = "apiKeySignature"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ def current_principal() -> Principal | None:
     return g.get("lapak_principal")
 
 
+def scope_catalogue() -> Mapping[str, ApiScope]:
+    """Every API-key scope the loaded modules declared (``hooks.scope``), by name."""
+    return current_app.extensions["lapak.registry"].wiring.scopes
+
+
 def requires(*roles: str, scope: str | None = None) -> Callable[[F], F]:
     """Let the view run only for an authenticated caller with one of ``roles`` (any if none).
 
@@ -104,12 +112,18 @@ def requires(*roles: str, scope: str | None = None) -> Callable[[F], F]:
         apidoc = copy.deepcopy(getattr(view, "_apidoc", {}))
         manual = apidoc.setdefault("manual_doc", {})
         manual["security"] = [{BEARER_SCHEME: []}]
+        if scope is not None:
+            manual["security"].append({API_KEY_SCHEME: []})
         responses = manual.setdefault("responses", {})
         responses.setdefault(401, {"description": "Missing, invalid or revoked credentials"})
-        if roles:
-            responses.setdefault(403, {"description": f"Needs the role {' or '.join(roles)}"})
+        needs = [f"the role {' or '.join(roles)}"] if roles else []
         if scope is not None:
-            apidoc.setdefault("manual_doc", {})["x-lapak-scope"] = scope
+            manual["x-lapak-scope"] = scope
+            needs.append(f"(for an API key) the scope {scope}")
+        refusal = f"Needs {' and '.join(needs)}" if needs else "Not for API keys: log in"
+        if scope is None and roles:
+            refusal += "; not for API keys"
+        responses.setdefault(403, {"description": refusal})
         guarded._apidoc = apidoc  # type: ignore[attr-defined]
         return guarded  # type: ignore[return-value]
 

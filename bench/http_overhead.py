@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -210,11 +210,14 @@ def load(
     method: str = "GET",
     headers: Mapping[str, str] | None = None,
     bodies: Sequence[bytes] = (),
+    request_for: Callable[[str], tuple[str, Mapping[str, str]]] | None = None,
 ) -> Run:
     """Send exactly ``requests`` requests from ``concurrency`` threads; return what was measured.
 
     Every request carries ``headers``; with ``bodies``, client thread *i* sends
     ``bodies[i % len(bodies)]`` each time (e.g. one login per thread, each as its own user).
+    With ``request_for``, each request's path and extra headers are ``request_for(path)``, made
+    before its clock starts (e.g. a signed request, which may be sent only once).
     Only a 200 counts as a success.
     """
     concurrency = max(1, min(concurrency, requests))
@@ -229,10 +232,14 @@ def load(
         start.wait()
         try:
             for _ in range(count):
+                target, each = path, sent_headers
+                if request_for is not None:
+                    target, extra = request_for(path)
+                    each = {**sent_headers, **extra}
                 connects += conn.sock is None
                 began = time.perf_counter()
                 try:
-                    conn.request(method, path, body=body, headers=sent_headers)
+                    conn.request(method, target, body=body, headers=each)
                     response = conn.getresponse()
                     response.read()
                     ok = response.status == 200

@@ -1,7 +1,7 @@
 """webhooks: endpoints, messages, deliveries and their attempts
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-11-29 15:16:22+00:00
 
 ``webhook_endpoint`` holds each owner's URLs, event filters and sealed secrets (the previous one
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,4 +1,5 @@
-"""Login with JWT, one live session per user, role checks for the other modules."""
+"""Login with JWT, one live session per user, API keys with signed requests, role and scope
+checks for the other modules."""
 
 from app.registry import Manifest, ModuleHooks
 from app.security import requires
@@ -7,8 +8,8 @@ __all__ = ["manifest", "requires"]
 
 manifest = Manifest(
     name="auth",
-    version="0.2.0",
-    summary="JWT login, single session, role checks",
+    version="0.3.0",
+    summary="JWT login, single session, API keys with signed requests, role checks",
     depends=("user",),
     settings=(
         "jwt_algorithm",
@@ -26,6 +27,9 @@ manifest = Manifest(
         "login_window_seconds",
         "login_lockout_seconds",
         "login_max_lockout_seconds",
+        "api_key_window_seconds",
+        "api_key_roll_grace_hours",
+        "api_key_max_grace_hours",
     ),
 )
 

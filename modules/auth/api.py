@@ -1,22 +1,28 @@
-"""``/api/v1/auth``: login, logout, the current session, activation, revocation."""
+"""``/api/v1/auth``: login, logout, the current session, activation, revocation, API keys."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.http import NO_STORE
-from app.security import requires
+from app.http import NO_STORE, Page, page_schema
+from app.security import current_principal, requires
 from modules.user.services import activate
 
-from . import services
+from . import api_keys, services
 from .schemas import (
     ActivatedSchema,
     ActivateSchema,
+    ApiKeyCreateSchema,
+    ApiKeyListArgs,
+    ApiKeyRollSchema,
+    ApiKeySchema,
+    IssuedApiKeySchema,
     LoginLockedProblemSchema,
     LoginSchema,
     RevokedSchema,
@@ -93,3 +99,73 @@ class RevokeSessions(MethodView):
     def post(self, user_id: uuid.UUID) -> dict[str, int]:
         """End every live session of a user."""
         return {"revoked": services.revoke_user_sessions(user_id)}
+
+
+# --- API keys (people only: a key cannot mint or roll keys) -----------------------------------
+
+
+def _caller() -> Any:
+    return current_principal()
+
+
+@blp.route("/api-keys")
+class ApiKeys(MethodView):
+    @requires("seller", "admin")
+    @blp.arguments(
+        ApiKeyCreateSchema,
+        example={"name": "Shop sync", "scopes": ["orders:read", "payments:read"]},
+    )
+    @blp.response(201, IssuedApiKeySchema)
+    @blp.alt_response(422, description="An unknown scope, one the role may not have, a past expiry")
+    def post(self, body: dict[str, Any]) -> tuple[api_keys.IssuedKey, int, dict[str, str]]:
+        """Create an API key for yourself; its secret is in this answer and never again."""
+        issued = api_keys.create_key(_caller(), **body)
+        return issued, 201, NO_STORE
+
+    @requires("seller", "admin")
+    @blp.arguments(ApiKeyListArgs, location="query")
+    @blp.response(200, page_schema(ApiKeySchema))
+    def get(self, args: dict[str, Any]) -> Page:
+        """Your API keys, newest first (an admin may ask for another user's with ?owner=)."""
+        return api_keys.list_keys(
+            _caller(), args["owner"], limit=args["limit"], cursor=args["cursor"]
+        )
+
+
+@blp.route("/api-keys/<string:key_id>")
+class OneApiKey(MethodView):
+    @requires("seller", "admin")
+    @blp.response(200, ApiKeySchema)
+    @blp.alt_response(404, description="No such key of yours")
+    def get(self, key_id: str) -> Any:
+        """One of your API keys (an admin: anyone's), without its secret."""
+        return api_keys.get_key(_caller(), key_id)
+
+
+@blp.route("/api-keys/<string:key_id>/revoke")
+class RevokeApiKey(MethodView):
+    @requires("seller", "admin")
+    @blp.response(200, ApiKeySchema)
+    @blp.alt_response(404, description="No such key of yours")
+    def post(self, key_id: str) -> Any:
+        """Revoke a key now (its owner, or an admin); both its secrets stop verifying."""
+        return api_keys.revoke_key(_caller(), key_id)
+
+
+@blp.route("/api-keys/<string:key_id>/roll")
+class RollApiKey(MethodView):
+    @requires("seller", "admin")
+    @blp.arguments(ApiKeyRollSchema, example={"grace_hours": 24})
+    @blp.response(200, IssuedApiKeySchema)
+    @blp.alt_response(404, description="No such key of yours (only its owner rolls a key)")
+    @blp.alt_response(409, description="The key is revoked or expired")
+    def post(
+        self, body: dict[str, Any], key_id: str
+    ) -> tuple[api_keys.IssuedKey, int, dict[str, str]]:
+        """A new secret for your key (in this answer only); the old one verifies during the
+        grace period, then stops."""
+        settings = services.runtime().settings
+        hours = body["grace_hours"]
+        grace = settings.api_key_roll_grace if hours is None else timedelta(hours=hours)
+        issued = api_keys.roll_key(_caller(), key_id, grace, settings.api_key_max_grace)
+        return issued, 200, NO_STORE

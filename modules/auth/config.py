@@ -12,6 +12,9 @@
 | ``LAPAK_LOGIN_WINDOW_SECONDS`` | ``900``: how long failures are remembered |
 | ``LAPAK_LOGIN_LOCKOUT_SECONDS`` | ``30``: first lockout; doubles per further failure, max 15 min |
 | ``LAPAK_SESSION_CACHE_SECONDS`` | ``10``: how long a session check is cached in Redis |
+| ``LAPAK_API_KEY_WINDOW_SECONDS`` | ``300``: a signed request's X-Timestamp may be this far off |
+| ``LAPAK_API_KEY_ROLL_GRACE_HOURS`` | ``24``: how long a rolled key's old secret still verifies |
+| ``LAPAK_API_KEY_MAX_GRACE_HOURS`` | ``168``: the longest grace period a roll may ask for |
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class AuthSettings:
     lockout_seconds: int
     max_lockout_seconds: int
     session_cache_seconds: int
+    api_key_window_seconds: int = 300
+    api_key_roll_grace: timedelta = timedelta(hours=24)
+    api_key_max_grace: timedelta = timedelta(hours=168)
     #: Tokens are clock-checked with this tolerance (exp, nbf, iat).
     leeway_seconds: int = 30
     #: Touch last_seen (and slide the idle expiry) at most this often.
@@ -79,6 +85,11 @@ class AuthSettings:
                 if not kid or not path:
                     raise SettingsError("LAPAK_JWT_PUBLIC_KEYS entries look like kid=/path/key.pem")
                 public_keys[kid.strip()] = _read(path.strip(), "LAPAK_JWT_PUBLIC_KEYS")
+        max_grace = timedelta(hours=module_int(env, "api_key_max_grace_hours", 168, 0))
+        if timedelta(hours=module_int(env, "api_key_roll_grace_hours", 24, 0)) > max_grace:
+            raise SettingsError(
+                "LAPAK_API_KEY_ROLL_GRACE_HOURS must not exceed LAPAK_API_KEY_MAX_GRACE_HOURS"
+            )
         return cls(
             algorithm=algorithm,
             hmac_secret=hmac_secret,
@@ -95,6 +106,9 @@ class AuthSettings:
             lockout_seconds=module_int(env, "login_lockout_seconds", 30),
             max_lockout_seconds=module_int(env, "login_max_lockout_seconds", 900),
             session_cache_seconds=module_int(env, "session_cache_seconds", 10),
+            api_key_window_seconds=module_int(env, "api_key_window_seconds", 300),
+            api_key_roll_grace=timedelta(hours=module_int(env, "api_key_roll_grace_hours", 24, 0)),
+            api_key_max_grace=max_grace,
         )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.http import ProblemSchema
+from app.http import PageArgs, ProblemSchema
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
+from .models import SIGNATURE_V1, SIGNATURE_VERSIONS
 
 
 class LoginSchema(ma.Schema):
@@ -66,4 +68,79 @@ class RevokedSchema(ma.Schema):
 class LoginLockedProblemSchema(ProblemSchema):
     retry_after = ma.fields.Integer(
         metadata={"description": "Seconds until a login is tried again (as Retry-After)"}
+    )
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+class ApiKeyCreateSchema(ma.Schema):
+    name = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=100),
+        metadata={"description": "What the key is for", "example": "Shop sync"},
+    )
+    scopes = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=64)),
+        required=True,
+        validate=ma.validate.Length(min=1, max=50),
+        metadata={"example": ["orders:read", "payments:read"]},
+    )
+    expires_at = ma.fields.AwareDateTime(
+        load_default=None, metadata={"description": "When the key stops working (optional)"}
+    )
+    signature_version = ma.fields.String(
+        load_default=SIGNATURE_V1,
+        validate=ma.validate.OneOf(SIGNATURE_VERSIONS),
+        metadata={
+            "description": "v1 signs method, path, query and body; legacy (the PayCoreX form, "
+            "timestamp + body only) is weaker: one GET signature fits every GET path"
+        },
+    )
+
+
+class ApiKeySchema(ma.Schema):
+    id = ma.fields.String(attribute="key_id", metadata={"example": "lpk_Qx3..."})
+    name = ma.fields.String()
+    owner = ma.fields.UUID(attribute="owner.uuid")
+    scopes = ma.fields.List(ma.fields.String(), attribute="scope_names")
+    signature_version = ma.fields.String()
+    state = ma.fields.String(metadata={"enum": ["active", "revoked", "expired"]})
+    created_at = ma.fields.DateTime()
+    expires_at = ma.fields.DateTime(allow_none=True)
+    revoked_at = ma.fields.DateTime(allow_none=True)
+    rolled_at = ma.fields.DateTime(allow_none=True)
+    previous_secret_valid_until = ma.fields.DateTime(
+        attribute="previous_secret_expires_at",
+        allow_none=True,
+        metadata={"description": "Until then the secret before the last roll still verifies"},
+    )
+    last_used_at = ma.fields.DateTime(
+        allow_none=True, metadata={"description": "Updated at most once a minute"}
+    )
+
+
+class IssuedApiKeySchema(ApiKeySchema):
+    secret = ma.fields.String(
+        metadata={
+            "description": "Shown this once: store it now. Sign requests with it (X-Signature)",
+            "example": "lsk_...",
+        }
+    )
+
+
+class ApiKeyListArgs(PageArgs):
+    owner = ma.fields.UUID(
+        load_default=None, metadata={"description": "An admin lists this user's keys"}
+    )
+
+
+class ApiKeyRollSchema(ma.Schema):
+    grace_hours = ma.fields.Integer(
+        load_default=None,
+        validate=ma.validate.Range(min=0),
+        metadata={
+            "description": "How long the old secret still verifies (default "
+            "LAPAK_API_KEY_ROLL_GRACE_HOURS, 24; at most LAPAK_API_KEY_MAX_GRACE_HOURS)"
+        },
     )

@@ -36,8 +36,10 @@ from modules.user.models import User
 from modules.user.passwords import passwords
 from modules.user.services import find_by_email
 
+from . import signed_requests
 from .config import AuthSettings
 from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, AuthSession
+from .replay import ReplayCache
 from .throttle import LoginLocked, LoginThrottle
 from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
@@ -213,6 +215,7 @@ class Auth:
     keyring: KeyRing
     throttle: LoginThrottle
     cache: SessionCache
+    replay: ReplayCache
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -223,6 +226,7 @@ def install(app: Flask, settings: Settings) -> None:
         KeyRing.from_settings(auth_settings),
         LoginThrottle(auth_settings, jobs.redis, jobs.outage),
         SessionCache(jobs.redis, auth_settings.session_cache_seconds, jobs.outage),
+        ReplayCache(jobs.redis, jobs.outage),
     )
 
 
@@ -334,11 +338,22 @@ def _end_sessions(session: Any, where: list[Any], reason: str, now: datetime) ->
 
 
 def authenticate_request() -> Principal:
-    """The principal behind this request's bearer token (the core's authenticator)."""
+    """The core's authenticator, a chain: a bearer token (a person's session) if the request
+    has an Authorization header, else a signed API-key request if it has any of the API-key
+    headers (a program), else 401."""
+    if "Authorization" in request.headers or not signed_requests.presented():
+        try:
+            return _authenticate()
+        except Unauthenticated as refused:
+            audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
+            raise
     try:
-        return _authenticate()
+        return signed_requests.authenticate(
+            runtime().settings.api_key_window_seconds, runtime().replay
+        )
     except Unauthenticated as refused:
-        audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
+        key_id = request.headers.get(signed_requests.HEADER_KEY, "")[:64] or None
+        audit("auth.api_key", "refused", problem=refused.code, key=key_id, ip=request.remote_addr)
         raise
 
 
@@ -346,7 +361,10 @@ def _authenticate() -> Principal:
     auth = runtime()
     header = request.headers.get("Authorization", "").strip()
     if not header:
-        raise MissingCredentials("send Authorization: Bearer <access token>")
+        raise MissingCredentials(
+            "send Authorization: Bearer <access token>, or sign the request with an API key "
+            "(X-API-Key, X-Timestamp, X-Signature)"
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingCredentials("send Authorization: Bearer <access token>")

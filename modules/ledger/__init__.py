@@ -25,6 +25,9 @@ def load(hooks: ModuleHooks) -> None:
 
     hooks.setup(registry.install)
     hooks.blueprint(api.blp)
+    hooks.scope(
+        "ledger:read", "Read ledger accounts, entries and the trial balance", ("seller", "admin")
+    )
     hooks.command(cli.ledger)
 
 

@@ -138,7 +138,7 @@ class Transactions(MethodView):
 
 @blp.route("/transactions/<uuid:transaction_id>")
 class TransactionItem(MethodView):
-    @requires()
+    @requires(scope="ledger:read")
     @read_only()
     @blp.response(200, TransactionSchema)
     def get(self, transaction_id: uuid.UUID) -> services.TransactionView:
@@ -152,7 +152,7 @@ class TransactionItem(MethodView):
 
 @blp.route("/accounts")
 class Accounts(MethodView):
-    @requires()
+    @requires(scope="ledger:read")
     @read_only()
     @blp.arguments(AccountQuerySchema, location="query")
     @blp.response(200, AccountPageSchema)
@@ -172,7 +172,7 @@ class Accounts(MethodView):
 
 @blp.route("/accounts/<uuid:account_id>")
 class AccountItem(MethodView):
-    @requires()
+    @requires(scope="ledger:read")
     @read_only()
     @blp.response(200, AccountSchema)
     @response_links(
@@ -192,7 +192,7 @@ class AccountItem(MethodView):
 
 @blp.route("/accounts/<uuid:account_id>/entries")
 class AccountEntries(MethodView):
-    @requires()
+    @requires(scope="ledger:read")
     @read_only()
     @blp.arguments(StatementQuerySchema, location="query")
     @blp.response(200, StatementPageSchema)
@@ -218,7 +218,7 @@ class AccountEntries(MethodView):
 
 @blp.route("/trial-balance")
 class TrialBalance(MethodView):
-    @requires(*STAFF)
+    @requires(*STAFF, scope="ledger:read")
     @read_only()
     @blp.arguments(TrialBalanceQuerySchema, location="query")
     @blp.response(200, TrialBalanceSchema)

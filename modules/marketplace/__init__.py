@@ -27,6 +27,13 @@ def load(hooks: ModuleHooks) -> None:
     hooks.setup(config.install)
     postings.install(hooks)
     hooks.blueprint(api.blp)
+    # API-key scopes of the views here (payments:* are the payment module's views' too).
+    hooks.scope("products:read", "Read products", roles=("seller", "admin"))
+    hooks.scope("products:write", "Create and change products", roles=("seller", "admin"))
+    hooks.scope("orders:read", "Read sale orders and their invoices", roles=("seller", "admin"))
+    hooks.scope("orders:write", "Place and cancel sale orders", roles=("admin",))
+    hooks.scope("payments:read", "Read payments and refunds", roles=("seller", "admin"))
+    hooks.scope("payments:write", "Register, confirm and cancel payments; refund", roles=("admin",))
     hooks.demo(demo.load_demo)
     hooks.job(products.run_sync)
     hooks.periodic(jobs.forget_idempotency_keys, every=timedelta(hours=1))

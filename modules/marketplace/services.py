@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -1093,30 +1094,58 @@ def _customer_for(actor: Principal, named: uuid.UUID | None) -> int:
     return customer.id
 
 
-#: Built once (every order runs it): the products by public id or feed uuid, without the seller
-#: (an order does not show it: no join).
-_PRODUCTS_BY_ID = (
-    select(Product)
-    .options(lazyload(Product.seller))
-    .where(
-        or_(
-            Product.uuid.in_(bindparam("uuids", expanding=True)),
-            Product.feed_uuid.in_(bindparam("feed_uuids", expanding=True)),
+#: What an order reads of a product (the answer shows its public id; the lines copy the rest).
+_PRODUCT_COLUMNS = (
+    Product.id,
+    Product.uuid,
+    Product.feed_uuid,
+    Product.name,
+    Product.list_price,
+    Product.active,
+    Product.seller_id,
+)
+
+
+@functools.cache
+def _products_by_id(count: int) -> DriverStatement:
+    """The products of ``count`` lines, by public id (``u0``...) or feed uuid (``f0``...):
+    one statement per line count, built once (every order runs one), read by the driver."""
+    return DriverStatement(
+        select(*_PRODUCT_COLUMNS).where(
+            or_(
+                Product.uuid.in_(
+                    [bindparam(f"u{i}", type_=Product.uuid.type) for i in range(count)]
+                ),
+                Product.feed_uuid.in_([bindparam(f"f{i}") for i in range(count)]),
+            )
         )
     )
-)
+
+
+def _product_of(row: Sequence[Any]) -> Product:
+    """A product as the database has it (the columns an order reads), outside the session: it
+    stands for the stored row, as a loaded record would, and is never inserted."""
+    product = Product(
+        **{column.key: value for column, value in zip(_PRODUCT_COLUMNS, row, strict=True)}
+    )
+    make_transient_to_detached(product)
+    return product
 
 
 def _products_for(lines: Sequence[LineRequest]) -> list[Product]:
     """Each line's product, by public id or feed uuid; 422 naming the lines that fail."""
     wanted = [line.product.strip().lower() for line in lines]
-    by_uuid: list[uuid.UUID] = []
-    for value in wanted:
-        with contextlib.suppress(ValueError):
-            by_uuid.append(uuid.UUID(value))
-    found = Session().scalars(_PRODUCTS_BY_ID, {"uuids": by_uuid, "feed_uuids": wanted})
+    params: dict[str, Any] = {}
+    for position, value in enumerate(wanted):
+        try:
+            params[f"u{position}"] = uuid.UUID(value)
+        except ValueError:
+            params[f"u{position}"] = None
+        params[f"f{position}"] = value
+    found = _products_by_id(len(wanted)).rows(Session().connection(), params)
     index: dict[str, Product] = {}
-    for product in found:
+    for row in found:
+        product = _product_of(row)
         index[str(product.uuid)] = product
         if product.feed_uuid:
             index.setdefault(product.feed_uuid, product)
@@ -1124,9 +1153,8 @@ def _products_for(lines: Sequence[LineRequest]) -> list[Product]:
     products = []
     for position, value in enumerate(wanted):
         product = index.get(value)
-        if product is None:
-            with contextlib.suppress(ValueError):
-                product = index.get(str(uuid.UUID(value)))
+        if product is None and params[f"u{position}"] is not None:
+            product = index.get(str(params[f"u{position}"]))
         if product is None:
             errors[f"lines.{position}.product"] = "unknown product"
         elif not product.active:

@@ -43,5 +43,13 @@ def load(hooks: ModuleHooks) -> None:
     # Every minute: a share becomes available within a minute of its hold's end.
     hooks.periodic(jobs.release_due_holds, every=timedelta(minutes=1))
     hooks.blueprint(api.settlements_blp, prefix="settlements")
+    hooks.scope(
+        "settlements:read", "Read seller balances and settlements", roles=("seller", "admin")
+    )
+    hooks.scope(
+        "payouts:write",
+        "Withdraw (sellers); move settlements on or cancel them",
+        roles=("seller", "admin"),
+    )
     hooks.periodic(jobs.pay_out_weekly, every=timedelta(hours=1))
     hooks.periodic(jobs.send_automatic_payouts, every=timedelta(minutes=1))

@@ -85,7 +85,7 @@ class OwnProfile(MethodView):
 
 @blp.route("/me/balance")
 class OwnBalance(MethodView):
-    @requires("seller")
+    @requires("seller", scope="settlements:read")
     @read_only()
     @blp.arguments(BalanceQuerySchema, location="query")
     @blp.response(200, BalanceSchema)
@@ -100,7 +100,7 @@ class OwnBalance(MethodView):
 
 @blp.route("/<uuid:seller_id>/balance")
 class SellerBalance(MethodView):
-    @requires(*STAFF)
+    @requires(*STAFF, scope="settlements:read")
     @read_only()
     @blp.arguments(BalanceQuerySchema, location="query")
     @blp.response(200, BalanceSchema)
@@ -262,7 +262,7 @@ IDEMPOTENCY_PARAMETER = {
 
 @settlements_blp.route("")
 class Settlements(MethodView):
-    @requires("seller")
+    @requires("seller", scope="payouts:write")
     @settlements_blp.arguments(WithdrawSchema)
     @settlements_blp.response(201, SettlementSchema)
     @settlements_blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
@@ -298,7 +298,7 @@ class Settlements(MethodView):
         )
         return response
 
-    @requires("seller", *STAFF)
+    @requires("seller", *STAFF, scope="settlements:read")
     @read_only()
     @settlements_blp.arguments(SettlementQuerySchema, location="query")
     @settlements_blp.response(200, SettlementPageSchema)
@@ -314,7 +314,7 @@ class Settlements(MethodView):
 
 @settlements_blp.route("/<uuid:settlement_id>")
 class SettlementItem(MethodView):
-    @requires("seller", *STAFF)
+    @requires("seller", *STAFF, scope="settlements:read")
     @read_only()
     @settlements_blp.response(200, SettlementSchema)
     @settlements_blp.alt_response(404, schema=ProblemSchema, description="settlement-not-found")
@@ -327,7 +327,7 @@ def _outcome(target: str, schema: type, summary: str) -> type:
     """A ``POST /settlements/{id}/<action>`` view that moves the settlement to ``target``."""
 
     class Outcome(MethodView):
-        @requires(*STAFF)
+        @requires(*STAFF, scope="payouts:write")
         @settlements_blp.arguments(schema)
         @settlements_blp.response(200, SettlementSchema)
         @settlements_blp.alt_response(404, schema=ProblemSchema, description="settlement-not-found")
@@ -369,7 +369,7 @@ settlements_blp.route("/<uuid:settlement_id>/fail")(
 
 @settlements_blp.route("/<uuid:settlement_id>/cancel")
 class SettlementCancel(MethodView):
-    @requires("seller", *STAFF)
+    @requires("seller", *STAFF, scope="payouts:write")
     @settlements_blp.response(200, SettlementSchema)
     @settlements_blp.alt_response(404, schema=ProblemSchema, description="settlement-not-found")
     @settlements_blp.alt_response(

@@ -29,3 +29,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.setup(config.install)
     extend(hooks, widenings=top_ups.widenings)
     hooks.blueprint(api.blp, prefix="wallets")
+    hooks.scope("wallets:read", "Read wallets and their entries", roles=("admin",))

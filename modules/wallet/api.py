@@ -68,7 +68,7 @@ class Wallets(MethodView):
         response.headers["Location"] = url_for("wallet.WalletItem", wallet_id=view.uuid)
         return response
 
-    @requires()
+    @requires(scope="wallets:read")
     @read_only()
     @blp.arguments(WalletQuerySchema, location="query")
     @blp.response(200, WalletPageSchema)
@@ -121,7 +121,7 @@ class TopUps(MethodView):
 
 @blp.route("/<uuid:wallet_id>")
 class WalletItem(MethodView):
-    @requires()
+    @requires(scope="wallets:read")
     @read_only()
     @blp.response(200, WalletSchema)
     def get(self, wallet_id: uuid.UUID) -> services.WalletView:
@@ -131,7 +131,7 @@ class WalletItem(MethodView):
 
 @blp.route("/<uuid:wallet_id>/entries")
 class WalletEntries(MethodView):
-    @requires()
+    @requires(scope="wallets:read")
     @read_only()
     @blp.arguments(StatementQuerySchema, location="query")
     @blp.response(200, StatementPageSchema)

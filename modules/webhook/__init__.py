@@ -25,6 +25,12 @@ def load(hooks: ModuleHooks) -> None:
     from . import api, config, fanout, jobs
 
     hooks.setup(config.install)
+    hooks.scope("webhooks:read", "Read webhook endpoints and deliveries", roles=("seller", "admin"))
+    hooks.scope(
+        "webhooks:write",
+        "Create, change, test and delete webhook endpoints; retry deliveries",
+        roles=("seller", "admin"),
+    )
     hooks.subscribe_all(fanout.fan_out)
     hooks.job(jobs.send_delivery)
     hooks.periodic(jobs.send_due_deliveries, every=timedelta(seconds=5))

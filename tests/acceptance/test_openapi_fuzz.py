@@ -270,6 +270,9 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
     assert endpoint.status_code == 201, endpoint.get_json()
     ping = client.post(f"{API}/webhooks/endpoints/{endpoint.get_json()['id']}/test", headers=admin)
     assert ping.status_code == 202, ping.get_json()
+    api_key = client.post(f"{API}/auth/api-keys", json={"name": "fuzz", "scopes": ["orders:read"]},
+                          headers=admin)  # fmt: skip
+    assert api_key.status_code == 201, api_key.get_json()
     return Seeds(
         ids={
             "product_id": [str(demo_product_id(name)) for name, *_ in DEMO_PRODUCTS],
@@ -287,6 +290,7 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
             "delivery_id": [ping.get_json()["id"]],
             "base": ["IDR"],
             "quote": ["USD"],
+            "key_id": [api_key.get_json()["id"]],  # the admin's own
         },
         tokens=tokens,
         throwaway={role: f"fuzz.{role}.throwaway@example.test" for role in ROLES},

@@ -132,3 +132,37 @@ def test_a_statement_it_cannot_run_faithfully_is_refused(
         with pytest.raises(TypeError, match=why):
             DriverStatement(statement).rows(session.connection(), params)
         assert session.scalar(select(func.count()).select_from(Note)) == 0
+
+
+def test_many_rows_go_in_one_executemany_with_defaults_events_and_translated_errors(
+    either_app: Flask,
+) -> None:
+    insert_notes = DriverStatement(insert(Note.__table__))
+    seen: list[tuple[str, bool]] = []
+    engine = either_app.extensions["lapak.db"].primary
+
+    def capture(_conn: Any, _cursor: Any, statement: str, _p: Any, _c: Any, many: bool) -> None:
+        seen.append((statement.split(" (")[0], many))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with either_app.app_context(), transaction() as session:
+            insert_notes.run_many(session.connection(), [{"title": "a"}, {"title": "b"}])
+        with either_app.app_context():
+            notes = Session().execute(select(Note.title, Note.public_id, Note.created_at)).all()
+        assert sorted(n.title for n in notes) == ["a", "b"]
+        assert all(n.public_id is not None and n.created_at is not None for n in notes)
+        assert len({n.public_id for n in notes}) == 2  # the default is called per row
+        assert ("INSERT INTO notes_note", True) in seen
+        with (
+            either_app.app_context(),
+            pytest.raises(IntegrityError),
+            transaction() as session,
+        ):
+            first = session.scalar(select(func.min(Note.id)))
+            rows = [{"title": "c", "id": first + 100}, {"title": "d", "id": first}]
+            insert_notes.run_many(session.connection(), rows)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    with either_app.app_context():
+        assert sorted(Session().scalars(select(Note.title))) == ["a", "b"]  # all or nothing

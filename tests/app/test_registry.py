@@ -23,7 +23,16 @@ from app import create_app
 from app.config import Settings
 from app.db import Base
 from app.events import SWEEP_EVERY, dispatch_outbox
-from app.registry import Manifest, Periodic, RegistryError, discover, load, resolve
+from app.registry import (
+    Manifest,
+    ModuleHooks,
+    Periodic,
+    RegistryError,
+    Wiring,
+    discover,
+    load,
+    resolve,
+)
 from tests.app.fake_modules import (
     FakeModulePackages,
     embedded_config,
@@ -636,3 +645,21 @@ def test_modules_override_given_as_a_comma_separated_string_loads_the_subset(
     app = build_app(tmp_path, modules="user,auth")
 
     assert [m.name for m in app.extensions["lapak.registry"].manifests] == ["user", "auth"]
+
+
+def _hooks(name: str, wiring: Wiring) -> ModuleHooks:
+    return ModuleHooks(Manifest(name=name, version="1", summary="s"), wiring)
+
+
+def test_a_scope_belongs_to_one_module_and_has_a_plain_name() -> None:
+    wiring = Wiring()
+    _hooks("shop", wiring).scope("stock:read", "Read stock", roles=("seller",))
+    assert wiring.scopes["stock:read"].roles == frozenset({"seller"})
+    assert wiring.scopes["stock:read"].module == "shop"
+    with pytest.raises(RegistryError, match="'shop' and 'other' both declare the scope"):
+        _hooks("other", wiring).scope("stock:read", "Again", roles=("admin",))
+    for bad in ("stock", "Stock:Read", "stock read", ""):
+        with pytest.raises(RegistryError, match="must look like"):
+            _hooks("shop", wiring).scope(bad, "x", roles=("admin",))
+    with pytest.raises(RegistryError, match="a tuple"):
+        _hooks("shop", wiring).scope("stock:write", "x", roles="admin")

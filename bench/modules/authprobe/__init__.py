@@ -17,3 +17,4 @@ def load(hooks: ModuleHooks) -> None:
     from . import api
 
     hooks.blueprint(api.blp)
+    hooks.scope("probe:read", "Benchmark probe", roles=("seller", "admin"))

@@ -2,7 +2,8 @@
 
 The latency difference between the two is exactly what authentication adds to a request:
 reading the bearer token, verifying it, and checking its session (Redis cache, else the
-primary database).
+primary database); or, for a signed API-key request (the guarded view names a scope), loading
+the key, checking the signature and the replay cache.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Open(MethodView):
 
 @blp.route("/guarded")
 class Guarded(MethodView):
-    @requires()
+    @requires(scope="probe:read")
     @blp.response(200)
     def get(self) -> dict[str, str]:
         """The same probe, for a logged-in caller."""

@@ -7,9 +7,16 @@ notes, and the outbox events a placed order leaves behind.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 
+from app.dumping import fast_dump
+from app.security import Principal
+from modules.marketplace import services
+from modules.marketplace.schemas import PlacedSchema
 from tests.modules.conftest import Caller
 from tests.servers import Services
 
@@ -322,3 +329,28 @@ def test_a_product_can_be_ordered_by_its_feed_uuid(
     placed = place(client, customer, order_body((feed_uuid.upper(), "1")))
     assert placed["order"]["lines"][0]["product"] == made.id
     assert placed["order"]["amount_total"] == "60495.00"
+
+
+def test_the_placed_answer_is_what_its_schema_dumps(
+    app: Flask, customer: Caller, make_product: Callable[..., MadeProduct]
+) -> None:
+    # The write paths answer through app.dumping.fast_dump: exactly PlacedSchema().dump.
+    fish, rice = make_product("37000"), make_product("12500.50", name="BERAS")
+    actor = Principal(customer.user_id, customer.uuid, customer.email, "customer")
+    order = services.OrderRequest(
+        lines=[
+            services.LineRequest(fish.id, Decimal("2.5")),
+            services.LineRequest(rice.id, Decimal(3)),
+        ],
+        payment=services.PaymentRequest(method="bank_transfer", amount=Decimal("5.01")),
+        currency="USD",
+    )
+    fast = fast_dump(PlacedSchema())
+
+    def both(placed: services.Placed) -> dict[str, Any]:
+        return {"schema": PlacedSchema().dump(placed), "fast": fast(placed)}
+
+    with app.test_request_context():
+        _, body = services.place_order(actor, order, None, both)
+    assert body["fast"] == body["schema"]
+    assert body["fast"]["order"]["lines"][1]["quantity"] == "3"

@@ -1,0 +1,213 @@
+"""API keys: create, list, revoke and roll them (:mod:`.signed_requests` checks their use).
+
+A key belongs to a seller or an admin (customers and staff act in person only: a customer's
+orders are placed by the customer, and staff actions are audited to a person). Its principal is
+its owner (role from the owner, read on every request, so a deactivated owner's keys stop at
+once) with the key's public id and scopes; keys are not sessions, so the single-session rule
+does not touch them and logging in does not end them. The secret is shown once, in the answer
+that creates or rolls the key, and never logged (audit lines name the public id only).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db import Session, transaction, utcnow
+from app.errors import Conflict, Invalid, NotFound
+from app.http import Page, keyset_page
+from app.security import Principal, scope_catalogue
+from modules.user.models import User
+
+from .models import SIGNATURE_V1, ApiKey
+
+log = logging.getLogger("lapak.auth")
+
+#: The roles whose users may hold API keys.
+KEY_ROLES = ("seller", "admin")
+KEY_PREFIX, SECRET_PREFIX = "lpk_", "lsk_"
+#: Live (unrevoked) keys one user may hold.
+MAX_LIVE_KEYS = 25
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api-key-not-found"
+    title = "No such API key"
+
+
+class ApiKeyNotLive(Conflict):
+    code = "api-key-not-live"
+    title = "The API key is revoked or expired"
+
+
+# --- the catalogue of scopes -----------------------------------------------------------------
+
+
+def allowed_scopes(role: str) -> frozenset[str]:
+    """The scopes a key of an owner with ``role`` may hold."""
+    return frozenset(name for name, scope in scope_catalogue().items() if role in scope.roles)
+
+
+def _check_scopes(scopes: Iterable[str], role: str) -> list[str]:
+    wanted = sorted(set(scopes))
+    catalogue = scope_catalogue()
+    unknown = [s for s in wanted if s not in catalogue]
+    if unknown:
+        raise Invalid(
+            errors={"scopes": [f"unknown scope(s) {', '.join(unknown)}; "
+                               f"known: {', '.join(sorted(catalogue))}"]}
+        )  # fmt: skip
+    refused = [s for s in wanted if role not in catalogue[s].roles]
+    if refused:
+        raise Invalid(errors={"scopes": [f"a {role}'s key cannot have {', '.join(refused)}"]})
+    return wanted
+
+
+# --- managing keys ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key and its secret, as answered once by create and roll (reads as the key, but its
+    ``secret`` is the plaintext to show)."""
+
+    key: ApiKey
+    secret: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.key, name)
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key(
+    owner: Principal,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+    signature_version: str = SIGNATURE_V1,
+) -> IssuedKey:
+    """A new key of ``owner`` (a seller or an admin acting in person)."""
+    wanted = _check_scopes(scopes, owner.role)
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid(errors={"expires_at": ["the expiry must be in the future"]})
+    secret = _new_secret()
+    with transaction() as session:
+        user = session.scalars(select(User).where(User.id == owner.user_id).with_for_update()).one()
+        live = session.scalars(
+            select(ApiKey.id).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        ).all()
+        if len(live) >= MAX_LIVE_KEYS:
+            raise Invalid(
+                errors={"_schema": [f"at most {MAX_LIVE_KEYS} live keys; revoke one first"]}
+            )
+        key = ApiKey(
+            key_id=KEY_PREFIX + secrets.token_urlsafe(16),
+            user_id=user.id,
+            name=name,
+            scopes=" ".join(wanted),
+            signature_version=signature_version,
+            secret=secret,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+        session.add(key)
+        session.flush()
+    audit_key("created", key, owner)
+    return IssuedKey(key, secret)
+
+
+def list_keys(
+    viewer: Principal, owner: uuid.UUID | None, *, limit: int, cursor: str | None
+) -> Page:
+    """The viewer's keys, newest first; an admin may name another ``owner``."""
+    statement = select(ApiKey)
+    if owner is not None and viewer.has_role("admin"):
+        statement = statement.join(User, User.id == ApiKey.user_id).where(User.uuid == owner)
+    elif owner is not None and owner != viewer.user_uuid:
+        return Page([], None)
+    else:
+        statement = statement.where(ApiKey.user_id == viewer.user_id)
+    return keyset_page(statement, [ApiKey.id], limit=limit, cursor=cursor, descending=True)
+
+
+def get_key(viewer: Principal, key_id: str) -> ApiKey:
+    """The key with ``key_id`` if the viewer owns it or is an admin (else 404)."""
+    key = Session().scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+    if key is None or (key.user_id != viewer.user_id and not viewer.has_role("admin")):
+        raise ApiKeyNotFound(f"no API key {key_id} of yours")
+    return key
+
+
+def _locked(session: Any, viewer: Principal, key_id: str, *, owner_only: bool) -> ApiKey:
+    key = session.scalars(
+        select(ApiKey).where(ApiKey.key_id == key_id).with_for_update()
+    ).one_or_none()
+    mine = key is not None and key.user_id == viewer.user_id
+    if key is None or not (mine or (not owner_only and viewer.has_role("admin"))):
+        raise ApiKeyNotFound(f"no API key {key_id} of yours")
+    return key
+
+
+def revoke_key(viewer: Principal, key_id: str) -> ApiKey:
+    """Revoke the key (its owner or an admin); revoking a revoked key changes nothing."""
+    with transaction() as session:
+        key = _locked(session, viewer, key_id, owner_only=False)
+        if key.revoked_at is not None:
+            return key
+        key.revoked_at = utcnow()
+        # Both secrets end now: a grace period does not outlive the key.
+        key.previous_secret = None
+        key.previous_secret_expires_at = None
+    audit_key("revoked", key, viewer)
+    return key
+
+
+def roll_key(viewer: Principal, key_id: str, grace: timedelta, max_grace: timedelta) -> IssuedKey:
+    """A new secret for the owner's live key; the old one verifies for ``grace`` more.
+
+    A secret still in its grace period from an earlier roll ends now: at most two verify.
+    """
+    if grace < timedelta(0) or grace > max_grace:
+        hours = int(max_grace.total_seconds() // 3600)
+        raise Invalid(errors={"grace_hours": [f"between 0 and {hours} hours"]})
+    secret = _new_secret()
+    with transaction() as session:
+        key = _locked(session, viewer, key_id, owner_only=True)
+        now = utcnow()
+        if key.revoked_at is not None or (key.expires_at is not None and now >= key.expires_at):
+            raise ApiKeyNotLive("a revoked or expired key cannot be rolled; create a new one")
+        if grace > timedelta(0):
+            key.previous_secret = key.secret
+            key.previous_secret_expires_at = now + grace
+        else:
+            key.previous_secret = key.previous_secret_expires_at = None
+        key.secret = secret
+        key.rolled_at = now
+    audit_key("rolled", key, viewer, grace_seconds=int(grace.total_seconds()))
+    return IssuedKey(key, secret)
+
+
+def audit_key(action: str, key: ApiKey, by: Principal, **fields: Any) -> None:
+    """One log line per key change: the public id only, never the secret."""
+    log.info(
+        "auth.api_key %s",
+        action,
+        extra={
+            "event": "auth.api_key",
+            "outcome": action,
+            "key": key.key_id,
+            "by": str(by.user_uuid),
+            **fields,
+        },
+    )
