@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("previous_secret", sa.Text(), nullable=True),
         sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -115,6 +116,8 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_webhook_delivery_message_id"), ["message_id"], unique=False
         )
+        # The health figures count deliveries finished in the last hour and day.
+        batch_op.create_index("ix_webhook_delivery_finished_at", ["finished_at"], unique=False)
         batch_op.create_index(
             "ix_webhook_delivery_status_next_attempt_at",
             ["status", "next_attempt_at"],
@@ -157,6 +160,7 @@ def downgrade() -> None:
     op.drop_table("webhook_attempt")
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_delivery_status_next_attempt_at")
+        batch_op.drop_index("ix_webhook_delivery_finished_at")
         batch_op.drop_index(batch_op.f("ix_webhook_delivery_message_id"))
         batch_op.drop_index("ix_webhook_delivery_endpoint_id_id")
 

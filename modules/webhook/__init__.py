@@ -22,7 +22,7 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, config, fanout, jobs
+    from . import api, config, fanout, jobs, services
 
     hooks.setup(config.install)
     hooks.scope("webhooks:read", "Read webhook endpoints and deliveries", roles=("seller", "admin"))
@@ -31,6 +31,7 @@ def load(hooks: ModuleHooks) -> None:
         "Create, change, test and delete webhook endpoints; retry deliveries",
         roles=("seller", "admin"),
     )
+    hooks.subscribe("user.deactivated", services.disable_endpoints_of_deactivated)
     hooks.subscribe_all(fanout.fan_out)
     hooks.job(jobs.send_delivery)
     hooks.periodic(jobs.send_due_deliveries, every=timedelta(seconds=5))

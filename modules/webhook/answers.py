@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -39,18 +40,27 @@ def action_for(status: int | None) -> Action:
     return Action.FAIL
 
 
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """``Retry-After`` as a wait from ``now``: delay-seconds or an HTTP-date; None if absent or
-    unreadable (a date in the past is no wait)."""
+#: Delay-seconds as RFC 9110 writes it: ASCII digits only (``str.isdigit`` also takes "²" and
+#: other scripts' digits), and at most ten of them, so the number stays small.
+_SECONDS = re.compile(r"[0-9]{1,10}")
+#: An HTTP-date is 29 characters; anything much longer is not one.
+_MAX_DATE_CHARS = 64
+
+
+def retry_after(value: str | None, now: datetime, cap: timedelta) -> timedelta | None:
+    """``Retry-After`` as a wait from ``now``, at most ``cap``: delay-seconds or an HTTP-date;
+    None if absent or unreadable (a date in the past is no wait)."""
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
+    if _SECONDS.fullmatch(text):
+        return min(timedelta(seconds=int(text)), cap)
+    if not text.isascii() or len(text) > _MAX_DATE_CHARS:
+        return None
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(when - now, timedelta(0))
+    return min(max(when - now, timedelta(0)), cap)

@@ -57,7 +57,8 @@ EVENT_AUDIENCE: Mapping[str, str | None] = {
     "settlement.created": "seller",
     "settlement.completed": "seller",
     "settlement.failed": "seller",
-    "settlement.outcome_conflict": "seller",
+    # A payout provider's outcome contradicting the recorded one: the admins' to resolve.
+    "settlement.outcome_conflict": None,
     "webhook_endpoint.disabled": "owner",
     "user.created": None,
     "user.updated": None,

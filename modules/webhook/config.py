@@ -11,8 +11,9 @@
 | ``LAPAK_WEBHOOK_TIMEOUT_SECONDS`` | ``10``: one attempt's whole exchange, connect to last byte |
 | ``LAPAK_WEBHOOK_SECRET_OVERLAP_SECONDS`` | ``86400``: after a rotation the previous secret |
 |   | signs too, this long |
-| ``LAPAK_WEBHOOK_DISABLE_AFTER_DAYS`` | ``5``: an endpoint whose deliveries failed without a |
-|   | success for this long is disabled and its owner told |
+| ``LAPAK_WEBHOOK_DISABLE_AFTER_DAYS`` | ``5``: an endpoint whose deliveries failed without |
+|   | a break (no success, no long silence: ``failing_gap``) this long is disabled, its owner |
+|   | told |
 
 Addresses follow the fetch module's rules (``LAPAK_FETCH_ALLOW_LOOPBACK`` permits 127.0.0.1 for
 tests and local development; private and link-local addresses are always refused).
@@ -38,6 +39,9 @@ _STEP = re.compile(r"^(\d+)([smhd])$")
 #: ever.
 MAX_RETRY_AFTER = timedelta(days=1)
 MAX_JITTER_PERCENT = 50
+#: Added to the longest wait in :attr:`WebhookSettings.failing_gap`: a retry is sent a sweep
+#: interval or a busy queue after its time, not on it.
+FAILING_GAP_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ class WebhookSettings:
             # Jitter spreads retries, it protects nothing: no need for a secure source.
             wait *= 1 + random.uniform(0, self.retry_jitter_percent / 100)  # noqa: S311
         return wait
+
+    @property
+    def failing_gap(self) -> timedelta:
+        """The longest silence between two failed attempts of one failing stretch: the longest
+        wait a delivery makes between attempts (the schedule's longest step with its jitter, or
+        the longest ``Retry-After`` honoured), and the sweep's slack. Past it, a new failure
+        starts a new stretch (see sending.py)."""
+        longest = max(self.retry_schedule, default=timedelta(0))
+        longest *= 1 + self.retry_jitter_percent / 100
+        return max(longest, MAX_RETRY_AFTER) + FAILING_GAP_SLACK
 
     @property
     def max_attempts(self) -> int:

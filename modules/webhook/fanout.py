@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, exists, func, insert, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 
-from app.db import Session, after_commit, utcnow
+from app.db import Session, after_commit, get_database, utcnow
 from app.events import CommittedEvent
 from app.jobs import enqueue_later
 from modules.user.models import User
@@ -23,28 +24,42 @@ from .models import PENDING, WebhookDelivery, WebhookEndpoint, WebhookMessage
 
 
 def fan_out(event: CommittedEvent) -> None:
-    """Record ``event`` for every enabled endpoint whose owner may see it and that wants it."""
+    """Record ``event`` for every enabled endpoint of an active owner that may see it (admins,
+    and the sellers it concerns) and that wants it (its event filter names it or is empty)."""
     session = Session()
-    endpoints = session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.owner_id, WebhookEndpoint.event_types,
-               User.role)
-        .join(User, User.id == WebhookEndpoint.owner_id)
-        .where(WebhookEndpoint.enabled.is_(True))
-    ).all()  # fmt: skip
-    wanted = [row for row in endpoints if not row.event_types or event.name in row.event_types]
-    if not wanted:
-        return
-    sellers: set[int] | None = None
-    targets = []
-    for row in wanted:
-        if row.role != "admin":
-            if sellers is None:
-                sellers = sellers_concerned(session, event.name, event.payload)
-            if row.owner_id not in sellers:
-                continue
-        targets.append(row.id)
+    sellers = sellers_concerned(session, event.name, event.payload)
+    audience = User.role == "admin"
+    if sellers:
+        audience = or_(audience, WebhookEndpoint.owner_id.in_(sorted(sellers)))
+    targets = list(
+        session.scalars(
+            select(WebhookEndpoint.id)
+            .join(User, User.id == WebhookEndpoint.owner_id)
+            .where(
+                WebhookEndpoint.enabled.is_(True),
+                User.active.is_(True),
+                audience,
+                wants(event.name),
+            )
+            .order_by(WebhookEndpoint.id)
+        )
+    )
     if targets:
         queue_deliveries(message_for(event), targets)
+
+
+def wants(event_type: str) -> ColumnElement[bool]:
+    """Endpoints whose event filter is empty (every event) or names ``event_type``, in SQL:
+    jsonb containment on PostgreSQL, ``json_each`` on SQLite."""
+    column = WebhookEndpoint.event_types
+    if get_database().primary.dialect.name == "postgresql":
+        document = type_coerce(column, JSONB)
+        return or_(func.jsonb_array_length(document) == 0, document.contains([event_type]))
+    items = func.json_each(column).table_valued("value")
+    return or_(
+        func.json_array_length(column) == 0,
+        exists(select(1).select_from(items).where(items.c.value == event_type)),
+    )
 
 
 #: Integer keys of rows, which stay inside Lapak (public ids are UUIDs): left out of webhooks.
@@ -93,11 +108,23 @@ def queue_deliveries(message_id: int, endpoint_ids: list[int]) -> list[int]:
         row["uuid"] = uuid.uuid4()
     ids = list(session.scalars(insert(WebhookDelivery).returning(WebhookDelivery.id), rows))
     for delivery_id in ids:
-        after_commit(lambda delivery_id=delivery_id: queue_send(delivery_id))
+        after_commit(lambda delivery_id=delivery_id: queue_send(delivery_id, 1, 0))
     return ids
 
 
-def queue_send(delivery_id: int) -> None:
+#: The sends' own queue: a receiver slow to answer holds up other receivers, not the outbox.
+SEND_QUEUE = "webhooks"
+
+
+def queue_send(delivery_id: int, series: int, attempts: int) -> None:
+    """Queue the next attempt of a delivery (``attempts`` made in ``series`` so far), once: the
+    job's id names the attempt, so while it waits in the queue the sweep does not add it again."""
     from .jobs import send_delivery
 
-    enqueue_later(send_delivery, delivery_id, queue="events", recovered_by="the webhook sweep")
+    enqueue_later(
+        send_delivery,
+        delivery_id,
+        queue=SEND_QUEUE,
+        recovered_by="the webhook sweep",
+        job_id=f"webhook-send-{delivery_id}-{series}-{attempts + 1}",
+    )

@@ -13,8 +13,8 @@ def send_delivery(delivery_id: int) -> str | None:
 
 def send_due_deliveries() -> int:
     """Periodic job: queue the sending of every delivery whose attempt is due (retries by the
-    app clock, and any whose queued job was lost); how many."""
-    due = sending.due_delivery_ids()
-    for delivery_id in due:
-        queue_send(delivery_id)
+    app clock, an expired claim, and a first attempt whose queued job was lost); how many."""
+    due = sending.due_deliveries()
+    for delivery_id, series, attempts in due:
+        queue_send(delivery_id, series, attempts)
     return len(due)

@@ -43,7 +43,8 @@ class WebhookEndpoint(Base):
     #: The event types wanted; empty: every event the owner may see.
     event_types: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    #: Why it was disabled by Lapak (``gone``: it answered 410; ``failing``: days of failures).
+    #: Why it was disabled by Lapak (``gone``: it answered 410; ``failing``: days of failures;
+    #: ``owner_deactivated``: its owner was deactivated).
     disabled_reason: Mapped[str | None] = mapped_column(String(32))
     #: ``whsec_...``, sealed by the vault; shown on creation and rotation only.
     secret: Mapped[str] = mapped_column(Sealed)
@@ -52,6 +53,8 @@ class WebhookEndpoint(Base):
     previous_secret_until: Mapped[datetime | None] = mapped_column()
     #: The first failed attempt since the last success (None: not failing).
     failing_since: Mapped[datetime | None] = mapped_column()
+    #: The last failed attempt of that stretch (a long silence after it ends the stretch).
+    last_failure_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -87,6 +90,8 @@ class WebhookDelivery(Base):
         ),
         Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_delivery_endpoint_id_id", "endpoint_id", "id"),
+        # The health figures: deliveries finished in the last hour and day.
+        Index("ix_webhook_delivery_finished_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

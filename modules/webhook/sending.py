@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
-from app.db import Session, transaction, utcnow
+from app.db import Session, is_unavailable, transaction, utcnow
 from app.errors import DomainError
 from app.events import emit
 from modules.fetch.client import PostAnswer, UnsafeUrl, post_once
@@ -31,6 +32,8 @@ from .signing import signature_header
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 1024
+#: ``webhook_attempt.error`` and ``webhook_delivery.last_error`` are String(500).
+ERROR_CHARS = 500
 USER_AGENT = "Lapak-Webhooks/1"
 #: How long past its timeout a claimed delivery stays claimed.
 LEASE_MARGIN = timedelta(seconds=60)
@@ -79,16 +82,6 @@ def send_delivery(delivery_id: int) -> str | None:
     if claimed is None:
         return None
     attempted_at = utcnow()
-    timestamp = int(attempted_at.timestamp())
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": claimed.message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature_header(
-            claimed.secrets, claimed.message_id, timestamp, claimed.body
-        ),
-    }
     answer: PostAnswer | None = None
     error: str | None = None
     refused = False
@@ -97,7 +90,7 @@ def send_delivery(delivery_id: int) -> str | None:
             f"webhook endpoint {claimed.endpoint_uuid}",
             claimed.url,
             claimed.body,
-            headers,
+            _headers(claimed, attempted_at),
             settings.policy,
             excerpt_bytes=EXCERPT_BYTES,
         )
@@ -105,8 +98,43 @@ def send_delivery(delivery_id: int) -> str | None:
         refused, error = True, str(exc.detail)
     except DomainError as exc:  # no answer: refused connection, reset, timeout, DNS
         error = str(exc.detail)
+    except Exception as exc:
+        # Anything else (a library's surprise, a bug) is an attempt without an answer too,
+        # retried by the schedule: never a delivery left claimed and unrecorded. Only the
+        # type: the message may quote the URL, and receivers keep tokens in it.
+        _log_unexpected(delivery_id, "the attempt failed unexpectedly", exc)
+        error = f"no answer: unexpected {type(exc).__name__}"
     latency_ms = answer.elapsed_ms if answer is not None else _ms_since(attempted_at)
-    return _record(claimed, attempted_at, answer, error, refused, latency_ms, settings)
+    try:
+        return _record(claimed, attempted_at, answer, error, refused, latency_ms, settings)
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise  # the job runs again; the claim's lease lets the sweep resend after it
+        # Something in the answer cannot be stored: fail the delivery, recorded in a fresh
+        # transaction, rather than resend it after every lease for ever.
+        _log_unexpected(delivery_id, "the attempt could not be recorded", exc)
+        return _record_unrecordable(claimed, attempted_at, answer, latency_ms)
+
+
+def _log_unexpected(delivery_id: int, what: str, error: BaseException) -> None:
+    # The type and where it was raised, not the message or the locals: they may quote the
+    # endpoint's URL, where receivers keep tokens.
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    log.error("webhook delivery %s: %s: %s at %s", delivery_id, what, type(error).__name__, where)
+
+
+def _headers(claimed: Claimed, attempted_at: datetime) -> dict[str, str]:
+    timestamp = int(attempted_at.timestamp())
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": claimed.message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            claimed.secrets, claimed.message_id, timestamp, claimed.body
+        ),
+    }
 
 
 def _claim(delivery_id: int, settings: WebhookSettings) -> Claimed | None:
@@ -126,9 +154,14 @@ def _claim(delivery_id: int, settings: WebhookSettings) -> Claimed | None:
         ):
             return None
         endpoint = delivery.endpoint
-        if not endpoint.enabled:
+        if not endpoint.enabled or not endpoint.owner.active:
             delivery.status, delivery.next_attempt_at = FAILED, None
-            delivery.finished_at, delivery.last_error = now, "the endpoint is disabled"
+            delivery.finished_at = now
+            delivery.last_error = (
+                "the endpoint is disabled"
+                if not endpoint.enabled
+                else "the endpoint's owner is deactivated"
+            )
             return None
         lease = now + timedelta(seconds=settings.timeout_seconds) + LEASE_MARGIN
         # Compare and set: on SQLite there is no row lock, so a concurrent claim loses here.
@@ -183,38 +216,34 @@ def _record(
             claimed.number,
         ):
             return None  # deleted with its endpoint, or redelivered meanwhile
-        endpoint = session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.id == delivery.endpoint_id)
-            .with_for_update(of=WebhookEndpoint)
-            .execution_options(populate_existing=True)
-        ).one()
+        endpoint = _locked_endpoint(delivery.endpoint_id)
         now = utcnow()
         delivery.attempts = claimed.number
         delivery.last_status_code = status_code
-        delivery.last_error = error
+        delivery.last_error = storable(error, ERROR_CHARS)
         if action is Action.SENT:
             delivery.status, delivery.next_attempt_at, delivery.finished_at = SENT, None, now
-            endpoint.failing_since = None
+            endpoint.failing_since = endpoint.last_failure_at = None
             outcome = "sent"
         else:
-            if endpoint.failing_since is None:
-                endpoint.failing_since = attempted_at
+            failing = _failing_for(endpoint, attempted_at, settings)
             outcome = "failed"
             if action is Action.DISABLE:
-                _disable(endpoint, "gone")
+                disable(endpoint, "gone")
                 outcome = "disabled"
             elif action is Action.RETRY and claimed.number < settings.max_attempts:
                 wait = settings.wait_before(claimed.number)
-                asked = retry_after(answer.headers.get("Retry-After") if answer else None, now)
+                asked = retry_after(
+                    answer.headers.get("retry-after") if answer else None, now, MAX_RETRY_AFTER
+                )
                 if asked is not None:
-                    wait = max(wait, min(asked, MAX_RETRY_AFTER))
+                    wait = max(wait, asked)
                 delivery.next_attempt_at = attempted_at + wait
                 outcome = "retry"
             if outcome != "retry":
                 delivery.status, delivery.next_attempt_at, delivery.finished_at = FAILED, None, now
-            if endpoint.enabled and now - endpoint.failing_since >= settings.disable_after:
-                _disable(endpoint, "failing")
+            if failing >= settings.disable_after:
+                disable(endpoint, "failing")
         session.add(
             WebhookAttempt(
                 delivery_id=delivery.id,
@@ -223,18 +252,102 @@ def _record(
                 attempted_at=attempted_at,
                 status_code=status_code,
                 latency_ms=latency_ms,
-                response_excerpt=(
-                    answer.excerpt.decode("utf-8", errors="replace") if answer else None
-                ),
-                error=error[:500] if error else None,
+                response_excerpt=_excerpt(answer),
+                error=storable(error, ERROR_CHARS),
                 outcome=outcome,
             )
         )
         return delivery.status
 
 
-def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
-    """Disable ``endpoint`` and tell its owner (``webhook_endpoint.disabled``)."""
+def _locked_endpoint(endpoint_id: int) -> WebhookEndpoint:
+    # FOR NO KEY UPDATE: the fan-out's delivery inserts take KEY SHARE on the endpoint (their
+    # foreign key) and must not wait for a sender recording an attempt.
+    return (
+        Session()
+        .scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id == endpoint_id)
+            .with_for_update(of=WebhookEndpoint, key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        .one()
+    )
+
+
+def _failing_for(
+    endpoint: WebhookEndpoint, attempted_at: datetime, settings: WebhookSettings
+) -> timedelta:
+    """Note a failed attempt at ``attempted_at``; how long the endpoint has failed without a
+    break. A stretch is unbroken while its failed attempts follow each other within
+    ``settings.failing_gap``: after a longer silence nothing says the endpoint failed meanwhile,
+    so one old failure and one new do not add up to days of failing."""
+    if (
+        endpoint.failing_since is None
+        or endpoint.last_failure_at is None
+        or attempted_at - endpoint.last_failure_at > settings.failing_gap
+    ):
+        endpoint.failing_since = attempted_at
+    endpoint.last_failure_at = max(attempted_at, endpoint.last_failure_at or attempted_at)
+    return attempted_at - endpoint.failing_since
+
+
+def _record_unrecordable(
+    claimed: Claimed, attempted_at: datetime, answer: PostAnswer | None, latency_ms: int
+) -> str | None:
+    """Fail the delivery with an attempt that keeps only the status: what the answer held
+    could not be stored."""
+    error = "the answer could not be recorded"
+    with transaction() as session:
+        delivery = session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.id == claimed.delivery_id)
+            .with_for_update(of=WebhookDelivery)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if delivery is None or (delivery.series, delivery.attempts + 1) != (
+            claimed.series,
+            claimed.number,
+        ):
+            return None
+        now = utcnow()
+        delivery.attempts = claimed.number
+        delivery.last_status_code = answer.status if answer is not None else None
+        delivery.status, delivery.next_attempt_at, delivery.finished_at = FAILED, None, now
+        delivery.last_error = error
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id,
+                series=claimed.series,
+                number=claimed.number,
+                attempted_at=attempted_at,
+                status_code=delivery.last_status_code,
+                latency_ms=latency_ms,
+                error=error,
+                outcome="failed",
+            )
+        )
+        return delivery.status
+
+
+def storable(text: str | None, limit: int) -> str | None:
+    """``text`` as a text column takes it: valid UTF-8 (lone surrogates replaced), without NUL
+    (PostgreSQL refuses it in text), at most ``limit`` characters."""
+    if text is None:
+        return None
+    clean = text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "")
+    return clean[:limit]
+
+
+def _excerpt(answer: PostAnswer | None) -> str | None:
+    if answer is None:
+        return None
+    return storable(answer.excerpt.decode("utf-8", errors="replace"), EXCERPT_BYTES)
+
+
+def disable(endpoint: WebhookEndpoint, reason: str) -> None:
+    """Disable ``endpoint`` (locked by the caller) and tell its owner and the admins
+    (``webhook_endpoint.disabled``); nothing if it is disabled already."""
     if not endpoint.enabled:
         return
     endpoint.enabled, endpoint.disabled_reason = False, reason
@@ -248,19 +361,32 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
     )  # fmt: skip
 
 
-def due_delivery_ids(limit: int = 500) -> list[int]:
-    """Pending deliveries whose next attempt is due, oldest first."""
+#: A first attempt is queued by the fan-out (or a redelivery) as it commits: the sweep leaves it
+#: to that job this long, so a busy queue does not get each new delivery twice.
+FIRST_ATTEMPT_GRACE = timedelta(seconds=60)
+
+
+def due_deliveries(limit: int = 500) -> list[tuple[int, int, int]]:
+    """(id, series, attempts made) of the pending deliveries the sweep must queue, oldest
+    first: retries whose time has come (nobody else queues them), claims whose lease is over
+    (their sender died), and first attempts overdue by :data:`FIRST_ATTEMPT_GRACE` (their job
+    was lost). Queueing is idempotent per attempt (:func:`fanout.queue_send`)."""
+    now = utcnow()
     with transaction() as session:
-        return list(
-            session.scalars(
-                select(WebhookDelivery.id)
-                .where(
-                    WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= utcnow()
-                )
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
+        rows = session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.series, WebhookDelivery.attempts)
+            .where(
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+                or_(
+                    WebhookDelivery.attempts > 0,
+                    WebhookDelivery.next_attempt_at <= now - FIRST_ATTEMPT_GRACE,
+                ),
             )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
         )
+        return [(row.id, row.series, row.attempts) for row in rows]
 
 
 def _ms_since(started: datetime) -> int:

@@ -23,6 +23,7 @@ from .audience import EVENT_AUDIENCE, PING, event_types_for
 from .config import webhook_settings
 from .fanout import queue_deliveries, queue_send
 from .models import PENDING, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
+from .sending import disable
 from .signing import new_secret
 
 ADMIN = "admin"
@@ -129,7 +130,7 @@ def update_endpoint(
             endpoint.description = body["description"] or ""
         if "enabled" in body and body["enabled"] != endpoint.enabled:
             endpoint.enabled = body["enabled"]
-            endpoint.failing_since = None
+            endpoint.failing_since = endpoint.last_failure_at = None
             endpoint.disabled_reason = None
         endpoint.updated_at = utcnow()
     return endpoint
@@ -256,5 +257,24 @@ def redeliver(actor: Principal, delivery_id: uuid.UUID) -> WebhookDelivery:
         delivery.status, delivery.series, delivery.attempts = PENDING, delivery.series + 1, 0
         delivery.next_attempt_at, delivery.queued_at, delivery.finished_at = now, now, None
         delivery.last_status_code = delivery.last_error = None
-        after_commit(lambda: queue_send(delivery.id))
+        series = delivery.series
+        after_commit(lambda: queue_send(delivery.id, series, 0))
     return delivery
+
+
+def disable_endpoints_of_deactivated(payload: Mapping[str, Any]) -> None:
+    """Subscriber of ``user.deactivated``: the user's enabled endpoints are disabled
+    (``owner_deactivated``); their pending deliveries fail when next due. Enabling one again
+    is the owner's choice once active."""
+    session = Session()
+    endpoints = session.scalars(
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.owner_id == payload.get("user_id"),
+            WebhookEndpoint.enabled.is_(True),
+        )
+        .order_by(WebhookEndpoint.id)
+        .with_for_update(of=WebhookEndpoint, key_share=True)
+    ).all()
+    for endpoint in endpoints:
+        disable(endpoint, "owner_deactivated")

@@ -63,10 +63,20 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
         ("Sun, 29 Nov 2026 11:00:00 GMT", timedelta(0)),  # in the past: no wait
         ("soon", None),
         ("-5", None),
+        # Receivers are not to be trusted: odd digits, huge numbers and far dates are refused
+        # or capped, never an error (timedelta overflows past 999999999 days).
+        ("\u00b2", None),  # "²".isdigit() is True; int() refuses it
+        ("\u0663", None),  # an Arabic-Indic three: int() takes it; delay-seconds are ASCII
+        ("1" * 11, None),
+        ("9" * 10, timedelta(days=1)),
+        ("9" * 400, None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", timedelta(days=1)),
+        ("Sun, 29 Nov 2026 12:05:00 GMT" + " " * 100 + "x", None),
+        ("Sun, 99 Nov 2026 12:05:00 GMT", None),
     ],
 )
 def test_retry_after_in_seconds_or_as_an_http_date(header: str | None, wait) -> None:
-    assert retry_after(header, NOW) == wait
+    assert retry_after(header, NOW, cap=timedelta(days=1)) == wait
 
 
 def test_the_default_schedule_and_the_paycorex_one_parse() -> None:

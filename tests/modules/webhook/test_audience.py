@@ -141,4 +141,6 @@ def test_sellers_may_choose_only_the_events_about_them() -> None:
     assert seller_types >= SALE_EVENTS
     assert {"settlement.created", "webhook_endpoint.disabled"} <= seller_types
     assert not any(t.startswith(("user.", "wallet.", "seller.")) for t in seller_types)
+    # A provider's outcome contradicting ours is for the admins to resolve.
+    assert "settlement.outcome_conflict" not in seller_types
     assert set(event_types_for("admin")) == set(EVENT_AUDIENCE)

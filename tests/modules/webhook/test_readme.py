@@ -61,3 +61,6 @@ def test_the_readme_snippet_verifies_our_signatures_and_refuses_the_rest() -> No
         verify(secret, {k: v for k, v in headers.items() if k != "Webhook-Signature"}, body)
         is False
     )
+    # Forged headers are refused, never an error: a non-ASCII signature, odd digits.
+    assert verify(secret, {**headers, "Webhook-Signature": "v1,\u00e9t\u00e9"}, body) is False
+    assert verify(secret, {**headers, "Webhook-Timestamp": "\u00b2"}, body) is False
