@@ -8,7 +8,9 @@ is enqueued on the ``events`` queue; a periodic sweep catches anything whose enq
 Delivery is per subscriber and at least once: each subscriber runs in a savepoint of the same
 transaction that records it as delivered, so a subscriber that only writes to the database sees
 its effect exactly once. Failures are retried with exponential backoff, then the event is marked
-``failed`` with the reason.
+``failed`` with the reason. A module may also subscribe to every event whatever its name
+(``hooks.subscribe_all``, e.g. the webhook fan-out): it is given the whole
+:class:`CommittedEvent` (id, name, time, payload), by the same rules.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -58,6 +61,16 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+@dataclass(frozen=True)
+class CommittedEvent:
+    """What a subscriber to every event (``hooks.subscribe_all``) is given: the event whole."""
+
+    event_id: uuid.UUID
+    name: str
+    created_at: datetime
+    payload: dict[str, Any]
 
 
 def emit(name: str, payload: dict[str, Any]) -> uuid.UUID:
@@ -147,6 +160,25 @@ def subscribers() -> dict[str, list[Callable[[dict[str, Any]], None]]]:
     return current_app.extensions["lapak.registry"].wiring.subscribers
 
 
+def _calls(event: OutboxEvent) -> list[tuple[Callable[..., None], Callable[[], None]]]:
+    """Each subscriber of ``event`` and how to call it: the named ones with the payload, then
+    the subscribers to every event with the whole :class:`CommittedEvent`."""
+    wiring = current_app.extensions["lapak.registry"].wiring
+    calls: list[tuple[Callable[..., None], Callable[[], None]]] = [
+        (subscriber, functools.partial(subscriber, dict(event.payload)))
+        for subscriber in wiring.subscribers.get(event.name, [])
+    ]
+    if wiring.every_event:
+        committed = CommittedEvent(
+            event.event_id, event.name, event.created_at, dict(event.payload)
+        )
+        calls.extend(
+            (subscriber, functools.partial(subscriber, committed))
+            for subscriber in wiring.every_event
+        )
+    return calls
+
+
 def dispatch_outbox(batch_size: int = 100) -> int:
     """Deliver every due event; returns how many became ``delivered``. Safe to run concurrently."""
     _clear_dispatch_queued()
@@ -192,13 +224,13 @@ def _deliver_one(event_id: int) -> int:
         event.attempts += 1
         done = list(event.delivered_to or [])
         failures = []
-        for subscriber in subscribers().get(event.name, []):
+        for subscriber, call in _calls(event):
             subscriber_name = f"{subscriber.__module__}.{subscriber.__qualname__}"
             if subscriber_name in done:
                 continue
             try:
                 with session.begin_nested():
-                    subscriber(dict(event.payload))
+                    call()
             except Exception as error:
                 log.warning(
                     "event %s #%s: subscriber %s failed: %s",

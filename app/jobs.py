@@ -34,8 +34,8 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Callback, Queue, SimpleWorker, Worker
-from rq.exceptions import StopRequested
-from rq.job import Job
+from rq.exceptions import NoSuchJobError, StopRequested
+from rq.job import Job, JobStatus
 
 from app.config import Settings
 from app.db import is_unavailable
@@ -46,8 +46,13 @@ from app.registry import Periodic
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: In the order a worker takes them: periodic work first, long imports last.
-QUEUES = ("periodic", "events", "default", "imports")
+#: In the order a worker takes them: periodic work first, long imports last. ``webhooks`` holds
+#: the sends to receivers, which may take their whole timeout each: a queue of their own, after
+#: the outbox's ``events``, so a slow receiver delays other receivers, not the outbox (run a
+#: worker for it alone, ``lapak worker --queue webhooks``, to keep it off the others entirely).
+QUEUES = ("periodic", "events", "default", "webhooks", "imports")
+#: Queues that get their own threads in embedded mode, so their jobs cannot take every thread.
+EMBEDDED_OWN_THREADS = frozenset({"webhooks"})
 DEFAULT_JOB_TIMEOUT = 600
 #: Imports of millions of rows outlast the default; they are resumable and watched by their
 #: own heartbeat, so RQ's timeout is only a backstop for a job that hangs.
@@ -138,12 +143,15 @@ class Jobs:
         )
         self.outage = RedisOutage()
         self._threads = settings.embedded_job_threads
-        self._executor: ThreadPoolExecutor | None = None
+        #: One executor for the shared threads (``None``) and one per EMBEDDED_OWN_THREADS queue.
+        self._executors: dict[str | None, ThreadPoolExecutor] = {}
         self._executor_lock = threading.Lock()
         #: The in-process runner's figures (no Redis): jobs submitted, started, finished, and
         #: those that failed for good (after their database retries).
         self._counts_lock = threading.Lock()
         self._submitted = self._started = self._finished = self._failed = 0
+        #: Embedded jobs queued with an id and not started yet (see :meth:`enqueue_later`).
+        self._waiting: set[str] = set()
 
     @property
     def embedded(self) -> bool:
@@ -168,7 +176,7 @@ class Jobs:
             raise ValueError(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
         if self.redis is None:
             job_id = job_id or uuid.uuid4().hex
-            self._submit_embedded(job_id, func, args)
+            self._submit_embedded(job_id, func, args, queue)
             return job_id
         target = self.queue(queue)
         not_queued = f"{_name(func)} is not queued"
@@ -186,45 +194,82 @@ class Jobs:
         )
 
     def enqueue_later(
-        self, func: Callable[..., Any], *args: Any, queue: str, recovered_by: str
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        queue: str,
+        recovered_by: str,
+        job_id: str | None = None,
     ) -> str | None:
         """:meth:`enqueue` for work already recorded in the database: while Redis is down the
-        job is not queued (a warning, no error) and ``recovered_by`` queues it later."""
+        job is not queued (a warning, no error) and ``recovered_by`` queues it later.
+
+        With a ``job_id``, a job of that id still waiting in its queue (not started) is not
+        queued again: a sweep that finds the same work every few seconds adds it once. Two
+        callers at the same instant may still both queue it, so the job stays idempotent.
+        """
         if self.redis is None:
-            return self.enqueue(func, *args, queue=queue)
+            if job_id is not None:
+                with self._executor_lock:
+                    if job_id in self._waiting:
+                        return job_id
+                    self._waiting.add(job_id)
+            return self.enqueue(func, *args, queue=queue, job_id=job_id)
         target = self.queue(queue)
+
+        def put() -> str:
+            if job_id is not None and _waiting_in_redis(job_id, target.connection):
+                return job_id
+            return target.enqueue(func, *args, job_id=job_id, on_failure=_RETRY_CALLBACK).id
+
         return self.outage.guarded(
-            f"{_name(func)} is not queued; {recovered_by} queues it later",
-            lambda: target.enqueue(func, *args, on_failure=_RETRY_CALLBACK).id,
-            lambda: None,
+            f"{_name(func)} is not queued; {recovered_by} queues it later", put, lambda: None
         )
 
-    def _embedded_executor(self) -> ThreadPoolExecutor:
+    def _embedded_executor(self, queue: str) -> ThreadPoolExecutor:
+        key = queue if queue in EMBEDDED_OWN_THREADS else None
         with self._executor_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="lapak-job")
-            return self._executor
+            executor = self._executors.get(key)
+            if executor is None:
+                prefix = f"lapak-job-{key}" if key else "lapak-job"
+                executor = ThreadPoolExecutor(self._threads, thread_name_prefix=prefix)
+                self._executors[key] = executor
+            return executor
 
     def _submit_embedded(
-        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int = 0
+        self,
+        job_id: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        queue: str,
+        attempt: int = 0,
     ) -> None:
         with self._counts_lock:
             self._submitted += 1
-        self._embedded_executor().submit(self._run_embedded, job_id, func, args, attempt)
+        self._embedded_executor(queue).submit(
+            self._run_embedded, job_id, func, args, queue, attempt
+        )
 
     def _run_embedded(
-        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int = 0
+        self,
+        job_id: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        queue: str,
+        attempt: int = 0,
     ) -> None:
+        with self._executor_lock:
+            self._waiting.discard(job_id)
         with self._counts_lock:
             self._started += 1
         try:
-            self._run_embedded_once(job_id, func, args, attempt)
+            self._run_embedded_once(job_id, func, args, queue, attempt)
         finally:
             with self._counts_lock:
                 self._finished += 1
 
     def _run_embedded_once(
-        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], attempt: int
+        self, job_id: str, func: Callable[..., Any], args: tuple[Any, ...], queue: str, attempt: int
     ) -> None:
         with self.app.app_context():
             started = time.perf_counter()
@@ -236,7 +281,7 @@ class Jobs:
                     log.warning("job %s (%s) could not reach the database; again in %ss",
                                 job_id, _name(func), delay)  # fmt: skip
                     retry = threading.Timer(
-                        delay, lambda: self._submit_embedded(job_id, func, args, attempt + 1)
+                        delay, lambda: self._submit_embedded(job_id, func, args, queue, attempt + 1)
                     )
                     retry.daemon = True
                     retry.start()
@@ -253,10 +298,13 @@ class Jobs:
 
     def wait_embedded(self) -> None:
         """Finish every in-process job (shutdown, tests)."""
-        with self._executor_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+        # The shared threads first: their jobs may queue onto the own-thread queues (the
+        # outbox's fan-out queues webhook sends), whose executors are still there to take them.
+        for key in (None, *sorted(EMBEDDED_OWN_THREADS)):
+            with self._executor_lock:
+                executor = self._executors.pop(key, None)
+            if executor is not None:
+                executor.shutdown(wait=True)
 
     def figures(self) -> dict[str, Any]:
         """Queue depths and failed jobs: per RQ queue its queued, started, scheduled and failed
@@ -300,6 +348,18 @@ class Jobs:
         return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
+#: A job in one of these is waiting to run: queueing its id again would run it twice.
+_WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+
+
+def _waiting_in_redis(job_id: str, redis: Redis) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in _WAITING
+
+
 def _retry_if_database_unavailable(
     job: Job, _connection: Redis, _type: type, error: BaseException, _traceback: Any
 ) -> None:
@@ -330,10 +390,16 @@ def enqueue(
 
 
 def enqueue_later(
-    func: Callable[..., Any], *args: Any, queue: str, recovered_by: str
+    func: Callable[..., Any],
+    *args: Any,
+    queue: str,
+    recovered_by: str,
+    job_id: str | None = None,
 ) -> str | None:
     """Queue work already recorded in the database; see :meth:`Jobs.enqueue_later`."""
-    return get_jobs().enqueue_later(func, *args, queue=queue, recovered_by=recovered_by)
+    return get_jobs().enqueue_later(
+        func, *args, queue=queue, recovered_by=recovered_by, job_id=job_id
+    )
 
 
 class _AppContextMixin:

@@ -94,6 +94,8 @@ class Wiring:
     commands: list[click.Command] = field(default_factory=list)
     jobs: dict[str, Callable[..., Any]] = field(default_factory=dict)
     subscribers: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
+    #: Subscribers to every event, whatever its name (``ModuleHooks.subscribe_all``).
+    every_event: list[Callable[[Any], None]] = field(default_factory=list)
     periodic: list[Periodic] = field(default_factory=list)
     on_commit: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
     authenticator: Callable[[], Any] | None = None
@@ -137,6 +139,13 @@ class ModuleHooks:
     def subscribe(self, event: str, subscriber: Callable[[dict[str, Any]], None]) -> None:
         """Call ``subscriber(payload)`` for every committed ``event`` (at least once)."""
         self._wiring.subscribers.setdefault(event, []).append(subscriber)
+
+    def subscribe_all(self, subscriber: Callable[[Any], None]) -> None:
+        """Call ``subscriber(event)`` for every committed event, whatever its name, with an
+        ``app.events.CommittedEvent`` (its id, name, time and payload): for fan-out such as
+        webhooks. Like ``subscribe``: at least once, in a savepoint of the dispatch's
+        transaction, after the event's named subscribers."""
+        self._wiring.every_event.append(subscriber)
 
     def on_commit(self, event: str, listener: Callable[[dict[str, Any]], None]) -> None:
         """Call ``listener(payload)`` in this process right after a transaction that emitted

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "orders": "bench.orders",
     "ledger": "bench.ledger",
     "payments": "bench.payments",
+    "webhooks": "bench.webhooks",
 }
 
 

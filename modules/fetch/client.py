@@ -31,13 +31,15 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import idna
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -242,6 +244,100 @@ def address_refusal(ip: _IPAddress, allow_loopback: bool = False) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class PostAnswer:
+    """What one :func:`post_once` got back: the status, headers and the start of the body."""
+
+    status: int
+    #: Looked up case-insensitively.
+    headers: Mapping[str, str]
+    #: The first ``excerpt_bytes`` of the body (the rest is not read).
+    excerpt: bytes
+    elapsed_ms: int
+
+
+def vet_url(
+    label: str, url: str, policy: FetchPolicy, *, resolve: Resolver = socket.getaddrinfo
+) -> tuple[str, ...]:
+    """Check ``url`` by the rules of :func:`fetch_json` without contacting it; the vetted
+    addresses. Raises :class:`UnsafeUrl`, or :class:`SourceFailed` if the host has no address.
+    ``label`` names the URL's owner in the error (a source, a webhook endpoint)."""
+    return _vet(label, url, policy, resolve)
+
+
+def post_once(
+    label: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    policy: FetchPolicy,
+    *,
+    excerpt_bytes: int = 1024,
+    resolve: Resolver = socket.getaddrinfo,
+) -> PostAnswer:
+    """POST ``body`` to ``url`` once, by the same rules as :func:`fetch_json` (vetted and
+    pinned addresses, one deadline of ``policy.total_timeout`` for the exchange) but without
+    retries and without following a redirect: a 3xx is returned as it is.
+
+    Raises :class:`UnsafeUrl` before connecting, :class:`SourceTimeout` past the deadline and
+    :class:`SourceFailed` when no answer came (refused, reset, TLS).
+    """
+    started = time.monotonic()
+    addresses = _vet(label, url, policy, resolve)
+    host = normal_host(urlsplit(url).hostname or "")
+    deadline = _Deadline(policy.total_timeout)
+    session = requests.Session()
+    session.trust_env = False  # no proxies or .netrc from the environment
+    adapter = _PinnedAdapter(host, addresses, deadline)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    try:
+        remaining = deadline.remaining()
+        try:
+            response = session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                stream=True,
+                verify=policy.ca_bundle or True,
+                timeout=(min(policy.connect_timeout, remaining), remaining),
+            )
+        except requests.Timeout:
+            raise _timeout(label) from None
+        except requests.exceptions.SSLError:
+            if deadline.passed:
+                raise _timeout(label) from None
+            raise SourceFailed(
+                f"source {label!r}: TLS handshake or certificate check failed", source=label
+            ) from None
+        except requests.RequestException as exc:
+            if deadline.passed:
+                raise _timeout(label) from None
+            raise SourceFailed(
+                f"source {label!r}: {_connection_reason(exc)}", source=label
+            ) from None
+        with response:
+            excerpt = b""
+            try:
+                for chunk in response.iter_content(min(CHUNK_BYTES, max(excerpt_bytes, 1))):
+                    excerpt += chunk
+                    if len(excerpt) >= excerpt_bytes or deadline.passed:
+                        break
+            except requests.RequestException:
+                pass  # the answer's status is what counts; its body is only an excerpt
+            return PostAnswer(
+                status=response.status_code,
+                # Case-insensitive, as HTTP header names are (``retry-after`` is Retry-After).
+                headers=CaseInsensitiveDict(response.headers),
+                excerpt=excerpt[:excerpt_bytes],
+                elapsed_ms=round((time.monotonic() - started) * 1000),
+            )
+    finally:
+        session.close()
+        deadline.cancel()
+
+
 # -- URL and address checks -------------------------------------------------------------------
 
 
@@ -263,7 +359,10 @@ def _vet(source: str, url: str, policy: FetchPolicy, resolve: Resolver) -> tuple
         raise refuse("credentials in the URL")
     if not parts.hostname:
         raise refuse("no host")
-    host = normal_host(parts.hostname)
+    try:
+        host = normal_host(parts.hostname)
+    except UnicodeError:
+        raise refuse("the host is not a valid domain name") from None
     if policy.allowed_hosts and host not in policy.allowed_hosts:
         raise refuse(f"host {host!r} is not on the allow-list")
     port = port or (443 if scheme == "https" else 80)
@@ -282,7 +381,11 @@ def _vet(source: str, url: str, policy: FetchPolicy, resolve: Resolver) -> tuple
             raise refuse(f"host {host!r} resolved to an unparseable address") from None
         reason = address_refusal(ip, policy.allow_loopback)
         if reason:
-            raise refuse(f"host {host!r} resolves to a {reason} address ({ip})")
+            # Not the address, nor what kind: the refusal reaches sellers, not only admins
+            # (a webhook's owner could map a private network by it). The log has both.
+            log.warning("%s: host %r resolves to a %s address (%s): refused", source, host,
+                        reason, ip)  # fmt: skip
+            raise refuse(f"host {host!r} is not a public address")
         # Connect to an IPv4-mapped address over IPv4: it is the same host, and works without
         # a dual-stack socket.
         connect_to = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
@@ -295,8 +398,14 @@ def _vet(source: str, url: str, policy: FetchPolicy, resolve: Resolver) -> tuple
 
 
 def normal_host(host: str) -> str:
-    """``host`` as allow-lists hold it: lower case, no brackets, no trailing dot."""
-    return host.strip().strip("[]").rstrip(".").lower()
+    """``host`` as allow-lists hold it and as requests connects to it: lower case, no
+    brackets, no trailing dot, an international name in its IDNA form (``bücher.example`` ->
+    ``xn--bcher-kva.example``, UTS 46 as requests encodes it), so the host vetted is the host
+    connected to. Raises ``UnicodeError`` (a ``ValueError``) for a name IDNA refuses."""
+    host = host.strip().strip("[]").rstrip(".")
+    if not host.isascii():
+        host = idna.encode(host, uts46=True).decode("ascii")
+    return host.lower()
 
 
 # -- Deadline ---------------------------------------------------------------------------------

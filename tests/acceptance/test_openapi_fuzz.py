@@ -264,6 +264,12 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
         headers=admin,
     )  # fmt: skip
     assert credited.status_code == 201, credited.get_json()
+    # Port 9 (discard): nothing listens, so a delivery the fuzzer causes reaches nobody.
+    endpoint = client.post(f"{API}/webhooks/endpoints", json={"url": "http://127.0.0.1:9/"},
+                           headers=admin)  # fmt: skip
+    assert endpoint.status_code == 201, endpoint.get_json()
+    ping = client.post(f"{API}/webhooks/endpoints/{endpoint.get_json()['id']}/test", headers=admin)
+    assert ping.status_code == 202, ping.get_json()
     api_key = client.post(f"{API}/auth/api-keys", json={"name": "fuzz", "scopes": ["orders:read"]},
                           headers=admin)  # fmt: skip
     assert api_key.status_code == 201, api_key.get_json()
@@ -280,6 +286,8 @@ def seed(app: Flask, client: FlaskClient) -> Seeds:
             # The customer's wallet first: the customer may read it, the platform's not.
             "transaction_id": [credited.get_json()["id"]],
             "account_id": [entry["account"] for entry in reversed(credited.get_json()["entries"])],
+            "endpoint_id": [endpoint.get_json()["id"]],
+            "delivery_id": [ping.get_json()["id"]],
             "base": ["IDR"],
             "quote": ["USD"],
             "key_id": [api_key.get_json()["id"]],  # the admin's own

@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.db import Session
-from app.jobs import JobsUnavailable, PeriodicTicker, enqueue, enqueue_later
+from app.jobs import QUEUES, JobsUnavailable, PeriodicTicker, enqueue, enqueue_later
 from app.registry import Manifest, ModuleHooks, Periodic, Wiring
 from tests.conftest import redis_outage_app, run_jobs
 from tests.sample_modules.notes.models import Note, NoteDelivery
@@ -63,6 +63,33 @@ def test_enqueue_puts_the_job_on_the_named_redis_queue(app: Flask) -> None:
     assert titles(app) == []
     run_jobs(app, ("imports",))
     assert titles(app) == ["queued"]
+
+
+def test_work_queued_later_under_one_id_waits_in_the_queue_once(app: Flask) -> None:
+    jobs = app.extensions["lapak.jobs"]
+    with app.app_context():
+        for _ in range(3):  # a sweep finding the same work every interval
+            enqueue_later(create_note_job, "once", queue="webhooks", recovered_by="x", job_id="n-1")
+    assert jobs.queue("webhooks").job_ids == ["n-1"]
+    run_jobs(app, ("webhooks",))
+    assert titles(app) == ["once"]
+    with app.app_context():  # done: the same id may be queued again (its sender died)
+        enqueue_later(create_note_job, "again", queue="webhooks", recovered_by="x", job_id="n-1")
+    assert jobs.queue("webhooks").job_ids == ["n-1"]
+
+
+def test_without_redis_work_queued_later_under_one_id_runs_once(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redis_url=None)
+    with app.app_context():
+        # The webhooks queue's own threads are busy: the next jobs wait in their executor.
+        for title in ("slow 1", "slow 2"):
+            enqueue(create_note_slowly_job, title, 1.0, queue="webhooks")
+        for _ in range(3):
+            enqueue_later(create_note_job, "once", queue="webhooks", recovered_by="x", job_id="n-1")
+    app.extensions["lapak.jobs"].wait_embedded()
+    assert sorted(titles(app)) == ["once", "slow 1", "slow 2"]
 
 
 def test_periodic_job_is_enqueued_once_per_interval_across_workers(app: Flask) -> None:
@@ -304,4 +331,4 @@ def test_queue_figures_count_the_registries_without_cleaning_them_up(app: Flask)
     assert default["queued"] == jobs.redis.llen(jobs.queue("default").key) >= 1
     assert default["started"] == jobs.redis.zcard(started.key) >= 1
     assert jobs.redis.zscore(started.key, "lost-long-ago") == 1  # still there: no cleanup ran
-    assert set(figures["queues"]) == {"periodic", "events", "default", "imports"}
+    assert set(figures["queues"]) == set(QUEUES)

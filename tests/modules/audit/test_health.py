@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 
 from app import clock
 from app.events import DELIVERED, FAILED, PENDING, OutboxEvent
-from app.jobs import enqueue
+from app.jobs import QUEUES, enqueue
 from modules.user.services import create_user
 from tests.modules.audit.conftest import HEALTH, clear_logs, insert_requests, request_row
 from tests.modules.conftest import PASSWORD, bearer, login
@@ -165,7 +165,7 @@ def test_postgresql_replicas_queues_and_module_sections(
             "scheduled": jobs.queue(name).scheduled_job_registry.count,
             "failed": jobs.queue(name).failed_job_registry.count,
         }
-        for name in ("periodic", "events", "default", "imports")
+        for name in QUEUES
     }
     assert report["jobs"] == {"mode": "redis", "queues": expected}
     assert report["jobs"]["queues"]["default"]["queued"] >= 1
