@@ -662,7 +662,7 @@ class DriverStatement:
         if connection.dialect.name != "postgresql":
             connection.execute(self.statement, list(rows))
             return
-        compiled = self._compile(connection.dialect, rows[0])
+        compiled = self._compile(connection.dialect, rows[0], many=True)
         keys = rows[0].keys()
         many = []
         for params in rows:
@@ -682,14 +682,14 @@ class DriverStatement:
         (row,) = self.rows(connection, params)
         return row[0]
 
-    def _compile(self, dialect: Any, params: dict[str, Any]) -> _Compiled:
-        key = (dialect.name, frozenset(params))
+    def _compile(self, dialect: Any, params: dict[str, Any], many: bool = False) -> _Compiled:
+        key = (dialect.name, frozenset(params), many)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[key] = self._build(dialect, params)
+            compiled = self._compiled[key] = self._build(dialect, params, many)
         return compiled
 
-    def _build(self, dialect: Any, params: dict[str, Any]) -> _Compiled:
+    def _build(self, dialect: Any, params: dict[str, Any], many: bool) -> _Compiled:
         statement = self.statement
         defaults: dict[str, Callable[[], Any]] = {}
         if statement.is_insert:
@@ -700,7 +700,8 @@ class DriverStatement:
         elif statement.is_update and any(c.onupdate is not None for c in statement.table.columns):
             raise _cannot(statement, "a column has an onupdate")
         columns = [*params, *defaults] if statement.is_insert else None
-        built = statement.compile(dialect=dialect, column_keys=columns)
+        # For executemany, as SQLAlchemy compiles it: no implicit RETURNING of the new ids.
+        built = statement.compile(dialect=dialect, column_keys=columns, for_executemany=many)
         if built.post_compile_params or built.literal_execute_params:
             raise _cannot(statement, "expanding or literal-execute parameters")
         names = set(built.bind_names.values())

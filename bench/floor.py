@@ -48,10 +48,8 @@ COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
 
 SELECT_PRODUCT = (
     "SELECT marketplace_product.id, marketplace_product.uuid, marketplace_product.feed_uuid, "
-    "marketplace_product.source, marketplace_product.name, marketplace_product.province, "
-    "marketplace_product.city, marketplace_product.size, marketplace_product.list_price, "
-    "marketplace_product.active, marketplace_product.seller_id, marketplace_product.created_at, "
-    "marketplace_product.updated_at FROM marketplace_product "
+    "marketplace_product.name, marketplace_product.list_price, marketplace_product.active, "
+    "marketplace_product.seller_id FROM marketplace_product "
     "WHERE marketplace_product.uuid IN (%s::UUID) OR marketplace_product.feed_uuid IN (%s::VARCHAR)"
 )
 INSERT_ORDER = (
@@ -216,15 +214,15 @@ def _numbers(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
 
 def _product(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     found = cur.fetchall()
-    if len(found) != 1 or not found[0][9]:
+    if len(found) != 1 or not found[0][5]:
         raise FloorRefused(f"product {ctx['product_uuid']} not found or inactive")
     product = found[0]
-    price = _money(product[8])
+    price = _money(product[4])
     subtotal, tax, total = line_amounts(ctx["quantity"], price)
     ctx.update(
         product_id=product[0],
-        product_name=product[4],
-        seller_id=product[10],
+        product_name=product[3],
+        seller_id=product[6],
         price=price,
         subtotal=subtotal,
         tax=tax,

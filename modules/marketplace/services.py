@@ -1116,7 +1116,9 @@ def _products_by_id(count: int) -> DriverStatement:
                 Product.uuid.in_(
                     [bindparam(f"u{i}", type_=Product.uuid.type) for i in range(count)]
                 ),
-                Product.feed_uuid.in_([bindparam(f"f{i}") for i in range(count)]),
+                Product.feed_uuid.in_(
+                    [bindparam(f"f{i}", type_=Product.feed_uuid.type) for i in range(count)]
+                ),
             )
         )
     )
