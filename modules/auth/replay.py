@@ -21,22 +21,34 @@ The two stores must not open a replay across an outage:
   forward-dated request (``X-Timestamp`` after the server's clock) accepted through Redis is
   written to the database as well, since it could still be replayed after that moment.
 
+With the key cache (:mod:`.key_cache`) a request whose key is cached reads no database at all,
+so the first rule needs help. The outage rule: a process that accepted a signature through the
+database while Redis was down owes Redis a marker, ``lapak:auth:replay:outage``; it writes it as
+soon as Redis answers again (in the next signed request's pipeline, or from a retry timer if no
+request comes), with a TTL of twice the signing window (a forward-dated request accepted during
+the outage stays valid that long). Every signed request reads the marker in the same pipeline as
+its key and its ``SET NX``; while the marker exists, a request whose key came from the cache also
+checks ``auth_api_replay`` (one extra read, only in that window). A miss reads the table anyway.
+
 What this does not cover: processes that disagree about Redis for a long time (a network
 partition between some workers and Redis while others still reach it). A request accepted by a
 worker that reaches Redis, signed after another worker lost it, can be replayed once to the
-latter.
+latter. Nor a process that accepted signatures through the database and ended before Redis
+came back: its marker is never written (the digests stay in the database, read on cache misses).
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from redis import Redis
-from sqlalchemy import Engine, delete
+from redis.client import Pipeline
+from sqlalchemy import Engine, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -63,18 +75,30 @@ def _primary() -> Engine:
     return get_database().primary
 
 
+#: Exists while signatures accepted through the database (during an outage) may be replayed.
+OUTAGE_MARKER = "lapak:auth:replay:outage"
+
+
 class ReplayStore:
     def __init__(
         self,
         redis: Redis | None,
         outage: RedisOutage | None = None,
         primary: Callable[[], Engine] = _primary,
+        window_seconds: int = 300,
     ) -> None:
         self.redis = redis
         self.outage = outage or RedisOutage()
         self.primary = primary
+        #: The outage marker lives this long: a request accepted now stays valid at most two
+        #: windows (its timestamp may be a window ahead).
+        self.marker_seconds = 2 * window_seconds + 1
         #: Unix time at which this process found Redis down (None while it answers).
         self._down_since: float | None = None
+        #: Monotonic time until which this process owes Redis the outage marker (None: owes
+        #: nothing): it accepted signatures through the database while Redis was down.
+        self._marker_owed_until: float | None = None
+        self._marker_timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
     @staticmethod
@@ -96,18 +120,58 @@ class ReplayStore:
             lambda: self._during_outage(digest, timestamp, until, now),
         )
 
+    # --- the replay check inside another pipeline (the key cache's) --------------------------
+
+    def queue(self, pipe: Pipeline, digest: str, until: float, now: float) -> bool:
+        """Add the ``SET NX`` of ``digest`` and the read of the outage marker to ``pipe``
+        (after writing the marker if this process owes it); whether the marker is written.
+        Hand the pipeline's replies from here on to :meth:`answered`."""
+        owed = self._marker_owed()
+        if owed:
+            pipe.set(OUTAGE_MARKER, b"1", ex=self.marker_seconds)
+        pipe.set(self.key(digest), b"1", nx=True, ex=max(int(until - now) + 1, 1))
+        pipe.exists(OUTAGE_MARKER)
+        return owed
+
+    def answered(self, replies: list[Any], wrote_marker: bool) -> tuple[bool, bool]:
+        """Redis answered :meth:`queue`'s commands: (first use there, the marker exists)."""
+        self._down_since = None
+        if wrote_marker:
+            self._marker_written()
+        offset = 1 if wrote_marker else 0
+        return bool(replies[offset]), bool(replies[offset + 1])
+
+    def accepted_on_redis(self, digest: str, timestamp: int, until: float, now: float) -> Verdict:
+        """The request passed every check and Redis had not seen ``digest``: keep a
+        forward-dated one in the database too (see :meth:`_on_redis`)."""
+        if timestamp > now:
+            return self._insert(digest, until)
+        return FIRST
+
+    def seen_in_database(self, digest: str) -> bool:
+        """Whether ``digest`` was accepted through the database (read while the marker lives)."""
+        table = ApiReplay.__table__
+        with self.primary().connect() as connection:
+            return bool(connection.scalar(select(exists().where(table.c.digest == digest))))
+
+    def forget(self, digest: str) -> None:
+        """Best effort: a request refused after its ``SET NX`` does not use up its signature
+        (a client may send it again after a 503)."""
+        redis = self.redis
+        if redis is not None:
+            self.outage.guarded(_FALLBACK, lambda: redis.delete(self.key(digest)), lambda: 0)
+
+    # --- Redis and the database --------------------------------------------------------------
+
     def _on_redis(
         self, redis: Redis, digest: str, timestamp: int, until: float, now: float
     ) -> Verdict:
-        first = redis.set(self.key(digest), b"1", nx=True, ex=max(int(until - now) + 1, 1))
-        self._down_since = None
+        pipe = redis.pipeline(transaction=False)
+        wrote_marker = self.queue(pipe, digest, until, now)
+        first, _ = self.answered(pipe.execute(), wrote_marker)
         if not first:
             return REPLAYED
-        if timestamp > now:
-            # Forward-dated: it stays valid past an outage that starts now; the database keeps
-            # it too (its "signed before the outage" check would not cover it).
-            return self._insert(digest, until)
-        return FIRST
+        return self.accepted_on_redis(digest, timestamp, until, now)
 
     def _during_outage(self, digest: str, timestamp: int, until: float, now: float) -> Verdict:
         with self._lock:
@@ -116,7 +180,56 @@ class ReplayStore:
             down_since = self._down_since
         if timestamp <= down_since:
             return BEFORE_OUTAGE
-        return self._insert(digest, until)
+        verdict = self._insert(digest, until)
+        if verdict == FIRST:
+            self._owe_marker()
+        return verdict
+
+    # --- the outage marker -------------------------------------------------------------------
+
+    def _owe_marker(self) -> None:
+        with self._lock:
+            self._marker_owed_until = time.monotonic() + self.marker_seconds
+            if self._marker_timer is None:
+                self._schedule_marker_locked()
+
+    def _marker_owed(self) -> bool:
+        until = self._marker_owed_until
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            self._marker_owed_until = None  # every request it stood for is out of the window
+            return False
+        return True
+
+    def _marker_written(self) -> None:
+        with self._lock:
+            self._marker_owed_until = None
+
+    def _schedule_marker_locked(self) -> None:
+        timer = threading.Timer(max(self.outage.retry_seconds, 1.0), self._write_marker_later)
+        timer.daemon = True
+        self._marker_timer = timer
+        timer.start()
+
+    def _write_marker_later(self) -> None:
+        """Timer: write the owed marker once Redis answers, even if no request comes."""
+        redis = self.redis
+        if (
+            redis is not None
+            and self._marker_owed()
+            and self.outage.available()
+            and self.outage.guarded(
+                _FALLBACK,
+                lambda: redis.set(OUTAGE_MARKER, b"1", ex=self.marker_seconds),
+                lambda: False,
+            )
+        ):
+            self._marker_written()
+        with self._lock:
+            self._marker_timer = None
+            if self._marker_owed():
+                self._schedule_marker_locked()
 
     def _insert(self, digest: str, until: float) -> Verdict:
         engine = self.primary()
