@@ -22,11 +22,12 @@ The two stores must not open a replay across an outage:
   written to the database as well, since it could still be replayed after that moment.
 
 With the key cache (:mod:`.key_cache`) a request whose key is cached reads no database at all,
-so the first rule needs help. The outage rule: a process that accepted a signature through the
-database while Redis was down owes Redis a marker, ``lapak:auth:replay:outage``; it writes it as
-soon as Redis answers again (in the next signed request's pipeline, or from a retry timer if no
-request comes), with a TTL of twice the signing window (a forward-dated request accepted during
-the outage stays valid that long). Every signed request reads the marker in the same pipeline as
+so the first rule needs help. The outage rule: a process that fell back to the database for a
+signed request while Redis was down owes Redis a marker, ``lapak:auth:replay:outage``; it writes
+it as soon as Redis answers again (first in its next signed request's pipeline, ahead of that
+request's own read of the marker; else from a timer that tries every second), with a TTL of twice
+the signing window (a forward-dated request accepted during the outage stays valid that long);
+it stops trying once that long has passed since its last fallback. Every signed request reads the marker in the same pipeline as
 its key and its ``SET NX``; while the marker exists, a request whose key came from the cache also
 checks ``auth_api_replay`` (one extra read, only in that window). A miss reads the table anyway.
 
@@ -35,6 +36,8 @@ partition between some workers and Redis while others still reach it). A request
 worker that reaches Redis, signed after another worker lost it, can be replayed once to the
 latter. Nor a process that accepted signatures through the database and ended before Redis
 came back: its marker is never written (the digests stay in the database, read on cache misses).
+Nor the moment between Redis answering again and the marker landing (about a second, from the
+timer): a process that saw no outage itself and finds the key cached trusts Redis alone then.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from redis import Redis
+from redis import Redis, RedisError
 from redis.client import Pipeline
 from sqlalchemy import Engine, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -77,6 +80,8 @@ def _primary() -> Engine:
 
 #: Exists while signatures accepted through the database (during an outage) may be replayed.
 OUTAGE_MARKER = "lapak:auth:replay:outage"
+#: How often a process that owes the marker tries to write it while no request comes.
+MARKER_RETRY_SECONDS = 1.0
 
 
 class ReplayStore:
@@ -178,12 +183,12 @@ class ReplayStore:
             if self._down_since is None:
                 self._down_since = now
             down_since = self._down_since
+        # Whatever the verdict: this process (or another) may accept signatures through the
+        # database now, and a process that saw the outage protects itself on its next request.
+        self._owe_marker()
         if timestamp <= down_since:
             return BEFORE_OUTAGE
-        verdict = self._insert(digest, until)
-        if verdict == FIRST:
-            self._owe_marker()
-        return verdict
+        return self._insert(digest, until)
 
     # --- the outage marker -------------------------------------------------------------------
 
@@ -207,25 +212,26 @@ class ReplayStore:
             self._marker_owed_until = None
 
     def _schedule_marker_locked(self) -> None:
-        timer = threading.Timer(max(self.outage.retry_seconds, 1.0), self._write_marker_later)
+        timer = threading.Timer(MARKER_RETRY_SECONDS, self._write_marker_later)
         timer.daemon = True
         self._marker_timer = timer
         timer.start()
 
     def _write_marker_later(self) -> None:
-        """Timer: write the owed marker once Redis answers, even if no request comes."""
+        """Timer: write the owed marker as soon as Redis answers, even if no request comes.
+
+        Tried every second on its own (not through the shared outage state, which waits a
+        failure out for seconds): the sooner the marker is there, the shorter the time in which
+        a process that did not see the outage trusts its cache alone.
+        """
         redis = self.redis
-        if (
-            redis is not None
-            and self._marker_owed()
-            and self.outage.available()
-            and self.outage.guarded(
-                _FALLBACK,
-                lambda: redis.set(OUTAGE_MARKER, b"1", ex=self.marker_seconds),
-                lambda: False,
-            )
-        ):
-            self._marker_written()
+        if redis is not None and self._marker_owed():
+            try:
+                redis.set(OUTAGE_MARKER, b"1", ex=self.marker_seconds)
+            except RedisError:
+                pass  # still down: try again in a second
+            else:
+                self._marker_written()
         with self._lock:
             self._marker_timer = None
             if self._marker_owed():
