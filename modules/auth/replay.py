@@ -27,9 +27,10 @@ signed request while Redis was down owes Redis a marker, ``lapak:auth:replay:out
 it as soon as Redis answers again (first in its next signed request's pipeline, ahead of that
 request's own read of the marker; else from a timer that tries every second), with a TTL of twice
 the signing window (a forward-dated request accepted during the outage stays valid that long);
-it stops trying once that long has passed since its last fallback. Every signed request reads the marker in the same pipeline as
-its key and its ``SET NX``; while the marker exists, a request whose key came from the cache also
-checks ``auth_api_replay`` (one extra read, only in that window). A miss reads the table anyway.
+it stops trying once that long has passed since its last fallback. Every signed request reads
+the marker in the same pipeline as its key and its ``SET NX``; while the marker exists, a request
+whose key came from the cache also checks ``auth_api_replay`` (one extra read, only in that
+window). A miss reads the table anyway.
 
 What this does not cover: processes that disagree about Redis for a long time (a network
 partition between some workers and Redis while others still reach it). A request accepted by a
