@@ -98,7 +98,9 @@ class ApiKeyCache:
         self.redis = redis if ttl > 0 else None
         self.ttl = ttl
         self.outage = outage or RedisOutage()
-        self._set = self.redis.register_script(_SET_UNLESS_TOMBSTONE) if self.redis else None
+        self._set = (
+            self.redis.register_script(_SET_UNLESS_TOMBSTONE) if self.redis is not None else None
+        )
         #: key id -> monotonic time after which a cached state of it has expired anyway.
         self._unwritten_tombstones: dict[str, float] = {}
         self._lock = threading.Lock()

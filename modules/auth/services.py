@@ -554,6 +554,8 @@ def forget_user_sessions(payload: dict[str, Any]) -> None:
 def forget_user_keys(payload: dict[str, Any]) -> None:
     """``user.updated`` on-commit listener: the user's keys are read again with the new role
     and active flag (their cached states become tombstones)."""
+    if not runtime().key_cache.enabled:
+        return
     keys = ApiKey.__table__
     with get_database().primary.connect() as connection:
         key_ids = list(

@@ -291,9 +291,11 @@ def authenticate(
         return _check(request_check, replays, cache, answer)
     except RequestReplayed:
         raise
-    except (ApiKeyRefused, ApiKeySecretUnreadable):
+    except Exception:
+        # Refused (or the database failed) after the SET NX: the signature is not used up, and
+        # the client may send it again (after a 503, say).
         if answer is not None and answer.first:
-            replays.forget(digest)  # refused after its SET NX: the signature is not used up
+            replays.forget(digest)
         raise
 
 
