@@ -212,6 +212,14 @@ class ReplayStore:
         with self._lock:
             self._marker_owed_until = None
 
+    def close(self) -> None:
+        """Stop the marker's timer (the app is ending; a process that ends owes nothing)."""
+        with self._lock:
+            timer, self._marker_timer = self._marker_timer, None
+            self._marker_owed_until = None
+        if timer is not None:
+            timer.cancel()
+
     def _schedule_marker_locked(self) -> None:
         timer = threading.Timer(MARKER_RETRY_SECONDS, self._write_marker_later)
         timer.daemon = True
@@ -234,6 +242,8 @@ class ReplayStore:
             else:
                 self._marker_written()
         with self._lock:
+            if self._marker_timer is None:
+                return  # closed meanwhile
             self._marker_timer = None
             if self._marker_owed():
                 self._schedule_marker_locked()

@@ -227,12 +227,17 @@ class Auth:
 def install(app: Flask, settings: Settings) -> None:
     auth_settings = AuthSettings.from_settings(settings)
     jobs = app.extensions["lapak.jobs"]
+    replays = ReplayStore(
+        jobs.redis, jobs.outage, window_seconds=auth_settings.api_key_window_seconds
+    )
+    # Called by whoever ends the app before its process does (the tests' fixtures).
+    app.extensions.setdefault("lapak.closers", []).append(replays.close)
     app.extensions["auth"] = Auth(
         auth_settings,
         KeyRing.from_settings(auth_settings),
         LoginThrottle(auth_settings, jobs.redis, jobs.outage),
         SessionCache(jobs.redis, auth_settings.session_cache_seconds, jobs.outage),
-        ReplayStore(jobs.redis, jobs.outage, window_seconds=auth_settings.api_key_window_seconds),
+        replays,
         ApiKeyCache(jobs.redis, auth_settings.api_key_cache_seconds, jobs.outage),
         hmac.new(settings.secret_key.encode(), b"lapak.auth.email-hash", hashlib.sha256).digest(),
     )
