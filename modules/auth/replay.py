@@ -158,6 +158,9 @@ class ReplayStore:
         """Whether ``digest`` was accepted through the database (read while the marker lives)."""
         table = ApiReplay.__table__
         with self.primary().connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # One statement: a transaction would add nothing but a ROLLBACK round trip.
+                connection.execution_options(isolation_level="AUTOCOMMIT")
             return bool(connection.scalar(select(exists().where(table.c.digest == digest))))
 
     def forget(self, digest: str) -> None:
