@@ -102,7 +102,7 @@ class ReplayStore:
         #: Unix time at which this process found Redis down (None while it answers).
         self._down_since: float | None = None
         #: Monotonic time until which this process owes Redis the outage marker (None: owes
-        #: nothing): it accepted signatures through the database while Redis was down.
+        #: nothing): it checked signed requests in the database while Redis was down.
         self._marker_owed_until: float | None = None
         self._marker_timer: threading.Timer | None = None
         self._lock = threading.Lock()
