@@ -381,6 +381,7 @@ def test_a_process_that_saw_the_outage_refuses_a_replay_of_it_from_a_warm_cache(
     raw = redis.Redis.from_url(own_redis.url)
     raw.save()
     own_redis.stop()
+    assert refusal(app, key) == "api-request-signed-before-outage"
     with travel(timedelta(seconds=2)):
         path = fresh()
         during = lapak_signed_headers(key.id, key.secret, "GET", path, b"", now_stamp())
