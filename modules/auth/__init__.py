@@ -10,7 +10,7 @@ __all__ = ["manifest", "requires"]
 
 manifest = Manifest(
     name="auth",
-    version="0.3.1",
+    version="0.4.0",
     summary="JWT login, single session, API keys with signed requests, role checks",
     depends=("user",),
     settings=(
@@ -32,6 +32,7 @@ manifest = Manifest(
         "api_key_window_seconds",
         "api_key_roll_grace_hours",
         "api_key_max_grace_hours",
+        "api_key_cache_seconds",
     ),
 )
 
@@ -43,6 +44,7 @@ def load(hooks: ModuleHooks) -> None:
     hooks.blueprint(api.blp)
     hooks.authenticator(services.authenticate_request)
     hooks.on_commit("user.updated", services.forget_user_sessions)
+    hooks.on_commit("user.updated", services.forget_user_keys)
     hooks.subscribe("user.deactivated", services.end_sessions_of_deactivated_user)
     hooks.subscribe("user.password_set", services.end_sessions_after_password_set)
     hooks.periodic(replay.forget_expired, every=timedelta(minutes=10))

@@ -2,10 +2,11 @@
 
 A key belongs to a seller or an admin (customers and staff act in person only: a customer's
 orders are placed by the customer, and staff actions are audited to a person). Its principal is
-its owner (role from the owner, read on every request, so a deactivated owner's keys stop at
-once) with the key's public id and scopes; keys are not sessions, so the single-session rule
-does not touch them and logging in does not end them. The secret is shown once, in the answer
-that creates or rolls the key, and never logged (audit lines name the public id only).
+its owner (role from the owner, read with the key's state: a deactivated owner's keys stop at
+once, see :mod:`.key_cache`) with the key's public id and scopes; keys are not sessions, so the
+single-session rule does not touch them and logging in does not end them. The secret is shown
+once, in the answer that creates or rolls the key, and never logged (audit lines name the public
+id only).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from app.http import Page, keyset_page
 from app.security import Principal, scope_catalogue
 from modules.user.models import User
 
+from .key_cache import forget_after_commit
 from .models import SIGNATURE_V1, ApiKey
 
 log = logging.getLogger("lapak.auth")
@@ -174,6 +176,7 @@ def revoke_key(viewer: Principal, key_id: str) -> ApiKey:
         # Both secrets end now: a grace period does not outlive the key.
         key.previous_secret = None
         key.previous_secret_expires_at = None
+        forget_after_commit([key.key_id])
     audit_key("revoked", key, viewer)
     return key
 
@@ -201,6 +204,7 @@ def roll_key(viewer: Principal, key_id: str, grace_hours: int, max_grace: timede
             key.previous_secret = key.previous_secret_expires_at = None
         key.secret = secret
         key.rolled_at = now
+        forget_after_commit([key.key_id])
     audit_key("rolled", key, viewer, grace_seconds=int(grace.total_seconds()))
     return IssuedKey(key, secret)
 

@@ -15,6 +15,7 @@
 | ``LAPAK_API_KEY_WINDOW_SECONDS`` | ``300``: a signed request's X-Timestamp may be this far off |
 | ``LAPAK_API_KEY_ROLL_GRACE_HOURS`` | ``24``: how long a rolled key's old secret still verifies |
 | ``LAPAK_API_KEY_MAX_GRACE_HOURS`` | ``168``: the longest grace a roll may ask for (up to 87600) |
+| ``LAPAK_API_KEY_CACHE_SECONDS`` | ``10``: how long a key's state is cached in Redis (0: off) |
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class AuthSettings:
     api_key_window_seconds: int = 300
     api_key_roll_grace: timedelta = timedelta(hours=24)
     api_key_max_grace: timedelta = timedelta(hours=168)
+    api_key_cache_seconds: int = 10
     #: Tokens are clock-checked with this tolerance (exp, nbf, iat).
     leeway_seconds: int = 30
     #: Touch last_seen (and slide the idle expiry) at most this often.
@@ -116,6 +118,7 @@ class AuthSettings:
             api_key_window_seconds=module_int(env, "api_key_window_seconds", 300),
             api_key_roll_grace=timedelta(hours=module_int(env, "api_key_roll_grace_hours", 24, 0)),
             api_key_max_grace=max_grace,
+            api_key_cache_seconds=module_int(env, "api_key_cache_seconds", 10, 0),
         )
 
 

@@ -40,7 +40,8 @@ from modules.user.services import find_by_email
 
 from . import signed_requests
 from .config import AuthSettings
-from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, AuthSession
+from .key_cache import ApiKeyCache
+from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, ApiKey, AuthSession
 from .replay import ReplayStore
 from .throttle import LoginLocked, LoginThrottle
 from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
@@ -218,6 +219,7 @@ class Auth:
     throttle: LoginThrottle
     cache: SessionCache
     replay: ReplayStore
+    key_cache: ApiKeyCache
     #: Keys the HMAC that stands for an email in audit lines (derived from the app's secret).
     email_hash_key: bytes
 
@@ -225,12 +227,18 @@ class Auth:
 def install(app: Flask, settings: Settings) -> None:
     auth_settings = AuthSettings.from_settings(settings)
     jobs = app.extensions["lapak.jobs"]
+    replays = ReplayStore(
+        jobs.redis, jobs.outage, window_seconds=auth_settings.api_key_window_seconds
+    )
+    # Called by whoever ends the app before its process does (the tests' fixtures).
+    app.extensions.setdefault("lapak.closers", []).append(replays.close)
     app.extensions["auth"] = Auth(
         auth_settings,
         KeyRing.from_settings(auth_settings),
         LoginThrottle(auth_settings, jobs.redis, jobs.outage),
         SessionCache(jobs.redis, auth_settings.session_cache_seconds, jobs.outage),
-        ReplayStore(jobs.redis, jobs.outage),
+        replays,
+        ApiKeyCache(jobs.redis, auth_settings.api_key_cache_seconds, jobs.outage),
         hmac.new(settings.secret_key.encode(), b"lapak.auth.email-hash", hashlib.sha256).digest(),
     )
 
@@ -353,8 +361,9 @@ def authenticate_request() -> Principal:
             audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
             raise
     try:
+        auth = runtime()
         return signed_requests.authenticate(
-            runtime().settings.api_key_window_seconds, runtime().replay
+            auth.settings.api_key_window_seconds, auth.replay, auth.key_cache
         )
     except Unauthenticated as refused:
         key_id = request.headers.get(signed_requests.HEADER_KEY, "").strip()
@@ -545,6 +554,20 @@ def forget_user_sessions(payload: dict[str, Any]) -> None:
             )
         )
     runtime().cache.invalidate(sids)
+
+
+def forget_user_keys(payload: dict[str, Any]) -> None:
+    """``user.updated`` on-commit listener: the user's keys are read again with the new role
+    and active flag (their cached states become tombstones)."""
+    if not runtime().key_cache.enabled:
+        return
+    keys = ApiKey.__table__
+    with get_database().primary.connect() as connection:
+        key_ids = list(
+            connection.scalars(select(keys.c.key_id).where(keys.c.user_id == payload["user_id"]))
+        )
+    if key_ids:
+        runtime().key_cache.invalidate(key_ids)
 
 
 def audit(event: str, outcome: str, **fields: Any) -> None:

@@ -1,9 +1,13 @@
 """Authenticating a signed API-key request: the chain's second link (after a bearer token).
 
 Every refusal is its own 401 problem type, raised before the view runs, so a refused request
-changes nothing. The key is read from the primary on every request (one statement, on the
-driver): a revocation, an expiry or the owner's deactivation holds at once, in every process.
-See :mod:`.signing` for what is signed and :mod:`.replay` for the replay store.
+changes nothing. With Redis, the key's state is read from the key cache (:mod:`.key_cache`) in
+the same pipeline as the replay check, one round trip and no database statement; a miss reads
+the primary (one statement, on the driver) and fills the cache. A revocation, a roll or a change
+of the owner replaces the cached entry with a tombstone after it commits, and an expiry is
+checked against the clock, so each holds at once, in every process. Without Redis the primary is
+read on every request. See :mod:`.signing` for what is signed and :mod:`.replay` for the replay
+store and the outage rule.
 
 The key's state (revoked, expired, its owner deactivated) is told only to a request whose
 signature verifies: anyone else learns that the key id exists, nothing more.
@@ -32,6 +36,7 @@ from modules.user.models import User
 
 from . import replay
 from .api_keys import KEY_ROLES, allowed_scopes
+from .key_cache import ApiKeyCache, KeyState
 from .models import SIGNATURE_LEGACY, ApiKey, ApiReplay
 from .signing import matches, raw_path, request_target, signed_message
 
@@ -140,27 +145,6 @@ def presented() -> bool:
     return any(name in headers for name in SIGNED_HEADERS)
 
 
-@dataclass(frozen=True)
-class _KeyState:
-    pk: int
-    key_id: str
-    scopes: str
-    signature_version: str
-    secret_token: str
-    previous_token: str | None
-    previous_expires_at: datetime | None
-    expires_at: datetime | None
-    revoked: bool
-    last_used_at: datetime | None
-    user_id: int
-    user_uuid: uuid.UUID
-    email: str
-    role: str
-    active: bool
-    #: The request's signature is in ``auth_api_replay`` (accepted before, through the database).
-    seen: bool
-
-
 def _key_state_statement() -> DriverStatement:
     keys, users = ApiKey.__table__, User.__table__
     return DriverStatement(
@@ -193,7 +177,9 @@ def _key_state_statement() -> DriverStatement:
 _KEY_STATE = _key_state_statement()
 
 
-def _load(key_id: str, digest: str) -> _KeyState | None:
+def _load(key_id: str, digest: str) -> tuple[KeyState | None, bool]:
+    """The key's state from the primary, and whether the request's digest is in
+    ``auth_api_replay`` (accepted before, through the database)."""
     # Always the primary: a lagging replica must not bring a revoked key back. One statement in
     # autocommit on PostgreSQL: a transaction would add nothing but a ROLLBACK round trip.
     with get_database().primary.connect() as connection:
@@ -201,12 +187,12 @@ def _load(key_id: str, digest: str) -> _KeyState | None:
             connection.execution_options(isolation_level="AUTOCOMMIT")
         rows = _KEY_STATE.rows(connection, {"key_id": key_id, "digest": digest})
     if not rows:
-        return None
+        return None, False
     (
         pk, key_id, scopes, version, secret, previous, previous_until, expires_at, revoked_at,
         last_used_at, user_id, user_uuid, email, role, active, seen,
     ) = rows[0]  # fmt: skip
-    return _KeyState(
+    state = KeyState(
         pk=pk,
         key_id=key_id,
         scopes=scopes,
@@ -222,11 +208,60 @@ def _load(key_id: str, digest: str) -> _KeyState | None:
         email=email,
         role=role,
         active=bool(active),
-        seen=bool(seen),
+    )
+    return state, bool(seen)
+
+
+@dataclass(frozen=True)
+class _RedisAnswer:
+    """What the one Redis round trip of a signed request told."""
+
+    #: The cached key state (None: a miss, a tombstone, or not read).
+    state: KeyState | None
+    #: Redis had not seen the digest (None: not asked, the timestamp is out of the window).
+    first: bool | None
+    #: The outage marker exists (:mod:`.replay`): check ``auth_api_replay`` too.
+    marker: bool
+
+
+def _ask_redis(
+    cache: ApiKeyCache,
+    replays: replay.ReplayStore,
+    key_id: str,
+    digest: str,
+    until: float,
+    now: float,
+    in_window: bool,
+) -> _RedisAnswer | None:
+    """The cached state and the replay check in one pipeline; None while Redis is down."""
+    redis = cache.redis
+    if redis is None:
+        return None
+    read = cache.usable_for(key_id)  # a round trip only while owed tombstones are written
+    if not read and not in_window:
+        return _RedisAnswer(None, None, False)
+
+    def ask() -> _RedisAnswer:
+        pipe = redis.pipeline(transaction=False)
+        if read:
+            cache.queue_get(pipe, key_id)
+        wrote_marker = replays.queue(pipe, digest, until, now) if in_window else False
+        replies = pipe.execute()
+        state = cache.state_of(replies[0]) if read else None
+        first: bool | None = None
+        marker = False
+        if in_window:
+            first, marker = replays.answered(replies[1:] if read else replies, wrote_marker)
+        return _RedisAnswer(state, first, marker)
+
+    return cache.outage.guarded(
+        "signed requests read their key and check replays in the database", ask, lambda: None
     )
 
 
-def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
+def authenticate(
+    window_seconds: int, replays: replay.ReplayStore, cache: ApiKeyCache | None = None
+) -> Principal:
     """The principal of this signed request, or the refusal that says what is wrong."""
     headers = request.headers
     key_id = headers.get(HEADER_KEY, "").strip()
@@ -240,23 +275,65 @@ def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
         raise SignatureMissing("send the hex HMAC-SHA256 of the request in X-Signature")
     if not timestamp_text.isascii() or not timestamp_text.isdigit() or len(timestamp_text) > 12:
         raise TimestampMalformed("X-Timestamp is whole unix seconds, e.g. 1767225600")
-    digest = replay.digest(key_id, signature)
-    state = _load(key_id, digest) if KEY_ID_SHAPE.fullmatch(key_id) else None
-    if state is None:
+    if not KEY_ID_SHAPE.fullmatch(key_id):
         raise ApiKeyUnknown("no API key has this id; check X-API-Key")
+    digest = replay.digest(key_id, signature)
     now = utcnow()
     timestamp, current = int(timestamp_text), now.timestamp()
-    if timestamp < current - window_seconds:
+    in_window = current - window_seconds <= timestamp <= current + window_seconds
+    answer = (
+        _ask_redis(cache, replays, key_id, digest, timestamp + window_seconds, current, in_window)
+        if cache is not None and cache.enabled
+        else None
+    )
+    request_check = _SignedRequest(key_id, digest, signature, timestamp_text, window_seconds, now)
+    try:
+        return _check(request_check, replays, cache, answer)
+    except RequestReplayed:
+        raise
+    except Exception:
+        # Refused (or the database failed) after the SET NX: the signature is not used up, and
+        # the client may send it again (after a 503, say).
+        if answer is not None and answer.first:
+            replays.forget(digest)
+        raise
+
+
+@dataclass(frozen=True)
+class _SignedRequest:
+    key_id: str
+    digest: str
+    signature: str
+    timestamp_text: str
+    window_seconds: int
+    now: datetime
+
+
+def _check(
+    signed: _SignedRequest,
+    replays: replay.ReplayStore,
+    cache: ApiKeyCache | None,
+    answer: _RedisAnswer | None,
+) -> Principal:
+    key_id, digest, now, window = signed.key_id, signed.digest, signed.now, signed.window_seconds
+    timestamp, current = int(signed.timestamp_text), now.timestamp()
+    cached = answer.state if answer is not None else None
+    state, seen = (cached, False) if cached is not None else _load(key_id, digest)
+    if state is None:
+        raise ApiKeyUnknown("no API key has this id; check X-API-Key")
+    if cached is None and answer is not None and cache is not None:
+        cache.put(state)  # Redis answered the miss: the next request is a hit
+    if timestamp < current - window:
         raise TimestampTooOld(
-            f"X-Timestamp is more than {window_seconds} s old; sign with the current time"
+            f"X-Timestamp is more than {window} s old; sign with the current time"
         )
-    if timestamp > current + window_seconds:
+    if timestamp > current + window:
         raise TimestampTooNew(
-            f"X-Timestamp is more than {window_seconds} s ahead; check the client's clock"
+            f"X-Timestamp is more than {window} s ahead; check the client's clock"
         )
     message = signed_message(
         state.signature_version,
-        timestamp_text,
+        signed.timestamp_text,
         request.method,
         request_target(
             request.script_root + request.path,
@@ -265,7 +342,19 @@ def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
         ),
         body_of(request),
     )
-    if not _verifies(state, message, signature, now):
+    try:
+        verifies = _verifies(state, message, signed.signature, now)
+    except ApiKeySecretUnreadable:
+        if cached is None:
+            raise
+        # Cached before a vault rotation whose old key this process no longer has: the primary
+        # holds the re-sealed secret.
+        reloaded, seen = _load(key_id, digest)
+        if reloaded is None:
+            raise ApiKeyUnknown("no API key has this id; check X-API-Key") from None
+        state, cached = reloaded, None
+        verifies = _verifies(state, message, signed.signature, now)
+    if not verifies:
         raise SignatureInvalid(
             "the signature does not match the request under the key's secret (after a roll, "
             "sign with the new secret)"
@@ -284,11 +373,18 @@ def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
             "a legacy signature without a body is the same for every request; send a body "
             "(e.g. {}) or move the key to v1 signatures"
         )
-    verdict = (
-        replay.REPLAYED
-        if state.seen
-        else replays.first_use(digest, timestamp, timestamp + window_seconds, current)
-    )
+    until = timestamp + window
+    if seen:
+        verdict = replay.REPLAYED
+    elif answer is None or answer.first is None:
+        verdict = replays.first_use(digest, timestamp, until, current)
+    elif not answer.first:
+        verdict = replay.REPLAYED
+    elif cached is not None and answer.marker and replays.seen_in_database(digest):
+        # The outage rule (see .replay): accepted through the database while Redis was down.
+        verdict = replay.REPLAYED
+    else:
+        verdict = replays.accepted_on_redis(digest, timestamp, until, current)
     if verdict == replay.REPLAYED:
         raise RequestReplayed("each signed request is accepted once; sign it again")
     if verdict == replay.BEFORE_OUTAGE:
@@ -296,8 +392,12 @@ def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
             "requests signed before the replay check moved to the database are refused; sign "
             "it again with the current time"
         )
-    if state.last_used_at is None or now - state.last_used_at >= TOUCH_INTERVAL:
-        _touch(state.pk, state.key_id, now)
+    if (
+        (state.last_used_at is None or now - state.last_used_at >= TOUCH_INTERVAL)
+        and _touch(state.pk, state.key_id, now)
+        and cache is not None
+    ):
+        cache.put(state.used_at(now))  # later requests decide from the cache
     return Principal(
         user_id=state.user_id,
         user_uuid=state.user_uuid,
@@ -308,7 +408,7 @@ def authenticate(window_seconds: int, replays: replay.ReplayStore) -> Principal:
     )
 
 
-def _verifies(state: _KeyState, message: bytes, signature: str, now: datetime) -> bool:
+def _verifies(state: KeyState, message: bytes, signature: str, now: datetime) -> bool:
     try:
         return _verifies_with_secrets(state, message, signature, now)
     except VaultError:
@@ -320,7 +420,7 @@ def _verifies(state: _KeyState, message: bytes, signature: str, now: datetime) -
         ) from None
 
 
-def _verifies_with_secrets(state: _KeyState, message: bytes, signature: str, now: datetime) -> bool:
+def _verifies_with_secrets(state: KeyState, message: bytes, signature: str, now: datetime) -> bool:
     if matches(_opened(state.secret_token), message, signature):
         return True
     # The previous secret of a roll, during its grace period only.
@@ -344,8 +444,9 @@ def _opened(token: str) -> Unsealed:
 TOUCH_LOCK_TIMEOUT, TOUCH_STATEMENT_TIMEOUT = "200ms", "1s"
 
 
-def _touch(pk: int, key_id: str, now: datetime) -> None:
-    """Write ``last_used_at`` unless another request did within the interval (conditional).
+def _touch(pk: int, key_id: str, now: datetime) -> bool:
+    """Write ``last_used_at`` unless another request did within the interval (conditional);
+    whether this wrote it.
 
     Best effort: a failure (a read-only primary, a lock held, SQLite busy) is logged and the
     request goes on; the next request past the interval tries again.
@@ -358,7 +459,7 @@ def _touch(pk: int, key_id: str, now: datetime) -> None:
                 connection.execute(
                     text(f"SET LOCAL statement_timeout = '{TOUCH_STATEMENT_TIMEOUT}'")
                 )
-            connection.execute(
+            touched = connection.execute(
                 update(keys)
                 .where(
                     keys.c.id == pk,
@@ -368,10 +469,12 @@ def _touch(pk: int, key_id: str, now: datetime) -> None:
                     ),
                 )
                 .values(last_used_at=now)
-            )
+            ).rowcount
     except SQLAlchemyError as error:
         log.warning(
             "auth: last_used_at of API key %s not written (%s); the request goes on",
             key_id,
             type(error).__name__,
         )
+        return False
+    return bool(touched)

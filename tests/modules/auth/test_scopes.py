@@ -16,6 +16,7 @@ from modules.auth.models import ApiReplay
 from modules.auth.replay import (
     BEFORE_OUTAGE,
     FIRST,
+    OUTAGE_MARKER,
     REPLAYED,
     ReplayStore,
     digest,
@@ -127,3 +128,21 @@ def test_with_redis_set_nx_and_across_an_outage_no_replay_opens(app: Flask, own_
         # the digest with the key: tests/modules/auth/test_api_keys.py).
         assert store.first_use(digest("lpk_a", "s4"), 1001, until=1301, now=1006) == FIRST
         assert store._down_since is None
+
+
+def test_a_store_that_fell_back_owes_redis_the_outage_marker(app: Flask, own_redis: Any) -> None:
+    redis = Redis.from_url(own_redis.url)
+    store = ReplayStore(redis, RedisOutage(retry_seconds=0), window_seconds=300)
+    try:
+        with app.app_context():
+            assert store.first_use(digest("lpk_a", "s1"), 1000, until=1300, now=1000) == FIRST
+            assert not redis.exists(OUTAGE_MARKER)  # no outage, no marker
+            own_redis.stop()
+            assert store.first_use(digest("lpk_a", "s2"), 1002, until=1302, now=1001) == FIRST
+            own_redis.start()
+            # Written by the next use at the latest (or by the store's timer before it).
+            assert store.first_use(digest("lpk_a", "s3"), 1003, until=1303, now=1003) == FIRST
+            assert redis.exists(OUTAGE_MARKER)
+            assert 0 < redis.ttl(OUTAGE_MARKER) <= 2 * 300 + 1
+    finally:
+        store.close()
