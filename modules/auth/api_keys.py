@@ -189,7 +189,11 @@ def roll_key(viewer: Principal, key_id: str, grace_hours: int, max_grace: timede
     max_hours = int(max_grace.total_seconds() // 3600)
     # Checked before any arithmetic: a huge number would overflow a timedelta (a 500).
     if not 0 <= grace_hours <= max_hours:
-        raise Invalid(errors={"grace_hours": [f"between 0 and {max_hours} hours"]})
+        # The service's rule, not the schema's: the maximum is a setting the document cannot state.
+        raise Invalid(
+            f"a roll's grace is at most {max_hours} hours here (LAPAK_API_KEY_MAX_GRACE_HOURS)",
+            errors={"grace_hours": [f"between 0 and {max_hours} hours"]},
+        )
     grace = timedelta(hours=grace_hours)
     secret = _new_secret()
     with transaction() as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app
 
 from app.http import PageArgs, ProblemSchema
 from modules.user.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -146,10 +145,3 @@ class ApiKeyRollSchema(ma.Schema):
             "LAPAK_API_KEY_ROLL_GRACE_HOURS, 24; at most LAPAK_API_KEY_MAX_GRACE_HOURS)"
         },
     )
-
-    @ma.validates("grace_hours")
-    def _within_configured_maximum(self, value: int | None, **_: object) -> None:
-        max_grace = current_app.extensions["auth"].settings.api_key_max_grace
-        max_hours = int(max_grace.total_seconds() // 3600)
-        if value is not None and value > max_hours:
-            raise ma.ValidationError(f"at most {max_hours} hours (LAPAK_API_KEY_MAX_GRACE_HOURS)")
