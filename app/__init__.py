@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 #: Warnings this process (or the one it was forked from) already gave. gunicorn's master builds
 #: the app before forking its workers, so each warning is logged once per start, not per worker.
 _warned: set[str] = set()
+#: Where the web client lives (``hooks.web_shell`` and ``hooks.screens``).
+WEB_PREFIX = "/web"
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -95,6 +97,12 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         own_prefix = (blueprint.url_prefix or "").strip("/")
         url_prefix = f"{http.API_PREFIX}/{module_name}" + (f"/{own_prefix}" if own_prefix else "")
         api.register_blueprint(blueprint, url_prefix=url_prefix)
+    if registry.wiring.web_shell is not None:
+        app.register_blueprint(registry.wiring.web_shell, url_prefix=WEB_PREFIX)
+        for module_name, blueprint in registry.wiring.screens:
+            own_prefix = (blueprint.url_prefix or "").strip("/")
+            url_prefix = f"{WEB_PREFIX}/{module_name}" + (f"/{own_prefix}" if own_prefix else "")
+            app.register_blueprint(blueprint, url_prefix=url_prefix)
     for command in registry.wiring.commands:
         app.cli.add_command(command)
     for install in registry.wiring.setups:

@@ -83,6 +83,18 @@ class ApiScope:
     module: str
 
 
+@dataclass(frozen=True)
+class MenuEntry:
+    """A link in the web client's menu (``hooks.screens``): shown to users with one of
+    ``roles`` (everyone logged in if empty), sorted by ``order`` then ``label``."""
+
+    label: str
+    #: The Flask endpoint of the screen, e.g. ``"marketplace_screens.orders"``.
+    endpoint: str
+    roles: frozenset[str] = frozenset()
+    order: int = 100
+
+
 SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-:")
 
 
@@ -107,6 +119,12 @@ class Wiring:
     request_observers: list[Callable[[Any, Any, float], None]] = field(default_factory=list)
     audit_sinks: list[Callable[[str, str, dict[str, Any]], None]] = field(default_factory=list)
     health_sections: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    #: The web client: the shell (one module's blueprint, at ``/web/``), the modules' screens
+    #: (each at ``/web/<module>/``) and their menu entries.
+    web_shell: Blueprint | None = None
+    web_shell_module: str | None = None
+    screens: list[tuple[str, Blueprint]] = field(default_factory=list)
+    menu: list[MenuEntry] = field(default_factory=list)
 
 
 class ModuleHooks:
@@ -215,6 +233,26 @@ class ModuleHooks:
         if name in self._wiring.health_sections:
             raise RegistryError(f"two modules add the health section {name!r}; rename one")
         self._wiring.health_sections[name] = figures
+
+    def web_shell(self, blueprint: Blueprint) -> None:
+        """Provide the web client's shell, served at ``/web/``: login, the layout that screens
+        extend, the menu. One module may do this; without it no screen is served."""
+        if self._wiring.web_shell_module not in (None, self.manifest.name):
+            raise RegistryError(
+                f"modules {self._wiring.web_shell_module!r} and {self.manifest.name!r} both "
+                "provide the web shell; disable one of them"
+            )
+        self._wiring.web_shell = blueprint
+        self._wiring.web_shell_module = self.manifest.name
+
+    def screens(self, blueprint: Blueprint, *menu: MenuEntry) -> None:
+        """Serve this module's web screens (a plain Flask blueprint rendering Jinja templates
+        that extend the shell's layout) at ``/web/<module>/`` plus the blueprint's own
+        ``url_prefix``, and add ``menu`` to the web client's menu. Served only when a module
+        provides the shell (``web_shell``): a module does not depend on the web client to
+        offer screens to it."""
+        self._wiring.screens.append((self.manifest.name, blueprint))
+        self._wiring.menu.extend(menu)
 
     def periodic(self, func: Callable[..., Any], every: timedelta, queue: str = "periodic") -> None:
         """Enqueue ``func()`` every ``every`` (by the worker's ticker, once across workers)."""

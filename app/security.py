@@ -87,17 +87,28 @@ def scope_catalogue() -> Mapping[str, ApiScope]:
     return current_app.extensions["lapak.registry"].wiring.scopes
 
 
-def requires(*roles: str, scope: str | None = None) -> Callable[[F], F]:
+def browser_allowed() -> bool:
+    """Whether the view being authenticated accepts a browser's session cookie
+    (``@requires(..., browser=True)``): the authenticator reads the cookie only then, so the
+    rest of the API stays closed to cross-site requests riding on a cookie."""
+    return bool(g.get("lapak_browser", False))
+
+
+def requires(*roles: str, scope: str | None = None, browser: bool = False) -> Callable[[F], F]:
     """Let the view run only for an authenticated caller with one of ``roles`` (any if none).
 
     ``scope`` (``"orders:read"``...) opens the view to API keys holding that scope; a view
-    without one is for people only. 401 without valid credentials, 403 with the wrong role or
-    a key without the scope. Documents security and those responses in the OpenAPI description.
+    without one is for people only. ``browser`` lets a logged-in browser in with its session
+    cookie (web screens, the event stream); the authenticator then asks state-changing requests
+    for the CSRF token. 401 without valid credentials, 403 with the wrong role or a key without
+    the scope. Documents security and those responses in the OpenAPI description.
     """
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            if browser:
+                g.lapak_browser = True
             principal = authenticate()
             if roles and not principal.has_role(*roles):
                 raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
