@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, select
+from sqlalchemy import Select, bindparam, select
 
 from app import clock
-from app.db import transaction
+from app.db import delete_in_batches
 from app.http import KeysetListing, Page
 from app.security import Principal
 from modules.user.models import User
@@ -157,18 +157,7 @@ def purge_expired(batch_rows: int | None = None) -> int:
     settings = audit_settings()
     size = batch_rows or settings.purge_batch_rows
     cutoff = clock.now() - timedelta(days=settings.retention_days)
-    purged = 0
-    for table in (_LOG, _EVENTS):
-        while True:
-            with transaction() as session:
-                doomed = select(table.c.id).where(table.c.at < cutoff).limit(size)
-                # The ids first, then the rows: a bounded DELETE on SQLite and PostgreSQL alike.
-                ids = list(session.scalars(doomed))
-                if ids:
-                    session.execute(delete(table).where(table.c.id.in_(ids)))
-            purged += len(ids)
-            if len(ids) < size:
-                break
+    purged = sum(delete_in_batches(table, table.c.at < cutoff, size) for table in (_LOG, _EVENTS))
     if purged:
         log.info("purged %d audit rows older than %s", purged, cutoff.isoformat())
     return purged

@@ -17,6 +17,7 @@ manifest = Manifest(
         "webhook_timeout_seconds",
         "webhook_secret_overlap_seconds",
         "webhook_disable_after_days",
+        "webhook_retention_days",
     ),
 )
 
@@ -35,5 +36,6 @@ def load(hooks: ModuleHooks) -> None:
     hooks.subscribe_all(fanout.fan_out)
     hooks.job(jobs.send_delivery)
     hooks.periodic(jobs.send_due_deliveries, every=timedelta(seconds=5))
+    hooks.periodic(jobs.purge_expired, every=timedelta(hours=1))
     hooks.blueprint(api.blp, prefix="webhooks")
     hooks.health_section("webhooks", health.section)

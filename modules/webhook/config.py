@@ -14,6 +14,8 @@
 | ``LAPAK_WEBHOOK_DISABLE_AFTER_DAYS`` | ``5``: an endpoint whose deliveries failed without |
 |   | a break (no success, no long silence: ``failing_gap``) this long is disabled, its owner |
 |   | told |
+| ``LAPAK_WEBHOOK_RETENTION_DAYS`` | ``30``: sent and failed deliveries (with their attempts) |
+|   | and their messages are purged this long after they finished; pending ones stay |
 
 Addresses follow the fetch module's rules (``LAPAK_FETCH_ALLOW_LOOPBACK`` permits 127.0.0.1 for
 tests and local development; private and link-local addresses are always refused).
@@ -51,6 +53,7 @@ class WebhookSettings:
     timeout_seconds: int = 10
     secret_overlap: timedelta = timedelta(days=1)
     disable_after: timedelta = timedelta(days=5)
+    retention_days: int = 30
     #: The fetch module's address rules, with this module's timeout, no retries or redirects.
     policy: FetchPolicy = dataclasses.field(default_factory=FetchPolicy)
 
@@ -90,6 +93,7 @@ class WebhookSettings:
                 seconds=module_int(env, "webhook_secret_overlap_seconds", 86400, minimum=0)
             ),
             disable_after=timedelta(days=module_int(env, "webhook_disable_after_days", 5)),
+            retention_days=module_int(env, "webhook_retention_days", 30),
             policy=dataclasses.replace(
                 fetch_policy,
                 connect_timeout=min(fetch_policy.connect_timeout, float(timeout)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import sending
+from . import retention, sending
 from .fanout import queue_send
 
 
@@ -18,3 +18,8 @@ def send_due_deliveries() -> int:
     for delivery_id, series, attempts in due:
         queue_send(delivery_id, series, attempts)
     return len(due)
+
+
+def purge_expired() -> int:
+    """Periodic job: finished deliveries, attempts and messages past the retention period."""
+    return retention.purge_expired()
