@@ -11,7 +11,7 @@ from typing import Any
 import marshmallow as ma
 from flask import request, url_for
 
-from app.errors import Invalid
+from app.errors import DomainError, Invalid
 
 
 def load_form(
@@ -39,6 +39,11 @@ def load_form(
             for name, text in complaints.items()
         )
         raise Invalid(detail, errors=complaints) from None
+
+
+def invalid_fields(error: DomainError) -> frozenset[str]:
+    """The fields a refusal names (for ``aria-invalid`` on them)."""
+    return frozenset(error.errors or ())
 
 
 def _flat(messages: Any, prefix: str = "") -> list[tuple[str, str]]:

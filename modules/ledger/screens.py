@@ -17,7 +17,7 @@ from flask import Blueprint, render_template, request
 
 from app.db import read_only
 from app.errors import BadRequest, Invalid
-from app.screens import load_form, next_page_url
+from app.screens import invalid_fields, load_form, next_page_url
 from app.security import authenticate, requires
 
 from . import services
@@ -70,7 +70,7 @@ def accounts() -> tuple[str, int]:
         )
     except (Invalid, BadRequest) as refused:
         return _page("ledger/accounts.html", 422, chosen=chosen, purposes=purposes,
-                     error=str(refused))  # fmt: skip
+                     error=str(refused), invalid=invalid_fields(refused))  # fmt: skip
     return _page(
         "ledger/accounts.html",
         chosen=chosen,
@@ -112,7 +112,8 @@ def trial_balance() -> tuple[str, int]:
     try:
         args = load_form(TrialBalanceQuerySchema(), values, LABELS)
     except Invalid as refused:
-        return _page("ledger/trial_balance.html", 422, chosen=chosen, error=str(refused))
+        return _page("ledger/trial_balance.html", 422, chosen=chosen, error=str(refused),
+                     invalid=invalid_fields(refused))  # fmt: skip
     shown = _TRIAL_BALANCE.dump(services.trial_balance(args["at"], args["currency"]))
     return _page("ledger/trial_balance.html", chosen=chosen, trial=shown)
 

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from app.db import read_only
 from app.errors import BadRequest, Conflict, Invalid, PermissionDenied
 from app.http import PageArgs
-from app.screens import load_form, next_page_url
+from app.screens import invalid_fields, load_form, next_page_url
 from app.security import Principal, authenticate, requires
 from modules.marketplace import idempotency
 from modules.marketplace.models import CURRENCY_PLACES
@@ -92,7 +92,7 @@ def sellers() -> tuple[str, int]:
         page = services.list_sellers(filters, limit=args["limit"], cursor=args["cursor"])
     except (Invalid, BadRequest) as refused:
         return _page("seller/sellers.html", 422, chosen=chosen, states=KYC_STATES,
-                     error=str(refused))  # fmt: skip
+                     error=str(refused), invalid=invalid_fields(refused))  # fmt: skip
     return _page(
         "seller/sellers.html",
         sellers=[_SELLER.dump(shown) for shown in page.items],
@@ -114,7 +114,8 @@ def seller(seller_id: uuid.UUID) -> tuple[str, int]:
         filters = settlement_views.SettlementFilter(currency=args["currency"], seller=seller_id)
         money = _money_of(authenticate(), balance, filters, args)
     except (Invalid, BadRequest) as refused:
-        return _page("seller/seller.html", 422, seller=profile, error=str(refused), **_currencies())
+        return _page("seller/seller.html", 422, seller=profile, error=str(refused),
+                     invalid=invalid_fields(refused), **_currencies())  # fmt: skip
     return _page(
         "seller/seller.html", seller=profile, currency=args["currency"], **money, **_currencies()
     )
@@ -168,7 +169,8 @@ def own() -> tuple[str, int]:
         filters = settlement_views.SettlementFilter(currency=currency)
         money = _money_of(actor, balance, filters, args)
     except (Invalid, BadRequest) as refused:
-        return _page("seller/own.html", 422, seller=profile, error=str(refused), **_currencies())
+        return _page("seller/own.html", 422, seller=profile, error=str(refused),
+                     invalid=invalid_fields(refused), **_currencies())  # fmt: skip
     return _page(
         "seller/own.html",
         seller=profile,
