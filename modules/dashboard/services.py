@@ -133,17 +133,24 @@ class Stats:
     settlement: SettlementSummary
 
 
-#: The rollup rows of one owner and currency over a period: what every stats answer reads.
-ROLLUP_ROWS = DriverStatement(
-    select(
-        DailyRollup.day, DailyRollup.provider, *(DailyRollup.__table__.c[name] for name in COUNTERS)
-    ).where(
-        DailyRollup.seller_id == bindparam("seller_id"),
-        DailyRollup.currency == bindparam("currency"),
-        DailyRollup.day >= bindparam("since"),
-        DailyRollup.day <= bindparam("until"),
+def _rollups_by(column: Any) -> DriverStatement:
+    """One owner's rollup rows in one currency over a period, summed per ``column``. The
+    counters are integers (hundredths for money): their sums are exact on SQLite too."""
+    return DriverStatement(
+        select(column, *(func.sum(DailyRollup.__table__.c[name]) for name in COUNTERS))
+        .where(
+            DailyRollup.seller_id == bindparam("seller_id"),
+            DailyRollup.currency == bindparam("currency"),
+            DailyRollup.day >= bindparam("since"),
+            DailyRollup.day <= bindparam("until"),
+        )
+        .group_by(column)
     )
-)
+
+
+#: What every stats answer reads: the period's rollup rows per day, and per provider.
+ROLLUPS_BY_DAY = _rollups_by(DailyRollup.day)
+ROLLUPS_BY_PROVIDER = _rollups_by(DailyRollup.provider)
 
 
 def stats(actor: Principal, asked: Period) -> Stats:
@@ -157,19 +164,14 @@ def stats(actor: Principal, asked: Period) -> Stats:
         "since": asked.since,
         "until": asked.until,
     }
-    by_day: dict[date, list[int]] = {}
-    by_provider: dict[str, list[int]] = {}
-    for day, provider, *counters in ROLLUP_ROWS.rows(Session().connection(), params):
-        for bucket in (
-            by_day.setdefault(day, _zeros()),
-            by_provider.setdefault(provider, _zeros()),
-        ):
-            for index, value in enumerate(counters):
-                bucket[index] += value
+    connection = Session().connection()
+    by_day = {day: counters for day, *counters in ROLLUPS_BY_DAY.rows(connection, params)}
+    by_provider = {
+        code: counters for code, *counters in ROLLUPS_BY_PROVIDER.rows(connection, params)
+    }
     total = _zeros()
-    for counters in by_day.values():
-        for index, value in enumerate(counters):
-            total[index] += value
+    for counters in by_provider.values():
+        total = [a + int(b) for a, b in zip(total, counters, strict=True)]
     totals = _figures(Figures, total)
     days = (asked.until - asked.since).days + 1
     daily = [
@@ -217,7 +219,8 @@ def _zeros() -> list[int]:
 
 
 def _figures(kind: type[Any], counters: list[int], **extra: Any) -> Any:
-    named = dict(zip(COUNTERS, counters, strict=True))
+    # PostgreSQL sums bigints as NUMERIC (Decimal): every counter is a whole number.
+    named = {name: int(value) for name, value in zip(COUNTERS, counters, strict=True)}
     return kind(
         transactions=named["transactions"],
         succeeded=named["succeeded"],

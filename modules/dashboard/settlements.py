@@ -14,9 +14,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, cast, func, select
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, func, or_, select
 
-from app.db import Session
+from app.db import DriverStatement, Session
 from modules.ledger.models import Account
 from modules.marketplace.config import marketplace_settings
 from modules.seller.balances import balance
@@ -25,6 +25,7 @@ from modules.seller.models import Settlement
 from .facts import from_minor
 
 IN_FLIGHT = ("pending", "processing")
+HELD_PURPOSES = ("seller_pending", "seller_available", "seller_receivable")
 
 
 @dataclass(frozen=True)
@@ -48,34 +49,27 @@ class SettlementSummary:
 
 def summary(seller_id: int | None, currency: str, since: date, until: date) -> SettlementSummary:
     """``seller_id``'s summary, or every seller's (None), for the days ``since``..``until``."""
-    settlements = select(Settlement).where(Settlement.currency == currency)
-    if seller_id is not None:
-        settlements = settlements.where(Settlement.seller_id == seller_id)
     zone = marketplace_settings().timezone
-    start = datetime.combine(since, time(), zone)
-    end = datetime.combine(until + timedelta(days=1), time(), zone)
-    completed = settlements.where(
-        Settlement.state == "completed",
-        Settlement.completed_at >= start,
-        Settlement.completed_at < end,
+    params: dict[str, Any] = {
+        "currency": currency,
+        "start": datetime.combine(since, time(), zone),
+        "end": datetime.combine(until + timedelta(days=1), time(), zone),
+    }
+    if seller_id is not None:
+        params["seller_id"] = seller_id
+    statement = _SELLERS_TALLIES if seller_id is None else _SELLER_TALLIES
+    ((paid_out, paid_amount, flying, flying_amount),) = statement.rows(
+        Session().connection(), params
     )
-    payouts = _tally(completed)
-    in_flight = _tally(settlements.where(Settlement.state.in_(IN_FLIGHT)))
+    payouts = Tally(int(paid_out or 0), from_minor(paid_amount or 0))
+    in_flight = Tally(int(flying or 0), from_minor(flying_amount or 0))
     if seller_id is not None:
         own = balance(seller_id, currency)
         return SettlementSummary(
             own.pending, own.available, own.owed, own.next_release_at, own.next_payout_on,
             payouts, in_flight,
         )  # fmt: skip
-    rows = Session().execute(
-        select(Account.purpose, exact_sum(Account.balance))
-        .where(
-            Account.purpose.in_(("seller_pending", "seller_available", "seller_receivable")),
-            Account.currency == currency,
-        )
-        .group_by(Account.purpose)
-    )
-    held = {purpose: hundredths for purpose, hundredths in rows}
+    held = dict(_HELD.rows(Session().connection(), {"currency": currency}))
     return SettlementSummary(
         from_minor(held.get("seller_pending", 0)),
         from_minor(held.get("seller_available", 0)),
@@ -87,15 +81,42 @@ def summary(seller_id: int | None, currency: str, since: date, until: date) -> S
     )
 
 
-def _tally(settlements: Select[Any]) -> Tally:
-    rows = settlements.subquery()
-    count, hundredths = (
-        Session().execute(select(func.count(), exact_sum(rows.c.amount)).select_from(rows)).one()
-    )
-    return Tally(count, from_minor(hundredths))
-
-
 def exact_sum(column: Any) -> Any:
     """The sum of a two-place money column in hundredths, exact on SQLite too (which would
     add NUMERIC as floats): each value is made an integer before it is added."""
     return func.coalesce(func.sum(cast(func.round(column * 100), BigInteger)), 0)
+
+
+def _tallies(*narrowed: Any) -> DriverStatement:
+    """Settlements completed in the period and in flight now: count and amount of each."""
+    completed = and_(
+        Settlement.state == "completed",
+        Settlement.completed_at >= bindparam("start"),
+        Settlement.completed_at < bindparam("end"),
+    )
+    flying = or_(*(Settlement.state == state for state in IN_FLIGHT))
+
+    def count(condition: Any) -> Any:
+        return func.sum(case((condition, 1), else_=0))
+
+    def amount(condition: Any) -> Any:
+        return exact_sum(case((condition, Settlement.amount), else_=0))
+
+    return DriverStatement(
+        select(count(completed), amount(completed), count(flying), amount(flying)).where(
+            Settlement.currency == bindparam("currency"), or_(completed, flying), *narrowed
+        )
+    )
+
+
+_SELLERS_TALLIES = _tallies()
+_SELLER_TALLIES = _tallies(Settlement.seller_id == bindparam("seller_id"))
+#: Every seller's balances summed, per purpose.
+_HELD = DriverStatement(
+    select(Account.purpose, exact_sum(Account.balance))
+    .where(
+        or_(*(Account.purpose == purpose for purpose in HELD_PURPOSES)),
+        Account.currency == bindparam("currency"),
+    )
+    .group_by(Account.purpose)
+)
