@@ -33,7 +33,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from app.db import Session
 from modules.marketplace import postings
@@ -187,7 +187,10 @@ def every_fact() -> Iterator[Fact]:
         PaymentTransaction.id,
         transaction_fact,
     )
-    yield from _facts(select(Payment).where(Payment.state == "paid"), Payment.id, payment_fact)
+    without_provider = ~exists().where(PaymentTransaction.account_payment_id == Payment.id)
+    yield from _facts(
+        select(Payment).where(Payment.state == "paid", without_provider), Payment.id, payment_fact
+    )
     yield from _facts(select(Refund).where(Refund.state == "succeeded"), Refund.id, refund_fact)
 
 
