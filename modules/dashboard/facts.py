@@ -29,7 +29,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +44,8 @@ from modules.payment.models import FINAL_STATES, PaymentProvider, PaymentTransac
 from .models import COUNTERS, PLATFORM
 
 ZERO = Decimal("0.00")
+#: Where a payment confirmed before its time was recorded sorts (history from before it).
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 REFUND = "refund"
 #: A transaction's final state -> the counter it adds to.
 OUTCOME_COUNTERS = {"success": "succeeded", "failed": "failed", "canceled": "canceled"}
