@@ -14,6 +14,7 @@ from flask import Flask
 import modules.audit
 import modules.auth
 import modules.fetch
+import modules.graphql
 import modules.marketplace
 import modules.payment
 import modules.seller
@@ -352,6 +353,7 @@ def test_real_modules_load_in_dependency_order() -> None:
         "marketplace",
         "payment",
         "seller",
+        "graphql",
         "wallet",
         "webhook",
     ]
@@ -619,6 +621,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.marketplace,
                 modules.payment,
                 modules.seller,
+                modules.graphql,
                 modules.wallet,
                 modules.webhook,
             ]
