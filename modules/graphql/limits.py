@@ -2,8 +2,9 @@
 
 * **tokens**: a document of more than :data:`MAX_TOKENS` tokens is not parsed
   (strawberry's ``MaxTokensLimiter``; the standard introspection query has fewer than 250);
-* **aliases**: at most :data:`MAX_ALIASES` (``MaxAliasesLimiter``): aliases repeat a field;
-* **depth**: at most :data:`MAX_DEPTH` levels of selection (``QueryDepthLimiter``;
+* **aliases**: at most :data:`MAX_ALIASES` (``MaxAliasesLimiter``'s rule): aliases repeat a
+  field;
+* **depth**: at most :data:`MAX_DEPTH` levels of selection (``QueryDepthLimiter``'s rule;
   introspection fields are not counted: their depth is the schema's, which is small). The
   deepest path of the schema today is 6 (``orders.items.invoices.payments.transactions.id``,
   references upwards being ids): the limit holds once types point at each other;
@@ -40,10 +41,13 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ParserCache,
     SchemaExtension,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
 
 from app.http import MAX_PAGE_SIZE
@@ -68,13 +72,27 @@ DEFAULT_LIST_SIZE = 10
 PAGE_ARGUMENT = "first"
 
 
+#: The depth and alias rules (strawberry's QueryDepthLimiter and MaxAliasesLimiter), made once:
+#: validated documents are cached by their rules too, so the rules must be the same classes in
+#: every request (each limiter instance would make its own).
+_RULES = (
+    query_depth_limiter.create_validator(MAX_DEPTH, should_ignore=None),
+    max_aliases.create_validator(MAX_ALIASES),
+)
+#: Distinct documents whose parse and validation each process keeps (LRU): clients send the
+#: same few documents with other variables.
+CACHED_DOCUMENTS = 256
+
+
 def limiters() -> list[Callable[[], SchemaExtension]]:
-    """The schema extensions that hold a request to the limits above: factories, so each
-    request has its own (an extension keeps the request's execution context)."""
+    """The schema extensions that hold a request to the limits above, and cache the parse and
+    validation of documents already seen: factories, so each request has its own instances (an
+    extension keeps the request's execution context)."""
     return [
         functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
-        functools.partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
-        functools.partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        functools.partial(AddValidationRules, list(_RULES)),
+        functools.partial(ParserCache, maxsize=CACHED_DOCUMENTS),
+        functools.partial(ValidationCache, maxsize=CACHED_DOCUMENTS),
         QueryCost,
     ]
 

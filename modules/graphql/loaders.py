@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import defaultload
 from strawberry.dataloader import DataLoader
 
 from app.db import Session
@@ -63,26 +64,46 @@ def _ids(column: Any) -> Any:
     return column.in_(bindparam("ids", expanding=True))
 
 
+def _shallow(*relationships: Any) -> list[Any]:
+    """Options that load each of ``relationships`` as the model says (joined: the REST schema
+    shows its id), but not the relationships of what they load in turn (the models join those
+    too, for other readers): a batch of payments joins its invoices, not their orders."""
+    return [defaultload(relationship).lazyload("*") for relationship in relationships]
+
+
 _ORDER_LINES = (
     select(SaleOrderLine)
+    .options(*_shallow(SaleOrderLine.product))
     .where(_ids(SaleOrderLine.order_id))
     .order_by(SaleOrderLine.order_id, SaleOrderLine.sequence)
 )
 _INVOICE_LINES = (
     select(AccountMoveLine)
+    .options(*_shallow(AccountMoveLine.product))
     .where(_ids(AccountMoveLine.move_id))
     .order_by(AccountMoveLine.move_id, AccountMoveLine.sequence)
 )
 #: As ``services.invoices_of``: the invoice and its credit notes, oldest first.
-_ORDER_INVOICES = select(AccountMove).where(_ids(AccountMove.order_id)).order_by(AccountMove.id)
+_ORDER_INVOICES = (
+    select(AccountMove)
+    .options(*_shallow(AccountMove.order))
+    .where(_ids(AccountMove.order_id))
+    .order_by(AccountMove.id)
+)
 #: As ``services.get_order``: the payments of all the order's moves, oldest first.
 _ORDER_PAYMENTS = (
     select(Payment, AccountMove.order_id)
+    .options(*_shallow(Payment.invoice))
     .join(AccountMove, AccountMove.id == Payment.invoice_id)
     .where(_ids(AccountMove.order_id))
     .order_by(Payment.id)
 )
-_INVOICE_PAYMENTS = select(Payment).where(_ids(Payment.invoice_id)).order_by(Payment.id)
+_INVOICE_PAYMENTS = (
+    select(Payment)
+    .options(*_shallow(Payment.invoice))
+    .where(_ids(Payment.invoice_id))
+    .order_by(Payment.id)
+)
 
 
 async def _order_payments(keys: list[int]) -> list[list[PaymentType]]:
@@ -95,6 +116,13 @@ async def _order_payments(keys: list[int]) -> list[list[PaymentType]]:
 def _transactions_of(actor: Principal) -> Callable[[list[int]], Awaitable[list[list[Any]]]]:
     statement = (
         visible_transactions(actor)
+        .options(
+            *_shallow(
+                PaymentTransaction.invoice,
+                PaymentTransaction.account_payment,
+                PaymentTransaction.token,
+            )
+        )
         .where(_ids(PaymentTransaction.account_payment_id))
         .order_by(PaymentTransaction.id)
     )
