@@ -134,9 +134,31 @@ def test_only_post_reaches_it_and_its_body_is_checked(pg_shop: Shop) -> None:
     response = pg_shop.client.get(GRAPHQL, query_string={"query": IDS}, headers=staff.headers)
     problem_of(response, 405)
     assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
-    for body in ({}, {"query": ""}, {"query": IDS, "variables": []}, {"query": IDS, "x": 1}):
+    for body, field in [
+        ({}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": IDS, "x": 1}, "x"),
+        ({"query": IDS, "operationName": "not a name"}, "operationName"),
+        ({"query": IDS, "variables": []}, "variables"),
+        ({"query": IDS, "variables": {"first": 1.5}}, "variables.first"),
+        ({"query": IDS, "variables": {"first": 2**31}}, "variables.first"),
+        ({"query": IDS, "variables": {"f": {"state": {"deeper": 1}}}}, "variables.f.state"),
+        ({"query": IDS, "variables": {"f": {"bad name": "x"}}}, "variables.f.bad name"),
+        ({"query": IDS, "variables": {"f": [{"a": 1}]}}, "variables.f"),
+        ({"query": IDS, "variables": {"f": "\u0001"}}, "variables.f"),
+    ]:
         refused = pg_shop.client.post(GRAPHQL, json=body, headers=staff.headers)
-        problem_of(refused, 422, "validation-failed")
+        assert list(problem_of(refused, 422)["errors"]) == [field], body
+    # What the schema's inputs take passes: text, whole numbers, booleans, null, one level of
+    # input object, lists of those.
+    fits = {"first": 2.0, "f": {"state": "sale", "n": None, "b": True}, "ids": ["a", 1]}
+    response = pg_shop.client.post(
+        GRAPHQL,
+        json={"query": "query ($first: Int!) { orders(first: $first) { next_cursor } }",
+              "variables": fits},
+        headers=staff.headers,
+    )  # fmt: skip
+    assert response.get_json() == {"data": {"orders": {"next_cursor": None}}}
 
 
 def test_the_querys_own_errors_are_graphql_errors_in_a_200(pg_shop: Shop) -> None:
