@@ -40,10 +40,17 @@ OWNERS = api_keys.KEY_ROLES
 PAGE_SIZE = 25
 #: Field -> messages, ``_schema`` for the form as a whole.
 Errors = dict[str, list[str]]
+WHEN_EMPTY = {"name": "Give the key a name.", "scopes": "Choose at least one scope."}
 
 
-def form_errors(error: ma.ValidationError | DomainError) -> Errors:
-    """A schema's or a service's refusal as messages per form field (``_schema``: the form's)."""
+def form_errors(
+    error: ma.ValidationError | DomainError,
+    fields: Mapping[str, Any] | None = None,
+    when_empty: Mapping[str, str] | None = None,
+) -> Errors:
+    """A schema's or a service's refusal as messages per form field (``_schema``: the form's).
+    ``when_empty`` words the refusal of a field left empty (of ``fields``, the form as parsed)
+    for a person: the schema's "Length must be between 1 and 100." says it for programs."""
     found: Errors = {}
     raw = error.messages if isinstance(error, ma.ValidationError) else error.errors
     if isinstance(raw, Mapping):
@@ -52,6 +59,9 @@ def form_errors(error: ma.ValidationError | DomainError) -> Errors:
     if not found:
         detail = error.detail if isinstance(error, DomainError) else None
         found["_schema"] = [detail or "The form is not valid."]
+    for name, message in (when_empty or {}).items():
+        if name in found and not (fields or {}).get(name):
+            found[name] = [message]
     return found
 
 
@@ -99,7 +109,8 @@ def create_key() -> tuple[str, int]:
     try:
         issued = api_keys.create_key(principal, **ApiKeyCreateSchema().load(fields))
     except (ma.ValidationError, Invalid) as refused:
-        return _keys_page(principal, form=request.form, errors=form_errors(refused)), 422
+        errors = form_errors(refused, fields, WHEN_EMPTY)
+        return _keys_page(principal, form=request.form, errors=errors), 422
     flash(f"API key “{issued.name}” created.", "success")
     return render_template("auth/api_key.html", key=issued.key, issued=issued, **_roll()), 201
 

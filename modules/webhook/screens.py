@@ -33,6 +33,7 @@ screens = Blueprint("webhook_screens", __name__, template_folder="templates")
 
 OWNERS = ("seller", "admin")
 PAGE_SIZE = 25
+WHEN_EMPTY = {"url": "Enter the address of your receiver."}
 
 
 def disabled_because(endpoint: WebhookEndpoint) -> str:
@@ -76,10 +77,12 @@ def new_endpoint() -> str:
 def create_endpoint() -> tuple[str, int]:
     """Add an endpoint; the answer shows its secret, this once."""
     principal = authenticate()
+    fields = _fields()
     try:
-        created = services.create_endpoint(principal, EndpointCreateSchema().load(_fields()))
+        created = services.create_endpoint(principal, EndpointCreateSchema().load(fields))
     except (ma.ValidationError, Invalid) as refused:
-        return _endpoint_form(principal, form=request.form, errors=form_errors(refused)), 422
+        errors = form_errors(refused, fields, WHEN_EMPTY)
+        return _endpoint_form(principal, form=request.form, errors=errors), 422
     flash(f"Endpoint {created.url} added.", "success")
     return _endpoint_page(principal, created.endpoint, secret=created.secret), 201
 
@@ -110,15 +113,13 @@ def edit_endpoint(endpoint_id: uuid.UUID) -> str:
 @requires(*OWNERS, browser=True)
 def update_endpoint(endpoint_id: uuid.UUID) -> Response | tuple[str, int]:
     principal = authenticate()
+    fields = _fields()
     try:
-        body = EndpointUpdateSchema().load(_fields())
-        services.update_endpoint(principal, endpoint_id, body)
+        services.update_endpoint(principal, endpoint_id, EndpointUpdateSchema().load(fields))
     except (ma.ValidationError, Invalid) as refused:
+        errors = form_errors(refused, fields, WHEN_EMPTY)
         found = services.get_endpoint(principal, endpoint_id)
-        page = _endpoint_form(
-            principal, form=request.form, errors=form_errors(refused), endpoint=found
-        )
-        return page, 422
+        return _endpoint_form(principal, form=request.form, errors=errors, endpoint=found), 422
     flash("Endpoint saved.", "success")
     return _back_to(endpoint_id)
 

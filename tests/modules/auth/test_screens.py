@@ -227,9 +227,9 @@ def test_without_a_session_the_key_screen_leads_to_the_login_page(app: Flask) ->
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [
-        ({"name": ""}, "name", "Length must be between 1 and 100."),
+        ({"name": ""}, "name", "Give the key a name."),
         ({"name": "x" * 101}, "name", "Length must be between 1 and 100."),
-        ({"scopes": []}, "scopes", "Length must be between 1 and 50."),
+        ({"scopes": []}, "scopes", "Choose at least one scope."),
         ({"scopes": ["orders:read", "no:such"]}, "scopes", "unknown scope(s) no:such"),
         ({"scopes": ["orders:write"]}, "scopes", "a seller's key cannot have orders:write"),
         ({"expires_at": "2001-01-01T10:00"}, "expires_at", "the expiry must be in the future"),

@@ -214,7 +214,8 @@ def test_the_log_filters_by_status(app: Flask, make_receiver: Callable[..., Rece
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [
-        ({"url": ""}, "url", "Length must be between 1 and 2000."),
+        ({"url": ""}, "url", "Enter the address of your receiver."),
+        ({"url": "x" * 2001}, "url", "Length must be between 1 and 2000."),
         ({"url": "http://10.1.2.3/hook"}, "url", "10.1.2.3"),
         ({"url": "http://169.254.169.254/latest"}, "url", "169.254.169.254"),
         ({"event_types": ["no.such"]}, "event_types", "unknown event type(s): no.such"),
