@@ -19,6 +19,7 @@ import modules.payment
 import modules.seller
 import modules.user
 import modules.wallet
+import modules.web
 import modules.webhook
 from app import create_app
 from app.config import Settings
@@ -353,6 +354,7 @@ def test_real_modules_load_in_dependency_order() -> None:
         "payment",
         "seller",
         "wallet",
+        "web",
         "webhook",
     ]
 
@@ -620,6 +622,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.payment,
                 modules.seller,
                 modules.wallet,
+                modules.web,
                 modules.webhook,
             ]
         )
