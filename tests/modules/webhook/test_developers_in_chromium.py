@@ -16,6 +16,7 @@ from modules.auth.signing import request_target, sign, signed_message
 from tests.chromium import watch
 from tests.conftest import run_jobs
 from tests.modules.web.conftest import Served, add_user, log_in_through_form
+from tests.modules.web.test_in_chromium import focused
 
 from .conftest import Receiver, caught_up, verify_now
 
@@ -109,3 +110,38 @@ def test_a_seller_makes_an_api_key_and_a_webhook_endpoint_and_follows_a_ping(
 
     assert errors == [], "a CSP violation or a script error"
     assert set(hosts) == {"127.0.0.1"}
+
+
+def test_the_developers_forms_work_by_keyboard_and_fit_a_narrow_screen(
+    served: Served, page: Page, make_receiver: Callable[..., Receiver]
+) -> None:
+    email = add_user(served.app, "seller")
+    receiver = make_receiver()
+    errors, _ = watch(page)
+    log_in_through_form(page, served.url, email)
+    page.goto(f"{served.url}/web/auth/api-keys")
+
+    page.get_by_label("Name").focus()
+    page.keyboard.type("By keyboard")
+    page.keyboard.press("Tab")
+    assert focused(page) == "scope-1"  # the first scope, after the name
+    page.keyboard.press("Space")
+    page.keyboard.press("Shift+Tab")
+    assert focused(page) == "name"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.locator(".notices")).to_contain_text("API key “By keyboard” created.")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{served.url}/web/webhook/endpoints/new")
+    page.get_by_label("URL").fill(receiver.url)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.get_by_role("button", name="Send a test ping").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    pages = [page.url, f"{served.url}/web/webhook/", f"{served.url}/web/auth/api-keys"]
+    for address in pages:
+        page.goto(address)
+        # Nothing sticks out sideways: wide tables scroll inside their own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, address
+    assert errors == []
