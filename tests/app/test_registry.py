@@ -13,6 +13,7 @@ from flask import Flask
 
 import modules.audit
 import modules.auth
+import modules.dashboard
 import modules.fetch
 import modules.marketplace
 import modules.payment
@@ -353,6 +354,7 @@ def test_real_modules_load_in_dependency_order() -> None:
         "marketplace",
         "payment",
         "seller",
+        "dashboard",
         "wallet",
         "web",
         "webhook",
@@ -621,6 +623,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.marketplace,
                 modules.payment,
                 modules.seller,
+                modules.dashboard,
                 modules.wallet,
                 modules.web,
                 modules.webhook,
