@@ -6,8 +6,9 @@ never put in the session, a redirect or a URL, and the page is not stored (the s
 ``no-store``). ``developers.js`` then turns the page's history entry into a plain GET of the
 key's page, so a reload shows the key without its secret instead of posting the form again.
 
-Also the pieces the webhook screens share (they depend on this module): :func:`form_errors`,
-the macros of ``auth/_developers.html`` and the static ``developers.css`` and ``developers.js``.
+Forms are read with the API's own schemas (``app.screens.load_form``). Also the pieces the
+webhook screens share (they depend on this module): :func:`form_errors`, :func:`listed`, the
+macros of ``auth/_developers.html`` and the static ``developers.css`` and ``developers.js``.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import marshmallow as ma
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from app.errors import Conflict, DomainError, Invalid
 from app.http import InvalidCursor, Page
+from app.screens import load_form, next_page_url
 from app.security import Principal, authenticate, requires, scope_catalogue
 
 from . import api_keys, services
-from .models import SIGNATURE_V1, SIGNATURE_VERSIONS
+from .models import SIGNATURE_VERSIONS
 from .schemas import ApiKeyCreateSchema, ApiKeyRollSchema
 
 screens = Blueprint(
@@ -44,34 +45,22 @@ WHEN_EMPTY = {"name": "Give the key a name.", "scopes": "Choose at least one sco
 
 
 def form_errors(
-    error: ma.ValidationError | DomainError,
-    fields: Mapping[str, Any] | None = None,
-    when_empty: Mapping[str, str] | None = None,
+    refused: DomainError, form: MultiDict[str, str], when_empty: Mapping[str, str] | None = None
 ) -> Errors:
-    """A schema's or a service's refusal as messages per form field (``_schema``: the form's).
-    ``when_empty`` words the refusal of a field left empty (of ``fields``, the form as parsed)
-    for a person: the schema's "Length must be between 1 and 100." says it for programs."""
+    """A refusal (``app.screens.load_form``'s or a service's) as messages per form field; a
+    list's item counts as its list, and ``_schema`` is the form's as a whole. ``when_empty``
+    words the refusal of a field left blank in ``form`` for a person (the schema's "Missing data
+    for required field." is for programs)."""
     found: Errors = {}
-    raw = error.messages if isinstance(error, ma.ValidationError) else error.errors
-    if isinstance(raw, Mapping):
-        for name, messages in raw.items():
-            found[name] = list(_flat(messages))
+    for name, messages in (refused.errors or {}).items():
+        texts = [messages] if isinstance(messages, str) else [str(text) for text in messages]
+        found.setdefault(str(name).split(".", 1)[0], []).extend(texts)
     if not found:
-        detail = error.detail if isinstance(error, DomainError) else None
-        found["_schema"] = [detail or "The form is not valid."]
+        found["_schema"] = [refused.detail or refused.title]
     for name, message in (when_empty or {}).items():
-        if name in found and not (fields or {}).get(name):
+        if name in found and not any(value.strip() for value in form.getlist(name)):
             found[name] = [message]
     return found
-
-
-def _flat(messages: Any) -> list[str]:
-    """Marshmallow nests a list's messages by index: one flat list of texts."""
-    if isinstance(messages, str):
-        return [messages]
-    if isinstance(messages, Mapping):
-        return [text for value in messages.values() for text in _flat(value)]
-    return [text for value in messages for text in _flat(value)]
 
 
 def utc_field(value: str) -> str:
@@ -99,17 +88,13 @@ def api_keys_page() -> str:
 def create_key() -> tuple[str, int]:
     """Create a key; the answer shows its secret, this once."""
     principal = authenticate()
-    fields = {
-        "name": request.form.get("name", "").strip(),
-        "scopes": request.form.getlist("scopes"),
-        "signature_version": request.form.get("signature_version", SIGNATURE_V1),
-    }
-    if request.form.get("expires_at", "").strip():
-        fields["expires_at"] = utc_field(request.form["expires_at"].strip())
+    values = request.form.copy()
+    if values.get("expires_at", "").strip():
+        values["expires_at"] = utc_field(values["expires_at"].strip())
     try:
-        issued = api_keys.create_key(principal, **ApiKeyCreateSchema().load(fields))
-    except (ma.ValidationError, Invalid) as refused:
-        errors = form_errors(refused, fields, WHEN_EMPTY)
+        issued = api_keys.create_key(principal, **load_form(ApiKeyCreateSchema(), values))
+    except Invalid as refused:
+        errors = form_errors(refused, request.form, WHEN_EMPTY)
         return _keys_page(principal, form=request.form, errors=errors), 422
     flash(f"API key “{issued.name}” created.", "success")
     return render_template("auth/api_key.html", key=issued.key, issued=issued, **_roll()), 201
@@ -130,20 +115,19 @@ def roll_key(key_id: str) -> Response | tuple[str, int]:
     principal = authenticate()
     settings = services.runtime().settings
     try:
-        hours = ApiKeyRollSchema().load({"grace_hours": request.form.get("grace_hours") or None})
-        grace = hours["grace_hours"]
+        grace = load_form(ApiKeyRollSchema(), request.form)["grace_hours"]
         issued = api_keys.roll_key(
             principal,
             key_id,
             settings.api_key_roll_grace_hours if grace is None else grace,
             settings.api_key_max_grace,
         )
-    except (ma.ValidationError, Invalid) as refused:
+    except Invalid as refused:
         key = api_keys.get_key(principal, key_id)
         page = render_template(
             "auth/api_key.html",
             key=key,
-            errors=form_errors(refused),
+            errors=form_errors(refused, request.form),
             **_roll(request.form.get("grace_hours", "")),
         )
         return page, 422
@@ -189,6 +173,7 @@ def _keys_page(
     return render_template(
         "auth/api_keys.html",
         page=page,
+        next_url=next_page_url(page.next_cursor),
         scopes=[(name, catalogue[name].description) for name in offered],
         versions=SIGNATURE_VERSIONS,
         form=form or {},

@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import marshmallow as ma
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from app.db import read_only
 from app.errors import Conflict, Invalid
+from app.screens import load_form, next_page_url
 from app.security import Principal, authenticate, requires
 from modules.auth.screens import Errors, form_errors, listed
 
@@ -60,6 +60,7 @@ def endpoints() -> str:
     return render_template(
         "webhook/endpoints.html",
         page=page,
+        next_url=next_page_url(page.next_cursor),
         disabled=services.endpoints_disabled_by_lapak(principal),
         disabled_because=disabled_because,
     )
@@ -77,11 +78,11 @@ def new_endpoint() -> str:
 def create_endpoint() -> tuple[str, int]:
     """Add an endpoint; the answer shows its secret, this once."""
     principal = authenticate()
-    fields = _fields()
     try:
-        created = services.create_endpoint(principal, EndpointCreateSchema().load(fields))
-    except (ma.ValidationError, Invalid) as refused:
-        errors = form_errors(refused, fields, WHEN_EMPTY)
+        body = load_form(EndpointCreateSchema(), request.form)
+        created = services.create_endpoint(principal, body)
+    except Invalid as refused:
+        errors = form_errors(refused, request.form, WHEN_EMPTY)
         return _endpoint_form(principal, form=request.form, errors=errors), 422
     flash(f"Endpoint {created.url} added.", "success")
     return _endpoint_page(principal, created.endpoint, secret=created.secret), 201
@@ -113,11 +114,16 @@ def edit_endpoint(endpoint_id: uuid.UUID) -> str:
 @requires(*OWNERS, browser=True)
 def update_endpoint(endpoint_id: uuid.UUID) -> Response | tuple[str, int]:
     principal = authenticate()
-    fields = _fields()
     try:
-        services.update_endpoint(principal, endpoint_id, EndpointUpdateSchema().load(fields))
-    except (ma.ValidationError, Invalid) as refused:
-        errors = form_errors(refused, fields, WHEN_EMPTY)
+        body = load_form(EndpointUpdateSchema(), request.form)
+        if "url" not in body:
+            raise Invalid(errors={"url": [WHEN_EMPTY["url"]]})
+        # The form shows every field: a blank description or no type checked is a choice.
+        body.setdefault("description", "")
+        body.setdefault("event_types", [])
+        services.update_endpoint(principal, endpoint_id, body)
+    except Invalid as refused:
+        errors = form_errors(refused, request.form, WHEN_EMPTY)
         found = services.get_endpoint(principal, endpoint_id)
         return _endpoint_form(principal, form=request.form, errors=errors, endpoint=found), 422
     flash("Endpoint saved.", "success")
@@ -203,15 +209,6 @@ def redeliver(delivery_id: uuid.UUID) -> Response:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _fields() -> dict[str, Any]:
-    """The endpoint form as the API's schemas read a body."""
-    return {
-        "url": request.form.get("url", "").strip(),
-        "description": request.form.get("description", "").strip(),
-        "event_types": request.form.getlist("event_types"),
-    }
-
-
 def _back_to(endpoint_id: uuid.UUID) -> Response:
     return redirect(url_for(".endpoint", endpoint_id=endpoint_id), 303)
 
@@ -249,6 +246,7 @@ def _endpoint_page(
         endpoint=found,
         secret=secret,
         deliveries=page,
+        next_url=next_page_url(page.next_cursor),
         status=status,
         states=DELIVERY_STATES,
         disabled_because=disabled_because,

@@ -456,3 +456,25 @@ def test_webhook_screens_on_the_embedded_default(
     assert (rows[0][0], rows[0][1], rows[0][3]) == ("ping", "sent", "200")
     assert verify_now(secret, receiver.received[0])["type"] == "ping"
     assert uuid.UUID(endpoint_id)
+
+
+def test_the_log_pages_keep_the_status_filter(
+    app: Flask, make_receiver: Callable[..., Receiver]
+) -> None:
+    client, _ = browser_of(app, "seller")
+    endpoint_id, _ = added(add(client, make_receiver().url))
+    token = hidden_token(client.get(page_of(endpoint_id)).text)
+    for _ in range(26):  # a page and one (pending: no job runs)
+        client.post(f"{page_of(endpoint_id)}/test", data={"csrf_token": token})
+
+    # Query names the view does not read (one named like url_for's own) are kept, not used.
+    first = shown(client, f"{page_of(endpoint_id)}?status=pending&endpoint=x")
+    assert len(table_rows(first.text)) == 25
+    following = re.search(r'href="([^"]+)">Next page', first.text)
+    assert following
+    link = following.group(1).replace("&amp;", "&")
+    assert link.startswith(f"{page_of(endpoint_id)}?")
+    assert "status=pending" in link
+    second = shown(client, link)
+    assert [row[1] for row in table_rows(second.text)] == ["pending"]
+    assert "Next page" not in second.text
