@@ -218,6 +218,14 @@ PROBLEM_MEMBERS = frozenset(
 )
 
 
+def status_for(error: errors.DomainError) -> int:
+    """The HTTP status of a domain error (of its nearest family in :data:`STATUS_BY_ERROR`):
+    the API's, and a web page's that shows the refusal."""
+    return next(
+        (STATUS_BY_ERROR[cls] for cls in type(error).__mro__ if cls in STATUS_BY_ERROR), 400
+    )
+
+
 def handle_domain_error(error: errors.DomainError) -> Response:
     extra = {k: v for k, v in error.extra.items() if k not in PROBLEM_MEMBERS}
     if len(extra) < len(error.extra):
@@ -226,11 +234,8 @@ def handle_domain_error(error: errors.DomainError) -> Response:
             type(error).__name__,
             ", ".join(sorted(error.extra.keys() & PROBLEM_MEMBERS)),
         )
-    status = next(
-        (STATUS_BY_ERROR[cls] for cls in type(error).__mro__ if cls in STATUS_BY_ERROR), 400
-    )
     return problem(
-        status,
+        status_for(error),
         error.title,
         error.detail,
         type_=problem_type(error.code),
