@@ -23,6 +23,7 @@ from werkzeug.test import TestResponse
 from app.db import Session, transaction
 from modules.marketplace.models import Product
 from modules.user.services import create_user
+from tests.conftest import wait_for_replica
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 from tests.modules.ledger.screens_support import notices as shown_notices
 from tests.modules.ledger.screens_support import web_user
@@ -292,6 +293,38 @@ def test_keyset_pages_go_forward_and_back_with_the_services_cursors(
     assert notices(follow(web, altered)) == [
         "That page link is out of date: here is the first page."
     ]
+
+
+def test_the_screens_read_a_caught_up_replica_and_a_browser_sees_its_own_refund(
+    app: Flask,
+    client: FlaskClient,
+    customer: Caller,
+    staff: Caller,
+    product: MadeProduct,
+    own_replica: Services,
+) -> None:
+    first = paid_order(client, customer, staff, product)
+    order_id, payment = first["order"]["id"], first["payment"]
+    web = web_user(app, "staff")
+    wait_for_replica(own_replica)
+    own_replica.replica.execute("SELECT pg_wal_replay_pause()")
+    try:
+        second = place(client, customer, order_body((product.id, "2")))  # the primary's only
+        # This browser has seen nothing newer than the replica: it reads the replica.
+        assert numbers(web.get(f"{SCREENS}/")) == [first["order"]["number"]]
+        assert web.get(f"{SCREENS}/orders/{second['order']['id']}").status_code == 404
+        page = order_page(web, order_id)
+        refunded = web.post(
+            f"{SCREENS}/orders/{order_id}/payments/{payment['id']}/refund",
+            data=refund_form(page, payment["number"], amount="100.00"),
+        )
+        # Having written, it reads where its write is: the refund, and the other order.
+        after = follow(web, refunded)
+        assert [row[2] for row in tables(after.text)["refunds-table"].body] == ["100.00 IDR"]
+        assert len(numbers(web.get(f"{SCREENS}/"))) == 2
+    finally:
+        own_replica.replica.execute("SELECT pg_wal_replay_resume()")
+    wait_for_replica(own_replica)
 
 
 # -- an order -----------------------------------------------------------------------------------
