@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import marshmallow as ma
 from flask import request, url_for
@@ -65,4 +66,6 @@ def next_page_url(next_cursor: str | None) -> str | None:
         return None
     query = request.args.to_dict()
     query["cursor"] = next_cursor
-    return url_for(request.endpoint or "", **(request.view_args or {}), **query)
+    # The query is appended, not passed to url_for as keywords: a query name such as
+    # ``endpoint``, ``_external`` or a view argument's would change the link or fail.
+    return f"{url_for(request.endpoint or '', **(request.view_args or {}))}?{urlencode(query)}"

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "payments": "bench.payments",
     "webhooks": "bench.webhooks",
     "dashboard": "bench.dashboard",
+    "graphql": "bench.graphql",
 }
 
 

@@ -33,7 +33,7 @@ from flask.typing import ResponseReturnValue
 from app.db import read_only
 from app.dumping import fast_dump
 from app.errors import Conflict, DomainError, Invalid, PermissionDenied
-from app.http import InvalidCursor, status_for
+from app.http import InvalidCursor, status_of
 from app.log import audit
 from app.security import Principal, authenticate, requires
 from modules.ledger import services as ledger
@@ -254,7 +254,7 @@ def _refused_page(
 ) -> tuple[str, int]:
     """The order's page again, showing why an action was refused (nothing was changed)."""
     flash(refused.message, "error")
-    status = status_for(error) if error is not None else 422
+    status = status_of(error) if error is not None else 422
     with read_only():
         return _order_page(order_id, refused), status
 

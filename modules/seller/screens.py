@@ -14,6 +14,7 @@ page was drawn: submitted twice (a double click, a resend), it pays out once.
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
@@ -195,10 +196,21 @@ def withdraw() -> Response:
         if key is None:
             raise Invalid("The form is incomplete: reload the page and withdraw again.")
         currency = asked["currency"]
-        fingerprint = {"amount": asked["amount"], "currency": currency}
+        amount = asked["amount"]
+        # "7000" and "7000.00" are one request; an empty amount (all available) is its own.
+        fingerprint = {
+            "amount": amount.quantize(Decimal("0.01")) if amount is not None else None,
+            "currency": currency,
+        }
         idempotent = idempotency.request_for(actor.user_id, WITHDRAWALS, key, fingerprint)
         _, made = settlements.withdraw(
             actor, asked["amount"], currency, idempotent, _SETTLEMENT.dump
+        )
+    except idempotency.IdempotencyKeyReused:
+        flash(
+            "This form was already used for a withdrawal (see your settlements below); reload "
+            "the page to make another.",
+            "error",
         )
     except (Invalid, PermissionDenied, Conflict) as refused:
         flash(f"Nothing was withdrawn: {refused}", "error")

@@ -15,6 +15,7 @@ import modules.audit
 import modules.auth
 import modules.dashboard
 import modules.fetch
+import modules.graphql
 import modules.marketplace
 import modules.payment
 import modules.seller
@@ -355,6 +356,7 @@ def test_real_modules_load_in_dependency_order() -> None:
         "payment",
         "seller",
         "dashboard",
+        "graphql",
         "wallet",
         "web",
         "webhook",
@@ -624,6 +626,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.payment,
                 modules.seller,
                 modules.dashboard,
+                modules.graphql,
                 modules.wallet,
                 modules.web,
                 modules.webhook,
