@@ -25,10 +25,12 @@ def load_form(
     wrong is :class:`~app.errors.Invalid` naming each field (by ``labels`` where given), nothing
     loaded.
     """
+    # A field is sent under its data key (``from`` for an attribute ``since``), if it has one.
+    known = {field.data_key or name for name, field in schema.fields.items()}
     given = {
         name: value.strip()
         for name, value in values.items()
-        if name in schema.fields and isinstance(value, str) and value.strip()
+        if name in known and isinstance(value, str) and value.strip()
     }
     try:
         return schema.load(given, unknown=ma.EXCLUDE)
