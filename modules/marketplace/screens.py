@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
@@ -35,6 +34,7 @@ from app.dumping import fast_dump
 from app.errors import Conflict, DomainError, Invalid, PermissionDenied
 from app.http import InvalidCursor, status_of
 from app.log import audit
+from app.screens import load_form
 from app.security import Principal, authenticate, requires
 from modules.ledger import services as ledger
 from modules.ledger.schemas import TransactionSchema
@@ -69,7 +69,7 @@ PAGE_SIZES = (20, 50, 100)
 #: The list's filters: the REST list's query arguments (``from``/``to`` are its data keys).
 FILTERS = ("number", "state", "payment_state", "customer", "from", "to", "total_min", "total_max")
 
-_QUERY = OrderQuerySchema(unknown=ma.EXCLUDE)
+_QUERY = OrderQuerySchema()
 _REFUND_FORM = RefundInSchema()
 _DETAIL = OrderDetailSchema()
 _REFUND = RefundSchema()
@@ -151,9 +151,9 @@ def orders() -> ResponseReturnValue:
         "first_url": None,
     }
     try:
-        args = _QUERY.load(given)
-    except ma.ValidationError as error:
-        shown["errors"] = _messages(error.messages)
+        args = load_form(_QUERY, request.args)
+    except Invalid as error:
+        shown["errors"] = _messages(error.errors)
         flash("Some filters are not valid: see the fields marked below.", "error")
         return render_template("marketplace/orders.html", **shown), 422
     try:
@@ -186,13 +186,11 @@ def _is_customer(actor: Principal) -> bool:
     return not actor.has_role(*STAFF, "seller")
 
 
-def _messages(messages: Any) -> dict[str, list[str]]:
-    """marshmallow's messages by field, as lists of text."""
-    if not isinstance(messages, Mapping):
-        return {"_": [str(messages)]}
+def _messages(messages: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """A refusal's messages by field (a text or a list of them), as lists of text."""
     return {
         str(name): [str(m) for m in (value if isinstance(value, list) else [value])]
-        for name, value in messages.items()
+        for name, value in (messages or {}).items()
     }
 
 
@@ -249,14 +247,11 @@ def _destinations() -> dict[str, str]:
     return {code: method.label for code, method in held_methods().items()}
 
 
-def _refused_page(
-    order_id: uuid.UUID, refused: Refused, error: DomainError | None
-) -> tuple[str, int]:
+def _refused_page(order_id: uuid.UUID, refused: Refused, error: DomainError) -> tuple[str, int]:
     """The order's page again, showing why an action was refused (nothing was changed)."""
     flash(refused.message, "error")
-    status = status_of(error) if error is not None else 422
     with read_only():
-        return _order_page(order_id, refused), status
+        return _order_page(order_id, refused), status_of(error)
 
 
 def _refusal(error: DomainError) -> str:
@@ -299,21 +294,8 @@ def refund(order_id: uuid.UUID, payment_id: uuid.UUID) -> ResponseReturnValue:
         name: request.form.get(name, "") for name in ("amount", "reason", "destination", "confirm")
     }
     form = f"refund:{payment_id}"
-    sent = {name: values[name].strip() for name in ("amount", "reason", "destination")}
     try:
-        body = _REFUND_FORM.load({name: value for name, value in sent.items() if value})
-    except ma.ValidationError as error:
-        return _refused_page(
-            order_id,
-            Refused(
-                form,
-                "The refund was not made: see the fields marked.",
-                _messages(error.messages),
-                values,
-            ),
-            None,
-        )
-    try:
+        body = load_form(_REFUND_FORM, request.form)
         payment = services.get_payment(actor, payment_id)
         if values["confirm"].strip() != payment.name:
             raise Invalid(
@@ -323,8 +305,11 @@ def refund(order_id: uuid.UUID, payment_id: uuid.UUID) -> ResponseReturnValue:
         nonce = request.form.get("nonce", "").strip()
         if not nonce:
             raise Invalid("the form is incomplete: reload the page and try again")
+        # "7000" and "7000.00" are one request (an empty amount, all that remains, its own).
+        amount = body["amount"]
+        asked = {**body, "amount": None if amount is None else format(amount.normalize(), "f")}
         idempotent = idempotency.request_for(
-            actor.user_id, f"payment-refunds:{payment_id}", nonce, body
+            actor.user_id, f"payment-refunds:{payment_id}", nonce, asked
         )
         _, answer = refunds.create_refund(
             actor,
@@ -341,7 +326,7 @@ def refund(order_id: uuid.UUID, payment_id: uuid.UUID) -> ResponseReturnValue:
         return _refused_page(order_id, Refused(form, message, {}, values), error)
     except REFUSALS as error:
         _audit("marketplace.refund", "refused", actor, payment=payment_id, problem=error.code)
-        refused = Refused(form, _refusal(error), _messages(error.errors or {}), values)
+        refused = Refused(form, _refusal(error), _messages(error.errors), values)
         return _refused_page(order_id, refused, error)
     _audit("marketplace.refund", "success", actor, payment=payment_id, refund=answer["id"],
            amount=answer["amount"], currency=answer["currency"])  # fmt: skip
@@ -384,9 +369,7 @@ def cancel(order_id: uuid.UUID) -> ResponseReturnValue:
         services.cancel_order(actor, order_id)
     except REFUSALS as error:
         _audit("marketplace.order.cancel", "refused", actor, order=order_id, problem=error.code)
-        refused = Refused(
-            "cancel", _refusal(error), _messages(error.errors or {}), {"confirm": typed}
-        )
+        refused = Refused("cancel", _refusal(error), _messages(error.errors), {"confirm": typed})
         return _refused_page(order_id, refused, error)
     _audit("marketplace.order.cancel", "success", actor, order=order_id)
     flash(f"Order {number} is cancelled.", "success")
