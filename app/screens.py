@@ -28,18 +28,21 @@ def load_form(
     :class:`~app.errors.Invalid` naming each field (by ``labels`` where given; a list's item as
     ``name.index``), nothing loaded.
     """
+    # A field is sent under its data key (``from`` for an attribute ``since``), if it has one.
+    known = {field.data_key or name for name, field in schema.fields.items()}
     given: dict[str, Any] = {
         name: value.strip()
         for name, value in values.items()
-        if name in schema.fields and isinstance(value, str) and value.strip()
+        if name in known and isinstance(value, str) and value.strip()
     }
     for name, field in schema.fields.items():
         if isinstance(field, ma.fields.List):
-            sent = values.getlist(name) if isinstance(values, MultiDict) else []
+            key = field.data_key or name
+            sent = values.getlist(key) if isinstance(values, MultiDict) else []
             items = [value.strip() for value in sent if isinstance(value, str) and value.strip()]
-            given.pop(name, None)
+            given.pop(key, None)
             if items:
-                given[name] = items
+                given[key] = items
     try:
         return schema.load(given, unknown=ma.EXCLUDE)
     except ma.ValidationError as error:

@@ -241,7 +241,8 @@ def test_home_goes_to_the_first_screen_of_the_role_and_the_menu_follows_the_role
         client, _ = logged_in(app, role)
         menus[role] = client.get("/web/desk/chart").text
         home = client.get("/web/")
-        expected = "/web/desk/chart" if role == "customer" else "/web/desk/"
+        # A customer's first screen is the marketplace's Orders (menu order 20; Chart is 30).
+        expected = "/web/marketplace/" if role == "customer" else "/web/desk/"
         assert (role, home.status_code, home.headers["Location"]) == (role, 303, expected)
 
     assert all(">Chart</a>" in text for text in menus.values())
