@@ -63,19 +63,22 @@ def menu_for(principal: Principal | None) -> list[MenuItem]:
 
 @blp.app_template_global("csrf_token")
 def csrf_token() -> str:
-    """The CSRF token of the browser session being served (forms' hidden ``csrf_token``)."""
-    return browser.csrf_token()
+    """The CSRF token of the browser session being served (forms' hidden ``csrf_token``); ""
+    on a page served to no session (the login page, a refusal shown to an API key)."""
+    return browser.csrf_token() if web_user() else ""
 
 
 @blp.app_template_global("web_user")
 def web_user() -> Principal | None:
-    """Who is logged in on this page, if anyone (the login page has no one)."""
-    return current_principal()
+    """The person logged in with the browser session this page is served to, if any: not on
+    the login page, and not a program (an API key, which has no session) that was refused."""
+    principal = current_principal()
+    return principal if principal is not None and principal.session_id is not None else None
 
 
 @blp.app_template_global("web_menu")
 def web_menu() -> list[MenuItem]:
-    return menu_for(current_principal())
+    return menu_for(web_user())
 
 
 @blp.get("/")
