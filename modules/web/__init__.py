@@ -47,7 +47,14 @@ The template (``modules/orders/templates/orders/list.html``) fills the layout's 
 ``title``, ``main``, and optionally ``head`` (stylesheets) and ``scripts`` (``<script src>``
 only: no inline script, no ``style=`` attribute, no CDN; our own and the vendored files are
 under ``url_for("web.static", filename=...)``, e.g. ``vendor/uplot/uPlot.iife.min.js`` and
-``vendor/htmx-ext-sse/sse.min.js``). Every form that posts carries the token::
+``vendor/htmx-ext-sse/sse.min.js``). A script gets its data from ``data-*`` attributes written
+with ``tojson`` inside SINGLE quotes, and reads them with ``JSON.parse(element.dataset.x)``::
+
+    <div id="chart" data-points='{{ points | tojson }}'></div>
+
+(``tojson`` escapes ``'``, ``<``, ``>`` and ``&`` but not ``"``, which JSON itself writes: in a
+double-quoted attribute a ``"`` in the data would end the attribute and let the data write
+markup.) Every form that posts carries the token::
 
     {% extends "web/layout.html" %}
     {% block title %}Orders{% endblock %}
