@@ -359,11 +359,14 @@ def authenticate_request() -> Principal:
     """The core's authenticator, a chain: a bearer token (a person's session) if the request
     has an Authorization header, else a signed API-key request if it has any of the API-key
     headers (a program), else the browser's session cookie if the view accepts a browser
-    (``@requires(..., browser=True)``), else 401."""
-    if "Authorization" not in request.headers and signed_requests.presented():
+    (``@requires(..., browser=True)``), else 401. On a browser view only a Bearer header goes
+    before the cookie: a proxy's HTTP Basic login in front of Lapak makes the browser send
+    ``Authorization: Basic`` with every request, beside the cookie."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None and signed_requests.presented():
         return _authenticate_signed()
     cookie = None
-    if "Authorization" not in request.headers and browser_allowed():
+    if not _is_bearer(authorization) and browser_allowed():
         cookie = request.cookies.get(SESSION_COOKIE)
     try:
         return _authenticate_cookie(cookie) if cookie else _authenticate()
@@ -395,6 +398,11 @@ def _authenticate_signed() -> Principal:
         raise
 
 
+def _is_bearer(authorization: str | None) -> bool:
+    scheme, _, _ = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer"
+
+
 def _authenticate() -> Principal:
     header = request.headers.get("Authorization", "").strip()
     if not header:
@@ -402,8 +410,8 @@ def _authenticate() -> Principal:
             "send Authorization: Bearer <access token>, or sign the request with an API key "
             "(X-API-Key, X-Timestamp, X-Signature)"
         )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    _, _, token = header.partition(" ")
+    if not _is_bearer(header) or not token.strip():
         raise MissingCredentials("send Authorization: Bearer <access token>")
     return _session_principal(runtime().keyring.verify(token.strip()))
 

@@ -201,6 +201,24 @@ def test_a_bearer_header_wins_over_the_cookie_and_needs_no_csrf_token(
     assert note_titles(app) == ["by bearer"]
 
 
+def test_a_proxys_basic_login_leaves_the_cookie_in_use_with_its_csrf_token(app: Flask) -> None:
+    """An HTTP Basic login at a proxy in front: the browser sends its header with every request
+    (cross-site ones too, like the cookie), so it neither hides the cookie nor spares the token."""
+    client, _ = logged_in(app)
+    token = csrf_of(client)
+    basic = {"Authorization": "Basic cHJveHk6cGFzc3dvcmQ="}
+
+    page = client.get(NOTES, headers=basic)
+    no_token = client.post(NOTES, data={"title": "no token"}, headers=basic)
+    added = client.post(NOTES, data={"title": "behind a proxy", "csrf_token": token}, headers=basic)
+
+    assert page.status_code == 200
+    assert 'data-problem="csrf-missing"' in no_token.text
+    assert added.status_code == 303
+    assert note_titles(app) == ["behind a proxy"]
+    assert client.get(SESSION_API, headers=basic).status_code == 401  # the API: no cookie
+
+
 def test_an_unauthenticated_visit_goes_to_the_login_page_and_back(app: Flask) -> None:
     client = app.test_client()
     email = add_user(app, "staff")
