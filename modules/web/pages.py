@@ -5,7 +5,7 @@ instead of problem+json, which the rest of the app keeps."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -107,8 +107,7 @@ def _unauthenticated(error: Unauthenticated) -> Any:
     message = LOGIN_AGAIN.get(error.code)
     if message:
         flash(message, "warning")
-    target = request.full_path.rstrip("?") if request.method == "GET" else None
-    login = url_for("web.login", next=local_next(target))
+    login = url_for("web.login", next=_back_after_login())
     if "HX-Request" in request.headers:
         # htmx would swap the login page into a fragment: it loads it as a page instead.
         response = Response(status=401, headers={"HX-Redirect": login})
@@ -117,6 +116,20 @@ def _unauthenticated(error: Unauthenticated) -> Any:
     if browser.SESSION_COOKIE in request.cookies:
         browser.forget_session(response)
     return response
+
+
+def _back_after_login() -> str | None:
+    """Where the login page leads back to: the page asked for, or, for an htmx request (a
+    fragment, maybe a POST), the page it was made from; nothing after any other POST."""
+    if "HX-Request" in request.headers:
+        try:
+            page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        except ValueError:
+            return None
+        return local_next(urlunsplit(("", "", page.path, page.query, "")))
+    if request.method == "GET":
+        return local_next(request.full_path.rstrip("?"))
+    return None
 
 
 def _refused(error: DomainError) -> Any:

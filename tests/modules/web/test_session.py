@@ -251,6 +251,24 @@ def test_an_htmx_request_without_a_session_is_sent_to_the_login_page(app: Flask)
     assert urlsplit(response.headers["HX-Redirect"]).path == "/web/login"
 
 
+def test_an_htmx_request_leads_back_to_its_page_not_its_fragment(app: Flask) -> None:
+    client = app.test_client()
+    htmx = {"HX-Request": "true", "HX-Current-URL": "http://localhost/web/desk/?tab=all"}
+
+    from_a_page = client.post("/web/desk/fragment", headers=htmx)
+    from_elsewhere = client.post(
+        "/web/desk/fragment",
+        headers={**htmx, "HX-Current-URL": "http://localhost/api/v1/auth/session"},
+    )
+    without_a_page = client.get("/web/desk/chart", headers={"HX-Request": "true"})
+
+    assert parse_qs(urlsplit(from_a_page.headers["HX-Redirect"]).query) == {
+        "next": ["/web/desk/?tab=all"]
+    }
+    for response in (from_elsewhere, without_a_page):
+        assert response.headers["HX-Redirect"] == "/web/login"
+
+
 def test_home_goes_to_the_first_screen_of_the_role_and_the_menu_follows_the_role(
     app: Flask,
 ) -> None:
