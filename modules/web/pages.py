@@ -5,7 +5,7 @@ instead of problem+json, which the rest of the app keeps."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -69,15 +69,22 @@ def is_web_page() -> bool:
 
 def local_next(target: str | None) -> str | None:
     """``target`` if it is a page of the web client on this site, else None: ``next`` must
-    never send a browser elsewhere (``//evil.example``, ``/\\evil.example``, a scheme)."""
+    never send a browser elsewhere (``//evil.example``, ``/\\evil.example``, a scheme,
+    ``/web/../api/``)."""
     if not target or len(target) > MAX_NEXT:
         return None
     if any(char == "\\" or ord(char) < 0x20 or ord(char) == 0x7F for char in target):
         return None  # browsers read "\" as "/" and drop tabs and newlines
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # "//[x": an unclosed IPv6 host
+        return None
     if parts.scheme or parts.netloc:
         return None
     if parts.path != WEB_PREFIX and not parts.path.startswith(f"{WEB_PREFIX}/"):
+        return None
+    # Browsers resolve "." and ".." segments, written "%2e%2e" too, before asking: out of /web/.
+    if {".", ".."} & set(unquote(parts.path).split("/")):
         return None
     return target
 

@@ -459,6 +459,11 @@ def test_logout_needs_the_token_then_ends_the_session(either_app: Flask) -> None
         "javascript:alert(1)",
         "/api/v1/auth/session",
         "web/desk/",
+        "/web/../api/v1/auth/session",
+        "/web/%2e%2e/api/v1/auth/session",
+        "/web/desk/.%2E/%2E./api/v1/auth/session",
+        "/web/./",
+        "//[evil.example",
     ],
 )
 def test_next_never_leads_off_the_web_client(app: Flask, target: str) -> None:
