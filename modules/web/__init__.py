@@ -68,8 +68,12 @@ markup.) Every form that posts carries the token::
 htmx requests send it by themselves (the layout's ``hx-headers``). On any ``/web/`` page the
 shell turns refusals into what a person needs: no session, or one replaced, expired or ended,
 goes to the login page (saying why, and back here after logging in; htmx requests get
-``HX-Redirect``); a wrong role or a missing CSRF token shows a page saying so (``403``), and an
-unknown address a not-found page. A client that asks for JSON (``Accept``) gets problem+json.
+``HX-Redirect``); every other refusal shows a page saying what happened, with the status and
+headers the API would answer: a wrong role or a missing CSRF token (``403``), an unknown address
+(``404``), a method the address does not take (``405``, e.g. ``GET /web/logout``), any domain
+error a service raises (its status), the database down (``503`` with ``Retry-After``; the login
+form shows itself again, saying so). A screen that wants to say something better catches the
+domain error and ``flash``-es it. A client that asks for JSON (``Accept``) gets problem+json.
 ``flash(message, category)`` shows in the layout's notices (categories ``info``, ``success``,
 ``warning``, ``error``). A module that does not want to depend on ``web`` guards its screens
 with ``app.security.requires(*roles, browser=True)`` instead of ``screen``: the same thing.

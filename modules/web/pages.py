@@ -4,6 +4,10 @@ instead of problem+json, which the rest of the app keeps."""
 
 from __future__ import annotations
 
+import functools
+import logging
+import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -12,10 +16,13 @@ from werkzeug.exceptions import HTTPException
 
 from app import WEB_PREFIX, http
 from app.config import Settings
-from app.errors import DomainError, NotFound, PermissionDenied, Unauthenticated
+from app.errors import Unauthenticated
 from app.registry import RegistryError
 from modules.auth import browser
 from modules.auth.csrf import CsrfRefused
+
+log = logging.getLogger(__name__)
+ErrorHandler = Callable[[Exception], Any]
 
 #: Scripts, styles, images and connections from this origin only (no inline script or style,
 #: no eval), forms posted only here, and no framing.
@@ -37,6 +44,12 @@ CSRF_REFUSED = (
     "This change was refused: it did not come from a page of this session (the page may be "
     "from before your last login). Reload the page and try again."
 )
+#: What a person reads for Werkzeug's errors (its own texts speak of "the requested URL").
+HTTP_DETAIL = {
+    404: "There is no page at this address.",
+    405: "This address does not open that way: use the page's links and buttons.",
+}
+PROBLEM_TYPE = http.problem_type("")
 MAX_NEXT = 2048
 
 
@@ -57,10 +70,11 @@ def install(app: Flask, settings: Settings) -> None:
                 "screen serves; use '<blueprint name>.<view function>' of a hooks.screens blueprint"
             )
     app.after_request(_secure_headers)
+    # Every error the app answers with problem+json by now (domain errors, a database that
+    # cannot be reached, Werkzeug's 404 and 405, the unexpected 500) is a page on /web/ pages.
+    for error_class, answer in list(app.error_handler_spec[None][None].items()):
+        app.register_error_handler(error_class, _shown_as_page(answer))
     app.register_error_handler(Unauthenticated, _unauthenticated)
-    app.register_error_handler(PermissionDenied, _refused)
-    app.register_error_handler(NotFound, _refused)
-    app.register_error_handler(404, _not_found)
 
 
 def is_web_page() -> bool:
@@ -139,21 +153,58 @@ def _back_after_login() -> str | None:
     return None
 
 
-def _refused(error: DomainError) -> Any:
-    if not is_web_page() or _wants_json():
-        return http.handle_domain_error(error)
-    if isinstance(error, NotFound):
-        return _problem_page(404, error.title, error.detail, error.code)
-    detail = CSRF_REFUSED if isinstance(error, CsrfRefused) else error.detail
-    return _problem_page(403, error.title, detail, error.code)
+def _shown_as_page(answer_of: ErrorHandler) -> ErrorHandler:
+    """The app's handler ``answer_of``, whose problem+json answers become the problem page on
+    a ``/web/`` page (with the same status and headers: ``Retry-After``, ``Allow``), unless the
+    client asks for JSON."""
+
+    @functools.wraps(answer_of)
+    def answer(error: Exception) -> Any:
+        response = answer_of(error)
+        if (
+            not isinstance(response, Response)
+            or response.mimetype != http.PROBLEM_MIMETYPE
+            or not is_web_page()
+            or _wants_json()
+        ):
+            return response
+        try:
+            return _problem_page(response, error)
+        except Exception:  # the page must not cost the answer (the error is already logged)
+            log.exception("the problem page of a %s could not be shown", response.status_code)
+            return response
+
+    return answer
 
 
-def _not_found(error: HTTPException) -> Any:
-    if not is_web_page() or _wants_json():
-        return http.api_of().handle_http_exception(error)
-    return _problem_page(404, "Not found", "There is no page at this address.", "not-found")
+def _problem_page(answer: Response, error: Exception) -> Any:
+    problem = answer.get_json()
+    status = answer.status_code
+    title = problem["title"]
+    if problem["type"].startswith(PROBLEM_TYPE):
+        code = problem["type"].removeprefix(PROBLEM_TYPE)
+    else:  # Werkzeug's, "about:blank"
+        code = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    detail = problem.get("detail")
+    if isinstance(error, CsrfRefused):
+        detail = CSRF_REFUSED
+    elif isinstance(error, HTTPException):
+        detail = HTTP_DETAIL.get(status, detail)
+    headers = {
+        name: value
+        for name, value in answer.headers.items()
+        if name.lower() not in ("content-type", "content-length")
+    }
+    if status == 503 and request.endpoint == "web.login":
+        from .shell import login_unavailable  # the shell's pages build on this module
 
-
-def _problem_page(status: int, title: str, detail: str | None, code: str) -> Any:
-    page = render_template("web/problem.html", status=status, title=title, detail=detail, code=code)
-    return page, status
+        return login_unavailable(headers)
+    page = render_template(
+        "web/problem.html",
+        status=status,
+        title=title,
+        detail=detail,
+        code=code,
+        request_id=problem.get("request_id"),
+    )
+    return page, status, headers

@@ -135,6 +135,18 @@ def logout() -> Response:
     return response
 
 
+def login_unavailable(headers: dict[str, str]) -> tuple[str, int, dict[str, str]]:
+    """The login form again, for a login that failed on an outage (the database or Redis):
+    503 with the outage's headers (``Retry-After``)."""
+    return _login_form(
+        request.form.get("email", "").strip(),
+        "Logging in is not possible right now: the service is temporarily unavailable. "
+        "Please try again in a moment.",
+        status=503,
+        headers=headers,
+    )
+
+
 def _logged_in() -> Principal | None:
     g.lapak_browser = True
     try:

@@ -5,6 +5,7 @@ and Redis."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from html.parser import HTMLParser
 
 import pytest
@@ -12,7 +13,10 @@ from flask import Flask, render_template
 from flask.testing import FlaskClient
 
 from tests.modules.auth.test_api_keys import create_key, signed
-from tests.modules.conftest import Caller
+from tests.modules.conftest import PASSWORD, Caller
+from tests.modules.web.conftest import csrf_of, hidden_token, note_titles
+from tests.modules.web.test_session import NOTES, logged_in
+from tests.servers import Services
 
 
 @pytest.fixture
@@ -62,3 +66,65 @@ def test_data_for_a_script_stays_inside_its_attribute(app: Flask) -> None:
     assert set(chart) == {"id", "data-points"}
     assert json.loads(chart["data-points"] or "") == points
     assert "<b>" not in html
+
+
+# --- refusals and outages are pages --------------------------------------------------------------
+
+
+def test_a_domain_error_on_a_screen_is_a_page_with_its_status(either_app: Flask) -> None:
+    client, _ = logged_in(either_app)
+    refused_title = {"title": "rollback this", "csrf_token": csrf_of(client)}
+
+    page = client.post(NOTES, data=refused_title)
+    asked_json = client.post(NOTES, data=refused_title, headers={"Accept": "application/json"})
+
+    assert page.status_code == 400
+    assert page.mimetype == "text/html"
+    assert 'data-problem="refused-title"' in page.text
+    assert "titles starting with rollback are refused" in page.text
+    assert ">Notes</a>" in page.text  # the layout, with the menu
+    assert asked_json.status_code == 400
+    assert asked_json.json["type"] == "urn:lapak:problem:refused-title"
+    assert note_titles(either_app) == []
+
+
+def test_logout_by_get_is_a_page_saying_it_does_not_open_that_way(app: Flask) -> None:
+    client, _ = logged_in(app)
+
+    response = client.get("/web/logout")
+
+    assert response.status_code == 405
+    assert response.mimetype == "text/html"
+    assert "POST" in response.headers["Allow"]
+    assert "use the page&#39;s links and buttons" in response.text
+    assert client.get(NOTES).status_code == 200  # still logged in
+
+
+def test_the_database_down_is_a_503_page_and_the_login_form_again(
+    make_app: Callable[..., Flask], own_replica: Services
+) -> None:
+    app = make_app(replica_urls=())
+    client, email = logged_in(app)
+    token = csrf_of(client)
+    elsewhere = app.test_client()
+    form = elsewhere.get("/web/login")
+    own_replica.primary.stop()
+    try:
+        screen = client.post(NOTES, data={"title": "during", "csrf_token": token})
+        login = elsewhere.post(
+            "/web/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": hidden_token(form.text)},
+        )
+    finally:
+        own_replica.primary.start()
+
+    assert screen.status_code == 503
+    assert screen.mimetype == "text/html"
+    assert int(screen.headers["Retry-After"]) > 0
+    assert 'data-problem="database-unavailable"' in screen.text
+    assert login.status_code == 503
+    assert int(login.headers["Retry-After"]) > 0
+    assert "Logging in is not possible right now" in login.text
+    assert f'value="{email}"' in login.text
+    assert 'name="password"' in login.text
+    assert client.get(NOTES).status_code == 200  # and back when the database is
