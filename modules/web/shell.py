@@ -18,11 +18,13 @@ from flask import (
     session,
     url_for,
 )
+from marshmallow.validate import Length
 
 from app.errors import TooManyRequests, Unauthenticated
 from app.fields import UNSTORABLE_TEXT
 from app.security import Principal, authenticate, current_principal
 from modules.auth import browser
+from modules.auth.schemas import LoginSchema
 
 from . import screen
 from .pages import local_next
@@ -38,8 +40,8 @@ blp = Blueprint(
 #: Where the login form's own CSRF token waits (in Flask's signed session cookie): a login form
 #: posted from another site must not log the browser into someone else's account.
 LOGIN_CSRF = "login_csrf"
-MAX_EMAIL = 254
-MAX_PASSWORD = 1024
+#: The API's login body: its bounds are the form's (a huge password must not reach argon2).
+LOGIN = LoginSchema()
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,8 @@ def _logged_in() -> Principal | None:
 def _check_login_fields(email: str, password: str) -> str | None:
     if not email or not password:
         return "Enter your email and your password."
-    if len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
-        return "The email or password is too long."
+    if LOGIN.validate({"email": email, "password": password}):
+        return "The email or password is too long."  # the schema's other rule: its bounds
     if UNSTORABLE_TEXT.search(email) or UNSTORABLE_TEXT.search(password):
         return "The email or password holds characters that cannot be used."
     return None
@@ -180,5 +182,13 @@ def _login_form(
         error=error,
         next=local_next(request.values.get("next")),
         login_csrf=session[LOGIN_CSRF],
+        email_max=_max_length("email"),
+        password_max=_max_length("password"),
     )
     return page, status, dict(headers or {})
+
+
+def _max_length(field: str) -> int | None:
+    return next(
+        (rule.max for rule in LOGIN.fields[field].validators if isinstance(rule, Length)), None
+    )

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from marshmallow.validate import Length
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
@@ -20,6 +21,7 @@ from app.cli import main as lapak_main
 from app.clock import travel
 from app.db import Session
 from modules.auth.models import AuthSession
+from modules.auth.schemas import LoginSchema
 from modules.auth.services import SESSION_COOKIE
 from modules.user.cli import DEMO_ADMIN_EMAIL
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
@@ -130,6 +132,27 @@ def test_a_wrong_password_shows_the_form_again_and_sets_no_cookie(app: Flask) ->
     assert "The email or password is wrong." in response.text
     assert f'value="{email}"' in response.text
     assert SESSION_COOKIE not in response.headers.get("Set-Cookie", "")
+    assert live_sessions(app) == []
+
+
+def test_the_login_form_has_the_apis_bounds(app: Flask) -> None:
+    """The API's LoginSchema bounds the form too: a huge password never reaches argon2."""
+    client = app.test_client()
+    email = add_user(app, "staff")
+    bounds = {
+        name: next(v.max for v in field.validators if isinstance(v, Length))
+        for name, field in LoginSchema().fields.items()
+    }
+
+    form = client.get("/web/login")
+    too_long = web_login(client, email, "x" * (bounds["password"] + 1))
+    at_the_bound = web_login(client, email, "x" * bounds["password"])
+
+    assert f'maxlength="{bounds["email"]}"' in form.text
+    assert f'maxlength="{bounds["password"]}"' in form.text
+    assert too_long.status_code == 422
+    assert "The email or password is too long." in too_long.text
+    assert "The email or password is wrong." in at_the_bound.text  # checked, and wrong
     assert live_sessions(app) == []
 
 
