@@ -108,7 +108,7 @@ def _secure_headers(response: Response) -> Response:
         return response
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Frame-Options"] = "DENY"
-    if request.endpoint != "web.static":
+    if not (request.endpoint or "").endswith(".static"):  # any blueprint's static files
         # Pages show people's data: no cache, shared or the browser's, may keep them.
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")

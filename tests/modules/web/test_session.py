@@ -339,9 +339,10 @@ def test_web_answers_carry_a_strict_csp_and_pages_are_not_stored(app: Flask) -> 
 
     page = client.get(NOTES)
     asset = client.get("/web/static/lapak.css")
+    screens_asset = client.get("/web/desk/static/chart.js")  # a module's own static files
     login_page = app.test_client().get("/web/login")
 
-    for response in (page, asset, login_page):
+    for response in (page, asset, screens_asset, login_page):
         policy = response.headers["Content-Security-Policy"]
         assert "default-src 'self'" in policy
         assert "frame-ancestors 'none'" in policy
@@ -351,7 +352,10 @@ def test_web_answers_carry_a_strict_csp_and_pages_are_not_stored(app: Flask) -> 
         assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert page.headers["Cache-Control"] == "no-store"
     assert login_page.headers["Cache-Control"] == "no-store"
-    assert "no-store" not in asset.headers.get("Cache-Control", "")
+    for response in (asset, screens_asset):
+        assert response.status_code == 200
+        assert "no-store" not in response.headers.get("Cache-Control", "")
+        assert "Cookie" not in response.vary
     assert "Content-Security-Policy" not in app.test_client().get("/api/v1/modules").headers
 
 
