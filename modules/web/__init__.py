@@ -43,6 +43,9 @@ and they are served at ``/web/<module>/`` whenever a shell is loaded::
         MenuEntry("Orders", "orders_screens.orders", frozenset({"staff", "admin"}), order=20),
     )
 
+A menu entry names a view that takes no arguments: one that names no view, or a view whose
+address needs arguments, stops the app at start (``RegistryError``).
+
 The template (``modules/orders/templates/orders/list.html``) fills the layout's blocks:
 ``title``, ``main``, and optionally ``head`` (stylesheets) and ``scripts`` (``<script src>``
 only: no inline script, no ``style=`` attribute, no CDN; our own and the vendored files are

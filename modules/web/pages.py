@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BuildError
 
 from app import WEB_PREFIX, http
 from app.config import Settings
@@ -63,18 +64,32 @@ def install(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=browser.cookies_are_secure(settings),
     )
-    for entry in app.extensions["lapak.registry"].wiring.menu:
-        if entry.endpoint not in app.view_functions:
-            raise RegistryError(
-                f"the menu entry {entry.label!r} names the endpoint {entry.endpoint!r}, which no "
-                "screen serves; use '<blueprint name>.<view function>' of a hooks.screens blueprint"
-            )
+    _check_menu(app)
     app.after_request(_secure_headers)
     # Every error the app answers with problem+json by now (domain errors, a database that
     # cannot be reached, Werkzeug's 404 and 405, the unexpected 500) is a page on /web/ pages.
     for error_class, answer in list(app.error_handler_spec[None][None].items()):
         app.register_error_handler(error_class, _shown_as_page(answer))
     app.register_error_handler(Unauthenticated, _unauthenticated)
+
+
+def _check_menu(app: Flask) -> None:
+    """Refuse to start with a menu entry that cannot link to its screen (else every page,
+    which shows the menu, would fail)."""
+    urls = app.url_map.bind("localhost")
+    for entry in app.extensions["lapak.registry"].wiring.menu:
+        if entry.endpoint not in app.view_functions:
+            raise RegistryError(
+                f"the menu entry {entry.label!r} names the endpoint {entry.endpoint!r}, which no "
+                "screen serves; use '<blueprint name>.<view function>' of a hooks.screens blueprint"
+            )
+        try:
+            urls.build(entry.endpoint)
+        except BuildError as error:
+            raise RegistryError(
+                f"the menu entry {entry.label!r} names the endpoint {entry.endpoint!r}, whose "
+                "address needs arguments; a menu entry opens a screen that takes none"
+            ) from error
 
 
 def is_web_page() -> bool:

@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from flask import Flask, render_template
 from flask.testing import FlaskClient
 
+from app import create_app
+from app.registry import RegistryError
+from tests.app.fake_modules import embedded_config, fake_module_packages, manifest_source
 from tests.modules.auth.test_api_keys import create_key, signed
 from tests.modules.conftest import PASSWORD, Caller
 from tests.modules.web.conftest import csrf_of, hidden_token, note_titles
@@ -128,3 +132,49 @@ def test_the_database_down_is_a_503_page_and_the_login_form_again(
     assert f'value="{email}"' in login.text
     assert 'name="password"' in login.text
     assert client.get(NOTES).status_code == 200  # and back when the database is
+
+
+# --- the menu -------------------------------------------------------------------------------------
+
+KIOSK_SCREENS = """
+from flask import Blueprint
+
+screens = Blueprint("kiosk_screens", __name__)
+
+
+@screens.get("/<int:number>")
+def stand(number: int) -> str:
+    return str(number)
+"""
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "refusal"),
+    [
+        ("kiosk_screens.stand", "whose address needs arguments"),
+        ("kiosk_screens.nowhere", "which no screen serves"),
+    ],
+)
+def test_a_menu_entry_that_cannot_link_refuses_to_start(
+    tmp_path: Path, endpoint: str, refusal: str
+) -> None:
+    """Caught at start, not as a 500 on every page (each one shows the menu)."""
+    load = f"""
+        from app.registry import MenuEntry
+
+
+        def load(hooks):
+            from . import screens
+
+            hooks.screens(screens.screens, MenuEntry("Stand", {endpoint!r}))
+    """
+    kiosk = {
+        "__init__.py": manifest_source("kiosk", depends=("web",), body=load),
+        "screens.py": KIOSK_SCREENS,
+    }
+    with fake_module_packages(tmp_path / "packages") as packages:
+        package = packages.package({"kiosk": kiosk})
+
+        refused = f"'Stand' names the endpoint '{endpoint}', {refusal}"
+        with pytest.raises(RegistryError, match=refused):
+            create_app(embedded_config(tmp_path, module_packages=("modules", package)))
