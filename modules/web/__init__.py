@@ -75,8 +75,10 @@ goes to the login page (saying why, and back here after logging in; htmx request
 headers the API would answer: a wrong role or a missing CSRF token (``403``), an unknown address
 (``404``), a method the address does not take (``405``, e.g. ``GET /web/logout``), any domain
 error a service raises (its status), the database down (``503`` with ``Retry-After``; the login
-form shows itself again, saying so). A screen that wants to say something better catches the
-domain error and ``flash``-es it. A client that asks for JSON (``Accept``) gets problem+json.
+form shows itself again, saying so); for an htmx request that refusal is a notice instead,
+which the layout's script (``static/lapak.js``) shows in the notices area (``HX-Retarget:
+#notices``), as it says when any other htmx request fails. A screen that wants to say
+something better catches the domain error and ``flash``-es it. A client that asks for JSON (``Accept``) gets problem+json.
 ``flash(message, category)`` shows in the layout's notices (categories ``info``, ``success``,
 ``warning``, ``error``). A module that does not want to depend on ``web`` guards its screens
 with ``app.security.requires(*roles, browser=True)`` instead of ``screen``: the same thing.

@@ -214,6 +214,10 @@ def _problem_page(answer: Response, error: Exception) -> Any:
         from .shell import login_unavailable  # the shell's pages build on this module
 
         return login_unavailable(headers)
+    if "HX-Request" in request.headers:
+        # Not a page inside the button's target: a notice in the layout's (lapak.js swaps it).
+        notice = render_template("web/problem_notice.html", title=title, detail=detail, code=code)
+        return notice, status, {**headers, "HX-Retarget": "#notices", "HX-Reswap": "innerHTML"}
     page = render_template(
         "web/problem.html",
         status=status,

@@ -136,3 +136,25 @@ def test_logging_out_ends_the_session(served: Served, page: Page) -> None:
     expect(page.locator(".notices")).to_contain_text("You have logged out.")
     page.goto(f"{served.url}/web/desk/")
     assert page.url == f"{served.url}/web/login?next=/web/desk/"
+
+
+def test_a_refused_htmx_button_says_so_in_the_notices(served: Served, page: Page) -> None:
+    """A page from before the last login: its htmx button's CSRF token is refused, visibly."""
+    email = add_user(served.app, "staff")
+    log_in_through_form(page, served.url, email)
+    errors, _ = watch(page)
+    other_tab = page.context.new_page()  # the same browser logs out and in again
+    other_tab.goto(f"{served.url}/web/desk/")
+    other_tab.get_by_role("button", name="Log out").click()
+    other_tab.wait_for_url(f"{served.url}/web/login")
+    submit_login(other_tab, email)
+
+    page.get_by_role("button", name="Add with htmx").click()
+
+    notice = page.locator("#notices [role=alert]")
+    expect(notice).to_contain_text("This change was refused")
+    expect(notice).to_have_attribute("data-problem", "csrf-invalid")
+    expect(page.locator("h1")).to_have_text("Notes")  # the page stays, nothing swapped into it
+    assert note_titles(served.app) == []
+    # The browser reports the 403 itself; no script failed.
+    assert [e for e in errors if "Failed to load resource" not in e] == []

@@ -92,6 +92,20 @@ def test_a_domain_error_on_a_screen_is_a_page_with_its_status(either_app: Flask)
     assert note_titles(either_app) == []
 
 
+def test_a_refused_htmx_request_gets_a_notice_for_the_notices_area(app: Flask) -> None:
+    client, _ = logged_in(app)
+
+    response = client.post(NOTES + "fragment", headers={"HX-Request": "true"})
+
+    assert response.status_code == 403
+    assert response.headers["HX-Retarget"] == "#notices"
+    assert response.headers["HX-Reswap"] == "innerHTML"
+    assert response.text.startswith('<p class="notice notice-error" role="alert"')
+    assert 'data-problem="csrf-missing"' in response.text
+    assert "This change was refused" in response.text
+    assert "<html" not in response.text
+
+
 def test_logout_by_get_is_a_page_saying_it_does_not_open_that_way(app: Flask) -> None:
     client, _ = logged_in(app)
 
