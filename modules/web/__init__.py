@@ -78,7 +78,8 @@ error a service raises (its status), the database down (``503`` with ``Retry-Aft
 form shows itself again, saying so); for an htmx request that refusal is a notice instead,
 which the layout's script (``static/lapak.js``) shows in the notices area (``HX-Retarget:
 #notices``), as it says when any other htmx request fails. A screen that wants to say
-something better catches the domain error and ``flash``-es it. A client that asks for JSON (``Accept``) gets problem+json.
+something better catches the domain error and ``flash``-es it. A client that asks for JSON
+(``Accept``) gets problem+json.
 ``flash(message, category)`` shows in the layout's notices (categories ``info``, ``success``,
 ``warning``, ``error``). A module that does not want to depend on ``web`` guards its screens
 with ``app.security.requires(*roles, browser=True)`` instead of ``screen``: the same thing.
