@@ -48,7 +48,11 @@ from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
 log = logging.getLogger("lapak.auth")
 #: The browser's cookie: the same access token the bearer header carries (``browser.py``).
-SESSION_COOKIE = "lapak_session"
+#: The ``__Host-`` prefix makes a browser keep it only if it is Secure, has Path=/ and no
+#: Domain, so neither a plain-http page nor a subdomain can plant or overwrite it.
+SESSION_COOKIE = "__Host-lapak_session"
+#: Its name where cookies are not Secure (``LAPAK_ENV=development`` over http): no prefix then.
+DEVELOPMENT_SESSION_COOKIE = "lapak_session"
 TOMBSTONE = "revoked"
 # Cache the state unless a revocation left its tombstone there (atomically).
 _SET_UNLESS_TOMBSTONE = """
@@ -226,6 +230,8 @@ class Auth:
     email_hash_key: bytes
     #: Keys the browser sessions' CSRF tokens (``csrf.py``; derived from the app's secret).
     csrf_key: bytes
+    #: The name of the browser's session cookie in this app (:func:`session_cookie_for`).
+    session_cookie: str
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -245,11 +251,22 @@ def install(app: Flask, settings: Settings) -> None:
         ApiKeyCache(jobs.redis, auth_settings.api_key_cache_seconds, jobs.outage),
         hmac.new(settings.secret_key.encode(), b"lapak.auth.email-hash", hashlib.sha256).digest(),
         csrf.derive_key(settings.secret_key),
+        session_cookie_for(settings),
     )
 
 
 def runtime() -> Auth:
     return current_app.extensions["auth"]
+
+
+def cookies_are_secure(settings: Settings) -> bool:
+    """Whether the browser's cookies are ``Secure`` (sent over HTTPS only): everywhere but
+    ``LAPAK_ENV=development``, whose http://127.0.0.1 has no TLS."""
+    return settings.env != "development"
+
+
+def session_cookie_for(settings: Settings) -> str:
+    return SESSION_COOKIE if cookies_are_secure(settings) else DEVELOPMENT_SESSION_COOKIE
 
 
 # --- login -----------------------------------------------------------------------------------
@@ -367,7 +384,7 @@ def authenticate_request() -> Principal:
         return _authenticate_signed()
     cookie = None
     if not _is_bearer(authorization) and browser_allowed():
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = request.cookies.get(runtime().session_cookie)
     try:
         return _authenticate_cookie(cookie) if cookie else _authenticate()
     except Unauthenticated as refused:

@@ -2,10 +2,11 @@
 menu, and the vendored browser libraries (htmx with its SSE extension, uPlot).
 
 A browser logs in at ``/web/login`` into an ordinary Lapak session (the API's single-session
-rule holds: a login elsewhere ends this one), kept in the ``lapak_session`` cookie, and every
-form or script that changes something sends the session's CSRF token (see
-``modules/auth/browser.py``). Every ``/web/`` answer carries a strict Content-Security-Policy
-(scripts and styles from our own files only), and pages are never stored by caches.
+rule holds: a login elsewhere ends this one), kept in the ``__Host-lapak_session`` cookie
+(``lapak_session`` in development, over http), and every form or script that changes something
+sends the session's CSRF token (see ``modules/auth/browser.py``). Every ``/web/`` answer
+carries a strict Content-Security-Policy (scripts and styles from our own files only), and
+pages are never stored by caches.
 
 How a module adds screens
 -------------------------

@@ -149,7 +149,7 @@ def _unauthenticated(error: Unauthenticated) -> Any:
         response = Response(status=401, headers={"HX-Redirect": login})
     else:
         response = redirect(login, 303)
-    if browser.SESSION_COOKIE in request.cookies:
+    if browser.session_cookie() in request.cookies:
         browser.forget_session(response)
     return response
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from modules.auth.services import SESSION_COOKIE
 from tests.chromium import watch
 from tests.modules.conftest import PASSWORD
 from tests.modules.web.conftest import (
@@ -39,9 +40,9 @@ def test_log_in_through_the_form_and_see_the_layout_and_menu(
     # Our stylesheet applies (from our origin, under the CSP), and htmx runs.
     assert "system-ui" in page.evaluate("getComputedStyle(document.body).fontFamily")
     assert page.evaluate("typeof htmx.version") == "string"
-    cookie = next(c for c in page.context.cookies() if c["name"] == "lapak_session")
+    cookie = next(c for c in page.context.cookies() if c["name"] == SESSION_COOKIE)
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Lax", "/")
-    assert page.evaluate("document.cookie").find("lapak_session") == -1  # HttpOnly
+    assert "lapak_session" not in page.evaluate("document.cookie")  # HttpOnly
 
     menu.get_by_role("link", name="Chart").click()
     page.locator("#chart[data-drawn=yes] canvas").wait_for()
@@ -98,7 +99,7 @@ def test_a_login_in_a_second_browser_sends_the_first_to_the_login_page(
 
     page.wait_for_url(f"{served.url}/web/login?next=/web/desk/chart")
     expect(page.locator(".notices")).to_contain_text("You logged in elsewhere")
-    assert not [c for c in page.context.cookies() if c["name"] == "lapak_session"]
+    assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
     submit_login(page, email)  # and on, where it was going
     assert page.url == f"{served.url}/web/desk/chart"
 

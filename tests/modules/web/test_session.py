@@ -22,7 +22,7 @@ from app.clock import travel
 from app.db import Session
 from modules.auth.models import AuthSession
 from modules.auth.schemas import LoginSchema
-from modules.auth.services import SESSION_COOKIE
+from modules.auth.services import DEVELOPMENT_SESSION_COOKIE, SESSION_COOKIE
 from modules.user.cli import DEMO_ADMIN_EMAIL
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 from tests.modules.user.test_cli import demo_passwords
@@ -112,14 +112,31 @@ def test_the_cookie_lives_no_longer_than_a_shorter_session(
 
 
 def test_the_cookie_is_not_secure_in_development_only(make_app: Callable[..., Flask]) -> None:
+    """Over http, without Secure, the cookie cannot have the __Host- prefix: a name of its own."""
     app = make_app(env="development")
     client = app.test_client()
     email = add_user(app, "staff")
 
     response = web_login(client, email)
 
-    assert "secure" not in cookie_attributes(response, SESSION_COOKIE)
+    assert "secure" not in cookie_attributes(response, DEVELOPMENT_SESSION_COOKIE)
     assert "secure" not in cookie_attributes(response, "lapak_web")
+    assert client.get(NOTES).status_code == 200  # the authenticator reads that one here
+
+
+def test_the_secure_cookie_has_the_host_prefix_and_no_other_name_is_read(app: Flask) -> None:
+    """__Host-: browsers keep it only if Secure, Path=/ and without Domain, so no plain-http
+    page or subdomain can plant it; a cookie of the development name is not read here."""
+    client = app.test_client()
+    response = web_login(client, add_user(app))
+    token = client.get_cookie(SESSION_COOKIE).value
+    unprefixed = app.test_client()
+    unprefixed.set_cookie(DEVELOPMENT_SESSION_COOKIE, token)
+
+    assert SESSION_COOKIE == "__Host-lapak_session"
+    assert "domain" not in cookie_attributes(response, SESSION_COOKIE)
+    assert client.get(NOTES).status_code == 200
+    assert unprefixed.get(NOTES).status_code == 303
 
 
 def test_a_wrong_password_shows_the_form_again_and_sets_no_cookie(app: Flask) -> None:
