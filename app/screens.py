@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import marshmallow as ma
 from flask import request, url_for
+from werkzeug.datastructures import MultiDict
 
 from app.errors import DomainError, Invalid
 
@@ -21,17 +22,27 @@ def load_form(
     """``values`` (``request.args`` or ``request.form``) loaded by ``schema``.
 
     A blank field is left out (an empty filter is no filter, an empty amount the schema's
-    default), and names the schema does not know (the CSRF token) are ignored. Anything else
-    wrong is :class:`~app.errors.Invalid` naming each field (by ``labels`` where given), nothing
-    loaded.
+    default), and names the schema does not know (the CSRF token) are ignored. A field the
+    schema reads as a list takes every value sent under its name (checkboxes; ``values`` a
+    ``MultiDict``), left out too when none is. Anything else wrong is
+    :class:`~app.errors.Invalid` naming each field (by ``labels`` where given; a list's item as
+    ``name.index``), nothing loaded.
     """
-    # A field is sent under its data key where it has one (``from`` for ``since``).
+    # A field is sent under its data key (``from`` for an attribute ``since``), if it has one.
     known = {field.data_key or name for name, field in schema.fields.items()}
-    given = {
+    given: dict[str, Any] = {
         name: value.strip()
         for name, value in values.items()
         if name in known and isinstance(value, str) and value.strip()
     }
+    for name, field in schema.fields.items():
+        if isinstance(field, ma.fields.List):
+            key = field.data_key or name
+            sent = values.getlist(key) if isinstance(values, MultiDict) else []
+            items = [value.strip() for value in sent if isinstance(value, str) and value.strip()]
+            given.pop(key, None)
+            if items:
+                given[key] = items
     try:
         return schema.load(given, unknown=ma.EXCLUDE)
     except ma.ValidationError as error:

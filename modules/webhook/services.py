@@ -99,6 +99,19 @@ def list_endpoints(actor: Principal, *, limit: int, cursor: str | None) -> Page:
     return keyset_page(statement, [WebhookEndpoint.id], limit=limit, cursor=cursor)
 
 
+def endpoints_disabled_by_lapak(actor: Principal, *, limit: int = 20) -> list[WebhookEndpoint]:
+    """One's own endpoints (admins: everyone's) that Lapak disabled (``disabled_reason``: it
+    answered 410, failed for days, or its owner was deactivated), last changed first: what the
+    web client's notice names. Endpoints their owners disabled are not among them."""
+    statement: Select[Any] = select(WebhookEndpoint).where(
+        WebhookEndpoint.enabled.is_(False), WebhookEndpoint.disabled_reason.is_not(None)
+    )
+    if not actor.has_role(ADMIN):
+        statement = statement.where(WebhookEndpoint.owner_id == actor.user_id)
+    order = (WebhookEndpoint.updated_at.desc(), WebhookEndpoint.id.desc())
+    return list(Session().scalars(statement.order_by(*order).limit(limit)))
+
+
 def get_endpoint(actor: Principal, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     statement = select(WebhookEndpoint).where(WebhookEndpoint.uuid == endpoint_id)
     if not actor.has_role(ADMIN):
