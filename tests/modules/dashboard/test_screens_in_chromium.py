@@ -3,7 +3,8 @@ over HTTP with real PostgreSQL and Redis, after a week of sales through the demo
 failed), a bank transfer and a refund: staff land on it after logging in and read the API's
 figures, the daily volume chart is drawn, a period chosen with the keyboard shows that period's
 figures; a seller reads their own share. No script error, no CSP violation, nothing fetched from
-another host; on a phone-wide screen nothing spills sideways."""
+another host; on a phone-wide screen nothing spills sideways. With the dashboard open, an order
+placed through the API shows in its activity feed (the live event stream) without a reload."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, Page, expect
 
+from modules.dashboard.screens import EVENT_STREAM
 from tests.chromium import watch
 from tests.modules.web.conftest import Served, add_user, log_in_through_form
 
@@ -173,3 +176,40 @@ def test_staff_land_on_the_dashboard_and_read_the_apis_figures_and_chart(
 
     assert errors == seller_errors == [], "a CSP violation or a script error"
     assert set(hosts) | set(seller_hosts) == {"127.0.0.1"}
+
+
+def test_an_order_placed_through_the_api_shows_in_the_open_dashboards_feed(
+    served: Served, page: Page
+) -> None:
+    app = served.app
+    if not any(rule.rule == EVENT_STREAM for rule in app.url_map.iter_rules()):
+        pytest.skip("the live module (GET /api/v1/events/stream) is not on this branch yet")
+    client = app.test_client()
+    market = build_market(app, client)
+    item = product(app, "37000", market.seller_a)
+    errors, hosts = watch(page)
+    log_in_through_form(page, served.url, add_user(app, "staff"))
+    feed = page.locator("#activity-feed")
+    expect(feed.locator("#feed-state")).to_have_text("Live")  # the stream is open
+    expect(feed.get_by_text("New activity shows here as it happens.")).to_be_visible()
+    page.evaluate("window.sameDocument = true")  # gone if the page were loaded again
+
+    placed = order(client, market.buyer, [(item, "2")])
+    number = placed["order"]["number"]
+
+    line = feed.get_by_role("listitem").filter(has_text=number)
+    expect(line).to_contain_text("Order placed", timeout=15_000)
+    total = placed["order"]["amount_total"]  # with its tax: as the event says it
+    expect(line).to_contain_text(f"{number} · {total} IDR · sale")
+    invoice = feed.get_by_role("listitem").filter(has_text=placed["invoice"]["number"])
+    expect(invoice.first).to_contain_text("Invoice posted")
+    assert page.evaluate("window.sameDocument") is True  # no reload
+    expect(feed.get_by_text("New activity shows here as it happens.")).to_be_hidden()
+    # Newest first: the last event of the order's transaction is the top line.
+    types = feed.get_by_role("listitem").evaluate_all("lines => lines.map(l => l.dataset.type)")
+    assert {"order.confirmed", "invoice.posted", "payment.registered"} <= set(types)
+    ids = feed.get_by_role("listitem").evaluate_all("lines => lines.map(l => +l.dataset.id)")
+    assert ids == sorted(ids, reverse=True)
+
+    assert errors == [], "a CSP violation or a script error"
+    assert set(hosts) == {"127.0.0.1"}
