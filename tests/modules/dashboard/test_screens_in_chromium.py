@@ -8,6 +8,7 @@ placed through the API shows in its activity feed (the live event stream) withou
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Browser, Page, expect
 
 from modules.dashboard.screens import EVENT_STREAM
-from tests.chromium import watch
+from tests.chromium import serve, watch
 from tests.modules.web.conftest import Served, add_user, log_in_through_form
 
 from .conftest import (
@@ -50,6 +51,15 @@ WEEK = {
     1: [("b", "5", "success"), ("a", "1", "success"), ("own", "1", "failed")],
     0: [("a", "3", "success"), ("b", "2", "success")],
 }
+
+
+@pytest.fixture
+def lapak(make_app: Callable[..., Flask]) -> Iterator[Served]:
+    """Lapak with its own modules only (no test sample screens), served over HTTP as it runs:
+    its first screen is the dashboard."""
+    app = make_app(module_packages=("modules",))
+    with serve(app) as url:
+        yield Served(url, app)
 
 
 def a_week_of_sales(app: Flask, client: FlaskClient) -> Market:
@@ -121,8 +131,9 @@ def assert_shows(page: Page, stats: dict[str, Any]) -> None:
 
 
 def test_staff_land_on_the_dashboard_and_read_the_apis_figures_and_chart(
-    served: Served, browser: Browser, tmp_path: Path
+    lapak: Served, browser: Browser, tmp_path: Path
 ) -> None:
+    served = lapak
     app = served.app
     client = app.test_client()
     market = a_week_of_sales(app, client)
@@ -179,8 +190,9 @@ def test_staff_land_on_the_dashboard_and_read_the_apis_figures_and_chart(
 
 
 def test_an_order_placed_through_the_api_shows_in_the_open_dashboards_feed(
-    served: Served, page: Page
+    lapak: Served, page: Page
 ) -> None:
+    served = lapak
     app = served.app
     if not any(rule.rule == EVENT_STREAM for rule in app.url_map.iter_rules()):
         pytest.skip("the live module (GET /api/v1/events/stream) is not on this branch yet")
