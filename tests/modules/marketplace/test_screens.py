@@ -669,6 +669,40 @@ def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(
     assert snapshot(services) == before
 
 
+def test_an_action_on_a_payment_or_refund_of_another_order_is_not_found_and_changes_nothing(
+    app: Flask,
+    client: FlaskClient,
+    customer: Caller,
+    staff: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    shown_order = paid_order(client, customer, staff, product)["order"]["id"]
+    unpaid = place(client, customer, order_body((product.id, "1")))["payment"]
+    paid = paid_order(client, customer, staff, product)["payment"]
+    refund = post(client, staff, f"/payments/{paid['id']}/refunds", {"reason": "r", "amount": "1"})
+    assert refund.status_code == 201, refund.get_json()
+    web = web_user(app, "staff")
+    page = order_page(web, shown_order)
+    form = refund_form(page, paid["number"], amount="100.00")
+    before = snapshot(services)
+
+    for order_id, action, data in (
+        (shown_order, f"payments/{unpaid['id']}/confirm", {}),
+        (shown_order, f"payments/{paid['id']}/refund", form),
+        (shown_order, f"refunds/{refund.get_json()['id']}/done", {}),
+        ("00000000-0000-4000-8000-000000000000", f"payments/{paid['id']}/refund", form),
+    ):
+        refused = web.post(
+            f"{SCREENS}/orders/{order_id}/{action}",
+            data={**data, "csrf_token": hidden(page.text, "csrf_token")},
+        )
+        assert refused.status_code == 404, action
+    assert snapshot(services) == before
+    states = sql(services, "SELECT state FROM marketplace_refund")
+    assert states == [("pending",)]
+
+
 # -- confirming and cancelling ------------------------------------------------------------------
 
 
