@@ -157,6 +157,12 @@ def orders() -> ResponseReturnValue:
         shown["errors"] = _messages(error.errors)
         flash("Some filters are not valid: see the fields marked below.", "error")
         return render_template("marketplace/orders.html", **shown), 422
+    if args["limit"] not in PAGE_SIZES:
+        # A size the schema accepts but the select does not offer (a link, an address typed):
+        # offered too, so the select shows the size the page has.
+        shown["page_sizes"] = tuple(sorted({*PAGE_SIZES, args["limit"]}))
+    if "limit" in given:
+        given["limit"] = str(args["limit"])  # "07" is 7, as the select names it
     try:
         page = services.list_orders(
             actor, services.OrderFilter.of(args), limit=args["limit"], cursor=args["cursor"]

@@ -298,6 +298,23 @@ def test_keyset_pages_go_forward_and_back_with_the_services_cursors(
     ]
 
 
+def test_a_page_size_the_select_does_not_offer_is_offered_and_selected(app: Flask) -> None:
+    web = web_user(app, "staff")
+
+    def sizes(query: dict[str, str]) -> tuple[list[str], list[str]]:
+        page = web.get(f"{SCREENS}/", query_string=query)
+        assert page.status_code == 200
+        select = re.search(r'<select id="f-limit".*?</select>', page.text, re.S)
+        assert select
+        options = re.findall(r'<option value="(\d+)"( selected)?>', select.group(0))
+        return [size for size, _ in options], [size for size, chosen in options if chosen]
+
+    assert sizes({"limit": "07"}) == (["7", "20", "50", "100"], ["7"])
+    assert sizes({"limit": "150"}) == (["20", "50", "100", "150"], ["150"])
+    assert sizes({"limit": "20"}) == (["20", "50", "100"], ["20"])
+    assert sizes({}) == (["20", "50", "100"], ["50"])
+
+
 def test_the_screens_read_a_caught_up_replica_and_a_browser_sees_its_own_refund(
     app: Flask,
     client: FlaskClient,
