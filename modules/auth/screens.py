@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
@@ -85,17 +86,28 @@ def api_keys_page() -> str:
 
 @screens.post("/api-keys")
 @requires(*OWNERS, browser=True)
-def create_key() -> tuple[str, int]:
+def create_key() -> Response | tuple[str, int]:
     """Create a key; the answer shows its secret, this once."""
     principal = authenticate()
     values = request.form.copy()
     if values.get("expires_at", "").strip():
         values["expires_at"] = utc_field(values["expires_at"].strip())
     try:
-        issued = api_keys.create_key(principal, **load_form(ApiKeyCreateSchema(), values))
+        issued = api_keys.create_key(
+            principal,
+            **load_form(ApiKeyCreateSchema(), values),
+            form_nonce=request.form.get("nonce") or None,
+        )
     except Invalid as refused:
         errors = form_errors(refused, request.form, WHEN_EMPTY)
         return _keys_page(principal, form=request.form, errors=errors), 422
+    except api_keys.ApiKeyFormSent as refused:
+        flash(
+            f"No second key was created: {refused.detail}. If you did not copy it, roll the key "
+            "for a new one.",
+            "error",
+        )
+        return redirect(url_for(".api_key_page", key_id=refused.extra["key_id"]), 303)
     flash(f"API key “{issued.name}” created.", "success")
     return render_template("auth/api_key.html", key=issued.key, issued=issued, **_roll()), 201
 
@@ -121,6 +133,8 @@ def roll_key(key_id: str) -> Response | tuple[str, int]:
             key_id,
             settings.api_key_roll_grace_hours if grace is None else grace,
             settings.api_key_max_grace,
+            # None from a page older than the field: it rolls as before.
+            expected_version=request.form.get("version"),
         )
     except Invalid as refused:
         key = api_keys.get_key(principal, key_id)
@@ -179,6 +193,7 @@ def _keys_page(
         form=form or {},
         chosen=set(form.getlist("scopes")) if isinstance(form, MultiDict) else set(),
         errors=errors or {},
+        nonce=uuid4().hex,
     )
 
 
@@ -186,6 +201,7 @@ def _roll(grace: str = "") -> dict[str, Any]:
     """The roll form's figures: the default and the longest grace, in hours."""
     settings = services.runtime().settings
     return {
+        "key_version": api_keys.key_version,
         "grace_default": settings.api_key_roll_grace_hours,
         "grace_max": settings.api_key_max_grace_hours,
         "grace": grace,

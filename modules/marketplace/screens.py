@@ -13,7 +13,8 @@
   document's number typed out (money goes back, or the order ends); a refund form carries a
   nonce used as the API's ``Idempotency-Key``, so a form sent twice refunds once. A refusal
   shows the service's message on the order's page again, with what was typed, and changes
-  nothing; each action is audited (``app.log.audit``) with its outcome.
+  nothing; each action is audited (``app.log.audit``) with its outcome. A payment or refund
+  is looked up through the order in the address: one of another order is not found.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from flask.typing import ResponseReturnValue
 
 from app.db import read_only
 from app.dumping import fast_dump
-from app.errors import Conflict, DomainError, Invalid, PermissionDenied
+from app.errors import Conflict, DomainError, Invalid, NotFound, PermissionDenied
 from app.http import InvalidCursor, status_of
 from app.log import audit
 from app.screens import load_form
@@ -40,7 +41,7 @@ from modules.ledger import services as ledger
 from modules.ledger.schemas import TransactionSchema
 
 from . import idempotency, postings, refunds, services
-from .models import INVOICE_PAYMENT_STATES, ORDER_STATES
+from .models import INVOICE_PAYMENT_STATES, ORDER_STATES, Payment, Refund
 from .payments import all_methods, held_methods
 from .schemas import (
     OrderDetailSchema,
@@ -156,6 +157,12 @@ def orders() -> ResponseReturnValue:
         shown["errors"] = _messages(error.errors)
         flash("Some filters are not valid: see the fields marked below.", "error")
         return render_template("marketplace/orders.html", **shown), 422
+    if args["limit"] not in PAGE_SIZES:
+        # A size the schema accepts but the select does not offer (a link, an address typed):
+        # offered too, so the select shows the size the page has.
+        shown["page_sizes"] = tuple(sorted({*PAGE_SIZES, args["limit"]}))
+    if "limit" in given:
+        given["limit"] = str(args["limit"])  # "07" is 7, as the select names it
     try:
         page = services.list_orders(
             actor, services.OrderFilter.of(args), limit=args["limit"], cursor=args["cursor"]
@@ -272,6 +279,7 @@ REFUSALS = (Invalid, Conflict, PermissionDenied)
 def confirm_payment(order_id: uuid.UUID, payment_id: uuid.UUID) -> ResponseReturnValue:
     """Staff saw the money come in: the payment is confirmed (as ``POST .../confirm``)."""
     actor = authenticate()
+    _payment_of(actor, order_id, payment_id)
     try:
         payment = services.confirm_payment(actor, payment_id)
     except REFUSALS as error:
@@ -294,9 +302,9 @@ def refund(order_id: uuid.UUID, payment_id: uuid.UUID) -> ResponseReturnValue:
         name: request.form.get(name, "") for name in ("amount", "reason", "destination", "confirm")
     }
     form = f"refund:{payment_id}"
+    payment = _payment_of(actor, order_id, payment_id)
     try:
         body = load_form(_REFUND_FORM, request.form)
-        payment = services.get_payment(actor, payment_id)
         if values["confirm"].strip() != payment.name:
             raise Invalid(
                 f"type the payment's number, {payment.name}, to confirm the refund",
@@ -343,6 +351,7 @@ def refund(order_id: uuid.UUID, payment_id: uuid.UUID) -> ResponseReturnValue:
 def refund_done(order_id: uuid.UUID, refund_id: uuid.UUID) -> ResponseReturnValue:
     """Staff sent the money back: the refund is marked done (as ``POST /refunds/{id}/done``)."""
     actor = authenticate()
+    _refund_of(actor, order_id, refund_id)
     try:
         done = refunds.mark_refund_done(actor, refund_id)
     except REFUSALS as error:
@@ -374,6 +383,23 @@ def cancel(order_id: uuid.UUID) -> ResponseReturnValue:
     _audit("marketplace.order.cancel", "success", actor, order=order_id)
     flash(f"Order {number} is cancelled.", "success")
     return redirect(url_for(".order", order_id=order_id), 303)
+
+
+def _payment_of(actor: Principal, order_id: uuid.UUID, payment_id: uuid.UUID) -> Payment:
+    """The payment, if it is one of the order's in the address (and the actor sees the order);
+    else not found, before anything is done: an action reports on the order it names."""
+    for payment in services.get_order(actor, order_id).payments:
+        if payment.uuid == payment_id:
+            return payment
+    raise NotFound(f"order {order_id} has no payment {payment_id}")
+
+
+def _refund_of(actor: Principal, order_id: uuid.UUID, refund_id: uuid.UUID) -> Refund:
+    """The refund, if it is one of the order's in the address; else not found (as above)."""
+    for refund in refunds.refunds_of(actor, services.get_order(actor, order_id).payments):
+        if refund.uuid == refund_id:
+            return refund
+    raise NotFound(f"order {order_id} has no refund {refund_id}")
 
 
 def _flash_once(message: str, category: str) -> None:

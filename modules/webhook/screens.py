@@ -149,10 +149,15 @@ def disable_endpoint(endpoint_id: uuid.UUID) -> Response:
 
 @screens.post("/endpoints/<uuid:endpoint_id>/rotate-secret")
 @requires(*OWNERS, browser=True)
-def rotate_secret(endpoint_id: uuid.UUID) -> str:
+def rotate_secret(endpoint_id: uuid.UUID) -> Response | str:
     """A new secret, shown this once; the previous one keeps signing for a while."""
     principal = authenticate()
-    rotated = services.rotate_secret(principal, endpoint_id)
+    try:
+        # None from a page older than the field: it rotates as before.
+        rotated = services.rotate_secret(principal, endpoint_id, request.form.get("version"))
+    except Conflict as refused:
+        flash(f"The secret was not rotated: {refused.detail or refused.title}.", "error")
+        return _back_to(endpoint_id)
     flash("New signing secret made.", "success")
     return _endpoint_page(principal, rotated.endpoint, secret=rotated.secret)
 
@@ -250,4 +255,5 @@ def _endpoint_page(
         status=status,
         states=DELIVERY_STATES,
         disabled_because=disabled_because,
+        secret_version=services.secret_version(found),
     )

@@ -32,4 +32,24 @@
       }
     });
   });
+
+  // A form is sent once: a second click while the answer is on its way would create a second
+  // key or roll again (the server refuses that too, but the page would then show no secret).
+  // Registered after the confirmations: a cancelled form stays usable.
+  document.querySelectorAll("form[method=post]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) {
+        return;
+      }
+      form.querySelectorAll("button[type=submit]").forEach(function (button) {
+        button.disabled = true;
+      });
+    });
+  });
+  // Coming back to the page from the history may show it as it was left: usable again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[method=post] button[type=submit]").forEach(function (button) {
+      button.disabled = false;
+    });
+  });
 })();

@@ -142,6 +142,13 @@ def create(client: FlaskClient, **fields: Any) -> TestResponse:
     return post_form(client, KEYS_PAGE, KEYS_PAGE, **fields)
 
 
+def hidden_value(html: str, name: str) -> str:
+    """The value of the page's hidden field ``name``."""
+    found = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)">', html)
+    assert found, f"the page has no {name} field"
+    return found.group(1)
+
+
 def issued(response: TestResponse) -> Key:
     """The key id and the secret the answer shows."""
     assert response.status_code in (200, 201), response.text
@@ -299,6 +306,61 @@ def test_rolling_shows_the_new_secret_once_and_the_old_one_verifies_during_the_g
     with clock.travel(timedelta(hours=2, minutes=1)):
         assert signed(api, old, "GET", ORDERS).status_code == 401
     assert not SECRET.search(client.get(page).text)
+
+
+def test_a_roll_form_sent_twice_rolls_once_and_the_secret_in_use_still_verifies(
+    app: Flask,
+) -> None:
+    client, _ = browser_of(app, "seller")
+    old = issued(create(client))
+    page = f"{KEYS_PAGE}/{old.id}"
+    shown = client.get(page).text
+    form = {
+        "csrf_token": hidden_token(shown),
+        "version": hidden_value(shown, "version"),
+        "grace_hours": "2",
+    }
+
+    new = issued(client.post(f"{page}/roll", data=form))
+    again = client.post(f"{page}/roll", data=form)
+    assert (again.status_code, again.headers["Location"]) == (303, page)
+    assert notices(client.get(page).text) == [
+        "The key was not rolled: rolled since this page was opened; the secret shown then is "
+        "still in use."
+    ]
+    with app.app_context():
+        stored = Session().scalars(select(ApiKey.secret).where(ApiKey.key_id == old.id)).one()
+        assert stored == new.secret  # the second post changed nothing
+    api = app.test_client()
+    assert signed(api, new, "GET", ORDERS).status_code == 200
+    assert signed(api, old, "GET", ORDERS).status_code == 200  # still within its grace
+
+    # The page shown after the roll rolls again: its form names the new secret.
+    assert issued(post_form(client, f"{page}/roll", page, grace_hours="1")).secret != new.secret
+
+
+def test_a_create_form_sent_twice_creates_one_key(app: Flask) -> None:
+    client, email = browser_of(app, "seller")
+    shown = client.get(KEYS_PAGE).text
+    form = {
+        "csrf_token": hidden_token(shown),
+        "nonce": hidden_value(shown, "nonce"),
+        "name": "Shop sync",
+        "scopes": ["orders:read"],
+    }
+
+    key = issued(client.post(KEYS_PAGE, data=form))
+    again = client.post(KEYS_PAGE, data=form)
+    assert (again.status_code, again.headers["Location"]) == (303, f"{KEYS_PAGE}/{key.id}")
+    [notice] = notices(client.get(again.headers["Location"]).text)
+    assert notice.startswith("No second key was created: this form was sent already")
+    assert [stored.key_id for stored in keys_of(app, email)] == [key.id]
+    assert signed(app.test_client(), key, "GET", ORDERS).status_code == 200
+    # A new page's form makes a new key.
+    fresh = client.get(KEYS_PAGE).text
+    form.update(csrf_token=hidden_token(fresh), nonce=hidden_value(fresh, "nonce"))
+    assert issued(client.post(KEYS_PAGE, data=form)).id != key.id
+    assert len(keys_of(app, email)) == 2
 
 
 @pytest.mark.parametrize("grace", ["-1", "100000", "a day"])

@@ -298,6 +298,23 @@ def test_keyset_pages_go_forward_and_back_with_the_services_cursors(
     ]
 
 
+def test_a_page_size_the_select_does_not_offer_is_offered_and_selected(app: Flask) -> None:
+    web = web_user(app, "staff")
+
+    def sizes(query: dict[str, str]) -> tuple[list[str], list[str]]:
+        page = web.get(f"{SCREENS}/", query_string=query)
+        assert page.status_code == 200
+        select = re.search(r'<select id="f-limit".*?</select>', page.text, re.S)
+        assert select
+        options = re.findall(r'<option value="(\d+)"( selected)?>', select.group(0))
+        return [size for size, _ in options], [size for size, chosen in options if chosen]
+
+    assert sizes({"limit": "07"}) == (["7", "20", "50", "100"], ["7"])
+    assert sizes({"limit": "150"}) == (["20", "50", "100", "150"], ["150"])
+    assert sizes({"limit": "20"}) == (["20", "50", "100"], ["20"])
+    assert sizes({}) == (["20", "50", "100"], ["50"])
+
+
 def test_the_screens_read_a_caught_up_replica_and_a_browser_sees_its_own_refund(
     app: Flask,
     client: FlaskClient,
@@ -667,6 +684,40 @@ def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(
     cancel = web.post(f"{SCREENS}/orders/{order_id}/cancel", data={"confirm": form["confirm"]})
     assert cancel.status_code == 403
     assert snapshot(services) == before
+
+
+def test_an_action_on_a_payment_or_refund_of_another_order_is_not_found_and_changes_nothing(
+    app: Flask,
+    client: FlaskClient,
+    customer: Caller,
+    staff: Caller,
+    product: MadeProduct,
+    services: Services,
+) -> None:
+    shown_order = paid_order(client, customer, staff, product)["order"]["id"]
+    unpaid = place(client, customer, order_body((product.id, "1")))["payment"]
+    paid = paid_order(client, customer, staff, product)["payment"]
+    refund = post(client, staff, f"/payments/{paid['id']}/refunds", {"reason": "r", "amount": "1"})
+    assert refund.status_code == 201, refund.get_json()
+    web = web_user(app, "staff")
+    page = order_page(web, shown_order)
+    form = refund_form(page, paid["number"], amount="100.00")
+    before = snapshot(services)
+
+    for order_id, action, data in (
+        (shown_order, f"payments/{unpaid['id']}/confirm", {}),
+        (shown_order, f"payments/{paid['id']}/refund", form),
+        (shown_order, f"refunds/{refund.get_json()['id']}/done", {}),
+        ("00000000-0000-4000-8000-000000000000", f"payments/{paid['id']}/refund", form),
+    ):
+        refused = web.post(
+            f"{SCREENS}/orders/{order_id}/{action}",
+            data={**data, "csrf_token": hidden(page.text, "csrf_token")},
+        )
+        assert refused.status_code == 404, action
+    assert snapshot(services) == before
+    states = sql(services, "SELECT state FROM marketplace_refund")
+    assert states == [("pending",)]
 
 
 # -- confirming and cancelling ------------------------------------------------------------------

@@ -145,3 +145,40 @@ def test_the_developers_forms_work_by_keyboard_and_fit_a_narrow_screen(
         # Nothing sticks out sideways: wide tables scroll inside their own box.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, address
     assert errors == []
+
+
+def test_a_double_click_rolls_once_and_shows_the_new_secret(served: Served, page: Page) -> None:
+    email = add_user(served.app, "seller")
+    errors, _ = watch(page)
+    log_in_through_form(page, served.url, email)
+    page.goto(f"{served.url}/web/auth/api-keys")
+    page.get_by_label("Name").fill("Shop sync")
+    page.get_by_role("checkbox", name=re.compile(r"^orders:read")).check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Create the key").dblclick()
+    expect(page.locator(".notices")).to_contain_text("API key “Shop sync” created.")
+    old = page.get_by_label(re.compile(r"^Secret of lpk_")).input_value()
+    key_id = page.locator("dl.facts code").first.inner_text()
+    page.reload()
+
+    # A confirmation dismissed leaves its form usable.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Revoke the key").click()
+    expect(page.get_by_role("button", name="Revoke the key")).to_be_enabled()
+
+    # A form sent is not sent again: its button is disabled (this sending is held in the page).
+    page.evaluate("window.addEventListener('submit', (event) => event.preventDefault())")
+    page.get_by_role("button", name="Roll the secret").click()
+    expect(page.get_by_role("button", name="Roll the secret")).to_be_disabled()
+    page.reload()
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Roll the secret").dblclick()
+    expect(page.locator(".notices")).to_contain_text("rolled: use the new secret below")
+    new = page.get_by_label(re.compile(r"^Secret of lpk_")).input_value()
+    assert new != old
+    assert signed_get(served.url, ORDERS, key_id, new) == 200
+    assert signed_get(served.url, ORDERS, key_id, old) == 200  # in its grace
+    page.goto(f"{served.url}/web/auth/api-keys")
+    expect(page.locator("tbody tr")).to_have_count(1)  # one key, created once
+    assert errors == [], "a CSP violation or a script error"

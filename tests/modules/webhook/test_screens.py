@@ -27,6 +27,7 @@ from tests.conftest import run_jobs
 from tests.modules.auth.test_screens import (
     api_caller,
     browser_of,
+    hidden_value,
     main_text,
     notices,
     post_form,
@@ -309,6 +310,36 @@ def test_disable_enable_rotate_and_delete(
         client.get(HOME).text
     )
     assert endpoints_of(app, email) == []
+
+
+def test_a_rotate_form_sent_twice_rotates_once_and_the_secret_in_use_still_signs(
+    app: Flask, make_receiver: Callable[..., Receiver]
+) -> None:
+    receiver = make_receiver()
+    client, email = browser_of(app, "seller")
+    endpoint_id, old_secret = added(add(client, receiver.url))
+    page = page_of(endpoint_id)
+    shown_page = client.get(page).text
+    form = {"csrf_token": hidden_token(shown_page), "version": hidden_value(shown_page, "version")}
+
+    rotated = client.post(f"{page}/rotate-secret", data=form)
+    assert rotated.status_code == 200
+    [new_secret] = set(SECRET.findall(rotated.text))
+    again = client.post(f"{page}/rotate-secret", data=form)
+    assert (again.status_code, again.headers["Location"]) == (303, page)
+    assert notices(client.get(page).text) == [
+        "The secret was not rotated: rotated since this page was opened; the secret shown then "
+        "is still in use."
+    ]
+    with app.app_context():
+        [stored] = endpoints_of(app, email)
+        assert (stored.secret, stored.previous_secret) == (new_secret, old_secret)
+
+    act(client, endpoint_id, "test")
+    run_jobs(app)
+    [received] = receiver.received
+    assert signed_by(new_secret, received)
+    assert signed_by(old_secret, received)
 
 
 def test_an_endpoint_lapak_disabled_is_named_on_the_developers_page(
