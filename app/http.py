@@ -12,7 +12,8 @@
   ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; token answers add
   :data:`NO_STORE`.
 * Requests are read by ``app/reading.py``; a value the database refuses is a 422.
-* Cursor (keyset) pagination: :class:`PageArgs`, :func:`keyset_page`, :func:`page_schema`.
+* Cursor (keyset) pagination: :class:`PageArgs`, :func:`keyset_page`, :func:`page_schema`;
+  :func:`cursor_scope` for a listing served by another endpoint than its own (GraphQL).
 * :class:`JsonBoolean`: a JSON body's ``true``/``false``, nothing else.
 """
 
@@ -24,7 +25,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -218,6 +221,13 @@ PROBLEM_MEMBERS = frozenset(
 )
 
 
+def status_of(error: errors.DomainError) -> int:
+    """The HTTP status of ``error``'s family (400 for one outside them)."""
+    return next(
+        (STATUS_BY_ERROR[cls] for cls in type(error).__mro__ if cls in STATUS_BY_ERROR), 400
+    )
+
+
 def handle_domain_error(error: errors.DomainError) -> Response:
     extra = {k: v for k, v in error.extra.items() if k not in PROBLEM_MEMBERS}
     if len(extra) < len(error.extra):
@@ -226,11 +236,8 @@ def handle_domain_error(error: errors.DomainError) -> Response:
             type(error).__name__,
             ", ".join(sorted(error.extra.keys() & PROBLEM_MEMBERS)),
         )
-    status = next(
-        (STATUS_BY_ERROR[cls] for cls in type(error).__mro__ if cls in STATUS_BY_ERROR), 400
-    )
     return problem(
-        status,
+        status_of(error),
         error.title,
         error.detail,
         type_=problem_type(error.code),
@@ -366,6 +373,27 @@ class PageArgs(ma.Schema):
     )
 
 
+#: The listing the cursors of the current block belong to, when not the request's endpoint.
+_cursor_scope: ContextVar[str | None] = ContextVar("lapak_cursor_scope", default=None)
+
+
+@contextmanager
+def cursor_scope(listing: str) -> Iterator[None]:
+    """Pages read in the block sign their cursors for ``listing`` (an endpoint's name, e.g.
+    ``"marketplace.Orders"``) instead of the request's endpoint, and add no ``Link`` header.
+
+    For an endpoint that answers several listings at once (GraphQL): each page's cursor is
+    bound to its listing, not to the endpoint that served it, so the cursor of one listing is
+    refused by another; and a page that has no URL of its own gets no ``rel="next"`` link. A
+    cursor of the listing's own endpoint is taken too (the same rows in the same order).
+    """
+    token = _cursor_scope.set(listing)
+    try:
+        yield
+    finally:
+        _cursor_scope.reset(token)
+
+
 class InvalidCursor(errors.BadRequest):
     code = "invalid-cursor"
     title = "The cursor is not valid"
@@ -488,7 +516,8 @@ def _page(rows: Sequence[Any], limit: int, sort_key: Callable[[Any], list[Any]])
         return Page(list(rows), None)
     rows = rows[:limit]
     next_cursor = encode_cursor(sort_key(rows[-1]))
-    link_next(next_cursor)
+    if _cursor_scope.get() is None:
+        link_next(next_cursor)
     return Page(list(rows), next_cursor)
 
 
@@ -523,7 +552,8 @@ def _after(columns: Sequence[Any], bounds: Sequence[Any], descending: bool) -> A
 def _cursor_serializer() -> URLSafeSerializer:
     from flask import current_app
 
-    return URLSafeSerializer(current_app.secret_key, salt=f"lapak.cursor:{request.endpoint}")
+    listing = _cursor_scope.get() or request.endpoint
+    return URLSafeSerializer(current_app.secret_key, salt=f"lapak.cursor:{listing}")
 
 
 def _encode_value(value: Any) -> Any:

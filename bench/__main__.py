@@ -19,6 +19,8 @@ BENCHMARKS = {
     "ledger": "bench.ledger",
     "payments": "bench.payments",
     "webhooks": "bench.webhooks",
+    "dashboard": "bench.dashboard",
+    "graphql": "bench.graphql",
 }
 
 

@@ -33,12 +33,12 @@ from app.db import Session, after_commit, get_database, transaction, utcnow
 from app.errors import Unauthenticated
 from app.jobs import RedisOutage
 from app.log import audit as audit_line
-from app.security import Principal, current_principal
+from app.security import Principal, browser_allowed, current_principal
 from modules.user.models import User
 from modules.user.passwords import passwords
 from modules.user.services import find_by_email
 
-from . import signed_requests
+from . import csrf, signed_requests
 from .config import AuthSettings
 from .key_cache import ApiKeyCache
 from .models import ADMIN, DEACTIVATED, LOGOUT, PASSWORD_SET, REPLACED, ApiKey, AuthSession
@@ -47,6 +47,8 @@ from .throttle import LoginLocked, LoginThrottle
 from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
 log = logging.getLogger("lapak.auth")
+#: The browser's cookie: the same access token the bearer header carries (``browser.py``).
+SESSION_COOKIE = "lapak_session"
 TOMBSTONE = "revoked"
 # Cache the state unless a revocation left its tombstone there (atomically).
 _SET_UNLESS_TOMBSTONE = """
@@ -222,6 +224,8 @@ class Auth:
     key_cache: ApiKeyCache
     #: Keys the HMAC that stands for an email in audit lines (derived from the app's secret).
     email_hash_key: bytes
+    #: Keys the browser sessions' CSRF tokens (``csrf.py``; derived from the app's secret).
+    csrf_key: bytes
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -240,6 +244,7 @@ def install(app: Flask, settings: Settings) -> None:
         replays,
         ApiKeyCache(jobs.redis, auth_settings.api_key_cache_seconds, jobs.outage),
         hmac.new(settings.secret_key.encode(), b"lapak.auth.email-hash", hashlib.sha256).digest(),
+        csrf.derive_key(settings.secret_key),
     )
 
 
@@ -353,13 +358,24 @@ def _end_sessions(session: Any, where: list[Any], reason: str, now: datetime) ->
 def authenticate_request() -> Principal:
     """The core's authenticator, a chain: a bearer token (a person's session) if the request
     has an Authorization header, else a signed API-key request if it has any of the API-key
-    headers (a program), else 401."""
-    if "Authorization" in request.headers or not signed_requests.presented():
-        try:
-            return _authenticate()
-        except Unauthenticated as refused:
-            audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
-            raise
+    headers (a program), else the browser's session cookie if the view accepts a browser
+    (``@requires(..., browser=True)``), else 401."""
+    if "Authorization" not in request.headers and signed_requests.presented():
+        return _authenticate_signed()
+    cookie = None
+    if "Authorization" not in request.headers and browser_allowed():
+        cookie = request.cookies.get(SESSION_COOKIE)
+    try:
+        return _authenticate_cookie(cookie) if cookie else _authenticate()
+    except Unauthenticated as refused:
+        audit("auth.token", "refused", problem=refused.code, ip=request.remote_addr)
+        raise
+    except csrf.CsrfRefused as refused:
+        audit("auth.csrf", "refused", problem=refused.code, ip=request.remote_addr)
+        raise
+
+
+def _authenticate_signed() -> Principal:
     try:
         auth = runtime()
         return signed_requests.authenticate(
@@ -380,7 +396,6 @@ def authenticate_request() -> Principal:
 
 
 def _authenticate() -> Principal:
-    auth = runtime()
     header = request.headers.get("Authorization", "").strip()
     if not header:
         raise MissingCredentials(
@@ -390,7 +405,24 @@ def _authenticate() -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingCredentials("send Authorization: Bearer <access token>")
-    claims = auth.keyring.verify(token.strip())
+    return _session_principal(runtime().keyring.verify(token.strip()))
+
+
+def _authenticate_cookie(token: str) -> Principal:
+    """The browser's cookie holds the same access token as the bearer header. Its CSRF token
+    is checked before the session is (nothing of the session, not even its idle expiry, moves
+    for a request that may come from another site)."""
+    auth = runtime()
+    claims = auth.keyring.verify(token)
+    csrf.check(auth.csrf_key, claims["sid"])
+    return _session_principal(claims)
+
+
+def _session_principal(claims: dict[str, Any]) -> Principal:
+    """The person behind a verified token, once their session passes every check: it exists,
+    is neither revoked nor replaced, is within its idle and absolute expiry, and its user is
+    active."""
+    auth = runtime()
     state = _session_state(claims["sid"])
     if state is None or state.user_uuid != claims["sub"]:
         raise SessionRevoked("this session does not exist")

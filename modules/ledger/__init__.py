@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from app.registry import Manifest, ModuleHooks
+from app.registry import Manifest, MenuEntry, ModuleHooks
 
 if TYPE_CHECKING:
     from .chart import Purpose
@@ -21,7 +21,7 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, cli, registry
+    from . import api, cli, registry, screens
 
     hooks.setup(registry.install)
     hooks.blueprint(api.blp)
@@ -29,6 +29,8 @@ def load(hooks: ModuleHooks) -> None:
         "ledger:read", "Read ledger accounts, entries and the trial balance", ("seller", "admin")
     )
     hooks.command(cli.ledger)
+    admins = frozenset({screens.ADMIN})
+    hooks.screens(screens.screens, MenuEntry("Ledger", "ledger_screens.accounts", admins, order=70))
 
 
 def extend(

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import exists, inspect, select
+from sqlalchemy import Select, exists, inspect, select
 
 from app.db import (
     Session,
@@ -660,9 +660,10 @@ class TransactionFilter:
     amount_max: Decimal | None = None
 
 
-def _visible(actor: Principal):  # type: ignore[no-untyped-def]
+def visible_transactions(actor: Principal) -> Select[tuple[PaymentTransaction]]:
     """Transactions ``actor`` may see: staff all, customers their own, sellers those of the
-    invoices with their lines."""
+    invoices with their lines. Every reader of transactions narrows by it (the REST listing,
+    one transaction, GraphQL's payments' transactions)."""
     statement = select(PaymentTransaction)
     if actor.has_role(*STAFF_ROLES):
         return statement
@@ -680,7 +681,7 @@ def list_transactions(
     actor: Principal, filters: TransactionFilter, *, limit: int, cursor: str | None
 ) -> Page:
     """Newest first, filtered, keyset-paged."""
-    statement = _visible(actor)
+    statement = visible_transactions(actor)
     if filters.state:
         statement = statement.where(PaymentTransaction.state == filters.state)
     if filters.provider:
@@ -713,7 +714,8 @@ def list_transactions(
 
 
 def get_transaction(actor: Principal, tx_uuid: uuid.UUID) -> PaymentTransaction:
-    tx = Session().scalars(_visible(actor).where(PaymentTransaction.uuid == tx_uuid)).first()
+    found = visible_transactions(actor).where(PaymentTransaction.uuid == tx_uuid)
+    tx = Session().scalars(found).first()
     if tx is None:
         raise NotFound("there is no such payment")
     return tx

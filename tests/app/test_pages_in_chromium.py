@@ -6,66 +6,32 @@ Content-Security-Policy, or whether the API docs fetch anything from outside: a 
 
 from __future__ import annotations
 
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Page
 
 from app import create_app
 from tests.app.fake_modules import embedded_config
-
-#: As the machine's probe starts it: no sandbox as root, and nothing that calls Google's hosts.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.chromium import chromium, serve, watch
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """Lapak on the embedded default, over real HTTP on a free loopback port."""
     app = create_app(embedded_config(tmp_path))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with serve(app) as url:
+            yield url
     finally:
-        server.shutdown()
-        thread.join(10)
         app.extensions["lapak.db"].dispose()
 
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed (scripts/test installs it)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
-
-
-def watch(page: Page) -> tuple[list[str], list[str]]:
-    """Console errors (a CSP violation is one) and the hosts of every request the page makes."""
-    errors: list[str] = []
-    hosts: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("request", lambda request: hosts.append(urlsplit(request.url).hostname or ""))
-    return errors, hosts
+    with chromium() as browser:
+        yield browser.new_page()
 
 
 def test_the_landing_page_is_styled_under_its_csp_and_its_links_work(
@@ -83,7 +49,7 @@ def test_the_landing_page_is_styled_under_its_csp_and_its_links_work(
     assert "system-ui" in font
     modules = [
         *("user", "auth", "audit", "fetch", "ledger", "marketplace", "payment", "seller"),
-        *("wallet", "webhook"),
+        *("dashboard", "graphql", "wallet", "web", "webhook"),
     ]
     assert page.locator("td code").all_inner_texts() == modules
 

@@ -13,12 +13,15 @@ from flask import Flask
 
 import modules.audit
 import modules.auth
+import modules.dashboard
 import modules.fetch
+import modules.graphql
 import modules.marketplace
 import modules.payment
 import modules.seller
 import modules.user
 import modules.wallet
+import modules.web
 import modules.webhook
 from app import create_app
 from app.config import Settings
@@ -352,7 +355,10 @@ def test_real_modules_load_in_dependency_order() -> None:
         "marketplace",
         "payment",
         "seller",
+        "dashboard",
+        "graphql",
         "wallet",
+        "web",
         "webhook",
     ]
 
@@ -619,7 +625,10 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.marketplace,
                 modules.payment,
                 modules.seller,
+                modules.dashboard,
+                modules.graphql,
                 modules.wallet,
+                modules.web,
                 modules.webhook,
             ]
         )

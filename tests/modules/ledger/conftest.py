@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
 from tests.modules.conftest import Caller
+from tests.modules.web.conftest import either_app, embedded_app  # noqa: F401 - fixtures
 from tests.servers import Services
 
 API = "/api/v1/ledger"

@@ -13,6 +13,13 @@ from werkzeug.test import TestResponse
 
 from tests.modules.conftest import Caller
 from tests.modules.marketplace.conftest import make_product  # noqa: F401 - fixture
+from tests.modules.web.conftest import (  # noqa: F401 - fixtures
+    browser,
+    either_app,
+    embedded_app,
+    page,
+    served,
+)
 from tests.servers import Services
 
 API = "/api/v1/sellers"

@@ -1,0 +1,73 @@
+"""The dashboard's rollups: per-day counters kept by an outbox subscriber, and the facts counted.
+
+- ``dashboard_daily``: one row per (seller, currency, day, provider). ``seller_id`` 0 is the
+  platform's total; any other is a seller's own share (:mod:`.facts`). Days are the
+  marketplace's (``LAPAK_MARKETPLACE_TIMEZONE``). Counts of transactions by outcome and of
+  refunds, and money in **hundredths** (the two places of every ``NUMERIC(18, 2)`` amount) as
+  integers: the subscriber adds to them in SQL (``INSERT ... ON CONFLICT DO UPDATE SET volume =
+  volume + excluded.volume``), which is exact on SQLite only for integers (it keeps NUMERIC as
+  floats). They become ``Decimal`` again when read.
+- ``dashboard_counted``: the natural key of every fact counted (``transaction``, ``payment`` or
+  ``refund`` and its uuid), inserted in the same transaction as the counters it moved: an event
+  delivered twice, or a fact the rebuild counted before its event came, moves them once.
+
+The dashboard also lists recent payments newest first: the index below serves that listing (on
+the marketplace's table, declared here because only the dashboard reads it so).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, utcnow
+from modules.marketplace.models import Payment
+
+#: ``seller_id`` of the platform's own rows (every fact, whole).
+PLATFORM = 0
+#: The counters of a row, in the order the API shows them.
+COUNTS = ("transactions", "succeeded", "failed", "canceled", "refunds")
+AMOUNTS = ("volume_minor", "fees_minor", "refunded_minor")
+COUNTERS = COUNTS + AMOUNTS
+
+
+class DailyRollup(Base):
+    __tablename__ = "dashboard_daily"
+
+    #: 0: the platform's total; else the seller's user id (their share only).
+    seller_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    #: The provider's code, or the payment method of a payment made without one.
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: Provider transactions (and payments without one) that reached a final state.
+    transactions: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    canceled: Mapped[int] = mapped_column(Integer, default=0)
+    refunds: Mapped[int] = mapped_column(Integer, default=0)
+    #: What succeeded (a seller: their untaxed share of it), in hundredths.
+    volume_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The providers' fees on it (a seller: the platform's commission on their share).
+    fees_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Refunded (a seller: their share of the refunds), in hundredths.
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CountedFact(Base):
+    __tablename__ = "dashboard_counted"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    counted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: The recent-transactions listing pages payments newest first (keyset on these columns).
+PAYMENTS_BY_TIME = Index(
+    "ix_marketplace_payment_created_at_id",
+    Payment.__table__.c.created_at,
+    Payment.__table__.c.id,
+)

@@ -1,0 +1,152 @@
+"""What crosses the HTTP boundary for the dashboard. Money is decimal strings, never a float."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from app.http import PageArgs, page_schema
+from modules.fetch.schemas import Amount
+from modules.payment.models import TRANSACTION_STATES
+
+from .services import MAX_DAYS
+
+CURRENCY = ma.fields.String(
+    load_default=None,
+    validate=ma.validate.Regexp(r"^[A-Z]{3}$", error="an ISO 4217 code in capitals, like IDR"),
+    metadata={"description": "ISO 4217 code; default IDR", "example": "IDR"},
+)
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+class DashboardStatsQuerySchema(ma.Schema):
+    since = ma.fields.Date(
+        data_key="from",
+        load_default=None,
+        metadata={"description": "First day (marketplace time zone); default: 29 days before to"},
+    )
+    until = ma.fields.Date(
+        data_key="to",
+        load_default=None,
+        metadata={
+            "description": f"Last day, included; default today. At most {MAX_DAYS} days from from"
+        },
+    )
+    currency = CURRENCY
+
+
+class DashboardTransactionQuerySchema(PageArgs):
+    state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(TRANSACTION_STATES))
+    provider = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "A provider's code, or a payment method (cash)"},
+    )
+    currency = CURRENCY
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+
+class DashboardFiguresSchema(ma.Schema):
+    transactions = ma.fields.Integer(
+        metadata={"description": "Transactions that reached a final state"}
+    )
+    succeeded = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    canceled = ma.fields.Integer()
+    volume = Amount(metadata={"description": "What succeeded (a seller: their share)"})
+    fees = Amount(
+        metadata={"description": "Providers' fees on it (a seller: the commission on their share)"}
+    )
+    refunds = ma.fields.Integer(metadata={"description": "Refunds whose money went back"})
+    refunded = Amount(metadata={"description": "Their amount (a seller: their share)"})
+
+
+class DashboardDayFiguresSchema(DashboardFiguresSchema):
+    day = ma.fields.Date()
+
+
+class DashboardProviderFiguresSchema(DashboardFiguresSchema):
+    provider = ma.fields.String(metadata={"example": "demo"})
+
+
+class DashboardStatusCountSchema(ma.Schema):
+    state = ma.fields.String(metadata={"enum": ["success", "failed", "canceled"]})
+    count = ma.fields.Integer()
+
+
+class DashboardTallySchema(ma.Schema):
+    count = ma.fields.Integer()
+    amount = Amount()
+
+
+class DashboardSettlementSummarySchema(ma.Schema):
+    pending = Amount(metadata={"description": "Sellers' shares on hold"})
+    available = Amount(metadata={"description": "Sellers' shares they may withdraw"})
+    owed = Amount(metadata={"description": "What sellers owe back (refunds after a payout)"})
+    next_release_at = ma.fields.DateTime(
+        allow_none=True, metadata={"description": "A seller's next release; null for staff"}
+    )
+    next_payout_on = ma.fields.Date(
+        allow_none=True, metadata={"description": "A seller's next weekly payout day, or null"}
+    )
+    payouts = ma.fields.Nested(
+        DashboardTallySchema, metadata={"description": "Settlements completed in the period"}
+    )
+    in_flight = ma.fields.Nested(
+        DashboardTallySchema, metadata={"description": "Settlements pending or processing now"}
+    )
+
+
+class DashboardStatsSchema(ma.Schema):
+    since = ma.fields.Date(data_key="from")
+    until = ma.fields.Date(data_key="to")
+    currency = ma.fields.String(metadata={"example": "IDR"})
+    scope = ma.fields.String(
+        metadata={
+            "enum": ["platform", "seller"],
+            "description": "platform: every sale (staff); seller: the caller's share",
+        }
+    )
+    totals = ma.fields.Nested(DashboardFiguresSchema)
+    success_rate = Amount(
+        places=4,
+        metadata={
+            "description": "succeeded / (succeeded + failed), 0 to 1 (canceled left out); "
+            "null when there is neither"
+        },
+    )
+    average = Amount(metadata={"description": "volume / succeeded; null when none succeeded"})
+    daily = ma.fields.List(
+        ma.fields.Nested(DashboardDayFiguresSchema),
+        metadata={"description": "Every day, zeros included"},
+    )
+    providers = ma.fields.List(ma.fields.Nested(DashboardProviderFiguresSchema))
+    statuses = ma.fields.List(ma.fields.Nested(DashboardStatusCountSchema))
+    settlement = ma.fields.Nested(DashboardSettlementSummarySchema)
+
+
+class DashboardTransactionSchema(ma.Schema):
+    payment = ma.fields.UUID(metadata={"description": "The accounting payment"})
+    transaction = ma.fields.UUID(
+        allow_none=True, metadata={"description": "Its provider transaction; null without one"}
+    )
+    reference = ma.fields.String(
+        allow_none=True, metadata={"example": "TX/2026/00001", "description": "TX/ or PAY/"}
+    )
+    payment_number = ma.fields.String(allow_none=True, metadata={"example": "PAY/2026/00001"})
+    invoice_number = ma.fields.String(allow_none=True, metadata={"example": "INV/2026/00001"})
+    provider = ma.fields.String(metadata={"example": "demo"})
+    method = ma.fields.String(metadata={"example": "demo"})
+    state = ma.fields.String(metadata={"enum": list(TRANSACTION_STATES)})
+    amount = Amount()
+    fee = Amount()
+    currency = ma.fields.String()
+    customer = ma.fields.UUID()
+    created_at = ma.fields.DateTime()
+    updated_at = ma.fields.DateTime()
+
+
+DashboardTransactionPageSchema = page_schema(DashboardTransactionSchema)

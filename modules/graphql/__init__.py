@@ -1,0 +1,24 @@
+"""Read-only GraphQL over sale orders, invoices, payments, provider transactions and seller
+balances, at ``POST /api/v1/graphql``: the same services, visibility and answers as the REST
+API, with nested reads batched (no N+1) and bounded (depth, cost, tokens, aliases, page size)."""
+
+from app.registry import Manifest, ModuleHooks
+
+manifest = Manifest(
+    name="graphql",
+    version="0.1.0",
+    summary="Read-only GraphQL over orders, invoices, payments, transactions and balances",
+    depends=("marketplace", "payment", "seller"),
+)
+
+
+def load(hooks: ModuleHooks) -> None:
+    from . import api
+
+    hooks.blueprint(api.blp)
+    hooks.scope(
+        api.SCOPE,
+        "Read sale orders, invoices, payments, provider transactions and seller balances "
+        "through GraphQL",
+        roles=("seller", "admin"),
+    )

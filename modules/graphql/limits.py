@@ -1,0 +1,220 @@
+"""How much one GraphQL request may ask for, checked before anything is read.
+
+* **tokens**: a document of more than :data:`MAX_TOKENS` tokens is not parsed
+  (strawberry's ``MaxTokensLimiter``; the standard introspection query has fewer than 250);
+* **aliases**: at most :data:`MAX_ALIASES` (``MaxAliasesLimiter``'s rule): aliases repeat a
+  field;
+* **depth**: at most :data:`MAX_DEPTH` levels of selection (``QueryDepthLimiter``'s rule;
+  introspection fields are not counted: their depth is the schema's, which is small). The
+  deepest path of the schema today is 6 (``orders.items.invoices.payments.transactions.id``,
+  references upwards being ids): the limit holds once types point at each other;
+* **cost**: at most :data:`MAX_COST` objects in the answer, counted before execution by
+  :class:`QueryCost`: a page counts its ``first`` (or its default), every other list the
+  estimate of :data:`LIST_SIZES`, each multiplied by what contains it;
+* **page size**: ``first`` is 1 to ``app.http.MAX_PAGE_SIZE`` (200), as REST's ``limit``.
+
+A refused request is a GraphQL error (HTTP 200) whose ``extensions.code`` names the limit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLNamedType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
+)
+from graphql.pyutils import Undefined
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
+)
+
+from app.http import MAX_PAGE_SIZE
+
+MAX_TOKENS = 2000
+MAX_ALIASES = 15
+MAX_DEPTH = 8
+#: Objects one answer may hold at most: a full page of 200 orders with their lines, invoices
+#: (with theirs), payments and transactions is about 9,000 by :data:`LIST_SIZES`.
+MAX_COST = 10_000
+#: What a nested list holds, as the cost counts it: a typical order, not the largest one.
+LIST_SIZES: Mapping[tuple[str, str], int] = {
+    ("Order", "lines"): 10,
+    ("Invoice", "lines"): 10,
+    ("Order", "invoices"): 2,
+    ("Order", "payments"): 2,
+    ("Invoice", "payments"): 2,
+    ("Payment", "transactions"): 1,
+}
+#: Any other list (none yet): counted as this many.
+DEFAULT_LIST_SIZE = 10
+PAGE_ARGUMENT = "first"
+
+
+#: The depth and alias rules (strawberry's QueryDepthLimiter and MaxAliasesLimiter), made once:
+#: validated documents are cached by their rules too, so the rules must be the same classes in
+#: every request (each limiter instance would make its own).
+_RULES = (
+    query_depth_limiter.create_validator(MAX_DEPTH, should_ignore=None),
+    max_aliases.create_validator(MAX_ALIASES),
+)
+#: Distinct documents whose parse and validation each process keeps (LRU): clients send the
+#: same few documents with other variables.
+CACHED_DOCUMENTS = 256
+
+
+def limiters() -> list[Callable[[], SchemaExtension]]:
+    """The schema extensions that hold a request to the limits above, and cache the parse and
+    validation of documents already seen: factories, so each request has its own instances (an
+    extension keeps the request's execution context)."""
+    return [
+        functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+        functools.partial(AddValidationRules, list(_RULES)),
+        functools.partial(ParserCache, maxsize=CACHED_DOCUMENTS),
+        functools.partial(ValidationCache, maxsize=CACHED_DOCUMENTS),
+        QueryCost,
+    ]
+
+
+class QueryCost(SchemaExtension):
+    """Refuses, once the document is valid and before it runs, an operation whose answer may
+    hold more than :data:`MAX_COST` objects (see the module's docstring)."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.result is None:
+            cost = operation_cost(
+                context.schema._schema,
+                document.definitions,
+                context.operation_name,
+                context.variables or {},
+            )
+            if cost > MAX_COST:
+                context.result = ExecutionResult(
+                    data=None,
+                    errors=[
+                        GraphQLError(
+                            f"the query may return {cost} objects, more than the {MAX_COST} "
+                            "allowed: ask for smaller pages (first) or fewer nested lists",
+                            extensions={
+                                "code": "query-too-costly",
+                                "cost": cost,
+                                "max_cost": MAX_COST,
+                            },
+                        )
+                    ],
+                )
+        yield
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    definitions: Any,
+    operation_name: str | None,
+    variables: Mapping[str, Any],
+) -> int:
+    """The number of objects the answer of the operation that runs may hold: the one named,
+    else the first (as strawberry chooses); 0 for none (execution reports that)."""
+    fragments = {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
+    operations = [d for d in definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if not operations or schema.query_type is None:
+        return 0
+    counter = _Counter(schema, fragments, variables)
+    return counter.cost(operations[0].selection_set, schema.query_type, 1, None)
+
+
+class _Counter:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+
+    def cost(
+        self,
+        selections: SelectionSetNode | None,
+        parent: GraphQLNamedType,
+        multiplier: int,
+        page_size: int | None,
+    ) -> int:
+        """Objects under ``selections`` of ``multiplier`` objects of type ``parent``; a page's
+        lists (its ``items``) hold ``page_size`` each."""
+        if selections is None:
+            return 0
+        total = 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                total += self._field(selection, parent, multiplier, page_size)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                own = self.schema.get_type(condition.name.value) if condition else parent
+                total += self.cost(selection.selection_set, own or parent, multiplier, page_size)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:
+                    own = self.schema.get_type(fragment.type_condition.name.value) or parent
+                    total += self.cost(fragment.selection_set, own, multiplier, page_size)
+        return total
+
+    def _field(
+        self, node: FieldNode, parent: GraphQLNamedType, multiplier: int, page_size: int | None
+    ) -> int:
+        name = node.name.value
+        definition = getattr(parent, "fields", {}).get(name)
+        if name.startswith("__") or definition is None:
+            return 0  # introspection is bounded by the schema; unknown fields fail validation
+        named = get_named_type(definition.type)
+        if not hasattr(named, "fields"):
+            return 0  # a scalar or an enum: part of its object
+        if PAGE_ARGUMENT in definition.args:
+            # A page: one object, whose items are counted by its ``first``.
+            first = self._page_size(node, definition.args[PAGE_ARGUMENT])
+            return multiplier + self.cost(node.selection_set, named, multiplier, first)
+        size = 1
+        if is_list_type(get_nullable_type(definition.type)):
+            if page_size is not None:
+                size = page_size
+            else:
+                size = LIST_SIZES.get((parent.name, name), DEFAULT_LIST_SIZE)
+        count = multiplier * size
+        return count + self.cost(node.selection_set, named, count, None)
+
+    def _page_size(self, node: FieldNode, argument: Any) -> int:
+        arguments = node.arguments or ()
+        given = next((a.value for a in arguments if a.name.value == PAGE_ARGUMENT), None)
+        value: Any = argument.default_value
+        if isinstance(given, IntValueNode):
+            value = int(given.value)
+        elif isinstance(given, VariableNode):
+            value = self.variables.get(given.name.value, value)
+        if value is Undefined or not isinstance(value, int) or isinstance(value, bool):
+            return MAX_PAGE_SIZE  # not a page size: execution refuses it, count the most
+        return max(value, 0)

@@ -1,0 +1,169 @@
+"""The shell's pages: login, logout, home; the menu and the templates' globals."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from app.errors import TooManyRequests, Unauthenticated
+from app.fields import UNSTORABLE_TEXT
+from app.security import Principal, authenticate, current_principal
+from modules.auth import browser
+
+from . import screen
+from .pages import local_next
+
+blp = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+#: Where the login form's own CSRF token waits (in Flask's signed session cookie): a login form
+#: posted from another site must not log the browser into someone else's account.
+LOGIN_CSRF = "login_csrf"
+MAX_EMAIL = 254
+MAX_PASSWORD = 1024
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    label: str
+    url: str
+    current: bool
+
+
+def menu_for(principal: Principal | None) -> list[MenuItem]:
+    """The menu entries this user's role may see, in order (``hooks.screens``)."""
+    if principal is None:
+        return []
+    entries = current_app.extensions["lapak.registry"].wiring.menu
+    shown = sorted(
+        (e for e in entries if not e.roles or principal.role in e.roles),
+        key=lambda e: (e.order, e.label),
+    )
+    return [MenuItem(e.label, url_for(e.endpoint), request.endpoint == e.endpoint) for e in shown]
+
+
+@blp.app_template_global("csrf_token")
+def csrf_token() -> str:
+    """The CSRF token of the browser session being served (forms' hidden ``csrf_token``)."""
+    return browser.csrf_token()
+
+
+@blp.app_template_global("web_user")
+def web_user() -> Principal | None:
+    """Who is logged in on this page, if anyone (the login page has no one)."""
+    return current_principal()
+
+
+@blp.app_template_global("web_menu")
+def web_menu() -> list[MenuItem]:
+    return menu_for(current_principal())
+
+
+@blp.get("/")
+@screen()
+def home() -> Response | str:
+    """The first screen of the menu, or a welcome page when this role has none."""
+    menu = menu_for(current_principal())
+    if menu:
+        return redirect(menu[0].url, 303)
+    return render_template("web/home.html")
+
+
+@blp.route("/login", methods=["GET", "POST"])
+def login() -> Response | tuple[str, int, dict[str, str]] | str:
+    """The login form; a successful login goes on to ``next`` (a ``/web/`` page) or home."""
+    target = local_next(request.values.get("next"))
+    if request.method == "GET":
+        if _logged_in() is not None:
+            return redirect(target or url_for(".home"), 303)
+        return _login_form()
+    email = request.form.get("email", "").strip()
+    password = request.form.get("password", "")
+    sent = request.form.get("csrf_token", "")
+    expected = session.get(LOGIN_CSRF, "")
+    if not expected or not hmac.compare_digest(sent.encode(errors="replace"), expected.encode()):
+        return _login_form(email, "The form expired. Please log in again.", status=400)
+    problem = _check_login_fields(email, password)
+    if problem:
+        return _login_form(email, problem, status=422)
+    try:
+        opened = browser.log_in(email, password)
+    except TooManyRequests as locked:
+        return _login_form(
+            email,
+            f"Too many failed attempts: {locked.detail or 'try again later'}.",
+            status=429,
+            headers=locked.headers,
+        )
+    except Unauthenticated:
+        return _login_form(email, "The email or password is wrong.", status=422)
+    session.pop(LOGIN_CSRF, None)
+    response = redirect(target or url_for(".home"), 303)
+    browser.keep_session(response, opened)
+    return response
+
+
+@blp.post("/logout")
+@screen()
+def logout() -> Response:
+    """End this browser's session (the form carries the CSRF token)."""
+    response = redirect(url_for(".login"), 303)
+    browser.log_out(response)
+    flash("You have logged out.", "info")
+    return response
+
+
+def _logged_in() -> Principal | None:
+    g.lapak_browser = True
+    try:
+        return authenticate()
+    except Unauthenticated:
+        return None
+
+
+def _check_login_fields(email: str, password: str) -> str | None:
+    if not email or not password:
+        return "Enter your email and your password."
+    if len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
+        return "The email or password is too long."
+    if UNSTORABLE_TEXT.search(email) or UNSTORABLE_TEXT.search(password):
+        return "The email or password holds characters that cannot be used."
+    return None
+
+
+def _login_form(
+    email: str = "",
+    error: str | None = None,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> tuple[str, int, dict[str, str]]:
+    if LOGIN_CSRF not in session:
+        session[LOGIN_CSRF] = secrets.token_urlsafe(32)
+    page = render_template(
+        "web/login.html",
+        email=email,
+        error=error,
+        next=local_next(request.values.get("next")),
+        login_csrf=session[LOGIN_CSRF],
+    )
+    return page, status, dict(headers or {})

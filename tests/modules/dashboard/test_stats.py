@@ -1,0 +1,202 @@
+"""The dashboard's figures equal the tests' own recomputation from the source tables, to the
+cent, for staff (the platform) and for each seller (their share only), on PostgreSQL with its
+replica and on the embedded SQLite; each fact counts once however often its event comes; the
+rebuild gives what the subscribers gave."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from app.db import Session, transaction
+from app.events import OutboxEvent
+from modules.dashboard import rollups
+from modules.dashboard.models import CountedFact
+from tests.modules.conftest import Caller
+
+from .conftest import (
+    DASHBOARD,
+    build_market,
+    deliver,
+    expected_stats,
+    move_money,
+    notify,
+    ok,
+    order,
+    product,
+    recomputed,
+    rollup_rows,
+    shift_days,
+    today,
+)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def either_app(
+    request: pytest.FixtureRequest, app: Flask, make_embedded_app: Callable[..., Flask]
+) -> Flask:
+    return app if request.param == "postgresql" else make_embedded_app()
+
+
+def stats(client: FlaskClient, caller: Caller, **query: Any) -> dict[str, Any]:
+    return ok(client.get(f"{DASHBOARD}/stats", query_string=query, headers=caller.headers))
+
+
+def assert_stats_match(
+    app: Flask, client: FlaskClient, caller: Caller, seller: Caller | None, days: int
+) -> dict[str, Any]:
+    since, until = today() - timedelta(days=days - 1), today()
+    shown = stats(client, caller, **{"from": str(since), "to": str(until)})
+    expected = expected_stats(recomputed(app, seller), since, until)
+    assert shown["from"] == str(since)
+    assert shown["to"] == str(until)
+    assert shown["scope"] == ("seller" if seller else "platform")
+    assert shown["totals"] == expected["totals"]
+    assert shown["success_rate"] == expected["success_rate"]
+    assert shown["average"] == expected["average"]
+    assert shown["daily"] == expected["daily"]
+    by_code = {
+        p["provider"]: {k: v for k, v in p.items() if k != "provider"} for p in shown["providers"]
+    }
+    assert by_code == expected["providers"]
+    assert shown["statuses"] == expected["statuses"]
+    return shown
+
+
+def test_stats_equal_the_recomputation_for_staff_and_each_sellers_share(
+    either_app: Flask,
+) -> None:
+    app = either_app
+    client = app.test_client()
+    market = build_market(app, client)
+    made = move_money(app, client, market)
+    if app.extensions["lapak.settings"].redis_url:
+        # Nothing is delivered yet: spread the facts over three days, as their events will read.
+        shift_days(app, "payment_transaction", "last_state_change",
+                   made["failed"]["transaction"]["id"], 2)  # fmt: skip
+        shift_days(app, "marketplace_payment", "confirmed_at", made["by_hand"]["payment"]["id"], 1)
+    deliver(app)
+
+    platform = assert_stats_match(app, client, market.staff, None, days=7)
+    totals = platform["totals"]
+    # The scenario as a person reads it: two successes paid by hand and one through the
+    # gateway, one failure, one given up; two refunds (the gateway sent its own back).
+    assert (totals["succeeded"], totals["failed"], totals["canceled"]) == (3, 1, 1)
+    assert totals["refunds"] == 2
+    assert totals["refunded"] == "15000.00"
+    assert platform["success_rate"] == "0.7500"
+    assert {p["provider"] for p in platform["providers"]} == {"demo", "bank_transfer", "cash"}
+    if app.extensions["lapak.settings"].redis_url:
+        assert sum(1 for day in platform["daily"] if day["transactions"]) == 3
+    # An admin sees the platform too.
+    assert stats(client, market.admin)["totals"] == stats(client, market.staff)["totals"]
+
+    seller_a = assert_stats_match(app, client, market.seller_a, market.seller_a, days=7)
+    seller_b = assert_stats_match(app, client, market.seller_b, market.seller_b, days=7)
+    assert seller_a["scope"] == "seller"
+    # Their shares, not whole orders: less than the platform's, and the failure counts for A
+    # only (B had no line on it), the given-up order for B only.
+    for share in (seller_a, seller_b):
+        assert 0 < float(share["totals"]["volume"]) < float(totals["volume"])
+    assert seller_a["totals"]["failed"] == 1
+    assert seller_a["totals"]["canceled"] == 0
+    assert seller_b["totals"]["failed"] == 0
+    assert seller_b["totals"]["canceled"] == 1
+    nothing = stats(client, market.seller_c)
+    assert nothing["totals"]["transactions"] == 0
+    assert nothing["success_rate"] is None
+    assert nothing["average"] is None
+    # Another currency has nothing.
+    assert stats(client, market.staff, currency="USD")["totals"]["transactions"] == 0
+
+
+def test_each_fact_counts_once_whatever_comes_twice_and_the_rebuild_agrees(
+    either_app: Flask,
+) -> None:
+    app = either_app
+    client = app.test_client()
+    market = build_market(app, client)
+    move_money(app, client, market)
+    deliver(app)
+    counted = rollup_rows(app)
+    assert counted, "the subscribers counted nothing"
+
+    with app.app_context():
+        Session.remove()
+        events = list(
+            Session().scalars(
+                select(OutboxEvent).where(
+                    OutboxEvent.name.in_(
+                        ("payment.succeeded", "payment.failed", "payment.canceled",
+                         "payment.confirmed", "refund.succeeded")
+                    )
+                )
+            )
+        )  # fmt: skip
+        assert len(events) == 8  # 3 transactions, 3 confirmations (1 by a provider), 2 refunds
+        subscriber = {
+            "payment.confirmed": rollups.count_payment,
+            "refund.succeeded": rollups.count_refund,
+        }
+        # The subscriber called again with each payload: nothing moves.
+        for event in events:
+            subscriber.get(event.name, rollups.count_transaction)(dict(event.payload))
+        Session.remove()
+        with transaction() as session:  # ...and the outbox delivering them all again
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_([event.id for event in events]))
+                .values(status="pending", delivered_to=[], attempts=0)
+            )
+    deliver(app)
+    assert rollup_rows(app) == counted
+    with app.app_context():
+        facts = Session().scalar(select(func.count()).select_from(CountedFact))
+    assert facts == 7  # the provider's confirmation is its transaction's fact
+
+    result = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "7 facts counted" in result.output
+    assert rollup_rows(app) == counted
+    # From nothing (a database from before the dashboard): the same again.
+    with app.app_context(), transaction() as session:
+        session.execute(CountedFact.__table__.delete())
+        session.execute(rollups.DailyRollup.__table__.delete())
+    assert rollup_rows(app) == []
+    assert app.test_cli_runner().invoke(args=["dashboard", "rebuild"]).exit_code == 0
+    assert rollup_rows(app) == counted
+    # After a rebuild, an event still in the outbox does not count its fact a second time.
+    with app.app_context(), transaction() as session:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_([event.id for event in events]))
+            .values(status="pending", delivered_to=[], attempts=0)
+        )
+    deliver(app)
+    assert rollup_rows(app) == counted
+
+
+def test_a_top_up_and_an_unconfirmed_payment_are_not_counted(
+    app: Flask, client: FlaskClient
+) -> None:
+    market = build_market(app, client)
+    topped = ok(
+        client.post(
+            "/api/v1/wallets/top-ups",
+            json={"provider": "demo", "amount": "50000.00", "currency": "IDR"},
+            headers=market.buyer.headers,
+        ),
+        201,
+    )
+    notify(app, client, topped["transaction"], "success")
+    order(client, market.buyer, [(product(app, "37000", market.seller_a), "1")],
+          method="bank_transfer")  # fmt: skip
+    deliver(app)
+    assert rollup_rows(app) == []
+    assert stats(client, market.staff)["totals"]["transactions"] == 0

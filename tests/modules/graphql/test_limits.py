@@ -1,0 +1,113 @@
+"""The limits of one GraphQL request (depth, cost, aliases, tokens, page size), each refused
+as a GraphQL error that names it, before anything is read; introspection stays open."""
+
+from __future__ import annotations
+
+from graphql import get_introspection_query
+
+from modules.graphql.limits import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_TOKENS
+
+from .conftest import GRAPHQL, Shop, counted_statements
+
+#: Every nested list of a page of orders: about 9,000 objects for a full page of 200.
+FULL_PAGE = """orders(first: 200) { items { id lines { name }
+    invoices { id lines { name } payments { id transactions { id } } }
+    payments { id transactions { id } } } }"""
+
+
+def test_a_query_deeper_than_the_limit_is_refused_before_it_runs(pg_shop: Shop) -> None:
+    staff = pg_shop.user("staff")
+    # The schema's deepest path is 6 (ids point upwards): nesting past the limit is refused
+    # for its depth, whatever else is wrong with it.
+    deep = (
+        "{ orders { items { invoices { payments { transactions { "
+        + ("a { " * (MAX_DEPTH - 4) + "b" + " }" * (MAX_DEPTH - 4))
+        + " } } } } } }"
+    )
+
+    with counted_statements(pg_shop.app) as sent:
+        errors = pg_shop.errors(staff, deep)
+
+    assert f"exceeds maximum operation depth of {MAX_DEPTH}" in errors[0]["message"]
+    assert [statement for _, statement in sent if "marketplace_" in statement] == []
+
+
+def test_a_query_that_may_return_too_many_objects_is_refused_with_its_cost(
+    pg_shop: Shop,
+) -> None:
+    staff = pg_shop.user("staff")
+    assert "errors" not in pg_shop.ask(staff, f"{{ {FULL_PAGE} }}").get_json()
+
+    response = pg_shop.ask(staff, f"{{ a: {FULL_PAGE} b: {FULL_PAGE} }}")
+    body = response.get_json()
+    assert response.status_code == 200
+    assert "data" not in body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "query-too-costly"
+    assert error["extensions"]["max_cost"] == MAX_COST
+    assert error["extensions"]["cost"] > MAX_COST
+    assert "smaller pages" in error["message"]
+    # A page size given as a variable counts as given.
+    query = "query ($n: Int!) { orders(first: $n) { items { lines { name } } } }"
+    (error,) = pg_shop.errors(staff, query, n=5000)
+    assert error["extensions"]["code"] == "query-too-costly"
+
+
+def test_page_sizes_aliases_and_tokens_have_their_limits(pg_shop: Shop) -> None:
+    staff = pg_shop.user("staff")
+    (error,) = pg_shop.errors(staff, "{ orders(first: 201) { next_cursor } }")
+    assert error["extensions"]["code"] == "validation-failed"
+    assert list(error["extensions"]["errors"]) == ["first"]
+    (error,) = pg_shop.errors(staff, "{ transactions(first: 0) { next_cursor } }")
+    assert list(error["extensions"]["errors"]) == ["first"]
+
+    aliased = " ".join(f"o{n}: orders(first: 1) {{ next_cursor }}" for n in range(MAX_ALIASES + 1))
+    (error,) = pg_shop.errors(staff, f"{{ {aliased} }}")
+    assert error["message"] == f"{MAX_ALIASES + 1} aliases found. Allowed: {MAX_ALIASES}"
+
+    wordy = "{ orders { items { " + " ".join(["id"] * MAX_TOKENS) + " } } }"
+    (error,) = pg_shop.errors(staff, wordy)
+    assert f"more than {MAX_TOKENS} tokens" in error["message"]
+
+
+def test_a_cursor_of_another_listing_is_refused(pg_shop: Shop) -> None:
+    shop = pg_shop
+    staff, dewi = shop.user("staff"), shop.user()
+    product = shop.product()
+    for quantity in ("1", "2"):
+        shop.order(dewi, (product, quantity), provider="demo")
+    orders_cursor = shop.graphql(staff, "{ orders(first: 1) { next_cursor } }")["orders"]
+    transactions = "query ($a: String) { transactions(first: 1, after: $a) { items { id } } }"
+
+    (error,) = shop.errors(staff, transactions, a=orders_cursor["next_cursor"])
+
+    assert error["extensions"]["code"] == "invalid-cursor"
+    assert error["path"] == ["transactions"]
+
+
+def test_introspection_is_open_to_callers_and_within_the_limits(pg_shop: Shop) -> None:
+    customer = pg_shop.user()
+    schema = pg_shop.graphql(customer, get_introspection_query(descriptions=True))["__schema"]
+
+    assert schema["queryType"]["name"] == "Query"
+    assert schema["mutationType"] is None
+    names = {t["name"] for t in schema["types"]}
+    assert {"Order", "Invoice", "Payment", "ProviderTransaction", "SettlementSummary"} <= names
+
+
+def test_the_cost_is_that_of_the_operation_that_runs(pg_shop: Shop) -> None:
+    staff = pg_shop.user("staff")
+    cheap = "query Cheap { orders(first: 1) { next_cursor } }"
+    dear = f"query Dear {{ a: {FULL_PAGE} b: {FULL_PAGE} }}"
+    two = f"{cheap} {dear}"
+
+    assert pg_shop.graphql(staff, two) == {"orders": {"next_cursor": None}}
+    response = pg_shop.client.post(
+        GRAPHQL, json={"query": two, "operationName": "Dear"}, headers=staff.headers
+    )
+    assert response.get_json()["errors"][0]["extensions"]["code"] == "query-too-costly"
+    first_dear = (
+        f"query Dear {{ a: {FULL_PAGE} b: {FULL_PAGE} }} query Cheap {{ orders {{ next_cursor }} }}"
+    )
+    (error,) = pg_shop.errors(staff, first_dear)
+    assert error["extensions"]["code"] == "query-too-costly"
