@@ -13,6 +13,7 @@ import marshmallow as ma
 from flask import request, url_for
 
 from app.errors import DomainError, Invalid
+from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
 
 
 def load_form(
@@ -22,8 +23,8 @@ def load_form(
 
     A blank field is left out (an empty filter is no filter, an empty amount the schema's
     default), and names the schema does not know (the CSRF token) are ignored. Anything else
-    wrong is :class:`~app.errors.Invalid` naming each field (by ``labels`` where given), nothing
-    loaded.
+    wrong, text the database cannot store included, is :class:`~app.errors.Invalid` naming each
+    field (by ``labels`` where given), nothing loaded.
     """
     given = {
         name: value.strip()
@@ -31,6 +32,15 @@ def load_form(
         if name in schema.fields and isinstance(value, str) and value.strip()
     }
     try:
+        # As the API's request parser (app/reading.py): text the database cannot store is
+        # refused for every field, not only where a column happens to reject it.
+        unstorable = {
+            name: [UNSTORABLE_TEXT_MESSAGE]
+            for name, value in given.items()
+            if UNSTORABLE_TEXT.search(value)
+        }
+        if unstorable:
+            raise ma.ValidationError(unstorable)
         return schema.load(given, unknown=ma.EXCLUDE)
     except ma.ValidationError as error:
         complaints = dict(_flat(error.messages))
@@ -69,3 +79,12 @@ def next_page_url(next_cursor: str | None) -> str | None:
     # The query is appended, not passed to url_for as keywords: a query name such as
     # ``endpoint``, ``_external`` or a view argument's would change the link or fail.
     return f"{url_for(request.endpoint or '', **(request.view_args or {}))}?{urlencode(query)}"
+
+
+def first_page_url() -> str | None:
+    """This screen's first page, its other query arguments kept; None on the first page."""
+    if not request.args.get("cursor"):
+        return None
+    query = {name: value for name, value in request.args.items() if name != "cursor"}
+    here = url_for(request.endpoint or "", **(request.view_args or {}))
+    return f"{here}?{urlencode(query)}" if query else here
