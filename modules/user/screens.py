@@ -13,16 +13,17 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
-import marshmallow as ma
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.db import read_only
-from app.errors import DomainError, Invalid, PayloadTooLarge
+from app.errors import BadRequest, DomainError, Invalid, PayloadTooLarge
 from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
-from app.http import InvalidCursor, PageArgs, field_errors
+from app.http import PageArgs, status_of
+from app.screens import first_page_url, load_form, next_page_url
 from app.security import authenticate, requires
 
 from . import imports, services, transfers
@@ -61,6 +62,15 @@ STATUS_TEXT = {
     "cancelled": "Cancelled",
 }
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+#: How the fields are named in messages (the API's names otherwise).
+LABELS = {
+    "email_prefix": "Email starts with",
+    "active": "Status",
+    "limit": "Per page",
+    "cursor": "Page",
+    "dry_run": "Dry run",
+    "default_role": "Role of users whose role is blank",
+}
 
 _CREATE = UserCreateSchema()
 _QUERY = UserQuerySchema()
@@ -77,6 +87,7 @@ def _helpers() -> dict[str, Any]:
         "status_text": STATUS_TEXT,
         "finished_statuses": FINISHED_STATUSES,
         "when": when,
+        "size": size,
         "password_lengths": (MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH),
     }
 
@@ -92,25 +103,12 @@ def when(moment: datetime | str | None) -> Markup:
     )
 
 
-def load_fields(schema: ma.Schema, values: Mapping[str, str]) -> dict[str, Any]:
-    """``values`` (a form, or a query string) loaded by the API's ``schema``.
-
-    A browser sends every field of a form, so a blank one counts as not given (the schema's
-    default applies). ``Invalid`` names each wrong field as the API's 422 does, text the
-    database cannot store included.
-    """
-    given = {name: value for name, value in values.items() if value != "" and name in schema.fields}
-    unstorable = {
-        name: [UNSTORABLE_TEXT_MESSAGE]
-        for name, value in given.items()
-        if UNSTORABLE_TEXT.search(value)
-    }
-    if unstorable:
-        raise Invalid(errors=unstorable)
-    try:
-        return schema.load(given)
-    except ma.ValidationError as error:
-        raise Invalid(errors=field_errors(error.messages)) from None
+def size(count: int) -> str:
+    """A number of bytes as people read it: whole GiB, MiB or KiB when it is one, else bytes."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift and count % (1 << shift) == 0:
+            return f"{count >> shift:,} {unit}"
+    return f"{count:,} bytes"
 
 
 def _is_htmx() -> bool:
@@ -127,7 +125,7 @@ def users() -> tuple[str, int]:
     """Users, oldest first, filtered and paged as ``GET /api/v1/users`` (from a replica)."""
     query = {name: request.args.get(name, "") for name in LIST_ARGS}
     try:
-        args = load_fields(_QUERY, request.args)
+        args = load_form(_QUERY, request.args, LABELS)
         page = services.list_users(
             services.UserFilter(
                 role=args["role"], active=args["active"], email_prefix=args["email_prefix"]
@@ -135,25 +133,20 @@ def users() -> tuple[str, int]:
             limit=args["limit"],
             cursor=args["cursor"],
         )
-    except (Invalid, InvalidCursor) as refused:
-        status = 400 if isinstance(refused, InvalidCursor) else 422
-        return _users_page(query, None, refused), status
+    except (Invalid, BadRequest) as refused:  # a field, or a cursor altered or from elsewhere
+        return _users_page(query, None, refused), status_of(refused)
     return _users_page(query, page, None), 200
 
 
 def _users_page(query: dict[str, str], page: Any, problem: DomainError | None) -> str:
-    filters = {name: value for name, value in query.items() if value and name != "cursor"}
-    next_url = None
-    if page is not None and page.next_cursor:
-        next_url = url_for(".users", **filters, cursor=page.next_cursor)
     return render_template(
         "user/users.html",
         query=query,
         page=page,
         problem=problem,
         page_sizes=PAGE_SIZES,
-        first_url=url_for(".users", **filters) if query["cursor"] else None,
-        next_url=next_url,
+        first_url=first_page_url(),
+        next_url=next_page_url(page.next_cursor) if page is not None else None,
     )
 
 
@@ -163,20 +156,21 @@ def new_user() -> Response | tuple[str, int]:
     """Create a user with ``POST /api/v1/users``'s schema and service."""
     if request.method == "GET":
         return render_template("user/new.html", values={}, problem=None), 200
+    # The password as typed: the form reader trims fields, and spaces may be part of it.
+    password = request.form.get("password", "")
     try:
-        body = load_fields(_CREATE, request.form)
+        body = load_form(_CREATE, request.form, LABELS)
         user = services.create_user(
             body["email"],
             name=body["name"],
             role=body["role"],
             phone=body["phone"],
-            password=body["password"],
+            password=password or None,
         )
     except (Invalid, services.EmailTaken) as refused:
         values = {name: request.form.get(name, "") for name in ("email", "name", "role", "phone")}
-        status = 409 if isinstance(refused, services.EmailTaken) else 422
-        return render_template("user/new.html", values=values, problem=refused), status
-    how = "can log in now" if user.has_password else "needs an activation token to log in"
+        return render_template("user/new.html", values=values, problem=refused), status_of(refused)
+    how = "can log in now" if user.has_password else "need an activation token to log in"
     flash(f"{user.email} was created as {user.role}; they {how}.", "success")
     return redirect(url_for(".users", email_prefix=user.email), 303)
 
@@ -206,7 +200,7 @@ def activate(user_id: uuid.UUID) -> Response:
 def _back_to_list() -> str:
     """The list as the action's form saw it (its filters and page, sent as hidden fields)."""
     kept = {name: value for name in LIST_ARGS if (value := request.form.get(name, ""))}
-    return url_for(".users", **kept)
+    return f"{url_for('.users')}?{urlencode(kept)}" if kept else url_for(".users")
 
 
 # --- imports ---------------------------------------------------------------------------------
@@ -218,13 +212,10 @@ def _back_to_list() -> str:
 def imports_page() -> tuple[str, int]:
     """The upload form and the imports, newest first (``GET /api/v1/users/imports``)."""
     try:
-        args = load_fields(_PAGE, request.args)
-    except Invalid as refused:
-        return _imports_page({}, refused, cursor=None), 422
-    try:
+        args = load_form(_PAGE, request.args, LABELS)
         return _imports_page({}, None, cursor=args["cursor"]), 200
-    except InvalidCursor as refused:
-        return _imports_page({}, refused, cursor=None), 400
+    except (Invalid, BadRequest) as refused:
+        return _imports_page({}, refused, cursor=None), status_of(refused)
 
 
 def _imports_page(
@@ -234,8 +225,8 @@ def _imports_page(
     return render_template(
         "user/imports.html",
         jobs=page.items,
-        next_url=url_for(".imports_page", cursor=page.next_cursor) if page.next_cursor else None,
-        first_url=url_for(".imports_page") if cursor else None,
+        next_url=next_page_url(page.next_cursor),
+        first_url=first_page_url() if cursor else None,
         **_upload_form(values, problem),
     )
 
@@ -264,7 +255,7 @@ def upload() -> Response | tuple[str, int]:
     """
     try:
         transfers.allow_upload_body()
-        options = load_fields(_OPTIONS, request.form)
+        options = load_form(_OPTIONS, request.form, LABELS)
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise Invalid(errors={"file": ["choose the CSV file to import"]})
@@ -277,23 +268,21 @@ def upload() -> Response | tuple[str, int]:
             created_by_id=authenticate().user_id,
         )
     except RequestEntityTooLarge:  # a body without a length, cut at the limit
-        return _upload_refused(imports.ImportTooLarge(transfers.too_large_message()), 413)
-    except PayloadTooLarge as refused:
-        return _upload_refused(refused, 413)
-    except Invalid as refused:
-        return _upload_refused(refused, 422)
+        return _upload_refused(imports.ImportTooLarge(transfers.too_large_message()))
+    except (Invalid, PayloadTooLarge) as refused:
+        return _upload_refused(refused)
     target = url_for(".import_job", job_id=job.uuid)
     if _is_htmx():
         return Response(status=204, headers={"HX-Redirect": target})
     return redirect(target, 303)
 
 
-def _upload_refused(problem: DomainError, status: int) -> tuple[str, int]:
+def _upload_refused(problem: DomainError) -> tuple[str, int]:
     values = {name: request.form.get(name, "") for name in _OPTIONS.fields}
     if _is_htmx():
         # The form again, in place: htmx swaps only 2xx answers.
         return render_template("user/_upload.html", **_upload_form(values, problem)), 200
-    return _imports_page(values, problem, cursor=None), status
+    return _imports_page(values, problem, cursor=None), status_of(problem)
 
 
 @screens.get("/imports/template.csv")
@@ -340,28 +329,21 @@ def _progress(job_id: uuid.UUID) -> dict[str, Any]:
 def failed_rows(job_id: uuid.UUID) -> tuple[str, int]:
     """Every failed row of an import, paged (``GET /api/v1/users/imports/{id}/errors``)."""
     job = imports.get_import(job_id)
-    problem: DomainError | None = None
-    rows: list[dict[str, Any]] = []
-    next_url = None
     try:
-        args = load_fields(_PAGE, request.args)
+        args = load_form(_PAGE, request.args, LABELS)
         page = imports.import_errors(job_id, limit=args["limit"], cursor=args["cursor"])
-    except (Invalid, InvalidCursor) as refused:
-        problem = refused
-    else:
-        rows = _ROW_ERRORS.dump(page.items)
-        if page.next_cursor:
-            next_url = url_for(".failed_rows", job_id=job_id, cursor=page.next_cursor)
-    status = 200 if problem is None else 400 if isinstance(problem, InvalidCursor) else 422
-    page_html = render_template(
+    except (Invalid, BadRequest) as refused:
+        shown = render_template("user/failed_rows.html", job=job, rows=[], problem=refused)
+        return shown, status_of(refused)
+    shown = render_template(
         "user/failed_rows.html",
         job=job,
-        rows=rows,
-        problem=problem,
-        next_url=next_url,
-        first_url=url_for(".failed_rows", job_id=job_id) if request.args.get("cursor") else None,
+        rows=_ROW_ERRORS.dump(page.items),
+        problem=None,
+        next_url=next_page_url(page.next_cursor),
+        first_url=first_page_url(),
     )
-    return page_html, status
+    return shown, 200
 
 
 @screens.get("/imports/<uuid:job_id>/failed.csv")
