@@ -386,6 +386,15 @@ def test_an_admin_creates_a_user_with_the_api_s_rules(app: Flask) -> None:
     )
 
 
+def test_the_first_password_is_kept_as_typed_spaces_and_all(app: Flask) -> None:
+    client, _ = browser_of(app)
+    password = "  spaces around it  "
+    form = {"email": "spaced@example.test", "password": password, "csrf_token": token_of(client)}
+    assert client.post(NEW_USER, data=form).status_code == 303
+    assert login(app.test_client(), "spaced@example.test", password).status_code == 200
+    assert login(app.test_client(), "spaced@example.test", password.strip()).status_code == 401
+
+
 def test_a_user_created_without_a_password_needs_an_activation_token(app: Flask) -> None:
     client, _ = browser_of(app)
     form = {"email": "agus@example.test", "name": "", "role": "customer", "phone": "",
