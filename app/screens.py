@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import marshmallow as ma
 from flask import request, url_for
+from werkzeug.datastructures import MultiDict
 
 from app.errors import DomainError, Invalid
 from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
@@ -22,22 +23,34 @@ def load_form(
     """``values`` (``request.args`` or ``request.form``) loaded by ``schema``.
 
     A blank field is left out (an empty filter is no filter, an empty amount the schema's
-    default), and names the schema does not know (the CSRF token) are ignored. Anything else
-    wrong, text the database cannot store included, is :class:`~app.errors.Invalid` naming each
-    field (by ``labels`` where given), nothing loaded.
+    default), and names the schema does not know (the CSRF token) are ignored. A field the
+    schema reads as a list takes every value sent under its name (checkboxes; ``values`` a
+    ``MultiDict``), left out too when none is. Anything else wrong, text the database cannot
+    store included, is :class:`~app.errors.Invalid` naming each field (by ``labels`` where
+    given; a list's item as ``name.index``), nothing loaded.
     """
-    given = {
+    # A field is sent under its data key (``from`` for an attribute ``since``), if it has one.
+    known = {field.data_key or name for name, field in schema.fields.items()}
+    given: dict[str, Any] = {
         name: value.strip()
         for name, value in values.items()
-        if name in schema.fields and isinstance(value, str) and value.strip()
+        if name in known and isinstance(value, str) and value.strip()
     }
+    for name, field in schema.fields.items():
+        if isinstance(field, ma.fields.List):
+            key = field.data_key or name
+            sent = values.getlist(key) if isinstance(values, MultiDict) else []
+            items = [value.strip() for value in sent if isinstance(value, str) and value.strip()]
+            given.pop(key, None)
+            if items:
+                given[key] = items
     try:
         # As the API's request parser (app/reading.py): text the database cannot store is
         # refused for every field, not only where a column happens to reject it.
         unstorable = {
             name: [UNSTORABLE_TEXT_MESSAGE]
             for name, value in given.items()
-            if UNSTORABLE_TEXT.search(value)
+            if any(UNSTORABLE_TEXT.search(text) for text in _texts(value))
         }
         if unstorable:
             raise ma.ValidationError(unstorable)
@@ -50,6 +63,10 @@ def load_form(
             for name, text in complaints.items()
         )
         raise Invalid(detail, errors=complaints) from None
+
+
+def _texts(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
 
 
 def invalid_fields(error: DomainError) -> frozenset[str]:

@@ -3,7 +3,7 @@ checks for the other modules."""
 
 from datetime import timedelta
 
-from app.registry import Manifest, ModuleHooks
+from app.registry import Manifest, MenuEntry, ModuleHooks
 from app.security import requires
 
 __all__ = ["manifest", "requires"]
@@ -38,10 +38,16 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, replay, services
+    from . import api, api_keys, replay, screens, services
 
     hooks.setup(services.install)
     hooks.blueprint(api.blp)
+    hooks.screens(
+        screens.screens,
+        MenuEntry(
+            "API keys", "auth_screens.api_keys_page", frozenset(api_keys.KEY_ROLES), order=90
+        ),
+    )
     hooks.authenticator(services.authenticate_request)
     hooks.on_commit("user.updated", services.forget_user_sessions)
     hooks.on_commit("user.updated", services.forget_user_keys)

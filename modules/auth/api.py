@@ -166,6 +166,6 @@ class RollApiKey(MethodView):
         settings = services.runtime().settings
         hours = body["grace_hours"]
         if hours is None:
-            hours = int(settings.api_key_roll_grace.total_seconds() // 3600)
+            hours = settings.api_key_roll_grace_hours
         issued = api_keys.roll_key(_caller(), key_id, hours, settings.api_key_max_grace)
         return issued, 200, NO_STORE

@@ -11,6 +11,7 @@ id only).
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import uuid
@@ -25,6 +26,7 @@ from app.db import Session, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.http import Page, keyset_page
 from app.security import Principal, scope_catalogue
+from app.vault import fingerprint
 from modules.user.models import User
 
 from .key_cache import forget_after_commit
@@ -47,6 +49,16 @@ class ApiKeyNotFound(NotFound):
 class ApiKeyNotLive(Conflict):
     code = "api-key-not-live"
     title = "The API key is revoked or expired"
+
+
+class ApiKeyRolledSince(Conflict):
+    code = "api-key-rolled-since"
+    title = "The API key was rolled since"
+
+
+class ApiKeyFormSent(Conflict):
+    code = "api-key-form-sent"
+    title = "This form created a key already"
 
 
 # --- the catalogue of scopes -----------------------------------------------------------------
@@ -91,6 +103,22 @@ def _new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
+def _new_key_id(user_id: int, form_nonce: str | None) -> str:
+    """A random key id; with a form's nonce, the one that nonce gives this user (a keyed hash,
+    as unguessable as a random one without the app's secret key): sending the form again finds
+    the key it made instead of making a second one, with no table of nonces to keep."""
+    if form_nonce is None:
+        return KEY_PREFIX + secrets.token_urlsafe(16)
+    digest = fingerprint(f"{user_id}:{form_nonce}", "auth.api-key-form")
+    return KEY_PREFIX + base64.urlsafe_b64encode(bytes.fromhex(digest[:32])).decode().rstrip("=")
+
+
+def key_version(key: ApiKey) -> str:
+    """Which secret ``key`` has: a roll form sends it back, so a roll of a page opened before
+    another roll is refused (see :func:`roll_key`)."""
+    return key.rolled_at.isoformat() if key.rolled_at is not None else "never"
+
+
 def create_key(
     owner: Principal,
     *,
@@ -98,14 +126,26 @@ def create_key(
     scopes: Iterable[str],
     expires_at: datetime | None = None,
     signature_version: str = SIGNATURE_V1,
+    form_nonce: str | None = None,
 ) -> IssuedKey:
-    """A new key of ``owner`` (a seller or an admin acting in person)."""
+    """A new key of ``owner`` (a seller or an admin acting in person). ``form_nonce`` (the web
+    form's): a second request with it creates nothing and is refused (:class:`ApiKeyFormSent`,
+    naming the key): the secret was answered once, to the first."""
     wanted = _check_scopes(scopes, owner.role)
     if expires_at is not None and expires_at <= utcnow():
         raise Invalid(errors={"expires_at": ["the expiry must be in the future"]})
     secret = _new_secret()
     with transaction() as session:
         user = session.scalars(select(User).where(User.id == owner.user_id).with_for_update()).one()
+        key_id = _new_key_id(user.id, form_nonce)
+        if form_nonce is not None:
+            made = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+            if made is not None:
+                raise ApiKeyFormSent(
+                    f"this form was sent already and created the key “{made.name}” "
+                    f"({made.key_id}); its secret was shown once, in the answer to the first",
+                    key_id=made.key_id,
+                )
         now = utcnow()
         live = session.scalars(
             select(ApiKey.id).where(
@@ -119,7 +159,7 @@ def create_key(
                 errors={"_schema": [f"at most {MAX_LIVE_KEYS} live keys; revoke one first"]}
             )
         key = ApiKey(
-            key_id=KEY_PREFIX + secrets.token_urlsafe(16),
+            key_id=key_id,
             user_id=user.id,
             name=name,
             scopes=" ".join(wanted),
@@ -158,7 +198,10 @@ def get_key(viewer: Principal, key_id: str) -> ApiKey:
 
 def _locked(session: Any, viewer: Principal, key_id: str, *, owner_only: bool) -> ApiKey:
     key = session.scalars(
-        select(ApiKey).where(ApiKey.key_id == key_id).with_for_update()
+        select(ApiKey)
+        .where(ApiKey.key_id == key_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
     mine = key is not None and key.user_id == viewer.user_id
     if key is None or not (mine or (not owner_only and viewer.has_role("admin"))):
@@ -181,10 +224,19 @@ def revoke_key(viewer: Principal, key_id: str) -> ApiKey:
     return key
 
 
-def roll_key(viewer: Principal, key_id: str, grace_hours: int, max_grace: timedelta) -> IssuedKey:
+def roll_key(
+    viewer: Principal,
+    key_id: str,
+    grace_hours: int,
+    max_grace: timedelta,
+    expected_version: str | None = None,
+) -> IssuedKey:
     """A new secret for the owner's live key; the old one verifies for ``grace_hours`` more.
 
-    A secret still in its grace period from an earlier roll ends now: at most two verify.
+    A secret still in its grace period from an earlier roll ends now: at most two verify. With
+    ``expected_version`` (the :func:`key_version` a form was shown), a key rolled since is not
+    rolled again (:class:`ApiKeyRolledSince`): a form sent twice would otherwise end, at once,
+    the secret in use in favour of one nobody saw.
     """
     max_hours = int(max_grace.total_seconds() // 3600)
     # Checked before any arithmetic: a huge number would overflow a timedelta (a 500).
@@ -198,6 +250,10 @@ def roll_key(viewer: Principal, key_id: str, grace_hours: int, max_grace: timede
     secret = _new_secret()
     with transaction() as session:
         key = _locked(session, viewer, key_id, owner_only=True)
+        if expected_version is not None and expected_version != key_version(key):
+            raise ApiKeyRolledSince(
+                "rolled since this page was opened; the secret shown then is still in use"
+            )
         now = utcnow()
         if key.revoked_at is not None or (key.expires_at is not None and now >= key.expires_at):
             raise ApiKeyNotLive("a revoked or expired key cannot be rolled; create a new one")

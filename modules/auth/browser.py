@@ -1,12 +1,14 @@
 """A browser's session: an ordinary Lapak session whose access token lives in a cookie.
 
 :func:`log_in` is the API's login (the same throttle, audit and single-session rule);
-:func:`keep_session` puts its token in the ``lapak_session`` cookie: HttpOnly (no script reads
-it), SameSite=Lax (other sites' forms and fetches do not carry it), Secure outside
-``LAPAK_ENV=development``, Path=/ (the web pages and the event stream), gone when the session
-reaches its absolute expiry. The authenticator reads the cookie only for views that accept a
-browser (``@requires(..., browser=True)``) and checks it exactly as a bearer token; a
-state-changing request on it needs the session's :func:`csrf_token` too (``csrf.py``).
+:func:`keep_session` puts its token in the ``__Host-lapak_session`` cookie: HttpOnly (no script
+reads it), SameSite=Lax (other sites' forms and fetches do not carry it), Secure, Path=/ (the web
+pages and the event stream), no Domain, gone when the session reaches its absolute expiry. In
+``LAPAK_ENV=development`` (http, no TLS) it is not Secure, so it cannot have the ``__Host-``
+prefix either: it is ``lapak_session`` there (:func:`session_cookie`). The authenticator reads
+the cookie in use only for views that accept a browser (``@requires(..., browser=True)``) and
+checks it exactly as a bearer token; a state-changing request on it needs the session's
+:func:`csrf_token` too (``csrf.py``).
 """
 
 from __future__ import annotations
@@ -15,21 +17,20 @@ import math
 
 from flask import Response, current_app, request
 
-from app.config import Settings
 from app.db import utcnow
 from app.security import current_principal
 
 from . import csrf, services
-from .services import SESSION_COOKIE, LoginResult
+from .services import LoginResult, cookies_are_secure
 
 __all__ = [
-    "SESSION_COOKIE",
     "cookies_are_secure",
     "csrf_token",
     "forget_session",
     "keep_session",
     "log_in",
     "log_out",
+    "session_cookie",
 ]
 
 
@@ -45,7 +46,7 @@ def keep_session(response: Response, login: LoginResult) -> None:
     """Set the session cookie of ``login`` on ``response``."""
     lifetime = (login.session.absolute_expires_at - utcnow()).total_seconds()
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie(),
         login.token,
         max_age=max(math.floor(lifetime), 0),
         path="/",
@@ -58,7 +59,7 @@ def keep_session(response: Response, login: LoginResult) -> None:
 def forget_session(response: Response) -> None:
     """Clear the session cookie (the same attributes, so the browser replaces it)."""
     response.delete_cookie(
-        SESSION_COOKIE, path="/", secure=_secure(), httponly=True, samesite="Lax"
+        session_cookie(), path="/", secure=_secure(), httponly=True, samesite="Lax"
     )
 
 
@@ -78,10 +79,9 @@ def csrf_token() -> str:
     return csrf.token_for(services.runtime().csrf_key, principal.session_id)
 
 
-def cookies_are_secure(settings: Settings) -> bool:
-    """Whether the browser's cookies are ``Secure`` (sent over HTTPS only): everywhere but
-    ``LAPAK_ENV=development``, whose http://127.0.0.1 has no TLS."""
-    return settings.env != "development"
+def session_cookie() -> str:
+    """The name of the session cookie in this app (the one the authenticator reads)."""
+    return services.runtime().session_cookie
 
 
 def _secure() -> bool:

@@ -60,6 +60,16 @@ class AuthSettings:
     #: Touch last_seen (and slide the idle expiry) at most this often.
     touch_interval: timedelta = timedelta(minutes=1)
 
+    @property
+    def api_key_roll_grace_hours(self) -> int:
+        """A roll's grace when none is asked for, in whole hours."""
+        return int(self.api_key_roll_grace.total_seconds() // 3600)
+
+    @property
+    def api_key_max_grace_hours(self) -> int:
+        """The longest grace a roll may ask for, in whole hours."""
+        return int(self.api_key_max_grace.total_seconds() // 3600)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthSettings:
         env = settings.module_env

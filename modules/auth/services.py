@@ -48,7 +48,11 @@ from .tokens import WWW_AUTHENTICATE, InvalidToken, KeyRing
 
 log = logging.getLogger("lapak.auth")
 #: The browser's cookie: the same access token the bearer header carries (``browser.py``).
-SESSION_COOKIE = "lapak_session"
+#: The ``__Host-`` prefix makes a browser keep it only if it is Secure, has Path=/ and no
+#: Domain, so neither a plain-http page nor a subdomain can plant or overwrite it.
+SESSION_COOKIE = "__Host-lapak_session"
+#: Its name where cookies are not Secure (``LAPAK_ENV=development`` over http): no prefix then.
+DEVELOPMENT_SESSION_COOKIE = "lapak_session"
 TOMBSTONE = "revoked"
 # Cache the state unless a revocation left its tombstone there (atomically).
 _SET_UNLESS_TOMBSTONE = """
@@ -226,6 +230,8 @@ class Auth:
     email_hash_key: bytes
     #: Keys the browser sessions' CSRF tokens (``csrf.py``; derived from the app's secret).
     csrf_key: bytes
+    #: The name of the browser's session cookie in this app (:func:`session_cookie_for`).
+    session_cookie: str
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -245,11 +251,22 @@ def install(app: Flask, settings: Settings) -> None:
         ApiKeyCache(jobs.redis, auth_settings.api_key_cache_seconds, jobs.outage),
         hmac.new(settings.secret_key.encode(), b"lapak.auth.email-hash", hashlib.sha256).digest(),
         csrf.derive_key(settings.secret_key),
+        session_cookie_for(settings),
     )
 
 
 def runtime() -> Auth:
     return current_app.extensions["auth"]
+
+
+def cookies_are_secure(settings: Settings) -> bool:
+    """Whether the browser's cookies are ``Secure`` (sent over HTTPS only): everywhere but
+    ``LAPAK_ENV=development``, whose http://127.0.0.1 has no TLS."""
+    return settings.env != "development"
+
+
+def session_cookie_for(settings: Settings) -> str:
+    return SESSION_COOKIE if cookies_are_secure(settings) else DEVELOPMENT_SESSION_COOKIE
 
 
 # --- login -----------------------------------------------------------------------------------
@@ -359,12 +376,15 @@ def authenticate_request() -> Principal:
     """The core's authenticator, a chain: a bearer token (a person's session) if the request
     has an Authorization header, else a signed API-key request if it has any of the API-key
     headers (a program), else the browser's session cookie if the view accepts a browser
-    (``@requires(..., browser=True)``), else 401."""
-    if "Authorization" not in request.headers and signed_requests.presented():
+    (``@requires(..., browser=True)``), else 401. On a browser view only a Bearer header goes
+    before the cookie: a proxy's HTTP Basic login in front of Lapak makes the browser send
+    ``Authorization: Basic`` with every request, beside the cookie."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None and signed_requests.presented():
         return _authenticate_signed()
     cookie = None
-    if "Authorization" not in request.headers and browser_allowed():
-        cookie = request.cookies.get(SESSION_COOKIE)
+    if not _is_bearer(authorization) and browser_allowed():
+        cookie = request.cookies.get(runtime().session_cookie)
     try:
         return _authenticate_cookie(cookie) if cookie else _authenticate()
     except Unauthenticated as refused:
@@ -395,6 +415,11 @@ def _authenticate_signed() -> Principal:
         raise
 
 
+def _is_bearer(authorization: str | None) -> bool:
+    scheme, _, _ = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer"
+
+
 def _authenticate() -> Principal:
     header = request.headers.get("Authorization", "").strip()
     if not header:
@@ -402,8 +427,8 @@ def _authenticate() -> Principal:
             "send Authorization: Bearer <access token>, or sign the request with an API key "
             "(X-API-Key, X-Timestamp, X-Signature)"
         )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    _, _, token = header.partition(" ")
+    if not _is_bearer(header) or not token.strip():
         raise MissingCredentials("send Authorization: Bearer <access token>")
     return _session_principal(runtime().keyring.verify(token.strip()))
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, tuple_, type_coerce
 from sqlalchemy.exc import DataError, DBAPIError
@@ -333,19 +334,37 @@ def get_transaction(actor: Principal, transaction_uuid: uuid.UUID) -> Transactio
     return view
 
 
+def transactions_referring_to(actor: Principal, references: Iterable[str]) -> list[TransactionView]:
+    """The transactions whose ``reference`` is one of ``references`` (what caused them, e.g.
+    ``invoice:<uuid>``), in posting order, as ``actor`` may see them: a customer or seller only
+    those with a leg on their own accounts, and only those legs."""
+    wanted = sorted(set(references))
+    if not wanted:
+        return []
+    return _transaction_views(Transaction.reference.in_(wanted), actor)
+
+
 def _transaction_view(where: object, viewer: Principal) -> TransactionView | None:
     """The transaction ``where`` picks, as ``viewer`` may see it (None if they may not)."""
+    views = _transaction_views(where, viewer)
+    return views[0] if views else None
+
+
+def _transaction_views(where: object, viewer: Principal) -> list[TransactionView]:
+    """The transactions ``where`` picks, in posting order, as ``viewer`` may see them: two
+    queries, whatever their number."""
     session = Session()
     found = session.execute(
         select(Transaction, _actor.uuid)
         .outerjoin(_actor, _actor.id == Transaction.actor_id)
         .where(where)  # type: ignore[arg-type]
-    ).first()
-    if found is None:
-        return None
-    record, actor_uuid = found
+        .order_by(Transaction.id)
+    ).all()
+    if not found:
+        return []
     rows = session.execute(
         select(
+            Entry.transaction_id,
             Entry.currency,
             Entry.debit,
             Entry.credit,
@@ -357,39 +376,48 @@ def _transaction_view(where: object, viewer: Principal) -> TransactionView | Non
         )
         .join(Account, Account.id == Entry.account_id)
         .outerjoin(_holder, _holder.id == Account.holder_id)
-        .where(Entry.transaction_id == record.id)
+        .where(Entry.transaction_id.in_([record.id for record, _ in found]))
         .order_by(Entry.id)
     ).all()
+    legs: dict[int, list[Any]] = {}
+    for row in rows:
+        legs.setdefault(row.transaction_id, []).append(row)
     staff = is_staff(viewer)
-    if not staff and not any(row.holder_id == viewer.user_id for row in rows):
-        return None
-    # A customer or seller sees their own legs only: another leg's amount can tell another
-    # holder's balance (a seller's pending share, the commission) even without its account.
-    entries = [
-        EntryView(
-            account=row.uuid,
-            purpose=row.purpose,
-            holder=row.holder_uuid,
-            currency=row.currency,
-            debit=row.debit,
-            credit=row.credit,
-            balance_after=row.balance_after,
+    views = []
+    for record, actor_uuid in found:
+        own = legs.get(record.id, [])
+        if not staff and not any(row.holder_id == viewer.user_id for row in own):
+            continue
+        # A customer or seller sees their own legs only: another leg's amount can tell another
+        # holder's balance (a seller's pending share, the commission) even without its account.
+        entries = [
+            EntryView(
+                account=row.uuid,
+                purpose=row.purpose,
+                holder=row.holder_uuid,
+                currency=row.currency,
+                debit=row.debit,
+                credit=row.credit,
+                balance_after=row.balance_after,
+            )
+            for row in own
+            if staff or row.holder_id == viewer.user_id
+        ]
+        views.append(
+            TransactionView(
+                uuid=record.uuid,
+                number=record.number,
+                operation=record.operation,
+                nonce=record.nonce,
+                reference=record.reference,
+                memo=record.memo,
+                created_at=record.created_at,
+                actor=actor_uuid if staff else None,
+                hash=record.hash,
+                entries=entries,
+            )
         )
-        for row in rows
-        if staff or row.holder_id == viewer.user_id
-    ]
-    return TransactionView(
-        uuid=record.uuid,
-        number=record.number,
-        operation=record.operation,
-        nonce=record.nonce,
-        reference=record.reference,
-        memo=record.memo,
-        created_at=record.created_at,
-        actor=actor_uuid if staff else None,
-        hash=record.hash,
-        entries=entries,
-    )
+    return views
 
 
 # -- accounts -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from app.registry import Manifest, ModuleHooks
+from app.registry import Manifest, MenuEntry, ModuleHooks
 
 manifest = Manifest(
     name="marketplace",
@@ -22,11 +22,15 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, config, demo, jobs, postings, products
+    from . import api, config, demo, jobs, postings, products, screens
 
     hooks.setup(config.install)
     postings.install(hooks)
     hooks.blueprint(api.blp)
+    hooks.screens(
+        screens.screens,
+        MenuEntry("Orders", "marketplace_screens.orders", frozenset(screens.VIEWERS), order=20),
+    )
     # API-key scopes of the views here (payments:* are the payment module's views' too).
     hooks.scope("products:read", "Read products", roles=("seller", "admin"))
     hooks.scope("products:write", "Create and change products", roles=("seller", "admin"))

@@ -232,18 +232,11 @@ class Orders(MethodView):
 
         Staff see every order, customers their own, sellers the orders with their products.
         """
-        filters = services.OrderFilter(
-            state=args["state"],
-            payment_state=args["payment_state"],
-            customer=args["customer"],
-            since=args["since"],
-            before=args["before"],
-            total_min=args["total_min"],
-            total_max=args["total_max"],
-            number=args["number"],
-        )
         page = services.list_orders(
-            authenticate(), filters, limit=args["limit"], cursor=args["cursor"]
+            authenticate(),
+            services.OrderFilter.of(args),
+            limit=args["limit"],
+            cursor=args["cursor"],
         )
         # Rows, rendered as OrderPageSchema would dump them (see schemas.order_summary).
         return jsonify(order_summary_page(page.items, page.next_cursor))

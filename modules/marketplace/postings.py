@@ -313,7 +313,7 @@ def invoice_post(invoice: AccountMove, actor_id: int | None) -> Posting | None:
     legs.debit("receivable", invoice.amount_total, invoice.customer_id)
     legs.credit("sales_clearing", invoice.amount_untaxed)
     legs.credit("tax_payable", invoice.amount_tax)
-    return _posting("INVOICE_POST", str(invoice.uuid), legs, f"invoice:{invoice.uuid}",
+    return _posting("INVOICE_POST", str(invoice.uuid), legs, reference("invoice", invoice.uuid),
                     invoice.name, actor_id)  # fmt: skip
 
 
@@ -339,7 +339,7 @@ def payment_capture(
             legs.credit("commission_income", commission)
         released += net + commission
     legs.debit("sales_clearing", released)
-    return _posting("PAYMENT_CAPTURE", str(payment.uuid), legs, f"payment:{payment.uuid}",
+    return _posting("PAYMENT_CAPTURE", str(payment.uuid), legs, reference("payment", payment.uuid),
                     f"{payment.name} on {invoice.name}", actor_id)  # fmt: skip
 
 
@@ -363,7 +363,7 @@ def invoice_reversal(
         f"{note.name} reverses {invoice.name}"
         for note, (invoice, _) in zip(credit_notes, invoices, strict=True)
     )
-    return _posting("INVOICE_REVERSAL", str(first.uuid), legs, f"credit-note:{first.uuid}",
+    return _posting("INVOICE_REVERSAL", str(first.uuid), legs, reference("credit-note", first.uuid),
                     memo, actor_id)  # fmt: skip
 
 
@@ -422,9 +422,31 @@ def refund(
             rounding += unpaid - unpaid_tax
     legs.net_debit("sales_clearing", rounding)
     credit_note = refund.credit_note
-    return _posting("REFUND", str(refund.uuid), legs, f"refund:{refund.uuid}",
+    return _posting("REFUND", str(refund.uuid), legs, reference("refund", refund.uuid),
                     f"{credit_note.name} refunds {payment.name} on {invoice.name}",
                     actor_id)  # fmt: skip
+
+
+def reference(kind: str, public_id: Any) -> str:
+    """What a posting names as its cause: ``<kind>:<public id>`` of the document (``invoice``,
+    ``payment``, ``credit-note``, ``refund``)."""
+    return f"{kind}:{public_id}"
+
+
+def references_of(
+    invoices: Iterable[AccountMove], payments: Iterable[Payment], refunds: Iterable[Refund]
+) -> list[str]:
+    """The references of every posting these documents of an order may have caused: its
+    invoices', its credit notes' (a reversal names the first of its notes), its payments' and
+    its refunds'."""
+    return [
+        *(
+            reference("invoice" if move.move_type == "out_invoice" else "credit-note", move.uuid)
+            for move in invoices
+        ),
+        *(reference("payment", payment.uuid) for payment in payments),
+        *(reference("refund", refund.uuid) for refund in refunds),
+    ]
 
 
 def _posting(

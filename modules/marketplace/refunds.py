@@ -18,7 +18,7 @@ same posting) and its order may be cancelled.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -110,10 +110,7 @@ def create_refund(
                 state=payment.state,
             )
         earlier = _refunds_of_invoice(invoice.id)
-        remaining = payment.amount - postings.sum_amounts(
-            r for r in earlier if r.payment_id == payment.id
-        )
-        amount = _checked_amount(payment, request.amount, remaining)
+        amount = _checked_amount(payment, request.amount, refundable(payment, earlier))
         destination = _destination(payment, request.destination)
         held = held_methods().get(destination)
         if held is not None:
@@ -172,6 +169,12 @@ def create_refund(
         if posting is not None:
             post(posting)
     return 201, body
+
+
+def refundable(payment: Payment, refunds: Iterable[Refund]) -> Decimal:
+    """What remains refundable on ``payment``, given every refund of it (others are ignored):
+    what a refund takes when no amount is given, and the most one may take."""
+    return payment.amount - postings.sum_amounts(r for r in refunds if r.payment_id == payment.id)
 
 
 def _checked_amount(payment: Payment, amount: Decimal | None, remaining: Decimal) -> Decimal:
@@ -377,6 +380,20 @@ def _visible_refunds(actor: Principal) -> Select[tuple[Refund]]:
     if actor.has_role(*STAFF_ROLES):
         return statement
     return statement.where(Refund.customer_id == actor.user_id)
+
+
+def refunds_of(actor: Principal, payments: Sequence[Payment]) -> list[Refund]:
+    """The refunds of ``payments`` (an order's, as :func:`.services.get_order` gave them) that
+    ``actor`` may see, oldest first: staff every one, anyone else those of their own payments."""
+    if not payments:
+        return []
+    return list(
+        Session().scalars(
+            _visible_refunds(actor)
+            .where(Refund.payment_id.in_([payment.id for payment in payments]))
+            .order_by(Refund.id)
+        )
+    )
 
 
 def get_refund(actor: Principal, refund_uuid: uuid.UUID) -> Refund:

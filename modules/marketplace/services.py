@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -140,6 +140,11 @@ class OrderFilter:
     total_min: Decimal | None = None
     total_max: Decimal | None = None
     number: str | None = None
+
+    @classmethod
+    def of(cls, query: Mapping[str, Any]) -> OrderFilter:
+        """The filters of a listing's query arguments (as ``OrderQuerySchema`` loads them)."""
+        return cls(**{f.name: query[f.name] for f in dataclasses.fields(cls)})
 
 
 Render = Callable[[Any], dict[str, Any]]

@@ -2,10 +2,11 @@
 menu, and the vendored browser libraries (htmx with its SSE extension, uPlot).
 
 A browser logs in at ``/web/login`` into an ordinary Lapak session (the API's single-session
-rule holds: a login elsewhere ends this one), kept in the ``lapak_session`` cookie, and every
-form or script that changes something sends the session's CSRF token (see
-``modules/auth/browser.py``). Every ``/web/`` answer carries a strict Content-Security-Policy
-(scripts and styles from our own files only), and pages are never stored by caches.
+rule holds: a login elsewhere ends this one), kept in the ``__Host-lapak_session`` cookie
+(``lapak_session`` in development, over http), and every form or script that changes something
+sends the session's CSRF token (see ``modules/auth/browser.py``). Every ``/web/`` answer
+carries a strict Content-Security-Policy (scripts and styles from our own files only), and
+pages are never stored by caches.
 
 How a module adds screens
 -------------------------
@@ -43,11 +44,21 @@ and they are served at ``/web/<module>/`` whenever a shell is loaded::
         MenuEntry("Orders", "orders_screens.orders", frozenset({"staff", "admin"}), order=20),
     )
 
+A menu entry names a view that takes no arguments: one that names no view, or a view whose
+address needs arguments, stops the app at start (``RegistryError``).
+
 The template (``modules/orders/templates/orders/list.html``) fills the layout's blocks:
 ``title``, ``main``, and optionally ``head`` (stylesheets) and ``scripts`` (``<script src>``
 only: no inline script, no ``style=`` attribute, no CDN; our own and the vendored files are
 under ``url_for("web.static", filename=...)``, e.g. ``vendor/uplot/uPlot.iife.min.js`` and
-``vendor/htmx-ext-sse/sse.min.js``). Every form that posts carries the token::
+``vendor/htmx-ext-sse/sse.min.js``). A script gets its data from ``data-*`` attributes written
+with ``tojson`` inside SINGLE quotes, and reads them with ``JSON.parse(element.dataset.x)``::
+
+    <div id="chart" data-points='{{ points | tojson }}'></div>
+
+(``tojson`` escapes ``'``, ``<``, ``>`` and ``&`` but not ``"``, which JSON itself writes: in a
+double-quoted attribute a ``"`` in the data would end the attribute and let the data write
+markup.) Every form that posts carries the token::
 
     {% extends "web/layout.html" %}
     {% block title %}Orders{% endblock %}
@@ -61,8 +72,15 @@ under ``url_for("web.static", filename=...)``, e.g. ``vendor/uplot/uPlot.iife.mi
 htmx requests send it by themselves (the layout's ``hx-headers``). On any ``/web/`` page the
 shell turns refusals into what a person needs: no session, or one replaced, expired or ended,
 goes to the login page (saying why, and back here after logging in; htmx requests get
-``HX-Redirect``); a wrong role or a missing CSRF token shows a page saying so (``403``), and an
-unknown address a not-found page. A client that asks for JSON (``Accept``) gets problem+json.
+``HX-Redirect``); every other refusal shows a page saying what happened, with the status and
+headers the API would answer: a wrong role or a missing CSRF token (``403``), an unknown address
+(``404``), a method the address does not take (``405``, e.g. ``GET /web/logout``), any domain
+error a service raises (its status), the database down (``503`` with ``Retry-After``; the login
+form shows itself again, saying so); for an htmx request that refusal is a notice instead,
+which the layout's script (``static/lapak.js``) shows in the notices area (``HX-Retarget:
+#notices``), as it says when any other htmx request fails. A screen that wants to say
+something better catches the domain error and ``flash``-es it. A client that asks for JSON
+(``Accept``) gets problem+json.
 ``flash(message, category)`` shows in the layout's notices (categories ``info``, ``success``,
 ``warning``, ``error``). A module that does not want to depend on ``web`` guards its screens
 with ``app.security.requires(*roles, browser=True)`` instead of ``screen``: the same thing.

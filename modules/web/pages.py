@@ -4,18 +4,26 @@ instead of problem+json, which the rest of the app keeps."""
 
 from __future__ import annotations
 
+import functools
+import logging
+import re
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from flask import Flask, Response, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BuildError
 
 from app import WEB_PREFIX, http
 from app.config import Settings
-from app.errors import DomainError, NotFound, PermissionDenied, Unauthenticated
+from app.errors import Unauthenticated
 from app.registry import RegistryError
 from modules.auth import browser
 from modules.auth.csrf import CsrfRefused
+
+log = logging.getLogger(__name__)
+ErrorHandler = Callable[[Exception], Any]
 
 #: Scripts, styles, images and connections from this origin only (no inline script or style,
 #: no eval), forms posted only here, and no framing.
@@ -37,6 +45,12 @@ CSRF_REFUSED = (
     "This change was refused: it did not come from a page of this session (the page may be "
     "from before your last login). Reload the page and try again."
 )
+#: What a person reads for Werkzeug's errors (its own texts speak of "the requested URL").
+HTTP_DETAIL = {
+    404: "There is no page at this address.",
+    405: "This address does not open that way: use the page's links and buttons.",
+}
+PROBLEM_TYPE = http.problem_type("")
 MAX_NEXT = 2048
 
 
@@ -50,17 +64,32 @@ def install(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=browser.cookies_are_secure(settings),
     )
+    _check_menu(app)
+    app.after_request(_secure_headers)
+    # Every error the app answers with problem+json by now (domain errors, a database that
+    # cannot be reached, Werkzeug's 404 and 405, the unexpected 500) is a page on /web/ pages.
+    for error_class, answer in list(app.error_handler_spec[None][None].items()):
+        app.register_error_handler(error_class, _shown_as_page(answer))
+    app.register_error_handler(Unauthenticated, _unauthenticated)
+
+
+def _check_menu(app: Flask) -> None:
+    """Refuse to start with a menu entry that cannot link to its screen (else every page,
+    which shows the menu, would fail)."""
+    urls = app.url_map.bind("localhost")
     for entry in app.extensions["lapak.registry"].wiring.menu:
         if entry.endpoint not in app.view_functions:
             raise RegistryError(
                 f"the menu entry {entry.label!r} names the endpoint {entry.endpoint!r}, which no "
                 "screen serves; use '<blueprint name>.<view function>' of a hooks.screens blueprint"
             )
-    app.after_request(_secure_headers)
-    app.register_error_handler(Unauthenticated, _unauthenticated)
-    app.register_error_handler(PermissionDenied, _refused)
-    app.register_error_handler(NotFound, _refused)
-    app.register_error_handler(404, _not_found)
+        try:
+            urls.build(entry.endpoint)
+        except BuildError as error:
+            raise RegistryError(
+                f"the menu entry {entry.label!r} names the endpoint {entry.endpoint!r}, whose "
+                "address needs arguments; a menu entry opens a screen that takes none"
+            ) from error
 
 
 def is_web_page() -> bool:
@@ -69,15 +98,22 @@ def is_web_page() -> bool:
 
 def local_next(target: str | None) -> str | None:
     """``target`` if it is a page of the web client on this site, else None: ``next`` must
-    never send a browser elsewhere (``//evil.example``, ``/\\evil.example``, a scheme)."""
+    never send a browser elsewhere (``//evil.example``, ``/\\evil.example``, a scheme,
+    ``/web/../api/``)."""
     if not target or len(target) > MAX_NEXT:
         return None
     if any(char == "\\" or ord(char) < 0x20 or ord(char) == 0x7F for char in target):
         return None  # browsers read "\" as "/" and drop tabs and newlines
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # "//[x": an unclosed IPv6 host
+        return None
     if parts.scheme or parts.netloc:
         return None
     if parts.path != WEB_PREFIX and not parts.path.startswith(f"{WEB_PREFIX}/"):
+        return None
+    # Browsers resolve "." and ".." segments, written "%2e%2e" too, before asking: out of /web/.
+    if {".", ".."} & set(unquote(parts.path).split("/")):
         return None
     return target
 
@@ -87,7 +123,7 @@ def _secure_headers(response: Response) -> Response:
         return response
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Frame-Options"] = "DENY"
-    if request.endpoint != "web.static":
+    if not (request.endpoint or "").endswith(".static"):  # any blueprint's static files
         # Pages show people's data: no cache, shared or the browser's, may keep them.
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Cookie")
@@ -107,33 +143,87 @@ def _unauthenticated(error: Unauthenticated) -> Any:
     message = LOGIN_AGAIN.get(error.code)
     if message:
         flash(message, "warning")
-    target = request.full_path.rstrip("?") if request.method == "GET" else None
-    login = url_for("web.login", next=local_next(target))
+    login = url_for("web.login", next=_back_after_login())
     if "HX-Request" in request.headers:
         # htmx would swap the login page into a fragment: it loads it as a page instead.
         response = Response(status=401, headers={"HX-Redirect": login})
     else:
         response = redirect(login, 303)
-    if browser.SESSION_COOKIE in request.cookies:
+    if browser.session_cookie() in request.cookies:
         browser.forget_session(response)
     return response
 
 
-def _refused(error: DomainError) -> Any:
-    if not is_web_page() or _wants_json():
-        return http.handle_domain_error(error)
-    if isinstance(error, NotFound):
-        return _problem_page(404, error.title, error.detail, error.code)
-    detail = CSRF_REFUSED if isinstance(error, CsrfRefused) else error.detail
-    return _problem_page(403, error.title, detail, error.code)
+def _back_after_login() -> str | None:
+    """Where the login page leads back to: the page asked for, or, for an htmx request (a
+    fragment, maybe a POST), the page it was made from; nothing after any other POST."""
+    if "HX-Request" in request.headers:
+        try:
+            page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        except ValueError:
+            return None
+        return local_next(urlunsplit(("", "", page.path, page.query, "")))
+    if request.method == "GET":
+        return local_next(request.full_path.rstrip("?"))
+    return None
 
 
-def _not_found(error: HTTPException) -> Any:
-    if not is_web_page() or _wants_json():
-        return http.api_of().handle_http_exception(error)
-    return _problem_page(404, "Not found", "There is no page at this address.", "not-found")
+def _shown_as_page(answer_of: ErrorHandler) -> ErrorHandler:
+    """The app's handler ``answer_of``, whose problem+json answers become the problem page on
+    a ``/web/`` page (with the same status and headers: ``Retry-After``, ``Allow``), unless the
+    client asks for JSON."""
+
+    @functools.wraps(answer_of)
+    def answer(error: Exception) -> Any:
+        response = answer_of(error)
+        if (
+            not isinstance(response, Response)
+            or response.mimetype != http.PROBLEM_MIMETYPE
+            or not is_web_page()
+            or _wants_json()
+        ):
+            return response
+        try:
+            return _problem_page(response, error)
+        except Exception:  # the page must not cost the answer (the error is already logged)
+            log.exception("the problem page of a %s could not be shown", response.status_code)
+            return response
+
+    return answer
 
 
-def _problem_page(status: int, title: str, detail: str | None, code: str) -> Any:
-    page = render_template("web/problem.html", status=status, title=title, detail=detail, code=code)
-    return page, status
+def _problem_page(answer: Response, error: Exception) -> Any:
+    problem = answer.get_json()
+    status = answer.status_code
+    title = problem["title"]
+    if problem["type"].startswith(PROBLEM_TYPE):
+        code = problem["type"].removeprefix(PROBLEM_TYPE)
+    else:  # Werkzeug's, "about:blank"
+        code = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    detail = problem.get("detail")
+    if isinstance(error, CsrfRefused):
+        detail = CSRF_REFUSED
+    elif isinstance(error, HTTPException):
+        detail = HTTP_DETAIL.get(status, detail)
+    headers = {
+        name: value
+        for name, value in answer.headers.items()
+        if name.lower() not in ("content-type", "content-length")
+    }
+    if status == 503 and request.endpoint == "web.login":
+        from .shell import login_unavailable  # the shell's pages build on this module
+
+        return login_unavailable(headers)
+    if "HX-Request" in request.headers:
+        # Not a page inside the button's target: a notice in the layout's (lapak.js swaps it).
+        notice = render_template("web/problem_notice.html", title=title, detail=detail, code=code)
+        return notice, status, {**headers, "HX-Retarget": "#notices", "HX-Reswap": "innerHTML"}
+    page = render_template(
+        "web/problem.html",
+        status=status,
+        title=title,
+        detail=detail,
+        code=code,
+        request_id=problem.get("request_id"),
+    )
+    return page, status, headers

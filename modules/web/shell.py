@@ -18,11 +18,13 @@ from flask import (
     session,
     url_for,
 )
+from marshmallow.validate import Length
 
 from app.errors import TooManyRequests, Unauthenticated
 from app.fields import UNSTORABLE_TEXT
 from app.security import Principal, authenticate, current_principal
 from modules.auth import browser
+from modules.auth.schemas import LoginSchema
 
 from . import screen
 from .pages import local_next
@@ -38,8 +40,8 @@ blp = Blueprint(
 #: Where the login form's own CSRF token waits (in Flask's signed session cookie): a login form
 #: posted from another site must not log the browser into someone else's account.
 LOGIN_CSRF = "login_csrf"
-MAX_EMAIL = 254
-MAX_PASSWORD = 1024
+#: The API's login body: its bounds are the form's (a huge password must not reach argon2).
+LOGIN = LoginSchema()
 
 
 @dataclass(frozen=True)
@@ -63,19 +65,22 @@ def menu_for(principal: Principal | None) -> list[MenuItem]:
 
 @blp.app_template_global("csrf_token")
 def csrf_token() -> str:
-    """The CSRF token of the browser session being served (forms' hidden ``csrf_token``)."""
-    return browser.csrf_token()
+    """The CSRF token of the browser session being served (forms' hidden ``csrf_token``); ""
+    on a page served to no session (the login page, a refusal shown to an API key)."""
+    return browser.csrf_token() if web_user() else ""
 
 
 @blp.app_template_global("web_user")
 def web_user() -> Principal | None:
-    """Who is logged in on this page, if anyone (the login page has no one)."""
-    return current_principal()
+    """The person logged in with the browser session this page is served to, if any: not on
+    the login page, and not a program (an API key, which has no session) that was refused."""
+    principal = current_principal()
+    return principal if principal is not None and principal.session_id is not None else None
 
 
 @blp.app_template_global("web_menu")
 def web_menu() -> list[MenuItem]:
-    return menu_for(current_principal())
+    return menu_for(web_user())
 
 
 @blp.get("/")
@@ -132,6 +137,18 @@ def logout() -> Response:
     return response
 
 
+def login_unavailable(headers: dict[str, str]) -> tuple[str, int, dict[str, str]]:
+    """The login form again, for a login that failed on an outage (the database or Redis):
+    503 with the outage's headers (``Retry-After``)."""
+    return _login_form(
+        request.form.get("email", "").strip(),
+        "Logging in is not possible right now: the service is temporarily unavailable. "
+        "Please try again in a moment.",
+        status=503,
+        headers=headers,
+    )
+
+
 def _logged_in() -> Principal | None:
     g.lapak_browser = True
     try:
@@ -143,8 +160,8 @@ def _logged_in() -> Principal | None:
 def _check_login_fields(email: str, password: str) -> str | None:
     if not email or not password:
         return "Enter your email and your password."
-    if len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
-        return "The email or password is too long."
+    if LOGIN.validate({"email": email, "password": password}):
+        return "The email or password is too long."  # the schema's other rule: its bounds
     if UNSTORABLE_TEXT.search(email) or UNSTORABLE_TEXT.search(password):
         return "The email or password holds characters that cannot be used."
     return None
@@ -165,5 +182,13 @@ def _login_form(
         error=error,
         next=local_next(request.values.get("next")),
         login_csrf=session[LOGIN_CSRF],
+        email_max=_max_length("email"),
+        password_max=_max_length("password"),
     )
     return page, status, dict(headers or {})
+
+
+def _max_length(field: str) -> int | None:
+    return next(
+        (rule.max for rule in LOGIN.fields[field].validators if isinstance(rule, Length)), None
+    )

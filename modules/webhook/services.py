@@ -17,6 +17,7 @@ from app.db import Session, after_commit, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.http import Page, keyset_page
 from app.security import Principal
+from app.vault import fingerprint
 from modules.fetch.client import SourceFailed, UnsafeUrl, vet_url
 
 from .audience import EVENT_AUDIENCE, PING, event_types_for
@@ -52,6 +53,11 @@ class UnknownEventType(Invalid):
 class EndpointDisabled(Conflict):
     code = "webhook-endpoint-disabled"
     title = "The webhook endpoint is disabled; enable it first"
+
+
+class SecretRotatedSince(Conflict):
+    code = "webhook-secret-rotated-since"
+    title = "The webhook endpoint's secret was rotated since"
 
 
 class DeliveryPending(Conflict):
@@ -99,10 +105,29 @@ def list_endpoints(actor: Principal, *, limit: int, cursor: str | None) -> Page:
     return keyset_page(statement, [WebhookEndpoint.id], limit=limit, cursor=cursor)
 
 
-def get_endpoint(actor: Principal, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+def endpoints_disabled_by_lapak(actor: Principal, *, limit: int = 20) -> list[WebhookEndpoint]:
+    """One's own endpoints (admins: everyone's) that Lapak disabled (``disabled_reason``: it
+    answered 410, failed for days, or its owner was deactivated), last changed first: what the
+    web client's notice names. Endpoints their owners disabled are not among them."""
+    statement: Select[Any] = select(WebhookEndpoint).where(
+        WebhookEndpoint.enabled.is_(False), WebhookEndpoint.disabled_reason.is_not(None)
+    )
+    if not actor.has_role(ADMIN):
+        statement = statement.where(WebhookEndpoint.owner_id == actor.user_id)
+    order = (WebhookEndpoint.updated_at.desc(), WebhookEndpoint.id.desc())
+    return list(Session().scalars(statement.order_by(*order).limit(limit)))
+
+
+def get_endpoint(
+    actor: Principal, endpoint_id: uuid.UUID, *, lock: bool = False
+) -> WebhookEndpoint:
     statement = select(WebhookEndpoint).where(WebhookEndpoint.uuid == endpoint_id)
     if not actor.has_role(ADMIN):
         statement = statement.where(WebhookEndpoint.owner_id == actor.user_id)
+    if lock:
+        statement = statement.with_for_update(of=WebhookEndpoint).execution_options(
+            populate_existing=True
+        )
     endpoint = Session().scalars(statement).one_or_none()
     if endpoint is None:
         raise EndpointNotFound(f"no webhook endpoint {endpoint_id} of yours")
@@ -146,13 +171,29 @@ def delete_endpoint(actor: Principal, endpoint_id: uuid.UUID) -> None:
         session.delete(endpoint)
 
 
-def rotate_secret(actor: Principal, endpoint_id: uuid.UUID) -> EndpointWithSecret:
+def secret_version(endpoint: WebhookEndpoint) -> str:
+    """Which secret ``endpoint`` has (a keyed hash of it, which tells nothing of the secret; not
+    ``updated_at``, which every failed delivery moves): a rotate form sends it back."""
+    return fingerprint(str(endpoint.secret), "webhook.secret-version")[:32]
+
+
+def rotate_secret(
+    actor: Principal, endpoint_id: uuid.UUID, expected_version: str | None = None
+) -> EndpointWithSecret:
     """A new secret; the previous one keeps signing too for ``LAPAK_WEBHOOK_SECRET_OVERLAP_
-    SECONDS`` so the receiver can switch without losing a delivery."""
+    SECONDS`` so the receiver can switch without losing a delivery.
+
+    With ``expected_version`` (the :func:`secret_version` a form was shown), a secret rotated
+    since is not rotated again (:class:`SecretRotatedSince`): a form sent twice would otherwise
+    end the secret in use for one nobody saw."""
     secret = new_secret()
     overlap = webhook_settings().secret_overlap
     with transaction():
-        endpoint = get_endpoint(actor, endpoint_id)
+        endpoint = get_endpoint(actor, endpoint_id, lock=True)
+        if expected_version is not None and expected_version != secret_version(endpoint):
+            raise SecretRotatedSince(
+                "rotated since this page was opened; the secret shown then is still in use"
+            )
         now = utcnow()
         endpoint.previous_secret = str(endpoint.secret) if overlap else None
         endpoint.previous_secret_until = now + overlap if overlap else None

@@ -23,6 +23,10 @@ from werkzeug.test import TestResponse
 from app.db import transaction
 from modules.marketplace.models import Product
 from tests.modules.conftest import Caller
+
+# The web client's fixtures, for the order screens' Chromium tests: ``served`` (the app over
+# HTTP), ``browser`` (Debian's Chromium) and ``page``.
+from tests.modules.web.conftest import browser, page, served  # noqa: F401
 from tests.servers import Services
 
 API = "/api/v1/marketplace"

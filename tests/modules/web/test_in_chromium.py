@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from modules.auth.services import SESSION_COOKIE
 from tests.chromium import watch
 from tests.modules.conftest import PASSWORD
 from tests.modules.web.conftest import (
@@ -41,9 +42,9 @@ def test_log_in_through_the_form_and_see_the_layout_and_menu(
     # Our stylesheet applies (from our origin, under the CSP), and htmx runs.
     assert "system-ui" in page.evaluate("getComputedStyle(document.body).fontFamily")
     assert page.evaluate("typeof htmx.version") == "string"
-    cookie = next(c for c in page.context.cookies() if c["name"] == "lapak_session")
+    cookie = next(c for c in page.context.cookies() if c["name"] == SESSION_COOKIE)
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Lax", "/")
-    assert page.evaluate("document.cookie").find("lapak_session") == -1  # HttpOnly
+    assert "lapak_session" not in page.evaluate("document.cookie")  # HttpOnly
 
     menu.get_by_role("link", name="Chart").click()
     page.locator("#chart[data-drawn=yes] canvas").wait_for()
@@ -100,7 +101,7 @@ def test_a_login_in_a_second_browser_sends_the_first_to_the_login_page(
 
     page.wait_for_url(f"{served.url}/web/login?next=/web/desk/chart")
     expect(page.locator(".notices")).to_contain_text("You logged in elsewhere")
-    assert not [c for c in page.context.cookies() if c["name"] == "lapak_session"]
+    assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
     submit_login(page, email)  # and on, where it was going
     assert page.url == f"{served.url}/web/desk/chart"
 
@@ -138,3 +139,25 @@ def test_logging_out_ends_the_session(served: Served, page: Page) -> None:
     expect(page.locator(".notices")).to_contain_text("You have logged out.")
     page.goto(f"{served.url}/web/desk/")
     assert page.url == f"{served.url}/web/login?next=/web/desk/"
+
+
+def test_a_refused_htmx_button_says_so_in_the_notices(served: Served, page: Page) -> None:
+    """A page from before the last login: its htmx button's CSRF token is refused, visibly."""
+    email = add_user(served.app, "staff")
+    log_in_through_form(page, served.url, email)
+    errors, _ = watch(page)
+    other_tab = page.context.new_page()  # the same browser logs out and in again
+    other_tab.goto(f"{served.url}/web/desk/")
+    other_tab.get_by_role("button", name="Log out").click()
+    other_tab.wait_for_url(f"{served.url}/web/login")
+    submit_login(other_tab, email)
+
+    page.get_by_role("button", name="Add with htmx").click()
+
+    notice = page.locator("#notices [role=alert]")
+    expect(notice).to_contain_text("This change was refused")
+    expect(notice).to_have_attribute("data-problem", "csrf-invalid")
+    expect(page.locator("h1")).to_have_text("Notes")  # the page stays, nothing swapped into it
+    assert note_titles(served.app) == []
+    # The browser reports the 403 itself; no script failed.
+    assert [e for e in errors if "Failed to load resource" not in e] == []

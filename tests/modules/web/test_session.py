@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from marshmallow.validate import Length
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
@@ -20,7 +21,8 @@ from app.cli import main as lapak_main
 from app.clock import travel
 from app.db import Session
 from modules.auth.models import AuthSession
-from modules.auth.services import SESSION_COOKIE
+from modules.auth.schemas import LoginSchema
+from modules.auth.services import DEVELOPMENT_SESSION_COOKIE, SESSION_COOKIE
 from modules.user.cli import DEMO_ADMIN_EMAIL
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 from tests.modules.user.test_cli import demo_passwords
@@ -110,14 +112,31 @@ def test_the_cookie_lives_no_longer_than_a_shorter_session(
 
 
 def test_the_cookie_is_not_secure_in_development_only(make_app: Callable[..., Flask]) -> None:
+    """Over http, without Secure, the cookie cannot have the __Host- prefix: a name of its own."""
     app = make_app(env="development")
     client = app.test_client()
     email = add_user(app, "staff")
 
     response = web_login(client, email)
 
-    assert "secure" not in cookie_attributes(response, SESSION_COOKIE)
+    assert "secure" not in cookie_attributes(response, DEVELOPMENT_SESSION_COOKIE)
     assert "secure" not in cookie_attributes(response, "lapak_web")
+    assert client.get(NOTES).status_code == 200  # the authenticator reads that one here
+
+
+def test_the_secure_cookie_has_the_host_prefix_and_no_other_name_is_read(app: Flask) -> None:
+    """__Host-: browsers keep it only if Secure, Path=/ and without Domain, so no plain-http
+    page or subdomain can plant it; a cookie of the development name is not read here."""
+    client = app.test_client()
+    response = web_login(client, add_user(app))
+    token = client.get_cookie(SESSION_COOKIE).value
+    unprefixed = app.test_client()
+    unprefixed.set_cookie(DEVELOPMENT_SESSION_COOKIE, token)
+
+    assert SESSION_COOKIE == "__Host-lapak_session"
+    assert "domain" not in cookie_attributes(response, SESSION_COOKIE)
+    assert client.get(NOTES).status_code == 200
+    assert unprefixed.get(NOTES).status_code == 303
 
 
 def test_a_wrong_password_shows_the_form_again_and_sets_no_cookie(app: Flask) -> None:
@@ -130,6 +149,27 @@ def test_a_wrong_password_shows_the_form_again_and_sets_no_cookie(app: Flask) ->
     assert "The email or password is wrong." in response.text
     assert f'value="{email}"' in response.text
     assert SESSION_COOKIE not in response.headers.get("Set-Cookie", "")
+    assert live_sessions(app) == []
+
+
+def test_the_login_form_has_the_apis_bounds(app: Flask) -> None:
+    """The API's LoginSchema bounds the form too: a huge password never reaches argon2."""
+    client = app.test_client()
+    email = add_user(app, "staff")
+    bounds = {
+        name: next(v.max for v in field.validators if isinstance(v, Length))
+        for name, field in LoginSchema().fields.items()
+    }
+
+    form = client.get("/web/login")
+    too_long = web_login(client, email, "x" * (bounds["password"] + 1))
+    at_the_bound = web_login(client, email, "x" * bounds["password"])
+
+    assert f'maxlength="{bounds["email"]}"' in form.text
+    assert f'maxlength="{bounds["password"]}"' in form.text
+    assert too_long.status_code == 422
+    assert "The email or password is too long." in too_long.text
+    assert "The email or password is wrong." in at_the_bound.text  # checked, and wrong
     assert live_sessions(app) == []
 
 
@@ -201,6 +241,24 @@ def test_a_bearer_header_wins_over_the_cookie_and_needs_no_csrf_token(
     assert note_titles(app) == ["by bearer"]
 
 
+def test_a_proxys_basic_login_leaves_the_cookie_in_use_with_its_csrf_token(app: Flask) -> None:
+    """An HTTP Basic login at a proxy in front: the browser sends its header with every request
+    (cross-site ones too, like the cookie), so it neither hides the cookie nor spares the token."""
+    client, _ = logged_in(app)
+    token = csrf_of(client)
+    basic = {"Authorization": "Basic cHJveHk6cGFzc3dvcmQ="}
+
+    page = client.get(NOTES, headers=basic)
+    no_token = client.post(NOTES, data={"title": "no token"}, headers=basic)
+    added = client.post(NOTES, data={"title": "behind a proxy", "csrf_token": token}, headers=basic)
+
+    assert page.status_code == 200
+    assert 'data-problem="csrf-missing"' in no_token.text
+    assert added.status_code == 303
+    assert note_titles(app) == ["behind a proxy"]
+    assert client.get(SESSION_API, headers=basic).status_code == 401  # the API: no cookie
+
+
 def test_an_unauthenticated_visit_goes_to_the_login_page_and_back(app: Flask) -> None:
     client = app.test_client()
     email = add_user(app, "staff")
@@ -233,6 +291,24 @@ def test_an_htmx_request_without_a_session_is_sent_to_the_login_page(app: Flask)
     assert urlsplit(response.headers["HX-Redirect"]).path == "/web/login"
 
 
+def test_an_htmx_request_leads_back_to_its_page_not_its_fragment(app: Flask) -> None:
+    client = app.test_client()
+    htmx = {"HX-Request": "true", "HX-Current-URL": "http://localhost/web/desk/?tab=all"}
+
+    from_a_page = client.post("/web/desk/fragment", headers=htmx)
+    from_elsewhere = client.post(
+        "/web/desk/fragment",
+        headers={**htmx, "HX-Current-URL": "http://localhost/api/v1/auth/session"},
+    )
+    without_a_page = client.get("/web/desk/chart", headers={"HX-Request": "true"})
+
+    assert parse_qs(urlsplit(from_a_page.headers["HX-Redirect"]).query) == {
+        "next": ["/web/desk/?tab=all"]
+    }
+    for response in (from_elsewhere, without_a_page):
+        assert response.headers["HX-Redirect"] == "/web/login"
+
+
 def test_home_goes_to_the_first_screen_of_the_role_and_the_menu_follows_the_role(
     app: Flask,
 ) -> None:
@@ -241,7 +317,8 @@ def test_home_goes_to_the_first_screen_of_the_role_and_the_menu_follows_the_role
         client, _ = logged_in(app, role)
         menus[role] = client.get("/web/desk/chart").text
         home = client.get("/web/")
-        expected = "/web/desk/chart" if role == "customer" else "/web/desk/"
+        # A customer's first screen is the marketplace's Orders (menu order 20; Chart is 30).
+        expected = "/web/marketplace/" if role == "customer" else "/web/desk/"
         assert (role, home.status_code, home.headers["Location"]) == (role, 303, expected)
 
     assert all(">Chart</a>" in text for text in menus.values())
@@ -280,9 +357,10 @@ def test_web_answers_carry_a_strict_csp_and_pages_are_not_stored(app: Flask) -> 
 
     page = client.get(NOTES)
     asset = client.get("/web/static/lapak.css")
+    screens_asset = client.get("/web/desk/static/chart.js")  # a module's own static files
     login_page = app.test_client().get("/web/login")
 
-    for response in (page, asset, login_page):
+    for response in (page, asset, screens_asset, login_page):
         policy = response.headers["Content-Security-Policy"]
         assert "default-src 'self'" in policy
         assert "frame-ancestors 'none'" in policy
@@ -292,7 +370,10 @@ def test_web_answers_carry_a_strict_csp_and_pages_are_not_stored(app: Flask) -> 
         assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert page.headers["Cache-Control"] == "no-store"
     assert login_page.headers["Cache-Control"] == "no-store"
-    assert "no-store" not in asset.headers.get("Cache-Control", "")
+    for response in (asset, screens_asset):
+        assert response.status_code == 200
+        assert "no-store" not in response.headers.get("Cache-Control", "")
+        assert "Cookie" not in response.vary
     assert "Content-Security-Policy" not in app.test_client().get("/api/v1/modules").headers
 
 
@@ -423,6 +504,11 @@ def test_logout_needs_the_token_then_ends_the_session(either_app: Flask) -> None
         "javascript:alert(1)",
         "/api/v1/auth/session",
         "web/desk/",
+        "/web/../api/v1/auth/session",
+        "/web/%2e%2e/api/v1/auth/session",
+        "/web/desk/.%2E/%2E./api/v1/auth/session",
+        "/web/./",
+        "//[evil.example",
     ],
 )
 def test_next_never_leads_off_the_web_client(app: Flask, target: str) -> None:

@@ -28,6 +28,7 @@ from modules.webhook.jobs import send_due_deliveries
 from tests.conftest import run_jobs, wait_for_replica
 from tests.modules.conftest import Caller
 from tests.modules.marketplace.conftest import make_product  # noqa: F401 - fixture
+from tests.modules.web.conftest import browser, page, served  # noqa: F401 - fixtures
 from tests.servers import Services
 
 API = "/api/v1/webhooks"

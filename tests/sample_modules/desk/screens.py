@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
 
-from app.db import Session
 from modules.web import screen
-from tests.sample_modules.notes import services
-from tests.sample_modules.notes.models import Note
+from tests.sample_modules.notes.services import create_note
+
+from . import services
 
 screens = Blueprint(
     "desk_screens",
@@ -19,14 +18,10 @@ screens = Blueprint(
 )
 
 
-def _notes() -> list[Note]:
-    return list(Session().scalars(select(Note).order_by(Note.id)))
-
-
 @screens.get("/")
 @screen("staff", "admin")
 def notes() -> str:
-    return render_template("desk/notes.html", notes=_notes())
+    return render_template("desk/notes.html", notes=services.list_notes())
 
 
 @screens.post("/")
@@ -36,7 +31,7 @@ def add_note() -> Response:
     if not title:
         flash("Give the note a title.", "error")
     else:
-        services.create_note(title)
+        create_note(title)
         flash(f"Note {title!r} added.", "success")
     return redirect(url_for(".notes"), 303)
 
@@ -44,8 +39,8 @@ def add_note() -> Response:
 @screens.post("/fragment")
 @screen("staff", "admin")
 def add_note_fragment() -> str:
-    services.create_note(request.form.get("title", "from htmx")[:200])
-    return render_template("desk/_list.html", notes=_notes())
+    create_note(request.form.get("title", "from htmx")[:200])
+    return render_template("desk/_list.html", notes=services.list_notes())
 
 
 @screens.get("/audit")
@@ -57,5 +52,5 @@ def audit() -> str:
 @screens.get("/chart")
 @screen()
 def chart() -> str:
-    count = Session().scalar(select(func.count(Note.id))) or 0
+    count = services.count_notes()
     return render_template("desk/chart.html", points=[[1, 2, 3], [count, count + 1, count + 3]])
