@@ -22,7 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.db import read_only
 from app.errors import BadRequest, DomainError, Invalid, PayloadTooLarge
 from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
-from app.http import PageArgs, status_of
+from app.http import PageArgs, cursor_scope, status_of
 from app.screens import first_page_url, load_form, next_page_url
 from app.security import authenticate, requires
 
@@ -278,7 +278,10 @@ def upload() -> Response | tuple[str, int]:
 
 
 def _upload_refused(problem: DomainError) -> tuple[str, int]:
-    values = {name: request.form.get(name, "") for name in _OPTIONS.fields}
+    try:
+        values = {name: request.form.get(name, "") for name in _OPTIONS.fields}
+    except RequestEntityTooLarge:  # a body over the limit is not read: its options are lost
+        values = {}
     if _is_htmx():
         # The form again, in place: htmx swaps only 2xx answers.
         return render_template("user/_upload.html", **_upload_form(values, problem)), 200
@@ -313,7 +316,8 @@ def _progress(job_id: uuid.UUID) -> dict[str, Any]:
     finished = job["status"] in FINISHED_STATUSES
     failed_rows, more = [], False
     if finished and job["failed"]:
-        page = imports.import_errors(job_id, limit=FAILED_ROWS_SHOWN, cursor=None)
+        with cursor_scope("user.ImportErrors"):  # a first page only: no link to a next one
+            page = imports.import_errors(job_id, limit=FAILED_ROWS_SHOWN, cursor=None)
         failed_rows, more = _ROW_ERRORS.dump(page.items), page.next_cursor is not None
     return {
         "job": job,
