@@ -2,6 +2,11 @@
 
 * **tokens**: a document of more than :data:`MAX_TOKENS` tokens is not parsed
   (strawberry's ``MaxTokensLimiter``; the standard introspection query has fewer than 250);
+* **selections**: at most :data:`MAX_SELECTIONS` fields once every fragment is spread in place,
+  counted by :func:`document_errors` before the document is validated: a fragment spread twice
+  in a fragment spread twice... selects exponentially many fields from a few hundred bytes,
+  and the validation rules (depth, aliases) walk a fragment again at each spread. The count
+  reads each fragment once, so it is linear in the document;
 * **aliases**: at most :data:`MAX_ALIASES` (``MaxAliasesLimiter``'s rule): aliases repeat a
   field;
 * **depth**: at most :data:`MAX_DEPTH` levels of selection (``QueryDepthLimiter``'s rule;
@@ -23,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
@@ -45,10 +51,10 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
     max_aliases,
     query_depth_limiter,
 )
+from strawberry.schema.schema import validate_document
 
 from app.http import MAX_PAGE_SIZE
 
@@ -58,6 +64,9 @@ MAX_DEPTH = 8
 #: Objects one answer may hold at most: a full page of 200 orders with their lines, invoices
 #: (with theirs), payments and transactions is about 9,000 by :data:`LIST_SIZES`.
 MAX_COST = 10_000
+#: Fields one document may select, fragments spread in place: a document of :data:`MAX_TOKENS`
+#: tokens without fragments selects fewer than 2,000; the introspection query about 230.
+MAX_SELECTIONS = 5_000
 #: What a nested list holds, as the cost counts it: a typical order, not the largest one.
 LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Order", "lines"): 10,
@@ -92,9 +101,124 @@ def limiters() -> list[Callable[[], SchemaExtension]]:
         functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         functools.partial(AddValidationRules, list(_RULES)),
         functools.partial(ParserCache, maxsize=CACHED_DOCUMENTS),
-        functools.partial(ValidationCache, maxsize=CACHED_DOCUMENTS),
+        BoundedValidation,
         QueryCost,
     ]
+
+
+class BoundedValidation(SchemaExtension):
+    """Validates a document (as strawberry's ``ValidationCache``, whose place it takes) once
+    :func:`document_errors` has found it within bounds: the rules never see a document that
+    would take them exponential time, nor a spread of a fragment that is not there."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None:
+            context.pre_execution_errors = _validated(
+                context.schema._schema, context.graphql_document, context.validation_rules
+            )
+        yield
+
+
+@functools.lru_cache(maxsize=CACHED_DOCUMENTS)
+def _validated(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]
+) -> list[GraphQLError]:
+    return document_errors(document) or validate_document(schema, document, rules)
+
+
+def document_errors(document: DocumentNode) -> list[GraphQLError]:
+    """What makes ``document`` unfit to be validated: a spread of a fragment it does not
+    define or a cycle of fragments (the rules would follow it, through every path of spreads),
+    an empty selection set (the depth rule cannot measure it), or more than
+    :data:`MAX_SELECTIONS` fields in its operations once their fragments are spread in place.
+    Each definition is read once, and a fragment's count computed once and reused at each of
+    its spreads."""
+    operations: list[_Shape] = []
+    fragments: dict[str, _Shape] = {}
+    errors: list[GraphQLError] = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            shape = _Shape.of(definition.selection_set)
+            errors += shape.errors
+            if isinstance(definition, FragmentDefinitionNode):
+                fragments[definition.name.value] = shape
+            else:
+                operations.append(shape)
+    for shape in (*operations, *fragments.values()):
+        errors += [
+            GraphQLError(f"Unknown fragment '{name}'.", spread)
+            for name, spread in shape.spreads
+            if name not in fragments
+        ]
+    if errors:
+        return errors
+    sizes: dict[str, int] = {}
+    counting: set[str] = set()
+    cyclic: set[str] = set()
+
+    def size(shape: _Shape) -> int:
+        total = shape.fields
+        for name, spread in shape.spreads:
+            if name in counting:
+                if name not in cyclic:
+                    cyclic.add(name)
+                    errors.append(
+                        GraphQLError(f"Cannot spread fragment '{name}' within itself.", spread)
+                    )
+                continue
+            if name not in sizes:
+                counting.add(name)
+                sizes[name] = size(fragments[name])
+                counting.discard(name)
+            total = min(total + sizes[name], MAX_SELECTIONS + 1)
+        return total
+
+    selected = sum(size(shape) for shape in operations)
+    for shape in [shape for name, shape in fragments.items() if name not in sizes]:
+        size(shape)  # fragments no operation spreads: their cycles, not their size
+    if errors:
+        return errors
+    if selected > MAX_SELECTIONS:
+        return [
+            GraphQLError(
+                f"the document selects more than {MAX_SELECTIONS} fields once its fragments "
+                "are spread in place: spread fewer fragments, or ask in several requests",
+                extensions={"code": "query-too-complex", "max_selections": MAX_SELECTIONS},
+            )
+        ]
+    return []
+
+
+class _Shape:
+    """One operation's or fragment's own selections: the fields it selects itself (nested
+    ones and those of inline fragments included), the fragments it spreads, in order, and its
+    empty selection sets as errors."""
+
+    def __init__(self) -> None:
+        self.fields = 0
+        self.spreads: list[tuple[str, FragmentSpreadNode]] = []
+        self.errors: list[GraphQLError] = []
+
+    @classmethod
+    def of(cls, selection_set: SelectionSetNode) -> _Shape:
+        shape = cls()
+        pending = [selection_set]  # a stack, not recursion: nesting is as deep as the parser lets
+        while pending:
+            selections = pending.pop()
+            if not selections.selections:
+                shape.errors.append(
+                    GraphQLError("a selection set is empty: select at least one field", selections)
+                )
+            for selection in selections.selections:
+                if isinstance(selection, FragmentSpreadNode):
+                    shape.spreads.append((selection.name.value, selection))
+                    continue
+                if isinstance(selection, FieldNode):
+                    shape.fields += 1
+                if selection.selection_set is not None:
+                    pending.append(selection.selection_set)
+        return shape
 
 
 class QueryCost(SchemaExtension):
@@ -157,6 +281,9 @@ class _Counter:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
+        #: (fragment, page size) -> the objects under one object of its type: every spread of
+        #: a fragment counts the same times its multiplier (costs grow linearly with it).
+        self._fragment_costs: dict[tuple[str, int | None], int] = {}
 
     def cost(
         self,
@@ -178,11 +305,20 @@ class _Counter:
                 own = self.schema.get_type(condition.name.value) if condition else parent
                 total += self.cost(selection.selection_set, own or parent, multiplier, page_size)
             elif isinstance(selection, FragmentSpreadNode):
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is not None:
-                    own = self.schema.get_type(fragment.type_condition.name.value) or parent
-                    total += self.cost(fragment.selection_set, own, multiplier, page_size)
+                unit = self._fragment_cost(selection.name.value, parent, page_size)
+                total += multiplier * unit
         return total
+
+    def _fragment_cost(self, name: str, parent: GraphQLNamedType, page_size: int | None) -> int:
+        key = (name, page_size)
+        if key not in self._fragment_costs:
+            fragment = self.fragments.get(name)
+            unit = 0
+            if fragment is not None:
+                own = self.schema.get_type(fragment.type_condition.name.value) or parent
+                unit = self.cost(fragment.selection_set, own, 1, page_size)
+            self._fragment_costs[key] = unit
+        return self._fragment_costs[key]
 
     def _field(
         self, node: FieldNode, parent: GraphQLNamedType, multiplier: int, page_size: int | None
