@@ -5,11 +5,15 @@ no mutations, POST only."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from graphql import GraphQLError
 
+from modules.graphql import services
 from tests.modules.auth.test_api_keys import create_key, signed
 from tests.modules.conftest import Caller
 
@@ -178,6 +182,21 @@ def test_the_querys_own_errors_are_graphql_errors_in_a_200(pg_shop: Shop) -> Non
         GRAPHQL, json={"query": two, "operationName": "C"}, headers=staff.headers
     )
     assert response.get_json()["errors"] == [{"message": "the document has no operation named 'C'"}]
+
+
+def test_a_failure_before_any_resolver_is_a_graphql_error_and_one_in_a_resolver_is_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What strawberry makes of an exception of a validation rule (strawberry's depth rule
+    # raised KeyError for a spread of an unknown fragment): nothing was read, so the query's.
+    tripped = GraphQLError("'Missing'", original_error=KeyError("Missing"))
+    with caplog.at_level(logging.WARNING, logger="modules.graphql.services"):
+        assert services._formatted(tripped) == {"message": "'Missing'"}
+    assert "outside the resolvers" in caplog.text
+    # The same in a resolver (reading the data failed): the app's 500 (or 503), not the query's.
+    failed = GraphQLError("'Missing'", path=["orders"], original_error=KeyError("Missing"))
+    with pytest.raises(KeyError):
+        services._formatted(failed)
 
 
 def test_the_settlement_summary_is_the_sellers_own_balance_and_staff_read_any(
