@@ -44,6 +44,7 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
+    value_from_ast_untyped,
 )
 from graphql.pyutils import Undefined
 from strawberry.extensions import (
@@ -267,8 +268,15 @@ def operation_cost(
         operations = [o for o in operations if o.name and o.name.value == operation_name]
     if not operations or schema.query_type is None:
         return 0
-    counter = _Counter(schema, fragments, variables)
-    return counter.cost(operations[0].selection_set, schema.query_type, 1, None)
+    operation = operations[0]
+    # A variable the request leaves out takes the default its definition gives, if any.
+    defaults = {
+        definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+        for definition in operation.variable_definitions or ()
+        if definition.default_value is not None
+    }
+    counter = _Counter(schema, fragments, {**defaults, **variables})
+    return counter.cost(operation.selection_set, schema.query_type, 1, None)
 
 
 class _Counter:
@@ -350,6 +358,7 @@ class _Counter:
         if isinstance(given, IntValueNode):
             value = int(given.value)
         elif isinstance(given, VariableNode):
+            # Neither given nor defaulted: the argument is left out, its own default applies.
             value = self.variables.get(given.name.value, value)
         if value is Undefined or not isinstance(value, int) or isinstance(value, bool):
             return MAX_PAGE_SIZE  # not a page size: execution refuses it, count the most

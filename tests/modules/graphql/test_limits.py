@@ -51,6 +51,7 @@ def test_a_query_that_may_return_too_many_objects_is_refused_with_its_cost(
     assert "data" not in body
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "query-too-costly"
+    inline_cost = error["extensions"]["cost"]
     assert error["extensions"]["max_cost"] == MAX_COST
     assert error["extensions"]["cost"] > MAX_COST
     assert "smaller pages" in error["message"]
@@ -58,6 +59,15 @@ def test_a_query_that_may_return_too_many_objects_is_refused_with_its_cost(
     query = "query ($n: Int!) { orders(first: $n) { items { lines { name } } } }"
     (error,) = pg_shop.errors(staff, query, n=5000)
     assert error["extensions"]["code"] == "query-too-costly"
+    # So does the default of the variable, when the request leaves it out.
+    defaulted = (
+        f"query ($n: Int = 200) {{ a: orders(first: $n) {{ {FULL_ITEMS} }} "
+        f"b: orders(first: $n) {{ {FULL_ITEMS} }} }}"
+    )
+    (error,) = pg_shop.errors(staff, defaulted)
+    assert error["extensions"]["code"] == "query-too-costly"
+    assert error["extensions"]["cost"] == inline_cost
+    assert "errors" not in pg_shop.ask(staff, defaulted, n=10).get_json()
 
 
 def doubling(levels: int) -> str:
