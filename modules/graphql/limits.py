@@ -1,7 +1,10 @@
 """How much one GraphQL request may ask for, checked before anything is read.
 
-* **tokens**: a document of more than :data:`MAX_TOKENS` tokens is not parsed
-  (strawberry's ``MaxTokensLimiter``; the standard introspection query has fewer than 250);
+* **length**: a document of more than :data:`MAX_QUERY_LENGTH` characters, comments and
+  blanks included, is not parsed (the request's schema refuses it first, with a 422): parsed
+  and validated documents are cached by their text;
+* **tokens**: a document of more than :data:`MAX_TOKENS` tokens is not parsed (the standard
+  introspection query has fewer than 250);
 * **selections**: at most :data:`MAX_SELECTIONS` fields once every fragment is spread in place,
   counted by :func:`document_errors` before the document is validated: a fragment spread twice
   in a fragment spread twice... selects exponentially many fields from a few hundred bytes,
@@ -49,7 +52,6 @@ from graphql import (
 from graphql.pyutils import Undefined
 from strawberry.extensions import (
     AddValidationRules,
-    MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
     max_aliases,
@@ -60,6 +62,8 @@ from strawberry.schema.schema import validate_document
 from app.http import MAX_PAGE_SIZE
 
 MAX_TOKENS = 2000
+#: Characters: a document of :data:`MAX_TOKENS` tokens of usual names, laid out, takes less.
+MAX_QUERY_LENGTH = 20_000
 MAX_ALIASES = 15
 MAX_DEPTH = 8
 #: Objects one answer may hold at most: a full page of 200 orders with their lines, invoices
@@ -99,12 +103,23 @@ def limiters() -> list[Callable[[], SchemaExtension]]:
     validation of documents already seen: factories, so each request has its own instances (an
     extension keeps the request's execution context)."""
     return [
-        functools.partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+        ParseLimits,
         functools.partial(AddValidationRules, list(_RULES)),
         functools.partial(ParserCache, maxsize=CACHED_DOCUMENTS),
         BoundedValidation,
         QueryCost,
     ]
+
+
+class ParseLimits(SchemaExtension):
+    """Parses no document longer than :data:`MAX_QUERY_LENGTH` characters or
+    :data:`MAX_TOKENS` tokens (a GraphQL syntax error says which)."""
+
+    def on_operation(self) -> Iterator[None]:
+        self.execution_context.parse_options.update(
+            max_tokens=MAX_TOKENS, max_source_length=MAX_QUERY_LENGTH
+        )
+        yield
 
 
 class BoundedValidation(SchemaExtension):

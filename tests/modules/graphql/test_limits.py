@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from graphql import get_introspection_query
 
+from app.security import Principal
+from modules.graphql import services
 from modules.graphql.limits import (
     MAX_ALIASES,
     MAX_COST,
     MAX_DEPTH,
+    MAX_QUERY_LENGTH,
     MAX_SELECTIONS,
     MAX_TOKENS,
 )
 
-from .conftest import GRAPHQL, Shop, counted_statements
+from .conftest import GRAPHQL, Shop, counted_statements, problem_of
 
 #: Every nested list of a page of orders: about 9,000 objects for a full page of 200.
 FULL_ITEMS = """items { id lines { name }
@@ -123,6 +126,23 @@ def test_page_sizes_aliases_and_tokens_have_their_limits(pg_shop: Shop) -> None:
     wordy = "{ orders { items { " + " ".join(["id"] * MAX_TOKENS) + " } } }"
     (error,) = pg_shop.errors(staff, wordy)
     assert f"more than {MAX_TOKENS} tokens" in error["message"]
+
+
+def test_a_document_longer_than_the_limit_is_refused_comments_included(pg_shop: Shop) -> None:
+    staff = pg_shop.user("staff")
+    query = "{ orders { next_cursor } }\n"
+    longest = query + "#" * (MAX_QUERY_LENGTH - len(query))
+    assert pg_shop.graphql(staff, longest) == {"orders": {"next_cursor": None}}
+
+    refused = problem_of(pg_shop.ask(staff, longest + "#"), 422)
+    assert list(refused["errors"]) == ["query"]
+    # The parser holds the same bound for any caller of the service.
+    with pg_shop.app.app_context():
+        actor = Principal(staff.user_id, staff.uuid, staff.email, "staff")
+        (error,) = services.execute(actor, longest + "#")["errors"]
+    assert error["message"].startswith(
+        f"Syntax Error: Source contains more than {MAX_QUERY_LENGTH}"
+    )
 
 
 def test_a_cursor_of_another_listing_is_refused(pg_shop: Shop) -> None:
