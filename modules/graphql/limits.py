@@ -19,7 +19,10 @@
 * **cost**: at most :data:`MAX_COST` objects in the answer, counted before execution by
   :class:`QueryCost`: a page counts its ``first`` (or its default), every other list the
   estimate of :data:`LIST_SIZES`, each multiplied by what contains it;
-* **page size**: ``first`` is 1 to ``app.http.MAX_PAGE_SIZE`` (200), as REST's ``limit``.
+* **page size**: ``first`` is 1 to ``app.http.MAX_PAGE_SIZE`` (200), as REST's ``limit``;
+* **text**: a string written in the document holds no character the database cannot store
+  (:data:`app.fields.UNSTORABLE_TEXT`, as the request parser checks every string of a body,
+  the variables included): :class:`StorableStrings`.
 
 A refused request is a GraphQL error (HTTP 200) whose ``extensions.code`` names the limit.
 """
@@ -43,6 +46,8 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
+    ValidationRule,
     VariableNode,
     get_named_type,
     get_nullable_type,
@@ -59,6 +64,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.schema import validate_document
 
+from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
 from app.http import MAX_PAGE_SIZE
 
 MAX_TOKENS = 2000
@@ -86,12 +92,29 @@ DEFAULT_LIST_SIZE = 10
 PAGE_ARGUMENT = "first"
 
 
-#: The depth and alias rules (strawberry's QueryDepthLimiter and MaxAliasesLimiter), made once:
-#: validated documents are cached by their rules too, so the rules must be the same classes in
-#: every request (each limiter instance would make its own).
+class StorableStrings(ValidationRule):
+    """Refuses a string literal (an argument, an input object's field, a variable's default)
+    that the database could not store: without it, a NUL sent to a text filter failed the
+    whole request with the database's 422, instead of the query's own error."""
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+        if UNSTORABLE_TEXT.search(node.value):
+            self.report_error(
+                GraphQLError(
+                    f"a string of the query {UNSTORABLE_TEXT_MESSAGE}",
+                    node,
+                    extensions={"code": "value-not-storable"},
+                )
+            )
+
+
+#: The depth and alias rules (strawberry's QueryDepthLimiter and MaxAliasesLimiter), made once,
+#: and ours: validated documents are cached by their rules too, so the rules must be the same
+#: classes in every request (each limiter instance would make its own).
 _RULES = (
     query_depth_limiter.create_validator(MAX_DEPTH, should_ignore=None),
     max_aliases.create_validator(MAX_ALIASES),
+    StorableStrings,
 )
 #: Distinct documents whose parse and validation each process keeps (LRU): clients send the
 #: same few documents with other variables.

@@ -129,7 +129,8 @@ class GraphQLErrorSchema(ma.Schema):
     extensions = ma.fields.Dict(
         metadata={
             "description": "code: what refused it (a problem code such as not-found, "
-            "validation-failed with errors, invalid-cursor; or read-only, query-too-costly)"
+            "validation-failed with errors, invalid-cursor, value-not-storable; or read-only, "
+            "query-too-complex, query-too-costly)"
         }
     )
 

@@ -184,6 +184,24 @@ def test_the_querys_own_errors_are_graphql_errors_in_a_200(pg_shop: Shop) -> Non
     assert response.get_json()["errors"] == [{"message": "the document has no operation named 'C'"}]
 
 
+def test_a_string_of_the_query_the_database_cannot_store_is_a_graphql_error(
+    pg_shop: Shop,
+) -> None:
+    staff = pg_shop.user("staff")
+    for literal in ("SO\\u0000", "\\u0007"):
+        query = f'{{ orders(filter: {{number: "{literal}"}}) {{ next_cursor }} }}'
+        (error,) = pg_shop.errors(staff, query)
+        assert error["extensions"] == {"code": "value-not-storable"}
+        assert "control character" in error["message"]
+        assert error["locations"] == [{"line": 1, "column": 27}]
+    defaulted = 'query ($n: String = "\\u0000") { orders(filter: {number: $n}) { next_cursor } }'
+    (error,) = pg_shop.errors(staff, defaulted)
+    assert error["extensions"] == {"code": "value-not-storable"}
+    # Tab and line breaks are text.
+    spaced = '{ orders(filter: {number: "SO\\t\\n"}) { next_cursor } }'
+    assert pg_shop.graphql(staff, spaced) == {"orders": {"next_cursor": None}}
+
+
 def test_a_failure_before_any_resolver_is_a_graphql_error_and_one_in_a_resolver_is_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
