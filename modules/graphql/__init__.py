@@ -18,7 +18,7 @@ def load(hooks: ModuleHooks) -> None:
     hooks.blueprint(api.blp)
     hooks.scope(
         api.SCOPE,
-        "Read sale orders, invoices, payments, provider transactions and seller balances "
-        "through GraphQL",
+        "Call the GraphQL endpoint: each field also needs the scope of its REST endpoint "
+        "(orders:read, payments:read, settlements:read)",
         roles=("seller", "admin"),
     )

@@ -2,8 +2,9 @@
 
 Who may call it is decided before the query is read, as for every endpoint: a bearer token, an
 API key holding ``graphql:read``, or a browser's session cookie (the web client); without them
-the answer is the usual ``401``/``403`` problem+json. The query then runs on a caught-up
-replica (``read_only``), and its own errors are GraphQL errors in a ``200`` answer.
+the answer is the usual ``401``/``403`` problem+json (a key needs, field by field, the scope of
+the REST endpoint reading the same data as well: see :mod:`.rest`). The query then runs on a
+caught-up replica (``read_only``), and its own errors are GraphQL errors in a ``200`` answer.
 
 Only POST: a GET (a query in the URL) is ``405``. Nothing here changes data, but one way in
 keeps the query out of URLs, logs and caches, and under the request line's limit.

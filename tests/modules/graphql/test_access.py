@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from graphql import GraphQLError
 
 from modules.graphql import services
-from tests.modules.auth.test_api_keys import create_key, signed
+from tests.modules.auth.test_api_keys import Key, create_key, signed
 from tests.modules.conftest import Caller
 
 from .conftest import GRAPHQL, MARKETPLACE, ORDER_DETAIL, ORDERS, Shop, problem_of
@@ -102,23 +102,81 @@ def test_a_seller_sees_only_the_orders_with_their_products(pg_shop: Shop) -> Non
     ]
 
 
-def test_an_api_key_needs_the_graphql_scope(
+def ask_signed(client: FlaskClient, key: Key, query: str) -> dict[str, Any]:
+    response = signed(client, key, "POST", GRAPHQL, json.dumps({"query": query}).encode())
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def scope_missing(answer: dict[str, Any], scope: str, path: list[Any]) -> None:
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "scope-missing"}, error
+    assert error["message"] == f"this API key lacks the scope {scope}"
+    assert error["path"] == path
+
+
+def test_an_api_key_needs_the_graphql_scope_and_that_of_what_it_reads(
     app: Flask, client: FlaskClient, log_in_as: Any, pg_shop: Shop
 ) -> None:
     seller = log_in_as("seller")
     product = pg_shop.product(seller=seller)
-    placed = pg_shop.order(pg_shop.user(), (product, "1"))
+    placed = pg_shop.order(pg_shop.user(), (product, "1"), provider="demo")
+    order_id = placed["order"]["id"]
     body = json.dumps({"query": IDS}).encode()
-
-    with_scope = create_key(client, seller, ["graphql:read"])
-    response = signed(client, with_scope, "POST", GRAPHQL, body)
-    assert response.status_code == 200, response.get_json()
-    assert response.get_json()["data"]["orders"]["items"] == [{"id": placed["order"]["id"]}]
 
     without = create_key(client, seller, ["orders:read", "payments:read"])
     refused = signed(client, without, "POST", GRAPHQL, body)
     problem = problem_of(refused, 403, "scope-missing")
     assert "graphql:read" in problem["detail"]
+
+    # graphql:read opens the endpoint, not what REST keeps behind other scopes.
+    graphql_only = create_key(client, seller, ["graphql:read"])
+    answer = ask_signed(client, graphql_only, IDS)
+    assert answer["data"] == {"orders": None}
+    scope_missing(answer, "orders:read", ["orders"])
+    answer = ask_signed(client, graphql_only, "{ settlement_summary { pending } }")
+    scope_missing(answer, "settlements:read", ["settlement_summary"])
+
+    with_orders = create_key(client, seller, ["graphql:read", "orders:read"])
+    assert ask_signed(client, with_orders, IDS)["data"]["orders"]["items"] == [{"id": order_id}]
+    nested = f'{{ order(id: "{order_id}") {{ id invoices {{ id }} payments {{ id }} }} }}'
+    assert ask_signed(client, with_orders, nested)["data"]["order"]["payments"] == [
+        {"id": placed["payment"]["id"]}
+    ]  # as GET /orders/{id} shows them with orders:read
+    for field, key, scope in [
+        ("payment", "payment", "payments:read"),
+        ("transaction", "transaction", "payments:read"),
+        ("invoice", "invoice", None),
+    ]:
+        answer = ask_signed(
+            client, with_orders, f'{{ {field}(id: "{placed[key]["id"]}") {{ id }} }}'
+        )
+        if scope is None:
+            assert answer == {"data": {field: {"id": placed[key]["id"]}}}
+        else:
+            scope_missing(answer, scope, [field])
+    scope_missing(
+        ask_signed(client, with_orders, "{ transactions { items { id } } }"),
+        "payments:read",
+        ["transactions"],
+    )
+    # Provider transactions need payments:read under a payment too, as over REST.
+    under_payments = f'order(id: "{order_id}") {{ payments {{ transactions {{ id }} }} }}'
+    answer = ask_signed(client, with_orders, f"{{ {under_payments} }}")
+    assert answer["data"] == {"order": None}
+    scope_missing(answer, "payments:read", ["order", "payments", 0, "transactions"])
+
+    every_scope = ["graphql:read", "orders:read", "payments:read", "settlements:read"]
+    everything = create_key(client, seller, every_scope)
+    answer = ask_signed(
+        client, everything, f"{{ {under_payments} settlement_summary {{ currency }} }}"
+    )
+    assert answer == {
+        "data": {
+            "order": {"payments": [{"transactions": [{"id": placed["transaction"]["id"]}]}]},
+            "settlement_summary": {"currency": "IDR"},
+        }
+    }
 
 
 def test_a_mutation_or_a_subscription_is_refused_as_a_graphql_error(pg_shop: Shop) -> None:
