@@ -29,9 +29,10 @@ SCOPE = "graphql:read"
 blp = Blueprint(
     "graphql",
     __name__,
-    description="Read-only GraphQL over sale orders, invoices, payments, provider transactions "
-    "and seller balances: the REST API's data and visibility, nested reads batched. Query "
-    "errors are GraphQL errors in a 200; credentials are checked as everywhere (401/403).",
+    description="Read-only GraphQL over sale orders, invoices, payments, provider transactions, "
+    "seller balances and dashboard figures: the REST API's data and visibility, nested reads "
+    "batched. Query errors are GraphQL errors in a 200; credentials are checked as everywhere "
+    "(401/403).",
 )
 
 

@@ -66,6 +66,7 @@ from strawberry.schema.schema import validate_document
 
 from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
 from app.http import MAX_PAGE_SIZE
+from modules.dashboard.services import MAX_DAYS
 
 MAX_TOKENS = 2000
 #: Characters: a document of :data:`MAX_TOKENS` tokens of usual names, laid out, takes less.
@@ -86,6 +87,7 @@ LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Order", "payments"): 2,
     ("Invoice", "payments"): 2,
     ("Payment", "transactions"): 1,
+    ("DashboardStats", "daily"): MAX_DAYS,  # a day each: the longest period
 }
 #: Any other list (none yet): counted as this many.
 DEFAULT_LIST_SIZE = 10

@@ -22,7 +22,7 @@ import strawberry
 from strawberry.tools import merge_types
 
 from app.errors import Invalid, PermissionDenied
-from app.http import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, cursor_scope, field_errors
+from app.http import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, cursor_scope
 from modules.marketplace import api as marketplace_api
 from modules.marketplace import services as marketplace
 from modules.marketplace.schemas import OrderQuerySchema
@@ -37,7 +37,7 @@ from modules.seller.schemas import BalanceQuerySchema
 from . import dashboard
 from .limits import limiters
 from .loaders import Context
-from .rest import require_scope, scope_of
+from .rest import read_arguments, require_scope, scope_of
 from .types import (
     SCALARS,
     TRANSACTIONS_READ,
@@ -68,8 +68,6 @@ BALANCE_READ = scope_of(seller_api.SellerBalance.get)
 _ORDER_QUERY = OrderQuerySchema()
 _TRANSACTION_QUERY = ProviderTransactionQuerySchema()
 _BALANCE_QUERY = BalanceQuerySchema()
-#: REST's argument names as this schema calls them, for the messages of a refusal.
-_ARGUMENT_NAMES = {"limit": "first", "cursor": "after"}
 PAGE_SIZE = f"Items per page, 1 to {MAX_PAGE_SIZE}"
 AFTER = "The next_cursor of the previous page (of this listing, here or in REST)"
 
@@ -87,18 +85,8 @@ def _rest_arguments(
     schema: ma.Schema, given: Mapping[str, Any], first: int, after: str | None
 ) -> dict[str, Any]:
     """``given`` (GraphQL's names) read by a REST listing's query schema."""
-    raw = {name.rstrip("_"): value for name, value in given.items() if value is not None}
-    raw["limit"] = first
-    if after is not None:
-        raw["cursor"] = after
-    try:
-        return schema.load(raw)
-    except ma.ValidationError as error:
-        messages = field_errors(error.messages)
-        raise Invalid(
-            "one or more arguments are invalid; see errors",
-            errors={_ARGUMENT_NAMES.get(name, name): text for name, text in messages.items()},
-        ) from None
+    raw = {name.rstrip("_"): value for name, value in given.items()}
+    return read_arguments(schema, {**raw, "limit": first, "cursor": after})
 
 
 def _filters(given: Any) -> dict[str, Any]:

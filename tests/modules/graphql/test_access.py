@@ -14,10 +14,19 @@ from flask.testing import FlaskClient
 from graphql import GraphQLError
 
 from modules.graphql import services
-from tests.modules.auth.test_api_keys import Key, create_key, signed
+from tests.modules.auth.test_api_keys import create_key, signed
 from tests.modules.conftest import Caller
 
-from .conftest import GRAPHQL, MARKETPLACE, ORDER_DETAIL, ORDERS, Shop, problem_of
+from .conftest import (
+    GRAPHQL,
+    MARKETPLACE,
+    ORDER_DETAIL,
+    ORDERS,
+    Shop,
+    ask_signed,
+    problem_of,
+    scope_missing,
+)
 
 IDS = "{ orders(first: 50) { items { id } next_cursor } }"
 
@@ -100,19 +109,6 @@ def test_a_seller_sees_only_the_orders_with_their_products(pg_shop: Shop) -> Non
     assert nested["payments"] == [
         {"transactions": [{"id": both["transaction"]["id"], "action": None}]}
     ]
-
-
-def ask_signed(client: FlaskClient, key: Key, query: str) -> dict[str, Any]:
-    response = signed(client, key, "POST", GRAPHQL, json.dumps({"query": query}).encode())
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def scope_missing(answer: dict[str, Any], scope: str, path: list[Any]) -> None:
-    (error,) = answer["errors"]
-    assert error["extensions"] == {"code": "scope-missing"}, error
-    assert error["message"] == f"this API key lacks the scope {scope}"
-    assert error["path"] == path
 
 
 def test_an_api_key_needs_the_graphql_scope_and_that_of_what_it_reads(
