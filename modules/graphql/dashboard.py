@@ -13,15 +13,21 @@ summary is ``schema.SellerQuery``'s (the seller module's balances).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import marshmallow as ma
 import strawberry
 
 from app.dumping import fast_dump
 from app.errors import PermissionDenied
 from modules.dashboard import api as dashboard_api
 from modules.dashboard import services as dashboard
-from modules.dashboard.schemas import DashboardStatsQuerySchema, DashboardStatsSchema
+from modules.dashboard.schemas import (
+    DashboardFiguresSchema,
+    DashboardSettlementSummarySchema,
+    DashboardStatsQuerySchema,
+    DashboardStatsSchema,
+)
 
 from .loaders import Context
 from .rest import read_arguments, require_scope, scope_of
@@ -35,18 +41,22 @@ TO = f"The last day, included (default: today); at most {dashboard.MAX_DAYS} day
 CURRENCY = "An ISO 4217 code (default: IDR)"
 
 
+def _as_rest(schema: type[ma.Schema], name: str) -> Any:
+    """A field as the REST schema describes it: the definitions (the success rate's...) are
+    the dashboard's to state, in one place."""
+    return strawberry.field(description=schema().fields[name].metadata.get("description"))
+
+
 @strawberry.type(description="Counters of the dashboard over some days (a seller: their share)")
 class DashboardFigures:
-    transactions: int = strawberry.field(description="Transactions that reached a final state")
+    transactions: int = _as_rest(DashboardFiguresSchema, "transactions")
     succeeded: int
     failed: int
     canceled: int
-    volume: DecimalText = strawberry.field(description="What succeeded (a seller: their share)")
-    fees: DecimalText = strawberry.field(
-        description="Providers' fees on it (a seller: the commission on their share)"
-    )
-    refunds: int = strawberry.field(description="Refunds whose money went back")
-    refunded: DecimalText = strawberry.field(description="Their amount (a seller: their share)")
+    volume: DecimalText = _as_rest(DashboardFiguresSchema, "volume")
+    fees: DecimalText = _as_rest(DashboardFiguresSchema, "fees")
+    refunds: int = _as_rest(DashboardFiguresSchema, "refunds")
+    refunded: DecimalText = _as_rest(DashboardFiguresSchema, "refunded")
 
 
 @strawberry.type(description="The dashboard's counters of one day")
@@ -73,15 +83,15 @@ class DashboardTally:
 
 @strawberry.type(description="The dashboard's settlement summary")
 class DashboardSettlementSummary:
-    pending: DecimalText
-    available: DecimalText
-    owed: DecimalText
-    next_release_at: DateTimeText | None
-    next_payout_on: DateText | None
-    payouts: DashboardTally = strawberry.field(description="Settlements completed in the period")
-    in_flight: DashboardTally = strawberry.field(
-        description="Settlements pending or processing now"
+    pending: DecimalText = _as_rest(DashboardSettlementSummarySchema, "pending")
+    available: DecimalText = _as_rest(DashboardSettlementSummarySchema, "available")
+    owed: DecimalText = _as_rest(DashboardSettlementSummarySchema, "owed")
+    next_release_at: DateTimeText | None = _as_rest(
+        DashboardSettlementSummarySchema, "next_release_at"
     )
+    next_payout_on: DateText | None = _as_rest(DashboardSettlementSummarySchema, "next_payout_on")
+    payouts: DashboardTally = _as_rest(DashboardSettlementSummarySchema, "payouts")
+    in_flight: DashboardTally = _as_rest(DashboardSettlementSummarySchema, "in_flight")
 
 
 @strawberry.type(description="The dashboard's figures of a period, as GET /api/v1/dashboard/stats")
@@ -89,17 +99,11 @@ class DashboardStats:
     from_: DateText = strawberry.field(name="from", description="The first day")
     to: DateText = strawberry.field(description="The last day, included")
     currency: str
-    scope: str = strawberry.field(
-        description="platform: every sale (staff); seller: the caller's share"
-    )
+    scope: str = _as_rest(DashboardStatsSchema, "scope")
     totals: DashboardFigures
-    success_rate: DecimalText | None = strawberry.field(
-        description="succeeded / (succeeded + failed), 0 to 1; null when there is neither"
-    )
-    average: DecimalText | None = strawberry.field(
-        description="volume / succeeded; null when none succeeded"
-    )
-    daily: list[DashboardDayFigures] = strawberry.field(description="Every day, zeros included")
+    success_rate: DecimalText | None = _as_rest(DashboardStatsSchema, "success_rate")
+    average: DecimalText | None = _as_rest(DashboardStatsSchema, "average")
+    daily: list[DashboardDayFigures] = _as_rest(DashboardStatsSchema, "daily")
     providers: list[DashboardProviderFigures]
     statuses: list[DashboardStatusCount]
     settlement: DashboardSettlementSummary
