@@ -17,8 +17,9 @@
   deepest path of the schema today is 6 (``orders.items.invoices.payments.transactions.id``,
   references upwards being ids): the limit holds once types point at each other;
 * **cost**: at most :data:`MAX_COST` objects in the answer, counted before execution by
-  :class:`QueryCost`: a page counts its ``first`` (or its default), every other list the
-  estimate of :data:`LIST_SIZES`, each multiplied by what contains it;
+  :class:`QueryCost`: a page counts its ``first`` (given, or its variable's value or default,
+  or the argument's default), every other list the estimate of :data:`LIST_SIZES`, each
+  multiplied by what contains it (a fragment is counted once per page size it is spread at);
 * **page size**: ``first`` is 1 to ``app.http.MAX_PAGE_SIZE`` (200), as REST's ``limit``;
 * **text**: a string written in the document holds no character the database cannot store
   (:data:`app.fields.UNSTORABLE_TEXT`, as the request parser checks every string of a body,
@@ -89,7 +90,7 @@ LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Payment", "transactions"): 1,
     ("DashboardStats", "daily"): MAX_DAYS,  # a day each: the longest period
 }
-#: Any other list (none yet): counted as this many.
+#: Any other list (a dashboard's providers, its statuses): counted as this many.
 DEFAULT_LIST_SIZE = 10
 PAGE_ARGUMENT = "first"
 
