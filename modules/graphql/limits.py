@@ -5,11 +5,12 @@
   and validated documents are cached by their text;
 * **tokens**: a document of more than :data:`MAX_TOKENS` tokens is not parsed (the standard
   introspection query has fewer than 250);
-* **selections**: at most :data:`MAX_SELECTIONS` fields once every fragment is spread in place,
-  counted by :func:`document_errors` before the document is validated: a fragment spread twice
-  in a fragment spread twice... selects exponentially many fields from a few hundred bytes,
-  and the validation rules (depth, aliases) walk a fragment again at each spread. The count
-  reads each fragment once, so it is linear in the document;
+* **selections**: at most :data:`MAX_SELECTIONS` selections (fields, fragment spreads, inline
+  fragments) once every fragment is spread in place, counted by :func:`document_errors` before
+  the document is validated: a fragment spread twice in a fragment spread twice... selects
+  exponentially many fields from a few hundred bytes, and the validation rules (depth,
+  aliases) walk a fragment again at each spread, so a long chain of spreads costs them as
+  much as fields. The count reads each fragment once, so it is linear in the document;
 * **aliases**: at most :data:`MAX_ALIASES` (``MaxAliasesLimiter``'s rule): aliases repeat a
   field;
 * **depth**: at most :data:`MAX_DEPTH` levels of selection (``QueryDepthLimiter``'s rule;
@@ -77,8 +78,9 @@ MAX_DEPTH = 8
 #: Objects one answer may hold at most: a full page of 200 orders with their lines, invoices
 #: (with theirs), payments and transactions is about 9,000 by :data:`LIST_SIZES`.
 MAX_COST = 10_000
-#: Fields one document may select, fragments spread in place: a document of :data:`MAX_TOKENS`
-#: tokens without fragments selects fewer than 2,000; the introspection query about 230.
+#: Selections one document may make, fragments spread in place: a document of
+#: :data:`MAX_TOKENS` tokens without fragments makes fewer than 2,000; the introspection query
+#: about 300.
 MAX_SELECTIONS = 5_000
 #: What a nested list holds, as the cost counts it: a typical order, not the largest one.
 LIST_SIZES: Mapping[tuple[str, str], int] = {
@@ -173,7 +175,8 @@ def document_errors(document: DocumentNode) -> list[GraphQLError]:
     """What makes ``document`` unfit to be validated: a spread of a fragment it does not
     define or a cycle of fragments (the rules would follow it, through every path of spreads),
     an empty selection set (the depth rule cannot measure it), or more than
-    :data:`MAX_SELECTIONS` fields in its operations once their fragments are spread in place.
+    :data:`MAX_SELECTIONS` selections in its operations once their fragments are spread in
+    place.
     Each definition is read once, and a fragment's count computed once and reused at each of
     its spreads."""
     operations: list[_Shape] = []
@@ -200,7 +203,7 @@ def document_errors(document: DocumentNode) -> list[GraphQLError]:
     cyclic: set[str] = set()
 
     def size(shape: _Shape) -> int:
-        total = shape.fields
+        total = shape.selections
         for name, spread in shape.spreads:
             if name in counting:
                 if name not in cyclic:
@@ -224,8 +227,9 @@ def document_errors(document: DocumentNode) -> list[GraphQLError]:
     if selected > MAX_SELECTIONS:
         return [
             GraphQLError(
-                f"the document selects more than {MAX_SELECTIONS} fields once its fragments "
-                "are spread in place: spread fewer fragments, or ask in several requests",
+                f"the document makes more than {MAX_SELECTIONS} selections once its "
+                "fragments are spread in place: spread fewer fragments, or ask in several "
+                "requests",
                 extensions={"code": "query-too-complex", "max_selections": MAX_SELECTIONS},
             )
         ]
@@ -233,12 +237,12 @@ def document_errors(document: DocumentNode) -> list[GraphQLError]:
 
 
 class _Shape:
-    """One operation's or fragment's own selections: the fields it selects itself (nested
-    ones and those of inline fragments included), the fragments it spreads, in order, and its
-    empty selection sets as errors."""
+    """One operation's or fragment's own selections: how many it makes itself (nested ones
+    included, a spread counting one), the fragments it spreads, in order, and its empty
+    selection sets as errors."""
 
     def __init__(self) -> None:
-        self.fields = 0
+        self.selections = 0
         self.spreads: list[tuple[str, FragmentSpreadNode]] = []
         self.errors: list[GraphQLError] = []
 
@@ -252,13 +256,11 @@ class _Shape:
                 shape.errors.append(
                     GraphQLError("a selection set is empty: select at least one field", selections)
                 )
+            shape.selections += len(selections.selections)
             for selection in selections.selections:
                 if isinstance(selection, FragmentSpreadNode):
                     shape.spreads.append((selection.name.value, selection))
-                    continue
-                if isinstance(selection, FieldNode):
-                    shape.fields += 1
-                if selection.selection_set is not None:
+                elif selection.selection_set is not None:
                     pending.append(selection.selection_set)
         return shape
 

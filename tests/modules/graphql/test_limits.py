@@ -73,16 +73,16 @@ def test_a_query_that_may_return_too_many_objects_is_refused_with_its_cost(
     assert "errors" not in pg_shop.ask(staff, defaulted, n=10).get_json()
 
 
-def doubling(levels: int) -> str:
-    """A document of a few hundred bytes whose fragments, spread in place, select 2**levels
-    pages: each fragment spreads the next one twice."""
+def doubling(levels: int, leaf: str = "orders { next_cursor }") -> str:
+    """A document of a few hundred bytes whose fragments, spread in place, select ``leaf``
+    2**levels times: each fragment spreads the next one twice."""
     fragments = " ".join(
         f"fragment F{n} on Query {{ ...F{n + 1} ...F{n + 1} }}" for n in range(levels)
     )
-    return f"{{ ...F0 }} {fragments} fragment F{levels} on Query {{ orders {{ next_cursor }} }}"
+    return f"{{ ...F0 }} {fragments} fragment F{levels} on Query {{ {leaf} }}"
 
 
-def test_fragments_spread_into_too_many_fields_are_refused_before_validation(
+def test_fragments_spread_into_too_many_selections_are_refused_before_validation(
     pg_shop: Shop,
 ) -> None:
     staff = pg_shop.user("staff")
@@ -94,9 +94,14 @@ def test_fragments_spread_into_too_many_fields_are_refused_before_validation(
     assert error["extensions"] == {"code": "query-too-complex", "max_selections": MAX_SELECTIONS}
     assert "fragments" in error["message"]
     assert [statement for _, statement in sent if "marketplace_" in statement] == []
-    # 2**11 pages, each of two fields: within the bound, validated and answered (the spreads
-    # of one field merge into one).
-    assert pg_shop.graphql(staff, doubling(11)) == {"orders": {"next_cursor": None}}
+    # 2**10 pages of a field each, through 2,046 spreads: within the bound, validated and
+    # answered (the spreads of one field merge into one).
+    assert pg_shop.graphql(staff, doubling(10)) == {"orders": {"next_cursor": None}}
+    # A spread is a selection too: a long chain of them costs the rules as much as fields.
+    chain = " ".join(f"fragment C{n} on Query {{ ...C{n + 1} }}" for n in range(200))
+    chained = f"{doubling(5, leaf='...C0')} {chain} fragment C200 on Query {{ __typename }}"
+    (error,) = pg_shop.errors(staff, chained)  # 32 times 200 spreads
+    assert error["extensions"]["code"] == "query-too-complex"
 
 
 def test_a_spread_of_a_fragment_that_is_not_there_is_a_graphql_error(pg_shop: Shop) -> None:
