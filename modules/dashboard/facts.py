@@ -29,7 +29,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -44,8 +44,6 @@ from modules.payment.models import FINAL_STATES, PaymentProvider, PaymentTransac
 from .models import COUNTERS, PLATFORM
 
 ZERO = Decimal("0.00")
-#: Where a payment confirmed before its time was recorded sorts (history from before it).
-EARLIEST = datetime.min.replace(tzinfo=UTC)
 REFUND = "refund"
 #: A transaction's final state -> the counter it adds to.
 OUTCOME_COUNTERS = {"success": "succeeded", "failed": "failed", "canceled": "canceled"}
@@ -101,12 +99,13 @@ def transaction_fact(tx: PaymentTransaction) -> Fact | None:
 
 def payment_fact(payment: Payment) -> Fact | None:
     """The fact of a confirmed payment made without a provider (else None)."""
-    if payment.state != "paid" or payment.confirmed_at is None or _taken_by_provider(payment.id):
+    if payment.state != "paid" or _taken_by_provider(payment.id):
         return None
+    confirmed_at, _ = postings.confirmation_key(payment, payment.invoice.created_at)
     return Fact(
         kind="payment",
         subject=payment.uuid,
-        day=_day(payment.confirmed_at),
+        day=_day(confirmed_at),
         currency=payment.currency,
         provider=payment.method,
         outcome="success",
@@ -230,15 +229,14 @@ def _shares(invoice: AccountMove, before: Decimal, amount: Decimal) -> tuple[Sel
 
 
 def _confirmed_before(payment: Payment) -> Decimal:
-    """What the invoice's payments confirmed before ``payment`` amount to (the capture's
-    ``confirmed_before``)."""
+    """What the invoice's payments confirmed before ``payment`` amount to, as its capture
+    posted it."""
     rows = Session().execute(
-        select(Payment.id, Payment.amount, Payment.confirmed_at).where(
+        select(Payment.id, Payment.state, Payment.amount, Payment.confirmed_at).where(
             Payment.invoice_id == payment.invoice_id, Payment.state == "paid"
         )
     )
-    mine = (payment.confirmed_at, payment.id)
-    return sum((amount for id_, amount, at in rows if at is not None and (at, id_) < mine), ZERO)
+    return postings.confirmed_before(payment, rows, payment.invoice.created_at)
 
 
 def _taken_by_provider(payment_id: int) -> bool:

@@ -115,13 +115,7 @@ def _capture(order_id: int, payment_id: int) -> Callable[[], Posting | None]:
             return None
         invoice = payment.invoice
         postings.fix_split(invoice)
-
-        def when(p: Payment) -> tuple[datetime, int]:
-            return (p.confirmed_at or invoice.created_at, p.id)
-
-        before = postings.sum_amounts(
-            p for p in _payments_of(invoice) if p.state == "paid" and when(p) < when(payment)
-        )
+        before = postings.confirmed_before(payment, _payments_of(invoice), invoice.created_at)
         return postings.payment_capture(invoice, payment, before, payment.confirmed_by_id)
 
     return build

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -258,6 +259,42 @@ def part(value: Decimal, before: Decimal, after: Decimal, total: Decimal) -> Dec
     if total == 0:
         return ZERO
     return _round(value * after / total) - _round(value * before / total)
+
+
+# -- the order of an invoice's payments --------------------------------------------------------
+
+
+def confirmation_key(payment: Any, invoice_created_at: datetime) -> tuple[datetime, int]:
+    """Where a confirmed payment (or a row of one: ``id``, ``confirmed_at``) sorts among its
+    invoice's: by when it was confirmed, then by id. One confirmed without a time (never written
+    so by the services, but history from before them may hold it) sorts at its invoice's
+    creation. The capture, ``lapak ledger backfill`` and the dashboard all order by this."""
+    return (payment.confirmed_at or invoice_created_at, payment.id)
+
+
+def confirmed_before(
+    payment: Any, payments: Iterable[Any], invoice_created_at: datetime
+) -> Decimal:
+    """What the invoice's ``payments`` (objects or rows: ``id``, ``state``, ``amount``,
+    ``confirmed_at``) confirmed before ``payment`` amount to: the ``B`` its capture releases
+    the shares from (see the cumulative allocation above)."""
+    mine = confirmation_key(payment, invoice_created_at)
+    return sum_amounts(
+        p for p in payments
+        if p.state == "paid" and confirmation_key(p, invoice_created_at) < mine
+    )  # fmt: skip
+
+
+def confirmation_time(now: datetime, others: Iterable[Any]) -> datetime:
+    """When a payment confirmed at ``now`` is recorded, given its invoice's ``others``: ``now``,
+    or just after the latest of their confirmations when that is not earlier (a clock that
+    went back). So a payment always sorts after those confirmed before it
+    (:func:`confirmation_key`), and a capture's ``B`` read back later is the one it used."""
+    times = [p.confirmed_at for p in others if p.state == "paid" and p.confirmed_at is not None]
+    latest = max(times, default=None)
+    if latest is None or now > latest:
+        return now
+    return latest + timedelta(microseconds=1)
 
 
 # -- the postings ------------------------------------------------------------------------------
