@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("succeeded", sa.Integer(), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False),
         sa.Column("canceled", sa.Integer(), nullable=False),
+        sa.Column("manual", sa.Integer(), nullable=False),
         sa.Column("refunds", sa.Integer(), nullable=False),
         sa.Column("volume_minor", sa.BigInteger(), nullable=False),
         sa.Column("fees_minor", sa.BigInteger(), nullable=False),

@@ -6,8 +6,11 @@ A fact is one of:
   ``success``, ``failed`` or ``canceled`` (``payment.succeeded`` / ``payment.failed`` /
   ``payment.canceled``), on the day of that change;
 - ``payment``: a payment made without a provider (the marketplace's own methods, bank transfer
-  or cash) that staff confirmed (``payment.confirmed``), a success on its confirmation day; a
-  payment a provider transaction took is that transaction's fact, not a second one;
+  or cash) that staff confirmed (``payment.confirmed``), on its confirmation day: money in, but
+  no provider's attempt, so its outcome is ``manual``, not ``success`` (the success rate is the
+  providers'); a payment a provider transaction took is that transaction's fact, not a second
+  one. Such a payment cancelled with its order moved no money and was no provider's attempt:
+  it is no fact (the recent transactions list it, ``canceled``);
 - ``refund``: a refund whose money went back (``refund.succeeded``), on that day.
 
 Wallet top-ups are not counted: they are money the payer keeps, not sales, and counting them
@@ -45,8 +48,14 @@ from .models import COUNTERS, PLATFORM
 
 ZERO = Decimal("0.00")
 REFUND = "refund"
-#: A transaction's final state -> the counter it adds to.
-OUTCOME_COUNTERS = {"success": "succeeded", "failed": "failed", "canceled": "canceled"}
+MANUAL = "manual"
+#: A fact's outcome -> the counter it adds to.
+OUTCOME_COUNTERS = {
+    "success": "succeeded",
+    "failed": "failed",
+    "canceled": "canceled",
+    MANUAL: "manual",
+}
 #: Facts read per batch when every fact is read again (the rebuild).
 BATCH = 500
 
@@ -68,7 +77,8 @@ class Fact:
     currency: str
     #: The provider's code, or the method of a payment made without one.
     provider: str
-    #: ``success``, ``failed``, ``canceled``, or ``refund``.
+    #: ``success``, ``failed``, ``canceled`` (a provider transaction), ``manual`` (a payment
+    #: made without one), or ``refund``.
     outcome: str
     #: The money moved (nothing for a failure).
     amount: Decimal
@@ -108,7 +118,7 @@ def payment_fact(payment: Payment) -> Fact | None:
         day=_day(confirmed_at),
         currency=payment.currency,
         provider=payment.method,
-        outcome="success",
+        outcome=MANUAL,
         amount=payment.amount,
         fee=ZERO,
         shares=_shares(payment.invoice, _confirmed_before(payment), payment.amount),

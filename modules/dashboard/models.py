@@ -29,7 +29,7 @@ from modules.marketplace.models import Payment
 #: ``seller_id`` of the platform's own rows (every fact, whole).
 PLATFORM = 0
 #: The counters of a row, in the order the API shows them.
-COUNTS = ("transactions", "succeeded", "failed", "canceled", "refunds")
+COUNTS = ("transactions", "succeeded", "failed", "canceled", "manual", "refunds")
 AMOUNTS = ("volume_minor", "fees_minor", "refunded_minor")
 COUNTERS = COUNTS + AMOUNTS
 
@@ -43,11 +43,15 @@ class DailyRollup(Base):
     day: Mapped[date] = mapped_column(primary_key=True)
     #: The provider's code, or the payment method of a payment made without one.
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
-    #: Provider transactions (and payments without one) that reached a final state.
+    #: Provider transactions that reached a final state, and payments made without a
+    #: provider that staff confirmed: ``succeeded + failed + canceled + manual``.
     transactions: Mapped[int] = mapped_column(Integer, default=0)
+    #: Provider transactions by outcome (the success rate's).
     succeeded: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     canceled: Mapped[int] = mapped_column(Integer, default=0)
+    #: Payments made without a provider (bank transfer, cash) that staff confirmed.
+    manual: Mapped[int] = mapped_column(Integer, default=0)
     refunds: Mapped[int] = mapped_column(Integer, default=0)
     #: What succeeded (a seller: their untaxed share of it), in hundredths.
     volume_minor: Mapped[int] = mapped_column(BigInteger, default=0)

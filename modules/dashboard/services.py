@@ -5,12 +5,14 @@ Staff (and admins) see the platform's figures; a seller sees their own share of 
 days of the marketplace (``LAPAK_MARKETPLACE_TIMEZONE``), both ends included, in one currency.
 
 - ``transactions``: provider transactions paying invoices that reached a final state in the
-  period (and payments made without a provider, confirmed), split into ``succeeded``,
-  ``failed`` and ``canceled``;
-- ``success_rate`` = succeeded / (succeeded + failed): canceled ones (given up by the payer, or
-  expired) are left out; null when there is neither;
-- ``volume``: what succeeded; ``average`` = volume / succeeded (null when nothing succeeded);
-  ``fees``: the providers' fees on it (for a seller: the platform's commission on their share);
+  period, split into ``succeeded``, ``failed`` and ``canceled``, and payments made without a
+  provider (bank transfer, cash) that staff confirmed, ``manual``;
+- ``success_rate`` = succeeded / (succeeded + failed), over provider transactions only (as
+  issue 15 defines it): canceled ones (given up by the payer, or expired) and manual payments
+  are left out; null when there is neither;
+- ``volume``: the money that came in (successes and manual payments); ``average`` = volume /
+  (succeeded + manual), per payment that brought money (null when none did); ``fees``: the
+  providers' fees on it (for a seller: the platform's commission on their share);
 - ``refunds``: refunds whose money went back in the period, count and amount.
 """
 
@@ -95,6 +97,7 @@ class Figures:
     succeeded: int
     failed: int
     canceled: int
+    manual: int
     refunds: int
     volume: Decimal
     fees: Decimal
@@ -186,6 +189,7 @@ def stats(actor: Principal, asked: Period) -> Stats:
         key=lambda figures: (-figures.volume, -figures.transactions, figures.provider),
     )
     decided = totals.succeeded + totals.failed
+    paid = totals.succeeded + totals.manual
     return Stats(
         since=asked.since,
         until=asked.until,
@@ -197,17 +201,14 @@ def stats(actor: Principal, asked: Period) -> Stats:
             if decided
             else None
         ),
-        average=(
-            (totals.volume / totals.succeeded).quantize(CENT, ROUND_HALF_UP)
-            if totals.succeeded
-            else None
-        ),
+        average=(totals.volume / paid).quantize(CENT, ROUND_HALF_UP) if paid else None,
         daily=daily,
         providers=providers,
         statuses=[
             StatusCount("success", totals.succeeded),
             StatusCount("failed", totals.failed),
             StatusCount("canceled", totals.canceled),
+            StatusCount("manual", totals.manual),
         ],
         settlement=summary(None if staff else actor.user_id, asked.currency, asked.since,
                            asked.until),
@@ -226,6 +227,7 @@ def _figures(kind: type[Any], counters: list[int], **extra: Any) -> Any:
         succeeded=named["succeeded"],
         failed=named["failed"],
         canceled=named["canceled"],
+        manual=named["manual"],
         refunds=named["refunds"],
         volume=from_minor(named["volume_minor"]),
         fees=from_minor(named["fees_minor"]),

@@ -250,7 +250,8 @@ def _uuid_param(value: str) -> Any:
 # -- the figures, recomputed ----------------------------------------------------------------------
 
 #: Every fact the dashboard counts, recomputed from the source tables: provider transactions of
-#: invoices in a final state, payments confirmed without a provider, refunds done. Money in
+#: invoices in a final state, payments confirmed without a provider (``manual``), refunds done.
+#: Money in
 #: integer hundredths; ``before`` is what the invoice's earlier payments (refunds) moved.
 FACTS = """
 WITH paid AS (
@@ -273,7 +274,7 @@ WITH paid AS (
     LEFT JOIN paid ON paid.id = t.account_payment_id
     WHERE t.kind = 'invoice' AND t.state IN ('success', 'failed', 'canceled')
     UNION ALL
-    SELECT {day_p}, p.method, 'success', p.currency, {cents_p}, 0, p.invoice_id, paid.before
+    SELECT {day_p}, p.method, 'manual', p.currency, {cents_p}, 0, p.invoice_id, paid.before
     FROM marketplace_payment p JOIN paid ON paid.id = p.id
     WHERE NOT EXISTS (SELECT 1 FROM payment_transaction t WHERE t.account_payment_id = p.id)
     UNION ALL
@@ -310,9 +311,10 @@ SELECT day, provider,
        SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END),
        SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END),
        SUM(CASE WHEN outcome = 'canceled' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN outcome = 'manual' THEN 1 ELSE 0 END),
        SUM(CASE WHEN outcome = 'refund' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN outcome = 'success' THEN amount ELSE 0 END),
-       SUM(CASE WHEN outcome = 'success' THEN fee ELSE 0 END),
+       SUM(CASE WHEN outcome IN ('success', 'manual') THEN amount ELSE 0 END),
+       SUM(CASE WHEN outcome IN ('success', 'manual') THEN fee ELSE 0 END),
        SUM(CASE WHEN outcome = 'refund' THEN amount ELSE 0 END)
 FROM chosen
 WHERE currency = :currency
@@ -325,7 +327,8 @@ PART = (
     " - (2 * {v} * f.before + split.total) / (2 * split.total))"
 )
 FIELDS = (
-    "transactions", "succeeded", "failed", "canceled", "refunds", "volume", "fees", "refunded",
+    "transactions", "succeeded", "failed", "canceled", "manual", "refunds", "volume", "fees",
+    "refunded",
 )  # fmt: skip
 
 
@@ -385,6 +388,7 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
         add(days.setdefault(day_value, dict.fromkeys(FIELDS, 0)), counters)
         add(providers.setdefault(provider, dict.fromkeys(FIELDS, 0)), counters)
     decided = totals["succeeded"] + totals["failed"]
+    paid = totals["succeeded"] + totals["manual"]
     every_day = [since + timedelta(days=n) for n in range((until - since).days + 1)]
     return {
         "totals": figures(totals),
@@ -392,9 +396,7 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
             str(rounded(Decimal(totals["succeeded"]) / decided, "0.0001")) if decided else None
         ),
         "average": (
-            str(rounded(Decimal(totals["volume"]).scaleb(-2) / totals["succeeded"], "0.01"))
-            if totals["succeeded"]
-            else None
+            str(rounded(Decimal(totals["volume"]).scaleb(-2) / paid, "0.01")) if paid else None
         ),
         "daily": [
             {"day": str(day_value), **figures(days.get(str(day_value), dict.fromkeys(FIELDS, 0)))}
@@ -405,6 +407,7 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
             {"state": "success", "count": totals["succeeded"]},
             {"state": "failed", "count": totals["failed"]},
             {"state": "canceled", "count": totals["canceled"]},
+            {"state": "manual", "count": totals["manual"]},
         ],
     }
 

@@ -99,6 +99,7 @@ def test_the_default_period_is_the_last_30_days_in_rupiah(
         "succeeded": 0,
         "failed": 0,
         "canceled": 0,
+        "manual": 0,
         "volume": "0.00",
         "fees": "0.00",
         "refunds": 0,

@@ -22,6 +22,7 @@ from tests.modules.conftest import Caller
 
 from .conftest import (
     DASHBOARD,
+    MARKETPLACE,
     build_market,
     deliver,
     expected_stats,
@@ -85,12 +86,14 @@ def test_stats_equal_the_recomputation_for_staff_and_each_sellers_share(
 
     platform = assert_stats_match(app, client, market.staff, None, days=7)
     totals = platform["totals"]
-    # The scenario as a person reads it: two successes paid by hand and one through the
-    # gateway, one failure, one given up; two refunds (the gateway sent its own back).
-    assert (totals["succeeded"], totals["failed"], totals["canceled"]) == (3, 1, 1)
+    # The scenario as a person reads it: one success through the gateway, one failure, one
+    # given up, two payments by hand confirmed by staff; two refunds (the gateway sent its own
+    # back). The success rate is the gateway's alone: one of two.
+    assert (totals["succeeded"], totals["failed"], totals["canceled"]) == (1, 1, 1)
+    assert (totals["manual"], totals["transactions"]) == (2, 5)
     assert totals["refunds"] == 2
     assert totals["refunded"] == "15000.00"
-    assert platform["success_rate"] == "0.7500"
+    assert platform["success_rate"] == "0.5000"
     assert {p["provider"] for p in platform["providers"]} == {"demo", "bank_transfer", "cash"}
     if app.extensions["lapak.settings"].redis_url:
         assert sum(1 for day in platform["daily"] if day["transactions"]) == 3
@@ -182,7 +185,7 @@ def test_each_fact_counts_once_whatever_comes_twice_and_the_rebuild_agrees(
     assert rollup_rows(app) == counted
 
 
-def test_a_top_up_and_an_unconfirmed_payment_are_not_counted(
+def test_a_top_up_an_unconfirmed_payment_and_one_cancelled_with_its_order_are_not_counted(
     app: Flask, client: FlaskClient
 ) -> None:
     market = build_market(app, client)
@@ -195,8 +198,26 @@ def test_a_top_up_and_an_unconfirmed_payment_are_not_counted(
         201,
     )
     notify(app, client, topped["transaction"], "success")
-    order(client, market.buyer, [(product(app, "37000", market.seller_a), "1")],
-          method="bank_transfer")  # fmt: skip
+    fish = product(app, "37000", market.seller_a)
+    order(client, market.buyer, [(fish, "1")], method="bank_transfer")
+    # A bank transfer given up with its order: no money came and no provider tried; listed as
+    # canceled, counted nowhere (by the subscribers and the rebuild alike).
+    given_up = order(client, market.buyer, [(fish, "2")], method="bank_transfer")
+    ok(
+        client.post(
+            f"{MARKETPLACE}/orders/{given_up['order']['id']}/cancel", headers=market.buyer.headers
+        )
+    )
     deliver(app)
     assert rollup_rows(app) == []
     assert stats(client, market.staff)["totals"]["transactions"] == 0
+    listed = ok(
+        client.get(
+            f"{DASHBOARD}/transactions", query_string={"state": "canceled"},
+            headers=market.staff.headers,
+        )
+    )["items"]  # fmt: skip
+    assert [item["payment"] for item in listed] == [given_up["payment"]["id"]]
+    result = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
+    assert "0 facts counted" in result.output, result.output
+    assert rollup_rows(app) == []
