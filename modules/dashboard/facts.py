@@ -4,7 +4,10 @@ A fact is one of:
 
 - ``transaction``: a provider transaction paying an invoice that reached its final state,
   ``success``, ``failed`` or ``canceled`` (``payment.succeeded`` / ``payment.failed`` /
-  ``payment.canceled``), on the day of that change;
+  ``payment.canceled``), on the day of that change. A success as soon as its payment is paid:
+  staff may confirm the payment by hand while the transaction is pending (the money came), and
+  the transaction only follows later (at its expiry, maybe another day); it counts then, on the
+  payment's confirmation day (``payment.confirmed``);
 - ``payment``: a payment made without a provider (the marketplace's own methods, bank transfer
   or cash) that staff confirmed (``payment.confirmed``), on its confirmation day: money in, but
   no provider's attempt, so its outcome is ``manual``, not ``success`` (the success rate is the
@@ -88,29 +91,47 @@ class Fact:
 
 
 def transaction_fact(tx: PaymentTransaction) -> Fact | None:
-    """The fact of a provider transaction paying an invoice, once it is final (else None)."""
-    if tx.kind != "invoice" or tx.state not in FINAL_STATES or tx.invoice is None:
+    """The fact of a provider transaction paying an invoice, once it is final or its payment
+    is paid (else None)."""
+    if tx.kind != "invoice" or tx.invoice is None:
         return None
-    succeeded = tx.state == "success"
-    moved = tx.amount if succeeded else ZERO
-    before = _confirmed_before(tx.account_payment) if succeeded and tx.account_payment else ZERO
+    payment = tx.account_payment
+    paid = payment is not None and payment.state == "paid"
+    if not paid and tx.state not in FINAL_STATES:
+        return None
+    moved = tx.amount if paid else ZERO
     return Fact(
         kind="transaction",
         subject=tx.uuid,
-        day=_day(tx.last_state_change),
+        day=_day(_settled_at(tx)),
         currency=tx.currency,
         provider=tx.provider.code,
-        outcome=tx.state,
+        outcome="success" if paid else tx.state,
         amount=moved,
-        fee=tx.fee if succeeded else ZERO,
-        shares=_shares(tx.invoice, before, moved),
+        fee=tx.fee if paid else ZERO,
+        shares=_shares(tx.invoice, _confirmed_before(payment) if paid else ZERO, moved),
     )
 
 
+def _settled_at(tx: PaymentTransaction) -> datetime:
+    """When ``tx`` came to its outcome: its payment's confirmation when that came first."""
+    payment = tx.account_payment
+    if payment is None or payment.state != "paid":
+        return tx.last_state_change
+    confirmed_at, _ = postings.confirmation_key(payment, payment.invoice.created_at)
+    if tx.state == "success":
+        return min(tx.last_state_change, confirmed_at)
+    return confirmed_at
+
+
 def payment_fact(payment: Payment) -> Fact | None:
-    """The fact of a confirmed payment made without a provider (else None)."""
-    if payment.state != "paid" or _taken_by_provider(payment.id):
+    """The fact of a confirmed payment: its own for one made without a provider, its
+    transaction's for one a provider took (else None)."""
+    if payment.state != "paid":
         return None
+    tx = _taken_by(payment.id)
+    if tx is not None:
+        return transaction_fact(tx)
     confirmed_at, _ = postings.confirmation_key(payment, payment.invoice.created_at)
     return Fact(
         kind="payment",
@@ -191,9 +212,13 @@ def from_minor(hundredths: int) -> Decimal:
 
 def every_fact() -> Iterator[Fact]:
     """Every fact the source tables hold, read in batches (for the rebuild)."""
+    paid = exists().where(
+        Payment.id == PaymentTransaction.account_payment_id, Payment.state == "paid"
+    )
     yield from _facts(
         select(PaymentTransaction).where(
-            PaymentTransaction.kind == "invoice", PaymentTransaction.state.in_(FINAL_STATES)
+            PaymentTransaction.kind == "invoice",
+            PaymentTransaction.state.in_(FINAL_STATES) | paid,
         ),
         PaymentTransaction.id,
         transaction_fact,
@@ -249,11 +274,11 @@ def _confirmed_before(payment: Payment) -> Decimal:
     return postings.confirmed_before(payment, rows, payment.invoice.created_at)
 
 
-def _taken_by_provider(payment_id: int) -> bool:
-    found = Session().scalar(
-        select(PaymentTransaction.id).where(PaymentTransaction.account_payment_id == payment_id)
+def _taken_by(payment_id: int) -> PaymentTransaction | None:
+    """The provider transaction that took the payment, if one did."""
+    return Session().scalar(
+        select(PaymentTransaction).where(PaymentTransaction.account_payment_id == payment_id)
     )
-    return found is not None
 
 
 def _provider_of(payment: Payment) -> str:

@@ -51,7 +51,8 @@ def count_transaction(payload: dict[str, Any]) -> None:
 
 
 def count_payment(payload: dict[str, Any]) -> None:
-    """``payment.confirmed``: counted here only when no provider took the payment."""
+    """``payment.confirmed``: the payment's fact, or its provider transaction's (the same one
+    ``payment.succeeded`` counts: once, whichever comes first)."""
     _count(Payment, payload["payment"], payment_fact)
 
 

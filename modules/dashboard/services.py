@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, exists, func, select
+from sqlalchemy import Select, and_, bindparam, case, exists, func, or_, select
 
 from app.db import DriverStatement, Session, utcnow
 from app.errors import Invalid
@@ -268,11 +268,13 @@ class TransactionView:
 
 _P = Payment.__table__.c
 _T = PaymentTransaction.__table__.c
-#: A payment's state as its transaction's: a payment made without a provider is ``pending``
-#: until confirmed (``success``) or cancelled with its order (``canceled``).
+#: A payment's state as its transaction's: a paid one is a ``success`` (staff may confirm a
+#: provider's payment by hand while its transaction is still pending); a payment made without
+#: a provider is ``pending`` until then, or cancelled with its order (``canceled``).
+_paid = _P.state == "paid"
 _payment_state = case(
+    (_paid, "success"),
     (_T.id.is_not(None), _T.state),
-    (_P.state == "paid", "success"),
     (_P.state == "canceled", "canceled"),
     else_="pending",
 )
@@ -293,9 +295,13 @@ TRANSACTIONS = (
         _T.fee,
         _P.currency,
         User.__table__.c.uuid.label("customer"),
-        func.coalesce(_T.last_state_change, _P.confirmed_at, _P.cancelled_at, _P.created_at).label(
-            "updated_at"
-        ),
+        case(
+            (
+                and_(_paid, or_(_T.id.is_(None), _T.state != "success")),
+                func.coalesce(_P.confirmed_at, _P.created_at),
+            ),
+            else_=func.coalesce(_T.last_state_change, _P.cancelled_at, _P.created_at),
+        ).label("updated_at"),
     )
     .select_from(Payment.__table__)
     .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)

@@ -255,24 +255,29 @@ def _uuid_param(value: str) -> Any:
 #: integer hundredths; ``before`` is what the invoice's earlier payments (refunds) moved.
 FACTS = """
 WITH paid AS (
-    SELECT p.id, CAST(COALESCE(SUM({cents_p}) OVER (
-        PARTITION BY p.invoice_id ORDER BY p.confirmed_at, p.id
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
-    FROM marketplace_payment p WHERE p.state = 'paid'
+    SELECT p.id, COALESCE(p.confirmed_at, m.created_at) AS at,
+           CAST(COALESCE(SUM({cents_p}) OVER (
+               PARTITION BY p.invoice_id ORDER BY COALESCE(p.confirmed_at, m.created_at), p.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
+    FROM marketplace_payment p JOIN marketplace_account_move m ON m.id = p.invoice_id
+    WHERE p.state = 'paid'
 ), refunded AS (
     SELECT r.id, CAST(COALESCE(SUM({cents_r}) OVER (
         PARTITION BY r.invoice_id ORDER BY r.id
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
     FROM marketplace_refund r
 ), facts AS (
-    SELECT {day_t} AS day, pr.code AS provider, t.state AS outcome, t.currency,
-           CASE WHEN t.state = 'success' THEN {cents_t} ELSE 0 END AS amount,
-           CASE WHEN t.state = 'success' THEN CAST(ROUND(t.fee * 100) AS BIGINT) ELSE 0 END AS fee,
-           t.invoice_id, CASE WHEN t.state = 'success' THEN paid.before ELSE 0 END AS before
+    SELECT {day_t} AS day, pr.code AS provider,
+           CASE WHEN paid.id IS NOT NULL THEN 'success' ELSE t.state END AS outcome, t.currency,
+           CASE WHEN paid.id IS NOT NULL THEN {cents_t} ELSE 0 END AS amount,
+           CASE WHEN paid.id IS NOT NULL THEN CAST(ROUND(t.fee * 100) AS BIGINT) ELSE 0 END
+               AS fee,
+           t.invoice_id, CASE WHEN paid.id IS NOT NULL THEN paid.before ELSE 0 END AS before
     FROM payment_transaction t
     JOIN payment_provider pr ON pr.id = t.provider_id
     LEFT JOIN paid ON paid.id = t.account_payment_id
-    WHERE t.kind = 'invoice' AND t.state IN ('success', 'failed', 'canceled')
+    WHERE t.kind = 'invoice'
+      AND (t.state IN ('success', 'failed', 'canceled') OR paid.id IS NOT NULL)
     UNION ALL
     SELECT {day_p}, p.method, 'manual', p.currency, {cents_p}, 0, p.invoice_id, paid.before
     FROM marketplace_payment p JOIN paid ON paid.id = p.id
@@ -346,8 +351,12 @@ def recomputed(app: Flask, seller: Caller | None, currency: str = "IDR") -> dict
             cents_p="CAST(ROUND(p.amount * 100) AS BIGINT)",
             cents_r="CAST(ROUND(r.amount * 100) AS BIGINT)",
             cents_t="CAST(ROUND(t.amount * 100) AS BIGINT)",
-            day_t=day("t.last_state_change"),
-            day_p=day("p.confirmed_at"),
+            # A transaction succeeds when its payment is paid, if that came first.
+            day_t=day(
+                "CASE WHEN paid.id IS NOT NULL AND (t.state <> 'success' OR paid.at < "
+                "t.last_state_change) THEN paid.at ELSE t.last_state_change END"
+            ),
+            day_p=day("paid.at"),
             day_r=day("r.confirmed_at"),
             part_net=PART.format(v="(split.untaxed - split.commission)"),
             part_commission=PART.format(v="split.commission"),

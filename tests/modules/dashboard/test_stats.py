@@ -14,10 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from app.db import Session, transaction
+from app.db import Session, transaction, utcnow
 from app.events import OutboxEvent
 from modules.dashboard import rollups
 from modules.dashboard.models import CountedFact
+from modules.payment import services as payment_services
 from tests.modules.conftest import Caller
 
 from .conftest import (
@@ -221,3 +222,36 @@ def test_a_top_up_an_unconfirmed_payment_and_one_cancelled_with_its_order_are_no
     result = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
     assert "0 facts counted" in result.output, result.output
     assert rollup_rows(app) == []
+
+
+def test_a_provider_payment_confirmed_by_hand_counts_when_confirmed_and_lists_as_success(
+    app: Flask, client: FlaskClient
+) -> None:
+    market = build_market(app, client)
+    made = order(client, market.buyer, [(product(app, "37000", market.seller_a), "1")])
+    payment = made["payment"]["id"]
+    # The money came by another way: staff confirm it while the transaction is still pending.
+    ok(client.post(f"{MARKETPLACE}/payments/{payment}/confirm", headers=market.staff.headers))
+    shift_days(app, "marketplace_payment", "confirmed_at", payment, 1)  # confirmed yesterday
+    deliver(app)
+
+    yesterday = str(today() - timedelta(days=1))
+    shown = assert_stats_match(app, client, market.staff, None, days=7)
+    assert (shown["totals"]["succeeded"], shown["totals"]["volume"]) == (
+        1,
+        made["transaction"]["amount"],
+    )
+    assert [day["day"] for day in shown["daily"] if day["succeeded"]] == [yesterday]
+    listed = ok(client.get(f"{DASHBOARD}/transactions", headers=market.staff.headers))["items"]
+    assert [(item["payment"], item["state"]) for item in listed] == [(payment, "success")]
+    counted = rollup_rows(app)
+
+    # Its transaction follows at its expiry (today): the fact is the one counted already.
+    with app.app_context():
+        expired = payment_services.expire_transactions(now=utcnow() + timedelta(days=3))
+    assert expired == 1
+    deliver(app)
+    assert rollup_rows(app) == counted
+    assert_stats_match(app, client, market.seller_a, market.seller_a, days=7)
+    assert app.test_cli_runner().invoke(args=["dashboard", "rebuild"]).exit_code == 0
+    assert rollup_rows(app) == counted
