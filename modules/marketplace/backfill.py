@@ -152,10 +152,10 @@ def _refund(order_id: int, refund_id: int) -> Callable[[], Posting | None]:
         payment = refund.payment
         invoice = payment.invoice
         postings.fix_split(invoice)
-        earlier = Session().scalars(
-            select(Refund.amount).where(Refund.invoice_id == invoice.id, Refund.id < refund.id)
+        refunds = Session().execute(
+            select(Refund.id, Refund.amount).where(Refund.invoice_id == invoice.id)
         )
-        refunded_before = sum(earlier, ZERO)
+        refunded_before = postings.refunded_before(refund, refunds)
         confirmed = postings.sum_amounts(
             p
             for p in _payments_of(invoice)

@@ -65,6 +65,20 @@ def fixed_on(invoice: AccountMove) -> dict[int, Decimal]:
     return {seller_id: Decimal(percent) for seller_id, percent in rows}
 
 
+def fixed_on_each(invoice_ids: Collection[int]) -> dict[int, dict[int, Decimal]]:
+    """:func:`fixed_on` for each of these invoices (absent: none fixed), in one query."""
+    fixed: dict[int, dict[int, Decimal]] = {}
+    if not invoice_ids:
+        return fixed
+    for move_id, seller_id, percent in Session().execute(
+        select(
+            InvoiceCommission.move_id, InvoiceCommission.seller_id, InvoiceCommission.percent
+        ).where(InvoiceCommission.move_id.in_(sorted(invoice_ids)))
+    ):
+        fixed.setdefault(move_id, {})[seller_id] = Decimal(percent)
+    return fixed
+
+
 _FIXED = DriverStatement(
     select(InvoiceCommission.seller_id, InvoiceCommission.percent).where(
         InvoiceCommission.move_id == bindparam("move_id")
