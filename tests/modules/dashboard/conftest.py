@@ -286,7 +286,7 @@ WITH paid AS (
     SELECT {day_r},
            COALESCE((SELECT pr.code FROM payment_transaction t
                      JOIN payment_provider pr ON pr.id = t.provider_id
-                     WHERE t.account_payment_id = r.payment_id AND t.state = 'success'), p.method),
+                     WHERE t.account_payment_id = r.payment_id), p.method),
            'refund', r.currency, {cents_r}, 0, r.invoice_id, refunded.before
     FROM marketplace_refund r
     JOIN refunded ON refunded.id = r.id
@@ -419,6 +419,31 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
             {"state": "manual", "count": totals["manual"]},
         ],
     }
+
+
+def stats(client: FlaskClient, caller: Caller, **query: Any) -> dict[str, Any]:
+    return ok(client.get(f"{DASHBOARD}/stats", query_string=query, headers=caller.headers))
+
+
+def assert_stats_match(
+    app: Flask, client: FlaskClient, caller: Caller, seller: Caller | None, days: int
+) -> dict[str, Any]:
+    since, until = today() - timedelta(days=days - 1), today()
+    shown = stats(client, caller, **{"from": str(since), "to": str(until)})
+    expected = expected_stats(recomputed(app, seller), since, until)
+    assert shown["from"] == str(since)
+    assert shown["to"] == str(until)
+    assert shown["scope"] == ("seller" if seller else "platform")
+    assert shown["totals"] == expected["totals"]
+    assert shown["success_rate"] == expected["success_rate"]
+    assert shown["average"] == expected["average"]
+    assert shown["daily"] == expected["daily"]
+    by_code = {
+        p["provider"]: {k: v for k, v in p.items() if k != "provider"} for p in shown["providers"]
+    }
+    assert by_code == expected["providers"]
+    assert shown["statuses"] == expected["statuses"]
+    return shown
 
 
 def rounded(value: Decimal, places: str) -> Decimal:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -19,22 +18,21 @@ from app.events import OutboxEvent
 from modules.dashboard import rollups
 from modules.dashboard.models import CountedFact
 from modules.payment import services as payment_services
-from tests.modules.conftest import Caller
 
 from .conftest import (
     DASHBOARD,
     MARKETPLACE,
+    assert_stats_match,
     build_market,
     deliver,
-    expected_stats,
     move_money,
     notify,
     ok,
     order,
     product,
-    recomputed,
     rollup_rows,
     shift_days,
+    stats,
     today,
 )
 
@@ -44,31 +42,6 @@ def either_app(
     request: pytest.FixtureRequest, app: Flask, make_embedded_app: Callable[..., Flask]
 ) -> Flask:
     return app if request.param == "postgresql" else make_embedded_app()
-
-
-def stats(client: FlaskClient, caller: Caller, **query: Any) -> dict[str, Any]:
-    return ok(client.get(f"{DASHBOARD}/stats", query_string=query, headers=caller.headers))
-
-
-def assert_stats_match(
-    app: Flask, client: FlaskClient, caller: Caller, seller: Caller | None, days: int
-) -> dict[str, Any]:
-    since, until = today() - timedelta(days=days - 1), today()
-    shown = stats(client, caller, **{"from": str(since), "to": str(until)})
-    expected = expected_stats(recomputed(app, seller), since, until)
-    assert shown["from"] == str(since)
-    assert shown["to"] == str(until)
-    assert shown["scope"] == ("seller" if seller else "platform")
-    assert shown["totals"] == expected["totals"]
-    assert shown["success_rate"] == expected["success_rate"]
-    assert shown["average"] == expected["average"]
-    assert shown["daily"] == expected["daily"]
-    by_code = {
-        p["provider"]: {k: v for k, v in p.items() if k != "provider"} for p in shown["providers"]
-    }
-    assert by_code == expected["providers"]
-    assert shown["statuses"] == expected["statuses"]
-    return shown
 
 
 def test_stats_equal_the_recomputation_for_staff_and_each_sellers_share(
