@@ -6,8 +6,12 @@ Create Date: 2026-12-01 09:00:00+00:00
 
 ``dashboard_daily`` holds per-day counters per (seller, currency, day, provider), seller 0 being
 the platform's total, money in hundredths; ``dashboard_counted`` the natural key of every fact
-counted, so a redelivered event counts once. The index on ``marketplace_payment`` serves the
-dashboard's recent transactions, newest first.
+counted, so a redelivered event counts once.
+
+The indexes the dashboard's reads need on other modules' tables are declared by the modules that
+own those tables (their ``models.py``) and created here with the dashboard that first reads
+them: ``marketplace_payment (created_at, id)`` (payments newest first) and
+``marketplace_account_move_line (seller_id, move_id)`` (a seller's invoices), the marketplace's.
 
 The tables start empty: on a database that already has payments, run ``lapak dashboard
 rebuild`` once after this migration (the README's Dashboard section); from then on the outbox
@@ -52,15 +56,26 @@ def upgrade() -> None:
         sa.Column("counted_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("kind", "subject", name=op.f("pk_dashboard_counted")),
     )
+    # Owned by the marketplace (modules/marketplace/models.py: Payment, AccountMoveLine).
     op.create_index(
         "ix_marketplace_payment_created_at_id",
         "marketplace_payment",
         ["created_at", "id"],
         unique=False,
     )
+    op.create_index(
+        "ix_marketplace_account_move_line_seller_id_move_id",
+        "marketplace_account_move_line",
+        ["seller_id", "move_id"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_marketplace_account_move_line_seller_id_move_id",
+        table_name="marketplace_account_move_line",
+    )
     op.drop_index("ix_marketplace_payment_created_at_id", table_name="marketplace_payment")
     op.drop_table("dashboard_counted")
     op.drop_table("dashboard_daily")

@@ -11,8 +11,8 @@
   ``refund`` and its uuid), inserted in the same transaction as the counters it moved: an event
   delivered twice, or a fact the rebuild counted before its event came, moves them once.
 
-The dashboard also lists recent payments newest first: the index below serves that listing (on
-the marketplace's table, declared here because only the dashboard reads it so).
+The recent transactions are read from the marketplace's tables, through indexes the marketplace
+declares (payments by time; a seller's invoice lines).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
-from modules.marketplace.models import Payment
 
 #: ``seller_id`` of the platform's own rows (every fact, whole).
 PLATFORM = 0
@@ -67,11 +66,3 @@ class CountedFact(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     subject: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     counted_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-#: The recent-transactions listing pages payments newest first (keyset on these columns).
-PAYMENTS_BY_TIME = Index(
-    "ix_marketplace_payment_created_at_id",
-    Payment.__table__.c.created_at,
-    Payment.__table__.c.id,
-)

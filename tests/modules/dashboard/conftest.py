@@ -5,16 +5,20 @@ by SQL of the tests' own (integer hundredths, so it is exact on SQLite too)."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from werkzeug.test import TestResponse
 
 from app.db import Session, get_database, transaction
@@ -25,6 +29,7 @@ from modules.payment.providers import get_provider, provider_secrets
 from modules.user.services import create_user
 from tests.conftest import run_jobs
 from tests.modules.conftest import PASSWORD, Caller, login
+from tests.servers import Services
 
 DASHBOARD = "/api/v1/dashboard"
 MARKETPLACE = "/api/v1/marketplace"
@@ -461,3 +466,37 @@ def rollup_rows(app: Flask) -> list[tuple]:
                 select(DailyRollup.__table__).order_by(*DailyRollup.__table__.primary_key)
             )
         ]
+
+
+# -- query plans -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def sent_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
+    """``(statement, parameters)`` of every statement ``app``'s engines send from this thread
+    in the block."""
+    database = app.extensions["lapak.db"]
+    engines = [database.primary] + [replica.engine for replica in database.replicas]
+    sent: list[tuple[str, Any]] = []
+    this_thread = threading.get_ident()
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if threading.get_ident() == this_thread:
+            sent.append((statement, parameters))
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+def plan_of(services: Services, statement: str, parameters: Any) -> str:
+    """PostgreSQL's plan for ``statement`` with sequential scans ruled out: the indexes it can
+    use (a test's tables are too small for the planner to prefer them on its own)."""
+    with psycopg.connect(services.database_url.replace("+psycopg", "")) as connection:
+        connection.execute("SET enable_seqscan = off")
+        rows = connection.execute(f"EXPLAIN {statement}", parameters).fetchall()
+    return "\n".join(row[0] for row in rows)

@@ -16,6 +16,7 @@ from app.security import scope_catalogue
 from modules.seller.models import Settlement
 from tests.modules.auth.test_api_keys import create_key, problem, signed
 from tests.modules.conftest import Caller
+from tests.servers import Services
 
 from .conftest import (
     DASHBOARD,
@@ -25,6 +26,8 @@ from .conftest import (
     deliver,
     move_money,
     ok,
+    plan_of,
+    sent_statements,
     today,
 )
 
@@ -222,6 +225,23 @@ def test_recent_transactions_newest_first_filtered_and_each_seller_sees_their_sa
     assert 'rel="next"' in first.headers["Link"]
     assert_problem(get(client, market.staff, TRANSACTIONS, cursor="not-a-cursor"), 400)
     assert_problem(get(client, market.staff, TRANSACTIONS, state="lost"), 422)
+
+
+def test_a_sellers_listing_starts_from_their_invoices(
+    app: Flask, client: FlaskClient, market: Market, services: Services
+) -> None:
+    """Not from every payment, testing each for the seller's lines: from the seller's invoice
+    lines, through the marketplace's index on them."""
+    move_money(app, client, market)
+    with sent_statements(app) as sent:
+        assert listed(client, market.seller_a, limit=2)
+    (statement, parameters), *_ = (
+        (statement, parameters)
+        for statement, parameters in sent
+        if "FROM marketplace_payment" in statement and "seller_id" in statement
+    )
+    plan = plan_of(services, statement, parameters)
+    assert "ix_marketplace_account_move_line_seller_id_move_id" in plan, plan
 
 
 # -- the settlement summary ------------------------------------------------------------------------
