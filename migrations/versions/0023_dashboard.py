@@ -11,7 +11,9 @@ counted, so a redelivered event counts once.
 The indexes the dashboard's reads need on other modules' tables are declared by the modules that
 own those tables (their ``models.py``) and created here with the dashboard that first reads
 them: ``marketplace_payment (created_at, id)`` (payments newest first) and
-``marketplace_account_move_line (seller_id, move_id)`` (a seller's invoices), the marketplace's.
+``marketplace_account_move_line (seller_id, move_id)`` (a seller's invoices), the marketplace's;
+``seller_settlement (currency, state, completed_at)`` (settlements completed in a period, and
+those in flight), the seller module's.
 
 The tables start empty: on a database that already has payments, run ``lapak dashboard
 rebuild`` once after this migration (the README's Dashboard section); from then on the outbox
@@ -69,9 +71,19 @@ def upgrade() -> None:
         ["seller_id", "move_id"],
         unique=False,
     )
+    # Owned by the seller module (modules/seller/models.py: Settlement).
+    op.create_index(
+        "ix_seller_settlement_currency_state_completed_at",
+        "seller_settlement",
+        ["currency", "state", "completed_at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_seller_settlement_currency_state_completed_at", table_name="seller_settlement"
+    )
     op.drop_index(
         "ix_marketplace_account_move_line_seller_id_move_id",
         table_name="marketplace_account_move_line",

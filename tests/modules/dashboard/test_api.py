@@ -301,3 +301,21 @@ def test_the_settlement_summary_is_the_sellers_balances_and_payouts(
     old = today() - timedelta(days=40)
     earlier = ok(get(client, market.staff, STATS, **{"from": str(old), "to": str(old)}))
     assert earlier["settlement"]["payouts"] == {"count": 1, "amount": "2000.00"}
+
+
+def test_the_staff_settlement_summary_reads_the_period_not_every_settlement(
+    app: Flask, client: FlaskClient, market: Market, services: Services
+) -> None:
+    """Settlements completed in the period and those in flight, found through the seller
+    module's index on (currency, state, completed_at), not by reading every completed one."""
+    settle(app, market.seller_a, "1000.00", "completed", 1)
+    settle(app, market.seller_b, "450.50", "processing", 0)
+    with sent_statements(app) as sent:
+        ok(get(client, market.staff, STATS))
+    (statement, parameters), *_ = (
+        (statement, parameters)
+        for statement, parameters in sent
+        if "seller_settlement" in statement
+    )
+    plan = plan_of(services, statement, parameters)
+    assert "ix_seller_settlement_currency_state_completed_at" in plan, plan
