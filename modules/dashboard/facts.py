@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Select, exists, func, select
 
-from app.db import Session
+from app.db import Session, any_of
 from modules.marketplace import postings
 from modules.marketplace.config import marketplace_settings
 from modules.marketplace.models import AccountMove, Payment, Refund
@@ -117,7 +117,7 @@ def facts_of_keys(keys: Iterable[tuple[str, uuid.UUID]]) -> list[Fact]:
     for kind, source in ((TRANSACTION, _TRANSACTIONS), (PAYMENT, _PAYMENTS), (REFUND, _REFUNDS)):
         wanted = subjects.get(kind, [])
         for start in range(0, len(wanted), BATCH):
-            found += source.facts(source.subject.in_(wanted[start : start + BATCH]))
+            found += source.facts(any_of(source.subject, wanted[start : start + BATCH]))
     return found
 
 
@@ -268,7 +268,7 @@ def _paid_on(invoice_ids: Collection[int]) -> dict[int, list[_Paid]]:
     for invoice_id, *paid in Session().execute(
         select(
             Payment.invoice_id, Payment.id, Payment.state, Payment.amount, Payment.confirmed_at
-        ).where(Payment.invoice_id.in_(sorted(invoice_ids)), Payment.state == "paid")
+        ).where(any_of(Payment.invoice_id, invoice_ids), Payment.state == "paid")
     ):
         found.setdefault(invoice_id, []).append(_Paid(*paid))
     return found
@@ -281,7 +281,7 @@ def _refunds_of(invoice_ids: Collection[int]) -> dict[int, list[Any]]:
         return found
     for row in Session().execute(
         select(Refund.invoice_id, Refund.id, Refund.amount).where(
-            Refund.invoice_id.in_(sorted(invoice_ids))
+            any_of(Refund.invoice_id, invoice_ids)
         )
     ):
         found.setdefault(row.invoice_id, []).append(row)

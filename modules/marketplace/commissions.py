@@ -21,7 +21,7 @@ from decimal import Decimal
 from flask import Flask, current_app
 from sqlalchemy import bindparam, insert, select
 
-from app.db import DriverStatement, Session
+from app.db import DriverStatement, Session, any_of
 
 from .models import AccountMove, InvoiceCommission
 
@@ -73,7 +73,7 @@ def fixed_on_each(invoice_ids: Collection[int]) -> dict[int, dict[int, Decimal]]
     for move_id, seller_id, percent in Session().execute(
         select(
             InvoiceCommission.move_id, InvoiceCommission.seller_id, InvoiceCommission.percent
-        ).where(InvoiceCommission.move_id.in_(sorted(invoice_ids)))
+        ).where(any_of(InvoiceCommission.move_id, invoice_ids))
     ):
         fixed.setdefault(move_id, {})[seller_id] = Decimal(percent)
     return fixed

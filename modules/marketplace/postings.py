@@ -50,7 +50,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from app.db import DriverStatement, Session
+from app.db import DriverStatement, Session, any_of
 from app.errors import Conflict
 from app.registry import ModuleHooks
 from modules.ledger import extend
@@ -232,7 +232,7 @@ def splits_of(invoice_ids: Collection[int]) -> dict[int, Split]:
     lines: dict[int, list[tuple[int | None, Decimal]]] = {}
     for move_id, seller_id, subtotal in session.execute(
         select(AccountMoveLine.move_id, AccountMoveLine.seller_id, AccountMoveLine.price_subtotal)
-        .where(AccountMoveLine.move_id.in_(ids))
+        .where(any_of(AccountMoveLine.move_id, ids))
         .order_by(AccountMoveLine.id)
     ):
         lines.setdefault(move_id, []).append((seller_id, subtotal))
@@ -250,7 +250,7 @@ def splits_of(invoice_ids: Collection[int]) -> dict[int, Split]:
                 AccountMove.amount_total,
                 AccountMove.amount_tax,
                 AccountMove.commission_percent,
-            ).where(AccountMove.id.in_(ids))
+            ).where(any_of(AccountMove.id, ids))
         )
     }
 
