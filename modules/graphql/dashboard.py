@@ -53,6 +53,7 @@ class DashboardFigures:
     succeeded: int
     failed: int
     canceled: int
+    manual: int = _as_rest(DashboardFiguresSchema, "manual")
     volume: DecimalText = _as_rest(DashboardFiguresSchema, "volume")
     fees: DecimalText = _as_rest(DashboardFiguresSchema, "fees")
     refunds: int = _as_rest(DashboardFiguresSchema, "refunds")

@@ -14,7 +14,7 @@ from tests.modules.dashboard.conftest import build_market, deliver, move_money, 
 from .conftest import Shop, ask_signed, scope_missing
 
 REST_STATS = "/api/v1/dashboard/stats"
-FIGURES = "transactions succeeded failed canceled volume fees refunds refunded"
+FIGURES = "transactions succeeded failed canceled manual volume fees refunds refunded"
 STATS = f"""query Stats($from: String, $to: String, $currency: String) {{
   dashboard_stats(from: $from, to: $to, currency: $currency) {{
     from to currency scope
