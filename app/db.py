@@ -29,7 +29,7 @@ import select
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ import psycopg
 from flask import Flask, current_app, g, has_request_context, request
 from flask.wrappers import Response
 from sqlalchemy import (
+    ARRAY,
     JSON,
     Column,
     Connection,
@@ -52,6 +53,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     text,
     update,
@@ -970,6 +972,16 @@ def _python_default(column: Any) -> Callable[[], Any] | None:
 
 def get_database() -> Database:
     return current_app.extensions["lapak.db"]
+
+
+def any_of(column: Any, values: Collection[Any]) -> Any:
+    """``column IN values``, as ``column = ANY(:values)`` on PostgreSQL: one array parameter,
+    so the statement's text is the same whatever the number of values (psycopg converts it and
+    PostgreSQL parses it once), where ``IN`` takes a placeholder per value. For readers of
+    thousands of rows by id at a time."""
+    if get_database().primary.dialect.name == "postgresql":
+        return column == func.any(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 class RoutingSession(OrmSession):

@@ -14,6 +14,7 @@ from flask import request, url_for
 from werkzeug.datastructures import MultiDict
 
 from app.errors import DomainError, Invalid
+from app.fields import UNSTORABLE_TEXT, UNSTORABLE_TEXT_MESSAGE
 
 
 def load_form(
@@ -24,9 +25,9 @@ def load_form(
     A blank field is left out (an empty filter is no filter, an empty amount the schema's
     default), and names the schema does not know (the CSRF token) are ignored. A field the
     schema reads as a list takes every value sent under its name (checkboxes; ``values`` a
-    ``MultiDict``), left out too when none is. Anything else wrong is
-    :class:`~app.errors.Invalid` naming each field (by ``labels`` where given; a list's item as
-    ``name.index``), nothing loaded.
+    ``MultiDict``), left out too when none is. Anything else wrong, text the database cannot
+    store included, is :class:`~app.errors.Invalid` naming each field (by ``labels`` where
+    given; a list's item as ``name.index``), nothing loaded.
     """
     # A field is sent under its data key (``from`` for an attribute ``since``), if it has one.
     known = {field.data_key or name for name, field in schema.fields.items()}
@@ -44,6 +45,15 @@ def load_form(
             if items:
                 given[key] = items
     try:
+        # As the API's request parser (app/reading.py): text the database cannot store is
+        # refused for every field, not only where a column happens to reject it.
+        unstorable = {
+            name: [UNSTORABLE_TEXT_MESSAGE]
+            for name, value in given.items()
+            if any(UNSTORABLE_TEXT.search(text) for text in _texts(value))
+        }
+        if unstorable:
+            raise ma.ValidationError(unstorable)
         return schema.load(given, unknown=ma.EXCLUDE)
     except ma.ValidationError as error:
         complaints = dict(_flat(error.messages))
@@ -53,6 +63,10 @@ def load_form(
             for name, text in complaints.items()
         )
         raise Invalid(detail, errors=complaints) from None
+
+
+def _texts(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
 
 
 def invalid_fields(error: DomainError) -> frozenset[str]:
@@ -82,3 +96,12 @@ def next_page_url(next_cursor: str | None) -> str | None:
     # The query is appended, not passed to url_for as keywords: a query name such as
     # ``endpoint``, ``_external`` or a view argument's would change the link or fail.
     return f"{url_for(request.endpoint or '', **(request.view_args or {}))}?{urlencode(query)}"
+
+
+def first_page_url() -> str | None:
+    """This screen's first page, its other query arguments kept; None on the first page."""
+    if not request.args.get("cursor"):
+        return None
+    query = {name: value for name, value in request.args.items() if name != "cursor"}
+    here = url_for(request.endpoint or "", **(request.view_args or {}))
+    return f"{here}?{urlencode(query)}" if query else here

@@ -119,9 +119,9 @@ INSERT_PAYMENT = (
     "%(cancelled_at)s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_payment.id"
 )
 SELECT_INVOICE_PAYMENTS = (
-    "SELECT marketplace_payment.id, marketplace_payment.state, marketplace_payment.amount "
-    "FROM marketplace_payment WHERE marketplace_payment.invoice_id = %(invoice_id)s::INTEGER "
-    "ORDER BY marketplace_payment.id"
+    "SELECT marketplace_payment.id, marketplace_payment.state, marketplace_payment.amount, "
+    "marketplace_payment.confirmed_at FROM marketplace_payment WHERE "
+    "marketplace_payment.invoice_id = %(invoice_id)s::INTEGER ORDER BY marketplace_payment.id"
 )
 INSERT_EVENT = (
     "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts, "
@@ -245,9 +245,9 @@ def _payment_row(ctx: Context) -> dict[str, Any]:
 
 def _paid_state(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
     """As :func:`_payment_state`, with this payment as Lapak has it in memory: ``paid``."""
-    rows = [(key, "paid" if key == ctx["payment_id"] else state, amount)
-            for key, state, amount in cur.fetchall()]  # fmt: skip
-    live = [state for _, state, _ in rows if state != "canceled"]
+    rows = [(key, "paid" if key == ctx["payment_id"] else state)
+            for key, state, _amount, _confirmed_at in cur.fetchall()]  # fmt: skip
+    live = [state for _, state in rows if state != "canceled"]
     ctx["payment_state"] = "paid" if live and all(s == "paid" for s in live) else "in_payment"
 
 

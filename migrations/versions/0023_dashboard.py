@@ -6,8 +6,14 @@ Create Date: 2026-12-01 09:00:00+00:00
 
 ``dashboard_daily`` holds per-day counters per (seller, currency, day, provider), seller 0 being
 the platform's total, money in hundredths; ``dashboard_counted`` the natural key of every fact
-counted, so a redelivered event counts once. The index on ``marketplace_payment`` serves the
-dashboard's recent transactions, newest first.
+counted, so a redelivered event counts once.
+
+The indexes the dashboard's reads need on other modules' tables are declared by the modules that
+own those tables (their ``models.py``) and created here with the dashboard that first reads
+them: ``marketplace_payment (created_at, id)`` (payments newest first) and
+``marketplace_account_move_line (seller_id, move_id)`` (a seller's invoices), the marketplace's;
+``seller_settlement (currency, state, completed_at)`` (settlements completed in a period, and
+those in flight), the seller module's.
 
 The tables start empty: on a database that already has payments, run ``lapak dashboard
 rebuild`` once after this migration (the README's Dashboard section); from then on the outbox
@@ -36,6 +42,7 @@ def upgrade() -> None:
         sa.Column("succeeded", sa.Integer(), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False),
         sa.Column("canceled", sa.Integer(), nullable=False),
+        sa.Column("manual", sa.Integer(), nullable=False),
         sa.Column("refunds", sa.Integer(), nullable=False),
         sa.Column("volume_minor", sa.BigInteger(), nullable=False),
         sa.Column("fees_minor", sa.BigInteger(), nullable=False),
@@ -51,15 +58,36 @@ def upgrade() -> None:
         sa.Column("counted_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("kind", "subject", name=op.f("pk_dashboard_counted")),
     )
+    # Owned by the marketplace (modules/marketplace/models.py: Payment, AccountMoveLine).
     op.create_index(
         "ix_marketplace_payment_created_at_id",
         "marketplace_payment",
         ["created_at", "id"],
         unique=False,
     )
+    op.create_index(
+        "ix_marketplace_account_move_line_seller_id_move_id",
+        "marketplace_account_move_line",
+        ["seller_id", "move_id"],
+        unique=False,
+    )
+    # Owned by the seller module (modules/seller/models.py: Settlement).
+    op.create_index(
+        "ix_seller_settlement_currency_state_completed_at",
+        "seller_settlement",
+        ["currency", "state", "completed_at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_seller_settlement_currency_state_completed_at", table_name="seller_settlement"
+    )
+    op.drop_index(
+        "ix_marketplace_account_move_line_seller_id_move_id",
+        table_name="marketplace_account_move_line",
+    )
     op.drop_index("ix_marketplace_payment_created_at_id", table_name="marketplace_payment")
     op.drop_table("dashboard_counted")
     op.drop_table("dashboard_daily")

@@ -51,8 +51,11 @@ class Stats(MethodView):
 
         Whole days of the marketplace's time zone, both ends included (at most 366; default
         the last 30), in one currency (default IDR). Staff see the platform's figures, a seller
-        their own share. success_rate = succeeded / (succeeded + failed), null when there is
-        neither; average = volume / succeeded, null when nothing succeeded.
+        their own share. success_rate = succeeded / (succeeded + failed) over provider
+        transactions only: payments made without a provider (bank transfer, cash) that staff
+        confirmed are counted apart (manual: in transactions and volume, not in the rate), and
+        canceled ones are left out; null when there is neither. average = volume / (succeeded
+        + manual), null when neither.
         """
         asked = services.period(args["since"], args["until"], args["currency"])
         return jsonify(_DUMP_STATS(services.stats(authenticate(), asked)))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask.cli import with_appcontext
 
+from .rollups import LOCK_TIMEOUT, RebuildBusy
 from .rollups import rebuild as rebuild_rollups
 
 
@@ -14,12 +17,28 @@ def dashboard() -> None:
 
 
 @dashboard.command()
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0.001),
+    default=LOCK_TIMEOUT.total_seconds(),
+    show_default=True,
+    help="Seconds to wait for the subscribers' writes before the swap gives up.",
+)
 @with_appcontext
-def rebuild() -> None:
+def rebuild(lock_timeout: float) -> None:
     """Count every payment, transaction and refund again into the rollups (one transaction).
 
-    Run once on a database that had payments before the dashboard module (migration 0023),
-    or whenever the rollups are in doubt; safe while the app runs.
+    The facts are counted first without holding up the subscribers, then swapped in under a
+    short lock (see the README's Dashboard section). Run once on a database that had payments
+    before the dashboard module (migration 0023), or whenever the rollups are in doubt; safe
+    while the app runs.
     """
-    counted = rebuild_rollups()
-    click.echo(f"{counted} facts counted into the dashboard's rollups")
+    try:
+        rebuilt = rebuild_rollups(timedelta(seconds=lock_timeout))
+    except RebuildBusy as busy:
+        raise click.ClickException(str(busy)) from busy
+    click.echo(
+        f"{rebuilt.facts} facts counted into the dashboard's rollups "
+        f"({rebuilt.meanwhile} by the subscribers meanwhile, {rebuilt.dropped} stale keys "
+        f"dropped); tables locked {rebuilt.locked_s:.3f} s of {rebuilt.total_s:.1f} s"
+    )

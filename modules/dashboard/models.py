@@ -11,8 +11,8 @@
   ``refund`` and its uuid), inserted in the same transaction as the counters it moved: an event
   delivered twice, or a fact the rebuild counted before its event came, moves them once.
 
-The dashboard also lists recent payments newest first: the index below serves that listing (on
-the marketplace's table, declared here because only the dashboard reads it so).
+The recent transactions are read from the marketplace's tables, through indexes the marketplace
+declares (payments by time; a seller's invoice lines).
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
-from modules.marketplace.models import Payment
 
 #: ``seller_id`` of the platform's own rows (every fact, whole).
 PLATFORM = 0
 #: The counters of a row, in the order the API shows them.
-COUNTS = ("transactions", "succeeded", "failed", "canceled", "refunds")
+COUNTS = ("transactions", "succeeded", "failed", "canceled", "manual", "refunds")
 AMOUNTS = ("volume_minor", "fees_minor", "refunded_minor")
 COUNTERS = COUNTS + AMOUNTS
 
@@ -43,11 +42,15 @@ class DailyRollup(Base):
     day: Mapped[date] = mapped_column(primary_key=True)
     #: The provider's code, or the payment method of a payment made without one.
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
-    #: Provider transactions (and payments without one) that reached a final state.
+    #: Provider transactions that reached a final state, and payments made without a
+    #: provider that staff confirmed: ``succeeded + failed + canceled + manual``.
     transactions: Mapped[int] = mapped_column(Integer, default=0)
+    #: Provider transactions by outcome (the success rate's).
     succeeded: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     canceled: Mapped[int] = mapped_column(Integer, default=0)
+    #: Payments made without a provider (bank transfer, cash) that staff confirmed.
+    manual: Mapped[int] = mapped_column(Integer, default=0)
     refunds: Mapped[int] = mapped_column(Integer, default=0)
     #: What succeeded (a seller: their untaxed share of it), in hundredths.
     volume_minor: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -63,11 +66,3 @@ class CountedFact(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     subject: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     counted_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-#: The recent-transactions listing pages payments newest first (keyset on these columns).
-PAYMENTS_BY_TIME = Index(
-    "ix_marketplace_payment_created_at_id",
-    Payment.__table__.c.created_at,
-    Payment.__table__.c.id,
-)

@@ -51,12 +51,25 @@ class DashboardTransactionQuerySchema(PageArgs):
 
 class DashboardFiguresSchema(ma.Schema):
     transactions = ma.fields.Integer(
-        metadata={"description": "Transactions that reached a final state"}
+        metadata={
+            "description": "Provider transactions that reached a final state and payments "
+            "confirmed by staff: succeeded + failed + canceled + manual"
+        }
     )
-    succeeded = ma.fields.Integer()
-    failed = ma.fields.Integer()
-    canceled = ma.fields.Integer()
-    volume = Amount(metadata={"description": "What succeeded (a seller: their share)"})
+    succeeded = ma.fields.Integer(metadata={"description": "Provider transactions: success"})
+    failed = ma.fields.Integer(metadata={"description": "Provider transactions: failed"})
+    canceled = ma.fields.Integer(
+        metadata={"description": "Provider transactions given up by the payer or expired"}
+    )
+    manual = ma.fields.Integer(
+        metadata={
+            "description": "Payments made without a provider (bank transfer, cash) that staff "
+            "confirmed; not in the success rate"
+        }
+    )
+    volume = Amount(
+        metadata={"description": "Money in: successes and manual payments (a seller: their share)"}
+    )
     fees = Amount(
         metadata={"description": "Providers' fees on it (a seller: the commission on their share)"}
     )
@@ -73,7 +86,7 @@ class DashboardProviderFiguresSchema(DashboardFiguresSchema):
 
 
 class DashboardStatusCountSchema(ma.Schema):
-    state = ma.fields.String(metadata={"enum": ["success", "failed", "canceled"]})
+    state = ma.fields.String(metadata={"enum": ["success", "failed", "canceled", "manual"]})
     count = ma.fields.Integer()
 
 
@@ -114,11 +127,11 @@ class DashboardStatsSchema(ma.Schema):
     success_rate = Amount(
         places=4,
         metadata={
-            "description": "succeeded / (succeeded + failed), 0 to 1 (canceled left out); "
-            "null when there is neither"
+            "description": "succeeded / (succeeded + failed) over provider transactions, 0 to 1 "
+            "(canceled and manual payments left out); null when there is neither"
         },
     )
-    average = Amount(metadata={"description": "volume / succeeded; null when none succeeded"})
+    average = Amount(metadata={"description": "volume / (succeeded + manual); null when neither"})
     daily = ma.fields.List(
         ma.fields.Nested(DashboardDayFiguresSchema),
         metadata={"description": "Every day, zeros included"},

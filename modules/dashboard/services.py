@@ -5,12 +5,14 @@ Staff (and admins) see the platform's figures; a seller sees their own share of 
 days of the marketplace (``LAPAK_MARKETPLACE_TIMEZONE``), both ends included, in one currency.
 
 - ``transactions``: provider transactions paying invoices that reached a final state in the
-  period (and payments made without a provider, confirmed), split into ``succeeded``,
-  ``failed`` and ``canceled``;
-- ``success_rate`` = succeeded / (succeeded + failed): canceled ones (given up by the payer, or
-  expired) are left out; null when there is neither;
-- ``volume``: what succeeded; ``average`` = volume / succeeded (null when nothing succeeded);
-  ``fees``: the providers' fees on it (for a seller: the platform's commission on their share);
+  period, split into ``succeeded``, ``failed`` and ``canceled``, and payments made without a
+  provider (bank transfer, cash) that staff confirmed, ``manual``;
+- ``success_rate`` = succeeded / (succeeded + failed), over provider transactions only (as
+  issue 15 defines it): canceled ones (given up by the payer, or expired) and manual payments
+  are left out; null when there is neither;
+- ``volume``: the money that came in (successes and manual payments); ``average`` = volume /
+  (succeeded + manual), per payment that brought money (null when none did); ``fees``: the
+  providers' fees on it (for a seller: the platform's commission on their share);
 - ``refunds``: refunds whose money went back in the period, count and amount.
 """
 
@@ -22,9 +24,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, exists, func, select
+from sqlalchemy import ARRAY, Integer, Select, and_, bindparam, case, cast, func, or_, select
 
-from app.db import DriverStatement, Session, utcnow
+from app.db import DriverStatement, Session, get_database, utcnow
 from app.errors import Invalid
 from app.http import KeysetListing, Page
 from app.security import Principal
@@ -95,6 +97,7 @@ class Figures:
     succeeded: int
     failed: int
     canceled: int
+    manual: int
     refunds: int
     volume: Decimal
     fees: Decimal
@@ -186,6 +189,7 @@ def stats(actor: Principal, asked: Period) -> Stats:
         key=lambda figures: (-figures.volume, -figures.transactions, figures.provider),
     )
     decided = totals.succeeded + totals.failed
+    paid = totals.succeeded + totals.manual
     return Stats(
         since=asked.since,
         until=asked.until,
@@ -197,17 +201,14 @@ def stats(actor: Principal, asked: Period) -> Stats:
             if decided
             else None
         ),
-        average=(
-            (totals.volume / totals.succeeded).quantize(CENT, ROUND_HALF_UP)
-            if totals.succeeded
-            else None
-        ),
+        average=(totals.volume / paid).quantize(CENT, ROUND_HALF_UP) if paid else None,
         daily=daily,
         providers=providers,
         statuses=[
             StatusCount("success", totals.succeeded),
             StatusCount("failed", totals.failed),
             StatusCount("canceled", totals.canceled),
+            StatusCount("manual", totals.manual),
         ],
         settlement=summary(None if staff else actor.user_id, asked.currency, asked.since,
                            asked.until),
@@ -226,6 +227,7 @@ def _figures(kind: type[Any], counters: list[int], **extra: Any) -> Any:
         succeeded=named["succeeded"],
         failed=named["failed"],
         canceled=named["canceled"],
+        manual=named["manual"],
         refunds=named["refunds"],
         volume=from_minor(named["volume_minor"]),
         fees=from_minor(named["fees_minor"]),
@@ -266,11 +268,13 @@ class TransactionView:
 
 _P = Payment.__table__.c
 _T = PaymentTransaction.__table__.c
-#: A payment's state as its transaction's: a payment made without a provider is ``pending``
-#: until confirmed (``success``) or cancelled with its order (``canceled``).
+#: A payment's state as its transaction's: a paid one is a ``success`` (staff may confirm a
+#: provider's payment by hand while its transaction is still pending); a payment made without
+#: a provider is ``pending`` until then, or cancelled with its order (``canceled``).
+_paid = _P.state == "paid"
 _payment_state = case(
+    (_paid, "success"),
     (_T.id.is_not(None), _T.state),
-    (_P.state == "paid", "success"),
     (_P.state == "canceled", "canceled"),
     else_="pending",
 )
@@ -291,9 +295,13 @@ TRANSACTIONS = (
         _T.fee,
         _P.currency,
         User.__table__.c.uuid.label("customer"),
-        func.coalesce(_T.last_state_change, _P.confirmed_at, _P.cancelled_at, _P.created_at).label(
-            "updated_at"
-        ),
+        case(
+            (
+                and_(_paid, or_(_T.id.is_(None), _T.state != "success")),
+                func.coalesce(_P.confirmed_at, _P.created_at),
+            ),
+            else_=func.coalesce(_T.last_state_change, _P.cancelled_at, _P.created_at),
+        ).label("updated_at"),
     )
     .select_from(Payment.__table__)
     .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)
@@ -306,10 +314,24 @@ _FILTERS: dict[str, Any] = {
     "provider": _provider_code == bindparam("provider"),
     "currency": _P.currency == bindparam("currency"),
 }
-_OF_SELLER = exists().where(
-    AccountMoveLine.__table__.c.move_id == _P.invoice_id,
-    AccountMoveLine.__table__.c.seller_id == bindparam("viewer_id"),
-)
+_LINE_MOVE = AccountMoveLine.__table__.c.move_id
+_SELLERS_LINE = AccountMoveLine.__table__.c.seller_id == bindparam("viewer_id")
+
+
+def _of_seller(dialect: str) -> Any:
+    """A seller's payments, found from their invoices (the lines' ``(seller_id, move_id)``
+    index) and then by invoice, never by testing every payment. On PostgreSQL the invoices are
+    read first, into an array: as a semi-join the planner could scan the payments newest first
+    and test each, stopping at a page, which it chooses for a seller it guesses sells a lot and
+    which reads every payment for one who sells little. So a page costs what the seller's own
+    payments do."""
+    if dialect == "postgresql":
+        invoices = select(func.array_agg(_LINE_MOVE)).where(_SELLERS_LINE).scalar_subquery()
+        # The cast makes it an array value: ANY((SELECT ...)) alone is a semi-join again.
+        return _P.invoice_id == func.any(cast(invoices, ARRAY(Integer)))
+    return _P.invoice_id.in_(select(_LINE_MOVE).where(_SELLERS_LINE))
+
+
 _PAGES = KeysetListing([_P.created_at, _P.id], descending=True)
 
 
@@ -322,12 +344,13 @@ def list_transactions(
     staff = actor.has_role(*STAFF_ROLES)
     params = values if staff else {**values, "viewer_id": actor.user_id}
     given = tuple(values)
+    dialect = get_database().primary.dialect.name
 
     def build() -> Select[Any]:
-        statement = TRANSACTIONS if staff else TRANSACTIONS.where(_OF_SELLER)
+        statement = TRANSACTIONS if staff else TRANSACTIONS.where(_of_seller(dialect))
         return statement.where(*(_FILTERS[name] for name in given))
 
-    page = _PAGES.page((staff, given), build, params, limit=limit, cursor=cursor)
+    page = _PAGES.page((staff, given, dialect), build, params, limit=limit, cursor=cursor)
     return Page([_view(row) for row in page.items], page.next_cursor)
 
 

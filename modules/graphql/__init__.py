@@ -1,14 +1,16 @@
-"""Read-only GraphQL over sale orders, invoices, payments, provider transactions and seller
-balances, at ``POST /api/v1/graphql``: the same services, visibility and answers as the REST
-API, with nested reads batched (no N+1) and bounded (depth, cost, tokens, aliases, page size)."""
+"""Read-only GraphQL over sale orders, invoices, payments, provider transactions, seller
+balances and the dashboard's figures, at ``POST /api/v1/graphql``: the same services,
+visibility and answers as the REST API, with nested reads batched (no N+1) and bounded
+(length, tokens, fragments, depth, aliases, page size, cost)."""
 
 from app.registry import Manifest, ModuleHooks
 
 manifest = Manifest(
     name="graphql",
     version="0.1.0",
-    summary="Read-only GraphQL over orders, invoices, payments, transactions and balances",
-    depends=("marketplace", "payment", "seller"),
+    summary="Read-only GraphQL over orders, invoices, payments, transactions, balances and "
+    "dashboard figures",
+    depends=("marketplace", "payment", "seller", "dashboard"),
 )
 
 
@@ -18,7 +20,7 @@ def load(hooks: ModuleHooks) -> None:
     hooks.blueprint(api.blp)
     hooks.scope(
         api.SCOPE,
-        "Read sale orders, invoices, payments, provider transactions and seller balances "
-        "through GraphQL",
+        "Call the GraphQL endpoint: each field also needs the scope of its REST endpoint "
+        "(orders:read, payments:read, settlements:read, dashboard:read)",
         roles=("seller", "admin"),
     )

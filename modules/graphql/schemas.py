@@ -10,6 +10,8 @@ import marshmallow as ma
 
 from app.openapi import STORABLE_TEXT_PATTERN
 
+from .limits import MAX_QUERY_LENGTH
+
 EXAMPLE_QUERY = """query Orders($first: Int) {
   orders(first: $first, filter: {state: "sale"}) {
     items { id number amount_total payment_state lines { name quantity price_total } }
@@ -85,8 +87,12 @@ def _is_scalar(value: Any) -> bool:
 class GraphQLRequestSchema(ma.Schema):
     query = ma.fields.String(
         required=True,
-        validate=ma.validate.Length(min=1),
-        metadata={"description": "The GraphQL document (queries only)", "example": EXAMPLE_QUERY},
+        validate=ma.validate.Length(min=1, max=MAX_QUERY_LENGTH),
+        metadata={
+            "description": f"The GraphQL document (queries only): at most {MAX_QUERY_LENGTH:,} "
+            "characters, comments and blanks included",
+            "example": EXAMPLE_QUERY,
+        },
     )
     variables = Variables(
         load_default=None,
@@ -123,7 +129,8 @@ class GraphQLErrorSchema(ma.Schema):
     extensions = ma.fields.Dict(
         metadata={
             "description": "code: what refused it (a problem code such as not-found, "
-            "validation-failed with errors, invalid-cursor; or read-only, query-too-costly)"
+            "validation-failed with errors, invalid-cursor, value-not-storable; or read-only, "
+            "query-too-complex, query-too-costly)"
         }
     )
 

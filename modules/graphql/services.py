@@ -7,16 +7,19 @@ caught-up replica. The answer is the GraphQL response (``data`` and ``errors``):
 * errors of the query itself (syntax, validation, a limit, an argument REST would refuse, an
   object that is not there or not yours) are GraphQL errors; those raised by a service keep
   its problem code in ``extensions.code`` (``not-found``, ``validation-failed`` with
-  ``extensions.errors``, ``invalid-cursor``, ``forbidden``...);
+  ``extensions.errors``, ``invalid-cursor``, ``forbidden``...); so is whatever failed before
+  any resolver ran (nothing was read: the document tripped a validation rule);
 * a mutation or a subscription is refused as such (``extensions.code`` ``read-only``);
-* anything else (a database or replica failure, a bug, a service unavailable) is raised: the
-  view's ``read_only`` retries a failed replica read on the primary, and the app answers the
-  rest with its problem+json (503 with ``Retry-After``, 500), as every endpoint does.
+* anything else raised by a resolver (a database or replica failure, a bug, a service
+  unavailable) is raised: the view's ``read_only`` retries a failed replica read on the
+  primary, and the app answers the rest with its problem+json (503 with ``Retry-After``,
+  500), as every endpoint does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +33,8 @@ from app.security import Principal
 
 from .loaders import Context
 from .schema import schema
+
+log = logging.getLogger(__name__)
 
 READ_ONLY = (
     "Lapak's GraphQL API is read-only: it has no mutations or subscriptions. "
@@ -83,7 +88,13 @@ def _formatted(error: GraphQLError) -> dict[str, Any]:
     if original is None or isinstance(original, GraphQLError):
         return error.formatted
     if not isinstance(original, DomainError):
-        raise original
+        if error.path is not None:
+            raise original  # a resolver's: the database, a replica, a bug reading the data
+        # Raised before any resolver ran, by a validation rule or an extension given this
+        # document (a library's bug tripped by the query): nothing was read, so it is the
+        # query's error; logged, as it should not happen.
+        log.warning("a GraphQL document failed outside the resolvers", exc_info=original)
+        return error.formatted
     if isinstance(original, Unauthenticated) or status_of(original) >= 500:
         raise original  # the app's problem+json, with its headers (Retry-After)
     formatted = dict(error.formatted)

@@ -25,8 +25,11 @@ from modules.marketplace.schemas import (
     PaymentSchema,
     order_summary,
 )
+from modules.payment import api as payment_api
 from modules.payment.schemas import ProviderTransactionSchema
 from modules.seller.schemas import BalanceSchema
+
+from .rest import require_scope, scope_of
 
 if TYPE_CHECKING:
     from .loaders import Context
@@ -67,6 +70,8 @@ _INVOICE = fast_dump(InvoiceSchema(exclude=("lines",)))
 _PAYMENT = fast_dump(PaymentSchema())
 _TRANSACTION = fast_dump(ProviderTransactionSchema())
 _BALANCE = fast_dump(BalanceSchema())
+#: Provider transactions are read over REST with this scope only: under a payment as well.
+TRANSACTIONS_READ = scope_of(payment_api.TransactionItem.get)
 
 
 def _context(info: strawberry.Info[Context, None]) -> Context:
@@ -146,7 +151,9 @@ class Payment:
         description="The provider transactions confirming this payment that you may see"
     )
     async def transactions(self, info: strawberry.Info[Context, None]) -> list[ProviderTransaction]:
-        return await _context(info).loaders.payment_transactions.load(self.key)
+        context = _context(info)
+        require_scope(context.actor, TRANSACTIONS_READ)
+        return await context.loaders.payment_transactions.load(self.key)
 
 
 @strawberry.type(description="A customer invoice (out_invoice) or credit note (out_refund)")

@@ -115,13 +115,7 @@ def _capture(order_id: int, payment_id: int) -> Callable[[], Posting | None]:
             return None
         invoice = payment.invoice
         postings.fix_split(invoice)
-
-        def when(p: Payment) -> tuple[datetime, int]:
-            return (p.confirmed_at or invoice.created_at, p.id)
-
-        before = postings.sum_amounts(
-            p for p in _payments_of(invoice) if p.state == "paid" and when(p) < when(payment)
-        )
+        before = postings.confirmed_before(payment, _payments_of(invoice), invoice.created_at)
         return postings.payment_capture(invoice, payment, before, payment.confirmed_by_id)
 
     return build
@@ -158,10 +152,10 @@ def _refund(order_id: int, refund_id: int) -> Callable[[], Posting | None]:
         payment = refund.payment
         invoice = payment.invoice
         postings.fix_split(invoice)
-        earlier = Session().scalars(
-            select(Refund.amount).where(Refund.invoice_id == invoice.id, Refund.id < refund.id)
+        refunds = Session().execute(
+            select(Refund.id, Refund.amount).where(Refund.invoice_id == invoice.id)
         )
-        refunded_before = sum(earlier, ZERO)
+        refunded_before = postings.refunded_before(refund, refunds)
         confirmed = postings.sum_amounts(
             p
             for p in _payments_of(invoice)

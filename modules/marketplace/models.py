@@ -206,6 +206,10 @@ SaleOrder.payment_state = column_property(
 
 class AccountMoveLine(LineAmounts, Base):
     __tablename__ = "marketplace_account_move_line"
+    __table_args__ = (
+        # A seller's invoices (the dashboard's recent transactions of a seller start there).
+        Index("ix_marketplace_account_move_line_seller_id_move_id", "seller_id", "move_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     move_id: Mapped[int] = mapped_column(
@@ -244,6 +248,8 @@ class Payment(Base):
     __table_args__ = (
         _one_of("state", PAYMENT_STATES),
         CheckConstraint("amount > 0", name="amount_positive"),
+        # Payments newest first, keyset on both (the dashboard's recent transactions).
+        Index("ix_marketplace_payment_created_at_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -42,14 +42,15 @@ very same one for history written before the ledger (:mod:`.backfill`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from app.db import DriverStatement, Session
+from app.db import DriverStatement, Session, any_of
 from app.errors import Conflict
 from app.registry import ModuleHooks
 from modules.ledger import extend
@@ -214,13 +215,58 @@ def fix_split(invoice: AccountMove) -> None:
 def split_of(invoice: AccountMove) -> Split:
     """The invoice's untaxed amount by seller, each seller's commission taken off (at the
     seller's own percent fixed on the invoice, else the invoice's)."""
-    percent = invoice.commission_percent
+    lines = _line_amounts(invoice)
+    has_sellers = any(seller_id is not None for seller_id, _ in lines)
+    own = commissions.fixed_on(invoice) if has_sellers else {}
+    return _split(invoice.amount_total, invoice.amount_tax, invoice.commission_percent, lines, own)
+
+
+def splits_of(invoice_ids: Collection[int]) -> dict[int, Split]:
+    """The split of each of these invoices, as :func:`split_of` gives it, in three queries
+    whatever their number (the invoices, their lines, their sellers' own percents): for a
+    reader of many invoices at once (the dashboard's rebuild)."""
+    if not invoice_ids:
+        return {}
+    ids = sorted(invoice_ids)
+    session = Session()
+    lines: dict[int, list[tuple[int | None, Decimal]]] = {}
+    for move_id, seller_id, subtotal in session.execute(
+        select(AccountMoveLine.move_id, AccountMoveLine.seller_id, AccountMoveLine.price_subtotal)
+        .where(any_of(AccountMoveLine.move_id, ids))
+        .order_by(AccountMoveLine.id)
+    ):
+        lines.setdefault(move_id, []).append((seller_id, subtotal))
+    with_sellers = [
+        move_id
+        for move_id, amounts in lines.items()
+        if any(seller_id is not None for seller_id, _ in amounts)
+    ]
+    own = commissions.fixed_on_each(with_sellers)
+    return {
+        invoice_id: _split(total, tax, percent, lines.get(invoice_id, []), own.get(invoice_id, {}))
+        for invoice_id, total, tax, percent in session.execute(
+            select(
+                AccountMove.id,
+                AccountMove.amount_total,
+                AccountMove.amount_tax,
+                AccountMove.commission_percent,
+            ).where(any_of(AccountMove.id, ids))
+        )
+    }
+
+
+def _split(
+    total: Decimal,
+    tax: Decimal,
+    percent: Decimal | None,
+    lines: Iterable[tuple[int | None, Decimal]],
+    own: Mapping[int, Decimal],
+) -> Split:
     if percent is None:
         percent = marketplace_settings().commission_percent
     untaxed: dict[int | None, Decimal] = {}
-    for seller_id, subtotal in _line_amounts(invoice):
+    for seller_id, subtotal in lines:
         untaxed[seller_id] = untaxed.get(seller_id, ZERO) + subtotal
-    own = commissions.fixed_on(invoice) if set(untaxed) - {None} else {}
     shares = []
     for seller_id, amount in sorted(
         untaxed.items(), key=lambda item: (item[0] is not None, item[0] or 0)
@@ -230,7 +276,7 @@ def split_of(invoice: AccountMove) -> Split:
         else:
             commission = _round(amount * own.get(seller_id, percent) / HUNDRED)
         shares.append(Share(seller_id, amount - commission, commission))
-    return Split(invoice.amount_total, invoice.amount_tax, tuple(shares))
+    return Split(total, tax, tuple(shares))
 
 
 def _line_amounts(invoice: AccountMove) -> list[tuple[int | None, Decimal]]:
@@ -258,6 +304,49 @@ def part(value: Decimal, before: Decimal, after: Decimal, total: Decimal) -> Dec
     if total == 0:
         return ZERO
     return _round(value * after / total) - _round(value * before / total)
+
+
+# -- the order of an invoice's payments --------------------------------------------------------
+
+
+def confirmation_key(payment: Any, invoice_created_at: datetime) -> tuple[datetime, int]:
+    """Where a confirmed payment (or a row of one: ``id``, ``confirmed_at``) sorts among its
+    invoice's: by when it was confirmed, then by id. One confirmed without a time (never written
+    so by the services, but history from before them may hold it) sorts at its invoice's
+    creation. The capture, ``lapak ledger backfill`` and the dashboard all order by this."""
+    return (payment.confirmed_at or invoice_created_at, payment.id)
+
+
+def confirmed_before(
+    payment: Any, payments: Iterable[Any], invoice_created_at: datetime
+) -> Decimal:
+    """What the invoice's ``payments`` (objects or rows: ``id``, ``state``, ``amount``,
+    ``confirmed_at``) confirmed before ``payment`` amount to: the ``B`` its capture releases
+    the shares from (see the cumulative allocation above)."""
+    mine = confirmation_key(payment, invoice_created_at)
+    return sum_amounts(
+        p for p in payments
+        if p.state == "paid" and confirmation_key(p, invoice_created_at) < mine
+    )  # fmt: skip
+
+
+def refunded_before(refund: Any, refunds: Iterable[Any]) -> Decimal:
+    """What the invoice's ``refunds`` (objects or rows: ``id``, ``amount``) gave back before
+    ``refund``, in the order they were made: the ``B`` its refund posting takes the shares
+    back from."""
+    return sum_amounts(r for r in refunds if r.id < refund.id)
+
+
+def confirmation_time(now: datetime, others: Iterable[Any]) -> datetime:
+    """When a payment confirmed at ``now`` is recorded, given its invoice's ``others``: ``now``,
+    or just after the latest of their confirmations when that is not earlier (a clock that
+    went back). So a payment always sorts after those confirmed before it
+    (:func:`confirmation_key`), and a capture's ``B`` read back later is the one it used."""
+    times = [p.confirmed_at for p in others if p.state == "paid" and p.confirmed_at is not None]
+    latest = max(times, default=None)
+    if latest is None or now > latest:
+        return now
+    return latest + timedelta(microseconds=1)
 
 
 # -- the postings ------------------------------------------------------------------------------

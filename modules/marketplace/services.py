@@ -489,7 +489,7 @@ def _register_payment(
         payment.invoice_id = invoice.id
         insert_record(payment)
         adopt_written(payment)
-        rows = [*earlier, PaymentRow(payment.id, payment.state, payment.amount)]
+        rows = [*earlier, PaymentRow.of(payment)]
     else:
         Session().add(payment)
         Session().flush()
@@ -514,25 +514,22 @@ class PaymentRow(NamedTuple):
     id: int
     state: str
     amount: Decimal
+    confirmed_at: datetime | None
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentRow:
+        return cls(payment.id, payment.state, payment.amount, payment.confirmed_at)
 
 
-def _payment_rows(invoice: AccountMove, *changed: Payment) -> list[PaymentRow]:
-    """The invoice's payments as the database has them (``changed``: as these objects have
-    them, written or not), without loading them (or what they join) as objects: what its
-    payment state and the capture's split need."""
-    assert all(p.id is not None for p in changed), "a changed payment is written already"
-    now = {payment.id: payment for payment in changed}
+def _payment_rows(invoice: AccountMove) -> list[PaymentRow]:
+    """The invoice's payments as the database has them, without loading them (or what they
+    join) as objects: what its payment state and the capture's split need."""
     rows = _PAYMENT_ROWS.rows(Session().connection(), {"invoice_id": invoice.id})
-    return [
-        PaymentRow(key, now[key].state, now[key].amount)
-        if key in now
-        else PaymentRow(key, state, amount)
-        for key, state, amount in rows
-    ]
+    return [PaymentRow(*row) for row in rows]
 
 
 _PAYMENT_ROWS = DriverStatement(
-    select(Payment.id, Payment.state, Payment.amount)
+    select(Payment.id, Payment.state, Payment.amount, Payment.confirmed_at)
     .where(Payment.invoice_id == bindparam("invoice_id"))
     .order_by(Payment.id)
 )
@@ -625,17 +622,21 @@ def _confirm(actor: Principal | None, payment: Payment) -> Payment:
             state=payment.state,
         )
     postings.require_posted(invoice)
+    written = _payment_rows(invoice)
     payment.state = "paid"
-    payment.confirmed_at = utcnow()
+    payment.confirmed_at = postings.confirmation_time(
+        utcnow(), (row for row in written if row.id != payment.id)
+    )
     payment.confirmed_by_id = actor_id
-    payments = _payment_rows(invoice, payment)  # written with the invoice's state
+    # As they are written with the invoice's state (this one as it is now).
+    payments = [PaymentRow.of(payment) if row.id == payment.id else row for row in written]
     invoice.payment_state = _payment_state(invoice, payments)
     events = [("payment.confirmed", _payment_event(payment))]
     if invoice.payment_state == "paid":
         events.append(("invoice.paid", _invoice_event(invoice)))
     emit_many(events)
     postings.fix_split(invoice)
-    before = postings.sum_amounts(p for p in payments if p.state == "paid" and p.id != payment.id)
+    before = postings.confirmed_before(payment, payments, invoice.created_at)
     _post(postings.payment_capture(invoice, payment, before, actor_id))
     return payment
 

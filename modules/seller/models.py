@@ -153,6 +153,11 @@ class Settlement(Base):
         ),
         Index("ix_seller_settlement_seller_id_id", "seller_id", "id"),
         Index("ix_seller_settlement_state_id", "state", "id"),
+        # Those completed in a period, and those in flight, per currency (every seller's: the
+        # dashboard's settlement summary).
+        Index(
+            "ix_seller_settlement_currency_state_completed_at", "currency", "state", "completed_at"
+        ),
         # A weekly payout is made once per seller and day, however often the job runs.
         Index(
             "uq_seller_settlement_seller_id_scheduled_for",

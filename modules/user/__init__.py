@@ -2,7 +2,9 @@
 
 from datetime import timedelta
 
-from app.registry import Manifest, ModuleHooks
+from app.registry import Manifest, MenuEntry, ModuleHooks
+
+ADMINS = frozenset({"admin"})
 
 manifest = Manifest(
     name="user",
@@ -25,12 +27,17 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, cli, importer, jobs, passwords, phones
+    from . import api, cli, importer, jobs, passwords, phones, screens
 
     hooks.setup(passwords.install)
     hooks.setup(phones.install)
     hooks.setup(importer.install)
     hooks.blueprint(api.blp, prefix="users")
+    hooks.screens(
+        screens.screens,
+        MenuEntry("Users", "user_screens.users", ADMINS, order=80),
+        MenuEntry("Imports", "user_screens.imports_page", ADMINS, order=81),
+    )
     hooks.command(cli.users)
     hooks.demo(cli.load_demo)
     hooks.job(jobs.run_import)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from pathlib import Path
 from typing import Any
 
-from flask import Response, request, stream_with_context, url_for
+from flask import Response, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -23,8 +22,6 @@ from app.openapi import link, response_links
 from app.security import authenticate, requires
 
 from . import imports, services
-from .csvfile import template
-from .importer import import_settings
 from .models import User
 from .schemas import (
     ActivationIssuedSchema,
@@ -38,6 +35,7 @@ from .schemas import (
     UserSchema,
     UserUpdateSchema,
 )
+from .transfers import allow_upload_body, errors_csv_response, template_response
 
 blp = Blueprint(
     "user",
@@ -199,10 +197,7 @@ def _refuse_oversized_uploads(view: Any) -> Any:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        limit = import_settings().max_bytes
-        request.max_content_length = limit + 64 * 1024  # room for the multipart envelope
-        if request.content_length is not None and request.content_length > limit + 64 * 1024:
-            raise imports.ImportTooLarge(f"the file is larger than the limit of {limit} bytes")
+        allow_upload_body()
         return view(*args, **kwargs)
 
     return guarded
@@ -271,13 +266,7 @@ class ImportErrors(MethodView):
         wants_csv = args["format"] == "csv" or request.accept_mimetypes.best == "text/csv"
         if not wants_csv:
             return imports.import_errors(job_id, limit=args["limit"], cursor=args["cursor"])
-        job, lines = imports.errors_csv(job_id)
-        name = f"{Path(job.filename).stem}-errors.csv"
-        return Response(
-            stream_with_context(lines),
-            mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return errors_csv_response(job_id)
 
 
 @blp.route("/imports/<uuid:job_id>/cancel")
@@ -296,8 +285,4 @@ class ImportTemplate(MethodView):
     @blp.response(200, description="The header row of an import file")
     def get(self) -> Response:
         """The CSV header an import file starts with"""
-        return Response(
-            template(),
-            mimetype="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="users-import-template.csv"'},
-        )
+        return template_response()

@@ -70,7 +70,12 @@ def schema(database: Path) -> tuple[set[str], set[str], list[str]]:
 def listed_commands(help_text: str) -> set[str]:
     """The command names in the ``Commands:`` section of click's help."""
     section = help_text.split("Commands:")[1]
-    return {line.split()[0] for line in section.splitlines() if line.startswith("  ")}
+    # A command's line starts with two spaces and its name; a wrapped description, with more.
+    return {
+        line.split()[0]
+        for line in section.splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    }
 
 
 def test_db_upgrade_creates_the_core_tables_and_downgrade_base_removes_them(
@@ -107,6 +112,7 @@ def test_help_lists_lapaks_commands_and_no_flask_options(tmp_path: Path) -> None
 
     assert shown.returncode == 0, shown.stderr
     assert listed_commands(shown.stdout) == {
+        "dashboard",
         "db",
         "demo",
         "ledger",
@@ -118,7 +124,7 @@ def test_help_lists_lapaks_commands_and_no_flask_options(tmp_path: Path) -> None
     }
     options = shown.stdout.split("Options:")[1].split("Commands:")[0]
     assert options.split() == ["--help", "Show", "this", "message", "and", "exit."]
-    assert "users    Users, roles, activation and CSV imports (module user)." in shown.stdout
+    assert "users      Users, roles, activation and CSV imports (module user)." in shown.stdout
     assert shown.stderr == ""
     db_help = lapak(tmp_path, "db", "--help").stdout
     for subcommand in ("upgrade", "downgrade", "current", "revision", "check"):

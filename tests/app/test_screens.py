@@ -55,3 +55,16 @@ def test_a_refusal_names_the_field_as_it_was_sent() -> None:
 
     assert refused.value.errors == {"from": "Not a valid date."}
     assert refused.value.detail == "From: Not a valid date."
+
+
+@pytest.mark.parametrize("text", ["nul\x00byte", "bell\x07", "lone \ud800 surrogate"])
+def test_text_the_database_cannot_store_is_refused_in_a_field_and_in_a_list(text: str) -> None:
+    for form in (
+        MultiDict([("name", text)]),
+        MultiDict([("name", "k"), ("scopes", "ok"), ("scopes", text)]),
+    ):
+        with pytest.raises(Invalid) as refused:
+            load_form(KeySchema(), form)
+        (field,) = refused.value.errors
+        assert refused.value.errors[field].startswith("contains a control character")
+        assert field == ("name" if form["name"] == text else "scopes")

@@ -5,16 +5,20 @@ by SQL of the tests' own (integer hundredths, so it is exact on SQLite too)."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from werkzeug.test import TestResponse
 
 from app.db import Session, get_database, transaction
@@ -32,6 +36,7 @@ from tests.modules.web.conftest import (  # noqa: F401 - fixtures
     page,
     served,
 )
+from tests.servers import Services
 
 DASHBOARD = "/api/v1/dashboard"
 MARKETPLACE = "/api/v1/marketplace"
@@ -257,37 +262,43 @@ def _uuid_param(value: str) -> Any:
 # -- the figures, recomputed ----------------------------------------------------------------------
 
 #: Every fact the dashboard counts, recomputed from the source tables: provider transactions of
-#: invoices in a final state, payments confirmed without a provider, refunds done. Money in
+#: invoices in a final state, payments confirmed without a provider (``manual``), refunds done.
+#: Money in
 #: integer hundredths; ``before`` is what the invoice's earlier payments (refunds) moved.
 FACTS = """
 WITH paid AS (
-    SELECT p.id, CAST(COALESCE(SUM({cents_p}) OVER (
-        PARTITION BY p.invoice_id ORDER BY p.confirmed_at, p.id
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
-    FROM marketplace_payment p WHERE p.state = 'paid'
+    SELECT p.id, COALESCE(p.confirmed_at, m.created_at) AS at,
+           CAST(COALESCE(SUM({cents_p}) OVER (
+               PARTITION BY p.invoice_id ORDER BY COALESCE(p.confirmed_at, m.created_at), p.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
+    FROM marketplace_payment p JOIN marketplace_account_move m ON m.id = p.invoice_id
+    WHERE p.state = 'paid'
 ), refunded AS (
     SELECT r.id, CAST(COALESCE(SUM({cents_r}) OVER (
         PARTITION BY r.invoice_id ORDER BY r.id
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
     FROM marketplace_refund r
 ), facts AS (
-    SELECT {day_t} AS day, pr.code AS provider, t.state AS outcome, t.currency,
-           CASE WHEN t.state = 'success' THEN {cents_t} ELSE 0 END AS amount,
-           CASE WHEN t.state = 'success' THEN CAST(ROUND(t.fee * 100) AS BIGINT) ELSE 0 END AS fee,
-           t.invoice_id, CASE WHEN t.state = 'success' THEN paid.before ELSE 0 END AS before
+    SELECT {day_t} AS day, pr.code AS provider,
+           CASE WHEN paid.id IS NOT NULL THEN 'success' ELSE t.state END AS outcome, t.currency,
+           CASE WHEN paid.id IS NOT NULL THEN {cents_t} ELSE 0 END AS amount,
+           CASE WHEN paid.id IS NOT NULL THEN CAST(ROUND(t.fee * 100) AS BIGINT) ELSE 0 END
+               AS fee,
+           t.invoice_id, CASE WHEN paid.id IS NOT NULL THEN paid.before ELSE 0 END AS before
     FROM payment_transaction t
     JOIN payment_provider pr ON pr.id = t.provider_id
     LEFT JOIN paid ON paid.id = t.account_payment_id
-    WHERE t.kind = 'invoice' AND t.state IN ('success', 'failed', 'canceled')
+    WHERE t.kind = 'invoice'
+      AND (t.state IN ('success', 'failed', 'canceled') OR paid.id IS NOT NULL)
     UNION ALL
-    SELECT {day_p}, p.method, 'success', p.currency, {cents_p}, 0, p.invoice_id, paid.before
+    SELECT {day_p}, p.method, 'manual', p.currency, {cents_p}, 0, p.invoice_id, paid.before
     FROM marketplace_payment p JOIN paid ON paid.id = p.id
     WHERE NOT EXISTS (SELECT 1 FROM payment_transaction t WHERE t.account_payment_id = p.id)
     UNION ALL
     SELECT {day_r},
            COALESCE((SELECT pr.code FROM payment_transaction t
                      JOIN payment_provider pr ON pr.id = t.provider_id
-                     WHERE t.account_payment_id = r.payment_id AND t.state = 'success'), p.method),
+                     WHERE t.account_payment_id = r.payment_id), p.method),
            'refund', r.currency, {cents_r}, 0, r.invoice_id, refunded.before
     FROM marketplace_refund r
     JOIN refunded ON refunded.id = r.id
@@ -317,9 +328,10 @@ SELECT day, provider,
        SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END),
        SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END),
        SUM(CASE WHEN outcome = 'canceled' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN outcome = 'manual' THEN 1 ELSE 0 END),
        SUM(CASE WHEN outcome = 'refund' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN outcome = 'success' THEN amount ELSE 0 END),
-       SUM(CASE WHEN outcome = 'success' THEN fee ELSE 0 END),
+       SUM(CASE WHEN outcome IN ('success', 'manual') THEN amount ELSE 0 END),
+       SUM(CASE WHEN outcome IN ('success', 'manual') THEN fee ELSE 0 END),
        SUM(CASE WHEN outcome = 'refund' THEN amount ELSE 0 END)
 FROM chosen
 WHERE currency = :currency
@@ -332,7 +344,8 @@ PART = (
     " - (2 * {v} * f.before + split.total) / (2 * split.total))"
 )
 FIELDS = (
-    "transactions", "succeeded", "failed", "canceled", "refunds", "volume", "fees", "refunded",
+    "transactions", "succeeded", "failed", "canceled", "manual", "refunds", "volume", "fees",
+    "refunded",
 )  # fmt: skip
 
 
@@ -350,8 +363,12 @@ def recomputed(app: Flask, seller: Caller | None, currency: str = "IDR") -> dict
             cents_p="CAST(ROUND(p.amount * 100) AS BIGINT)",
             cents_r="CAST(ROUND(r.amount * 100) AS BIGINT)",
             cents_t="CAST(ROUND(t.amount * 100) AS BIGINT)",
-            day_t=day("t.last_state_change"),
-            day_p=day("p.confirmed_at"),
+            # A transaction succeeds when its payment is paid, if that came first.
+            day_t=day(
+                "CASE WHEN paid.id IS NOT NULL AND (t.state <> 'success' OR paid.at < "
+                "t.last_state_change) THEN paid.at ELSE t.last_state_change END"
+            ),
+            day_p=day("paid.at"),
             day_r=day("r.confirmed_at"),
             part_net=PART.format(v="(split.untaxed - split.commission)"),
             part_commission=PART.format(v="split.commission"),
@@ -392,6 +409,7 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
         add(days.setdefault(day_value, dict.fromkeys(FIELDS, 0)), counters)
         add(providers.setdefault(provider, dict.fromkeys(FIELDS, 0)), counters)
     decided = totals["succeeded"] + totals["failed"]
+    paid = totals["succeeded"] + totals["manual"]
     every_day = [since + timedelta(days=n) for n in range((until - since).days + 1)]
     return {
         "totals": figures(totals),
@@ -399,9 +417,7 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
             str(rounded(Decimal(totals["succeeded"]) / decided, "0.0001")) if decided else None
         ),
         "average": (
-            str(rounded(Decimal(totals["volume"]).scaleb(-2) / totals["succeeded"], "0.01"))
-            if totals["succeeded"]
-            else None
+            str(rounded(Decimal(totals["volume"]).scaleb(-2) / paid, "0.01")) if paid else None
         ),
         "daily": [
             {"day": str(day_value), **figures(days.get(str(day_value), dict.fromkeys(FIELDS, 0)))}
@@ -412,8 +428,34 @@ def expected_stats(found: dict[tuple, dict], since: date, until: date) -> dict[s
             {"state": "success", "count": totals["succeeded"]},
             {"state": "failed", "count": totals["failed"]},
             {"state": "canceled", "count": totals["canceled"]},
+            {"state": "manual", "count": totals["manual"]},
         ],
     }
+
+
+def stats(client: FlaskClient, caller: Caller, **query: Any) -> dict[str, Any]:
+    return ok(client.get(f"{DASHBOARD}/stats", query_string=query, headers=caller.headers))
+
+
+def assert_stats_match(
+    app: Flask, client: FlaskClient, caller: Caller, seller: Caller | None, days: int
+) -> dict[str, Any]:
+    since, until = today() - timedelta(days=days - 1), today()
+    shown = stats(client, caller, **{"from": str(since), "to": str(until)})
+    expected = expected_stats(recomputed(app, seller), since, until)
+    assert shown["from"] == str(since)
+    assert shown["to"] == str(until)
+    assert shown["scope"] == ("seller" if seller else "platform")
+    assert shown["totals"] == expected["totals"]
+    assert shown["success_rate"] == expected["success_rate"]
+    assert shown["average"] == expected["average"]
+    assert shown["daily"] == expected["daily"]
+    by_code = {
+        p["provider"]: {k: v for k, v in p.items() if k != "provider"} for p in shown["providers"]
+    }
+    assert by_code == expected["providers"]
+    assert shown["statuses"] == expected["statuses"]
+    return shown
 
 
 def rounded(value: Decimal, places: str) -> Decimal:
@@ -431,3 +473,37 @@ def rollup_rows(app: Flask) -> list[tuple]:
                 select(DailyRollup.__table__).order_by(*DailyRollup.__table__.primary_key)
             )
         ]
+
+
+# -- query plans -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def sent_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
+    """``(statement, parameters)`` of every statement ``app``'s engines send from this thread
+    in the block."""
+    database = app.extensions["lapak.db"]
+    engines = [database.primary] + [replica.engine for replica in database.replicas]
+    sent: list[tuple[str, Any]] = []
+    this_thread = threading.get_ident()
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if threading.get_ident() == this_thread:
+            sent.append((statement, parameters))
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+def plan_of(services: Services, statement: str, parameters: Any) -> str:
+    """PostgreSQL's plan for ``statement`` with sequential scans ruled out: the indexes it can
+    use (a test's tables are too small for the planner to prefer them on its own)."""
+    with psycopg.connect(services.database_url.replace("+psycopg", "")) as connection:
+        connection.execute("SET enable_seqscan = off")
+        rows = connection.execute(f"EXPLAIN {statement}", parameters).fetchall()
+    return "\n".join(row[0] for row in rows)

@@ -16,6 +16,7 @@ from app.security import scope_catalogue
 from modules.seller.models import Settlement
 from tests.modules.auth.test_api_keys import create_key, problem, signed
 from tests.modules.conftest import Caller
+from tests.servers import Services
 
 from .conftest import (
     DASHBOARD,
@@ -25,6 +26,8 @@ from .conftest import (
     deliver,
     move_money,
     ok,
+    plan_of,
+    sent_statements,
     today,
 )
 
@@ -99,6 +102,7 @@ def test_the_default_period_is_the_last_30_days_in_rupiah(
         "succeeded": 0,
         "failed": 0,
         "canceled": 0,
+        "manual": 0,
         "volume": "0.00",
         "fees": "0.00",
         "refunds": 0,
@@ -223,6 +227,23 @@ def test_recent_transactions_newest_first_filtered_and_each_seller_sees_their_sa
     assert_problem(get(client, market.staff, TRANSACTIONS, state="lost"), 422)
 
 
+def test_a_sellers_listing_starts_from_their_invoices(
+    app: Flask, client: FlaskClient, market: Market, services: Services
+) -> None:
+    """Not from every payment, testing each for the seller's lines: from the seller's invoice
+    lines, through the marketplace's index on them."""
+    move_money(app, client, market)
+    with sent_statements(app) as sent:
+        assert listed(client, market.seller_a, limit=2)
+    (statement, parameters), *_ = (
+        (statement, parameters)
+        for statement, parameters in sent
+        if "FROM marketplace_payment" in statement and "seller_id" in statement
+    )
+    plan = plan_of(services, statement, parameters)
+    assert "ix_marketplace_account_move_line_seller_id_move_id" in plan, plan
+
+
 # -- the settlement summary ------------------------------------------------------------------------
 
 
@@ -280,3 +301,21 @@ def test_the_settlement_summary_is_the_sellers_balances_and_payouts(
     old = today() - timedelta(days=40)
     earlier = ok(get(client, market.staff, STATS, **{"from": str(old), "to": str(old)}))
     assert earlier["settlement"]["payouts"] == {"count": 1, "amount": "2000.00"}
+
+
+def test_the_staff_settlement_summary_reads_the_period_not_every_settlement(
+    app: Flask, client: FlaskClient, market: Market, services: Services
+) -> None:
+    """Settlements completed in the period and those in flight, found through the seller
+    module's index on (currency, state, completed_at), not by reading every completed one."""
+    settle(app, market.seller_a, "1000.00", "completed", 1)
+    settle(app, market.seller_b, "450.50", "processing", 0)
+    with sent_statements(app) as sent:
+        ok(get(client, market.staff, STATS))
+    (statement, parameters), *_ = (
+        (statement, parameters)
+        for statement, parameters in sent
+        if "seller_settlement" in statement
+    )
+    plan = plan_of(services, statement, parameters)
+    assert "ix_seller_settlement_currency_state_completed_at" in plan, plan

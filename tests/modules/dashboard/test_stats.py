@@ -6,58 +6,33 @@ rebuild gives what the subscribers gave."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from app.db import Session, transaction
+from app.db import Session, transaction, utcnow
 from app.events import OutboxEvent
 from modules.dashboard import rollups
 from modules.dashboard.models import CountedFact
-from tests.modules.conftest import Caller
+from modules.payment import services as payment_services
 
 from .conftest import (
     DASHBOARD,
+    MARKETPLACE,
+    assert_stats_match,
     build_market,
     deliver,
-    expected_stats,
     move_money,
     notify,
     ok,
     order,
     product,
-    recomputed,
     rollup_rows,
     shift_days,
+    stats,
     today,
 )
-
-
-def stats(client: FlaskClient, caller: Caller, **query: Any) -> dict[str, Any]:
-    return ok(client.get(f"{DASHBOARD}/stats", query_string=query, headers=caller.headers))
-
-
-def assert_stats_match(
-    app: Flask, client: FlaskClient, caller: Caller, seller: Caller | None, days: int
-) -> dict[str, Any]:
-    since, until = today() - timedelta(days=days - 1), today()
-    shown = stats(client, caller, **{"from": str(since), "to": str(until)})
-    expected = expected_stats(recomputed(app, seller), since, until)
-    assert shown["from"] == str(since)
-    assert shown["to"] == str(until)
-    assert shown["scope"] == ("seller" if seller else "platform")
-    assert shown["totals"] == expected["totals"]
-    assert shown["success_rate"] == expected["success_rate"]
-    assert shown["average"] == expected["average"]
-    assert shown["daily"] == expected["daily"]
-    by_code = {
-        p["provider"]: {k: v for k, v in p.items() if k != "provider"} for p in shown["providers"]
-    }
-    assert by_code == expected["providers"]
-    assert shown["statuses"] == expected["statuses"]
-    return shown
 
 
 def test_stats_equal_the_recomputation_for_staff_and_each_sellers_share(
@@ -76,12 +51,14 @@ def test_stats_equal_the_recomputation_for_staff_and_each_sellers_share(
 
     platform = assert_stats_match(app, client, market.staff, None, days=7)
     totals = platform["totals"]
-    # The scenario as a person reads it: two successes paid by hand and one through the
-    # gateway, one failure, one given up; two refunds (the gateway sent its own back).
-    assert (totals["succeeded"], totals["failed"], totals["canceled"]) == (3, 1, 1)
+    # The scenario as a person reads it: one success through the gateway, one failure, one
+    # given up, two payments by hand confirmed by staff; two refunds (the gateway sent its own
+    # back). The success rate is the gateway's alone: one of two.
+    assert (totals["succeeded"], totals["failed"], totals["canceled"]) == (1, 1, 1)
+    assert (totals["manual"], totals["transactions"]) == (2, 5)
     assert totals["refunds"] == 2
     assert totals["refunded"] == "15000.00"
-    assert platform["success_rate"] == "0.7500"
+    assert platform["success_rate"] == "0.5000"
     assert {p["provider"] for p in platform["providers"]} == {"demo", "bank_transfer", "cash"}
     if app.extensions["lapak.settings"].redis_url:
         assert sum(1 for day in platform["daily"] if day["transactions"]) == 3
@@ -173,7 +150,7 @@ def test_each_fact_counts_once_whatever_comes_twice_and_the_rebuild_agrees(
     assert rollup_rows(app) == counted
 
 
-def test_a_top_up_and_an_unconfirmed_payment_are_not_counted(
+def test_a_top_up_an_unconfirmed_payment_and_one_cancelled_with_its_order_are_not_counted(
     app: Flask, client: FlaskClient
 ) -> None:
     market = build_market(app, client)
@@ -186,8 +163,59 @@ def test_a_top_up_and_an_unconfirmed_payment_are_not_counted(
         201,
     )
     notify(app, client, topped["transaction"], "success")
-    order(client, market.buyer, [(product(app, "37000", market.seller_a), "1")],
-          method="bank_transfer")  # fmt: skip
+    fish = product(app, "37000", market.seller_a)
+    order(client, market.buyer, [(fish, "1")], method="bank_transfer")
+    # A bank transfer given up with its order: no money came and no provider tried; listed as
+    # canceled, counted nowhere (by the subscribers and the rebuild alike).
+    given_up = order(client, market.buyer, [(fish, "2")], method="bank_transfer")
+    ok(
+        client.post(
+            f"{MARKETPLACE}/orders/{given_up['order']['id']}/cancel", headers=market.buyer.headers
+        )
+    )
     deliver(app)
     assert rollup_rows(app) == []
     assert stats(client, market.staff)["totals"]["transactions"] == 0
+    listed = ok(
+        client.get(
+            f"{DASHBOARD}/transactions", query_string={"state": "canceled"},
+            headers=market.staff.headers,
+        )
+    )["items"]  # fmt: skip
+    assert [item["payment"] for item in listed] == [given_up["payment"]["id"]]
+    result = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
+    assert "0 facts counted" in result.output, result.output
+    assert rollup_rows(app) == []
+
+
+def test_a_provider_payment_confirmed_by_hand_counts_when_confirmed_and_lists_as_success(
+    app: Flask, client: FlaskClient
+) -> None:
+    market = build_market(app, client)
+    made = order(client, market.buyer, [(product(app, "37000", market.seller_a), "1")])
+    payment = made["payment"]["id"]
+    # The money came by another way: staff confirm it while the transaction is still pending.
+    ok(client.post(f"{MARKETPLACE}/payments/{payment}/confirm", headers=market.staff.headers))
+    shift_days(app, "marketplace_payment", "confirmed_at", payment, 1)  # confirmed yesterday
+    deliver(app)
+
+    yesterday = str(today() - timedelta(days=1))
+    shown = assert_stats_match(app, client, market.staff, None, days=7)
+    assert (shown["totals"]["succeeded"], shown["totals"]["volume"]) == (
+        1,
+        made["transaction"]["amount"],
+    )
+    assert [day["day"] for day in shown["daily"] if day["succeeded"]] == [yesterday]
+    listed = ok(client.get(f"{DASHBOARD}/transactions", headers=market.staff.headers))["items"]
+    assert [(item["payment"], item["state"]) for item in listed] == [(payment, "success")]
+    counted = rollup_rows(app)
+
+    # Its transaction follows at its expiry (today): the fact is the one counted already.
+    with app.app_context():
+        expired = payment_services.expire_transactions(now=utcnow() + timedelta(days=3))
+    assert expired == 1
+    deliver(app)
+    assert rollup_rows(app) == counted
+    assert_stats_match(app, client, market.seller_a, market.seller_a, days=7)
+    assert app.test_cli_runner().invoke(args=["dashboard", "rebuild"]).exit_code == 0
+    assert rollup_rows(app) == counted

@@ -6,6 +6,7 @@ the same questions asked through GraphQL and through REST.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from werkzeug.test import TestResponse
 from app.db import transaction
 from modules.marketplace.models import Product
 from modules.user.services import create_user
+from tests.modules.auth.test_api_keys import Key, signed
 from tests.modules.conftest import PASSWORD, Caller, login
 
 GRAPHQL = "/api/v1/graphql"
@@ -187,3 +189,18 @@ def problem_of(response: TestResponse, status: int, code: str | None = None) -> 
     if code is not None:
         assert body["type"] == f"urn:lapak:problem:{code}", body
     return body
+
+
+def ask_signed(client: FlaskClient, key: Key, query: str) -> dict[str, Any]:
+    """The GraphQL answer (HTTP 200) to ``query`` signed with an API key."""
+    response = signed(client, key, "POST", GRAPHQL, json.dumps({"query": query}).encode())
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def scope_missing(answer: dict[str, Any], scope: str, path: list[Any]) -> None:
+    """``answer``'s one error: the field at ``path`` needs ``scope``, which the key lacks."""
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "scope-missing"}, error
+    assert error["message"] == f"this API key lacks the scope {scope}"
+    assert error["path"] == path

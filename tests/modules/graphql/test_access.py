@@ -5,15 +5,28 @@ no mutations, POST only."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from graphql import GraphQLError
 
+from modules.graphql import services
 from tests.modules.auth.test_api_keys import create_key, signed
 from tests.modules.conftest import Caller
 
-from .conftest import GRAPHQL, MARKETPLACE, ORDER_DETAIL, ORDERS, Shop, problem_of
+from .conftest import (
+    GRAPHQL,
+    MARKETPLACE,
+    ORDER_DETAIL,
+    ORDERS,
+    Shop,
+    ask_signed,
+    problem_of,
+    scope_missing,
+)
 
 IDS = "{ orders(first: 50) { items { id } next_cursor } }"
 
@@ -98,23 +111,68 @@ def test_a_seller_sees_only_the_orders_with_their_products(pg_shop: Shop) -> Non
     ]
 
 
-def test_an_api_key_needs_the_graphql_scope(
+def test_an_api_key_needs_the_graphql_scope_and_that_of_what_it_reads(
     app: Flask, client: FlaskClient, log_in_as: Any, pg_shop: Shop
 ) -> None:
     seller = log_in_as("seller")
     product = pg_shop.product(seller=seller)
-    placed = pg_shop.order(pg_shop.user(), (product, "1"))
+    placed = pg_shop.order(pg_shop.user(), (product, "1"), provider="demo")
+    order_id = placed["order"]["id"]
     body = json.dumps({"query": IDS}).encode()
-
-    with_scope = create_key(client, seller, ["graphql:read"])
-    response = signed(client, with_scope, "POST", GRAPHQL, body)
-    assert response.status_code == 200, response.get_json()
-    assert response.get_json()["data"]["orders"]["items"] == [{"id": placed["order"]["id"]}]
 
     without = create_key(client, seller, ["orders:read", "payments:read"])
     refused = signed(client, without, "POST", GRAPHQL, body)
     problem = problem_of(refused, 403, "scope-missing")
     assert "graphql:read" in problem["detail"]
+
+    # graphql:read opens the endpoint, not what REST keeps behind other scopes.
+    graphql_only = create_key(client, seller, ["graphql:read"])
+    answer = ask_signed(client, graphql_only, IDS)
+    assert answer["data"] == {"orders": None}
+    scope_missing(answer, "orders:read", ["orders"])
+    answer = ask_signed(client, graphql_only, "{ settlement_summary { pending } }")
+    scope_missing(answer, "settlements:read", ["settlement_summary"])
+
+    with_orders = create_key(client, seller, ["graphql:read", "orders:read"])
+    assert ask_signed(client, with_orders, IDS)["data"]["orders"]["items"] == [{"id": order_id}]
+    nested = f'{{ order(id: "{order_id}") {{ id invoices {{ id }} payments {{ id }} }} }}'
+    assert ask_signed(client, with_orders, nested)["data"]["order"]["payments"] == [
+        {"id": placed["payment"]["id"]}
+    ]  # as GET /orders/{id} shows them with orders:read
+    for field, key, scope in [
+        ("payment", "payment", "payments:read"),
+        ("transaction", "transaction", "payments:read"),
+        ("invoice", "invoice", None),
+    ]:
+        answer = ask_signed(
+            client, with_orders, f'{{ {field}(id: "{placed[key]["id"]}") {{ id }} }}'
+        )
+        if scope is None:
+            assert answer == {"data": {field: {"id": placed[key]["id"]}}}
+        else:
+            scope_missing(answer, scope, [field])
+    scope_missing(
+        ask_signed(client, with_orders, "{ transactions { items { id } } }"),
+        "payments:read",
+        ["transactions"],
+    )
+    # Provider transactions need payments:read under a payment too, as over REST.
+    under_payments = f'order(id: "{order_id}") {{ payments {{ transactions {{ id }} }} }}'
+    answer = ask_signed(client, with_orders, f"{{ {under_payments} }}")
+    assert answer["data"] == {"order": None}
+    scope_missing(answer, "payments:read", ["order", "payments", 0, "transactions"])
+
+    every_scope = ["graphql:read", "orders:read", "payments:read", "settlements:read"]
+    everything = create_key(client, seller, every_scope)
+    answer = ask_signed(
+        client, everything, f"{{ {under_payments} settlement_summary {{ currency }} }}"
+    )
+    assert answer == {
+        "data": {
+            "order": {"payments": [{"transactions": [{"id": placed["transaction"]["id"]}]}]},
+            "settlement_summary": {"currency": "IDR"},
+        }
+    }
 
 
 def test_a_mutation_or_a_subscription_is_refused_as_a_graphql_error(pg_shop: Shop) -> None:
@@ -178,6 +236,39 @@ def test_the_querys_own_errors_are_graphql_errors_in_a_200(pg_shop: Shop) -> Non
         GRAPHQL, json={"query": two, "operationName": "C"}, headers=staff.headers
     )
     assert response.get_json()["errors"] == [{"message": "the document has no operation named 'C'"}]
+
+
+def test_a_string_of_the_query_the_database_cannot_store_is_a_graphql_error(
+    pg_shop: Shop,
+) -> None:
+    staff = pg_shop.user("staff")
+    for literal in ("SO\\u0000", "\\u0007"):
+        query = f'{{ orders(filter: {{number: "{literal}"}}) {{ next_cursor }} }}'
+        (error,) = pg_shop.errors(staff, query)
+        assert error["extensions"] == {"code": "value-not-storable"}
+        assert "control character" in error["message"]
+        assert error["locations"] == [{"line": 1, "column": 27}]
+    defaulted = 'query ($n: String = "\\u0000") { orders(filter: {number: $n}) { next_cursor } }'
+    (error,) = pg_shop.errors(staff, defaulted)
+    assert error["extensions"] == {"code": "value-not-storable"}
+    # Tab and line breaks are text.
+    spaced = '{ orders(filter: {number: "SO\\t\\n"}) { next_cursor } }'
+    assert pg_shop.graphql(staff, spaced) == {"orders": {"next_cursor": None}}
+
+
+def test_a_failure_before_any_resolver_is_a_graphql_error_and_one_in_a_resolver_is_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What strawberry makes of an exception of a validation rule (strawberry's depth rule
+    # raised KeyError for a spread of an unknown fragment): nothing was read, so the query's.
+    tripped = GraphQLError("'Missing'", original_error=KeyError("Missing"))
+    with caplog.at_level(logging.WARNING, logger="modules.graphql.services"):
+        assert services._formatted(tripped) == {"message": "'Missing'"}
+    assert "outside the resolvers" in caplog.text
+    # The same in a resolver (reading the data failed): the app's 500 (or 503), not the query's.
+    failed = GraphQLError("'Missing'", path=["orders"], original_error=KeyError("Missing"))
+    with pytest.raises(KeyError):
+        services._formatted(failed)
 
 
 def test_the_settlement_summary_is_the_sellers_own_balance_and_staff_read_any(
