@@ -82,8 +82,8 @@ def test_the_landing_page_is_styled_under_its_csp_and_its_links_work(
     font = page.evaluate("getComputedStyle(document.body).fontFamily")
     assert "system-ui" in font
     modules = [
-        *("user", "auth", "audit", "fetch", "ledger", "marketplace", "payment", "seller"),
-        *("wallet", "webhook"),
+        *("user", "auth", "audit", "fetch", "ledger", "marketplace", "webhook", "live"),
+        *("payment", "seller", "wallet"),
     ]
     assert page.locator("td code").all_inner_texts() == modules
 

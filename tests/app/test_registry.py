@@ -14,6 +14,7 @@ from flask import Flask
 import modules.audit
 import modules.auth
 import modules.fetch
+import modules.live
 import modules.marketplace
 import modules.payment
 import modules.seller
@@ -350,10 +351,11 @@ def test_real_modules_load_in_dependency_order() -> None:
         "fetch",
         "ledger",
         "marketplace",
+        "webhook",
+        "live",
         "payment",
         "seller",
         "wallet",
-        "webhook",
     ]
 
 
@@ -617,10 +619,11 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.fetch,
                 modules.ledger,
                 modules.marketplace,
+                modules.webhook,
+                modules.live,
                 modules.payment,
                 modules.seller,
                 modules.wallet,
-                modules.webhook,
             ]
         )
     ]
