@@ -19,6 +19,7 @@ BENCHMARKS = {
     "ledger": "bench.ledger",
     "payments": "bench.payments",
     "webhooks": "bench.webhooks",
+    "live": "bench.live",
 }
 
 
