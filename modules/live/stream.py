@@ -85,12 +85,16 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
         raise
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stream = Stream(app, live_settings(), feed, principal, viewer, subscriber, slot, cursor, start)
-    return Response(
+    response = Response(
         _run(stream),
         mimetype=MIMETYPE,
         # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+    # The server closes every answer, also one whose body it never read (a HEAD request): a
+    # generator that never started would not run its own cleanup.
+    response.call_on_close(lambda: _release(stream))
+    return response
 
 
 def _run(stream: Stream) -> Iterator[bytes]:
@@ -124,8 +128,13 @@ def _run(stream: Stream) -> Iterator[bytes]:
                 next_heartbeat = now + settings.heartbeat_seconds
             stream.subscriber.wait(min(ends_at, next_check, next_heartbeat) - now)
     finally:
-        stream.hub.unsubscribe(stream.subscriber)
-        stream.slot.close()
+        _release(stream)
+
+
+def _release(stream: Stream) -> None:
+    """Give the stream's subscription and slot back (again: a no-op)."""
+    stream.hub.unsubscribe(stream.subscriber)
+    stream.slot.close()
 
 
 def _replay(stream: Stream) -> Iterator[bytes]:

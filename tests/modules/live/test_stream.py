@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from flask import Flask
 
 from app.db import transaction
@@ -18,6 +19,7 @@ from tests.modules.marketplace.conftest import order_body
 from tests.modules.marketplace.test_ledger import confirm, refund
 
 from .conftest import (
+    STREAM,
     Message,
     make_product,
     open_stream,
@@ -300,3 +302,18 @@ def test_a_full_process_answers_503_with_retry_after_until_a_stream_ends(
     assert again.status == 200
     again.close()
     open_streams[1].close()
+
+
+def test_an_answer_whose_body_is_never_read_gives_its_slot_back(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=1)
+    base = serve(app)
+    admin = person(app, "admin")
+
+    head = requests.head(f"{base}{STREAM}", headers=admin.headers, timeout=10)
+    assert head.status_code == 200
+
+    sse = open_stream(base, admin)
+    assert sse.status == 200
+    sse.close()
