@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flask import Flask
+from sqlalchemy.orm import Session as OrmSession
 
 from app.db import Session
 from app.log import WarningsEvery
@@ -65,7 +66,7 @@ def render(event: Committed) -> bytes:
 
 
 def messages(
-    session: Session, events: Sequence[Committed], viewers: Sequence[Viewer]
+    session: OrmSession, events: Sequence[Committed], viewers: Sequence[Viewer]
 ) -> list[Message]:
     """``events`` rendered, with their audiences resolved for the needs of ``viewers``."""
     if not events:
@@ -197,5 +198,10 @@ class Hub:
             session = Session()
             snapshot = read_snapshot(session)
             rows = read_after(session, frontier.position, PAGE_SIZE)
+            position = frontier.position
             taken = frontier.advance(rows, snapshot)
-            return messages(session, taken, viewers), len(taken) == PAGE_SIZE
+            try:
+                return messages(session, taken, viewers), len(taken) == PAGE_SIZE
+            except Exception:
+                frontier.position = position  # read them again at the next poll
+                raise

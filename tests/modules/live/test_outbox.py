@@ -12,6 +12,8 @@ import psycopg
 import pytest
 from flask import Flask
 
+from app.db import transaction
+from app.events import emit
 from modules.live.outbox import Committed, Frontier, Snapshot
 from tests.modules.marketplace.conftest import primary_dsn
 from tests.servers import Services
@@ -130,3 +132,30 @@ def test_an_event_committed_after_a_later_one_is_sent_first_and_a_rolled_back_on
 
     names = [m.json["type"] for m in received if m.json["type"].startswith("live.")]
     assert names == (["live.first", "live.second"] if outcome == "commit" else ["live.second"])
+
+
+def test_events_the_feed_could_not_filter_are_read_again_not_skipped(
+    app: Flask, services: Services, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(app)
+    admin, customer = person(app, "admin"), person(app, "customer")
+    streams = [open_stream(base, admin), open_stream(base, customer)]
+    for sse in streams:
+        sse.next()
+    with psycopg.connect(primary_dsn(services), autocommit=True) as connection:
+        connection.execute("SET lock_timeout = '10s'")
+        # The customers' lookup reads the orders: with the table away, every poll fails.
+        connection.execute("ALTER TABLE marketplace_sale_order RENAME TO live_test_away")
+        try:
+            with app.app_context(), transaction():
+                emit("order.confirmed", {"order": str(uuid.uuid4())})
+            held_back = heartbeats(streams[0], 2)
+        finally:
+            connection.execute("ALTER TABLE live_test_away RENAME TO marketplace_sale_order")
+
+        [received] = streams[0].events(lambda m: m.event == "order.confirmed")
+    for sse in streams:
+        sse.close()
+
+    assert "order.confirmed" not in held_back
+    assert received.json["type"] == "order.confirmed"
