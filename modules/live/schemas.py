@@ -15,7 +15,6 @@ _RESUME = (
 
 class StreamQuerySchema(ma.Schema):
     last_event_id = ma.fields.Integer(
-        load_default=None,
         validate=ma.validate.Range(min=0, max=MAX_EVENT_ID),
         metadata={"description": f"{_RESUME} For clients that cannot set the header; the "
                   "Last-Event-ID header wins."},
@@ -25,7 +24,6 @@ class StreamQuerySchema(ma.Schema):
 class StreamHeadersSchema(ma.Schema):
     last_event_id = ma.fields.Integer(
         data_key="Last-Event-ID",
-        load_default=None,
         validate=ma.validate.Range(min=0, max=MAX_EVENT_ID),
         metadata={"description": f"{_RESUME} Browsers send it by themselves on a reconnect."},
     )
