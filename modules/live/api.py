@@ -30,6 +30,48 @@ EXAMPLE = (
 )
 
 
+#: One message of the stream, as EventSource hands it over (comments and bare ids are not
+#: messages): its ``data`` is JSON, an event's or the reason a session ended.
+STREAM_MESSAGE = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "description": "The event's type (order.confirmed ...), or session-ended",
+        },
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The outbox id"},
+        "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": ["id", "type", "time", "payload"],
+                        "properties": {
+                            "id": {"type": "string", "format": "uuid"},
+                            "type": {"type": "string"},
+                            "time": {"type": "string", "format": "date-time"},
+                            "payload": {"type": "object"},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["reason", "detail"],
+                        "properties": {
+                            "reason": {"type": "string", "example": "session-replaced"},
+                            "detail": {"type": "string"},
+                        },
+                    },
+                ]
+            },
+        },
+    },
+}
+
+
 @blp.route("/stream")
 class EventStream(MethodView):
     @requires(browser=True)
@@ -37,7 +79,7 @@ class EventStream(MethodView):
     @blp.arguments(StreamHeadersSchema, location="headers")
     @blp.response(
         200,
-        {"type": "string"},
+        STREAM_MESSAGE,
         content_type=stream.MIMETYPE,
         description="An endless text/event-stream: per event `id:` (the outbox id), `event:` "
         "(its type) and `data:` (JSON: id, type, time, payload); a `: heartbeat` comment with "
