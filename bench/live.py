@@ -60,7 +60,7 @@ from bench.http_overhead import (
     serving,
     venv_script,
 )
-from bench.runner import FAST_PASSWORDS, Figures, bench_settings, run_as_command
+from bench.runner import FAST_PASSWORDS, REPO_ROOT, Figures, bench_settings, run_as_command
 from modules.user.services import create_user
 from tests.servers import start_services
 
@@ -108,6 +108,8 @@ def start_lapak(
         LAPAK_INSTANCE_PATH=str(workdir / "instance"),
         LAPAK_WEB_WORKERS=str(workers),
         LAPAK_LOG_LEVEL="WARNING",
+        # This checkout's code, whatever the venv's editable install points at.
+        PYTHONPATH=str(REPO_ROOT),
         **{f"LAPAK_{name.upper()}": value for name, value in FAST_PASSWORDS.items()},
     )
     port = free_port()
