@@ -12,13 +12,14 @@ streams' audience lookups run and find nobody, so only staff and admins get them
 run, streams or not.
 
 The probe is ``GET /api/v1/auth/session`` (a bearer token, its session check and a read of its
-row), at 1 and 8 concurrent clients. Each round measures N / R requests with no stream open,
-then opens S streams (``GET /api/v1/events/stream``, from 12 users: staff and admins who get
-every event, sellers and customers whose filter is worked out for every event), waits for each
-one's first line, measures again, and closes them; the next round starts once the server has
-noticed (a heartbeat later, ``LAPAK_LIVE_HEARTBEAT_SECONDS``). One thread of this process reads
-every stream as it comes (and counts the events), as browsers would. A stream refused for a full
-worker (503) is opened again; the refusals are counted.
+row), at 1 and 8 concurrent clients. Each round measures N / R requests with no stream open and
+N / R with S streams open, alternating which goes first. For the latter it opens S streams
+(``GET /api/v1/events/stream``, from 12 users: staff and admins who get every event, sellers
+and customers whose filter is worked out for every event), waits for each one's first line,
+measures, and closes them; what follows waits until the server has noticed (a heartbeat later,
+``LAPAK_LIVE_HEARTBEAT_SECONDS``). One thread of this process reads every stream as it comes
+(and counts the events), as browsers would. A stream refused for a full worker (503) is opened
+again; the refusals are counted.
 
 The headline is, per client count, the p50 and p99 latency with streams over without (the
 target: within 10 %, a ratio of at most 1.10), and the same ratio per round to show the noise.
@@ -292,23 +293,26 @@ def _measure_rounds(
             load(port, PROBE, warmup, concurrency, headers=probe)
     for index, share in enumerate(shares):
         print(f"  round {index + 1}/{rounds} ...", file=sys.stderr, flush=True)
-        for concurrency in CONCURRENCY:
-            batches.setdefault((concurrency, "none"), []).append(
-                load(port, PROBE, share, concurrency, headers=probe)
-            )
-        streams = Streams(port, tokens, count)
-        try:
-            streams.open()
-            for concurrency in CONCURRENCY:
-                batches.setdefault((concurrency, "streams"), []).append(
-                    load(port, PROBE, share, concurrency, headers=probe)
-                )
-        finally:
-            opened["refused"] += streams.refused
-            opened["events_read"] += streams.events
-            opened["ended_early"] += streams.ended
-            streams.close()
-        if index < rounds - 1:
+        # Alternate which case goes first, so that drift falls on both alike.
+        for case in ("none", "streams") if index % 2 == 0 else ("streams", "none"):
+            if case == "none":
+                for concurrency in CONCURRENCY:
+                    batches.setdefault((concurrency, "none"), []).append(
+                        load(port, PROBE, share, concurrency, headers=probe)
+                    )
+                continue
+            streams = Streams(port, tokens, count)
+            try:
+                streams.open()
+                for concurrency in CONCURRENCY:
+                    batches.setdefault((concurrency, "streams"), []).append(
+                        load(port, PROBE, share, concurrency, headers=probe)
+                    )
+            finally:
+                opened["refused"] += streams.refused
+                opened["events_read"] += streams.events
+                opened["ended_early"] += streams.ended
+                streams.close()
             time.sleep(HEARTBEAT_S + 2)  # the server ends the closed streams at a heartbeat
     rows, ratios = [], []
     for concurrency in CONCURRENCY:
@@ -372,7 +376,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="measured requests per client count and case, over the rounds (default 3000)",
     )
     parser.add_argument(
-        "--rounds", type=positive, default=3, help="rounds, each with and without (default 3)"
+        "--rounds",
+        type=positive,
+        default=4,
+        help="rounds, each with and without, alternating which goes first (default 4)",
     )
     parser.add_argument(
         "--warmup", type=non_negative, default=100, help="unmeasured requests first (default 100)"
