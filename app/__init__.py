@@ -27,7 +27,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app import db, http, openapi
+    from app import db, http, openapi, streaming
     from app.config import Settings, misspelled_settings
     from app.events import SWEEP_EVERY, dispatch_outbox
     from app.health import core, health
@@ -68,6 +68,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     db.init_app(app, settings)
     api = http.init_app(app, settings, openapi.document_plugins())
     app.extensions["lapak.jobs"] = Jobs(app, settings)
+    streaming.install(app, settings.web_streams)
 
     registry = load(settings.module_packages, settings.modules)
     registry.wiring.periodic.append(Periodic(dispatch_outbox, SWEEP_EVERY, "events"))

@@ -69,6 +69,11 @@ class Settings:
     module_packages: tuple[str, ...] = ("modules",)
     log_level: str = "INFO"
     web_workers: int = field(default_factory=lambda: min(2 * (os.cpu_count() or 1) + 1, 8))
+    #: Threads of each gunicorn worker that answer ordinary requests (``lapak serve``).
+    web_threads: int = 4
+    #: Long-lived responses (the event stream) each worker process serves at once, each on a
+    #: thread of its own besides ``web_threads``; one more is a 503 with ``Retry-After``.
+    web_streams: int = 100
     #: A replica that failed is not tried again for this many seconds.
     replica_retry_seconds: float = 10.0
     #: A replica's state (still in recovery, how far replayed), once read, is trusted this many
@@ -162,6 +167,8 @@ class Settings:
             raise SettingsError("LAPAK_TRUSTED_PROXY_HOPS must be 0 or more")
         for name in (
             "web_workers",
+            "web_threads",
+            "web_streams",
             "embedded_job_threads",
             "outbox_max_attempts",
             "max_json_bytes",
@@ -230,6 +237,8 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
         elif name in (
             "trusted_proxy_hops",
             "web_workers",
+            "web_threads",
+            "web_streams",
             "replica_connect_timeout",
             "embedded_job_threads",
             "outbox_max_attempts",

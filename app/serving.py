@@ -1,5 +1,21 @@
 """``lapak serve`` in production: gunicorn with our app factory and problem+json for its errors.
 
+Why threads: the API answers in milliseconds, but a Server-Sent Events stream (the web
+client's live updates) stays open for up to an hour, mostly waiting. A sync worker
+serves one request at a time, so each open stream would take a whole worker process away from
+the API (and gunicorn kills a sync worker whose request outlives ``timeout``). So each worker
+process is gunicorn's threaded worker (``gthread``) with ``LAPAK_WEB_THREADS`` threads for
+ordinary requests plus ``LAPAK_WEB_STREAMS`` threads for streams: :mod:`app.streaming` refuses a
+stream beyond ``LAPAK_WEB_STREAMS`` with a 503, so streams can never take the API's threads. A
+waiting stream costs a sleeping thread, not a process, and no CPU; the browser reaches it on the
+same origin and port as everything else, with nothing to route. The other ways were worse here:
+a second server for streams on its own port needs a proxy in front to share the origin (the
+embedded default has none), and an async worker (gevent) would patch the database drivers
+under every request for the sake of one endpoint. Kept-alive connections wait in the worker's
+poller, not on a thread. When told to stop, a worker ends its streams at once
+(:meth:`app.streaming.Streams.stop`; clients reconnect with ``Last-Event-ID``) instead of
+waiting ``graceful_timeout`` for them.
+
 gunicorn answers some requests itself, before any app sees them: a request line over
 ``LAPAK_LIMIT_REQUEST_LINE`` (414), a header over ``LAPAK_LIMIT_REQUEST_FIELD_SIZE`` or more
 headers than ``LAPAK_LIMIT_REQUEST_FIELDS`` (431), a malformed request such as a control
@@ -19,7 +35,7 @@ from typing import Any
 from flask import Flask
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.sync import SyncWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 from app.config import Settings
 from app.http import PROBLEM_MIMETYPE, SAFE_HEADERS
@@ -58,8 +74,9 @@ def write_problem(sock: socket.socket, status: int, reason: str, message: str) -
     util.write_nonblock(sock, "\r\n".join(head).encode("latin-1") + payload)
 
 
-class ProblemWorker(SyncWorker):
-    """gunicorn's sync worker whose own error answers are problem+json."""
+class ProblemWorker(ThreadWorker):
+    """gunicorn's threaded worker whose own error answers are problem+json and which ends the
+    app's streams when it is told to stop."""
 
     def init_process(self) -> None:
         # handle_error (gunicorn.workers.base) looks write_error up in gunicorn.util at each
@@ -68,6 +85,18 @@ class ProblemWorker(SyncWorker):
         util.write_error = write_problem
         super().init_process()
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)  # stop accepting; wait for open responses
+        extensions = getattr(getattr(self, "wsgi", None), "extensions", {})
+        streams = extensions.get("lapak.streams")
+        if streams is not None:
+            streams.stop()
+
+
+def threads_per_worker(settings: Settings) -> int:
+    """Each worker's threads: the API's, and one per stream it may serve."""
+    return settings.web_threads + settings.web_streams
+
 
 def run_gunicorn(settings: Settings, host: str, port: int, build: Any) -> None:
     """Serve ``build()`` (called once in each worker process) with gunicorn until stopped."""
@@ -75,6 +104,10 @@ def run_gunicorn(settings: Settings, host: str, port: int, build: Any) -> None:
         "bind": f"{host}:{port}",
         "workers": settings.web_workers,
         "worker_class": ProblemWorker,
+        "threads": threads_per_worker(settings),
+        # Open connections a worker holds (streams, requests, kept-alive ones): gunicorn's
+        # default, and at least room for every thread.
+        "worker_connections": max(1000, threads_per_worker(settings) * 2),
         "limit_request_line": settings.limit_request_line,
         "limit_request_field_size": settings.limit_request_field_size,
         "limit_request_fields": settings.limit_request_fields,

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "webhooks": "bench.webhooks",
     "dashboard": "bench.dashboard",
     "graphql": "bench.graphql",
+    "live": "bench.live",
 }
 
 

@@ -444,12 +444,30 @@ def _authenticate_cookie(token: str) -> Principal:
 
 
 def _session_principal(claims: dict[str, Any]) -> Principal:
-    """The person behind a verified token, once their session passes every check: it exists,
-    is neither revoked nor replaced, is within its idle and absolute expiry, and its user is
-    active."""
+    """The person behind a verified token, once their session passes every check
+    (:func:`check_session`); a use slides the session's idle expiry (at most once per
+    ``touch_interval``)."""
     auth = runtime()
-    state = _session_state(claims["sid"])
-    if state is None or state.user_uuid != claims["sub"]:
+    state = check_session(claims["sid"], claims["sub"])
+    now = utcnow()
+    if now - state.last_seen_at >= auth.settings.touch_interval:
+        _touch(state, now)
+    return Principal(
+        user_id=state.user_id,
+        user_uuid=state.user_uuid,
+        email=state.email,
+        role=state.role,
+        session_id=state.sid,
+    )
+
+
+def check_session(sid: uuid.UUID, user_uuid: uuid.UUID) -> SessionState:
+    """The state of session ``sid`` of ``user_uuid`` while it may be used; else the
+    :class:`AuthFailure` saying why (replaced by a newer login, ended, the account deactivated,
+    expired). The per-request check, also for what outlives a request (an event stream checks
+    its caller's session every few seconds); it does not count as activity (no idle slide)."""
+    state = _session_state(sid)
+    if state is None or state.user_uuid != user_uuid:
         raise SessionRevoked("this session does not exist")
     if state.revoked:
         if state.revoked_reason == REPLACED:
@@ -462,15 +480,7 @@ def _session_principal(claims: dict[str, Any]) -> Principal:
         raise SessionExpired("the session reached its maximum lifetime; log in again")
     if now >= state.idle_expires_at:
         raise SessionExpired("the session was idle for too long; log in again")
-    if now - state.last_seen_at >= auth.settings.touch_interval:
-        _touch(state, now)
-    return Principal(
-        user_id=state.user_id,
-        user_uuid=state.user_uuid,
-        email=state.email,
-        role=state.role,
-        session_id=state.sid,
-    )
+    return state
 
 
 def _session_state(sid: uuid.UUID) -> SessionState | None:

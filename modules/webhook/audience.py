@@ -15,15 +15,18 @@ profiles and KYC, wallets, imports) are for admins only.
 | ``seller`` | ``seller`` (user uuid) | that seller |
 | ``owner`` | ``owner`` (user uuid) | that user (the endpoint's owner) |
 | ``None`` | | nobody: admins only |
+
+The lookups take many keys at once (:func:`sellers_by_key`, :func:`orders_by_key`), so the live
+event stream resolves a whole batch of events in a few queries.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import select, union
+from sqlalchemy import Subquery, select, union
 from sqlalchemy.orm import Session
 
 from modules.marketplace.models import (
@@ -92,46 +95,81 @@ def event_types_for(role: str) -> list[str]:
 def sellers_concerned(session: Session, event_type: str, payload: Mapping[str, Any]) -> set[int]:
     """The user ids (sellers, or the owner for ``owner`` events) ``event_type`` with
     ``payload`` concerns; empty for admin-only and unknown types."""
+    found = audience_key(event_type, payload)
+    if found is None:
+        return set()
+    kind, key = found
+    return sellers_by_key(session, kind, [key]).get(key, set())
+
+
+def audience_key(event_type: str, payload: Mapping[str, Any]) -> tuple[str, uuid.UUID] | None:
+    """The kind of ``event_type`` (see ``EVENT_AUDIENCE``) and the key its payload names; None
+    for admin-only and unknown types, or a payload without the key."""
     kind = EVENT_AUDIENCE.get(event_type)
     if kind is None:
-        return set()
-    key = _uuid(payload.get(_FIELD[kind]))
-    if key is None:
-        return set()
-    if kind in ("seller", "owner"):
-        user_id = session.scalar(select(User.id).where(User.uuid == key))
-        return {user_id} if user_id is not None else set()
+        return None
+    key = as_uuid(payload.get(_FIELD[kind]))
+    return (kind, key) if key is not None else None
+
+
+#: The kinds whose key leads to a sale order.
+ORDER_KINDS = frozenset({"order", "invoice", "payment"})
+
+
+def orders_by_key(kind: str, keys: Collection[uuid.UUID]) -> Subquery:
+    """``(key, order_id)``: the sale order each key of ``kind`` (one of :data:`ORDER_KINDS`)
+    leads to."""
     if kind == "order":
-        order_id = select(SaleOrder.id).where(SaleOrder.uuid == key)
+        found = select(SaleOrder.uuid.label("key"), SaleOrder.id.label("order_id"))
+        column = SaleOrder.uuid
     elif kind == "invoice":
-        order_id = select(AccountMove.order_id).where(AccountMove.uuid == key)
+        found = select(AccountMove.uuid.label("key"), AccountMove.order_id.label("order_id"))
+        column = AccountMove.uuid
     else:
-        order_id = (
-            select(AccountMove.order_id)
-            .join(Payment, Payment.invoice_id == AccountMove.id)
-            .where(Payment.uuid == key)
+        found = select(Payment.uuid.label("key"), AccountMove.order_id.label("order_id")).join(
+            AccountMove, Payment.invoice_id == AccountMove.id
         )
-    return _order_sellers(session, order_id.scalar_subquery())
+        column = Payment.uuid
+    return found.where(column.in_(sorted(keys))).subquery()
 
 
-def _order_sellers(session: Session, order_id: Any) -> set[int]:
-    """The sellers of an order: its products' and its invoices' lines' (a product may have
-    changed hands since; the invoice line keeps the seller at posting)."""
+def sellers_by_key(
+    session: Session, kind: str, keys: Collection[uuid.UUID]
+) -> dict[uuid.UUID, set[int]]:
+    """The user ids each key of ``kind`` concerns (see the table above), in one query: keys that
+    concern nobody are left out."""
+    if not keys:
+        return {}
+    if kind in ("seller", "owner"):
+        rows = session.execute(select(User.uuid, User.id).where(User.uuid.in_(sorted(keys))))
+    else:
+        rows = session.execute(_order_sellers(orders_by_key(kind, keys)))
+    found: dict[uuid.UUID, set[int]] = {}
+    for key, user_id in rows:
+        if user_id is not None:
+            found.setdefault(key, set()).add(user_id)
+    return found
+
+
+def _order_sellers(orders: Subquery) -> Any:
+    """``(key, seller_id)`` for the orders of ``orders``: their products' and their invoices'
+    lines' sellers (a product may have changed hands since; the invoice line keeps the seller
+    at posting)."""
     by_product = (
-        select(Product.seller_id)
-        .join(SaleOrderLine, SaleOrderLine.product_id == Product.id)
-        .where(SaleOrderLine.order_id == order_id)
+        select(orders.c.key, Product.seller_id)
+        .join(SaleOrderLine, SaleOrderLine.order_id == orders.c.order_id)
+        .join(Product, Product.id == SaleOrderLine.product_id)
     )
     by_invoice = (
-        select(AccountMoveLine.seller_id)
-        .join(AccountMove, AccountMove.id == AccountMoveLine.move_id)
-        .where(AccountMove.order_id == order_id)
+        select(orders.c.key, AccountMoveLine.seller_id)
+        .join(AccountMove, AccountMove.order_id == orders.c.order_id)
+        .join(AccountMoveLine, AccountMoveLine.move_id == AccountMove.id)
     )
-    found = session.scalars(union(by_product, by_invoice)).all()
-    return {seller_id for seller_id in found if seller_id is not None}
+    return union(by_product, by_invoice)
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def as_uuid(value: Any) -> uuid.UUID | None:
+    """A payload's value as a uuid; None if absent or not one."""
     try:
         return uuid.UUID(str(value)) if value is not None else None
     except ValueError:

@@ -203,6 +203,8 @@ def site(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             **fetch_env(feed),
             "fetch_default_source": "feed",
             "fetch_url_hosts": "",  # no ad-hoc URLs: the fuzzer must not aim the app anywhere
+            # The event stream ends after a second, so that its answer can be read whole.
+            "live_stream_max_seconds": "1",
         }
         app = create_app(config)
         try:

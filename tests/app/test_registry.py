@@ -16,6 +16,7 @@ import modules.auth
 import modules.dashboard
 import modules.fetch
 import modules.graphql
+import modules.live
 import modules.marketplace
 import modules.payment
 import modules.seller
@@ -357,9 +358,10 @@ def test_real_modules_load_in_dependency_order() -> None:
         "seller",
         "dashboard",
         "graphql",
+        "webhook",
+        "live",
         "wallet",
         "web",
-        "webhook",
     ]
 
 
@@ -627,9 +629,10 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.seller,
                 modules.dashboard,
                 modules.graphql,
+                modules.webhook,
+                modules.live,
                 modules.wallet,
                 modules.web,
-                modules.webhook,
             ]
         )
     ]

@@ -1,0 +1,108 @@
+"""Long-lived responses (Server-Sent Events): how many a process serves, and when they end.
+
+A streamed response holds the thread that serves it for as long as it is open. ``lapak serve``
+gives each worker process ``LAPAK_WEB_THREADS`` threads for ordinary requests and
+``LAPAK_WEB_STREAMS`` more for streams (``app/serving.py``); :class:`Streams` is what keeps the
+streams to their share: a view that streams opens a :class:`StreamSlot` first, and when the
+process already serves ``LAPAK_WEB_STREAMS`` streams it is refused with :class:`StreamsFull`
+(503 with ``Retry-After``), so the API always has its threads. The development server and the
+tests' servers count the same way.
+
+A stream also has to end when its process stops: gunicorn waits ``graceful_timeout`` for open
+responses, which a stream would fill to the last second. :meth:`Streams.stop` (called by the
+worker when it is told to stop, and by the app's closers) sets :attr:`Streams.stopping` and calls
+what the streaming modules registered with :meth:`Streams.on_stop` to wake their streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from flask import Flask, current_app
+
+from app.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class StreamsFull(ServiceUnavailable):
+    code = "streams-full"
+    title = "This server serves as many streams as it may"
+
+
+class Streams:
+    """The stream slots of one app in one process (see the module)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.stopping = threading.Event()
+        self._open = 0
+        self._lock = threading.Lock()
+        self._on_stop: list[Callable[[], None]] = []
+
+    @property
+    def open_count(self) -> int:
+        return self._open
+
+    def open(self) -> StreamSlot:
+        """A slot for one stream, to close when it ends; :class:`StreamsFull` if none is free
+        (or the process is stopping)."""
+        with self._lock:
+            if self.stopping.is_set():
+                raise StreamsFull("this server is stopping; connect again", headers=_RETRY_SOON)
+            if self._open >= self.capacity:
+                raise StreamsFull(
+                    f"this server process serves {self.capacity} streams already "
+                    "(LAPAK_WEB_STREAMS); connect again in a few seconds",
+                    headers=_RETRY_SOON,
+                )
+            self._open += 1
+        return StreamSlot(self)
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the process begins to stop (quick; it may run in a signal
+        handler): wake the streams so that they end."""
+        self._on_stop.append(callback)
+
+    def stop(self) -> None:
+        """End every stream of this app (the process is stopping); new ones are refused."""
+        self.stopping.set()
+        for callback in self._on_stop:
+            try:
+                callback()
+            except Exception:  # one module's failure must not keep the others' streams open
+                log.exception("stream stop callback %r failed", callback)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+
+#: A full server tells the client to come back soon: a stream elsewhere may end any moment.
+_RETRY_SOON = {"Retry-After": "2"}
+
+
+class StreamSlot:
+    """One open stream's place; :meth:`close` it (once) when the stream ends."""
+
+    def __init__(self, streams: Streams) -> None:
+        self._streams: Streams | None = streams
+
+    def close(self) -> None:
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            streams._release()
+
+
+def install(app: Flask, capacity: int) -> Streams:
+    """The app's :class:`Streams`, stopped by the app's closers too."""
+    streams = Streams(capacity)
+    app.extensions["lapak.streams"] = streams
+    app.extensions.setdefault("lapak.closers", []).append(streams.stop)
+    return streams
+
+
+def get_streams() -> Streams:
+    return current_app.extensions["lapak.streams"]

@@ -1,0 +1,151 @@
+"""Who may see an event on the stream, found for a whole batch of events at once.
+
+* Staff and admins see every event.
+* Anyone else sees the events that concern them:
+  - as a seller, what the webhook module sends a seller's endpoints (the one mapping,
+    :mod:`modules.webhook.audience`): their sales (orders, invoices, payments and refunds of
+    orders with a product or invoice line of theirs), their settlements, their endpoints;
+  - as a customer, the events of their own orders, invoices, payments and refunds (the order's
+    customer), and of their own provider transactions (the payload's ``customer``, e.g. a
+    wallet top-up's).
+* Everything else (users, sellers' profiles and KYC, wallets, imports, unknown types) is for
+  staff and admins only.
+
+A batch costs at most one query per kind of key for the sellers, one per kind of order key for
+the customers and one for the customers named by uuid, whatever its size; the lookups nobody
+connected needs are skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.security import Principal
+from modules.marketplace.models import SaleOrder
+from modules.user.models import User
+from modules.webhook.audience import (
+    EVENT_AUDIENCE,
+    ORDER_KINDS,
+    as_uuid,
+    audience_key,
+    orders_by_key,
+    sellers_by_key,
+)
+
+from .outbox import Committed
+
+#: The roles that see every event.
+SEE_EVERYTHING = frozenset({"admin", "staff"})
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who a stream is for, as far as filtering goes."""
+
+    user_id: int
+    role: str
+
+    @classmethod
+    def of(cls, principal: Principal) -> Viewer:
+        return cls(principal.user_id, principal.role)
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role in SEE_EVERYTHING
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The users (besides staff and admins) an event concerns."""
+
+    sellers: frozenset[int] = frozenset()
+    customers: frozenset[int] = frozenset()
+
+    def visible_to(self, viewer: Viewer) -> bool:
+        return (
+            viewer.sees_everything
+            or viewer.user_id in self.sellers
+            or viewer.user_id in self.customers
+        )
+
+
+STAFF_ONLY = Audience()
+
+
+def audiences(
+    session: Session,
+    events: Sequence[Committed],
+    *,
+    sellers: bool = True,
+    customers: bool = True,
+) -> list[Audience]:
+    """The audience of each of ``events``, in their order. ``sellers`` / ``customers``: whether
+    anyone connected needs those (left empty otherwise)."""
+    keyed = [audience_key(event.name, event.payload) for event in events]
+    keys: dict[str, set[uuid.UUID]] = {}
+    for found in keyed:
+        if found is not None:
+            keys.setdefault(found[0], set()).add(found[1])
+    seller_ids: dict[str, dict[uuid.UUID, set[int]]] = {}
+    customer_ids: dict[str, dict[uuid.UUID, set[int]]] = {}
+    named: dict[uuid.UUID, int] = {}
+    if sellers:
+        seller_ids = {kind: sellers_by_key(session, kind, found) for kind, found in keys.items()}
+    if customers:
+        customer_ids = {
+            kind: _customers_by_key(session, kind, found)
+            for kind, found in keys.items()
+            if kind in ORDER_KINDS
+        }
+        named = _user_ids(session, {c for e in events if (c := _named_customer(e)) is not None})
+    result = []
+    for event, found in zip(events, keyed, strict=True):
+        concerned_sellers: set[int] = set()
+        concerned_customers: set[int] = set()
+        if found is not None:
+            kind, key = found
+            concerned_sellers = seller_ids.get(kind, {}).get(key, set())
+            concerned_customers = set(customer_ids.get(kind, {}).get(key, set()))
+        customer = _named_customer(event) if customers else None
+        if customer is not None and customer in named:
+            concerned_customers.add(named[customer])
+        if concerned_sellers or concerned_customers:
+            result.append(Audience(frozenset(concerned_sellers), frozenset(concerned_customers)))
+        else:
+            result.append(STAFF_ONLY)
+    return result
+
+
+def _named_customer(event: Committed) -> uuid.UUID | None:
+    """The customer a sales event's payload names (``customer``: a provider transaction's)."""
+    if EVENT_AUDIENCE.get(event.name) not in ORDER_KINDS:
+        return None
+    return as_uuid(event.payload.get("customer"))
+
+
+def _customers_by_key(
+    session: Session, kind: str, keys: set[uuid.UUID]
+) -> dict[uuid.UUID, set[int]]:
+    """The customer of the order each key of ``kind`` leads to, in one query."""
+    orders = orders_by_key(kind, keys)
+    rows = session.execute(
+        select(orders.c.key, SaleOrder.customer_id).join(
+            SaleOrder, SaleOrder.id == orders.c.order_id
+        )
+    )
+    found: dict[uuid.UUID, set[int]] = {}
+    for key, customer_id in rows:
+        found.setdefault(key, set()).add(customer_id)
+    return found
+
+
+def _user_ids(session: Session, uuids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not uuids:
+        return {}
+    rows = session.execute(select(User.uuid, User.id).where(User.uuid.in_(sorted(uuids))))
+    return {user_uuid: user_id for user_uuid, user_id in rows}

@@ -1,0 +1,66 @@
+"""The live module's settings, read from ``LAPAK_*`` variables and validated at start.
+
+| variable | default |
+| --- | --- |
+| ``LAPAK_LIVE_POLL_MS`` | ``500``: each process reads the outbox for new events this often |
+| ``LAPAK_LIVE_HEARTBEAT_SECONDS`` | ``15``: a comment line on a quiet stream, so proxies and |
+|   | clients keep it and a gone client is noticed |
+| ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` | ``5``: a stream checks its session this often and ends |
+|   | when it was replaced, ended or expired |
+| ``LAPAK_LIVE_STREAM_MAX_SECONDS`` | ``3600``: a stream ends after this long; the client |
+|   | reconnects with ``Last-Event-ID`` |
+| ``LAPAK_LIVE_GAP_TIMEOUT_SECONDS`` | ``30``: the longest the feed waits for an event id that |
+|   | a transaction still running may commit (see :mod:`.outbox`) |
+
+How many streams a process serves at once is the core's ``LAPAK_WEB_STREAMS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+from app.config import Settings, module_int
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    poll_seconds: float
+    heartbeat_seconds: int
+    session_check_seconds: int
+    stream_max_seconds: int
+    gap_timeout_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveSettings:
+        env = settings.module_env
+        return cls(
+            poll_seconds=module_int(env, "live_poll_ms", 500, minimum=10) / 1000,
+            heartbeat_seconds=module_int(env, "live_heartbeat_seconds", 15),
+            session_check_seconds=module_int(env, "live_session_check_seconds", 5),
+            stream_max_seconds=module_int(env, "live_stream_max_seconds", 3600),
+            gap_timeout_seconds=module_int(env, "live_gap_timeout_seconds", 30),
+        )
+
+
+def install(app: Flask, settings: Settings) -> None:
+    from .hub import Hub
+
+    live_settings = LiveSettings.from_settings(settings)
+    hub = Hub(app, live_settings)
+    app.extensions["live.settings"] = live_settings
+    app.extensions["live.hub"] = hub
+    app.extensions["lapak.streams"].on_stop(hub.close_all)
+
+
+def live_settings() -> LiveSettings:
+    return current_app.extensions["live.settings"]
+
+
+def hub() -> Hub:
+    return current_app.extensions["live.hub"]

@@ -1,0 +1,207 @@
+"""One feed per process: a thread reads the outbox and hands each stream what it may see.
+
+Why one poller for all streams rather than a query per stream: 200 open streams then cost the
+database one indexed range scan (``WHERE id > :position ORDER BY id LIMIT 500``) every
+``LAPAK_LIVE_POLL_MS`` per process, plus a few batched audience lookups when there are new
+events, whatever the number of streams. Why polling rather than a Redis pub/sub wake-up after
+each commit: it needs no Redis (the embedded default has none), cannot miss a message (a
+notification lost while a subscriber reconnects is an event late until the next poll anyway),
+adds nothing to the write path, and the outbox must be read in id order with its gaps handled
+(:mod:`.outbox`) whatever wakes the reader; the price is up to half a second of latency.
+
+The thread runs while at least one stream is subscribed, and starts again (from the newest
+event) with the next one. Each event is rendered once, as the SSE message every stream sends,
+and given to the streams whose viewer may see it (:mod:`.audience`). A stream that does not
+keep up (:data:`MAX_QUEUED` messages waiting) is ended; its client reconnects with
+``Last-Event-ID`` and replays from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from flask import Flask
+from sqlalchemy.orm import Session as OrmSession
+
+from app.db import Session
+from app.log import WarningsEvery
+from modules.webhook.fanout import INTERNAL_KEYS
+
+from .audience import Audience, Viewer, audiences
+from .config import LiveSettings
+from .outbox import PAGE_SIZE, Committed, Frontier, read_after, read_snapshot, settled_newest_id
+
+log = logging.getLogger(__name__)
+
+#: Messages a stream may have waiting before it is ended as too slow.
+MAX_QUEUED = 10_000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One event as every stream sends it (``text``), with who may see it."""
+
+    id: int
+    audience: Audience
+    text: bytes
+
+
+def render(event: Committed) -> bytes:
+    """``event`` as an SSE message: the outbox id as its id, the event type as its type, and
+    ``{"id", "type", "time", "payload"}`` as its data (one line of JSON)."""
+    data = {
+        "id": str(event.event_id),
+        "type": event.name,
+        "time": event.created_at.isoformat(),
+        # Without the integer keys of rows, as webhooks: public ids are UUIDs.
+        "payload": {k: v for k, v in event.payload.items() if k not in INTERNAL_KEYS},
+    }
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event.id}\nevent: {event.name}\ndata: {body}\n\n".encode()
+
+
+def messages(
+    session: OrmSession, events: Sequence[Committed], viewers: Sequence[Viewer]
+) -> list[Message]:
+    """``events`` rendered, with their audiences resolved for the needs of ``viewers``."""
+    if not events:
+        return []
+    partial = [v for v in viewers if not v.sees_everything]
+    found = audiences(
+        session, events, sellers=any(v.role == "seller" for v in partial), customers=bool(partial)
+    )
+    return [
+        Message(event.id, audience, render(event))
+        for event, audience in zip(events, found, strict=True)
+    ]
+
+
+class Subscriber:
+    """A stream's mailbox: the hub puts, the stream takes and waits."""
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        #: Why the hub ended this stream (``None`` while it runs).
+        self.ended: str | None = None
+        self._waiting: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def put(self, message: Message) -> None:
+        with self._lock:
+            if self.ended is not None:
+                return
+            if len(self._waiting) >= MAX_QUEUED:
+                self.ended = "too-slow"
+                self._waiting.clear()
+            else:
+                self._waiting.append(message)
+            self._wake.set()
+
+    def end(self, reason: str) -> None:
+        with self._lock:
+            if self.ended is None:
+                self.ended = reason
+            self._wake.set()
+
+    def take(self) -> list[Message]:
+        """Every message waiting, in order (and clear the wake-up)."""
+        with self._lock:
+            self._wake.clear()
+            taken = list(self._waiting)
+            self._waiting.clear()
+        return taken
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until a message comes, the stream is ended, or ``seconds`` pass."""
+        self._wake.wait(max(seconds, 0))
+
+
+class Hub:
+    """The process's feed (see the module)."""
+
+    def __init__(self, app: Flask, settings: LiveSettings) -> None:
+        self.app = app
+        self.settings = settings
+        #: Events up to here have been handed to every subscriber of the time.
+        self.position = 0
+        self._subscribers: set[Subscriber] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._warnings = WarningsEvery(log, 60)
+
+    def subscribe(self, viewer: Viewer) -> tuple[Subscriber, int]:
+        """A new subscriber, and the position after which the hub hands it events (the events
+        up to there are the stream's to replay). Call inside an app context."""
+        subscriber = Subscriber(viewer)
+        with self._lock:
+            if self._thread is None:
+                # From the newest event; from then on no event is left behind.
+                self.position = settled_newest_id(Session())
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(Frontier(self.position, self.settings.gap_timeout_seconds),),
+                    name="lapak-live-hub",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._subscribers.add(subscriber)
+            return subscriber, self.position
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(subscriber)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def close_all(self) -> None:
+        """End every stream and the thread (the process or the app is stopping)."""
+        self._closed.set()
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.end("server-stopping")
+
+    def _run(self, frontier: Frontier) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                viewers = [s.viewer for s in self._subscribers]
+                if not viewers:
+                    self._thread = None
+                    return
+            try:
+                batch, full = self._poll(frontier, viewers)
+            except Exception as error:  # the database down: try again at the next poll
+                self._warnings.warn("poll", "live: reading the outbox failed: %s", error)
+                batch, full = [], False
+            with self._lock:
+                for message in batch:
+                    for subscriber in self._subscribers:
+                        if message.audience.visible_to(subscriber.viewer):
+                            subscriber.put(message)
+                # Published after the messages are handed over (streams rely on it).
+                self.position = frontier.position
+            if not full:
+                self._closed.wait(self.settings.poll_seconds)
+
+    def _poll(self, frontier: Frontier, viewers: list[Viewer]) -> tuple[list[Message], bool]:
+        """The next events as messages; whether a whole page was read (more may be waiting)."""
+        with self.app.app_context():
+            session = Session()
+            snapshot = read_snapshot(session)
+            rows = read_after(session, frontier.position, PAGE_SIZE)
+            position = frontier.position
+            taken = frontier.advance(rows, snapshot)
+            try:
+                return messages(session, taken, viewers), len(taken) == PAGE_SIZE
+            except Exception:
+                frontier.position = position  # read them again at the next poll
+                raise

@@ -1,0 +1,194 @@
+"""Reading committed events from the outbox in id order, without ever skipping one.
+
+Outbox ids are handed out when a transaction inserts its event, not when it commits. On
+PostgreSQL two transactions can commit out of id order: event 11 may be visible while event
+10's transaction is still running. A feed that moved past 10 on seeing 11 would never send 10,
+and a client resuming after 11 (``Last-Event-ID``) would miss it for good. So the feed
+(:class:`Frontier`) stops at the first missing id and only goes on once that id can no longer
+appear: its transaction rolled back, or it committed and was read.
+
+Which it is cannot be read from the table (another transaction's uncommitted row is invisible),
+but it can be told from the transaction ids in progress. Each poll reads the server's snapshot
+(``pg_current_snapshot()``) before the events. The transaction that took a missing id took it
+before the event after it committed, so it had started (and had a transaction id) by the next
+poll; once the oldest transaction still running (``xmin`` of a later snapshot) is newer than
+every transaction known at that poll (its ``xmax``), that transaction has ended, and the events
+read after that snapshot include its event if it committed. A missing id still missing then
+belongs to a rolled-back transaction, and is skipped. A rollback costs the feed a poll or two;
+a transaction that keeps running (a long import) holds the feed back at most
+``LAPAK_LIVE_GAP_TIMEOUT_SECONDS``, after which the missing ids are skipped with a warning.
+Where a feed starts is chosen the same way (:func:`settled_newest_id`).
+
+On SQLite one transaction writes at a time (``BEGIN IMMEDIATE``) and a rolled-back id is used
+again by the next insert, so committed ids never have a hole that a later commit fills: a
+missing id is skipped at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from app.events import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+#: Events read per query, by the feed and by a replay.
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Committed:
+    """One committed event of the outbox."""
+
+    id: int
+    event_id: uuid.UUID
+    name: str
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The oldest transaction still running and the next transaction id to be given, as a
+    PostgreSQL snapshot tells them."""
+
+    xmin: int
+    xmax: int
+
+
+_SNAPSHOT = text(
+    "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s"
+)
+
+
+def read_snapshot(session: Session) -> Snapshot | None:
+    """The server's snapshot (PostgreSQL), or None where commits cannot overtake ids (SQLite)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    xmin, xmax = session.execute(_SNAPSHOT).one()
+    return Snapshot(int(xmin), int(xmax))
+
+
+def read_after(
+    session: Session, after: int, limit: int = PAGE_SIZE, upto: int | None = None
+) -> list[Committed]:
+    """Up to ``limit`` committed events with an id above ``after`` (and at most ``upto``), in id
+    order: one range scan of the primary key."""
+    statement = (
+        select(
+            OutboxEvent.id,
+            OutboxEvent.event_id,
+            OutboxEvent.name,
+            OutboxEvent.created_at,
+            OutboxEvent.payload,
+        )
+        .where(OutboxEvent.id > after)
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+    )
+    if upto is not None:
+        statement = statement.where(OutboxEvent.id <= upto)
+    return [Committed(*row) for row in session.execute(statement)]
+
+
+def newest_id(session: Session) -> int:
+    """The highest event id committed so far (0 for none)."""
+    return session.scalar(select(func.max(OutboxEvent.id))) or 0
+
+
+#: How long a feed that starts waits for the transactions then running to end.
+START_WAIT_SECONDS = 2.0
+
+
+def settled_newest_id(session: Session, wait_seconds: float = START_WAIT_SECONDS) -> int:
+    """The newest event id, once no lower id can still commit: where a feed starts.
+
+    On PostgreSQL the transactions holding a lower id had all started when the snapshot read
+    just after the id was (see the module), so once the oldest transaction running is newer
+    than that snapshot's ``xmax``, every id up to it has committed or never will. That takes
+    milliseconds (the transactions then running end); after ``wait_seconds`` the feed starts
+    anyway.
+    """
+    newest = newest_id(session)
+    first = read_snapshot(session)
+    if first is None:
+        return newest
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        snapshot = read_snapshot(session)
+        if snapshot is None or snapshot.xmin >= first.xmax:
+            break
+        time.sleep(0.005)
+    return newest
+
+
+@dataclass
+class _Gap:
+    seen_at: float
+    #: ``xmax`` of the first snapshot after the gap was seen: every transaction that could fill
+    #: it had started by then.
+    horizon: int | None = None
+
+
+class Frontier:
+    """The feed's position: every event up to :attr:`position` was taken (or can no longer
+    appear). See the module for how it waits on missing ids."""
+
+    def __init__(
+        self,
+        position: int,
+        gap_timeout_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.position = position
+        self.gap_timeout_seconds = gap_timeout_seconds
+        self._clock = clock
+        self._gaps: dict[int, _Gap] = {}
+
+    def advance(self, rows: Sequence[Committed], snapshot: Snapshot | None) -> list[Committed]:
+        """The events of ``rows`` (read after ``snapshot``, above :attr:`position`, in id order)
+        that come next, in order, up to the first missing id that may still appear."""
+        taken: list[Committed] = []
+        now = self._clock()
+        for row in rows:
+            if row.id <= self.position:
+                continue
+            if row.id > self.position + 1 and not self._gap_closed(row.id, snapshot, now):
+                break
+            taken.append(row)
+            self.position = row.id
+        self._gaps = {start: gap for start, gap in self._gaps.items() if start > self.position}
+        return taken
+
+    def _gap_closed(self, following: int, snapshot: Snapshot | None, now: float) -> bool:
+        """Whether the ids between :attr:`position` and ``following`` can no longer appear."""
+        if snapshot is None:
+            return True
+        start = self.position + 1
+        gap = self._gaps.get(start)
+        if gap is None:
+            self._gaps[start] = _Gap(seen_at=now)
+            return False
+        if gap.horizon is None:
+            gap.horizon = snapshot.xmax
+        if snapshot.xmin >= gap.horizon:
+            return True
+        if now - gap.seen_at >= self.gap_timeout_seconds:
+            log.warning(
+                "live: event ids %d to %d were still missing after %ds (a transaction running "
+                "that long, or a rolled-back one); the feed goes on without them",
+                start,
+                following - 1,
+                self.gap_timeout_seconds,
+            )
+            return True
+        return False

@@ -1,0 +1,196 @@
+"""One client's event stream: replay what it missed, then the live feed, until it must end.
+
+The stream opens with ``retry:`` (how soon the browser reconnects) and ``id:`` set to where it
+starts, so even a client that received no event reconnects with a ``Last-Event-ID`` and misses
+nothing. With a ``Last-Event-ID`` (or ``?last_event_id=``) it first replays, from the primary, the
+events after that id that its viewer may see, up to where the process's feed stood when it
+subscribed; then it sends what the feed hands it. Without one it starts at the feed's position
+("now"). An id beyond the newest event (a database reset) also starts now.
+
+It ends, and the client reconnects with ``Last-Event-ID``, when it has run
+``LAPAK_LIVE_STREAM_MAX_SECONDS``, when the process stops, or when it falls too far behind. It
+ends for good when its session does: every ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` the session is
+checked as a request's would be (``modules.auth.services.check_session``), and a replaced,
+ended or expired session (or a changed role, whose filter is no longer right) gets an
+``event: session-ended`` with the reason before the stream closes; reconnecting then answers
+401. A heartbeat comment every ``LAPAK_LIVE_HEARTBEAT_SECONDS`` keeps proxies from closing a
+quiet stream and finds clients that are gone; it carries the feed's position as the SSE id, so a
+reconnect does not replay events the viewer was never going to see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app
+
+from app.db import Session
+from app.errors import Unauthenticated
+from app.log import WarningsEvery
+from app.security import Principal
+from app.streaming import StreamSlot, get_streams
+from modules.auth.services import check_session
+
+from .audience import Viewer
+from .config import LiveSettings, hub, live_settings
+from .hub import Hub, Subscriber, messages
+from .outbox import newest_id, read_after
+
+log = logging.getLogger(__name__)
+_warnings = WarningsEvery(log, 60)
+
+#: How soon (ms) a browser reconnects after the stream ends (the SSE ``retry:`` field).
+RECONNECT_MS = 2000
+MIMETYPE = "text/event-stream"
+
+
+@dataclass
+class Stream:
+    """What one open stream needs while it runs, outside of any request."""
+
+    app: Flask
+    settings: LiveSettings
+    hub: Hub
+    principal: Principal
+    viewer: Viewer
+    subscriber: Subscriber
+    slot: StreamSlot
+    #: The last id the client has been given (sent, or known to be none of its business).
+    cursor: int
+    #: Where the feed stood when this stream subscribed: replayed up to here, fed after it.
+    start: int
+
+
+def open_stream(principal: Principal, last_event_id: int | None) -> Response:
+    """The caller's event stream (see the module); 503 when the process serves as many streams
+    as it may."""
+    slot = get_streams().open()
+    try:
+        feed = hub()
+        viewer = Viewer.of(principal)
+        subscriber, start = feed.subscribe(viewer)
+        try:
+            cursor = start
+            if last_event_id is not None and last_event_id <= newest_id(Session()):
+                cursor = last_event_id
+        except BaseException:
+            feed.unsubscribe(subscriber)
+            raise
+    except BaseException:
+        slot.close()
+        raise
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stream = Stream(app, live_settings(), feed, principal, viewer, subscriber, slot, cursor, start)
+    response = Response(
+        _run(stream),
+        mimetype=MIMETYPE,
+        # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+    # The server closes every answer, also one whose body it never read (a HEAD request): a
+    # generator that never started would not run its own cleanup.
+    response.call_on_close(lambda: _release(stream))
+    return response
+
+
+def _run(stream: Stream) -> Iterator[bytes]:
+    """The stream's body: its messages, as they come."""
+    settings = stream.settings
+    stopping = stream.app.extensions["lapak.streams"].stopping
+    try:
+        yield f"retry: {RECONNECT_MS}\nid: {stream.cursor}\n\n".encode()
+        yield from _replay(stream)
+        now = time.monotonic()
+        ends_at = now + settings.stream_max_seconds
+        next_check = now + settings.session_check_seconds
+        next_heartbeat = now + settings.heartbeat_seconds
+        while True:
+            fed = _fed(stream)
+            if fed:
+                yield fed
+            if stream.subscriber.ended is not None or stopping.is_set():
+                return
+            now = time.monotonic()
+            if now >= ends_at:
+                return
+            if now >= next_check:
+                ended = _session_ended(stream)
+                if ended is not None:
+                    yield ended
+                    return
+                next_check = now + settings.session_check_seconds
+            if now >= next_heartbeat:
+                yield _heartbeat(stream)
+                next_heartbeat = now + settings.heartbeat_seconds
+            stream.subscriber.wait(min(ends_at, next_check, next_heartbeat) - now)
+    finally:
+        _release(stream)
+
+
+def _release(stream: Stream) -> None:
+    """Give the stream's subscription and slot back (again: a no-op)."""
+    stream.hub.unsubscribe(stream.subscriber)
+    stream.slot.close()
+
+
+def _replay(stream: Stream) -> Iterator[bytes]:
+    """The events after the client's id, up to where the feed took over, that it may see."""
+    while stream.cursor < stream.start:
+        with stream.app.app_context():
+            session = Session()
+            events = read_after(session, stream.cursor, upto=stream.start)
+            rendered = messages(session, events, [stream.viewer])
+        if not events:
+            return
+        for message in rendered:
+            if message.audience.visible_to(stream.viewer):
+                yield message.text
+        stream.cursor = events[-1].id
+
+
+def _fed(stream: Stream) -> bytes:
+    """What the feed has handed this stream since the last call (the hub hands a stream only
+    what its viewer may see)."""
+    sent = []
+    for message in stream.subscriber.take():
+        if message.id > stream.cursor:  # a client ahead of this process's feed has these
+            stream.cursor = message.id
+            sent.append(message.text)
+    return b"".join(sent)
+
+
+def _heartbeat(stream: Stream) -> bytes:
+    """A comment, with the feed's position as the id: the hub hands over the events up to a
+    position before it publishes it, so once they are taken the client is up to date there,
+    whether it was sent any of them or not."""
+    position = stream.hub.position
+    fed = _fed(stream)
+    stream.cursor = max(stream.cursor, position)
+    return fed + f": heartbeat\nid: {stream.cursor}\n\n".encode()
+
+
+def _session_ended(stream: Stream) -> bytes | None:
+    """The ``session-ended`` message if the stream's session may no longer be used."""
+    principal = stream.principal
+    if principal.session_id is None:  # no session to check (never let in: see api.py)
+        return _ended("no-session", "this stream needs a logged-in session")
+    try:
+        with stream.app.app_context():
+            state = check_session(principal.session_id, principal.user_uuid)
+    except Unauthenticated as refused:
+        return _ended(refused.code, refused.detail or refused.title)
+    except Exception as error:  # the database or Redis down: no events flow either; try again
+        _warnings.warn("check", "live: a stream's session check failed: %s", error)
+        return None
+    if state.role != principal.role:
+        return _ended("role-changed", "your role changed; connect again")
+    return None
+
+
+def _ended(reason: str, detail: str) -> bytes:
+    body = json.dumps({"reason": reason, "detail": detail})
+    return f"event: session-ended\ndata: {body}\n\n".encode()

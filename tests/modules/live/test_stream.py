@@ -1,0 +1,319 @@
+"""The event stream over real HTTP, on PostgreSQL and on the embedded default: nothing lost or
+repeated across a reconnect, each viewer sees what is theirs, a replaced session's stream ends,
+heartbeats, and the per-process cap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from flask import Flask
+
+from app.db import transaction
+from app.events import emit
+from tests.modules.conftest import login
+from tests.modules.marketplace.conftest import order_body
+from tests.modules.marketplace.test_ledger import confirm, refund
+
+from .conftest import (
+    STREAM,
+    Message,
+    make_product,
+    open_stream,
+    outbox,
+    person,
+    position_reached,
+    settle,
+)
+
+EVENTS = 1000
+WRITERS = 4
+
+
+def write_events(app: Flask, writer: int, count: int) -> None:
+    """``count`` events, each committed in a transaction of its own."""
+    with app.app_context():
+        for n in range(count):
+            with transaction():
+                emit("live.probe", {"writer": writer, "n": n})
+
+
+def probes(messages: list[Message]) -> list[tuple[int, int, int]]:
+    """(id, writer, n) of the probe events received."""
+    return [
+        (int(m.id or 0), m.json["payload"]["writer"], m.json["payload"]["n"])
+        for m in messages
+        if m.event == "live.probe"
+    ]
+
+
+def test_a_client_that_reconnects_with_last_event_id_loses_and_repeats_nothing(
+    live_app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(live_app)
+    admin = person(live_app, "admin")
+    first = open_stream(base, admin)
+    assert (first.status, first.content_type) == (200, "text/event-stream; charset=utf-8")
+    start = int(first.next().id)  # type: ignore[union-attr, arg-type]
+    writers = [
+        threading.Thread(target=write_events, args=(live_app, w, EVENTS // WRITERS))
+        for w in range(WRITERS)
+    ]
+    for thread in writers:
+        thread.start()
+    try:
+        counted = [0]
+
+        def midway(message: Message) -> bool:
+            counted[0] += message.event == "live.probe"
+            return counted[0] == EVENTS * 2 // 5
+
+        before = first.events(midway)
+        first.close()  # the writers go on meanwhile
+        second = open_stream(base, admin, last_event_id=int(before[-1].id))  # type: ignore[arg-type]
+        assert second.status == 200
+    finally:
+        for thread in writers:
+            thread.join(120)
+    written = [
+        (event_id, payload["writer"], payload["n"])
+        for event_id, name, payload in outbox(live_app, start)
+        if name == "live.probe"
+    ]
+    after = second.events(position_reached(written[-1][0]))
+    second.close()
+
+    received = probes(before) + probes(after)
+    assert len(written) == EVENTS
+    assert received == written  # each once, in id order
+
+
+def test_the_last_event_id_may_come_in_the_query(
+    live_app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(live_app)
+    staff = person(live_app, "staff")
+    write_events(live_app, 0, 3)
+    first_id = outbox(live_app)[0][0]
+    newest = outbox(live_app)[-1][0]
+
+    sse = open_stream(base, staff, query=f"?last_event_id={first_id}")
+    received = sse.events(position_reached(newest))
+    sse.close()
+
+    assert [int(m.id) for m in received] == [i for i, _, _ in outbox(live_app, first_id)]  # type: ignore[arg-type]
+
+
+def about(order: dict[str, Any], events: list[tuple[int, str, dict[str, Any]]]) -> list[int]:
+    """The ids of the events whose payload names ``order`` (its detail from the API), its
+    invoices and credit notes, or its payments: worked out here without the audience code."""
+    invoices = {invoice["id"] for invoice in order["invoices"]}
+    payments = {payment["id"] for payment in order["payments"]}
+    return [
+        event_id
+        for event_id, _, payload in events
+        if payload.get("order") == order["order"]["id"]
+        or payload.get("invoice") in invoices
+        or payload.get("payment") in payments
+    ]
+
+
+def test_each_viewer_gets_the_events_they_may_see_and_only_those(
+    live_app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(live_app)
+    client = live_app.test_client()
+    viewers = {
+        name: person(live_app, role)
+        for name, role in (
+            ("admin", "admin"),
+            ("staff", "staff"),
+            ("seller_a", "seller"),
+            ("seller_b", "seller"),
+            ("customer_1", "customer"),
+            ("customer_2", "customer"),
+        )
+    }
+    products = {
+        "a": make_product(live_app, viewers["seller_a"], "BANDENG"),
+        "b": make_product(live_app, viewers["seller_b"], "LELE"),
+    }
+    settle(live_app)
+    streams = {name: open_stream(base, caller) for name, caller in viewers.items()}
+    start = {name: int(sse.next().id) for name, sse in streams.items()}  # type: ignore[union-attr, arg-type]
+    assert len(set(start.values())) == 1
+
+    orders = {}
+    for customer, product in (("customer_1", "a"), ("customer_2", "b")):
+        body = order_body((products[product], "1"))
+        placed = client.post(
+            "/api/v1/marketplace/orders", json=body, headers=viewers[customer].headers
+        )
+        assert placed.status_code == 201, placed.get_json()
+        orders[customer] = placed.get_json()
+    paid = orders["customer_1"]["payment"]["id"]
+    confirm(client, viewers["staff"], paid)
+    refunded = refund(client, viewers["staff"], paid, "5000")
+    assert refunded.status_code == 201, refunded.get_json()
+    settle(live_app)
+    person(live_app, "customer")  # user.created: for staff and admins only
+    settle(live_app)
+    events = outbox(live_app, start["admin"])
+    newest = events[-1][0]
+    received = {}
+    for name, sse in streams.items():
+        received[name] = [int(m.id) for m in sse.events(position_reached(newest))]  # type: ignore[arg-type]
+        sse.close()
+
+    details = {
+        customer: client.get(f"/api/v1/marketplace/orders/{placed['order']['id']}",
+                             headers=viewers[customer].headers).get_json()
+        for customer, placed in orders.items()
+    }  # fmt: skip
+    everything = [event_id for event_id, _, _ in events]
+    first, second = about(details["customer_1"], events), about(details["customer_2"], events)
+    assert {"order.confirmed", "refund.created", "payment.confirmed"} <= {
+        name for event_id, name, _ in events if event_id in first
+    }
+    assert "user.created" in {name for _, name, _ in events}
+    assert received == {
+        "admin": everything,
+        "staff": everything,
+        "seller_a": first,
+        "seller_b": second,
+        "customer_1": first,
+        "customer_2": second,
+    }
+
+
+def test_the_payload_leaves_out_the_integer_keys_of_rows(
+    live_app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(live_app)
+    customer = person(live_app, "customer")
+    seller = person(live_app, "seller")
+    product = make_product(live_app, seller)
+    sse = open_stream(base, customer)
+    sse.next()
+    placed = live_app.test_client().post(
+        "/api/v1/marketplace/orders", json=order_body((product, "1")), headers=customer.headers
+    )
+    assert placed.status_code == 201, placed.get_json()
+
+    [confirmed] = sse.events(lambda m: m.event == "order.confirmed")
+    sse.close()
+
+    data = confirmed.json
+    assert data["type"] == "order.confirmed"
+    assert data["payload"]["order"] == placed.get_json()["order"]["id"]
+    assert "customer_id" not in data["payload"]
+    assert set(data) == {"id", "type", "time", "payload"}
+
+
+def test_a_second_login_ends_the_first_stream_with_the_reason(
+    live_app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(live_app)
+    customer = person(live_app, "customer")
+    sse = open_stream(base, customer)
+    sse.next()
+
+    assert login(live_app.test_client(), customer.email).status_code == 200
+
+    [ended] = sse.events(lambda m: m.event == "session-ended")
+    assert ended.json["reason"] == "session-replaced"
+    assert sse.next() is None  # closed
+    sse.close()
+    again = open_stream(base, customer)
+    assert again.status == 401
+    assert again.content_type == "application/problem+json"
+    assert again.problem()["type"] == "urn:lapak:problem:session-replaced"
+    again.close()
+
+
+def test_a_logout_ends_the_stream(app: Flask, serve: Callable[[Flask], str]) -> None:
+    base = serve(app)
+    staff = person(app, "staff")
+    sse = open_stream(base, staff)
+    sse.next()
+
+    assert app.test_client().post("/api/v1/auth/logout", headers=staff.headers).status_code == 204
+
+    [ended] = sse.events(lambda m: m.event == "session-ended")
+    assert ended.json["reason"] == "session-revoked"
+    sse.close()
+
+
+def test_a_quiet_stream_sends_heartbeats_with_its_position(
+    app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    base = serve(app)
+    seller = person(app, "seller")
+    sse = open_stream(base, seller)
+    start = sse.next()
+    assert start is not None
+    assert start.comments == []
+
+    beat = sse.next()
+    sse.close()
+
+    assert beat is not None
+    assert beat.comments == ["heartbeat"]
+    assert beat.data == ""
+    assert int(beat.id) >= int(start.id)  # type: ignore[arg-type]
+
+
+def test_no_stream_without_credentials(app: Flask, serve: Callable[[Flask], str]) -> None:
+    sse = open_stream(serve(app))
+
+    assert sse.status == 401
+    assert sse.problem()["status"] == 401
+    sse.close()
+
+
+def test_a_full_process_answers_503_with_retry_after_until_a_stream_ends(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=2)
+    base = serve(app)
+    admin = person(app, "admin")
+    open_streams = [open_stream(base, admin) for _ in range(2)]
+    assert [sse.status for sse in open_streams] == [200, 200]
+
+    refused = open_stream(base, admin)
+    assert refused.status == 503
+    assert refused.content_type == "application/problem+json"
+    assert refused.response.getheader("Retry-After") == "2"
+    assert refused.problem()["type"] == "urn:lapak:problem:streams-full"
+    refused.close()
+    assert app.test_client().get("/api/v1/auth/session", headers=admin.headers).status_code == 200
+
+    open_streams[0].close()  # the server notices at its next write (a heartbeat)
+    deadline = time.monotonic() + 30
+    while True:
+        again = open_stream(base, admin)
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        again.close()
+        time.sleep(0.2)
+    assert again.status == 200
+    again.close()
+    open_streams[1].close()
+
+
+def test_an_answer_whose_body_is_never_read_gives_its_slot_back(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=1)
+    base = serve(app)
+    admin = person(app, "admin")
+
+    head = requests.head(f"{base}{STREAM}", headers=admin.headers, timeout=10)
+    assert head.status_code == 200
+
+    sse = open_stream(base, admin)
+    assert sse.status == 200
+    sse.close()
