@@ -1,8 +1,9 @@
 """The back office's dashboard: per-day rollups kept by outbox subscribers, the figures of a
 period (volume, transactions, success rate, refunds, splits, settlement summary) and the recent
-transactions, for staff and for each seller's own share."""
+transactions, for staff and for each seller's own share; the Dashboard screen at
+``/web/dashboard/``."""
 
-from app.registry import Manifest, ModuleHooks
+from app.registry import Manifest, MenuEntry, ModuleHooks
 
 manifest = Manifest(
     name="dashboard",
@@ -17,7 +18,7 @@ TRANSACTION_EVENTS = ("payment.succeeded", "payment.failed", "payment.canceled")
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, cli, rollups
+    from . import api, cli, rollups, screens
 
     hooks.scope(
         "dashboard:read",
@@ -31,3 +32,8 @@ def load(hooks: ModuleHooks) -> None:
         hooks.subscribe(event, rollups.count_transaction)
     hooks.subscribe("payment.confirmed", rollups.count_payment)
     hooks.subscribe("refund.succeeded", rollups.count_refund)
+    # First in the menu: the screen a back-office user lands on after logging in.
+    hooks.screens(
+        screens.screens,
+        MenuEntry("Dashboard", "dashboard_screens.dashboard", frozenset(screens.VIEWERS), order=10),
+    )

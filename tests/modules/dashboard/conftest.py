@@ -29,6 +29,13 @@ from modules.payment.providers import get_provider, provider_secrets
 from modules.user.services import create_user
 from tests.conftest import run_jobs
 from tests.modules.conftest import PASSWORD, Caller, login
+from tests.modules.web.conftest import (  # noqa: F401 - fixtures
+    browser,
+    either_app,
+    embedded_app,
+    page,
+    served,
+)
 from tests.servers import Services
 
 DASHBOARD = "/api/v1/dashboard"

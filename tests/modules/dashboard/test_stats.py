@@ -5,10 +5,8 @@ rebuild gives what the subscribers gave."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
@@ -35,13 +33,6 @@ from .conftest import (
     stats,
     today,
 )
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def either_app(
-    request: pytest.FixtureRequest, app: Flask, make_embedded_app: Callable[..., Flask]
-) -> Flask:
-    return app if request.param == "postgresql" else make_embedded_app()
 
 
 def test_stats_equal_the_recomputation_for_staff_and_each_sellers_share(
