@@ -1,6 +1,6 @@
 """``lapak demo`` on the embedded default (SQLite, jobs in-process), as the README's first steps
-run it: every screen has a few weeks of history, made through the services, and a second run
-adds nothing."""
+run it, and on PostgreSQL: every screen has a few weeks of history, made through the services,
+and a second run adds nothing."""
 
 from __future__ import annotations
 
@@ -32,9 +32,16 @@ from tests.modules.conftest import bearer, login
 API = "/api/v1"
 
 
-@pytest.fixture
-def demo_app(make_embedded_app: Callable[..., Flask]) -> Flask:
-    return make_embedded_app(module_packages=("modules",))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def demo_app(
+    request: pytest.FixtureRequest,
+    make_app: Callable[..., Flask],
+    make_embedded_app: Callable[..., Flask],
+) -> Flask:
+    """The embedded default, and PostgreSQL (with its replica) with jobs in-process too."""
+    if request.param == "sqlite":
+        return make_embedded_app(module_packages=("modules",))
+    return make_app(redis_url=None, module_packages=("modules",))
 
 
 def run_demo(app: Flask) -> str:
