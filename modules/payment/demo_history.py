@@ -57,8 +57,8 @@ REFUND_REASON = "the customer sent the whole order back"
 
 def _checkout_context() -> Any:
     """A request context for the gateway's hosted page address, put in each transaction's
-    ``action`` (under ``LAPAK_PUBLIC_URL`` when set). The history settles every transaction it
-    starts at once: nobody opens these pages."""
+    ``action`` (under ``LAPAK_PUBLIC_URL`` when set). The history reports each outcome itself,
+    or leaves the checkout to expire: nobody opens these pages."""
     base = current_app.extensions.get("payment.public_url") or "http://127.0.0.1:8000"
     return current_app.test_request_context(base_url=base)
 

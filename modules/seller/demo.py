@@ -11,8 +11,8 @@ the API calls.
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -83,7 +83,8 @@ class SellerLife:
         # The mark of this history: the demo seller verified (an earlier run verified them).
         self.already = state == "verified"
         self.wanted = not self.already and None not in (self.seller, self.new_seller, self.staff)
-        self.settlements: list[str] = []
+        #: The demo seller's withdrawals, oldest first.
+        self.settlements: list[uuid.UUID] = []
 
     def step(self, moment: DemoMoment) -> None:
         assert self.seller is not None
@@ -109,10 +110,10 @@ class SellerLife:
         if index == WITHDRAWS_AT:
             self._withdraw(share=Decimal(1))
         if index == PROCESSING_AT and self.settlements:
-            settlements.move(self.staff, self._settlement(0), "processing")
+            settlements.move(self.staff, self.settlements[0], "processing")
         if index == PAID_OUT_AT and self.settlements:
             settlements.move(
-                self.staff, self._settlement(0), "completed", reference=PAYOUT_REFERENCE
+                self.staff, self.settlements[0], "completed", reference=PAYOUT_REFERENCE
             )
         if index == moment.count - 1:
             self._withdraw(share=Decimal("0.5"))
@@ -130,9 +131,6 @@ class SellerLife:
             self.seller, amount, CURRENCY, None, lambda view: {"id": view.id, "name": view.name}
         )
         self.settlements.append(made["id"])
-
-    def _settlement(self, index: int) -> Any:
-        return self.settlements[index]
 
     def summary(self) -> list[str]:
         if self.already:
