@@ -6,7 +6,9 @@ and a module's code is imported only when one of its commands runs.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -185,10 +187,39 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
 @main.command()
 @with_appcontext
 def demo() -> None:
-    """Load demo data (each module adds its own) and print how to log in."""
-    for load_demo in current_app.extensions["lapak.registry"].wiring.demos:
+    """Load demo data (each module adds its own) and print how to log in.
+
+    Then the modules' history (:mod:`app.demo`): some weeks of orders, payments, refunds and
+    payouts made through their services at past moments. Without Redis the jobs they queue
+    (the outbox: the dashboard's figures) run at each moment; with Redis, `lapak worker` runs
+    them. A second run adds nothing.
+    """
+    from app.demo import play
+    from app.events import dispatch_outbox
+
+    wiring = current_app.extensions["lapak.registry"].wiring
+    for load_demo in wiring.demos:
         for line in load_demo():
             click.echo(line)
+    jobs = current_app.extensions["lapak.jobs"]
+
+    @contextlib.contextmanager
+    def moment_jobs() -> Iterator[None]:
+        """Without Redis: the jobs of a moment's steps run after them, at that moment."""
+        with jobs.holding():
+            yield
+        jobs.wait_embedded()
+
+    histories = [start() for start in wiring.demo_histories]
+    play(histories, each_moment=moment_jobs if jobs.embedded else contextlib.nullcontext)
+    for history in histories:
+        for line in history.summary():
+            click.echo(line)
+    if jobs.embedded:
+        # What the steps above queued (events made before the history: the users'), so the
+        # screens show everything as soon as the server starts.
+        jobs.wait_embedded()
+        dispatch_outbox()
 
 
 @main.group()

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -152,6 +152,8 @@ class Jobs:
         self._submitted = self._started = self._finished = self._failed = 0
         #: Embedded jobs queued with an id and not started yet (see :meth:`enqueue_later`).
         self._waiting: set[str] = set()
+        #: Embedded jobs submitted inside :meth:`holding`, to start when it ends.
+        self._held: list[tuple[str, Callable[..., Any], tuple[Any, ...], str, int]] | None = None
 
     @property
     def embedded(self) -> bool:
@@ -236,6 +238,21 @@ class Jobs:
                 self._executors[key] = executor
             return executor
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """In-process jobs submitted in the block start when it ends, not beside it (``lapak
+        demo`` runs a moment's jobs after its steps: SQLite has one writer, and two would take
+        turns through its busy timeout). Without Redis only; RQ's jobs are left as they are."""
+        with self._executor_lock:
+            self._held = []
+        try:
+            yield
+        finally:
+            with self._executor_lock:
+                held, self._held = self._held or [], None
+            for job in held:
+                self._submit_embedded(*job)
+
     def _submit_embedded(
         self,
         job_id: str,
@@ -244,6 +261,10 @@ class Jobs:
         queue: str,
         attempt: int = 0,
     ) -> None:
+        with self._executor_lock:
+            if self._held is not None:
+                self._held.append((job_id, func, args, queue, attempt))
+                return
         with self._counts_lock:
             self._submitted += 1
         self._embedded_executor(queue).submit(

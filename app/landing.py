@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from html import escape
 
 from flask import Blueprint, Response, current_app
@@ -16,6 +17,12 @@ from app.http import API_PREFIX
 
 landing = Blueprint("landing", __name__)
 
+#: The web client, first when a module provides its shell (``hooks.web_shell``).
+WEB_CLIENT = (
+    "/web/",
+    "Web client",
+    "the back office's screens; `lapak demo` prints users to log in with",
+)
 LINKS = (
     (f"{API_PREFIX}/docs", "API documentation", "browse and try every endpoint"),
     (f"{API_PREFIX}/openapi.json", "OpenAPI document", "to generate a client"),
@@ -38,10 +45,12 @@ CONTENT_SECURITY_POLICY = (
 @landing.get("/")
 def index() -> Response:
     """What Lapak is, and links to what a newcomer can open."""
-    manifests = current_app.extensions["lapak.registry"].manifests
+    registry = current_app.extensions["lapak.registry"]
+    manifests = registry.manifests
+    shown = (WEB_CLIENT, *LINKS) if registry.wiring.web_shell is not None else LINKS
     links = "".join(
-        f'<li><a href="{escape(href)}">{escape(label)}</a>: {escape(note)}</li>'
-        for href, label, note in LINKS
+        f'<li><a href="{escape(href)}">{escape(label)}</a>: {_note(note)}</li>'
+        for href, label, note in shown
     )
     modules = "".join(
         f"<tr><td><code>{escape(m.name)}</code></td><td>{escape(m.version)}</td>"
@@ -61,6 +70,11 @@ def index() -> Response:
     response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
+
+
+def _note(text: str) -> str:
+    """``text`` escaped, its `backquoted` parts as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
 
 
 @landing.get("/favicon.ico")

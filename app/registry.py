@@ -113,6 +113,8 @@ class Wiring:
     authenticator: Callable[[], Any] | None = None
     setups: list[Callable[[Any, Any], None]] = field(default_factory=list)
     demos: list[Callable[[], list[str]]] = field(default_factory=list)
+    #: The parts of ``lapak demo``'s history (``ModuleHooks.demo_history``), in load order.
+    demo_histories: list[Callable[[], Any]] = field(default_factory=list)
     authenticator_module: str | None = None
     #: The API-key scope catalogue: every scope a module declared with ``hooks.scope(...)``.
     scopes: dict[str, ApiScope] = field(default_factory=dict)
@@ -214,6 +216,12 @@ class ModuleHooks:
     def demo(self, load_demo: Callable[[], list[str]]) -> None:
         """Add a step to ``lapak demo``; it returns lines to print (e.g. credentials)."""
         self._wiring.demos.append(load_demo)
+
+    def demo_history(self, start: Callable[[], Any]) -> None:
+        """Add a part to ``lapak demo``'s history (:mod:`app.demo`): after every ``demo`` step,
+        ``start()`` returns an ``app.demo.DemoHistory`` whose ``step`` is called at each moment
+        of the history (the clock at that moment), after those of the modules loaded before."""
+        self._wiring.demo_histories.append(start)
 
     def request_observer(self, observe: Callable[[Any, Any, float], None]) -> None:
         """Call ``observe(request, response, duration_ms)`` after every request, once its answer

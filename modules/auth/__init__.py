@@ -38,7 +38,7 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, api_keys, replay, screens, services
+    from . import api, api_keys, demo, replay, screens, services
 
     hooks.setup(services.install)
     hooks.blueprint(api.blp)
@@ -54,3 +54,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.subscribe("user.deactivated", services.end_sessions_of_deactivated_user)
     hooks.subscribe("user.password_set", services.end_sessions_after_password_set)
     hooks.periodic(replay.forget_expired, every=timedelta(minutes=10))
+    hooks.demo(demo.load_demo)

@@ -39,5 +39,6 @@ def load(hooks: ModuleHooks) -> None:
     hooks.scope("payments:read", "Read payments and refunds", roles=("seller", "admin"))
     hooks.scope("payments:write", "Register, confirm and cancel payments; refund", roles=("admin",))
     hooks.demo(demo.load_demo)
+    hooks.demo_history(demo.start_history)
     hooks.job(products.run_sync)
     hooks.periodic(jobs.forget_idempotency_keys, every=timedelta(hours=1))

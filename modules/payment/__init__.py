@@ -16,7 +16,7 @@ manifest = Manifest(
 def load(hooks: ModuleHooks) -> None:
     from modules.marketplace.payments import set_order_checkout
 
-    from . import adapters, api, checkout, config, demo, jobs, services
+    from . import adapters, api, checkout, config, demo, demo_history, jobs, services
 
     adapters.register(adapters.ManualBankTransfer())
     adapters.register(demo.DemoGateway())
@@ -28,3 +28,4 @@ def load(hooks: ModuleHooks) -> None:
     hooks.job(jobs.send_refund)
     hooks.periodic(jobs.expire_transactions, every=timedelta(minutes=1))
     hooks.periodic(jobs.sweep_refunds, every=timedelta(minutes=5))
+    hooks.demo_history(demo_history.start_history)

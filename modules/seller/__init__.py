@@ -29,7 +29,7 @@ def load(hooks: ModuleHooks) -> None:
     from modules.marketplace.commissions import register_commission_source
     from modules.marketplace.products import register_seller_gate
 
-    from . import api, config, jobs, payouts, postings, screens, services
+    from . import api, config, demo, jobs, payouts, postings, screens, services
 
     def install_in_marketplace(app: Flask, _settings: Settings) -> None:
         register_seller_gate(app, services.why_not_selling)
@@ -53,6 +53,7 @@ def load(hooks: ModuleHooks) -> None:
     )
     hooks.periodic(jobs.pay_out_weekly, every=timedelta(hours=1))
     hooks.periodic(jobs.send_automatic_payouts, every=timedelta(minutes=1))
+    hooks.demo_history(demo.start_history)
     hooks.screens(
         screens.screens,
         MenuEntry("Balance", "seller_screens.own", frozenset({"seller"}), order=30),

@@ -27,7 +27,7 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, cli, importer, jobs, passwords, phones, screens
+    from . import api, cli, demo, importer, jobs, passwords, phones, screens
 
     hooks.setup(passwords.install)
     hooks.setup(phones.install)
@@ -39,6 +39,6 @@ def load(hooks: ModuleHooks) -> None:
         MenuEntry("Imports", "user_screens.imports_page", ADMINS, order=81),
     )
     hooks.command(cli.users)
-    hooks.demo(cli.load_demo)
+    hooks.demo(demo.load_demo)
     hooks.job(jobs.run_import)
     hooks.periodic(jobs.watch_imports, every=timedelta(seconds=5))  # not behind long imports

@@ -6,8 +6,6 @@ the same policy as the API, and never printed back.
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -25,21 +23,6 @@ from .importer import process
 from .imports import ImportOptions, create_import, first_errors, get_import, hint
 from .models import IMPORT_MODES, ROLES, ImportJob
 from .services import EmailTaken
-
-DEMO_ADMIN_EMAIL = "admin@lapak.local"
-#: One user per role who can log in at once (a random password each, printed once).
-DEMO_LOGINS = (
-    (DEMO_ADMIN_EMAIL, "Demo Admin", "admin", None),
-    ("staff@lapak.local", "Sari Wulandari", "staff", "081234567801"),
-    ("dewi@lapak.local", "Dewi Lestari", "customer", "081234567803"),
-    ("seller@lapak.local", "Toko Budi Makmur", "seller", "081234567802"),
-)
-#: Like an imported user: no password until activated.
-DEMO_INACTIVATED = ("agus@lapak.local", "Agus Santoso", "customer", None)
-ACTIVATION_HOWTO = (
-    "an admin gets a one-time token with POST /api/v1/users/{{id}}/activation and the user "
-    "chooses a password with POST /api/v1/auth/activate, or run `lapak users set-password {email}`"
-)
 
 
 @click.group()
@@ -147,45 +130,6 @@ def import_users(
         click.echo(f"  {job.error}", err=True)
     if job.status == "failed":
         sys.exit(1)
-
-
-def load_demo() -> list[str]:
-    """One user per role with a fresh random password, and one without (to try activation).
-
-    Passwords are printed once: a later run leaves existing users alone, says so and how to
-    set a new password. Refused in production, where a printed password is a leak.
-    """
-    if current_app.extensions["lapak.settings"].production:
-        raise click.ClickException("demo users are refused in LAPAK_ENV=production")
-    created, existing = [], []
-    for email, name, role, phone in DEMO_LOGINS:
-        password = secrets.token_urlsafe(18)
-        try:
-            services.create_user(email, name=name, role=role, phone=phone, password=password)
-        except EmailTaken:
-            existing.append(email)
-        else:
-            created.append(f"  {role:<9} {email:<20} password: {password}")
-    lines = []
-    if created:
-        lines += ["Demo logins (keep these passwords: they are shown only once):", *created]
-    if existing:
-        lines.append(
-            f"Demo users already there, passwords not shown again: {', '.join(existing)}; "
-            "set a new one with `lapak users set-password EMAIL`."
-        )
-    email, name, role, phone = DEMO_INACTIVATED
-    with contextlib.suppress(EmailTaken):
-        services.create_user(email, name=name, role=role, phone=phone)
-    waiting = services.find_by_email(email)
-    if waiting is None or waiting.has_password:
-        return lines
-    lines.append(
-        f"{email} ({role}) has no password yet, like an imported user: to activate, "
-        + ACTIVATION_HOWTO.format(email=email)
-        + "."
-    )
-    return lines
 
 
 def _read_password(from_stdin: bool) -> str:

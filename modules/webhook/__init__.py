@@ -23,7 +23,7 @@ manifest = Manifest(
 
 
 def load(hooks: ModuleHooks) -> None:
-    from . import api, config, fanout, health, jobs, screens, services
+    from . import api, config, demo, fanout, health, jobs, screens, services
 
     hooks.setup(config.install)
     hooks.scope("webhooks:read", "Read webhook endpoints and deliveries", roles=("seller", "admin"))
@@ -39,6 +39,7 @@ def load(hooks: ModuleHooks) -> None:
     hooks.periodic(jobs.purge_expired, every=timedelta(hours=1))
     hooks.blueprint(api.blp, prefix="webhooks")
     hooks.health_section("webhooks", health.section)
+    hooks.demo(demo.load_demo)
     hooks.screens(
         screens.screens,
         MenuEntry("Webhooks", "webhook_screens.endpoints", frozenset(api.OWNERS), order=91),

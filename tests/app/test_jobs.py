@@ -53,6 +53,24 @@ def test_without_redis_jobs_run_in_a_background_thread_inside_the_app(
         assert list(Session().scalars(select(NoteDelivery.title))) == ["in a thread"]
 
 
+def test_without_redis_jobs_queued_while_holding_start_when_the_block_ends(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redis_url=None)
+    jobs = app.extensions["lapak.jobs"]
+    with jobs.holding(), app.app_context():
+        enqueue(create_note_job, "held", queue="imports")
+        enqueue_later(create_note_job, "held later", queue="default", recovered_by="x")
+        time.sleep(0.3)  # time enough for a thread to take them, were they not held
+        assert titles(app) == []
+    jobs.wait_embedded()
+    assert sorted(titles(app)) == ["held", "held later"]
+    with app.app_context():  # held no more
+        enqueue(create_note_job, "free", queue="imports")
+    jobs.wait_embedded()
+    assert "free" in titles(app)
+
+
 def test_enqueue_puts_the_job_on_the_named_redis_queue(app: Flask) -> None:
     with app.app_context():
         job_id = enqueue(create_note_job, "queued", queue="imports")

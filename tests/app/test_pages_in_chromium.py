@@ -52,6 +52,7 @@ def test_the_landing_page_is_styled_under_its_csp_and_its_links_work(
         *("dashboard", "graphql", "webhook", "live", "wallet", "web"),
     ]
     assert page.locator("td code").all_inner_texts() == modules
+    assert page.get_by_role("link", name="Web client").get_attribute("href") == "/web/"
 
     page.get_by_role("link", name="Loaded modules").click()
     page.wait_for_url(f"{served}/api/v1/modules")

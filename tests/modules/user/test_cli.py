@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from app.cli import main as lapak_main
 from app.db import Session
-from modules.user.cli import DEMO_ADMIN_EMAIL, DEMO_INACTIVATED, DEMO_LOGINS
+from modules.marketplace.models import SaleOrder
+from modules.user.demo import DEMO_ADMIN_EMAIL, DEMO_INACTIVATED, DEMO_LOGINS
 from modules.user.models import ROLES, User
 from modules.user.passwords import passwords
 from modules.user.services import create_user
@@ -162,6 +163,11 @@ def test_create_admin_refuses_an_invalid_email(app: Flask) -> None:
     assert "the email is not a valid email address" in result.output
 
 
+def order_count(app: Flask) -> int:
+    with app.app_context():
+        return Session().scalar(select(func.count()).select_from(SaleOrder))
+
+
 def demo_passwords(output: str) -> dict[str, str]:
     return dict(re.findall(r"(\S+@lapak\.local)\s+password: (\S+)", output))
 
@@ -178,6 +184,10 @@ def test_demo_makes_one_usable_user_per_role_and_prints_each_password_once(
 ) -> None:
     first = lapak(services, tmp_path, "demo")
     assert first.returncode == 0, first.stderr
+    # On PostgreSQL too (its jobs queued in Redis for a worker), the history is made.
+    assert first.stdout.count("over the last 30 days") == 2, first.stdout
+    orders = order_count(app)
+    assert 35 <= orders <= 45
     printed = demo_passwords(first.stdout)
     assert set(printed) == {email for email, *_ in DEMO_LOGINS}, first.stdout
     assert {role for _, _, role, _ in DEMO_LOGINS} == set(ROLES)
@@ -206,6 +216,8 @@ def test_demo_makes_one_usable_user_per_role_and_prints_each_password_once(
     assert "password:" not in second.stdout
     assert not any(password in second.stdout for password in printed.values())
     assert "already there" in second.stdout
+    assert "Demo orders paid through the demo gateway: already there." in second.stdout
+    assert order_count(app) == orders
     assert "lapak users set-password EMAIL" in second.stdout
     assert {email: stored(app, email).password_hash for email in printed} == hashes
     with app.app_context():

@@ -23,7 +23,7 @@ from app.db import Session
 from modules.auth.models import AuthSession
 from modules.auth.schemas import LoginSchema
 from modules.auth.services import DEVELOPMENT_SESSION_COOKIE, SESSION_COOKIE
-from modules.user.cli import DEMO_ADMIN_EMAIL
+from modules.user.demo import DEMO_ADMIN_EMAIL
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 from tests.modules.user.test_cli import demo_passwords
 from tests.modules.web.conftest import add_user, csrf_of, hidden_token, note_titles, web_login
