@@ -3,7 +3,7 @@
 ``python -m bench.auth [--logins N] [--requests N] [--rounds R] [--warmup W] [--workers K]``
 
 Starts throw-away PostgreSQL and Redis (``tests/servers.py``), migrates, creates users, and serves
-Lapak with ``lapak serve`` (gunicorn, K sync workers) on 127.0.0.1, with the production argon2
+Lapak with ``lapak serve`` (gunicorn, K threaded workers) on 127.0.0.1, with the production argon2
 defaults and the benchmark-only module ``bench.modules.authprobe``. Then, at 1 and 16 concurrent
 clients:
 
@@ -56,6 +56,7 @@ from app.security import Principal
 from bench.http_overhead import (
     HOST,
     REQUEST_TIMEOUT_S,
+    WORKER_CLASS,
     Run,
     clean_environment,
     free_port,
@@ -459,9 +460,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=100,
         help="unmeasured requests first, per endpoint (default 100)",
     )
-    parser.add_argument(
-        "--workers", type=positive, default=2, help="gunicorn sync workers (default 2)"
-    )
+    parser.add_argument("--workers", type=positive, default=2, help="gunicorn workers (default 2)")
     args = parser.parse_args(argv)
     args.rounds = min(args.rounds, args.requests)
     return args
@@ -476,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
         "workers": args.workers,
         "clients": list(CONCURRENCY),
-        "worker_class": "sync (gunicorn closes the connection after each response)",
+        "worker_class": WORKER_CLASS,
         "database": "PostgreSQL primary (throw-away, tests/servers.py), session reads on it",
         "redis": "throw-away; session and API-key cache TTL 10 s (defaults), login throttle",
         "argon2": "production defaults (LAPAK_PASSWORD_* unset)",

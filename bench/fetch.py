@@ -34,7 +34,7 @@ beside merely decoding the same payload into a DataFrame (target: within 3x at 2
 (clean + aggregate) / floor leaves the transfer and decoding out.
 
 **Over HTTP**: throw-away PostgreSQL and Redis (``tests/servers.py``), migrated, an admin user,
-and ``lapak serve`` (gunicorn, K sync workers) with both payloads as configured sources. First
+and ``lapak serve`` (gunicorn, K threaded workers) with both payloads as configured sources. First
 the cold ``GET /api/v1/fetch/commodities/aggregate?source=big`` (the server fetches, keeps,
 cleans and aggregates), then every endpoint is warmed up at K concurrent clients until every
 worker has cleaned each feed and computed each aggregate once (bursts of K requests until three
@@ -565,9 +565,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=3,
         help="in-process rounds (median reported) and HTTP batches (default 3)",
     )
-    parser.add_argument(
-        "--workers", type=positive, default=2, help="gunicorn sync workers (default 2)"
-    )
+    parser.add_argument("--workers", type=positive, default=2, help="gunicorn workers (default 2)")
     # The payload server's own entry point (a child process of the benchmark).
     parser.add_argument("--serve-payloads", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -595,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loopback allowed, decodes JSON); keep = zlib.compress(body, 1) only (no DB/Redis write)",
         "rate": f"IDR->USD {RATE} (fixed provider, the default)",
         "grouping": ",".join(GROUPING),
-        "http": "lapak serve (gunicorn sync workers) on throw-away PostgreSQL + Redis; one admin "
+        "http": "lapak serve (gunicorn threaded workers) on throw-away PostgreSQL + Redis; one "
+        "admin "
         "client, one connection per request; every worker warmed up first",
     }
     return run_as_command(NAME, inputs, measure)

@@ -1,11 +1,12 @@
 """The HTTP floor of ``bench.orders``: Lapak's order and listing requests with nothing but
-what they must do, in a bare Flask app under gunicorn (the same worker class and count).
+what they must do, in a bare Flask app under the same gunicorn as Lapak.
 
-Served as ``gunicorn bench.floor_app:app``; configured by the environment (``bench.orders``
-sets it): ``BENCH_FLOOR_DATABASE_URL`` (the primary), ``BENCH_FLOOR_REPLICA_URL``,
-``BENCH_FLOOR_REDIS_URL``, ``BENCH_FLOOR_SECRET_KEY`` (Lapak's ``secret_key``: the same JWT key
-and cursor signatures), ``BENCH_FLOOR_CURSOR_SALT`` (the salt of Lapak's listing cursors, so
-a cursor from either server works on both) and ``BENCH_FLOOR_SESSION_SECONDS``.
+Served as ``python -m bench.serve_floor bench.floor_app:app`` (``lapak serve``'s gunicorn and
+settings: threaded workers, the same count, threads and timeouts); configured by the environment
+(``bench.orders`` sets it): ``BENCH_FLOOR_DATABASE_URL`` (the primary), ``BENCH_FLOOR_REPLICA_URL``,
+``BENCH_FLOOR_REDIS_URL``, ``BENCH_FLOOR_SECRET_KEY`` (Lapak's ``secret_key``: the same JWT key and
+cursor signatures), ``BENCH_FLOOR_CURSOR_SALT`` (the salt of Lapak's listing cursors, so a cursor
+from either server works on both) and ``BENCH_FLOOR_SESSION_SECONDS``.
 
 Per request, as Lapak does:
 
@@ -14,13 +15,13 @@ Per request, as Lapak does:
 * the session checked in Redis (``GET lapak:auth:session:<sid>``); on a miss, the same
   session/user SELECT on the primary, and the state cached for the same time;
 * ``POST /api/v1/marketplace/orders``: exactly Lapak's order statements
-  (:data:`bench.floor.ORDER_STEPS`) in one transaction on this worker's kept connection, answered
+  (:data:`bench.floor.ORDER_STEPS`) in one transaction on this thread's kept connection, answered
   201 with a ``Location`` and the body in Lapak's shape;
 * ``POST /api/v1/payments`` (``bench.payments``): exactly Lapak's wallet payment statements
   (:data:`bench.floor_payments.PAYMENT_STEPS`) in one transaction on the same kept connection,
   answered 201 with a ``Location`` and the transaction in Lapak's shape;
 * ``GET /api/v1/marketplace/orders?limit=&cursor=``: the listing's keyset SQL
-  (:func:`bench.floor.bare_sql`; a customer sees their own orders) on this worker's kept replica
+  (:func:`bench.floor.bare_sql`; a customer sees their own orders) on this thread's kept replica
   connection, answered with ``items`` and a signed ``next_cursor`` (and ``Link``), as Lapak.
 
 With ``?replica_check=1`` the listing first asks the replica what Lapak asks it before serving
@@ -38,6 +39,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -83,23 +85,36 @@ CURSORS = URLSafeSerializer(SECRET_KEY, salt=os.environ.get("BENCH_FLOOR_CURSOR_
 
 app = Flask(__name__)
 
-# One of each per worker process (gunicorn sync: one request at a time), made on first use.
+# A connection per primary and replica per thread (gunicorn's threaded worker, as lapak serve:
+# several requests at once in a worker, each on its own thread), made on first use; as Lapak's
+# pool, which hands each concurrent request a connection of its own. One Redis client per
+# process: it is thread-safe and pools its connections.
+_threads = threading.local()
 _kept: dict[str, Any] = {}
 
 
+def _thread_kept() -> dict[str, Any]:
+    kept = getattr(_threads, "kept", None)
+    if kept is None:
+        kept = _threads.kept = {}
+    return kept
+
+
 def _primary() -> psycopg.Connection:
-    conn = _kept.get("primary")
+    kept = _thread_kept()
+    conn = kept.get("primary")
     if conn is None or conn.closed or conn.broken:
-        conn = _kept["primary"] = psycopg.connect(
+        conn = kept["primary"] = psycopg.connect(
             os.environ["BENCH_FLOOR_DATABASE_URL"], application_name=APPLICATION
         )
     return conn
 
 
 def _replica() -> psycopg.Connection:
-    conn = _kept.get("replica")
+    kept = _thread_kept()
+    conn = kept.get("replica")
     if conn is None or conn.closed or conn.broken:
-        conn = _kept["replica"] = psycopg.connect(
+        conn = kept["replica"] = psycopg.connect(
             os.environ["BENCH_FLOOR_REPLICA_URL"],
             application_name=f"{APPLICATION}-replica",
             autocommit=True,

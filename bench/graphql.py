@@ -6,7 +6,7 @@ through gunicorn, in the same run.
 
 Starts throw-away PostgreSQL (primary + streaming replica) and Redis (``tests/servers.py``),
 migrates, creates the customers and staff of ``bench.orders``, serves Lapak with ``lapak serve``
-(gunicorn, K sync workers) on 127.0.0.1 reading from the replica, places ``--orders`` real
+(gunicorn, K threaded workers) on 127.0.0.1 reading from the replica, places ``--orders`` real
 orders over HTTP (a line, an invoice and a payment each; every third paid through the demo
 provider, so it has a provider transaction), then fills ``marketplace_sale_order`` to
 ``--listing-rows`` orders with ``bench.orders.fill_orders`` (one line and one posted invoice
@@ -48,7 +48,7 @@ from sqlalchemy import event
 
 from app import create_app
 from app.migrate import upgrade
-from bench.http_overhead import non_negative, positive
+from bench.http_overhead import WORKER_CLASS, non_negative, positive
 from bench.orders import (
     ADMIN_EMAIL,
     API,
@@ -329,7 +329,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--page-size", type=positive, default=50,
                         help="orders per page, both sides (default 50, at most 200)")  # fmt: skip
     parser.add_argument("--web-workers", type=positive, default=4,
-                        help="gunicorn sync workers (default 4, for 2 cores)")  # fmt: skip
+                        help="gunicorn workers (default 4, for 2 cores)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "detail_pages": args.detail_pages,
         "page_size": args.page_size,
         "web_workers": args.web_workers,
-        "worker_class": "gunicorn sync (lapak serve); one connection per request",
+        "worker_class": WORKER_CLASS,
         "caller": "staff (every order); one client, sequential; the halves alternate the order "
         "of the variants",
         "orders_placed": "POST /marketplace/orders over HTTP: one line, bank transfer, every "

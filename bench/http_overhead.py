@@ -3,7 +3,7 @@
 ``python -m bench.http_overhead [--requests N] [--concurrency C] [--warmup W] [--rounds R]
 [--workers K]``
 
-Starts three servers on 127.0.0.1, each with K sync workers:
+Starts three servers on 127.0.0.1, each with K workers of ``lapak serve``'s gunicorn (threaded):
 
 * **lapak**: ``lapak serve`` (the production path: ``create_app`` in each gunicorn worker) on a
   fresh SQLite instance in a temporary directory, migrated first, jobs embedded (no Redis), with
@@ -14,16 +14,16 @@ Starts three servers on 127.0.0.1, each with K sync workers:
   without it; the target is at least 0.95, i.e. the log costs under 5 %). ``/health/live`` is not
   an API request and is not logged: its ratio shows the noise of the machine.
   ``audit_rows_written`` counts the log's rows afterwards (proof the log was on);
-* **bare**: ``gunicorn bench.bare_app:app``, a plain ``Flask(__name__)`` with the same two routes
-  and the same JSON bodies (checked before measuring).
+* **bare**: ``bench.bare_app`` through :mod:`bench.serve_floor` (the same gunicorn), a plain
+  ``Flask(__name__)`` with the same two routes and the same JSON bodies (checked before
+  measuring).
 
-Each server gets W warm-up requests per endpoint. Then, per endpoint (``GET /health/live``,
-``GET /api/v1/modules``), exactly N requests go to each server, in R batches that rotate which
-server goes first, from C threads, each thread with its own ``http.client`` connection (re-opened
-whenever the server closes it: gunicorn's sync worker closes after every response, for both
-servers alike). Only 127.0.0.1 is contacted, the run stops by itself, and every server started
-is stopped (SIGTERM, then SIGKILL of its process group) even when the run fails or is
-interrupted (Ctrl-C, SIGTERM, SIGHUP).
+Each server gets W warm-up requests per endpoint. Then, per endpoint (``GET /health/live``, ``GET
+/api/v1/modules``), exactly N requests go to each server, in R batches that rotate which server goes
+first, from C threads, each thread with its own ``http.client`` connection (re-opened whenever the
+server closes it, for both servers alike). Only 127.0.0.1 is contacted, the run stops by itself, and
+every server started is stopped (SIGTERM, then SIGKILL of its process group) even when the run fails
+or is interrupted (Ctrl-C, SIGTERM, SIGHUP).
 
 The headline is the ratio lapak/bare per endpoint: requests/s (below 1 means Lapak is slower)
 and p50 latency (above 1 means Lapak is slower), with the lowest and highest per-batch
@@ -63,7 +63,18 @@ TEST_SECRET = "bench-http-overhead-throwaway-secret-0123456789a"  # noqa: S105
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
-GUNICORN_TIMEOUTS = ("--graceful-timeout", "20", "--timeout", "60")  # as `lapak serve` sets them
+#: How every HTTP benchmark's servers run, Lapak and its floors alike (:func:`floor_argv`).
+WORKER_CLASS = (
+    "gunicorn gthread as lapak serve runs it (LAPAK_WEB_THREADS request threads + "
+    "LAPAK_WEB_STREAMS stream threads per worker), floors through bench.serve_floor"
+)
+
+
+def floor_argv(target: str, port: int) -> list[str]:
+    """The command serving the floor app ``target`` (``module:app``) on ``port`` exactly as
+    ``lapak serve`` serves Lapak (:mod:`bench.serve_floor`; ``LAPAK_WEB_WORKERS`` and the other
+    serving settings come from the environment, as Lapak's)."""
+    return [sys.executable, "-m", "bench.serve_floor", target, "--host", HOST, "--port", str(port)]
 
 
 @dataclass(frozen=True)
@@ -307,26 +318,14 @@ def start_lapak(
 
 
 def start_bare(stack: ExitStack, workdir: Path, workers: int, modules_json: Path) -> Server:
-    """``gunicorn bench.bare_app:app`` with the same worker count and timeouts as Lapak."""
+    """``bench.bare_app`` under ``lapak serve``'s own gunicorn, with Lapak's worker count."""
     env = clean_environment(
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         BENCH_BARE_MODULES_JSON=str(modules_json),
+        LAPAK_WEB_WORKERS=str(workers),
     )
     port = free_port()
-    argv = [
-        venv_script("gunicorn"),
-        "--bind",
-        f"{HOST}:{port}",
-        "--workers",
-        str(workers),
-        "--no-control-socket",
-        "--error-logfile",
-        "-",
-        "--log-level",
-        "warning",
-        *GUNICORN_TIMEOUTS,
-        "bench.bare_app:app",
-    ]
+    argv = floor_argv("bench.bare_app:app", port)
     return stack.enter_context(serving("bare", argv, env, workdir, port))
 
 
@@ -511,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": args.rounds,
         "workers": args.workers,
         "endpoints": list(ENDPOINTS),
-        "worker_class": "sync",
+        "worker_class": WORKER_CLASS,
         "lapak_database": "sqlite (fresh instance, migrated)",
         "lapak_jobs": "embedded (no Redis)",
         "lapak_api_log": "on for lapak, off (LAPAK_AUDIT_REQUEST_LOG=off) for lapak-nolog",

@@ -46,7 +46,7 @@ row comparisons that the endpoint now sends (:func:`row_keyset_sql`), which no e
 turn into a scan of the primary key.
 
 ``--http`` (off until ``GET /api/v1/ledger/accounts/{uuid}/entries`` is on main) also serves
-Lapak with ``lapak serve`` (gunicorn, 4 sync workers) reading from the replica, and times the
+Lapak with ``lapak serve`` (gunicorn, 4 threaded workers) reading from the replica, and times the
 same pages over HTTP as staff, beside the bare SQL and beside the statements the endpoint sends
 to the replica (captured from an in-process request, timed with psycopg):
 :func:`measure_statement_http`.

@@ -8,7 +8,7 @@ Starts throw-away PostgreSQL (primary + streaming replica) and Redis (``tests/se
 makes the primary durable again (``fsync``, ``full_page_writes`` and ``synchronous_commit`` on:
 the harness turns fsync off for tests) with ``pg_stat_statements`` loaded, migrates, creates
 one customer per client thread, staff and an admin, and serves Lapak with ``lapak serve``
-(gunicorn, K sync workers) on 127.0.0.1, reading from the replica; and the HTTP floor
+(gunicorn, K threaded workers) on 127.0.0.1, reading from the replica; and the HTTP floor
 (``bench.floor_app``, gunicorn with the same worker class, count and timeouts).
 
 **Orders.** ``POST /api/v1/marketplace/orders`` (one line, quantity 2, bank transfer, no
@@ -107,10 +107,11 @@ from bench.floor import (
     sequence_names,
 )
 from bench.http_overhead import (
-    GUNICORN_TIMEOUTS,
     HOST,
+    WORKER_CLASS,
     Server,
     clean_environment,
+    floor_argv,
     free_port,
     non_negative,
     positive,
@@ -245,7 +246,7 @@ def drive(count: int, workers: Sequence[Callable[[int], str | None]]) -> Batch:
 def call(
     port: int, method: str, path: str, token: str | None = None, body: Any = None
 ) -> tuple[int, bytes]:
-    """One request on a fresh connection (gunicorn's sync workers close after each answer)."""
+    """One request on a fresh connection (for both servers alike)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -669,8 +670,8 @@ def start_lapak(stack: ExitStack, services: Services, workdir: Path, workers: in
 def start_http_floor(
     stack: ExitStack, app: Any, services: Services, workdir: Path, workers: int
 ) -> Server:
-    """``gunicorn bench.floor_app:app``: the worker class, count and timeouts of ``lapak serve``,
-    Lapak's secret (its JWT key and cursor signatures) and session cache time."""
+    """``bench.floor_app`` under ``lapak serve``'s own gunicorn (:mod:`bench.serve_floor`, the same
+    worker count), Lapak's secret (its JWT key and cursor signatures) and session cache time."""
     settings = app.extensions["lapak.settings"]
     rules = app.url_map.iter_rules()
     listing = [r.endpoint for r in rules if r.rule == ORDERS and "GET" in (r.methods or ())]
@@ -682,13 +683,10 @@ def start_http_floor(
         BENCH_FLOOR_SECRET_KEY=settings.secret_key,
         BENCH_FLOOR_CURSOR_SALT=f"lapak.cursor:{listing[0]}",
         BENCH_FLOOR_SESSION_SECONDS=str(settings.module_env.get("session_cache_seconds", 10)),
+        LAPAK_WEB_WORKERS=str(workers),
     )
     port = free_port()
-    argv = [
-        venv_script("gunicorn"), "--bind", f"{HOST}:{port}", "--workers", str(workers),
-        "--worker-class", "sync", "--no-control-socket", "--error-logfile", "-",
-        "--log-level", "warning", *GUNICORN_TIMEOUTS, "bench.floor_app:app",
-    ]  # fmt: skip
+    argv = floor_argv("bench.floor_app:app", port)
     return stack.enter_context(serving("http-floor", argv, env, workdir, port))
 
 
@@ -1526,7 +1524,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="pages of 100 walked with next_cursor for the deep page "
                         "(default 100)")  # fmt: skip
     parser.add_argument("--web-workers", type=positive, default=4,
-                        help="gunicorn sync workers (default 4, for 2 cores)")  # fmt: skip
+                        help="gunicorn workers (default 4, for 2 cores)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -1541,7 +1539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requests": args.requests,
         "walk_pages": args.walk_pages,
         "web_workers": args.web_workers,
-        "worker_class": "gunicorn sync (lapak serve); one connection per request",
+        "worker_class": WORKER_CLASS,
         "order": "one line (quantity 2, one of 10 products), bank_transfer, no Idempotency-Key; "
         "each client thread its own logged-in customer; only 201 counts",
         "floor": "the SQL floor: the same statements as Lapak's (bench.floor.ORDER_STEPS, "
@@ -1552,11 +1550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "one pipelined executemany, the ledger's INVOICE_POST (accounts and chain head locked "
         "in one statement; transaction, 3 entries, balances and chain head in one; hash by "
         "modules.ledger.chain), COMMIT; customers' receivables opened up front (fast path)",
-        "http_floor": "bench.floor_app under gunicorn (sync, the same worker count and "
-        "timeouts as lapak serve): the same JWT check (PyJWT), the same Redis session check "
-        "(the same SELECT on a miss), the SQL floor's statements in one transaction on one kept "
-        "psycopg connection per worker, 201 with Lapak's JSON shape; its listing runs the bare "
-        "keyset SQL on one kept replica connection per worker",
+        "http_floor": "bench.floor_app under lapak serve's gunicorn (bench.serve_floor: the "
+        "same worker class, count, threads and timeouts): the same JWT check (PyJWT), the same "
+        "Redis session check (the same SELECT on a miss), the SQL floor's statements in one "
+        "transaction on one kept psycopg connection per thread, 201 with Lapak's JSON shape; "
+        "its listing runs the bare keyset SQL on one kept replica connection per thread",
         "round_order": "each round rotates which side goes first (lapak, http_floor, floor)",
         "database": "throw-away PostgreSQL 15 primary + streaming replica (tests/servers.py); "
         "primary made durable (fsync, full_page_writes, synchronous_commit on), "

@@ -8,8 +8,8 @@ Set up as ``bench/orders.py`` sets up (and with its pieces): throw-away PostgreS
 streaming replica) and Redis (``tests/servers.py``), the primary made durable again (``fsync``,
 ``full_page_writes``, ``synchronous_commit`` on) with ``pg_stat_statements`` loaded, migrated;
 one customer per client thread, staff and an admin; Lapak served with ``lapak serve``
-(gunicorn, K sync workers) on 127.0.0.1 and the HTTP floor (``bench.floor_app``, gunicorn with
-the same worker class, count and timeouts). One product without a seller at 1,000.00: every
+(gunicorn, K threaded workers) on 127.0.0.1 and the HTTP floor (``bench.floor_app`` under the same
+gunicorn: :mod:`bench.serve_floor`). One product without a seller at 1,000.00: every
 invoice is 1,110.00 (11% PPN).
 
 **Wallet payments.** Each customer's IDR wallet is opened (``POST /api/v1/wallets``) and
@@ -104,7 +104,7 @@ from app.migrate import upgrade
 from bench.floor import FloorRefused
 from bench.floor_payments import pay as floor_pay
 from bench.floor_payments import payment_statements
-from bench.http_overhead import HOST, positive
+from bench.http_overhead import HOST, WORKER_CLASS, positive
 from bench.orders import (
     ADMIN_EMAIL,
     CONTROL_KINDS,
@@ -702,7 +702,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="rounds per client count, rotating which side goes first "
                         "(default 2)")  # fmt: skip
     parser.add_argument("--web-workers", type=positive, default=4,
-                        help="gunicorn sync workers (default 4, for 2 cores)")  # fmt: skip
+                        help="gunicorn workers (default 4, for 2 cores)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -717,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "clients": args.clients,
         "rounds": args.rounds,
         "web_workers": args.web_workers,
-        "worker_class": "gunicorn sync (lapak serve); one connection per request",
+        "worker_class": WORKER_CLASS,
         "payment": "POST /api/v1/payments {invoice, provider: wallet}, no Idempotency-Key; each "
         "client thread its own logged-in customer paying its own unpaid invoice (1,110.00, one "
         "seller-less product) in full from its funded IDR wallet; only 201 + success counts",
