@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
@@ -81,6 +82,16 @@ def web_user() -> Principal | None:
 @blp.app_template_global("web_menu")
 def web_menu() -> list[MenuItem]:
     return menu_for(web_user())
+
+
+@blp.app_template_filter("utc")
+def utc(moment: datetime | str) -> datetime:
+    """A moment (a datetime, or RFC 3339 text as the API writes it) in UTC, for
+    ``web/macros.html``'s ``when``; a moment without a zone is read as UTC (as Lapak stores
+    it)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @blp.get("/")
