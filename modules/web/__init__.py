@@ -84,6 +84,21 @@ something better catches the domain error and ``flash``-es it. A client that ask
 ``flash(message, category)`` shows in the layout's notices (categories ``info``, ``success``,
 ``warning``, ``error``). A module that does not want to depend on ``web`` guards its screens
 with ``app.security.requires(*roles, browser=True)`` instead of ``screen``: the same thing.
+
+What screens share comes with the layout. ``web/macros.html`` has ``when(moment)`` (a datetime or
+the API's RFC 3339 text, in UTC, in a ``<time>``), ``state(name, text, tone)`` (a word in a pill
+of a tone: ``ok``, ``warn``, ``bad``, ``info``, or grey; a module maps its states to tones) and
+``pager(next_url, first_url, previous_url)``::
+
+    {% from "web/macros.html" import when, state, pager %}
+
+(a module imports it as it extends ``web/layout.html``: both come with the shell, and screens
+are served only when one is loaded). ``static/lapak.css`` styles them and the rest of what
+screens share: ``.card``, ``.field`` with ``.hint`` and ``.field-error``, ``.filters`` (a GET
+form's row), ``.form-actions``, ``.choice``, ``button.primary`` and ``a.button``,
+``.table-scroll`` (a wide table's frame), ``.facts``, ``.figures``, ``.page-head``, ``.crumbs``,
+``.visually-hidden``, ``.id``, ``.nowrap``, ``.empty``. A module's own stylesheet (its
+blueprint's static folder, linked in the ``head`` block) has only what its screens alone need.
 """
 
 from collections.abc import Callable
