@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from flask import (
@@ -49,11 +49,14 @@ LOGIN = LoginSchema()
 class MenuItem:
     label: str
     url: str
-    current: bool
+    #: The link's ``aria-current``: ``"page"`` on the entry's own screen, ``"true"`` on a screen
+    #: under its address (an order under the order list), None elsewhere.
+    current: str | None = None
 
 
 def menu_for(principal: Principal | None) -> list[MenuItem]:
-    """The menu entries this user's role may see, in order (``hooks.screens``)."""
+    """The menu entries this user's role may see, in order (``hooks.screens``): the entry of the
+    screen being served is current, or else the entry whose address this screen's is under."""
     if principal is None:
         return []
     entries = current_app.extensions["lapak.registry"].wiring.menu
@@ -61,7 +64,25 @@ def menu_for(principal: Principal | None) -> list[MenuItem]:
         (e for e in entries if not e.roles or principal.role in e.roles),
         key=lambda e: (e.order, e.label),
     )
-    return [MenuItem(e.label, url_for(e.endpoint), request.endpoint == e.endpoint) for e in shown]
+    items = [MenuItem(e.label, url_for(e.endpoint)) for e in shown]
+    own = next((i for i, e in enumerate(shown) if e.endpoint == request.endpoint), None)
+    if own is not None:
+        items[own] = replace(items[own], current="page")
+    elif (under := _section_of(request.path, [item.url for item in items])) is not None:
+        items[under] = replace(items[under], current="true")
+    return items
+
+
+def _section_of(path: str, urls: list[str]) -> int | None:
+    """The index of the longest of ``urls`` that ``path`` lies under, segment by segment
+    (``/web/seller/me/withdraw`` is under ``/web/seller/me`` and ``/web/seller/``, not under
+    ``/web/seller/m``), if any."""
+    under = [
+        (len(url), index)
+        for index, url in enumerate(urls)
+        if path == url or path.startswith(url if url.endswith("/") else f"{url}/")
+    ]
+    return max(under)[1] if under else None
 
 
 @blp.app_template_global("csrf_token")

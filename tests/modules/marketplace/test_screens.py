@@ -121,6 +121,7 @@ def test_staff_list_every_order_newest_first_with_the_rest_lists_figures(
 
     assert page.status_code == 200
     assert "Orders · Lapak" in page.text
+    assert f'<a href="{SCREENS}/" aria-current="page">Orders</a>' in page.text  # the menu
     rows = tables(page.text)["orders"].body
     assert [row[0] for row in rows] == [item["number"] for item in rest]
     assert [row[0] for row in rows] == [p["order"]["number"] for p in reversed(placed)]
@@ -376,6 +377,8 @@ def test_an_order_shows_the_rest_apis_lines_documents_payments_refunds_and_its_p
 
     page = order_page(web, order_id)
 
+    # The menu marks Orders: an order is under the list.
+    assert f'<a href="{SCREENS}/" aria-current="true">Orders</a>' in page.text
     shown = tables(page.text)
     order = rest["order"]
     assert f"Order {order['number']}" in page.text
