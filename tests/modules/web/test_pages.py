@@ -202,31 +202,19 @@ from flask import Blueprint, render_template_string
 from modules.web import screen
 
 screens = Blueprint("kiosk_screens", __name__)
-PAGE = '{% extends "web/layout.html" %}{% block main %}A kiosk screen{% endblock %}'
 
 
-@screens.get("/")
-@screen()
-def stands() -> str:
-    return render_template_string(PAGE)
+def page(**_: int) -> str:
+    return render_template_string('{% extends "web/layout.html" %}')
 
 
-@screens.get("/<int:number>")
-@screen()
-def stand(number: int) -> str:
-    return render_template_string(PAGE)
-
-
-@screens.get("/specials")
-@screen()
-def specials() -> str:
-    return render_template_string(PAGE)
-
-
-@screens.get("/specials/<int:number>")
-@screen()
-def special(number: int) -> str:
-    return render_template_string(PAGE)
+for rule, endpoint in (
+    ("/", "stands"),
+    ("/<int:number>", "stand"),
+    ("/specials", "specials"),
+    ("/specials/<int:number>", "special"),
+):
+    screens.add_url_rule(rule, endpoint, screen()(page))
 """
 CURRENT_ENTRY = re.compile(r'<a href="[^"]*" aria-current="([^"]+)">([^<]+)</a>')
 
