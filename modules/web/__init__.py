@@ -45,7 +45,10 @@ and they are served at ``/web/<module>/`` whenever a shell is loaded::
     )
 
 A menu entry names a view that takes no arguments: one that names no view, or a view whose
-address needs arguments, stops the app at start (``RegistryError``).
+address needs arguments, stops the app at start (``RegistryError``). The menu marks the entry of
+the screen shown (``aria-current="page"``) or else the entry whose address the screen's lies
+under (``"true"``: ``/web/orders/<id>`` under Orders at ``/web/orders/``), so a module's detail
+screens need nothing more to keep their list's entry marked.
 
 The template (``modules/orders/templates/orders/list.html``) fills the layout's blocks:
 ``title``, ``main``, and optionally ``head`` (stylesheets) and ``scripts`` (``<script src>``
