@@ -49,10 +49,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from pathlib import Path
@@ -61,7 +60,6 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import psycopg
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 
 from app import create_app
@@ -83,6 +81,7 @@ from bench.runner import Figures, run_as_command
 from modules.ledger.chart import CORE_PURPOSES, account_code, account_name
 from modules.user.services import create_user
 from tests.servers import start_services
+from tests.statements import recorded_in
 
 NAME = "dashboard"
 STATS = "/api/v1/dashboard/stats"
@@ -443,7 +442,7 @@ def _fill(dsn: str, inputs: Mapping[str, Any], today: date, people: Mapping[str,
 def _plan_of(app: Any, replica_dsn: str, path: str, token: str, marker: str) -> str:
     """The plan (``EXPLAIN ANALYZE`` on the replica) of the statement containing ``marker``
     that ``GET path`` sends, captured from a request to ``app`` in this process."""
-    with _sent_statements(app) as sent:
+    with recorded_in(app) as sent:
         response = app.test_client().get(path, headers={"Authorization": f"Bearer {token}"})
     if response.status_code != 200:
         raise RuntimeError(f"GET {path} answered {response.status_code}")
@@ -451,26 +450,6 @@ def _plan_of(app: Any, replica_dsn: str, path: str, token: str, marker: str) -> 
     if not found:
         raise RuntimeError(f"GET {path} sent no statement with {marker}")
     return " | ".join(line.strip() for line in explain(replica_dsn, *found[0]))
-
-
-@contextmanager
-def _sent_statements(app: Any) -> Iterator[list[tuple[str, Any]]]:
-    database = app.extensions["lapak.db"]
-    engines = [database.primary] + [replica.engine for replica in database.replicas]
-    sent: list[tuple[str, Any]] = []
-    this_thread = threading.get_ident()
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if threading.get_ident() == this_thread:
-            sent.append((statement, parameters))
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 def _count_rollups(dsn: str) -> int:

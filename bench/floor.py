@@ -38,13 +38,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from modules.ledger import chain
+from tests.statements import COMMIT  # a transaction's end, in the statement lists compared
 
 TAX_PERCENT = Decimal(11)  # the marketplace default (PPN), used by both sides
 COMMISSION_PERCENT = Decimal(5)  # LAPAK_COMMISSION_PERCENT's default, fixed on the invoice
 TIMEZONE = ZoneInfo("Asia/Jakarta")  # the marketplace default: the numbering year
 CURRENCY = "IDR"
 PAYMENT_DAYS = 14
-COMMIT = "COMMIT"  # a transaction's end, in the statement lists compared
 
 SELECT_PRODUCT = (
     "SELECT marketplace_product.id, marketplace_product.uuid, marketplace_product.feed_uuid, "

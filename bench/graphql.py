@@ -37,14 +37,11 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import event
 
 from app import create_app
 from app.migrate import upgrade
@@ -71,6 +68,7 @@ from bench.orders import (
 )
 from bench.runner import Figures, run_as_command
 from tests.servers import start_services
+from tests.statements import recorded_in
 
 NAME = "graphql"
 GRAPHQL = "/api/v1/graphql"
@@ -121,34 +119,13 @@ def merged(halves: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def counting(app: Any) -> Iterator[list[str]]:
-    """The statements every engine of ``app`` sends in the block from this thread (an
-    in-process request runs in it; the audit module's writer, for one, in its own)."""
-    sent: list[str] = []
-    this_thread = threading.get_ident()
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if threading.get_ident() == this_thread:
-            sent.append(statement)
-
-    engines = app.extensions["lapak.db"].engines()
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-
-
 def statements_per_request(app: Any, send: Callable[[Any], Any]) -> int:
     """Statements one in-process request sends, the session cache warm (a second request)."""
     client = app.test_client()
     send(client)
-    with counting(app) as sent:
+    with recorded_in(app) as sent:
         send(client)
-    return len([s for s in sent if "auth_session" not in s])
+    return len([s for s, _ in sent if "auth_session" not in s])
 
 
 def place_orders(port: int, count: int, tokens: Sequence[str], products: Sequence[str]) -> int:

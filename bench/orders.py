@@ -78,7 +78,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -123,6 +123,7 @@ from modules.ledger.chart import CORE_PURPOSES, account_code, account_name
 from modules.ledger.verify import verify
 from modules.user.services import create_user
 from tests.servers import Services, start_services
+from tests.statements import recorded
 
 NAME = "orders"
 DEFAULT_CLIENTS = (1, 8, 32)
@@ -440,25 +441,10 @@ def normalised(sql: str) -> str:
     return text.replace("( ", "(").replace(" )", ")")
 
 
-@contextmanager
-def capturing(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+def capturing(engine: Any) -> AbstractContextManager[list[tuple[str, Any]]]:
     """The (statement, parameters) pairs ``engine`` sends to the driver inside the block, and
     ``(COMMIT, None)`` where a transaction commits."""
-    captured: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        captured.append((statement, parameters))
-
-    def commit(_conn: Any) -> None:
-        captured.append((COMMIT, None))
-
-    event.listen(engine, "before_cursor_execute", record)
-    event.listen(engine, "commit", commit)
-    try:
-        yield captured
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-        event.remove(engine, "commit", commit)
+    return recorded([engine], commits=True)
 
 
 # --- database-side observation ---------------------------------------------------------------

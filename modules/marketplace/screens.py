@@ -23,7 +23,6 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -107,20 +106,13 @@ class Refused:
 
 @screens.context_processor
 def _helpers() -> dict[str, Any]:
-    return {"label": _label, "when": _when}
+    return {"label": _label}
 
 
 def _label(kind: str, value: str | None) -> str:
     if value is None:
         return "—"
     return LABELS[kind].get(value, value.replace("_", " ").capitalize())
-
-
-def _when(moment: str | None) -> str:
-    """An RFC 3339 time as the API gives it, for people: ``2026-05-01 10:23 UTC``."""
-    if not moment:
-        return "—"
-    return datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # -- the list -----------------------------------------------------------------------------------

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
-from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.db import read_only
@@ -86,21 +84,9 @@ def _helpers() -> dict[str, Any]:
         "roles": ROLES,
         "status_text": STATUS_TEXT,
         "finished_statuses": FINISHED_STATUSES,
-        "when": when,
         "size": size,
         "password_lengths": (MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH),
     }
-
-
-def when(moment: datetime | str | None) -> Markup:
-    """A time as people read it (UTC, to the minute), in a ``<time>`` with its exact value."""
-    if moment is None:
-        return Markup("")
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return Markup('<time datetime="{}">{} UTC</time>').format(
-        moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M")
-    )
 
 
 def size(count: int) -> str:

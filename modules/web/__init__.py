@@ -45,7 +45,10 @@ and they are served at ``/web/<module>/`` whenever a shell is loaded::
     )
 
 A menu entry names a view that takes no arguments: one that names no view, or a view whose
-address needs arguments, stops the app at start (``RegistryError``).
+address needs arguments, stops the app at start (``RegistryError``). The menu marks the entry of
+the screen shown (``aria-current="page"``) or else the entry whose address the screen's lies
+under (``"true"``: ``/web/orders/<id>`` under Orders at ``/web/orders/``), so a module's detail
+screens need nothing more to keep their list's entry marked.
 
 The template (``modules/orders/templates/orders/list.html``) fills the layout's blocks:
 ``title``, ``main``, and optionally ``head`` (stylesheets) and ``scripts`` (``<script src>``
@@ -84,6 +87,21 @@ something better catches the domain error and ``flash``-es it. A client that ask
 ``flash(message, category)`` shows in the layout's notices (categories ``info``, ``success``,
 ``warning``, ``error``). A module that does not want to depend on ``web`` guards its screens
 with ``app.security.requires(*roles, browser=True)`` instead of ``screen``: the same thing.
+
+What screens share comes with the layout. ``web/macros.html`` has ``when(moment)`` (a datetime or
+the API's RFC 3339 text, in UTC, in a ``<time>``), ``state(name, text, tone)`` (a word in a pill
+of a tone: ``ok``, ``warn``, ``bad``, ``info``, or grey; a module maps its states to tones) and
+``pager(next_url, first_url, previous_url)``::
+
+    {% from "web/macros.html" import when, state, pager %}
+
+(a module imports it as it extends ``web/layout.html``: both come with the shell, and screens
+are served only when one is loaded). ``static/lapak.css`` styles them and the rest of what
+screens share: ``.card``, ``.field`` with ``.hint`` and ``.field-error``, ``.filters`` (a GET
+form's row), ``.form-actions``, ``.choice``, ``button.primary`` and ``a.button``,
+``.table-scroll`` (a wide table's frame), ``.facts``, ``.figures``, ``.page-head``, ``.crumbs``,
+``.visually-hidden``, ``.id``, ``.nowrap``, ``.empty``. A module's own stylesheet (its
+blueprint's static folder, linked in the ``head`` block) has only what its screens alone need.
 """
 
 from collections.abc import Callable

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
@@ -48,11 +49,14 @@ LOGIN = LoginSchema()
 class MenuItem:
     label: str
     url: str
-    current: bool
+    #: The link's ``aria-current``: ``"page"`` on the entry's own screen, ``"true"`` on a screen
+    #: under its address (an order under the order list), None elsewhere.
+    current: str | None = None
 
 
 def menu_for(principal: Principal | None) -> list[MenuItem]:
-    """The menu entries this user's role may see, in order (``hooks.screens``)."""
+    """The menu entries this user's role may see, in order (``hooks.screens``): the entry of the
+    screen being served is current, or else the entry whose address this screen's is under."""
     if principal is None:
         return []
     entries = current_app.extensions["lapak.registry"].wiring.menu
@@ -60,7 +64,25 @@ def menu_for(principal: Principal | None) -> list[MenuItem]:
         (e for e in entries if not e.roles or principal.role in e.roles),
         key=lambda e: (e.order, e.label),
     )
-    return [MenuItem(e.label, url_for(e.endpoint), request.endpoint == e.endpoint) for e in shown]
+    items = [MenuItem(e.label, url_for(e.endpoint)) for e in shown]
+    own = next((i for i, e in enumerate(shown) if e.endpoint == request.endpoint), None)
+    if own is not None:
+        items[own] = replace(items[own], current="page")
+    elif (under := _section_of(request.path, [item.url for item in items])) is not None:
+        items[under] = replace(items[under], current="true")
+    return items
+
+
+def _section_of(path: str, urls: list[str]) -> int | None:
+    """The index of the longest of ``urls`` that ``path`` lies under, segment by segment
+    (``/web/seller/me/withdraw`` is under ``/web/seller/me`` and ``/web/seller/``, not under
+    ``/web/seller/m``), if any."""
+    under = [
+        (len(url), index)
+        for index, url in enumerate(urls)
+        if path == url or path.startswith(url if url.endswith("/") else f"{url}/")
+    ]
+    return max(under)[1] if under else None
 
 
 @blp.app_template_global("csrf_token")
@@ -81,6 +103,16 @@ def web_user() -> Principal | None:
 @blp.app_template_global("web_menu")
 def web_menu() -> list[MenuItem]:
     return menu_for(web_user())
+
+
+@blp.app_template_filter("utc")
+def utc(moment: datetime | str) -> datetime:
+    """A moment (a datetime, or RFC 3339 text as the API writes it) in UTC, for
+    ``web/macros.html``'s ``when``; a moment without a zone is read as UTC (as Lapak stores
+    it)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @blp.get("/")

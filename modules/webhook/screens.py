@@ -34,6 +34,11 @@ screens = Blueprint("webhook_screens", __name__, template_folder="templates")
 OWNERS = ("seller", "admin")
 PAGE_SIZE = 25
 WHEN_EMPTY = {"url": "Enter the address of your receiver."}
+#: What a person reads once an endpoint is enabled (True) or disabled.
+SWITCHED = {
+    True: "Endpoint enabled: new events are delivered to it again.",
+    False: "Endpoint disabled: nothing is delivered to it until you enable it.",
+}
 
 
 def disabled_because(endpoint: WebhookEndpoint) -> str:
@@ -130,20 +135,13 @@ def update_endpoint(endpoint_id: uuid.UUID) -> Response | tuple[str, int]:
     return _back_to(endpoint_id)
 
 
-@screens.post("/endpoints/<uuid:endpoint_id>/enable")
+@screens.post("/endpoints/<uuid:endpoint_id>/<any(enable, disable):switch>")
 @requires(*OWNERS, browser=True)
-def enable_endpoint(endpoint_id: uuid.UUID) -> Response:
-    """Enable an endpoint again (its failure record starts afresh)."""
-    services.update_endpoint(authenticate(), endpoint_id, {"enabled": True})
-    flash("Endpoint enabled: new events are delivered to it again.", "success")
-    return _back_to(endpoint_id)
-
-
-@screens.post("/endpoints/<uuid:endpoint_id>/disable")
-@requires(*OWNERS, browser=True)
-def disable_endpoint(endpoint_id: uuid.UUID) -> Response:
-    services.update_endpoint(authenticate(), endpoint_id, {"enabled": False})
-    flash("Endpoint disabled: nothing is delivered to it until you enable it.", "success")
+def switch_endpoint(endpoint_id: uuid.UUID, switch: str) -> Response:
+    """Enable an endpoint again (its failure record starts afresh), or disable it."""
+    enabled = switch == "enable"
+    services.update_endpoint(authenticate(), endpoint_id, {"enabled": enabled})
+    flash(SWITCHED[enabled], "success")
     return _back_to(endpoint_id)
 
 

@@ -5,10 +5,7 @@ by SQL of the tests' own (integer hundredths, so it is exact on SQLite too)."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -18,7 +15,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from werkzeug.test import TestResponse
 
 from app.db import Session, get_database, transaction
@@ -476,28 +473,6 @@ def rollup_rows(app: Flask) -> list[tuple]:
 
 
 # -- query plans -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def sent_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
-    """``(statement, parameters)`` of every statement ``app``'s engines send from this thread
-    in the block."""
-    database = app.extensions["lapak.db"]
-    engines = [database.primary] + [replica.engine for replica in database.replicas]
-    sent: list[tuple[str, Any]] = []
-    this_thread = threading.get_ident()
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if threading.get_ident() == this_thread:
-            sent.append((statement, parameters))
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 def plan_of(services: Services, statement: str, parameters: Any) -> str:

@@ -17,6 +17,7 @@ from modules.seller.models import Settlement
 from tests.modules.auth.test_api_keys import create_key, problem, signed
 from tests.modules.conftest import Caller
 from tests.servers import Services
+from tests.statements import recorded_in
 
 from .conftest import (
     DASHBOARD,
@@ -27,7 +28,6 @@ from .conftest import (
     move_money,
     ok,
     plan_of,
-    sent_statements,
     today,
 )
 
@@ -233,7 +233,7 @@ def test_a_sellers_listing_starts_from_their_invoices(
     """Not from every payment, testing each for the seller's lines: from the seller's invoice
     lines, through the marketplace's index on them."""
     move_money(app, client, market)
-    with sent_statements(app) as sent:
+    with recorded_in(app) as sent:
         assert listed(client, market.seller_a, limit=2)
     (statement, parameters), *_ = (
         (statement, parameters)
@@ -310,7 +310,7 @@ def test_the_staff_settlement_summary_reads_the_period_not_every_settlement(
     module's index on (currency, state, completed_at), not by reading every completed one."""
     settle(app, market.seller_a, "1000.00", "completed", 1)
     settle(app, market.seller_b, "450.50", "processing", 0)
-    with sent_statements(app) as sent:
+    with recorded_in(app) as sent:
         ok(get(client, market.staff, STATS))
     (statement, parameters), *_ = (
         (statement, parameters)

@@ -21,9 +21,9 @@ from modules.dashboard import rollups
 from modules.dashboard.models import CountedFact, DailyRollup
 from modules.ledger.models import Account, Entry, Transaction
 from modules.marketplace.models import Payment
-from tests.modules.graphql.conftest import counted_statements
 from tests.modules.marketplace.test_backfill import old_order
 from tests.servers import Services
+from tests.statements import recorded_in
 
 from .conftest import (
     MARKETPLACE,
@@ -226,7 +226,7 @@ def test_the_rebuild_reads_in_bulk_whatever_the_number_of_facts(
     deliver(app)
 
     def statements_of_a_rebuild() -> int:
-        with counted_statements(app) as sent:
+        with recorded_in(app) as sent:
             result = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
         assert result.exit_code == 0, result.output
         return len(sent)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 from werkzeug.test import TestResponse
 
 from app.db import transaction
@@ -25,6 +23,7 @@ from modules.marketplace.models import Product
 from modules.user.services import create_user
 from tests.modules.auth.test_api_keys import Key, signed
 from tests.modules.conftest import PASSWORD, Caller, login
+from tests.statements import recorded
 
 GRAPHQL = "/api/v1/graphql"
 MARKETPLACE = "/api/v1/marketplace"
@@ -160,26 +159,18 @@ def pg_shop(app: Flask) -> Shop:
 @contextmanager
 def counted_statements(app: Flask) -> Iterator[list[tuple[str, str]]]:
     """``(engine, statement)`` for every SQL statement an engine of ``app`` sends in the
-    block from this thread (the test client's requests run in it; the audit module's writer,
-    for one, writes from its own); ``engine`` is ``primary`` or ``replica``."""
+    block from this thread (``tests.statements.recorded``), the primary's then the replicas';
+    ``engine`` is ``primary`` or ``replica``. The list is filled when the block ends."""
     database = app.extensions["lapak.db"]
     sent: list[tuple[str, str]] = []
-    engines = [("primary", database.primary)] + [("replica", r.engine) for r in database.replicas]
-    listeners = []
-    this_thread = threading.get_ident()
-    for role, engine in engines:
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_: Any, role: str = role) -> None:
-            if threading.get_ident() == this_thread:
-                sent.append((role, statement))
-
-        event.listen(engine, "before_cursor_execute", record)
-        listeners.append((engine, record))
-    try:
+    replicas = [replica.engine for replica in database.replicas]
+    with (
+        recorded([database.primary], this_thread=True) as primary,
+        recorded(replicas, this_thread=True) as replica,
+    ):
         yield sent
-    finally:
-        for engine, record in listeners:
-            event.remove(engine, "before_cursor_execute", record)
+    sent.extend(("primary", statement) for statement, _ in primary)
+    sent.extend(("replica", statement) for statement, _ in replica)
 
 
 def problem_of(response: TestResponse, status: int, code: str | None = None) -> dict[str, Any]:

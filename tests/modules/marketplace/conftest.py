@@ -1,4 +1,6 @@
-"""Fixtures and helpers for the marketplace tests: products, orders over HTTP, row counts.
+"""Fixtures and helpers for the marketplace tests: products, orders over HTTP (placed, paid),
+a shop of its own for an app of a test's own (the embedded default), requests in parallel, row
+counts.
 
 Everything runs against the harness's real PostgreSQL primary + replica and Redis. Products are
 made through the service (fast, no HTTP) unless a test is about the product endpoints.
@@ -6,8 +8,10 @@ made through the service (fast, no HTTP) unless a test is about the product endp
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +26,8 @@ from werkzeug.test import TestResponse
 
 from app.db import transaction
 from modules.marketplace.models import Product
-from tests.modules.conftest import Caller
+from modules.user.services import create_user
+from tests.modules.conftest import PASSWORD, Caller, login
 
 # The web client's fixtures, for the order screens' Chromium tests: ``served`` (the app over
 # HTTP), ``browser`` (Debian's Chromium) and ``page``.
@@ -124,6 +129,75 @@ def place(client: FlaskClient, caller: Caller, body: dict[str, Any], key: str | 
     response = post(client, caller, "/orders", body, key)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def confirm(client: FlaskClient, staff: Caller, payment_id: str) -> dict[str, Any]:
+    """Staff confirm a payment (the money came in); its 200 body."""
+    response = post(client, staff, f"/payments/{payment_id}/confirm")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def paid_order(
+    client: FlaskClient, customer: Caller, staff: Caller, product: MadeProduct, quantity: str = "1"
+) -> dict[str, Any]:
+    """An order of ``quantity`` of ``product`` (one at 37,000.00: 41,070.00 with tax) whose bank
+    transfer staff confirmed: its invoice is paid. The order's 201 body."""
+    placed = place(client, customer, order_body((product.id, quantity)))
+    confirm(client, staff, placed["payment"]["id"])
+    return placed
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A shop in an app of a test's own: staff and a customer logged in through ``client``, and
+    a product at 37,000.00."""
+
+    client: FlaskClient
+    staff: Caller
+    buyer: Caller
+    product: MadeProduct
+
+
+def shop_in(app: Flask, *, sold_by_a_seller: bool = False) -> Shop:
+    """Staff, a customer and a product made in ``app`` (the embedded default, say), the
+    product the platform's own or a seller's."""
+    with app.app_context(), transaction() as session:
+        users = [
+            create_user(f"{role}@example.test", role=role, password=PASSWORD)
+            for role in ("staff", "customer", *(("seller",) if sold_by_a_seller else ()))
+        ]
+        people = [(user.email, user.uuid, user.id) for user in users]
+        item = Product(
+            name="BANDENG",
+            list_price=Decimal("37000"),
+            seller_id=users[2].id if sold_by_a_seller else None,
+        )
+        session.add(item)
+        session.flush()
+        product = MadeProduct(str(item.uuid), None, item.list_price)
+    client = app.test_client()
+    staff, buyer = (
+        Caller(email, user_uuid, user_id, login(client, email).get_json()["access_token"])
+        for email, user_uuid, user_id in people[:2]
+    )
+    return Shop(client, staff, buyer, product)
+
+
+def in_parallel(
+    app: Flask, count: int, call: Callable[[FlaskClient, int], TestResponse]
+) -> list[TestResponse]:
+    """Run ``call(client, i)`` on ``count`` threads at once, each with its own client (so its
+    own app context, session and pooled connection); a barrier starts them together."""
+    barrier = threading.Barrier(count, timeout=30)
+
+    def run(index: int) -> TestResponse:
+        own = app.test_client()
+        barrier.wait()
+        return call(own, index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
 
 
 def created(response: TestResponse, status: int = 201) -> dict[str, Any]:

@@ -3,16 +3,12 @@ app context, session and pooled PostgreSQL connection; a barrier starts them tog
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from tests.modules.conftest import Caller
 from tests.servers import Services
@@ -23,26 +19,12 @@ from .conftest import (
     assert_problem,
     counts,
     get,
+    in_parallel,
     order_body,
     place,
     post,
     sql,
 )
-
-
-def in_parallel(
-    app: Flask, count: int, call: Callable[[FlaskClient, int], TestResponse]
-) -> list[TestResponse]:
-    """Run ``call(client, i)`` on ``count`` threads at once, each with its own client."""
-    barrier = threading.Barrier(count, timeout=30)
-
-    def run(index: int) -> TestResponse:
-        own = app.test_client()
-        barrier.wait()
-        return call(own, index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def test_50_concurrent_orders_get_50_gap_free_invoice_numbers(

@@ -10,38 +10,29 @@ from decimal import Decimal
 import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
-from app.db import Session, transaction
 from modules.ledger.verify import verify
-from modules.marketplace.models import Product
-from modules.user.services import create_user
-from tests.modules.conftest import PASSWORD, Caller, bearer, login
+from tests.modules.conftest import Caller
 from tests.servers import Services
 
 from .conftest import (
-    API,
     YEAR,
     MadeProduct,
     assert_problem,
+    confirm,
     get,
+    in_parallel,
     new_key,
     order_body,
+    paid_order,
     place,
     post,
+    shop_in,
     sql,
 )
-from .test_concurrency import in_parallel
 from .test_ledger import assert_consistent, nonzero
 
 D = Decimal
-
-
-def paid_order(client: FlaskClient, customer: Caller, staff: Caller, product: MadeProduct) -> dict:
-    placed = place(client, customer, order_body((product.id, "1")))  # 41,070.00
-    confirmed = post(client, staff, f"/payments/{placed['payment']['id']}/confirm")
-    assert confirmed.status_code == 200, confirmed.get_json()
-    return placed
 
 
 def test_20_concurrent_refunds_of_10_percent_exactly_10_succeed_with_gap_free_credit_notes(
@@ -171,38 +162,25 @@ def test_on_embedded_sqlite_an_order_is_placed_confirmed_refunded_and_the_ledger
     make_embedded_app: Callable[..., Flask],
 ) -> None:
     app = make_embedded_app()
-    with app.app_context(), transaction():
-        create_user("staff@example.test", role="staff", password=PASSWORD)
-        create_user("buyer@example.test", role="customer", password=PASSWORD)
-        seller = create_user("seller@example.test", role="seller", password=PASSWORD)
-        Session().add(Product(name="BANDENG", list_price=D("37000"), seller_id=seller.id))
-    client = app.test_client()
-    staff = bearer(login(client, "staff@example.test").get_json()["access_token"])
-    buyer = bearer(login(client, "buyer@example.test").get_json()["access_token"])
-    with app.app_context():
-        product_id = str(Session().scalars(select(Product.uuid)).one())
-    placed = client.post(
-        f"{API}/orders",
-        json={"lines": [{"product": product_id, "quantity": "1"}], "payment": {"method": "cash"}},
-        headers=buyer,
-    ).get_json()
+    shop = shop_in(app, sold_by_a_seller=True)
+    client, staff, buyer = shop.client, shop.staff, shop.buyer
+    placed = place(client, buyer, order_body((shop.product.id, "1"), payment={"method": "cash"}))
     payment_id = placed["payment"]["id"]
-    assert client.post(f"{API}/payments/{payment_id}/confirm", headers=staff).status_code == 200
-    part = client.post(
-        f"{API}/payments/{payment_id}/refunds",
-        json={"amount": "1070.00", "reason": "one damaged"},
-        headers=staff,
+    confirm(client, staff, payment_id)
+    part = post(
+        client,
+        staff,
+        f"/payments/{payment_id}/refunds",
+        {"amount": "1070.00", "reason": "one damaged"},
     )
     assert part.status_code == 201, part.get_json()
     assert part.get_json()["credit_note_number"] == f"RINV/{YEAR}/00001"
-    rest = client.post(
-        f"{API}/payments/{payment_id}/refunds", json={"reason": "all of it"}, headers=staff
-    )
+    rest = post(client, staff, f"/payments/{payment_id}/refunds", {"reason": "all of it"})
     assert rest.status_code == 201, rest.get_json()
     assert rest.get_json()["amount"] == "40000.00"
-    listed = client.get(f"{API}/payments/{payment_id}/refunds", headers=buyer).get_json()
+    listed = get(client, buyer, f"/payments/{payment_id}/refunds").get_json()
     assert [r["amount"] for r in listed["items"]] == ["1070.00", "40000.00"]
-    cancelled = client.post(f"{API}/orders/{placed['order']['id']}/cancel", headers=buyer)
+    cancelled = post(client, buyer, f"/orders/{placed['order']['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.get_json()
     assert nonzero(app) == {}
     with app.app_context():
@@ -215,21 +193,9 @@ def test_a_database_refusal_at_confirm_or_refund_is_a_503_that_saved_nothing(
     # The app's connections give up on a lock after 300 ms; the ledger's chain head is held
     # elsewhere, so the posting at the end of each change is refused.
     app = make_app(database_url=f"{services.database_url}?options=-c%20lock_timeout%3D300")
-    client = app.test_client()
-    with app.app_context(), transaction() as session:
-        create_user("staff@example.test", role="staff", password=PASSWORD)
-        create_user("c@example.test", role="customer", password=PASSWORD)
-        item = Product(name="TONGKOL", list_price=D("37000"), active=True)
-        session.add(item)
-        session.flush()
-        product_id = str(item.uuid)
-
-    def caller(email: str) -> Caller:
-        token = login(client, email).get_json()["access_token"]
-        return Caller(email, None, 0, token)  # type: ignore[arg-type]
-
-    staff, customer = caller("staff@example.test"), caller("c@example.test")
-    placed = place(client, customer, order_body((product_id, "1")))
+    shop = shop_in(app)
+    client, staff = shop.client, shop.staff
+    placed = place(client, shop.buyer, order_body((shop.product.id, "1")))
     payment_id = placed["payment"]["id"]
 
     def blocked(path: str, body: dict | None = None):  # type: ignore[no-untyped-def]

@@ -17,30 +17,27 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from app.db import Session, transaction
-from modules.marketplace.models import Product
-from modules.user.services import create_user
 from tests.conftest import wait_for_replica
-from tests.modules.conftest import PASSWORD, Caller, bearer, login
+from tests.modules.conftest import Caller
+from tests.modules.ledger.screens_support import browser_of, web_user
 from tests.modules.ledger.screens_support import notices as shown_notices
-from tests.modules.ledger.screens_support import web_user
-from tests.modules.web.conftest import web_login
 from tests.servers import Services
 
 from .conftest import (
     YEAR,
     MadeProduct,
+    confirm,
     get,
     order_body,
+    paid_order,
     place,
     post,
+    shop_in,
     sql,
 )
 from .screens_support import SCREENS, field_errors, field_value, hidden, tables
-from .test_refunds import paid_order
 
 #: What a refusal must leave as it was.
 WRITTEN = (
@@ -111,9 +108,10 @@ def follow(web: FlaskClient, response: TestResponse) -> TestResponse:
 def test_staff_list_every_order_newest_first_with_the_rest_lists_figures(
     app: Flask, client: FlaskClient, customer: Caller, staff: Caller, product: MadeProduct
 ) -> None:
-    placed = [place(client, customer, order_body((product.id, q))) for q in ("1", "2", "0.5")]
-    confirmed = post(client, staff, f"/payments/{placed[0]['payment']['id']}/confirm")
-    assert confirmed.status_code == 200
+    placed = [
+        paid_order(client, customer, staff, product, "1"),
+        *(place(client, customer, order_body((product.id, q))) for q in ("2", "0.5")),
+    ]
     rest = get(client, staff, "/orders").get_json()["items"]
     web = web_user(app, "staff")
 
@@ -121,6 +119,7 @@ def test_staff_list_every_order_newest_first_with_the_rest_lists_figures(
 
     assert page.status_code == 200
     assert "Orders · Lapak" in page.text
+    assert f'<a href="{SCREENS}/" aria-current="page">Orders</a>' in page.text  # the menu
     rows = tables(page.text)["orders"].body
     assert [row[0] for row in rows] == [item["number"] for item in rest]
     assert [row[0] for row in rows] == [p["order"]["number"] for p in reversed(placed)]
@@ -148,9 +147,8 @@ def test_sellers_and_customers_list_exactly_what_the_rest_list_gives_them(
 
     for caller, expected in ((seller, [b1, a1]), (alice, [a2, a1])):
         rest = [item["number"] for item in get(client, caller, "/orders").get_json()["items"]]
-        web = app.test_client()  # the same user in a browser (which ends the API session)
-        assert web_login(web, caller.email).status_code == 303
-        page = web.get(f"{SCREENS}/")
+        # The same user in a browser (which ends the API session).
+        page = browser_of(app, caller.email).get(f"{SCREENS}/")
         assert rest == expected
         assert numbers(page) == rest
         if caller is alice:
@@ -169,10 +167,7 @@ def test_a_user_opens_only_the_orders_the_rest_api_shows_them(
     other = make_product("20000", name="NILA")
     of_alice = place(client, alice, order_body((other.id, "1")))["order"]["id"]
     of_bob = place(client, bob, order_body((theirs.id, "1")))["order"]["id"]
-    browsers = {}
-    for caller in (seller, alice):
-        browsers[caller.email] = app.test_client()
-        assert web_login(browsers[caller.email], caller.email).status_code == 303
+    browsers = {caller.email: browser_of(app, caller.email) for caller in (seller, alice)}
 
     opened = {
         (who, order): browsers[who].get(f"{SCREENS}/orders/{order}").status_code
@@ -212,11 +207,10 @@ def test_the_filters_give_what_the_rest_lists_filters_give(
 ) -> None:
     alice, bob = log_in_as("customer"), log_in_as("customer")
     placed = [
-        place(client, alice, order_body((product.id, "1"))),
+        paid_order(client, alice, staff, product, "1"),
         place(client, bob, order_body((product.id, "2"))),
         place(client, alice, order_body((product.id, "3"))),
     ]
-    post(client, staff, f"/payments/{placed[0]['payment']['id']}/confirm")
     post(client, alice, f"/orders/{placed[2]['order']['id']}/cancel")
     today = datetime.now(UTC).date().isoformat()
     web = web_user(app, "staff")
@@ -366,7 +360,7 @@ def test_an_order_shows_the_rest_apis_lines_documents_payments_refunds_and_its_p
     first = placed["payment"]["id"]
     second = post(client, customer, f"/invoices/{invoice_id}/payments", {"method": "cash"})
     assert second.status_code == 201
-    post(client, staff, f"/payments/{first}/confirm")
+    confirm(client, staff, first)
     refunded = post(client, staff, f"/payments/{first}/refunds",
                     {"amount": "1000.00", "reason": "One fish short"})  # fmt: skip
     assert refunded.status_code == 201
@@ -376,6 +370,8 @@ def test_an_order_shows_the_rest_apis_lines_documents_payments_refunds_and_its_p
 
     page = order_page(web, order_id)
 
+    # The menu marks Orders: an order is under the list.
+    assert f'<a href="{SCREENS}/" aria-current="true">Orders</a>' in page.text
     shown = tables(page.text)
     order = rest["order"]
     assert f"Order {order['number']}" in page.text
@@ -452,8 +448,7 @@ def test_a_customer_sees_their_order_with_their_own_ledger_legs_and_no_staff_act
 ) -> None:
     buyer = log_in_as("customer")
     placed = paid_order(client, buyer, staff, product)
-    web = app.test_client()
-    assert web_login(web, buyer.email).status_code == 303
+    web = browser_of(app, buyer.email)
 
     page = order_page(web, placed["order"]["id"])
 
@@ -803,10 +798,7 @@ def test_a_customer_cancels_their_own_order_and_a_seller_is_told_they_may_not(
     theirs = make_product("10000", name="LELE", seller_id=seller.user_id)
     placed = place(client, buyer, order_body((theirs.id, "1")))
     order_id, number = placed["order"]["id"], placed["order"]["number"]
-    browsers = {}
-    for caller in (seller, buyer):
-        browsers[caller] = app.test_client()
-        assert web_login(browsers[caller], caller.email).status_code == 303
+    browsers = {caller: browser_of(app, caller.email) for caller in (seller, buyer)}
     seller_page = order_page(browsers[seller], order_id)
     assert "Cancel the order" not in seller_page.text
     before = snapshot(services)
@@ -841,20 +833,9 @@ def test_on_embedded_sqlite_the_list_and_a_refund_work_too(
     make_embedded_app: Callable[..., Flask],
 ) -> None:
     app = make_embedded_app()
-    with app.app_context(), transaction():
-        create_user("api.staff@example.test", role="staff", password=PASSWORD)
-        create_user("buyer@example.test", role="customer", password=PASSWORD)
-        Session().add(Product(name="BANDENG", list_price=Decimal("37000")))
-    api = app.test_client()
-    api_staff = bearer(login(api, "api.staff@example.test").get_json()["access_token"])
-    buyer = bearer(login(api, "buyer@example.test").get_json()["access_token"])
-    with app.app_context():
-        product_id = str(Session().scalars(select(Product.uuid)).one())
-    placed = api.post("/api/v1/marketplace/orders", headers=buyer,
-                      json=order_body((product_id, "1"))).get_json()  # fmt: skip
+    shop = shop_in(app)
+    placed = paid_order(shop.client, shop.buyer, shop.staff, shop.product)
     payment = placed["payment"]
-    assert api.post(f"/api/v1/marketplace/payments/{payment['id']}/confirm",
-                    headers=api_staff).status_code == 200  # fmt: skip
     web = web_user(app, "staff")
 
     assert numbers(web.get(f"{SCREENS}/")) == [placed["order"]["number"]]

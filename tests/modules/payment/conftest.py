@@ -28,6 +28,7 @@ from tests.modules.marketplace.conftest import (  # noqa: F401 - fixtures
     MadeProduct,
     make_product,
     order_body,
+    place,
     primary_dsn,
     product,
     sql,
@@ -43,11 +44,9 @@ def place_with_provider(
     client: FlaskClient, caller: Caller, product_id: str, provider: str = "demo", **extra: Any
 ) -> dict[str, Any]:
     """Place an order paying through ``provider``; its 201 body (with ``transaction``)."""
-    body = order_body((product_id, "1"))
-    body["payment"] = {"provider": provider, **extra}
-    response = client.post(f"{MARKETPLACE}/orders", json=body, headers=caller.headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+    return place(
+        client, caller, order_body((product_id, "1"), payment={"provider": provider, **extra})
+    )
 
 
 def execute(services: Services, statement: str, *params: Any) -> None:

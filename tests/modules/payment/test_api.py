@@ -32,6 +32,7 @@ from .conftest import (
     notification,
     notify,
     order_body,
+    place,
     place_with_provider,
     provider_secret,
     tx_row,
@@ -40,11 +41,8 @@ from .conftest import (
 
 def partly_paid_invoice(client: FlaskClient, caller: Caller, product_id: str) -> dict[str, Any]:
     """An order whose bank transfer paid 1,000 of it: the invoice is ``partial``."""
-    body = order_body((product_id, "1"))
-    body["payment"] = {"method": "bank_transfer", "amount": "1000"}
-    response = client.post(f"{MARKETPLACE}/orders", json=body, headers=caller.headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["invoice"]
+    paid_in_part = {"method": "bank_transfer", "amount": "1000"}
+    return place(client, caller, order_body((product_id, "1"), payment=paid_in_part))["invoice"]
 
 
 def pay(client: FlaskClient, caller: Caller, body: dict[str, Any], key: str | None = None) -> Any:
@@ -294,8 +292,7 @@ def test_the_demo_gateway_never_takes_money_in_production(
     tx = place_with_provider(client, customer, product.id)["transaction"]
     secret = provider_secret(app)
     live = make_app(env="production").test_client()
-    body = order_body((product.id, "1"))
-    body["payment"] = {"provider": "demo"}
+    body = order_body((product.id, "1"), payment={"provider": "demo"})
     refused = live.post(f"{MARKETPLACE}/orders", json=body, headers=customer.headers)
     assert_problem(refused, 422, "provider-unavailable")
     invoice = client.get(f"{API}/{tx['id']}", headers=customer.headers).get_json()["invoice"]
@@ -322,19 +319,14 @@ def test_the_demo_gateway_never_takes_money_in_production(
 def test_an_order_without_provider_keeps_todays_behaviour(
     client: FlaskClient, customer: Caller, product: MadeProduct, services: Services
 ) -> None:
-    response = client.post(f"{MARKETPLACE}/orders", json=order_body((product.id, "1")),
-                           headers=customer.headers)  # fmt: skip
-    assert response.status_code == 201, response.get_json()
-    body = response.get_json()
+    body = place(client, customer, order_body((product.id, "1")))
     assert "transaction" not in body
     assert body["invoice"]["payment_state"] == "in_payment"
     assert counts(services, ("payment_transaction",)) == {"payment_transaction": 0}
-    both = order_body((product.id, "1"))
-    both["payment"] = {"method": "cash", "provider": "demo"}
+    both = order_body((product.id, "1"), payment={"method": "cash", "provider": "demo"})
     bad = client.post(f"{MARKETPLACE}/orders", json=both, headers=customer.headers)
     assert_problem(bad, 422)
-    unknown = order_body((product.id, "1"))
-    unknown["payment"] = {"provider": "nope"}
+    unknown = order_body((product.id, "1"), payment={"provider": "nope"})
     refused = client.post(f"{MARKETPLACE}/orders", json=unknown, headers=customer.headers)
     assert_problem(refused, 422, "provider-unavailable")
     assert counts(services, ("marketplace_sale_order",)) == {"marketplace_sale_order": 1}

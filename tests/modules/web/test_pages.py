@@ -5,6 +5,7 @@ and Redis."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,6 +15,7 @@ from flask import Flask, render_template
 from flask.testing import FlaskClient
 
 from app import create_app
+from app.migrate import upgrade
 from app.registry import RegistryError
 from tests.app.fake_modules import embedded_config, fake_module_packages, manifest_source
 from tests.modules.auth.test_api_keys import create_key, signed
@@ -192,3 +194,75 @@ def test_a_menu_entry_that_cannot_link_refuses_to_start(
         refused = f"'Stand' names the endpoint '{endpoint}', {refusal}"
         with pytest.raises(RegistryError, match=refused):
             create_app(embedded_config(tmp_path, module_packages=("modules", package)))
+
+
+KIOSK_SECTIONS = """
+from flask import Blueprint, render_template_string
+
+from modules.web import screen
+
+screens = Blueprint("kiosk_screens", __name__)
+
+
+def page(**_: int) -> str:
+    return render_template_string('{% extends "web/layout.html" %}')
+
+
+for rule, endpoint in (
+    ("/", "stands"),
+    ("/<int:number>", "stand"),
+    ("/specials", "specials"),
+    ("/specials/<int:number>", "special"),
+):
+    screens.add_url_rule(rule, endpoint, screen()(page))
+"""
+CURRENT_ENTRY = re.compile(r'<a href="[^"]*" aria-current="([^"]+)">([^<]+)</a>')
+
+
+def marked_entries(page: str) -> dict[str, str]:
+    """The menu's entries marked current on ``page``: label -> ``aria-current``."""
+    return {label: current for current, label in CURRENT_ENTRY.findall(page)}
+
+
+def test_the_menu_marks_the_entry_of_the_screen_or_of_the_list_the_screen_is_under(
+    tmp_path: Path,
+) -> None:
+    """A stand's page (``/web/kiosk/7``) is under Stands (``/web/kiosk/``), as an order's is under
+    Orders; Specials (``/web/kiosk/specials``) is an entry of its own, whose address is under
+    Stands': its screens mark Specials alone."""
+    load = """
+        from app.registry import MenuEntry
+
+
+        def load(hooks):
+            from . import screens
+
+            hooks.screens(
+                screens.screens,
+                MenuEntry("Stands", "kiosk_screens.stands", order=2),
+                MenuEntry("Specials", "kiosk_screens.specials", order=3),
+            )
+    """
+    kiosk = {
+        "__init__.py": manifest_source("kiosk", depends=("web",), body=load),
+        "screens.py": KIOSK_SECTIONS,
+    }
+    with fake_module_packages(tmp_path / "packages") as packages:
+        package = packages.package({"kiosk": kiosk})
+        app = create_app(
+            embedded_config(tmp_path, module_packages=("modules", "tests.sample_modules", package))
+        )
+        upgrade(app.extensions["lapak.settings"])
+        client, _ = logged_in(app, "staff")
+        paths = ("/web/kiosk/", "/web/kiosk/7", "/web/kiosk/specials", "/web/kiosk/specials/3")
+        marked = {
+            path: marked_entries(client.get(path).text) for path in (*paths, "/web/desk/chart")
+        }
+
+    assert marked == {
+        "/web/kiosk/": {"Stands": "page"},
+        "/web/kiosk/7": {"Stands": "true"},
+        "/web/kiosk/specials": {"Specials": "page"},
+        "/web/kiosk/specials/3": {"Specials": "true"},
+        "/web/desk/chart": {"Chart": "page"},  # not Notes, though /web/desk/ is its address
+    }
