@@ -16,7 +16,9 @@ payment in full, spread over four providers: ``demo`` and ``wallet`` pay through
 transaction (85 % succeeded, 10 % failed, 5 % given up), ``bank_transfer`` and ``cash`` are
 confirmed by staff (manual); one paid payment in 33 is refunded by half (with its credit note).
 One payment in 50,000 is the rare seller's. Twenty completed settlements per seller, over the
-last year, are written too, so the settlement summary reads rows as well. Then VACUUM ANALYZE.
+last year, are written too, so the settlement summary reads rows as well. (The database's
+triggers fill ``dashboard_seller_payment`` from the lines and payments as they go in.) Then
+VACUUM ANALYZE.
 
 **The rebuild** (``modules.dashboard.rollups.rebuild``, in this process, on the primary) counts
 them into the rollups from nothing, then again (the rollups right already): its facts, its time
@@ -36,8 +38,9 @@ is a stats p99 under 100 ms over 1M payments. Then the first page of ``GET
 /api/v1/dashboard/transactions`` as staff, a seller and the rare seller (p50/p99), and the
 plans (``EXPLAIN ANALYZE`` on the replica) of the statements the endpoints send for a seller's
 page, the rare seller's, and the staff's settlement summary (default period: 30 days), as
-captured from an in-process request: they should start from the seller's invoice lines
-(``ix_marketplace_account_move_line_seller_id_move_id``) and from the settlements' index
+captured from an in-process request: a seller's page should walk their payments by time
+(``ix_dashboard_seller_payment_seller_id_created_at_payment_id``, backward, stopping at the
+page: no sort) and the summary start from the settlements' index
 (``ix_seller_settlement_currency_state_completed_at``).
 
 Only 127.0.0.1 is contacted, counts are bounded, and every server started is stopped, even on
@@ -234,7 +237,7 @@ FROM generate_series(%(first_seller)s, %(first_seller)s + %(sellers)s - 1) AS s,
 FILLED_TABLES = (
     "marketplace_product", "marketplace_sale_order", "marketplace_account_move",
     "marketplace_account_move_line", "marketplace_payment", "payment_transaction",
-    "marketplace_refund", "seller_settlement", "ledger_account",
+    "marketplace_refund", "seller_settlement", "ledger_account", "dashboard_seller_payment",
 )  # fmt: skip
 
 

@@ -24,19 +24,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, and_, bindparam, case, cast, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select
 
-from app.db import DriverStatement, Session, get_database, utcnow
+from app.db import DriverStatement, Session, utcnow
 from app.errors import Invalid
 from app.http import KeysetListing, Page
 from app.security import Principal
 from modules.marketplace.config import marketplace_settings
-from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
+from modules.marketplace.models import AccountMove, Payment
 from modules.payment.models import PaymentProvider, PaymentTransaction
 from modules.user.models import User
 
 from .facts import from_minor
-from .models import COUNTERS, PLATFORM, DailyRollup
+from .models import COUNTERS, PLATFORM, DailyRollup, SellerPayment
 from .settlements import SettlementSummary, summary
 
 STAFF_ROLES = ("staff", "admin")
@@ -279,60 +279,62 @@ _payment_state = case(
     else_="pending",
 )
 _provider_code = func.coalesce(PaymentProvider.__table__.c.code, _P.method)
-TRANSACTIONS = (
-    select(
-        _P.created_at,
-        _P.id,
-        _P.uuid,
-        _T.uuid.label("transaction"),
-        func.coalesce(_T.reference, _P.name).label("reference"),
-        _P.name.label("payment_number"),
-        AccountMove.__table__.c.name.label("invoice_number"),
-        _provider_code.label("provider"),
-        _P.method,
-        _payment_state.label("state"),
-        _P.amount,
-        _T.fee,
-        _P.currency,
-        User.__table__.c.uuid.label("customer"),
-        case(
-            (
-                and_(_paid, or_(_T.id.is_(None), _T.state != "success")),
-                func.coalesce(_P.confirmed_at, _P.created_at),
-            ),
-            else_=func.coalesce(_T.last_state_change, _P.cancelled_at, _P.created_at),
-        ).label("updated_at"),
-    )
-    .select_from(Payment.__table__)
-    .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)
-    .outerjoin(PaymentProvider.__table__, PaymentProvider.__table__.c.id == _T.provider_id)
-    .join(AccountMove.__table__, AccountMove.__table__.c.id == _P.invoice_id)
-    .join(User.__table__, User.__table__.c.id == _P.customer_id)
+#: What a row shows after its sort key (the payment's time and id).
+_SHOWN = (
+    _P.uuid,
+    _T.uuid.label("transaction"),
+    func.coalesce(_T.reference, _P.name).label("reference"),
+    _P.name.label("payment_number"),
+    AccountMove.__table__.c.name.label("invoice_number"),
+    _provider_code.label("provider"),
+    _P.method,
+    _payment_state.label("state"),
+    _P.amount,
+    _T.fee,
+    _P.currency,
+    User.__table__.c.uuid.label("customer"),
+    case(
+        (
+            and_(_paid, or_(_T.id.is_(None), _T.state != "success")),
+            func.coalesce(_P.confirmed_at, _P.created_at),
+        ),
+        else_=func.coalesce(_T.last_state_change, _P.cancelled_at, _P.created_at),
+    ).label("updated_at"),
 )
+
+
+def _listing(created_at: Any, payment_id: Any, payments: Any) -> Select[Any]:
+    """Payments (``payments``: the table, or a join giving its rows) with what a row shows,
+    sorted by ``(created_at, payment_id)``: the payment's, or equal to them."""
+    return (
+        select(created_at, payment_id, *_SHOWN)
+        .select_from(payments)
+        .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)
+        .outerjoin(PaymentProvider.__table__, PaymentProvider.__table__.c.id == _T.provider_id)
+        .join(AccountMove.__table__, AccountMove.__table__.c.id == _P.invoice_id)
+        .join(User.__table__, User.__table__.c.id == _P.customer_id)
+    )
+
+
+_S = SellerPayment.__table__.c
+#: Every payment, through the marketplace's index on ``(created_at, id)``.
+TRANSACTIONS = _listing(_P.created_at, _P.id, Payment.__table__)
+#: A seller's payments (those of invoices with their lines), through the seller's rows of
+#: ``dashboard_seller_payment`` (:class:`~.models.SellerPayment`) in its index's order: the same
+#: time and id as the payment's, so the same order and the same cursors as staff's. A page
+#: reads a page of the seller's rows (and, with a filter, those it skips), never all of them.
+SELLER_TRANSACTIONS = _listing(
+    _S.created_at,
+    _S.payment_id,
+    SellerPayment.__table__.join(Payment.__table__, _P.id == _S.payment_id),
+).where(_S.seller_id == bindparam("viewer_id"))
 _FILTERS: dict[str, Any] = {
     "state": _payment_state == bindparam("state"),
     "provider": _provider_code == bindparam("provider"),
     "currency": _P.currency == bindparam("currency"),
 }
-_LINE_MOVE = AccountMoveLine.__table__.c.move_id
-_SELLERS_LINE = AccountMoveLine.__table__.c.seller_id == bindparam("viewer_id")
-
-
-def _of_seller(dialect: str) -> Any:
-    """A seller's payments, found from their invoices (the lines' ``(seller_id, move_id)``
-    index) and then by invoice, never by testing every payment. On PostgreSQL the invoices are
-    read first, into an array: as a semi-join the planner could scan the payments newest first
-    and test each, stopping at a page, which it chooses for a seller it guesses sells a lot and
-    which reads every payment for one who sells little. So a page costs what the seller's own
-    payments do."""
-    if dialect == "postgresql":
-        invoices = select(func.array_agg(_LINE_MOVE)).where(_SELLERS_LINE).scalar_subquery()
-        # The cast makes it an array value: ANY((SELECT ...)) alone is a semi-join again.
-        return _P.invoice_id == func.any(cast(invoices, ARRAY(Integer)))
-    return _P.invoice_id.in_(select(_LINE_MOVE).where(_SELLERS_LINE))
-
-
 _PAGES = KeysetListing([_P.created_at, _P.id], descending=True)
+_SELLER_PAGES = KeysetListing([_S.created_at, _S.payment_id], descending=True)
 
 
 def list_transactions(
@@ -344,13 +346,13 @@ def list_transactions(
     staff = actor.has_role(*STAFF_ROLES)
     params = values if staff else {**values, "viewer_id": actor.user_id}
     given = tuple(values)
-    dialect = get_database().primary.dialect.name
+    listing = _PAGES if staff else _SELLER_PAGES
 
     def build() -> Select[Any]:
-        statement = TRANSACTIONS if staff else TRANSACTIONS.where(_of_seller(dialect))
+        statement = TRANSACTIONS if staff else SELLER_TRANSACTIONS
         return statement.where(*(_FILTERS[name] for name in given))
 
-    page = _PAGES.page((staff, given, dialect), build, params, limit=limit, cursor=cursor)
+    page = listing.page(given, build, params, limit=limit, cursor=cursor)
     return Page([_view(row) for row in page.items], page.next_cursor)
 
 
