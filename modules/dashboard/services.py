@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, cast, func, null, or_, select, union_all
 
 from app.db import DriverStatement, Session, utcnow
 from app.errors import Invalid
@@ -136,24 +136,35 @@ class Stats:
     settlement: SettlementSummary
 
 
-def _rollups_by(column: Any) -> DriverStatement:
-    """One owner's rollup rows in one currency over a period, summed per ``column``. The
-    counters are integers (hundredths for money): their sums are exact on SQLite too."""
-    return DriverStatement(
-        select(column, *(func.sum(DailyRollup.__table__.c[name]) for name in COUNTERS))
-        .where(
-            DailyRollup.seller_id == bindparam("seller_id"),
-            DailyRollup.currency == bindparam("currency"),
-            DailyRollup.day >= bindparam("since"),
-            DailyRollup.day <= bindparam("until"),
+def _rollups() -> DriverStatement:
+    """One owner's rollup rows in one currency over a period, summed per day and per provider,
+    in one statement (one round trip, not one per grouping): a day's row has no provider, a
+    provider's no day. The counters are integers (hundredths for money): their sums are exact
+    on SQLite too."""
+    rollup = DailyRollup.__table__.c
+
+    def summed(day: Any, provider: Any, by: Any) -> Select[Any]:
+        return (
+            select(day, provider, *(func.sum(rollup[name]) for name in COUNTERS))
+            .where(
+                rollup.seller_id == bindparam("seller_id"),
+                rollup.currency == bindparam("currency"),
+                rollup.day >= bindparam("since"),
+                rollup.day <= bindparam("until"),
+            )
+            .group_by(by)
         )
-        .group_by(column)
+
+    return DriverStatement(
+        union_all(
+            summed(rollup.day, cast(null(), rollup.provider.type), rollup.day),
+            summed(cast(null(), rollup.day.type), rollup.provider, rollup.provider),
+        )
     )
 
 
 #: What every stats answer reads: the period's rollup rows per day, and per provider.
-ROLLUPS_BY_DAY = _rollups_by(DailyRollup.day)
-ROLLUPS_BY_PROVIDER = _rollups_by(DailyRollup.provider)
+ROLLUPS = _rollups()
 
 
 def stats(actor: Principal, asked: Period) -> Stats:
@@ -167,25 +178,23 @@ def stats(actor: Principal, asked: Period) -> Stats:
         "since": asked.since,
         "until": asked.until,
     }
-    connection = Session().connection()
-    by_day = {day: counters for day, *counters in ROLLUPS_BY_DAY.rows(connection, params)}
-    by_provider = {
-        code: counters for code, *counters in ROLLUPS_BY_PROVIDER.rows(connection, params)
-    }
-    total = _zeros()
-    for counters in by_provider.values():
-        total = [a + int(b) for a, b in zip(total, counters, strict=True)]
+    by_day: dict[date, Any] = {}
+    by_provider: dict[str, Any] = {}
+    for day, provider, *counters in ROLLUPS.rows(Session().connection(), params):
+        if provider is None:
+            by_day[day] = counters
+        else:
+            by_provider[provider] = counters
+    total = [sum(column) for column in zip(*by_provider.values(), strict=True)] or _ZEROS
     totals = _figures(Figures, total)
     days = (asked.until - asked.since).days + 1
-    daily = [
-        _figures(DayFigures, by_day.get(day, _zeros()), day=day)
-        for day in (asked.since + timedelta(days=offset) for offset in range(days))
-    ]
+    daily = []
+    for offset in range(days):
+        day = asked.since + timedelta(days=offset)
+        counters = by_day.get(day)
+        daily.append(_zero_day(day) if counters is None else _figures(DayFigures, counters, day))
     providers = sorted(
-        (
-            _figures(ProviderFigures, counters, provider=code)
-            for code, counters in by_provider.items()
-        ),
+        (_figures(ProviderFigures, counters, code) for code, counters in by_provider.items()),
         key=lambda figures: (-figures.volume, -figures.transactions, figures.provider),
     )
     decided = totals.succeeded + totals.failed
@@ -215,25 +224,22 @@ def stats(actor: Principal, asked: Period) -> Stats:
     )  # fmt: skip
 
 
-def _zeros() -> list[int]:
-    return [0] * len(COUNTERS)
+_ZEROS = [0] * len(COUNTERS)
+_NOTHING = from_minor(0)
 
 
-def _figures(kind: type[Any], counters: list[int], **extra: Any) -> Any:
-    # PostgreSQL sums bigints as NUMERIC (Decimal): every counter is a whole number.
-    named = {name: int(value) for name, value in zip(COUNTERS, counters, strict=True)}
-    return kind(
-        transactions=named["transactions"],
-        succeeded=named["succeeded"],
-        failed=named["failed"],
-        canceled=named["canceled"],
-        manual=named["manual"],
-        refunds=named["refunds"],
-        volume=from_minor(named["volume_minor"]),
-        fees=from_minor(named["fees_minor"]),
-        refunded=from_minor(named["refunded_minor"]),
-        **extra,
-    )
+def _figures(kind: type[Any], counters: list[Any], *extra: Any) -> Any:
+    """``kind`` (a :class:`Figures`, then ``extra``) of the summed counters, in
+    :data:`~.models.COUNTERS`' order. PostgreSQL sums integers as bigints and bigints as NUMERIC
+    (Decimal): every one is a whole number; money is in hundredths."""
+    transactions, succeeded, failed, canceled, manual, refunds, volume, fees, refunded = counters
+    return kind(int(transactions), int(succeeded), int(failed), int(canceled), int(manual),
+                int(refunds), from_minor(volume), from_minor(fees), from_minor(refunded),
+                *extra)  # fmt: skip
+
+
+def _zero_day(day: date) -> DayFigures:
+    return DayFigures(0, 0, 0, 0, 0, 0, _NOTHING, _NOTHING, _NOTHING, day)
 
 
 # -- recent transactions -----------------------------------------------------------------------
