@@ -11,8 +11,17 @@
   ``refund`` and its uuid), inserted in the same transaction as the counters it moved: an event
   delivered twice, or a fact the rebuild counted before its event came, moves them once.
 
-The recent transactions are read from the marketplace's tables, through indexes the marketplace
-declares (payments by time; a seller's invoice lines).
+- ``dashboard_seller_payment``: one row per payment and seller with a line on its invoice, with
+  the payment's time: a seller's recent transactions, newest first, read through its index
+  ``(seller_id, created_at, payment_id)`` a page at a time, whatever the seller sold before (a
+  seller's payments are not in the order of their invoices: an old invoice may be paid late).
+  The database keeps it, in the transaction that writes the payment or the line (triggers of
+  migration 0026, on PostgreSQL and SQLite): the invoice's lines are written before its payments
+  and neither is changed after, but a change to a payment's invoice or time, or to a line's
+  invoice or seller, is followed too, so it is always what the payments and lines say.
+
+Staff's recent transactions are read from the marketplace's payments, through the index the
+marketplace declares on them (by time).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -66,3 +75,25 @@ class CountedFact(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     subject: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     counted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SellerPayment(Base):
+    __tablename__ = "dashboard_seller_payment"
+    __table_args__ = (
+        # A seller's payments newest first, keyset on (created_at, payment_id): the listing's
+        # own order, so a page reads a page of rows.
+        Index(
+            "ix_dashboard_seller_payment_seller_id_created_at_payment_id",
+            "seller_id",
+            "created_at",
+            "payment_id",
+        ),
+    )
+
+    payment_id: Mapped[int] = mapped_column(
+        ForeignKey("marketplace_payment.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: A seller with a line on the payment's invoice.
+    seller_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: The payment's ``created_at``.
+    created_at: Mapped[datetime] = mapped_column()

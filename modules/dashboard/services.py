@@ -24,19 +24,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, and_, bindparam, case, cast, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, cast, func, null, or_, select, union_all
 
-from app.db import DriverStatement, Session, get_database, utcnow
+from app.db import DriverStatement, Session, utcnow
 from app.errors import Invalid
 from app.http import KeysetListing, Page
 from app.security import Principal
 from modules.marketplace.config import marketplace_settings
-from modules.marketplace.models import AccountMove, AccountMoveLine, Payment
+from modules.marketplace.models import AccountMove, Payment
 from modules.payment.models import PaymentProvider, PaymentTransaction
 from modules.user.models import User
 
 from .facts import from_minor
-from .models import COUNTERS, PLATFORM, DailyRollup
+from .models import COUNTERS, PLATFORM, DailyRollup, SellerPayment
 from .settlements import SettlementSummary, summary
 
 STAFF_ROLES = ("staff", "admin")
@@ -136,24 +136,35 @@ class Stats:
     settlement: SettlementSummary
 
 
-def _rollups_by(column: Any) -> DriverStatement:
-    """One owner's rollup rows in one currency over a period, summed per ``column``. The
-    counters are integers (hundredths for money): their sums are exact on SQLite too."""
-    return DriverStatement(
-        select(column, *(func.sum(DailyRollup.__table__.c[name]) for name in COUNTERS))
-        .where(
-            DailyRollup.seller_id == bindparam("seller_id"),
-            DailyRollup.currency == bindparam("currency"),
-            DailyRollup.day >= bindparam("since"),
-            DailyRollup.day <= bindparam("until"),
+def _rollups() -> DriverStatement:
+    """One owner's rollup rows in one currency over a period, summed per day and per provider,
+    in one statement (one round trip, not one per grouping): a day's row has no provider, a
+    provider's no day. The counters are integers (hundredths for money): their sums are exact
+    on SQLite too."""
+    rollup = DailyRollup.__table__.c
+
+    def summed(day: Any, provider: Any, by: Any) -> Select[Any]:
+        return (
+            select(day, provider, *(func.sum(rollup[name]) for name in COUNTERS))
+            .where(
+                rollup.seller_id == bindparam("seller_id"),
+                rollup.currency == bindparam("currency"),
+                rollup.day >= bindparam("since"),
+                rollup.day <= bindparam("until"),
+            )
+            .group_by(by)
         )
-        .group_by(column)
+
+    return DriverStatement(
+        union_all(
+            summed(rollup.day, cast(null(), rollup.provider.type), rollup.day),
+            summed(cast(null(), rollup.day.type), rollup.provider, rollup.provider),
+        )
     )
 
 
 #: What every stats answer reads: the period's rollup rows per day, and per provider.
-ROLLUPS_BY_DAY = _rollups_by(DailyRollup.day)
-ROLLUPS_BY_PROVIDER = _rollups_by(DailyRollup.provider)
+ROLLUPS = _rollups()
 
 
 def stats(actor: Principal, asked: Period) -> Stats:
@@ -167,25 +178,23 @@ def stats(actor: Principal, asked: Period) -> Stats:
         "since": asked.since,
         "until": asked.until,
     }
-    connection = Session().connection()
-    by_day = {day: counters for day, *counters in ROLLUPS_BY_DAY.rows(connection, params)}
-    by_provider = {
-        code: counters for code, *counters in ROLLUPS_BY_PROVIDER.rows(connection, params)
-    }
-    total = _zeros()
-    for counters in by_provider.values():
-        total = [a + int(b) for a, b in zip(total, counters, strict=True)]
+    by_day: dict[date, Any] = {}
+    by_provider: dict[str, Any] = {}
+    for day, provider, *counters in ROLLUPS.rows(Session().connection(), params):
+        if provider is None:
+            by_day[day] = counters
+        else:
+            by_provider[provider] = counters
+    total = [sum(column) for column in zip(*by_provider.values(), strict=True)] or _ZEROS
     totals = _figures(Figures, total)
     days = (asked.until - asked.since).days + 1
-    daily = [
-        _figures(DayFigures, by_day.get(day, _zeros()), day=day)
-        for day in (asked.since + timedelta(days=offset) for offset in range(days))
-    ]
+    daily = []
+    for offset in range(days):
+        day = asked.since + timedelta(days=offset)
+        counters = by_day.get(day)
+        daily.append(_zero_day(day) if counters is None else _figures(DayFigures, counters, day))
     providers = sorted(
-        (
-            _figures(ProviderFigures, counters, provider=code)
-            for code, counters in by_provider.items()
-        ),
+        (_figures(ProviderFigures, counters, code) for code, counters in by_provider.items()),
         key=lambda figures: (-figures.volume, -figures.transactions, figures.provider),
     )
     decided = totals.succeeded + totals.failed
@@ -215,25 +224,22 @@ def stats(actor: Principal, asked: Period) -> Stats:
     )  # fmt: skip
 
 
-def _zeros() -> list[int]:
-    return [0] * len(COUNTERS)
+_ZEROS = [0] * len(COUNTERS)
+_NOTHING = from_minor(0)
 
 
-def _figures(kind: type[Any], counters: list[int], **extra: Any) -> Any:
-    # PostgreSQL sums bigints as NUMERIC (Decimal): every counter is a whole number.
-    named = {name: int(value) for name, value in zip(COUNTERS, counters, strict=True)}
-    return kind(
-        transactions=named["transactions"],
-        succeeded=named["succeeded"],
-        failed=named["failed"],
-        canceled=named["canceled"],
-        manual=named["manual"],
-        refunds=named["refunds"],
-        volume=from_minor(named["volume_minor"]),
-        fees=from_minor(named["fees_minor"]),
-        refunded=from_minor(named["refunded_minor"]),
-        **extra,
-    )
+def _figures(kind: type[Any], counters: list[Any], *extra: Any) -> Any:
+    """``kind`` (a :class:`Figures`, then ``extra``) of the summed counters, in
+    :data:`~.models.COUNTERS`' order. PostgreSQL sums integers as bigints and bigints as NUMERIC
+    (Decimal): every one is a whole number; money is in hundredths."""
+    transactions, succeeded, failed, canceled, manual, refunds, volume, fees, refunded = counters
+    return kind(int(transactions), int(succeeded), int(failed), int(canceled), int(manual),
+                int(refunds), from_minor(volume), from_minor(fees), from_minor(refunded),
+                *extra)  # fmt: skip
+
+
+def _zero_day(day: date) -> DayFigures:
+    return DayFigures(0, 0, 0, 0, 0, 0, _NOTHING, _NOTHING, _NOTHING, day)
 
 
 # -- recent transactions -----------------------------------------------------------------------
@@ -279,60 +285,62 @@ _payment_state = case(
     else_="pending",
 )
 _provider_code = func.coalesce(PaymentProvider.__table__.c.code, _P.method)
-TRANSACTIONS = (
-    select(
-        _P.created_at,
-        _P.id,
-        _P.uuid,
-        _T.uuid.label("transaction"),
-        func.coalesce(_T.reference, _P.name).label("reference"),
-        _P.name.label("payment_number"),
-        AccountMove.__table__.c.name.label("invoice_number"),
-        _provider_code.label("provider"),
-        _P.method,
-        _payment_state.label("state"),
-        _P.amount,
-        _T.fee,
-        _P.currency,
-        User.__table__.c.uuid.label("customer"),
-        case(
-            (
-                and_(_paid, or_(_T.id.is_(None), _T.state != "success")),
-                func.coalesce(_P.confirmed_at, _P.created_at),
-            ),
-            else_=func.coalesce(_T.last_state_change, _P.cancelled_at, _P.created_at),
-        ).label("updated_at"),
-    )
-    .select_from(Payment.__table__)
-    .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)
-    .outerjoin(PaymentProvider.__table__, PaymentProvider.__table__.c.id == _T.provider_id)
-    .join(AccountMove.__table__, AccountMove.__table__.c.id == _P.invoice_id)
-    .join(User.__table__, User.__table__.c.id == _P.customer_id)
+#: What a row shows after its sort key (the payment's time and id).
+_SHOWN = (
+    _P.uuid,
+    _T.uuid.label("transaction"),
+    func.coalesce(_T.reference, _P.name).label("reference"),
+    _P.name.label("payment_number"),
+    AccountMove.__table__.c.name.label("invoice_number"),
+    _provider_code.label("provider"),
+    _P.method,
+    _payment_state.label("state"),
+    _P.amount,
+    _T.fee,
+    _P.currency,
+    User.__table__.c.uuid.label("customer"),
+    case(
+        (
+            and_(_paid, or_(_T.id.is_(None), _T.state != "success")),
+            func.coalesce(_P.confirmed_at, _P.created_at),
+        ),
+        else_=func.coalesce(_T.last_state_change, _P.cancelled_at, _P.created_at),
+    ).label("updated_at"),
 )
+
+
+def _listing(created_at: Any, payment_id: Any, payments: Any) -> Select[Any]:
+    """Payments (``payments``: the table, or a join giving its rows) with what a row shows,
+    sorted by ``(created_at, payment_id)``: the payment's, or equal to them."""
+    return (
+        select(created_at, payment_id, *_SHOWN)
+        .select_from(payments)
+        .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)
+        .outerjoin(PaymentProvider.__table__, PaymentProvider.__table__.c.id == _T.provider_id)
+        .join(AccountMove.__table__, AccountMove.__table__.c.id == _P.invoice_id)
+        .join(User.__table__, User.__table__.c.id == _P.customer_id)
+    )
+
+
+_S = SellerPayment.__table__.c
+#: Every payment, through the marketplace's index on ``(created_at, id)``.
+TRANSACTIONS = _listing(_P.created_at, _P.id, Payment.__table__)
+#: A seller's payments (those of invoices with their lines), through the seller's rows of
+#: ``dashboard_seller_payment`` (:class:`~.models.SellerPayment`) in its index's order: the same
+#: time and id as the payment's, so the same order and the same cursors as staff's. A page
+#: reads a page of the seller's rows (and, with a filter, those it skips), never all of them.
+SELLER_TRANSACTIONS = _listing(
+    _S.created_at,
+    _S.payment_id,
+    SellerPayment.__table__.join(Payment.__table__, _P.id == _S.payment_id),
+).where(_S.seller_id == bindparam("viewer_id"))
 _FILTERS: dict[str, Any] = {
     "state": _payment_state == bindparam("state"),
     "provider": _provider_code == bindparam("provider"),
     "currency": _P.currency == bindparam("currency"),
 }
-_LINE_MOVE = AccountMoveLine.__table__.c.move_id
-_SELLERS_LINE = AccountMoveLine.__table__.c.seller_id == bindparam("viewer_id")
-
-
-def _of_seller(dialect: str) -> Any:
-    """A seller's payments, found from their invoices (the lines' ``(seller_id, move_id)``
-    index) and then by invoice, never by testing every payment. On PostgreSQL the invoices are
-    read first, into an array: as a semi-join the planner could scan the payments newest first
-    and test each, stopping at a page, which it chooses for a seller it guesses sells a lot and
-    which reads every payment for one who sells little. So a page costs what the seller's own
-    payments do."""
-    if dialect == "postgresql":
-        invoices = select(func.array_agg(_LINE_MOVE)).where(_SELLERS_LINE).scalar_subquery()
-        # The cast makes it an array value: ANY((SELECT ...)) alone is a semi-join again.
-        return _P.invoice_id == func.any(cast(invoices, ARRAY(Integer)))
-    return _P.invoice_id.in_(select(_LINE_MOVE).where(_SELLERS_LINE))
-
-
 _PAGES = KeysetListing([_P.created_at, _P.id], descending=True)
+_SELLER_PAGES = KeysetListing([_S.created_at, _S.payment_id], descending=True)
 
 
 def list_transactions(
@@ -344,13 +352,13 @@ def list_transactions(
     staff = actor.has_role(*STAFF_ROLES)
     params = values if staff else {**values, "viewer_id": actor.user_id}
     given = tuple(values)
-    dialect = get_database().primary.dialect.name
+    listing = _PAGES if staff else _SELLER_PAGES
 
     def build() -> Select[Any]:
-        statement = TRANSACTIONS if staff else TRANSACTIONS.where(_of_seller(dialect))
+        statement = TRANSACTIONS if staff else SELLER_TRANSACTIONS
         return statement.where(*(_FILTERS[name] for name in given))
 
-    page = _PAGES.page((staff, given, dialect), build, params, limit=limit, cursor=cursor)
+    page = listing.page(given, build, params, limit=limit, cursor=cursor)
     return Page([_view(row) for row in page.items], page.next_cursor)
 
 

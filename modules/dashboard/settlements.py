@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, cast, func, or_, select
+from sqlalchemy import BigInteger, Select, and_, bindparam, case, cast, func, or_, select, true
 
 from app.db import DriverStatement, Session
 from modules.ledger.models import Account
@@ -57,28 +57,27 @@ def summary(seller_id: int | None, currency: str, since: date, until: date) -> S
     }
     if seller_id is not None:
         params["seller_id"] = seller_id
-    statement = _SELLERS_TALLIES if seller_id is None else _SELLER_TALLIES
-    ((paid_out, paid_amount, flying, flying_amount),) = statement.rows(
-        Session().connection(), params
-    )
-    payouts = Tally(int(paid_out or 0), from_minor(paid_amount or 0))
-    in_flight = Tally(int(flying or 0), from_minor(flying_amount or 0))
-    if seller_id is not None:
+        ((paid_out, paid_amount, flying, flying_amount),) = _SELLER_TALLIES.rows(
+            Session().connection(), params
+        )
         own = balance(seller_id, currency)
         return SettlementSummary(
             own.pending, own.available, own.owed, own.next_release_at, own.next_payout_on,
-            payouts, in_flight,
+            _tally(paid_out, paid_amount), _tally(flying, flying_amount),
         )  # fmt: skip
-    held = dict(_HELD.rows(Session().connection(), {"currency": currency}))
-    return SettlementSummary(
-        from_minor(held.get("seller_pending", 0)),
-        from_minor(held.get("seller_available", 0)),
-        from_minor(held.get("seller_receivable", 0)),
-        None,
-        None,
-        payouts,
-        in_flight,
+    # Every seller's: the tallies and the balances in one statement.
+    ((paid_out, paid_amount, flying, flying_amount, *held),) = _SELLERS_SUMMARY.rows(
+        Session().connection(), params
     )
+    pending, available, owed = (from_minor(amount) for amount in held)
+    return SettlementSummary(
+        pending, available, owed, None, None,
+        _tally(paid_out, paid_amount), _tally(flying, flying_amount),
+    )  # fmt: skip
+
+
+def _tally(count: int | None, hundredths: int | None) -> Tally:
+    return Tally(int(count or 0), from_minor(hundredths or 0))
 
 
 def exact_sum(column: Any) -> Any:
@@ -87,7 +86,7 @@ def exact_sum(column: Any) -> Any:
     return func.coalesce(func.sum(cast(func.round(column * 100), BigInteger)), 0)
 
 
-def _tallies(*narrowed: Any) -> DriverStatement:
+def _tallies(*narrowed: Any) -> Select[Any]:
     """Settlements completed in the period and in flight now: count and amount of each."""
     completed = and_(
         Settlement.state == "completed",
@@ -102,21 +101,27 @@ def _tallies(*narrowed: Any) -> DriverStatement:
     def amount(condition: Any) -> Any:
         return exact_sum(case((condition, Settlement.amount), else_=0))
 
-    return DriverStatement(
-        select(count(completed), amount(completed), count(flying), amount(flying)).where(
-            Settlement.currency == bindparam("currency"), or_(completed, flying), *narrowed
-        )
+    return select(count(completed), amount(completed), count(flying), amount(flying)).where(
+        Settlement.currency == bindparam("currency"), or_(completed, flying), *narrowed
     )
 
 
-_SELLERS_TALLIES = _tallies()
-_SELLER_TALLIES = _tallies(Settlement.seller_id == bindparam("seller_id"))
-#: Every seller's balances summed, per purpose.
-_HELD = DriverStatement(
-    select(Account.purpose, exact_sum(Account.balance))
-    .where(
+def _held() -> Select[Any]:
+    """Every seller's balances summed, one column per purpose of :data:`HELD_PURPOSES`."""
+
+    def held(purpose: str) -> Any:
+        return exact_sum(case((Account.purpose == purpose, Account.balance), else_=0))
+
+    return select(*(held(purpose).label(purpose) for purpose in HELD_PURPOSES)).where(
         or_(*(Account.purpose == purpose for purpose in HELD_PURPOSES)),
         Account.currency == bindparam("currency"),
     )
-    .group_by(Account.purpose)
+
+
+_SELLER_TALLIES = DriverStatement(_tallies(Settlement.seller_id == bindparam("seller_id")))
+_EVERY_TALLY = _tallies().subquery("tallies")
+_EVERY_HELD = _held().subquery("held")
+#: Every seller's tallies beside their balances summed: two aggregates of one row each.
+_SELLERS_SUMMARY = DriverStatement(
+    select(_EVERY_TALLY, _EVERY_HELD).select_from(_EVERY_TALLY.join(_EVERY_HELD, true()))
 )

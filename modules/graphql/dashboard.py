@@ -5,7 +5,8 @@ The field reads its arguments with the REST endpoint's query schema, lets in the
 in (staff and admins: the platform's figures; a seller: their own share; customers are
 refused), asks an API key for its scope (``dashboard:read``), and calls the same services
 (``period``, ``stats``) with the caller. The answer is built from the REST schema's own dump,
-so its keys and values are REST's (``from``, ``to``, money as ``"37000.00"``).
+so its keys and values are REST's (``from``, ``to``, money as ``"37000.00"``): the dashboard's
+``dump_stats``.
 
 ``schema.Query`` merges every class of :data:`QUERIES` into the root. The seller's settlement
 summary is ``schema.SellerQuery``'s (the seller module's balances).
@@ -18,7 +19,6 @@ from typing import Annotated, Any
 import marshmallow as ma
 import strawberry
 
-from app.dumping import fast_dump
 from app.errors import PermissionDenied
 from modules.dashboard import api as dashboard_api
 from modules.dashboard import services as dashboard
@@ -27,6 +27,7 @@ from modules.dashboard.schemas import (
     DashboardSettlementSummarySchema,
     DashboardStatsQuerySchema,
     DashboardStatsSchema,
+    dump_stats,
 )
 
 from .loaders import Context
@@ -35,7 +36,6 @@ from .types import DateText, DateTimeText, DecimalText
 
 STATS_READ = scope_of(dashboard_api.Stats.get)
 _STATS_QUERY = DashboardStatsQuerySchema()
-_STATS = fast_dump(DashboardStatsSchema())
 FROM = "The first day, in the marketplace's time zone (default: 29 days before to)"
 TO = f"The last day, included (default: today); at most {dashboard.MAX_DAYS} days from from"
 CURRENCY = "An ISO 4217 code (default: IDR)"
@@ -111,7 +111,7 @@ class DashboardStats:
 
     @classmethod
     def of(cls, stats: dashboard.Stats) -> DashboardStats:
-        shown = _STATS(stats)
+        shown = dump_stats(stats)
         settlement = shown.pop("settlement")
         return cls(
             from_=shown.pop("from"),

@@ -207,7 +207,7 @@ SaleOrder.payment_state = column_property(
 class AccountMoveLine(LineAmounts, Base):
     __tablename__ = "marketplace_account_move_line"
     __table_args__ = (
-        # A seller's invoices (the dashboard's recent transactions of a seller start there).
+        # A seller's invoices (what a seller may see of payments and provider transactions).
         Index("ix_marketplace_account_move_line_seller_id_move_id", "seller_id", "move_id"),
     )
 

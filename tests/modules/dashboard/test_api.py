@@ -227,21 +227,23 @@ def test_recent_transactions_newest_first_filtered_and_each_seller_sees_their_sa
     assert_problem(get(client, market.staff, TRANSACTIONS, state="lost"), 422)
 
 
-def test_a_sellers_listing_starts_from_their_invoices(
+def test_a_sellers_listing_walks_their_payments_by_time(
     app: Flask, client: FlaskClient, market: Market, services: Services
 ) -> None:
-    """Not from every payment, testing each for the seller's lines: from the seller's invoice
-    lines, through the marketplace's index on them."""
+    """Not from every payment, testing each for the seller's lines, nor from every invoice of
+    the seller: through the seller's payments by time (``dashboard_seller_payment``'s index),
+    in the listing's order, so a page stops at a page."""
     move_money(app, client, market)
     with recorded_in(app) as sent:
         assert listed(client, market.seller_a, limit=2)
     (statement, parameters), *_ = (
         (statement, parameters)
         for statement, parameters in sent
-        if "FROM marketplace_payment" in statement and "seller_id" in statement
+        if "FROM dashboard_seller_payment" in statement
     )
     plan = plan_of(services, statement, parameters)
-    assert "ix_marketplace_account_move_line_seller_id_move_id" in plan, plan
+    assert "ix_dashboard_seller_payment_seller_id_created_at_payment_id" in plan, plan
+    assert "Sort" not in plan, plan
 
 
 # -- the settlement summary ------------------------------------------------------------------------

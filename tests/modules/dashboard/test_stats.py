@@ -13,8 +13,11 @@ from sqlalchemy import func, select, update
 
 from app.db import Session, transaction, utcnow
 from app.events import OutboxEvent
+from app.security import Principal
 from modules.dashboard import rollups
+from modules.dashboard import services as dashboard
 from modules.dashboard.models import CountedFact
+from modules.dashboard.schemas import DashboardStatsSchema, dump_stats
 from modules.payment import services as payment_services
 
 from .conftest import (
@@ -219,3 +222,38 @@ def test_a_provider_payment_confirmed_by_hand_counts_when_confirmed_and_lists_as
     assert_stats_match(app, client, market.seller_a, market.seller_a, days=7)
     assert app.test_cli_runner().invoke(args=["dashboard", "rebuild"]).exit_code == 0
     assert rollup_rows(app) == counted
+
+
+def test_the_stats_answer_is_the_schemas_own_dump(either_app: Flask) -> None:
+    """The answer is written out by hand (``dump_stats``, for speed): it is what the schema
+    dumps, field for field, for staff and sellers, with and without figures, and what the
+    endpoint sends."""
+    app = either_app
+    client = app.test_client()
+    market = build_market(app, client)
+    move_money(app, client, market)
+    deliver(app)
+    schema = DashboardStatsSchema()
+    since, until = today() - timedelta(days=400), today() - timedelta(days=35)
+    periods = [
+        (None, None, None),  # the last 30 days
+        (since, until, None),  # nothing in it
+        (today() - timedelta(days=365), today(), "USD"),
+    ]
+    for caller, role in (
+        (market.staff, "staff"),
+        (market.seller_a, "seller"),
+        (market.seller_c, "seller"),
+    ):
+        actor = Principal(caller.user_id, caller.uuid, caller.email, role)
+        for first, last, currency in periods:
+            with app.app_context():
+                figures = dashboard.stats(actor, dashboard.period(first, last, currency))
+                shown = dump_stats(figures)
+                assert shown == schema.dump(figures), (role, first, currency)
+            query = {"from": str(first), "to": str(last)} if first else {}
+            assert (
+                stats(client, caller, **query, **({"currency": currency} if currency else {}))
+                == shown
+            )
+    assert dump_stats(figures)["daily"][-1]["day"] == str(today())
