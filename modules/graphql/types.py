@@ -80,7 +80,9 @@ def _context(info: strawberry.Info[Context, None]) -> Context:
 
 @strawberry.type(description="A line of an order or an invoice: the product, priced and taxed")
 class Line:
-    product: strawberry.ID
+    product: strawberry.ID | None = strawberry.field(
+        description="The product; null on a standalone invoice's line"
+    )
     name: str
     quantity: DecimalText
     price_unit: DecimalText
@@ -106,7 +108,7 @@ class ProviderTransaction:
     kind: str
     invoice: strawberry.ID | None
     invoice_number: str | None
-    customer: strawberry.ID
+    customer: strawberry.ID | None
     payment: strawberry.ID | None
     token: strawberry.ID | None
     amount: DecimalText
@@ -133,7 +135,7 @@ class Payment:
     number: str | None
     state: str
     invoice: strawberry.ID
-    customer: strawberry.ID
+    customer: strawberry.ID | None
     method: str
     amount: DecimalText
     currency: str
@@ -163,8 +165,18 @@ class Invoice:
     move_type: str
     state: str
     payment_state: str
-    order: strawberry.ID
-    customer: strawberry.ID
+    order: strawberry.ID | None = strawberry.field(
+        description="The order invoiced; null: a standalone invoice"
+    )
+    customer: strawberry.ID | None = strawberry.field(
+        description="The customer; null: a payer without an account"
+    )
+    payer_name: str | None
+    payer_email: str | None
+    seller: strawberry.ID | None = strawberry.field(
+        description="The seller who issued a standalone invoice; null: the platform"
+    )
+    memo: str | None
     currency: str
     invoice_date: DateText
     invoice_date_due: DateText
@@ -173,6 +185,7 @@ class Invoice:
     amount_total: DecimalText
     amount_residual: DecimalText
     reversed_entry: strawberry.ID | None
+    created_at: DateTimeText
     key: strawberry.Private[int]
 
     @classmethod

@@ -110,6 +110,12 @@ def pay_invoice(
         provider, adapter = usable(request.provider, invoice.currency)
         start = Start(notify_url=notify_url)
         token = None
+        if invoice.customer_id is None and (request.token is not None or request.save_method):
+            raise Invalid(
+                "this invoice's payer has no account: no saved method pays it, and none is saved",
+                errors={"token" if request.token is not None else "save_method": "not for a "
+                        "payer without an account"},
+            )  # fmt: skip
         if request.token is not None:
             token = usable_token(invoice.customer_id, request.token, provider)
             start = Start(notify_url=notify_url, provider_token=token.provider_token)
@@ -344,7 +350,13 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
         changed = transition(tx, notification.state, notification.message, provider=True)
         # A token in the notification: the payer asked the provider to save the method (on
         # its page, or through save_method); kept only with the success that proves it works.
-        if changed and notification.state == "success" and notification.token is not None:
+        # A payer without an account has nowhere to keep one: the token is not kept.
+        if (
+            changed
+            and notification.state == "success"
+            and notification.token is not None
+            and tx.customer_id is not None
+        ):
             tx.tokenize = True
             save_token(tx, notification.token)
     return tx
