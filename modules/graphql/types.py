@@ -19,6 +19,7 @@ from strawberry.scalars import JSON
 
 from app.dumping import fast_dump
 from modules.marketplace.schemas import (
+    InvoiceLineSchema,
     InvoiceSchema,
     LineSchema,
     OrderSummarySchema,
@@ -65,6 +66,7 @@ SCALARS = {
 
 _SUMMARY = fast_dump(OrderSummarySchema())
 _LINE = fast_dump(LineSchema())
+_INVOICE_LINE = fast_dump(InvoiceLineSchema())
 # Its lines are a field of their own (batched), not the nested list of the REST answer.
 _INVOICE = fast_dump(InvoiceSchema(exclude=("lines",)))
 _PAYMENT = fast_dump(PaymentSchema())
@@ -93,6 +95,17 @@ class Line:
     @classmethod
     def of(cls, line: Any) -> Line:
         return cls(**_LINE(line))
+
+
+@strawberry.type(description="A line of an invoice or credit note, with its own PPN percent")
+class InvoiceLine(Line):
+    tax_percent: DecimalText | None = strawberry.field(
+        description="The line's PPN percent; null on an order's older lines (the order's)"
+    )
+
+    @classmethod
+    def of(cls, line: Any) -> InvoiceLine:
+        return cls(**_INVOICE_LINE(line))
 
 
 @strawberry.type(
@@ -193,7 +206,7 @@ class Invoice:
         return cls(key=move.id, **_INVOICE(move))
 
     @strawberry.field(description="Its lines, in order")
-    async def lines(self, info: strawberry.Info[Context, None]) -> list[Line]:
+    async def lines(self, info: strawberry.Info[Context, None]) -> list[InvoiceLine]:
         return await _context(info).loaders.invoice_lines.load(self.key)
 
     @strawberry.field(description="The payments registered against it, oldest first")
