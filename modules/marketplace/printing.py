@@ -139,10 +139,7 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
         currency=currency,
         lines=printed,
         untaxed=f"{currency} {_money(invoice.amount_untaxed)}",
-        taxes=[
-            (_percent(rate), f"{currency} {_money(amount)}")
-            for rate, amount in sorted(taxes.items(), key=lambda item: item[0] or Decimal(0))
-        ],
+        taxes=_tax_rows(taxes, currency),
         total=f"{currency} {_money(invoice.amount_total)}",
         paid=f"{currency} {_money(paid)}" if paid > 0 else None,
         due=f"{currency} {_money(invoice.amount_residual)}" if owed else None,
@@ -150,6 +147,17 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
         memo=invoice.memo,
         footer=f"{kind} {number} · reference {invoice.uuid}",
     )
+
+
+def _tax_rows(taxes: dict[Decimal | None, Decimal], currency: str) -> list[tuple[str, str]]:
+    """PPN per rate, highest rate first; rates that add nothing (0%) are left out, unless
+    nothing is taxed at all."""
+    rows = [
+        (_percent(rate), f"{currency} {_money(amount)}")
+        for rate, amount in sorted(taxes.items(), key=lambda item: -(item[0] or Decimal(0)))
+        if amount != 0
+    ]
+    return rows or [("", f"{currency} {_money(Decimal(0))}")]
 
 
 def _payer(invoice: AccountMove) -> tuple[str, str | None]:
