@@ -544,6 +544,36 @@ class InvoiceCancel(MethodView):
         return invoices.cancel_invoice(authenticate(), invoice_id)
 
 
+@blp.route("/invoices/<uuid:invoice_id>/reverse")
+class InvoiceReverse(MethodView):
+    @requires("seller", *STAFF, scope="invoices:write")
+    @blp.response(200, InvoiceSchema)
+    @blp.alt_response(
+        403, schema=MarketplaceProblemSchema, description="Not the invoice's issuer nor staff"
+    )
+    @blp.alt_response(
+        409,
+        schema=MarketplaceProblemSchema,
+        description="Not posted (a draft is cancelled), a confirmed payment not refunded in "
+        "full, or an order's invoice (cancel the order)",
+    )
+    @response_links(
+        blp,
+        200,
+        GetCreditNote=link(f"{BASE}/invoices/{{invoice_id}}", "get", "The invoice, reversed",
+                           invoice_id="$response.body#/id"),
+    )  # fmt: skip
+    def post(self, invoice_id: uuid.UUID) -> AccountMove:
+        """Reverse a posted invoice nothing was paid on
+
+        A credit note (``RINV``) reverses the whole invoice on the ledger; its payments still
+        in process are cancelled. Refused while a confirmed payment is not refunded in full
+        (refund it instead: once refunds cover every confirmed payment, the invoice is
+        reversed). Reversing it again changes nothing.
+        """
+        return invoices.reverse_invoice(authenticate(), invoice_id)
+
+
 @blp.route("/invoices/<uuid:invoice_id>/print")
 class InvoicePrint(MethodView):
     @requires(scope="orders:read", browser=True)

@@ -14,14 +14,18 @@ The states and the function that moves each, which checks the current state firs
 | :func:`update_invoice` | ``draft`` | ``draft`` | its issuer (staff: the platform's) |
 | :func:`post_invoice` | ``draft`` | ``posted`` | its issuer, or staff |
 | :func:`cancel_invoice` | ``draft`` | ``cancel`` | its issuer, or staff |
+| :func:`reverse_invoice` | ``posted``, nothing confirmed | ``reversed`` | its issuer, or staff |
 
 A posted invoice is never edited: it is paid (``POST /invoices/{id}/payments``, the payment
-module's providers) or reversed when refunds (``POST /payments/{id}/refunds``, credit notes
+module's providers) or reversed, when refunds (``POST /payments/{id}/refunds``, credit notes
 ``RINV``) cover its confirmed payments, through the very services an order's invoice goes
-through. Posting does what placing an order does for its invoice, in the same order: the
-commission fixed (and the sellers' own percents), the gap-free ``INV`` number last but the
-events and the answer, then the ``INVOICE_POST`` posting (:func:`.postings.invoice_post`), all in
-one transaction.
+through, or at once by a credit note for the whole of it while nothing is confirmed (as an
+order's invoice is when its order is cancelled).
+
+Posting does what placing an order does for its invoice, in the same order: the commission
+fixed (and the sellers' own percents), the gap-free ``INV`` number last but the events and the
+answer, then the ``INVOICE_POST`` posting (:func:`.postings.invoice_post`), all in one
+transaction.
 
 Every writer of a standalone invoice, its payments and refunds locks the invoice's row first
 (:func:`.services.lock_documents`), so posting, paying and refunding one serialise.
@@ -53,12 +57,15 @@ from .config import marketplace_settings
 from .idempotency import IdempotentRequest, Replay
 from .issuing import why_not_issuing
 from .models import CURRENCY_PLACES, AccountMove, AccountMoveLine
+from .payments import loaded_order_checkout
 from .pricing import line_amounts, round_money, totals
 from .services import (
     STAFF_ROLES,
     Render,
     _invoice_event,
+    _payments_of,
     _post,
+    _reverse,
     _viewer,
     _visible_invoice,
     lock_documents,
@@ -83,6 +90,11 @@ class InvoicingNotAllowed(PermissionDenied):
 class NotADraft(Conflict):
     code = "invoice-not-draft"
     title = "Only a draft invoice can be changed, posted or cancelled"
+
+
+class NotPosted(Conflict):
+    code = "invoice-not-posted"
+    title = "Only a posted invoice is reversed"
 
 
 class NotStandalone(Conflict):
@@ -408,6 +420,59 @@ def cancel_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     return invoice
 
 
+def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
+    """Reverse a posted invoice nothing was confirmed on (its issuer or staff): a credit note
+    ``RINV`` for the whole of it, its payments in process cancelled (and their provider
+    transactions in flight), the receivable given back on the ledger (``INVOICE_REVERSAL``).
+
+    Refused while a confirmed payment is not refunded in full (refund it: once refunds cover
+    every confirmed payment the invoice is reversed already). Reversing it again changes
+    nothing.
+    """
+    now = utcnow()
+    with refused_by_database(), transaction():
+        invoice = _standalone(actor, invoice_uuid)
+        _may_manage(actor, invoice, "reverses")
+        checkout = loaded_order_checkout()
+        if checkout is not None and invoice.payment_state != "reversed":
+            # Its provider transactions in flight go with it (before its row lock, as every
+            # writer takes them; rolled back if refused below).
+            checkout.invoice_reversing(invoice.id)
+        lock_documents(None, invoice.id)
+        Session().refresh(invoice)
+        if invoice.state != "posted":
+            raise NotPosted(
+                f"this invoice is {invoice.state}: only a posted invoice is reversed"
+                + ("; cancel the draft instead" if invoice.state == "draft" else ""),
+                state=invoice.state,
+            )
+        if invoice.payment_state == "reversed":
+            return invoice
+        payments = _payments_of(invoice)
+        from .refunds import refunded_per_payment  # refunds builds on the services
+
+        refunded = refunded_per_payment([p.id for p in payments])
+        confirmed = [p for p in payments if p.state == "paid" and refunded.get(p.id, 0) < p.amount]
+        if confirmed:
+            raise Conflict(
+                f"{invoice.name} has a confirmed payment ({confirmed[0].name}); it is reversed "
+                "once refunds cover it",
+                payment=confirmed[0].name,
+            )
+        postings.require_posted(invoice)
+        for payment in payments:
+            if payment.state == "in_process":
+                payment.state = "canceled"
+                payment.cancelled_at = now
+        credit_note = _reverse(invoice)
+        Session().flush()
+        numbering.number_document(credit_note, "RINV", now.astimezone(_timezone()).year)
+        emit("invoice.reversed", _invoice_event(credit_note))
+        # Nothing is confirmed on it: the receivable holds all of it.
+        _post(postings.invoice_reversal([(invoice, Decimal(0))], [credit_note], actor.user_id))
+    return invoice
+
+
 def _issuer_for(actor: Principal) -> int | None:
     """Who issues what ``actor`` makes: the platform (None) for staff, the seller themself."""
     if actor.has_role(*STAFF_ROLES):
@@ -420,14 +485,20 @@ def _issuer_for(actor: Principal) -> int | None:
     raise PermissionDenied("staff issue the platform's invoices, sellers their own")
 
 
-def _locked_standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
-    """The standalone invoice ``actor`` sees, its row locked and read again under the lock."""
+def _standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
+    """The standalone invoice ``actor`` sees (an order's is refused)."""
     invoice = _visible_invoice(actor, invoice_uuid)
     if not invoice.standalone:
         raise NotStandalone(
             f"{invoice.name} is an order's: it changes with its order (cancel it, or refund "
             "its payments)"
         )
+    return invoice
+
+
+def _locked_standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
+    """The standalone invoice ``actor`` sees, its row locked and read again under the lock."""
+    invoice = _standalone(actor, invoice_uuid)
     lock_documents(None, invoice.id)
     Session().refresh(invoice)
     return invoice
@@ -463,7 +534,11 @@ def _require_draft(invoice: AccountMove, what: str) -> None:
 
 
 def _today() -> date:
-    return utcnow().astimezone(marketplace_settings().timezone).date()
+    return utcnow().astimezone(_timezone()).date()
+
+
+def _timezone() -> Any:
+    return marketplace_settings().timezone
 
 
 def invoice_event(invoice: AccountMove) -> dict[str, Any]:

@@ -776,6 +776,9 @@ def _reverse(invoice: AccountMove) -> AccountMove:
         payment_state="paid",  # settled by the invoice it reverses, as Odoo reconciles them
         order_id=invoice.order_id,
         customer_id=invoice.customer_id,
+        payer_name=invoice.payer_name,
+        payer_email=invoice.payer_email,
+        issuer_id=invoice.issuer_id,
         currency=invoice.currency,
         invoice_date=today,
         invoice_date_due=today,

@@ -542,3 +542,52 @@ def test_the_webhook_audience_of_a_sellers_invoice_and_its_payments_is_that_sell
             ("refund.created", {"payment": payment["id"]}),
         ):
             assert sellers_concerned(Session(), event, payload) == {seller.user_id}, event
+
+
+# -- reversing a posted invoice -------------------------------------------------------------------
+
+
+def test_a_posted_invoice_nothing_was_paid_on_is_reversed_by_a_credit_note(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    verified_seller: Callable[[], Caller],
+    services: Services,
+) -> None:
+    seller = verified_seller()
+    done = posted(client, seller)
+    path = f"/invoices/{done['id']}"
+    in_process = ok(post(client, staff, f"{path}/payments", {"method": "bank_transfer"}), 201)
+    reversed_ = ok(post(client, seller, f"{path}/reverse"))
+    assert (reversed_["state"], reversed_["payment_state"], reversed_["amount_residual"]) == (
+        "posted", "reversed", "0.00",
+    )  # fmt: skip
+    assert ok(get(client, staff, f"/payments/{in_process['id']}"))["state"] == "canceled"
+    notes = ok(get(client, staff, "/invoices", move_type="out_refund"))["items"]
+    assert [(n["number"], n["reversed_entry"], n["seller"]) for n in notes] == [
+        (f"RINV/{YEAR}/00001", done["id"], str(seller.uuid))
+    ]
+    assert nonzero(app) == {}
+    assert event_names(services)[-1] == "invoice.reversed"
+    assert_consistent(app)
+    # Once is enough: again, nothing changes; and it takes no payment any more.
+    before = rows(services)
+    assert ok(post(client, seller, f"{path}/reverse")) == ok(get(client, seller, path))
+    assert_problem(post(client, staff, f"{path}/payments", {"method": "bank_transfer"}), 409)
+    assert rows(services) == before
+
+
+def test_an_invoice_with_a_confirmed_payment_or_a_draft_is_not_reversed(
+    client: FlaskClient, staff: Caller, services: Services
+) -> None:
+    done = posted(client, staff)
+    payment = ok(post(client, staff, f"/invoices/{done['id']}/payments",
+                      {"method": "bank_transfer", "amount": "1000.00"}), 201)  # fmt: skip
+    ok(post(client, staff, f"/payments/{payment['id']}/confirm"))
+    made = draft(client, staff)
+    before = rows(services)
+    refused = assert_problem(post(client, staff, f"/invoices/{done['id']}/reverse"), 409)
+    assert refused["payment"] == payment["number"]
+    assert_problem(post(client, staff, f"/invoices/{made['id']}/reverse"), 409,
+                   "invoice-not-posted")  # fmt: skip
+    assert rows(services) == before

@@ -160,3 +160,26 @@ def test_the_embedded_default_writes_posts_and_pays_a_guest_invoice(
     assert balance(app, "seller_pending", seller.user_id) == Decimal("950000.00")
     assert balance(app, "guest_receivable") == Decimal("0.00")
     assert_ledger_consistent(app)
+
+
+def test_reversing_a_standalone_invoice_cancels_its_provider_transaction_in_flight(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    log_in_as: Callable[..., Caller],
+    services: Services,
+) -> None:
+    seller = log_in_as("seller")
+    verify_seller(client, seller, staff)
+    invoice = posted_guest_invoice(client, seller)
+    tx = ok(client.post(API, json={"invoice": invoice["id"], "provider": "demo"},
+                        headers=staff.headers), 201)  # fmt: skip
+    reversed_ = ok(client.post(f"{MARKETPLACE}/invoices/{invoice['id']}/reverse",
+                               headers=seller.headers))  # fmt: skip
+    assert reversed_["payment_state"] == "reversed"
+    row = tx_row(services, tx["reference"])
+    assert (row["state"], row["payment"], row["message"]) == (
+        "canceled", "canceled", "the invoice was reversed",
+    )  # fmt: skip
+    assert balance(app, "guest_receivable") == Decimal("0.00")
+    assert_ledger_consistent(app)
