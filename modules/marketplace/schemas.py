@@ -427,6 +427,7 @@ class InvoiceSummarySchema(ma.Schema):
     id = _uuid_of("uuid")
     number = ma.fields.String(
         attribute="name",
+        allow_none=True,
         metadata={"example": "INV/2026/00001", "description": "null while a draft"},
     )
     move_type = ma.fields.String(metadata={"enum": ["out_invoice", "out_refund"]})
