@@ -169,7 +169,9 @@ def create_invoice(
     return 201, body
 
 
-def update_invoice(actor: Principal, invoice_uuid: uuid.UUID, changes: Mapping[str, Any]) -> Any:
+def update_invoice(
+    actor: Principal, invoice_uuid: uuid.UUID, changes: Mapping[str, Any]
+) -> AccountMove:
     """Change a draft (its issuer only): the fields given; ``lines`` replaces every line."""
     with refused_by_database(), transaction():
         invoice = _locked_standalone(actor, invoice_uuid)
