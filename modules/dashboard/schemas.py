@@ -161,7 +161,9 @@ class DashboardTransactionSchema(ma.Schema):
     amount = Amount()
     fee = Amount()
     currency = ma.fields.String()
-    customer = ma.fields.UUID()
+    customer = ma.fields.UUID(
+        allow_none=True, metadata={"description": "null: a payer without an account"}
+    )
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()
 

@@ -267,7 +267,8 @@ class TransactionView:
     amount: Decimal
     fee: Decimal
     currency: str
-    customer: uuid.UUID
+    #: None: the invoice's payer has no account (a standalone invoice's).
+    customer: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
 
@@ -318,7 +319,8 @@ def _listing(created_at: Any, payment_id: Any, payments: Any) -> Select[Any]:
         .outerjoin(PaymentTransaction.__table__, _T.account_payment_id == _P.id)
         .outerjoin(PaymentProvider.__table__, PaymentProvider.__table__.c.id == _T.provider_id)
         .join(AccountMove.__table__, AccountMove.__table__.c.id == _P.invoice_id)
-        .join(User.__table__, User.__table__.c.id == _P.customer_id)
+        # Outer: a standalone invoice's payer may have no account.
+        .outerjoin(User.__table__, User.__table__.c.id == _P.customer_id)
     )
 
 
@@ -377,7 +379,7 @@ def _view(row: Any) -> TransactionView:
         amount=Decimal(amount),
         fee=Decimal(fee) if fee is not None else Decimal("0.00"),
         currency=currency,
-        customer=_uuid(customer),
+        customer=_uuid(customer) if customer is not None else None,
         created_at=_utc(created_at),
         updated_at=_utc(updated_at),
     )

@@ -37,7 +37,7 @@ from modules.marketplace.models import (
 from modules.payment.models import PaymentTransaction
 from modules.payment.services import visible_transactions
 
-from .types import Invoice, Line, Order, ProviderTransaction
+from .types import Invoice, InvoiceLine, Line, Order, ProviderTransaction
 from .types import Payment as PaymentType
 
 T = TypeVar("T")
@@ -137,7 +137,7 @@ class Loaders:
     order_lines: DataLoader[int, list[Line]] = field(init=False)
     order_invoices: DataLoader[int, list[Invoice]] = field(init=False)
     order_payments: DataLoader[int, list[PaymentType]] = field(init=False)
-    invoice_lines: DataLoader[int, list[Line]] = field(init=False)
+    invoice_lines: DataLoader[int, list[InvoiceLine]] = field(init=False)
     invoice_payments: DataLoader[int, list[PaymentType]] = field(init=False)
     payment_transactions: DataLoader[int, list[ProviderTransaction]] = field(init=False)
 
@@ -148,7 +148,7 @@ class Loaders:
         )
         self.order_payments = DataLoader(_order_payments)
         self.invoice_lines = DataLoader(
-            _grouped(_INVOICE_LINES, lambda line: line.move_id, Line.of)
+            _grouped(_INVOICE_LINES, lambda line: line.move_id, InvoiceLine.of)
         )
         self.invoice_payments = DataLoader(
             _grouped(_INVOICE_PAYMENTS, lambda payment: payment.invoice_id, PaymentType.of)

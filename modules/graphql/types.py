@@ -19,6 +19,7 @@ from strawberry.scalars import JSON
 
 from app.dumping import fast_dump
 from modules.marketplace.schemas import (
+    InvoiceLineSchema,
     InvoiceSchema,
     LineSchema,
     OrderSummarySchema,
@@ -65,6 +66,7 @@ SCALARS = {
 
 _SUMMARY = fast_dump(OrderSummarySchema())
 _LINE = fast_dump(LineSchema())
+_INVOICE_LINE = fast_dump(InvoiceLineSchema())
 # Its lines are a field of their own (batched), not the nested list of the REST answer.
 _INVOICE = fast_dump(InvoiceSchema(exclude=("lines",)))
 _PAYMENT = fast_dump(PaymentSchema())
@@ -80,7 +82,9 @@ def _context(info: strawberry.Info[Context, None]) -> Context:
 
 @strawberry.type(description="A line of an order or an invoice: the product, priced and taxed")
 class Line:
-    product: strawberry.ID
+    product: strawberry.ID | None = strawberry.field(
+        description="The product; null on a standalone invoice's line"
+    )
     name: str
     quantity: DecimalText
     price_unit: DecimalText
@@ -91,6 +95,17 @@ class Line:
     @classmethod
     def of(cls, line: Any) -> Line:
         return cls(**_LINE(line))
+
+
+@strawberry.type(description="A line of an invoice or credit note, with its own PPN percent")
+class InvoiceLine(Line):
+    tax_percent: DecimalText | None = strawberry.field(
+        description="The line's PPN percent; null on an order's older lines (the order's)"
+    )
+
+    @classmethod
+    def of(cls, line: Any) -> InvoiceLine:
+        return cls(**_INVOICE_LINE(line))
 
 
 @strawberry.type(
@@ -106,7 +121,7 @@ class ProviderTransaction:
     kind: str
     invoice: strawberry.ID | None
     invoice_number: str | None
-    customer: strawberry.ID
+    customer: strawberry.ID | None
     payment: strawberry.ID | None
     token: strawberry.ID | None
     amount: DecimalText
@@ -133,7 +148,7 @@ class Payment:
     number: str | None
     state: str
     invoice: strawberry.ID
-    customer: strawberry.ID
+    customer: strawberry.ID | None
     method: str
     amount: DecimalText
     currency: str
@@ -163,8 +178,18 @@ class Invoice:
     move_type: str
     state: str
     payment_state: str
-    order: strawberry.ID
-    customer: strawberry.ID
+    order: strawberry.ID | None = strawberry.field(
+        description="The order invoiced; null: a standalone invoice"
+    )
+    customer: strawberry.ID | None = strawberry.field(
+        description="The customer; null: a payer without an account"
+    )
+    payer_name: str | None
+    payer_email: str | None
+    seller: strawberry.ID | None = strawberry.field(
+        description="The seller who issued a standalone invoice; null: the platform"
+    )
+    memo: str | None
     currency: str
     invoice_date: DateText
     invoice_date_due: DateText
@@ -173,6 +198,7 @@ class Invoice:
     amount_total: DecimalText
     amount_residual: DecimalText
     reversed_entry: strawberry.ID | None
+    created_at: DateTimeText
     key: strawberry.Private[int]
 
     @classmethod
@@ -180,7 +206,7 @@ class Invoice:
         return cls(key=move.id, **_INVOICE(move))
 
     @strawberry.field(description="Its lines, in order")
-    async def lines(self, info: strawberry.Info[Context, None]) -> list[Line]:
+    async def lines(self, info: strawberry.Info[Context, None]) -> list[InvoiceLine]:
         return await _context(info).loaders.invoice_lines.load(self.key)
 
     @strawberry.field(description="The payments registered against it, oldest first")

@@ -26,15 +26,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.security import Principal
-from modules.marketplace.models import SaleOrder
+from modules.marketplace.models import AccountMove, SaleOrder
 from modules.user.models import User
 from modules.webhook.audience import (
     EVENT_AUDIENCE,
     ORDER_KINDS,
+    STANDALONE_KINDS,
     as_uuid,
     audience_key,
     orders_by_key,
     sellers_by_key,
+    standalone_by_key,
 )
 
 from .outbox import Committed
@@ -131,16 +133,29 @@ def _named_customer(event: Committed) -> uuid.UUID | None:
 def _customers_by_key(
     session: Session, kind: str, keys: set[uuid.UUID]
 ) -> dict[uuid.UUID, set[int]]:
-    """The customer of the order each key of ``kind`` leads to, in one query."""
+    """The customer of the order each key of ``kind`` leads to, in one query; and for a
+    standalone invoice (no order) its customer once it is posted, in one more."""
     orders = orders_by_key(kind, keys)
-    rows = session.execute(
-        select(orders.c.key, SaleOrder.customer_id).join(
-            SaleOrder, SaleOrder.id == orders.c.order_id
+    results = [
+        session.execute(
+            select(orders.c.key, SaleOrder.customer_id).join(
+                SaleOrder, SaleOrder.id == orders.c.order_id
+            )
         )
-    )
+    ]
+    if kind in STANDALONE_KINDS:
+        invoices = standalone_by_key(kind, keys)
+        results.append(
+            session.execute(
+                select(invoices.c.key, AccountMove.customer_id)
+                .join(AccountMove, AccountMove.id == invoices.c.invoice_id)
+                .where(AccountMove.state == "posted", AccountMove.customer_id.is_not(None))
+            )
+        )
     found: dict[uuid.UUID, set[int]] = {}
-    for key, customer_id in rows:
-        found.setdefault(key, set()).add(customer_id)
+    for rows in results:
+        for key, customer_id in rows:
+            found.setdefault(key, set()).add(customer_id)
     return found
 
 

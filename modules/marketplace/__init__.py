@@ -36,6 +36,11 @@ def load(hooks: ModuleHooks) -> None:
     hooks.scope("products:write", "Create and change products", roles=("seller", "admin"))
     hooks.scope("orders:read", "Read sale orders and their invoices", roles=("seller", "admin"))
     hooks.scope("orders:write", "Place and cancel sale orders", roles=("admin",))
+    hooks.scope(
+        "invoices:write",
+        "Write, change, post and cancel invoices without an order",
+        roles=("seller", "admin"),
+    )
     hooks.scope("payments:read", "Read payments and refunds", roles=("seller", "admin"))
     hooks.scope("payments:write", "Register, confirm and cancel payments; refund", roles=("admin",))
     hooks.demo(demo.load_demo)

@@ -20,10 +20,14 @@ from app.http import API_PREFIX, Page, PageArgs
 from app.openapi import link, response_links
 from app.security import authenticate, requires
 
-from . import idempotency, products, refunds, services
+from . import idempotency, invoices, printing, products, refunds, services
 from .demo import demo_product_id
-from .models import Payment, Product, ProductSync, Refund, SaleOrder
+from .models import AccountMove, Payment, Product, ProductSync, Refund, SaleOrder
 from .schemas import (
+    InvoiceCreateSchema,
+    InvoicePageSchema,
+    InvoicePatchSchema,
+    InvoiceQuerySchema,
     InvoiceSchema,
     MarketplaceProblemSchema,
     OrderCreateSchema,
@@ -60,8 +64,10 @@ STAFF = ("staff", "admin")
 _PLACED = fast_dump(PlacedSchema())
 _PAYMENT = fast_dump(PaymentSchema())
 _REFUND = fast_dump(RefundSchema())
-#: The listing's query schema, made once: webargs would build a class's instance per request.
+_INVOICE = fast_dump(InvoiceSchema())
+#: The listings' query schemas, made once: webargs would build a class's instance per request.
 _ORDER_QUERY = OrderQuerySchema()
+_INVOICE_QUERY = InvoiceQuerySchema()
 IDEMPOTENCY_HEADER = {
     "Idempotency-Key": {
         "description": "Optional. Retrying with the same key and body returns the first answer; "
@@ -357,6 +363,82 @@ class OrderCancel(MethodView):
 
 # -- invoices and payments ----------------------------------------------------------------------
 
+#: A standalone invoice "Try it out" can make: to a payer without an account.
+EXAMPLE_INVOICE = {
+    "payer_name": "Ibu Sari",
+    "payer_email": "sari@example.com",
+    "lines": [
+        {"description": "Cold storage, May", "quantity": "2", "price_unit": "250000.00",
+         "tax_percent": "11"},
+        {"description": "Delivery to Denpasar", "quantity": "1", "price_unit": "75000.00"},
+    ],
+    "currency": "IDR",
+    "memo": "Thank you for your business.",
+}  # fmt: skip
+_INVOICE_LINKS = {
+    "GetInvoice": link(f"{BASE}/invoices/{{invoice_id}}", "get", "The invoice",
+                       invoice_id="$response.body#/id"),
+    "PostInvoice": link(f"{BASE}/invoices/{{invoice_id}}/post", "post",
+                        "Post it: numbered, owed", invoice_id="$response.body#/id"),
+    "PrintInvoice": link(f"{BASE}/invoices/{{invoice_id}}/print", "get", "Print it",
+                         invoice_id="$response.body#/id"),
+}  # fmt: skip
+_IDEMPOTENCY_PARAMETERS = [
+    {"in": "header", "name": name, **spec} for name, spec in IDEMPOTENCY_HEADER.items()
+]
+
+
+@blp.route("/invoices")
+class Invoices(MethodView):
+    @requires(scope="orders:read")
+    @read_only()
+    @blp.arguments(_INVOICE_QUERY, location="query")
+    @blp.response(200, InvoicePageSchema)
+    @response_links(
+        blp,
+        200,
+        GetInvoice=link(f"{BASE}/invoices/{{invoice_id}}", "get", "The invoice",
+                        invoice_id="$response.body#/items/0/id"),
+    )  # fmt: skip
+    def get(self, args: dict[str, Any]) -> Page:
+        """List invoices and credit notes, newest first
+
+        Staff see every one; a seller those of orders with their products and the standalone
+        invoices they issued (drafts included); a customer those of their orders and the posted
+        standalone invoices addressed to them. Without lines: follow ``GetInvoice``.
+        """
+        return invoices.list_invoices(
+            authenticate(),
+            invoices.InvoiceFilter.of(args),
+            limit=args["limit"],
+            cursor=args["cursor"],
+        )
+
+    @requires("seller", *STAFF, scope="invoices:write")
+    @blp.arguments(InvoiceCreateSchema, example=EXAMPLE_INVOICE)
+    @blp.response(201, InvoiceSchema)
+    @response_links(blp, 201, **_INVOICE_LINKS)
+    @blp.doc(parameters=_IDEMPOTENCY_PARAMETERS)
+    @blp.alt_response(
+        403,
+        schema=MarketplaceProblemSchema,
+        description="A customer; or a seller not verified (invoicing-not-allowed)",
+    )
+    def post(self, body: dict[str, Any]) -> Response:
+        """Write a draft invoice without an order
+
+        Staff write the platform's invoices, a verified seller invoices of their own sales. The
+        invoice is to a customer (``customer``: their user id) or to a payer without an account
+        (``payer_name`` and ``payer_email``). Lines describe what is sold, with quantity, unit
+        price (untaxed, in ``currency``) and PPN percent (default ``LAPAK_SALES_TAX_PERCENT``).
+        A draft has no number and is owed by no one until it is posted; it can be changed
+        (``PATCH``) or cancelled.
+        """
+        status, answer = invoices.create_invoice(
+            authenticate(), body, _idempotent("invoices", request.get_json()), _INVOICE
+        )
+        return _created(status, answer, url_for("marketplace.InvoiceItem", invoice_id=answer["id"]))
+
 
 @blp.route("/invoices/<uuid:invoice_id>")
 class InvoiceItem(MethodView):
@@ -370,10 +452,147 @@ class InvoiceItem(MethodView):
                         invoice_id="$request.path.invoice_id"),
         GetOrder=link(f"{BASE}/orders/{{order_id}}", "get", "Its order",
                       order_id="$response.body#/order"),
+        PrintInvoice=link(f"{BASE}/invoices/{{invoice_id}}/print", "get", "Print it",
+                          invoice_id="$request.path.invoice_id"),
     )  # fmt: skip
     def get(self, invoice_id: uuid.UUID) -> Any:
         """Show an invoice or credit note"""
         return services.get_invoice(authenticate(), invoice_id)
+
+    @requires("seller", *STAFF, scope="invoices:write")
+    @blp.arguments(
+        InvoicePatchSchema,
+        example={"due_date": "2026-12-31", "memo": "Pay by transfer to BCA 123-456-7890"},
+    )
+    @blp.response(200, InvoiceSchema)
+    @blp.alt_response(403, schema=MarketplaceProblemSchema, description="Not the draft's issuer")
+    @blp.alt_response(
+        409,
+        schema=MarketplaceProblemSchema,
+        description="Not a draft (invoice-not-draft: a posted invoice is never edited), or an "
+        "order's invoice (invoice-of-an-order)",
+    )
+    def patch(self, body: dict[str, Any], invoice_id: uuid.UUID) -> AccountMove:
+        """Change a draft invoice
+
+        Only its issuer: the seller who wrote it, or staff for the platform's. Only the fields
+        sent change; ``lines`` replaces every line; the payer changes as a whole (``customer``,
+        or ``payer_name`` with ``payer_email``).
+        """
+        return invoices.update_invoice(authenticate(), invoice_id, body)
+
+
+@blp.route("/invoices/<uuid:invoice_id>/post")
+class InvoicePost(MethodView):
+    @requires("seller", *STAFF, scope="invoices:write")
+    @blp.response(200, InvoiceSchema)
+    @blp.doc(parameters=_IDEMPOTENCY_PARAMETERS)
+    @blp.alt_response(
+        403,
+        schema=MarketplaceProblemSchema,
+        description="Not the invoice's issuer nor staff, or a seller no longer verified",
+    )
+    @blp.alt_response(
+        409, schema=MarketplaceProblemSchema, description="Not a draft, or an order's invoice"
+    )
+    @blp.alt_response(
+        422,
+        schema=MarketplaceProblemSchema,
+        description="Its total is 0, or its due date has passed",
+    )
+    @response_links(
+        blp,
+        200,
+        PayInvoice=link(f"{BASE}/invoices/{{invoice_id}}/payments", "post", "Pay what is due",
+                        invoice_id="$response.body#/id"),
+        PrintInvoice=link(f"{BASE}/invoices/{{invoice_id}}/print", "get", "Print it",
+                          invoice_id="$response.body#/id"),
+    )  # fmt: skip
+    def post(self, invoice_id: uuid.UUID) -> Response:
+        """Post a draft invoice: numbered, dated, owed
+
+        Takes the next gap-free ``INV/<year>/<n>`` number, dates the invoice today and posts it
+        to the ledger as an order's invoice is (the customer's receivable, or the platform's
+        receivable from payers without an account). From then on it is never edited: it is
+        paid, or reversed once refunds cover its payments.
+        """
+        status, answer = invoices.post_invoice(
+            authenticate(), invoice_id, _idempotent(f"invoice-post:{invoice_id}", {}), _INVOICE
+        )
+        response = jsonify(answer)
+        response.status_code = status
+        return response
+
+
+@blp.route("/invoices/<uuid:invoice_id>/cancel")
+class InvoiceCancel(MethodView):
+    @requires("seller", *STAFF, scope="invoices:write")
+    @blp.response(200, InvoiceSchema)
+    @blp.alt_response(
+        403, schema=MarketplaceProblemSchema, description="Not the invoice's issuer nor staff"
+    )
+    @blp.alt_response(
+        409,
+        schema=MarketplaceProblemSchema,
+        description="Posted (refund its payments instead), or an order's invoice",
+    )
+    def post(self, invoice_id: uuid.UUID) -> AccountMove:
+        """Cancel a draft invoice
+
+        It is never numbered nor owed. Cancelling it again changes nothing.
+        """
+        return invoices.cancel_invoice(authenticate(), invoice_id)
+
+
+@blp.route("/invoices/<uuid:invoice_id>/reverse")
+class InvoiceReverse(MethodView):
+    @requires("seller", *STAFF, scope="invoices:write")
+    @blp.response(200, InvoiceSchema)
+    @blp.alt_response(
+        403, schema=MarketplaceProblemSchema, description="Not the invoice's issuer nor staff"
+    )
+    @blp.alt_response(
+        409,
+        schema=MarketplaceProblemSchema,
+        description="Not posted (a draft is cancelled), a confirmed payment not refunded in "
+        "full, or an order's invoice (cancel the order)",
+    )
+    @response_links(
+        blp,
+        200,
+        GetCreditNote=link(f"{BASE}/invoices/{{invoice_id}}", "get", "The invoice, reversed",
+                           invoice_id="$response.body#/id"),
+    )  # fmt: skip
+    def post(self, invoice_id: uuid.UUID) -> AccountMove:
+        """Reverse a posted invoice nothing was paid on
+
+        A credit note (``RINV``) reverses the whole invoice on the ledger; its payments still
+        in process are cancelled. Refused while a confirmed payment is not refunded in full
+        (refund it instead: once refunds cover every confirmed payment, the invoice is
+        reversed). Reversing it again changes nothing.
+        """
+        return invoices.reverse_invoice(authenticate(), invoice_id)
+
+
+@blp.route("/invoices/<uuid:invoice_id>/print")
+class InvoicePrint(MethodView):
+    # On the primary, not a replica: a module's Pay online link may be issued as it prints.
+    @requires(scope="orders:read", browser=True)
+    @blp.response(
+        200,
+        {"type": "string"},
+        content_type="text/html",
+        description="A print-ready HTML page (A4, no script): the seller, the payer, the lines "
+        "with PPN, the totals, the number, the due date, and a Pay online link when one exists",
+    )
+    def get(self, invoice_id: uuid.UUID) -> Response:
+        """Print an invoice or credit note
+
+        A page to print (or save as PDF) from the browser: a logged-in browser opens it with its
+        session, other clients with a bearer token.
+        """
+        actor = authenticate()
+        return printing.printable(actor, services.get_invoice(actor, invoice_id))
 
 
 @blp.route("/invoices/<uuid:invoice_id>/payments")

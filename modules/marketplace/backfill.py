@@ -24,8 +24,8 @@ from modules.ledger.models import Transaction
 from modules.ledger.posting import Posting, post
 
 from . import postings
-from .models import AccountMove, Payment, Refund, SaleOrder
-from .services import _lock_order_and_invoice, _payments_of
+from .models import AccountMove, Payment, Refund
+from .services import _lock_order_and_invoice, _payments_of, lock_documents
 
 ZERO = Decimal("0.00")
 
@@ -53,33 +53,39 @@ def _history() -> list[tuple[datetime, int, int, Callable[[], Posting | None]]]:
         )
     ):
         events.append((at, 0, invoice_id, _invoice(order_id, invoice_id)))
-    for payment_id, order_id, at in session.execute(
+    for payment_id, order_id, invoice_id, at in session.execute(
         # A payment confirmed without a time (never written so, but) goes with its invoice.
         select(
             Payment.id,
             AccountMove.order_id,
+            AccountMove.id,
             func.coalesce(Payment.confirmed_at, AccountMove.created_at),
         )
         .join(AccountMove, AccountMove.id == Payment.invoice_id)
         .where(Payment.state == "paid")
     ):
-        events.append((at, 1, payment_id, _capture(order_id, payment_id)))
-    # An order's cancellation wrote its credit notes together: one posting for them.
+        events.append((at, 1, payment_id, _capture(order_id, invoice_id, payment_id)))
+    # An order's cancellation wrote its credit notes together: one posting for them. (Only an
+    # order is cancelled so: a standalone invoice's credit notes are its refunds'.)
     cancelled: dict[int, tuple[datetime, int]] = {}
     for note_id, order_id, at in session.execute(
         select(AccountMove.id, AccountMove.order_id, AccountMove.created_at)
-        .where(AccountMove.move_type == "out_refund", AccountMove.id.not_in(refund_notes))
+        .where(
+            AccountMove.move_type == "out_refund",
+            AccountMove.id.not_in(refund_notes),
+            AccountMove.order_id.is_not(None),
+        )
         .order_by(AccountMove.id)
     ):
         cancelled.setdefault(order_id, (at, note_id))
     for order_id, (at, note_id) in cancelled.items():
         events.append((at, 2, note_id, _reversal(order_id)))
-    for refund_id, order_id, at in session.execute(
-        select(Refund.id, SaleOrder.id, Refund.created_at)
-        .join(AccountMove, AccountMove.id == Refund.invoice_id)
-        .join(SaleOrder, SaleOrder.id == AccountMove.order_id)
+    for refund_id, order_id, invoice_id, at in session.execute(
+        select(Refund.id, AccountMove.order_id, AccountMove.id, Refund.created_at).join(
+            AccountMove, AccountMove.id == Refund.invoice_id
+        )
     ):
-        events.append((at, 2, refund_id, _refund(order_id, refund_id)))
+        events.append((at, 2, refund_id, _refund(order_id, invoice_id, refund_id)))
     events.sort(key=lambda event: event[:3])
     Session().rollback()  # the reads end here; each posting has its own transaction
     return events
@@ -96,20 +102,23 @@ def _posted(operation: str, nonce: object) -> bool:
     )
 
 
-def _invoice(order_id: int, invoice_id: int) -> Callable[[], Posting | None]:
+def _invoice(order_id: int | None, invoice_id: int) -> Callable[[], Posting | None]:
     def build() -> Posting | None:
-        _lock_order_and_invoice(order_id)
+        lock_documents(order_id, invoice_id)
         invoice = Session().get(AccountMove, invoice_id)
         if _posted("INVOICE_POST", invoice.uuid):
             return None
-        return postings.invoice_post(invoice, invoice.order.created_by_id)
+        made_by = invoice.order.created_by_id if invoice.order else invoice.created_by_id
+        return postings.invoice_post(invoice, made_by)
 
     return build
 
 
-def _capture(order_id: int, payment_id: int) -> Callable[[], Posting | None]:
+def _capture(
+    order_id: int | None, invoice_id: int, payment_id: int
+) -> Callable[[], Posting | None]:
     def build() -> Posting | None:
-        _lock_order_and_invoice(order_id)
+        lock_documents(order_id, invoice_id)
         payment = Session().get(Payment, payment_id)
         if _posted("PAYMENT_CAPTURE", payment.uuid):
             return None
@@ -143,9 +152,9 @@ def _reversal(order_id: int) -> Callable[[], Posting | None]:
     return build
 
 
-def _refund(order_id: int, refund_id: int) -> Callable[[], Posting | None]:
+def _refund(order_id: int | None, invoice_id: int, refund_id: int) -> Callable[[], Posting | None]:
     def build() -> Posting | None:
-        _lock_order_and_invoice(order_id)
+        lock_documents(order_id, invoice_id)
         refund = Session().get(Refund, refund_id)
         if _posted("REFUND", refund.uuid):
             return None

@@ -147,7 +147,14 @@ class SaleOrderLine(LineAmounts, Base):
 
 
 class AccountMove(Base):
-    """A customer invoice (``out_invoice``) or credit note (``out_refund``)."""
+    """A customer invoice (``out_invoice``) or credit note (``out_refund``).
+
+    An order's invoice is posted with its order. A standalone invoice (no order, see
+    :mod:`.invoices`) starts as a ``draft`` its issuer edits, and is posted (numbered, on the
+    ledger) or cancelled; once posted it is never edited, only paid or reversed. Its customer is
+    a user, or a payer without an account (``payer_name`` and ``payer_email``), whose receivable
+    is the platform's ``guest_receivable`` (see :mod:`.postings`).
+    """
 
     __tablename__ = "marketplace_account_move"
     __table_args__ = (
@@ -156,6 +163,17 @@ class AccountMove(Base):
         _one_of("payment_state", INVOICE_PAYMENT_STATES),
         CheckConstraint("amount_residual >= 0", name="residual_not_negative"),
         CheckConstraint("amount_residual <= amount_total", name="residual_within_total"),
+        # Someone owes it: a customer with an account, or a payer named with an email.
+        CheckConstraint(
+            "customer_id IS NOT NULL OR (payer_name IS NOT NULL AND payer_email IS NOT NULL)",
+            name="payer_known",
+        ),
+        # Only a standalone invoice is ever a draft or cancelled.
+        CheckConstraint("state = 'posted' OR order_id IS NULL", name="order_invoice_posted"),
+        # Invoices newest first (the listing; the id breaks ties for the cursor), and a
+        # seller's own.
+        Index("ix_marketplace_account_move_created_at_id", "created_at", "id"),
+        Index("ix_marketplace_account_move_issuer_id_id", "issuer_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,8 +182,22 @@ class AccountMove(Base):
     move_type: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="draft")
     payment_state: Mapped[str] = mapped_column(String(16), default="not_paid")
-    order_id: Mapped[int] = mapped_column(ForeignKey("marketplace_sale_order.id"), index=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    #: The sale order invoiced; None: a standalone invoice (or its credit note).
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("marketplace_sale_order.id"), index=True
+    )
+    #: The customer (a user); None: a payer without an account, named below.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    #: A payer without an account: whom the invoice is addressed to.
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    payer_email: Mapped[str | None] = mapped_column(String(254))
+    #: The seller who issued a standalone invoice of their own sales; None: the platform's
+    #: (staff issued it, or it is an order's).
+    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    #: Who made a standalone invoice (None: an order's, made by placing it).
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    #: A note for the payer, printed on the invoice.
+    memo: Mapped[str | None] = mapped_column(String(2000))
     currency: Mapped[str] = mapped_column(String(3))
     invoice_date: Mapped[date] = mapped_column()
     invoice_date_due: Mapped[date] = mapped_column()
@@ -186,9 +218,15 @@ class AccountMove(Base):
     lines: Mapped[list[AccountMoveLine]] = relationship(
         back_populates="move", order_by="AccountMoveLine.sequence"
     )
-    order: Mapped[SaleOrder] = relationship(lazy="joined")
-    customer: Mapped[User] = relationship(lazy="joined")
+    order: Mapped[SaleOrder | None] = relationship(lazy="joined")
+    customer: Mapped[User | None] = relationship(foreign_keys=[customer_id], lazy="joined")
+    issuer: Mapped[User | None] = relationship(foreign_keys=[issuer_id])
     reversed_entry: Mapped[AccountMove | None] = relationship(remote_side=[id])
+
+    @property
+    def standalone(self) -> bool:
+        """Made without an order (see :mod:`.invoices`)."""
+        return self.order_id is None and self.order is None
 
 
 #: The payment state of the order's invoice. Deferred: the listing loads it in its own query
@@ -215,13 +253,17 @@ class AccountMoveLine(LineAmounts, Base):
     move_id: Mapped[int] = mapped_column(
         ForeignKey("marketplace_account_move.id", ondelete="CASCADE"), index=True
     )
-    product_id: Mapped[int] = mapped_column(ForeignKey("marketplace_product.id"))
+    #: The product sold; None: a line of a standalone invoice, described by its ``name``.
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("marketplace_product.id"))
     #: The product's seller when the invoice was posted (None: the platform's own sale), so a
-    #: product changing hands later does not move money already split between sellers.
+    #: product changing hands later does not move money already split between sellers. On a
+    #: seller's standalone invoice, that seller.
     seller_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    #: The line's tax (PPN) percent; None: its order's (``SaleOrder.tax_percent``).
+    tax_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
 
     move: Mapped[AccountMove] = relationship(back_populates="lines")
-    product: Mapped[Product] = relationship(lazy="joined")
+    product: Mapped[Product | None] = relationship(lazy="joined")
 
 
 class InvoiceCommission(Base):
@@ -257,7 +299,8 @@ class Payment(Base):
     name: Mapped[str | None] = mapped_column(String(32), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="in_process")
     invoice_id: Mapped[int] = mapped_column(ForeignKey("marketplace_account_move.id"), index=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    #: The invoice's customer; None: its payer has no account.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     method: Mapped[str] = mapped_column(String(32))
     amount: Mapped[Decimal] = mapped_column(MONEY)
     currency: Mapped[str] = mapped_column(String(3))
@@ -268,7 +311,7 @@ class Payment(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column()
 
     invoice: Mapped[AccountMove] = relationship(lazy="joined")
-    customer: Mapped[User] = relationship(foreign_keys=[customer_id], lazy="joined")
+    customer: Mapped[User | None] = relationship(foreign_keys=[customer_id], lazy="joined")
 
 
 class Refund(Base):
@@ -293,7 +336,8 @@ class Refund(Base):
     credit_note_id: Mapped[int] = mapped_column(
         ForeignKey("marketplace_account_move.id"), unique=True
     )
-    customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    #: The payment's customer; None: its payer has no account.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     amount: Mapped[Decimal] = mapped_column(MONEY)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(500))

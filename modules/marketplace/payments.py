@@ -150,6 +150,11 @@ class OrderCheckout(Protocol):
         flight, so a late capture meets a canceled transaction."""
         ...
 
+    def invoice_reversing(self, invoice_id: int) -> None:
+        """As :meth:`order_cancelling`, for a standalone invoice being reversed (before its
+        row lock)."""
+        ...
+
 
 _CHECKOUT: list[OrderCheckout] = []
 

@@ -7,7 +7,9 @@ seller are the platform's own sales), each seller's commission is
 seller's own percent (:mod:`.commissions`), as fixed on the invoice when it is posted:
 
 - ``INVOICE_POST`` (nonce: the invoice): DR ``receivable`` (customer) T; CR ``sales_clearing``
-  U, ``tax_payable`` X.
+  U, ``tax_payable`` X. An invoice to a payer without an account (a standalone invoice, see
+  :mod:`.invoices`) has no holder for its receivable: it is the platform's
+  ``guest_receivable`` instead, in every posting below.
 - ``PAYMENT_CAPTURE`` (the payment) of P: DR ``clearing_<method>`` P (for a method holding the
   payer's own money, the customer's ``wallet``: drawn under its lock, never below zero), CR
   ``receivable`` P; and the sellers' shares it releases: DR ``sales_clearing``; CR per seller
@@ -78,23 +80,48 @@ def clearing(method: str) -> str:
     return f"clearing_{method}"
 
 
-def _money_side(method: str, customer_id: int) -> tuple[str, int | None]:
+def _money_side(method: str, customer_id: int | None) -> tuple[str, int | None]:
     """The account a payment's money comes from at capture and a refund's goes back to: the
-    method's clearing account, or the customer's own for a method holding their money."""
+    method's clearing account, or the customer's own for a method holding their money (a payer
+    without an account holds none: the services refuse such a method before)."""
     held = held_methods().get(method)
     if held is not None:
+        if customer_id is None:
+            raise ValueError(f"{method} holds a customer's money: a payer without one has none")
         return held.holder_purpose, customer_id
     return clearing(method), None
 
 
+def _receivable(invoice: AccountMove, amount: Decimal) -> tuple[str, Decimal, int | None]:
+    """A leg's purpose, amount and holder on the invoice's receivable (:func:`receivable_of`)."""
+    purpose, holder_id = receivable_of(invoice)
+    return purpose, amount, holder_id
+
+
+#: What payers without an account owe: one platform account per currency.
+GUEST_RECEIVABLE = Purpose("guest_receivable", "Receivable from payers without an account", "asset")
+
+
 def purposes() -> tuple[Purpose, ...]:
     """A clearing account per payment method, the registered ones included (called at setup,
-    once every module has loaded); a method holding the payer's money needs none."""
-    return tuple(
-        Purpose(clearing(code), f"{method.label} received, not yet settled", "asset")
-        for code, method in sorted(all_methods().items())
-        if method.holder_purpose is None
+    once every module has loaded); a method holding the payer's money needs none. And the
+    receivable of payers without an account."""
+    return (
+        GUEST_RECEIVABLE,
+        *(
+            Purpose(clearing(code), f"{method.label} received, not yet settled", "asset")
+            for code, method in sorted(all_methods().items())
+            if method.holder_purpose is None
+        ),
     )
+
+
+def receivable_of(invoice: AccountMove) -> tuple[str, int | None]:
+    """The account an invoice's total is owed on: its customer's ``receivable``, or the
+    platform's ``guest_receivable`` for a payer without an account."""
+    if invoice.customer_id is None:
+        return GUEST_RECEIVABLE.code, None
+    return "receivable", invoice.customer_id
 
 
 _SHARES = frozenset({"seller_pending", "commission_income", "sales_income"})
@@ -102,34 +129,35 @@ _SHARES = frozenset({"seller_pending", "commission_income", "sales_income"})
 
 def operations() -> tuple[Operation, ...]:
     """The marketplace's operations; a payment moves money through any method's clearing."""
-    clearings = frozenset(purpose.code for purpose in purposes())
+    receivables = frozenset({"receivable", GUEST_RECEIVABLE.code})
+    clearings = frozenset(p.code for p in purposes() if p != GUEST_RECEIVABLE)
     clearings |= {method.holder_purpose for method in held_methods().values()}
     return (
         Operation(
             "INVOICE_POST",
             "A customer invoice posted: the customer owes its total",
-            debit=frozenset({"receivable"}),
+            debit=receivables,
             credit=frozenset({"sales_clearing", "tax_payable"}),
         ),
         Operation(
             "PAYMENT_CAPTURE",
             "A payment confirmed: the receivable is settled and the sellers' shares released",
             debit=clearings | {"sales_clearing"},
-            credit=_SHARES | {"receivable", "seller_receivable"},
+            credit=_SHARES | receivables | {"seller_receivable"},
             draws_down=True,
         ),
         Operation(
             "INVOICE_REVERSAL",
             "An unpaid invoice reversed by a credit note (its order cancelled)",
             debit=frozenset({"sales_clearing", "tax_payable"}),
-            credit=frozenset({"receivable"}),
+            credit=receivables,
             draws_down=True,
         ),
         Operation(
             "REFUND",
             "Money given back on a confirmed payment, taken back from the sellers' shares",
             debit=_SHARES | set(SELLER_FALLBACKS) | {"tax_payable", "sales_clearing"},
-            credit=clearings | {"receivable", "sales_clearing"},
+            credit=clearings | receivables | {"sales_clearing"},
             draws_down=True,
         ),
     )
@@ -399,7 +427,7 @@ class _Legs:
 def invoice_post(invoice: AccountMove, actor_id: int | None) -> Posting | None:
     """The customer owes the invoice: receivable against sales clearing and tax payable."""
     legs = _Legs(invoice.currency)
-    legs.debit("receivable", invoice.amount_total, invoice.customer_id)
+    legs.debit(*_receivable(invoice, invoice.amount_total))
     legs.credit("sales_clearing", invoice.amount_untaxed)
     legs.credit("tax_payable", invoice.amount_tax)
     return _posting("INVOICE_POST", str(invoice.uuid), legs, reference("invoice", invoice.uuid),
@@ -415,7 +443,7 @@ def payment_capture(
     legs = _Legs(invoice.currency)
     source, payer = _money_side(payment.method, invoice.customer_id)
     legs.debit(source, payment.amount, payer)
-    legs.credit("receivable", payment.amount, invoice.customer_id)
+    legs.credit(*_receivable(invoice, payment.amount))
     released = ZERO
     for share in split.shares:
         net = part(share.net, confirmed_before, after, split.total)
@@ -461,7 +489,7 @@ def _reverse_unpaid(legs: _Legs, invoice: AccountMove, confirmed: Decimal) -> No
     if unpaid <= 0:
         return
     tax = invoice.amount_tax - part(invoice.amount_tax, ZERO, confirmed, invoice.amount_total)
-    legs.credit("receivable", unpaid, invoice.customer_id)
+    legs.credit(*_receivable(invoice, unpaid))
     legs.debit("tax_payable", tax)
     legs.debit("sales_clearing", unpaid - tax)
 
@@ -506,7 +534,7 @@ def refund(
             unpaid_tax = invoice.amount_tax - part(
                 invoice.amount_tax, ZERO, confirmed_total, invoice.amount_total
             )
-            legs.credit("receivable", unpaid, invoice.customer_id)
+            legs.credit(*_receivable(invoice, unpaid))
             legs.debit("tax_payable", unpaid_tax)
             rounding += unpaid - unpaid_tax
     legs.net_debit("sales_clearing", rounding)

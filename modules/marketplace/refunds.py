@@ -43,10 +43,10 @@ from .services import (
     _check_amount,
     _get,
     _invoice_event,
-    _lock_order_and_invoice,
     _payments_of,
     _year,
     get_payment,
+    lock_documents,
     refused_by_database,
 )
 
@@ -100,7 +100,7 @@ def create_refund(
                 return claimed.status_code, claimed.body
             claim_id = claimed
         payment = _get(Payment, payment_uuid, "payment")
-        _lock_order_and_invoice(payment.invoice.order_id)
+        lock_documents(payment.invoice.order_id, payment.invoice_id)
         Session().refresh(payment, with_for_update={"of": Payment})
         invoice = payment.invoice
         Session().refresh(invoice)
@@ -201,6 +201,11 @@ def _destination(payment: Payment, wanted: str | None) -> str:
     if wanted is None or wanted == payment.method:
         return payment.method
     held = held_methods()
+    if wanted in held and payment.customer_id is None:
+        raise InvalidDestination(
+            f"the payer of {payment.name} has no account, so no {wanted} to send it to",
+            errors={"destination": f"{payment.method}, the payment's own method"},
+        )
     if wanted not in held:
         choices = sorted({payment.method, *held})
         raise InvalidDestination(
@@ -246,6 +251,9 @@ def _credit_note(invoice: AccountMove, amount: Decimal, refunded_before: Decimal
         payment_state="paid",  # settled by the refund
         order_id=invoice.order_id,
         customer_id=invoice.customer_id,
+        payer_name=invoice.payer_name,
+        payer_email=invoice.payer_email,
+        issuer_id=invoice.issuer_id,
         currency=invoice.currency,
         invoice_date=today,
         invoice_date_due=today,
@@ -269,6 +277,7 @@ def _credit_note(invoice: AccountMove, amount: Decimal, refunded_before: Decimal
                 price_subtotal=subtotal,
                 price_tax=line_tax,
                 price_total=subtotal + line_tax,
+                tax_percent=line.tax_percent,
             )
             for line, subtotal, line_tax in zip(lines, subtotals, taxes, strict=True)
         ],
@@ -351,7 +360,7 @@ def provider_refunded(refund_uuid: uuid.UUID, reference: str) -> Refund:
 
 def _locked_refund(refund_uuid: uuid.UUID) -> Refund:
     refund = _get(Refund, refund_uuid, "refund")
-    _lock_order_and_invoice(refund.payment.invoice.order_id)
+    lock_documents(refund.payment.invoice.order_id, refund.payment.invoice_id)
     Session().refresh(refund.payment, with_for_update={"of": Payment})
     Session().refresh(refund, with_for_update={"of": Refund})
     return refund

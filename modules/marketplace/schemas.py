@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import marshmallow as ma
+from sqlalchemy import Numeric
 
 from app.fields import DecimalString
 from app.http import JsonBoolean, PageArgs, ProblemSchema, page_schema
@@ -23,6 +24,8 @@ from .models import (
     CURRENCY_PLACES,
     INVOICE_PAYMENT_STATES,
     MONEY,
+    MOVE_STATES,
+    MOVE_TYPES,
     ORDER_STATES,
     PAYMENT_STATES,
     QUANTITY,
@@ -144,6 +147,112 @@ class OrderQuerySchema(PageArgs):
         return data
 
 
+#: A tax percent as an invoice line takes it (0 to 99.99).
+PERCENT = Numeric(4, 2)
+
+
+class InvoiceLineInSchema(ma.Schema):
+    description = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "What is sold, as printed", "example": "Cold storage, May"},
+    )
+    quantity = DecimalString(
+        QUANTITY, required=True, metadata={"description": "More than 0, 3 decimals"}
+    )
+    price_unit = DecimalString(
+        MONEY,
+        required=True,
+        metadata={"description": "In the invoice's currency, untaxed", "example": "250000.00"},
+    )
+    tax_percent = DecimalString(
+        PERCENT,
+        load_default=None,
+        metadata={
+            "description": "PPN percent (0 to 99.99); default LAPAK_SALES_TAX_PERCENT",
+            "example": "11",
+        },
+    )
+
+
+class _InvoiceFieldsSchema(ma.Schema):
+    """What a draft invoice holds, for a new one and a change to one."""
+
+    customer = ma.fields.UUID(
+        allow_none=True,
+        metadata={"description": "A customer's user id; or leave it out and name the payer"},
+    )
+    payer_name = ma.fields.String(
+        allow_none=True,
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "A payer without an account: their name (with payer_email)",
+                  "example": "Ibu Sari"},
+    )  # fmt: skip
+    payer_email = ma.fields.String(
+        allow_none=True,
+        validate=ma.validate.Length(min=3, max=254),
+        metadata={"description": "A payer without an account: their email",
+                  "example": "sari@example.com"},
+    )  # fmt: skip
+    lines = ma.fields.List(ma.fields.Nested(InvoiceLineInSchema))
+    currency = ma.fields.String(
+        validate=ma.validate.OneOf(sorted(CURRENCY_PLACES)), metadata={"example": "IDR"}
+    )
+    due_date = ma.fields.Date(
+        allow_none=True,
+        metadata={"description": "Today or later (Asia/Jakarta); default: the invoice date plus "
+                  "LAPAK_INVOICE_DUE_DAYS", "example": "2026-12-31"},
+    )  # fmt: skip
+    memo = ma.fields.String(
+        allow_none=True,
+        validate=ma.validate.Length(max=2000),
+        metadata={"description": "A note for the payer, printed on the invoice"},
+    )
+
+
+class InvoiceCreateSchema(_InvoiceFieldsSchema):
+    """A new draft: the customer (or payer), at least one line; the rest has defaults."""
+
+    lines = ma.fields.List(ma.fields.Nested(InvoiceLineInSchema), required=True)
+    currency = ma.fields.String(
+        load_default="IDR",
+        validate=ma.validate.OneOf(sorted(CURRENCY_PLACES)),
+        metadata={"example": "IDR"},
+    )
+
+
+class InvoicePatchSchema(_InvoiceFieldsSchema):
+    """A change to a draft: only the fields sent change. ``lines`` replaces every line; the
+    payer is ``customer``, or ``payer_name`` with ``payer_email``, as a whole."""
+
+
+class InvoiceQuerySchema(PageArgs):
+    state = ma.fields.String(load_default=None, validate=ma.validate.OneOf(MOVE_STATES))
+    payment_state = ma.fields.String(
+        load_default=None, validate=ma.validate.OneOf(INVOICE_PAYMENT_STATES)
+    )
+    move_type = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.OneOf(MOVE_TYPES),
+        metadata={"description": "out_invoice (invoices) or out_refund (credit notes)"},
+    )
+    standalone = ma.fields.Boolean(
+        load_default=None,
+        metadata={"description": "true: only invoices made without an order; false: only "
+                  "orders' invoices"},
+    )  # fmt: skip
+    customer = ma.fields.UUID(load_default=None)
+    seller = ma.fields.UUID(
+        load_default=None,
+        metadata={"description": "Only the standalone invoices this seller issued"},
+    )
+    number = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=32),
+        metadata={"description": "Part of the number", "example": "INV/2026/0004"},
+    )
+
+
 class ProductInSchema(ma.Schema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     province = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
@@ -255,8 +364,22 @@ class SyncSchema(ma.Schema):
     finished_at = ma.fields.DateTime(allow_none=True)
 
 
+def _public_id_of(relation: str, description: str) -> ma.fields.Field:
+    """The public id of a related record, or null when there is none."""
+
+    def public_id(record: Any) -> str | None:
+        related = getattr(record, relation)
+        return None if related is None else str(related.uuid)
+
+    return ma.fields.Function(
+        public_id,
+        metadata={"type": "string", "format": "uuid", "nullable": True,
+                  "description": description},
+    )  # fmt: skip
+
+
 class LineSchema(ma.Schema):
-    product = _uuid_of("product.uuid")
+    product = _public_id_of("product", "The product; null on a standalone invoice's line")
     name = ma.fields.String()
     quantity = Amount(places=None)
     price_unit = Amount()
@@ -290,14 +413,42 @@ class OrderSchema(OrderSummarySchema):
     lines = ma.fields.List(ma.fields.Nested(LineSchema))
 
 
-class InvoiceSchema(ma.Schema):
+class InvoiceLineSchema(LineSchema):
+    tax_percent = Amount(
+        places=None,
+        metadata={"description": "The line's PPN percent; null on an order's older lines "
+                  "(the order's)"},
+    )  # fmt: skip
+
+
+class InvoiceSummarySchema(ma.Schema):
+    """An invoice in a listing: no lines, so a page costs a few queries, not one per row."""
+
     id = _uuid_of("uuid")
-    number = ma.fields.String(attribute="name", metadata={"example": "INV/2026/00001"})
+    number = ma.fields.String(
+        attribute="name",
+        allow_none=True,
+        metadata={"example": "INV/2026/00001", "description": "null while a draft"},
+    )
     move_type = ma.fields.String(metadata={"enum": ["out_invoice", "out_refund"]})
-    state = ma.fields.String()
+    state = ma.fields.String(
+        metadata={"enum": list(MOVE_STATES),
+                  "description": "draft (a standalone invoice being written), posted, cancel "
+                  "(a draft given up)"},
+    )  # fmt: skip
     payment_state = ma.fields.String(metadata={"enum": list(INVOICE_PAYMENT_STATES)})
-    order = _uuid_of("order.uuid")
-    customer = _uuid_of("customer.uuid")
+    order = _public_id_of("order", "The order invoiced; null: a standalone invoice")
+    customer = _public_id_of("customer", "The customer; null: a payer without an account")
+    payer_name = ma.fields.String(
+        allow_none=True, metadata={"description": "A payer without an account"}
+    )
+    payer_email = ma.fields.String(
+        allow_none=True, metadata={"description": "A payer without an account"}
+    )
+    seller = _public_id_of(
+        "issuer", "The seller who issued a standalone invoice; null: the platform"
+    )
+    memo = ma.fields.String(allow_none=True)
     currency = ma.fields.String()
     invoice_date = ma.fields.Date()
     invoice_date_due = ma.fields.Date()
@@ -309,7 +460,11 @@ class InvoiceSchema(ma.Schema):
         lambda move: move.reversed_entry.uuid if move.reversed_entry else None,
         metadata={"description": "A credit note's invoice", "type": "string", "nullable": True},
     )
-    lines = ma.fields.List(ma.fields.Nested(LineSchema))
+    created_at = ma.fields.DateTime()
+
+
+class InvoiceSchema(InvoiceSummarySchema):
+    lines = ma.fields.List(ma.fields.Nested(InvoiceLineSchema))
 
 
 class PaymentSchema(ma.Schema):
@@ -317,7 +472,7 @@ class PaymentSchema(ma.Schema):
     number = ma.fields.String(attribute="name", metadata={"example": "PAY/2026/00001"})
     state = ma.fields.String(metadata={"enum": list(PAYMENT_STATES)})
     invoice = _uuid_of("invoice.uuid")
-    customer = _uuid_of("customer.uuid")
+    customer = _public_id_of("customer", "The customer; null: a payer without an account")
     method = ma.fields.String()
     amount = Amount()
     currency = ma.fields.String()
@@ -479,5 +634,6 @@ def order_summary_page(items: Sequence[Any], next_cursor: str | None) -> dict[st
 
 
 OrderPageSchema = page_schema(OrderSummarySchema)
+InvoicePageSchema = page_schema(InvoiceSummarySchema)
 RefundPageSchema = page_schema(RefundSchema)
 ProductPageSchema = page_schema(ProductSchema)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, or_, select, true
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import lazyload, make_transient_to_detached
 
@@ -411,12 +411,17 @@ def _post_invoice(order: SaleOrder) -> AccountMove:
         amount_total=order.amount_total,
         amount_residual=order.amount_total,
         commission_percent=settings.commission_percent,
-        lines=[_move_line(line) for line in order.lines],
+        lines=[_move_line(line, order.tax_percent) for line in order.lines],
     )
     return invoice
 
 
-def _move_line(line: SaleOrderLine | AccountMoveLine) -> AccountMoveLine:
+def _move_line(
+    line: SaleOrderLine | AccountMoveLine, tax_percent: Decimal | None = None
+) -> AccountMoveLine:
+    """An invoice line of an order line (taxed at the order's ``tax_percent``), or a copy of an
+    invoice line (for its credit note)."""
+    copied = isinstance(line, AccountMoveLine)
     return AccountMoveLine(
         sequence=line.sequence,
         product_id=line.product_id,
@@ -427,8 +432,9 @@ def _move_line(line: SaleOrderLine | AccountMoveLine) -> AccountMoveLine:
         price_subtotal=line.price_subtotal,
         price_tax=line.price_tax,
         price_total=line.price_total,
+        tax_percent=line.tax_percent if copied else tax_percent,
         # An invoice line keeps the seller it had; an order line takes the product's.
-        seller_id=line.seller_id if isinstance(line, AccountMoveLine) else line.product.seller_id,
+        seller_id=line.seller_id if copied else line.product.seller_id,
     )
 
 
@@ -453,10 +459,22 @@ def _register_payment(
     if request.method is None:
         raise Invalid("a payment needs a method", errors={"payment.method": "required"})
     method = payment_method(request.method, registered=registered)
-    if invoice.state != "posted" or invoice.payment_state in ("paid", "in_payment", "reversed"):
+    if invoice.state != "posted":
+        raise Conflict(
+            f"invoice {invoice.name or '(a draft)'} takes no payment: it is {invoice.state}, "
+            "not posted",
+            state=invoice.state,
+        )
+    if invoice.payment_state in ("paid", "in_payment", "reversed"):
         raise Conflict(
             f"invoice {invoice.name or ''} takes no payment: it is {invoice.payment_state}".strip(),
             payment_state=invoice.payment_state,
+        )
+    if method.holder_purpose is not None and invoice.customer_id is None:
+        raise Invalid(
+            f"{method.label} pays from money a customer holds here; this invoice's payer has "
+            "no account: pay it another way",
+            errors={"payment.method": f"not {method.code} for a payer without an account"},
         )
     amount = invoice.amount_residual if request.amount is None else request.amount
     _check_amount(amount, invoice.currency, "payment.amount")
@@ -572,7 +590,7 @@ def register_payment(
         invoice = _visible_invoice(actor, invoice_uuid)
         if invoice.move_type != "out_invoice":
             raise Conflict("a credit note takes no payment")
-        _lock_order_and_invoice(invoice.order_id)
+        lock_documents(invoice.order_id, invoice.id)
         Session().refresh(invoice)
         number = numbering.take_unique(("PAY",), _year(now))["PAY"]
         payment = _register_payment(invoice, request, number, now)
@@ -602,7 +620,7 @@ def confirm_provider_payment(payment: Payment) -> Payment:
 
 def _confirm(actor: Principal | None, payment: Payment) -> Payment:
     actor_id = actor.user_id if actor is not None else None
-    if _lock_order_and_invoice(payment.invoice.order_id):
+    if lock_documents(payment.invoice.order_id, payment.invoice_id):
         Session().refresh(payment.invoice)
     if ("payment", payment.uuid) not in held_locks():
         # Lock the payment row only: its joined relationships are outer joins, which FOR
@@ -653,7 +671,7 @@ def register_provider_payment(invoice: AccountMove, method: str, amount: Decimal
     with transaction():
         if invoice.move_type != "out_invoice":
             raise Conflict("a credit note takes no payment")
-        if _lock_order_and_invoice(invoice.order_id):
+        if lock_documents(invoice.order_id, invoice.id):
             Session().refresh(invoice)
         number = numbering.take_unique(("PAY",), _year(now))["PAY"]
         request = PaymentRequest(method=method, amount=amount)
@@ -671,7 +689,7 @@ def release_payment(payment_id: int, reason: str) -> Payment:
         payment = Session().get(Payment, payment_id)
         if payment is None:
             raise NotFound("there is no such payment")
-        _lock_order_and_invoice(payment.invoice.order_id)
+        lock_documents(payment.invoice.order_id, payment.invoice_id)
         Session().refresh(payment, with_for_update={"of": Payment})
         invoice = payment.invoice
         Session().refresh(invoice)
@@ -758,6 +776,9 @@ def _reverse(invoice: AccountMove) -> AccountMove:
         payment_state="paid",  # settled by the invoice it reverses, as Odoo reconciles them
         order_id=invoice.order_id,
         customer_id=invoice.customer_id,
+        payer_name=invoice.payer_name,
+        payer_email=invoice.payer_email,
+        issuer_id=invoice.issuer_id,
         currency=invoice.currency,
         invoice_date=today,
         invoice_date_due=today,
@@ -772,6 +793,26 @@ def _reverse(invoice: AccountMove) -> AccountMove:
     invoice.payment_state = "reversed"
     invoice.amount_residual = Decimal(0)
     return credit_note
+
+
+def lock_documents(order_id: int | None, invoice_id: int) -> bool:
+    """Lock an invoice's documents in the one order every writer uses: its order, then the
+    order's invoices (:func:`_lock_order_and_invoice`); a standalone invoice (no order), its own
+    row. False when this transaction holds them already (then what it read of them since is
+    current). A standalone invoice's credit notes are only ever written under its lock."""
+    if order_id is not None:
+        return _lock_order_and_invoice(order_id)
+    held = held_locks()
+    if ("invoice", invoice_id) in held:
+        return False
+    _LOCK_INVOICE.rows(Session().connection(), {"invoice_id": invoice_id})
+    held["invoice", invoice_id] = True
+    return True
+
+
+_LOCK_INVOICE = DriverStatement(
+    select(AccountMove.id).where(AccountMove.id == bindparam("invoice_id")).with_for_update()
+)
 
 
 def _lock_order_and_invoice(order_id: int) -> bool:
@@ -799,11 +840,14 @@ _LOCK_INVOICES = DriverStatement(
 
 
 def lock_invoice(invoice_id: int) -> None:
-    """Lock an invoice's order and invoices, in the order every writer takes them (for a
-    module about to change a payment of it: the wallet, before its own row)."""
-    order_id = Session().scalar(select(AccountMove.order_id).where(AccountMove.id == invoice_id))
-    if order_id is not None:
-        _lock_order_and_invoice(order_id)
+    """Lock an invoice's order and invoices (a standalone invoice: itself), in the order every
+    writer takes them (for a module about to change a payment of it: the wallet, before its
+    own row)."""
+    found = (
+        Session().execute(select(AccountMove.order_id).where(AccountMove.id == invoice_id)).first()
+    )
+    if found is not None:
+        lock_documents(found.order_id, invoice_id)
 
 
 def _invoices_of(order: SaleOrder) -> list[AccountMove]:
@@ -971,13 +1015,43 @@ def get_order(actor: Principal, order_uuid: uuid.UUID) -> OrderDetail:
     return OrderDetail(order, moves, payments)
 
 
+def visible_moves(viewer: str) -> Any:
+    """The condition on ``marketplace_account_move`` of the invoices and credit notes ``viewer``
+    (see :func:`_viewer`) sees, the viewer's user id left as the parameter ``viewer_id``:
+
+    - staff: every one;
+    - a seller: those of the orders with their products, and the standalone ones they issued
+      (drafts included);
+    - a customer: those of their own orders, and the standalone ones addressed to them once
+      posted (a draft or a cancelled draft is the issuer's own business).
+    """
+    if viewer == "staff":
+        return true()
+    of_orders = _INVOICES.c.order_id.in_(_narrowed(viewer, select(_ORDERS.c.id)))
+    if viewer == "seller":
+        own = _INVOICES.c.issuer_id == bindparam("viewer_id")
+    else:
+        own = and_(
+            _INVOICES.c.order_id.is_(None),
+            _INVOICES.c.customer_id == bindparam("viewer_id"),
+            _INVOICES.c.state == "posted",
+        )
+    return or_(of_orders, own)
+
+
+def viewer_params(actor: Principal) -> dict[str, Any]:
+    """The parameters of :func:`visible_moves` for ``actor``."""
+    return {} if _viewer(actor) == "staff" else {"viewer_id": actor.user_id}
+
+
 def _visible_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     invoice = (
         Session()
         .scalars(
             select(AccountMove)
             .where(AccountMove.uuid == invoice_uuid)
-            .where(AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id)))
+            .where(visible_moves(_viewer(actor))),
+            viewer_params(actor),
         )
         .first()
     )
@@ -992,17 +1066,18 @@ def get_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
 
 def invoice_to_pay(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     """The invoice ``actor`` may see and pay (staff any, customers their own), its order and
-    invoices locked (in the caller's transaction), read once under the locks: what a payment
-    module pays."""
+    invoices (a standalone invoice: itself) locked in the caller's transaction, read once under
+    the locks: what a payment module pays. A standalone invoice's payer may have no account:
+    only staff pay it here (a payment link pays it for its payer)."""
     viewer = _viewer(actor)
-    params = {"uuid": invoice_uuid} | ({} if viewer == "staff" else {"viewer_id": actor.user_id})
+    params = {"uuid": invoice_uuid} | viewer_params(actor)
     found = _VISIBLE_INVOICE[viewer].rows(Session().connection(), params)
     if not found:
         raise NotFound("there is no such invoice")
     ((invoice_id, order_id, customer_id),) = found
     if not actor.has_role(*STAFF_ROLES) and customer_id != actor.user_id:
         raise PermissionDenied("customers pay their own invoices")
-    _lock_order_and_invoice(order_id)
+    lock_documents(order_id, invoice_id)
     return Session().scalars(_INVOICE_TO_PAY, {"invoice_id": invoice_id}).one()
 
 
@@ -1019,22 +1094,21 @@ _VISIBLE_INVOICE = {
     viewer: DriverStatement(
         select(AccountMove.id, AccountMove.order_id, AccountMove.customer_id)
         .where(AccountMove.uuid == bindparam("uuid"))
-        .where(AccountMove.order_id.in_(_narrowed(viewer, select(_ORDERS.c.id))))
+        .where(visible_moves(viewer))
     )
     for viewer in ("staff", "seller", "customer")
 }
 
 
 def get_payment(actor: Principal, payment_uuid: uuid.UUID) -> Payment:
-    visible_invoices = select(AccountMove.id).where(
-        AccountMove.order_id.in_(_visible_orders(actor).with_only_columns(SaleOrder.id))
-    )
+    visible_invoices = select(_INVOICES.c.id).where(visible_moves(_viewer(actor)))
     payment = (
         Session()
         .scalars(
             select(Payment)
             .where(Payment.uuid == payment_uuid)
-            .where(Payment.invoice_id.in_(visible_invoices))
+            .where(Payment.invoice_id.in_(visible_invoices)),
+            viewer_params(actor),
         )
         .first()
     )

@@ -95,8 +95,13 @@ def page(tx_id: uuid.UUID) -> Response:
         'autocomplete="off" maxlength="19"></label>'
         '<label>Expiry month <input name="exp_month" value="12" size="2"></label>'
         '<label>Expiry year <input name="exp_year" value="2030" size="4"></label>'
-        '<label><input type="checkbox" name="save_card" value="1"> Save this card</label>'
-        '</fieldset><button type="submit">Pay</button></form>'
+        + (
+            # A payer without an account has nowhere to keep a card.
+            '<label><input type="checkbox" name="save_card" value="1"> Save this card</label>'
+            if tx.customer_id is not None
+            else ""
+        )
+        + '</fieldset><button type="submit">Pay</button></form>'
     )
     return _page("Demo gateway", summary + form)
 

@@ -133,6 +133,8 @@ class PaymentTransaction(Base):
         CheckConstraint(
             "(kind = 'invoice') = (invoice_id IS NOT NULL)", name="invoice_when_invoice"
         ),
+        # A top-up fills someone's wallet; an invoice's payer may have no account.
+        CheckConstraint("kind = 'invoice' OR customer_id IS NOT NULL", name="top_up_has_customer"),
         UniqueConstraint("provider_id", "provider_reference"),
         Index("ix_payment_transaction_created_id", "created_at", "id"),
         Index("ix_payment_transaction_customer_created_id", "customer_id", "created_at", "id"),
@@ -149,7 +151,9 @@ class PaymentTransaction(Base):
     invoice_id: Mapped[int | None] = mapped_column(
         ForeignKey("marketplace_account_move.id"), index=True
     )
-    customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    #: Whose money: the invoice's customer, or the wallet's; None: an invoice's payer without
+    #: an account.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     #: The accounting payment this transaction confirms on success (released on a failure).
     account_payment_id: Mapped[int | None] = mapped_column(
         ForeignKey("marketplace_payment.id"), unique=True
@@ -176,6 +180,6 @@ class PaymentTransaction(Base):
 
     provider: Mapped[PaymentProvider] = relationship(lazy="joined")
     invoice: Mapped[AccountMove | None] = relationship(lazy="joined")
-    customer: Mapped[User] = relationship(foreign_keys=[customer_id], lazy="joined")
+    customer: Mapped[User | None] = relationship(foreign_keys=[customer_id], lazy="joined")
     account_payment: Mapped[Payment | None] = relationship(lazy="joined")
     token: Mapped[PaymentToken | None] = relationship(lazy="joined")

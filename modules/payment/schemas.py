@@ -143,7 +143,12 @@ class ProviderTransactionSchema(ma.Schema):
         serialize=lambda tx: tx.invoice.name if tx.invoice is not None else None,
         metadata={"type": "string", "example": "INV/2026/00001"},
     )
-    customer = _uuid_of("customer.uuid")
+    customer = ma.fields.Function(
+        allow_none=True,
+        serialize=lambda tx: str(tx.customer.uuid) if tx.customer is not None else None,
+        metadata={"description": "The payer (null: an invoice's payer without an account)",
+                  "type": "string", "format": "uuid"},
+    )  # fmt: skip
     payment = ma.fields.Function(
         allow_none=True,
         serialize=lambda tx: (

@@ -110,6 +110,12 @@ def pay_invoice(
         provider, adapter = usable(request.provider, invoice.currency)
         start = Start(notify_url=notify_url)
         token = None
+        if invoice.customer_id is None and (request.token is not None or request.save_method):
+            raise Invalid(
+                "this invoice's payer has no account: no saved method pays it, and none is saved",
+                errors={"token" if request.token is not None else "save_method": "not for a "
+                        "payer without an account"},
+            )  # fmt: skip
         if request.token is not None:
             token = usable_token(invoice.customer_id, request.token, provider)
             start = Start(notify_url=notify_url, provider_token=token.provider_token)
@@ -292,6 +298,9 @@ class OrderCheckout:
     def order_cancelling(self, order_id: int) -> None:
         cancel_for_order(order_id)
 
+    def invoice_reversing(self, invoice_id: int) -> None:
+        cancel_for_invoice(invoice_id)
+
 
 # -- provider notifications ----------------------------------------------------------------------
 
@@ -344,7 +353,13 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
         changed = transition(tx, notification.state, notification.message, provider=True)
         # A token in the notification: the payer asked the provider to save the method (on
         # its page, or through save_method); kept only with the success that proves it works.
-        if changed and notification.state == "success" and notification.token is not None:
+        # A payer without an account has nowhere to keep one: the token is not kept.
+        if (
+            changed
+            and notification.state == "success"
+            and notification.token is not None
+            and tx.customer_id is not None
+        ):
             tx.tokenize = True
             save_token(tx, notification.token)
     return tx
@@ -379,15 +394,22 @@ def cancel_for_order(order_id: int) -> int:
     transactions still pending or processing are canceled, so a later success meets a canceled
     transaction (recorded as a late success) instead of a cancelled payment. Locks each
     transaction before the order, as every other writer does. Returns how many."""
+    return _cancel_in_flight(AccountMove.order_id == order_id, "the order was cancelled")
+
+
+def cancel_for_invoice(invoice_id: int) -> int:
+    """A standalone invoice is being reversed (in its transaction, before its row lock): as
+    :func:`cancel_for_order`, for that invoice's provider transactions."""
+    return _cancel_in_flight(AccountMove.id == invoice_id, "the invoice was reversed")
+
+
+def _cancel_in_flight(invoices: Any, reason: str) -> int:
     session = Session()
     ids = list(
         session.scalars(
             select(PaymentTransaction.id)
             .join(AccountMove, AccountMove.id == PaymentTransaction.invoice_id)
-            .where(
-                AccountMove.order_id == order_id,
-                PaymentTransaction.state.in_(("pending", "processing")),
-            )
+            .where(invoices, PaymentTransaction.state.in_(("pending", "processing")))
             .order_by(PaymentTransaction.id)
             .with_for_update(of=PaymentTransaction)
         )
@@ -397,7 +419,7 @@ def cancel_for_order(order_id: int) -> int:
         tx = _reloaded(tx_id)
         payment = tx.account_payment
         if tx.state in ("pending", "processing") and (payment is None or payment.state != "paid"):
-            transition(tx, "canceled", "the order was cancelled", provider=True)
+            transition(tx, "canceled", reason, provider=True)
             done += 1
     return done
 

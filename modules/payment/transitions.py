@@ -126,7 +126,7 @@ def event_payload(tx: PaymentTransaction) -> dict[str, Any]:
         "state": tx.state,
         "kind": tx.kind,
         "invoice": tx.invoice.uuid if tx.invoice is not None else None,
-        "customer": tx.customer.uuid,
+        "customer": tx.customer.uuid if tx.customer is not None else None,
         "payment": tx.account_payment.uuid if tx.account_payment is not None else None,
         "amount": tx.amount,
         "fee": tx.fee,

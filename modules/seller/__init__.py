@@ -27,6 +27,7 @@ def load(hooks: ModuleHooks) -> None:
 
     from app.config import Settings
     from modules.marketplace.commissions import register_commission_source
+    from modules.marketplace.issuing import register_issuer_gate, register_seller_names
     from modules.marketplace.products import register_seller_gate
 
     from . import api, config, demo, jobs, payouts, postings, screens, services
@@ -34,6 +35,8 @@ def load(hooks: ModuleHooks) -> None:
     def install_in_marketplace(app: Flask, _settings: Settings) -> None:
         register_seller_gate(app, services.why_not_selling)
         register_commission_source(app, services.own_commission_percents)
+        register_issuer_gate(app, services.why_not_invoicing)
+        register_seller_names(app, services.display_names)
 
     hooks.setup(config.install)
     hooks.setup(payouts.install)

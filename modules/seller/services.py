@@ -117,6 +117,44 @@ def why_not_selling(seller_id: int) -> str | None:
     return None
 
 
+def why_not_invoicing(seller_id: int) -> str | None:
+    """Why the seller with user id ``seller_id`` may not issue invoices of their own sales
+    (without an order), or None: only a verified seller who may sell does.
+
+    The marketplace asks before such an invoice is written or posted
+    (``register_issuer_gate``).
+    """
+    found = (
+        Session()
+        .execute(
+            select(SellerProfile.kyc_state, SellerProfile.can_sell).where(
+                SellerProfile.user_id == seller_id
+            )
+        )
+        .first()
+    )
+    if found is None or found.kyc_state != "verified":
+        state = "unverified" if found is None else found.kyc_state
+        return (
+            f"only verified sellers issue invoices; this seller's KYC review is {state}: submit "
+            "it and wait for staff to verify it"
+        )
+    if not found.can_sell:
+        return "the seller may not sell for now, so may not issue invoices"
+    return None
+
+
+def display_names(seller_ids: Collection[int]) -> dict[int, str]:
+    """The sellers' display names, of those with a profile (the marketplace prints them on
+    invoices: ``register_seller_names``)."""
+    rows = Session().execute(
+        select(SellerProfile.user_id, SellerProfile.display_name).where(
+            SellerProfile.user_id.in_(sorted(seller_ids))
+        )
+    )
+    return {user_id: name for user_id, name in rows}
+
+
 def own_commission_percents(seller_ids: Collection[int]) -> dict[int, Decimal]:
     """The sellers' own commission percents, of those who have one (staff set them).
 

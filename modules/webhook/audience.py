@@ -10,8 +10,9 @@ profiles and KYC, wallets, imports) are for admins only.
 | kind | payload field | sellers concerned |
 | --- | --- | --- |
 | ``order`` | ``order`` (sale order uuid) | the sellers of the order's products and invoice lines |
-| ``invoice`` | ``invoice`` (invoice or credit note uuid) | those of the invoice's order |
-| ``payment`` | ``payment`` (marketplace payment uuid) | those of the paid invoice's order |
+| ``invoice`` | ``invoice`` (invoice or credit note uuid) | those of the invoice's order; for a |
+| | | standalone invoice (no order), its issuing seller and its lines' sellers |
+| ``payment`` | ``payment`` (marketplace payment uuid) | those of the paid invoice (as above) |
 | ``seller`` | ``seller`` (user uuid) | that seller |
 | ``owner`` | ``owner`` (user uuid) | that user (the endpoint's owner) |
 | ``None`` | | nobody: admins only |
@@ -44,7 +45,9 @@ PING = "ping"
 EVENT_AUDIENCE: Mapping[str, str | None] = {
     "order.confirmed": "order",
     "order.cancelled": "order",
+    "invoice.created": "invoice",
     "invoice.posted": "invoice",
+    "invoice.cancelled": "invoice",
     "invoice.paid": "invoice",
     "invoice.reversed": "invoice",
     "payment.registered": "invoice",
@@ -141,14 +144,47 @@ def sellers_by_key(
     if not keys:
         return {}
     if kind in ("seller", "owner"):
-        rows = session.execute(select(User.uuid, User.id).where(User.uuid.in_(sorted(keys))))
+        results = [session.execute(select(User.uuid, User.id).where(User.uuid.in_(sorted(keys))))]
     else:
-        rows = session.execute(_order_sellers(orders_by_key(kind, keys)))
+        results = [session.execute(_order_sellers(orders_by_key(kind, keys)))]
+        if kind in STANDALONE_KINDS:
+            results.append(session.execute(_standalone_sellers(standalone_by_key(kind, keys))))
     found: dict[uuid.UUID, set[int]] = {}
-    for key, user_id in rows:
-        if user_id is not None:
-            found.setdefault(key, set()).add(user_id)
+    for rows in results:
+        for key, user_id in rows:
+            if user_id is not None:
+                found.setdefault(key, set()).add(user_id)
     return found
+
+
+#: The kinds whose key may lead to a standalone invoice (made without an order).
+STANDALONE_KINDS = frozenset({"invoice", "payment"})
+
+
+def standalone_by_key(kind: str, keys: Collection[uuid.UUID]) -> Subquery:
+    """``(key, invoice_id)``: the standalone invoice (or credit note) each key of ``kind`` (one
+    of :data:`STANDALONE_KINDS`) leads to; keys of an order's are left out."""
+    if kind == "invoice":
+        found = select(AccountMove.uuid.label("key"), AccountMove.id.label("invoice_id"))
+        column = AccountMove.uuid
+    else:
+        found = select(Payment.uuid.label("key"), AccountMove.id.label("invoice_id")).join(
+            AccountMove, Payment.invoice_id == AccountMove.id
+        )
+        column = Payment.uuid
+    return found.where(column.in_(sorted(keys)), AccountMove.order_id.is_(None)).subquery()
+
+
+def _standalone_sellers(invoices: Subquery) -> Any:
+    """``(key, seller_id)`` for the standalone invoices of ``invoices``: the seller who issued
+    each, and its lines' sellers (the same seller, on an invoice a seller issued)."""
+    by_issuer = select(invoices.c.key, AccountMove.issuer_id).join(
+        AccountMove, AccountMove.id == invoices.c.invoice_id
+    )
+    by_line = select(invoices.c.key, AccountMoveLine.seller_id).join(
+        AccountMoveLine, AccountMoveLine.move_id == invoices.c.invoice_id
+    )
+    return union(by_issuer, by_line)
 
 
 def _order_sellers(orders: Subquery) -> Any:

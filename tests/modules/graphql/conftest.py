@@ -34,9 +34,11 @@ ORDER_FIELDS = (
     "amount_tax amount_total cancelled_at payment_state"
 )
 LINE_FIELDS = "product name quantity price_unit price_subtotal price_tax price_total"
+INVOICE_LINE_FIELDS = f"{LINE_FIELDS} tax_percent"
 INVOICE_FIELDS = (
-    "id number move_type state payment_state order customer currency invoice_date "
-    "invoice_date_due amount_untaxed amount_tax amount_total amount_residual reversed_entry"
+    "id number move_type state payment_state order customer payer_name payer_email seller memo "
+    "currency invoice_date invoice_date_due amount_untaxed amount_tax amount_total "
+    "amount_residual reversed_entry created_at"
 )
 PAYMENT_FIELDS = (
     "id number state invoice customer method amount currency reference created_at "
@@ -59,7 +61,7 @@ query Order($id: ID!) {{
   order(id: $id) {{
     {ORDER_FIELDS}
     lines {{ {LINE_FIELDS} }}
-    invoices {{ {INVOICE_FIELDS} lines {{ {LINE_FIELDS} }} }}
+    invoices {{ {INVOICE_FIELDS} lines {{ {INVOICE_LINE_FIELDS} }} }}
     payments {{ {PAYMENT_FIELDS} }}
   }}
 }}"""

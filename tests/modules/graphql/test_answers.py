@@ -11,7 +11,7 @@ from tests.modules.conftest import Caller
 
 from .conftest import (
     INVOICE_FIELDS,
-    LINE_FIELDS,
+    INVOICE_LINE_FIELDS,
     MARKETPLACE,
     ORDER_DETAIL,
     ORDERS,
@@ -113,7 +113,10 @@ def test_an_order_with_its_lines_invoices_and_payments_answers_as_rest(shop: Sho
     assert graph["amount_total"] == "82173.80"
 
     for move in rest["invoices"]:
-        one = f'{{ invoice(id: "{move["id"]}") {{ {INVOICE_FIELDS} lines {{ {LINE_FIELDS} }} }} }}'
+        one = (
+            f'{{ invoice(id: "{move["id"]}") {{ {INVOICE_FIELDS} '
+            f"lines {{ {INVOICE_LINE_FIELDS} }} }} }}"
+        )
         assert shop.graphql(dewi, one)["invoice"] == shop.rest(
             dewi, f"{MARKETPLACE}/invoices/{move['id']}"
         )
@@ -122,6 +125,36 @@ def test_an_order_with_its_lines_invoices_and_payments_answers_as_rest(shop: Sho
         assert shop.graphql(dewi, one)["payment"] == shop.rest(
             dewi, f"{MARKETPLACE}/payments/{payment['id']}"
         )
+
+
+def test_a_standalone_invoice_to_a_payer_without_an_account_answers_as_rest(shop: Shop) -> None:
+    staff = shop.user("staff")
+    body = {
+        "payer_name": "Ibu Sari",
+        "payer_email": "sari@example.com",
+        "lines": [{"description": "Cold storage", "quantity": "2", "price_unit": "250000.00"}],
+        "memo": "Thank you.",
+    }
+    made = shop.client.post(f"{MARKETPLACE}/invoices", json=body, headers=staff.headers)
+    assert made.status_code == 201, made.get_json()
+    invoice_id = made.get_json()["id"]
+    posted = shop.client.post(f"{MARKETPLACE}/invoices/{invoice_id}/post", headers=staff.headers)
+    assert posted.status_code == 200, posted.get_json()
+    paid = shop.client.post(f"{MARKETPLACE}/invoices/{invoice_id}/payments",
+                            json={"method": "bank_transfer"}, headers=staff.headers)  # fmt: skip
+    assert paid.status_code == 201, paid.get_json()
+
+    one = (
+        f'{{ invoice(id: "{invoice_id}") {{ {INVOICE_FIELDS} '
+        f"lines {{ {INVOICE_LINE_FIELDS} }} payments {{ {PAYMENT_FIELDS} }} }} }}"
+    )
+    graph = shop.graphql(staff, one)["invoice"]
+    rest = shop.rest(staff, f"{MARKETPLACE}/invoices/{invoice_id}")
+    assert graph.pop("payments") == [
+        shop.rest(staff, f"{MARKETPLACE}/payments/{paid.get_json()['id']}")
+    ]
+    assert graph == rest
+    assert (graph["order"], graph["customer"], graph["lines"][0]["product"]) == (None, None, None)
 
 
 def test_provider_transactions_answer_as_rest_in_the_listing_and_under_their_payment(

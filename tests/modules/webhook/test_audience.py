@@ -144,3 +144,45 @@ def test_sellers_may_choose_only_the_events_about_them() -> None:
     # A provider's outcome contradicting ours is for the admins to resolve.
     assert "settlement.outcome_conflict" not in seller_types
     assert set(event_types_for("admin")) == set(EVENT_AUDIENCE)
+
+
+def test_the_seller_who_issued_a_standalone_invoice_receives_its_events(
+    app: Flask,
+    client: FlaskClient,
+    log_in_as: Callable[..., Caller],
+    staff: Caller,
+    make_receiver: Callable[..., Receiver],
+) -> None:
+    from tests.modules.payment.test_standalone_invoices import INVOICE, verify_seller
+
+    issuer, other = log_in_as("seller"), log_in_as("seller")
+    verify_seller(client, issuer, staff)
+    run_jobs(app)  # the sellers' own events go before any endpoint exists
+    receivers = {"issuer": make_receiver(), "other": make_receiver()}
+    create_endpoint(client, issuer, receivers["issuer"].url)
+    create_endpoint(client, other, receivers["other"].url)
+
+    api = "/api/v1/marketplace"
+    made = client.post(f"{api}/invoices", json=INVOICE, headers=issuer.headers).get_json()
+    client.post(f"{api}/invoices/{made['id']}/post", headers=issuer.headers)
+    paid = client.post(f"{api}/invoices/{made['id']}/payments", json={"method": "bank_transfer"},
+                       headers=staff.headers).get_json()  # fmt: skip
+    confirm(client, staff, paid["id"])
+    dropped = client.post(f"{api}/invoices", json=INVOICE, headers=issuer.headers).get_json()
+    client.post(f"{api}/invoices/{dropped['id']}/cancel", headers=issuer.headers)
+    run_jobs(app)
+
+    assert types_received(receivers["issuer"]) == [
+        "invoice.created",
+        "invoice.posted",
+        "payment.registered",
+        "payment.confirmed",
+        "invoice.paid",
+        "invoice.created",
+        "invoice.cancelled",
+    ]
+    assert receivers["other"].received == []
+    posted = json.loads(receivers["issuer"].received[1].body)["data"]
+    assert (posted["invoice"], posted["state"], posted["seller"]) == (
+        made["id"], "posted", str(issuer.uuid),
+    )  # fmt: skip
