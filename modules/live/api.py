@@ -96,11 +96,12 @@ class EventStream(MethodView):
     def get(self, query: dict[str, Any], headers: dict[str, Any]) -> Response:
         """Stream the events you may see
 
-        Staff and admins get every committed event; a seller those about their own sales,
-        settlements and webhook endpoints; a customer those of their own orders, invoices,
-        payments and refunds. Logged-in browsers use their session cookie (EventSource), other
-        clients a bearer token; API keys are not accepted (programs get webhooks). The stream
-        ends after an hour (reconnect with Last-Event-ID), and for good when the session does.
+        Admins get every committed event, staff every one but users, imports and webhook
+        endpoints (as REST shows them); a seller those about their own sales, settlements and
+        webhook endpoints; a customer those of their own orders, invoices, payments and refunds.
+        Logged-in browsers use their session cookie (EventSource), other clients a bearer
+        token; API keys are not accepted (programs get webhooks). The stream ends after an hour
+        (reconnect with Last-Event-ID), and for good when the session does.
         """
         last_event_id = headers.get("last_event_id")
         if last_event_id is None:
