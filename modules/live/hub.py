@@ -66,15 +66,24 @@ def render(event: Committed) -> bytes:
 
 
 def messages(
-    session: OrmSession, events: Sequence[Committed], viewers: Sequence[Viewer]
+    session: OrmSession,
+    events: Sequence[Committed],
+    *,
+    sellers: bool = True,
+    customers: bool = True,
 ) -> list[Message]:
-    """``events`` rendered, with their audiences resolved for the needs of ``viewers``."""
+    """``events`` rendered, with their audiences (see :func:`.audience.audiences` for
+    ``sellers`` and ``customers``).
+
+    The feed always resolves every audience of a batch: the streams it hands the batch to are
+    those subscribed when the batch is handed over, and one may subscribe while the batch is
+    read (its replay ends where the feed stood before the batch). An audience found only for
+    the viewers connected when the read began would leave that stream's events out, and its
+    next heartbeat would move it past them for good.
+    """  # fmt: skip
     if not events:
         return []
-    partial = [v for v in viewers if v.role not in ("admin", "staff")]
-    found = audiences(
-        session, events, sellers=any(v.role == "seller" for v in partial), customers=bool(partial)
-    )
+    found = audiences(session, events, sellers=sellers, customers=customers)
     return [
         Message(event.id, audience, render(event))
         for event, audience in zip(events, found, strict=True)
@@ -173,12 +182,11 @@ class Hub:
     def _run(self, frontier: Frontier) -> None:
         while not self._closed.is_set():
             with self._lock:
-                viewers = [s.viewer for s in self._subscribers]
-                if not viewers:
+                if not self._subscribers:
                     self._thread = None
                     return
             try:
-                batch, full = self._poll(frontier, viewers)
+                batch, full = self._poll(frontier)
             except Exception as error:  # the database down: try again at the next poll
                 self._warnings.warn("poll", "live: reading the outbox failed: %s", error)
                 batch, full = [], False
@@ -192,7 +200,7 @@ class Hub:
             if not full:
                 self._closed.wait(self.settings.poll_seconds)
 
-    def _poll(self, frontier: Frontier, viewers: list[Viewer]) -> tuple[list[Message], bool]:
+    def _poll(self, frontier: Frontier) -> tuple[list[Message], bool]:
         """The next events as messages; whether a whole page was read (more may be waiting)."""
         with self.app.app_context():
             session = Session()
@@ -201,7 +209,7 @@ class Hub:
             position = frontier.position
             taken = frontier.advance(rows, snapshot)
             try:
-                return messages(session, taken, viewers), len(taken) == PAGE_SIZE
+                return messages(session, taken), len(taken) == PAGE_SIZE
             except Exception:
                 frontier.position = position  # read them again at the next poll
                 raise

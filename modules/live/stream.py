@@ -143,7 +143,12 @@ def _replay(stream: Stream) -> Iterator[bytes]:
         with stream.app.app_context():
             session = Session()
             events = read_after(session, stream.cursor, upto=stream.start)
-            rendered = messages(session, events, [stream.viewer])
+            rendered = messages(
+                session,
+                events,
+                sellers=stream.viewer.role == "seller",
+                customers=stream.viewer.role == "customer",
+            )
         if not events:
             return
         for message in rendered:
