@@ -124,7 +124,9 @@ def _run(stream: Stream) -> Iterator[bytes]:
                     return
                 next_check = now + settings.session_check_seconds
             if now >= next_heartbeat:
-                yield _heartbeat(stream)
+                beat = _heartbeat(stream)
+                if beat:
+                    yield beat
                 next_heartbeat = now + settings.heartbeat_seconds
             stream.subscriber.wait(min(ends_at, next_check, next_heartbeat) - now)
     finally:
@@ -171,9 +173,18 @@ def _fed(stream: Stream) -> bytes:
 def _heartbeat(stream: Stream) -> bytes:
     """A comment, with the feed's position as the id: the hub hands over the events up to a
     position before it publishes it, so once they are taken the client is up to date there,
-    whether it was sent any of them or not."""
+    whether it was sent any of them or not.
+
+    Not so once the hub has ended the stream: it drops what it hands over from then on (and a
+    stream too slow loses what was waiting), so the position may be past messages this stream
+    never got. Then only what was taken is sent, and the client reconnects from its last id.
+    The position is read before the messages are taken and the end checked after: a stream
+    still running then had every message up to that position put in its mailbox.
+    """
     position = stream.hub.position
     fed = _fed(stream)
+    if stream.subscriber.ended is not None:
+        return fed
     stream.cursor = max(stream.cursor, position)
     return fed + f": heartbeat\nid: {stream.cursor}\n\n".encode()
 

@@ -14,6 +14,7 @@ from app.events import emit
 from modules.live.audience import Viewer
 from modules.live.hub import Hub, Message, Subscriber
 from modules.live.outbox import Frontier
+from modules.live.stream import Stream, _heartbeat
 
 from .conftest import Message as SseMessage
 from .conftest import open_stream, outbox, person, position_reached
@@ -125,3 +126,29 @@ def test_a_seller_who_reconnects_again_and_again_beside_a_staff_stream_loses_not
     final.close()
 
     assert [int(m.id) for m in received if m.event == "settlement.created"] == written  # type: ignore[arg-type]
+
+
+def test_a_heartbeat_never_moves_an_ended_stream_past_what_the_feed_dropped(app: Flask) -> None:
+    admin = person(app, "admin")
+    hub: Hub = app.extensions["live.hub"]
+    with app.app_context():
+        viewer = Viewer(admin.user_id, "admin")
+        subscriber, start = hub.subscribe(viewer)
+    stream = Stream(app, hub.settings, hub, None, viewer, subscriber, None, start, start)  # type: ignore[arg-type]
+    try:
+        # Too slow (or the process stopping): the hub drops what it hands over from now on.
+        subscriber.end("too-slow")
+        with app.app_context(), transaction():
+            emit("live.probe", {"n": 1})
+        [(event_id, _, _)] = outbox(app, start)
+        deadline = time.monotonic() + 20
+        while hub.position < event_id:
+            assert time.monotonic() < deadline, "the feed did not get there"
+            time.sleep(0.05)
+
+        beat = _heartbeat(stream)
+    finally:
+        hub.unsubscribe(subscriber)
+
+    assert f"id: {event_id}".encode() not in beat
+    assert stream.cursor == start  # the client reconnects from here: the event is replayed
