@@ -10,7 +10,7 @@
 | ``LAPAK_LIVE_STREAM_MAX_SECONDS`` | ``3600``: a stream ends after this long; the client |
 |   | reconnects with ``Last-Event-ID`` |
 | ``LAPAK_LIVE_GAP_TIMEOUT_SECONDS`` | ``30``: the longest the feed waits for an event id that |
-|   | a transaction still running may commit (see :mod:`.outbox`) |
+|   | a transaction still running may commit, also where it starts (see :mod:`.outbox`) |
 
 How many streams a process serves at once is the core's ``LAPAK_WEB_STREAMS``.
 """

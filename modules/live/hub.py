@@ -141,27 +141,48 @@ class Hub:
         self.position = 0
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
+        #: Held while the feed finds where it starts (see :meth:`subscribe`).
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._warnings = WarningsEvery(log, 60)
 
     def subscribe(self, viewer: Viewer) -> tuple[Subscriber, int]:
         """A new subscriber, and the position after which the hub hands it events (the events
-        up to there are the stream's to replay). Call inside an app context."""
+        up to there are the stream's to replay). Call inside an app context.
+
+        When the feed is not running, it starts from the newest event, once no lower id can
+        still commit (:func:`.outbox.settled_newest_id`, which may wait on a transaction
+        running): that wait holds the start lock, which only the streams that need the start
+        wait for, never the hub's lock (streams closing, the process stopping).
+        """
         subscriber = Subscriber(viewer)
         with self._lock:
-            if self._thread is None:
-                # From the newest event; from then on no event is left behind.
-                self.position = settled_newest_id(Session())
+            if self._thread is not None:
+                return self._add(subscriber)
+        with self._start_lock:
+            with self._lock:
+                if self._thread is not None:  # started while this one waited for the lock
+                    return self._add(subscriber)
+            position = settled_newest_id(Session(), self.settings.gap_timeout_seconds)
+            with self._lock:
+                # Only a holder of the start lock starts the thread: it is still not running.
+                self.position = position
                 self._thread = threading.Thread(
                     target=self._run,
-                    args=(Frontier(self.position, self.settings.gap_timeout_seconds),),
+                    args=(Frontier(position, self.settings.gap_timeout_seconds),),
                     name="lapak-live-hub",
                     daemon=True,
                 )
                 self._thread.start()
-            self._subscribers.add(subscriber)
-            return subscriber, self.position
+                return self._add(subscriber)
+
+    def _add(self, subscriber: Subscriber) -> tuple[Subscriber, int]:
+        """(Under the lock.) ``subscriber`` fed from now on, and where that starts."""
+        self._subscribers.add(subscriber)
+        if self._closed.is_set():
+            subscriber.end("server-stopping")
+        return subscriber, self.position
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:

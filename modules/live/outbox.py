@@ -105,29 +105,37 @@ def newest_id(session: Session) -> int:
     return session.scalar(select(func.max(OutboxEvent.id))) or 0
 
 
-#: How long a feed that starts waits for the transactions then running to end.
-START_WAIT_SECONDS = 2.0
-
-
-def settled_newest_id(session: Session, wait_seconds: float = START_WAIT_SECONDS) -> int:
+def settled_newest_id(session: Session, wait_seconds: float) -> int:
     """The newest event id, once no lower id can still commit: where a feed starts.
 
     On PostgreSQL the transactions holding a lower id had all started when the snapshot read
     just after the id was (see the module), so once the oldest transaction running is newer
     than that snapshot's ``xmax``, every id up to it has committed or never will. That takes
-    milliseconds (the transactions then running end); after ``wait_seconds`` the feed starts
-    anyway.
+    milliseconds (the transactions then running end). A transaction that keeps running holds
+    the start back at most ``wait_seconds`` (the feed's gap timeout: a feed already running
+    would wait as long for the same id), after which the feed starts anyway, with a warning: an
+    event that transaction commits with a lower id will not be streamed.
     """
     newest = newest_id(session)
     first = read_snapshot(session)
     if first is None:
         return newest
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
+    pause = 0.005
+    while True:
         snapshot = read_snapshot(session)
         if snapshot is None or snapshot.xmin >= first.xmax:
+            return newest
+        if time.monotonic() >= deadline:
             break
-        time.sleep(0.005)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)  # milliseconds at first; a long wait asks ten times a second
+    log.warning(
+        "live: the feed starts after event %d although a transaction that began before it was "
+        "read still runs after %ds; an event it commits with a lower id will not be streamed",
+        newest,
+        wait_seconds,
+    )
     return newest
 
 

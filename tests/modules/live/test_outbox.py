@@ -4,9 +4,12 @@ commit: on PostgreSQL a transaction that took a lower id can commit after a high
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +17,8 @@ from flask import Flask
 
 from app.db import transaction
 from app.events import emit
+from modules.live.audience import Viewer
+from modules.live.hub import Hub, Subscriber
 from modules.live.outbox import Committed, Frontier, Snapshot
 from tests.modules.marketplace.conftest import primary_dsn
 from tests.servers import Services
@@ -159,3 +164,40 @@ def test_events_the_feed_could_not_filter_are_read_again_not_skipped(
 
     assert "order.confirmed" not in held_back
     assert received.json["type"] == "order.confirmed"
+
+
+def test_a_feed_that_starts_beside_a_long_transaction_waits_apart_from_the_hub_then_warns(
+    make_app: Callable[..., Flask],
+    config: dict[str, Any],
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(module_env={**config["module_env"], "live_gap_timeout_seconds": "3"})
+    caplog.set_level(logging.WARNING, logger="modules.live.outbox")
+    admin = person(app, "admin")
+    hub: Hub = app.extensions["live.hub"]
+    started: list[tuple[Subscriber, int]] = []
+
+    def subscribe() -> None:
+        with app.app_context():
+            started.append(hub.subscribe(Viewer(admin.user_id, "admin")))
+
+    with psycopg.connect(primary_dsn(services)) as running:
+        running.execute("SELECT pg_current_xact_id()")  # it may yet commit an event's lower id
+        with psycopg.connect(primary_dsn(services), autocommit=True) as later:
+            later.execute("SELECT pg_current_xact_id()")  # one newer, ended
+        starting = threading.Thread(target=subscribe)
+        starting.start()
+        starting.join(0.5)
+        assert starting.is_alive()  # waiting on that transaction
+        # Meanwhile streams close (and the process may stop) without waiting for that start.
+        hub.unsubscribe(Subscriber(Viewer(admin.user_id, "admin")))
+        assert hub.subscriber_count == 0
+        assert starting.is_alive()  # and still waiting
+        starting.join(30)
+        running.rollback()
+
+    [(subscriber, start)] = started
+    hub.unsubscribe(subscriber)
+    assert "the feed starts after event" in caplog.text
+    assert f"after event {start} " in caplog.text
