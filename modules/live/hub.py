@@ -225,7 +225,7 @@ class Hub:
         """The next events as messages; whether a whole page was read (more may be waiting)."""
         with self.app.app_context():
             session = Session()
-            snapshot = read_snapshot(session)
+            snapshot = read_snapshot(session, horizon=frontier.wants_horizon)
             rows = read_after(session, frontier.position, PAGE_SIZE)
             position = frontier.position
             taken = frontier.advance(rows, snapshot)
