@@ -50,12 +50,14 @@ class LiveSettings:
 
 def install(app: Flask, settings: Settings) -> None:
     from .hub import Hub
+    from .stream import release_unsent
 
     live_settings = LiveSettings.from_settings(settings)
     hub = Hub(app, live_settings)
     app.extensions["live.settings"] = live_settings
     app.extensions["live.hub"] = hub
     app.extensions["lapak.streams"].on_stop(hub.close_all)
+    app.teardown_request(release_unsent)
 
 
 def live_settings() -> LiveSettings:

@@ -25,8 +25,9 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, g
 
 from app.db import Session
 from app.errors import Unauthenticated
@@ -63,6 +64,32 @@ class Stream:
     cursor: int
     #: Where the feed stood when this stream subscribed: replayed up to here, fed after it.
     start: int
+    #: Whether the server took the answer (see :func:`release_unsent`).
+    handed_over: bool = False
+
+
+class StreamResponse(Response):
+    """A stream's answer, which notes when the server takes it."""
+
+    def __init__(self, stream: Stream, **kwargs: Any) -> None:
+        super().__init__(_run(stream), **kwargs)
+        self.stream = stream
+        # The server closes every answer it took, also one whose body it never read (a HEAD
+        # request): a generator that never started would not run its own cleanup.
+        self.call_on_close(lambda: _release(stream))
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        self.stream.handed_over = True
+        return super().__call__(environ, start_response)
+
+
+def release_unsent(_error: BaseException | None = None) -> None:
+    """(A ``teardown_request`` hook.) Release the stream opened by this request if its answer
+    never reached the server: something after the view failed (an ``after_request`` hook) and
+    Flask answered an error instead, so neither the body nor ``close`` will ever run."""
+    stream = g.pop("live_stream", None)
+    if stream is not None and not stream.handed_over:
+        _release(stream)
 
 
 def open_stream(principal: Principal, last_event_id: int | None) -> Response:
@@ -85,16 +112,13 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
         raise
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stream = Stream(app, live_settings(), feed, principal, viewer, subscriber, slot, cursor, start)
-    response = Response(
-        _run(stream),
+    g.live_stream = stream
+    return StreamResponse(
+        stream,
         mimetype=MIMETYPE,
         # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-    # The server closes every answer, also one whose body it never read (a HEAD request): a
-    # generator that never started would not run its own cleanup.
-    response.call_on_close(lambda: _release(stream))
-    return response
 
 
 def _run(stream: Stream) -> Iterator[bytes]:

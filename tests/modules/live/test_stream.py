@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from flask import Flask
+from flask import Flask, Response, request
 
 from app.db import transaction
 from app.events import emit
@@ -319,3 +319,26 @@ def test_an_answer_whose_body_is_never_read_gives_its_slot_back(
     sse = open_stream(base, admin)
     assert sse.status == 200
     sse.close()
+
+
+def test_a_stream_whose_answer_fails_after_the_view_gives_its_slot_and_subscription_back(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(web_streams=1)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answered as in production: a 500
+
+    @app.after_request
+    def fail(response: Response) -> Response:
+        if request.path == STREAM:
+            raise RuntimeError("an after_request hook failed")
+        return response
+
+    admin = person(app, "admin")
+    client = app.test_client()
+
+    failed = client.get(STREAM, headers=admin.headers)
+
+    assert failed.status_code == 500
+    assert failed.content_type == "application/problem+json"
+    assert app.extensions["lapak.streams"].open_count == 0
+    assert app.extensions["live.hub"].subscriber_count == 0
