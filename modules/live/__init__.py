@@ -20,6 +20,7 @@ manifest = Manifest(
         "live_session_check_seconds",
         "live_stream_max_seconds",
         "live_gap_timeout_seconds",
+        "live_streams_per_user",
     ),
 )
 

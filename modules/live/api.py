@@ -88,6 +88,12 @@ class EventStream(MethodView):
         example=EXAMPLE,
     )
     @blp.alt_response(
+        429,
+        schema=ProblemSchema,
+        description="You hold as many streams in this server process as one user may "
+        "(LAPAK_LIVE_STREAMS_PER_USER): close one (a browser tab); see Retry-After",
+    )
+    @blp.alt_response(
         503,
         schema=ProblemSchema,
         description="The database is down, or this server process serves as many streams as it "

@@ -12,6 +12,9 @@
 | ``LAPAK_LIVE_GAP_TIMEOUT_SECONDS`` | ``30``: the longest the feed waits for an event id that |
 |   | a transaction still running may commit, also where it starts (see :mod:`.outbox`) |
 
+| ``LAPAK_LIVE_STREAMS_PER_USER`` | ``5``: streams one user may hold open in one server |
+|   | process (a few browser tabs); one more is a 429 with ``Retry-After`` |
+
 How many streams a process serves at once is the core's ``LAPAK_WEB_STREAMS``.
 """
 
@@ -35,6 +38,7 @@ class LiveSettings:
     session_check_seconds: int
     stream_max_seconds: int
     gap_timeout_seconds: int
+    streams_per_user: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveSettings:
@@ -45,6 +49,7 @@ class LiveSettings:
             session_check_seconds=module_int(env, "live_session_check_seconds", 5),
             stream_max_seconds=module_int(env, "live_stream_max_seconds", 3600),
             gap_timeout_seconds=module_int(env, "live_gap_timeout_seconds", 30),
+            streams_per_user=module_int(env, "live_streams_per_user", 5),
         )
 
 

@@ -94,8 +94,15 @@ def release_unsent(_error: BaseException | None = None) -> None:
 
 def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     """The caller's event stream (see the module); 503 when the process serves as many streams
-    as it may."""
-    slot = get_streams().open()
+    as it may, 429 when the caller holds as many as one user may
+    (``LAPAK_LIVE_STREAMS_PER_USER``: a stream closed elsewhere is noticed at its next write,
+    within a heartbeat, hence the ``Retry-After``)."""
+    settings = live_settings()
+    slot = get_streams().open(
+        owner=("user", principal.user_id),
+        per_owner=settings.streams_per_user,
+        retry_after=settings.heartbeat_seconds,
+    )
     try:
         feed = hub()
         viewer = Viewer.of(principal)
@@ -111,7 +118,7 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
         slot.close()
         raise
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    stream = Stream(app, live_settings(), feed, principal, viewer, subscriber, slot, cursor, start)
+    stream = Stream(app, settings, feed, principal, viewer, subscriber, slot, cursor, start)
     g.live_stream = stream
     return StreamResponse(
         stream,

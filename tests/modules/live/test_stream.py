@@ -342,3 +342,36 @@ def test_a_stream_whose_answer_fails_after_the_view_gives_its_slot_and_subscript
     assert failed.content_type == "application/problem+json"
     assert app.extensions["lapak.streams"].open_count == 0
     assert app.extensions["live.hub"].subscriber_count == 0
+
+
+def test_one_user_holds_at_most_their_share_of_streams_others_still_connect(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=10)
+    base = serve(app)
+    customer, staff = person(app, "customer"), person(app, "staff")
+    mine = [open_stream(base, customer) for _ in range(5)]  # LAPAK_LIVE_STREAMS_PER_USER
+    assert [sse.status for sse in mine] == [200] * 5
+
+    refused = open_stream(base, customer)
+    assert refused.status == 429
+    assert refused.content_type == "application/problem+json"
+    assert refused.response.getheader("Retry-After") == "1"  # a heartbeat: a closed one is seen
+    assert refused.problem()["type"] == "urn:lapak:problem:too-many-streams"
+    refused.close()
+    other = open_stream(base, staff)
+    assert other.status == 200
+    other.close()
+
+    mine[0].close()  # the server notices at its next write (a heartbeat)
+    deadline = time.monotonic() + 30
+    while True:
+        again = open_stream(base, customer)
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        again.close()
+        time.sleep(0.2)
+    assert again.status == 200
+    again.close()
+    for sse in mine[1:]:
+        sse.close()
