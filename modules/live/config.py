@@ -4,7 +4,8 @@
 | --- | --- |
 | ``LAPAK_LIVE_POLL_MS`` | ``500``: each process reads the outbox for new events this often |
 | ``LAPAK_LIVE_HEARTBEAT_SECONDS`` | ``15``: a comment line on a quiet stream, so proxies and |
-|   | clients keep it and a gone client is noticed |
+|   | clients keep it and a gone client is noticed; a write to a client that stopped |
+|   | reading gives up after two heartbeats, and the stream ends |
 | ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` | ``5``: a stream checks its session this often and ends |
 |   | when it was replaced, ended or expired |
 | ``LAPAK_LIVE_STREAM_MAX_SECONDS`` | ``3600``: a stream ends after this long; the client |
@@ -39,6 +40,11 @@ class LiveSettings:
     stream_max_seconds: int
     gap_timeout_seconds: int
     streams_per_user: int
+
+    @property
+    def write_timeout_seconds(self) -> float:
+        """How long a write to a stream's client may wait (see ``stream._bound_writes``)."""
+        return 2 * self.heartbeat_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveSettings:

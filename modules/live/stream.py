@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 
 from app.db import Session
 from app.errors import Unauthenticated
@@ -120,12 +121,25 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stream = Stream(app, settings, feed, principal, viewer, subscriber, slot, cursor, start)
     g.live_stream = stream
+    _bound_writes(settings.write_timeout_seconds)
     return StreamResponse(
         stream,
         mimetype=MIMETYPE,
         # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _bound_writes(seconds: float) -> None:
+    """Let a write to this request's socket wait at most ``seconds``: a client that stops
+    reading (its window shut, the connection open) would otherwise hold the stream's thread and
+    slot in a blocked ``send`` for as long as the kernel keeps the connection, and neither the
+    stream's end, its session check nor a stopping process would be looked at. The server then
+    drops the connection, which closes the stream. The socket is gunicorn's or Werkzeug's."""
+    environ = request.environ
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        sock.settimeout(seconds)
 
 
 def _run(stream: Stream) -> Iterator[bytes]:

@@ -4,10 +4,12 @@ heartbeats, and the per-process cap."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from flask import Flask, Response, request
@@ -375,3 +377,39 @@ def test_one_user_holds_at_most_their_share_of_streams_others_still_connect(
     again.close()
     for sse in mine[1:]:
         sse.close()
+
+
+def test_a_client_that_stops_reading_gives_its_thread_and_slot_back(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=1)
+    base = serve(app)
+    admin = person(app, "admin")
+    address = urlsplit(base)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, never read
+    stalled.connect((address.hostname, address.port))
+    head = f"GET {STREAM} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+    stalled.sendall(f"{head}Authorization: Bearer {admin.token}\r\n\r\n".encode())
+    try:
+        deadline = time.monotonic() + 10
+        while app.extensions["lapak.streams"].open_count == 0:
+            assert time.monotonic() < deadline, "the stream did not open"
+            time.sleep(0.05)
+        with app.app_context():
+            for n in range(60):  # 6 MB: more than the kernel's buffers hold
+                with transaction():
+                    emit("live.probe", {"n": n, "blob": "x" * 100_000})
+
+        # The server's writes block, then give up after two heartbeats (2 s here).
+        deadline = time.monotonic() + 30
+        while True:
+            again = open_stream(base, admin)
+            if again.status == 200 or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.2)
+        assert again.status == 200
+        again.close()
+    finally:
+        stalled.close()
