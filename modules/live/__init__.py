@@ -21,6 +21,8 @@ manifest = Manifest(
         "live_stream_max_seconds",
         "live_gap_timeout_seconds",
         "live_streams_per_user",
+        "live_replay_max_events",
+        "live_replays",
     ),
 )
 

@@ -38,7 +38,8 @@ STREAM_MESSAGE = {
     "properties": {
         "event": {
             "type": "string",
-            "description": "The event's type (order.confirmed ...), or session-ended",
+            "description": "The event's type (order.confirmed ...), session-ended or "
+            "replay-truncated",
         },
         "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The outbox id"},
         "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting"},
@@ -55,6 +56,15 @@ STREAM_MESSAGE = {
                             "type": {"type": "string"},
                             "time": {"type": "string", "format": "date-time"},
                             "payload": {"type": "object"},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["after", "until", "detail"],
+                        "properties": {
+                            "after": {"type": "string", "pattern": "^[0-9]+$"},
+                            "until": {"type": "string", "pattern": "^[0-9]+$"},
+                            "detail": {"type": "string"},
                         },
                     },
                     {
@@ -84,7 +94,9 @@ class EventStream(MethodView):
         description="An endless text/event-stream: per event `id:` (the outbox id), `event:` "
         "(its type) and `data:` (JSON: id, type, time, payload); a `: heartbeat` comment with "
         "the position as `id:` when quiet; `event: session-ended` (data: reason, detail) before "
-        "it closes because the session was replaced, ended or expired.",
+        "it closes because the session was replaced, ended or expired; `event: "
+        "replay-truncated` (data: after, until, detail) instead of a replay for a client more "
+        "than LAPAK_LIVE_REPLAY_MAX_EVENTS behind: reload what you show.",
         example=EXAMPLE,
     )
     @blp.alt_response(

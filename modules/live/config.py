@@ -13,6 +13,9 @@
 | ``LAPAK_LIVE_GAP_TIMEOUT_SECONDS`` | ``30``: the longest the feed waits for an event id that |
 |   | a transaction still running may commit, also where it starts (see :mod:`.outbox`) |
 
+| ``LAPAK_LIVE_REPLAY_MAX_EVENTS`` | ``5000``: a client further behind (in event ids) gets |
+|   | ``event: replay-truncated`` instead of a replay (see :mod:`.stream`) |
+| ``LAPAK_LIVE_REPLAYS`` | ``4``: streams of a process that replay at once; the others wait |
 | ``LAPAK_LIVE_STREAMS_PER_USER`` | ``5``: streams one user may hold open in one server |
 |   | process (a few browser tabs); one more is a 429 with ``Retry-After`` |
 
@@ -40,6 +43,8 @@ class LiveSettings:
     stream_max_seconds: int
     gap_timeout_seconds: int
     streams_per_user: int
+    replay_max_events: int
+    replays: int
 
     @property
     def write_timeout_seconds(self) -> float:
@@ -56,6 +61,8 @@ class LiveSettings:
             stream_max_seconds=module_int(env, "live_stream_max_seconds", 3600),
             gap_timeout_seconds=module_int(env, "live_gap_timeout_seconds", 30),
             streams_per_user=module_int(env, "live_streams_per_user", 5),
+            replay_max_events=module_int(env, "live_replay_max_events", 5000),
+            replays=module_int(env, "live_replays", 4),
         )
 
 

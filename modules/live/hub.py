@@ -146,6 +146,9 @@ class Hub:
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._warnings = WarningsEvery(log, 60)
+        #: Turns to replay (see :mod:`.stream`): a reconnect storm reads the outbox a few
+        #: streams at a time, leaving the database's connections to the API.
+        self.replays = threading.BoundedSemaphore(settings.replays)
 
     def subscribe(self, viewer: Viewer) -> tuple[Subscriber, int]:
         """A new subscriber, and the position after which the hub hands it events (the events

@@ -2,10 +2,20 @@
 
 The stream opens with ``retry:`` (how soon the browser reconnects) and ``id:`` set to where it
 starts, so even a client that received no event reconnects with a ``Last-Event-ID`` and misses
-nothing. With a ``Last-Event-ID`` (or ``?last_event_id=``) it first replays, from the primary, the
-events after that id that its viewer may see, up to where the process's feed stood when it
-subscribed; then it sends what the feed hands it. Without one it starts at the feed's position
-("now"). An id beyond the newest event (a database reset) also starts now.
+nothing. With a ``Last-Event-ID`` (or ``?last_event_id=``) it first replays the events after that
+id that its viewer may see, up to where the process's feed stood when it subscribed; then it
+sends what the feed hands it. Without one it starts at the feed's position ("now"). An id beyond
+the newest event (a database reset) also starts now.
+
+A replay is bounded, so that no client can make a process read the whole outbox for it (the
+outbox keeps every event): it reads pages of :data:`.outbox.PAGE_SIZE` events from a replica
+that has replayed what the stream starts after (the primary when none has), checks the
+session before each page after the first, and at most ``LAPAK_LIVE_REPLAYS`` streams of a
+process replay at once (the others wait their turn, with a comment line now and then). A client
+more than ``LAPAK_LIVE_REPLAY_MAX_EVENTS`` event ids behind gets no replay but an ``event:
+replay-truncated`` whose ``id:`` is where the stream starts (``data``: ``after``, ``until``,
+``detail``): the events in between are not sent, so it should reload what it shows (a page its
+figures) rather than trust its feed.
 
 It ends, and the client reconnects with ``Last-Event-ID``, when it has run
 ``LAPAK_LIVE_STREAM_MAX_SECONDS``, when the process stops, or when it falls too far behind. It
@@ -24,13 +34,13 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from app.db import Session
+from app.db import Session, get_database, read_only
 from app.errors import Unauthenticated
 from app.log import WarningsEvery
 from app.security import Principal
@@ -39,8 +49,8 @@ from modules.auth.services import check_session
 
 from .audience import Viewer
 from .config import LiveSettings, hub, live_settings
-from .hub import Hub, Subscriber, messages
-from .outbox import newest_id, read_after
+from .hub import Hub, Message, Subscriber, messages
+from .outbox import Committed, newest_id, read_after
 
 log = logging.getLogger(__name__)
 _warnings = WarningsEvery(log, 60)
@@ -65,6 +75,9 @@ class Stream:
     cursor: int
     #: Where the feed stood when this stream subscribed: replayed up to here, fed after it.
     start: int
+    #: The primary's WAL position once the stream subscribed: a replica that has replayed it
+    #: has every event to replay (None: no replica, or nothing to replay).
+    min_lsn: int | None = None
     #: Whether the server took the answer (see :func:`release_unsent`).
     handed_over: bool = False
 
@@ -120,6 +133,13 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
         raise
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stream = Stream(app, settings, feed, principal, viewer, subscriber, slot, cursor, start)
+    if _replay_needed(stream) == "pages":
+        database = get_database()
+        try:
+            stream.min_lsn = database.primary_lsn() if database.replicas else None
+        except BaseException:
+            _release(stream)
+            raise
     g.live_stream = stream
     _bound_writes(settings.write_timeout_seconds)
     return StreamResponse(
@@ -148,7 +168,9 @@ def _run(stream: Stream) -> Iterator[bytes]:
     stopping = stream.app.extensions["lapak.streams"].stopping
     try:
         yield f"retry: {RECONNECT_MS}\nid: {stream.cursor}\n\n".encode()
-        yield from _replay(stream)
+        replayed = yield from _replay(stream)
+        if not replayed:  # ended meanwhile: the client resumes where the replay stopped
+            return
         now = time.monotonic()
         ends_at = now + settings.stream_max_seconds
         next_check = now + settings.session_check_seconds
@@ -184,24 +206,78 @@ def _release(stream: Stream) -> None:
     stream.slot.close()
 
 
-def _replay(stream: Stream) -> Iterator[bytes]:
-    """The events after the client's id, up to where the feed took over, that it may see."""
-    while stream.cursor < stream.start:
-        with stream.app.app_context():
-            session = Session()
-            events = read_after(session, stream.cursor, upto=stream.start)
-            rendered = messages(
-                session,
-                events,
-                sellers=stream.viewer.role == "seller",
-                customers=stream.viewer.role == "customer",
-            )
-        if not events:
-            return
-        for message in rendered:
-            if message.audience.visible_to(stream.viewer):
-                yield message.text
-        stream.cursor = events[-1].id
+def _replay_needed(stream: Stream) -> str | None:
+    """None (the client is up to date), ``"pages"`` or ``"truncated"`` (too far behind)."""
+    if stream.cursor >= stream.start:
+        return None
+    if stream.start - stream.cursor > stream.settings.replay_max_events:
+        return "truncated"
+    return "pages"
+
+
+def _replay(stream: Stream) -> Generator[bytes, None, bool]:
+    """The events after the client's id, up to where the feed took over, that it may see (see
+    the module for the bounds); whether the stream may go on (False: it ended meanwhile)."""
+    needed = _replay_needed(stream)
+    if needed is None:
+        return True
+    if needed == "truncated":
+        yield _truncated(stream)
+        stream.cursor = stream.start
+        return True
+    stopping = stream.app.extensions["lapak.streams"].stopping
+    turns = stream.hub.replays
+    while not turns.acquire(timeout=stream.settings.heartbeat_seconds):
+        if stream.subscriber.ended is not None or stopping.is_set():
+            return False
+        ended = _session_ended(stream)
+        if ended is not None:
+            yield ended
+            return False
+        yield b": waiting to replay\n\n"  # keeps proxies, and finds a client gone
+    try:
+        first = True
+        while stream.cursor < stream.start:
+            if stream.subscriber.ended is not None or stopping.is_set():
+                return False
+            if not first:
+                ended = _session_ended(stream)
+                if ended is not None:
+                    yield ended
+                    return False
+            first = False
+            with stream.app.app_context():
+                events, rendered = read_only(min_lsn=stream.min_lsn)(_replay_page)(stream)
+            if not events:
+                break
+            for message in rendered:
+                if message.audience.visible_to(stream.viewer):
+                    yield message.text
+            stream.cursor = events[-1].id
+    finally:
+        turns.release()
+    return True
+
+
+def _replay_page(stream: Stream) -> tuple[list[Committed], list[Message]]:
+    """The next page of the replay, with the audiences its viewer's role needs."""
+    session = Session()
+    events = read_after(session, stream.cursor, upto=stream.start)
+    role = stream.viewer.role
+    return events, messages(session, events, sellers=role == "seller", customers=role == "customer")
+
+
+def _truncated(stream: Stream) -> bytes:
+    """``replay-truncated``, with where the stream starts as its id (see the module)."""
+    body = json.dumps(
+        {
+            "after": str(stream.cursor),
+            "until": str(stream.start),
+            "detail": f"more than {stream.settings.replay_max_events} events were missed; they "
+            "are not sent: reload what you show",
+        }
+    )
+    return f"id: {stream.start}\nevent: replay-truncated\ndata: {body}\n\n".encode()
 
 
 def _fed(stream: Stream) -> bytes:
