@@ -14,7 +14,7 @@ session before each page after the first, and at most ``LAPAK_LIVE_REPLAYS`` str
 process replay at once (the others wait their turn, with a comment line now and then). A client
 more than ``LAPAK_LIVE_REPLAY_MAX_EVENTS`` event ids behind gets no replay but an ``event:
 replay-truncated`` whose ``id:`` is where the stream starts (``data``: ``after``, ``until``,
-``detail``): the events in between are not sent, so it should reload what it shows (a page its
+``detail``): the events in between are not sent, so it should reload what it shows (a page, its
 figures) rather than trust its feed.
 
 It ends, and the client reconnects with ``Last-Event-ID``, when it has run
