@@ -1137,8 +1137,11 @@ class read_only:
     above ``@blp.response`` so serialisation (lazy loads) happens inside the scope too.
     """
 
-    def __init__(self, use_replica: bool = True) -> None:
+    def __init__(self, use_replica: bool = True, min_lsn: int | None = None) -> None:
         self.use_replica = use_replica
+        #: A WAL position the replica must have replayed, besides the client's (work outside a
+        #: request names what it has to see: an event stream's replay, what it started after).
+        self.min_lsn = min_lsn
         self.replica: Replica | None = None
         self._outer = False
 
@@ -1157,8 +1160,9 @@ class read_only:
             ):
                 # A session with no transaction yet reads the replica's state on the
                 # connection its reads then use; one already reading keeps its connections.
+                needed = [lsn for lsn in (client_min_lsn(), self.min_lsn) if lsn is not None]
                 self.replica = database.choose_replica(
-                    client_min_lsn(), None if session.in_transaction() else session
+                    max(needed, default=None), None if session.in_transaction() else session
                 )
             session.info["read_only"] = True
             session.info["replica"] = self.replica
@@ -1173,7 +1177,7 @@ class read_only:
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
-            scope = read_only()
+            scope = read_only(self.use_replica, self.min_lsn)
             try:
                 with scope:
                     return func(*args, **kwargs)

@@ -75,8 +75,9 @@ def write_problem(sock: socket.socket, status: int, reason: str, message: str) -
 
 
 class ProblemWorker(ThreadWorker):
-    """gunicorn's threaded worker whose own error answers are problem+json and which ends the
-    app's streams when it is told to stop."""
+    """gunicorn's threaded worker whose own error answers are problem+json, which ends the
+    app's streams when it is told to stop, and which closes quietly a connection whose write
+    timed out (a stream's client that stopped reading)."""
 
     def init_process(self) -> None:
         # handle_error (gunicorn.workers.base) looks write_error up in gunicorn.util at each
@@ -84,6 +85,16 @@ class ProblemWorker(ThreadWorker):
         # and keeps gunicorn's choice of status, reason and logging.
         util.write_error = write_problem
         super().init_process()
+
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            # A write that waited past the socket's timeout: a stream's client that stopped
+            # reading (modules/live sets the timeout). The answer was closed on the way out;
+            # the connection goes as quietly as one the client hung up, not as a socket error.
+            self.log.info("closed a connection whose client stopped reading")
+            return False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)  # stop accepting; wait for open responses

@@ -6,7 +6,10 @@ gives each worker process ``LAPAK_WEB_THREADS`` threads for ordinary requests an
 streams to their share: a view that streams opens a :class:`StreamSlot` first, and when the
 process already serves ``LAPAK_WEB_STREAMS`` streams it is refused with :class:`StreamsFull`
 (503 with ``Retry-After``), so the API always has its threads. The development server and the
-tests' servers count the same way.
+tests' servers count the same way. A view may also name the stream's owner (a user) and how
+many streams one owner may hold in the process: one more is refused with
+:class:`TooManyStreams` (429 with ``Retry-After``), so one person's tabs or a script cannot
+take every slot from everyone else.
 
 A stream also has to end when its process stops: gunicorn waits ``graceful_timeout`` for open
 responses, which a stream would fill to the last second. :meth:`Streams.stop` (called by the
@@ -18,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from flask import Flask, current_app
 
-from app.errors import ServiceUnavailable
+from app.errors import ServiceUnavailable, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,11 @@ class StreamsFull(ServiceUnavailable):
     title = "This server serves as many streams as it may"
 
 
+class TooManyStreams(TooManyRequests):
+    code = "too-many-streams"
+    title = "You have as many streams open as you may"
+
+
 class Streams:
     """The stream slots of one app in one process (see the module)."""
 
@@ -39,6 +47,7 @@ class Streams:
         self.capacity = capacity
         self.stopping = threading.Event()
         self._open = 0
+        self._owned: dict[Hashable, int] = {}
         self._lock = threading.Lock()
         self._on_stop: list[Callable[[], None]] = []
 
@@ -46,12 +55,22 @@ class Streams:
     def open_count(self) -> int:
         return self._open
 
-    def open(self) -> StreamSlot:
+    def open(
+        self, owner: Hashable | None = None, per_owner: int | None = None, retry_after: int = 2
+    ) -> StreamSlot:
         """A slot for one stream, to close when it ends; :class:`StreamsFull` if none is free
-        (or the process is stopping)."""
+        (or the process is stopping), :class:`TooManyStreams` (with ``Retry-After:
+        retry_after``) if ``owner`` holds ``per_owner`` slots already."""
         with self._lock:
             if self.stopping.is_set():
                 raise StreamsFull("this server is stopping; connect again", headers=_RETRY_SOON)
+            owned = self._owned.get(owner, 0) if owner is not None else 0
+            if per_owner is not None and owned >= per_owner:
+                raise TooManyStreams(
+                    f"you have {per_owner} streams open on this server process already; close "
+                    "one (a browser tab) and connect again",
+                    headers={"Retry-After": str(retry_after)},
+                )
             if self._open >= self.capacity:
                 raise StreamsFull(
                     f"this server process serves {self.capacity} streams already "
@@ -59,7 +78,13 @@ class Streams:
                     headers=_RETRY_SOON,
                 )
             self._open += 1
-        return StreamSlot(self)
+            if owner is not None:
+                self._owned[owner] = owned + 1
+        return StreamSlot(self, owner)
+
+    def owned_by(self, owner: Hashable) -> int:
+        """How many slots ``owner`` holds."""
+        return self._owned.get(owner, 0)
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when the process begins to stop (quick; it may run in a signal
@@ -75,9 +100,13 @@ class Streams:
             except Exception:  # one module's failure must not keep the others' streams open
                 log.exception("stream stop callback %r failed", callback)
 
-    def _release(self) -> None:
+    def _release(self, owner: Hashable | None) -> None:
         with self._lock:
             self._open -= 1
+            if owner is not None:
+                left = self._owned.pop(owner) - 1
+                if left:
+                    self._owned[owner] = left
 
 
 #: A full server tells the client to come back soon: a stream elsewhere may end any moment.
@@ -87,13 +116,14 @@ _RETRY_SOON = {"Retry-After": "2"}
 class StreamSlot:
     """One open stream's place; :meth:`close` it (once) when the stream ends."""
 
-    def __init__(self, streams: Streams) -> None:
+    def __init__(self, streams: Streams, owner: Hashable | None = None) -> None:
         self._streams: Streams | None = streams
+        self._owner = owner
 
     def close(self) -> None:
         streams, self._streams = self._streams, None
         if streams is not None:
-            streams._release()
+            streams._release(self._owner)
 
 
 def install(app: Flask, capacity: int) -> Streams:

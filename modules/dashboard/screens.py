@@ -12,7 +12,8 @@ endpoint's schema (``9500.00``, never a float), the transactions from
 :func:`services.list_transactions`: the screens calculate nothing. Reads go to a caught-up
 replica. The activity feed is the browser's own ``EventSource`` on the live module's stream
 (``GET /api/v1/events/stream``, same origin, the session cookie goes along) when that stream is
-served.
+served, from the newest event when the page was drawn; how it reconnects, and what it does when
+the session ends, is in ``static/feed.js``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
+from sqlalchemy import func, select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from app.db import read_only
+from app.db import Session, read_only
 from app.errors import BadRequest, Invalid
+from app.events import OutboxEvent
 from app.http import API_PREFIX
 from app.screens import invalid_fields, load_form, next_page_url
 from app.security import Principal, authenticate, requires
@@ -177,7 +180,15 @@ def _feed() -> dict[str, Any] | None:
         current_app.url_map.bind("localhost").match(EVENT_STREAM, method="GET")
     except (NotFound, MethodNotAllowed):
         return None
-    return {"stream": EVENT_STREAM, "events": FEED_EVENTS}
+    return {"stream": EVENT_STREAM, "events": FEED_EVENTS, "position": _newest_event()}
+
+
+def _newest_event() -> int:
+    """The newest committed event's id: the feed resumes after it, so what is committed between
+    this page and its stream, or while the feed reconnects before it received an event, is
+    replayed. Read on the primary: a replica that lags could put it further back than the
+    stream replays (see the live module), and the page would keep reloading."""
+    return Session().scalar(select(func.max(OutboxEvent.id))) or 0
 
 
 @screens.app_template_filter("dashboard_facts")

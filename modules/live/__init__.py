@@ -13,13 +13,16 @@ manifest = Manifest(
     name="live",
     version="0.1.0",
     summary="Live updates: committed events streamed to browsers (Server-Sent Events)",
-    depends=("auth", "marketplace", "webhook"),
+    depends=("auth", "user", "marketplace", "webhook"),
     settings=(
         "live_poll_ms",
         "live_heartbeat_seconds",
         "live_session_check_seconds",
         "live_stream_max_seconds",
         "live_gap_timeout_seconds",
+        "live_streams_per_user",
+        "live_replay_max_events",
+        "live_replays",
     ),
 )
 

@@ -38,7 +38,8 @@ STREAM_MESSAGE = {
     "properties": {
         "event": {
             "type": "string",
-            "description": "The event's type (order.confirmed ...), or session-ended",
+            "description": "The event's type (order.confirmed ...), session-ended or "
+            "replay-truncated",
         },
         "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The outbox id"},
         "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting"},
@@ -55,6 +56,15 @@ STREAM_MESSAGE = {
                             "type": {"type": "string"},
                             "time": {"type": "string", "format": "date-time"},
                             "payload": {"type": "object"},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["after", "until", "detail"],
+                        "properties": {
+                            "after": {"type": "string", "pattern": "^[0-9]+$"},
+                            "until": {"type": "string", "pattern": "^[0-9]+$"},
+                            "detail": {"type": "string"},
                         },
                     },
                     {
@@ -84,8 +94,16 @@ class EventStream(MethodView):
         description="An endless text/event-stream: per event `id:` (the outbox id), `event:` "
         "(its type) and `data:` (JSON: id, type, time, payload); a `: heartbeat` comment with "
         "the position as `id:` when quiet; `event: session-ended` (data: reason, detail) before "
-        "it closes because the session was replaced, ended or expired.",
+        "it closes because the session was replaced, ended or expired; `event: "
+        "replay-truncated` (data: after, until, detail) instead of a replay for a client more "
+        "than LAPAK_LIVE_REPLAY_MAX_EVENTS behind: reload what you show.",
         example=EXAMPLE,
+    )
+    @blp.alt_response(
+        429,
+        schema=ProblemSchema,
+        description="You hold as many streams in this server process as one user may "
+        "(LAPAK_LIVE_STREAMS_PER_USER): close one (a browser tab); see Retry-After",
     )
     @blp.alt_response(
         503,
@@ -96,11 +114,12 @@ class EventStream(MethodView):
     def get(self, query: dict[str, Any], headers: dict[str, Any]) -> Response:
         """Stream the events you may see
 
-        Staff and admins get every committed event; a seller those about their own sales,
-        settlements and webhook endpoints; a customer those of their own orders, invoices,
-        payments and refunds. Logged-in browsers use their session cookie (EventSource), other
-        clients a bearer token; API keys are not accepted (programs get webhooks). The stream
-        ends after an hour (reconnect with Last-Event-ID), and for good when the session does.
+        Admins get every committed event, staff every one but users, imports and webhook
+        endpoints (as REST shows them); a seller those about their own sales, settlements and
+        webhook endpoints; a customer those of their own orders, invoices, payments and refunds.
+        Logged-in browsers use their session cookie (EventSource), other clients a bearer
+        token; API keys are not accepted (programs get webhooks). The stream ends after an hour
+        (reconnect with Last-Event-ID), and for good when the session does.
         """
         last_event_id = headers.get("last_event_id")
         if last_event_id is None:

@@ -1,19 +1,24 @@
 """Who may see an event on the stream, found for a whole batch of events at once.
 
-* Staff and admins see every event.
-* Anyone else sees the events that concern them:
-  - as a seller, what the webhook module sends a seller's endpoints (the one mapping,
-    :mod:`modules.webhook.audience`): their sales (orders, invoices, payments and refunds of
-    orders with a product or invoice line of theirs), their settlements, their endpoints;
-  - as a customer, the events of their own orders, invoices, payments and refunds (the order's
-    customer), and of their own provider transactions (the payload's ``customer``, e.g. a
-    wallet top-up's).
-* Everything else (users, sellers' profiles and KYC, wallets, imports, unknown types) is for
-  staff and admins only.
+The stream shows a person what the REST API lets them read, by their role:
+
+* Admins see every event.
+* Staff see every event but the admins' own: users and imports (``/api/v1/users``,
+  ``/imports`` are ``@requires("admin")``), webhook endpoints (their owner's and the admins':
+  ``modules/webhook/api.py``), and any type the webhook module's mapping does not know
+  (:data:`ADMIN_ONLY`).
+* A seller sees what the webhook module sends a seller's endpoints (the one mapping,
+  :mod:`modules.webhook.audience`): their sales (orders, invoices, payments and refunds of
+  orders with a product or invoice line of theirs), their settlements, their endpoints.
+* A customer sees the events of their own orders, invoices, payments and refunds (the order's
+  customer), and of their own provider transactions (the payload's ``customer``, e.g. a wallet
+  top-up's).
+
+The role is the viewer's own, not where their id happens to appear: a seller demoted to
+customer still owns products, but sees only their own orders, as REST shows them.
 
 A batch costs at most one query per kind of key for the sellers, one per kind of order key for
-the customers and one for the customers named by uuid, whatever its size; the lookups nobody
-connected needs are skipped.
+the customers and one for the customers named by uuid, whatever its size.
 """
 
 from __future__ import annotations
@@ -41,8 +46,11 @@ from modules.webhook.audience import (
 
 from .outbox import Committed
 
-#: The roles that see every event.
-SEE_EVERYTHING = frozenset({"admin", "staff"})
+#: The types only admins see (besides a webhook endpoint's owner for its own): what REST
+#: shows admins alone. Types the mapping does not know are the admins' too.
+ADMIN_ONLY = frozenset(
+    {name for name in EVENT_AUDIENCE if name.startswith("user.")} | {"webhook_endpoint.disabled"}
+)
 
 
 @dataclass(frozen=True)
@@ -56,27 +64,34 @@ class Viewer:
     def of(cls, principal: Principal) -> Viewer:
         return cls(principal.user_id, principal.role)
 
-    @property
-    def sees_everything(self) -> bool:
-        return self.role in SEE_EVERYTHING
-
 
 @dataclass(frozen=True)
 class Audience:
-    """The users (besides staff and admins) an event concerns."""
+    """Who an event is for besides admins: staff or not, and the sellers and customers it
+    concerns (user ids)."""
 
     sellers: frozenset[int] = frozenset()
     customers: frozenset[int] = frozenset()
+    staff: bool = True
 
     def visible_to(self, viewer: Viewer) -> bool:
+        """Whether ``viewer`` may see the event, by their role (see the module)."""
+        role = viewer.role
         return (
-            viewer.sees_everything
-            or viewer.user_id in self.sellers
-            or viewer.user_id in self.customers
+            role == "admin"
+            or (role == "staff" and self.staff)
+            or (role == "seller" and viewer.user_id in self.sellers)
+            or (role == "customer" and viewer.user_id in self.customers)
         )
 
 
 STAFF_ONLY = Audience()
+ADMINS_ONLY = Audience(staff=False)
+
+
+def staff_see(name: str) -> bool:
+    """Whether staff may see events of type ``name``."""
+    return name in EVENT_AUDIENCE and name not in ADMIN_ONLY
 
 
 def audiences(
@@ -87,7 +102,7 @@ def audiences(
     customers: bool = True,
 ) -> list[Audience]:
     """The audience of each of ``events``, in their order. ``sellers`` / ``customers``: whether
-    anyone connected needs those (left empty otherwise)."""
+    to find those (left empty otherwise: for a replay to a viewer who is neither)."""
     keyed = [audience_key(event.name, event.payload) for event in events]
     keys: dict[str, set[uuid.UUID]] = {}
     for found in keyed:
@@ -116,10 +131,13 @@ def audiences(
         customer = _named_customer(event) if customers else None
         if customer is not None and customer in named:
             concerned_customers.add(named[customer])
+        staff = staff_see(event.name)
         if concerned_sellers or concerned_customers:
-            result.append(Audience(frozenset(concerned_sellers), frozenset(concerned_customers)))
+            result.append(
+                Audience(frozenset(concerned_sellers), frozenset(concerned_customers), staff)
+            )
         else:
-            result.append(STAFF_ONLY)
+            result.append(STAFF_ONLY if staff else ADMINS_ONLY)
     return result
 
 

@@ -66,15 +66,24 @@ def render(event: Committed) -> bytes:
 
 
 def messages(
-    session: OrmSession, events: Sequence[Committed], viewers: Sequence[Viewer]
+    session: OrmSession,
+    events: Sequence[Committed],
+    *,
+    sellers: bool = True,
+    customers: bool = True,
 ) -> list[Message]:
-    """``events`` rendered, with their audiences resolved for the needs of ``viewers``."""
+    """``events`` rendered, with their audiences (see :func:`.audience.audiences` for
+    ``sellers`` and ``customers``).
+
+    The feed always resolves every audience of a batch: the streams it hands the batch to are
+    those subscribed when the batch is handed over, and one may subscribe while the batch is
+    read (its replay ends where the feed stood before the batch). An audience found only for
+    the viewers connected when the read began would leave that stream's events out, and its
+    next heartbeat would move it past them for good.
+    """  # fmt: skip
     if not events:
         return []
-    partial = [v for v in viewers if not v.sees_everything]
-    found = audiences(
-        session, events, sellers=any(v.role == "seller" for v in partial), customers=bool(partial)
-    )
+    found = audiences(session, events, sellers=sellers, customers=customers)
     return [
         Message(event.id, audience, render(event))
         for event, audience in zip(events, found, strict=True)
@@ -132,27 +141,51 @@ class Hub:
         self.position = 0
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
+        #: Held while the feed finds where it starts (see :meth:`subscribe`).
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._warnings = WarningsEvery(log, 60)
+        #: Turns to replay (see :mod:`.stream`): a reconnect storm reads the outbox a few
+        #: streams at a time, leaving the database's connections to the API.
+        self.replays = threading.BoundedSemaphore(settings.replays)
 
     def subscribe(self, viewer: Viewer) -> tuple[Subscriber, int]:
         """A new subscriber, and the position after which the hub hands it events (the events
-        up to there are the stream's to replay). Call inside an app context."""
+        up to there are the stream's to replay). Call inside an app context.
+
+        When the feed is not running, it starts from the newest event, once no lower id can
+        still commit (:func:`.outbox.settled_newest_id`, which may wait on a transaction
+        running): that wait holds the start lock, which only the streams that need the start
+        wait for, never the hub's lock (streams closing, the process stopping).
+        """
         subscriber = Subscriber(viewer)
         with self._lock:
-            if self._thread is None:
-                # From the newest event; from then on no event is left behind.
-                self.position = settled_newest_id(Session())
+            if self._thread is not None:
+                return self._add(subscriber)
+        with self._start_lock:
+            with self._lock:
+                if self._thread is not None:  # started while this one waited for the lock
+                    return self._add(subscriber)
+            position = settled_newest_id(Session(), self.settings.gap_timeout_seconds)
+            with self._lock:
+                # Only a holder of the start lock starts the thread: it is still not running.
+                self.position = position
                 self._thread = threading.Thread(
                     target=self._run,
-                    args=(Frontier(self.position, self.settings.gap_timeout_seconds),),
+                    args=(Frontier(position, self.settings.gap_timeout_seconds),),
                     name="lapak-live-hub",
                     daemon=True,
                 )
                 self._thread.start()
-            self._subscribers.add(subscriber)
-            return subscriber, self.position
+                return self._add(subscriber)
+
+    def _add(self, subscriber: Subscriber) -> tuple[Subscriber, int]:
+        """(Under the lock.) ``subscriber`` fed from now on, and where that starts."""
+        self._subscribers.add(subscriber)
+        if self._closed.is_set():
+            subscriber.end("server-stopping")
+        return subscriber, self.position
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -173,12 +206,11 @@ class Hub:
     def _run(self, frontier: Frontier) -> None:
         while not self._closed.is_set():
             with self._lock:
-                viewers = [s.viewer for s in self._subscribers]
-                if not viewers:
+                if not self._subscribers:
                     self._thread = None
                     return
             try:
-                batch, full = self._poll(frontier, viewers)
+                batch, full = self._poll(frontier)
             except Exception as error:  # the database down: try again at the next poll
                 self._warnings.warn("poll", "live: reading the outbox failed: %s", error)
                 batch, full = [], False
@@ -192,16 +224,16 @@ class Hub:
             if not full:
                 self._closed.wait(self.settings.poll_seconds)
 
-    def _poll(self, frontier: Frontier, viewers: list[Viewer]) -> tuple[list[Message], bool]:
+    def _poll(self, frontier: Frontier) -> tuple[list[Message], bool]:
         """The next events as messages; whether a whole page was read (more may be waiting)."""
         with self.app.app_context():
             session = Session()
-            snapshot = read_snapshot(session)
+            snapshot = read_snapshot(session, horizon=frontier.wants_horizon)
             rows = read_after(session, frontier.position, PAGE_SIZE)
             position = frontier.position
             taken = frontier.advance(rows, snapshot)
             try:
-                return messages(session, taken, viewers), len(taken) == PAGE_SIZE
+                return messages(session, taken), len(taken) == PAGE_SIZE
             except Exception:
                 frontier.position = position  # read them again at the next poll
                 raise

@@ -8,16 +8,25 @@ and a client resuming after 11 (``Last-Event-ID``) would miss it for good. So th
 appear: its transaction rolled back, or it committed and was read.
 
 Which it is cannot be read from the table (another transaction's uncommitted row is invisible),
-but it can be told from the transaction ids in progress. Each poll reads the server's snapshot
-(``pg_current_snapshot()``) before the events. The transaction that took a missing id took it
-before the event after it committed, so it had started (and had a transaction id) by the next
-poll; once the oldest transaction still running (``xmin`` of a later snapshot) is newer than
-every transaction known at that poll (its ``xmax``), that transaction has ended, and the events
-read after that snapshot include its event if it committed. A missing id still missing then
-belongs to a rolled-back transaction, and is skipped. A rollback costs the feed a poll or two;
-a transaction that keeps running (a long import) holds the feed back at most
-``LAPAK_LIVE_GAP_TIMEOUT_SECONDS``, after which the missing ids are skipped with a warning.
-Where a feed starts is chosen the same way (:func:`settled_newest_id`).
+but it can be told from transaction ids. The transaction that took a missing id took it before
+the event after it committed, so by the next poll it has its transaction id. The feed then takes
+a *horizon*: a transaction id of its own, given at that moment and ended at once
+(``pg_current_xact_id()`` in a short transaction of its own), so newer than every transaction
+that could hold the missing id. Once the oldest transaction still running (``xmin`` of a later
+snapshot, ``pg_current_snapshot()``, read before the events) is no older than the horizon, all
+of those have ended, and the events read after that snapshot include the missing one if it
+committed. A missing id still missing then belongs to a rolled-back transaction, and is
+skipped. A rollback costs the feed a poll or two; a transaction that keeps running (a long
+import) holds the feed back at most ``LAPAK_LIVE_GAP_TIMEOUT_SECONDS``, after which the missing
+ids are skipped with a warning. Where a feed starts is chosen the same way
+(:func:`settled_newest_id`).
+
+Why not the snapshot's ``xmax`` as the horizon: PostgreSQL sets it to the newest *ended*
+transaction id plus one, not the next id to be given, and leaves the transactions running at or
+above it out of ``xmin`` as well. A transaction that began writing after the one holding the
+next event, but took its outbox id first, can be at or above it while that event commits: the
+feed would see every transaction "known" at the horizon ended while it still runs, and skip its
+event for good.
 
 On SQLite one transaction writes at a time (``BEGIN IMMEDIATE``) and a rolled-back id is used
 again by the next insert, so committed ids never have a hole that a later commit fills: a
@@ -58,24 +67,33 @@ class Committed:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The oldest transaction still running and the next transaction id to be given, as a
-    PostgreSQL snapshot tells them."""
+    """What a poll knows of the transactions running on PostgreSQL: the oldest still running
+    (``xmin``), and a horizon (see the module) when it was asked for one."""
 
     xmin: int
-    xmax: int
+    horizon: int | None = None
 
 
-_SNAPSHOT = text(
-    "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s"
-)
+_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+_NEXT_XID = text("SELECT pg_current_xact_id()::text")
 
 
-def read_snapshot(session: Session) -> Snapshot | None:
-    """The server's snapshot (PostgreSQL), or None where commits cannot overtake ids (SQLite)."""
+def read_snapshot(session: Session, horizon: bool = False) -> Snapshot | None:
+    """The oldest transaction running on the server, and with ``horizon`` first a horizon (see
+    the module); None where commits cannot overtake ids (SQLite)."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    xmin, xmax = session.execute(_SNAPSHOT).one()
-    return Snapshot(int(xmin), int(xmax))
+    found = read_horizon(session) if horizon else None
+    return Snapshot(int(session.execute(_XMIN).scalar_one()), found)
+
+
+def read_horizon(session: Session) -> int:
+    """A transaction id newer than every one given before (PostgreSQL): one given to a
+    transaction of its own on another connection, ended at once (``session`` is left alone)."""
+    with session.get_bind().connect() as connection:
+        xid = connection.execute(_NEXT_XID).scalar_one()
+        connection.rollback()
+    return int(xid)
 
 
 def read_after(
@@ -105,37 +123,45 @@ def newest_id(session: Session) -> int:
     return session.scalar(select(func.max(OutboxEvent.id))) or 0
 
 
-#: How long a feed that starts waits for the transactions then running to end.
-START_WAIT_SECONDS = 2.0
-
-
-def settled_newest_id(session: Session, wait_seconds: float = START_WAIT_SECONDS) -> int:
+def settled_newest_id(session: Session, wait_seconds: float) -> int:
     """The newest event id, once no lower id can still commit: where a feed starts.
 
-    On PostgreSQL the transactions holding a lower id had all started when the snapshot read
-    just after the id was (see the module), so once the oldest transaction running is newer
-    than that snapshot's ``xmax``, every id up to it has committed or never will. That takes
-    milliseconds (the transactions then running end); after ``wait_seconds`` the feed starts
-    anyway.
+    On PostgreSQL the transactions holding a lower id all had their transaction id when the
+    newest was read (see the module), so once the oldest transaction running is no older than a
+    horizon taken then, every id up to it has committed or never will. That takes
+    milliseconds (the transactions then running end). A transaction that keeps running holds
+    the start back at most ``wait_seconds`` (the feed's gap timeout: a feed already running
+    would wait as long for the same id), after which the feed starts anyway, with a warning: an
+    event that transaction commits with a lower id will not be streamed.
     """
     newest = newest_id(session)
-    first = read_snapshot(session)
-    if first is None:
+    if read_snapshot(session) is None:
         return newest
+    horizon = read_horizon(session)
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
+    pause = 0.005
+    while True:
         snapshot = read_snapshot(session)
-        if snapshot is None or snapshot.xmin >= first.xmax:
+        if snapshot is None or snapshot.xmin >= horizon:
+            return newest
+        if time.monotonic() >= deadline:
             break
-        time.sleep(0.005)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)  # milliseconds at first; a long wait asks ten times a second
+    log.warning(
+        "live: the feed starts after event %d although a transaction that began before it was "
+        "read still runs after %ds; an event it commits with a lower id will not be streamed",
+        newest,
+        wait_seconds,
+    )
     return newest
 
 
 @dataclass
 class _Gap:
     seen_at: float
-    #: ``xmax`` of the first snapshot after the gap was seen: every transaction that could fill
-    #: it had started by then.
+    #: A transaction id taken at the first poll after the gap was seen (see the module): every
+    #: transaction that could fill it had its id, older than this one, by then.
     horizon: int | None = None
 
 
@@ -169,6 +195,11 @@ class Frontier:
         self._gaps = {start: gap for start, gap in self._gaps.items() if start > self.position}
         return taken
 
+    @property
+    def wants_horizon(self) -> bool:
+        """Whether the next snapshot should come with a horizon (a gap waits for one)."""
+        return any(gap.horizon is None for gap in self._gaps.values())
+
     def _gap_closed(self, following: int, snapshot: Snapshot | None, now: float) -> bool:
         """Whether the ids between :attr:`position` and ``following`` can no longer appear."""
         if snapshot is None:
@@ -179,8 +210,8 @@ class Frontier:
             self._gaps[start] = _Gap(seen_at=now)
             return False
         if gap.horizon is None:
-            gap.horizon = snapshot.xmax
-        if snapshot.xmin >= gap.horizon:
+            gap.horizon = snapshot.horizon
+        if gap.horizon is not None and snapshot.xmin >= gap.horizon:
             return True
         if now - gap.seen_at >= self.gap_timeout_seconds:
             log.warning(

@@ -2,10 +2,20 @@
 
 The stream opens with ``retry:`` (how soon the browser reconnects) and ``id:`` set to where it
 starts, so even a client that received no event reconnects with a ``Last-Event-ID`` and misses
-nothing. With a ``Last-Event-ID`` (or ``?last_event_id=``) it first replays, from the primary, the
-events after that id that its viewer may see, up to where the process's feed stood when it
-subscribed; then it sends what the feed hands it. Without one it starts at the feed's position
-("now"). An id beyond the newest event (a database reset) also starts now.
+nothing. With a ``Last-Event-ID`` (or ``?last_event_id=``) it first replays the events after that
+id that its viewer may see, up to where the process's feed stood when it subscribed; then it
+sends what the feed hands it. Without one it starts at the feed's position ("now"). An id beyond
+the newest event (a database reset) also starts now.
+
+A replay is bounded, so that no client can make a process read the whole outbox for it (the
+outbox keeps every event): it reads pages of :data:`.outbox.PAGE_SIZE` events from a replica
+that has replayed what the stream starts after (the primary when none has), checks the
+session before each page after the first, and at most ``LAPAK_LIVE_REPLAYS`` streams of a
+process replay at once (the others wait their turn, with a comment line now and then). A client
+more than ``LAPAK_LIVE_REPLAY_MAX_EVENTS`` event ids behind gets no replay but an ``event:
+replay-truncated`` whose ``id:`` is where the stream starts (``data``: ``after``, ``until``,
+``detail``): the events in between are not sent, so it should reload what it shows (a page, its
+figures) rather than trust its feed.
 
 It ends, and the client reconnects with ``Last-Event-ID``, when it has run
 ``LAPAK_LIVE_STREAM_MAX_SECONDS``, when the process stops, or when it falls too far behind. It
@@ -22,13 +32,15 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, g, request
 
-from app.db import Session
+from app.db import Session, get_database, read_only
 from app.errors import Unauthenticated
 from app.log import WarningsEvery
 from app.security import Principal
@@ -37,8 +49,8 @@ from modules.auth.services import check_session
 
 from .audience import Viewer
 from .config import LiveSettings, hub, live_settings
-from .hub import Hub, Subscriber, messages
-from .outbox import newest_id, read_after
+from .hub import Hub, Message, Subscriber, messages
+from .outbox import Committed, newest_id, read_after
 
 log = logging.getLogger(__name__)
 _warnings = WarningsEvery(log, 60)
@@ -63,12 +75,48 @@ class Stream:
     cursor: int
     #: Where the feed stood when this stream subscribed: replayed up to here, fed after it.
     start: int
+    #: The primary's WAL position once the stream subscribed: a replica that has replayed it
+    #: has every event to replay (None: no replica, or nothing to replay).
+    min_lsn: int | None = None
+    #: Whether the server took the answer (see :func:`release_unsent`).
+    handed_over: bool = False
+
+
+class StreamResponse(Response):
+    """A stream's answer, which notes when the server takes it."""
+
+    def __init__(self, stream: Stream, **kwargs: Any) -> None:
+        super().__init__(_run(stream), **kwargs)
+        self.stream = stream
+        # The server closes every answer it took, also one whose body it never read (a HEAD
+        # request): a generator that never started would not run its own cleanup.
+        self.call_on_close(lambda: _release(stream))
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        self.stream.handed_over = True
+        return super().__call__(environ, start_response)
+
+
+def release_unsent(_error: BaseException | None = None) -> None:
+    """(A ``teardown_request`` hook.) Release the stream opened by this request if its answer
+    never reached the server: something after the view failed (an ``after_request`` hook) and
+    Flask answered an error instead, so neither the body nor ``close`` will ever run."""
+    stream = g.pop("live_stream", None)
+    if stream is not None and not stream.handed_over:
+        _release(stream)
 
 
 def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     """The caller's event stream (see the module); 503 when the process serves as many streams
-    as it may."""
-    slot = get_streams().open()
+    as it may, 429 when the caller holds as many as one user may
+    (``LAPAK_LIVE_STREAMS_PER_USER``: a stream closed elsewhere is noticed at its next write,
+    within a heartbeat, hence the ``Retry-After``)."""
+    settings = live_settings()
+    slot = get_streams().open(
+        owner=("user", principal.user_id),
+        per_owner=settings.streams_per_user,
+        retry_after=settings.heartbeat_seconds,
+    )
     try:
         feed = hub()
         viewer = Viewer.of(principal)
@@ -84,17 +132,34 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
         slot.close()
         raise
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    stream = Stream(app, live_settings(), feed, principal, viewer, subscriber, slot, cursor, start)
-    response = Response(
-        _run(stream),
+    stream = Stream(app, settings, feed, principal, viewer, subscriber, slot, cursor, start)
+    if _replay_needed(stream) == "pages":
+        database = get_database()
+        try:
+            stream.min_lsn = database.primary_lsn() if database.replicas else None
+        except BaseException:
+            _release(stream)
+            raise
+    g.live_stream = stream
+    _bound_writes(settings.write_timeout_seconds)
+    return StreamResponse(
+        stream,
         mimetype=MIMETYPE,
         # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-    # The server closes every answer, also one whose body it never read (a HEAD request): a
-    # generator that never started would not run its own cleanup.
-    response.call_on_close(lambda: _release(stream))
-    return response
+
+
+def _bound_writes(seconds: float) -> None:
+    """Let a write to this request's socket wait at most ``seconds``: a client that stops
+    reading (its window shut, the connection open) would otherwise hold the stream's thread and
+    slot in a blocked ``send`` for as long as the kernel keeps the connection, and neither the
+    stream's end, its session check nor a stopping process would be looked at. The server then
+    drops the connection, which closes the stream. The socket is gunicorn's or Werkzeug's."""
+    environ = request.environ
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        sock.settimeout(seconds)
 
 
 def _run(stream: Stream) -> Iterator[bytes]:
@@ -103,7 +168,9 @@ def _run(stream: Stream) -> Iterator[bytes]:
     stopping = stream.app.extensions["lapak.streams"].stopping
     try:
         yield f"retry: {RECONNECT_MS}\nid: {stream.cursor}\n\n".encode()
-        yield from _replay(stream)
+        replayed = yield from _replay(stream)
+        if not replayed:  # ended meanwhile: the client resumes where the replay stopped
+            return
         now = time.monotonic()
         ends_at = now + settings.stream_max_seconds
         next_check = now + settings.session_check_seconds
@@ -124,7 +191,9 @@ def _run(stream: Stream) -> Iterator[bytes]:
                     return
                 next_check = now + settings.session_check_seconds
             if now >= next_heartbeat:
-                yield _heartbeat(stream)
+                beat = _heartbeat(stream)
+                if beat:
+                    yield beat
                 next_heartbeat = now + settings.heartbeat_seconds
             stream.subscriber.wait(min(ends_at, next_check, next_heartbeat) - now)
     finally:
@@ -137,19 +206,78 @@ def _release(stream: Stream) -> None:
     stream.slot.close()
 
 
-def _replay(stream: Stream) -> Iterator[bytes]:
-    """The events after the client's id, up to where the feed took over, that it may see."""
-    while stream.cursor < stream.start:
-        with stream.app.app_context():
-            session = Session()
-            events = read_after(session, stream.cursor, upto=stream.start)
-            rendered = messages(session, events, [stream.viewer])
-        if not events:
-            return
-        for message in rendered:
-            if message.audience.visible_to(stream.viewer):
-                yield message.text
-        stream.cursor = events[-1].id
+def _replay_needed(stream: Stream) -> str | None:
+    """None (the client is up to date), ``"pages"`` or ``"truncated"`` (too far behind)."""
+    if stream.cursor >= stream.start:
+        return None
+    if stream.start - stream.cursor > stream.settings.replay_max_events:
+        return "truncated"
+    return "pages"
+
+
+def _replay(stream: Stream) -> Generator[bytes, None, bool]:
+    """The events after the client's id, up to where the feed took over, that it may see (see
+    the module for the bounds); whether the stream may go on (False: it ended meanwhile)."""
+    needed = _replay_needed(stream)
+    if needed is None:
+        return True
+    if needed == "truncated":
+        yield _truncated(stream)
+        stream.cursor = stream.start
+        return True
+    stopping = stream.app.extensions["lapak.streams"].stopping
+    turns = stream.hub.replays
+    while not turns.acquire(timeout=stream.settings.heartbeat_seconds):
+        if stream.subscriber.ended is not None or stopping.is_set():
+            return False
+        ended = _session_ended(stream)
+        if ended is not None:
+            yield ended
+            return False
+        yield b": waiting to replay\n\n"  # keeps proxies, and finds a client gone
+    try:
+        first = True
+        while stream.cursor < stream.start:
+            if stream.subscriber.ended is not None or stopping.is_set():
+                return False
+            if not first:
+                ended = _session_ended(stream)
+                if ended is not None:
+                    yield ended
+                    return False
+            first = False
+            with stream.app.app_context():
+                events, rendered = read_only(min_lsn=stream.min_lsn)(_replay_page)(stream)
+            if not events:
+                break
+            for message in rendered:
+                if message.audience.visible_to(stream.viewer):
+                    yield message.text
+            stream.cursor = events[-1].id
+    finally:
+        turns.release()
+    return True
+
+
+def _replay_page(stream: Stream) -> tuple[list[Committed], list[Message]]:
+    """The next page of the replay, with the audiences its viewer's role needs."""
+    session = Session()
+    events = read_after(session, stream.cursor, upto=stream.start)
+    role = stream.viewer.role
+    return events, messages(session, events, sellers=role == "seller", customers=role == "customer")
+
+
+def _truncated(stream: Stream) -> bytes:
+    """``replay-truncated``, with where the stream starts as its id (see the module)."""
+    body = json.dumps(
+        {
+            "after": str(stream.cursor),
+            "until": str(stream.start),
+            "detail": f"more than {stream.settings.replay_max_events} events were missed; they "
+            "are not sent: reload what you show",
+        }
+    )
+    return f"id: {stream.start}\nevent: replay-truncated\ndata: {body}\n\n".encode()
 
 
 def _fed(stream: Stream) -> bytes:
@@ -166,9 +294,18 @@ def _fed(stream: Stream) -> bytes:
 def _heartbeat(stream: Stream) -> bytes:
     """A comment, with the feed's position as the id: the hub hands over the events up to a
     position before it publishes it, so once they are taken the client is up to date there,
-    whether it was sent any of them or not."""
+    whether it was sent any of them or not.
+
+    Not so once the hub has ended the stream: it drops what it hands over from then on (and a
+    stream too slow loses what was waiting), so the position may be past messages this stream
+    never got. Then only what was taken is sent, and the client reconnects from its last id.
+    The position is read before the messages are taken and the end checked after: a stream
+    still running then had every message up to that position put in its mailbox.
+    """
     position = stream.hub.position
     fed = _fed(stream)
+    if stream.subscriber.ended is not None:
+        return fed
     stream.cursor = max(stream.cursor, position)
     return fed + f": heartbeat\nid: {stream.cursor}\n\n".encode()
 

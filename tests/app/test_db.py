@@ -14,7 +14,7 @@ from sqlalchemy import event, func, select, text
 from app.db import LSN_HEADER, ReadOnlyViolation, Session, after_commit, read_only, transaction
 from tests.conftest import wait_for_replica
 from tests.sample_modules.notes.models import Note
-from tests.servers import free_port
+from tests.servers import Services, free_port
 
 
 def in_recovery() -> bool:
@@ -28,6 +28,23 @@ def test_reads_inside_read_only_are_served_by_the_replica(app: Flask) -> None:
             assert in_recovery() is True
         Session.remove()
         assert in_recovery() is False
+
+
+def test_read_only_as_a_decorator_keeps_its_arguments(app: Flask, services: Services) -> None:
+    with app.app_context():
+        database = app.extensions["lapak.db"]
+        replayed = database.primary_lsn()
+        wait_for_replica(services)
+        beyond = replayed + 10**9  # a position no replica has replayed
+
+        assert read_only()(in_recovery)() is True
+        Session.remove()
+        assert read_only(use_replica=False)(in_recovery)() is False
+        Session.remove()
+        assert read_only(min_lsn=beyond)(in_recovery)() is False
+        Session.remove()
+        with read_only(min_lsn=replayed):  # the replica has it: it serves the reads
+            assert in_recovery() is True
 
 
 @contextmanager

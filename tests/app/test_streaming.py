@@ -1,11 +1,12 @@
-"""The stream slots of a process: at most ``LAPAK_WEB_STREAMS`` at once, and a stop ends them."""
+"""The stream slots of a process: at most ``LAPAK_WEB_STREAMS`` at once, at most a view's share
+per owner, and a stop ends them."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.errors import ServiceUnavailable
-from app.streaming import Streams, StreamsFull
+from app.errors import ServiceUnavailable, TooManyRequests
+from app.streaming import Streams, StreamsFull, TooManyStreams
 
 
 def test_a_stream_beyond_the_capacity_is_refused_until_one_ends() -> None:
@@ -40,3 +41,22 @@ def test_a_stop_wakes_the_streams_and_refuses_new_ones() -> None:
     assert streams.stopping.is_set()
     with pytest.raises(StreamsFull, match="stopping"):
         streams.open()
+
+
+def test_an_owner_beyond_their_share_is_refused_with_429_and_others_are_not() -> None:
+    streams = Streams(capacity=10)
+    mine = [streams.open(owner="me", per_owner=2, retry_after=15) for _ in range(2)]
+
+    with pytest.raises(TooManyStreams) as refused:
+        streams.open(owner="me", per_owner=2, retry_after=15)
+    assert isinstance(refused.value, TooManyRequests)  # a 429: the caller's doing
+    assert refused.value.headers["Retry-After"] == "15"
+    assert streams.owned_by("me") == 2
+    streams.open(owner="someone else", per_owner=2)
+    streams.open()  # no owner: only the capacity counts
+
+    mine[0].close()
+    mine[0].close()
+    assert streams.owned_by("me") == 1
+    streams.open(owner="me", per_owner=2)
+    assert (streams.open_count, streams.owned_by("me")) == (4, 2)

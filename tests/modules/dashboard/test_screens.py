@@ -18,8 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
+from app.db import Session
+from app.events import OutboxEvent
 from tests.modules.conftest import Caller, login
 from tests.modules.ledger.screens_support import browser_of, figure, notices, text_of, web_user
 
@@ -353,6 +356,11 @@ def test_the_activity_feed_listens_to_the_event_stream_when_it_is_served(
     events = json.loads(attribute(page, "activity-feed", "data-events"))
     assert events["order.confirmed"] == "Order placed"
     assert "/web/dashboard/static/feed.js" in page.text
+    # It resumes after the newest event when the page was drawn (nothing between is lost).
+    with app.app_context():
+        newest = Session().scalar(select(func.max(OutboxEvent.id)))
+    assert newest
+    assert attribute(page, "activity-feed", "data-last-event-id") == str(newest)
 
     loaded = [m.name for m in app.extensions["lapak.registry"].manifests]
     without_live = make_app(modules=tuple(name for name in loaded if name != "live"))

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from app.db import Session
-from modules.live.audience import STAFF_ONLY, Audience, Viewer, audiences
+from modules.live.audience import ADMINS_ONLY, STAFF_ONLY, Audience, Viewer, audiences
 from modules.live.outbox import Committed, read_after
 from tests.modules.marketplace.conftest import order_body
 
@@ -85,6 +85,58 @@ def test_a_customer_sees_their_own_provider_transaction_but_not_their_wallet_eve
         found = audiences(Session(), [top_up, frozen, unknown])
 
     viewer = Viewer(customer.user_id, "customer")
-    assert found == [Audience(customers=frozenset({customer.user_id})), STAFF_ONLY, STAFF_ONLY]
+    assert found == [Audience(customers=frozenset({customer.user_id})), STAFF_ONLY, ADMINS_ONLY]
     assert [audience.visible_to(viewer) for audience in found] == [True, False, False]
-    assert all(audience.visible_to(Viewer(0, "staff")) for audience in found)
+    # A type nobody mapped is the admins' alone (staff see what REST shows them).
+    assert [audience.visible_to(Viewer(0, "staff")) for audience in found] == [True, True, False]
+    assert all(audience.visible_to(Viewer(0, "admin")) for audience in found)
+
+
+def test_staff_do_not_see_the_admins_events_that_rest_shows_admins_only(app: Flask) -> None:
+    owner = person(app, "seller")
+    events = [
+        committed("user.created", {"uuid": str(uuid.uuid4()), "role": "customer"}),
+        committed("user.imported", {"created": 3}),
+        committed("webhook_endpoint.disabled", {"owner": str(owner.uuid)}),
+        committed("seller.verified", {"seller": str(uuid.uuid4())}),
+        committed("wallet.frozen", {"wallet": str(uuid.uuid4())}),
+        committed("settlement.outcome_conflict", {"seller": str(uuid.uuid4())}),
+    ]
+
+    with app.app_context():
+        found = audiences(Session(), events)
+
+    staff, admin = Viewer(0, "staff"), Viewer(0, "admin")
+    assert [audience.visible_to(staff) for audience in found] == [
+        False,  # /api/v1/users: @requires("admin")
+        False,  # /api/v1/users/imports: @requires("admin")
+        False,  # a webhook endpoint: its owner's and the admins'
+        True,  # sellers' KYC: staff verify it
+        True,  # wallets: staff freeze them
+        True,  # settlements: staff read and fail them
+    ]
+    assert all(audience.visible_to(admin) for audience in found)
+    assert found[2].visible_to(Viewer(owner.user_id, "seller"))
+
+
+def test_a_seller_demoted_to_customer_no_longer_sees_the_orders_of_their_products(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    seller, customer = person(app, "seller"), person(app, "customer")
+    product = make_product(app, seller)
+    placed = client.post("/api/v1/marketplace/orders", json=order_body((product, "1")),
+                         headers=customer.headers)  # fmt: skip
+    assert placed.status_code == 201, placed.get_json()
+    settle(app)
+    order = committed("order.confirmed", {"order": placed.get_json()["order"]["id"]})
+
+    with app.app_context():
+        [audience] = audiences(Session(), [order])
+
+    assert audience.visible_to(Viewer(seller.user_id, "seller"))
+    assert audience.visible_to(Viewer(customer.user_id, "customer"))
+    # The same user once their role is customer: REST shows a customer their own orders only.
+    assert not audience.visible_to(Viewer(seller.user_id, "customer"))
+    # And a customer's id as a seller's: not their sale.
+    assert not audience.visible_to(Viewer(customer.user_id, "seller"))

@@ -3,10 +3,16 @@ streams are served beside the API, the process's cap answers 503, and a stop end
 
 from __future__ import annotations
 
+import json
 import re
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -84,3 +90,51 @@ def test_lapak_serve_streams_beside_the_api_and_ends_the_streams_when_it_stops(
         assert ends(sse)
         sse.close()
     assert "Traceback" not in output, output
+
+
+@pytest.mark.slow
+def test_a_client_that_stops_reading_releases_its_stream_under_gunicorn(tmp_path: Path) -> None:
+    process, base = serve(tmp_path, **{**SETTINGS, "web_streams": "1"})
+    try:
+        email, password = demo_admin(tmp_path)
+        credentials = {"email": email, "password": password}
+        logged_in = requests.post(f"{base}/api/v1/auth/login", json=credentials, timeout=30)
+        assert logged_in.status_code == 200, logged_in.text
+        admin = Caller(email, None, 0, logged_in.json()["access_token"])  # type: ignore[arg-type]
+        address = urlsplit(base)
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        stalled.connect((address.hostname, address.port))
+        head = f"GET /api/v1/events/stream HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        stalled.sendall(f"{head}Authorization: Bearer {admin.token}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:  # its head, then it reads no more
+            answer += stalled.recv(1)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        busy = open_stream(base, admin)
+        assert busy.status == 503  # the stalled client holds the only slot
+        busy.close()
+        # 6 MB of events, more than the kernel's buffers hold, written to the served database.
+        with sqlite3.connect(tmp_path / "instance" / "lapak.db") as database:
+            database.executemany(
+                "INSERT INTO core_outbox_event (event_id, name, payload, status, attempts,"
+                " delivered_to, created_at, next_attempt_at) VALUES (?, 'live.probe', ?,"
+                " 'delivered', 0, '[]', datetime('now'), datetime('now'))",
+                [(uuid.uuid4().hex, json.dumps({"blob": "x" * 100_000})) for _ in range(60)],
+            )
+
+        deadline = time.monotonic() + 60  # writes give up after two heartbeats (2 s)
+        while True:
+            again = open_stream(base, admin)
+            if again.status == 200 or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.2)
+        assert again.status == 200
+        again.close()
+        stalled.close()
+    finally:
+        output = stop(process)
+
+    assert "Traceback" not in output, output
+    assert "closed a connection whose client stopped reading" in output

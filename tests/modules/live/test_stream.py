@@ -4,13 +4,15 @@ heartbeats, and the per-process cap."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from flask import Flask
+from flask import Flask, Response, request
 
 from app.db import transaction
 from app.events import emit
@@ -95,12 +97,12 @@ def test_the_last_event_id_may_come_in_the_query(
     live_app: Flask, serve: Callable[[Flask], str]
 ) -> None:
     base = serve(live_app)
-    staff = person(live_app, "staff")
+    admin = person(live_app, "admin")
     write_events(live_app, 0, 3)
     first_id = outbox(live_app)[0][0]
     newest = outbox(live_app)[-1][0]
 
-    sse = open_stream(base, staff, query=f"?last_event_id={first_id}")
+    sse = open_stream(base, admin, query=f"?last_event_id={first_id}")
     received = sse.events(position_reached(newest))
     sse.close()
 
@@ -159,7 +161,7 @@ def test_each_viewer_gets_the_events_they_may_see_and_only_those(
     refunded = refund(client, viewers["staff"], paid, "5000")
     assert refunded.status_code == 201, refunded.get_json()
     settle(live_app)
-    person(live_app, "customer")  # user.created: for staff and admins only
+    person(live_app, "customer")  # user.created: for admins only (as /api/v1/users)
     settle(live_app)
     events = outbox(live_app, start["admin"])
     newest = events[-1][0]
@@ -174,14 +176,16 @@ def test_each_viewer_gets_the_events_they_may_see_and_only_those(
         for customer, placed in orders.items()
     }  # fmt: skip
     everything = [event_id for event_id, _, _ in events]
+    but_users = [event_id for event_id, name, _ in events if not name.startswith("user.")]
     first, second = about(details["customer_1"], events), about(details["customer_2"], events)
     assert {"order.confirmed", "refund.created", "payment.confirmed"} <= {
         name for event_id, name, _ in events if event_id in first
     }
     assert "user.created" in {name for _, name, _ in events}
+    assert len(but_users) < len(everything)
     assert received == {
         "admin": everything,
-        "staff": everything,
+        "staff": but_users,
         "seller_a": first,
         "seller_b": second,
         "customer_1": first,
@@ -317,3 +321,95 @@ def test_an_answer_whose_body_is_never_read_gives_its_slot_back(
     sse = open_stream(base, admin)
     assert sse.status == 200
     sse.close()
+
+
+def test_a_stream_whose_answer_fails_after_the_view_gives_its_slot_and_subscription_back(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(web_streams=1)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answered as in production: a 500
+
+    @app.after_request
+    def fail(response: Response) -> Response:
+        if request.path == STREAM:
+            raise RuntimeError("an after_request hook failed")
+        return response
+
+    admin = person(app, "admin")
+    client = app.test_client()
+
+    failed = client.get(STREAM, headers=admin.headers)
+
+    assert failed.status_code == 500
+    assert failed.content_type == "application/problem+json"
+    assert app.extensions["lapak.streams"].open_count == 0
+    assert app.extensions["live.hub"].subscriber_count == 0
+
+
+def test_one_user_holds_at_most_their_share_of_streams_others_still_connect(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=10)
+    base = serve(app)
+    customer, staff = person(app, "customer"), person(app, "staff")
+    mine = [open_stream(base, customer) for _ in range(5)]  # LAPAK_LIVE_STREAMS_PER_USER
+    assert [sse.status for sse in mine] == [200] * 5
+
+    refused = open_stream(base, customer)
+    assert refused.status == 429
+    assert refused.content_type == "application/problem+json"
+    assert refused.response.getheader("Retry-After") == "1"  # a heartbeat: a closed one is seen
+    assert refused.problem()["type"] == "urn:lapak:problem:too-many-streams"
+    refused.close()
+    other = open_stream(base, staff)
+    assert other.status == 200
+    other.close()
+
+    mine[0].close()  # the server notices at its next write (a heartbeat)
+    deadline = time.monotonic() + 30
+    while True:
+        again = open_stream(base, customer)
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        again.close()
+        time.sleep(0.2)
+    assert again.status == 200
+    again.close()
+    for sse in mine[1:]:
+        sse.close()
+
+
+def test_a_client_that_stops_reading_gives_its_thread_and_slot_back(
+    make_app: Callable[..., Flask], serve: Callable[[Flask], str]
+) -> None:
+    app = make_app(web_streams=1)
+    base = serve(app)
+    admin = person(app, "admin")
+    address = urlsplit(base)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, never read
+    stalled.connect((address.hostname, address.port))
+    head = f"GET {STREAM} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+    stalled.sendall(f"{head}Authorization: Bearer {admin.token}\r\n\r\n".encode())
+    try:
+        deadline = time.monotonic() + 10
+        while app.extensions["lapak.streams"].open_count == 0:
+            assert time.monotonic() < deadline, "the stream did not open"
+            time.sleep(0.05)
+        with app.app_context():
+            for n in range(60):  # 6 MB: more than the kernel's buffers hold
+                with transaction():
+                    emit("live.probe", {"n": n, "blob": "x" * 100_000})
+
+        # The server's writes block, then give up after two heartbeats (2 s here).
+        deadline = time.monotonic() + 30
+        while True:
+            again = open_stream(base, admin)
+            if again.status == 200 or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.2)
+        assert again.status == 200
+        again.close()
+    finally:
+        stalled.close()
