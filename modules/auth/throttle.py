@@ -11,6 +11,10 @@ and the counters go back to Redis once it answers again.
 An attempt is counted as a failure *before* its password is checked (:meth:`reserve`), with an
 atomic increment, and a success gives that count back: so parallel attempts each see their own
 number, and a burst gets no more password checks than the limit.
+
+The same counting serves any public secret that can be guessed (a payment link's token): another
+module builds its own :class:`LoginThrottle` with its own ``namespace`` (its keys), limits and
+``refusal`` (its problem type), the secret's hash standing for the email.
 """
 
 from __future__ import annotations
@@ -21,17 +25,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from redis import Redis
 
 from app.errors import TooManyRequests
 from app.jobs import RedisOutage
 
-from .config import AuthSettings
-
 T = TypeVar("T")
-_FALLBACK = "login failures are counted in each process"
+NAMESPACE = "lapak:auth:throttle"
+
+
+class ThrottleLimits(Protocol):
+    """The limits a throttle counts by (``AuthSettings`` has them for logins)."""
+
+    max_account_failures: int
+    max_ip_failures: int
+    failure_window_seconds: int
+    lockout_seconds: int
+    max_lockout_seconds: int
 
 
 class LoginLocked(TooManyRequests):
@@ -64,11 +76,22 @@ class _MemoryStore:
 
 class LoginThrottle:
     def __init__(
-        self, settings: AuthSettings, redis: Redis | None, outage: RedisOutage | None = None
+        self,
+        settings: ThrottleLimits,
+        redis: Redis | None,
+        outage: RedisOutage | None = None,
+        *,
+        namespace: str = NAMESPACE,
+        refusal: Callable[[int], TooManyRequests] = _locked,
+        counted: str = "login failures",
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.outage = outage or RedisOutage()
+        self.namespace = namespace
+        self.refusal = refusal
+        #: What the outage warning says is counted in each process meanwhile.
+        self._fallback = f"{counted} are counted in each process"
         self._memory = _MemoryStore()
 
     def _store(self, on_redis: Callable[[Redis], T], in_memory: Callable[[], T]) -> T:
@@ -76,13 +99,13 @@ class LoginThrottle:
         redis = self.redis
         if redis is None:
             return in_memory()
-        return self.outage.guarded(_FALLBACK, lambda: on_redis(redis), in_memory)
+        return self.outage.guarded(self._fallback, lambda: on_redis(redis), in_memory)
 
     def check(self, email_key: str, ip: str | None) -> None:
         """Raise :class:`LoginLocked` if the account or the IP is locked out."""
         wait = max(self._locked_for(key) for key in self._keys(email_key, ip))
         if wait > 0:
-            raise _locked(wait)
+            raise self.refusal(wait)
 
     def reserve(self, email_key: str, ip: str | None) -> None:
         """Count this attempt as failed before its password is checked.
@@ -97,7 +120,7 @@ class LoginThrottle:
             limits.append((ip_key, self.settings.max_ip_failures))
         for key, limit in limits:
             if self._count(key, limit) > limit:
-                raise _locked(max(self._locked_for(key), 1))
+                raise self.refusal(max(self._locked_for(key), 1))
 
     def succeeded(self, email_key: str, ip: str | None) -> None:
         """Forget the account's failures; give back the IP's count for this attempt."""
@@ -124,12 +147,11 @@ class LoginThrottle:
 
     def _keys(self, email_key: str, ip: str | None) -> tuple[str, str]:
         account = self._account_key(email_key)
-        return account, f"lapak:auth:throttle:ip:{ip}" if ip else account
+        return account, f"{self.namespace}:ip:{ip}" if ip else account
 
-    @staticmethod
-    def _account_key(email_key: str) -> str:
+    def _account_key(self, email_key: str) -> str:
         digest = hashlib.sha256(email_key.strip().lower().encode()).hexdigest()[:32]
-        return f"lapak:auth:throttle:account:{digest}"
+        return f"{self.namespace}:account:{digest}"
 
     def _lock_seconds(self, failures: int, limit: int) -> int:
         if failures < limit:
