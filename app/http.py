@@ -50,6 +50,7 @@ from werkzeug.exceptions import HTTPException
 from app import errors, reading
 from app.config import Settings
 from app.db import DriverStatement, Session
+from app.log import logged_path
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("lapak.access")
@@ -327,7 +328,7 @@ def init_app(
         access_log.info(
             "%s %s %s",
             request.method,
-            request.path,
+            logged_path(),
             response.status_code,
             extra={"event": "request", "status": response.status_code, "duration_ms": duration},
         )

@@ -32,6 +32,17 @@ FERNET_TOKEN = re.compile(r"gAAAAA[A-Za-z0-9_-]{20,}={0,2}")
 REDACTED = "[sealed]"
 
 
+def hide_path(shown: str) -> None:
+    """Log this request's path as ``shown`` (a route template, ``/pay/<token>``): for a path
+    that holds a secret (a payment link's token), which must not reach the logs."""
+    g.lapak_log_path = shown
+
+
+def logged_path() -> str:
+    """This request's path as the logs show it (see :func:`hide_path`)."""
+    return g.get("lapak_log_path") or request.path
+
+
 def redact_tokens(text: str) -> str:
     """``text`` with every vault token replaced: a sealed value that reached a message (an
     exception quoting a row, a debugging line) is not written to the log."""
@@ -54,7 +65,7 @@ class JsonLineFormatter(logging.Formatter):
         if has_request_context():
             line["request_id"] = g.get("request_id") if has_app_context() else None
             line["method"] = request.method
-            line["path"] = request.path
+            line["path"] = logged_path() if has_app_context() else request.path
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 line[key] = value
