@@ -40,7 +40,6 @@ blp = Blueprint(
 MAKERS = services.MAKERS
 READ, WRITE = "paylinks:read", "paylinks:write"
 _LINK = LinkSchema()
-EXAMPLE = {"invoice": "0b6f7c8e-3d4c-4a8e-9a57-1f0e5a0c2b11", "amount": "150000.00"}
 IDEMPOTENCY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
@@ -67,7 +66,7 @@ class Links(MethodView):
         )
 
     @requires(*MAKERS, scope=WRITE)
-    @blp.arguments(LinkCreateSchema, example=EXAMPLE)
+    @blp.arguments(LinkCreateSchema)
     @blp.response(201, CreatedLinkSchema)
     @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
     @blp.alt_response(404, schema=ProblemSchema, description="No such invoice (or not yours)")
