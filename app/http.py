@@ -135,7 +135,7 @@ def problem(
     body: dict[str, Any] = {"type": type_, "title": title, "status": status}
     if detail:
         body["detail"] = detail
-    body["instance"] = request.path
+    body["instance"] = logged_path()  # never a path that holds a secret (app.log.hide_paths)
     body["request_id"] = g.get("request_id")
     if errors_:
         body["errors"] = field_errors(errors_)
