@@ -134,7 +134,12 @@ def pay_invoice(
 
 
 def pay_invoice_as_guest(
-    invoice_id: int, provider_code: str, *, at_most: Decimal, return_url: str | None
+    invoice_id: int,
+    provider_code: str,
+    *,
+    at_most: Decimal,
+    return_url: str | None,
+    expires_by: datetime | None = None,
 ) -> PaymentTransaction:
     """Start paying an invoice for a payer who is not logged in, whom the caller vouches for
     (a payment link, checked under its own row lock), in the caller's transaction.
@@ -145,7 +150,9 @@ def pay_invoice_as_guest(
     method of theirs is used, offered or saved (the payer's card is not theirs), and nobody
     is recorded as having started it. A provider paying from money the customer holds (the
     wallet), or settling at once, is refused: a guest must never draw on the customer's
-    money. Call :func:`prepare_guest_payment` before the caller's transaction begins.
+    money. ``expires_by``: the transaction expires then at the latest (when the link it was
+    started through does), and the expiry job cancels it if it still waits for the payer. Call
+    :func:`prepare_guest_payment` before the caller's transaction begins.
     """
     marketplace.lock_invoice(invoice_id)
     invoice = Session().scalars(_INVOICE, {"invoice_id": invoice_id}).one()
@@ -162,7 +169,27 @@ def pay_invoice_as_guest(
         )
     payment = marketplace.register_provider_payment(invoice, adapter.method.code, amount)
     start = Start(notify_url=_notify_url(provider_code), return_url=return_url)
-    return _start(None, provider, adapter, start, payment=payment, guest=True)
+    return _start(
+        None, provider, adapter, start, payment=payment, guest=True, expires_by=expires_by
+    )
+
+
+def cancel_guest_transaction(tx_id: int, reason: str) -> bool:
+    """Give up a guest's transaction that still waits for its payer (``pending``), in the
+    caller's transaction, as a payer's cancel does (:func:`cancel_transaction`): ``canceled``,
+    its accounting payment released, so its amount is due on the invoice again (nothing was
+    posted for it). The transaction's row lock first, then its order and invoices. False if it
+    is no longer pending (the provider is taking the money, or it is over)."""
+    tx = _reloaded(
+        Session()
+        .execute(
+            select(PaymentTransaction.id).where(PaymentTransaction.id == tx_id).with_for_update()
+        )
+        .scalar_one()
+    )
+    if not tx.guest or tx.state != "pending":
+        return False
+    return transition(tx, "canceled", reason, provider=False)
 
 
 #: An invoice as the database has it now (read under its locks).
@@ -219,9 +246,10 @@ def _start(
     token: PaymentToken | None = None,
     tokenize: bool = False,
     guest: bool = False,
+    expires_by: datetime | None = None,
 ) -> PaymentTransaction:
     """The provider transaction for a just-registered payment (or a top-up), in the caller's
-    transaction."""
+    transaction; it expires after the adapter's time, but not after ``expires_by``."""
     if tokenize and not adapter.supports_tokens:
         raise ProviderUnavailable(
             f"the provider {provider.code!r} does not save methods",
@@ -262,7 +290,7 @@ def _start(
         tokenize=tokenize,
         guest=guest,
         action={},
-        expires_at=now + adapter.expiry,
+        expires_at=min(now + adapter.expiry, expires_by or now + adapter.expiry),
         last_state_change=now,
         created_at=now,
         created_by_id=actor.user_id if actor is not None else None,
@@ -341,6 +369,20 @@ class OrderCheckout:
                 _send_refund_job(), refund_uuid, queue="default", recovered_by="the refund sweep"
             )
         )
+
+    def holder_refund_refused(self, payment: Payment) -> str | None:
+        """A guest's payment (whatever state its transaction is in: staff may have confirmed
+        the money by hand) goes back to whoever paid, never into the customer's wallet."""
+        guest = Session().scalar(
+            select(
+                exists().where(
+                    PaymentTransaction.account_payment_id == payment.id, PaymentTransaction.guest
+                )
+            )
+        )
+        if guest:
+            return "it was paid through a payment link, by someone who may not be the customer"
+        return None
 
     def order_cancelling(self, order_id: int) -> None:
         cancel_for_order(order_id)
