@@ -43,8 +43,8 @@ _LINK = LinkSchema()
 IDEMPOTENCY_PARAMETER = {
     "in": "header",
     "name": "Idempotency-Key",
-    "description": "Optional. Retrying with the same key and body answers the same link (without "
-    "its URL, which is shown once); the same key with another body is 422.",
+    "description": "Optional. Retrying with the same key and body answers the same link and URL; "
+    "the same key with another body is 422.",
     "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
 }
 
@@ -83,7 +83,7 @@ class Links(MethodView):
             request.get_json(),
         )  # fmt: skip
         created = services.create_link(actor, services.LinkRequest(**body), idempotent, _LINK.dump)
-        url = services.pay_url(created.token) if created.token is not None else None
+        url = services.pay_url(created.token)
         response = jsonify({**created.body, "url": url})
         response.status_code = created.status
         response.headers["Location"] = url_for("paylinks.Link", link_id=created.body["id"])

@@ -8,24 +8,35 @@ Who may: staff and admins for any invoice; a seller for an invoice with a line o
 invoice's seller, as the payment module decides which transactions a seller sees). Anyone else
 asking about a link or an invoice they may not see is told it does not exist.
 
-Tokens: ``secrets.token_urlsafe(32)`` (256 bits); only their SHA-256 is stored. A replay of a
-creation (the same ``Idempotency-Key``) answers the same link without its URL: keeping the
-answer would be keeping the token.
+Tokens are derived, not stored: ``token = base64url(HMAC-SHA256(secret key, "lapak.paylink:" +
+link uuid))`` (256 bits, 43 characters), where the link's uuid is a fresh ``uuid4`` (122 random
+bits from the OS) and the key is ``LAPAK_SECRET_KEY``. The database keeps only the token's
+SHA-256 (how a request finds its link), so:
+
+- a copy of the database alone reveals no token (nor can one be computed from it without the
+  key), and the uuids the API, the events and the webhooks show are no use without the key;
+- the URL of a link that is still active can be shown again without writing anything
+  (:func:`active_link_url`, for a printed invoice, inside ``read_only()``), and a replay of a
+  creation (the same ``Idempotency-Key``) answers the same URL;
+- changing ``LAPAK_SECRET_KEY`` invalidates every link made before: their tokens no longer
+  match their hashes (the pages answer 404); make new links after rotating the key.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import logging
-import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, exists, select, update
+from flask import current_app
+from sqlalchemy import Select, exists, func, select, update
 
 from app.db import Session, transaction, utcnow
 from app.errors import Conflict, Invalid, NotFound
@@ -37,6 +48,7 @@ from modules.marketplace import services as marketplace
 from modules.marketplace.config import marketplace_settings
 from modules.marketplace.idempotency import IdempotentRequest, Replay
 from modules.marketplace.models import AccountMove, AccountMoveLine
+from modules.payment import services as payment
 from modules.payment.config import public_url
 from modules.payment.models import PaymentTransaction
 
@@ -48,7 +60,8 @@ log = logging.getLogger(__name__)
 STAFF_ROLES = ("staff", "admin")
 #: Who may make, read and revoke links (sellers: for their own invoices).
 MAKERS = (*STAFF_ROLES, "seller")
-TOKEN_BYTES = 32
+#: What a token is the HMAC of, before the link's uuid.
+TOKEN_PURPOSE = "lapak.paylink:"  # noqa: S105 - a label, not a secret
 #: The invoice payment states that take no more payment.
 SETTLED = ("paid", "reversed")
 
@@ -73,9 +86,13 @@ class LinkNotActive(Conflict):
 # -- tokens ---------------------------------------------------------------------------------------
 
 
-def new_token() -> str:
-    """A link's token: 256 random bits, URL-safe (43 characters)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+def link_token(link_uuid: uuid.UUID) -> str:
+    """The token of the link ``link_uuid``: ``base64url(HMAC-SHA256(LAPAK_SECRET_KEY,
+    "lapak.paylink:" + uuid))`` without padding (256 bits, 43 characters). Unguessable without
+    the key, whatever is known of the link; never stored (only :func:`token_digest` of it)."""
+    message = (TOKEN_PURPOSE + str(link_uuid)).encode()
+    digest = hmac.new(current_app.secret_key.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def token_digest(token: str) -> str:
@@ -141,11 +158,11 @@ class LinkRequest:
 
 @dataclass(frozen=True)
 class Created:
-    """A creation's answer: the rendered link, and its token (None on a replay)."""
+    """A creation's answer: the rendered link, and its token."""
 
     status: int
     body: dict[str, Any]
-    token: str | None
+    token: str
 
 
 def create_link(
@@ -153,13 +170,15 @@ def create_link(
 ) -> Created:
     """A link for a posted invoice with something due: at most what is due (all of it when no
     amount is given), expiring in ``LAPAK_PAYLINK_DEFAULT_DAYS`` unless told, single use unless
-    told. Emits ``payment_link.created``. The token is in the answer only."""
+    told. Emits ``payment_link.created``. The token is not in ``body`` (nor in what the
+    idempotency store keeps): a replay derives it again."""
     with marketplace.refused_by_database(), transaction():
         claim_id: int | None = None
         if idempotent is not None:
             claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
             if isinstance(claimed, Replay):
-                return Created(claimed.status_code, claimed.body, None)
+                token = link_token(uuid.UUID(str(claimed.body["id"])))
+                return Created(claimed.status_code, claimed.body, token)
             claim_id = claimed
         invoice = _invoice_for(actor, request.invoice)
         token, link = _make_link(
@@ -205,9 +224,10 @@ def _make_link(
             f"a link expires in the future, within {settings.max_days} days",
             errors={"expires_at": f"after now, at most {settings.max_days} days ahead"},
         )
-    token = new_token()
+    link_uuid = uuid.uuid4()  # os.urandom: 122 random bits
+    token = link_token(link_uuid)
     link = PaymentLink(
-        uuid=uuid.uuid4(),
+        uuid=link_uuid,
         token_hash=token_digest(token),
         invoice_id=invoice.id,
         invoice=invoice,
@@ -228,28 +248,34 @@ def _make_link(
 
 
 def active_link_url(invoice_id: int) -> str | None:
-    """A pay URL a printed invoice can show: the URL of a link made for it now (single use,
-    what is due, until the later of the default expiry and the end of its due date), or None
-    when it takes no payment.
+    """The pay URL a printed invoice shows: that of the invoice's newest link that takes
+    payments (active, not expired, not used, its invoice payable), or None when it has none.
 
-    A link's token is kept only as its hash, so the URL of an existing link can never be shown
-    again: a printed invoice gets a link of its own, made by the platform (nobody is recorded
-    as its maker). It writes (its own transaction): call it outside ``read_only()``.
+    Reads only (its token is derived again, :func:`link_token`): safe inside ``read_only()``
+    and on a GET. It shows a link someone allowed to made; it makes none, so whoever may print
+    the invoice gains no link the API would refuse them.
     """
-    settings = paylink_settings()
-    with marketplace.refused_by_database(), transaction():
-        invoice = Session().get(AccountMove, invoice_id, populate_existing=True)
-        if invoice is None or not payable(invoice) or invoice.amount_residual <= 0:
-            return None
-        now = utcnow()
-        zone = marketplace_settings().timezone
-        due_end = datetime.combine(invoice.invoice_date_due, time.max, zone)
-        expires_at = min(
-            max(now + timedelta(days=settings.default_days), due_end),
-            now + timedelta(days=settings.max_days),
+    session = Session()
+    invoice = session.get(AccountMove, invoice_id)
+    if invoice is None or not payable(invoice):
+        return None
+    used = exists().where(
+        PaymentLinkAttempt.link_id == PaymentLink.id,
+        PaymentLinkAttempt.transaction_id == PaymentTransaction.id,
+        PaymentTransaction.state == "success",
+    )
+    link_uuid = session.scalar(
+        select(PaymentLink.uuid)
+        .where(
+            PaymentLink.invoice_id == invoice_id,
+            PaymentLink.state == "active",
+            PaymentLink.expires_at > utcnow(),
+            ~(PaymentLink.single_use & used),
         )
-        token, _link = _make_link(invoice, None, expires_at, True, None)
-    return pay_url(token)
+        .order_by(PaymentLink.created_at.desc(), PaymentLink.id.desc())
+        .limit(1)
+    )
+    return pay_url(link_token(link_uuid)) if link_uuid is not None else None
 
 
 # -- reading and revoking -------------------------------------------------------------------------
@@ -329,8 +355,13 @@ def get_link(actor: Principal, link_uuid: uuid.UUID) -> PaymentLink:
 
 
 def revoke_link(actor: Principal, link_uuid: uuid.UUID) -> PaymentLink:
-    """The link takes no more payments (a payment already started through it goes on). Once
-    revoked, revoking again changes nothing; a used or closed link is a 409."""
+    """The link takes no more payments, and the payments started through it that still wait
+    for the payer (``pending``: a bank transfer nobody made, a gateway page left open) are
+    cancelled through the payment module, in the same transaction: their amounts are due on
+    the invoice again (nothing was posted for them), so a new link can be made. One the
+    provider is already capturing (``processing``) goes on. An expired link may be revoked
+    (to cancel those). Once revoked, revoking again changes nothing; a used or closed link
+    (also one whose invoice was settled before the subscriber closing it ran) is a 409."""
     with marketplace.refused_by_database(), transaction():
         found = visible_links(actor).where(PaymentLink.uuid == link_uuid)
         link_id = Session().scalar(found.with_only_columns(PaymentLink.id).with_for_update())
@@ -339,11 +370,21 @@ def revoke_link(actor: Principal, link_uuid: uuid.UUID) -> PaymentLink:
         link = locked_link(link_id)
         if link.state == "revoked":
             return link
-        if link.state != "active":
-            raise LinkNotActive(f"the link is {link.state}: nothing to revoke", state=link.state)
+        Session().refresh(link.invoice)
+        status = status_of(link)
+        if status not in ("active", "expired"):
+            raise LinkNotActive(f"the link is {status}: nothing to revoke", state=status)
         link.state = "revoked"
         link.ended_at = utcnow()
         link.revoked_by_id = actor.user_id
+        waiting = Session().scalars(
+            select(PaymentLinkAttempt.transaction_id)
+            .join(PaymentTransaction, PaymentTransaction.id == PaymentLinkAttempt.transaction_id)
+            .where(PaymentLinkAttempt.link_id == link.id, PaymentTransaction.state == "pending")
+            .order_by(PaymentLinkAttempt.transaction_id)
+        )
+        for tx_id in list(waiting):
+            payment.cancel_guest_transaction(tx_id, "its payment link was revoked")
     return link
 
 
@@ -418,13 +459,15 @@ def close_for_paid_invoice(payload: dict[str, Any]) -> None:
 
 
 def close_for_reversed_invoice(payload: dict[str, Any]) -> None:
-    """``invoice.reversed`` (its payload names the credit note): the reversed invoice's active
-    links close (``invoice reversed``), as when its order is cancelled."""
-    credit_note = _as_uuid(payload.get("invoice"))
-    if credit_note is not None:
-        reversed_invoice = select(AccountMove.reversed_entry_id).where(
-            AccountMove.uuid == credit_note
-        )
+    """``invoice.reversed``: the reversed invoice's active links close (``invoice reversed``).
+    Its payload names the credit note when an order is cancelled, the invoice itself when
+    refunds cover its payments: either way the invoice is the credit note's reversed entry, or
+    the named move itself."""
+    named = _as_uuid(payload.get("invoice"))
+    if named is not None:
+        reversed_invoice = select(
+            func.coalesce(AccountMove.reversed_entry_id, AccountMove.id)
+        ).where(AccountMove.uuid == named)
         _close(reversed_invoice, "invoice reversed")
 
 

@@ -127,3 +127,13 @@ def events(services: Services, prefix: str = "payment_link.") -> list[tuple[str,
     rows = sql(services, "SELECT name, payload FROM core_outbox_event WHERE name LIKE %s "
                "ORDER BY id", prefix + "%")  # fmt: skip
     return [(name, payload) for name, payload in rows]
+
+
+def guest_payment(services: Services) -> str:
+    """The accounting payment (its uuid) of the one guest transaction."""
+    ((payment,),) = sql(
+        services,
+        "SELECT p.uuid FROM marketplace_payment p "
+        "JOIN payment_transaction t ON t.account_payment_id = p.id WHERE t.guest",
+    )
+    return str(payment)

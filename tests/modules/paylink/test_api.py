@@ -5,6 +5,7 @@ themselves when their invoice is paid or reversed."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ from decimal import Decimal
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import clock
 from tests.conftest import run_jobs, wait_for_replica
 from tests.modules.conftest import Caller
 from tests.modules.marketplace.conftest import MadeProduct
@@ -22,6 +24,7 @@ from .conftest import (
     Invoice,
     create,
     events,
+    guest_payment,
     made,
     ok,
     problem,
@@ -95,20 +98,23 @@ def test_the_url_is_shown_once_and_only_the_tokens_hash_is_stored(
     assert token not in str(shown) + str(listed)
 
 
-def test_a_repeated_idempotency_key_answers_the_same_link_without_its_url(
+def test_a_repeated_idempotency_key_answers_the_same_link_and_url(
     client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
 ) -> None:
+    """A client that lost the first answer retries: the same link and the same URL (derived
+    again from the link: the store keeps no token)."""
     first = create(client, staff, invoice.id, key="link-1", amount="100.00")
     again = create(client, staff, invoice.id, key="link-1", amount="100.00")
     other = create(client, staff, invoice.id, key="link-1", amount="200.00")
 
     assert first.status_code == again.status_code == 201
     assert first.get_json()["url"].startswith("http")
-    assert again.get_json()["url"] is None
-    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.get_json() == first.get_json()
     problem(other, 422, "idempotency-key-reused")
     assert sql(services, "SELECT count(*) FROM paylink_link")[0][0] == 1
     assert [name for name, _ in events(services)] == ["payment_link.created"]
+    token = first.get_json()["url"].rsplit("/", 1)[1]
+    assert token not in str(sql(services, "SELECT response FROM marketplace_idempotency_key"))
 
 
 def test_links_of_an_invoice_with_nothing_due_or_of_a_credit_note_are_refused(
@@ -182,10 +188,10 @@ def test_a_revoked_link_stays_revoked_and_answers_404_on_its_page(
 def test_an_expired_link_says_so_and_answers_404(
     client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
 ) -> None:
-    from app import clock
-
-    link = made(client, staff, invoice.id, expires_at=_in(seconds=2))
-    with clock.travel(timedelta(seconds=5)):  # (a session's idle timeout is longer)
+    # On the app's clock: the link expires in 5 minutes, the test moves 10 minutes on (and
+    # back), however long it takes in real time (a session's idle timeout is longer).
+    link = made(client, staff, invoice.id, expires_at=_in(minutes=5))
+    with clock.travel(timedelta(minutes=10)):
         assert client.get(link["path"]).status_code == 404
         wait_for_replica(services)
         shown = ok(client.get(f"{API}/{link['id']}", headers=staff.headers))
@@ -266,29 +272,143 @@ def _in(**delta: float) -> str:
     return (datetime.now(UTC) + timedelta(**delta)).isoformat()
 
 
-def test_a_printed_invoice_gets_a_link_of_its_own(
-    app: Flask, client: FlaskClient, invoice: Invoice, services: Services
+def test_a_printed_invoice_shows_its_newest_active_link_and_writes_nothing(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    seller: Caller,
+    invoice: Invoice,
+    services: Services,
 ) -> None:
+    """A print page (a GET inside read_only(), as often as it is printed) shows the URL of the
+    invoice's newest link that takes payments, derived again; it makes none."""
     from urllib.parse import urlsplit
 
+    from app.db import read_only
     from modules.paylink.services import active_link_url
 
     ((invoice_id,),) = sql(
         services, "SELECT id FROM marketplace_account_move WHERE uuid = %s", invoice.id
     )
-    with app.test_request_context():
-        url = active_link_url(invoice_id)
-    assert url is not None
-    page = client.get(urlsplit(url).path)
-    assert page.status_code == 200
-    assert invoice.number in page.text
-    ((created_by, single_use, amount),) = sql(
-        services, "SELECT created_by_id, single_use, amount FROM paylink_link"
-    )
-    assert (created_by, single_use, amount) == (None, True, invoice.total)
 
-    # An invoice with nothing due gets none.
+    def printed() -> str | None:
+        wait_for_replica(services)
+        with app.test_request_context(), read_only():
+            return active_link_url(invoice_id)
+
+    assert printed() is None  # no link: none is made
+    assert sql(services, "SELECT count(*) FROM paylink_link")[0][0] == 0
+
+    older = made(client, staff, invoice.id, amount="100.00")
+    newer = made(client, seller, invoice.id, amount="200.00")
+    revoked = made(client, seller, invoice.id, amount="300.00")
+    ok(client.post(f"{API}/{revoked['id']}/revoke", headers=seller.headers))
+    expiring = made(client, staff, invoice.id, amount="400.00", expires_at=_in(minutes=5))
+    rows = sql(services, "SELECT count(*) FROM paylink_link")[0][0]
+    outbox = sql(services, "SELECT count(*) FROM core_outbox_event")[0][0]
+
+    urls = {printed() for _ in range(3)}
+    assert urls == {expiring["url"]}
+    with clock.travel(timedelta(minutes=10)):
+        assert printed() == newer["url"]  # the newest one still taking payments
+    assert sql(services, "SELECT count(*) FROM paylink_link")[0][0] == rows
+    assert sql(services, "SELECT count(*) FROM core_outbox_event")[0][0] == outbox
+    page = client.get(urlsplit(expiring["url"]).path)
+    assert page.status_code == 200
+    assert "400.00 IDR" in page.text
+
+    ok(client.post(f"{API}/{expiring['id']}/revoke", headers=staff.headers))
+    ok(client.post(f"{API}/{newer['id']}/revoke", headers=staff.headers))
+    assert printed() == older["url"]
+    # An invoice with nothing due shows none.
     sql(services, "UPDATE marketplace_account_move SET payment_state = 'paid', "
         "amount_residual = 0 WHERE id = %s RETURNING id", invoice_id)  # fmt: skip
-    with app.test_request_context():
-        assert active_link_url(invoice_id) is None
+    assert printed() is None
+
+
+def test_a_links_token_is_derived_from_its_uuid_and_the_secret_key(
+    app: Flask, client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
+) -> None:
+    """token = base64url(HMAC-SHA256(secret key, "lapak.paylink:" + uuid)); the database keeps
+    its SHA-256 only. Another key (a rotated one) gives another token: old links stop working."""
+    import base64
+    import hmac
+
+    link = made(client, staff, invoice.id)
+    token = link["path"].removeprefix("/pay/")
+    mac = hmac.new(app.secret_key.encode(), f"lapak.paylink:{link['id']}".encode(),
+                   hashlib.sha256).digest()  # fmt: skip
+    assert token == base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    assert len(token) == 43
+    ((stored,),) = sql(services, "SELECT token_hash FROM paylink_link")
+    assert stored == hashlib.sha256(token.encode()).hexdigest()
+
+    from modules.paylink.services import link_token
+
+    other = app.test_request_context()
+    with other:
+        assert link_token(uuid.UUID(link["id"])) == token
+        app.secret_key = "another key, after a rotation, of enough length"
+        try:
+            assert link_token(uuid.UUID(link["id"])) != token
+        finally:
+            app.secret_key = app.config["SECRET_KEY"]
+
+
+def test_links_close_when_refunds_reverse_their_invoice(
+    app: Flask, client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
+) -> None:
+    """Refunds that cover every payment reverse the invoice (``invoice.reversed`` names the
+    invoice itself, not a credit note): its links close, and revoking one is a 409."""
+    from tests.modules.paylink.conftest import pay
+    from tests.modules.paylink.test_pay_page import gateway_says
+
+    link = made(client, staff, invoice.id, amount="6000.00", single_use=False)
+    pay(app.test_client(), link["path"])
+    gateway_says(app, client, services, "success")
+    payment = guest_payment(services)
+    ok(client.post(f"/api/v1/marketplace/payments/{payment}/refunds",
+                   json={"reason": "returned"}, headers=staff.headers), 201)  # fmt: skip
+    ((payment_state,),) = sql(services, "SELECT payment_state FROM marketplace_account_move "
+                              "WHERE uuid = %s", invoice.id)  # fmt: skip
+    assert payment_state == "reversed"
+    # Before the subscriber runs, revoking is already refused (the invoice says closed).
+    problem(client.post(f"{API}/{link['id']}/revoke", headers=staff.headers), 409,
+            "payment-link-not-active")  # fmt: skip
+
+    run_jobs(app)
+    ((state, reason),) = sql(services, "SELECT state, closed_reason FROM paylink_link")
+    assert (state, reason) == ("closed", "invoice reversed")
+    body = problem(client.post(f"{API}/{link['id']}/revoke", headers=staff.headers), 409,
+                   "payment-link-not-active")  # fmt: skip
+    assert body["state"] == "closed"
+    wait_for_replica(services)
+    active = ok(client.get(API, query_string={"status": "active"}, headers=staff.headers))
+    assert active["items"] == []
+
+
+def test_a_guests_payment_is_never_refunded_into_the_customers_wallet(
+    app: Flask, client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
+) -> None:
+    """Whoever paid through the link is not the customer: a refund goes back through the
+    provider that took it, never into the customer's wallet."""
+    from tests.modules.paylink.conftest import pay
+    from tests.modules.paylink.test_pay_page import gateway_says
+
+    link = made(client, staff, invoice.id)
+    pay(app.test_client(), link["path"])
+    gateway_says(app, client, services, "success")
+    payment = guest_payment(services)
+    refunds = f"/api/v1/marketplace/payments/{payment}/refunds"
+    wallets = str(sql(services, "SELECT * FROM wallet_wallet"))
+
+    to_wallet = client.post(refunds, json={"reason": "returned", "destination": "wallet"},
+                            headers=staff.headers)  # fmt: skip
+    body = problem(to_wallet, 422, "invalid-refund-destination")
+    assert body["errors"]["destination"]
+    assert sql(services, "SELECT count(*) FROM marketplace_refund")[0][0] == 0
+    assert str(sql(services, "SELECT * FROM wallet_wallet")) == wallets
+
+    back = ok(client.post(refunds, json={"reason": "returned", "destination": "demo"},
+                          headers=staff.headers), 201)  # fmt: skip
+    assert (back["destination"], back["state"]) == ("demo", "pending")
