@@ -12,6 +12,13 @@ per-app state (the throttle of guesses).
 |   | failure, up to ``LAPAK_PAYLINK_MAX_LOCKOUT_SECONDS`` (``3600``) |
 | ``LAPAK_PAYLINK_MERCHANT_NAME`` | ``Lapak``: the name the pay page shows for an invoice that |
 |   | is not one seller's alone (the platform is the merchant of record) |
+
+Guesses are counted per client IP only: behind a reverse proxy, set ``LAPAK_TRUSTED_PROXY_HOPS``
+(else every payer shares the proxy's address, and one guesser locks them all out). A locked IP
+gets 429 for every ``/pay/<token>``, real links included: answering a real link from a locked IP
+would let guessing go on with an answer that tells a hit. Nothing is counted per token: each
+guess is a new token, and counting them would only let anyone holding a real link lock it for
+every payer.
 """
 
 from __future__ import annotations
@@ -43,9 +50,8 @@ class PayLinkSettings:
     default_days: int = 7
     max_days: int = 90
     max_ip_failures: int = 20
-    #: Per token: how often one dead link may be asked for (from any address) before it is
-    #: locked too.
-    max_account_failures: int = 20
+    #: Not used: guesses are counted per client IP only (the throttle's ``per_account=False``).
+    max_account_failures: int = 0
     failure_window_seconds: int = 900
     lockout_seconds: int = 60
     max_lockout_seconds: int = 3600
@@ -75,7 +81,6 @@ class PayLinkSettings:
             default_days=default_days,
             max_days=max_days,
             max_ip_failures=failures,
-            max_account_failures=failures,
             failure_window_seconds=module_int(env, "paylink_failure_window_seconds", 900),
             lockout_seconds=lockout,
             max_lockout_seconds=max_lockout,
@@ -88,10 +93,10 @@ def install(app: Flask, settings: Settings) -> None:
     jobs = app.extensions["lapak.jobs"]
     app.extensions["paylink.settings"] = own
     # The login throttle's counting (Redis, or this process without it), with keys of its own:
-    # a failure is an answer "no such link", counted per client IP and per token.
+    # a failure is an answer "no such link", counted per client IP only.
     app.extensions["paylink.throttle"] = LoginThrottle(
         own, jobs.redis, jobs.outage, namespace=NAMESPACE, refusal=_throttled,
-        counted="payment link guesses",
+        counted="payment link guesses", per_account=False,
     )  # fmt: skip
 
 

@@ -1,25 +1,33 @@
 """``/pay/<token>``: the public pay page of a payment link (no login), and its status.
 
-- ``GET /pay/<token>``: the page (server-rendered, no script, a strict Content-Security-Policy:
-  its own stylesheet by hash, forms posting to this site only, never framed).
+- ``GET /pay/<token>`` (also with a trailing slash, as chat apps and mail clients add one): the
+  page (server-rendered, no script, a strict Content-Security-Policy: its own stylesheet by
+  hash, forms posting to this site only, never framed).
 - ``POST /pay/<token>``: pay with the chosen method; post/redirect/get to the provider's page
   (the demo gateway's hosted checkout), or back to the page.
 - ``GET /pay/<token>/status``: the status, as JSON with ``Accept: application/json`` (for
   polling), else the page.
 - ``GET /pay/return/<attempt>``: where the provider sends the payer back: their payment's status.
+- anything else under a token (any method, any deeper path): the same "no such link" page.
 
 The form is safe from other sites without a session: the browser gets a random cookie
 (HttpOnly, ``SameSite=Lax``, path ``/pay/``), and the form carries an HMAC of it and the link
-(:func:`.paying.form_token`), which a page elsewhere can neither read nor compute.
+(:func:`.paying.form_token`), which a page elsewhere can neither read nor compute. A live page
+also hands out a second cookie, for the link's own path: the proof that this browser saw the
+link while it took payments (:func:`.paying.seen_proof`), so it is later told how it ended.
 
 Every "no such link" (unknown, expired, revoked, used, closed) is the same 404 page, byte for
-byte but for the request id. Each one counts against the client IP (and the token) in the
-throttle, before the database is asked; past the limit every request of that IP is a 429
-problem with ``Retry-After``. The token never reaches the logs (the path is logged as the route
-template) and each answer is ``no-store``.
+byte but for the request id, and sets no cookie. Each one counts against the client IP in the
+throttle, before the database is asked (given back when the link is found); past the limit
+every request of that IP under ``/pay/<token>`` is a 429 problem with ``Retry-After``, real
+links included (else a locked address could go on guessing, told a hit by a 200). Nothing is
+counted per token. The token never reaches the logs nor a problem's ``instance``: every path
+under ``/pay/`` is logged as its route template, or ``/pay/<token>`` when it matched none
+(:func:`app.log.hide_paths`, decided on the path before routing); each answer is ``no-store``.
 
-``/pay/demo/...`` is the demo gateway's checkout (the payment module's): its static segment
-wins over ``<token>``, and a token is never ``demo`` nor ``return`` (43 random characters).
+``/pay/demo/...`` is the demo gateway's checkout (the payment module's; its path holds no link
+token and is logged as it is): its static segment wins over ``<token>``, and a token is never
+``demo`` nor ``return`` (43 characters).
 """
 
 from __future__ import annotations
@@ -44,17 +52,18 @@ from flask import (
 
 from app.errors import Invalid
 from app.http import problem, problem_type
-from app.log import hide_path
+from app.log import hide_paths
 
 from . import paying
 from .config import PayLinkThrottled, throttle
-from .services import token_digest
 
 blp = Blueprint("paylink_pages", __name__, url_prefix="/pay", template_folder="templates")
 
 COOKIE = "lapak_payer"
 COOKIE_PATH = "/pay/"
 COOKIE_DAYS = 30
+#: The proof of having seen a link live: one per link, for its path (``/pay/<token>``).
+SEEN_COOKIE = "lapak_seen"
 #: Seconds between reloads of a page whose payment is in flight (no script: a meta refresh).
 REFRESH_SECONDS = 3
 
@@ -89,12 +98,9 @@ STATUS_LABELS = {
 
 def install(app: Flask, _settings: object) -> None:
     app.register_blueprint(blp)
-
-
-@blp.before_request
-def _keep_token_out_of_logs() -> None:
-    rule = request.url_rule
-    hide_path(rule.rule if rule is not None else "/pay/<token>")
+    # Every path under /pay/ but the demo gateway's checkout holds a secret (a link's token, a
+    # return page's attempt id): hidden by its prefix, so also when no rule of ours matched.
+    hide_paths(app, "/pay/", "/pay/<token>", keep=("/pay/demo/",))
 
 
 @blp.after_request
@@ -115,40 +121,34 @@ def not_found() -> Response:
     return Response(html, status=404, mimetype="text/html")
 
 
-def not_found_json(template: str) -> Response:
+def not_found_json() -> Response:
     return problem(
         404,
         "There is no such payment link",
         "This payment link does not exist or no longer takes payments.",
         type_=problem_type("payment-link-not-found"),
-        instance=template,
     )
 
 
-def _throttled(refused: PayLinkThrottled, template: str) -> Response:
-    return problem(
-        429,
-        refused.title,
-        refused.detail,
-        type_=problem_type(refused.code),
-        headers=refused.headers,
-        instance=template,
-        **refused.extra,
-    )
-
-
-def _reserve(subject: str) -> Response | None:
-    """Count this request as a failure before the database is asked (given back once the link
-    is found): a 429 problem if the IP or the token is locked out."""
+def _reserve() -> Response | None:
+    """Count this request against the client IP as a "no such link" before the database is
+    asked (given back once the link is found): a 429 problem if the IP is locked out."""
     try:
-        throttle().reserve(subject, request.remote_addr)
+        throttle().reserve("", request.remote_addr)
     except PayLinkThrottled as refused:
-        return _throttled(refused, request.url_rule.rule if request.url_rule else "/pay")
+        return problem(
+            429,
+            refused.title,
+            refused.detail,
+            type_=problem_type(refused.code),
+            headers=refused.headers,
+            **refused.extra,
+        )
     return None
 
 
-def _found(subject: str) -> None:
-    throttle().succeeded(subject, request.remote_addr)
+def _found() -> None:
+    throttle().succeeded("", request.remote_addr)
 
 
 # -- the pages ------------------------------------------------------------------------------------
@@ -162,12 +162,24 @@ def _cookie() -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
-def _with_cookie(response: Response, cookie: str, new: bool) -> Response:
+def _set(response: Response, name: str, value: str, path: str) -> None:
+    response.set_cookie(
+        name, value, max_age=COOKIE_DAYS * 86400, path=path, secure=request.is_secure,
+        httponly=True, samesite="Lax",
+    )  # fmt: skip
+
+
+def _with_cookies(
+    response: Response, view: paying.PayView, token: str | None, cookie: str, new: bool
+) -> Response:
+    """The payer cookie when new; and while the link takes payments, the proof that this
+    browser saw it live (for the link's path), unless it holds it already."""
     if new:
-        response.set_cookie(
-            COOKIE, cookie, max_age=COOKIE_DAYS * 86400, path=COOKIE_PATH,
-            secure=request.is_secure, httponly=True, samesite="Lax",
-        )  # fmt: skip
+        _set(response, COOKIE, cookie, COOKIE_PATH)
+    if view.live and token is not None:
+        proof = paying.seen_proof(cookie, view.link)
+        if new or not paying.seen_valid(cookie, view.link, request.cookies.get(SEEN_COOKIE)):
+            _set(response, SEEN_COOKIE, proof, url_for(".page", token=token))
     return response
 
 
@@ -203,44 +215,50 @@ def _money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
 
 
+def _view(token: str) -> tuple[paying.PayView | None, str, bool]:
+    """The link's view for this browser, its payer cookie, and whether that cookie is new."""
+    cookie, new = _cookie()
+    seen = None if new else request.cookies.get(SEEN_COOKIE)
+    return paying.pay_view(token, None if new else cookie, seen), cookie, new
+
+
+@blp.get("/<token>/", endpoint="page_with_slash")  # url_for(".page") is without it
 @blp.get("/<token>")
 def page(token: str) -> Response:
     """The link's page: what is due, the methods, the status; the form when it can be paid."""
-    refused = _reserve(token_digest(token))
+    refused = _reserve()
     if refused is not None:
         return refused
-    cookie, new = _cookie()
-    view = paying.pay_view(token, None if new else cookie)
+    view, cookie, new = _view(token)
     if view is None:
         return not_found()
-    _found(token_digest(token))
-    action = url_for(".pay", token=token)
-    return _with_cookie(_render(view, cookie=cookie, action=action), cookie, new)
+    _found()
+    answer = _render(view, cookie=cookie, action=url_for(".pay", token=token))
+    return _with_cookies(answer, view, token, cookie, new)
 
 
 @blp.post("/<token>")
 def pay(token: str) -> Response:
     """Pay through the link with the chosen method (post/redirect/get)."""
-    refused = _reserve(token_digest(token))
+    refused = _reserve()
     if refused is not None:
         return refused
     paying.prepare()  # before this request's session holds a connection
-    cookie = request.cookies.get(COOKIE)
-    view = paying.pay_view(token, cookie)
+    view, cookie, new = _view(token)
     if view is None:
         return not_found()
-    _found(token_digest(token))
+    _found()
     here = url_for(".page", token=token)
-    if not paying.form_token_valid(cookie, view.link, request.form.get("form_token")):
+    action = url_for(".pay", token=token)
+    sent = request.form.get("form_token")
+    if new or not paying.form_token_valid(cookie, view.link, sent):
         # Not the form this browser was given (another site's, or one from before the cookie
         # went): nothing is paid; the page again, with a fresh form.
-        cookie, new = _cookie()
         answer = _render(
-            view, cookie=cookie, action=url_for(".pay", token=token), status=403,
+            view, cookie=cookie, action=action, status=403,
             error="This form has expired. Check the amount and pay again.",
         )  # fmt: skip
-        return _with_cookie(answer, cookie, new)
-    assert cookie is not None  # the form token needs it
+        return _with_cookies(answer, view, token, cookie, new)
     try:
         started = paying.start_payment(token, cookie, request.form.get("provider", ""))
     except paying.LinkGone:
@@ -249,48 +267,51 @@ def pay(token: str) -> Response:
         return redirect(here, code=303)
     except Invalid as error:
         return _render(
-            view, cookie=cookie, action=url_for(".pay", token=token), status=422,
-            error=error.detail or error.title,
-        )  # fmt: skip
+            view, cookie=cookie, action=action, status=422, error=error.detail or error.title
+        )
     return redirect(started.go_to, code=303)
 
 
 @blp.get("/<token>/status")
 def status(token: str) -> Response:
-    """The status for polling: JSON with ``Accept: application/json``, else the page."""
+    """The status for polling: JSON with ``Accept: application/json``, else the page (with
+    the cookies and the form the page has)."""
     wants_json = request.accept_mimetypes.best_match(["text/html", "application/json"]) == (
         "application/json"
     )
-    refused = _reserve(token_digest(token))
+    if not wants_json:
+        return page(token)
+    refused = _reserve()
     if refused is not None:
         return refused
-    cookie = request.cookies.get(COOKIE)
-    view = paying.pay_view(token, cookie)
+    view, cookie, new = _view(token)
     if view is None:
-        return not_found_json("/pay/<token>/status") if wants_json else not_found()
-    _found(token_digest(token))
-    if wants_json:
-        methods = paying.methods_for(view.currency) if view.can_pay else []
-        return jsonify(view.as_json(methods))
-    return _render(view, cookie=cookie, action=url_for(".pay", token=token))
+        return not_found_json()
+    _found()
+    methods = paying.methods_for(view.currency) if view.can_pay else []
+    return _with_cookies(jsonify(view.as_json(methods)), view, token, cookie, new)
 
 
 @blp.get("/return/<uuid:attempt_id>")
 def returned(attempt_id: uuid.UUID) -> Response:
     """Where the provider sends the payer back: their payment's status (the attempt's random
     id is this page's secret, as the checkout's is the gateway's)."""
-    refused = _reserve(str(attempt_id))
+    refused = _reserve()
     if refused is not None:
         return refused
     view = paying.attempt_view(attempt_id)
     if view is None:
         return not_found()
-    _found(str(attempt_id))
+    _found()
     return _render(view, cookie=None, action=None)
 
 
-@blp.route("/<token>/<path:rest>", methods=["GET", "POST"])
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@blp.route("/<token>/<path:rest>", methods=ANY_METHOD)
 def elsewhere(token: str, rest: str) -> Response:
-    """Anything else under a token: the same "no such link" (and counted as one)."""
-    refused = _reserve(token_digest(token))
+    """Anything else under a token, whatever the method: the same "no such link" page (and
+    counted as one)."""
+    refused = _reserve()
     return refused if refused is not None else not_found()

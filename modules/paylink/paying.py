@@ -10,12 +10,18 @@ Who sees what:
 - except for the browser that started a payment through it: it keeps seeing that payment's
   status (``processing``, ``paid``, ``failed``), found by a random cookie of that browser whose
   hash the payment's attempt row holds. The page the provider sends the payer back to
-  (``/pay/return/<attempt>``) shows the same.
+  (``/pay/return/<attempt>``) shows the same;
+- and for a browser that saw the link while it took payments (it holds that page's proof,
+  :func:`seen_proof`, a cookie only the server can compute, handed out with the live page):
+  once the link is used, or its invoice paid, it is told ``paid`` (without anyone's payment
+  details), and ``in_progress`` while a payment through it is still in flight. So both payers
+  of a single-use link learn how it ended; a browser that never saw it live still gets the 404.
 
 Paying takes the link's row lock first, then (through the payment module) the invoice's order
 and invoices: two payers of one single-use link at once make one payment; the second finds it
 in flight and is shown ``in_progress``. The state is checked there, at every use, whatever the
-subscribers have written yet.
+subscribers have written yet. One browser starts one payment at a time through a link: a second
+submit while its payment waits (a double click, the back button) starts nothing and shows it.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from .services import locked_link, payable, token_digest
 
 IN_FLIGHT = ("pending", "processing")
 FORM_PURPOSE = b"lapak.paylink.form"
+SEEN_PURPOSE = b"lapak.paylink.seen"
 
 
 class LinkGone(NotFound):
@@ -103,6 +110,8 @@ class PayView:
     due_date: date
     can_pay: bool
     payment: PaymentShown | None
+    #: The link takes payments now (its page hands out :func:`seen_proof`).
+    live: bool = False
 
     def as_json(self, methods: list[Method]) -> dict[str, Any]:
         shown = self.payment
@@ -128,12 +137,29 @@ def payer_hash(cookie: str) -> str:
     return hashlib.sha256(cookie.encode("utf-8", "replace")).hexdigest()
 
 
+def _bound(purpose: bytes, cookie: str, link: uuid.UUID) -> str:
+    """An HMAC of the browser's cookie and the link, keyed by the app's secret for ``purpose``."""
+    key = hmac.new(current_app.secret_key.encode(), purpose, hashlib.sha256).digest()
+    message = link.bytes + cookie.encode("utf-8", "replace")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def form_token(cookie: str, link: uuid.UUID) -> str:
     """The pay form's token: bound to the browser's cookie and the link, keyed by the app's
     secret (a cross-site page can neither read the cookie nor compute this)."""
-    key = hmac.new(current_app.secret_key.encode(), FORM_PURPOSE, hashlib.sha256).digest()
-    message = link.bytes + cookie.encode("utf-8", "replace")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return _bound(FORM_PURPOSE, cookie, link)
+
+
+def seen_proof(cookie: str, link: uuid.UUID) -> str:
+    """What a browser holding ``cookie`` gets (as a cookie of the link's path) when it is shown
+    the link while the link takes payments: later, it proves that browser saw it live."""
+    return _bound(SEEN_PURPOSE, cookie, link)
+
+
+def seen_valid(cookie: str | None, link: uuid.UUID, sent: str | None) -> bool:
+    if not cookie or not sent:
+        return False
+    return hmac.compare_digest(sent.encode("utf-8", "replace"), seen_proof(cookie, link).encode())
 
 
 def form_token_valid(cookie: str | None, link: uuid.UUID, sent: str | None) -> bool:
@@ -154,14 +180,16 @@ def find_link(token: str) -> PaymentLink | None:
     )
 
 
-def pay_view(token: str, cookie: str | None) -> PayView | None:
-    """What the page of ``token`` shows to the browser holding ``cookie``; None: nothing (the
-    same "no such link" for every reason)."""
+def pay_view(token: str, cookie: str | None, seen: str | None = None) -> PayView | None:
+    """What the page of ``token`` shows to the browser holding ``cookie`` (and ``seen``, its
+    proof of having seen the link live); None: nothing (the same "no such link" for every
+    reason)."""
     with read_only(use_replica=False):  # a payer back from paying must see their payment
         link = find_link(token)
         if link is None:
             return None
-        return _view(link, payer_hash(cookie) if cookie else None)
+        payer = payer_hash(cookie) if cookie else None
+        return _view(link, payer, seen=seen_valid(cookie, link.uuid, seen))
 
 
 def attempt_view(attempt_uuid: uuid.UUID) -> PayView | None:
@@ -188,7 +216,7 @@ def _attempts(link: PaymentLink) -> list[PaymentLinkAttempt]:
     )
 
 
-def _view(link: PaymentLink, payer: str | None) -> PayView | None:
+def _view(link: PaymentLink, payer: str | None, *, seen: bool = False) -> PayView | None:
     invoice = link.invoice
     attempts = _attempts(link)
     mine = [a for a in attempts if payer is not None and hmac.compare_digest(a.payer_hash, payer)]
@@ -204,10 +232,13 @@ def _view(link: PaymentLink, payer: str | None) -> PayView | None:
         )
         if status != "failed":
             due = latest.amount
-    elif not takes:
-        return None
-    else:
+    elif takes:
         status = "in_progress" if busy else "open"
+    else:
+        ended = _outcome(link, attempts) if seen else None
+        if ended is None:
+            return None
+        status, due = ended
     can_pay = status in ("open", "failed") and takes and not busy
     return PayView(
         link=link.uuid,
@@ -219,7 +250,25 @@ def _view(link: PaymentLink, payer: str | None) -> PayView | None:
         due_date=invoice.invoice_date_due,
         can_pay=can_pay,
         payment=shown,
+        live=takes,
     )
+
+
+def _outcome(link: PaymentLink, attempts: list[PaymentLinkAttempt]) -> tuple[str, Decimal] | None:
+    """How a link that takes no more payments ended, for a browser that saw it live: ``paid``
+    (through it: what was paid; its invoice paid another way: the link's amount), or
+    ``in_progress`` while a payment through it waits (none revoked); None: nothing to tell
+    (revoked, expired or closed with nothing paid, or its invoice reversed)."""
+    if link.invoice.payment_state == "reversed":
+        return None  # refunded or cancelled: "paid" would mislead
+    paid = sum((a.amount for a in attempts if a.transaction.state == "success"), Decimal(0))
+    if paid > 0:
+        return "paid", paid
+    if link.invoice.payment_state == "paid":
+        return "paid", link.amount
+    if link.state != "revoked" and any(a.transaction.state in IN_FLIGHT for a in attempts):
+        return "in_progress", link.amount
+    return None
 
 
 def takes_payments(link: PaymentLink, attempts: list[PaymentLinkAttempt]) -> bool:
@@ -335,10 +384,15 @@ def start_payment(token: str, cookie: str, provider: str) -> Started:
         session.refresh(link.invoice)
         attempts = _attempts(link)
         payer = payer_hash(cookie)
+        mine = [a for a in attempts if hmac.compare_digest(a.payer_hash, payer)]
         if not takes_payments(link, attempts):
-            if any(hmac.compare_digest(a.payer_hash, payer) for a in attempts):
+            if mine:
                 raise LinkBusy("this browser's payment through the link is shown instead")
             raise LinkGone()
+        if any(a.transaction.state in IN_FLIGHT for a in mine):
+            # A second submit from this browser (a double click, the back button): its payment
+            # waits already, and the page shows it; any kind of link.
+            raise LinkBusy("this browser's payment through the link is in flight")
         if in_flight(link, attempts):
             raise LinkBusy()
         if provider not in {method.code for method in methods_for(link.currency)}:
@@ -349,8 +403,9 @@ def start_payment(token: str, cookie: str, provider: str) -> Started:
         back = url_for("paylink_pages.returned", attempt_id=attempt_uuid)
         try:
             tx = payment.pay_invoice_as_guest(
-                link.invoice_id, provider, at_most=link.amount, return_url=back
-            )
+                link.invoice_id, provider, at_most=link.amount, return_url=back,
+                expires_by=link.expires_at,  # cancelled by the expiry job if it outlives the link
+            )  # fmt: skip
         except Conflict as refused:  # the invoice's payments in process cover it by now
             raise LinkBusy(str(refused)) from None
         session.add(

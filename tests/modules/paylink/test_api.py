@@ -221,8 +221,10 @@ def test_links_close_by_themselves_when_their_invoice_is_paid_another_way(
     ok(client.post(f"/api/v1/marketplace/payments/{payment['id']}/confirm",
                    headers=staff.headers))  # fmt: skip
 
-    # Checked at use, before any subscriber ran: the page is gone, the API says closed.
-    assert client.get(link["path"]).status_code == 404
+    # Checked at use, before any subscriber ran: the page is gone (a browser that saw it live
+    # is told the invoice is paid), the API says closed.
+    assert app.test_client().get(link["path"]).status_code == 404
+    assert "This invoice is paid" in client.get(link["path"]).text
     wait_for_replica(services)
     assert ok(client.get(f"{API}/{link['id']}", headers=staff.headers))["status"] == "closed"
 

@@ -82,6 +82,10 @@ def test_a_payer_without_an_account_pays_an_invoice_through_its_link(
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 
+        # No method is chosen for the payer: the browser asks for one before anything is sent.
+        page.get_by_role("button", name="Pay 11,100.00 IDR").click()
+        assert page.url == base + link["path"]
+        assert not page.get_by_label("Manual bank transfer").is_checked()
         page.get_by_label("Demo gateway").check()
         with page.expect_navigation():
             page.get_by_role("button", name="Pay 11,100.00 IDR").click()

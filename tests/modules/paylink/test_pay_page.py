@@ -74,6 +74,7 @@ def test_the_page_shows_the_invoice_and_nothing_about_the_customer(
     assert "Demo gateway" in text
     assert "Manual bank transfer" in text
     assert 'value="wallet"' not in text  # the customer's own money is never a guest's to spend
+    assert " checked" not in text  # no method chosen for the payer (a careless click blocks)
     for secret in (customer.email, str(customer.uuid), customer.email.split("@")[0]):
         assert secret not in text
     assert page.headers["Cache-Control"] == "no-store"
@@ -273,10 +274,23 @@ def test_two_payers_of_one_single_use_link_at_once_make_one_payment(
     assert "A payment for this invoice is in progress" in payers[loser].get(link["path"]).text
 
     gateway_says(app, client, services, "success")
-    # The winner sees it paid; the other browser paid nothing through it: the link is gone.
+    # The winner sees its payment; the other browser saw the link live, so it is told the link
+    # was paid (nobody's payment details); a browser that never saw it live gets the one 404.
     winner = 1 - loser
     assert "Thank you" in payers[winner].get(link["path"]).text
-    assert payers[loser].get(link["path"]).status_code == 404
+    lost = payers[loser].get(link["path"])
+    assert lost.status_code == 200
+    assert "Paid" in lost.text
+    assert "This invoice is paid" in lost.text
+    assert "<form" not in lost.text
+    assert "Thank you" not in lost.text
+    assert latest_transaction(services)["reference"] not in lost.text
+    assert ok(payers[loser].get(link["path"] + "/status", headers=JSON))["status"] == "paid"
+    stranger = app.test_client().get(link["path"])
+    unknown = app.test_client().get("/pay/" + secrets.token_urlsafe(32))
+    assert stranger.status_code == unknown.status_code == 404
+    assert without_request_id(stranger) == without_request_id(unknown)
+    assert "Set-Cookie" not in stranger.headers
 
 
 def test_the_form_needs_its_token_and_the_browsers_cookie(
@@ -377,9 +391,17 @@ def test_a_multi_use_link_takes_payments_until_the_invoice_is_paid(
 
 
 def test_the_token_never_reaches_the_logs(
-    client: FlaskClient, staff: Caller, invoice: Invoice, caplog: pytest.LogCaptureFixture
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    invoice: Invoice,
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Whatever is asked under /pay/<token> (a trailing slash, a deeper path, a method no route
+    takes): no log line, no error's body and no stored request or audit row holds the token."""
     from app.log import JsonLineFormatter
+    from tests.modules.audit.conftest import flushed
 
     link = made(client, staff, invoice.id)
     token = link["path"].removeprefix("/pay/")
@@ -388,23 +410,82 @@ def test_the_token_never_reaches_the_logs(
     handler.setFormatter(JsonLineFormatter())  # as `lapak serve` writes its lines
     caplog.set_level(logging.INFO)
     logging.getLogger().addHandler(handler)
+    path = link["path"]
     try:
-        client.get(link["path"])
-        client.get(link["path"] + "/status", headers=JSON)
-        pay(client, link["path"])
-        client.get(link["path"] + "/more")
+        answers = [
+            client.get(path),
+            client.get(path + "/status", headers=JSON),
+            pay(client, path),
+            client.get(path + "/more"),
+            client.get(path + "/"),
+            client.put(path),
+            client.delete(path),
+            client.post(path + "/"),
+            client.delete(path + "/status"),
+            client.patch(path + "/status", headers=JSON),
+            client.get(path + "/a/b/c?x=" + token),
+        ]
     finally:
         logging.getLogger().removeHandler(handler)
 
     lines = [json.loads(line) for line in written.getvalue().splitlines()]
     access = [line for line in lines if line["logger"] == "lapak.access"]
-    assert len(access) == 5, access  # pay() opens the page, then posts its form
+    assert len(access) == 12, access  # pay() opens the page, then posts its form
     assert {line["path"] for line in access} == {
         "/pay/<token>",
+        "/pay/<token>/",
         "/pay/<token>/status",
         "/pay/<token>/<path:rest>",
     }
     assert token not in written.getvalue()
+    assert token not in caplog.text
+    for answer in answers:  # (the live page's form posts to the link: it holds it)
+        if answer.status_code >= 400:
+            assert token not in answer.text, (answer.request.method, answer.status_code)
+    # A method no route takes: 405, its problem's instance the template, never the path.
+    put = answers[5]
+    assert put.status_code == 405
+    assert put.get_json()["instance"] == "/pay/<token>"
+    # The API's request log and the audit events (written off the request path) neither.
+    flushed(app)
+    stored = str(sql(services, "SELECT * FROM audit_request_log"))
+    stored += str(sql(services, "SELECT * FROM audit_event"))
+    assert token not in stored
+
+
+def test_a_trailing_slash_opens_the_page_and_anything_deeper_is_the_one_404(
+    app: Flask, client: FlaskClient, staff: Caller, invoice: Invoice
+) -> None:
+    """A chat app or a mail client may add a slash: the link still works. Any other path under
+    a token, with any method, is the page every dead link gets (HTML, not a JSON error)."""
+    link = made(client, staff, invoice.id)
+    revoked = made(client, staff, invoice.id, amount="100.00")
+    ok(client.post(f"{API}/{revoked['id']}/revoke", headers=staff.headers))
+    browser = app.test_client()
+
+    slashed = browser.get(link["path"] + "/")
+    assert slashed.status_code == 200
+    assert invoice.number in slashed.text
+    # Its form posts to the link itself, and works.
+    assert f'action="{link["path"]}"' in slashed.text
+    paid = browser.post(link["path"], data={"provider": "demo",
+                                            "form_token": form_token(slashed.text)})  # fmt: skip
+    assert paid.status_code == 303
+
+    stranger = app.test_client()
+    dead = stranger.get("/pay/" + secrets.token_urlsafe(32))
+    assert dead.status_code == 404
+    for answer in (
+        stranger.get(revoked["path"] + "/"),
+        stranger.get(link["path"] + "/anything"),
+        stranger.delete(link["path"] + "/status"),
+        stranger.put(link["path"] + "/a/b"),
+        stranger.post(link["path"] + "/x"),
+    ):
+        assert answer.status_code == 404
+        assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert without_request_id(answer) == without_request_id(dead)
+        assert "Set-Cookie" not in answer.headers
 
 
 def test_a_link_is_found_by_its_tokens_hash_never_by_the_token(
@@ -437,3 +518,108 @@ def test_a_link_is_found_by_its_tokens_hash_never_by_the_token(
     assert token_digest(near_miss) in everything
     assert token not in everything
     assert near_miss not in everything
+
+
+def test_requests_under_a_real_token_from_many_addresses_never_lock_it(
+    client: FlaskClient, staff: Caller, invoice: Invoice
+) -> None:
+    """Nothing is counted per token: anyone holding a link (asking for paths under it that do
+    not exist, from as many addresses as they like) cannot lock it for its payers."""
+    link = made(client, staff, invoice.id)
+    for n in range(25):
+        answer = client.get(link["path"] + "/x", environ_base={"REMOTE_ADDR": f"10.0.0.{n}"})
+        assert answer.status_code == 404
+    fresh = client.get(link["path"], environ_base={"REMOTE_ADDR": "10.0.1.1"})
+    assert fresh.status_code == 200
+
+
+def test_a_double_submit_on_a_multi_use_link_starts_one_payment(
+    client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
+) -> None:
+    """One browser, the same form twice (a double click, the back button): the second starts
+    nothing and shows the first."""
+    link = made(client, staff, invoice.id, amount="6000.00", single_use=False)
+    token = form_token(client.get(link["path"]).text)
+    form = {"provider": "bank_transfer", "form_token": token}
+
+    first = client.post(link["path"], data=form)
+    second = client.post(link["path"], data=form)
+
+    assert first.status_code == second.status_code == 303
+    assert first.headers["Location"].startswith("/pay/return/")
+    assert second.headers["Location"] == link["path"]
+    assert sql(services, "SELECT count(*) FROM payment_transaction WHERE guest")[0][0] == 1
+    assert sql(services, "SELECT count(*) FROM paylink_attempt")[0][0] == 1
+    shown = client.get(link["path"])
+    assert "Payment processing" in shown.text
+    assert "<form" not in shown.text
+    # Another browser still pays the rest.
+    ((residual,),) = sql(services, "SELECT amount_residual FROM marketplace_account_move "
+                         "WHERE uuid = %s", invoice.id)  # fmt: skip
+    assert str(residual) == "5100.00"
+
+
+def test_the_status_page_without_a_cookie_gives_a_form_that_works(
+    app: Flask, staff: Caller, client: FlaskClient, invoice: Invoice, services: Services
+) -> None:
+    link = made(client, staff, invoice.id)
+    browser = app.test_client()
+    page = browser.get(link["path"] + "/status")  # as HTML, the first thing this browser asks
+    assert page.status_code == 200
+    assert 'value="None"' not in page.text
+    assert "lapak_payer=" in " ".join(page.headers.getlist("Set-Cookie"))
+    paid = browser.post(link["path"], data={"provider": "demo",
+                                            "form_token": form_token(page.text)})  # fmt: skip
+    assert paid.status_code == 303
+    assert "/pay/demo/" in paid.headers["Location"]
+    assert sql(services, "SELECT count(*) FROM paylink_attempt")[0][0] == 1
+
+
+def test_revoking_a_link_cancels_the_bank_transfer_nobody_made(
+    app: Flask, client: FlaskClient, seller: Caller, invoice: Invoice, services: Services
+) -> None:
+    """A payer (or anyone the link was forwarded to) chose the bank transfer and never paid:
+    the invoice had nothing due for days. The seller revokes the link: that payment is
+    cancelled (its amount due again) and a new link can be made."""
+    from tests.modules.payment.conftest import assert_ledger_consistent
+
+    link = made(client, seller, invoice.id)
+    assert pay(client, link["path"], provider="bank_transfer").status_code == 303
+    tx = latest_transaction(services)
+    assert (tx["state"], tx["guest"]) == ("pending", True)
+    problem(client.post(API, json={"invoice": invoice.id}, headers=seller.headers), 409,
+            "invoice-not-payable")  # fmt: skip
+
+    ok(client.post(f"{API}/{link['id']}/revoke", headers=seller.headers))
+
+    assert latest_transaction(services)["state"] == "canceled"
+    ((payment_state,),) = sql(services, "SELECT p.state FROM marketplace_payment p JOIN "
+                              "payment_transaction t ON t.account_payment_id = p.id "
+                              "WHERE t.reference = %s", tx["reference"])  # fmt: skip
+    assert payment_state == "canceled"
+    ((residual,),) = sql(services, "SELECT amount_residual FROM marketplace_account_move "
+                         "WHERE uuid = %s", invoice.id)  # fmt: skip
+    assert residual == invoice.total
+    assert made(client, seller, invoice.id)["status"] == "active"
+    assert_ledger_consistent(app)
+
+
+def test_a_payment_through_a_link_expires_with_the_link(
+    app: Flask, client: FlaskClient, staff: Caller, invoice: Invoice, services: Services
+) -> None:
+    """A bank transfer waits 3 days, a link may end sooner: the payment ends with the link,
+    cancelled by the payment module's expiry job, and the invoice is payable again."""
+    from modules.payment.jobs import expire_transactions
+
+    expires = (clock.now() + timedelta(hours=1)).replace(microsecond=0)
+    link = made(client, staff, invoice.id, expires_at=expires.isoformat())
+    pay(client, link["path"], provider="bank_transfer")
+    ((tx_expires,),) = sql(services, "SELECT expires_at FROM payment_transaction WHERE guest")
+    assert tx_expires == expires
+
+    with app.app_context(), clock.travel(timedelta(hours=2)):
+        assert expire_transactions() == 1
+    assert latest_transaction(services)["state"] == "canceled"
+    ((residual,),) = sql(services, "SELECT amount_residual FROM marketplace_account_move "
+                         "WHERE uuid = %s", invoice.id)  # fmt: skip
+    assert residual == invoice.total
