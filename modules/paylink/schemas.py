@@ -69,10 +69,9 @@ class LinkSchema(ma.Schema):
 
 class CreatedLinkSchema(LinkSchema):
     url = ma.fields.String(
-        allow_none=True,
-        metadata={"description": "The pay page, /pay/<token>: in this answer only (the token is "
-                  "stored hashed). null when the answer is replayed for a repeated "
-                  "Idempotency-Key: revoke that link and make another if the URL was lost"},
+        metadata={"description": "The pay page, /pay/<token>: in this answer only (and its "
+                  "replay for a repeated Idempotency-Key); reading or listing links never shows "
+                  "it. Anyone holding it can pay: send it to the payer only"},
     )  # fmt: skip
 
 
