@@ -50,6 +50,7 @@ from werkzeug.exceptions import HTTPException
 from app import errors, reading
 from app.config import Settings
 from app.db import DriverStatement, Session
+from app.log import logged_path
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("lapak.access")
@@ -134,7 +135,7 @@ def problem(
     body: dict[str, Any] = {"type": type_, "title": title, "status": status}
     if detail:
         body["detail"] = detail
-    body["instance"] = request.path
+    body["instance"] = logged_path()  # never a path that holds a secret (app.log.hide_paths)
     body["request_id"] = g.get("request_id")
     if errors_:
         body["errors"] = field_errors(errors_)
@@ -327,7 +328,7 @@ def init_app(
         access_log.info(
             "%s %s %s",
             request.method,
-            request.path,
+            logged_path(),
             response.status_code,
             extra={"event": "request", "status": response.status_code, "duration_ms": duration},
         )

@@ -14,10 +14,12 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import current_app, g, has_app_context, has_request_context, request
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 
 # What every LogRecord has; anything else came in through ``extra=`` and joins the line.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -30,6 +32,105 @@ _STANDARD_ATTRIBUTES = frozenset(
 #: descriptions do) is hidden too.
 FERNET_TOKEN = re.compile(r"gAAAAA[A-Za-z0-9_-]{20,}={0,2}")
 REDACTED = "[sealed]"
+
+
+#: ``app.extensions`` key: the path prefixes of this app whose requests are logged without their
+#: path (:func:`hide_paths`).
+HIDDEN_PATHS = "lapak.log.hidden_paths"
+
+
+@dataclass(frozen=True)
+class HiddenPaths:
+    """Paths under ``prefix`` hold a secret (a payment link's token): a request is logged as the
+    route template it matched, else as ``shown``; but those under one of ``keep`` (sub-prefixes
+    holding none) as they are."""
+
+    prefix: str
+    shown: str
+    keep: tuple[str, ...] = ()
+
+    def covers(self, path: str) -> bool:
+        """Whether ``path`` is hidden: compared as routing might still take it (doubled slashes
+        merged by a redirect, any case), so a near miss holding the secret is hidden too."""
+        path = _SLASHES.sub("/", path).lower()
+        return path.startswith(self.prefix) and not path.startswith(self.keep)
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def hide_paths(app: Flask, prefix: str, shown: str, *, keep: tuple[str, ...] = ()) -> None:
+    """Never log the paths under ``prefix`` (``/pay/``), whatever the request becomes: every log
+    line of a request there (its access line included) and a problem's ``instance`` show the
+    route template it matched, or ``shown`` when it matched none (a 404 or 405 from routing,
+    which no module's hook sees), never the path; paths under ``keep`` are logged as they are.
+    Decided from the path itself, not by a hook of a blueprint (which runs only when one of its
+    rules matched). The development server's request lines are masked the same way."""
+    hidden = HiddenPaths(prefix.lower(), shown, tuple(path.lower() for path in keep))
+    app.extensions.setdefault(HIDDEN_PATHS, []).append(hidden)
+    _DEV_SERVER_LINES.add(hidden)
+
+
+def hide_path(shown: str) -> None:
+    """Log this request's path as ``shown`` (for one request; see :func:`hide_paths` for a
+    prefix)."""
+    g.lapak_log_path = shown
+
+
+def masked_path(path: str, rule: str | None, hidden: Iterable[HiddenPaths]) -> str:
+    """``path`` as the logs show it: under a hidden prefix, its route template (``rule``) or
+    that prefix's ``shown``."""
+    for paths in hidden:
+        if paths.covers(path):
+            return rule if rule is not None else paths.shown
+    return path
+
+
+def logged_path() -> str:
+    """This request's path as the logs (and a problem's ``instance``) show it."""
+    shown = g.get("lapak_log_path")
+    if shown:
+        return shown
+    hidden = current_app.extensions.get(HIDDEN_PATHS, ())
+    rule = request.url_rule
+    return masked_path(request.path, rule.rule if rule is not None else None, hidden)
+
+
+class _MaskedRequestLines(logging.Filter):
+    """The development server (``werkzeug``) logs each request line as its client sent it: the
+    hidden paths in it are masked (no route known there: each prefix's ``shown``), the query
+    dropped with them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hidden: list[HiddenPaths] = []
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, hidden: HiddenPaths) -> None:
+        if hidden in self._hidden:
+            return
+        self._hidden.append(hidden)
+        prefixes = "|".join(re.escape(paths.prefix) for paths in self._hidden)
+        self._pattern = re.compile(f'(?:{prefixes})[^\\s"]*', re.IGNORECASE)
+
+    def _mask(self, text: str) -> str:
+        assert self._pattern is not None
+        return self._pattern.sub(lambda found: masked_path(found[0], None, self._hidden), text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._pattern is None:
+            return True
+        if isinstance(record.msg, str):
+            record.msg = self._mask(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._mask(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+_DEV_SERVER_LINES = _MaskedRequestLines()
+logging.getLogger("werkzeug").addFilter(_DEV_SERVER_LINES)
 
 
 def redact_tokens(text: str) -> str:
@@ -54,7 +155,7 @@ class JsonLineFormatter(logging.Formatter):
         if has_request_context():
             line["request_id"] = g.get("request_id") if has_app_context() else None
             line["method"] = request.method
-            line["path"] = request.path
+            line["path"] = logged_path() if has_app_context() else request.path
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 line[key] = value

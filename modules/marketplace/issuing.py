@@ -34,9 +34,9 @@ IssuerGate = Callable[[int], str | None]
 #: Seller user ids -> their display names (those it knows; others fall back to the user's name).
 SellerNames = Callable[[Collection[int]], Mapping[int, str]]
 #: The URL to pay ``invoice`` online, as ``viewer`` (who may see the invoice) prints it; None:
-#: no link to print. Asked only for a posted invoice with something still to pay, on the
-#: primary, outside any transaction of the marketplace's (it may write in one of its own, e.g.
-#: to issue a link); an http(s) URL is printed, anything else is left out.
+#: no link to print. Asked only for a posted invoice with something still to pay; it reads
+#: only (the payment-link module shows a link made before, it makes none); an http(s) URL is
+#: printed, anything else is left out.
 PayUrlSource = Callable[["AccountMove", "Principal"], str | None]
 
 _GATE = "marketplace.issuer_gate"

@@ -144,6 +144,12 @@ class OrderCheckout(Protocol):
         commit; :func:`modules.marketplace.refunds.provider_refunded` records it)."""
         ...
 
+    def holder_refund_refused(self, payment: Payment) -> str | None:
+        """Why a refund of ``payment`` may not go to money the customer holds (their wallet)
+        instead of back through its method, or None: a provider's payment made by someone
+        who is not the customer (a payment link's guest) goes back to whoever paid."""
+        ...
+
     def order_cancelling(self, order_id: int) -> None:
         """In the cancel's transaction, before the order's row lock (provider transactions are
         locked before their order): give up the order's provider transactions still in

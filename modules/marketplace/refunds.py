@@ -197,13 +197,20 @@ def _checked_amount(payment: Payment, amount: Decimal | None, remaining: Decimal
 
 def _destination(payment: Payment, wanted: str | None) -> str:
     """The method the refund goes back through: the payment's, or one holding the customer's
-    money (their wallet)."""
+    money (their wallet), unless the payment module says the money was not the customer's."""
     if wanted is None or wanted == payment.method:
         return payment.method
     held = held_methods()
     if wanted in held and payment.customer_id is None:
         raise InvalidDestination(
             f"the payer of {payment.name} has no account, so no {wanted} to send it to",
+            errors={"destination": f"{payment.method}, the payment's own method"},
+        )
+    checkout = loaded_order_checkout() if wanted in held else None
+    refused = checkout.holder_refund_refused(payment) if checkout is not None else None
+    if refused is not None:
+        raise InvalidDestination(
+            f"a refund of {payment.name} goes back through {payment.method}: {refused}",
             errors={"destination": f"{payment.method}, the payment's own method"},
         )
     if wanted not in held:

@@ -64,6 +64,9 @@ class Start:
     notify_url: str | None = None
     #: The saved method's provider token (unsealed), for an off-session payment.
     provider_token: str | None = None
+    #: Where a hosted page sends the payer back once they have chosen: a path on Lapak, when the
+    #: payment was started from a page of Lapak's own (a payment link's).
+    return_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -32,6 +32,7 @@ STYLE = (
     "line-height:1.5;color:#222}fieldset{margin:1rem 0}label{display:block}"
     "button{font-size:1rem;padding:.4rem 1.2rem}.note{color:#555}"
 )
+SAVE_CARD = '<label><input type="checkbox" name="save_card" value="1"> Save this card</label>'
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
@@ -95,12 +96,9 @@ def page(tx_id: uuid.UUID) -> Response:
         'autocomplete="off" maxlength="19"></label>'
         '<label>Expiry month <input name="exp_month" value="12" size="2"></label>'
         '<label>Expiry year <input name="exp_year" value="2030" size="4"></label>'
-        + (
-            # A payer without an account has nowhere to keep a card.
-            '<label><input type="checkbox" name="save_card" value="1"> Save this card</label>'
-            if tx.customer_id is not None
-            else ""
-        )
+        # A guest (a payment link's payer) is not the customer, and a payer without an account
+        # has nowhere to keep a card: no card is saved for either.
+        + ("" if tx.guest or tx.customer_id is None else SAVE_CARD)
         + '</fieldset><button type="submit">Pay</button></form>'
     )
     return _page("Demo gateway", summary + form)
@@ -123,7 +121,7 @@ def choose(tx_id: uuid.UUID) -> Response:
     if refused is not None:
         return refused
     card = None
-    if request.form.get("save_card") and outcome != "failure":
+    if request.form.get("save_card") and outcome != "failure" and not tx.guest:
         card = _card()
         if card is None:
             return _page(
@@ -137,13 +135,24 @@ def choose(tx_id: uuid.UUID) -> Response:
     # Not from the request's Host (a forged one would send signed notifications anywhere).
     notify_url = public_url("payments.ProviderNotify", code=demo.CODE)
     demo.queue_notifications(notify_url, payloads)
-    return redirect(url_for(".page", tx_id=tx.uuid), code=303)
+    return redirect(return_url(tx) or url_for(".page", tx_id=tx.uuid), code=303)
+
+
+def return_url(tx: PaymentTransaction) -> str | None:
+    """Where the payer goes back once they have chosen, when the payment was started from one
+    of Lapak's own pages: a path on this site only (never elsewhere, whatever the row holds)."""
+    url = (tx.action or {}).get("return_url")
+    if isinstance(url, str) and url.startswith("/") and not url.startswith(("//", "/\\")):
+        return url
+    return None
 
 
 def _refusal(tx: PaymentTransaction, summary: str, *, choosing: bool) -> Response | None:
     """No form and no payment for a transaction past its expiry (410) or no longer pending
     (its state shown): Lapak has given it up (409) or the gateway has it already (the page
     shows its progress; choosing again is a 409)."""
+    back = return_url(tx)
+    back_link = f'<p><a href="{escape(back)}">Back to the payment page</a></p>' if back else ""
     if tx.state != "pending":
         given_up = choosing or tx.state in ("canceled", "failed")
         return _page(
@@ -151,14 +160,14 @@ def _refusal(tx: PaymentTransaction, summary: str, *, choosing: bool) -> Respons
             summary + f"<p>This payment is <strong>{escape(tx.state)}</strong>: it cannot be "
             "paid here any more.</p>"
             '<p class="note">The gateway notifies Lapak in the background; the status follows.'
-            "</p>",
+            "</p>" + back_link,
             409 if given_up else 200,
         )
     if tx.expires_at <= utcnow():
         return _page(
             "Demo gateway",
             summary + "<p>This checkout has <strong>expired</strong>: nothing was charged. "
-            "Start a new payment from your order.</p>",
+            "Start a new payment from your order.</p>" + back_link,
             410,
         )
     return None

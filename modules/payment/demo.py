@@ -107,10 +107,13 @@ class DemoGateway:
             # it retries a 404 (the transaction not visible yet), as a real gateway retries.
             queue_notifications(start.notify_url, payloads)
             return {"type": "none", "detail": "the saved method is charged; no payer action"}
-        return {
+        action = {
             "type": "redirect",
             "url": url_for("payment_checkout.page", tx_id=tx.uuid, _external=True),
         }
+        if start.return_url is not None:
+            action["return_url"] = start.return_url  # where the page sends the payer back
+        return action
 
     def handle_notification(self, provider: PaymentProvider, data: dict[str, Any]) -> Notification:
         errors: dict[str, str] = {}

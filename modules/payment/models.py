@@ -173,6 +173,9 @@ class PaymentTransaction(Base):
     action: Mapped[dict] = mapped_column(JsonDocument, default=dict)
     #: The payer asked to save the method used (the provider sends its token on success).
     tokenize: Mapped[bool] = mapped_column(default=False)
+    #: Started by a payer who is not logged in (a payment link's): nothing is known of them but
+    #: that they hold the link, so no saved method of the customer is used, offered or made.
+    guest: Mapped[bool] = mapped_column(default=False)
     expires_at: Mapped[datetime] = mapped_column()
     last_state_change: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, exists, inspect, select
+from sqlalchemy import Select, bindparam, exists, inspect, select
 
 from app.db import (
     Session,
@@ -71,6 +71,11 @@ Render = Callable[[Any], dict[str, Any]]
 class AmountMismatch(Conflict):
     code = "amount-mismatch"
     title = "The notification's amount or currency is not the transaction's"
+
+
+class NothingDue(Conflict):
+    code = "nothing-due"
+    title = "The invoice has nothing due now"
 
 
 class BadSignature(Unauthenticated):
@@ -134,6 +139,79 @@ def pay_invoice(
     return 201, body
 
 
+def pay_invoice_as_guest(
+    invoice_id: int,
+    provider_code: str,
+    *,
+    at_most: Decimal,
+    return_url: str | None,
+    expires_by: datetime | None = None,
+) -> PaymentTransaction:
+    """Start paying an invoice for a payer who is not logged in, whom the caller vouches for
+    (a payment link, checked under its own row lock), in the caller's transaction.
+
+    The invoice's order and invoices are locked here, in the order every writer takes them,
+    and the invoice is read under those locks; the amount is what is due, but at most
+    ``at_most``. The transaction is ``guest``: it is the invoice's customer's payment, but no
+    method of theirs is used, offered or saved (the payer's card is not theirs), and nobody
+    is recorded as having started it. A provider paying from money the customer holds (the
+    wallet), or settling at once, is refused: a guest must never draw on the customer's
+    money. ``expires_by``: the transaction expires then at the latest (when the link it was
+    started through does), and the expiry job cancels it if it still waits for the payer. Call
+    :func:`prepare_guest_payment` before the caller's transaction begins.
+    """
+    marketplace.lock_invoice(invoice_id)
+    invoice = Session().scalars(_INVOICE, {"invoice_id": invoice_id}).one()
+    provider, adapter = usable(provider_code, invoice.currency)
+    if adapter.method.holder_purpose is not None or adapter.settles_at_once:
+        raise ProviderUnavailable(
+            f"the provider {provider_code!r} pays from the customer's own money: not for a guest",
+            errors={"provider": "not for a payer who is not logged in"},
+        )
+    amount = min(at_most, invoice.amount_residual)
+    if amount <= 0:
+        raise NothingDue(
+            f"invoice {invoice.name} has nothing due now", payment_state=invoice.payment_state
+        )
+    payment = marketplace.register_provider_payment(invoice, adapter.method.code, amount)
+    start = Start(notify_url=_notify_url(provider_code), return_url=return_url)
+    return _start(
+        None, provider, adapter, start, payment=payment, guest=True, expires_by=expires_by
+    )
+
+
+def cancel_guest_transaction(tx_id: int, reason: str) -> bool:
+    """Give up a guest's transaction that still waits for its payer (``pending``), in the
+    caller's transaction, as a payer's cancel does (:func:`cancel_transaction`): ``canceled``,
+    its accounting payment released, so its amount is due on the invoice again (nothing was
+    posted for it). The transaction's row lock first, then its order and invoices. False if it
+    is no longer pending (the provider is taking the money, or it is over)."""
+    tx = _reloaded(
+        Session()
+        .execute(
+            select(PaymentTransaction.id).where(PaymentTransaction.id == tx_id).with_for_update()
+        )
+        .scalar_one()
+    )
+    if not tx.guest or tx.state != "pending":
+        return False
+    return transition(tx, "canceled", reason, provider=False)
+
+
+#: An invoice as the database has it now (read under its locks).
+_INVOICE = (
+    select(AccountMove)
+    .where(AccountMove.id == bindparam("invoice_id"))
+    .execution_options(populate_existing=True)
+)
+
+
+def prepare_guest_payment() -> None:
+    """What :func:`pay_invoice_as_guest` needs before its caller's transaction holds a
+    connection (the year's payment numbers)."""
+    numbering.prepare_year(("PAY",), utcnow().astimezone(marketplace_settings().timezone).year)
+
+
 @dataclass(frozen=True)
 class TopUp:
     """Money the payer puts into their own wallet: no invoice, no accounting payment."""
@@ -173,9 +251,11 @@ def _start(
     top_up: TopUp | None = None,
     token: PaymentToken | None = None,
     tokenize: bool = False,
+    guest: bool = False,
+    expires_by: datetime | None = None,
 ) -> PaymentTransaction:
     """The provider transaction for a just-registered payment (or a top-up), in the caller's
-    transaction."""
+    transaction; it expires after the adapter's time, but not after ``expires_by``."""
     if tokenize and not adapter.supports_tokens:
         raise ProviderUnavailable(
             f"the provider {provider.code!r} does not save methods",
@@ -214,8 +294,9 @@ def _start(
         net=money.amount - fee,
         state="pending",
         tokenize=tokenize,
+        guest=guest,
         action={},
-        expires_at=now + adapter.expiry,
+        expires_at=min(now + adapter.expiry, expires_by or now + adapter.expiry),
         last_state_change=now,
         created_at=now,
         created_by_id=actor.user_id if actor is not None else None,
@@ -295,6 +376,20 @@ class OrderCheckout:
             )
         )
 
+    def holder_refund_refused(self, payment: Payment) -> str | None:
+        """A guest's payment (whatever state its transaction is in: staff may have confirmed
+        the money by hand) goes back to whoever paid, never into the customer's wallet."""
+        guest = Session().scalar(
+            select(
+                exists().where(
+                    PaymentTransaction.account_payment_id == payment.id, PaymentTransaction.guest
+                )
+            )
+        )
+        if guest:
+            return "it was paid through a payment link, by someone who may not be the customer"
+        return None
+
     def order_cancelling(self, order_id: int) -> None:
         cancel_for_order(order_id)
 
@@ -352,16 +447,15 @@ def process_notification(provider_code: str, data: dict[str, Any]) -> PaymentTra
             return tx
         changed = transition(tx, notification.state, notification.message, provider=True)
         # A token in the notification: the payer asked the provider to save the method (on
-        # its page, or through save_method); kept only with the success that proves it works.
-        # A payer without an account has nowhere to keep one: the token is not kept.
-        if (
-            changed
-            and notification.state == "success"
-            and notification.token is not None
-            and tx.customer_id is not None
-        ):
-            tx.tokenize = True
-            save_token(tx, notification.token)
+        # its page, or through save_method); kept only with the success that proves it works,
+        # and never for a guest (their card is not the customer's) nor for a payer without an
+        # account (nowhere to keep it).
+        if changed and notification.state == "success" and notification.token is not None:
+            if tx.guest or tx.customer_id is None:
+                log.info("transaction %s: a guest's method is not saved", tx.reference)
+            else:
+                tx.tokenize = True
+                save_token(tx, notification.token)
     return tx
 
 

@@ -1,8 +1,8 @@
 """Which event types exist and which sellers an event concerns: the one mapping.
 
 Admins' endpoints receive every event. A seller's endpoints receive the events about their own
-sales (orders, invoices, payments and refunds of orders with a line of theirs), their
-settlements (payouts) and their own webhook endpoints. The other events (users, sellers'
+sales (orders, invoices, payments, payment links and refunds of orders with a line of theirs),
+their settlements (payouts) and their own webhook endpoints. The other events (users, sellers'
 profiles and KYC, wallets, imports) are for admins only.
 
 ``EVENT_AUDIENCE`` says, per type, which payload field leads to the sellers concerned:
@@ -12,6 +12,7 @@ profiles and KYC, wallets, imports) are for admins only.
 | ``order`` | ``order`` (sale order uuid) | the sellers of the order's products and invoice lines |
 | ``invoice`` | ``invoice`` (invoice or credit note uuid) | those of the invoice's order; for a |
 | | | standalone invoice (no order), its issuing seller and its lines' sellers |
+| | | (payment links' events name the invoice the link pays) |
 | ``payment`` | ``payment`` (marketplace payment uuid) | those of the paid invoice (as above) |
 | ``seller`` | ``seller`` (user uuid) | that seller |
 | ``owner`` | ``owner`` (user uuid) | that user (the endpoint's owner) |
@@ -58,6 +59,9 @@ EVENT_AUDIENCE: Mapping[str, str | None] = {
     "payment.failed": "invoice",
     "payment.canceled": "invoice",
     "payment.late_success": "invoice",
+    # Payment links (the paylink module): the sellers of the invoice the link pays.
+    "payment_link.created": "invoice",
+    "payment_link.paid": "invoice",
     "refund.created": "payment",
     "refund.succeeded": "payment",
     "settlement.created": "seller",

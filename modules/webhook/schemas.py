@@ -12,8 +12,8 @@ from .models import DELIVERY_STATES
 URL_LENGTH = 2000
 EVENT_TYPES_HELP = (
     "Event types to receive (empty: every event you may see). Sellers may choose among "
-    "the order, invoice, payment, refund, settlement and webhook_endpoint events; admins "
-    "among all: " + ", ".join(sorted(EVENT_AUDIENCE))
+    "the order, invoice, payment, payment_link, refund, settlement and webhook_endpoint "
+    "events; admins among all: " + ", ".join(sorted(EVENT_AUDIENCE))
 )
 
 

@@ -49,3 +49,39 @@ def test_a_warning_after_held_back_ones_says_how_many(caplog: pytest.LogCaptureF
     warnings.warn("redis", "down %s", "still")
 
     assert messages(caplog) == ["down", "down still (2 more since the last warning)"]
+
+
+def test_a_hidden_prefix_is_masked_whatever_matched() -> None:
+    from app.log import HiddenPaths, masked_path
+
+    hidden = [HiddenPaths("/pay/", "/pay/<token>", ("/pay/demo/",))]
+    token = "s3cr3t-token-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    assert masked_path(f"/pay/{token}", "/pay/<token>/", hidden) == "/pay/<token>/"
+    assert masked_path(f"/pay/{token}/x/y", None, hidden) == "/pay/<token>"
+    assert masked_path(f"//pay//{token}", None, hidden) == "/pay/<token>"  # merged by routing
+    assert masked_path(f"/PAY/{token}", None, hidden) == "/pay/<token>"
+    assert masked_path("/pay/demo/1234", "/pay/demo/<uuid:tx_id>", hidden) == "/pay/demo/1234"
+    assert masked_path("/api/v1/orders", None, hidden) == "/api/v1/orders"
+
+
+def test_the_development_servers_request_lines_hide_the_paths(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``lapak serve --dev`` (werkzeug) logs each request line as the client sent it."""
+    from flask import Flask
+
+    from app.log import hide_paths
+
+    hide_paths(Flask("masked"), "/pay/", "/pay/<token>", keep=("/pay/demo/",))
+    token = "s3cr3t-token-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+    werkzeug = logging.getLogger("werkzeug")
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    # As werkzeug's WSGIRequestHandler.log_request writes it (the line may be coloured).
+    werkzeug.info('"%s" %s %s', f"\x1b[33mGET /pay/{token}/status?x={token} HTTP/1.1\x1b[0m",
+                  "200", "-")  # fmt: skip
+    werkzeug.info('"%s" %s %s', "GET /pay/demo/0f2c HTTP/1.1", "200", "-")
+    werkzeug.info(f"127.0.0.1 - - GET /pay/{token} HTTP/1.1")
+
+    assert token not in caplog.text
+    assert "GET /pay/<token> HTTP/1.1" in caplog.text
+    assert "GET /pay/demo/0f2c HTTP/1.1" in caplog.text

@@ -49,7 +49,7 @@ def test_the_landing_page_is_styled_under_its_csp_and_its_links_work(
     assert "system-ui" in font
     modules = [
         *("user", "auth", "audit", "fetch", "ledger", "marketplace", "payment", "seller"),
-        *("dashboard", "graphql", "webhook", "live", "wallet", "web"),
+        *("dashboard", "graphql", "webhook", "live", "paylink", "wallet", "web"),
     ]
     assert page.locator("td code").all_inner_texts() == modules
     assert page.get_by_role("link", name="Web client").get_attribute("href") == "/web/"

@@ -18,6 +18,7 @@ import modules.fetch
 import modules.graphql
 import modules.live
 import modules.marketplace
+import modules.paylink
 import modules.payment
 import modules.seller
 import modules.user
@@ -360,6 +361,7 @@ def test_real_modules_load_in_dependency_order() -> None:
         "graphql",
         "webhook",
         "live",
+        "paylink",
         "wallet",
         "web",
     ]
@@ -631,6 +633,7 @@ def test_modules_endpoint_lists_the_real_modules_in_dependency_order(tmp_path: P
                 modules.graphql,
                 modules.webhook,
                 modules.live,
+                modules.paylink,
                 modules.wallet,
                 modules.web,
             ]
