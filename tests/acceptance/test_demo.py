@@ -15,25 +15,28 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.cli import main as lapak_main
-from app.db import Base, Session
+from app.db import Base, Session, transaction
 from app.demo import DemoMoment, recorded
 from app.events import OutboxEvent
+from modules.auth.models import ApiKey
 from modules.ledger.models import Transaction
 from modules.ledger.verify import verify
 from modules.marketplace import services as marketplace
-from modules.marketplace.demo import DEMO_PRODUCTS, demo_product_id, placed_ids
-from modules.marketplace.models import SaleOrder
+from modules.marketplace.demo import DEMO_PRODUCTS, DEMO_SOURCE, demo_product_id, placed_ids
+from modules.marketplace.models import Product, SaleOrder
 from modules.marketplace.services import LineRequest, OrderRequest, PaymentRequest
+from modules.seller.kyc import reject_kyc
+from modules.seller.services import update_own_profile
 from modules.user.demo import (
     DEMO_ADMIN_EMAIL,
     DEMO_CUSTOMER_EMAILS,
@@ -42,6 +45,8 @@ from modules.user.demo import (
     DEMO_STAFF_EMAIL,
     acting_as,
 )
+from modules.user.models import User
+from modules.webhook.models import WebhookEndpoint
 from tests.conftest import TEST_SECRET, TEST_VAULT_KEY
 from tests.modules.auth.test_api_keys import lapak_signed_headers, now_stamp
 from tests.modules.conftest import bearer, login
@@ -179,6 +184,23 @@ def test_demo_makes_a_history_every_screen_shows_and_a_second_run_adds_nothing(
     assert len(dates) > 50
     assert dates == sorted(dates)  # verify() checks the chain, not that its dates go forward
     assert dates[-1] < datetime.now(UTC)
+    # What was there before the history (users, catalogue, key, endpoint) is dated before it,
+    # and the users' events were dispatched then, not at a moment of the history.
+    with demo_app.app_context():
+        session = Session()
+        catalogue = select(Product.created_at).where(Product.source == DEMO_SOURCE)
+        for made_at in (select(User.created_at), select(ApiKey.created_at),
+                        select(WebhookEndpoint.created_at), catalogue):  # fmt: skip
+            made = list(session.scalars(made_at))
+            assert made
+            assert max(made) < min(placed), made_at
+        users_made = session.execute(
+            select(OutboxEvent.created_at, OutboxEvent.delivered_at).where(
+                OutboxEvent.name == "user.created"
+            )
+        ).all()
+        assert users_made
+        assert all(done - made < timedelta(hours=1) for made, done in users_made), users_made
     with demo_app.app_context():
         assert verify().ok
         assert (
@@ -200,6 +222,24 @@ def test_demo_makes_a_history_every_screen_shows_and_a_second_run_adds_nothing(
     changed = {name: (before[name], after[name]) for name in before if before[name] != after[name]}
     # Logging in above wrote sessions and audit rows; the demo itself wrote nothing.
     assert set(changed) <= {"auth_session", "audit_event", "audit_request_log"}, changed
+    assert digest(demo_app) == digested
+
+    # The seller uses the demo: a new payout account (reviewed again), which staff reject. The
+    # history is there all the same: nothing is replayed.
+    with demo_app.app_context():
+        budi, sari = acting_as(DEMO_SELLER_EMAIL), acting_as(DEMO_STAFF_EMAIL)
+        assert budi is not None
+        assert sari is not None
+        update_own_profile(budi, {"bank_account": {"bank_code": "009", "holder_name": "Budi",
+                                                   "account_number": "987654321"}})  # fmt: skip
+        reject_kyc(sari, budi.user_uuid, "blurry scan")
+    demo_app.extensions["lapak.jobs"].wait_embedded()
+    before, digested = rows(demo_app), digest(demo_app)
+    third = run_demo(demo_app)
+    assert "The demo is already there" in third
+    after = rows(demo_app)
+    changed = {name: (before[name], after[name]) for name in before if before[name] != after[name]}
+    assert set(changed) <= {"audit_event", "audit_request_log"}, changed  # written behind
     assert digest(demo_app) == digested
 
 
@@ -322,6 +362,28 @@ def test_the_history_is_left_out_on_a_database_with_business_history_of_its_own(
     assert dates == sorted(dates)
     with demo_app.app_context():
         assert recorded() is None  # an emptied database may still get it whole
+
+
+def test_without_an_active_demo_product_the_orders_are_left_out_and_the_sellers_played(
+    make_embedded_app: Callable[..., Flask],
+) -> None:
+    demo_app = make_embedded_app(module_packages=("modules",))
+    parts = demo_app.extensions["lapak.registry"].wiring.demo_histories
+    kept = list(parts)
+    parts.clear()
+    run_demo(demo_app)  # an earlier demo's users and catalogue, which staff deactivated since
+    parts.extend(kept)
+    with demo_app.app_context(), transaction() as session:
+        session.execute(update(Product).values(active=False))
+
+    output = run_demo(demo_app).replace("\n", " ")
+
+    assert "Demo orders paid by transfer or cash: left out (no demo product is active" in output
+    assert "Demo orders paid through the demo gateway: left out (no demo product is active" in (
+        output
+    )
+    assert f"Demo seller {DEMO_SELLER_EMAIL}: verified, 3 products" in output
+    assert order_count(demo_app) == 0
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------
