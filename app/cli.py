@@ -208,9 +208,9 @@ def demo() -> None:
     if earlier is not None and earlier.interrupted:
         raise click.ClickException(
             f"an earlier `lapak demo` (started {earlier.started_at:%Y-%m-%d %H:%M} UTC) was "
-            "interrupted while it played the history, so this database holds part of it; it is "
-            f"not played again on top of that, and nothing was changed. To have the whole demo, "
-            f"{start_over}"
+            "interrupted while it played the history (unless it is still running), so this "
+            "database holds part of it; it is not played again on top of that, and nothing was "
+            f"changed. To have the whole demo, {start_over}"
         )
     if earlier is not None:
         assert earlier.finished_at is not None
