@@ -28,6 +28,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from app import db, http, openapi, streaming
+    from app import demo as _demo  # noqa: F401 - its table (core_demo_run) in the metadata
     from app.config import Settings, misspelled_settings
     from app.events import SWEEP_EVERY, dispatch_outbox
     from app.health import core, health

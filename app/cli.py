@@ -192,15 +192,37 @@ def demo() -> None:
     Then the modules' history (:mod:`app.demo`): some weeks of orders, payments, refunds and
     payouts made through their services at past moments. Without Redis the jobs they queue
     (the outbox: the dashboard's figures) run at each moment; with Redis, `lapak worker` runs
-    them. A second run adds nothing.
+    them. Best run before `lapak serve` starts. The history is played once, on a database with
+    no orders or ledger postings yet: a second run changes nothing, and a run after an
+    interrupted one says how to start over.
     """
-    from app.demo import play
-    from app.events import dispatch_outbox
+    from app.demo import HistoryStarted, activity, before_history, play, recorded
 
+    settings = _settings()
+    # Before any module's step: the history backdates ledger postings, and demo users come with
+    # printed passwords.
+    if settings.production:
+        raise click.ClickException("demo data is refused in LAPAK_ENV=production")
+    start_over = _start_over(settings)
+    earlier = recorded()
+    if earlier is not None and earlier.interrupted:
+        raise click.ClickException(
+            f"an earlier `lapak demo` (started {earlier.started_at:%Y-%m-%d %H:%M} UTC) was "
+            "interrupted while it played the history (unless it is still running), so this "
+            "database holds part of it; it is not played again on top of that, and nothing was "
+            f"changed. To have the whole demo, {start_over}"
+        )
+    if earlier is not None:
+        assert earlier.finished_at is not None
+        click.echo(
+            f"The demo is already there (its history was played on "
+            f"{earlier.finished_at:%Y-%m-%d}); nothing was changed. The demo users' passwords "
+            f"are not shown again: `lapak users set-password EMAIL` sets a new one. For a fresh "
+            f"demo, {start_over}"
+        )
+        return
+    _warn_if_served()
     wiring = current_app.extensions["lapak.registry"].wiring
-    for load_demo in wiring.demos:
-        for line in load_demo():
-            click.echo(line)
     jobs = current_app.extensions["lapak.jobs"]
 
     @contextlib.contextmanager
@@ -210,16 +232,74 @@ def demo() -> None:
             yield
         jobs.wait_embedded()
 
-    histories = [start() for start in wiring.demo_histories]
-    play(histories, each_moment=moment_jobs if jobs.embedded else contextlib.nullcontext)
-    for history in histories:
-        for line in history.summary():
-            click.echo(line)
-    if jobs.embedded:
-        # What the steps above queued (events made before the history: the users'), so the
-        # screens show everything as soon as the server starts.
+    in_moment = moment_jobs if jobs.embedded else contextlib.nullcontext
+    try:
+        # The users, catalogue and keys, dated just before the history (they were there before
+        # its first order), their jobs (the users' events) run then too.
+        with before_history(), in_moment():
+            for load_demo in wiring.demos:
+                for line in load_demo():
+                    click.echo(line)
+        histories = [start() for start in wiring.demo_histories]
+        found = activity(histories)
+        if found:
+            click.echo(
+                f"Demo history: left out, as this database already has business history "
+                f"({', '.join(found)}): the demo's, dated over the last weeks, would come before "
+                f"it and take the ledger back in time. To have the whole demo, {start_over}"
+            )
+        else:
+            try:
+                play(histories, each_moment=in_moment)
+            except HistoryStarted as started:
+                raise click.ClickException(f"{started}; nothing more was changed.") from None
+            for history in histories:
+                for line in history.summary():
+                    click.echo(line)
+        if jobs.embedded:
+            from app.events import dispatch_outbox
+
+            # Whatever is still pending, so the screens show everything when the server starts.
+            jobs.wait_embedded()
+            dispatch_outbox()
+    finally:
+        # Also on Ctrl-C: a job thread started as the interrupt landed is known to no one but
+        # its executor, and would keep the process from exiting until that is shut down.
         jobs.wait_embedded()
-        dispatch_outbox()
+
+
+def _start_over(settings: Settings) -> str:
+    """How to start the demo over: from an empty database (named when it is a file)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        empty = f"stop Lapak and move {url.database} aside (with its -wal and -shm files, if any)"
+    else:  # its URL may hold a password: not printed
+        empty = "point LAPAK_DATABASE_URL at a new, empty database"
+    return f"start from an empty database: {empty}, then run `lapak db upgrade` and `lapak demo`."
+
+
+def _warn_if_served() -> None:
+    """Warn when something listens where `lapak serve` would (LAPAK_HOST, LAPAK_PORT): its
+    periodic jobs would work on the history at today's time while the history is made."""
+    import os
+
+    from app.serving import port_in_use
+
+    host = os.environ.get("LAPAK_HOST", "127.0.0.1")
+    try:
+        port = int(os.environ.get("LAPAK_PORT", "8000"))
+    except ValueError:
+        return
+    if port_in_use(host, port):
+        click.echo(
+            f"lapak demo: something listens on {host}:{port}; if it is `lapak serve` (or a "
+            "`lapak worker` runs), its periodic jobs (hold releases, checkout expiry) run at "
+            "today's time while the history is dated in the past. The history is best loaded "
+            "before the server starts; going on.",
+            err=True,
+        )
 
 
 @main.group()

@@ -152,8 +152,10 @@ class Jobs:
         self._submitted = self._started = self._finished = self._failed = 0
         #: Embedded jobs queued with an id and not started yet (see :meth:`enqueue_later`).
         self._waiting: set[str] = set()
-        #: Embedded jobs submitted inside :meth:`holding`, to start when it ends.
+        #: Embedded jobs submitted inside :meth:`holding`, to start when it ends, and how many
+        #: ``holding()`` blocks are open (they nest: the outermost one starts the jobs).
         self._held: list[tuple[str, Callable[..., Any], tuple[Any, ...], str, int]] | None = None
+        self._holding_depth = 0
 
     @property
     def embedded(self) -> bool:
@@ -242,16 +244,40 @@ class Jobs:
     def holding(self) -> Iterator[None]:
         """In-process jobs submitted in the block start when it ends, not beside it (``lapak
         demo`` runs a moment's jobs after its steps: SQLite has one writer, and two would take
-        turns through its busy timeout). Without Redis only; RQ's jobs are left as they are."""
+        turns through its busy timeout). Without Redis only; RQ's jobs are left as they are.
+
+        Blocks nest: an inner one holds with the outer one, and the jobs start when the
+        outermost ends (also when it raises). The jobs of any thread are held meanwhile. If
+        starting one of them raises (an interrupt, an interpreter shutting down), the others
+        are still started; then the first error is raised again.
+        """
         with self._executor_lock:
-            self._held = []
+            self._holding_depth += 1
+            if self._held is None:
+                self._held = []
         try:
             yield
         finally:
+            held: list[tuple[str, Callable[..., Any], tuple[Any, ...], str, int]] = []
             with self._executor_lock:
-                held, self._held = self._held or [], None
-            for job in held:
+                self._holding_depth -= 1
+                if not self._holding_depth:
+                    held, self._held = self._held or [], None
+            self._start_held(held)
+
+    def _start_held(
+        self, held: list[tuple[str, Callable[..., Any], tuple[Any, ...], str, int]]
+    ) -> None:
+        first: BaseException | None = None
+        for job in held:
+            try:
                 self._submit_embedded(*job)
+            except BaseException as error:  # the other held jobs still start
+                log.warning("held job %s (%s) may not have started: %r; the other held jobs "
+                            "start", job[0], _name(job[1]), error)  # fmt: skip
+                first = first or error
+        if first is not None:
+            raise first
 
     def _submit_embedded(
         self,
@@ -265,11 +291,10 @@ class Jobs:
             if self._held is not None:
                 self._held.append((job_id, func, args, queue, attempt))
                 return
+        executor = self._embedded_executor(queue)
         with self._counts_lock:
             self._submitted += 1
-        self._embedded_executor(queue).submit(
-            self._run_embedded, job_id, func, args, queue, attempt
-        )
+        executor.submit(self._run_embedded, job_id, func, args, queue, attempt)
 
     def _run_embedded(
         self,

@@ -214,7 +214,9 @@ class ModuleHooks:
         self._wiring.setups.append(install)
 
     def demo(self, load_demo: Callable[[], list[str]]) -> None:
-        """Add a step to ``lapak demo``; it returns lines to print (e.g. credentials)."""
+        """Add a step to ``lapak demo``; it returns lines to print (e.g. credentials). Steps run
+        before the history, with the clock just before its first moment (what they make was
+        there before it), and leave alone what an earlier run made."""
         self._wiring.demos.append(load_demo)
 
     def demo_history(self, start: Callable[[], Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import app.demo  # core tables (with app.events below)
 import app.events  # noqa: F401 - core tables
 from app.config import Settings
 from app.db import Base, UTCDateTime

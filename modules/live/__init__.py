@@ -13,7 +13,7 @@ manifest = Manifest(
     name="live",
     version="0.1.0",
     summary="Live updates: committed events streamed to browsers (Server-Sent Events)",
-    depends=("auth", "user", "marketplace", "webhook"),
+    depends=("user", "auth", "marketplace", "webhook"),
     settings=(
         "live_poll_ms",
         "live_heartbeat_seconds",

@@ -12,11 +12,12 @@ from sqlalchemy import func, or_, select
 
 from app.db import Session, transaction
 from app.demo import HISTORY_DAYS, DemoMoment
+from modules.ledger.models import Transaction as LedgerTransaction
 from modules.user.demo import DEMO_CUSTOMER_EMAILS, DEMO_LOGINS, DEMO_STAFF_EMAIL, acting_as
 from modules.user.models import User
 
 from . import refunds, services
-from .models import Payment, Product
+from .models import Product, SaleOrder
 from .refunds import RefundRequest
 from .services import LineRequest, OrderRequest, PaymentRequest, Placed
 
@@ -69,8 +70,7 @@ def load_demo() -> list[str]:
 
 # -- the history: orders paid by bank transfer or cash ------------------------------------------
 
-#: The mark of the history's payments (their transfer reference): a run that finds one leaves
-#: the history alone.
+#: How the history's transfer and cash references begin (``DEMO-TRF-05``).
 HISTORY_REFERENCE = "DEMO-"
 #: Moments of the history (:mod:`app.demo`) at which this module's customers order: the odd
 #: ones (the payment module's customers pay through the demo gateway at the even ones).
@@ -110,9 +110,12 @@ def demo_products() -> list[Product]:
 
 def demo_lines(chance: random.Random) -> list[LineRequest]:
     """One or two of the :func:`demo_products`, a few of each; most orders have a seller's
-    product (the sellers' balances move), when there are any."""
+    product (the sellers' balances move), when there are any. None when no demo product is
+    active (the history then places no order at that moment)."""
     with transaction():
         products = demo_products()
+    if not products:
+        return []
     sellers = [product for product in products if product.seller_id is not None]
     first = chance.choice(sellers if sellers and chance.random() < SELLER_SHARE else products)
     picked = [first]
@@ -143,18 +146,17 @@ class ManualSales:
         with transaction():
             self.customers = [acting_as(email) for email in DEMO_CUSTOMER_EMAILS]
             self.staff = acting_as(DEMO_STAFF_EMAIL)
-            marked = Session().scalar(
-                select(func.count())
-                .select_from(Payment)
-                .where(Payment.reference.like(f"{HISTORY_REFERENCE}%"))
-            )
-        self.already = bool(marked)
-        self.wanted = not self.already and self.staff is not None and None not in self.customers
+            self.products = bool(demo_products())
+        self.users = self.staff is not None and None not in self.customers
+        self.wanted = self.users and self.products
         self.chance = random.Random("lapak-demo-marketplace")  # noqa: S311 - demo data
         #: Payments by bank transfer waiting for staff, and the orders placed, by moment.
         self.transfers: list[uuid.UUID] = []
         self.orders: dict[int, dict[str, Any]] = {}
         self.counts = dict.fromkeys(("confirmed", "cancelled", "refunded"), 0)
+
+    def activity(self) -> list[str]:
+        return history_before()
 
     def step(self, moment: DemoMoment) -> None:
         assert self.staff is not None
@@ -179,9 +181,11 @@ class ManualSales:
         cash = len(self.orders) % CASH_EVERY == CASH_EVERY - 1
         method = "cash" if cash else "bank_transfer"
         reference = f"{HISTORY_REFERENCE}{'CASH' if cash else 'TRF'}-{index:02d}"
+        lines = demo_lines(self.chance)
+        if not lines:  # staff deactivated every demo product meanwhile
+            return
         request = OrderRequest(
-            lines=demo_lines(self.chance),
-            payment=PaymentRequest(method=method, reference=reference),
+            lines=lines, payment=PaymentRequest(method=method, reference=reference)
         )
         _, placed = services.place_order(customer, request, None, placed_ids)
         self.orders[index] = placed
@@ -202,16 +206,37 @@ class ManualSales:
         self.counts["refunded"] += 1
 
     def summary(self) -> list[str]:
-        if self.already:
-            return ["Demo orders paid by transfer or cash: already there."]
-        if not self.wanted:
+        if not self.users:
             return ["Demo orders paid by transfer or cash: left out (the demo users are missing)."]
+        if not self.products:
+            return [NO_PRODUCT.format(paid="by transfer or cash")]
         return [
             f"Demo orders paid by bank transfer or cash: {len(self.orders)} over the last "
             f"{HISTORY_DAYS} days ({self.counts['confirmed']} confirmed by staff, "
             f"{len(self.transfers)} awaiting its transfer, {self.counts['cancelled']} cancelled "
             f"unpaid, {self.counts['refunded']} half refunded)."
         ]
+
+
+#: A part's summary when no demo product is active (``paid``: how the part's orders are paid).
+NO_PRODUCT = (
+    "Demo orders paid {paid}: left out (no demo product is active: activate one of the "
+    "catalogue's, source 'demo', with PATCH /api/v1/marketplace/products/{{id}})."
+)
+
+
+def history_before() -> list[str]:
+    """The orders and ledger postings this database holds already (``DemoHistory.activity``):
+    the demo's history, dated over the last weeks, would go before them."""
+    with transaction():
+        session = Session()
+        orders = session.scalar(select(func.count()).select_from(SaleOrder))
+        postings = session.scalar(select(func.count()).select_from(LedgerTransaction))
+    return [
+        f"{count} {name}{'s' if count != 1 else ''}"
+        for count, name in ((orders, "order"), (postings, "ledger transaction"))
+        if count
+    ]
 
 
 def start_history() -> ManualSales:

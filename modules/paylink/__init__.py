@@ -7,7 +7,7 @@ manifest = Manifest(
     name="paylink",
     version="0.1.0",
     summary="Payment links and the public pay page (/pay/<token>) for posted invoices",
-    depends=("auth", "marketplace", "payment", "seller"),
+    depends=("user", "auth", "fetch", "marketplace", "payment", "seller"),
     settings=(
         "paylink_default_days",
         "paylink_max_days",

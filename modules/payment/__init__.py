@@ -8,7 +8,7 @@ manifest = Manifest(
     name="payment",
     version="0.1.0",
     summary="Payment providers, provider transactions, a demo gateway and saved methods",
-    depends=("marketplace", "ledger"),
+    depends=("user", "fetch", "marketplace", "ledger"),
     settings=("public_url",),
 )
 

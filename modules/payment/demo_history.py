@@ -25,7 +25,7 @@ from app.demo import HISTORY_DAYS, DemoMoment
 from app.errors import DomainError
 from modules.marketplace import refunds
 from modules.marketplace import services as marketplace
-from modules.marketplace.demo import demo_lines, placed_ids
+from modules.marketplace.demo import NO_PRODUCT, demo_lines, demo_products, placed_ids
 from modules.marketplace.refunds import RefundRequest
 from modules.marketplace.services import OrderRequest, PaymentRequest
 from modules.user.demo import DEMO_CUSTOMER_EMAILS, DEMO_STAFF_EMAIL, acting_as
@@ -34,8 +34,7 @@ from . import demo, services
 from .models import PaymentTransaction
 from .providers import usable
 
-#: The mark of the history's transactions: their provider reference starts so (a run that finds
-#: one leaves the history alone).
+#: How the provider references of the history's transactions begin.
 HISTORY_MARK = "demo-history-"
 #: What the payer chooses on the gateway's page for the order of a moment (others: success);
 #: None: they leave the page, and the checkout expires.
@@ -70,26 +69,23 @@ class GatewaySales:
         with transaction():
             self.customers = [acting_as(email) for email in DEMO_CUSTOMER_EMAILS]
             self.staff = acting_as(DEMO_STAFF_EMAIL)
-            marked = Session().scalar(
-                select(func.count())
-                .select_from(PaymentTransaction)
-                .where(PaymentTransaction.provider_reference.like(f"{HISTORY_MARK}%"))
-            )
+            self.products = bool(demo_products())
             try:
                 usable(demo.CODE, "IDR")
                 self.gateway = True
             except DomainError:
                 self.gateway = False  # disabled by staff: no history through it
-        self.already = bool(marked)
         self.wanted = (
-            not self.already
-            and self.gateway
-            and self.staff is not None
-            and None not in self.customers
+            self.gateway and self.products and self.staff is not None and None not in self.customers
         )
         self.chance = random.Random("lapak-demo-payment")  # noqa: S311 - demo data
         self.orders: dict[int, dict[str, Any]] = {}
         self.counts = dict.fromkeys(("paid", "declined", "expired", "refunded"), 0)
+
+    def activity(self) -> list[str]:
+        with transaction():
+            made = Session().scalar(select(func.count()).select_from(PaymentTransaction))
+        return [f"{made} payment transaction{'s' if made != 1 else ''}"] if made else []
 
     def step(self, moment: DemoMoment) -> None:
         index = moment.index
@@ -108,9 +104,10 @@ class GatewaySales:
     def _order(self, index: int) -> None:
         customer = self.chance.choice(self.customers)
         assert customer is not None
-        request = OrderRequest(
-            lines=demo_lines(self.chance), payment=PaymentRequest(provider=demo.CODE)
-        )
+        lines = demo_lines(self.chance)
+        if not lines:  # staff deactivated every demo product meanwhile
+            return
+        request = OrderRequest(lines=lines, payment=PaymentRequest(provider=demo.CODE))
         with _checkout_context():
             _, placed = marketplace.place_order(customer, request, None, placed_ids)
         placed["customer"] = customer
@@ -151,8 +148,8 @@ class GatewaySales:
         self.counts["paid" if choice != "failure" else "declined"] += 1
 
     def summary(self) -> list[str]:
-        if self.already:
-            return ["Demo orders paid through the demo gateway: already there."]
+        if not self.products:
+            return [NO_PRODUCT.format(paid="through the demo gateway")]
         if not self.wanted:
             return [
                 "Demo orders paid through the demo gateway: left out (the gateway is disabled "

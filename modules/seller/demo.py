@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from app.db import Session, transaction
 from app.demo import DemoMoment
+from app.security import Principal
 from modules.marketplace import products
 from modules.marketplace.models import Product
 from modules.user.demo import (
@@ -29,7 +30,7 @@ from modules.user.demo import (
 
 from . import balances, kyc, services, settlements
 from .config import seller_settings
-from .models import SellerProfile
+from .models import SellerProfile, Settlement
 
 CURRENCY = "IDR"
 #: The demo seller's products: name, province, city, size, price in IDR.
@@ -73,38 +74,33 @@ class SellerLife:
             self.seller = acting_as(DEMO_SELLER_EMAIL)
             self.new_seller = acting_as(DEMO_NEW_SELLER_EMAIL)
             self.staff = acting_as(DEMO_STAFF_EMAIL)
-            state = None
-            if self.seller is not None:
-                state = Session().scalar(
-                    select(SellerProfile.kyc_state).where(
-                        SellerProfile.user_id == self.seller.user_id
-                    )
-                )
-        # The mark of this history: the demo seller verified (an earlier run verified them).
-        self.already = state == "verified"
-        self.wanted = not self.already and None not in (self.seller, self.new_seller, self.staff)
+        self.wanted = None not in (self.seller, self.new_seller, self.staff)
         #: The demo seller's withdrawals, oldest first.
         self.settlements: list[uuid.UUID] = []
+
+    def activity(self) -> list[str]:
+        with transaction():
+            made = Session().scalar(select(func.count()).select_from(Settlement))
+        # The orders and ledger postings are the marketplace's part's to name.
+        return [f"{made} seller settlement{'s' if made != 1 else ''}"] if made else []
 
     def step(self, moment: DemoMoment) -> None:
         assert self.seller is not None
         assert self.new_seller is not None
         assert self.staff is not None
         index = moment.index
-        if index == SUBMITS_AT:
+        # Each review step is taken from the state it starts from: a demo seller someone used
+        # before the history (an earlier demo's users) is taken from where they are.
+        if index == SUBMITS_AT and _kyc_state(self.seller) in SUBMITTABLE:
             services.update_own_profile(self.seller, SELLER_PROFILE)
             kyc.submit_kyc(self.seller)
         if index == APPROVED_AT:
-            kyc.approve_kyc(self.staff, self.seller.user_uuid)
-            for name, province, city, size, price in SELLER_PRODUCTS:
-                products.create_product(
-                    self.seller,
-                    {"name": name, "province": province, "city": city,
-                     "size": Decimal(size), "list_price": Decimal(price)},
-                )  # fmt: skip
+            if _kyc_state(self.seller) == "pending":
+                kyc.approve_kyc(self.staff, self.seller.user_uuid)
+            self._list_products()
         # What the periodic job does: the shares whose hold is over become available.
         balances.release_due_holds()
-        if index == NEW_SELLER_SUBMITS_AT:
+        if index == NEW_SELLER_SUBMITS_AT and _kyc_state(self.new_seller) in SUBMITTABLE:
             services.update_own_profile(self.new_seller, NEW_SELLER_PROFILE)
             kyc.submit_kyc(self.new_seller)
         if index == WITHDRAWS_AT:
@@ -117,6 +113,23 @@ class SellerLife:
             )
         if index == moment.count - 1:
             self._withdraw(share=Decimal("0.5"))
+
+    def _list_products(self) -> None:
+        """The seller's products, those they do not list yet (by name)."""
+        assert self.seller is not None
+        with transaction():
+            listed = set(
+                Session().scalars(
+                    select(Product.name).where(Product.seller_id == self.seller.user_id)
+                )
+            )
+        for name, province, city, size, price in SELLER_PRODUCTS:
+            if name not in listed:
+                products.create_product(
+                    self.seller,
+                    {"name": name, "province": province, "city": city,
+                     "size": Decimal(size), "list_price": Decimal(price)},
+                )  # fmt: skip
 
     def _withdraw(self, share: Decimal) -> None:
         """Withdraw ``share`` of what is available (in whole ten thousands), if that is at least
@@ -133,8 +146,6 @@ class SellerLife:
         self.settlements.append(made["id"])
 
     def summary(self) -> list[str]:
-        if self.already:
-            return [f"Demo seller {DEMO_SELLER_EMAIL}: already verified, history left alone."]
         if not self.wanted:
             return ["Demo sellers: left out (the demo users are missing)."]
         assert self.seller is not None
@@ -151,6 +162,19 @@ class SellerLife:
             "withdrawals (the first paid out, the last waiting for staff on the Sellers screen).",
             f"{DEMO_NEW_SELLER_EMAIL} waits for staff's KYC review (Sellers screen).",
         ]
+
+
+#: The review states a seller submits from.
+SUBMITTABLE = frozenset(kyc.KYC_TRANSITIONS["submit"][0])
+
+
+def _kyc_state(seller: Principal) -> str:
+    """The seller's review state (``unverified`` before they have a profile)."""
+    with transaction():
+        state = Session().scalar(
+            select(SellerProfile.kyc_state).where(SellerProfile.user_id == seller.user_id)
+        )
+    return state or "unverified"
 
 
 def start_history() -> SellerLife:

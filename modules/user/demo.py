@@ -2,8 +2,8 @@
 
 One user per role logs in at once with a random password printed once; a second customer and a
 second seller take part in the history (:mod:`app.demo`); one customer has no password, like an
-imported user, to try activation with. They are dated a little before the history begins: they
-were there before their first order.
+imported user, to try activation with. ``lapak demo`` dates them (as every module's demo data) a
+little before the history begins: they were there before their first order.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import secrets
 import click
 from flask import current_app
 
-from app.demo import before_history
 from app.security import Principal
 
 from . import services
@@ -63,21 +62,20 @@ def load_demo() -> list[str]:
     if current_app.extensions["lapak.settings"].production:
         raise click.ClickException("demo users are refused in LAPAK_ENV=production")
     created, existing = [], []
-    with before_history():
-        for email, name, role, phone in DEMO_LOGINS:
-            if services.find_by_email(email) is not None:  # no password hashed for nothing
-                existing.append(email)
-                continue
-            password = secrets.token_urlsafe(18)
-            try:
-                services.create_user(email, name=name, role=role, phone=phone, password=password)
-            except EmailTaken:
-                existing.append(email)
-            else:
-                created.append(f"  {role:<9} {email:<20} password: {password}")
-        email, name, role, phone = DEMO_INACTIVATED
-        with contextlib.suppress(EmailTaken):
-            services.create_user(email, name=name, role=role, phone=phone)
+    for email, name, role, phone in DEMO_LOGINS:
+        if services.find_by_email(email) is not None:  # no password hashed for nothing
+            existing.append(email)
+            continue
+        password = secrets.token_urlsafe(18)
+        try:
+            services.create_user(email, name=name, role=role, phone=phone, password=password)
+        except EmailTaken:
+            existing.append(email)
+        else:
+            created.append(f"  {role:<9} {email:<20} password: {password}")
+    email, name, role, phone = DEMO_INACTIVATED
+    with contextlib.suppress(EmailTaken):
+        services.create_user(email, name=name, role=role, phone=phone)
     lines = []
     if created:
         lines += ["Demo logins (keep these passwords: they are shown only once):", *created]

@@ -71,6 +71,61 @@ def test_without_redis_jobs_queued_while_holding_start_when_the_block_ends(
     assert "free" in titles(app)
 
 
+def test_without_redis_holding_nests_and_the_outermost_block_starts_every_held_job(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redis_url=None)
+    jobs = app.extensions["lapak.jobs"]
+    with jobs.holding(), app.app_context():
+        enqueue(create_note_job, "outer", queue="imports")
+        with jobs.holding():
+            enqueue(create_note_job, "inner", queue="imports")
+        enqueue(create_note_job, "outer again", queue="imports")
+        time.sleep(0.3)  # the inner block's end started nothing: the outer one still holds
+        assert titles(app) == []
+    jobs.wait_embedded()
+    assert sorted(titles(app)) == ["inner", "outer", "outer again"]
+
+
+def test_without_redis_a_holding_block_that_raises_still_starts_its_jobs(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redis_url=None)
+    jobs = app.extensions["lapak.jobs"]
+    with pytest.raises(KeyError), jobs.holding(), app.app_context():
+        enqueue(create_note_job, "before the error", queue="imports")
+        raise KeyError("interrupted")
+    jobs.wait_embedded()
+    assert titles(app) == ["before the error"]
+
+
+def test_without_redis_held_jobs_all_start_when_starting_one_of_them_raises(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(redis_url=None)
+    jobs = app.extensions["lapak.jobs"]
+    executor_for = jobs._embedded_executor
+    refusals = []
+
+    def refuse_once(queue: str):  # type: ignore[no-untyped-def]
+        if not refusals:
+            refusals.append(queue)
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        return executor_for(queue)
+
+    monkeypatch.setattr(jobs, "_embedded_executor", refuse_once)
+    with (
+        pytest.raises(RuntimeError, match="cannot schedule"),
+        jobs.holding(),
+        app.app_context(),
+    ):
+        for title in ("first", "second", "third"):
+            enqueue(create_note_job, title, queue="imports")
+    jobs.wait_embedded()
+    assert refusals == ["imports"]
+    assert sorted(titles(app)) == ["second", "third"]  # the first was refused, not the others
+
+
 def test_enqueue_puts_the_job_on_the_named_redis_queue(app: Flask) -> None:
     with app.app_context():
         job_id = enqueue(create_note_job, "queued", queue="imports")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,8 @@ from tests.app.fake_modules import (
     fake_module_packages,
     manifest_source,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -365,6 +368,27 @@ def test_real_modules_load_in_dependency_order() -> None:
         "wallet",
         "web",
     ]
+
+
+def test_every_real_module_imports_only_from_the_modules_it_depends_on() -> None:
+    """DESIGN: a module imports only from ``app/`` and the modules in its ``depends`` (not those
+    it reaches through them: disabling one of those must not break it)."""
+    outside = []
+    for found in discover(("modules",)).values():
+        allowed = {found.manifest.name, *found.manifest.depends}
+        for path in Path(found.module.__file__).parent.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "modules" and len(parts) > 1 and parts[1] not in allowed:
+                        outside.append(f"{path.relative_to(ROOT)}: {name}")
+    assert outside == []
 
 
 # --- what load(hooks) wires in ----------------------------------------------------------------

@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 
 from app.cli import main as lapak_main
 from app.db import Session
-from modules.marketplace.models import SaleOrder
+from app.demo import DemoRun
+from modules.ledger.models import Transaction as LedgerTransaction
+from modules.marketplace.models import Product, SaleOrder
 from modules.user.demo import DEMO_ADMIN_EMAIL, DEMO_INACTIVATED, DEMO_LOGINS
 from modules.user.models import ROLES, User
 from modules.user.passwords import passwords
@@ -215,8 +217,8 @@ def test_demo_makes_one_usable_user_per_role_and_prints_each_password_once(
     assert second.returncode == 0, second.stderr
     assert "password:" not in second.stdout
     assert not any(password in second.stdout for password in printed.values())
-    assert "already there" in second.stdout
-    assert "Demo orders paid through the demo gateway: already there." in second.stdout
+    assert "The demo is already there" in second.stdout
+    assert "nothing was changed" in second.stdout
     assert order_count(app) == orders
     assert "lapak users set-password EMAIL" in second.stdout
     assert {email: stored(app, email).password_hash for email in printed} == hashes
@@ -306,3 +308,6 @@ def test_demo_is_refused_in_production(make_app: Callable[..., Flask]) -> None:
     assert result.exit_code == 1
     assert "refused in LAPAK_ENV=production" in result.output
     assert stored(app, DEMO_ADMIN_EMAIL) is None
+    with app.app_context():  # refused before any module's step: no catalogue, no history
+        for table in (Product, SaleOrder, LedgerTransaction, DemoRun):
+            assert Session().scalar(select(func.count()).select_from(table)) == 0
