@@ -31,7 +31,8 @@ def rebuild(lock_timeout: float) -> None:
     The facts are counted first without holding up the subscribers, then swapped in under a
     short lock (see the README's Dashboard section). Run once on a database that had payments
     before the dashboard module (migration 0023), or whenever the rollups are in doubt; safe
-    while the app runs.
+    while the app runs. Also repairs the sellers' payments index (``dashboard_seller_payment``,
+    kept by database triggers) if a write bypassed them.
     """
     try:
         rebuilt = rebuild_rollups(timedelta(seconds=lock_timeout))
@@ -42,3 +43,9 @@ def rebuild(lock_timeout: float) -> None:
         f"({rebuilt.meanwhile} by the subscribers meanwhile, {rebuilt.dropped} stale keys "
         f"dropped); tables locked {rebuilt.locked_s:.3f} s of {rebuilt.total_s:.1f} s"
     )
+    if rebuilt.repaired is not None:
+        repaired = rebuilt.repaired
+        click.echo(
+            f"sellers' payments: {repaired.inserted} missing rows inserted, {repaired.deleted} "
+            f"wrong rows deleted, {repaired.retimed} times fixed"
+        )

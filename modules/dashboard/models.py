@@ -16,9 +16,11 @@
   ``(seller_id, created_at, payment_id)`` a page at a time, whatever the seller sold before (a
   seller's payments are not in the order of their invoices: an old invoice may be paid late).
   The database keeps it, in the transaction that writes the payment or the line (triggers of
-  migration 0026, on PostgreSQL and SQLite): the invoice's lines are written before its payments
-  and neither is changed after, but a change to a payment's invoice or time, or to a line's
-  invoice or seller, is followed too, so it is always what the payments and lines say.
+  migration 0025, on PostgreSQL and SQLite, whose SQL is in :mod:`.seller_payment`): the
+  invoice's lines are written before its payments and neither is changed after, but a change to
+  a payment's invoice or time, or to a line's invoice or seller, is followed too, so it is what
+  the payments and lines say as long as they are written under their invoice's row lock (as they
+  are) and no write bypasses the triggers (``lapak dashboard rebuild`` repairs it if one did).
 
 Staff's recent transactions are read from the marketplace's payments, through the index the
 marketplace declares on them (by time).

@@ -27,6 +27,11 @@ So a fact is counted once: the count saw it (its key, written at the swap, refus
 subscriber that comes later) or the subscriber counted it (and the swap adds it), never both,
 never neither. On SQLite the transaction holds the database's one write lock from its start
 (SQLite has a single writer): there the subscribers wait for the whole rebuild.
+
+**Repair.** Last, in the same transaction, ``dashboard_seller_payment`` (kept by triggers, not by
+the subscribers) is made what the payments and lines say (:func:`.seller_payment.repair`): rows
+no line gives deleted, times fixed, missing rows inserted, under a ``SHARE`` lock of the payments
+and lines on PostgreSQL (orders and payments wait for its three statements).
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from .facts import (
     increments,
 )
 from .models import COUNTERS, CountedFact, DailyRollup
+from .seller_payment import Repaired, repair
 
 #: Rows written per statement.
 CHUNK = 1000
@@ -161,6 +167,8 @@ class Rebuilt:
     #: Seconds the dashboard's tables were locked (the swap), and the whole rebuild took.
     locked_s: float
     total_s: float
+    #: What the repair of ``dashboard_seller_payment`` changed (:func:`.seller_payment.repair`).
+    repaired: Repaired | None = None
 
 
 def rebuild(lock_timeout: timedelta = LOCK_TIMEOUT) -> Rebuilt:
@@ -171,13 +179,29 @@ def rebuild(lock_timeout: timedelta = LOCK_TIMEOUT) -> Rebuilt:
         locked = time.perf_counter()
         meanwhile, dropped = swap(lock_timeout)
         swapped = time.perf_counter()
+        repaired = _repair(lock_timeout)
     return Rebuilt(
         facts=staged + meanwhile,
         meanwhile=meanwhile,
         dropped=dropped,
         locked_s=swapped - locked,
         total_s=time.perf_counter() - began,
+        repaired=repaired,
     )
+
+
+def _repair(lock_timeout: timedelta) -> Repaired:
+    """Make ``dashboard_seller_payment`` what the payments and lines say (rows its triggers
+    missed, a write that bypassed them), under the swap's ``lock_timeout``."""
+    try:
+        return repair(Session().connection())
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise RebuildBusy(
+            f"the payments and invoice lines stayed locked by other writers for {lock_timeout}: "
+            "nothing was changed; run the rebuild again (or with a longer --lock-timeout)",
+        ) from error
 
 
 _staging = MetaData()

@@ -9,12 +9,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from app.db import Session, transaction
+from app.db import Session, get_database, transaction
 from app.http import cursor_scope, encode_cursor
+from modules.dashboard.seller_payment import TRIGGERS, create_triggers, drop_triggers
 from tests.modules.conftest import Caller
 
 from .conftest import DASHBOARD, MARKETPLACE, Market, build_market, ok, order, product
@@ -227,3 +230,112 @@ def test_the_sellers_payments_are_what_payments_and_lines_say(either_app: Flask)
         shown = pages(client, seller, limit=2)
         assert [([item["payment"] for item in page["items"]], page["next_cursor"])
                 for page in shown] == expected_pages(app, seller, 2)  # fmt: skip
+
+
+def trigger_names(app: Flask) -> set[str]:
+    with app.app_context():
+        Session.remove()
+        dialect = Session().connection().dialect.name
+    query = (
+        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+        if dialect == "postgresql"
+        else "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    )
+    return {row[0] for row in sql(app, query) if row[0].startswith("dashboard_seller_payment")}
+
+
+def test_the_triggers_are_there_at_head_and_survive_a_batch_rebuild_around_them(
+    either_app: Flask,
+) -> None:
+    """At head the database has the triggers (three on PostgreSQL, one on the payments and two
+    on the lines; five on SQLite). On SQLite a batch rebuild of the
+    payments or the lines, wrapped in drop_triggers / create_triggers as the module says, passes
+    and leaves the table kept."""
+    app = either_app
+    with app.app_context():
+        dialect = Session().connection().dialect.name
+    assert trigger_names(app) == TRIGGERS[dialect]
+    if dialect == "sqlite":
+        with app.app_context(), get_database().primary.begin() as connection:
+            operations = Operations(
+                MigrationContext.configure(connection, opts={"render_as_batch": True})
+            )
+            drop_triggers(connection)
+            for table in ("marketplace_payment", "marketplace_account_move_line"):
+                with operations.batch_alter_table(table, recreate="always"):
+                    pass
+            create_triggers(connection)
+        assert trigger_names(app) == TRIGGERS[dialect]
+    client = app.test_client()
+    market = build_market(app, client)
+    sell(app, client, market)
+    held = sql(app, HELD_ROWS)
+    assert held == sql(app, EXPECTED_ROWS)
+    assert {row[1] for row in held} == {market.seller_a.user_id, market.seller_b.user_id}
+
+
+def test_the_rebuild_repairs_the_table_after_writes_that_bypassed_the_triggers(
+    either_app: Flask,
+) -> None:
+    """Rows deleted, retimed and added behind the triggers' back, and a line's seller changed
+    with the triggers off: ``lapak dashboard rebuild`` makes the table what the payments and
+    lines say again, and says what it changed."""
+    app = either_app
+    client = app.test_client()
+    market = build_market(app, client)
+    made = sell(app, client, market)
+    assert sql(app, HELD_ROWS) == sql(app, EXPECTED_ROWS)
+    mixed = made["orders"][2]["invoice"]["number"]  # lines of A and B
+    with app.app_context(), transaction() as session:
+        connection = session.connection()
+        postgresql = connection.dialect.name == "postgresql"
+        if postgresql:
+            for table in ("marketplace_payment", "marketplace_account_move_line"):
+                session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+        else:
+            drop_triggers(connection)
+        session.execute(
+            text(
+                "UPDATE marketplace_account_move_line SET seller_id = :seller WHERE seller_id = "
+                ":was AND move_id = (SELECT id FROM marketplace_account_move WHERE name = :name)"
+            ),
+            {"name": mixed, "seller": market.seller_c.user_id, "was": market.seller_b.user_id},
+        )
+        first, second = [row[0] for row in session.execute(text(
+            "SELECT DISTINCT payment_id FROM dashboard_seller_payment ORDER BY 1 LIMIT 2"
+        ))]  # fmt: skip
+        session.execute(text("DELETE FROM dashboard_seller_payment WHERE payment_id = :id"),
+                        {"id": first})  # fmt: skip
+        session.execute(
+            text("UPDATE dashboard_seller_payment SET created_at = :when WHERE payment_id = :id"),
+            {"id": second, "when": datetime(2001, 1, 1, tzinfo=UTC)},
+        )
+        session.execute(
+            text(
+                "INSERT INTO dashboard_seller_payment (payment_id, seller_id, created_at) "
+                "SELECT id, :seller, created_at FROM marketplace_payment WHERE id = :id"
+            ),
+            {"id": second, "seller": market.admin.user_id},
+        )
+        if postgresql:
+            for table in ("marketplace_payment", "marketplace_account_move_line"):
+                session.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+        else:
+            create_triggers(connection)
+    assert sql(app, HELD_ROWS) != sql(app, EXPECTED_ROWS)
+    assert trigger_names(app) == TRIGGERS["postgresql" if postgresql else "sqlite"]
+
+    result = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
+    assert result.exit_code == 0, result.output
+    # B's row of the mixed payment and the stray row go, C's and the deleted ones come back.
+    assert "sellers' payments: " in result.output
+    assert "1 times fixed" in result.output
+    held = sql(app, HELD_ROWS)
+    assert held == sql(app, EXPECTED_ROWS)
+    assert market.seller_c.user_id in {row[1] for row in held}
+    for seller in (market.seller_a, market.seller_b, market.seller_c):
+        shown = pages(client, seller, limit=2)
+        assert [([item["payment"] for item in page["items"]], page["next_cursor"])
+                for page in shown] == expected_pages(app, seller, 2)  # fmt: skip
+    again = app.test_cli_runner().invoke(args=["dashboard", "rebuild"])
+    assert "0 missing rows inserted, 0 wrong rows deleted, 0 times fixed" in again.output
