@@ -186,11 +186,11 @@ FROM bench_payment
     """
 INSERT INTO payment_transaction (uuid, reference, provider_id, kind, invoice_id, customer_id,
                                  account_payment_id, amount, currency, fee, net, state,
-                                 late_success, action, tokenize, expires_at, last_state_change,
-                                 created_at)
+                                 late_success, action, tokenize, guest, expires_at,
+                                 last_state_change, created_at)
 SELECT gen_random_uuid(), 'TX/BENCH/' || b.i, pr.id, 'invoice', b.invoice_id, %(customer)s,
        b.payment_id, b.total, 'IDR', f.fee, b.total - f.fee, b.outcome, false, '{}'::jsonb,
-       false, b.at + interval '1 day', b.at + interval '1 minute', b.at
+       false, false, b.at + interval '1 day', b.at + interval '1 minute', b.at
 FROM bench_payment AS b
 JOIN payment_provider AS pr ON pr.code = b.provider,
 LATERAL (SELECT CASE WHEN b.provider = 'demo' THEN round(b.total * 0.029 + 1000, 2)

@@ -135,15 +135,16 @@ INSERT_EVENTS = INSERT_EVENT.removesuffix(" RETURNING core_outbox_event.id")
 INSERT_TRANSACTION = (
     "INSERT INTO payment_transaction (uuid, reference, provider_id, kind, invoice_id, "
     "customer_id, account_payment_id, token_id, amount, currency, fee, net, state, "
-    "state_message, provider_reference, late_success, action, tokenize, expires_at, "
+    "state_message, provider_reference, late_success, action, tokenize, guest, expires_at, "
     "last_state_change, created_at, created_by_id) VALUES (%(uuid)s::UUID, "
     "%(reference)s::VARCHAR, %(provider_id)s::INTEGER, %(kind)s::VARCHAR, "
     "%(invoice_id)s::INTEGER, %(customer_id)s::INTEGER, %(account_payment_id)s::INTEGER, "
     "%(token_id)s::INTEGER, %(amount)s, %(currency)s::VARCHAR, %(fee)s, %(net)s, "
     "%(state)s::VARCHAR, %(state_message)s::VARCHAR, %(provider_reference)s::VARCHAR, "
-    "%(late_success)s, %(action)s::JSONB, %(tokenize)s, %(expires_at)s::TIMESTAMP WITH TIME "
-    "ZONE, %(last_state_change)s::TIMESTAMP WITH TIME ZONE, %(created_at)s::TIMESTAMP WITH "
-    "TIME ZONE, %(created_by_id)s::INTEGER) RETURNING payment_transaction.id"
+    "%(late_success)s, %(action)s::JSONB, %(tokenize)s, %(guest)s, "
+    "%(expires_at)s::TIMESTAMP WITH TIME ZONE, %(last_state_change)s::TIMESTAMP WITH TIME ZONE, "
+    "%(created_at)s::TIMESTAMP WITH TIME ZONE, %(created_by_id)s::INTEGER) "
+    "RETURNING payment_transaction.id"
 )
 LOCK_WALLET = (
     "SELECT wallet_wallet.id, wallet_wallet.uuid, wallet_wallet.customer_id, "
@@ -313,7 +314,7 @@ def _transaction_row(ctx: Context) -> dict[str, Any]:
         "account_payment_id": ctx["payment_id"], "token_id": None, "amount": ctx["amount"],
         "currency": CURRENCY, "fee": ZERO, "net": ctx["amount"], "state": "pending",
         "state_message": None, "provider_reference": None, "late_success": False,
-        "action": Jsonb({}), "tokenize": False, "expires_at": now + EXPIRY,
+        "action": Jsonb({}), "tokenize": False, "guest": False, "expires_at": now + EXPIRY,
         "last_state_change": now, "created_at": now, "created_by_id": ctx["customer_id"],
     }  # fmt: skip
 
