@@ -66,16 +66,17 @@ INSERT_ORDER_LINE = (
 )
 INSERT_MOVE = (
     "INSERT INTO marketplace_account_move (uuid, name, move_type, state, payment_state, order_id, "
-    "customer_id, currency, invoice_date, invoice_date_due, amount_untaxed, amount_tax, "
-    "amount_total, amount_residual, commission_percent, reversed_entry_id, created_at) VALUES "
-    "(%s::UUID, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, %s::INTEGER, "
-    "%s::VARCHAR, %s::DATE, %s::DATE, %s, %s, %s, %s, %s, %s::INTEGER, "
-    "%s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_account_move.id"
+    "customer_id, payer_name, payer_email, issuer_id, created_by_id, memo, currency, "
+    "invoice_date, invoice_date_due, amount_untaxed, amount_tax, amount_total, amount_residual, "
+    "commission_percent, reversed_entry_id, created_at) VALUES (%s::UUID, %s::VARCHAR, "
+    "%s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::INTEGER, %s::INTEGER, %s::VARCHAR, %s::VARCHAR, "
+    "%s::INTEGER, %s::INTEGER, %s::VARCHAR, %s::VARCHAR, %s::DATE, %s::DATE, %s, %s, %s, %s, %s, "
+    "%s::INTEGER, %s::TIMESTAMP WITH TIME ZONE) RETURNING marketplace_account_move.id"
 )
 INSERT_MOVE_LINE = (
-    "INSERT INTO marketplace_account_move_line (move_id, product_id, seller_id, sequence, name, "
-    "quantity, price_unit, price_subtotal, price_tax, price_total) VALUES (%s::INTEGER, "
-    "%s::INTEGER, %s::INTEGER, %s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) "
+    "INSERT INTO marketplace_account_move_line (move_id, product_id, seller_id, tax_percent, "
+    "sequence, name, quantity, price_unit, price_subtotal, price_tax, price_total) VALUES "
+    "(%s::INTEGER, %s::INTEGER, %s::INTEGER, %s, %s::INTEGER, %s::VARCHAR, %s, %s, %s, %s, %s) "
     "RETURNING marketplace_account_move_line.id"
 )
 INSERT_PAYMENT = (
@@ -246,9 +247,10 @@ def _line(ctx: Context) -> tuple[Any, ...]:
 
 
 def _move_line_row(ctx: Context) -> tuple[Any, ...]:
-    """An invoice line keeps its product's seller (``commission`` splits by it)."""
+    """An invoice line keeps its product's seller (``commission`` splits by it) and the order's
+    tax."""
     product_id, *rest = _line(ctx)
-    return (ctx["move_id"], product_id, ctx["seller_id"], *rest)
+    return (ctx["move_id"], product_id, ctx["seller_id"], TAX_PERCENT, *rest)
 
 
 def _order_row(ctx: Context) -> tuple[Any, ...]:
@@ -261,8 +263,10 @@ def _order_row(ctx: Context) -> tuple[Any, ...]:
 def _move_row(ctx: Context) -> tuple[Any, ...]:
     invoice_date = ctx["now"].astimezone(TIMEZONE).date()
     ctx["invoice_date"] = invoice_date
+    # No payer name or email, issuer, creator or memo: an order's invoice has its customer.
     return (ctx["move_uuid"], None, "out_invoice", "posted", "in_payment", ctx["order_id"],
-            ctx["customer_id"], CURRENCY, invoice_date, invoice_date + timedelta(days=PAYMENT_DAYS),
+            ctx["customer_id"], None, None, None, None, None, CURRENCY, invoice_date,
+            invoice_date + timedelta(days=PAYMENT_DAYS),
             ctx["subtotal"], ctx["tax"], ctx["total"], Decimal("0.00"), COMMISSION_PERCENT, None,
             datetime.now(UTC))  # fmt: skip
 
