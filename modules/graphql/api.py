@@ -46,7 +46,8 @@ class GraphQL(MethodView):
         """Run a GraphQL query
 
         Queries only (a mutation is refused as a GraphQL error). Limits: 20,000 characters
-        (a 422), 2,000 tokens, 5,000 selections with fragments spread in place, depth 8, 15
+        (a 422), 2,000 tokens, 5,000 selections with fragments spread in place (and 1,000 pairs
+        of fields answering under one name at one place), depth 8, 15
         aliases, pages of 1 to 200 (`first`), and at most 10,000 objects per answer as
         counted before it runs. Introspection is open to any caller who may call this.
         """

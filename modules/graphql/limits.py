@@ -11,6 +11,12 @@
   exponentially many fields from a few hundred bytes, and the validation rules (depth,
   aliases) walk a fragment again at each spread, so a long chain of spreads costs them as
   much as fields. The count reads each fragment once, so it is linear in the document;
+* **overlaps**: at most :data:`MAX_OVERLAPS` pairs of fields answering under one name at one
+  place (``{ a { x } a { x } }``: the two ``a`` and the two ``x``), fragments spread in place,
+  counted by :func:`document_errors` too. The rule that fields of one name can be merged
+  (``OverlappingFieldsCanBeMergedRule``) compares every such pair, and again under each pair of
+  fields that contain them: 280 repeats of ``invoices { payments { id } }`` in 2,000 tokens
+  took it a second;
 * **aliases**: at most :data:`MAX_ALIASES` (``MaxAliasesLimiter``'s rule): aliases repeat a
   field;
 * **depth**: at most :data:`MAX_DEPTH` levels of selection (``QueryDepthLimiter``'s rule;
@@ -82,6 +88,9 @@ MAX_COST = 10_000
 #: :data:`MAX_TOKENS` tokens without fragments makes fewer than 2,000; the introspection query
 #: about 300.
 MAX_SELECTIONS = 5_000
+#: Pairs of fields of one response name at one path: a document of colocated fragments that
+#: each select ``id`` beside others makes a few dozen.
+MAX_OVERLAPS = 1_000
 #: What a nested list holds, as the cost counts it: a typical order, not the largest one.
 LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Order", "lines"): 10,
@@ -233,7 +242,51 @@ def document_errors(document: DocumentNode) -> list[GraphQLError]:
                 extensions={"code": "query-too-complex", "max_selections": MAX_SELECTIONS},
             )
         ]
+    overlaps = _overlaps(document)
+    if overlaps > MAX_OVERLAPS:
+        return [
+            GraphQLError(
+                f"the document selects the same fields at the same places too often: {overlaps} "
+                "pairs of fields answer under one name at one path (fragments spread in "
+                f"place), more than the {MAX_OVERLAPS} allowed: select each field once",
+                extensions={"code": "query-too-complex", "max_overlaps": MAX_OVERLAPS},
+            )
+        ]
     return []
+
+
+def _overlaps(document: DocumentNode) -> int:
+    """Pairs of fields that answer under the same name at the same path of an operation,
+    fragments and inline fragments spread in place (each fragment once per selection set, as
+    the rule compares it). Only called on a document whose fragments make no cycle and, spread
+    in place, at most :data:`MAX_SELECTIONS` selections: the walk is bounded by that."""
+    fragments = {
+        d.name.value: d.selection_set
+        for d in document.definitions
+        if isinstance(d, FragmentDefinitionNode)
+    }
+    fields_at: dict[tuple[str, ...], int] = {}
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    # A path starts with its operation's place: operations are validated each on its own.
+    pending = [(operation.selection_set, (str(n),)) for n, operation in enumerate(operations)]
+    while pending:
+        selection_set, path = pending.pop()
+        spread: set[str] = set()
+        level = [selection_set]
+        while level:
+            for selection in level.pop().selections:
+                if isinstance(selection, FieldNode):
+                    name = (selection.alias or selection.name).value
+                    at = (*path, name)
+                    fields_at[at] = fields_at.get(at, 0) + 1
+                    if selection.selection_set is not None:
+                        pending.append((selection.selection_set, at))
+                elif isinstance(selection, InlineFragmentNode):
+                    level.append(selection.selection_set)
+                elif selection.name.value not in spread:
+                    spread.add(selection.name.value)
+                    level.append(fragments[selection.name.value])
+    return sum(count * (count - 1) // 2 for count in fields_at.values())
 
 
 class _Shape:

@@ -11,6 +11,7 @@ from modules.graphql.limits import (
     MAX_ALIASES,
     MAX_COST,
     MAX_DEPTH,
+    MAX_OVERLAPS,
     MAX_QUERY_LENGTH,
     MAX_SELECTIONS,
     MAX_TOKENS,
@@ -102,6 +103,43 @@ def test_fragments_spread_into_too_many_selections_are_refused_before_validation
     chained = f"{doubling(5, leaf='...C0')} {chain} fragment C200 on Query {{ __typename }}"
     (error,) = pg_shop.errors(staff, chained)  # 32 times 200 spreads
     assert error["extensions"]["code"] == "query-too-complex"
+
+
+def test_fields_repeated_at_one_place_past_the_limit_are_refused_before_validation(
+    pg_shop: Shop,
+) -> None:
+    staff = pg_shop.user("staff")
+    # 280 repeats in 2,000 tokens: each pair of them compared by the merge rule, and again
+    # under each pair (a second's validation), for nothing the answer would not hold once.
+    repeated = "{ orders { items { " + "invoices { payments { id } } " * 280 + "} } }"
+    with counted_statements(pg_shop.app) as sent:
+        (error,) = pg_shop.errors(staff, repeated)
+
+    assert error["extensions"] == {"code": "query-too-complex", "max_overlaps": MAX_OVERLAPS}
+    assert "117180 pairs" in error["message"]  # 3 places of 280 fields: 3 * 280 * 279 / 2
+    assert [statement for _, statement in sent if "marketplace_" in statement] == []
+    # Fragments spread in place count, inline or named, each named one once per place.
+    inline = "{ orders { items { " + "... on Order { id } " * 46 + "} } }"
+    (error,) = pg_shop.errors(staff, inline)
+    assert error["extensions"]["code"] == "query-too-complex"
+    spreads = " ".join(f"...F{n} ...F{n}" for n in range(46))
+    fragments = " ".join(f"fragment F{n} on Order {{ id }}" for n in range(46))
+    (error,) = pg_shop.errors(staff, f"{{ orders {{ items {{ {spreads} }} }} }} {fragments}")
+    assert "1035 pairs" in error["message"]  # 46 * 45 / 2: a second spread of F0 adds none
+    # Colocated fragments that each select the id beside their own fields are answered, as
+    # are two operations each selecting the same fields (validated each on its own).
+    colocated = " ".join(f"...F{n}" for n in range(45))
+    used = " ".join(f"fragment F{n} on Order {{ id }}" for n in range(45))
+    answer = pg_shop.graphql(
+        staff, f"{{ orders {{ items {{ {colocated} }} next_cursor }} }} {used}"
+    )
+    assert answer == {"orders": {"items": [], "next_cursor": None}}
+    same = "{ orders { items { id number } } }"
+    operations = " ".join(f"query Q{n} {same}" for n in range(46))
+    response = pg_shop.client.post(
+        GRAPHQL, json={"query": operations, "operationName": "Q1"}, headers=staff.headers
+    )
+    assert response.get_json() == {"data": {"orders": {"items": []}}}
 
 
 def test_a_spread_of_a_fragment_that_is_not_there_is_a_graphql_error(pg_shop: Shop) -> None:
