@@ -71,7 +71,7 @@ class PaymentProvider(Base):
     #: Plain settings (shown to staff, some to payers: bank details).
     settings: Mapped[dict] = mapped_column(JsonDocument, default=dict)
     #: The secret settings, a JSON object sealed by the vault; never returned by the API.
-    secrets: Mapped[str | None] = mapped_column(Sealed)
+    secrets: Mapped[str | None] = mapped_column(Sealed, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -99,7 +99,7 @@ class PaymentToken(Base):
     provider_id: Mapped[int] = mapped_column(ForeignKey("payment_provider.id"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     #: The provider's token for the method (sealed by the vault).
-    provider_token: Mapped[str] = mapped_column(Sealed)
+    provider_token: Mapped[str] = mapped_column(Sealed, deferred=True)
     brand: Mapped[str] = mapped_column(String(20))
     last4: Mapped[str] = mapped_column(String(4))
     exp_month: Mapped[int] = mapped_column(Integer)

@@ -26,8 +26,14 @@ CARD = {"save_card": "1", "card_number": "4242 4242 4242 4242", "exp_month": "12
         "exp_year": "2030"}  # fmt: skip
 
 
-def saved(base: str, caller: Caller) -> list[dict[str, Any]]:
-    response = requests.get(f"{base}{API}/tokens", headers=caller.headers, timeout=30)
+def saved(
+    base: str, caller: Caller, after: requests.Response | None = None
+) -> list[dict[str, Any]]:
+    """The caller's saved methods, read (from a replica) ``after`` that write's response."""
+    headers = dict(caller.headers)
+    if after is not None:
+        headers["X-Lapak-LSN"] = after.headers["X-Lapak-LSN"]
+    response = requests.get(f"{base}{API}/tokens", headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["items"]
 
@@ -127,7 +133,7 @@ def test_save_a_card_then_pay_off_session_then_forget_it(
     deleted = requests.delete(f"{base}{API}/tokens/{paid['token']}", headers=customer.headers,
                               timeout=30)  # fmt: skip
     assert deleted.status_code == 204
-    assert saved(base, customer) == []
+    assert saved(base, customer, after=deleted) == []
     invoice = partly_paid_invoice(base, customer, product.id)
     body = {"invoice": invoice, "provider": "demo", "token": paid["token"]}
     again = requests.post(f"{base}{API}", json=body, headers=customer.headers, timeout=30)
