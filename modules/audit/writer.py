@@ -284,7 +284,7 @@ class BatchWriter:
             "written": self.written,
             "dropped": self.dropped,
             "failing": self.failing,
-            "backlog_rows": self.backlog_rows,
+            "backlog_limit": self.backlog_rows,
         }
 
     def close(self, timeout: float = 10.0) -> None:

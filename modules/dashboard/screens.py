@@ -55,6 +55,10 @@ VIEWERS = ("staff", "admin", "seller")
 RECENT = 10
 #: The live module's event stream, which the activity feed listens to.
 EVENT_STREAM = f"{API_PREFIX}/events/stream"
+#: Events committed before the page that its feed replays on opening (of them, those the
+#: viewer may see and of the kinds below): without them, a dashboard opened on a quiet day
+#: shows no activity at all.
+FEED_RECENT_EVENTS = 50
 #: The events the activity feed shows, with what it calls them: sales, money and payouts.
 FEED_EVENTS = {
     "order.confirmed": "Order placed",
@@ -180,14 +184,22 @@ def _feed() -> dict[str, Any] | None:
         current_app.url_map.bind("localhost").match(EVENT_STREAM, method="GET")
     except (NotFound, MethodNotAllowed):
         return None
-    return {"stream": EVENT_STREAM, "events": FEED_EVENTS, "position": _newest_event()}
+    # No further back than the stream replays (the live module's settings, when it is loaded):
+    # the page would open on a feed that says some activity is not shown.
+    live = current_app.extensions.get("live.settings")
+    recent = (
+        FEED_RECENT_EVENTS if live is None else min(FEED_RECENT_EVENTS, live.replay_max_events - 1)
+    )
+    position = max(_newest_event() - recent, 0)
+    return {"stream": EVENT_STREAM, "events": FEED_EVENTS, "position": position}
 
 
 def _newest_event() -> int:
-    """The newest committed event's id: the feed resumes after it, so what is committed between
-    this page and its stream, or while the feed reconnects before it received an event, is
-    replayed. Read on the primary: a replica that lags could put it further back than the
-    stream replays (see the live module), and the page would keep reloading."""
+    """The newest committed event's id: the feed resumes a few events before it (the recent
+    activity, as far as the viewer may see it), so what is committed between this page and its
+    stream, or while the feed reconnects before it received an event, is replayed too. Read on
+    the primary: a replica that lags could put it further back than the stream replays (see the
+    live module), and the page would keep reloading."""
     return Session().scalar(select(func.max(OutboxEvent.id))) or 0
 
 

@@ -72,7 +72,7 @@ def test_rows_wait_out_an_outage_within_the_backlog_and_beyond_it_are_dropped_an
         "written": 50,
         "dropped": 5,
         "failing": False,
-        "backlog_rows": 50,
+        "backlog_limit": 50,
     }
     assert writer.retry_seconds == FIRST_RETRY_SECONDS  # back to its normal pace
 

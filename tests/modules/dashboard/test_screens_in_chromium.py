@@ -197,10 +197,17 @@ def test_an_order_placed_through_the_api_shows_in_the_open_dashboards_feed(
     market = build_market(app, client)
     item = product(app, "37000", market.seller_a)
     errors, hosts = watch(page)
-    log_in_through_form(page, served.url, add_user(app, "staff"))
+    staff = add_user(app, "staff")
+    log_in_through_form(page, served.url, staff)
     feed = page.locator("#activity-feed")
     expect(feed.locator("#feed-state")).to_have_text("Live")  # the stream is open
+    # Nothing of the feed's kinds happened yet: the feed says so.
     expect(feed.get_by_text("New activity shows here as it happens.")).to_be_visible()
+    earlier = order(client, market.buyer, [(item, "1")])["order"]["number"]
+    page.reload()  # a page opened after some activity shows the latest of it
+    expect(feed.locator("#feed-state")).to_have_text("Live")
+    expect(feed.get_by_role("listitem").filter(has_text=earlier).first).to_be_visible()
+    expect(feed.get_by_text("New activity shows here as it happens.")).to_be_hidden()
     page.evaluate("window.sameDocument = true")  # gone if the page were loaded again
 
     placed = order(client, market.buyer, [(item, "2")])
@@ -213,7 +220,6 @@ def test_an_order_placed_through_the_api_shows_in_the_open_dashboards_feed(
     invoice = feed.get_by_role("listitem").filter(has_text=placed["invoice"]["number"])
     expect(invoice.first).to_contain_text("Invoice posted")
     assert page.evaluate("window.sameDocument") is True  # no reload
-    expect(feed.get_by_text("New activity shows here as it happens.")).to_be_hidden()
     # Newest first: the last event of the order's transaction is the top line.
     types = feed.get_by_role("listitem").evaluate_all("lines => lines.map(l => l.dataset.type)")
     assert {"order.confirmed", "invoice.posted", "payment.registered"} <= set(types)
