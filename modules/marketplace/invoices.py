@@ -102,6 +102,11 @@ class NotStandalone(Conflict):
     title = "An order's invoice is changed through its order"
 
 
+class CreditNote(Conflict):
+    code = "invoice-is-credit-note"
+    title = "A credit note is not changed, posted, cancelled or reversed"
+
+
 @dataclass(frozen=True)
 class InvoiceFilter:
     state: str | None = None
@@ -442,6 +447,7 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
             checkout.invoice_reversing(invoice.id)
         lock_documents(None, invoice.id)
         Session().refresh(invoice)
+        _require_invoice(invoice)  # _standalone refused one already; checked where money moves
         if invoice.state != "posted":
             raise NotPosted(
                 f"this invoice is {invoice.state}: only a posted invoice is reversed"
@@ -488,14 +494,27 @@ def _issuer_for(actor: Principal) -> int | None:
 
 
 def _standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
-    """The standalone invoice ``actor`` sees (an order's is refused)."""
+    """The standalone invoice ``actor`` sees (an order's is refused, and so is a credit note:
+    a standalone invoice's credit notes are written by its refunds and its reversal, settled
+    at once, and nothing changes them)."""
     invoice = _visible_invoice(actor, invoice_uuid)
     if not invoice.standalone:
         raise NotStandalone(
             f"{invoice.name} is an order's: it changes with its order (cancel it, or refund "
             "its payments)"
         )
+    _require_invoice(invoice)
     return invoice
+
+
+def _require_invoice(invoice: AccountMove) -> None:
+    """Refuse a credit note: it is never changed, posted, cancelled nor reversed (reversing one
+    would give back on the ledger a receivable that was never owed)."""
+    if invoice.move_type != "out_invoice":
+        raise CreditNote(
+            f"{invoice.name or 'this document'} is a credit note: nothing changes it (a refund "
+            "or a reversal wrote it, settled)"
+        )
 
 
 def _locked_standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:

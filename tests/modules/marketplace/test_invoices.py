@@ -594,3 +594,85 @@ def test_an_invoice_with_a_confirmed_payment_or_a_draft_is_not_reversed(
     assert_problem(post(client, staff, f"/invoices/{made['id']}/reverse"), 409,
                    "invoice-not-posted")  # fmt: skip
     assert rows(services) == before
+
+
+# -- credit notes are never changed -------------------------------------------------------------
+
+
+def paid_and_partly_refunded(
+    client: FlaskClient, issuer: Caller, staff: Caller, body: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str]:
+    """A posted invoice of ``issuer`` paid in full by bank transfer (630,000.00), confirmed, and
+    refunded 100,000.00: the invoice, and its refund's credit note (its uuid)."""
+    done = posted(client, issuer, body)
+    payment = ok(post(client, staff, f"/invoices/{done['id']}/payments",
+                      {"method": "bank_transfer"}), 201)  # fmt: skip
+    ok(post(client, staff, f"/payments/{payment['id']}/confirm"))
+    refund = ok(post(client, staff, f"/payments/{payment['id']}/refunds",
+                     {"reason": "x", "amount": "100000.00"}), 201)  # fmt: skip
+    return done, refund["credit_note"]
+
+
+def test_a_refunds_credit_note_is_never_reversed_posted_cancelled_or_changed(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    verified_seller: Callable[[], Caller],
+    services: Services,
+) -> None:
+    """Reversing a refund's credit note would give back a receivable never owed: for a payer
+    without an account the platform's guest_receivable would go negative, the PPN payable and
+    the sales clearing down by money never invoiced (review inv, finding 1)."""
+    seller = verified_seller()
+    for issuer in (staff, seller):
+        _, note = paid_and_partly_refunded(client, issuer, staff)
+        assert ok(get(client, issuer, f"/invoices/{note}"))["move_type"] == "out_refund"
+        before, balances = rows(services), nonzero(app)
+        path = f"/invoices/{note}"
+        for caller in {staff, issuer}:
+            for response in (
+                post(client, caller, f"{path}/reverse"),
+                post(client, caller, f"{path}/post"),
+                post(client, caller, f"{path}/cancel"),
+                patch(client, caller, path, {"memo": "x"}),
+            ):
+                assert_problem(response, 409, "invoice-is-credit-note")
+        assert rows(services) == before
+        assert nonzero(app) == balances
+        assert "guest_receivable" not in balances
+    assert_consistent(app)
+
+
+def test_a_reversals_credit_note_is_not_reversed_again(
+    app: Flask, client: FlaskClient, staff: Caller, services: Services
+) -> None:
+    done = posted(client, staff)
+    ok(post(client, staff, f"/invoices/{done['id']}/reverse"))
+    (note,) = ok(get(client, staff, "/invoices", move_type="out_refund"))["items"]
+    before = rows(services)
+    assert_problem(post(client, staff, f"/invoices/{note['id']}/reverse"), 409,
+                   "invoice-is-credit-note")  # fmt: skip
+    assert rows(services) == before
+    assert nonzero(app) == {}
+
+
+def test_reversing_a_customers_credit_note_never_takes_what_another_invoice_is_owed(
+    app: Flask, client: FlaskClient, staff: Caller, customer: Caller, services: Services
+) -> None:
+    """The customer's receivable holds what their other invoice is owed: a reversal of a credit
+    note would take it, and that invoice could then never be paid in full."""
+    to_customer = guest_invoice(customer=str(customer.uuid), payer_name=None, payer_email=None)
+    _, note = paid_and_partly_refunded(client, staff, staff, to_customer)
+    unpaid = posted(client, staff, to_customer)
+    before = rows(services)
+    assert_problem(post(client, staff, f"/invoices/{note}/reverse"), 409,
+                   "invoice-is-credit-note")  # fmt: skip
+    assert rows(services) == before
+    assert nonzero(app)[f"receivable:{customer.user_id}"] == D("630000.00")  # the unpaid one
+
+    payment = ok(post(client, customer, f"/invoices/{unpaid['id']}/payments",
+                      {"method": "bank_transfer"}), 201)  # fmt: skip
+    ok(post(client, staff, f"/payments/{payment['id']}/confirm"))
+    assert ok(get(client, customer, f"/invoices/{unpaid['id']}"))["payment_state"] == "paid"
+    assert f"receivable:{customer.user_id}" not in nonzero(app)
+    assert_consistent(app)
