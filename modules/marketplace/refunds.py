@@ -338,6 +338,32 @@ def _refunds_of_invoice(invoice_id: int) -> list[Refund]:
     )
 
 
+@dataclass(frozen=True)
+class Received:
+    """What an invoice's payments brought in, as its payments and refunds say (their states,
+    as the API shows them): ``paid``, its confirmed (``paid``) payments less the refunds of them
+    sent back (``succeeded``); ``in_process``, its payments registered but not confirmed (no
+    money seen yet: a transfer announced, a provider's page opened)."""
+
+    paid: Decimal
+    in_process: Decimal
+
+
+def received(invoice: AccountMove) -> Received:
+    """What ``invoice``'s payments brought in (:class:`Received`); the one place it is summed.
+
+    Summed here, not in SQL: SQLite would sum NUMERIC as floats."""
+    payments = _payments_of(invoice)
+    sent_back = Session().scalars(
+        select(Refund.amount).where(Refund.invoice_id == invoice.id, Refund.state == "succeeded")
+    )
+    confirmed = postings.sum_amounts(p for p in payments if p.state == "paid")
+    return Received(
+        paid=confirmed - sum(sent_back, ZERO),
+        in_process=postings.sum_amounts(p for p in payments if p.state == "in_process"),
+    )
+
+
 def refunded_per_payment(payment_ids: Sequence[int]) -> dict[int, Decimal]:
     """The refunded total of each of these payments (absent: nothing refunded)."""
     if not payment_ids:
