@@ -234,6 +234,22 @@ def test_a_seller_never_prints_a_customers_name_or_email(
         assert buyer.email in html
 
 
+def test_a_seller_without_a_profile_is_printed_by_their_emails_local_part(
+    client: FlaskClient,
+    customer: Caller,
+    make_user: Callable[..., Any],
+    make_product: Callable[..., MadeProduct],
+) -> None:
+    """As the seller views and the pay page name them: never by their whole login email
+    (review inv, finding 6)."""
+    seller_id, _, email = make_user("no.profile@example.test", role="seller", name="")
+    product = make_product("37000", seller_id=seller_id)
+    placed = ok(post(client, customer, "/orders", order_body((product.id, "1"))), 201)
+    html = printed(client, customer, placed["invoice"])
+    assert email not in html
+    assert "Sold by no.profile<" in html
+
+
 def test_what_people_typed_is_printed_escaped(client: FlaskClient, staff: Caller) -> None:
     """The payer's name, the memo and the lines' descriptions are printed as text, never as
     markup (review inv, finding 9)."""
