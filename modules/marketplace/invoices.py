@@ -68,6 +68,7 @@ from .services import (
     _reverse,
     _viewer,
     _visible_invoice,
+    active_customer,
     lock_documents,
     refused_by_database,
     viewer_params,
@@ -177,11 +178,16 @@ def create_invoice(
 def update_invoice(
     actor: Principal, invoice_uuid: uuid.UUID, changes: Mapping[str, Any]
 ) -> AccountMove:
-    """Change a draft (its issuer only): the fields given; ``lines`` replaces every line."""
+    """Change a draft (its issuer only; a seller while they may issue): the fields given;
+    ``lines`` replaces every line."""
     with refused_by_database(), transaction():
         invoice = _locked_standalone(actor, invoice_uuid)
         _may_change(actor, invoice)
         _require_draft(invoice, "changed")
+        if invoice.issuer_id is not None:  # (its issuer: _may_change let only them)
+            why = why_not_issuing(invoice.issuer_id)
+            if why is not None:
+                raise InvoicingNotAllowed(why)
         _apply(invoice, {name: changes[name] for name in FIELDS if name in changes}, _today())
         Session().flush()
     return invoice
@@ -225,13 +231,7 @@ def _payer(given: Mapping[str, Any]) -> _Payer:
                 "email: not both",
                 errors={"customer": "leave it out to name a payer without an account"},
             )
-        customer = Session().scalars(select(User).where(User.uuid == customer_id)).first()
-        if customer is None or not customer.active or customer.role != "customer":
-            raise Invalid(
-                "the customer is unknown, inactive or not a customer",
-                errors={"customer": "an active customer's id"},
-            )
-        return _Payer(customer=customer)
+        return _Payer(customer=active_customer(customer_id))
     missing = {
         field: "required without a customer"
         for field, value in (("payer_name", name), ("payer_email", email))
@@ -380,6 +380,14 @@ def post_invoice(
                 if invoice.issuer_id == actor.user_id:
                     raise InvoicingNotAllowed(why)
                 raise Conflict(f"the invoice's seller may not issue invoices: {why}")
+        if invoice.customer_id is not None:
+            # The receivable posted is the customer's: one who can no longer log in to pay it
+            # (deactivated since the draft was written) is not billed.
+            active_customer(
+                invoice.customer_id,
+                "the invoice's customer is no longer an active customer: change the draft's "
+                "customer first",
+            )
         today = now.astimezone(settings.timezone).date()
         if invoice.amount_total <= 0:
             raise Invalid(

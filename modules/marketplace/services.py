@@ -1165,13 +1165,19 @@ def _customer_for(actor: Principal, named: uuid.UUID | None) -> int:
         return actor.user_id
     if named is None:
         raise Invalid("staff must name the customer", errors={"customer": "required for staff"})
-    customer = Session().scalars(select(User).where(User.uuid == named)).first()
+    return active_customer(named).id
+
+
+def active_customer(
+    named: uuid.UUID | int, refusal: str = "the customer is unknown, inactive or not a customer"
+) -> User:
+    """The active user with the ``customer`` role named by public id (a request's) or by id (a
+    document's); 422 ``refusal`` naming the ``customer`` field otherwise."""
+    column = User.uuid if isinstance(named, uuid.UUID) else User.id
+    customer = Session().scalars(select(User).where(column == named)).first()
     if customer is None or not customer.active or customer.role != "customer":
-        raise Invalid(
-            "the customer is unknown, inactive or not a customer",
-            errors={"customer": "an active customer's id"},
-        )
-    return customer.id
+        raise Invalid(refusal, errors={"customer": "an active customer's id"})
+    return customer
 
 
 #: What an order reads of a product (the answer shows its public id; the lines copy the rest).

@@ -304,6 +304,45 @@ def test_a_seller_no_longer_verified_cannot_post_their_draft(
     assert rows(services) == before
 
 
+def test_a_seller_no_longer_verified_cannot_change_their_draft_but_may_give_it_up(
+    client: FlaskClient, verified_seller: Callable[[], Caller], services: Services
+) -> None:
+    """Unverified sellers do not issue: their drafts are not changed either (review inv,
+    finding 7); cancelling one is still theirs to do."""
+    seller = verified_seller()
+    made = draft(client, seller)
+    ok(client.patch(f"{SELLERS}/me", json={"bank_account": {**BANK, "account_number": "1234-5678"}},
+                    headers=seller.headers))  # fmt: skip
+    before = rows(services)
+    path = f"/invoices/{made['id']}"
+    for change in ({"memo": "changed"}, {"lines": [{"description": "x", "quantity": "1",
+                                                     "price_unit": "1.00"}]}):  # fmt: skip
+        assert_problem(patch(client, seller, path, change), 403, "invoicing-not-allowed")
+    assert rows(services) == before
+    assert ok(post(client, seller, f"{path}/cancel"))["state"] == "cancel"
+
+
+def test_a_draft_to_a_customer_deactivated_since_is_not_posted(
+    app: Flask, client: FlaskClient, staff: Caller, admin: Caller, customer: Caller,
+    services: Services,
+) -> None:  # fmt: skip
+    """Posting bills the customer's receivable: not one who can no longer log in to pay it
+    (review inv, finding 7)."""
+    to_customer = guest_invoice(customer=str(customer.uuid), payer_name=None, payer_email=None)
+    made = draft(client, staff, to_customer)
+    ok(client.post(f"/api/v1/users/{customer.uuid}/deactivate", headers=admin.headers))
+    before = rows(services)
+    refused = assert_problem(post(client, staff, f"/invoices/{made['id']}/post"), 422)
+    assert refused["errors"] == {"customer": ["an active customer's id"]}
+    assert "no longer" in refused["detail"]
+    assert rows(services) == before
+    assert nonzero(app) == {}
+    # Addressed to a payer without an account instead, it posts.
+    payer = {"customer": None, "payer_name": "Ibu Sari", "payer_email": "sari@example.com"}
+    ok(patch(client, staff, f"/invoices/{made['id']}", payer))
+    assert ok(post(client, staff, f"/invoices/{made['id']}/post"))["state"] == "posted"
+
+
 # -- paying, and the money ------------------------------------------------------------------------
 
 
