@@ -70,6 +70,7 @@ from .services import (
     _visible_invoice,
     active_customer,
     lock_documents,
+    refuse_started_meanwhile,
     refused_by_database,
     viewer_params,
     visible_moves,
@@ -441,8 +442,9 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     transactions in flight), the receivable given back on the ledger (``INVOICE_REVERSAL``).
 
     Refused while a confirmed payment is not refunded in full (refund it: once refunds cover
-    every confirmed payment the invoice is reversed already). Reversing it again changes
-    nothing.
+    every confirmed payment the invoice is reversed already), and (503, try again) when a payer
+    started a provider payment between its transactions' cancelling and its lock
+    (:func:`.services.refuse_started_meanwhile`). Reversing it again changes nothing.
     """
     now = utcnow()
     with refused_by_database(), transaction():
@@ -475,6 +477,7 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
                 "once refunds cover it",
                 payment=confirmed[0].name,
             )
+        refuse_started_meanwhile(payments)
         postings.require_posted(invoice)
         for payment in payments:
             if payment.state == "in_process":

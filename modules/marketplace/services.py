@@ -93,6 +93,11 @@ class StepFailed(ServiceUnavailable):
     title = "The order could not be completed"
 
 
+class PaymentStartedMeanwhile(ServiceUnavailable):
+    code = "payment-started-meanwhile"
+    title = "A payment was started meanwhile: try again"
+
+
 # -- requests -----------------------------------------------------------------------------------
 
 
@@ -736,6 +741,7 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
                 "it cannot be cancelled until the money is refunded",
                 payment=confirmed[0].name,
             )
+        refuse_started_meanwhile(payments)
         for invoice in invoices:
             if invoice.state == "posted" and invoice.payment_state != "reversed":
                 postings.require_posted(invoice)
@@ -766,6 +772,25 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
             )
         )
     return order
+
+
+def refuse_started_meanwhile(payments: Sequence[Payment]) -> None:
+    """Under the invoice's lock, before cancelling its payments in process: refuse (a 503 to
+    retry) when a provider transaction in flight pays one of them. It was started after the
+    payment module cancelled the transactions in flight (they are locked before their
+    invoice, never after it, so that was done before the invoice's lock, and a payer could
+    start one in between); cancelling its payment alone would leave the transaction open to
+    take the payer's money for a cancelled invoice. The retry cancels it, in that order."""
+    checkout = loaded_order_checkout()
+    waiting = [payment.id for payment in payments if payment.state == "in_process"]
+    if checkout is None or not waiting:
+        return
+    started = checkout.payments_in_flight(waiting)
+    if started:
+        raise PaymentStartedMeanwhile(
+            "a payment through a provider was started meanwhile; nothing was changed, try again",
+            headers={"Retry-After": "1"},
+        )
 
 
 def _reverse(invoice: AccountMove) -> AccountMove:

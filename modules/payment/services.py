@@ -13,7 +13,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -396,6 +396,20 @@ class OrderCheckout:
     def invoice_reversing(self, invoice_id: int) -> None:
         cancel_for_invoice(invoice_id)
 
+    def payments_in_flight(self, payment_ids: Sequence[int]) -> list[int]:
+        if not payment_ids:
+            return []
+        return list(
+            Session().scalars(
+                select(PaymentTransaction.account_payment_id)
+                .where(
+                    PaymentTransaction.account_payment_id.in_(payment_ids),
+                    PaymentTransaction.state.in_(("pending", "processing")),
+                )
+                .order_by(PaymentTransaction.account_payment_id)
+            )
+        )
+
 
 # -- provider notifications ----------------------------------------------------------------------
 
@@ -487,7 +501,9 @@ def cancel_for_order(order_id: int) -> int:
     """The order is being cancelled (in its transaction, before its row lock): its provider
     transactions still pending or processing are canceled, so a later success meets a canceled
     transaction (recorded as a late success) instead of a cancelled payment. Locks each
-    transaction before the order, as every other writer does. Returns how many."""
+    transaction before the order, as every other writer does; one a payer starts after this,
+    before the order's lock, the marketplace sees under that lock (:meth:`OrderCheckout.
+    payments_in_flight`) and refuses the cancel, to be tried again. Returns how many."""
     return _cancel_in_flight(AccountMove.order_id == order_id, "the order was cancelled")
 
 
