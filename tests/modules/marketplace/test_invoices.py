@@ -452,6 +452,50 @@ def test_20_concurrent_posts_take_20_gap_free_numbers(
     assert_consistent(app)
 
 
+def test_concurrent_posts_and_cancels_of_one_draft_serialise(
+    app: Flask, client: FlaskClient, staff: Caller, services: Services
+) -> None:
+    """Every writer of a standalone invoice takes its row lock first: 10 posts (5 with one
+    Idempotency-Key) and 5 cancels of the same draft at once leave it posted or cancelled,
+    never both, with at most one number and one INVOICE_POST (review inv, finding 9)."""
+    made = draft(client, staff)["id"]
+    key = new_key()
+
+    def call(own: FlaskClient, index: int) -> TestResponse:
+        if index < 10:
+            return post(own, staff, f"/invoices/{made}/post", key=key if index < 5 else None)
+        return post(own, staff, f"/invoices/{made}/cancel")
+
+    responses = in_parallel(app, 15, call)
+    keyed, keyless, cancels = responses[:5], responses[5:10], responses[10:]
+    assert {r.status_code for r in responses} <= {200, 409}, [r.get_json() for r in responses]
+    for refused in (r for r in responses if r.status_code == 409):
+        assert_problem(refused, 409, "invoice-not-draft")
+    ((state,),) = sql(services, "SELECT state FROM marketplace_account_move")
+    numbers = sql(services, "SELECT name FROM marketplace_account_move WHERE name IS NOT NULL")
+    ((postings,),) = sql(services, "SELECT count(*) FROM ledger_transaction "
+                                   "WHERE operation = 'INVOICE_POST'")  # fmt: skip
+    if state == "posted":
+        assert numbers == [(f"INV/{YEAR}/00001",)]
+        assert postings == 1
+        assert all(r.status_code == 409 for r in cancels)
+        winners = [r for r in keyless if r.status_code == 200]
+        # The key's requests replay a keyed winner's answer, or each found it posted already.
+        assert {r.status_code for r in keyed} in ({200}, {409})
+        if keyed[0].status_code == 200:
+            assert winners == []
+            assert all(r.get_json() == keyed[0].get_json() for r in keyed)
+            assert keyed[0].get_json()["number"] == f"INV/{YEAR}/00001"
+        else:
+            assert len(winners) == 1
+    else:
+        assert state == "cancel"
+        assert (numbers, postings) == ([], 0)
+        assert all(r.status_code == 409 for r in keyed + keyless)
+        assert all(r.status_code == 200 for r in cancels)  # the first, then no-ops
+    assert_consistent(app)
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 REFUSED = [
