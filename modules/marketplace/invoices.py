@@ -54,7 +54,7 @@ from modules.user.services import normalize_email
 
 from . import commissions, idempotency, numbering, postings
 from .config import marketplace_settings
-from .idempotency import IdempotentRequest, Replay
+from .idempotency import IdempotentRequest
 from .issuing import why_not_issuing
 from .models import CURRENCY_PLACES, AccountMove, AccountMoveLine
 from .payments import loaded_order_checkout
@@ -146,14 +146,10 @@ def create_invoice(
     ``values``: as ``InvoiceCreateSchema`` loads them. Returns 201 and the rendered invoice, or
     the first answer for a repeated ``Idempotency-Key``.
     """
-    settings = marketplace_settings()
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         issuer_id = _issuer_for(actor)
         today = _today()
         invoice = AccountMove(
@@ -171,8 +167,7 @@ def create_invoice(
         Session().flush()
         emit("invoice.created", invoice_event(invoice))
         body = render(invoice)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
     return 201, body
 
 
@@ -366,12 +361,9 @@ def post_invoice(
     settings = marketplace_settings()
     now = utcnow()
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         invoice = _locked_standalone(actor, invoice_uuid)
         _may_manage(actor, invoice, "posts")
         _require_draft(invoice, "posted")
@@ -412,8 +404,7 @@ def post_invoice(
         numbering.number_document(invoice, "INV", today.year)
         emit("invoice.posted", invoice_event(invoice))
         body = render(invoice)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 200, body)
+        key.complete(200, body)
         _post(postings.invoice_post(invoice, actor.user_id))  # last: after the counter's lock
     return 200, body
 

@@ -34,7 +34,7 @@ from modules.ledger.posting import post
 
 from . import idempotency, numbering, postings
 from .config import marketplace_settings
-from .idempotency import IdempotentRequest, Replay
+from .idempotency import IdempotentRequest
 from .models import AccountMove, AccountMoveLine, Payment, Refund
 from .payments import held_methods, loaded_order_checkout
 from .services import (
@@ -90,15 +90,11 @@ def create_refund(
     Returns 201 and the rendered refund, or the first answer for a repeated
     ``Idempotency-Key``.
     """
-    settings = marketplace_settings()
     now = utcnow()
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         payment = _get(Payment, payment_uuid, "payment")
         lock_documents(payment.invoice.order_id, payment.invoice_id)
         Session().refresh(payment, with_for_update={"of": Payment})
@@ -155,8 +151,7 @@ def create_refund(
         if covers_all:
             emit("invoice.reversed", _invoice_event(invoice))
         body = render(refund)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
         # Last: the ledger's locks come after the credit-note counter's.
         posting = postings.refund(
             invoice,

@@ -60,7 +60,7 @@ from modules.user.models import User
 
 from . import commissions, idempotency, numbering, postings
 from .config import marketplace_settings
-from .idempotency import IdempotentRequest, Replay
+from .idempotency import IdempotentRequest
 from .models import (
     CURRENCY_PLACES,
     AccountMove,
@@ -169,16 +169,12 @@ def place_order(
     Returns the status and the rendered body (201), or the first answer for a repeated
     ``Idempotency-Key``.
     """
-    settings = marketplace_settings()
     now = utcnow()
     numbering.prepare_year(("SO", "PAY"), _year(now))
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         with _step("numbering"):
             numbers = numbering.take_unique(("SO", "PAY"), _year(now))
         with _step("order"):
@@ -220,9 +216,9 @@ def place_order(
         with _step("numbering"):
             numbering.number_document(invoice, "INV", _year(order.date_order))
         emit_many([*events, ("invoice.posted", _invoice_event(invoice))])
-        if claim_id is not None:
+        if key.keyed:
             body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
-            idempotency.complete(claim_id, 201, body)
+            key.complete(201, body)
         with _step("ledger"):  # last: the ledger's locks come after the invoice counter's
             _post(postings.invoice_post(invoice, actor.user_id))
     settled = order_checkout().after_placing(checkout) if checkout is not None else None
@@ -231,9 +227,8 @@ def place_order(
         with transaction():
             placed = Placed(*(_reloaded(record) for record in (order, invoice, payment)))
             body = _with_checkout(render(placed), settled)
-            if claim_id is not None:
-                idempotency.complete(claim_id, 201, body)
-    elif claim_id is None:
+            key.complete(201, body)
+    elif not key.keyed:
         # committed objects; no query needed
         body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
     return 201, body
@@ -582,16 +577,12 @@ def register_payment(
     render: Render,
 ) -> tuple[int, dict[str, Any]]:
     """A further payment on a partially paid invoice."""
-    settings = marketplace_settings()
     now = utcnow()
     numbering.prepare_year(("PAY",), _year(now))
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         invoice = _visible_invoice(actor, invoice_uuid)
         if invoice.move_type != "out_invoice":
             raise Conflict("a credit note takes no payment")
@@ -601,8 +592,7 @@ def register_payment(
         payment = _register_payment(invoice, request, number, now)
         emit("payment.registered", _payment_event(payment))
         body = render(payment)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
     return 201, body
 
 

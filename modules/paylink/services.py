@@ -48,8 +48,7 @@ from app.http import Page, keyset_page
 from app.security import Principal
 from modules.marketplace import idempotency
 from modules.marketplace import services as marketplace
-from modules.marketplace.config import marketplace_settings
-from modules.marketplace.idempotency import IdempotentRequest, Replay
+from modules.marketplace.idempotency import IdempotentRequest
 from modules.marketplace.invoices import InvoicingNotAllowed
 from modules.marketplace.issuing import register_pay_url_source, why_not_issuing
 from modules.marketplace.models import AccountMove
@@ -178,20 +177,16 @@ def create_link(
     told. Emits ``payment_link.created``. The token is not in ``body`` (nor in what the
     idempotency store keeps): a replay derives it again."""
     with marketplace.refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                token = link_token(uuid.UUID(str(claimed.body["id"])))
-                return Created(claimed.status_code, claimed.body, token)
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            token = link_token(uuid.UUID(str(key.replay.body["id"])))
+            return Created(key.replay.status_code, key.replay.body, token)
         invoice = _invoice_for(actor, request.invoice)
         token, link = _make_link(
             invoice, request.amount, request.expires_at, request.single_use, actor.user_id
         )
         body = render(link)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
     return Created(201, body, token)
 
 

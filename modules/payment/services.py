@@ -39,7 +39,7 @@ from app.security import Principal
 from modules.marketplace import idempotency, numbering, refunds
 from modules.marketplace import services as marketplace
 from modules.marketplace.config import marketplace_settings
-from modules.marketplace.idempotency import IdempotentRequest, Replay
+from modules.marketplace.idempotency import IdempotentRequest
 from modules.marketplace.models import AccountMove, AccountMoveLine, Payment, Refund
 from modules.user.models import User
 
@@ -107,10 +107,9 @@ def pay_invoice(
     # on a connection of its own.
     numbering.prepare_year(("PAY",), utcnow().astimezone(marketplace_settings().timezone).year)
     with marketplace.refused_by_database(), transaction():
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         invoice = marketplace.invoice_to_pay(actor, request.invoice)
         provider, adapter = usable(request.provider, invoice.currency)
         start = Start(notify_url=notify_url)
@@ -134,8 +133,7 @@ def pay_invoice(
         if adapter.settles_at_once:
             update_record(tx, action=cast(InstantAdapter, adapter).settle(provider, tx))
         body = render(tx)
-        if idempotent is not None:
-            idempotency.complete(claimed, 201, body)
+        key.complete(201, body)
     return 201, body
 
 
