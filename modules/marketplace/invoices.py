@@ -59,6 +59,7 @@ from .issuing import why_not_issuing
 from .models import CURRENCY_PLACES, AccountMove, AccountMoveLine
 from .payments import loaded_order_checkout
 from .pricing import line_amounts, round_money, totals
+from .refunds import unrefunded_confirmed
 from .services import (
     STAFF_ROLES,
     Render,
@@ -69,6 +70,7 @@ from .services import (
     _viewer,
     _visible_invoice,
     active_customer,
+    like_pattern,
     lock_documents,
     refuse_started_meanwhile,
     refused_by_database,
@@ -458,10 +460,7 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
         if invoice.payment_state == "reversed":
             return invoice
         payments = _payments_of(invoice)
-        from .refunds import refunded_per_payment  # refunds builds on the services
-
-        refunded = refunded_per_payment([p.id for p in payments])
-        confirmed = [p for p in payments if p.state == "paid" and refunded.get(p.id, 0) < p.amount]
+        confirmed = unrefunded_confirmed(payments)
         if confirmed:
             raise Conflict(
                 f"{invoice.name} has a confirmed payment ({confirmed[0].name}); it is reversed "
@@ -615,10 +614,8 @@ def list_invoices(
             )
         )
     if filters.number:
-        pattern = filters.number.strip().upper().replace("\\", "\\\\")
-        pattern = "%" + pattern.replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(AccountMove.name.like(bindparam("number"), escape="\\"))
-        statement = statement.params(number=pattern)
+        statement = statement.params(number=like_pattern(filters.number))
     params = viewer_params(actor)
     if params:
         statement = statement.params(**params)

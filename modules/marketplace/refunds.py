@@ -359,6 +359,13 @@ def received(invoice: AccountMove) -> Received:
     )
 
 
+def unrefunded_confirmed(payments: Sequence[Payment]) -> list[Payment]:
+    """Of ``payments``, the confirmed ones not refunded in full: money that has to go back
+    before their invoice is reversed or their order cancelled."""
+    refunded = refunded_per_payment([p.id for p in payments])
+    return [p for p in payments if p.state == "paid" and refunded.get(p.id, ZERO) < p.amount]
+
+
 def refunded_per_payment(payment_ids: Sequence[int]) -> dict[int, Decimal]:
     """The refunded total of each of these payments (absent: nothing refunded)."""
     if not payment_ids:

@@ -721,10 +721,9 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
             return order
         invoices = _invoices_of(order)
         payments = [p for invoice in invoices for p in _payments_of(invoice)]
-        from .refunds import refunded_per_payment  # refunds builds on this module
+        from .refunds import unrefunded_confirmed  # refunds builds on this module
 
-        refunded = refunded_per_payment([p.id for p in payments])
-        confirmed = [p for p in payments if p.state == "paid" and refunded.get(p.id, 0) < p.amount]
+        confirmed = unrefunded_confirmed(payments)
         if confirmed:
             raise Conflict(
                 f"order {order.name} has a confirmed payment ({confirmed[0].name}); "
@@ -959,11 +958,15 @@ def _filter_values(filters: OrderFilter) -> dict[str, Any]:
         value = getattr(filters, name)
         if value is None or value == "":
             continue
-        if name == "number":
-            pattern = value.strip().upper().replace("\\", "\\\\")
-            value = "%" + pattern.replace("%", "\\%").replace("_", "\\_") + "%"
-        values[name] = value
+        values[name] = like_pattern(value) if name == "number" else value
     return values
+
+
+def like_pattern(part: str) -> str:
+    """A ``LIKE ... ESCAPE '\\'`` pattern matching the numbers that hold ``part`` (upper-cased;
+    its ``%``, ``_`` and ``\\`` taken literally)."""
+    escaped = part.strip().upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
