@@ -188,7 +188,7 @@ def _payer(invoice: AccountMove, viewer: Principal) -> tuple[str, str | None]:
     staff = viewer.has_role(*STAFF_ROLES)
     if customer is not None:
         if staff or customer.id == viewer.user_id:
-            return customer.name.strip() or customer.email, customer.email
+            return (customer.name or "").strip() or customer.email, customer.email
         return f"Customer {customer.uuid}", None
     if staff:
         return invoice.payer_name or "", invoice.payer_email
