@@ -93,7 +93,10 @@ class StepFailed(ServiceUnavailable):
     title = "The order could not be completed"
 
 
-class PaymentStartedMeanwhile(ServiceUnavailable):
+class PaymentStartedMeanwhile(Conflict):
+    """Nothing is down: a payer started a payment between the cancellation of those in flight
+    and the invoice's lock. The same request again cancels it too."""
+
     code = "payment-started-meanwhile"
     title = "A payment was started meanwhile: try again"
 
@@ -777,8 +780,7 @@ def refuse_started_meanwhile(payments: Sequence[Payment]) -> None:
     started = checkout.payments_in_flight(waiting)
     if started:
         raise PaymentStartedMeanwhile(
-            "a payment through a provider was started meanwhile; nothing was changed, try again",
-            headers={"Retry-After": "1"},
+            "a payment through a provider was started meanwhile; nothing was changed, try again"
         )
 
 
