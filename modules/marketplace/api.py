@@ -374,7 +374,8 @@ class OrderCancel(MethodView):
     @blp.alt_response(
         409,
         schema=MarketplaceProblemSchema,
-        description="A confirmed payment is not refunded in full",
+        description="A confirmed payment is not refunded in full, or a payment through a "
+        "provider was started meanwhile (`payment-started-meanwhile`: send it again)",
     )
     def post(self, order_id: uuid.UUID) -> SaleOrder:
         """Cancel an order: payments cancelled, invoice reversed by a credit note
@@ -578,7 +579,9 @@ class InvoiceReverse(MethodView):
         409,
         schema=MarketplaceProblemSchema,
         description="Not posted (a draft is cancelled), a confirmed payment not refunded in "
-        "full, or an order's invoice (cancel the order)",
+        "full, an order's invoice (cancel the order), a credit note (`invoice-is-credit-note`), "
+        "or a payment through a provider started meanwhile (`payment-started-meanwhile`: send "
+        "it again)",
     )
     @response_links(
         blp,

@@ -7,7 +7,8 @@ the committed answer and replays it, or, if the first rolled back, does the work
 one piece of work per key, whatever the timing. Keys are per user and endpoint (``scope``) and
 kept ``LAPAK_IDEMPOTENCY_KEEP_HOURS``; the same key with another body is refused (422).
 
-A service writes it the same way everywhere: ``key = begin(idempotent)`` first thing in its
+The marketplace's, payment's and paylink's services write it the same way (the seller's and
+wallet's still call the steps one by one): ``key = begin(idempotent)`` first thing in its
 transaction, ``if key.replay: return`` the first answer, and ``key.complete(status, body)`` once
 the answer is known (before the ledger's posting, which takes its locks last).
 """

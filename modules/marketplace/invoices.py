@@ -435,7 +435,7 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     transactions in flight), the receivable given back on the ledger (``INVOICE_REVERSAL``).
 
     Refused while a confirmed payment is not refunded in full (refund it: once refunds cover
-    every confirmed payment the invoice is reversed already), and (503, try again) when a payer
+    every confirmed payment the invoice is reversed already), and (409, try again) when a payer
     started a provider payment between its transactions' cancelling and its lock
     (:func:`.services.refuse_started_meanwhile`). Reversing it again changes nothing.
     """

@@ -66,6 +66,9 @@ STATUS = {
     "paid": "Paid",
     "reversed": "Reversed",
 }
+#: An invoice whose payments are all registered, none confirmed ("Partially paid" would say
+#: money came in).
+IN_PROCESS = "Payment in process"
 #: What is still open to pay online.
 PAYABLE = ("not_paid", "partial")
 
@@ -128,6 +131,9 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
     brought = received(invoice) if owed else None
     paid = brought.paid if brought is not None else Decimal(0)
     in_process = brought.in_process if brought is not None else Decimal(0)
+    status = STATUS.get(status_key, status_key.replace("_", " ").capitalize())
+    if status_key in ("partial", "in_payment") and paid == 0 and in_process > 0:
+        status = IN_PROCESS  # the residual fell, but no money was received yet
     currency = invoice.currency
     link = None
     if owed and invoice.payment_state in PAYABLE and invoice.amount_residual > 0:
@@ -142,7 +148,7 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
         issuer_note="Invoiced through Lapak" if invoice.issuer_id is not None else None,
         kind=kind,
         number=number,
-        status=STATUS.get(status_key, status_key.replace("_", " ").capitalize()),
+        status=status,
         status_class=status_key,
         payer_name=payer_name,
         payer_email=payer_email,

@@ -767,7 +767,7 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
 
 
 def refuse_started_meanwhile(payments: Sequence[Payment]) -> None:
-    """Under the invoice's lock, before cancelling its payments in process: refuse (a 503 to
+    """Under the invoice's lock, before cancelling its payments in process: refuse (a 409 to
     retry) when a provider transaction in flight pays one of them. It was started after the
     payment module cancelled the transactions in flight (they are locked before their
     invoice, never after it, so that was done before the invoice's lock, and a payer could

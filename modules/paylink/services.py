@@ -319,7 +319,7 @@ def _invoice_for(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
 
 
 def _may_still_issue(actor: Principal) -> None:
-    """A seller makes and revokes links only while they may issue invoices (verified)."""
+    """A seller makes links only while they may issue invoices (verified)."""
     if actor.has_role(*STAFF_ROLES):
         return
     why = why_not_issuing(actor.user_id)
@@ -390,7 +390,7 @@ def revoke_link(actor: Principal, link_uuid: uuid.UUID) -> PaymentLink:
         link_id = Session().scalar(found.with_only_columns(PaymentLink.id).with_for_update())
         if link_id is None:
             raise LinkNotFound("there is no such payment link")
-        _may_still_issue(actor)
+        # No verification asked: a seller sent back to review still stops their own links.
         link = locked_link(link_id)
         if link.state == "revoked":
             return link

@@ -180,10 +180,13 @@ def test_paid_is_what_was_confirmed_less_what_was_sent_back(
     assert '<th scope="row">Paid</th>' not in html
     assert row("In process (not yet received)", "IDR 30,000.00") in html
     assert row("Amount due", "IDR 600,000.00") in html
+    assert "Payment in process" in html
+    assert "Partially paid" not in html
 
     ok(post(client, staff, f"/payments/{payment['id']}/confirm"))
     html = printed(client, staff, done)
     assert row("Paid", "IDR 30,000.00") in html
+    assert "Partially paid" in html
     assert "In process" not in html
     assert row("Amount due", "IDR 600,000.00") in html
 

@@ -1,7 +1,7 @@
 """A payer opens the link and starts a payment while staff reverse its invoice (or the customer
 cancels its order): the reversal gives up the provider transactions in flight before it takes
 the invoice's lock (transactions are locked before their invoice, never after), so a payment
-started in between is seen under the lock and the reversal is refused (503, try again), instead
+started in between is seen under the lock and the reversal is refused (409, try again), instead
 of cancelling that payment and leaving its transaction open to take the payer's money for a
 reversed invoice. The retry cancels it (review inv, finding 4).
 
