@@ -8,7 +8,8 @@ replica (read-your-writes through ``X-Lapak-LSN``). Requests that move money tak
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
@@ -59,6 +60,7 @@ blp = Blueprint(
 )
 
 STAFF = ("staff", "admin")
+F = TypeVar("F", bound=Callable[..., Any])
 # Built once each: a schema builds its nested schemas once, not per request; the answers of
 # the write paths are dumped without marshmallow's per-field lookups (see app.dumping).
 _PLACED = fast_dump(PlacedSchema())
@@ -104,6 +106,30 @@ def _product_links(id_at: str) -> dict[str, dict[str, Any]]:
             },
         ),
     }
+
+
+def _paged_listing(
+    *, scope: str, query: Any, page: Any, link_name: str, path: str, param: str, description: str
+) -> Callable[[F], F]:
+    """What every GET listing wears: authorised by ``scope``, read on a replica, its ``query``
+    parsed, its ``page`` dumped, and a link ``link_name`` from its first item to ``path``
+    (``param`` naming the item's id there). The same decorators, in the same order, as if
+    stacked by hand: the OpenAPI document is the same."""
+    first = link(f"{BASE}{path}", "get", description, **{param: "$response.body#/items/0/id"})
+    stack = (
+        requires(scope=scope),
+        read_only(),
+        blp.arguments(query, location="query"),
+        blp.response(200, page),
+        response_links(blp, 200, **{link_name: first}),
+    )
+
+    def decorate(view: F) -> F:
+        for decorator in reversed(stack):  # innermost first, as @ lines apply them
+            view = decorator(view)
+        return view
+
+    return decorate
 
 
 def _idempotent(scope: str, body: dict[str, Any]) -> idempotency.IdempotentRequest | None:
@@ -222,16 +248,14 @@ class ProductSyncItem(MethodView):
 
 @blp.route("/orders")
 class Orders(MethodView):
-    @requires(scope="orders:read")
-    @read_only()
-    @blp.arguments(_ORDER_QUERY, location="query")
-    @blp.response(200, OrderPageSchema)
-    @response_links(
-        blp,
-        200,
-        GetOrder=link(
-            f"{BASE}/orders/{{order_id}}", "get", "The order", order_id="$response.body#/items/0/id"
-        ),
+    @_paged_listing(
+        scope="orders:read",
+        query=_ORDER_QUERY,
+        page=OrderPageSchema,
+        link_name="GetOrder",
+        path="/orders/{order_id}",
+        param="order_id",
+        description="The order",
     )
     def get(self, args: dict[str, Any]) -> Response:
         """List orders, newest first
@@ -350,7 +374,8 @@ class OrderCancel(MethodView):
     @blp.alt_response(
         409,
         schema=MarketplaceProblemSchema,
-        description="A confirmed payment is not refunded in full",
+        description="A confirmed payment is not refunded in full, or a payment through a "
+        "provider was started meanwhile (`payment-started-meanwhile`: send it again)",
     )
     def post(self, order_id: uuid.UUID) -> SaleOrder:
         """Cancel an order: payments cancelled, invoice reversed by a credit note
@@ -390,16 +415,15 @@ _IDEMPOTENCY_PARAMETERS = [
 
 @blp.route("/invoices")
 class Invoices(MethodView):
-    @requires(scope="orders:read")
-    @read_only()
-    @blp.arguments(_INVOICE_QUERY, location="query")
-    @blp.response(200, InvoicePageSchema)
-    @response_links(
-        blp,
-        200,
-        GetInvoice=link(f"{BASE}/invoices/{{invoice_id}}", "get", "The invoice",
-                        invoice_id="$response.body#/items/0/id"),
-    )  # fmt: skip
+    @_paged_listing(
+        scope="orders:read",
+        query=_INVOICE_QUERY,
+        page=InvoicePageSchema,
+        link_name="GetInvoice",
+        path="/invoices/{invoice_id}",
+        param="invoice_id",
+        description="The invoice",
+    )
     def get(self, args: dict[str, Any]) -> Page:
         """List invoices and credit notes, newest first
 
@@ -555,7 +579,9 @@ class InvoiceReverse(MethodView):
         409,
         schema=MarketplaceProblemSchema,
         description="Not posted (a draft is cancelled), a confirmed payment not refunded in "
-        "full, or an order's invoice (cancel the order)",
+        "full, an order's invoice (cancel the order), a credit note (`invoice-is-credit-note`), "
+        "or a payment through a provider started meanwhile (`payment-started-meanwhile`: send "
+        "it again)",
     )
     @response_links(
         blp,
@@ -662,16 +688,15 @@ class PaymentConfirm(MethodView):
 
 @blp.route("/payments/<uuid:payment_id>/refunds")
 class PaymentRefunds(MethodView):
-    @requires(scope="payments:read")
-    @read_only()
-    @blp.arguments(PageArgs, location="query")
-    @blp.response(200, RefundPageSchema)
-    @response_links(
-        blp,
-        200,
-        GetRefund=link(f"{BASE}/refunds/{{refund_id}}", "get", "The refund",
-                       refund_id="$response.body#/items/0/id"),
-    )  # fmt: skip
+    @_paged_listing(
+        scope="payments:read",
+        query=PageArgs,
+        page=RefundPageSchema,
+        link_name="GetRefund",
+        path="/refunds/{refund_id}",
+        param="refund_id",
+        description="The refund",
+    )
     def get(self, args: dict[str, Any], payment_id: uuid.UUID) -> Page:
         """List a payment's refunds, oldest first
 

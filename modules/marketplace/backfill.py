@@ -65,8 +65,10 @@ def _history() -> list[tuple[datetime, int, int, Callable[[], Posting | None]]]:
         .where(Payment.state == "paid")
     ):
         events.append((at, 1, payment_id, _capture(order_id, invoice_id, payment_id)))
-    # An order's cancellation wrote its credit notes together: one posting for them. (Only an
-    # order is cancelled so: a standalone invoice's credit notes are its refunds'.)
+    # An order's cancellation wrote its credit notes together: one posting for them. (A
+    # standalone invoice's credit notes are left out: its reversal's are posted live, as
+    # INVOICE_REVERSAL, and standalone invoices never come from before the ledger; its refunds'
+    # are the refunds' below.)
     cancelled: dict[int, tuple[datetime, int]] = {}
     for note_id, order_id, at in session.execute(
         select(AccountMove.id, AccountMove.order_id, AccountMove.created_at)

@@ -6,6 +6,11 @@ with the same key waits on the key's unique index until the first one ends; then
 the committed answer and replays it, or, if the first rolled back, does the work itself. Exactly
 one piece of work per key, whatever the timing. Keys are per user and endpoint (``scope``) and
 kept ``LAPAK_IDEMPOTENCY_KEEP_HOURS``; the same key with another body is refused (422).
+
+The marketplace's, payment's and paylink's services write it the same way (the seller's and
+wallet's still call the steps one by one): ``key = begin(idempotent)`` first thing in its
+transaction, ``if key.replay: return`` the first answer, and ``key.complete(status, body)`` once
+the answer is known (before the ledger's posting, which takes its locks last).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from app.db import Session, get_database, utcnow
 from app.errors import Invalid
 
+from .config import marketplace_settings
 from .models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
@@ -115,6 +121,40 @@ def complete(claim_id: int, status_code: int, body: dict[str, Any]) -> None:
         .where(IdempotencyKey.id == claim_id)
         .values(status_code=status_code, response=body)
     )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request's ``Idempotency-Key`` as claimed in the caller's transaction (:func:`begin`):
+    the first answer to replay, or the key to store this answer on (none sent: nothing)."""
+
+    claim_id: int | None = None
+    replay: Replay | None = None
+
+    @property
+    def keyed(self) -> bool:
+        """A key was claimed: the answer is stored on it (render it inside the transaction)."""
+        return self.claim_id is not None
+
+    def complete(self, status_code: int, body: dict[str, Any]) -> None:
+        """Store the answer on the claimed key (nothing without a key), in the caller's
+        transaction: the key commits (or rolls back) with the work."""
+        if self.claim_id is not None:
+            complete(self.claim_id, status_code, body)
+
+
+#: What a request without an ``Idempotency-Key`` claims.
+NO_KEY = Claim()
+
+
+def begin(request: IdempotentRequest | None) -> Claim:
+    """Claim ``request``'s key in the caller's transaction, first thing in it: a :class:`Claim`
+    to complete once the answer is known, or one carrying the first answer to replay (its
+    ``replay``: return that and do nothing)."""
+    if request is None:
+        return NO_KEY
+    claimed = claim(request, marketplace_settings().idempotency_keep_hours)
+    return Claim(replay=claimed) if isinstance(claimed, Replay) else Claim(claim_id=claimed)
 
 
 def forget_expired(keep_hours: int) -> int:

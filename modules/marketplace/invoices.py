@@ -54,11 +54,12 @@ from modules.user.services import normalize_email
 
 from . import commissions, idempotency, numbering, postings
 from .config import marketplace_settings
-from .idempotency import IdempotentRequest, Replay
+from .idempotency import IdempotentRequest
 from .issuing import why_not_issuing
 from .models import CURRENCY_PLACES, AccountMove, AccountMoveLine
 from .payments import loaded_order_checkout
 from .pricing import line_amounts, round_money, totals
+from .refunds import unrefunded_confirmed
 from .services import (
     STAFF_ROLES,
     Render,
@@ -68,7 +69,10 @@ from .services import (
     _reverse,
     _viewer,
     _visible_invoice,
+    active_customer,
+    like_pattern,
     lock_documents,
+    refuse_started_meanwhile,
     refused_by_database,
     viewer_params,
     visible_moves,
@@ -100,6 +104,11 @@ class NotPosted(Conflict):
 class NotStandalone(Conflict):
     code = "invoice-of-an-order"
     title = "An order's invoice is changed through its order"
+
+
+class CreditNote(Conflict):
+    code = "invoice-is-credit-note"
+    title = "A credit note is not changed, posted, cancelled or reversed"
 
 
 @dataclass(frozen=True)
@@ -139,14 +148,10 @@ def create_invoice(
     ``values``: as ``InvoiceCreateSchema`` loads them. Returns 201 and the rendered invoice, or
     the first answer for a repeated ``Idempotency-Key``.
     """
-    settings = marketplace_settings()
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         issuer_id = _issuer_for(actor)
         today = _today()
         invoice = AccountMove(
@@ -164,19 +169,23 @@ def create_invoice(
         Session().flush()
         emit("invoice.created", invoice_event(invoice))
         body = render(invoice)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
     return 201, body
 
 
 def update_invoice(
     actor: Principal, invoice_uuid: uuid.UUID, changes: Mapping[str, Any]
 ) -> AccountMove:
-    """Change a draft (its issuer only): the fields given; ``lines`` replaces every line."""
+    """Change a draft (its issuer only; a seller while they may issue): the fields given;
+    ``lines`` replaces every line."""
     with refused_by_database(), transaction():
         invoice = _locked_standalone(actor, invoice_uuid)
         _may_change(actor, invoice)
         _require_draft(invoice, "changed")
+        if invoice.issuer_id is not None:  # (its issuer: _may_change let only them)
+            why = why_not_issuing(invoice.issuer_id)
+            if why is not None:
+                raise InvoicingNotAllowed(why)
         _apply(invoice, {name: changes[name] for name in FIELDS if name in changes}, _today())
         Session().flush()
     return invoice
@@ -220,13 +229,7 @@ def _payer(given: Mapping[str, Any]) -> _Payer:
                 "email: not both",
                 errors={"customer": "leave it out to name a payer without an account"},
             )
-        customer = Session().scalars(select(User).where(User.uuid == customer_id)).first()
-        if customer is None or not customer.active or customer.role != "customer":
-            raise Invalid(
-                "the customer is unknown, inactive or not a customer",
-                errors={"customer": "an active customer's id"},
-            )
-        return _Payer(customer=customer)
+        return _Payer(customer=active_customer(customer_id))
     missing = {
         field: "required without a customer"
         for field, value in (("payer_name", name), ("payer_email", email))
@@ -360,12 +363,9 @@ def post_invoice(
     settings = marketplace_settings()
     now = utcnow()
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         invoice = _locked_standalone(actor, invoice_uuid)
         _may_manage(actor, invoice, "posts")
         _require_draft(invoice, "posted")
@@ -375,6 +375,14 @@ def post_invoice(
                 if invoice.issuer_id == actor.user_id:
                     raise InvoicingNotAllowed(why)
                 raise Conflict(f"the invoice's seller may not issue invoices: {why}")
+        if invoice.customer_id is not None:
+            # The receivable posted is the customer's: one who can no longer log in to pay it
+            # (deactivated since the draft was written) is not billed.
+            active_customer(
+                invoice.customer_id,
+                "the invoice's customer is no longer an active customer: change the draft's "
+                "customer first",
+            )
         today = now.astimezone(settings.timezone).date()
         if invoice.amount_total <= 0:
             raise Invalid(
@@ -398,8 +406,7 @@ def post_invoice(
         numbering.number_document(invoice, "INV", today.year)
         emit("invoice.posted", invoice_event(invoice))
         body = render(invoice)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 200, body)
+        key.complete(200, body)
         _post(postings.invoice_post(invoice, actor.user_id))  # last: after the counter's lock
     return 200, body
 
@@ -428,8 +435,9 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
     transactions in flight), the receivable given back on the ledger (``INVOICE_REVERSAL``).
 
     Refused while a confirmed payment is not refunded in full (refund it: once refunds cover
-    every confirmed payment the invoice is reversed already). Reversing it again changes
-    nothing.
+    every confirmed payment the invoice is reversed already), and (409, try again) when a payer
+    started a provider payment between its transactions' cancelling and its lock
+    (:func:`.services.refuse_started_meanwhile`). Reversing it again changes nothing.
     """
     now = utcnow()
     with refused_by_database(), transaction():
@@ -442,6 +450,7 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
             checkout.invoice_reversing(invoice.id)
         lock_documents(None, invoice.id)
         Session().refresh(invoice)
+        _require_invoice(invoice)  # _standalone refused one already; checked where money moves
         if invoice.state != "posted":
             raise NotPosted(
                 f"this invoice is {invoice.state}: only a posted invoice is reversed"
@@ -451,16 +460,14 @@ def reverse_invoice(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
         if invoice.payment_state == "reversed":
             return invoice
         payments = _payments_of(invoice)
-        from .refunds import refunded_per_payment  # refunds builds on the services
-
-        refunded = refunded_per_payment([p.id for p in payments])
-        confirmed = [p for p in payments if p.state == "paid" and refunded.get(p.id, 0) < p.amount]
+        confirmed = unrefunded_confirmed(payments)
         if confirmed:
             raise Conflict(
                 f"{invoice.name} has a confirmed payment ({confirmed[0].name}); it is reversed "
                 "once refunds cover it",
                 payment=confirmed[0].name,
             )
+        refuse_started_meanwhile(payments)
         postings.require_posted(invoice)
         for payment in payments:
             if payment.state == "in_process":
@@ -488,14 +495,27 @@ def _issuer_for(actor: Principal) -> int | None:
 
 
 def _standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
-    """The standalone invoice ``actor`` sees (an order's is refused)."""
+    """The standalone invoice ``actor`` sees (an order's is refused, and so is a credit note:
+    a standalone invoice's credit notes are written by its refunds and its reversal, settled
+    at once, and nothing changes them)."""
     invoice = _visible_invoice(actor, invoice_uuid)
     if not invoice.standalone:
         raise NotStandalone(
             f"{invoice.name} is an order's: it changes with its order (cancel it, or refund "
             "its payments)"
         )
+    _require_invoice(invoice)
     return invoice
+
+
+def _require_invoice(invoice: AccountMove) -> None:
+    """Refuse a credit note: it is never changed, posted, cancelled nor reversed (reversing one
+    would give back on the ledger a receivable that was never owed)."""
+    if invoice.move_type != "out_invoice":
+        raise CreditNote(
+            f"{invoice.name or 'this document'} is a credit note: nothing changes it (a refund "
+            "or a reversal wrote it, settled)"
+        )
 
 
 def _locked_standalone(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
@@ -594,10 +614,8 @@ def list_invoices(
             )
         )
     if filters.number:
-        pattern = filters.number.strip().upper().replace("\\", "\\\\")
-        pattern = "%" + pattern.replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(AccountMove.name.like(bindparam("number"), escape="\\"))
-        statement = statement.params(number=pattern)
+        statement = statement.params(number=like_pattern(filters.number))
     params = viewer_params(actor)
     if params:
         statement = statement.params(**params)

@@ -7,7 +7,8 @@ product gate of :mod:`.products` are):
   sales, or None. Only verified sellers issue; with no gate registered no seller may, since
   the marketplace alone cannot tell a verified seller from another.
 - :data:`SellerNames` (the ``seller`` module): the display names printed on invoices; without
-  it, the seller's user name.
+  it (or for a seller it does not name), the seller's user name, else their email's local part
+  (as the seller module's default display name): never their whole login email.
 - :data:`PayUrlSource` (a payment-link module): the URL a payer opens to pay an invoice online,
   printed as "Pay online" on the printable invoice; without one, or when it answers None, the
   invoice prints without it.
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 #: Why the seller with this user id may not issue invoices, or None when they may.
 IssuerGate = Callable[[int], str | None]
-#: Seller user ids -> their display names (those it knows; others fall back to the user's name).
+#: Seller user ids -> their display names (those it knows; others fall back to the user's name,
+#: else their email's local part).
 SellerNames = Callable[[Collection[int]], Mapping[int, str]]
 #: The URL to pay ``invoice`` online, as ``viewer`` (who may see the invoice) prints it; None:
 #: no link to print. Asked only for a posted invoice with something still to pay; it reads
@@ -71,7 +73,8 @@ def why_not_issuing(seller_id: int) -> str | None:
 
 
 def seller_names(seller_ids: Collection[int]) -> dict[int, str]:
-    """The name printed for each seller: their display name, else their user name or email."""
+    """The name printed for each seller: their display name, else their user name, else the
+    local part of their email (the seller module's default display name)."""
     wanted = sorted(set(seller_ids))
     if not wanted:
         return {}
@@ -82,7 +85,7 @@ def seller_names(seller_ids: Collection[int]) -> dict[int, str]:
         for user_id, name, email in Session().execute(
             select(User.id, User.name, User.email).where(User.id.in_(missing))
         ):
-            named[user_id] = name or email
+            named[user_id] = (name or "").strip() or email.split("@", 1)[0]
     return named
 
 

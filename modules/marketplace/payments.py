@@ -17,6 +17,7 @@ as the destination (:class:`HeldMethod`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -159,6 +160,14 @@ class OrderCheckout(Protocol):
     def invoice_reversing(self, invoice_id: int) -> None:
         """As :meth:`order_cancelling`, for a standalone invoice being reversed (before its
         row lock)."""
+        ...
+
+    def payments_in_flight(self, payment_ids: Sequence[int]) -> list[int]:
+        """Of these accounting payments (in process; the caller holds their invoice's lock,
+        after :meth:`order_cancelling` or :meth:`invoice_reversing`), those a provider
+        transaction still in flight (pending or processing) pays: started meanwhile, as those
+        hooks cancelled every earlier one. Reads only (a transaction is never locked after its
+        invoice)."""
         ...
 
 

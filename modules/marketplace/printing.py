@@ -3,9 +3,17 @@ browser prints on A4 paper, or saves as a PDF.
 
 Any invoice or credit note the caller may see prints: a standalone one with its seller's display
 name (:mod:`.issuing`), an order's as the platform's with each line's seller. The page shows the
-payer, the dates, the lines with their PPN percent, PPN per rate, the totals, what is paid and
-due, the memo, and a "Pay online" link when a module provides one for the invoice
-(:func:`.issuing.pay_url`; printed only while something is due).
+payer, the dates, the lines with their PPN percent, PPN per rate, the totals, what is paid (the
+confirmed payments less the refunds sent back, :func:`.refunds.received`), what is in process
+and what is due (``amount_residual``, as the API shows it), the memo, and a "Pay online" link
+when a module provides one for the invoice (:func:`.issuing.pay_url`; printed only while
+something is due).
+
+Who the invoice is to is printed as the viewer may know it (:func:`_payer`): the customer's name
+and email for staff and for the customer themself; for the seller who issued a standalone
+invoice, the payer's name they typed; for anyone else (a seller with a line in an order) the
+customer's reference only, as the API shows it to them. A seller never reads a customer's email
+here.
 
 The page runs no script and fetches nothing: its one stylesheet is inline and allowed by its
 hash in a strict Content-Security-Policy, every value is escaped by the template, and the page
@@ -31,6 +39,8 @@ from app.security import Principal
 
 from .issuing import pay_url, seller_names
 from .models import AccountMove
+from .refunds import received
+from .services import STAFF_ROLES
 
 #: Whose invoice it is when no seller issued it: the platform's own.
 PLATFORM_NAME = "Lapak"
@@ -56,6 +66,9 @@ STATUS = {
     "paid": "Paid",
     "reversed": "Reversed",
 }
+#: An invoice whose payments are all registered, none confirmed ("Partially paid" would say
+#: money came in).
+IN_PROCESS = "Payment in process"
 #: What is still open to pay online.
 PAYABLE = ("not_paid", "partial")
 
@@ -113,12 +126,19 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
     posted = invoice.state == "posted"
     status_key = invoice.payment_state if posted else invoice.state
     owed = posted and not credit_note and invoice.payment_state != "reversed"
-    paid = invoice.amount_total - invoice.amount_residual if owed else Decimal(0)
+    # Money is paid once confirmed, not when a payment is registered (which already lowers
+    # what is due): an announced transfer or an opened gateway page is "in process".
+    brought = received(invoice) if owed else None
+    paid = brought.paid if brought is not None else Decimal(0)
+    in_process = brought.in_process if brought is not None else Decimal(0)
+    status = STATUS.get(status_key, status_key.replace("_", " ").capitalize())
+    if status_key in ("partial", "in_payment") and paid == 0 and in_process > 0:
+        status = IN_PROCESS  # the residual fell, but no money was received yet
     currency = invoice.currency
     link = None
     if owed and invoice.payment_state in PAYABLE and invoice.amount_residual > 0:
         link = _safe_url(pay_url(invoice, viewer))
-    payer_name, payer_email = _payer(invoice)
+    payer_name, payer_email = _payer(invoice, viewer)
     issuer = names.get(invoice.issuer_id) if invoice.issuer_id is not None else PLATFORM_NAME
     return _TEMPLATES.get_template("marketplace/invoice_print.html").render(
         css=CSS,
@@ -128,7 +148,7 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
         issuer_note="Invoiced through Lapak" if invoice.issuer_id is not None else None,
         kind=kind,
         number=number,
-        status=STATUS.get(status_key, status_key.replace("_", " ").capitalize()),
+        status=status,
         status_class=status_key,
         payer_name=payer_name,
         payer_email=payer_email,
@@ -142,6 +162,7 @@ def render(viewer: Principal, invoice: AccountMove) -> str:
         taxes=_tax_rows(taxes, currency),
         total=f"{currency} {_money(invoice.amount_total)}",
         paid=f"{currency} {_money(paid)}" if paid > 0 else None,
+        in_process=f"{currency} {_money(in_process)}" if in_process > 0 else None,
         due=f"{currency} {_money(invoice.amount_residual)}" if owed else None,
         pay_url=link,
         memo=invoice.memo,
@@ -160,11 +181,26 @@ def _tax_rows(taxes: dict[Decimal | None, Decimal], currency: str) -> list[tuple
     return rows or [("", f"{currency} {_money(Decimal(0))}")]
 
 
-def _payer(invoice: AccountMove) -> tuple[str, str | None]:
+def _payer(invoice: AccountMove, viewer: Principal) -> tuple[str, str | None]:
+    """Who the invoice is to, and their email, as ``viewer`` may read them.
+
+    Staff, and the customer themself: the customer's name and email (a payer without an
+    account: the name and email the issuer typed). The seller who issued a standalone invoice
+    to a payer without an account: the name they typed, no email. Any other seller (a line of
+    theirs in an order; or their own invoice to a customer with an account): the customer's
+    reference only, as the API shows it to them, so printing a draft reveals nobody's name or
+    email."""
     customer = invoice.customer
+    staff = viewer.has_role(*STAFF_ROLES)
     if customer is not None:
-        return customer.name or customer.email, customer.email
-    return invoice.payer_name or "", invoice.payer_email
+        if staff or customer.id == viewer.user_id:
+            return (customer.name or "").strip() or customer.email, customer.email
+        return f"Customer {customer.uuid}", None
+    if staff:
+        return invoice.payer_name or "", invoice.payer_email
+    if invoice.issuer_id is not None and invoice.issuer_id == viewer.user_id:
+        return invoice.payer_name or "", None
+    return "Customer", None  # (none else sees an invoice to a payer without an account)
 
 
 def _safe_url(url: Any) -> str | None:

@@ -34,7 +34,7 @@ from modules.ledger.posting import post
 
 from . import idempotency, numbering, postings
 from .config import marketplace_settings
-from .idempotency import IdempotentRequest, Replay
+from .idempotency import IdempotentRequest
 from .models import AccountMove, AccountMoveLine, Payment, Refund
 from .payments import held_methods, loaded_order_checkout
 from .services import (
@@ -90,15 +90,11 @@ def create_refund(
     Returns 201 and the rendered refund, or the first answer for a repeated
     ``Idempotency-Key``.
     """
-    settings = marketplace_settings()
     now = utcnow()
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         payment = _get(Payment, payment_uuid, "payment")
         lock_documents(payment.invoice.order_id, payment.invoice_id)
         Session().refresh(payment, with_for_update={"of": Payment})
@@ -155,8 +151,7 @@ def create_refund(
         if covers_all:
             emit("invoice.reversed", _invoice_event(invoice))
         body = render(refund)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
         # Last: the ledger's locks come after the credit-note counter's.
         posting = postings.refund(
             invoice,
@@ -336,6 +331,39 @@ def _refunds_of_invoice(invoice_id: int) -> list[Refund]:
             .execution_options(populate_existing=True)
         )
     )
+
+
+@dataclass(frozen=True)
+class Received:
+    """What an invoice's payments brought in, as its payments and refunds say (their states,
+    as the API shows them): ``paid``, its confirmed (``paid``) payments less the refunds of them
+    sent back (``succeeded``); ``in_process``, its payments registered but not confirmed (no
+    money seen yet: a transfer announced, a provider's page opened)."""
+
+    paid: Decimal
+    in_process: Decimal
+
+
+def received(invoice: AccountMove) -> Received:
+    """What ``invoice``'s payments brought in (:class:`Received`); the one place it is summed.
+
+    Summed here, not in SQL: SQLite would sum NUMERIC as floats."""
+    payments = _payments_of(invoice)
+    sent_back = Session().scalars(
+        select(Refund.amount).where(Refund.invoice_id == invoice.id, Refund.state == "succeeded")
+    )
+    confirmed = postings.sum_amounts(p for p in payments if p.state == "paid")
+    return Received(
+        paid=confirmed - sum(sent_back, ZERO),
+        in_process=postings.sum_amounts(p for p in payments if p.state == "in_process"),
+    )
+
+
+def unrefunded_confirmed(payments: Sequence[Payment]) -> list[Payment]:
+    """Of ``payments``, the confirmed ones not refunded in full: money that has to go back
+    before their invoice is reversed or their order cancelled."""
+    refunded = refunded_per_payment([p.id for p in payments])
+    return [p for p in payments if p.state == "paid" and refunded.get(p.id, ZERO) < p.amount]
 
 
 def refunded_per_payment(payment_ids: Sequence[int]) -> dict[int, Decimal]:

@@ -60,7 +60,7 @@ from modules.user.models import User
 
 from . import commissions, idempotency, numbering, postings
 from .config import marketplace_settings
-from .idempotency import IdempotentRequest, Replay
+from .idempotency import IdempotentRequest
 from .models import (
     CURRENCY_PLACES,
     AccountMove,
@@ -91,6 +91,14 @@ class OverPayment(Invalid):
 class StepFailed(ServiceUnavailable):
     code = "order-step-failed"
     title = "The order could not be completed"
+
+
+class PaymentStartedMeanwhile(Conflict):
+    """Nothing is down: a payer started a payment between the cancellation of those in flight
+    and the invoice's lock. The same request again cancels it too."""
+
+    code = "payment-started-meanwhile"
+    title = "A payment was started meanwhile: try again"
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -164,16 +172,12 @@ def place_order(
     Returns the status and the rendered body (201), or the first answer for a repeated
     ``Idempotency-Key``.
     """
-    settings = marketplace_settings()
     now = utcnow()
     numbering.prepare_year(("SO", "PAY"), _year(now))
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         with _step("numbering"):
             numbers = numbering.take_unique(("SO", "PAY"), _year(now))
         with _step("order"):
@@ -215,9 +219,9 @@ def place_order(
         with _step("numbering"):
             numbering.number_document(invoice, "INV", _year(order.date_order))
         emit_many([*events, ("invoice.posted", _invoice_event(invoice))])
-        if claim_id is not None:
+        if key.keyed:
             body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
-            idempotency.complete(claim_id, 201, body)
+            key.complete(201, body)
         with _step("ledger"):  # last: the ledger's locks come after the invoice counter's
             _post(postings.invoice_post(invoice, actor.user_id))
     settled = order_checkout().after_placing(checkout) if checkout is not None else None
@@ -226,9 +230,8 @@ def place_order(
         with transaction():
             placed = Placed(*(_reloaded(record) for record in (order, invoice, payment)))
             body = _with_checkout(render(placed), settled)
-            if claim_id is not None:
-                idempotency.complete(claim_id, 201, body)
-    elif claim_id is None:
+            key.complete(201, body)
+    elif not key.keyed:
         # committed objects; no query needed
         body = _with_checkout(render(Placed(order, invoice, payment)), checkout)
     return 201, body
@@ -577,16 +580,12 @@ def register_payment(
     render: Render,
 ) -> tuple[int, dict[str, Any]]:
     """A further payment on a partially paid invoice."""
-    settings = marketplace_settings()
     now = utcnow()
     numbering.prepare_year(("PAY",), _year(now))
     with refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, settings.idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         invoice = _visible_invoice(actor, invoice_uuid)
         if invoice.move_type != "out_invoice":
             raise Conflict("a credit note takes no payment")
@@ -596,8 +595,7 @@ def register_payment(
         payment = _register_payment(invoice, request, number, now)
         emit("payment.registered", _payment_event(payment))
         body = render(payment)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
     return 201, body
 
 
@@ -726,16 +724,16 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
             return order
         invoices = _invoices_of(order)
         payments = [p for invoice in invoices for p in _payments_of(invoice)]
-        from .refunds import refunded_per_payment  # refunds builds on this module
+        from .refunds import unrefunded_confirmed  # refunds builds on this module
 
-        refunded = refunded_per_payment([p.id for p in payments])
-        confirmed = [p for p in payments if p.state == "paid" and refunded.get(p.id, 0) < p.amount]
+        confirmed = unrefunded_confirmed(payments)
         if confirmed:
             raise Conflict(
                 f"order {order.name} has a confirmed payment ({confirmed[0].name}); "
                 "it cannot be cancelled until the money is refunded",
                 payment=confirmed[0].name,
             )
+        refuse_started_meanwhile(payments)
         for invoice in invoices:
             if invoice.state == "posted" and invoice.payment_state != "reversed":
                 postings.require_posted(invoice)
@@ -766,6 +764,24 @@ def cancel_order(actor: Principal, order_uuid: uuid.UUID) -> SaleOrder:
             )
         )
     return order
+
+
+def refuse_started_meanwhile(payments: Sequence[Payment]) -> None:
+    """Under the invoice's lock, before cancelling its payments in process: refuse (a 409 to
+    retry) when a provider transaction in flight pays one of them. It was started after the
+    payment module cancelled the transactions in flight (they are locked before their
+    invoice, never after it, so that was done before the invoice's lock, and a payer could
+    start one in between); cancelling its payment alone would leave the transaction open to
+    take the payer's money for a cancelled invoice. The retry cancels it, in that order."""
+    checkout = loaded_order_checkout()
+    waiting = [payment.id for payment in payments if payment.state == "in_process"]
+    if checkout is None or not waiting:
+        return
+    started = checkout.payments_in_flight(waiting)
+    if started:
+        raise PaymentStartedMeanwhile(
+            "a payment through a provider was started meanwhile; nothing was changed, try again"
+        )
 
 
 def _reverse(invoice: AccountMove) -> AccountMove:
@@ -944,11 +960,15 @@ def _filter_values(filters: OrderFilter) -> dict[str, Any]:
         value = getattr(filters, name)
         if value is None or value == "":
             continue
-        if name == "number":
-            pattern = value.strip().upper().replace("\\", "\\\\")
-            value = "%" + pattern.replace("%", "\\%").replace("_", "\\_") + "%"
-        values[name] = value
+        values[name] = like_pattern(value) if name == "number" else value
     return values
+
+
+def like_pattern(part: str) -> str:
+    """A ``LIKE ... ESCAPE '\\'`` pattern matching the numbers that hold ``part`` (upper-cased;
+    its ``%``, ``_`` and ``\\`` taken literally)."""
+    escaped = part.strip().upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _visible_orders(actor: Principal) -> Select[tuple[SaleOrder]]:
@@ -1165,13 +1185,19 @@ def _customer_for(actor: Principal, named: uuid.UUID | None) -> int:
         return actor.user_id
     if named is None:
         raise Invalid("staff must name the customer", errors={"customer": "required for staff"})
-    customer = Session().scalars(select(User).where(User.uuid == named)).first()
+    return active_customer(named).id
+
+
+def active_customer(
+    named: uuid.UUID | int, refusal: str = "the customer is unknown, inactive or not a customer"
+) -> User:
+    """The active user with the ``customer`` role named by public id (a request's) or by id (a
+    document's); 422 ``refusal`` naming the ``customer`` field otherwise."""
+    column = User.uuid if isinstance(named, uuid.UUID) else User.id
+    customer = Session().scalars(select(User).where(column == named)).first()
     if customer is None or not customer.active or customer.role != "customer":
-        raise Invalid(
-            "the customer is unknown, inactive or not a customer",
-            errors={"customer": "an active customer's id"},
-        )
-    return customer.id
+        raise Invalid(refusal, errors={"customer": "an active customer's id"})
+    return customer
 
 
 #: What an order reads of a product (the answer shows its public id; the lines copy the rest).

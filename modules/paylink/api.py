@@ -1,8 +1,9 @@
 """``/api/v1/paylinks``: payment links for staff and sellers: create (the URL in that answer
 only), list, read, revoke. The public pay page is :mod:`.pages` (``/pay/<token>``).
 
-Staff and admins reach every link; a seller the links of invoices with a line of theirs; API keys
-with ``paylinks:read`` / ``paylinks:write``. ``POST`` takes an ``Idempotency-Key``. Reads run
+Staff and admins reach every link; a seller the links of the standalone invoices they issued
+(made and revoked while they are verified); API keys with ``paylinks:read`` /
+``paylinks:write``. ``POST`` takes an ``Idempotency-Key``. Reads run
 inside ``@read_only()``.
 """
 
@@ -58,7 +59,7 @@ class Links(MethodView):
     def get(self, args: dict[str, Any]) -> Page:
         """List payment links, newest first (never their tokens)
 
-        Staff see all; sellers the links of their own invoices.
+        Staff see all; sellers the links of the invoices they issued.
         """
         filters = services.LinkFilter(invoice=args["invoice"], status=args["status"])
         return services.list_links(

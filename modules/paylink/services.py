@@ -4,9 +4,12 @@ paid, reversed or cancelled, and count the payments made through them (the subsc
 the pay page checks the state again at every use (:mod:`.paying`), so a late subscriber never
 lets a closed link take money.
 
-Who may: staff and admins for any invoice; a seller for an invoice with a line of theirs (the
-invoice's seller, as the payment module decides which transactions a seller sees). Anyone else
-asking about a link or an invoice they may not see is told it does not exist.
+Who may: staff and admins for any invoice; a seller for the standalone invoices they issued
+(``issuer_id``), as the marketplace lets only an invoice's issuer (or staff) manage it, and only
+while they may issue (verified) to make or revoke one. An order's invoice is the platform's, not
+its sellers': a seller with a line in it neither makes, sees nor revokes its links (they would
+bill the other sellers' lines too). Anyone else asking about a link or an invoice they may not
+see is told it does not exist.
 
 Tokens are derived, not stored: ``token = base64url(HMAC-SHA256(secret key, "lapak.paylink:" +
 link uuid))`` (256 bits, 43 characters), where the link's uuid is a fresh ``uuid4`` (122 random
@@ -45,10 +48,10 @@ from app.http import Page, keyset_page
 from app.security import Principal
 from modules.marketplace import idempotency
 from modules.marketplace import services as marketplace
-from modules.marketplace.config import marketplace_settings
-from modules.marketplace.idempotency import IdempotentRequest, Replay
-from modules.marketplace.issuing import register_pay_url_source
-from modules.marketplace.models import AccountMove, AccountMoveLine
+from modules.marketplace.idempotency import IdempotentRequest
+from modules.marketplace.invoices import InvoicingNotAllowed
+from modules.marketplace.issuing import register_pay_url_source, why_not_issuing
+from modules.marketplace.models import AccountMove
 from modules.payment import services as payment
 from modules.payment.config import public_url
 from modules.payment.models import PaymentTransaction
@@ -59,7 +62,7 @@ from .models import LINK_STATES, PaymentLink, PaymentLinkAttempt
 log = logging.getLogger(__name__)
 
 STAFF_ROLES = ("staff", "admin")
-#: Who may make, read and revoke links (sellers: for their own invoices).
+#: Who may make, read and revoke links (sellers: for the standalone invoices they issued).
 MAKERS = (*STAFF_ROLES, "seller")
 #: What a token is the HMAC of, before the link's uuid.
 TOKEN_PURPOSE = "lapak.paylink:"  # noqa: S105 - a label, not a secret
@@ -174,20 +177,16 @@ def create_link(
     told. Emits ``payment_link.created``. The token is not in ``body`` (nor in what the
     idempotency store keeps): a replay derives it again."""
     with marketplace.refused_by_database(), transaction():
-        claim_id: int | None = None
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                token = link_token(uuid.UUID(str(claimed.body["id"])))
-                return Created(claimed.status_code, claimed.body, token)
-            claim_id = claimed
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            token = link_token(uuid.UUID(str(key.replay.body["id"])))
+            return Created(key.replay.status_code, key.replay.body, token)
         invoice = _invoice_for(actor, request.invoice)
         token, link = _make_link(
             invoice, request.amount, request.expires_at, request.single_use, actor.user_id
         )
         body = render(link)
-        if claim_id is not None:
-            idempotency.complete(claim_id, 201, body)
+        key.complete(201, body)
     return Created(201, body, token)
 
 
@@ -253,8 +252,8 @@ def active_link_url(invoice_id: int) -> str | None:
     payments (active, not expired, not used, its invoice payable), or None when it has none.
 
     Reads only (its token is derived again, :func:`link_token`): safe inside ``read_only()``
-    and on a GET. It shows a link someone allowed to made; it makes none, so whoever may print
-    the invoice gains no link the API would refuse them.
+    and on a GET. It shows a link someone allowed to made; it makes none (whom a printed
+    invoice shows it to: :func:`print_link`).
     """
     session = Session()
     invoice = session.get(AccountMove, invoice_id)
@@ -279,45 +278,63 @@ def active_link_url(invoice_id: int) -> str | None:
     return pay_url(link_token(link_uuid)) if link_uuid is not None else None
 
 
+def print_link(invoice: AccountMove, viewer: Principal) -> str | None:
+    """The "Pay online" link printed on ``invoice`` for ``viewer``: its newest active link, for
+    those who may see its links (staff, its issuing seller) and for its customer, who pays it;
+    not for a seller with a line in an order's invoice (the platform's: not their link)."""
+    if not (
+        viewer.has_role(*STAFF_ROLES)
+        or (invoice.issuer_id is not None and invoice.issuer_id == viewer.user_id)
+        or (invoice.customer_id is not None and invoice.customer_id == viewer.user_id)
+    ):
+        return None
+    return active_link_url(invoice.id)
+
+
 def install_print_link(app: Flask, _settings: object) -> None:
-    """A printed invoice's "Pay online" link is its newest active payment link."""
-    register_pay_url_source(app, lambda invoice, _viewer: active_link_url(invoice.id))
+    """A printed invoice's "Pay online" link is its newest active payment link
+    (:func:`print_link`)."""
+    register_pay_url_source(app, print_link)
 
 
 # -- reading and revoking -------------------------------------------------------------------------
 
 
-def _sellers_invoice(actor: Principal) -> Any:
-    """An invoice with a line of ``actor``'s (the seller's own invoices)."""
-    return exists().where(
-        AccountMoveLine.move_id == AccountMove.id, AccountMoveLine.seller_id == actor.user_id
-    )
-
-
 def _invoice_for(actor: Principal, invoice_uuid: uuid.UUID) -> AccountMove:
-    """The invoice (not a credit note) ``actor`` may make links for, as the database has it."""
+    """The invoice (not a credit note) ``actor`` may make links for, as the database has it:
+    staff any; a seller one they issued (an order's has no issuer: the platform's), while they
+    may issue."""
     found = (
         select(AccountMove)
         .where(AccountMove.uuid == invoice_uuid, AccountMove.move_type == "out_invoice")
         .execution_options(populate_existing=True)
     )
     if not actor.has_role(*STAFF_ROLES):
-        found = found.where(_sellers_invoice(actor))
+        found = found.where(AccountMove.issuer_id == actor.user_id)
     invoice = Session().scalars(found).first()
     if invoice is None:
         raise NotFound("there is no such invoice")
+    _may_still_issue(actor)
     return invoice
 
 
+def _may_still_issue(actor: Principal) -> None:
+    """A seller makes links only while they may issue invoices (verified)."""
+    if actor.has_role(*STAFF_ROLES):
+        return
+    why = why_not_issuing(actor.user_id)
+    if why is not None:
+        raise InvoicingNotAllowed(why)
+
+
 def visible_links(actor: Principal) -> Select[tuple[PaymentLink]]:
-    """The links ``actor`` may see: staff all, a seller those of their own invoices."""
+    """The links ``actor`` may see: staff all, a seller those of the invoices they issued."""
     statement = select(PaymentLink)
     if actor.has_role(*STAFF_ROLES):
         return statement
     return statement.where(
         exists().where(
-            AccountMoveLine.move_id == PaymentLink.invoice_id,
-            AccountMoveLine.seller_id == actor.user_id,
+            AccountMove.id == PaymentLink.invoice_id, AccountMove.issuer_id == actor.user_id
         )
     )
 
@@ -373,6 +390,7 @@ def revoke_link(actor: Principal, link_uuid: uuid.UUID) -> PaymentLink:
         link_id = Session().scalar(found.with_only_columns(PaymentLink.id).with_for_update())
         if link_id is None:
             raise LinkNotFound("there is no such payment link")
+        # No verification asked: a seller sent back to review still stops their own links.
         link = locked_link(link_id)
         if link.state == "revoked":
             return link

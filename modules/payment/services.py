@@ -13,7 +13,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,7 @@ from app.security import Principal
 from modules.marketplace import idempotency, numbering, refunds
 from modules.marketplace import services as marketplace
 from modules.marketplace.config import marketplace_settings
-from modules.marketplace.idempotency import IdempotentRequest, Replay
+from modules.marketplace.idempotency import IdempotentRequest
 from modules.marketplace.models import AccountMove, AccountMoveLine, Payment, Refund
 from modules.user.models import User
 
@@ -107,10 +107,9 @@ def pay_invoice(
     # on a connection of its own.
     numbering.prepare_year(("PAY",), utcnow().astimezone(marketplace_settings().timezone).year)
     with marketplace.refused_by_database(), transaction():
-        if idempotent is not None:
-            claimed = idempotency.claim(idempotent, marketplace_settings().idempotency_keep_hours)
-            if isinstance(claimed, Replay):
-                return claimed.status_code, claimed.body
+        key = idempotency.begin(idempotent)
+        if key.replay is not None:
+            return key.replay.status_code, key.replay.body
         invoice = marketplace.invoice_to_pay(actor, request.invoice)
         provider, adapter = usable(request.provider, invoice.currency)
         start = Start(notify_url=notify_url)
@@ -134,8 +133,7 @@ def pay_invoice(
         if adapter.settles_at_once:
             update_record(tx, action=cast(InstantAdapter, adapter).settle(provider, tx))
         body = render(tx)
-        if idempotent is not None:
-            idempotency.complete(claimed, 201, body)
+        key.complete(201, body)
     return 201, body
 
 
@@ -396,6 +394,20 @@ class OrderCheckout:
     def invoice_reversing(self, invoice_id: int) -> None:
         cancel_for_invoice(invoice_id)
 
+    def payments_in_flight(self, payment_ids: Sequence[int]) -> list[int]:
+        if not payment_ids:
+            return []
+        return list(
+            Session().scalars(
+                select(PaymentTransaction.account_payment_id)
+                .where(
+                    PaymentTransaction.account_payment_id.in_(payment_ids),
+                    PaymentTransaction.state.in_(("pending", "processing")),
+                )
+                .order_by(PaymentTransaction.account_payment_id)
+            )
+        )
+
 
 # -- provider notifications ----------------------------------------------------------------------
 
@@ -487,7 +499,9 @@ def cancel_for_order(order_id: int) -> int:
     """The order is being cancelled (in its transaction, before its row lock): its provider
     transactions still pending or processing are canceled, so a later success meets a canceled
     transaction (recorded as a late success) instead of a cancelled payment. Locks each
-    transaction before the order, as every other writer does. Returns how many."""
+    transaction before the order, as every other writer does; one a payer starts after this,
+    before the order's lock, the marketplace sees under that lock (:meth:`OrderCheckout.
+    payments_in_flight`) and refuses the cancel, to be tried again. Returns how many."""
     return _cancel_in_flight(AccountMove.order_id == order_id, "the order was cancelled")
 
 

@@ -304,6 +304,45 @@ def test_a_seller_no_longer_verified_cannot_post_their_draft(
     assert rows(services) == before
 
 
+def test_a_seller_no_longer_verified_cannot_change_their_draft_but_may_give_it_up(
+    client: FlaskClient, verified_seller: Callable[[], Caller], services: Services
+) -> None:
+    """Unverified sellers do not issue: their drafts are not changed either (review inv,
+    finding 7); cancelling one is still theirs to do."""
+    seller = verified_seller()
+    made = draft(client, seller)
+    ok(client.patch(f"{SELLERS}/me", json={"bank_account": {**BANK, "account_number": "1234-5678"}},
+                    headers=seller.headers))  # fmt: skip
+    before = rows(services)
+    path = f"/invoices/{made['id']}"
+    for change in ({"memo": "changed"}, {"lines": [{"description": "x", "quantity": "1",
+                                                     "price_unit": "1.00"}]}):  # fmt: skip
+        assert_problem(patch(client, seller, path, change), 403, "invoicing-not-allowed")
+    assert rows(services) == before
+    assert ok(post(client, seller, f"{path}/cancel"))["state"] == "cancel"
+
+
+def test_a_draft_to_a_customer_deactivated_since_is_not_posted(
+    app: Flask, client: FlaskClient, staff: Caller, admin: Caller, customer: Caller,
+    services: Services,
+) -> None:  # fmt: skip
+    """Posting bills the customer's receivable: not one who can no longer log in to pay it
+    (review inv, finding 7)."""
+    to_customer = guest_invoice(customer=str(customer.uuid), payer_name=None, payer_email=None)
+    made = draft(client, staff, to_customer)
+    ok(client.post(f"/api/v1/users/{customer.uuid}/deactivate", headers=admin.headers))
+    before = rows(services)
+    refused = assert_problem(post(client, staff, f"/invoices/{made['id']}/post"), 422)
+    assert refused["errors"] == {"customer": ["an active customer's id"]}
+    assert "no longer" in refused["detail"]
+    assert rows(services) == before
+    assert nonzero(app) == {}
+    # Addressed to a payer without an account instead, it posts.
+    payer = {"customer": None, "payer_name": "Ibu Sari", "payer_email": "sari@example.com"}
+    ok(patch(client, staff, f"/invoices/{made['id']}", payer))
+    assert ok(post(client, staff, f"/invoices/{made['id']}/post"))["state"] == "posted"
+
+
 # -- paying, and the money ------------------------------------------------------------------------
 
 
@@ -410,6 +449,50 @@ def test_20_concurrent_posts_take_20_gap_free_numbers(
     assert numbers == [f"INV/{YEAR}/{n:05d}" for n in range(1, 21)]
     assert sql(services, "SELECT count(*) FROM ledger_transaction WHERE operation = "
                          "'INVOICE_POST'")[0][0] == 20  # fmt: skip
+    assert_consistent(app)
+
+
+def test_concurrent_posts_and_cancels_of_one_draft_serialise(
+    app: Flask, client: FlaskClient, staff: Caller, services: Services
+) -> None:
+    """Every writer of a standalone invoice takes its row lock first: 10 posts (5 with one
+    Idempotency-Key) and 5 cancels of the same draft at once leave it posted or cancelled,
+    never both, with at most one number and one INVOICE_POST (review inv, finding 9)."""
+    made = draft(client, staff)["id"]
+    key = new_key()
+
+    def call(own: FlaskClient, index: int) -> TestResponse:
+        if index < 10:
+            return post(own, staff, f"/invoices/{made}/post", key=key if index < 5 else None)
+        return post(own, staff, f"/invoices/{made}/cancel")
+
+    responses = in_parallel(app, 15, call)
+    keyed, keyless, cancels = responses[:5], responses[5:10], responses[10:]
+    assert {r.status_code for r in responses} <= {200, 409}, [r.get_json() for r in responses]
+    for refused in (r for r in responses if r.status_code == 409):
+        assert_problem(refused, 409, "invoice-not-draft")
+    ((state,),) = sql(services, "SELECT state FROM marketplace_account_move")
+    numbers = sql(services, "SELECT name FROM marketplace_account_move WHERE name IS NOT NULL")
+    ((postings,),) = sql(services, "SELECT count(*) FROM ledger_transaction "
+                                   "WHERE operation = 'INVOICE_POST'")  # fmt: skip
+    if state == "posted":
+        assert numbers == [(f"INV/{YEAR}/00001",)]
+        assert postings == 1
+        assert all(r.status_code == 409 for r in cancels)
+        winners = [r for r in keyless if r.status_code == 200]
+        # The key's requests replay a keyed winner's answer, or each found it posted already.
+        assert {r.status_code for r in keyed} in ({200}, {409})
+        if keyed[0].status_code == 200:
+            assert winners == []
+            assert all(r.get_json() == keyed[0].get_json() for r in keyed)
+            assert keyed[0].get_json()["number"] == f"INV/{YEAR}/00001"
+        else:
+            assert len(winners) == 1
+    else:
+        assert state == "cancel"
+        assert (numbers, postings) == ([], 0)
+        assert all(r.status_code == 409 for r in keyed + keyless)
+        assert all(r.status_code == 200 for r in cancels)  # the first, then no-ops
     assert_consistent(app)
 
 
@@ -594,3 +677,85 @@ def test_an_invoice_with_a_confirmed_payment_or_a_draft_is_not_reversed(
     assert_problem(post(client, staff, f"/invoices/{made['id']}/reverse"), 409,
                    "invoice-not-posted")  # fmt: skip
     assert rows(services) == before
+
+
+# -- credit notes are never changed -------------------------------------------------------------
+
+
+def paid_and_partly_refunded(
+    client: FlaskClient, issuer: Caller, staff: Caller, body: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str]:
+    """A posted invoice of ``issuer`` paid in full by bank transfer (630,000.00), confirmed, and
+    refunded 100,000.00: the invoice, and its refund's credit note (its uuid)."""
+    done = posted(client, issuer, body)
+    payment = ok(post(client, staff, f"/invoices/{done['id']}/payments",
+                      {"method": "bank_transfer"}), 201)  # fmt: skip
+    ok(post(client, staff, f"/payments/{payment['id']}/confirm"))
+    refund = ok(post(client, staff, f"/payments/{payment['id']}/refunds",
+                     {"reason": "x", "amount": "100000.00"}), 201)  # fmt: skip
+    return done, refund["credit_note"]
+
+
+def test_a_refunds_credit_note_is_never_reversed_posted_cancelled_or_changed(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    verified_seller: Callable[[], Caller],
+    services: Services,
+) -> None:
+    """Reversing a refund's credit note would give back a receivable never owed: for a payer
+    without an account the platform's guest_receivable would go negative, the PPN payable and
+    the sales clearing down by money never invoiced (review inv, finding 1)."""
+    seller = verified_seller()
+    for issuer in (staff, seller):
+        _, note = paid_and_partly_refunded(client, issuer, staff)
+        assert ok(get(client, issuer, f"/invoices/{note}"))["move_type"] == "out_refund"
+        before, balances = rows(services), nonzero(app)
+        path = f"/invoices/{note}"
+        for caller in {staff, issuer}:
+            for response in (
+                post(client, caller, f"{path}/reverse"),
+                post(client, caller, f"{path}/post"),
+                post(client, caller, f"{path}/cancel"),
+                patch(client, caller, path, {"memo": "x"}),
+            ):
+                assert_problem(response, 409, "invoice-is-credit-note")
+        assert rows(services) == before
+        assert nonzero(app) == balances
+        assert "guest_receivable" not in balances
+    assert_consistent(app)
+
+
+def test_a_reversals_credit_note_is_not_reversed_again(
+    app: Flask, client: FlaskClient, staff: Caller, services: Services
+) -> None:
+    done = posted(client, staff)
+    ok(post(client, staff, f"/invoices/{done['id']}/reverse"))
+    (note,) = ok(get(client, staff, "/invoices", move_type="out_refund"))["items"]
+    before = rows(services)
+    assert_problem(post(client, staff, f"/invoices/{note['id']}/reverse"), 409,
+                   "invoice-is-credit-note")  # fmt: skip
+    assert rows(services) == before
+    assert nonzero(app) == {}
+
+
+def test_reversing_a_customers_credit_note_never_takes_what_another_invoice_is_owed(
+    app: Flask, client: FlaskClient, staff: Caller, customer: Caller, services: Services
+) -> None:
+    """The customer's receivable holds what their other invoice is owed: a reversal of a credit
+    note would take it, and that invoice could then never be paid in full."""
+    to_customer = guest_invoice(customer=str(customer.uuid), payer_name=None, payer_email=None)
+    _, note = paid_and_partly_refunded(client, staff, staff, to_customer)
+    unpaid = posted(client, staff, to_customer)
+    before = rows(services)
+    assert_problem(post(client, staff, f"/invoices/{note}/reverse"), 409,
+                   "invoice-is-credit-note")  # fmt: skip
+    assert rows(services) == before
+    assert nonzero(app)[f"receivable:{customer.user_id}"] == D("630000.00")  # the unpaid one
+
+    payment = ok(post(client, customer, f"/invoices/{unpaid['id']}/payments",
+                      {"method": "bank_transfer"}), 201)  # fmt: skip
+    ok(post(client, staff, f"/payments/{payment['id']}/confirm"))
+    assert ok(get(client, customer, f"/invoices/{unpaid['id']}"))["payment_state"] == "paid"
+    assert f"receivable:{customer.user_id}" not in nonzero(app)
+    assert_consistent(app)

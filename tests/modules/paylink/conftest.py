@@ -69,6 +69,51 @@ def invoice(client: FlaskClient, customer: Caller, product: MadeProduct) -> Invo
     return unpaid_invoice(client, customer, product.id)
 
 
+BANK = {"bank_code": "014", "holder_name": "Budi Santoso", "account_number": "8800-4412-3977"}
+#: A standalone invoice to a payer without an account: 10,000 + 11% PPN = 11,100.00.
+GUEST_INVOICE = {
+    "payer_name": "Ibu Sari",
+    "payer_email": "sari@example.com",
+    "lines": [{"description": "Bandeng, 1 crate", "quantity": "1", "price_unit": "10000.00"}],
+}
+
+
+def verify(client: FlaskClient, seller: Caller, staff: Caller) -> None:
+    """Through the seller API: a payout account, the KYC review submitted and approved."""
+    for response in (
+        client.patch("/api/v1/sellers/me", json={"bank_account": BANK}, headers=seller.headers),
+        client.post("/api/v1/sellers/me/kyc", headers=seller.headers),
+        client.post(f"/api/v1/sellers/{seller.uuid}/kyc/approve", headers=staff.headers),
+    ):
+        assert response.status_code == 200, response.get_json()
+
+
+def standalone_invoice(client: FlaskClient, issuer: Caller, **body: Any) -> Invoice:
+    """A posted standalone invoice of ``issuer`` (staff, or a verified seller): to a payer
+    without an account unless ``body`` says otherwise."""
+    made = client.post("/api/v1/marketplace/invoices", json={**GUEST_INVOICE, **body},
+                       headers=issuer.headers)  # fmt: skip
+    assert made.status_code == 201, made.get_json()
+    done = client.post(f"/api/v1/marketplace/invoices/{made.get_json()['id']}/post",
+                       headers=issuer.headers)  # fmt: skip
+    assert done.status_code == 200, done.get_json()
+    answer = done.get_json()
+    return Invoice(answer["id"], answer["number"], Decimal(answer["amount_total"]))
+
+
+@pytest.fixture
+def issuer(client: FlaskClient, staff: Caller, seller: Caller) -> Caller:
+    """The seller, verified: they issue invoices of their own (and make their links)."""
+    verify(client, seller, staff)
+    return seller
+
+
+@pytest.fixture
+def own_invoice(client: FlaskClient, issuer: Caller) -> Invoice:
+    """A posted invoice the verified seller issued, to a payer without an account (11,100.00)."""
+    return standalone_invoice(client, issuer)
+
+
 def create(
     client: FlaskClient, caller: Caller, invoice_id: str, key: str | None = None, **body: Any
 ) -> TestResponse:

@@ -1,6 +1,7 @@
-"""``/api/v1/paylinks``: who makes links for which invoices, what a link may pay, the URL shown
-once (a replay included), listing and reading without the token, revoking, and links closing by
-themselves when their invoice is paid or reversed."""
+"""``/api/v1/paylinks``: who makes links for which invoices (staff any, a seller those they
+issued, while verified), what a link may pay, the URL shown once (a replay included), listing
+and reading without the token, revoking, and links closing by themselves when their invoice is
+paid or reversed."""
 
 from __future__ import annotations
 
@@ -21,35 +22,87 @@ from tests.servers import Services
 
 from .conftest import (
     API,
+    BANK,
     Invoice,
     create,
     events,
     guest_payment,
     made,
     ok,
+    pay,
     problem,
     sql,
-    unpaid_invoice,
+    standalone_invoice,
+    verify,
 )
 
 
-def test_staff_and_the_invoices_seller_make_links_others_do_not(
+def test_staff_and_the_issuing_seller_make_links_others_do_not(
     client: FlaskClient,
     staff: Caller,
-    seller: Caller,
+    issuer: Caller,
     customer: Caller,
     log_in_as: Callable[..., Caller],
-    invoice: Invoice,
+    own_invoice: Invoice,
 ) -> None:
-    by_staff = made(client, staff, invoice.id)
-    by_seller = made(client, seller, invoice.id, amount="5000.00")
-    assert by_staff["status"] == by_seller["status"] == "active"
+    by_staff = made(client, staff, own_invoice.id)
+    by_issuer = made(client, issuer, own_invoice.id, amount="5000.00")
+    assert by_staff["status"] == by_issuer["status"] == "active"
     assert by_staff["created_by"] == str(staff.uuid)
-    assert by_seller["amount"] == "5000.00"
+    assert by_issuer["amount"] == "5000.00"
 
     # Another seller is told the invoice does not exist; a customer may not make links at all.
-    problem(create(client, log_in_as("seller"), invoice.id), 404)
-    problem(create(client, customer, invoice.id), 403, "forbidden")
+    problem(create(client, log_in_as("seller"), own_invoice.id), 404)
+    problem(create(client, customer, own_invoice.id), 403, "forbidden")
+
+
+def test_an_orders_invoice_is_the_platforms_its_sellers_make_no_links_for_it(
+    app: Flask,
+    client: FlaskClient,
+    staff: Caller,
+    issuer: Caller,
+    customer: Caller,
+    invoice: Invoice,
+    services: Services,
+) -> None:
+    """A seller with a line in an order does not bill the whole invoice (other sellers' lines,
+    the PPN) through a link of theirs, nor revoke the link staff made for it and cancel its
+    payer's payment (review inv, finding 5)."""
+    problem(create(client, issuer, invoice.id), 404)
+    link = made(client, staff, invoice.id)
+    assert pay(app.test_client(), link["path"]).status_code == 303
+    problem(client.post(f"{API}/{link['id']}/revoke", headers=issuer.headers), 404,
+            "payment-link-not-found")  # fmt: skip
+    wait_for_replica(services)
+    problem(client.get(f"{API}/{link['id']}", headers=issuer.headers), 404)
+    assert ok(client.get(API, headers=issuer.headers))["items"] == []
+    assert sql(services, "SELECT state FROM paylink_link") == [("active",)]
+    assert sql(services, "SELECT state FROM payment_transaction WHERE guest") == [("pending",)]
+    assert sql(services, "SELECT count(*) FROM paylink_link")[0][0] == 1
+
+    # Nor does the seller's printout of it carry the link; the customer's and staff's do.
+    printout = f"/api/v1/marketplace/invoices/{invoice.id}/print"
+    ok(client.post(f"{API}/{link['id']}/revoke", headers=staff.headers))
+    again = made(client, staff, invoice.id, amount="100.00")
+    assert again["url"] not in client.get(printout, headers=issuer.headers).text
+    for caller in (customer, staff):
+        assert f'href="{again["url"]}"' in client.get(printout, headers=caller.headers).text
+
+
+def test_a_seller_no_longer_verified_makes_no_links_but_revokes_theirs(
+    client: FlaskClient, issuer: Caller, own_invoice: Invoice, services: Services
+) -> None:
+    link = made(client, issuer, own_invoice.id)
+    # A new payout account sends the seller back to review.
+    account = {**BANK, "account_number": "1234-5678"}
+    ok(client.patch("/api/v1/sellers/me", json={"bank_account": account}, headers=issuer.headers))
+    problem(create(client, issuer, own_invoice.id), 403, "invoicing-not-allowed")
+    assert sql(services, "SELECT count(*) FROM paylink_link") == [(1,)]
+    # Stopping their own link only lowers what can be paid: no review needed for that.
+    ok(client.post(f"{API}/{link['id']}/revoke", headers=issuer.headers))
+    assert sql(services, "SELECT state FROM paylink_link") == [("revoked",)]
+    wait_for_replica(services)
+    assert ok(client.get(f"{API}/{link['id']}", headers=issuer.headers))["status"] == "revoked"
 
 
 def test_a_link_pays_the_residual_by_default_and_never_more(
@@ -143,22 +196,19 @@ def test_links_of_an_invoice_with_nothing_due_or_of_a_credit_note_are_refused(
 def test_sellers_list_and_read_the_links_of_their_own_invoices_only(
     client: FlaskClient,
     staff: Caller,
-    seller: Caller,
-    customer: Caller,
+    issuer: Caller,
     log_in_as: Callable[..., Caller],
-    make_product: Callable[..., MadeProduct],
-    invoice: Invoice,
+    own_invoice: Invoice,
     services: Services,
 ) -> None:
     other_seller = log_in_as("seller")
-    theirs = unpaid_invoice(
-        client, customer, make_product("20000", seller_id=other_seller.user_id).id
-    )
-    mine = made(client, seller, invoice.id)
+    verify(client, other_seller, staff)
+    theirs = standalone_invoice(client, other_seller)
+    mine = made(client, issuer, own_invoice.id)
     made(client, other_seller, theirs.id)
     wait_for_replica(services)
 
-    listed = ok(client.get(API, headers=seller.headers))["items"]
+    listed = ok(client.get(API, headers=issuer.headers))["items"]
     assert [item["id"] for item in listed] == [mine["id"]]
     assert len(ok(client.get(API, headers=staff.headers))["items"]) == 2
     by_invoice = ok(client.get(API, query_string={"invoice": theirs.id}, headers=staff.headers))
@@ -169,19 +219,19 @@ def test_sellers_list_and_read_the_links_of_their_own_invoices_only(
 
 
 def test_a_revoked_link_stays_revoked_and_answers_404_on_its_page(
-    client: FlaskClient, seller: Caller, invoice: Invoice, services: Services
+    client: FlaskClient, issuer: Caller, own_invoice: Invoice, services: Services
 ) -> None:
-    link = made(client, seller, invoice.id)
+    link = made(client, issuer, own_invoice.id)
     assert client.get(link["path"]).status_code == 200
 
-    revoked = ok(client.post(f"{API}/{link['id']}/revoke", headers=seller.headers))
+    revoked = ok(client.post(f"{API}/{link['id']}/revoke", headers=issuer.headers))
     assert revoked["status"] == "revoked"
     assert revoked["ended_at"] is not None
-    again = ok(client.post(f"{API}/{link['id']}/revoke", headers=seller.headers))
+    again = ok(client.post(f"{API}/{link['id']}/revoke", headers=issuer.headers))
     assert again["ended_at"] == revoked["ended_at"]
     assert client.get(link["path"]).status_code == 404
     wait_for_replica(services)
-    listed = ok(client.get(API, query_string={"status": "revoked"}, headers=seller.headers))
+    listed = ok(client.get(API, query_string={"status": "revoked"}, headers=issuer.headers))
     assert [item["id"] for item in listed["items"]] == [link["id"]]
 
 
@@ -278,7 +328,6 @@ def test_a_printed_invoice_shows_its_newest_active_link_and_writes_nothing(
     app: Flask,
     client: FlaskClient,
     staff: Caller,
-    seller: Caller,
     invoice: Invoice,
     services: Services,
 ) -> None:
@@ -302,9 +351,9 @@ def test_a_printed_invoice_shows_its_newest_active_link_and_writes_nothing(
     assert sql(services, "SELECT count(*) FROM paylink_link")[0][0] == 0
 
     older = made(client, staff, invoice.id, amount="100.00")
-    newer = made(client, seller, invoice.id, amount="200.00")
-    revoked = made(client, seller, invoice.id, amount="300.00")
-    ok(client.post(f"{API}/{revoked['id']}/revoke", headers=seller.headers))
+    newer = made(client, staff, invoice.id, amount="200.00")
+    revoked = made(client, staff, invoice.id, amount="300.00")
+    ok(client.post(f"{API}/{revoked['id']}/revoke", headers=staff.headers))
     expiring = made(client, staff, invoice.id, amount="400.00", expires_at=_in(minutes=5))
     rows = sql(services, "SELECT count(*) FROM paylink_link")[0][0]
     outbox = sql(services, "SELECT count(*) FROM core_outbox_event")[0][0]

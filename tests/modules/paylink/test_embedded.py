@@ -34,6 +34,7 @@ def test_a_link_is_made_paid_and_used_up_on_the_embedded_default(
     with app.app_context():
         seller = create_user("s@example.test", role="seller", password=PASSWORD)
         create_user("c@example.test", role="customer", password=PASSWORD)
+        create_user("staff@example.test", role="staff", password=PASSWORD)
         with transaction() as session:
             product = Product(name="BANDENG", province="BALI", city="BULELENG",
                               size=Decimal(40), list_price=Decimal("10000"), active=True,
@@ -46,9 +47,9 @@ def test_a_link_is_made_paid_and_used_up_on_the_embedded_default(
         token = login(client, email).get_json()["access_token"]
         return Caller(email, seller.uuid, seller.id, token)
 
-    seller_caller, customer = caller("s@example.test"), caller("c@example.test")
+    staff, customer = caller("staff@example.test"), caller("c@example.test")
     invoice = unpaid_invoice(client, customer, product_id)
-    link = made(client, seller_caller, invoice.id)
+    link = made(client, staff, invoice.id)  # an order's invoice: the platform's links
 
     payer = app.test_client()
     assert pay(payer, link["path"]).status_code == 303
@@ -71,7 +72,7 @@ def test_a_link_is_made_paid_and_used_up_on_the_embedded_default(
             break
         time.sleep(0.05)
     assert state == "used"
-    assert ok(client.get(f"{API}/{link['id']}", headers=seller_caller.headers))["uses"] == 1
+    assert ok(client.get(f"{API}/{link['id']}", headers=staff.headers))["uses"] == 1
 
     # Guesses are counted in this process (no Redis): past the limit (20, the used link's 404
     # above being the first), 429.

@@ -1,5 +1,6 @@
-"""A seller's invoice paid through its payment link in a real Chromium, end to end: the seller
-makes the link, the payer (no account, no login) opens it, pays with the demo gateway on its
+"""A seller's invoice paid through its payment link in a real Chromium, end to end: a verified
+seller issues an invoice to a payer without an account and makes its link, the payer (no
+account, no login) opens it, pays with the demo gateway on its
 hosted page, comes back to the link's page and sees it paid. The invoice is paid, the ledger
 balances, the seller's pending balance grew by their share, and the seller's webhook endpoint
 received the link's events, signed. The page's screenshot is the README's."""
@@ -33,7 +34,7 @@ from tests.servers import Services
 from .conftest import Invoice, made, ok, sql
 
 SCREENSHOT = Path(__file__).parents[3] / "docs" / "screenshots" / "pay.png"
-#: The seller's share of a 10,000 IDR product at the default 5 % commission.
+#: The seller's share of a 10,000 IDR line at the default 5 % commission.
 SHARE = Decimal("9500.00")
 
 
@@ -52,13 +53,13 @@ def pending(client: FlaskClient, services: Services, seller: Caller) -> Decimal:
 def test_a_payer_without_an_account_pays_an_invoice_through_its_link(
     app: Flask,
     client: FlaskClient,
-    seller: Caller,
-    customer: Caller,
+    issuer: Caller,
     make_receiver: Callable[..., Receiver],  # noqa: F811 - the fixture imported above
     browser: Browser,  # noqa: F811 - the fixture imported above
     services: Services,
     request: pytest.FixtureRequest,
 ) -> None:
+    seller = issuer
     ok(client.patch("/api/v1/sellers/me", json={"display_name": "Toko Bandeng Segar"},
                     headers=seller.headers))  # fmt: skip
     run_jobs(app)  # earlier events go before the seller's endpoint exists
@@ -66,7 +67,7 @@ def test_a_payer_without_an_account_pays_an_invoice_through_its_link(
     endpoint = create_endpoint(
         client, seller, receiver.url, event_types=["payment_link.created", "payment_link.paid"]
     )
-    invoice: Invoice = request.getfixturevalue("invoice")
+    invoice: Invoice = request.getfixturevalue("own_invoice")  # 10,000 + 11% PPN
     before = pending(client, services, seller)
     link = made(client, seller, invoice.id)
 

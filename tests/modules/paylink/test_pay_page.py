@@ -576,13 +576,14 @@ def test_the_status_page_without_a_cookie_gives_a_form_that_works(
 
 
 def test_revoking_a_link_cancels_the_bank_transfer_nobody_made(
-    app: Flask, client: FlaskClient, seller: Caller, invoice: Invoice, services: Services
+    app: Flask, client: FlaskClient, issuer: Caller, own_invoice: Invoice, services: Services
 ) -> None:
     """A payer (or anyone the link was forwarded to) chose the bank transfer and never paid:
-    the invoice had nothing due for days. The seller revokes the link: that payment is
-    cancelled (its amount due again) and a new link can be made."""
+    the invoice had nothing due for days. The seller who issued it revokes the link: that
+    payment is cancelled (its amount due again) and a new link can be made."""
     from tests.modules.payment.conftest import assert_ledger_consistent
 
+    invoice, seller = own_invoice, issuer
     link = made(client, seller, invoice.id)
     assert pay(client, link["path"], provider="bank_transfer").status_code == 303
     tx = latest_transaction(services)

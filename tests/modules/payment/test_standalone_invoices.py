@@ -183,3 +183,49 @@ def test_reversing_a_standalone_invoice_cancels_its_provider_transaction_in_flig
     )  # fmt: skip
     assert balance(app, "guest_receivable") == Decimal("0.00")
     assert_ledger_consistent(app)
+
+
+def test_the_embedded_default_changes_and_reverses_a_guest_invoice(
+    make_embedded_app: Callable[..., Flask],
+) -> None:
+    """SQLite: a draft's lines replaced (PATCH deletes the old ones), posted, a provider payment
+    started, and the invoice reversed: its transaction cancelled, a numbered credit note, the
+    ledger back to nothing owed (review inv, finding 9)."""
+    from modules.marketplace.models import AccountMove, AccountMoveLine
+    from modules.payment.models import PaymentTransaction
+
+    app = make_embedded_app()
+    client = app.test_client()
+    email = "staff@example.test"
+    with app.app_context():
+        user = create_user(email, role="staff", password=PASSWORD, name="Staff")
+        user_id, user_uuid = user.id, user.uuid
+    staff = Caller(email, user_uuid, user_id, login(client, email).get_json()["access_token"])
+    invoices = f"{MARKETPLACE}/invoices"
+    made = ok(client.post(invoices, json={**INVOICE, "lines": INVOICE["lines"] * 3},
+                          headers=staff.headers), 201)  # fmt: skip
+    changed = ok(client.patch(f"{invoices}/{made['id']}", headers=staff.headers, json={
+        "lines": [{"description": "Delivery", "quantity": "1", "price_unit": "75000.00",
+                   "tax_percent": "0"}],
+    }))  # fmt: skip
+    assert [line["name"] for line in changed["lines"]] == ["Delivery"]
+    assert changed["amount_total"] == "75000.00"
+    with app.app_context():
+        stored = Session().scalars(select(AccountMoveLine.name)).all()
+        Session.remove()
+    assert stored == ["Delivery"]
+
+    done = ok(client.post(f"{invoices}/{made['id']}/post", headers=staff.headers))
+    tx = ok(client.post(API, json={"invoice": done["id"], "provider": "demo"},
+                        headers=staff.headers), 201)  # fmt: skip
+    assert tx["state"] == "pending"
+    reversed_ = ok(client.post(f"{invoices}/{done['id']}/reverse", headers=staff.headers))
+    assert (reversed_["payment_state"], reversed_["amount_residual"]) == ("reversed", "0.00")
+    with app.app_context():
+        states = Session().execute(select(PaymentTransaction.state)).scalars().all()
+        names = set(Session().scalars(select(AccountMove.name)))
+        Session.remove()
+    assert states == ["canceled"]
+    assert names == {done["number"], done["number"].replace("INV/", "RINV/")}
+    assert balance(app, "guest_receivable") == Decimal("0.00")
+    assert_ledger_consistent(app)
