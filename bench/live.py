@@ -16,10 +16,11 @@ row), at 1 and 8 concurrent clients. Each round measures N / R requests with no 
 N / R with S streams open, alternating which goes first. For the latter it opens S streams
 (``GET /api/v1/events/stream``, from 52 users, a few each: staff and admins who get every
 event, sellers and customers whose filter is worked out for every event), waits for each one's
-first line, measures, and closes them; what follows waits until the server has noticed (a
-heartbeat later, ``LAPAK_LIVE_HEARTBEAT_SECONDS``). One thread of this process reads every
-stream as it comes (and counts the events), as browsers would. A stream refused for a full
-worker (503) is opened again; the refusals are counted.
+first line, measures, and closes them; what follows waits until the server has noticed (two
+heartbeats later, ``LAPAK_LIVE_HEARTBEAT_SECONDS``: the first write after a close may still be
+buffered). One thread of this process reads every stream as it comes (and counts the events),
+as browsers would. A stream refused for a full worker (503) or for a user whose closed streams
+the server has not ended yet (429) is opened again; the refusals are counted.
 
 The headline is, per client count, the p50 and p99 latency with streams over without (the
 target: within 10 %, a ratio of at most 1.10), and the same ratio per round to show the noise.
@@ -79,6 +80,9 @@ STREAM_ROLES = ("admin", "staff", "seller", "customer") * 13
 TARGET_RATIO = 1.10
 #: The server's heartbeat (the default): how long it takes to notice a closed stream.
 HEARTBEAT_S = 15
+#: Answers to a stream's opening that are tried again (and counted): a full worker's 503, and
+#: a 429 for a user whose closed streams the server has not noticed yet.
+REFUSALS = (b"HTTP/1.1 503", b"HTTP/1.1 429")
 
 
 def user_email(role: str, index: int) -> str:
@@ -207,11 +211,11 @@ class Streams:
                 if not chunk:
                     break
                 head += chunk
-                if head.startswith(b"HTTP/1.1 503"):
+                if head.startswith(REFUSALS):
                     break
             if not head.startswith(b"HTTP/1.1 200"):
                 connection.close()
-                if head.startswith(b"HTTP/1.1 503"):
+                if head.startswith(REFUSALS):  # a full worker, or a user's streams not yet ended
                     self.refused += 1
                     time.sleep(0.05)
                     continue
@@ -314,7 +318,9 @@ def _measure_rounds(
                 opened["events_read"] += streams.events
                 opened["ended_early"] += streams.ended
                 streams.close()
-            time.sleep(HEARTBEAT_S + 2)  # the server ends the closed streams at a heartbeat
+            # The server ends a closed stream when a write fails: a heartbeat's, and the first
+            # one after the close may still reach the kernel's buffer: two heartbeats.
+            time.sleep(2 * HEARTBEAT_S + 2)
     rows, ratios = [], []
     for concurrency in CONCURRENCY:
         none, with_streams = batches[concurrency, "none"], batches[concurrency, "streams"]
