@@ -154,7 +154,12 @@ def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUES) -> None:
 def wait_for_replica(services: Services, timeout: float = 20) -> None:
     """Block until the replica has replayed everything the primary has written so far."""
     with psycopg.connect(services.database_url.replace("+psycopg", ""), autocommit=True) as c:
-        target = parse_lsn(c.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+        # WAL that no commit has flushed (a checkpoint's record, pruning, an abort, a commit
+        # that wrote nothing else) can sit in the primary's buffers for as long as nothing else
+        # commits, and the replica never receives it. A transactional WAL message commits
+        # synchronously, so flushes everything inserted before it: the replica can reach that.
+        c.execute("SELECT pg_logical_emit_message(true, 'lapak-test', '')")
+        target = parse_lsn(c.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
     deadline = time.monotonic() + timeout
     with psycopg.connect(services.replica_urls[0].replace("+psycopg", ""), autocommit=True) as c:
         while True:
