@@ -26,8 +26,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.security import Principal
@@ -35,6 +37,7 @@ from modules.marketplace.models import AccountMove, SaleOrder
 from modules.user.models import User
 from modules.webhook.audience import (
     EVENT_AUDIENCE,
+    KEYS,
     ORDER_KINDS,
     STANDALONE_KINDS,
     as_uuid,
@@ -153,32 +156,38 @@ def _customers_by_key(
 ) -> dict[uuid.UUID, set[int]]:
     """The customer of the order each key of ``kind`` leads to, in one query; and for a
     standalone invoice (no order) its customer once it is posted, in one more."""
-    orders = orders_by_key(kind, keys)
-    results = [
-        session.execute(
-            select(orders.c.key, SaleOrder.customer_id).join(
-                SaleOrder, SaleOrder.id == orders.c.order_id
-            )
-        )
-    ]
-    if kind in STANDALONE_KINDS:
-        invoices = standalone_by_key(kind, keys)
-        results.append(
-            session.execute(
-                select(invoices.c.key, AccountMove.customer_id)
-                .join(AccountMove, AccountMove.id == invoices.c.invoice_id)
-                .where(AccountMove.state == "posted", AccountMove.customer_id.is_not(None))
-            )
-        )
+    bound = {KEYS: sorted(keys)}
     found: dict[uuid.UUID, set[int]] = {}
-    for rows in results:
-        for key, customer_id in rows:
+    for statement in _customer_statements(kind):
+        for key, customer_id in session.execute(statement, bound):
             found.setdefault(key, set()).add(customer_id)
     return found
+
+
+@cache
+def _customer_statements(kind: str) -> tuple[Any, ...]:
+    """The ``(key, customer_id)`` queries :func:`_customers_by_key` runs for ``kind`` (built
+    once: see :data:`modules.webhook.audience.KEYS`)."""
+    orders = orders_by_key(kind)
+    by_order = select(orders.c.key, SaleOrder.customer_id).join(
+        SaleOrder, SaleOrder.id == orders.c.order_id
+    )
+    if kind not in STANDALONE_KINDS:
+        return (by_order,)
+    invoices = standalone_by_key(kind)
+    by_invoice = (
+        select(invoices.c.key, AccountMove.customer_id)
+        .join(AccountMove, AccountMove.id == invoices.c.invoice_id)
+        .where(AccountMove.state == "posted", AccountMove.customer_id.is_not(None))
+    )
+    return by_order, by_invoice
+
+
+_USER_IDS = select(User.uuid, User.id).where(User.uuid.in_(bindparam(KEYS, expanding=True)))
 
 
 def _user_ids(session: Session, uuids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
     if not uuids:
         return {}
-    rows = session.execute(select(User.uuid, User.id).where(User.uuid.in_(sorted(uuids))))
+    rows = session.execute(_USER_IDS, {KEYS: sorted(uuids)})
     return {user_uuid: user_id for user_uuid, user_id in rows}

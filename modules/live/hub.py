@@ -34,7 +34,7 @@ from modules.webhook.fanout import INTERNAL_KEYS
 
 from .audience import Audience, Viewer, audiences
 from .config import LiveSettings
-from .outbox import PAGE_SIZE, Committed, Frontier, read_after, read_snapshot, settled_newest_id
+from .outbox import PAGE_SIZE, Committed, Frontier, read_polled, settled_newest_id
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,9 @@ class Hub:
         """The next events as messages; whether a whole page was read (more may be waiting)."""
         with self.app.app_context():
             session = Session()
-            snapshot = read_snapshot(session, horizon=frontier.wants_horizon)
-            rows = read_after(session, frontier.position, PAGE_SIZE)
+            rows, snapshot = read_polled(
+                session, frontier.position, PAGE_SIZE, horizon=frontier.wants_horizon
+            )
             position = frontier.position
             taken = frontier.advance(rows, snapshot)
             try:

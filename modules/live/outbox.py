@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Text, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from app.events import OutboxEvent
@@ -96,26 +96,61 @@ def read_horizon(session: Session) -> int:
     return int(xid)
 
 
+_COLUMNS = (
+    OutboxEvent.id,
+    OutboxEvent.event_id,
+    OutboxEvent.name,
+    OutboxEvent.created_at,
+    OutboxEvent.payload,
+)
+#: Built once (their compiled form cached): a poll runs twice a second in every process.
+_AFTER = select(*_COLUMNS).where(OutboxEvent.id > bindparam("after"))
+_PAGE = _AFTER.order_by(OutboxEvent.id).limit(bindparam("limit"))
+_PAGE_UPTO = (
+    _AFTER.where(OutboxEvent.id <= bindparam("upto"))
+    .order_by(OutboxEvent.id)
+    .limit(bindparam("limit"))
+)
+#: The page with, on each row, the oldest transaction running when the statement's snapshot
+#: was taken (that of the rows read: see :func:`read_polled`).
+_POLLED = (
+    select(func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(Text), *_COLUMNS)
+    .where(OutboxEvent.id > bindparam("after"))
+    .order_by(OutboxEvent.id)
+    .limit(bindparam("limit"))
+)
+
+
 def read_after(
     session: Session, after: int, limit: int = PAGE_SIZE, upto: int | None = None
 ) -> list[Committed]:
     """Up to ``limit`` committed events with an id above ``after`` (and at most ``upto``), in id
     order: one range scan of the primary key."""
-    statement = (
-        select(
-            OutboxEvent.id,
-            OutboxEvent.event_id,
-            OutboxEvent.name,
-            OutboxEvent.created_at,
-            OutboxEvent.payload,
-        )
-        .where(OutboxEvent.id > after)
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-    )
-    if upto is not None:
-        statement = statement.where(OutboxEvent.id <= upto)
-    return [Committed(*row) for row in session.execute(statement)]
+    if upto is None:
+        rows = session.execute(_PAGE, {"after": after, "limit": limit})
+    else:
+        rows = session.execute(_PAGE_UPTO, {"after": after, "upto": upto, "limit": limit})
+    return [Committed(*row) for row in rows]
+
+
+def read_polled(
+    session: Session, after: int, limit: int = PAGE_SIZE, horizon: bool = False
+) -> tuple[list[Committed], Snapshot | None]:
+    """:func:`read_after`, and the :func:`read_snapshot` the rows were read with (with
+    ``horizon``, a horizon taken first), in one round trip: the feed's poll.
+
+    One statement reads the rows and ``pg_current_snapshot()`` with the same snapshot, so its
+    ``xmin`` is as good as one read before the rows: every transaction older than it had ended
+    when the rows were read. With no rows there is nothing to skip and no snapshot (None, as on
+    SQLite, where commits cannot overtake ids anyway).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return read_after(session, after, limit), None
+    found = read_horizon(session) if horizon else None
+    rows = session.execute(_POLLED, {"after": after, "limit": limit}).all()
+    if not rows:
+        return [], None
+    return [Committed(*row[1:]) for row in rows], Snapshot(int(rows[0][0]), found)
 
 
 def newest_id(session: Session) -> int:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 import time
 from collections.abc import Generator, Iterator
@@ -173,8 +174,12 @@ def _run(stream: Stream) -> Iterator[bytes]:
             return
         now = time.monotonic()
         ends_at = now + settings.stream_max_seconds
-        next_check = now + settings.session_check_seconds
-        next_heartbeat = now + settings.heartbeat_seconds
+        # The first check and beat come at a random point of their interval (earlier, never
+        # later): streams opened together (a restart's reconnects, a benchmark) would otherwise
+        # check their sessions and beat in step for as long as they run, a burst of work on
+        # the worker that the requests arriving then wait behind.
+        next_check = now + settings.session_check_seconds * random.random()  # noqa: S311
+        next_heartbeat = now + settings.heartbeat_seconds * random.random()  # noqa: S311
         while True:
             fed = _fed(stream)
             if fed:

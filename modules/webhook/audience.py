@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Subquery, select, union
+from sqlalchemy import Subquery, bindparam, select, union
 from sqlalchemy.orm import Session
 
 from modules.marketplace.models import (
@@ -123,9 +124,19 @@ def audience_key(event_type: str, payload: Mapping[str, Any]) -> tuple[str, uuid
 ORDER_KINDS = frozenset({"order", "invoice", "payment"})
 
 
-def orders_by_key(kind: str, keys: Collection[uuid.UUID]) -> Subquery:
+#: The bound parameter every lookup below takes its keys from (a list, expanded by SQLAlchemy):
+#: the statements are built once per kind and their compiled form cached, whatever the keys.
+KEYS = "keys"
+
+
+def _keys() -> Any:
+    return bindparam(KEYS, expanding=True)
+
+
+@cache
+def orders_by_key(kind: str) -> Subquery:
     """``(key, order_id)``: the sale order each key of ``kind`` (one of :data:`ORDER_KINDS`)
-    leads to."""
+    leads to, for the keys bound to :data:`KEYS`."""
     if kind == "order":
         found = select(SaleOrder.uuid.label("key"), SaleOrder.id.label("order_id"))
         column = SaleOrder.uuid
@@ -137,37 +148,44 @@ def orders_by_key(kind: str, keys: Collection[uuid.UUID]) -> Subquery:
             AccountMove, Payment.invoice_id == AccountMove.id
         )
         column = Payment.uuid
-    return found.where(column.in_(sorted(keys))).subquery()
+    return found.where(column.in_(_keys())).subquery()
 
 
 def sellers_by_key(
     session: Session, kind: str, keys: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, set[int]]:
-    """The user ids each key of ``kind`` concerns (see the table above), in one query: keys that
-    concern nobody are left out."""
+    """The user ids each key of ``kind`` concerns (see the table above), in one query (two for
+    the kinds that may lead to a standalone invoice): keys that concern nobody are left out."""
     if not keys:
         return {}
-    if kind in ("seller", "owner"):
-        results = [session.execute(select(User.uuid, User.id).where(User.uuid.in_(sorted(keys))))]
-    else:
-        results = [session.execute(_order_sellers(orders_by_key(kind, keys)))]
-        if kind in STANDALONE_KINDS:
-            results.append(session.execute(_standalone_sellers(standalone_by_key(kind, keys))))
+    bound = {KEYS: sorted(keys)}
     found: dict[uuid.UUID, set[int]] = {}
-    for rows in results:
-        for key, user_id in rows:
+    for statement in _seller_statements(kind):
+        for key, user_id in session.execute(statement, bound):
             if user_id is not None:
                 found.setdefault(key, set()).add(user_id)
     return found
+
+
+@cache
+def _seller_statements(kind: str) -> tuple[Any, ...]:
+    """The ``(key, user_id)`` queries :func:`sellers_by_key` runs for ``kind``."""
+    if kind in ("seller", "owner"):
+        return (select(User.uuid, User.id).where(User.uuid.in_(_keys())),)
+    if kind in STANDALONE_KINDS:
+        return _order_sellers(orders_by_key(kind)), _standalone_sellers(standalone_by_key(kind))
+    return (_order_sellers(orders_by_key(kind)),)
 
 
 #: The kinds whose key may lead to a standalone invoice (made without an order).
 STANDALONE_KINDS = frozenset({"invoice", "payment"})
 
 
-def standalone_by_key(kind: str, keys: Collection[uuid.UUID]) -> Subquery:
+@cache
+def standalone_by_key(kind: str) -> Subquery:
     """``(key, invoice_id)``: the standalone invoice (or credit note) each key of ``kind`` (one
-    of :data:`STANDALONE_KINDS`) leads to; keys of an order's are left out."""
+    of :data:`STANDALONE_KINDS`) bound to :data:`KEYS` leads to; keys of an order's are left
+    out."""
     if kind == "invoice":
         found = select(AccountMove.uuid.label("key"), AccountMove.id.label("invoice_id"))
         column = AccountMove.uuid
@@ -176,7 +194,7 @@ def standalone_by_key(kind: str, keys: Collection[uuid.UUID]) -> Subquery:
             AccountMove, Payment.invoice_id == AccountMove.id
         )
         column = Payment.uuid
-    return found.where(column.in_(sorted(keys)), AccountMove.order_id.is_(None)).subquery()
+    return found.where(column.in_(_keys()), AccountMove.order_id.is_(None)).subquery()
 
 
 def _standalone_sellers(invoices: Subquery) -> Any:
