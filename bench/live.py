@@ -18,9 +18,10 @@ N / R with S streams open, alternating which goes first. For the latter it opens
 event, sellers and customers whose filter is worked out for every event), waits for each one's
 first line, measures, and closes them; what follows waits until the server has noticed (two
 heartbeats later, ``LAPAK_LIVE_HEARTBEAT_SECONDS``: the first write after a close may still be
-buffered). One thread of this process reads every stream as it comes (and counts the events),
-as browsers would. A stream refused for a full worker (503) or for a user whose closed streams
-the server has not ended yet (429) is opened again; the refusals are counted.
+buffered). Another process reads every stream as it comes (and counts the events), as browsers
+would: read by a thread of this one, the streams would hold its interpreter lock in bursts that
+the probe's timing thread waits behind. A stream refused for a full worker (503) or for a user
+whose closed streams the server has not ended yet (429) is opened again; the refusals are counted.
 
 The headline is, per client count, the p50 and p99 latency with streams over without (the
 target: within 10 %, a ratio of at most 1.10), and the same ratio per round to show the noise.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import selectors
 import socket
 import sys
@@ -249,6 +251,60 @@ class Streams:
         self._selector.close()
 
 
+class StreamsElsewhere:
+    """:class:`Streams` held and read by a process of their own, as browsers are other
+    machines: read by a thread of this process, they would hold its interpreter lock in bursts
+    (a hundred streams readable after each poll) that the probe's client thread, timing a
+    request, waits behind, and the benchmark would measure its own client."""
+
+    def __init__(self, port: int, tokens: Sequence[str], count: int) -> None:
+        self.refused = self.events = self.ended = 0
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_hold_streams, args=(port, list(tokens), count, child_end), daemon=True
+        )
+
+    def open(self) -> None:
+        self._process.start()
+        self.refused = self._answer("opened")[0]
+
+    def close(self) -> None:
+        if not self._process.is_alive():
+            return
+        try:
+            self._pipe.send("close")
+            self.refused, self.events, self.ended = self._answer("closed")
+        finally:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+
+    def _answer(self, expected: str) -> tuple[int, ...]:
+        if not self._pipe.poll(180):
+            raise RuntimeError(f"the streams' process did not answer {expected!r} in time")
+        what, *values = self._pipe.recv()
+        if what != expected:
+            raise RuntimeError(f"the streams' process failed: {values}")
+        return tuple(values)
+
+
+def _hold_streams(port: int, tokens: list[str], count: int, pipe: Any) -> None:
+    """(The streams' process.) Open the streams, say so, read them until told to close."""
+    streams = Streams(port, tokens, count)
+    try:
+        streams.open()
+        pipe.send(("opened", streams.refused))
+        pipe.recv()
+    except BaseException as error:
+        pipe.send(("failed", repr(error)))
+        raise
+    finally:
+        streams.close()
+    pipe.send(("closed", streams.refused, streams.events, streams.ended))
+
+
 def measure(inputs: Mapping[str, Any]) -> Figures:
     requests, rounds = int(inputs["requests"]), int(inputs["rounds"])
     warmup, workers, streams = int(inputs["warmup"]), int(inputs["workers"]), int(inputs["streams"])
@@ -306,7 +362,7 @@ def _measure_rounds(
                         load(port, PROBE, share, concurrency, headers=probe)
                     )
                 continue
-            streams = Streams(port, tokens, count)
+            streams = StreamsElsewhere(port, tokens, count)
             try:
                 streams.open()
                 for concurrency in CONCURRENCY:
@@ -314,10 +370,10 @@ def _measure_rounds(
                         load(port, PROBE, share, concurrency, headers=probe)
                     )
             finally:
+                streams.close()
                 opened["refused"] += streams.refused
                 opened["events_read"] += streams.events
                 opened["ended_early"] += streams.ended
-                streams.close()
             # The server ends a closed stream when a write fails: a heartbeat's, and the first
             # one after the close may still reach the kernel's buffer: two heartbeats.
             time.sleep(2 * HEARTBEAT_S + 2)
