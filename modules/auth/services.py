@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Flask, current_app, request
 from redis import Redis
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
@@ -463,10 +463,32 @@ def _session_principal(claims: dict[str, Any]) -> Principal:
 
 def check_session(sid: uuid.UUID, user_uuid: uuid.UUID) -> SessionState:
     """The state of session ``sid`` of ``user_uuid`` while it may be used; else the
-    :class:`AuthFailure` saying why (replaced by a newer login, ended, the account deactivated,
-    expired). The per-request check, also for what outlives a request (an event stream checks
-    its caller's session every few seconds); it does not count as activity (no idle slide)."""
-    state = _session_state(sid)
+    failure saying why (replaced by a newer login, ended, the account deactivated,
+    expired). The per-request check, also for what outlives a request (an event stream's replay
+    checks its caller's session between pages); it does not count as activity (no idle slide)."""
+    return _verdict(_session_state(sid), user_uuid)
+
+
+def check_sessions(
+    sessions: Iterable[tuple[uuid.UUID, uuid.UUID]],
+) -> dict[uuid.UUID, SessionState | Unauthenticated]:
+    """:func:`check_session` for many ``(sid, user_uuid)`` at once, in one query of the
+    database (not the cache, which may lag): each sid with its state, or the failure
+    :func:`check_session` would raise. For what holds many sessions open outside requests: a
+    process's event streams, checked together every few seconds."""
+    wanted = dict(sessions)
+    states = _load_states(wanted)
+    verdicts: dict[uuid.UUID, SessionState | Unauthenticated] = {}
+    for sid, user_uuid in wanted.items():
+        try:
+            verdicts[sid] = _verdict(states.get(sid), user_uuid)
+        except Unauthenticated as failure:  # an AuthFailure, or SessionExpired
+            verdicts[sid] = failure
+    return verdicts
+
+
+def _verdict(state: SessionState | None, user_uuid: uuid.UUID) -> SessionState:
+    """``state`` if its session may be used by ``user_uuid``; else the failure saying why."""
     if state is None or state.user_uuid != user_uuid:
         raise SessionRevoked("this session does not exist")
     if state.revoked:
@@ -495,30 +517,42 @@ def _session_state(sid: uuid.UUID) -> SessionState | None:
     return state
 
 
+_SESSIONS, _USERS = AuthSession.__table__, User.__table__
+#: A session's state with its user's (built once: every request runs one).
+_STATE = select(
+    _SESSIONS.c.id,
+    _SESSIONS.c.sid,
+    _SESSIONS.c.user_id,
+    _SESSIONS.c.revoked_at,
+    _SESSIONS.c.revoked_reason,
+    _SESSIONS.c.idle_expires_at,
+    _SESSIONS.c.absolute_expires_at,
+    _SESSIONS.c.last_seen_at,
+    _USERS.c.uuid,
+    _USERS.c.email,
+    _USERS.c.role,
+    _USERS.c.active,
+).join_from(_SESSIONS, _USERS, _SESSIONS.c.user_id == _USERS.c.id)
+_STATE_OF_ONE = _STATE.where(_SESSIONS.c.sid == bindparam("sid"))
+_STATES_OF_MANY = _STATE.where(_SESSIONS.c.sid.in_(bindparam("sids", expanding=True)))
+
+
 def _load_state(sid: uuid.UUID) -> SessionState | None:
-    sessions, users = AuthSession.__table__, User.__table__
-    statement = (
-        select(
-            sessions.c.id,
-            sessions.c.sid,
-            sessions.c.user_id,
-            sessions.c.revoked_at,
-            sessions.c.revoked_reason,
-            sessions.c.idle_expires_at,
-            sessions.c.absolute_expires_at,
-            sessions.c.last_seen_at,
-            users.c.uuid,
-            users.c.email,
-            users.c.role,
-            users.c.active,
-        )
-        .join_from(sessions, users, sessions.c.user_id == users.c.id)
-        .where(sessions.c.sid == sid)
-    )
     with get_database().primary.connect() as connection:
-        row = connection.execute(statement).one_or_none()
-    if row is None:
-        return None
+        row = connection.execute(_STATE_OF_ONE, {"sid": sid}).one_or_none()
+    return None if row is None else _state_of(row)
+
+
+def _load_states(sids: Iterable[uuid.UUID]) -> dict[uuid.UUID, SessionState]:
+    wanted = sorted(set(sids))
+    if not wanted:
+        return {}
+    with get_database().primary.connect() as connection:
+        rows = connection.execute(_STATES_OF_MANY, {"sids": wanted}).all()
+    return {row.sid: _state_of(row) for row in rows}
+
+
+def _state_of(row: Any) -> SessionState:
     return SessionState(
         session_pk=row.id,
         sid=row.sid,

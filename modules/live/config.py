@@ -6,8 +6,8 @@
 | ``LAPAK_LIVE_HEARTBEAT_SECONDS`` | ``15``: a comment line on a quiet stream, so proxies and |
 |   | clients keep it and a gone client is noticed; a write to a client that stopped |
 |   | reading gives up after two heartbeats, and the stream ends |
-| ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` | ``5``: a stream checks its session this often and ends |
-|   | when it was replaced, ended or expired |
+| ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` | ``5``: each process checks its streams' sessions this |
+|   | often (one query for all) and ends those replaced, ended or expired |
 | ``LAPAK_LIVE_STREAM_MAX_SECONDS`` | ``3600``: a stream ends after this long; the client |
 |   | reconnects with ``Last-Event-ID`` |
 | ``LAPAK_LIVE_GAP_TIMEOUT_SECONDS`` | ``30``: the longest the feed waits for an event id that |

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,9 @@ from flask import Flask
 from sqlalchemy.orm import Session as OrmSession
 
 from app.db import Session
+from app.errors import Unauthenticated
 from app.log import WarningsEvery
+from modules.auth.services import check_sessions
 from modules.webhook.fanout import INTERNAL_KEYS
 
 from .audience import Audience, Viewer, audiences
@@ -90,13 +94,21 @@ def messages(
     ]
 
 
+#: Why the hub ends a stream whose session may no longer be used (see :meth:`Hub.subscribe`).
+SESSION_ENDED = "session-ended"
+
+
 class Subscriber:
     """A stream's mailbox: the hub puts, the stream takes and waits."""
 
-    def __init__(self, viewer: Viewer) -> None:
+    def __init__(self, viewer: Viewer, session: tuple[uuid.UUID, uuid.UUID] | None = None) -> None:
         self.viewer = viewer
+        #: ``(sid, user_uuid)`` of the stream's login session, which the hub checks.
+        self.session = session
         #: Why the hub ended this stream (``None`` while it runs).
         self.ended: str | None = None
+        #: ``(reason, detail)`` when it ended for :data:`SESSION_ENDED`.
+        self.session_ending: tuple[str, str] | None = None
         self._waiting: deque[Message] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -116,6 +128,14 @@ class Subscriber:
         with self._lock:
             if self.ended is None:
                 self.ended = reason
+            self._wake.set()
+
+    def end_session(self, reason: str, detail: str) -> None:
+        """End the stream because its session may no longer be used (``reason``: the code)."""
+        with self._lock:
+            if self.ended is None:
+                self.ended = SESSION_ENDED
+                self.session_ending = (reason, detail)
             self._wake.set()
 
     def take(self) -> list[Message]:
@@ -150,16 +170,23 @@ class Hub:
         #: streams at a time, leaving the database's connections to the API.
         self.replays = threading.BoundedSemaphore(settings.replays)
 
-    def subscribe(self, viewer: Viewer) -> tuple[Subscriber, int]:
+    def subscribe(
+        self, viewer: Viewer, session: tuple[uuid.UUID, uuid.UUID] | None = None
+    ) -> tuple[Subscriber, int]:
         """A new subscriber, and the position after which the hub hands it events (the events
         up to there are the stream's to replay). Call inside an app context.
+
+        With ``session`` (its ``(sid, user_uuid)``), the hub checks that session every
+        ``LAPAK_LIVE_SESSION_CHECK_SECONDS``, with every other subscriber's in one query, and
+        ends the subscriber (:data:`SESSION_ENDED`) once it is replaced, ended or expired, or
+        its role is no longer the viewer's (whose filter would then be wrong).
 
         When the feed is not running, it starts from the newest event, once no lower id can
         still commit (:func:`.outbox.settled_newest_id`, which may wait on a transaction
         running): that wait holds the start lock, which only the streams that need the start
         wait for, never the hub's lock (streams closing, the process stopping).
         """
-        subscriber = Subscriber(viewer)
+        subscriber = Subscriber(viewer, session)
         with self._lock:
             if self._thread is not None:
                 return self._add(subscriber)
@@ -204,11 +231,15 @@ class Hub:
             subscriber.end("server-stopping")
 
     def _run(self, frontier: Frontier) -> None:
+        next_check = time.monotonic() + self.settings.session_check_seconds
         while not self._closed.is_set():
             with self._lock:
                 if not self._subscribers:
                     self._thread = None
                     return
+            if time.monotonic() >= next_check:
+                self._check_sessions()
+                next_check = time.monotonic() + self.settings.session_check_seconds
             try:
                 batch, full = self._poll(frontier)
             except Exception as error:  # the database down: try again at the next poll
@@ -223,6 +254,31 @@ class Hub:
                 self.position = frontier.position
             if not full:
                 self._closed.wait(self.settings.poll_seconds)
+
+    def _check_sessions(self) -> None:
+        """End the subscribers whose session may no longer be used (see :meth:`subscribe`):
+        one query for all, where a check per stream would cost each of a process's streams a
+        round trip to the cache or the database every few seconds."""
+        with self._lock:
+            checked = [
+                (subscriber, session)
+                for subscriber in self._subscribers
+                if (session := subscriber.session) is not None and subscriber.ended is None
+            ]
+        if not checked:
+            return
+        try:
+            with self.app.app_context():
+                verdicts = check_sessions(session for _, session in checked)
+        except Exception as error:  # the database down: no events flow either; try again
+            self._warnings.warn("check", "live: checking the streams' sessions failed: %s", error)
+            return
+        for subscriber, (sid, _) in checked:
+            verdict = verdicts[sid]
+            if isinstance(verdict, Unauthenticated):
+                subscriber.end_session(verdict.code, verdict.detail or verdict.title)
+            elif verdict.role != subscriber.viewer.role:
+                subscriber.end_session("role-changed", "your role changed; connect again")
 
     def _poll(self, frontier: Frontier) -> tuple[list[Message], bool]:
         """The next events as messages; whether a whole page was read (more may be waiting)."""

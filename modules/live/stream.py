@@ -19,9 +19,10 @@ figures) rather than trust its feed.
 
 It ends, and the client reconnects with ``Last-Event-ID``, when it has run
 ``LAPAK_LIVE_STREAM_MAX_SECONDS``, when the process stops, or when it falls too far behind. It
-ends for good when its session does: every ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` the session is
-checked as a request's would be (``modules.auth.services.check_session``), and a replaced,
-ended or expired session (or a changed role, whose filter is no longer right) gets an
+ends for good when its session does: every ``LAPAK_LIVE_SESSION_CHECK_SECONDS`` the process's
+feed checks the sessions of all its streams in one query, as a request's would be checked
+(``modules.auth.services.check_sessions``; a replay checks its own between pages), and a
+replaced, ended or expired session (or a changed role, whose filter is no longer right) gets an
 ``event: session-ended`` with the reason before the stream closes; reconnecting then answers
 401. A heartbeat comment every ``LAPAK_LIVE_HEARTBEAT_SECONDS`` keeps proxies from closing a
 quiet stream and finds clients that are gone; it carries the feed's position as the SSE id, so a
@@ -121,7 +122,8 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     try:
         feed = hub()
         viewer = Viewer.of(principal)
-        subscriber, start = feed.subscribe(viewer)
+        session = (principal.session_id, principal.user_uuid) if principal.session_id else None
+        subscriber, start = feed.subscribe(viewer, session)
         try:
             cursor = start
             if last_event_id is not None and last_event_id <= newest_id(Session()):
@@ -174,33 +176,28 @@ def _run(stream: Stream) -> Iterator[bytes]:
             return
         now = time.monotonic()
         ends_at = now + settings.stream_max_seconds
-        # The first check and beat come at a random point of their interval (earlier, never
-        # later): streams opened together (a restart's reconnects, a benchmark) would otherwise
-        # check their sessions and beat in step for as long as they run, a burst of work on
-        # the worker that the requests arriving then wait behind.
-        next_check = now + settings.session_check_seconds * random.random()  # noqa: S311
+        # The first beat comes at a random point of its interval (earlier, never later):
+        # streams opened together (a restart's reconnects, a benchmark) would otherwise beat in
+        # step for as long as they run, a burst of work on the worker that the requests
+        # arriving then wait behind. (Their sessions the hub checks, all at once.)
         next_heartbeat = now + settings.heartbeat_seconds * random.random()  # noqa: S311
         while True:
             fed = _fed(stream)
             if fed:
                 yield fed
             if stream.subscriber.ended is not None or stopping.is_set():
+                if ending := _ending(stream):
+                    yield ending
                 return
             now = time.monotonic()
             if now >= ends_at:
                 return
-            if now >= next_check:
-                ended = _session_ended(stream)
-                if ended is not None:
-                    yield ended
-                    return
-                next_check = now + settings.session_check_seconds
             if now >= next_heartbeat:
                 beat = _heartbeat(stream)
                 if beat:
                     yield beat
                 next_heartbeat = now + settings.heartbeat_seconds
-            stream.subscriber.wait(min(ends_at, next_check, next_heartbeat) - now)
+            stream.subscriber.wait(min(ends_at, next_heartbeat) - now)
     finally:
         _release(stream)
 
@@ -234,6 +231,8 @@ def _replay(stream: Stream) -> Generator[bytes, None, bool]:
     turns = stream.hub.replays
     while not turns.acquire(timeout=stream.settings.heartbeat_seconds):
         if stream.subscriber.ended is not None or stopping.is_set():
+            if ending := _ending(stream):
+                yield ending
             return False
         ended = _session_ended(stream)
         if ended is not None:
@@ -244,6 +243,8 @@ def _replay(stream: Stream) -> Generator[bytes, None, bool]:
         first = True
         while stream.cursor < stream.start:
             if stream.subscriber.ended is not None or stopping.is_set():
+                if ending := _ending(stream):
+                    yield ending
                 return False
             if not first:
                 ended = _session_ended(stream)
@@ -313,6 +314,13 @@ def _heartbeat(stream: Stream) -> bytes:
         return fed
     stream.cursor = max(stream.cursor, position)
     return fed + f": heartbeat\nid: {stream.cursor}\n\n".encode()
+
+
+def _ending(stream: Stream) -> bytes | None:
+    """The ``session-ended`` message if the hub ended the stream for its session (see
+    :meth:`.hub.Hub.subscribe`)."""
+    ending = stream.subscriber.session_ending
+    return _ended(*ending) if ending is not None else None
 
 
 def _session_ended(stream: Stream) -> bytes | None:

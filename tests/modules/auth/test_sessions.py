@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -10,11 +11,12 @@ import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.clock import travel
 from app.db import Session
 from modules.auth.models import AuthSession
+from modules.auth.services import check_sessions
 from modules.user.models import User
 from tests.modules.conftest import PASSWORD, Caller, bearer, login
 
@@ -273,3 +275,43 @@ def test_an_imported_bcrypt_hash_logs_in_and_is_replaced_by_argon2id(
         Session.remove()
         assert Session().get(User, user_id).password_hash.startswith("$argon2id$")
     assert login(client, email).status_code == 200
+
+
+def sid_of(token: str) -> uuid.UUID:
+    return uuid.UUID(jwt.decode(token, options={"verify_signature": False})["sid"])
+
+
+def test_many_sessions_are_checked_in_one_query_each_with_its_own_verdict(
+    app: Flask, client: FlaskClient, log_in_as: Callable[..., Caller]
+) -> None:
+    roles = ("customer", "seller", "staff", "customer", "admin")
+    fine, replaced, left, deactivated, stale = (log_in_as(role) for role in roles)
+    assert login(client, replaced.email).status_code == 200
+    assert client.post("/api/v1/auth/logout", headers=left.headers).status_code == 204
+    with app.app_context():
+        Session().get(User, deactivated.user_id).active = False
+        Session().commit()
+    unknown = uuid.uuid4()
+    asked = [(sid_of(c.token), c.uuid) for c in (fine, replaced, left, deactivated)]
+    asked += [(sid_of(stale.token), fine.uuid), (unknown, fine.uuid)]  # another's sid; no such
+
+    with app.app_context():
+        engine = app.extensions["lapak.db"].primary
+        statements: list[str] = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            verdicts = check_sessions(asked)
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        with travel(timedelta(minutes=31)):
+            idle = check_sessions([(sid_of(fine.token), fine.uuid)])
+
+    assert len(statements) == 1
+    assert [getattr(verdicts[sid], "code", "ok") for sid, _ in asked] == [
+        "ok", "session-replaced", "session-revoked", "session-revoked", "session-revoked",
+        "session-revoked",
+    ]  # fmt: skip
+    assert verdicts[sid_of(fine.token)].role == "customer"  # type: ignore[union-attr]
+    assert "deactivated" in str(verdicts[sid_of(deactivated.token)].detail)  # type: ignore[union-attr]
+    assert idle[sid_of(fine.token)].code == "session-expired"  # type: ignore[union-attr]

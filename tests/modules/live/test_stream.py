@@ -251,6 +251,35 @@ def test_a_logout_ends_the_stream(app: Flask, serve: Callable[[Flask], str]) -> 
     sse.close()
 
 
+def test_the_feed_ends_only_the_streams_whose_session_ended(
+    live_app: Flask, serve: Callable[[Flask], str]
+) -> None:
+    """The process checks every stream's session at once: each ends with its own reason, and
+    the others go on."""
+    base = serve(live_app)
+    left, replaced, staying = (person(live_app, role) for role in ("staff", "customer", "staff"))
+    streams = [open_stream(base, caller) for caller in (left, replaced, staying)]
+    for sse in streams:
+        sse.next()
+    client = live_app.test_client()
+
+    assert client.post("/api/v1/auth/logout", headers=left.headers).status_code == 204
+    assert login(client, replaced.email).status_code == 200
+
+    reasons = []
+    for sse in streams[:2]:
+        [ended] = sse.events(lambda m: m.event == "session-ended")
+        reasons.append(ended.json["reason"])
+        assert sse.next() is None  # closed
+    # Sessions are checked every second here: two heartbeats later it was checked again.
+    beats = [streams[2].next(), streams[2].next()]
+    for sse in streams:
+        sse.close()
+
+    assert reasons == ["session-revoked", "session-replaced"]
+    assert all(beat is not None and beat.comments == ["heartbeat"] for beat in beats)
+
+
 def test_a_quiet_stream_sends_heartbeats_with_its_position(
     app: Flask, serve: Callable[[Flask], str]
 ) -> None:
