@@ -419,6 +419,12 @@ def _ratios(concurrency: int, none: list[Run], streams: list[Run]) -> dict[str, 
         "p99_ratio": round(ratio(99, streams, none), 3),
         "p50_ratio_round_min": round(min(per_round), 3),
         "p50_ratio_round_max": round(max(per_round), 3),
+        # Each round's p50 (none, streams) and p99 (none, streams): a steady cost, or a noisy
+        # round?
+        "rounds_ms": [
+            [_ms(run.percentile_ms(q)) for q in (50, 99) for run in (n, s)]
+            for n, s in zip(none, streams, strict=True)
+        ],
     }
 
 
