@@ -7,9 +7,7 @@ events, whatever the number of streams. Why polling rather than a Redis pub/sub 
 each commit: it needs no Redis (the embedded default has none), cannot miss a message (a
 notification lost while a subscriber reconnects is an event late until the next poll anyway),
 adds nothing to the write path, and the outbox must be read in id order with its gaps handled
-(:mod:`.outbox`) whatever wakes the reader; the price is up to half a second of latency (and
-up to half a poll interval more: the streams are woken spread over it, see
-:meth:`Hub._wake_spread`).
+(:mod:`.outbox`) whatever wakes the reader; the price is up to half a second of latency.
 
 The thread runs while at least one stream is subscribed, and starts again (from the newest
 event) with the next one. Each event is rendered once, as the SSE message every stream sends,
@@ -46,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: Messages a stream may have waiting before it is ended as too slow.
 MAX_QUEUED = 10_000
-#: The groups a poll's streams are woken in (see :meth:`Hub._wake_spread`).
-WAKE_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -118,20 +114,15 @@ class Subscriber:
         self._wake = threading.Event()
 
     def put(self, message: Message) -> None:
-        """Leave ``message`` waiting; the hub wakes the stream (:meth:`wake`) when it chooses."""
         with self._lock:
             if self.ended is not None:
                 return
             if len(self._waiting) >= MAX_QUEUED:
                 self.ended = "too-slow"
                 self._waiting.clear()
-                self._wake.set()
             else:
                 self._waiting.append(message)
-
-    def wake(self) -> None:
-        """Let the stream take what waits (see :meth:`Hub._wake_spread`)."""
-        self._wake.set()
+            self._wake.set()
 
     def end(self, reason: str) -> None:
         with self._lock:
@@ -254,42 +245,15 @@ class Hub:
             except Exception as error:  # the database down: try again at the next poll
                 self._warnings.warn("poll", "live: reading the outbox failed: %s", error)
                 batch, full = [], False
-            received: dict[Subscriber, None] = {}  # in the order they were given one
             with self._lock:
                 for message in batch:
                     for subscriber in self._subscribers:
                         if message.audience.visible_to(subscriber.viewer):
                             subscriber.put(message)
-                            received[subscriber] = None
                 # Published after the messages are handed over (streams rely on it).
                 self.position = frontier.position
-            if full:  # more waiting: read on at once
-                for subscriber in received:
-                    subscriber.wake()
-            else:
-                self._wake_spread(list(received), self.settings.poll_seconds)
-
-    def _wake_spread(self, subscribers: list[Subscriber], interval: float) -> None:
-        """Wake ``subscribers`` in up to :data:`WAKE_STEPS` groups spread over the first half
-        of ``interval``, then wait out the rest of it.
-
-        Why not all at once: the streams of a process are threads of the process that also
-        answers the API, and each woken one holds the interpreter lock for a moment to write
-        its messages. Dozens woken together hold it for milliseconds, and a request arriving
-        then waits behind them all; spread, it meets one group at most. An event reaches a
-        stream up to half a poll interval later for it.
-        """
-        ends = time.monotonic() + interval
-        if subscribers:
-            size = -(-len(subscribers) // WAKE_STEPS)  # ceiling
-            groups = [subscribers[i : i + size] for i in range(0, len(subscribers), size)]
-            pause = interval / 2 / len(groups)
-            for group in groups:
-                for subscriber in group:
-                    subscriber.wake()
-                if self._closed.wait(pause):
-                    return
-        self._closed.wait(max(ends - time.monotonic(), 0))
+            if not full:
+                self._closed.wait(self.settings.poll_seconds)
 
     def _check_sessions(self) -> None:
         """End the subscribers whose session may no longer be used (see :meth:`subscribe`):
