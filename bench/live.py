@@ -2,7 +2,7 @@
 with none, under ``lapak serve`` as production runs it, in the same run.
 
 ``python -m bench.live [--streams S] [--requests N] [--rounds R] [--warmup W] [--workers K]
-[--event-rate E]``
+[--event-rate E] [--poll-ms P]``
 
 Starts throw-away PostgreSQL and Redis (``tests/servers.py``), migrates, creates users, and
 serves Lapak with ``lapak serve`` (gunicorn's threaded workers, K of them: the default of
@@ -80,6 +80,8 @@ SECRET = "bench-live-throwaway-secret-0123456789abcdefghij"  # noqa: S105
 #: Each user holds at most 4 of the 200 streams: a user may open 5 (LAPAK_LIVE_STREAMS_PER_USER).
 STREAM_ROLES = ("admin", "staff", "seller", "customer") * 13
 TARGET_RATIO = 1.10
+#: ``LAPAK_LIVE_POLL_MS``'s default (modules/live/config.py).
+DEFAULT_POLL_MS = 500
 #: The server's heartbeat (the default): how long it takes to notice a closed stream.
 HEARTBEAT_S = 15
 #: Answers to a stream's opening that are tried again (and counted): a full worker's 503, and
@@ -106,10 +108,16 @@ def prepare(settings: Settings) -> None:
 
 
 def start_lapak(
-    stack: ExitStack, workdir: Path, database_url: str, redis_url: str, workers: int
+    stack: ExitStack,
+    workdir: Path,
+    database_url: str,
+    redis_url: str,
+    workers: int,
+    poll_ms: int = DEFAULT_POLL_MS,
 ) -> int:
     """``lapak serve`` on 127.0.0.1 (stopped when ``stack`` closes); returns its port."""
     env = clean_environment(
+        LAPAK_LIVE_POLL_MS=str(poll_ms),
         LAPAK_DATABASE_URL=database_url,
         LAPAK_REDIS_URL=redis_url,
         LAPAK_SECRET_KEY=SECRET,
@@ -321,7 +329,14 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
             )
             print("  migrating, creating users ...", file=sys.stderr, flush=True)
             prepare(settings)
-            port = start_lapak(stack, workdir, services.database_url, services.redis_url, workers)
+            port = start_lapak(
+                stack,
+                workdir,
+                services.database_url,
+                services.redis_url,
+                workers,
+                int(inputs["poll_ms"]),
+            )
             probe = {"Authorization": f"Bearer {log_in(port, user_email('probe', 0))}"}
             tokens = [log_in(port, user_email(r, i)) for i, r in enumerate(STREAM_ROLES)]
             writer = EventWriter(
@@ -460,6 +475,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="gunicorn workers (default: LAPAK_WEB_WORKERS' default on this machine)",
     )
     parser.add_argument(
+        "--poll-ms",
+        type=positive,
+        default=DEFAULT_POLL_MS,
+        help=f"LAPAK_LIVE_POLL_MS (default {DEFAULT_POLL_MS}, Lapak's); another value is "
+        "written as results/live_poll<ms>.json, leaving the default's result alone",
+    )
+    parser.add_argument(
         "--event-rate",
         type=float,
         default=10.0,
@@ -488,10 +510,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "redis": "throw-away; session cache TTL 10 s (default)",
         "stream_users": f"{len(STREAM_ROLES)} users ({', '.join(sorted(set(STREAM_ROLES)))}), "
         "each holding an equal share of the streams",
-        "live_settings": "defaults: poll 500 ms, heartbeat 15 s, session check 5 s",
+        "poll_ms": args.poll_ms,
+        "live_settings": f"poll {args.poll_ms} ms"
+        + (" (the default)" if args.poll_ms == DEFAULT_POLL_MS else " (not the default)")
+        + "; the defaults: heartbeat 15 s, session check 5 s",
         "target": f"p50 and p99 with streams within {round((TARGET_RATIO - 1) * 100)} % of none",
     }
-    return run_as_command(NAME, inputs, measure)
+    name = NAME if args.poll_ms == DEFAULT_POLL_MS else f"{NAME}_poll{args.poll_ms}"
+    return run_as_command(name, inputs, measure)
 
 
 if __name__ == "__main__":
