@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 #: Warnings this process (or the one it was forked from) already gave. gunicorn's master builds
 #: the app before forking its workers, so each warning is logged once per start, not per worker.
 _warned: set[str] = set()
+#: Set where the start's warnings were logged by another process (:func:`warned_elsewhere`).
+_warned_elsewhere = False
 #: Where the web client lives (``hooks.web_shell`` and ``hooks.screens``).
 WEB_PREFIX = "/web"
 
@@ -112,7 +114,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     return app
 
 
+def warned_elsewhere() -> None:
+    """Log none of the start's warnings in this process: ``lapak serve``'s stream process, which
+    builds the app anew, would repeat what the server logged once already."""
+    global _warned_elsewhere
+    _warned_elsewhere = True
+
+
 def _warn_once(message: str) -> None:
-    if message not in _warned:
+    if message not in _warned and not _warned_elsewhere:
         _warned.add(message)
         logger.warning(message)

@@ -74,6 +74,10 @@ class Settings:
     #: Long-lived responses (the event stream) each worker process serves at once, each on a
     #: thread of its own besides ``web_threads``; one more is a 503 with ``Retry-After``.
     web_streams: int = 100
+    #: ``lapak serve`` hands each event stream to one stream process of its own, which serves
+    #: ``web_streams`` x ``web_workers`` of them (app/stream_host.py); off: each worker serves
+    #: its streams on threads of its own, as the development server does.
+    web_stream_process: bool = True
     #: A replica that failed is not tried again for this many seconds.
     replica_retry_seconds: float = 10.0
     #: A replica's state (still in recovery, how far replayed), once read, is trusted this many
@@ -228,6 +232,8 @@ def _parse(raw: Mapping[str, str]) -> dict[str, Any]:
             values[name] = text
         elif name == "redis_url":
             values["redis_url"] = text or None
+        elif name == "web_stream_process":
+            values[name] = _boolean(name, text)
         elif name in ("replica_urls", "module_packages"):
             values[name] = _split(text)
         elif name == "vault_keys":
@@ -291,6 +297,15 @@ def misspelled_settings(settings: Settings, module_settings: Iterable[str]) -> l
         hint = f"; did you mean LAPAK_{closest[0].upper()}?" if closest else ""
         warnings.append(f"LAPAK_{name.upper()} is not a Lapak setting and is ignored{hint}")
     return warnings
+
+
+def _boolean(name: str, text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"LAPAK_{name.upper()} must be 1 or 0 (true or false), not {text!r}")
 
 
 def _split(text: str) -> tuple[str, ...]:

@@ -1,20 +1,23 @@
 """``lapak serve`` in production: gunicorn with our app factory and problem+json for its errors.
 
-Why threads: the API answers in milliseconds, but a Server-Sent Events stream (the web
-client's live updates) stays open for up to an hour, mostly waiting. A sync worker
-serves one request at a time, so each open stream would take a whole worker process away from
-the API (and gunicorn kills a sync worker whose request outlives ``timeout``). So each worker
-process is gunicorn's threaded worker (``gthread``) with ``LAPAK_WEB_THREADS`` threads for
-ordinary requests plus ``LAPAK_WEB_STREAMS`` threads for streams: :mod:`app.streaming` refuses a
-stream beyond ``LAPAK_WEB_STREAMS`` with a 503, so streams can never take the API's threads. A
-waiting stream costs a sleeping thread, not a process, and no CPU; the browser reaches it on the
+Why threads, and a stream process: the API answers in milliseconds, but a Server-Sent Events
+stream (the web client's live updates) stays open for up to an hour, mostly waiting. A sync
+worker serves one request at a time, so each open stream would take a whole worker process
+away from the API (and gunicorn kills a sync worker whose request outlives ``timeout``). So each
+worker process is gunicorn's threaded worker (``gthread``) with ``LAPAK_WEB_THREADS`` threads
+for ordinary requests, and the streams are served by one stream process beside the workers
+(:mod:`app.stream_host`): a worker authorises a stream's request like any other, then hands
+the connection over, so streams never hold a worker's thread nor wake up in its interpreter,
+where the requests of that worker would wait for them. The browser reaches a stream on the
 same origin and port as everything else, with nothing to route. The other ways were worse here:
 a second server for streams on its own port needs a proxy in front to share the origin (the
 embedded default has none), and an async worker (gevent) would patch the database drivers
-under every request for the sake of one endpoint. Kept-alive connections wait in the worker's
-poller, not on a thread. When told to stop, a worker ends its streams at once
-(:meth:`app.streaming.Streams.stop`; clients reconnect with ``Last-Event-ID``) instead of
-waiting ``graceful_timeout`` for them.
+under every request for the sake of one endpoint. With ``LAPAK_WEB_STREAM_PROCESS=0`` each
+worker serves its streams itself, on ``LAPAK_WEB_STREAMS`` threads more than the API's
+(:mod:`app.streaming` refuses one more with a 503, so streams never take the API's threads).
+Kept-alive connections wait in the worker's poller, not on a thread. When told to stop, a worker
+ends its streams at once (:meth:`app.streaming.Streams.stop`; clients reconnect with
+``Last-Event-ID``) instead of waiting ``graceful_timeout`` for them.
 
 gunicorn answers some requests itself, before any app sees them: a request line over
 ``LAPAK_LIMIT_REQUEST_LINE`` (414), a header over ``LAPAK_LIMIT_REQUEST_FIELD_SIZE`` or more
@@ -29,6 +32,7 @@ from __future__ import annotations
 import errno
 import gc
 import json
+import os
 import socket
 from typing import Any
 
@@ -39,6 +43,13 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from app.config import Settings
 from app.http import PROBLEM_MIMETYPE, SAFE_HEADERS
+from app.stream_host import (
+    HandedOver,
+    StreamHostClient,
+    StreamProcess,
+    drop_connection,
+    handing_over,
+)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -75,9 +86,10 @@ def write_problem(sock: socket.socket, status: int, reason: str, message: str) -
 
 
 class ProblemWorker(ThreadWorker):
-    """gunicorn's threaded worker whose own error answers are problem+json, which ends the
-    app's streams when it is told to stop, and which closes quietly a connection whose write
-    timed out (a stream's client that stopped reading)."""
+    """gunicorn's threaded worker whose own error answers are problem+json, which hands
+    streams to the stream process (:func:`app.stream_host.handing_over`), ends the app's own
+    streams when it is told to stop, and which closes quietly a connection whose write timed
+    out (a stream's client that stopped reading)."""
 
     def init_process(self) -> None:
         # handle_error (gunicorn.workers.base) looks write_error up in gunicorn.util at each
@@ -86,9 +98,18 @@ class ProblemWorker(ThreadWorker):
         util.write_error = write_problem
         super().init_process()
 
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.flask_app = self.wsgi
+        self.wsgi = handing_over(self.wsgi)
+
     def handle_request(self, req: Any, conn: Any) -> bool:
         try:
             return super().handle_request(req, conn)
+        except HandedOver:
+            # The stream process owns the connection now: close nothing it would see.
+            drop_connection(conn.sock)
+            return False
         except TimeoutError:
             # A write that waited past the socket's timeout: a stream's client that stopped
             # reading (modules/live sets the timeout). The answer was closed on the way out;
@@ -98,19 +119,25 @@ class ProblemWorker(ThreadWorker):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)  # stop accepting; wait for open responses
-        extensions = getattr(getattr(self, "wsgi", None), "extensions", {})
+        extensions = getattr(getattr(self, "flask_app", None), "extensions", {})
         streams = extensions.get("lapak.streams")
         if streams is not None:
             streams.stop()
 
 
 def threads_per_worker(settings: Settings) -> int:
-    """Each worker's threads: the API's, and one per stream it may serve."""
+    """Each worker's threads: the API's, and one per stream it may serve when it serves them."""
+    if settings.web_stream_process:
+        return settings.web_threads
     return settings.web_threads + settings.web_streams
 
 
-def run_gunicorn(settings: Settings, host: str, port: int, build: Any) -> None:
-    """Serve ``build()`` (called once in each worker process) with gunicorn until stopped."""
+def run_gunicorn(
+    settings: Settings, host: str, port: int, build: Any, *, streams: bool = True
+) -> None:
+    """Serve ``build()`` (called once in each worker process) with gunicorn until stopped;
+    with ``streams`` (a Lapak app) and ``LAPAK_WEB_STREAM_PROCESS``, beside a stream process
+    that serves ``LAPAK_WEB_STREAMS`` streams per worker."""
     options = {
         "bind": f"{host}:{port}",
         "workers": settings.web_workers,
@@ -136,6 +163,8 @@ def run_gunicorn(settings: Settings, host: str, port: int, build: Any) -> None:
 
         def load(self) -> Flask:
             app = build()
+            if process is not None:
+                app.extensions["lapak.streams"].host = StreamHostClient(process.path)
             # The app's startup objects (modules, mappers, schemas, the spec) live as long as
             # the worker: kept out of the collector's sight, a full collection no longer walks
             # some 200,000 of them (tens of milliseconds, on some unlucky request).
@@ -143,4 +172,13 @@ def run_gunicorn(settings: Settings, host: str, port: int, build: Any) -> None:
             gc.freeze()
             return app
 
-    Application().run()
+    process = None
+    if streams and settings.web_stream_process:
+        capacity = settings.web_streams * settings.web_workers
+        process = StreamProcess({**os.environ, "LAPAK_WEB_STREAMS": str(capacity)})
+        process.start()
+    try:
+        Application().run()
+    finally:
+        if process is not None:
+            process.stop()

@@ -15,6 +15,11 @@ A stream also has to end when its process stops: gunicorn waits ``graceful_timeo
 responses, which a stream would fill to the last second. :meth:`Streams.stop` (called by the
 worker when it is told to stop, and by the app's closers) sets :attr:`Streams.stopping` and calls
 what the streaming modules registered with :meth:`Streams.on_stop` to wake their streams.
+
+Under ``lapak serve`` the workers serve no stream themselves: a view that streams calls
+:func:`hand_over`, and the server's stream process (``app/stream_host.py``) serves the stream
+with the opener the module registered in :attr:`Streams.openers`, counting slots as above in
+that one process. The development server and the tests' servers keep the threads.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable
+from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
 from app.errors import ServiceUnavailable, TooManyRequests
+from app.stream_host import HANDOVER, Opener, StreamHostClient
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,10 @@ class Streams:
         self._owned: dict[Hashable, int] = {}
         self._lock = threading.Lock()
         self._on_stop: list[Callable[[], None]] = []
+        #: The server's stream process, when one serves this worker's streams (``lapak serve``).
+        self.host: StreamHostClient | None = None
+        #: What the stream process opens for each kind of stream (see :func:`hand_over`).
+        self.openers: dict[str, Opener] = {}
 
     @property
     def open_count(self) -> int:
@@ -136,3 +147,14 @@ def install(app: Flask, capacity: int) -> Streams:
 
 def get_streams() -> Streams:
     return current_app.extensions["lapak.streams"]
+
+
+def hand_over(kind: str, params: dict[str, Any]) -> None:
+    """Have the stream process serve this request's stream: it opens one with the opener of
+    ``kind`` (its refusal is raised here: 503 when full, 429 per owner, 503 when it is down),
+    and takes the connection once the view has answered 200 (the view's answer gives the head;
+    its body is never sent by the worker). Only when :attr:`Streams.host` is set."""
+    host = get_streams().host
+    if host is None:
+        raise RuntimeError("no stream process serves this app")
+    request.environ[HANDOVER] = host.open(kind, params)

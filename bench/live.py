@@ -114,10 +114,12 @@ def start_lapak(
     redis_url: str,
     workers: int,
     poll_ms: int = DEFAULT_POLL_MS,
+    stream_process: bool = True,
 ) -> int:
     """``lapak serve`` on 127.0.0.1 (stopped when ``stack`` closes); returns its port."""
     env = clean_environment(
         LAPAK_LIVE_POLL_MS=str(poll_ms),
+        LAPAK_WEB_STREAM_PROCESS="1" if stream_process else "0",
         LAPAK_DATABASE_URL=database_url,
         LAPAK_REDIS_URL=redis_url,
         LAPAK_SECRET_KEY=SECRET,
@@ -336,6 +338,7 @@ def measure(inputs: Mapping[str, Any]) -> Figures:
                 services.redis_url,
                 workers,
                 int(inputs["poll_ms"]),
+                bool(inputs["stream_process"]),
             )
             probe = {"Authorization": f"Bearer {log_in(port, user_email('probe', 0))}"}
             tokens = [log_in(port, user_email(r, i)) for i, r in enumerate(STREAM_ROLES)]
@@ -482,6 +485,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "written as results/live_poll<ms>.json, leaving the default's result alone",
     )
     parser.add_argument(
+        "--worker-threads",
+        action="store_true",
+        help="streams on the workers' threads (LAPAK_WEB_STREAM_PROCESS=0), not the stream "
+        "process; written as results/live_threads.json",
+    )
+    parser.add_argument(
         "--event-rate",
         type=float,
         default=10.0,
@@ -504,8 +513,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "event_rate": args.event_rate,
         "clients": list(CONCURRENCY),
         "probe": f"GET {PROBE} (bearer token, session check, reads its row)",
-        "worker_class": f"gthread: {defaults.web_threads} request threads + "
-        f"{defaults.web_streams} stream threads per worker (the defaults)",
+        "stream_process": not args.worker_threads,
+        "worker_class": f"gthread: {defaults.web_threads} request threads per worker; "
+        + (
+            f"+ {defaults.web_streams} stream threads per worker (LAPAK_WEB_STREAM_PROCESS=0)"
+            if args.worker_threads
+            else "streams served by the stream process (the default)"
+        ),
         "database": "PostgreSQL primary (throw-away, tests/servers.py)",
         "redis": "throw-away; session cache TTL 10 s (default)",
         "stream_users": f"{len(STREAM_ROLES)} users ({', '.join(sorted(set(STREAM_ROLES)))}), "
@@ -517,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target": f"p50 and p99 with streams within {round((TARGET_RATIO - 1) * 100)} % of none",
     }
     name = NAME if args.poll_ms == DEFAULT_POLL_MS else f"{NAME}_poll{args.poll_ms}"
+    if args.worker_threads:
+        name += "_threads"
     return run_as_command(name, inputs, measure)
 
 

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # The app is imported in each worker (as lapak serve builds create_app() there), not in the
     # arbiter: connections and threads made at import must not be shared across the fork.
-    run_gunicorn(Settings.from_env(), args.host, args.port, lambda: load_app(args.target))
+    run_gunicorn(
+        Settings.from_env(), args.host, args.port, lambda: load_app(args.target), streams=False
+    )
 
 
 if __name__ == "__main__":

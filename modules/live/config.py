@@ -19,7 +19,9 @@
 | ``LAPAK_LIVE_STREAMS_PER_USER`` | ``5``: streams one user may hold open in one server |
 |   | process (a few browser tabs); one more is a 429 with ``Retry-After`` |
 
-How many streams a process serves at once is the core's ``LAPAK_WEB_STREAMS``.
+How many streams a process serves at once is the core's ``LAPAK_WEB_STREAMS`` (under ``lapak
+serve``, its stream process serves ``LAPAK_WEB_STREAMS`` x ``LAPAK_WEB_WORKERS``: each "process"
+above is then that one process).
 """
 
 from __future__ import annotations
@@ -68,13 +70,15 @@ class LiveSettings:
 
 def install(app: Flask, settings: Settings) -> None:
     from .hub import Hub
-    from .stream import release_unsent
+    from .stream import open_hosted, release_unsent
 
     live_settings = LiveSettings.from_settings(settings)
     hub = Hub(app, live_settings)
     app.extensions["live.settings"] = live_settings
     app.extensions["live.hub"] = hub
-    app.extensions["lapak.streams"].on_stop(hub.close_all)
+    streams = app.extensions["lapak.streams"]
+    streams.on_stop(hub.close_all)
+    streams.openers["live"] = open_hosted
     app.teardown_request(release_unsent)
 
 

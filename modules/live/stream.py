@@ -36,6 +36,7 @@ import logging
 import random
 import socket
 import time
+import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,8 @@ from app.db import Session, get_database, read_only
 from app.errors import Unauthenticated
 from app.log import WarningsEvery
 from app.security import Principal
-from app.streaming import StreamSlot, get_streams
+from app.stream_host import HostedStream
+from app.streaming import StreamSlot, get_streams, hand_over
 from modules.auth.services import check_session
 
 from .audience import Viewer
@@ -112,7 +114,50 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     """The caller's event stream (see the module); 503 when the process serves as many streams
     as it may, 429 when the caller holds as many as one user may
     (``LAPAK_LIVE_STREAMS_PER_USER``: a stream closed elsewhere is noticed at its next write,
-    within a heartbeat, hence the ``Retry-After``)."""
+    within a heartbeat, hence the ``Retry-After``).
+
+    Under ``lapak serve`` the server's stream process opens and serves it
+    (:func:`open_hosted`), and this answer only gives the head of the response it writes."""
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if get_streams().host is not None and request.method == "GET":
+        hand_over("live", {**_principal_params(principal), "last_event_id": last_event_id})
+        return Response(mimetype=MIMETYPE, headers=headers)
+    stream = _open(principal, last_event_id)
+    g.live_stream = stream
+    _bound_writes(stream.settings.write_timeout_seconds)
+    # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
+    return StreamResponse(stream, mimetype=MIMETYPE, headers=headers)
+
+
+def open_hosted(params: dict[str, Any]) -> HostedStream:
+    """The stream process's opener of ``"live"`` streams (see :func:`app.streaming.hand_over`):
+    the stream a worker authorised for the principal in ``params``."""
+    principal = Principal(
+        user_id=params["user_id"],
+        user_uuid=uuid.UUID(params["user_uuid"]),
+        email=params["email"],
+        role=params["role"],
+        session_id=uuid.UUID(params["session_id"]) if params["session_id"] else None,
+    )
+    stream = _open(principal, params["last_event_id"])
+    stream.handed_over = True
+    return HostedStream(
+        _run(stream), stream.settings.write_timeout_seconds, lambda: _release(stream)
+    )
+
+
+def _principal_params(principal: Principal) -> dict[str, Any]:
+    return {
+        "user_id": principal.user_id,
+        "user_uuid": str(principal.user_uuid),
+        "email": principal.email,
+        "role": principal.role,
+        "session_id": str(principal.session_id) if principal.session_id else None,
+    }
+
+
+def _open(principal: Principal, last_event_id: int | None) -> Stream:
+    """A slot, a subscription and where the stream starts (in an app context)."""
     settings = live_settings()
     slot = get_streams().open(
         owner=("user", principal.user_id),
@@ -143,14 +188,7 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
         except BaseException:
             _release(stream)
             raise
-    g.live_stream = stream
-    _bound_writes(settings.write_timeout_seconds)
-    return StreamResponse(
-        stream,
-        mimetype=MIMETYPE,
-        # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return stream
 
 
 def _bound_writes(seconds: float) -> None:
