@@ -173,10 +173,10 @@ def handing_over(app: Callable[..., Any]) -> Callable[..., Any]:
             return body
         try:
             handover.start(environ["gunicorn.socket"], response_head(*answered))
-        except OSError:
+        except OSError as error:  # it went away since it opened the stream
+            log.warning("a stream could not be handed to the stream process: %s", error)
             handover.abandon()
-            log.warning("a stream could not be handed to the stream process", exc_info=True)
-            raise
+            return _down(start_response)
         finally:
             closing = getattr(body, "close", None)
             if closing is not None:
@@ -189,6 +189,25 @@ def handing_over(app: Callable[..., Any]) -> Callable[..., Any]:
 #: Headers of the app's answer that do not describe the stream the process writes: the answer's
 #: own (empty) body's length and framing, and the connection's fate.
 _NOT_THE_STREAMS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+def _down(start_response: Callable[..., Any]) -> list[bytes]:
+    """A 503 :class:`StreamProcessDown` in place of the answer the app gave (no header of it
+    was sent yet)."""
+    problem = {
+        "type": f"urn:lapak:problem:{StreamProcessDown.code}",
+        "title": StreamProcessDown.title,
+        "status": 503,
+        "detail": "the stream process went away; connect again",
+    }
+    payload = json.dumps(problem).encode()
+    headers = [
+        ("Content-Type", "application/problem+json"),
+        ("Content-Length", str(len(payload))),
+        ("Retry-After", "2"),
+    ]
+    start_response("503 Service Unavailable", headers, sys.exc_info())
+    return [payload]
 
 
 def response_head(status: str, headers: Iterable[tuple[str, str]]) -> bytes:
@@ -263,32 +282,41 @@ def serve(app: Flask, path: str, stop: threading.Event) -> None:
 def _take(app: Flask, conn: socket.socket, threads: set[threading.Thread]) -> None:
     """One handover: open, wait for start, then write the stream until it ends."""
     try:
-        with conn:
-            hosted = _open(app, conn)
-            if hosted is None:
-                return
-            try:
-                conn.settimeout(START_SECONDS)
-                message, fds, _, _ = socket.recv_fds(conn, MESSAGE_BYTES, 1)
-            except OSError:
-                message, fds = b"", []
-            if not message or not fds:  # abandoned: the worker answered something else
-                for fd in fds:
-                    os.close(fd)
-                hosted.release()
-                hosted.body.close()  # type: ignore[attr-defined]
-                return
-        client = socket.socket(fileno=fds[0])
-        head = json.loads(message)["head"].encode("latin-1")
-        _write(client, head, hosted)
+        _handover(app, conn)
+    except OSError as error:  # the worker went away mid-handover: it answers nothing more
+        log.info("a handover ended early: %s", error)
     finally:
         threads.discard(threading.current_thread())
+
+
+def _handover(app: Flask, conn: socket.socket) -> None:
+    with conn:
+        hosted = _open(app, conn)
+        if hosted is None:
+            return
+        try:
+            conn.settimeout(START_SECONDS)
+            message, fds, _, _ = socket.recv_fds(conn, MESSAGE_BYTES, 1)
+        except OSError:
+            message, fds = b"", []
+        if not message or not fds:  # abandoned: the worker answered something else
+            for fd in fds:
+                os.close(fd)
+            hosted.release()
+            hosted.body.close()  # type: ignore[attr-defined]
+            return
+    client = socket.socket(fileno=fds[0])
+    head = json.loads(message)["head"].encode("latin-1")
+    _write(client, head, hosted)
 
 
 def _open(app: Flask, conn: socket.socket) -> HostedStream | None:
     """Step 1 on this side: the stream, or None once the refusal is sent."""
     conn.settimeout(ANSWER_SECONDS)
-    request = json.loads(conn.recv(MESSAGE_BYTES) or b"{}")
+    received = conn.recv(MESSAGE_BYTES)
+    if not received:  # the worker went away before it asked
+        return None
+    request = json.loads(received)
     streams = app.extensions["lapak.streams"]
     try:
         opener = streams.openers[request["kind"]]

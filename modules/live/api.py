@@ -102,14 +102,15 @@ class EventStream(MethodView):
     @blp.alt_response(
         429,
         schema=ProblemSchema,
-        description="You hold as many streams in this server process as one user may "
+        description="You hold as many streams on this server as one user may "
         "(LAPAK_LIVE_STREAMS_PER_USER): close one (a browser tab); see Retry-After",
     )
     @blp.alt_response(
         503,
         schema=ProblemSchema,
-        description="The database is down, or this server process serves as many streams as it "
-        "may (LAPAK_WEB_STREAMS); see Retry-After",
+        description="The database is down, the server's stream process is not answering "
+        "(stream-process-down), or the server serves as many streams as it may "
+        "(LAPAK_WEB_STREAMS: streams-full); see Retry-After",
     )
     def get(self, query: dict[str, Any], headers: dict[str, Any]) -> Response:
         """Stream the events you may see

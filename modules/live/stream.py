@@ -118,6 +118,7 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
 
     Under ``lapak serve`` the server's stream process opens and serves it
     (:func:`open_hosted`), and this answer only gives the head of the response it writes."""
+    # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     if get_streams().host is not None and request.method == "GET":
         hand_over("live", {**_principal_params(principal), "last_event_id": last_event_id})
@@ -125,7 +126,6 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     stream = _open(principal, last_event_id)
     g.live_stream = stream
     _bound_writes(stream.settings.write_timeout_seconds)
-    # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
     return StreamResponse(stream, mimetype=MIMETYPE, headers=headers)
 
 
@@ -140,7 +140,6 @@ def open_hosted(params: dict[str, Any]) -> HostedStream:
         session_id=uuid.UUID(params["session_id"]) if params["session_id"] else None,
     )
     stream = _open(principal, params["last_event_id"])
-    stream.handed_over = True
     return HostedStream(
         _run(stream), stream.settings.write_timeout_seconds, lambda: _release(stream)
     )

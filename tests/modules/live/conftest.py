@@ -26,6 +26,7 @@ from modules.marketplace.models import Product
 from modules.user.services import create_user
 from tests.conftest import run_jobs
 from tests.modules.conftest import PASSWORD, Caller, login
+from tests.modules.web.conftest import browser, page  # noqa: F401 - fixtures
 
 STREAM = "/api/v1/events/stream"
 #: No read of a stream waits longer for its next line (a hung stream fails the test).

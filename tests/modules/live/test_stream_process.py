@@ -4,6 +4,7 @@ answers, refuses, writes the stream and gives everything back."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -18,9 +19,12 @@ from app.errors import ServiceUnavailable
 from app.events import emit
 from app.security import authenticate
 from app.stream_host import (
+    HANDOVER,
+    HandedOver,
     Handover,
     StreamHostClient,
     StreamProcessDown,
+    handing_over,
     response_head,
     serve,
 )
@@ -155,3 +159,68 @@ def test_a_process_that_is_not_there_is_a_503_with_retry_after(tmp_path: Path) -
 
     assert down.value.headers["Retry-After"] == "2"
     assert down.value.code == "stream-process-down"
+
+
+def answering(status: str, handover: Handover) -> Callable[..., list[bytes]]:
+    """A WSGI app whose view opened ``handover`` and answered ``status``."""
+
+    def app(environ: dict, start_response: Callable[..., object]) -> list[bytes]:
+        environ[HANDOVER] = handover
+        start_response(status, [("Content-Type", "text/event-stream"), ("Content-Length", "0")])
+        return [b""]
+
+    return app
+
+
+def test_a_200_is_handed_over_with_its_head_and_the_connection() -> None:
+    worker, process = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    browser, connection = socket.socketpair()
+    answered: list[str] = []
+
+    with pytest.raises(HandedOver):
+        handing_over(answering("200 OK", Handover(worker)))(
+            {"gunicorn.socket": connection}, lambda status, *_: answered.append(status)
+        )
+
+    message, fds, _, _ = socket.recv_fds(process, 65536, 1)
+    head = json.loads(message)["head"]
+    assert head.startswith("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    assert "Content-Length" not in head
+    with socket.socket(fileno=fds[0]) as handed:  # the same connection
+        handed.sendall(b"hello")
+        assert browser.recv(5) == b"hello"
+    for sock in (process, browser, connection):
+        sock.close()
+
+
+def test_another_answer_abandons_the_handover_and_goes_out_as_usual() -> None:
+    worker, process = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    answered: list[str] = []
+
+    body = handing_over(answering("500 INTERNAL SERVER ERROR", Handover(worker)))(
+        {"gunicorn.socket": None}, lambda status, *_: answered.append(status)
+    )
+
+    assert answered == ["500 INTERNAL SERVER ERROR"]
+    assert body == [b""]
+    assert process.recv(65536) == b""  # closed: the stream process releases the stream
+    process.close()
+
+
+def test_a_stream_process_gone_before_the_start_is_a_503_with_retry_after() -> None:
+    worker, process = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    process.close()
+    browser, connection = socket.socketpair()
+    answered: list[tuple[str, list[tuple[str, str]]]] = []
+
+    body = handing_over(answering("200 OK", Handover(worker)))(
+        {"gunicorn.socket": connection},
+        lambda status, headers, *_: answered.append((status, headers)),
+    )
+
+    status, headers = answered[-1]
+    assert status == "503 Service Unavailable"
+    assert ("Retry-After", "2") in headers
+    assert json.loads(b"".join(body))["type"] == "urn:lapak:problem:stream-process-down"
+    browser.close()
+    connection.close()
