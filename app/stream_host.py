@@ -61,6 +61,8 @@ ANSWER_SECONDS = 5.0
 START_SECONDS = 30.0
 #: Largest message of the handover (a response head is a few hundred bytes).
 MESSAGE_BYTES = 65536
+#: How much less CPU priority the stream process has than the workers (see :func:`main`).
+NICENESS = 10
 #: The ``environ`` key under which a view leaves its :class:`Handover` for :func:`handing_over`.
 HANDOVER = "lapak.handover"
 
@@ -379,6 +381,9 @@ def main() -> None:
 
     path = sys.argv[1]
     parent = os.getppid()
+    # A stream's events wait for the next poll anyway (half a second): when the CPU is short,
+    # the API's requests go first, and the streams' writes after each poll wait a little.
+    os.nice(NICENESS)
     warned_elsewhere()
     app = create_app()
     stop = threading.Event()
