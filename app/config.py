@@ -71,8 +71,9 @@ class Settings:
     web_workers: int = field(default_factory=lambda: min(2 * (os.cpu_count() or 1) + 1, 8))
     #: Threads of each gunicorn worker that answer ordinary requests (``lapak serve``).
     web_threads: int = 4
-    #: Long-lived responses (the event stream) each worker process serves at once, each on a
-    #: thread of its own besides ``web_threads``; one more is a 503 with ``Retry-After``.
+    #: Long-lived responses (the event stream) served at once per worker: by the stream
+    #: process (``web_stream_process``), or by each worker on threads of its own besides
+    #: ``web_threads``; one more is a 503 with ``Retry-After``.
     web_streams: int = 100
     #: ``lapak serve`` hands each event stream to one stream process of its own, which serves
     #: ``web_streams`` x ``web_workers`` of them (app/stream_host.py); off: each worker serves

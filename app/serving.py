@@ -176,8 +176,9 @@ def run_gunicorn(
     if streams and settings.web_stream_process:
         capacity = settings.web_streams * settings.web_workers
         process = StreamProcess({**os.environ, "LAPAK_WEB_STREAMS": str(capacity)})
-        process.start()
     try:
+        if process is not None:
+            process.start()
         Application().run()
     finally:
         if process is not None:

@@ -46,16 +46,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 from flask import Flask
 
 from app import errors
 from app.errors import DomainError, ServiceUnavailable
+from app.log import WarningsEvery
 
 log = logging.getLogger(__name__)
+_warnings = WarningsEvery(log, 60)
 
-#: How long a worker waits for this process's answer to ``open`` before it answers 503.
+#: How long a worker waits to reach this process, then for its answer to ``open``, before it
+#: answers 503 (an API thread waits meanwhile).
+CONNECT_SECONDS = 1.0
 ANSWER_SECONDS = 5.0
 #: How long this process waits for ``start`` after answering ``ok``.
 START_SECONDS = 30.0
@@ -106,13 +111,14 @@ class StreamHostClient:
         worker's own error, or :class:`StreamProcessDown`."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            sock.settimeout(ANSWER_SECONDS)
+            sock.settimeout(CONNECT_SECONDS)
             sock.connect(self.path)
+            sock.settimeout(ANSWER_SECONDS)
             sock.sendall(_encode({"op": "open", "kind": kind, "params": params}))
             answer = sock.recv(MESSAGE_BYTES)
         except OSError as error:
             sock.close()
-            log.warning("the stream process did not answer: %s", error)
+            _warnings.warn("open", "the stream process did not answer: %s", error)
             raise StreamProcessDown(
                 "streams are not served for a moment; connect again",
                 headers={"Retry-After": "2"},
@@ -160,25 +166,34 @@ def handing_over(app: Callable[..., Any]) -> Callable[..., Any]:
     usual."""
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        answered: list[Any] = []
+        held: list[Any] = []
 
-        def noting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            answered[:] = [status, headers]
+        def holding(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            # While a handover is pending the answer may never go out, or go out as another
+            # (a 503): the server hears of it only once that is known.
+            if HANDOVER in environ:
+                held[:] = [status, headers, exc_info]
+                return _no_write
             return start_response(status, headers, exc_info)
 
-        body = app(environ, noting)
+        body = app(environ, holding)
         handover: Handover | None = environ.pop(HANDOVER, None)
         if handover is None:
+            if held:
+                start_response(*held)
             return body
-        if not answered or not answered[0].startswith("200"):
+        if not held or not held[0].startswith("200"):
             handover.abandon()
+            if held:
+                start_response(*held)
             return body
+        status, headers, _ = held
         try:
-            handover.start(environ["gunicorn.socket"], response_head(*answered))
+            handover.start(environ["gunicorn.socket"], response_head(status, headers))
         except OSError as error:  # it went away since it opened the stream
-            log.warning("a stream could not be handed to the stream process: %s", error)
+            _warnings.warn("start", "a stream could not be handed to the stream process: %s", error)
             handover.abandon()
-            return _down(start_response)
+            return _down(start_response, headers)
         finally:
             closing = getattr(body, "close", None)
             if closing is not None:
@@ -191,11 +206,17 @@ def handing_over(app: Callable[..., Any]) -> Callable[..., Any]:
 #: Headers of the app's answer that do not describe the stream the process writes: the answer's
 #: own (empty) body's length and framing, and the connection's fate.
 _NOT_THE_STREAMS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+#: Headers of the stream's answer that a problem in its place does not keep.
+_OF_THE_BODY = _NOT_THE_STREAMS | {"content-type", "cache-control", "x-accel-buffering"}
 
 
-def _down(start_response: Callable[..., Any]) -> list[bytes]:
-    """A 503 :class:`StreamProcessDown` in place of the answer the app gave (no header of it
-    was sent yet)."""
+def _no_write(_data: bytes) -> None:
+    raise RuntimeError("a stream's answer is written by the stream process")
+
+
+def _down(start_response: Callable[..., Any], answered: list[tuple[str, str]]) -> list[bytes]:
+    """A 503 :class:`StreamProcessDown` in place of the 200 the app gave, with that answer's
+    headers but those of its body (the request id, the security headers)."""
     problem = {
         "type": f"urn:lapak:problem:{StreamProcessDown.code}",
         "title": StreamProcessDown.title,
@@ -204,17 +225,18 @@ def _down(start_response: Callable[..., Any]) -> list[bytes]:
     }
     payload = json.dumps(problem).encode()
     headers = [
+        *((name, value) for name, value in answered if name.lower() not in _OF_THE_BODY),
         ("Content-Type", "application/problem+json"),
         ("Content-Length", str(len(payload))),
         ("Retry-After", "2"),
     ]
-    start_response("503 Service Unavailable", headers, sys.exc_info())
+    start_response("503 Service Unavailable", headers)
     return [payload]
 
 
 def response_head(status: str, headers: Iterable[tuple[str, str]]) -> bytes:
     """The HTTP/1.1 head of a response whose body ends when its connection closes."""
-    lines = [f"HTTP/1.1 {status}"]
+    lines = [f"HTTP/1.1 {status}", f"Date: {formatdate(usegmt=True)}"]
     lines.extend(
         f"{name}: {value}" for name, value in headers if name.lower() not in _NOT_THE_STREAMS
     )
@@ -287,6 +309,8 @@ def _take(app: Flask, conn: socket.socket, threads: set[threading.Thread]) -> No
         _handover(app, conn)
     except OSError as error:  # the worker went away mid-handover: it answers nothing more
         log.info("a handover ended early: %s", error)
+    except Exception:
+        log.exception("a stream of the stream process failed")
     finally:
         threads.discard(threading.current_thread())
 
@@ -308,7 +332,12 @@ def _handover(app: Flask, conn: socket.socket) -> None:
             hosted.body.close()  # type: ignore[attr-defined]
             return
     client = socket.socket(fileno=fds[0])
-    head = json.loads(message)["head"].encode("latin-1")
+    try:
+        head = json.loads(message)["head"].encode("latin-1")
+    except Exception:
+        client.close()
+        hosted.release()
+        raise
     _write(client, head, hosted)
 
 
@@ -370,6 +399,7 @@ def _write(client: socket.socket, head: bytes, hosted: HostedStream) -> None:
         pass  # the client went away: nothing to tell anyone
     finally:
         body.close()  # type: ignore[attr-defined]
+        hosted.release()  # a body that never started would not release it itself
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_RDWR)
         client.close()
@@ -434,8 +464,13 @@ class StreamProcess:
         with self._lock:
             if self._stopping.is_set():
                 return
+            # -P: the app from where it is installed, never an app/ of the current folder. Its
+            # own session: a Ctrl-C or a stop sent to the server's process group stops the
+            # server, which stops this process (a server gone, it stops by itself).
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "app.stream_host", self.path], env=self._environment
+                [sys.executable, "-P", "-m", "app.stream_host", self.path],
+                env=self._environment,
+                start_new_session=True,
             )
 
     def _watch(self) -> None:

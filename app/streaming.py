@@ -153,8 +153,12 @@ def hand_over(kind: str, params: dict[str, Any]) -> None:
     """Have the stream process serve this request's stream: it opens one with the opener of
     ``kind`` (its refusal is raised here: 503 when full, 429 per owner, 503 when it is down),
     and takes the connection once the view has answered 200 (the view's answer gives the head;
-    its body is never sent by the worker). Only when :attr:`Streams.host` is set."""
+    its body is never sent by the worker); for HEAD it opens and gives the stream back at once.
+    Only when :attr:`Streams.host` is set."""
     host = get_streams().host
     if host is None:
         raise RuntimeError("no stream process serves this app")
+    if request.method == "HEAD":  # the GET's answer, without a stream: refusals included
+        host.open(kind, params).abandon()
+        return
     request.environ[HANDOVER] = host.open(kind, params)

@@ -120,7 +120,7 @@ def open_stream(principal: Principal, last_event_id: int | None) -> Response:
     (:func:`open_hosted`), and this answer only gives the head of the response it writes."""
     # no-store: nothing caches a stream; no buffering by a proxy (nginx reads this).
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    if get_streams().host is not None and request.method == "GET":
+    if get_streams().host is not None:
         hand_over("live", {**_principal_params(principal), "last_event_id": last_event_id})
         return Response(mimetype=MIMETYPE, headers=headers)
     stream = _open(principal, last_event_id)

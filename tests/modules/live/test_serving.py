@@ -24,7 +24,7 @@ import requests
 from tests.app.test_serve import embedded_environment, serve, stop
 from tests.modules.conftest import Caller
 
-from .conftest import Sse, open_stream
+from .conftest import STREAM, Sse, open_stream
 
 SETTINGS = {
     "web_threads": "2",
@@ -235,6 +235,9 @@ def test_a_stream_process_that_stops_answering_is_a_503_and_one_that_dies_is_sta
         sse = open_stream(base, admin)
         assert sse.status == 200
         sse.next()
+        asked = requests.head(f"{base}{STREAM}", headers=admin.headers, timeout=30)
+        assert asked.status_code == 200
+        assert asked.headers["Content-Type"].startswith("text/event-stream")
 
         os.kill(host, signal.SIGSTOP)
         try:
@@ -243,6 +246,9 @@ def test_a_stream_process_that_stops_answering_is_a_503_and_one_that_dies_is_sta
             assert down.response.getheader("Retry-After") == "2"
             assert down.problem()["type"] == "urn:lapak:problem:stream-process-down"
             down.close()
+            asked = requests.head(f"{base}{STREAM}", headers=admin.headers, timeout=30)
+            assert asked.status_code == 503  # HEAD is answered as GET would be
+            assert asked.headers["Retry-After"] == "2"
             api = requests.get(f"{base}/api/v1/auth/session", headers=admin.headers, timeout=10)
             assert api.status_code == 200  # the API does not wait for streams
         finally:

@@ -110,7 +110,8 @@ def test_a_started_stream_is_written_by_the_process_and_released_when_the_client
         emit("live.probe", {"n": 1})
     seen = read_until(browser, b"event: live.probe")
 
-    assert seen.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    assert seen.startswith(b"HTTP/1.1 200 OK\r\nDate: ")
+    assert b"\r\nContent-Type: text/event-stream\r\n" in seen
     assert b"\r\nX-Request-Id: r1\r\n" in seen
     assert b"Content-Length" not in seen
     assert b"Connection: close\r\n\r\nretry: 2000\n" in seen
@@ -166,7 +167,12 @@ def answering(status: str, handover: Handover) -> Callable[..., list[bytes]]:
 
     def app(environ: dict, start_response: Callable[..., object]) -> list[bytes]:
         environ[HANDOVER] = handover
-        start_response(status, [("Content-Type", "text/event-stream"), ("Content-Length", "0")])
+        headers = [
+            ("Content-Type", "text/event-stream"),
+            ("Content-Length", "0"),
+            ("X-Request-Id", "r1"),
+        ]
+        start_response(status, headers)
         return [b""]
 
     return app
@@ -182,9 +188,11 @@ def test_a_200_is_handed_over_with_its_head_and_the_connection() -> None:
             {"gunicorn.socket": connection}, lambda status, *_: answered.append(status)
         )
 
+    assert answered == []  # the server heard of no answer: it is the stream process's to write
     message, fds, _, _ = socket.recv_fds(process, 65536, 1)
     head = json.loads(message)["head"]
-    assert head.startswith("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    assert head.startswith("HTTP/1.1 200 OK\r\nDate: ")
+    assert "\r\nContent-Type: text/event-stream\r\n" in head
     assert "Content-Length" not in head
     with socket.socket(fileno=fds[0]) as handed:  # the same connection
         handed.sendall(b"hello")
@@ -218,9 +226,29 @@ def test_a_stream_process_gone_before_the_start_is_a_503_with_retry_after() -> N
         lambda status, headers, *_: answered.append((status, headers)),
     )
 
-    status, headers = answered[-1]
+    [(status, headers)] = answered  # the server heard of the 503 only, not of the 200 first
     assert status == "503 Service Unavailable"
     assert ("Retry-After", "2") in headers
+    assert ("X-Request-Id", "r1") in headers
+    assert ("Content-Type", "application/problem+json") in headers
+    assert ("Content-Type", "text/event-stream") not in headers
     assert json.loads(b"".join(body))["type"] == "urn:lapak:problem:stream-process-down"
     browser.close()
     connection.close()
+
+
+def test_a_client_gone_before_the_head_is_written_gives_its_stream_back(
+    make_app: Callable[..., Flask], host: Callable[[Flask], StreamHostClient]
+) -> None:
+    app = make_app(web_streams=1)
+    client = host(app)
+    streams = app.extensions["lapak.streams"]
+    handover = client.open("live", params_of(app, "customer"))
+    browser, connection = socket.socketpair()
+    browser.close()  # reset while the worker authorised it
+
+    handover.start(connection, response_head("200 OK", [("Content-Type", "text/event-stream")]))
+    connection.close()
+
+    wait_until(lambda: streams.open_count == 0)
+    assert app.extensions["live.hub"].subscriber_count == 0
