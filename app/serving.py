@@ -86,10 +86,44 @@ def write_problem(sock: socket.socket, status: int, reason: str, message: str) -
 
 
 class ProblemWorker(ThreadWorker):
-    """gunicorn's threaded worker whose own error answers are problem+json, which hands
-    streams to the stream process (:func:`app.stream_host.handing_over`), ends the app's own
-    streams when it is told to stop, and which closes quietly a connection whose write timed
-    out (a stream's client that stopped reading)."""
+    """gunicorn's threaded worker whose own error answers are problem+json, which takes a
+    connection only when a thread is free to serve it, hands streams to the stream process
+    (:func:`app.stream_host.handing_over`), ends the app's own streams when it is told to
+    stop, and which closes quietly a connection whose write timed out (a stream's client that
+    stopped reading)."""
+
+    #: Connections handed to the thread pool and not finished (read on the main thread only).
+    in_flight = 0
+
+    # gunicorn's gthread worker accepts every connection it can (up to worker_connections) and
+    # queues it for its threads, so under load one worker may hold a dozen requests in its
+    # queue while another has a thread idle: those wait for nothing but their worker (at 32
+    # clients on 4 workers of 4 threads, the slowest orders waited about three times the median).
+    # Taking a new connection only with a thread free leaves the others in the listening
+    # socket's backlog, for whichever worker frees a thread first. A kept-alive connection
+    # that sends its next request is still queued here (it is this worker's already); with
+    # streams on the workers' threads (LAPAK_WEB_STREAM_PROCESS=0) the threads include the
+    # streams', so the limit seldom applies.
+
+    def accept(self, listener: Any) -> None:
+        # One select() may report the listener after a callback of the same batch took the
+        # last thread: leave that connection in the backlog too.
+        if self.in_flight < self.cfg.threads:
+            super().accept(listener)
+
+    def enqueue_req(self, conn: Any) -> None:
+        self.in_flight += 1
+        super().enqueue_req(conn)
+        if self.in_flight >= self.cfg.threads:
+            self.set_accept_enabled(False)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        self.in_flight -= 1
+        super().finish_request(conn, fs)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # run() asks again at each turn of its loop, and a finished request is one.
+        super().set_accept_enabled(enabled and self.in_flight < self.cfg.threads)
 
     def init_process(self) -> None:
         # handle_error (gunicorn.workers.base) looks write_error up in gunicorn.util at each

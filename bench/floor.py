@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from modules.ledger import chain
+from modules.marketplace import numbering
 from tests.statements import COMMIT  # a transaction's end, in the statement lists compared
 
 TAX_PERCENT = Decimal(11)  # the marketplace default (PPN), used by both sides
@@ -92,11 +93,14 @@ TAKE_UNIQUE = "SELECT nextval(%s::VARCHAR) AS nextval_1, nextval(%s::VARCHAR) AS
 UNIQUE_CODES = ("PAY", "SO")
 #: numbering.prepare_year, once per year (the floor does it up front; Lapak may have already).
 CREATE_SEQUENCE = "CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY marketplace_sequence.next_number"
-#: numbering.number_document: the gap-free invoice number taken and written, last statement.
+#: numbering.number_document: the gap-free invoice number taken and written, last statement;
+#: the order first queues for the counter on its advisory lock (numbering.queue_key).
 NUMBER_INVOICE = (
     "WITH taken AS (UPDATE marketplace_sequence SET next_number=(marketplace_sequence.next_number "
     "+ %s::INTEGER) WHERE marketplace_sequence.code = %s::VARCHAR AND marketplace_sequence.year = "
-    "%s::INTEGER RETURNING marketplace_sequence.next_number - %s::INTEGER AS number) "
+    "%s::INTEGER AND (SELECT pg_advisory_xact_lock(%s::INTEGER, %s::INTEGER) AS "
+    "pg_advisory_xact_lock_1) IS NOT NULL RETURNING marketplace_sequence.next_number - "
+    "%s::INTEGER AS number) "
     "UPDATE marketplace_account_move SET name=(%s::VARCHAR || lpad(CAST((SELECT taken.number "
     "FROM taken) AS VARCHAR), greatest(%s::INTEGER, length(CAST((SELECT taken.number "
     "FROM taken) AS VARCHAR))), %s::VARCHAR)) WHERE marketplace_account_move.id = %s::INTEGER "
@@ -279,7 +283,8 @@ def _payment_row(ctx: Context) -> tuple[Any, ...]:
 
 def _invoice_number(ctx: Context) -> tuple[Any, ...]:
     year = ctx["year"]
-    return (1, "INV", year, 1, f"INV/{year}/", 5, "0", ctx["move_id"])
+    queue = (numbering.QUEUE_SPACE, numbering.queue_key("INV", year))
+    return (1, "INV", year, *queue, 1, f"INV/{year}/", 5, "0", ctx["move_id"])
 
 
 def _invoice_named(ctx: Context, cur: psycopg.Cursor[Any]) -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,11 +54,17 @@ def serve(
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+    wait_until_answers(process, f"{base}/health/live")
+    return process, base
+
+
+def wait_until_answers(process: subprocess.Popen, url: str) -> None:
+    """Wait until ``url`` answers 200 (60 s at most; the server's output if it never does)."""
     deadline = time.monotonic() + 60
     while True:
         try:
-            if requests.get(f"{base}/health/live", timeout=2).status_code == 200:
-                return process, base
+            if requests.get(url, timeout=2).status_code == 200:
+                return
         except (requests.ConnectionError, requests.Timeout):  # still booting
             pass
         if process.poll() is not None or time.monotonic() > deadline:
@@ -229,3 +236,43 @@ def test_each_warning_is_logged_once_per_start_not_once_per_worker(tmp_path: Pat
     assert output.count("LAPAK_VAULT_KEYS is not set") == 1, output
     assert output.count("LAPAK_WEB_WORKRES is not a Lapak setting") == 1, output
     assert "did you mean LAPAK_WEB_WORKERS?" in output
+
+
+@pytest.mark.slow
+def test_a_worker_takes_a_connection_only_when_a_thread_is_free(tmp_path: Path) -> None:
+    # Two workers of one thread; one is kept busy. Every request sent meanwhile must reach the
+    # other: a worker that accepted it anyway would queue it behind the held one.
+    port = free_port()
+    environment = embedded_environment(tmp_path, web_workers="2", web_threads="1")
+    environment["HOLDING_DIR"] = str(tmp_path)
+    command = [sys.executable, "-m", "bench.serve_floor", "tests.app.holding_app:app"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    held: dict[str, requests.Response] = {}
+    holder = threading.Thread(
+        target=lambda: held.update(answer=requests.get(f"{base}/hold", timeout=90))
+    )
+    try:
+        wait_until_answers(process, f"{base}/pid")
+        holder.start()
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "held").exists():
+            assert time.monotonic() < deadline, "the held request never started"
+            time.sleep(0.01)
+        busy = (tmp_path / "held").read_text()
+        answered = [requests.get(f"{base}/pid", timeout=20).text for _ in range(12)]
+    finally:
+        (tmp_path / "release").touch()
+        if holder.ident is not None:
+            holder.join(timeout=90)
+        stop(process)
+
+    assert held["answer"].text == busy
+    assert busy not in answered
+    assert len(set(answered)) == 1
