@@ -26,8 +26,10 @@ The handover, between a worker's thread and this process (``SOCK_SEQPACKET``, JS
 A worker that never sends ``start`` (the app answered something else after all, an error in a
 hook) closes the Unix connection instead: the stream is released and never written.
 
-``lapak serve`` starts this process before its workers and starts it again if it exits
-(:class:`StreamProcess`); it ends with the server, or by itself when its parent is gone.
+``lapak serve`` starts this process before its workers and starts it again if it exits, or if
+it stops answering (:class:`StreamProcess` asks it every :data:`PING_SECONDS`; a ``ping`` is
+answered ``pong`` by a handover thread, as ``open`` is, so a frozen process or a stuck
+listener goes unanswered); it ends with the server, or by itself when its parent is gone.
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ ANSWER_SECONDS = 5.0
 START_SECONDS = 30.0
 #: Largest message of the handover (a response head is a few hundred bytes).
 MESSAGE_BYTES = 65536
+#: How often the server asks the process whether it answers, how long each ask waits (longer
+#: than a worker waits: nothing waits on a ping, and the process has a lower CPU priority, so it
+#: is slow first when the host is overloaded), and how many in a row may go unanswered before
+#: it is killed and started again: a process frozen for over a minute, not one busy for a while.
+PING_SECONDS = 10.0
+PING_ANSWER_SECONDS = 15.0
+MISSED_PINGS = 3
+#: Until it has answered once, a process that starts (its app, then its socket) is given this
+#: long before its missed pings count.
+STARTUP_SECONDS = 120.0
 #: How much less CPU priority the stream process has than the workers (see :func:`main`).
 NICENESS = 10
 #: The ``environ`` key under which a view leaves its :class:`Handover` for :func:`handing_over`.
@@ -133,6 +145,18 @@ class StreamHostClient:
             sock.close()
             raise _relayed(reply["problem"])
         return Handover(sock)
+
+    def ping(self, answer_seconds: float = PING_ANSWER_SECONDS) -> bool:
+        """Whether the process answers a ``ping`` within ``answer_seconds``."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+                sock.settimeout(min(CONNECT_SECONDS, answer_seconds))
+                sock.connect(self.path)
+                sock.settimeout(answer_seconds)
+                sock.sendall(_encode({"op": "ping"}))
+                return sock.recv(MESSAGE_BYTES) == _PONG
+        except OSError:
+            return False
 
 
 class Handover:
@@ -269,6 +293,9 @@ def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
+_PONG = _encode({"pong": True})
+
+
 # --- this process --------------------------------------------------------------------------
 
 
@@ -348,6 +375,9 @@ def _open(app: Flask, conn: socket.socket) -> HostedStream | None:
     if not received:  # the worker went away before it asked
         return None
     request = json.loads(received)
+    if request.get("op") == "ping":
+        conn.sendall(_PONG)
+        return None
     streams = app.extensions["lapak.streams"]
     try:
         opener = streams.openers[request["kind"]]
@@ -438,16 +468,30 @@ def main() -> None:
 
 class StreamProcess:
     """The stream process of one ``lapak serve``: started with it, started again when it exits
-    (after a pause that grows while it keeps failing), stopped with it."""
+    (after a pause that grows while it keeps failing) or stops answering, stopped with it."""
 
-    def __init__(self, environment: dict[str, str]) -> None:
+    def __init__(
+        self,
+        environment: dict[str, str],
+        *,
+        ping_seconds: float = PING_SECONDS,
+        ping_answer_seconds: float = PING_ANSWER_SECONDS,
+        missed_pings: int = MISSED_PINGS,
+        startup_seconds: float = STARTUP_SECONDS,
+    ) -> None:
         self._folder = tempfile.mkdtemp(prefix="lapak-streams-")
         self.path = os.path.join(self._folder, "streams.sock")
         self._environment = environment
         self._process: subprocess.Popen[bytes] | None = None
+        self._spawned_at = 0.0  # when _process was started (both set under _lock)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        self._pinger: threading.Thread | None = None
+        self._ping_seconds = ping_seconds
+        self._ping_answer_seconds = ping_answer_seconds
+        self._missed_pings = missed_pings
+        self._startup_seconds = startup_seconds
 
     def start(self) -> None:
         """Start the process and wait (up to 30 s) until it takes handovers."""
@@ -459,6 +503,8 @@ class StreamProcess:
             time.sleep(0.05)
         self._watcher = threading.Thread(target=self._watch, name="lapak-streams", daemon=True)
         self._watcher.start()
+        self._pinger = threading.Thread(target=self._ping, name="lapak-streams-ping", daemon=True)
+        self._pinger.start()
 
     def _spawn(self) -> None:
         with self._lock:
@@ -472,6 +518,7 @@ class StreamProcess:
                 env=self._environment,
                 start_new_session=True,
             )
+            self._spawned_at = time.monotonic()
 
     def _watch(self) -> None:
         pause = 0.5
@@ -483,11 +530,53 @@ class StreamProcess:
             code = process.wait()
             if self._stopping.is_set():
                 return
-            log.warning("the stream process exited (%s); starting it again", code)
+            how = f"was killed by signal {-code}" if code < 0 else f"exited ({code})"
+            log.warning("the stream process %s; starting it again", how)
             pause = 0.5 if time.monotonic() - started > 60 else min(pause * 2, 30)
             if self._stopping.wait(pause):
                 return
             self._spawn()
+
+    def _ping(self) -> None:
+        """Kill the process once it has missed ``missed_pings`` pings in a row: :meth:`_watch`
+        then starts it again. A process that has not answered yet is given ``startup_seconds``
+        first (until it listens, the socket is missing, or is a killed one's that refuses)."""
+        client = StreamHostClient(self.path)
+        watched, answered, missed = None, False, 0
+        while not self._stopping.wait(self._ping_seconds):
+            with self._lock:
+                process, spawned_at = self._process, self._spawned_at
+            if process is None or process.poll() is not None:
+                continue  # exited: the watcher starts it again
+            if process is not watched:
+                watched, answered, missed = process, False, 0
+            if client.ping(self._ping_answer_seconds):
+                answered, missed = True, 0
+                continue
+            if process.poll() is not None:
+                continue  # it exited meanwhile
+            if not answered and time.monotonic() - spawned_at < self._startup_seconds:
+                continue
+            missed += 1
+            log.warning(
+                "the stream process (pid %s) did not answer a ping within %g s (%s of %s)",
+                process.pid,
+                self._ping_answer_seconds,
+                missed,
+                self._missed_pings,
+            )
+            if missed < self._missed_pings:
+                continue
+            with self._lock:  # not once stop() has begun: it ends the process gracefully
+                if self._stopping.is_set():
+                    return
+                if process is self._process:
+                    log.warning(
+                        "killing the stream process (pid %s) to start it again", process.pid
+                    )
+                    with contextlib.suppress(OSError):
+                        process.kill()  # a stopped (SIGSTOP) process dies too
+            missed = 0
 
     def stop(self) -> None:
         """Stop the process (its streams end; clients reconnect elsewhere or later)."""

@@ -28,6 +28,19 @@ def embedded_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
     return environment
 
 
+def migrated(tmp_path: Path, environment: dict[str, str]) -> dict[str, str]:
+    """``environment``, once ``lapak db upgrade`` has run with it."""
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "upgrade"],
+        cwd=tmp_path,
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return environment
+
+
 def serve(
     tmp_path: Path, *extra: str, migrate: bool = True, **variables: str
 ) -> tuple[subprocess.Popen, str]:
@@ -38,14 +51,7 @@ def serve(
     port = free_port()
     environment = embedded_environment(tmp_path, **{"web_workers": "1", **variables})
     if migrate:
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "db", "upgrade"],
-            cwd=tmp_path,
-            env=environment,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        migrated(tmp_path, environment)
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *extra],
         cwd=tmp_path,

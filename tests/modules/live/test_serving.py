@@ -1,7 +1,9 @@
 """``lapak serve`` as production runs it (gunicorn's threaded worker) on the embedded default:
 streams are served beside the API (by the stream process, or with LAPAK_WEB_STREAM_PROCESS=0 by
 the workers' threads), the cap answers 503, a stop ends them; the stream process that stops
-answering is a 503 with Retry-After, and one that dies is started again."""
+answering is a 503 with Retry-After, and one that dies is started again. And the server's side
+of the stream process (``StreamProcess``) on its own: one that stays frozen is killed and
+started again."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.app.test_serve import embedded_environment, serve, stop
+from app.stream_host import StreamHostClient, StreamProcess
+from tests.app.test_serve import embedded_environment, migrated, serve, stop
 from tests.modules.conftest import Caller
 
 from .conftest import STREAM, Sse, open_stream
@@ -275,3 +278,40 @@ def test_a_stream_process_that_stops_answering_is_a_503_and_one_that_dies_is_sta
 
     assert "starting it again" in output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.slow
+def test_a_stream_process_that_stays_frozen_is_killed_and_started_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    environment = migrated(tmp_path, embedded_environment(tmp_path, **SETTINGS))
+    process = StreamProcess(
+        environment, ping_seconds=0.3, ping_answer_seconds=2, missed_pings=2, startup_seconds=30
+    )
+    client = StreamHostClient(process.path)
+    process.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not client.ping():
+            assert time.monotonic() < deadline, "the stream process never answered"
+            time.sleep(0.1)
+        time.sleep(1)  # the server's pings are answered too: its misses count from the first
+        frozen = process._process
+        assert frozen is not None
+        caplog.set_level("WARNING", logger="app.stream_host")
+
+        os.kill(frozen.pid, signal.SIGSTOP)
+
+        frozen.wait(timeout=60)  # two pings missed: about 5 s
+        assert frozen.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 60
+        while not client.ping():
+            assert time.monotonic() < deadline, "the stream process was not started again"
+            time.sleep(0.1)
+    finally:
+        process.stop()
+
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("did not answer a ping within 2 s (2 of 2)" in m for m in warned), warned
+    assert any(f"killing the stream process (pid {frozen.pid})" in m for m in warned), warned
+    assert any("was killed by signal 9; starting it again" in m for m in warned), warned

@@ -152,6 +152,19 @@ def test_the_processs_refusals_reach_the_worker_as_its_own_errors(
     held.abandon()
 
 
+def test_a_ping_is_answered_without_taking_a_stream(
+    make_app: Callable[..., Flask], host: Callable[[Flask], StreamHostClient], tmp_path: Path
+) -> None:
+    app = make_app(web_streams=1)
+    client = host(app)
+    streams = app.extensions["lapak.streams"]
+
+    assert client.ping() is True
+    assert streams.open_count == 0
+    client.open("live", params_of(app, "staff")).abandon()  # the one slot was still free
+    assert StreamHostClient(str(tmp_path / "nobody.sock")).ping(answer_seconds=0.5) is False
+
+
 def test_a_process_that_is_not_there_is_a_503_with_retry_after(tmp_path: Path) -> None:
     client = StreamHostClient(str(tmp_path / "nobody.sock"))
 
