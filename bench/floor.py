@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from modules.ledger import chain
+from modules.ledger.posting import queue_parameters
 from modules.marketplace import numbering
 from tests.statements import COMMIT  # a transaction's end, in the statement lists compared
 
@@ -120,20 +121,24 @@ INSERT_OUTBOX = (
 
 
 def ledger_lock_sql(accounts: int) -> str:
-    """The posting's accounts in id order, then the chain head, when every account exists, in one
-    statement (``modules.ledger.posting._lock_accounts_and_chain_sql``, the same text)."""
+    """The posting's accounts in id order, each after its queue (an advisory lock), then the
+    chain head after its queue, when every account exists, in one statement
+    (``modules.ledger.posting._lock_accounts_and_chain_sql``, the same text)."""
     codes = ", ".join(f"%(codes_{i})s" for i in range(1, accounts + 1))
+    every = f"(SELECT count(*) FROM ledger_account WHERE code IN ({codes})) = %(count)s"  # noqa: S608
     # Built from a count only; every value is a bound parameter.
     return (
         "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, "  # noqa: S608
         "balance, "
         "allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count "
-        f"FROM ledger_account WHERE code IN ({codes}) AND (SELECT count(*) FROM ledger_account "
-        f"WHERE code IN ({codes})) = %(count)s ORDER BY id FOR UPDATE) AS accounts "
+        f"FROM ledger_account WHERE code IN ({codes}) AND (SELECT "
+        "count(pg_advisory_xact_lock(%(account_queue)s::integer, queued.id)) FROM (SELECT id "
+        f"FROM ledger_account WHERE code IN ({codes}) ORDER BY id) AS queued WHERE {every}) = "
+        "%(count)s ORDER BY id FOR UPDATE) AS accounts "
         "UNION ALL SELECT * FROM (SELECT 'chain', last_index, last_hash::text, NULL::numeric, "
         "NULL::boolean, NULL::text, year, year_count FROM ledger_chain WHERE id = 1 AND "
-        f"(SELECT count(*) FROM ledger_account WHERE code IN ({codes})) = %(count)s FOR UPDATE) "
-        "AS head"
+        f"(SELECT pg_advisory_xact_lock(%(chain_queue)s::integer, 1) WHERE {every}) IS NOT NULL "
+        "FOR UPDATE) AS head"
     )
 
 
@@ -174,6 +179,19 @@ def ledger_write_sql(entries: int, accounts: int) -> str:
 INVOICE_POST = "INVOICE_POST"
 RECEIVABLE, SALES_CLEARING, TAX_PAYABLE = "receivable", "sales_clearing", "tax_payable"
 LEDGER_LOCK = ledger_lock_sql(3)
+
+
+def ledger_lock_params(codes: set[str] | Sequence[str]) -> dict[str, Any]:
+    """:func:`ledger_lock_sql`'s parameters: the codes sorted, their count and the keys of the
+    ledger's queues."""
+    ordered = sorted(codes)
+    return {
+        **{f"codes_{i}": code for i, code in enumerate(ordered, 1)},
+        "count": len(ordered),
+        **queue_parameters(),
+    }
+
+
 LEDGER_WRITE = ledger_write_sql(3, 3)
 
 
@@ -337,8 +355,7 @@ def _ledger_lock(ctx: Context) -> dict[str, Any]:
         # Lapak leaves a zero leg out (another statement shape): not this floor's order.
         raise FloorRefused("a zero leg (a free product or no tax): not the floor's posting")
     ctx["ledger_legs"] = legs
-    codes = sorted({code for _, _, code, _, _ in legs})
-    return {**{f"codes_{i}": code for i, code in enumerate(codes, 1)}, "count": len(codes)}
+    return ledger_lock_params({code for _, _, code, _, _ in legs})
 
 
 def _ledger_locked(ctx: Context, cur: psycopg.Cursor[Any]) -> None:

@@ -48,6 +48,7 @@ from bench.floor import (
     ZERO,
     FloorRefused,
     Step,
+    ledger_lock_params,
     ledger_lock_sql,
     ledger_write_params,
     ledger_write_sql,
@@ -385,8 +386,7 @@ def _capture_lock(ctx: Context) -> dict[str, Any]:
         ("sales_clearing", None, f"sales_clearing:{CURRENCY}", released, ZERO),
     ]
     ctx["ledger_legs"] = legs
-    codes = sorted(code for _, _, code, _, _ in legs)
-    return {**{f"codes_{i}": code for i, code in enumerate(codes, 1)}, "count": len(codes)}
+    return ledger_lock_params([code for _, _, code, _, _ in legs])
 
 
 def _capture_locked(ctx: Context, cur: psycopg.Cursor[Any]) -> None:

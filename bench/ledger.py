@@ -81,6 +81,7 @@ from sqlalchemy import event
 from app import create_app
 from app.db import RoutingSession, transaction
 from app.migrate import upgrade
+from bench.floor import ledger_lock_params
 from bench.http_overhead import non_negative, positive
 from bench.orders import (
     COMMIT,
@@ -191,17 +192,21 @@ def lapak_worker(
 
 # --- the floor: the same statements through psycopg ---------------------------------------------
 
-#: The two accounts in id order, then the chain head (when both accounts exist), one statement.
+#: The two accounts in id order, each after its queue (an advisory lock), then the chain head
+#: after its queue (when both accounts exist), one statement.
 LOCK = (
     "SELECT * FROM (SELECT 'account' AS what, id::bigint AS id, code::text AS code, balance, "
     "allow_negative, kind::text AS kind, NULL::integer AS year, NULL::integer AS year_count "
-    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s) AND (SELECT count(*) "
-    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = %(count)s "
-    "ORDER BY id FOR UPDATE) "
+    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s) AND (SELECT "
+    "count(pg_advisory_xact_lock(%(account_queue)s::integer, queued.id)) FROM (SELECT id FROM "
+    "ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s) ORDER BY id) AS queued WHERE "
+    "(SELECT count(*) FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = "
+    "%(count)s) = %(count)s ORDER BY id FOR UPDATE) "
     "AS accounts UNION ALL SELECT * FROM (SELECT 'chain', last_index, last_hash::text, "
     "NULL::numeric, NULL::boolean, NULL::text, year, year_count FROM ledger_chain WHERE id = 1 "
-    "AND (SELECT count(*) FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = "
-    "%(count)s FOR UPDATE) AS head"
+    "AND (SELECT pg_advisory_xact_lock(%(chain_queue)s::integer, 1) WHERE (SELECT count(*) "
+    "FROM ledger_account WHERE code IN (%(codes_1)s, %(codes_2)s)) = %(count)s) IS NOT NULL "
+    "FOR UPDATE) AS head"
 )
 #: The transaction, the chain head, the two balances and the two entries in one statement.
 WRITE = (
@@ -256,7 +261,7 @@ def floor_post(
     began = time.perf_counter()
     with conn.cursor() as cur:
         codes = sorted([CLEARING_CODE, wallet_code])
-        rows = cur.execute(LOCK, {"codes_1": codes[0], "codes_2": codes[1], "count": 2}).fetchall()
+        rows = cur.execute(LOCK, ledger_lock_params(codes)).fetchall()
         locked = {code: (row_id, balance) for what, row_id, code, balance, *_ in rows
                   if what == "account"}  # fmt: skip
         heads = [row for row in rows if row[0] == "chain"]

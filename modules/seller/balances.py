@@ -40,7 +40,7 @@ from app.db import Session, get_database, transaction, utcnow
 from app.errors import DomainError
 from modules.ledger.chart import account_code
 from modules.ledger.models import Account, Entry, Transaction
-from modules.ledger.posting import post
+from modules.ledger.posting import lock_balances, post
 from modules.ledger.registry import registry
 from modules.marketplace.config import marketplace_settings
 from modules.marketplace.models import Payment, Refund
@@ -175,11 +175,11 @@ def _credit(entry_id: int) -> _Credit:
 def _lock_balances(seller_id: int, currency: str) -> Decimal:
     """What the seller's pending account holds, read under its lock when that is safe.
 
-    Both accounts are locked in id order, as the ledger locks them. A seller's first release
-    opens their available account, which the ledger does holding no lock (a posting opening the
-    same account would otherwise wait on it in a cycle): then pending is read without one, and
-    the ledger's own check under the lock refuses (rolls back, retried next run) a release that
-    a refund in between made too large.
+    Both accounts are locked as the ledger locks them (:func:`lock_balances`: queued, in id
+    order). A seller's first release opens their available account, which the ledger does
+    holding no lock (a posting opening the same account would otherwise wait on it in a cycle):
+    then pending is read without one, and the ledger's own check under the lock refuses (rolls
+    back, retried next run) a release that a refund in between made too large.
     """
     known = registry()
     pending, available = (
@@ -187,9 +187,9 @@ def _lock_balances(seller_id: int, currency: str) -> Decimal:
         for purpose in ("seller_pending", "seller_available")
     )
     session = Session()
-    found = select(Account.code, Account.balance).where(Account.code.in_([pending, available]))
     if session.scalar(select(Account.id).where(Account.code == available)) is not None:
-        found = found.order_by(Account.id).with_for_update()
+        return lock_balances([pending, available]).get(pending, ZERO)
+    found = select(Account.code, Account.balance).where(Account.code.in_([pending, available]))
     return dict(session.execute(found).all()).get(pending, ZERO)
 
 
