@@ -62,17 +62,21 @@ CAPTURE = "PAYMENT_CAPTURE"
 EXPIRY = timedelta(minutes=1)
 SETTLED_MESSAGE = "paid from the wallet"
 
+#: A customer sees the invoices of their orders, and the standalone ones addressed to them
+#: once posted (``marketplace.services.visible_moves``).
 SELECT_VISIBLE_INVOICE = (
     "SELECT marketplace_account_move.id, marketplace_account_move.order_id, "
     "marketplace_account_move.customer_id FROM marketplace_account_move WHERE "
-    "marketplace_account_move.uuid = %(uuid)s::UUID AND marketplace_account_move.order_id "
+    "marketplace_account_move.uuid = %(uuid)s::UUID AND (marketplace_account_move.order_id "
     "IN (SELECT marketplace_sale_order.id FROM marketplace_sale_order WHERE "
-    "marketplace_sale_order.customer_id = %(viewer_id)s::INTEGER)"
+    "marketplace_sale_order.customer_id = %(viewer_id)s::INTEGER) OR "
+    "marketplace_account_move.order_id IS NULL AND marketplace_account_move.customer_id = "
+    "%(viewer_id)s::INTEGER AND marketplace_account_move.state = %(state_1)s::VARCHAR)"
 )
 SELECT_PROVIDER = (
     "SELECT payment_provider.id, payment_provider.code, payment_provider.name, "
     "payment_provider.state, payment_provider.currencies, payment_provider.fee_percent, "
-    "payment_provider.fee_fixed, payment_provider.settings, payment_provider.secrets, "
+    "payment_provider.fee_fixed, payment_provider.settings, "
     "payment_provider.created_at, payment_provider.updated_at FROM payment_provider WHERE "
     "payment_provider.code = %(code_1)s::VARCHAR"
 )
@@ -90,6 +94,9 @@ SELECT_INVOICE = (
     "marketplace_account_move.name, marketplace_account_move.move_type, "
     "marketplace_account_move.state, marketplace_account_move.payment_state, "
     "marketplace_account_move.order_id, marketplace_account_move.customer_id, "
+    "marketplace_account_move.payer_name, marketplace_account_move.payer_email, "
+    "marketplace_account_move.issuer_id, marketplace_account_move.created_by_id, "
+    "marketplace_account_move.memo, "
     "marketplace_account_move.currency, marketplace_account_move.invoice_date, "
     "marketplace_account_move.invoice_date_due, marketplace_account_move.amount_untaxed, "
     "marketplace_account_move.amount_tax, marketplace_account_move.amount_total, "
@@ -437,7 +444,7 @@ def _capture_written(ctx: Context, cur: psycopg.Cursor[Any]) -> None:
 
 
 def _visible(ctx: Context) -> dict[str, Any]:
-    return {"uuid": ctx["invoice_uuid"], "viewer_id": ctx["customer_id"]}
+    return {"uuid": ctx["invoice_uuid"], "viewer_id": ctx["customer_id"], "state_1": "posted"}
 
 
 def _by_order(key: str) -> Callable[[Context], dict[str, Any]]:
